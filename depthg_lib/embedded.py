@@ -1,0 +1,228 @@
+"""The two small models the course ships instead of downloads (issue 7).
+
+No DINO checkpoint and no depth model can be fetched on a fresh CPU machine, so the library
+carries its own, trained on SynthScenes (SPEC §1) by `python -m depthg_lib.pretrain`:
+
+- an embedded ViT (timm `VisionTransformer`, patch 8) trained self-supervised (labels never
+  used); it loads through the same code path as the real DINO backbones (SPEC §5);
+- an embedded monocular depth network (a light U-Net) trained on SynthScenes ground-truth
+  depth with a scale-and-shift-invariant loss; it is the `synth` depth backend (SPEC §2).
+
+Weights live in `depthg_lib/weights/*.safetensors` (fp16); `manifest.json` beside them records
+each file's sha256, architecture, training command, data seed and quality figures. A missing
+file or a checksum mismatch is one `DepthGError` naming the file and the command that
+re-creates it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import DepthGError
+from .io import sha256_file
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+
+Kind = Literal["vit", "depth"]
+WEIGHT_FILES: dict[str, str] = {"vit": "embedded_vit.safetensors",
+                                "depth": "embedded_depth.safetensors"}
+
+# Normalisation of [0,1] RGB used in pretraining both models (ImageNet statistics, so the
+# embedded ViT is normalised exactly like the DINO backbones it stands in for).
+EMBEDDED_MEAN = (0.485, 0.456, 0.406)
+EMBEDDED_STD = (0.229, 0.224, 0.225)
+
+# Architecture of the embedded ViT: ViT-Tiny width, 6 blocks, patch 8 (2.7M parameters,
+# 5.4 MB in fp16). `img_size` is the pretraining resolution of the position embedding; other
+# sizes are interpolated (dynamic_img_size).
+VIT_CONFIG = dict(img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3, mlp_ratio=4.0,
+                  qkv_bias=True, num_classes=0, global_pool="token", dynamic_img_size=True)
+# Architecture of the embedded depth network (channels per U-Net level; stride 2**(levels-1)).
+DEPTH_CONFIG = dict(channels=(16, 32, 64, 96, 128))
+# Shorter side the depth network works at (its training resolution); see EmbeddedDepthModel.
+DEPTH_WORK_SIZE = 128
+
+
+def _recreate_command(kind: str) -> str:
+    return (f"python -m depthg_lib.pretrain {kind} --out /work/pretrain_runs/{kind} --resume && "
+            f"python -m depthg_lib.pretrain export {kind} --out /work/pretrain_runs/{kind}")
+
+
+# --------------------------------------------------------------------------- architectures
+
+def build_embedded_vit() -> nn.Module:
+    """The embedded ViT (random weights): a timm VisionTransformer without classifier head."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(**VIT_CONFIG)
+
+
+class _ConvBlock(nn.Sequential):
+    """conv3x3 → BN → ReLU, twice."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True))
+
+
+class EmbeddedDepthNet(nn.Module):
+    """A light U-Net: normalised (B,3,H,W) → relative depth (B,1,H,W), larger = farther.
+
+    The bottleneck adds a global-average-pooled context vector: where the horizon lies and
+    whether sky is present are whole-image cues a small receptive field cannot see.
+    H and W must be multiples of `stride`.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = DEPTH_CONFIG["channels"]):
+        super().__init__()
+        self.stride = 2 ** (len(channels) - 1)
+        self.down = nn.ModuleList()
+        cin = 3
+        for c in channels:
+            self.down.append(_ConvBlock(cin, c))
+            cin = c
+        self.context = nn.Sequential(nn.Linear(channels[-1], channels[-1]), nn.ReLU(inplace=True))
+        self.up = nn.ModuleList()
+        for c_skip, c_low in zip(channels[-2::-1], channels[:0:-1]):
+            self.up.append(_ConvBlock(c_low + c_skip, c_skip))
+        self.out = nn.Conv2d(channels[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] % self.stride or x.shape[-1] % self.stride:
+            raise ValueError(f"EmbeddedDepthNet needs H, W multiples of {self.stride}, "
+                             f"got {tuple(x.shape[-2:])}; use EmbeddedDepthModel.estimate_depth")
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        x = x + self.context(x.mean(dim=(2, 3)))[:, :, None, None]
+        for block, skip in zip(self.up, skips[-2::-1]):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.out(x)
+
+
+def build_embedded_depth_net() -> nn.Module:
+    """The embedded depth network (random weights)."""
+    return EmbeddedDepthNet(**DEPTH_CONFIG)
+
+
+# --------------------------------------------------------------------------- weights
+
+def weights_path(kind: Kind) -> Path:
+    if kind not in WEIGHT_FILES:
+        raise DepthGError(f"unknown embedded model {kind!r}; expected one of {sorted(WEIGHT_FILES)}")
+    return WEIGHTS_DIR / WEIGHT_FILES[kind]
+
+
+def read_manifest() -> dict:
+    """The weights manifest ({} when none has been written yet)."""
+    if not MANIFEST.exists():
+        return {}
+    try:
+        return json.loads(MANIFEST.read_text())
+    except json.JSONDecodeError as err:
+        raise DepthGError(f"{MANIFEST} is not valid JSON ({err}); restore it with "
+                          f"`git checkout {MANIFEST.relative_to(WEIGHTS_DIR.parent.parent)}`"
+                          ) from None
+
+
+def embedded_weights_available(kind: Kind) -> bool:
+    """True when the weight file exists and the manifest lists it (checksum not verified)."""
+    return weights_path(kind).exists() and kind in read_manifest()
+
+
+def load_embedded_state_dict(kind: Kind) -> dict[str, torch.Tensor]:
+    """Read `weights/<file>.safetensors` as float32 after checking its sha256 in the manifest."""
+    from safetensors.torch import load_file
+
+    path = weights_path(kind)
+    entry = read_manifest().get(kind)
+    if not path.exists() or entry is None:
+        what = "does not exist" if not path.exists() else f"is not listed in {MANIFEST}"
+        raise DepthGError(
+            f"embedded {kind} weights {path} {what}; re-create them with "
+            f"`{entry.get('command') if entry else _recreate_command(kind)}` "
+            f"(or restore the shipped file with `git checkout -- {path}`)")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise DepthGError(
+            f"embedded {kind} weights {path} have sha256 {digest[:16]}…, but {MANIFEST} "
+            f"expects {entry['sha256'][:16]}…: the file is corrupt or from another run; restore "
+            f"it with `git checkout -- {path}` or re-create it with "
+            f"`{entry.get('command') or _recreate_command(kind)}`")
+    return {k: v.float() for k, v in load_file(str(path)).items()}
+
+
+def load_embedded_vit(pretrained: bool = True) -> nn.Module:
+    """The embedded ViT in eval mode, with the shipped weights unless `pretrained=False`."""
+    vit = build_embedded_vit()
+    if pretrained:
+        vit.load_state_dict(load_embedded_state_dict("vit"), strict=True)
+    return vit.eval()
+
+
+# --------------------------------------------------------------------------- depth wrapper
+
+class EmbeddedDepthModel(nn.Module):
+    """The `synth` depth backend: `estimate_depth([0,1] images) -> (B,H,W)` relative depth.
+
+    Images are resized so their shorter side is the training resolution (`work_size`, sizes
+    rounded to the network's stride), run through the network, and the prediction is resized
+    back: the network saw 128-px scenes, and the horizon cue does not survive a change of scale.
+    Output is relative (unknown scale and shift), larger = farther; the depth stage min–max
+    normalises it per image (SPEC §2).
+    """
+
+    def __init__(self, pretrained: bool = True, device: str | torch.device = "cpu",
+                 work_size: int | None = DEPTH_WORK_SIZE):
+        super().__init__()
+        self.net = build_embedded_depth_net()
+        if pretrained:
+            self.net.load_state_dict(load_embedded_state_dict("depth"), strict=True)
+        self.net.eval()
+        self.work_size = work_size
+        self.register_buffer("mean", torch.tensor(EMBEDDED_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(EMBEDDED_STD).view(1, 3, 1, 1))
+        self.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def _work_hw(self, h: int, w: int) -> tuple[int, int]:
+        s = self.net.stride
+        if self.work_size is None:
+            return -(-h // s) * s, -(-w // s) * s
+        scale = self.work_size / min(h, w)
+        return max(s, round(h * scale / s) * s), max(s, round(w * scale / s) * s)
+
+    @torch.no_grad()
+    def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images (B,3,H,W) in [0,1], got {tuple(images.shape)}")
+        h, w = images.shape[-2:]
+        x = (images.to(self.device, torch.float32) - self.mean) / self.std
+        wh, ww = self._work_hw(h, w)
+        if (wh, ww) != (h, w):
+            x = F.interpolate(x, size=(wh, ww), mode="bilinear", align_corners=False,
+                              antialias=True)
+        depth = self.net(x)
+        if (wh, ww) != (h, w):
+            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)
+        return depth[:, 0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.estimate_depth(images)
