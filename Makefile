@@ -1,0 +1,36 @@
+# The two commands of the README:  `make course`  and  `make test`.
+# Both build .venv once (re-built only when pyproject.toml changes) with pip, torch pinned.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp-$(shell sha256sum pyproject.toml | cut -c1-12)
+PROFILE ?= demo
+
+.PHONY: course test venv lint clean-runs
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (depthg)" >/dev/null
+	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/nbstripout --install; fi
+	@rm -f $(VENV)/.stamp-*
+	@touch $@
+
+course: venv
+	$(BIN)/python -m depthg_lib.course --profile $(PROFILE)
+
+# Library tests, then every notebook executed by nbval with the `test` profile
+# (the parameters cell reads DEPTHG_PROFILE; papermill overrides it in course runs).
+test: venv lint
+	$(BIN)/python -m pytest -q tests
+	DEPTHG_PROFILE=test $(BIN)/python -m pytest -q --nbval-lax notebooks
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/nbstripout --verify notebooks/*.ipynb
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,285 @@
+"""Profiles: one typed, validated configuration object per run (SPEC §10).
+
+A profile is a YAML file in `depthg_lib/profiles/` (or any path). It may start with
+`extends: <other profile>` and then lists only what differs. Loading checks every key: an
+unknown key, a wrong type or an out-of-range value is one `DepthGError` naming the file, the
+key and the nearest valid key. Functions take the values they need, not the whole profile,
+where that stays readable; `Profile.paths` says where each stage reads and writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import DepthGError
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DATASETS = ("synthscenes", "cocostuff27", "cityscapes", "potsdam", "directory")
+DEPTH_BACKENDS = ("synth", "gt", "zoedepth", "depth_anything")
+FIDELITIES = ("released", "corrected")
+SAMPLINGS = ("fps", "random")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every setting of a run. Defaults are SPEC §10's shared defaults."""
+
+    name: str = "custom"
+    description: str = ""
+    fidelity: str = "released"
+    seed: int = 0
+
+    # -- data (SPEC §1, §11) -------------------------------------------------------------
+    dataset: str = "synthscenes"
+    data_root: str = "data"  # relative paths are taken from the repository root
+    dataset_dir: str = ""  # folder under data_root; default: the dataset name
+    n_classes: int = 27
+    synth_n_train: int = 0  # SynthScenes only: images to generate
+    synth_n_val: int = 0
+    synth_size: int = 128
+    synth_seed: int = 0
+
+    # -- depth (SPEC §2) ---------------------------------------------------------------
+    depth_backend: str = "zoedepth"
+    depth_model: str = ""  # model id or local directory; "" = the backend's default
+    depth_batch: int = 8
+
+    # -- five-crop and kNN (SPEC §3, §4) ---------------------------------------------------
+    crop_ratio: float = 0.5
+    knn_res: int = 392
+    knn_k: int = 7  # num_neighbors: training draws a positive among columns 1..knn_k
+    knn_store: int = 30  # columns stored (the crop itself included)
+    knn_block: int = 4096
+
+    # -- model (SPEC §5) -----------------------------------------------------------------
+    backbone: str = "vit_small_patch8_224.dino"
+    backbone_weights: str = ""  # local file; "" = the backbone's default location
+    res: int = 224
+    dim: int = 70
+    dropout: bool = True
+    nonlinear: bool = True
+    extra_clusters: int = 0
+
+    # -- losses (SPEC §6) ----------------------------------------------------------------
+    pointwise: bool = True
+    zero_clamp: bool = True
+    stabilize: bool = False
+    feature_dropout: float = 0.1  # the released loss applies its own Dropout2d to features
+    neg_samples: int = 5
+    use_depth: bool = True
+    weight_intra: float = 0.58
+    weight_inter: float = 0.36
+    weight_neg: float = 0.70
+    weight_depth: float = 0.19
+    shift_intra: float = 0.07
+    shift_inter: float = 0.025
+    shift_neg: float = 0.761
+    shift_depth: float = 0.03
+    depth_decay_every: int = 250
+    depth_decay_factor: float = 0.6
+
+    # -- sampling (SPEC §7) --------------------------------------------------------------
+    sampling: str = "fps"
+    samples: int = 11  # S: an S×S grid of points per image
+    fps_sample_decay: bool = True
+    fps_sample_decay_every: int = 1000
+    fps_sample_decay_factor: float = 0.9
+    fps_min_samples: int = 5
+
+    # -- training (SPEC §8) --------------------------------------------------------------
+    steps: int = 7000
+    batch_size: int = 32
+    lr: float = 5e-4
+    probe_lr: float = 5e-3
+    val_every: int = 100
+    val_images: int = 0  # 0 = the whole validation split
+    checkpoint_every: int = 500
+    num_workers: int = 2
+    precompute_features: bool = False
+    feature_cache_gb: float = 20.0  # disk budget for precomputed features
+
+    # -- evaluation (SPEC §9) ------------------------------------------------------------
+    eval_res: int = 320
+    crf: bool = False
+    ablation_seeds: int = 3
+
+    # -- derived -------------------------------------------------------------------------
+    source: str = field(default="", compare=False)  # the file it was loaded from
+
+    def replace(self, **changes) -> Profile:
+        """A copy with some values changed, validated like a loaded profile."""
+        bad = [k for k in changes if k not in _FIELDS]
+        if bad:
+            raise DepthGError(_unknown_key_message(self.source or self.name, bad[0]))
+        new = dataclasses.replace(self, **changes)
+        _validate(new, self.source or self.name)
+        return new
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"intra": self.weight_intra, "inter": self.weight_inter,
+                "neg": self.weight_neg, "depth": self.weight_depth}
+
+    @property
+    def shifts(self) -> dict[str, float]:
+        return {"intra": self.shift_intra, "inter": self.shift_inter,
+                "neg": self.shift_neg, "depth": self.shift_depth}
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self)
+
+
+class Paths:
+    """Where each stage reads and writes for a profile (SPEC §0, §11)."""
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        root = Path(os.path.expanduser(profile.data_root))
+        self.data_root = root if root.is_absolute() else REPO_ROOT / root
+        self.dataset_dir = self.data_root / (profile.dataset_dir or profile.dataset)
+        self.run_dir = REPO_ROOT / "runs" / profile.name
+
+    @property
+    def crop_dir(self) -> Path:
+        """`cropped/<dataset>_five_crop_<ratio>/{img,label,depth}/<split>/` (SPEC §11)."""
+        name = self.dataset_dir.name
+        return self.data_root / "cropped" / f"{name}_five_crop_{self.profile.crop_ratio}"
+
+    def knn_file(self, split: str = "train") -> Path:
+        """`nns/nns_<model>_<dataset>_<split>_five_<res>.npz` (SPEC §11)."""
+        model = self.profile.backbone.replace("/", "_")
+        name = f"nns_{model}_{self.dataset_dir.name}_{split}_five_{self.profile.knn_res}.npz"
+        return self.data_root / "nns" / name
+
+    @property
+    def train_dir(self) -> Path:
+        return self.run_dir / "train"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.run_dir / "eval"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
+_CHOICES = {"dataset": DATASETS, "depth_backend": DEPTH_BACKENDS, "fidelity": FIDELITIES,
+            "sampling": SAMPLINGS}
+_POSITIVE = {"synth_size", "depth_batch", "knn_res", "knn_k", "knn_store", "knn_block", "res",
+             "dim", "samples", "steps", "batch_size", "val_every", "checkpoint_every",
+             "eval_res", "n_classes", "fps_min_samples", "depth_decay_every",
+             "fps_sample_decay_every", "ablation_seeds"}
+_NON_NEGATIVE = {"synth_n_train", "synth_n_val", "synth_seed", "seed", "extra_clusters",
+                 "neg_samples", "num_workers", "val_images", "lr", "probe_lr",
+                 "feature_cache_gb"} | {k for k in _FIELDS if k.startswith("weight_")}
+_UNIT_INTERVAL = {"crop_ratio", "feature_dropout", "depth_decay_factor",
+                  "fps_sample_decay_factor"}
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def _profile_file(name_or_path: str | os.PathLike) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise DepthGError(f"profile file {path} does not exist")
+        return path
+    path = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        names = available_profiles()
+        near = difflib.get_close_matches(str(name_or_path), names, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise DepthGError(f"unknown profile {str(name_or_path)!r}.{hint} "
+                          f"Valid profiles: {', '.join(names)}")
+    return path
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path in seen:
+        raise DepthGError(f"profile {path} extends itself (via {' -> '.join(map(str, seen))})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise DepthGError(f"profile {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise DepthGError(f"profile {path} must be a mapping of key: value")
+    parent = raw.pop("extends", None)
+    values = {}
+    if parent:
+        values.update(_read_yaml(_profile_file(parent), seen + (path,)))
+    for key, value in raw.items():
+        if key not in _FIELDS or key == "source":
+            raise DepthGError(_unknown_key_message(path, key))
+        values[key] = value
+    return values
+
+
+def _unknown_key_message(path, key) -> str:
+    near = difflib.get_close_matches(str(key), [k for k in _FIELDS if k != "source"], n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"profile {path}: unknown key {key!r}{hint}"
+
+
+def _check_type(path, key, value):
+    hint = typing.get_type_hints(Profile)[key]
+    expected = hint if isinstance(hint, type) else typing.get_origin(hint)
+    if isinstance(hint, types.UnionType):
+        expected = tuple(a for a in typing.get_args(hint))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+        raise DepthGError(f"profile {path}: {key} must be {getattr(expected, '__name__', expected)}"
+                          f", found {value!r} ({type(value).__name__})")
+    return value
+
+
+def _validate(profile: Profile, path) -> None:
+    for key in _FIELDS:
+        value = getattr(profile, key)
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise DepthGError(f"profile {path}: {key} must be one of {', '.join(_CHOICES[key])},"
+                              f" found {value!r}")
+        if key in _POSITIVE and value <= 0:
+            raise DepthGError(f"profile {path}: {key} must be > 0, found {value!r}")
+        if key in _NON_NEGATIVE and value < 0:
+            raise DepthGError(f"profile {path}: {key} must be >= 0, found {value!r}")
+        if key in _UNIT_INTERVAL and not 0 <= value <= 1:
+            raise DepthGError(f"profile {path}: {key} must be in [0, 1], found {value!r}")
+    if profile.fps_min_samples > profile.samples:
+        raise DepthGError(f"profile {path}: fps_min_samples ({profile.fps_min_samples}) must "
+                          f"not exceed samples ({profile.samples})")
+    if profile.knn_k >= profile.knn_store:
+        raise DepthGError(f"profile {path}: knn_k ({profile.knn_k}) must be smaller than "
+                          f"knn_store ({profile.knn_store}), which counts the crop itself")
+    if profile.dataset == "synthscenes" and profile.synth_n_train <= 0:
+        raise DepthGError(f"profile {path}: a synthscenes profile needs synth_n_train > 0")
+    if profile.depth_backend == "gt" and profile.dataset != "synthscenes":
+        raise DepthGError(f"profile {path}: depth_backend 'gt' exists only for synthscenes")
+
+
+def load_profile(name_or_path: str | os.PathLike, **overrides) -> Profile:
+    """Load and validate a profile by name (`test`, `demo`, ...) or by YAML path."""
+    if isinstance(name_or_path, Profile):
+        return name_or_path.replace(**overrides) if overrides else name_or_path
+    path = _profile_file(name_or_path)
+    values = _read_yaml(path)
+    values.setdefault("name", path.stem)
+    values.update(overrides)
+    for key in list(values):
+        if key not in _FIELDS:
+            raise DepthGError(_unknown_key_message(path, key))
+        values[key] = _check_type(path, key, values[key])
+    profile = Profile(**values, source=str(path))
+    _validate(profile, path)
+    return profile
