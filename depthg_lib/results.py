@@ -1,0 +1,30 @@
+"""Key numbers a chapter reports, collected by the course runner into `summary.json`."""
+
+from __future__ import annotations
+
+import numbers
+
+from .config import REPO_ROOT
+from .io import load_json, save_json
+
+
+def results_file(profile_name: str, chapter: str):
+    return REPO_ROOT / "runs" / profile_name / "results" / f"{chapter}.json"
+
+
+def record(profile_name: str, chapter: str, **values) -> dict:
+    """Merge `values` (numbers or short strings) into the chapter's results file."""
+    path = results_file(profile_name, chapter)
+    current = load_json(path) if path.exists() else {}
+    for key, value in values.items():
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = round(float(value), 4) if isinstance(value, numbers.Integral) is False \
+                else int(value)
+        current[key] = value
+    save_json(path, current)
+    return current
+
+
+def read_results(profile_name: str, chapter: str) -> dict:
+    path = results_file(profile_name, chapter)
+    return load_json(path) if path.exists() else {}
