@@ -17,9 +17,10 @@ def record(profile_name: str, chapter: str, **values) -> dict:
     path = results_file(profile_name, chapter)
     current = load_json(path) if path.exists() else {}
     for key, value in values.items():
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            value = round(float(value), 4) if isinstance(value, numbers.Integral) is False \
-                else int(value)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, numbers.Real):
+            value = round(float(value), 4)
         current[key] = value
     save_json(path, current)
     return current
