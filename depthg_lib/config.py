@@ -24,6 +24,11 @@ from .errors import DepthGError
 PROFILE_DIR = Path(__file__).parent / "profiles"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+
+def runs_root() -> Path:
+    """Where executed notebooks and run outputs go: `runs/`, or `$DEPTHG_RUNS` if set."""
+    return Path(os.environ.get("DEPTHG_RUNS") or REPO_ROOT / "runs")
+
 DATASETS = ("synthscenes", "cocostuff27", "cityscapes", "potsdam", "directory")
 DEPTH_BACKENDS = ("synth", "gt", "zoedepth", "depth_anything")
 FIDELITIES = ("released", "corrected")
@@ -118,11 +123,13 @@ class Profile:
 
     def replace(self, **changes) -> Profile:
         """A copy with some values changed, validated like a loaded profile."""
-        bad = [k for k in changes if k not in _FIELDS]
-        if bad:
-            raise DepthGError(_unknown_key_message(self.source or self.name, bad[0]))
+        where = self.source or self.name
+        for key in changes:
+            if key not in _FIELDS or key == "source":
+                raise DepthGError(_unknown_key_message(where, key))
+            changes[key] = _check_type(where, key, changes[key])
         new = dataclasses.replace(self, **changes)
-        _validate(new, self.source or self.name)
+        _validate(new, where)
         return new
 
     @property
@@ -148,7 +155,7 @@ class Paths:
         root = Path(os.path.expanduser(profile.data_root))
         self.data_root = root if root.is_absolute() else REPO_ROOT / root
         self.dataset_dir = self.data_root / (profile.dataset_dir or profile.dataset)
-        self.run_dir = REPO_ROOT / "runs" / profile.name
+        self.run_dir = runs_root() / profile.name
 
     @property
     def crop_dir(self) -> Path:

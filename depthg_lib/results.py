@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numbers
 
-from .config import REPO_ROOT
+from . import config
 from .io import load_json, save_json
 
 
 def results_file(profile_name: str, chapter: str):
-    return REPO_ROOT / "runs" / profile_name / "results" / f"{chapter}.json"
+    return config.runs_root() / profile_name / "results" / f"{chapter}.json"
 
 
 def record(profile_name: str, chapter: str, **values) -> dict:

@@ -1,0 +1,170 @@
+"""The course runner: every numbered chapter, in order, headless, for one profile.
+
+    python -m depthg_lib.course --profile demo [--only 01,04] [--force] [--device cpu|cuda]
+
+Each notebook is executed with papermill into `runs/<profile>/`, its `parameters` cell
+overridden with (profile, device, seed). A notebook whose executed copy is complete and whose
+inputs are unchanged (same notebook source, profile file, device and seed) is skipped unless
+`--force`. `runs/<profile>/summary.json` records per notebook the seconds it took, its status
+and the key numbers it reported (`depthg_lib.results.record`). A failing notebook stops the
+run with its name, the cell and the error's last line; earlier outputs are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from .config import REPO_ROOT, available_profiles, load_profile
+from .errors import DepthGError, run_cli
+from .io import atomic_path, load_json, save_json
+from .results import read_results
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def chapters(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The numbered chapters (`NN_*.ipynb`) in order; appendices (`A1_*`) are not run."""
+    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _select(all_chapters: list[Path], only: str | None) -> list[Path]:
+    if not only:
+        return all_chapters
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    chosen = [p for p in all_chapters if any(p.stem.startswith(w) for w in wanted)]
+    missing = [w for w in wanted if not any(p.stem.startswith(w) for p in all_chapters)]
+    if missing:
+        names = ", ".join(p.stem for p in all_chapters)
+        raise DepthGError(f"--only {only}: no chapter starts with {', '.join(missing)}; "
+                          f"chapters are: {names}")
+    return chosen
+
+
+def _fingerprint(notebook: Path, profile_source: str, device: str, seed: int) -> str:
+    """What a chapter's result depends on, besides earlier chapters (which run first)."""
+    digest = hashlib.sha256()
+    digest.update(_source_only(notebook).encode())
+    digest.update(Path(profile_source).read_bytes())
+    digest.update(f"{device}|{seed}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _source_only(notebook: Path) -> str:
+    """The notebook's cell sources, so that stray outputs or metadata do not force a re-run."""
+    cells = json.loads(notebook.read_text())["cells"]
+    return json.dumps([[c["cell_type"], "".join(c["source"])] for c in cells])
+
+
+def _failure_message(err: Exception, executed: Path) -> tuple[str, str]:
+    """(cell, last line) of a papermill execution error; cells counted from 1 in the source
+    notebook (papermill's injected-parameters cell is not counted)."""
+    index = getattr(err, "cell_index", None)
+    if index is None:
+        cell = f"execution count {getattr(err, 'exec_count', '?')}"
+    else:
+        try:
+            tags = [c.get("metadata", {}).get("tags", [])
+                    for c in json.loads(executed.read_text())["cells"]]
+            tags = [t for t in tags if "papermill-error-cell-tag" not in t]  # added after the run
+            injected = [i for i, t in enumerate(tags) if "injected-parameters" in t]
+            index -= sum(1 for i in injected if i < index)
+        except (OSError, ValueError, KeyError):
+            pass
+        cell = f"cell {index + 1}"
+    evalue = getattr(err, "evalue", None)
+    ename = getattr(err, "ename", type(err).__name__)
+    last = f"{ename}: {evalue}" if evalue is not None else str(err).strip().splitlines()[-1]
+    return cell, last.strip().splitlines()[-1] if last.strip() else ename
+
+
+def run_course(profile_name: str, only: str | None = None, force: bool = False,
+               device: str = "auto", seed: int | None = None, kernel: str = "python3",
+               notebook_dir: Path = NOTEBOOK_DIR) -> dict:
+    """Run the chapters for a profile; returns the summary (also written to summary.json)."""
+    import papermill
+
+    profile = load_profile(profile_name)
+    seed = profile.seed if seed is None else seed
+    run_dir = profile.paths.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = run_dir / "summary.json"
+    summary = load_json(summary_path) if summary_path.exists() else {}
+    summary.setdefault("notebooks", {})
+    summary.update(profile=profile.name, device=device, seed=seed)
+
+    todo = _select(chapters(notebook_dir), only)
+    if not todo:
+        raise DepthGError(f"no chapters found in {notebook_dir}")
+    os.environ["DEPTHG_PROFILE"] = profile.name  # for anything a chapter starts itself
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    total_start = time.perf_counter()
+    for number, notebook in enumerate(todo, 1):
+        out = run_dir / notebook.name
+        fingerprint = _fingerprint(notebook, profile.source, device, seed)
+        entry = summary["notebooks"].get(notebook.stem, {})
+        label = f"[{number}/{len(todo)}] {notebook.stem}"
+        if (not force and out.exists() and entry.get("status") == "ok"
+                and entry.get("fingerprint") == fingerprint):
+            print(f"{label}: done earlier ({entry.get('seconds', 0):.0f} s), skipped", flush=True)
+            continue
+        print(f"{label}: running ...", flush=True)
+        start = time.perf_counter()
+        entry = {"status": "running", "fingerprint": fingerprint}
+        failed = run_dir / f"{notebook.stem}.failed.ipynb"
+        try:
+            with atomic_path(out) as partial:
+                try:
+                    papermill.execute_notebook(
+                        str(notebook), str(partial), kernel_name=kernel, language="python",
+                        parameters={"profile": profile.name, "device": device, "seed": seed},
+                        cwd=str(notebook.parent), progress_bar=False, log_output=False)
+                except Exception:
+                    if partial.exists():
+                        partial.replace(failed)
+                    raise
+        except Exception as err:  # papermill wraps every kernel error
+            cell, last = _failure_message(err, failed)
+            entry.update(status="failed", seconds=round(time.perf_counter() - start, 1),
+                         error=f"{cell}: {last}")
+            summary["notebooks"][notebook.stem] = entry
+            save_json(summary_path, summary)
+            raise DepthGError(f"{notebook.name} failed at {cell}: {last} — executed copy up to "
+                              f"the error: {failed}; earlier chapters' outputs are kept in "
+                              f"{run_dir}") from None
+        failed.unlink(missing_ok=True)
+        seconds = time.perf_counter() - start
+        entry.update(status="ok", seconds=round(seconds, 1),
+                     results=read_results(profile.name, notebook.stem))
+        summary["notebooks"][notebook.stem] = entry
+        summary["total_seconds"] = round(sum(e.get("seconds", 0)
+                                             for e in summary["notebooks"].values()), 1)
+        save_json(summary_path, summary)
+        shown = ", ".join(f"{k}={v}" for k, v in entry["results"].items())
+        print(f"{label}: ok in {seconds:.1f} s{'  ' + shown if shown else ''}", flush=True)
+    print(f"course '{profile.name}': {len(todo)} chapter(s) in "
+          f"{time.perf_counter() - total_start:.0f} s this run; summary in {summary_path}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m depthg_lib.course",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="demo",
+                        help=f"one of: {', '.join(available_profiles())} (or a YAML path)")
+    parser.add_argument("--only", help="comma-separated chapter numbers, e.g. 01,04")
+    parser.add_argument("--force", action="store_true", help="re-run finished chapters too")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    run_course(args.profile, only=args.only, force=args.force, device=args.device,
+               seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
