@@ -1,0 +1,424 @@
+"""Five-crop (chapter 02, SPEC §3, §11): each image becomes its four corners and its centre.
+
+    python -m depthg_lib.crop --profile P [--split train|val|all] [--force] [--skip-bad]
+
+Smaller views hold fewer objects, so the nearest neighbours mined from them (chapter 03) are
+more often of the same class. Image, label and depth are cut with the same boxes in one pass
+and written as `<crop_dir>/{img,label,depth}/<split>/<n>.jpg|png|_zoedepth.png` with
+n = 5·index + k (index = position in the reader's sorted names, k = 0..4 in torchvision's order
+top-left, top-right, bottom-left, bottom-right, centre). Labels are stored +1 (0 = ignore).
+
+Resumable: a journal `<split>_progress.txt` records each finished image, so an interrupted
+run continues where it stopped and numbering never shifts; the finished split gets
+`<split>_names.txt` (line n: `n<TAB>source name`), which is what `CropReader` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .config import PROFILE_DIR, Profile, load_profile
+from .data.base import IGNORE
+from .data.readers import reader_for_profile
+from .errors import DepthGError, run_cli
+from .io import check_stage_settings, read_label, read_rgb, save_image
+
+JPEG_QUALITY = 95
+N_CROPS = 5
+_FORMAT = 1  # bump when the output layout changes
+
+
+# --------------------------------------------------------------------------------------------
+# The boxes
+
+
+def five_crop_boxes(height: int, width: int, ratio: float = 0.5) -> list[tuple[int, int, int, int]]:
+    """The five (top, left, h, w) boxes of torchvision's `five_crop`, with h, w = ⌊ratio·H⌋, ⌊ratio·W⌋.
+
+    Order: top-left, top-right, bottom-left, bottom-right, centre. The centre box starts at
+    round((H − h) / 2), round((W − w) / 2), Python's half-to-even rounding as in torchvision.
+    SPEC §3 words the crop as square (ratio × min(H, W)); the released code (golden
+    `g_five_crop_*`) passes (int(H·ratio), int(W·ratio)), so a non-square image gives
+    non-square crops — we follow the code.
+    """
+    height, width = int(height), int(width)
+    h, w = int(height * ratio), int(width * ratio)
+    if not 0 < ratio <= 1 or h < 1 or w < 1:
+        raise DepthGError(f"five-crop: ratio {ratio} of a {height}×{width} image gives an empty "
+                          "crop; use a crop_ratio in (0, 1] and images of at least 2×2 pixels")
+    top = int(round((height - h) / 2.0))
+    left = int(round((width - w) / 2.0))
+    return [(0, 0, h, w), (0, width - w, h, w), (height - h, 0, h, w),
+            (height - h, width - w, h, w), (top, left, h, w)]
+
+
+def crop_array(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The (top, left, h, w) box of an (H, W, ...) array (a copy)."""
+    top, left, h, w = box
+    return np.ascontiguousarray(array[top:top + h, left:left + w])
+
+
+def dominant_class_share(label: np.ndarray) -> float:
+    """Share of the labelled pixels (not 255) that belong to the most frequent class; nan if none."""
+    values = np.asarray(label).ravel()
+    values = values[values != IGNORE]
+    if values.size == 0:
+        return float("nan")
+    return float(np.bincount(values.astype(np.int64)).max() / values.size)
+
+
+# --------------------------------------------------------------------------------------------
+# Output layout
+
+
+def crop_paths(crop_dir: str | os.PathLike, split: str, n: int) -> dict[str, Path]:
+    """Where crop n of a split lives (SPEC §11)."""
+    crop_dir = Path(crop_dir)
+    return {"img": crop_dir / "img" / split / f"{n}.jpg",
+            "label": crop_dir / "label" / split / f"{n}.png",
+            "depth": crop_dir / "depth" / split / f"{n}_zoedepth.png"}
+
+
+def _names_file(crop_dir: Path, split: str) -> Path:
+    return crop_dir / f"{split}_names.txt"
+
+
+def _journal_file(crop_dir: Path, split: str) -> Path:
+    return crop_dir / f"{split}_progress.txt"
+
+
+def _skipped_file(crop_dir: Path, split: str) -> Path:
+    return crop_dir / f"{split}_skipped.txt"
+
+
+def read_depth_png(path: str | os.PathLike) -> np.ndarray:
+    """A depth PNG as stored: uint16 (16-bit, SPEC §2) or uint8; the file named on error."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise DepthGError(f"depth map {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DepthGError(f"cannot read depth map {path} ({type(err).__name__}: {err}); delete "
+                          "it and re-run the depth stage, or pass --skip-bad") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]  # an RGB(A) depth PNG: its channels are equal
+    if arr.dtype not in (np.uint8, np.uint16):
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise DepthGError(f"depth map {path} holds values outside 0..65535")
+        arr = arr.astype(np.uint16)
+    return arr
+
+
+def _profile_arg(profile: Profile) -> str:
+    """What to pass to --profile to get this profile back (its name, or its file)."""
+    source = Path(profile.source) if profile.source else None
+    if source is None or source.parent.resolve() == PROFILE_DIR.resolve():
+        return profile.name
+    return str(source)
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+
+
+def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = False,
+                   skip_bad: bool = False, progress: bool = True) -> Path:
+    """Five-crop image, label and depth of a split (`train`, `val` or `all`); returns crop_dir.
+
+    Skips what is finished, writes atomically and refuses to mix settings (`crop.json`)
+    unless `force`. Depth must exist first (chapter 01). With `skip_bad`, an image that
+    cannot be read is left out and listed in `<split>_skipped.txt`.
+    """
+    profile = load_profile(profile)
+    reader = reader_for_profile(profile)
+    crop_dir = profile.paths.crop_dir
+    if split == "all":
+        splits = list(reader.splits)
+    elif split in reader.splits:
+        splits = [split]
+    else:
+        raise DepthGError(f"crop: unknown split {split!r}; choose one of "
+                          f"{', '.join(reader.splits)} or all")
+    for s in splits:
+        reader.names(s)  # a missing dataset or split fails here, before anything is written
+    settings = {"stage": "crop", "format": _FORMAT, "dataset": profile.dataset,
+                "dataset_dir": profile.paths.dataset_dir.name, "crop_ratio": profile.crop_ratio,
+                "jpeg_quality": JPEG_QUALITY, "label_offset": 1, "has_labels": reader.has_labels}
+    resume = check_stage_settings(crop_dir, "crop", settings, force=force)
+    if not resume:  # fresh folder, or --force: earlier bookkeeping no longer applies
+        for s in set(reader.splits) | set(splits):
+            for path in (_journal_file(crop_dir, s), _names_file(crop_dir, s),
+                         _skipped_file(crop_dir, s)):
+                path.unlink(missing_ok=True)
+    for s in splits:
+        _crop_split(reader, profile, crop_dir, s, skip_bad, progress)
+    return crop_dir
+
+
+def _read_journal(crop_dir: Path, split: str) -> tuple[dict[str, int], dict[str, str]]:
+    """name → image index of finished images, and name → reason of skipped ones."""
+    done: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    journal = _journal_file(crop_dir, split)
+    if journal.exists():
+        text = journal.read_text()
+        lines = text.split("\n")
+        if not text.endswith("\n"):
+            lines = lines[:-1]  # a line cut short by an interruption
+        for line in lines:
+            parts = line.split("\t")
+            if len(parts) >= 2 and parts[0] == "skip":
+                skipped[parts[1]] = parts[2] if len(parts) > 2 else ""
+            elif len(parts) == 2 and parts[0].isdigit():
+                done[parts[1]] = int(parts[0])
+    elif _names_file(crop_dir, split).exists():  # a finished split: its final record
+        for line in _names_file(crop_dir, split).read_text().splitlines():
+            n, name = line.split("\t", 1)
+            done.setdefault(name, int(n) // N_CROPS)
+        if _skipped_file(crop_dir, split).exists():
+            for line in _skipped_file(crop_dir, split).read_text().splitlines():
+                name, _, reason = line.partition("\t")
+                skipped[name] = reason
+    return done, skipped
+
+
+def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: bool,
+                progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    names = reader.names(split)
+    done, skipped = _read_journal(crop_dir, split)
+    unknown = sorted(set(done) - set(names))
+    if unknown:
+        raise DepthGError(
+            f"{crop_dir} holds crops of {len(unknown)} {split} images that the dataset no "
+            f"longer lists (e.g. {unknown[0]}); re-run with --force to crop the split afresh")
+    _require_depth(reader, profile, split, [n for n in names if n not in done], skip_bad)
+
+    journal = _journal_file(crop_dir, split)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    if not journal.exists():  # keep the journal whole: seed it from a finished record
+        with open(journal, "w") as fh:
+            fh.writelines(f"{i}\t{name}\n" for name, i in sorted(done.items(), key=lambda x: x[1]))
+            fh.writelines(f"skip\t{name}\t{why}\n" for name, why in skipped.items())
+    next_index = max(done.values(), default=-1) + 1
+    with open(journal, "a") as log:
+        for name in tqdm(names, desc=f"five-crop {split}", unit="img", disable=not progress):
+            if name in done:
+                index = done[name]
+                if _finished(crop_dir, split, index, reader.has_labels):
+                    continue
+            elif name in skipped and skip_bad:
+                continue
+            else:
+                index = next_index
+            try:
+                _crop_one(reader, crop_dir, split, name, index, profile.crop_ratio)
+            except DepthGError as err:
+                if not skip_bad or name in done:  # a numbered image cannot be dropped now
+                    raise
+                reason = str(err).replace("\t", " ").replace("\n", " ")
+                skipped[name] = reason
+                log.write(f"skip\t{name}\t{reason}\n")
+                log.flush()
+                continue
+            if name not in done:
+                done[name] = index
+                next_index += 1
+                skipped.pop(name, None)
+                log.write(f"{index}\t{name}\n")
+                log.flush()
+    _finish_split(crop_dir, split, done, skipped)
+
+
+def _require_depth(reader, profile, split, todo, skip_bad) -> None:
+    """Cropping needs the depth stage's output; say which command writes it."""
+    missing = [n for n in todo if not reader.depth_path(split, n).is_file()]
+    if skip_bad and missing:  # a bad image has no depth: it will be skipped, not an error
+        missing = [n for n in missing if _readable(reader, split, n)]
+    if missing:
+        raise DepthGError(
+            f"five-crop needs depth maps first: {len(missing)} of {len(todo)} {split} images "
+            f"have none (e.g. {reader.depth_path(split, missing[0])}). Run "
+            f"`python -m depthg_lib.depth --profile {_profile_arg(profile)}` (chapter 01) first")
+
+
+def _readable(reader, split, name) -> bool:
+    try:
+        reader.load_image(split, name)
+    except DepthGError:
+        return False
+    return True
+
+
+def _finished(crop_dir: Path, split: str, index: int, has_labels: bool) -> bool:
+    for k in range(N_CROPS):
+        paths = crop_paths(crop_dir, split, N_CROPS * index + k)
+        if not paths["img"].exists() or not paths["depth"].exists():
+            return False
+        if has_labels and not paths["label"].exists():
+            return False
+    return True
+
+
+def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: float) -> None:
+    """Read image, label and depth of one source image and write its five crops."""
+    image = reader.load_image(split, name)
+    label = reader.load_label(split, name)
+    depth_file = reader.depth_path(split, name)
+    depth = read_depth_png(depth_file)
+    height, width = image.shape[:2]
+    for what, arr, path in (("label", label, reader.label_path(split, name)),
+                            ("depth map", depth, depth_file)):
+        if arr is not None and arr.shape[:2] != (height, width):
+            raise DepthGError(
+                f"{what} {path} is {arr.shape[0]}×{arr.shape[1]} but its image "
+                f"{reader.image_path(split, name)} is {height}×{width}; they must match"
+                + (" (re-run the depth stage with --force)" if what == "depth map" else ""))
+    stored_label = None
+    if label is not None:  # SPEC §11: stored +1 so that 0 = ignore
+        stored_label = np.where(label == IGNORE, 0, label.astype(np.int64) + 1).astype(np.uint8)
+    for k, box in enumerate(five_crop_boxes(height, width, ratio)):
+        paths = crop_paths(crop_dir, split, N_CROPS * index + k)
+        if stored_label is not None:
+            save_image(paths["label"], crop_array(stored_label, box))
+        save_image(paths["depth"], crop_array(depth, box))
+        save_image(paths["img"], crop_array(image, box), quality=JPEG_QUALITY)
+
+
+def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dict) -> None:
+    """Write the final name record, drop strays of an earlier, longer run, close the journal."""
+    from .io import atomic_path
+
+    order = sorted(done.items(), key=lambda item: item[1])
+    if [i for _, i in order] != list(range(len(order))):
+        raise DepthGError(f"{_journal_file(crop_dir, split)} is inconsistent (image numbers "
+                          "are not 0, 1, 2, ...); re-run with --force")
+    count = N_CROPS * len(order)
+    for sub in ("img", "label", "depth"):
+        folder = crop_dir / sub / split
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            stem = path.name.split(".")[0].split("_")[0]
+            if path.name.startswith("."):
+                path.unlink()  # the temp file of an interrupted atomic write
+            elif stem.isdigit() and int(stem) >= count:
+                path.unlink()
+    with atomic_path(_names_file(crop_dir, split)) as tmp:
+        tmp.write_text("".join(f"{N_CROPS * i + k}\t{name}\n" for name, i in order
+                               for k in range(N_CROPS)))
+    skipped_file = _skipped_file(crop_dir, split)
+    if skipped:
+        with atomic_path(skipped_file) as tmp:
+            tmp.write_text("".join(f"{name}\t{why}\n" for name, why in sorted(skipped.items())))
+    else:
+        skipped_file.unlink(missing_ok=True)
+    _journal_file(crop_dir, split).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the crops back
+
+
+class CropReader:
+    """The five-cropped split as a sequence: `load(n) -> (image, label, depth)`.
+
+    image uint8 (h, w, 3); label uint8 (h, w) class ids with 255 = ignore (the stored +1
+    undone; all 255 for a dataset without labels); depth uint16 (h, w) as the depth stage
+    wrote it (an 8-bit depth PNG is widened ×257, so 255 ↦ 65535).
+    """
+
+    def __init__(self, crop_dir: str | os.PathLike, split: str, profile: str | None = None):
+        self.crop_dir = Path(crop_dir)
+        self.split = split
+        names_file = _names_file(self.crop_dir, split)
+        if not names_file.is_file():
+            what = ("does not exist" if not self.crop_dir.exists()
+                    else f"has no finished {split} split ({names_file.name} is missing)")
+            raise DepthGError(
+                f"five-crop folder {self.crop_dir} {what}; run `python -m depthg_lib.crop "
+                f"--profile {profile or '<profile>'} --split {split}` (chapter 02) first")
+        self._sources = []
+        for line in names_file.read_text().splitlines():
+            n, name = line.split("\t", 1)
+            self._sources.append(name)
+        self.has_labels = (self.crop_dir / "label" / split).is_dir()
+
+    @classmethod
+    def from_profile(cls, profile: Profile | str, split: str = "train") -> CropReader:
+        profile = load_profile(profile)
+        return cls(profile.paths.crop_dir, split, profile=_profile_arg(profile))
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def __repr__(self) -> str:
+        return f"CropReader({str(self.crop_dir)!r}, {self.split!r}, {len(self)} crops)"
+
+    def source(self, n: int) -> tuple[str, int]:
+        """(source image name, k): crop n is box k of that image."""
+        self._check(n)
+        return self._sources[n], n % N_CROPS
+
+    def paths(self, n: int) -> dict[str, Path]:
+        self._check(n)
+        return crop_paths(self.crop_dir, self.split, n)
+
+    def load(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        paths = self.paths(n)
+        image = read_rgb(paths["img"])
+        if self.has_labels:
+            stored = read_label(paths["label"])
+            label = np.where(stored == 0, IGNORE, stored.astype(np.int64) - 1).astype(np.uint8)
+        else:
+            label = np.full(image.shape[:2], IGNORE, dtype=np.uint8)
+        depth = read_depth_png(paths["depth"])
+        if depth.dtype == np.uint8:
+            depth = depth.astype(np.uint16) * 257
+        return image, label, depth
+
+    def _check(self, n: int) -> None:
+        if not 0 <= n < len(self):
+            raise IndexError(f"crop {n} out of range: {self.split} has {len(self)} crops")
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m depthg_lib.crop",
+        description="Five-crop images, labels and depth of a profile's dataset (chapter 02).")
+    parser.add_argument("--profile", required=True, help="profile name or YAML file")
+    parser.add_argument("--split", default="all", choices=("train", "val", "all"),
+                        help="which split to crop (default: all)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace crops made with other settings")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out unreadable images (listed in <split>_skipped.txt)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    crop_dir = run_crop_stage(args.profile, split=args.split, force=args.force,
+                              skip_bad=args.skip_bad, progress=not args.no_progress)
+    for split in ("train", "val"):
+        if _names_file(crop_dir, split).exists():
+            skipped = _skipped_file(crop_dir, split)
+            n_skipped = len(skipped.read_text().splitlines()) if skipped.exists() else 0
+            print(f"{split}: {len(CropReader(crop_dir, split))} crops"
+                  + (f", {n_skipped} images skipped (see {skipped})" if n_skipped else ""))
+    print(f"five-crop output: {crop_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,43 @@
+"""`python -m depthg_lib.data check --dataset NAME --root DIR`: is this folder usable?
+
+Prints the layout the reader expects, then per split what is present and missing, with
+counts and the first unmatched names; exits 1 when the stages could not run on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import DepthGError, run_cli
+from .readers import READERS, get_reader
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m depthg_lib.data",
+                                     description="Dataset tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="check a dataset folder against its expected layout")
+    check.add_argument("--dataset", choices=sorted(READERS), help="dataset kind")
+    check.add_argument("--root", help="the dataset's folder (a profile's data_root/dataset_dir)")
+    check.add_argument("--profile", help="take dataset and root from this profile instead")
+    check.add_argument("--deep", action="store_true",
+                       help="also open every image and label (slow; finds corrupt files)")
+    args = parser.parse_args(argv)
+
+    if args.profile:
+        from ..config import load_profile
+
+        profile = load_profile(args.profile)
+        dataset = args.dataset or profile.dataset
+        root = args.root or profile.paths.dataset_dir
+    elif args.dataset and args.root:
+        dataset, root = args.dataset, args.root
+    else:
+        raise DepthGError("give --dataset NAME and --root DIR (or --profile P)")
+    report = get_reader(dataset, root).check(deep=args.deep)
+    print(report)
+    return 0 if report.usable else 1
+
+
+if __name__ == "__main__":
+    run_cli(main)

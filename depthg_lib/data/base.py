@@ -1,0 +1,320 @@
+"""What every dataset reader offers, and the report `python -m depthg_lib.data check` prints.
+
+A reader hides one dataset's folder layout (SPEC §1, §11) behind the same few calls, so the
+stages never spell out a path: `names(split)`, `image_path`, `label_path`, `depth_path`,
+`load_image`, `load_label`. Split names are always `train` and `val`; each reader maps them
+to its own folders (`train2017`, `labelled_test.txt`, ...). Labels come back as uint8 class
+ids `0..C-1` with 255 = ignore, whatever the dataset stores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DepthGError
+from ..io import read_label, read_rgb
+
+IGNORE = 255
+SPLITS = ("train", "val")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_SHOW = 5  # unmatched names listed by a check
+
+
+def check_command(dataset: str, root: str | os.PathLike) -> str:
+    return f"python -m depthg_lib.data check --dataset {dataset} --root {root}"
+
+
+@dataclass
+class SplitReport:
+    """What `check()` found for one split."""
+
+    split: str
+    where: str = ""  # the folder or list file the split is read from
+    images: int = 0
+    labels: int | None = None  # None: the dataset has no labels
+    depth: int = 0
+    missing_images: list[str] = field(default_factory=list)  # listed, file absent
+    without_label: list[str] = field(default_factory=list)  # first few names
+    n_without_label: int = 0
+    label_only: list[str] = field(default_factory=list)  # labels whose image is absent
+    n_label_only: int = 0
+    n_missing_images: int = 0
+    bad: list[str] = field(default_factory=list)  # unreadable files (deep check)
+    error: str = ""  # the split could not be read at all
+
+
+@dataclass
+class CheckReport:
+    """Present/missing files per split, with counts; `usable` says whether stages can run."""
+
+    dataset: str
+    root: Path
+    tree: str
+    splits: dict[str, SplitReport] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        lines = [f"dataset {self.dataset} at {self.root}", "", "expected layout:"]
+        lines += ["  " + line for line in self.tree.splitlines()]
+        lines += ["", "found:"]
+        for rep in self.splits.values():
+            if rep.error:
+                lines.append(f"  {rep.split:<5}  MISSING ({rep.where})")
+                continue
+            parts = [f"{rep.images} images"]
+            if rep.labels is not None:
+                parts.append(f"{rep.labels} labels")
+            parts.append(f"depth {rep.depth}/{rep.images}")
+            lines.append(f"  {rep.split:<5}  " + ", ".join(parts) + f"   ({rep.where})")
+            for title, names, total in (
+                    ("listed but image file absent", rep.missing_images, rep.n_missing_images),
+                    ("images without a label", rep.without_label, rep.n_without_label),
+                    ("labels without an image", rep.label_only, rep.n_label_only)):
+                if total:
+                    more = f", ... ({total} in all)" if total > len(names) else ""
+                    lines.append(f"         {title}: {', '.join(names)}{more}")
+            if rep.bad:
+                lines.append(f"         unreadable: {', '.join(rep.bad[:_SHOW])}"
+                             + (f", ... ({len(rep.bad)} in all)" if len(rep.bad) > _SHOW else ""))
+        if self.notes:
+            lines += ["", "notes:"] + [f"  - {n}" for n in self.notes]
+        if self.problems:
+            lines += ["", "problems:"] + [f"  - {p}" for p in self.problems]
+        lines += ["", "verdict: " + ("usable" if self.usable else "NOT usable")]
+        return "\n".join(lines)
+
+
+class DatasetReader:
+    """One dataset folder seen through the common interface (subclasses fill in the layout)."""
+
+    name: str = ""
+    n_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    has_labels: bool = True
+    splits: tuple[str, ...] = SPLITS
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(os.path.expanduser(str(root)))
+        self._cache: dict[str, list[str]] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(root={str(self.root)!r})"
+
+    # -- what a subclass provides -------------------------------------------------------
+    def _list(self, split: str) -> list[str]:
+        """All names of a split (any order); raise `_missing` when the split is absent."""
+        raise NotImplementedError
+
+    def _split_location(self, split: str) -> Path:
+        """The folder or list file a split is read from (for messages and the check)."""
+        raise NotImplementedError
+
+    def image_path(self, split: str, name: str) -> Path:
+        raise NotImplementedError
+
+    def label_path(self, split: str, name: str) -> Path | None:
+        return None
+
+    def depth_path(self, split: str, name: str) -> Path:
+        """Where the depth stage writes the 16-bit min–max normalised depth PNG (SPEC §2)."""
+        return self.root / "depth" / split / f"{name}.png"
+
+    def _label_names(self, split: str) -> set[str] | None:
+        """Names that have a label file, when they can be listed cheaply (for the check)."""
+        return None
+
+    def _map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """Stored ids → `0..C-1`, 255 ignore. Default: stored ids are already class ids."""
+        return validate_label(raw, self.n_classes, path)
+
+    def expected_tree(self) -> str:
+        raise NotImplementedError
+
+    # -- the common interface -----------------------------------------------------------
+    def names(self, split: str) -> list[str]:
+        """Sorted image names of a split; position in this list is the image's index."""
+        self._check_split(split)
+        if split not in self._cache:
+            self._require_root()
+            self._cache[split] = sorted(self._list(split))
+        return list(self._cache[split])
+
+    def load_image(self, split: str, name: str) -> np.ndarray:
+        """RGB uint8 (H, W, 3), whatever mode the file has; a corrupt file names itself."""
+        return read_rgb(self.image_path(split, name))
+
+    def load_label(self, split: str, name: str) -> np.ndarray | None:
+        """uint8 (H, W) class ids `0..C-1`, 255 = ignore; None for a dataset without labels."""
+        path = self.label_path(split, name)
+        if path is None:
+            return None
+        raw = read_label(path)
+        if raw.ndim != 2:
+            raise DepthGError(f"label {path} has shape {raw.shape}; expected one channel "
+                              "(H, W) of class ids")
+        return self._map_label(raw, path)
+
+    def load_gt_depth(self, split: str, name: str) -> np.ndarray | None:
+        """Ground-truth depth in metres (SynthScenes only); None elsewhere."""
+        return None
+
+    def check(self, deep: bool = False) -> CheckReport:
+        """Count what is present and missing per split; `deep` also opens every file."""
+        report = CheckReport(self.name, self.root, self.expected_tree())
+        if not self.root.is_dir():
+            report.problems.append(f"dataset folder {self.root} does not exist")
+            return report
+        report.notes += self._extra_notes()
+        for split in self.splits:
+            rep = SplitReport(split, where=str(self._split_location(split)))
+            report.splits[split] = rep
+            try:
+                names = self.names(split)
+            except DepthGError as err:
+                rep.error = str(err)
+                if split == "train":
+                    report.problems.append(f"split train: missing {rep.where}")
+                else:
+                    report.notes.append(f"split {split}: missing {rep.where} (needed for "
+                                        "evaluation and validation)")
+                continue
+            present = [n for n in names if self.image_path(split, n).is_file()]
+            absent = [n for n in names if n not in set(present)] if len(present) < len(names) else []
+            rep.images = len(present)
+            rep.n_missing_images, rep.missing_images = len(absent), absent[:_SHOW]
+            if absent:
+                report.problems.append(f"split {split}: {len(absent)} listed images are absent, "
+                                       f"e.g. {self.image_path(split, absent[0])}")
+            if not present:
+                report.problems.append(f"split {split}: no images in {rep.where}")
+            if self.has_labels:
+                self._check_labels(split, names, present, rep, report)
+            rep.depth = sum(self.depth_path(split, n).is_file() for n in present)
+            if deep:
+                rep.bad = self._deep_check(split, present)
+                if rep.bad:
+                    report.problems.append(f"split {split}: {len(rep.bad)} unreadable files "
+                                           f"(first: {rep.bad[0]}); replace them or run the "
+                                           "stages with --skip-bad")
+        if any(r.depth < r.images for r in report.splits.values() if not r.error):
+            report.notes.append("depth maps are written by `python -m depthg_lib.depth "
+                                "--profile P` (chapter 01); missing ones are normal before it")
+        return report
+
+    # -- helpers --------------------------------------------------------------------------
+    def _extra_notes(self) -> list[str]:
+        return []
+
+    def _check_labels(self, split, names, present, rep, report) -> None:
+        labelled = self._label_names(split)
+        if labelled is None:
+            labelled = {n for n in names if self.label_path(split, n).is_file()}
+        without = [n for n in present if n not in labelled]
+        image_set = set(present)
+        only = sorted(n for n in labelled if n not in image_set)
+        rep.labels = len(labelled)
+        rep.n_without_label, rep.without_label = len(without), without[:_SHOW]
+        rep.n_label_only, rep.label_only = len(only), only[:_SHOW]
+        if without:
+            report.problems.append(
+                f"split {split}: {len(without)} of {len(present)} images have no label, e.g. "
+                f"{self.label_path(split, without[0])} is missing")
+        if only:
+            report.notes.append(f"split {split}: {len(only)} labels have no image (ignored), "
+                                f"e.g. {only[0]}")
+
+    def _deep_check(self, split: str, names: list[str]) -> list[str]:
+        from tqdm.auto import tqdm
+
+        bad = []
+        for name in tqdm(names, desc=f"open {split}", leave=False):
+            try:
+                self.load_image(split, name)
+                self.load_label(split, name)
+            except DepthGError as err:
+                bad.append(f"{name} ({err})")
+        return bad
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise DepthGError(f"dataset {self.name} has no split {split!r}; splits are "
+                              f"{', '.join(self.splits)}")
+
+    def _require_root(self) -> None:
+        if not self.root.is_dir():
+            raise DepthGError(
+                f"dataset folder {self.root} does not exist (dataset {self.name}). Put the data "
+                "there or point the profile at it (keys data_root, dataset_dir; see "
+                f"data/README.md), then check it with: {check_command(self.name, self.root)}")
+
+    def _missing(self, split: str, what: Path, hint: str = "") -> DepthGError:
+        return DepthGError(
+            f"dataset {self.name}: split {split} expects {what}, which does not exist{hint}. "
+            f"Check the layout with: {check_command(self.name, self.root)}")
+
+
+def validate_label(label: np.ndarray, n_classes: int, path: Path) -> np.ndarray:
+    """Ids must be in `0..C-1` or 255; anything else names the file and the value."""
+    label = np.asarray(label)
+    if label.dtype != np.uint8:
+        if label.size and (label.min() < 0 or label.max() > 255):
+            value = label.min() if label.min() < 0 else label.max()
+            raise DepthGError(f"label {path} holds value {int(value)}; expected class ids "
+                              f"0..{n_classes - 1} or 255 (ignore)")
+        label = label.astype(np.uint8)
+    bad = (label >= n_classes) & (label != IGNORE)
+    if bad.any():
+        raise DepthGError(f"label {path} holds value {int(label[bad][0])}; expected class ids "
+                          f"0..{n_classes - 1} or 255 (ignore)")
+    return label
+
+
+def lookup_label(raw: np.ndarray, table: dict[int, int], path: Path, what: str) -> np.ndarray:
+    """Map stored ids through `table` (missing → error naming the value); 255 stays ignore."""
+    raw = np.asarray(raw)
+    lut = np.full(256, -1, dtype=np.int16)
+    for src, dst in table.items():
+        lut[src] = dst
+    lut[IGNORE] = IGNORE
+    if raw.size and (raw.min() < 0 or raw.max() > 255):
+        value = raw.min() if raw.min() < 0 else raw.max()
+        raise DepthGError(f"label {path} holds value {int(value)}, which is not a {what}")
+    mapped = lut[raw.astype(np.int64)]
+    if (mapped < 0).any():
+        raise DepthGError(f"label {path} holds value {int(raw[mapped < 0][0])}, which is not a "
+                          f"{what} (known: {min(table)}..{max(table)}, 255 = ignore)")
+    return mapped.astype(np.uint8)
+
+
+def scan_images(folder: Path, recursive: bool = False,
+                exclude: tuple[str, ...] = ()) -> dict[str, Path]:
+    """name → image file under `folder`; names are relative paths without suffix (posix)."""
+    found: dict[str, Path] = {}
+    clashes = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        top = here == folder
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not (top and d in exclude)) if recursive else []
+        for fname in sorted(filenames):
+            path = here / fname
+            if fname.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            name = path.relative_to(folder).with_suffix("").as_posix()
+            if name in found:
+                clashes.append(f"{found[name]} and {path}")
+            found[name] = path
+    if clashes:
+        raise DepthGError(f"two images share a name (only the suffix differs): {clashes[0]}"
+                          f"{f' (and {len(clashes) - 1} more)' if len(clashes) > 1 else ''}; "
+                          "rename or remove one of each pair")
+    return found

@@ -1,0 +1,90 @@
+"""Cityscapes-27 (SPEC §11): torchvision's fine/semantic layout, class = labelId − 7.
+
+Images `leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png`, labels
+`gtFine/<split>/<city>/<...>_gtFine_labelIds.png`. As in STEGO, the labelIds 7..33 become the
+27 classes 0..26 and the ids below 7 (unlabeled, ego vehicle, rectification border, out of
+roi, static, dynamic, ground) become ignore. A name is the file stem without its suffix,
+e.g. `aachen_000000_000019`; its city is the part before the last two `_`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DepthGError
+from .base import IGNORE, DatasetReader
+
+_IMG_SUFFIX = "_leftImg8bit.png"
+_LABEL_SUFFIX = "_gtFine_labelIds.png"
+FIRST_ID = 7
+
+# Cityscapes labels with ids 7..33, in id order.
+CLASS_NAMES = (
+    "road", "sidewalk", "parking", "rail track", "building", "wall", "fence", "guard rail",
+    "bridge", "tunnel", "pole", "polegroup", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "caravan", "trailer", "train",
+    "motorcycle", "bicycle",
+)
+
+
+def city_of(name: str) -> str:
+    return name.rsplit("_", 2)[0]
+
+
+class CityscapesReader(DatasetReader):
+    """torchvision `Cityscapes(mode="fine", target_type="semantic")` folders."""
+
+    name = "cityscapes"
+    n_classes = 27
+    class_names = CLASS_NAMES
+
+    def _split_location(self, split):
+        return self.root / "leftImg8bit" / split
+
+    def _list(self, split):
+        folder = self._split_location(split)
+        if not folder.is_dir():
+            raise self._missing(split, folder)
+        return [p.name[: -len(_IMG_SUFFIX)] for p in folder.glob(f"*/*{_IMG_SUFFIX}")]
+
+    def image_path(self, split, name):
+        self._check_split(split)
+        return self.root / "leftImg8bit" / split / city_of(name) / f"{name}{_IMG_SUFFIX}"
+
+    def label_path(self, split, name):
+        self._check_split(split)
+        return self.root / "gtFine" / split / city_of(name) / f"{name}{_LABEL_SUFFIX}"
+
+    def depth_path(self, split, name):
+        self._check_split(split)
+        return self.root / "depth" / split / city_of(name) / f"{name}_zoedepth.png"
+
+    def _label_names(self, split):
+        folder = self.root / "gtFine" / split
+        if not folder.is_dir():
+            return set()
+        return {p.name[: -len(_LABEL_SUFFIX)] for p in folder.glob(f"*/*{_LABEL_SUFFIX}")}
+
+    def _map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        ids = np.asarray(raw).astype(np.int64)
+        top = FIRST_ID + self.n_classes - 1
+        bad = (ids > top) & (ids != IGNORE)
+        if bad.any() or (ids.size and ids.min() < 0):
+            value = ids[bad][0] if bad.any() else ids.min()
+            raise DepthGError(f"label {path} holds labelId {int(value)}; Cityscapes labelIds "
+                              f"are 0..{top} (255 = ignore). Is this a *_labelIds.png file?")
+        out = ids - FIRST_ID
+        out[(out < 0) | (ids == IGNORE)] = IGNORE
+        return out.astype(np.uint8)
+
+    def expected_tree(self):
+        return _TREE
+
+
+_TREE = """\
+<root>/                                 profile: <data_root>/<dataset_dir>
+  leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+  gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png   labelIds 0..33
+  depth/{train,val}/<city>/<city>_<seq>_<frame>_zoedepth.png   written by python -m depthg_lib.depth"""

@@ -1,0 +1,150 @@
+"""Figures of the data stages: dataset samples and the five crops (chapters 00–02).
+
+Every function returns a matplotlib Figure, so notebooks, the runner and tests draw the same
+thing. Depth is drawn with brighter = farther, as the depth stage stores it (SPEC §2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Rectangle
+
+from . import colorize, label_palette
+
+BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
+BOX_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
+
+
+def palette_for(reader) -> np.ndarray:
+    """The class colours of a dataset: its own table when it has one, else a stable palette."""
+    colours = getattr(reader, "class_colors", None)
+    if colours:
+        return np.asarray(colours, dtype=np.uint8)
+    return label_palette(max(int(reader.n_classes), 1))
+
+
+def _depth_image(depth: np.ndarray | None) -> np.ndarray | None:
+    if depth is None:
+        return None
+    depth = np.asarray(depth, dtype=np.float64)
+    low, high = depth.min(), depth.max()
+    return (depth - low) / (high - low) if high > low else np.zeros_like(depth)
+
+
+def _blank(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, color="#777777",
+            transform=ax.transAxes)
+
+
+def draw_five_crop(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], ax=None,
+                   title: str | None = None):
+    """An image with its five crop boxes drawn and numbered k = 0..4."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5 * image.shape[0] / image.shape[1]))
+    ax.imshow(image)
+    for k, (top, left, h, w) in enumerate(boxes):
+        inset = 0.5 + 0.8 * k  # nudge the outlines apart where boxes share an edge
+        ax.add_patch(Rectangle((left - 0.5 + inset, top - 0.5 + inset), w - 2 * inset,
+                               h - 2 * inset, fill=False, linewidth=2,
+                               edgecolor=BOX_COLOURS[k % len(BOX_COLOURS)]))
+        ax.text(left + 2 + inset, top + 2 + inset, str(k), va="top", ha="left", fontsize=9,
+                color="white", fontweight="bold",
+                bbox=dict(facecolor=BOX_COLOURS[k % len(BOX_COLOURS)], pad=1, linewidth=0))
+    ax.set_title(title or f"{image.shape[0]}×{image.shape[1]}, five boxes of "
+                 f"{boxes[0][2]}×{boxes[0][3]}", fontsize=9)
+    ax.axis("off")
+    return fig or ax.figure
+
+
+def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarray | None,
+                   boxes: Sequence[tuple[int, int, int, int]], palette: np.ndarray | None = None):
+    """Rows image / label / depth; first column the whole image with boxes, then crops 0..4."""
+    from ..crop import crop_array
+
+    rows = [("image", image), ("label", None if label is None else colorize(label, palette)),
+            ("depth", _depth_image(depth))]
+    fig, axes = plt.subplots(3, 1 + len(boxes), figsize=(2.1 * (1 + len(boxes)), 6.6),
+                             squeeze=False)
+    for r, (what, full) in enumerate(rows):
+        cmap = "magma" if what == "depth" else None
+        for c in range(1 + len(boxes)):
+            ax = axes[r, c]
+            ax.axis("off")
+            if full is None:
+                _blank(ax, f"no {what}")
+                continue
+            if c == 0:
+                if r == 0:
+                    draw_five_crop(full, boxes, ax=ax, title="whole image")
+                else:
+                    ax.imshow(full, cmap=cmap)
+                    ax.set_title(f"whole {what}", fontsize=9)
+                continue
+            ax.imshow(crop_array(full, boxes[c - 1]), cmap=cmap, vmin=0 if cmap else None,
+                      vmax=1 if cmap else None)
+            if r == 0:
+                ax.set_title(f"{c - 1}: {BOX_NAMES[c - 1]}", fontsize=9,
+                             color=BOX_COLOURS[(c - 1) % len(BOX_COLOURS)])
+    fig.tight_layout()
+    return fig
+
+
+def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None):
+    """Crops as the later stages read them back (`CropReader.load`): image, label, depth."""
+    fig, axes = plt.subplots(3, len(ns), figsize=(2.1 * len(ns), 6.6), squeeze=False)
+    for c, n in enumerate(ns):
+        image, label, depth = crop_reader.load(n)
+        name, k = crop_reader.source(n)
+        for r, (pic, cmap) in enumerate(((image, None), (colorize(label, palette), None),
+                                         (_depth_image(depth), "magma"))):
+            axes[r, c].imshow(pic, cmap=cmap)
+            axes[r, c].axis("off")
+        axes[0, c].set_title(f"crop {n}\n{name} [{k}]", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def show_samples(reader, split: str = "train", n: int = 4, names: Sequence[str] | None = None):
+    """A few images of a dataset with their label and, once written, their depth."""
+    from ..crop import read_depth_png
+
+    names = list(names) if names is not None else reader.names(split)[:n]
+    palette = palette_for(reader)
+    fig, axes = plt.subplots(3, len(names), figsize=(2.6 * len(names), 7.2), squeeze=False)
+    for c, name in enumerate(names):
+        label = reader.load_label(split, name)
+        depth_file = reader.depth_path(split, name)
+        depth = read_depth_png(depth_file) if depth_file.is_file() else None
+        pics = (reader.load_image(split, name),
+                None if label is None else colorize(label, palette), _depth_image(depth))
+        for r, (pic, what) in enumerate(zip(pics, ("image", "label", "depth"))):
+            axes[r, c].axis("off")
+            if pic is None:
+                _blank(axes[r, c], f"no {what} yet" if what == "depth" else f"no {what}")
+            else:
+                axes[r, c].imshow(pic, cmap="magma" if what == "depth" else None)
+        axes[0, c].set_title(name, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def dominant_share_figure(whole: Sequence[float], crops: Sequence[float]):
+    """Histogram of the share of the most frequent class: whole images against their crops."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    bins = np.linspace(0, 1, 21)
+    whole = np.asarray(whole, dtype=np.float64)
+    crops = np.asarray(crops, dtype=np.float64)
+    whole, crops = whole[np.isfinite(whole)], crops[np.isfinite(crops)]
+    ax.hist(whole, bins=bins, alpha=0.6, density=True,
+            label=f"whole images (mean {whole.mean():.2f})" if whole.size else "whole images")
+    ax.hist(crops, bins=bins, alpha=0.6, density=True,
+            label=f"five crops (mean {crops.mean():.2f})" if crops.size else "five crops")
+    ax.set_xlabel("share of labelled pixels in the most frequent class")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
