@@ -1,0 +1,170 @@
+"""Dense CRF refinement of per-pixel class scores (SPEC §9), with a pool that cannot hang.
+
+A fully connected CRF (Krähenbühl & Koltun 2011, through `pydensecrf2`) sharpens the coarse
+patch-level predictions along colour edges of the image. Parameters are the released ones:
+10 mean-field iterations, a Gaussian (smoothness) kernel with sxy 1 and weight 3, and a
+bilateral (appearance) kernel with sxy 67, srgb 3 and weight 4 on the image in BGR 0..255.
+
+STEGO runs the CRF in a `multiprocessing.Pool` that is known to hang (fork after torch has
+started its thread pools). Here images go to a bounded `concurrent.futures` process pool
+started with *spawn* (this module imports only numpy, so workers start fast), every image
+has a timeout, and anything the pool fails to return is computed in this process instead.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+
+from .errors import DepthGError
+
+ITERATIONS = 10
+GAUSSIAN_SXY, GAUSSIAN_COMPAT = 1, 3
+BILATERAL_SXY, BILATERAL_SRGB, BILATERAL_COMPAT = 67, 3, 4
+INSTALL_HINT = "pip install pydensecrf2  (or: pip install -e '.[crf]')"
+
+
+def crf_available() -> bool:
+    """True when `pydensecrf` (PyPI `pydensecrf2`) can be imported."""
+    try:
+        import pydensecrf.densecrf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_crf() -> None:
+    """One clear error when the CRF is asked for but its package is missing."""
+    if not crf_available():
+        raise DepthGError("the dense CRF needs the package pydensecrf2, which is not installed "
+                          f"in this environment; install it with `{INSTALL_HINT}`, or run "
+                          "without --crf")
+
+
+def _softmax(log_probs: np.ndarray) -> np.ndarray:
+    z = log_probs - log_probs.max(axis=0, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def dense_crf(image: np.ndarray, log_probs: np.ndarray, iterations: int = ITERATIONS) -> np.ndarray:
+    """Refine class scores with a dense CRF.
+
+    image: RGB uint8 (H, W, 3); log_probs: (C, H, W) log-probabilities (or any logits: they
+    go through a softmax). Returns the CRF's marginals Q, float32 (C, H, W).
+    """
+    import pydensecrf.densecrf as dcrf
+
+    image = np.asarray(image)
+    log_probs = np.asarray(log_probs, dtype=np.float32)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"dense_crf needs an RGB uint8 (H, W, 3) image, got {image.dtype} "
+                         f"{image.shape}")
+    n, h, w = log_probs.shape
+    if (h, w) != image.shape[:2]:
+        raise ValueError(f"scores {log_probs.shape[1:]} and image {image.shape[:2]} differ in size")
+    probs = np.clip(_softmax(log_probs), 1e-5, 1.0)  # as pydensecrf's unary_from_softmax
+    unary = np.ascontiguousarray(-np.log(probs).reshape(n, -1), dtype=np.float32)
+    bgr = np.ascontiguousarray(image[:, :, ::-1])  # SPEC §9: the released code feeds BGR
+    crf = dcrf.DenseCRF2D(w, h, n)
+    crf.setUnaryEnergy(unary)
+    crf.addPairwiseGaussian(sxy=GAUSSIAN_SXY, compat=GAUSSIAN_COMPAT)
+    crf.addPairwiseBilateral(sxy=BILATERAL_SXY, srgb=BILATERAL_SRGB, rgbim=bgr,
+                             compat=BILATERAL_COMPAT)
+    q = crf.inference(iterations)
+    return np.asarray(q, dtype=np.float32).reshape(n, h, w)
+
+
+def default_workers() -> int:
+    """Worker processes: `DEPTHG_CRF_WORKERS` if set, else up to 4 when there are > 2 cores."""
+    env = os.environ.get("DEPTHG_CRF_WORKERS")
+    if env is not None:
+        return max(0, int(env))
+    cpus = os.cpu_count() or 1
+    return 0 if cpus <= 2 else min(4, cpus - 1)
+
+
+class CRFRunner:
+    """Run `dense_crf` over batches of images, in a bounded process pool or in-process.
+
+    Use as a context manager (the pool lives across batches):
+
+        with CRFRunner(workers=4, timeout=120) as crf:
+            q = crf(images, log_probs)      # (B, H, W, 3) uint8, (B, C, H, W) → (B, C, H, W)
+
+    `workers=0` runs in this process. If an image takes longer than `timeout` seconds or the
+    pool breaks, the pool is shut down for good and every unfinished image of this and later
+    batches is computed in this process (with a warning): slower, but it always finishes.
+    """
+
+    def __init__(self, workers: int | None = None, timeout: float = 120.0):
+        require_crf()
+        self.workers = default_workers() if workers is None else int(workers)
+        self.timeout = timeout
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self.fell_back = False
+
+    def __enter__(self) -> CRFRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _get_pool(self) -> cf.ProcessPoolExecutor | None:
+        if self.workers <= 0 or self.fell_back:
+            return None
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the pool; a worker stuck in an image is terminated, not waited for."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        pool.shutdown(wait=False, cancel_futures=True)
+        terminate = getattr(pool, "terminate_workers", None)  # Python ≥ 3.14
+        if terminate is not None:
+            terminate()
+        else:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                if proc.is_alive():
+                    proc.terminate()
+
+    def __call__(self, images: Sequence[np.ndarray] | np.ndarray,
+                 log_probs: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        images = [np.asarray(im) for im in images]
+        log_probs = [np.asarray(lp, dtype=np.float32) for lp in log_probs]
+        if len(images) != len(log_probs):
+            raise ValueError(f"{len(images)} images but {len(log_probs)} score maps")
+        results: list[np.ndarray | None] = [None] * len(images)
+        pool = self._get_pool()
+        if pool is not None:
+            futures = [pool.submit(dense_crf, im, lp) for im, lp in zip(images, log_probs)]
+            try:
+                for i, fut in enumerate(futures):
+                    results[i] = fut.result(timeout=self.timeout)
+            except (cf.TimeoutError, BrokenProcessPool, OSError) as err:
+                warnings.warn(f"dense CRF pool failed ({type(err).__name__}: {err}); "
+                              "continuing in this process", RuntimeWarning, stacklevel=2)
+                self.fell_back = True
+                self.close()
+        for i, res in enumerate(results):
+            if res is None:
+                results[i] = dense_crf(images[i], log_probs[i])
+        return np.stack(results)
+
+
+def batched_crf(images: Sequence[np.ndarray] | np.ndarray,
+                log_probs: Sequence[np.ndarray] | np.ndarray,
+                workers: int | None = 0, timeout: float = 120.0) -> np.ndarray:
+    """One-shot `dense_crf` over a batch; see `CRFRunner` for a pool kept across batches."""
+    with CRFRunner(workers=workers, timeout=timeout) as runner:
+        return runner(images, log_probs)

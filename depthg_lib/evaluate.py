@@ -1,0 +1,530 @@
+"""Chapter 05: evaluate a trained head — unsupervised (Hungarian) and linear-probe scores.
+
+SPEC §9 as released: validation images resized (shorter side, nearest) and centre-cropped to
+`eval_res`; codes averaged with those of the mirrored image; codes upsampled bilinearly to
+label size; unsupervised prediction = argmax of the cluster probe's log-softmax(2·cos),
+linear = argmax of the linear probe's log-softmax; optional dense CRF before the argmax; one
+confusion histogram over the whole split; Hungarian matching of clusters to classes.
+
+    python -m depthg_lib.evaluate --profile demo [--crf] [--checkpoint C] [--split val]
+
+writes `metrics.json` and figures (confusion matrix, per-class IoU, examples) to
+`runs/<profile>/eval/` (for another checkpoint: `<its run folder>/eval/`), and the
+cluster → class matching beside the checkpoint (`<checkpoint>.classes.json`) so that
+`depthg_lib.predict` can name what each cluster is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy.optimize import linear_sum_assignment
+
+from .config import Profile, load_profile
+from .env import resolve_device
+from .errors import DepthGError, run_cli
+from .io import save_json
+
+CLUSTER_ALPHA = 2.0  # SPEC §9: log-softmax of cluster similarities × 2
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def confusion_histogram(preds, target, n_classes: int, extra_clusters: int = 0,
+                        drop_extra: bool = True) -> np.ndarray:
+    """Count (prediction, label) pairs: int64 (n_classes + extra_clusters, n_classes).
+
+    Row = predicted cluster/class, column = ground-truth class. Labels outside
+    `0..n_classes-1` (−1, 255) are ignored. Predictions ≥ `n_classes` are dropped too, as
+    the released metric does (golden README note 5): extra clusters then never count.
+    `drop_extra=False` keeps predictions up to `n_classes + extra_clusters − 1`.
+    """
+    preds = _as_numpy(preds).reshape(-1).astype(np.int64)
+    target = _as_numpy(target).reshape(-1).astype(np.int64)
+    if preds.shape != target.shape:
+        raise ValueError(f"preds and target differ in size: {preds.shape} vs {target.shape}")
+    rows = n_classes + extra_clusters
+    top = n_classes if drop_extra else rows
+    keep = (target >= 0) & (target < n_classes) & (preds >= 0) & (preds < top)
+    flat = preds[keep] * n_classes + target[keep]
+    return np.bincount(flat, minlength=rows * n_classes).reshape(rows, n_classes)
+
+
+def scores(histogram, hungarian: bool = True) -> dict:
+    """Accuracy, mIoU and per-class IoU (percent) of a (clusters × classes) histogram.
+
+    With `hungarian`, clusters are matched one-to-one to classes maximising the matched
+    pixels (scipy `linear_sum_assignment`). Clusters left unmatched (extra clusters) are
+    summed into one extra row, as released, and count as wrong predictions. Then
+    `IoU_k = tp/(tp+fp+fn)`, mIoU = mean over entries with a defined IoU (the unmatched row
+    takes part as released: IoU 0 when it holds pixels, undefined when empty), `Acc =
+    Σtp / Σall`. Returns `acc`, `miou`, `iou` (per class, NaN where undefined), `assignment`
+    (rows, cols of the matching), `cluster_to_class` (−1 = unmatched) and the matched
+    `histogram` (row k = the cluster matched to class k).
+    """
+    stats = _as_numpy(histogram).astype(np.int64)
+    n_rows, n = stats.shape
+    if n_rows < n:
+        raise ValueError(f"histogram needs at least as many rows (clusters) as columns "
+                         f"(classes), got {stats.shape}")
+    if hungarian:
+        rows, cols = linear_sum_assignment(stats, maximize=True)
+    else:
+        rows, cols = np.arange(n), np.arange(n)
+    cluster_to_class = np.full(n_rows, -1, dtype=np.int64)
+    cluster_to_class[rows] = cols
+    class_to_cluster = np.empty(n, dtype=np.int64)
+    class_to_cluster[cols] = rows
+    matched = stats[class_to_cluster]
+    if n_rows > n:
+        # the released code solves the transposed problem again for this ordering; one
+        # solution serves both here (they agree unless the optimum is tied)
+        unmatched = stats[cluster_to_class < 0].sum(axis=0, keepdims=True)
+        matched = np.concatenate([matched, unmatched], axis=0)
+        matched = np.concatenate([matched, np.zeros((n + 1, 1), dtype=np.int64)], axis=1)
+    tp = np.diag(matched).astype(np.float64)
+    union = matched.sum(axis=0) + matched.sum(axis=1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = tp / union
+    total = matched.sum()
+    defined = ~np.isnan(iou)
+    return {
+        "acc": float(100 * tp.sum() / total) if total else float("nan"),
+        "miou": float(100 * iou[defined].mean()) if defined.any() else float("nan"),
+        "iou": 100 * iou[:n],
+        "assignment": (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)),
+        "cluster_to_class": cluster_to_class,
+        "histogram": matched,
+    }
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def resize_crop(image: np.ndarray, size: int, label: np.ndarray | None = None,
+                image_mode: str = "nearest") -> tuple[np.ndarray, np.ndarray | None]:
+    """Resize the shorter side to `size` and centre-crop `size`×`size` (SPEC §9).
+
+    Labels always use nearest; images use nearest as released (`image_mode="bilinear"` for
+    the corrected fidelity). Sizes follow torchvision's Resize/CenterCrop rounding.
+    """
+    h, w = image.shape[:2]
+    if h <= w:
+        nh, nw = size, int(size * w / h)
+    else:
+        nh, nw = int(size * h / w), size
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    resample = Image.NEAREST if image_mode == "nearest" else Image.BILINEAR
+
+    def fit(arr, method):
+        if arr.shape[:2] != (nh, nw):
+            arr = np.asarray(Image.fromarray(arr).resize((nw, nh), method))
+        return arr[top:top + size, left:left + size]
+
+    out_label = None if label is None else fit(np.asarray(label), Image.NEAREST)
+    return fit(np.asarray(image), resample), out_label
+
+
+def to_tensor(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) → float (B, 3, H, W) in [0, 1], what the backbones take."""
+    arr = np.stack([np.asarray(im) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _head_code(head, feats: torch.Tensor) -> torch.Tensor:
+    out = head(feats)
+    return out[-1] if isinstance(out, (tuple, list)) else out
+
+
+@torch.no_grad()
+def flip_averaged_codes(backbone, head, images: torch.Tensor) -> torch.Tensor:
+    """Codes of the images averaged with those of their mirror images, mirrored back (§9)."""
+    both = torch.cat([images, images.flip(dims=[3])])
+    codes = _head_code(head, backbone(both))
+    plain, mirrored = codes.chunk(2)
+    return (plain + mirrored.flip(dims=[3])) / 2
+
+
+@torch.no_grad()
+def probe_log_probs(model, backbone, images: torch.Tensor, size: tuple[int, int]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cluster, linear) log-probabilities at `size` for a batch of [0,1] images (SPEC §9).
+
+    Codes are upsampled bilinearly *before* the probes, as released.
+    """
+    code = flip_averaged_codes(backbone, model.head, images)
+    code = F.interpolate(code, size=size, mode="bilinear", align_corners=False)
+    cluster = model.cluster_probe(code, alpha=CLUSTER_ALPHA, log_probs=True)
+    linear = torch.log_softmax(model.linear_probe(code), dim=1)
+    return cluster, linear
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def default_checkpoint(profile: Profile) -> Path:
+    return profile.paths.train_dir / "checkpoints" / "final.pt"
+
+
+def eval_dir_for(profile: Profile, checkpoint: str | Path | None) -> Path:
+    """`runs/<profile>/eval` for the profile's own checkpoint; else `<run folder>/eval`.
+
+    A checkpoint `X/checkpoints/final.pt` (what `train(out_dir=X)` writes) evaluates into
+    `X/eval`; any other file `Y/model.pt` into `Y/eval_model`.
+    """
+    if checkpoint is None:
+        return profile.paths.eval_dir
+    ckpt = Path(checkpoint).resolve()
+    if ckpt == default_checkpoint(profile).resolve():
+        return profile.paths.eval_dir
+    if ckpt.parent.name == "checkpoints":
+        return ckpt.parent.parent / "eval"
+    return ckpt.parent / f"eval_{ckpt.stem}"
+
+
+def assignment_file(checkpoint: str | Path) -> Path:
+    """Sidecar beside a checkpoint holding its cluster → class matching (read by predict)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".classes.json")
+
+
+def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.device):
+    from .models import load_backbone
+    from .train import load_checkpoint
+
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint(profile)
+    if not path.exists():
+        hint = (f"train it first: python -m depthg_lib.train --profile {profile.name}"
+                if checkpoint is None else "check the path given with --checkpoint")
+        raise DepthGError(f"checkpoint {path} does not exist; {hint}")
+    model = load_checkpoint(path, profile=profile, device=device)
+    for part in (model.head, model.cluster_probe, model.linear_probe):
+        part.to(device).eval()
+    backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
+                             device=device)
+    backbone.eval()
+    return path, model, backbone
+
+
+def _reader(profile: Profile, split: str):
+    from .data import get_reader
+
+    reader = get_reader(profile.dataset, profile.paths.dataset_dir)
+    if not reader.has_labels:
+        raise DepthGError(f"the {profile.dataset} data in {profile.paths.dataset_dir} has no "
+                          "labels, so it cannot be scored; use `python -m depthg_lib.predict` "
+                          "to segment unlabelled images")
+    names = list(reader.names(split))
+    if not names:
+        raise DepthGError(f"split {split!r} of {profile.paths.dataset_dir} holds no images; "
+                          f"run the data step first: python -m depthg_lib.data --profile "
+                          f"{profile.name}")
+    return reader, names
+
+
+class _EvalSet(torch.utils.data.Dataset):
+    """Validation images and labels, resized and centre-cropped (SPEC §9)."""
+
+    def __init__(self, reader, split, names, size, image_mode):
+        self.reader, self.split, self.names = reader, split, names
+        self.size, self.image_mode = size, image_mode
+
+    def __len__(self):
+        return len(self.names)
+
+    def __getitem__(self, i):
+        name = self.names[i]
+        label = self.reader.load_label(self.split, name)
+        if label is None:
+            raise DepthGError(f"image {name} of split {self.split!r} has no label file; an "
+                              "evaluation split must be fully labelled")
+        image, label = resize_crop(self.reader.load_image(self.split, name), self.size,
+                                   label, self.image_mode)
+        return np.ascontiguousarray(image), np.ascontiguousarray(label)
+
+
+def _collate(batch):
+    images, labels = zip(*batch)
+    return np.stack(images), np.stack(labels)
+
+
+def _loader(profile, reader, split, names, batch_size):
+    image_mode = "nearest" if profile.fidelity == "released" else "bilinear"
+    dataset = _EvalSet(reader, split, names, profile.eval_res, image_mode)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                       num_workers=profile.num_workers, collate_fn=_collate)
+
+
+def _labels_to_numpy(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    labels = labels.astype(np.int64)
+    labels[(labels < 0) | (labels >= n_classes)] = -1
+    return labels
+
+
+def _class_names(reader, n: int) -> list[str]:
+    names = list(getattr(reader, "class_names", None) or [])
+    return names[:n] if len(names) >= n else [f"class {k}" for k in range(n)]
+
+
+def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: bool = False,
+             device: str = "auto", split: str = "val", max_images: int | None = None,
+             progress: bool = True, out_dir: str | Path | None = None, write: bool = True,
+             batch_size: int | None = None, n_examples: int = 4,
+             crf_workers: int | None = None) -> dict:
+    """Score a checkpoint on a labelled split (SPEC §9) and write `metrics.json` + figures.
+
+    Returns the metrics dict (what `metrics.json` holds) plus, under `"arrays"`, the
+    histograms and a few example predictions for the chapter's figures. `write=False`
+    (e.g. a quick CRF comparison on a few images) writes nothing.
+    """
+    from tqdm.auto import tqdm
+
+    from .crf import CRFRunner, require_crf
+
+    profile = load_profile(profile)
+    if crf:
+        require_crf()
+    dev = resolve_device(device)
+    reader, names = _reader(profile, split)
+    if max_images is not None:
+        names = names[:max_images]
+    path, model, backbone = _load_model(profile, checkpoint, dev)
+    n = profile.n_classes
+    n_clusters = int(model.cluster_probe.clusters.shape[0])
+    extra = max(0, n_clusters - n)
+    drop_extra = profile.fidelity == "released"
+    cluster_hist = np.zeros((n + extra, n), dtype=np.int64)
+    linear_hist = np.zeros((n, n), dtype=np.int64)
+    if batch_size is None:
+        batch_size = 16 if dev.type == "cuda" else 4
+    examples = {"image": [], "label": [], "cluster": [], "linear": []}
+    started = time.time()
+    runner = CRFRunner(workers=crf_workers) if crf else None
+    try:
+        loader = _loader(profile, reader, split, names, batch_size)
+        for images, labels in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
+            x = to_tensor(images).to(dev)
+            cluster_lp, linear_lp = probe_log_probs(model, backbone, x, labels.shape[1:])
+            if runner is not None:
+                cluster_pred = runner(images, cluster_lp.float().cpu().numpy()).argmax(1)
+                linear_pred = runner(images, linear_lp.float().cpu().numpy()).argmax(1)
+            else:
+                cluster_pred = cluster_lp.argmax(1).cpu().numpy()
+                linear_pred = linear_lp.argmax(1).cpu().numpy()
+            target = _labels_to_numpy(labels, n)
+            cluster_hist += confusion_histogram(cluster_pred, target, n, extra, drop_extra)
+            linear_hist += confusion_histogram(linear_pred, target, n)
+            for i in range(min(len(images), n_examples - len(examples["image"]))):
+                for key, arr in zip(examples, (images, labels, cluster_pred, linear_pred)):
+                    examples[key].append(np.asarray(arr[i]))
+    finally:
+        if runner is not None:
+            runner.close()
+    seconds = time.time() - started
+    unsup, linear = scores(cluster_hist, hungarian=True), scores(linear_hist, hungarian=False)
+    class_names = _class_names(reader, n)
+    meta = getattr(model, "meta", {}) or {}
+    metrics = {
+        "profile": profile.name,
+        "fidelity": profile.fidelity,
+        "checkpoint": str(path),
+        "checkpoint_step": meta.get("step"),
+        "backbone": profile.backbone,
+        "dataset": profile.dataset,
+        "split": split,
+        "n_images": len(names),
+        "eval_res": profile.eval_res,
+        "crf": bool(crf),
+        "crf_fell_back": bool(runner.fell_back) if runner is not None else None,
+        "device": str(dev),
+        "seconds": round(seconds, 2),
+        "class_names": class_names,
+        "unsupervised": _summary(unsup, class_names, cluster_hist),
+        "linear": _summary(linear, class_names, linear_hist),
+        "profile_settings": {k: v for k, v in dataclasses.asdict(profile).items()},
+    }
+    if write:
+        out = Path(out_dir) if out_dir is not None else eval_dir_for(profile, checkpoint)
+        out.mkdir(parents=True, exist_ok=True)
+        metrics["figures"] = _write_figures(out, metrics, unsup, examples, profile, reader)
+        save_json(out / "metrics.json", metrics)
+        if max_images is None:
+            save_json(assignment_file(path), {
+                "cluster_to_class": metrics["unsupervised"]["cluster_to_class"],
+                "class_names": class_names, "dataset": profile.dataset, "split": split,
+                "unsupervised_miou": metrics["unsupervised"]["miou"]})
+        metrics["out_dir"] = str(out)
+    metrics["arrays"] = {"cluster_histogram": cluster_hist, "linear_histogram": linear_hist,
+                         "matched_histogram": unsup["histogram"],
+                         "examples": {k: np.stack(v) if v else None
+                                      for k, v in examples.items()}}
+    return metrics
+
+
+def _num(x: float) -> float | None:
+    return None if not np.isfinite(x) else round(float(x), 4)
+
+
+def _summary(result: dict, class_names: list[str], histogram: np.ndarray) -> dict:
+    return {
+        "acc": _num(result["acc"]),
+        "miou": _num(result["miou"]),
+        "iou": {name: _num(v) for name, v in zip(class_names, result["iou"])},
+        "cluster_to_class": [int(c) for c in result["cluster_to_class"]],
+        "histogram": histogram.tolist(),
+    }
+
+
+def class_palette(reader, n: int) -> np.ndarray:
+    """The dataset's class colours when it has them, else a stable palette."""
+    from .viz import label_palette
+
+    colours = getattr(reader, "class_colors", None)
+    if colours is not None and len(colours) >= n:
+        return np.asarray(colours, dtype=np.uint8)[:n]
+    return label_palette(n)
+
+
+def _write_figures(out: Path, metrics: dict, unsup: dict, examples: dict, profile: Profile,
+                   reader) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .viz import evaluation as viz
+
+    names = metrics["class_names"]
+    written = []
+    figs = {
+        "confusion.png": viz.plot_confusion(unsup["histogram"][: len(names), : len(names)], names,
+                                            title="unsupervised (clusters matched to classes)"),
+        "class_iou.png": viz.plot_class_iou(
+            {"unsupervised": metrics["unsupervised"]["iou"], "linear": metrics["linear"]["iou"]}),
+    }
+    if examples["image"]:
+        figs["examples.png"] = viz.plot_examples(
+            examples["image"], examples["label"], examples["cluster"], examples["linear"],
+            cluster_to_class=unsup["cluster_to_class"],
+            palette=class_palette(reader, profile.n_classes))
+    for fname, fig in figs.items():
+        fig.savefig(out / fname, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(fname)
+    return written
+
+
+# ------------------------------------------------------------------------------ baseline
+
+
+@torch.no_grad()
+def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int | None = None,
+                    device: str = "auto", seed: int = 0, progress: bool = True,
+                    max_fit_points: int = 100_000, batch_size: int | None = None) -> dict:
+    """k-means (k = n_classes) on raw backbone patch features, Hungarian-matched (ablation).
+
+    No training at all: patch features of the evaluated images are L2-normalised and
+    clustered (fit on up to `max_fit_points` patches drawn evenly from the same split —
+    label-free, so allowed); each pixel takes the centroid of highest cosine similarity,
+    upsampled bilinearly to label size like the cluster probe's scores. Two passes over the
+    split keep memory bounded on the paper datasets.
+    """
+    from sklearn.cluster import KMeans
+    from tqdm.auto import tqdm
+
+    from .models import load_backbone
+
+    profile = load_profile(profile)
+    dev = resolve_device(device)
+    reader, names = _reader(profile, split)
+    if max_images is not None:
+        names = names[:max_images]
+    backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
+                             device=dev).eval()
+    batch_size = batch_size or (16 if dev.type == "cuda" else 4)
+    n = profile.n_classes
+    rng = np.random.default_rng(seed)
+
+    def features(images):
+        return F.normalize(backbone(to_tensor(images).to(dev)).float(), dim=1)
+
+    per_image = max(1, max_fit_points // len(names))
+    points = []
+    for images, _ in tqdm(_loader(profile, reader, split, names, batch_size),
+                          desc="k-means: fit features", disable=not progress):
+        f = features(images).permute(0, 2, 3, 1).flatten(1, 2).cpu().numpy()
+        for patches in f:
+            take = min(per_image, len(patches))
+            points.append(patches[rng.choice(len(patches), take, replace=False)])
+    km = KMeans(n_clusters=n, n_init=3, random_state=seed).fit(np.concatenate(points))
+    centroids = F.normalize(torch.from_numpy(km.cluster_centers_).float(), dim=1).to(dev)
+    hist = np.zeros((n, n), dtype=np.int64)
+    for images, labels in tqdm(_loader(profile, reader, split, names, batch_size),
+                               desc="k-means: predict", disable=not progress):
+        sim = torch.einsum("bchw,kc->bkhw", features(images), centroids)
+        sim = F.interpolate(sim, size=labels.shape[1:], mode="bilinear", align_corners=False)
+        hist += confusion_histogram(sim.argmax(1).cpu().numpy(), _labels_to_numpy(labels, n), n)
+    result = scores(hist, hungarian=True)
+    class_names = _class_names(reader, n)
+    return {"method": "kmeans", "profile": profile.name, "split": split, "n_images": len(names),
+            **_summary(result, class_names, hist)}
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def _report(metrics: dict) -> str:
+    lines = [f"{metrics['profile']} {metrics['split']} ({metrics['n_images']} images, "
+             f"CRF {'on' if metrics['crf'] else 'off'})"]
+    for kind in ("unsupervised", "linear"):
+        m = metrics[kind]
+        lines.append(f"  {kind:12s} Acc {m['acc']:6.2f}  mIoU {m['miou']:6.2f}")
+    if "out_dir" in metrics:
+        lines.append(f"  written to {metrics['out_dir']}/metrics.json")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m depthg_lib.evaluate",
+                                     description="Score a trained DepthG head (SPEC §9).")
+    parser.add_argument("--profile", required=True, help="profile name or YAML path")
+    parser.add_argument("--checkpoint", default=None,
+                        help="default: runs/<profile>/train/checkpoints/final.pt")
+    parser.add_argument("--crf", action="store_true", help="refine with a dense CRF")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--out", default=None, help="output folder (default: the run's eval/)")
+    parser.add_argument("--kmeans", action="store_true",
+                        help="also score the k-means baseline on raw backbone features")
+    args = parser.parse_args(argv)
+    metrics = evaluate(args.profile, checkpoint=args.checkpoint, crf=args.crf,
+                       device=args.device, split=args.split, max_images=args.max_images,
+                       out_dir=args.out)
+    print(_report(metrics))
+    if args.kmeans:
+        km = kmeans_baseline(args.profile, split=args.split, max_images=args.max_images,
+                             device=args.device)
+        print(f"  {'k-means':12s} Acc {km['acc']:6.2f}  mIoU {km['miou']:6.2f}")
+        out = Path(metrics["out_dir"])
+        save_json(out / "kmeans.json", km)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

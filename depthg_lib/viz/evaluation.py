@@ -1,0 +1,198 @@
+"""Figures of chapter 05 (evaluation) and of `depthg_lib.predict`.
+
+Every function returns a matplotlib Figure; callers save or show it. Predictions of the
+cluster probe are drawn in the colour of the class their cluster was matched to (Hungarian),
+so that ground truth, clusters and the linear probe can be compared by colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from . import colorize, label_palette
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str = "",
+                   normalize: bool = True):
+    """Confusion matrix, ground truth down the rows, (matched) prediction across.
+
+    `histogram` is (prediction × ground truth) as `evaluate.confusion_histogram` counts it;
+    with `normalize`, each ground-truth row sums to 1 (the share of the class's pixels that
+    went to each prediction), so rare classes stay visible.
+    """
+    plt = _plt()
+    mat = np.asarray(histogram, dtype=np.float64).T
+    if normalize:
+        mat = mat / np.maximum(mat.sum(axis=1, keepdims=True), 1)
+    n = len(class_names)
+    side = max(4.0, 0.32 * n + 2)
+    fig, ax = plt.subplots(figsize=(side + 1, side))
+    im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(mat.shape[1]))
+    ax.set_yticks(range(n))
+    xt = list(class_names) + ["unmatched"] * (mat.shape[1] - n)
+    ax.set_xticklabels(xt, rotation=90, fontsize=8)
+    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    if n <= 12:
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                ax.text(j, i, f"{mat[i, j]:.2f}" if normalize else f"{int(mat[i, j])}",
+                        ha="center", va="center", fontsize=7,
+                        color="black" if mat[i, j] > 0.6 * mat.max() else "white")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
+                 label="share of the class's pixels" if normalize else "pixels")
+    ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = "per-class IoU"):
+    """Grouped horizontal bars: one group per class, one bar per method (e.g. unsupervised,
+    linear). Values in percent; undefined IoUs (class absent) are left empty."""
+    plt = _plt()
+    methods = list(ious)
+    classes = list(next(iter(ious.values())))
+    n, m = len(classes), len(methods)
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.3 * n * max(1, m) / 1.5 + 1)))
+    height = 0.8 / m
+    y = np.arange(n)
+    for k, method in enumerate(methods):
+        vals = [ious[method].get(c) for c in classes]
+        vals = [np.nan if v is None else v for v in vals]
+        ax.barh(y + (k - (m - 1) / 2) * height, vals, height=height, label=method)
+    ax.set_yticks(y)
+    ax.set_yticklabels(classes, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("IoU (%)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def clusters_to_classes(pred: np.ndarray, cluster_to_class: Sequence[int] | None) -> np.ndarray:
+    """Map cluster ids to their matched class ids (unmatched → 255, drawn black)."""
+    pred = np.asarray(pred)
+    if cluster_to_class is None:
+        return pred
+    lut = np.full(max(256, len(cluster_to_class)), 255, dtype=np.int64)
+    for c, k in enumerate(cluster_to_class):
+        if k >= 0:
+            lut[c] = k
+    return lut[pred.astype(np.int64)].astype(np.uint8)
+
+
+def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                  cluster_preds: Sequence[np.ndarray], linear_preds: Sequence[np.ndarray] | None,
+                  cluster_to_class: Sequence[int] | None = None,
+                  palette: np.ndarray | None = None):
+    """Grid: image | ground truth | unsupervised (clusters in matched class colours) | linear."""
+    plt = _plt()
+    if palette is None:
+        top = max(int(np.max(lab[lab != 255], initial=0)) for lab in labels) + 1
+        palette = label_palette(top)
+    cols = [("image", list(images)), ("ground truth", list(labels)),
+            ("unsupervised", [clusters_to_classes(p, cluster_to_class) for p in cluster_preds])]
+    if linear_preds is not None:
+        cols.append(("linear probe", list(linear_preds)))
+    rows = len(images)
+    fig, axes = plt.subplots(rows, len(cols), figsize=(2.2 * len(cols), 2.2 * rows),
+                             squeeze=False)
+    for j, (name, arrays) in enumerate(cols):
+        for i, arr in enumerate(arrays):
+            ax = axes[i, j]
+            ax.imshow(arr if j == 0 else colorize(arr, palette), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarray],
+                        after: Sequence[np.ndarray], labels: Sequence[np.ndarray] | None = None,
+                        cluster_to_class: Sequence[int] | None = None,
+                        palette: np.ndarray | None = None):
+    """Image | (ground truth) | prediction without CRF | with CRF, one row per image."""
+    plt = _plt()
+    if palette is None:
+        palette = label_palette(256)
+    cols = [("image", list(images))]
+    if labels is not None:
+        cols.append(("ground truth", list(labels)))
+    cols += [("without CRF", [clusters_to_classes(p, cluster_to_class) for p in before]),
+             ("with dense CRF", [clusters_to_classes(p, cluster_to_class) for p in after])]
+    rows = len(images)
+    fig, axes = plt.subplots(rows, len(cols), figsize=(2.2 * len(cols), 2.2 * rows),
+                             squeeze=False)
+    for j, (name, arrays) in enumerate(cols):
+        for i, arr in enumerate(arrays):
+            axes[i, j].imshow(arr if j == 0 else colorize(arr, palette), interpolation="nearest")
+            axes[i, j].axis("off")
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarray],
+                   class_names: Sequence[str] | None = None):
+    """A small (clusters × classes) count matrix with the Hungarian matching outlined, and the
+    same matrix with rows reordered so matched pairs sit on the diagonal."""
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    hist = np.asarray(histogram)
+    rows, cols = assignment
+    n_rows, n = hist.shape
+    names = list(class_names) if class_names is not None else [f"class {k}" for k in range(n)]
+    order = np.empty(n, dtype=np.int64)
+    order[np.asarray(cols)] = np.asarray(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(4 + 1.1 * n, 0.55 * n_rows + 1.8))
+    panels = [(hist, [f"cluster {c}" for c in range(n_rows)], "counts; matching outlined"),
+              (hist[order], [f"cluster {c}" for c in order], "rows reordered: matches on the "
+                                                               "diagonal")]
+    for ax, (mat, ylabels, title) in zip(axes, panels):
+        ax.imshow(mat, cmap="Blues")
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                ax.text(j, i, str(int(mat[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if mat[i, j] > 0.6 * hist.max() else "black")
+        ax.set_xticks(range(n))
+        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(mat.shape[0]))
+        ax.set_yticklabels(ylabels, fontsize=8)
+        ax.set_title(title, fontsize=9)
+    for r, c in zip(rows, cols):
+        axes[0].add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2, color="red"))
+    for k in range(n):
+        axes[1].add_patch(Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, lw=2, color="red"))
+    axes[0].set_xlabel("ground-truth class")
+    axes[1].set_xlabel("ground-truth class")
+    fig.tight_layout()
+    return fig
+
+
+def plot_legend(palette: np.ndarray, labels: Sequence[str], title: str = "legend"):
+    """A colour swatch per entry (e.g. `cluster 3 → road`), for the prediction folder."""
+    plt = _plt()
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=np.asarray(palette[i]) / 255.0, edgecolor="black", label=text)
+               for i, text in enumerate(labels)]
+    ncol = 1 if len(handles) <= 14 else 2
+    fig = plt.figure(figsize=(3.2 * ncol, 0.28 * -(-len(handles) // ncol) + 0.8))
+    fig.legend(handles=handles, loc="center", ncol=ncol, frameon=False, fontsize=9, title=title)
+    return fig

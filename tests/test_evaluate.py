@@ -1,0 +1,296 @@
+"""Evaluation (SPEC §9, §14): golden metrics, metric properties, the evaluation pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from depthg_lib import evaluate as ev
+from depthg_lib.errors import DepthGError
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+
+
+# ------------------------------------------------------------------ golden (released metric)
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_metrics_match_golden(extra):
+    g = np.load(GOLDEN / f"f_metrics_extra{extra}.npz")
+    hist = ev.confusion_histogram(g["preds"], g["target"], 5, extra_clusters=extra)
+    assert hist.dtype == np.int64 and hist.shape == (5 + extra, 5)
+    np.testing.assert_array_equal(hist, g["stats"])
+    res = ev.scores(hist, hungarian=True)
+    np.testing.assert_array_equal(res["assignment"][0], g["assign_rows"])
+    np.testing.assert_array_equal(res["assignment"][1], g["assign_cols"])
+    np.testing.assert_array_equal(res["histogram"], g["histogram"])
+    # golden values went through float32 in torch: agree to ~1e-6 relative
+    assert res["miou"] == pytest.approx(float(g["miou"]), abs=1e-5)
+    assert res["acc"] == pytest.approx(float(g["acc"]), abs=1e-5)
+
+
+def test_torch_inputs_and_extra_cluster_dropped_as_released():
+    g = np.load(GOLDEN / "f_metrics_extra1.npz")
+    hist = ev.confusion_histogram(torch.from_numpy(g["preds"]), torch.from_numpy(g["target"]),
+                                  5, extra_clusters=1)
+    assert hist[5].sum() == 0  # golden note 5: predictions >= n_classes never count
+    kept = ev.confusion_histogram(g["preds"], g["target"], 5, extra_clusters=1, drop_extra=False)
+    valid = (g["target"] >= 0) & (g["target"] < 5)
+    assert kept[5].sum() == ((g["preds"] == 5) & valid).sum() > 0
+    np.testing.assert_array_equal(kept[:5], hist[:5])
+
+
+def test_unmatched_clusters_count_as_errors():
+    # 3 clusters, 2 classes: cluster 2 cannot be matched; its pixels are wrong predictions
+    hist = np.array([[10, 0], [0, 10], [5, 5]])
+    res = ev.scores(hist)
+    assert res["acc"] == pytest.approx(100 * 20 / 30)
+    assert list(res["cluster_to_class"]) == [0, 1, -1]
+    assert res["histogram"].shape == (3, 3)
+    # class IoUs 10/15 each and the unmatched row's 0, averaged as released
+    assert res["miou"] == pytest.approx(100 * (2 / 3 + 2 / 3 + 0) / 3)
+
+
+def test_linear_scores_use_no_matching():
+    hist = np.array([[0, 10], [10, 0]])
+    assert ev.scores(hist, hungarian=False)["acc"] == 0
+    assert ev.scores(hist, hungarian=True)["acc"] == 100
+
+
+def test_iou_formula_and_undefined_classes():
+    hist = np.array([[6, 2, 0], [1, 3, 0], [0, 0, 0]])  # class 2 never occurs nor is predicted
+    res = ev.scores(hist, hungarian=False)
+    assert res["iou"][0] == pytest.approx(100 * 6 / (6 + 2 + 1))
+    assert res["iou"][1] == pytest.approx(100 * 3 / (3 + 1 + 2))
+    assert np.isnan(res["iou"][2])
+    assert res["miou"] == pytest.approx((res["iou"][0] + res["iou"][1]) / 2)
+    assert res["acc"] == pytest.approx(100 * 9 / 12)
+
+
+# ------------------------------------------------------------------ properties
+
+label_maps = st.integers(min_value=0, max_value=10_000).map(
+    lambda seed: np.random.default_rng(seed))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rng=label_maps, n=st.integers(2, 6), extra=st.integers(0, 2))
+def test_permuting_cluster_ids_keeps_hungarian_scores(rng, n, extra):
+    target = rng.integers(-1, n, size=(2, 12, 12))
+    # clusters that mostly follow the classes (a unique best matching), plus noise
+    k = n + extra
+    preds = np.where(rng.random(target.shape) < 0.5, target.clip(0), rng.integers(0, k, target.shape))
+    perm = rng.permutation(k)
+    a = ev.scores(ev.confusion_histogram(preds, target, n, extra, drop_extra=False))
+    b = ev.scores(ev.confusion_histogram(perm[preds], target, n, extra, drop_extra=False))
+    assert a["acc"] == pytest.approx(b["acc"])
+    assert a["miou"] == pytest.approx(b["miou"])
+    np.testing.assert_array_equal(b["cluster_to_class"][perm], a["cluster_to_class"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(rng=label_maps, n=st.integers(2, 6))
+def test_permutation_keeps_accuracy_even_with_ties(rng, n):
+    """Random clusters often tie; the matched pixel count (hence Acc) is still invariant."""
+    target = rng.integers(-1, n, size=(2, 9, 9))
+    preds = rng.integers(0, n, size=(2, 9, 9))
+    perm = rng.permutation(n)
+    a = ev.scores(ev.confusion_histogram(preds, target, n))
+    b = ev.scores(ev.confusion_histogram(perm[preds], target, n))
+    assert a["acc"] == pytest.approx(b["acc"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(rng=label_maps, n=st.integers(2, 6))
+def test_perfect_prediction_scores_100_under_any_renaming(rng, n):
+    target = rng.integers(0, n, size=(3, 7, 7))
+    target[0, 0, : n] = np.arange(n)  # every class present
+    perm = rng.permutation(n)
+    res = ev.scores(ev.confusion_histogram(perm[target], target, n))
+    assert res["acc"] == pytest.approx(100) and res["miou"] == pytest.approx(100)
+    np.testing.assert_array_equal(res["cluster_to_class"][perm], np.arange(n))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rng=label_maps, n=st.integers(2, 6), ignore=st.sampled_from([-1, 255, 99]))
+def test_ignore_pixels_never_count(rng, n, ignore):
+    target = rng.integers(0, n, size=(2, 8, 8))
+    preds = rng.integers(0, n, size=(2, 8, 8))
+    mask = rng.random(target.shape) < 0.3
+    target[mask] = ignore
+    hist = ev.confusion_histogram(preds, target, n)
+    assert hist.sum() == (~mask).sum()
+    other = preds.copy()
+    other[mask] = rng.integers(0, n, size=mask.sum())
+    np.testing.assert_array_equal(ev.confusion_histogram(other, target, n), hist)
+
+
+# ------------------------------------------------------------------ preprocessing
+
+@pytest.mark.parametrize("hw", [(60, 80), (81, 50), (32, 32)])
+def test_resize_crop_shorter_side_then_centre(hw):
+    h, w = hw
+    image = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    label = (np.arange(h * w).reshape(h, w) % 7).astype(np.uint8)
+    label[0, 0] = 255
+    img, lab = ev.resize_crop(image, 24, label)
+    assert img.shape == (24, 24, 3) and lab.shape == (24, 24)
+    assert set(np.unique(lab)) <= set(np.unique(label))  # nearest: no new label values
+    img_b, _ = ev.resize_crop(image, 24, None, image_mode="bilinear")
+    assert img_b.shape == (24, 24, 3)
+
+
+def test_flip_averaged_codes_are_mirror_symmetric_for_a_symmetric_model():
+    backbone = torch.nn.Conv2d(3, 4, 1)
+    head = torch.nn.Conv2d(4, 5, 1)
+    x = torch.rand(2, 3, 8, 10)
+    code = ev.flip_averaged_codes(backbone, head, x)
+    code_m = ev.flip_averaged_codes(backbone, head, x.flip(dims=[3]))
+    torch.testing.assert_close(code, code_m.flip(dims=[3]))
+
+
+# ------------------------------------------------------------------ the pipeline, on fakes
+
+class FakeClusterProbe(torch.nn.Module):
+    """Same interface as models.ClusterProbe (SPEC §14): cosine similarity to centroids."""
+
+    def __init__(self, clusters):
+        super().__init__()
+        self.clusters = torch.nn.Parameter(torch.as_tensor(clusters, dtype=torch.float32))
+
+    def forward(self, x, alpha=None, log_probs=False):
+        inner = torch.einsum("bchw,nc->bnhw", torch.nn.functional.normalize(x, dim=1),
+                             torch.nn.functional.normalize(self.clusters, dim=1))
+        if log_probs:
+            return torch.log_softmax(inner * alpha, dim=1)
+        probs = torch.softmax(inner * alpha, dim=1)
+        return -(probs * inner).sum(1).mean(), probs
+
+
+class FakeBackbone(torch.nn.Module):
+    """Patch 8: average colour of each patch, plus a constant channel."""
+
+    patch_size, dim = 8, 4
+
+    def forward(self, x):
+        pooled = torch.nn.functional.avg_pool2d(x, 8)
+        return torch.cat([pooled, torch.ones_like(pooled[:, :1])], dim=1)
+
+
+class FakeReader:
+    """Left part red = class 0, right part blue = class 1, class 2 absent; a band ignored."""
+
+    has_labels, n_classes, class_names = True, 3, ["red", "blue", "green"]
+
+    def __init__(self, n=3, labels=True):
+        self.n = n
+        self.has_labels = labels
+
+    def names(self, split):
+        return [f"im{i}" for i in range(self.n)]
+
+    def _label(self, name):
+        i = int(name[2:])
+        lab = np.zeros((40, 56), np.uint8)
+        lab[:, 24 + 8 * (i % 2):] = 1
+        lab[:2] = 255
+        return lab
+
+    def load_image(self, split, name):
+        lab = self._label(name)
+        img = np.zeros((40, 56, 3), np.uint8)
+        img[lab == 0] = (200, 30, 30)
+        img[lab == 1] = (30, 30, 200)
+        img[lab == 255] = (30, 200, 30)
+        return img
+
+    def load_label(self, split, name):
+        return self._label(name) if self.has_labels else None
+
+
+def _fake_model():
+    from types import SimpleNamespace
+
+    head = torch.nn.Conv2d(4, 4, 1)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(4)[:, :, None, None])
+        head.bias.zero_()
+    linear = torch.nn.Conv2d(4, 3, 1)
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor([[8.0, 0, -8, 0], [-8, 0, 8, 0], [0, 0, 0, -1]])[..., None, None])
+        linear.bias.zero_()
+    # cluster 0 looks blue, cluster 1 red: Hungarian must swap them
+    probe = FakeClusterProbe([[0.1, 0.1, 1.0, 0.5], [1.0, 0.1, 0.1, 0.5], [0, 1.0, 0, 0.5]])
+    return SimpleNamespace(head=head, cluster_probe=probe, linear_probe=linear,
+                           meta={"step": 7})
+
+
+@pytest.fixture
+def fake_stage(monkeypatch, tmp_path):
+    """evaluate() wired to the fakes; the profile `test` with its outputs in tmp_path."""
+    from depthg_lib.config import load_profile
+
+    profile = load_profile("test", num_workers=0, eval_res=32, n_classes=3)
+    ckpt = tmp_path / "run" / "checkpoints" / "final.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"fake")
+    reader = FakeReader()
+    monkeypatch.setattr(ev, "_reader", lambda p, split: (reader, reader.names(split)))
+    monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), _fake_model(), FakeBackbone()))
+    return profile, ckpt
+
+
+def test_evaluate_scores_writes_metrics_and_figures(fake_stage):
+    profile, ckpt = fake_stage
+    m = ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False)
+    out = ckpt.parent.parent / "eval"
+    assert Path(m["out_dir"]) == out
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for kind in ("unsupervised", "linear"):
+        assert on_disk[kind]["acc"] > 90 and 0 <= on_disk[kind]["miou"] <= 100
+        assert set(on_disk[kind]["iou"]) == {"red", "blue", "green"}
+        assert on_disk[kind]["iou"]["green"] is None  # absent class: undefined IoU
+    assert on_disk["unsupervised"]["cluster_to_class"][:2] == [1, 0]
+    assert on_disk["crf"] is False and on_disk["n_images"] == 3
+    assert on_disk["fidelity"] == profile.fidelity and on_disk["checkpoint"] == str(ckpt)
+    for fig in ("confusion.png", "class_iou.png", "examples.png"):
+        assert (out / fig).stat().st_size > 1000
+    side = json.loads(ev.assignment_file(ckpt).read_text())
+    assert side["cluster_to_class"][:2] == [1, 0] and side["class_names"][0] == "red"
+    # every labelled, non-ignored pixel counted once
+    assert np.asarray(on_disk["unsupervised"]["histogram"]).sum() == 3 * 30 * 32
+
+
+def test_evaluate_with_crf_and_without_writing(fake_stage):
+    pytest.importorskip("pydensecrf.densecrf")
+    profile, ckpt = fake_stage
+    m = ev.evaluate(profile, checkpoint=ckpt, device="cpu", crf=True, max_images=2,
+                    write=False, progress=False, crf_workers=0)
+    assert m["crf"] is True and m["n_images"] == 2 and "out_dir" not in m
+    assert m["unsupervised"]["acc"] > 90
+    assert not (ckpt.parent.parent / "eval").exists()
+    assert not ev.assignment_file(ckpt).exists()
+
+
+def test_eval_dir_rules():
+    from depthg_lib.config import load_profile
+
+    profile = load_profile("test")
+    assert ev.eval_dir_for(profile, None) == profile.paths.eval_dir
+    assert ev.eval_dir_for(profile, ev.default_checkpoint(profile)) == profile.paths.eval_dir
+    assert ev.eval_dir_for(profile, "/x/abl/checkpoints/final.pt") == Path("/x/abl/eval")
+    assert ev.eval_dir_for(profile, "/x/model.pt") == Path("/x/eval_model")
+
+
+def test_unlabelled_split_is_one_clear_error(monkeypatch):
+    from depthg_lib import data
+
+    monkeypatch.setattr(data, "get_reader", lambda dataset, root: FakeReader(labels=False),
+                        raising=False)
+    with pytest.raises(DepthGError, match="has no labels"):
+        ev._reader(__import__("depthg_lib.config").config.load_profile("test"), "val")
