@@ -194,3 +194,25 @@ def test_cli_smoke(tmp_path):
     assert again.returncode == 2
     assert again.stderr.startswith("error:") and "--force" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_scene_figures(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from depthg_lib.viz.scenes import class_table, class_table_figure, show_scenes
+
+    scenes = [ss.render_scene(SEED + i, 32) for i in range(3)]
+    fig = show_scenes(scenes, n=2)
+    assert fig.axes[0].images[0].get_array().shape == (32, 32, 3)
+    assert len(fig.axes) == 4 * 2
+    out = ss.generate(tmp_path, n_train=0, n_val=2, size=32, seed=SEED, progress=False)
+    assert len(show_scenes(out, n=4).axes) == 4 * 2
+    with pytest.raises(DepthGError, match="no images"):
+        show_scenes(tmp_path, split="train")
+    rows = class_table()
+    assert [r["name"] for r in rows] == list(ss.CLASS_NAMES)
+    assert len(class_table_figure().axes[0].patches) == ss.N_CLASSES
+    plt.close("all")
