@@ -69,7 +69,7 @@ FAR_DEPTH = 100.0
 
 SKY, GRASS, ROAD, SAND, WATER, BUILDING, BOX, SPHERE, CYLINDER, CONE, TREE, PERSON = range(12)
 THING_IDS = tuple(i for i, c in enumerate(CLASSES) if c.is_thing)
-RENDER_VERSION = 1  # bump when the renderer changes what a seed produces
+RENDER_VERSION = 2  # bump when the renderer changes what a seed produces
 SPLIT_IDS = {"train": 0, "val": 1}
 
 _F32 = np.float32
@@ -811,8 +811,8 @@ def _thing_parts(rng, cls, x, y):
         r = _u(rng, 0.25, 0.8)
         return ((Cylinder((x, y), r, 0.0, _u(rng, 0.5, 2.6)), look),), r
     if cls == CONE:
-        r = _u(rng, 0.3, 0.9)
-        return ((Cone((x, y), r, _u(rng, 0.8, 2.6)), look),), r
+        r = _u(rng, 0.4, 1.1)
+        return ((Cone((x, y), r, _u(rng, 1.0, 2.8)), look),), r
     if cls == TREE:
         trunk_r, trunk_h, crown_r = _u(rng, 0.1, 0.22), _u(rng, 1.0, 2.4), _u(rng, 0.7, 1.6)
         bark = _random_look(rng, (0.04, 0.12), sat=(0.2, 0.5), val=(0.2, 0.45),
@@ -845,6 +845,12 @@ def _thing_parts(rng, cls, x, y):
         parts.append((Sphere((x, y, 1.67 * s), 0.12 * s), skin))
         return tuple(parts), 0.32 * s
     raise ValueError(f"class {cls} is not a thing")
+
+
+def _moved(shape: Shape, x: float, y: float) -> Shape:
+    """The same shape, shifted by (x, y) on the ground."""
+    c = shape.center
+    return dataclasses.replace(shape, center=(c[0] + x, c[1] + y, *c[2:]))
 
 
 def _sample_building(rng, fov_rad, ground: Ground, table):
@@ -906,19 +912,19 @@ def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
     placed: list[tuple[float, float, float]] = []
     for _ in range(n_things):
         cls = _pick(rng, THING_IDS)
+        parts, radius = _thing_parts(rng, cls, 0.0, 0.0)  # drawn once, then moved into place
+        dmax = 7.0 if cls == PERSON else 12.0
         for _ in range(30):
-            dmax = 7.0 if cls == PERSON else 12.0
-            d = 2.6 + (dmax - 2.6) * _u(rng, 0, 1) ** 1.5
+            d = max(2.6, radius + 1.5) + (dmax - 2.6) * _u(rng, 0, 1) ** 1.5
             phi = _u(rng, -0.45, 0.45) * fov_rad
             x, y = d * math.sin(phi), d * math.cos(phi)
-            parts, radius = _thing_parts(rng, cls, x, y)
-            if d < radius + 1.5 or any(math.hypot(x - qx, y - qy) < radius + qr + 0.2
-                                       for qx, qy, qr in placed):
+            if any(math.hypot(x - qx, y - qy) < radius + qr + 0.2 for qx, qy, qr in placed):
                 continue
             mat, _, _ = ground_material(ground, np.float32([x]), np.float32([y]), table)
             if mat[0] == WATER:
                 continue
             placed.append((x, y, radius))
+            parts = tuple((_moved(shape, x, y), look) for shape, look in parts)
             objects.append(SceneObject(cls, len(placed), parts))
             break
     return Layout(camera=camera, sky=sky, ground=ground, objects=tuple(objects),
