@@ -155,7 +155,13 @@ def _head_code(head, feats: torch.Tensor) -> torch.Tensor:
 def flip_averaged_codes(backbone, head, images: torch.Tensor) -> torch.Tensor:
     """Codes of the images averaged with those of their mirror images, mirrored back (§9)."""
     both = torch.cat([images, images.flip(dims=[3])])
-    codes = _head_code(head, backbone(both))
+    if both.is_cuda:  # bf16 backbone on the GPU, as in training (features.featurize)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            feats = backbone(both.contiguous(memory_format=torch.channels_last))
+        feats = feats.float()
+    else:
+        feats = backbone(both)
+    codes = _head_code(head, feats).float()
     plain, mirrored = codes.chunk(2)
     return (plain + mirrored.flip(dims=[3])) / 2
 
@@ -204,14 +210,14 @@ def assignment_file(checkpoint: str | Path) -> Path:
 
 
 def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.device):
-    from .models import load_backbone
-    from .train import load_checkpoint
-
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(profile)
     if not path.exists():
         hint = (f"train it first: python -m depthg_lib.train --profile {profile.name}"
                 if checkpoint is None else "check the path given with --checkpoint")
         raise DepthGError(f"checkpoint {path} does not exist; {hint}")
+    from .models import load_backbone
+    from .train import load_checkpoint
+
     model = load_checkpoint(path, profile=profile, device=device)
     for part in (model.head, model.cluster_probe, model.linear_probe):
         part.to(device).eval()
@@ -222,18 +228,22 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
 
 
 def _reader(profile: Profile, split: str):
-    from .data import get_reader
+    from .data import reader_for_profile
 
-    reader = get_reader(profile.dataset, profile.paths.dataset_dir)
+    reader = reader_for_profile(profile)
     if not reader.has_labels:
         raise DepthGError(f"the {profile.dataset} data in {profile.paths.dataset_dir} has no "
-                          "labels, so it cannot be scored; use `python -m depthg_lib.predict` "
-                          "to segment unlabelled images")
+                          "labels, so it cannot be scored; use `python -m depthg_lib.predict "
+                          "FOLDER --out DIR` to segment unlabelled images")
+    if reader.n_classes and reader.n_classes != profile.n_classes:
+        raise DepthGError(f"profile {profile.name} has n_classes {profile.n_classes} but the "
+                          f"{profile.dataset} data in {profile.paths.dataset_dir} has "
+                          f"{reader.n_classes} classes; fix n_classes in {profile.source}")
     names = list(reader.names(split))
     if not names:
         raise DepthGError(f"split {split!r} of {profile.paths.dataset_dir} holds no images; "
-                          f"run the data step first: python -m depthg_lib.data --profile "
-                          f"{profile.name}")
+                          "check the data with: python -m depthg_lib.data check --dataset "
+                          f"{profile.dataset} --root {profile.paths.dataset_dir}")
     return reader, names
 
 
@@ -366,7 +376,9 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
         if max_images is None:
             save_json(assignment_file(path), {
                 "cluster_to_class": metrics["unsupervised"]["cluster_to_class"],
-                "class_names": class_names, "dataset": profile.dataset, "split": split,
+                "class_names": class_names,
+                "class_colors": class_palette(reader, n).tolist(),
+                "dataset": profile.dataset, "split": split,
                 "unsupervised_miou": metrics["unsupervised"]["miou"]})
         metrics["out_dir"] = str(out)
     metrics["arrays"] = {"cluster_histogram": cluster_hist, "linear_histogram": linear_hist,

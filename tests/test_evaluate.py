@@ -289,8 +289,27 @@ def test_eval_dir_rules():
 
 def test_unlabelled_split_is_one_clear_error(monkeypatch):
     from depthg_lib import data
+    from depthg_lib.config import load_profile
 
-    monkeypatch.setattr(data, "get_reader", lambda dataset, root: FakeReader(labels=False),
-                        raising=False)
+    monkeypatch.setattr(data, "reader_for_profile", lambda profile: FakeReader(labels=False))
     with pytest.raises(DepthGError, match="has no labels"):
-        ev._reader(__import__("depthg_lib.config").config.load_profile("test"), "val")
+        ev._reader(load_profile("test"), "val")
+
+
+def test_class_count_mismatch_is_one_clear_error(monkeypatch):
+    from depthg_lib import data
+    from depthg_lib.config import load_profile
+
+    monkeypatch.setattr(data, "reader_for_profile", lambda profile: FakeReader())
+    with pytest.raises(DepthGError, match="n_classes 12 .* 3 classes"):
+        ev._reader(load_profile("test"), "val")
+
+
+def test_missing_checkpoint_names_the_train_command(tmp_path):
+    from depthg_lib.config import load_profile
+
+    profile = load_profile("test", name="test-never-trained")
+    with pytest.raises(DepthGError, match="python -m depthg_lib.train --profile"):
+        ev._load_model(profile, None, torch.device("cpu"))
+    with pytest.raises(DepthGError, match="--checkpoint"):
+        ev._load_model(profile, tmp_path / "none.pt", torch.device("cpu"))
