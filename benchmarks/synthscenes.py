@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/synthscenes.py [--seconds 3] [--sizes 64 128 224]
 
 Prints images/s per size (render only, and render + writing the files) and appends one row
-per measurement to benchmarks/results/<hostname>.json. Both wall-clock and CPU-time rates are
-kept: on a shared machine the CPU-time rate is the one that says what one free core does.
+per measurement to benchmarks/results/<machine>.json (via `_common.append_rows`, imported only
+after timing because it loads torch). Both wall-clock and CPU-time rates are kept: on a shared
+machine the CPU-time rate is the one that says what one free core does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import platform  # noqa: E402
-import socket  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -25,9 +26,6 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from depthg_lib.data.synthscenes import generate, render_scene  # noqa: E402
-from depthg_lib.io import load_json, save_json  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> str:
@@ -64,7 +62,6 @@ def main() -> None:
 
     rows = []
     date = datetime.datetime.now().isoformat(timespec="seconds")
-    host = socket.gethostname()
     print(f"{'benchmark':24s} {'size':>5s} {'img/s wall':>11s} {'img/s cpu':>10s} {'n':>5s}")
     for size in args.sizes:
         cases = [("synthscenes.render", lambda i, s=size: render_scene(
@@ -84,9 +81,10 @@ def main() -> None:
                          "images_per_s_cpu": round(cpu, 2), "n_images": n, "date": date,
                          "machine": machine(), "load_avg_1min": round(os.getloadavg()[0], 2)})
     if not args.no_save:
-        path = RESULTS / f"{host}.json"
-        old = load_json(path) if path.exists() else []
-        save_json(path, old + rows)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _common import append_rows  # loads torch: only after the timings
+
+        path = append_rows(rows)
         print(f"appended {len(rows)} rows to {path}")
 
 

@@ -729,7 +729,7 @@ def _sample_sky(rng) -> Sky:
                             _u(rng, 0.85, 1.0)),
                sun_dir=sun, sun_color=(1.0 * 0.9, (0.97 - 0.08 * warm) * 0.9,
                                        (0.92 - 0.2 * warm) * 0.9),
-               ambient=_u(rng, 0.38, 0.55), clouds=_u(rng, 0.4, 0.75), fog=_u(rng, 80, 200))
+               ambient=_u(rng, 0.45, 0.62), clouds=_u(rng, 0.4, 0.75), fog=_u(rng, 80, 200))
 
 
 def _sample_ground(rng, fov_rad) -> Ground:
