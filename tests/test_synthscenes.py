@@ -68,6 +68,8 @@ def test_scene_arrays_and_instances():
     assert np.all((scene.instance > 0) == is_thing)
     for inst in np.unique(scene.instance[scene.instance > 0]):  # one class per instance
         assert len(np.unique(scene.label[scene.instance == inst])) == 1
+    wide = ss.render_scene(SEED, (40, 56))  # (H, W): same focal length in both directions
+    assert wide.image.shape == (40, 56, 3) and wide.depth.shape == (40, 56)
 
 
 def test_same_seed_same_scene_and_generator_seed_accepted():

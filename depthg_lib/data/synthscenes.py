@@ -723,12 +723,11 @@ def _random_look(rng, hue_range, sat=(0.3, 0.85), val=(0.35, 0.95), patterns=_TH
 def _sample_sky(rng) -> Sky:
     elev, azim = math.radians(_u(rng, 18, 65)), _u(rng, -math.pi, math.pi)
     sun = (math.cos(elev) * math.sin(azim), math.cos(elev) * math.cos(azim), math.sin(elev))
-    warm = _u(rng, 0, 1)
+    warm = _u(rng, 0, 1)  # 0: white midday light, 1: warmer light and a warmer horizon
     return Sky(zenith=_hsv(_u(rng, 0.56, 0.64), _u(rng, 0.45, 0.75), _u(rng, 0.7, 0.95)),
-               horizon=_hsv(_u(rng, 0.52, 0.6) - 0.45 * warm * 0.2, _u(rng, 0.1, 0.3),
+               horizon=_hsv(_u(rng, 0.52, 0.6) - 0.09 * warm, _u(rng, 0.1, 0.3),
                             _u(rng, 0.85, 1.0)),
-               sun_dir=sun, sun_color=(1.0 * 0.9, (0.97 - 0.08 * warm) * 0.9,
-                                       (0.92 - 0.2 * warm) * 0.9),
+               sun_dir=sun, sun_color=(0.9, 0.873 - 0.072 * warm, 0.828 - 0.18 * warm),
                ambient=_u(rng, 0.45, 0.62), clouds=_u(rng, 0.4, 0.75), fog=_u(rng, 80, 200))
 
 
