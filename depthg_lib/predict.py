@@ -1,0 +1,356 @@
+"""Segment any images with a trained DepthG head: label maps, colour PNGs, overlays.
+
+    python -m depthg_lib.predict photo.jpg my_folder/ --out predictions/ [--checkpoint C]
+
+Without `--checkpoint` the checkpoint shipped with the library is used
+(`depthg_lib/weights/depthg_embedded.pt`, trained on SynthScenes with the embedded ViT).
+Images of any size and mode are resized so that both sides are multiples of the backbone's
+patch size (aspect kept; shorter side near the profile's `eval_res`, longer side capped at
+twice that), segmented as in evaluation (codes averaged with the mirrored image, cluster
+probe), and the label map is resized back to the original size (nearest).
+
+Per image, `--out` receives `<name>_label.png` (colour-coded clusters), `<name>_overlay.png`
+(the colours over the image) and `<name>_ids.png` (raw cluster ids, uint8); once per run,
+`legend.png` / `legend.json`. Clusters are named after classes when the checkpoint carries a
+cluster → class matching (written by `python -m depthg_lib.evaluate` beside it, or stored
+in the checkpoint under `cluster_assignment`); otherwise they are just "cluster k".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .errors import DepthGError, run_cli
+from .io import load_json, read_rgb, save_image, save_json
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "depthg_embedded.pt"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+TRAIN_HINT = "python -m depthg_lib.train --profile demo"
+
+
+@dataclass
+class Segmenter:
+    """A loaded checkpoint ready to segment images, with what names its clusters."""
+
+    model: object  # train.TrainedModel
+    backbone: torch.nn.Module
+    checkpoint: Path
+    eval_res: int
+    patch_size: int
+    n_clusters: int
+    cluster_to_class: list[int] | None = None
+    class_names: list[str] | None = None
+    class_colors: list[tuple[int, int, int]] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.head.parameters()).device
+
+    def cluster_names(self) -> list[str]:
+        """`cluster k → class` where a matching is known, else `cluster k`."""
+        names = []
+        for k in range(self.n_clusters):
+            cls = self.cluster_to_class[k] if self.cluster_to_class is not None else -1
+            if cls >= 0 and self.class_names and cls < len(self.class_names):
+                names.append(f"cluster {k} → {self.class_names[cls]}")
+            else:
+                names.append(f"cluster {k}")
+        return names
+
+    def palette(self) -> np.ndarray:
+        """One colour per cluster: its matched class's colour when known, else a stable one."""
+        from .viz import label_palette
+
+        base = label_palette(self.n_clusters + len(self.class_names or []))
+        pal = base[: self.n_clusters].copy()
+        if self.cluster_to_class is not None:
+            classes = (np.asarray(self.class_colors, dtype=np.uint8) if self.class_colors
+                       else label_palette(len(self.class_names or []) or self.n_clusters))
+            for k, cls in enumerate(self.cluster_to_class[: self.n_clusters]):
+                if 0 <= cls < len(classes):
+                    pal[k] = classes[cls]
+        return pal
+
+
+def _missing_default_message(path: Path) -> str:
+    return (f"the default checkpoint {path} is not there (it ships with the library once "
+            f"trained). Train one with `{TRAIN_HINT}` and pass it with --checkpoint "
+            "runs/demo/train/checkpoints/final.pt")
+
+
+def _read_assignment(checkpoint: Path, meta: dict) -> dict | None:
+    from .evaluate import assignment_file
+
+    side = assignment_file(checkpoint)
+    if side.exists():
+        return load_json(side)
+    stored = meta.get("cluster_assignment")
+    return stored if isinstance(stored, dict) else None
+
+
+def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "cpu",
+                   profile=None) -> Segmenter:
+    """Load a checkpoint (default: the shipped one) and its backbone for prediction.
+
+    With `profile`, a checkpoint made for another backbone or code dimension is refused.
+    """
+    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    if not path.exists():
+        raise DepthGError(_missing_default_message(path) if checkpoint is None else
+                          f"checkpoint {path} does not exist; train one with `{TRAIN_HINT}`")
+    from .env import resolve_device
+    from .models import load_backbone
+    from .train import load_checkpoint
+
+    dev = resolve_device(device)
+    model = load_checkpoint(path, profile=profile, device=dev)
+    saved = dict(model.meta.get("profile") or {})
+    weights = saved.get("backbone_weights") or None
+    if profile is not None:
+        from .config import load_profile
+
+        weights = load_profile(profile).backbone_weights or None
+    backbone = load_backbone(model.backbone_name, weights=weights, device=dev).eval()
+    n_clusters = int(model.cluster_probe.clusters.shape[0])
+    seg = Segmenter(model=model, backbone=backbone, checkpoint=path,
+                    eval_res=int(saved.get("eval_res", 320)),
+                    patch_size=int(getattr(backbone, "patch_size", model.meta.get("patch_size", 8))),
+                    n_clusters=n_clusters)
+    assignment = _read_assignment(path, model.meta)
+    if assignment:
+        seg.cluster_to_class = [int(c) for c in assignment.get("cluster_to_class", [])]
+        seg.class_names = list(assignment.get("class_names") or []) or None
+        colors = assignment.get("class_colors")
+        seg.class_colors = [tuple(c) for c in colors] if colors else None
+    return seg
+
+
+def working_size(height: int, width: int, patch: int, target: int) -> tuple[int, int]:
+    """(h, w) multiples of `patch`, aspect kept: shorter side ≈ `target`, longer ≤ 2·target."""
+    scale = target / min(height, width)
+    scale = min(scale, 2 * target / max(height, width))
+    h = max(patch, int(round(height * scale / patch)) * patch)
+    w = max(patch, int(round(width * scale / patch)) * patch)
+    return h, w
+
+
+def as_rgb(image) -> np.ndarray:
+    """Any image (path, PIL image, grey/RGBA/float array) → RGB uint8 (H, W, 3)."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_rgb(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    arr = np.asarray(image)
+    if arr.dtype.kind == "f":
+        arr = np.round(np.clip(arr, 0, 1) * 255)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
+        raise DepthGError(f"an image must be (H, W), (H, W, 3) or (H, W, 4), got shape "
+                          f"{arr.shape}")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr[..., :3].clip(0, 255).astype(np.uint8))
+
+
+@torch.no_grad()
+def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) -> np.ndarray:
+    """One image → label map (H, W) uint8 at the image's own size.
+
+    `probe="cluster"`: unsupervised cluster ids; `"linear"`: the linear probe's class ids.
+    """
+    from .evaluate import CLUSTER_ALPHA, flip_averaged_codes, to_tensor
+
+    rgb = as_rgb(image)
+    height, width = rgb.shape[:2]
+    h, w = working_size(height, width, seg.patch_size, seg.eval_res)
+    work = rgb if (h, w) == (height, width) else np.asarray(
+        Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    x = to_tensor([work]).to(seg.device)
+    code = flip_averaged_codes(seg.backbone, seg.model.head, x)
+    code = F.interpolate(code.float(), size=(h, w), mode="bilinear", align_corners=False)
+    if probe == "cluster":
+        log_probs = seg.model.cluster_probe(code, alpha=CLUSTER_ALPHA, log_probs=True)
+    elif probe == "linear":
+        log_probs = torch.log_softmax(seg.model.linear_probe(code), dim=1)
+    else:
+        raise DepthGError(f"probe must be 'cluster' or 'linear', got {probe!r}")
+    if crf:
+        from .crf import dense_crf, require_crf
+
+        require_crf()
+        labels = dense_crf(work, log_probs[0].cpu().numpy()).argmax(0)
+    else:
+        labels = log_probs[0].argmax(0).cpu().numpy()
+    labels = labels.astype(np.uint8)
+    if (h, w) != (height, width):
+        labels = np.asarray(Image.fromarray(labels).resize((width, height), Image.NEAREST))
+    return labels
+
+
+def predict(images, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
+            probe: str = "cluster", crf: bool = False) -> list[np.ndarray]:
+    """Label maps (H, W) uint8 for images (arrays, PIL images or paths; one or a list)."""
+    if isinstance(images, (str, os.PathLike, Image.Image)) or (
+            isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object):
+        images = [images]
+    seg = load_segmenter(checkpoint, device)
+    return [segment(seg, im, probe=probe, crf=crf) for im in images]
+
+
+# ------------------------------------------------------------------------------ files
+
+
+@dataclass
+class PredictionReport:
+    """What `predict_files` wrote and what it skipped (path, reason)."""
+
+    out: Path
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"segmented {len(self.written)} image(s) into {self.out}"]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)}:")
+            lines += [f"  {path}: {why}" for path, why in self.skipped]
+        return "\n".join(lines)
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: Path | None = None
+                   ) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to segment (folders expanded, sorted) and inputs skipped with the reason."""
+    files, skipped = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not p.name.startswith(".")
+                           and (exclude is None or p.resolve().parent != exclude.resolve()))
+            if not found:
+                skipped.append((str(path), "folder holds no images (looked for "
+                                           f"{', '.join(IMAGE_SUFFIXES)})"))
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            skipped.append((str(path), "does not exist"))
+    return files, skipped
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, k = path.stem, 1
+    while stem in used:
+        k += 1
+        stem = f"{path.stem}_{k}"
+    used.add(stem)
+    return stem
+
+
+def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+                  checkpoint: str | os.PathLike | None = None, device: str = "cpu",
+                  probe: str = "cluster", crf: bool = False, profile=None,
+                  progress: bool = True) -> PredictionReport:
+    """Segment image files and folders into `out`; bad inputs are skipped and listed.
+
+    When nothing at all could be segmented, one `DepthGError` lists why.
+    """
+    from tqdm.auto import tqdm
+
+    from .viz import colorize, overlay
+
+    out = Path(out)
+    files, skipped = collect_inputs(inputs, exclude=out)
+    if not files:
+        why = "; ".join(f"{p}: {r}" for p, r in skipped) or "no inputs given"
+        raise DepthGError(f"nothing to segment ({why})")
+    seg = load_segmenter(checkpoint, device, profile=profile)
+    report = PredictionReport(out=out, skipped=skipped)
+    palette = seg.palette()
+    if probe == "linear":
+        from .viz import label_palette
+
+        n = int(seg.model.linear_probe.weight.shape[0]) if hasattr(
+            seg.model.linear_probe, "weight") else seg.n_clusters
+        palette = (np.asarray(seg.class_colors, dtype=np.uint8) if seg.class_colors
+                   else label_palette(n))
+    used: set[str] = set()
+    for path in tqdm(files, desc="predict", disable=not progress):
+        try:
+            rgb = read_rgb(path)
+        except DepthGError as err:
+            report.skipped.append((str(path), f"not a readable image ({err})"))
+            continue
+        labels = segment(seg, rgb, probe=probe, crf=crf)
+        stem = _unique_stem(path, used)
+        colour = colorize(labels, palette)
+        save_image(out / f"{stem}_label.png", colour)
+        save_image(out / f"{stem}_overlay.png", overlay(rgb, colour))
+        save_image(out / f"{stem}_ids.png", labels)
+        report.written.append(out / f"{stem}_label.png")
+    if not report.written:
+        raise DepthGError("no image could be segmented: " +
+                          "; ".join(f"{p}: {r}" for p, r in report.skipped))
+    _write_legend(out, seg, palette, probe)
+    return report
+
+
+def _write_legend(out: Path, seg: Segmenter, palette: np.ndarray, probe: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .viz.evaluation import plot_legend
+
+    if probe == "linear":
+        names = list(seg.class_names or [f"class {k}" for k in range(len(palette))])
+        entries = [f"class {k}: {n}" if not n.startswith("class ") else n
+                   for k, n in enumerate(names[: len(palette)])]
+        title = "linear probe classes"
+    else:
+        entries = seg.cluster_names()
+        title = "clusters" + (" (matched to classes)" if seg.cluster_to_class else "")
+    fig = plot_legend(palette, entries, title=title)
+    fig.savefig(out / "legend.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    save_json(out / "legend.json", {
+        "checkpoint": str(seg.checkpoint), "probe": probe,
+        "entries": [{"id": k, "name": e, "color": [int(c) for c in palette[k]]}
+                    for k, e in enumerate(entries)]})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m depthg_lib.predict",
+                                     description="Segment images with a trained DepthG head.")
+    parser.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    parser.add_argument("--out", required=True, help="folder for the label PNGs and overlays")
+    parser.add_argument("--checkpoint", default=None,
+                        help=f"default: the shipped {DEFAULT_CHECKPOINT.name}")
+    parser.add_argument("--profile", default=None,
+                        help="check that the checkpoint fits this profile (backbone, code dim) "
+                             "and take the backbone weights from it")
+    parser.add_argument("--probe", choices=("cluster", "linear"), default="cluster")
+    parser.add_argument("--crf", action="store_true", help="refine with a dense CRF")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    report = predict_files(args.inputs, args.out, checkpoint=args.checkpoint,
+                           device=args.device, probe=args.probe, crf=args.crf,
+                           profile=args.profile)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

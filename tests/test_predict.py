@@ -1,0 +1,148 @@
+"""Prediction on arbitrary images: sizes, modes, folders, bad inputs, outputs on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_evaluate import FakeBackbone, _fake_model
+
+from depthg_lib import predict as pr
+from depthg_lib.errors import DepthGError
+
+
+def _segmenter(assignment=True):
+    seg = pr.Segmenter(model=_fake_model(), backbone=FakeBackbone(), checkpoint=Path("fake.pt"),
+                       eval_res=32, patch_size=8, n_clusters=3)
+    if assignment:
+        seg.cluster_to_class = [1, 0, 2]
+        seg.class_names = ["red", "blue", "green"]
+        seg.class_colors = [(255, 0, 0), (0, 0, 255), (0, 255, 0)]
+    return seg
+
+
+@pytest.fixture
+def fake_segmenter(monkeypatch):
+    seg = _segmenter()
+    monkeypatch.setattr(pr, "load_segmenter", lambda *a, **k: seg)
+    return seg
+
+
+def _red_blue(h, w):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : w // 2] = (200, 30, 30)
+    img[:, w // 2:] = (30, 30, 200)
+    return img
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (300, 20), (8, 8), (128, 96)])
+def test_working_size_is_patch_multiple_and_keeps_aspect(hw):
+    h, w = pr.working_size(*hw, patch=8, target=32)
+    assert h % 8 == 0 and w % 8 == 0 and h >= 8 and w >= 8
+    assert max(h, w) <= 2 * 32 + 8
+    if min(hw) * 4 > max(hw):  # not extreme: aspect within a patch's rounding
+        assert abs(h / w - hw[0] / hw[1]) < 0.35
+
+
+@pytest.mark.parametrize("arr", [
+    np.zeros((5, 7), np.uint8), np.zeros((5, 7, 4), np.uint8), np.zeros((5, 7, 1), np.uint8),
+    np.full((5, 7, 3), 0.5, np.float32)])
+def test_as_rgb_accepts_any_mode(arr):
+    out = pr.as_rgb(arr)
+    assert out.shape == (5, 7, 3) and out.dtype == np.uint8
+
+
+def test_segment_returns_original_size_labels(fake_segmenter):
+    for h, w in [(37, 53), (64, 64), (20, 90)]:
+        labels = pr.segment(fake_segmenter, _red_blue(h, w))
+        assert labels.shape == (h, w) and labels.dtype == np.uint8
+        # red → cluster 1, blue → cluster 0 (see the fake cluster probe)
+        assert labels[h // 2, 2] == 1 and labels[h // 2, w - 3] == 0
+
+
+def test_predict_list_and_single(fake_segmenter):
+    one = pr.predict(_red_blue(24, 40))
+    many = pr.predict([_red_blue(24, 40), Image.fromarray(_red_blue(16, 16))])
+    assert len(one) == 1 and len(many) == 2
+    np.testing.assert_array_equal(one[0], many[0])
+    linear = pr.predict(_red_blue(24, 40), probe="linear")[0]
+    assert linear[12, 1] == 0 and linear[12, 38] == 1
+
+
+def test_predict_files_writes_outputs_and_skips_bad_ones(fake_segmenter, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_red_blue(30, 50)).save(src / "a.jpg")
+    Image.fromarray(_red_blue(40, 40)).convert("L").save(src / "b.png")  # greyscale
+    Image.fromarray(_red_blue(40, 40)).convert("RGBA").save(src / "c.png")
+    (src / "broken.png").write_bytes(b"not an image at all")
+    (src / "notes.txt").write_text("ignored: not an image suffix")
+    out = tmp_path / "out"
+    report = pr.predict_files([src, tmp_path / "missing.jpg"], out, progress=False)
+    assert len(report.written) == 3
+    skipped = dict(report.skipped)
+    assert "does not exist" in skipped[str(tmp_path / "missing.jpg")]
+    assert "not a readable image" in skipped[str(src / "broken.png")]
+    for stem, (h, w) in {"a": (30, 50), "b": (40, 40), "c": (40, 40)}.items():
+        label = np.asarray(Image.open(out / f"{stem}_label.png"))
+        ids = np.asarray(Image.open(out / f"{stem}_ids.png"))
+        assert label.shape == (h, w, 3) and ids.shape == (h, w)
+        assert (out / f"{stem}_overlay.png").exists()
+    # cluster colours are those of the matched classes: red half red, blue half blue
+    a = np.asarray(Image.open(out / "a_label.png"))
+    assert tuple(a[15, 2]) == (255, 0, 0) and tuple(a[15, 48]) == (0, 0, 255)
+    legend = json.loads((out / "legend.json").read_text())
+    assert legend["entries"][0]["name"] == "cluster 0 → blue"
+    assert (out / "legend.png").stat().st_size > 500
+    assert "skipped 2" in str(report)
+
+
+def test_legend_without_matching_names_clusters_only(monkeypatch, tmp_path):
+    seg = _segmenter(assignment=False)
+    monkeypatch.setattr(pr, "load_segmenter", lambda *a, **k: seg)
+    Image.fromarray(_red_blue(16, 16)).save(tmp_path / "x.png")
+    pr.predict_files([tmp_path / "x.png"], tmp_path / "out", progress=False)
+    names = [e["name"] for e in json.loads((tmp_path / "out" / "legend.json").read_text())["entries"]]
+    assert names == ["cluster 0", "cluster 1", "cluster 2"]
+
+
+def test_bad_inputs_are_one_clear_error(fake_segmenter, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DepthGError, match="holds no images"):
+        pr.predict_files([empty], tmp_path / "out", progress=False)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(DepthGError, match="no image could be segmented.*bad.jpg"):
+        pr.predict_files([bad], tmp_path / "out", progress=False)
+
+
+def test_missing_default_checkpoint_says_how_to_train(monkeypatch, tmp_path):
+    monkeypatch.setattr(pr, "DEFAULT_CHECKPOINT", tmp_path / "depthg_embedded.pt")
+    with pytest.raises(DepthGError, match="python -m depthg_lib.train --profile demo"):
+        pr.load_segmenter(None)
+
+
+def test_cli_reports_skips(fake_segmenter, tmp_path, capsys):
+    Image.fromarray(_red_blue(16, 24)).save(tmp_path / "x.png")
+    assert pr.main([str(tmp_path / "x.png"), str(tmp_path / "nope.png"),
+                    "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "segmented 1 image" in out and "nope.png: does not exist" in out
+
+
+def test_segment_with_crf(fake_segmenter):
+    pytest.importorskip("pydensecrf.densecrf")
+    labels = pr.segment(fake_segmenter, _red_blue(24, 40), crf=True)
+    assert labels.shape == (24, 40) and labels[12, 1] == 1 and labels[12, 38] == 0
+
+
+def test_segmenter_palette_uses_class_colours():
+    pal = _segmenter().palette()
+    assert pal.shape == (3, 3)
+    assert tuple(pal[0]) == (0, 0, 255) and tuple(pal[1]) == (255, 0, 0)
+    assert torch.is_tensor(next(_segmenter().model.head.parameters()))
