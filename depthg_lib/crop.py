@@ -38,7 +38,7 @@ _FORMAT = 1  # bump when the output layout changes
 
 
 def five_crop_boxes(height: int, width: int, ratio: float = 0.5) -> list[tuple[int, int, int, int]]:
-    """The five (top, left, h, w) boxes of torchvision's `five_crop`, with h, w = ⌊ratio·H⌋, ⌊ratio·W⌋.
+    """The five (top, left, h, w) boxes of torchvision's `five_crop`, h = ⌊ratio·H⌋, w = ⌊ratio·W⌋.
 
     Order: top-left, top-right, bottom-left, bottom-right, centre. The centre box starts at
     round((H − h) / 2), round((W − w) / 2), Python's half-to-even rounding as in torchvision.
@@ -64,7 +64,7 @@ def crop_array(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def dominant_class_share(label: np.ndarray) -> float:
-    """Share of the labelled pixels (not 255) that belong to the most frequent class; nan if none."""
+    """Share of the labelled pixels (not 255) in the most frequent class; nan if none."""
     values = np.asarray(label).ravel()
     values = values[values != IGNORE]
     if values.size == 0:
@@ -140,8 +140,8 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     profile = load_profile(profile)
     reader = reader_for_profile(profile)
     crop_dir = profile.paths.crop_dir
-    if split == "all":
-        splits = list(reader.splits)
+    if split == "all":  # train must exist; val is cropped when the dataset has one
+        splits = [s for s in reader.splits if s == "train" or _has_split(reader, s)]
     elif split in reader.splits:
         splits = [split]
     else:
@@ -151,7 +151,8 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
         reader.names(s)  # a missing dataset or split fails here, before anything is written
     settings = {"stage": "crop", "format": _FORMAT, "dataset": profile.dataset,
                 "dataset_dir": profile.paths.dataset_dir.name, "crop_ratio": profile.crop_ratio,
-                "jpeg_quality": JPEG_QUALITY, "label_offset": 1, "has_labels": reader.has_labels}
+                "jpeg_quality": JPEG_QUALITY, "jpeg_subsampling": "4:4:4", "label_offset": 1,
+                "has_labels": reader.has_labels}
     resume = check_stage_settings(crop_dir, "crop", settings, force=force)
     if not resume:  # fresh folder, or --force: earlier bookkeeping no longer applies
         for s in set(reader.splits) | set(splits):
@@ -161,6 +162,13 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     for s in splits:
         _crop_split(reader, profile, crop_dir, s, skip_bad, progress)
     return crop_dir
+
+
+def _has_split(reader, split: str) -> bool:
+    try:
+        return bool(reader.names(split))
+    except DepthGError:
+        return False
 
 
 def _read_journal(crop_dir: Path, split: str) -> tuple[dict[str, int], dict[str, str]]:
@@ -201,9 +209,15 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: 
         raise DepthGError(
             f"{crop_dir} holds crops of {len(unknown)} {split} images that the dataset no "
             f"longer lists (e.g. {unknown[0]}); re-run with --force to crop the split afresh")
-    _require_depth(reader, profile, split, [n for n in names if n not in done], skip_bad)
-
+    # what is left: new images, and numbered ones whose files went missing
+    todo = [n for n in names
+            if not (n in skipped and skip_bad)
+            and not (n in done and _finished(crop_dir, split, done[n], reader.has_labels))]
     journal = _journal_file(crop_dir, split)
+    if not todo and not journal.exists() and _names_file(crop_dir, split).exists():
+        return  # finished earlier with these settings: touch nothing
+    _require_depth(reader, profile, split, [n for n in todo if n not in done], skip_bad)
+
     journal.parent.mkdir(parents=True, exist_ok=True)
     if not journal.exists():  # keep the journal whole: seed it from a finished record
         with open(journal, "w") as fh:
@@ -211,15 +225,8 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: 
             fh.writelines(f"skip\t{name}\t{why}\n" for name, why in skipped.items())
     next_index = max(done.values(), default=-1) + 1
     with open(journal, "a") as log:
-        for name in tqdm(names, desc=f"five-crop {split}", unit="img", disable=not progress):
-            if name in done:
-                index = done[name]
-                if _finished(crop_dir, split, index, reader.has_labels):
-                    continue
-            elif name in skipped and skip_bad:
-                continue
-            else:
-                index = next_index
+        for name in tqdm(todo, desc=f"five-crop {split}", unit="img", disable=not progress):
+            index = done.get(name, next_index)
             try:
                 _crop_one(reader, crop_dir, split, name, index, profile.crop_ratio)
             except DepthGError as err:
@@ -291,7 +298,8 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
         if stored_label is not None:
             save_image(paths["label"], crop_array(stored_label, box))
         save_image(paths["depth"], crop_array(depth, box))
-        save_image(paths["img"], crop_array(image, box), quality=JPEG_QUALITY)
+        # quality 95 as released; no chroma subsampling, so a crop loses as little as it can
+        save_image(paths["img"], crop_array(image, box), quality=JPEG_QUALITY, subsampling=0)
 
 
 def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dict) -> None:

@@ -187,15 +187,17 @@ class DatasetReader:
                     report.notes.append(f"split {split}: missing {rep.where} (needed for "
                                         "evaluation and validation)")
                 continue
-            present = [n for n in names if self.image_path(split, n).is_file()]
-            absent = [n for n in names if n not in set(present)] if len(present) < len(names) else []
+            exists = {n: self.image_path(split, n).is_file() for n in names}
+            present = [n for n in names if exists[n]]
+            absent = [n for n in names if not exists[n]]
             rep.images = len(present)
             rep.n_missing_images, rep.missing_images = len(absent), absent[:_SHOW]
             if absent:
                 report.problems.append(f"split {split}: {len(absent)} listed images are absent, "
                                        f"e.g. {self.image_path(split, absent[0])}")
             if not present:
-                report.problems.append(f"split {split}: no images in {rep.where}")
+                (report.problems if split == "train" else report.notes).append(
+                    f"split {split}: no images in {rep.where}")
             if self.has_labels:
                 self._check_labels(split, names, present, rep, report)
             rep.depth = sum(self.depth_path(split, n).is_file() for n in present)

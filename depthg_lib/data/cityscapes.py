@@ -87,4 +87,5 @@ _TREE = """\
 <root>/                                 profile: <data_root>/<dataset_dir>
   leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
   gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png   labelIds 0..33
-  depth/{train,val}/<city>/<city>_<seq>_<frame>_zoedepth.png   written by python -m depthg_lib.depth"""
+  depth/{train,val}/<city>/<city>_<seq>_<frame>_zoedepth.png
+                                        written by python -m depthg_lib.depth"""

@@ -117,7 +117,7 @@ _SYNTH_TREE = """\
 
 
 def _read_class_table(path: Path) -> list[tuple[str, bool, tuple | None]]:
-    """(name, is_thing, colour) per class from `synthscenes.json`, else the generator's constants."""
+    """(name, is_thing, colour) per class from `synthscenes.json`, else the generator's table."""
     if path.is_file():
         try:
             meta = json.loads(path.read_text())
@@ -221,7 +221,7 @@ READERS: dict[str, type[DatasetReader]] = {
 
 
 def get_reader(dataset: str, root: str | os.PathLike) -> DatasetReader:
-    """The reader for `dataset` (a profile's `dataset`) over `root` (`Profile.paths.dataset_dir`)."""
+    """The reader of `dataset` (a profile's `dataset`) over `root` (`paths.dataset_dir`)."""
     try:
         cls = READERS[dataset]
     except KeyError:
