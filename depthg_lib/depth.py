@@ -1,0 +1,491 @@
+"""Stage 01 — monocular depth for every image (SPEC §2).
+
+One interface, four backends: `estimate_depth(images) -> depth`, images `(B,3,H,W)` float in
+[0,1], depth `(B,H,W)` float with **larger = farther** (relative; the stage min–max
+normalises each map, so scale and shift do not matter).
+
+- `zoedepth`, `depth_anything`: transformers models, read from a local directory or the
+  Hugging Face cache only (never the network);
+- `synth`: the embedded depth network shipped with the library (`depthg_lib.embedded`);
+- `gt`: SynthScenes ground truth (needs the image names, so the stage reads it via the reader).
+
+Stored format (SPEC §2): per image, min–max normalised depth as a 16-bit PNG at
+`reader.depth_path(split, name)`. The released code stored 8 bits; `load_depth_png(...,
+"released")` re-creates its 8-bit integers on load.
+
+    python -m depthg_lib.depth --profile test [--split all] [--force] [--skip-bad]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from .config import PROFILE_DIR, REPO_ROOT, Profile, load_profile
+from .env import resolve_device
+from .errors import DepthGError, run_cli
+from .io import check_stage_settings, save_image, save_json, sha256_file
+
+BACKENDS = ("zoedepth", "depth_anything", "synth", "gt")
+DEFAULT_MODELS = {"zoedepth": "Intel/zoedepth-nyu",
+                  "depth_anything": "depth-anything/Depth-Anything-V2-Small-hf",
+                  "synth": "embedded", "gt": "synthscenes-gt"}
+# transformers `model_type` each backend expects (a wrong folder would flip the depth order).
+_MODEL_TYPES = {"zoedepth": "zoedepth", "depth_anything": "depth_anything"}
+DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "models"
+UINT16_MAX = 65535
+
+
+def _command(profile_name: str = "<profile>", extra: str = "") -> str:
+    return f"python -m depthg_lib.depth --profile {profile_name}{extra}"
+
+
+# --------------------------------------------------------------------------- models
+
+class DepthModel:
+    """Common face of the backends: `estimate_depth` plus what the stage records about it."""
+
+    backend: str = ""
+    model_id: str = ""
+    weights_sha256: str | None = None
+    resolution: object = None
+    device: torch.device = torch.device("cpu")
+
+    def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) float in [0,1] → (B,H,W) float32 on the CPU, larger = farther."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """What `depth.json` records, so that outputs of another model are never mixed in."""
+        return {"backend": self.backend, "model": self.model_id,
+                "weights_sha256": self.weights_sha256, "resolution": self.resolution}
+
+    @staticmethod
+    def _check(images: torch.Tensor) -> None:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images (B,3,H,W) in [0,1], got {tuple(images.shape)}")
+
+
+class TransformersDepthModel(DepthModel):
+    """`zoedepth` or `depth_anything` through `AutoModelForDepthEstimation`.
+
+    ZoeDepth predicts metric depth (metres, larger = farther) and is returned as is.
+    Depth-Anything predicts *relative inverse* depth (disparity up to scale and shift,
+    larger = nearer); it is returned negated, which keeps the order of every pair of pixels
+    and so makes larger = farther — after min–max normalisation that is 1 − normalised
+    disparity. (1/disparity is not usable: the unknown shift can make it negative.)
+    ZoeDepth's processor pads the image and the model predicts at 2× the padded size;
+    `post_process_depth_estimation` with `source_sizes` removes the padding and resizes to
+    the input size.
+    """
+
+    def __init__(self, backend: str, model_dir: Path, model_id: str, device: torch.device):
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        self.backend, self.model_id, self.device = backend, model_id, device
+        try:
+            self.model = AutoModelForDepthEstimation.from_pretrained(
+                model_dir, local_files_only=True).eval().to(device)
+            self.processor = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)
+        except (OSError, ValueError, KeyError) as err:
+            raise DepthGError(
+                f"cannot load the {backend} model {model_id!r} from {model_dir} "
+                f"({type(err).__name__}: {str(err).splitlines()[0]}); the folder must hold "
+                f"config.json, preprocessor_config.json and the weights, as written by "
+                f"`save_pretrained` or `hf download {model_id} --local-dir {model_dir}`") from None
+        found = getattr(self.model.config, "model_type", "?")
+        if found != _MODEL_TYPES[backend]:
+            raise DepthGError(
+                f"{model_dir} holds a {found!r} model but depth backend {backend!r} expects "
+                f"{_MODEL_TYPES[backend]!r}; set depth_backend or depth_model to match")
+        self.weights_sha256 = _weights_digest(model_dir)
+        size = getattr(self.processor, "size", None)
+        self.resolution = dict(size) if size is not None else None
+
+    @torch.no_grad()
+    def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
+        self._check(images)
+        b, _, h, w = images.shape
+        # The processors were made for 0..255 pictures: hand them uint8, as from a file.
+        pixels = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        inputs = self.processor(images=list(pixels), return_tensors="pt")
+        outputs = self.model(pixel_values=inputs["pixel_values"].to(self.device))
+        sizes = [(h, w)] * b
+        if self.backend == "zoedepth":
+            post = self.processor.post_process_depth_estimation(
+                outputs, source_sizes=sizes, target_sizes=sizes)
+        else:
+            post = self.processor.post_process_depth_estimation(outputs, target_sizes=sizes)
+        depth = torch.stack([p["predicted_depth"].reshape(h, w) for p in post]).float().cpu()
+        return -depth if self.backend == "depth_anything" else depth
+
+
+class SynthDepthModel(DepthModel):
+    """`synth`: the embedded depth network (relative depth, larger = farther).
+
+    `model="random"` builds it with random weights — for tests and for showing the chapter
+    before the shipped weights exist; its output is then meaningless, and says so in
+    `model_id` (`embedded-random`).
+    """
+
+    def __init__(self, model: str | None, device: torch.device):
+        from .embedded import DEPTH_WORK_SIZE, EmbeddedDepthModel, read_manifest
+
+        random_init = model == "random"
+        if model not in (None, "", "embedded", "random"):
+            raise DepthGError(f"depth backend 'synth' takes depth_model '' (shipped weights) or "
+                              f"'random' (random init), found {model!r}")
+        self.backend, self.device = "synth", device
+        self.model_id = "embedded-random" if random_init else "embedded"
+        self.net = EmbeddedDepthModel(pretrained=not random_init, device=device)
+        entry = {} if random_init else read_manifest().get("depth", {})
+        self.weights_sha256 = entry.get("sha256")
+        self.resolution = DEPTH_WORK_SIZE
+
+    @torch.no_grad()
+    def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
+        self._check(images)
+        return self.net.estimate_depth(images.to(self.device)).float().cpu()
+
+
+def _weights_digest(model_dir: Path) -> str | None:
+    """sha256 over the weight files of a transformers folder (one digest of their digests)."""
+    files = sorted(p for p in Path(model_dir).iterdir()
+                   if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+    if not files:
+        return None
+    if len(files) == 1:
+        return sha256_file(files[0])
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(f"{p.name}:{sha256_file(p)}\n".encode())
+    return digest.hexdigest()
+
+
+def resolve_model_dir(backend: str, model: str | None = None,
+                      model_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
+    """(model id, local folder) for a transformers backend, without touching the network.
+
+    Looks, in order, at `model` as a folder, at `<model_dir>/<model id>` (default
+    `data/models/<model id>`), and at the Hugging Face cache. Nothing found → one
+    `DepthGError` naming the model id and the folder to put it in.
+    """
+    model_id = model or DEFAULT_MODELS[backend]
+    base = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    as_dir = Path(os.path.expanduser(model_id))
+    if as_dir.is_dir():
+        return model_id, as_dir
+    local = base / model_id
+    if local.is_dir():
+        return model_id, local
+    try:
+        from huggingface_hub import snapshot_download
+
+        return model_id, Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:  # not in the cache, or not a valid repo id: the same advice either way
+        pass
+    raise DepthGError(
+        f"depth model {model_id!r} for backend {backend!r} is not on this machine (looked in "
+        f"{as_dir if as_dir.is_absolute() else local} and the Hugging Face cache; it is never "
+        f"downloaded at run time). On a machine with network run "
+        f"`hf download {model_id} --local-dir {local}` and copy that folder to {local}, "
+        f"or set depth_model in the profile to the folder that holds it")
+
+
+def load_depth_model(backend: str, model: str | None = None, device: str | torch.device = "cpu",
+                     model_dir: str | os.PathLike | None = None) -> DepthModel:
+    """The depth model of `backend` (`zoedepth`, `depth_anything`, `synth`), ready to use.
+
+    `model` is a model id or folder (transformers backends) or `random` (synth, random init);
+    None = the backend's default. `gt` has no image → depth model: the stage reads the ground
+    truth by name (`run_depth_stage`).
+    """
+    if backend not in BACKENDS:
+        raise DepthGError(f"unknown depth backend {backend!r}; expected one of "
+                          f"{', '.join(BACKENDS)}")
+    device = resolve_device(device)
+    if backend == "gt":
+        raise DepthGError("depth backend 'gt' reads SynthScenes ground truth by image name and "
+                          "has no image → depth model; run it through run_depth_stage / "
+                          f"`{_command()}` with depth_backend: gt")
+    if backend == "synth":
+        return SynthDepthModel(model or None, device)
+    model_id, folder = resolve_model_dir(backend, model, model_dir)
+    return TransformersDepthModel(backend, folder, model_id, device)
+
+
+# --------------------------------------------------------------------------- storage
+
+def normalise_depth(depth: np.ndarray) -> np.ndarray:
+    """Per-image min–max normalisation to [0,1] (float32); a constant map becomes all 0."""
+    depth = np.asarray(depth, dtype=np.float64)
+    lo, hi = float(depth.min()), float(depth.max())
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        raise ValueError("depth map holds non-finite values")
+    if hi <= lo:
+        return np.zeros(depth.shape, dtype=np.float32)
+    return ((depth - lo) / (hi - lo)).astype(np.float32)
+
+
+def depth_to_uint16(depth: np.ndarray) -> np.ndarray:
+    """Min–max normalise and store as uint16: `round(d̂ · 65535)`."""
+    return np.round(normalise_depth(depth) * UINT16_MAX).astype(np.uint16)
+
+
+def depth_from_uint16(stored: np.ndarray, fidelity: str = "corrected") -> np.ndarray:
+    """Stored depth → what training reads (float32).
+
+    `corrected`: `u / 65535` in [0,1]. `released`: the 8-bit integers 0..255 of the released
+    loader (golden README: depth in the training path is the 8-bit PNG read as integers, not
+    divided by 255). The released depth script *floored* d̂·255 to uint8 (golden README
+    note 7); here `u // 257` (65535 = 255·257), which equals floor(d̂·255) except where d̂·255 lies
+    within 1/514 below an integer, where the 16-bit rounding lifts it to that integer.
+    8-bit input (a PNG written by the released code) is taken as those integers already.
+    """
+    stored = np.asarray(stored)
+    if fidelity not in ("released", "corrected"):
+        raise DepthGError(f"fidelity must be 'released' or 'corrected', found {fidelity!r}")
+    if stored.dtype == np.uint8:
+        return stored.astype(np.float32) if fidelity == "released" else \
+            (stored.astype(np.float32) / 255.0)
+    stored = stored.astype(np.int64)
+    if fidelity == "released":
+        return (stored // 257).astype(np.float32)
+    return (stored / UINT16_MAX).astype(np.float32)
+
+
+def load_depth_png(path: str | os.PathLike, fidelity: str = "corrected") -> np.ndarray:
+    """Read a stored depth PNG: `corrected` → [0,1] float32, `released` → 0..255 float32.
+
+    Rounding exactly as `depth_from_uint16` documents.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise DepthGError(f"depth map {path} does not exist; create it with "
+                          f"`{_command()}`") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DepthGError(f"cannot read depth map {path} ({type(err).__name__}: {err}); delete "
+                          f"it and re-run `{_command()}`") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    if arr.dtype not in (np.uint8, np.uint16):
+        arr = arr.astype(np.int64).clip(0, UINT16_MAX).astype(np.uint16)
+    return depth_from_uint16(arr, fidelity)
+
+
+def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """How close an estimate is to a reference depth, both min–max normalised first.
+
+    `mae`: mean |d̂_est − d̂_ref| in [0,1]; `spearman`: rank correlation ρ of the pixel values
+    (scale- and shift-free, the fair number for relative depth).
+    """
+    from scipy.stats import spearmanr
+
+    a, b = normalise_depth(estimate).ravel(), normalise_depth(reference).ravel()
+    rho = spearmanr(a, b).statistic if a.std() > 0 and b.std() > 0 else float("nan")
+    return {"mae": float(np.abs(a - b).mean()), "spearman": float(rho)}
+
+
+def compare_with_ground_truth(reader, split: str, names: Sequence[str],
+                              model: DepthModel | None = None,
+                              fidelity: str = "corrected") -> tuple[list, list, list]:
+    """(images, estimates, ground truths) for some SynthScenes images, for figures and numbers.
+
+    The estimate is the stored depth map (`model=None`, read as `fidelity` says) or a fresh
+    prediction of `model`; ground truth is clipped at the far plane like the `gt` backend.
+    """
+    images, estimates, truths = [], [], []
+    for name in names:
+        image = reader.load_image(split, name)
+        if model is None:
+            estimate = load_depth_png(reader.depth_path(split, name), fidelity)
+        else:
+            estimate = model.estimate_depth(_images_to_tensor([image]))[0].numpy()
+        images.append(image)
+        estimates.append(estimate)
+        truths.append(_gt_depth(reader, split, name))
+    return images, estimates, truths
+
+
+def mean_agreement(estimates: Sequence[np.ndarray], references: Sequence[np.ndarray]
+                   ) -> dict[str, float]:
+    """`depth_agreement` averaged over images (each image normalised on its own)."""
+    scores = [depth_agreement(e, r) for e, r in zip(estimates, references)]
+    return {key: float(np.nanmean([s[key] for s in scores])) for key in ("mae", "spearman")}
+
+
+# --------------------------------------------------------------------------- stage
+
+def _images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
+    arr = np.stack(images).astype(np.float32) / 255.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def _profile_arg(profile: Profile) -> str:
+    """What to pass to --profile to get this profile back (its name, or its file)."""
+    source = Path(profile.source) if profile.source else None
+    if source is None or source.parent.resolve() == PROFILE_DIR.resolve():
+        return profile.name
+    return str(source)
+
+
+def _prerequisite_command(profile: Profile) -> str:
+    """The command that creates the images this stage reads."""
+    if profile.dataset == "synthscenes":
+        return (f"run chapter 00, or `python -m depthg_lib.data.synthscenes --out "
+                f"{profile.paths.dataset_dir} --n-train {profile.synth_n_train} --n-val "
+                f"{profile.synth_n_val} --size {profile.synth_size} --seed {profile.synth_seed}`")
+    return (f"put the {profile.dataset} data there (SPEC §11) and check it with `python -m "
+            f"depthg_lib.data check --profile {_profile_arg(profile)}`")
+
+
+def _list_names(reader, profile: Profile, splits: Sequence[str]) -> dict[str, list[str]]:
+    names = {}
+    for s in splits:
+        try:
+            names[s] = list(reader.names(s))
+        except DepthGError:
+            names[s] = []
+    if not any(names.values()):
+        raise DepthGError(
+            f"no images found for split(s) {', '.join(splits)} in {profile.paths.dataset_dir}; "
+            f"the depth stage needs the dataset first: {_prerequisite_command(profile)}")
+    return names
+
+
+def _record_dir(reader, names: dict[str, list[str]]) -> Path:
+    """The folder above every depth map of the dataset (`<root>/<dataset>/depth`)."""
+    every = dict(names)
+    for s in ("train", "val"):
+        if s not in every:
+            try:
+                every[s] = list(reader.names(s))[:1]
+            except DepthGError:
+                pass
+    parents = {str(reader.depth_path(s, n).parent) for s, ns in every.items() for n in ns[:1]}
+    return Path(os.path.commonpath(sorted(parents)))
+
+
+def _gt_depth(reader, split: str, name: str) -> np.ndarray:
+    """SynthScenes ground truth in metres; sky (and anything beyond) is the far plane."""
+    from .data.synthscenes import FAR_DEPTH
+
+    depth = reader.load_gt_depth(split, name)
+    if depth is None:
+        raise DepthGError(f"depth backend 'gt' needs ground-truth depth, but the reader has none "
+                          f"for {split}/{name}; use another depth_backend")
+    depth = np.asarray(depth, dtype=np.float32)
+    return np.where(np.isfinite(depth), np.minimum(depth, FAR_DEPTH), FAR_DEPTH)
+
+
+def stage_settings(profile: Profile, model: DepthModel | None) -> dict:
+    """What `depth.json` holds: backend, model id, weights checksum, resolution, format."""
+    if model is None:  # gt
+        base = {"backend": "gt", "model": DEFAULT_MODELS["gt"], "weights_sha256": None,
+                "resolution": "native"}
+    else:
+        base = model.settings()
+    return {**base, "format": "png16, per-image min-max, larger = farther"}
+
+
+def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = False,
+                    skip_bad: bool = False, device: str = "auto",
+                    progress: bool = True) -> Path:
+    """Write a depth PNG for every image of `split` (train, val or all); returns the folder.
+
+    Resumable: with the same settings, images whose depth map exists are skipped; every map
+    is written to a temporary file and renamed. Other settings than `depth.json` records are
+    refused unless `force`. A corrupt image stops the stage naming the file, or is skipped
+    (listed in `depth_skipped.json`) with `skip_bad`.
+    """
+    profile = load_profile(profile)
+    if split not in ("train", "val", "all"):
+        raise DepthGError(f"split must be train, val or all, found {split!r}")
+    splits = ("train", "val") if split == "all" else (split,)
+    from .data import reader_for_profile
+
+    reader = reader_for_profile(profile)
+    names = _list_names(reader, profile, splits)
+    record_dir = _record_dir(reader, names)
+    dev = resolve_device(device)
+    backend = profile.depth_backend
+    model = None if backend == "gt" else load_depth_model(
+        backend, profile.depth_model or None, dev, model_dir=profile.paths.data_root / "models")
+    reuse = check_stage_settings(record_dir, "depth", stage_settings(profile, model), force)
+
+    skipped: list[str] = []
+    batch = max(1, profile.depth_batch)
+    for s in splits:
+        todo = [n for n in names[s] if not (reuse and reader.depth_path(s, n).exists())]
+        bar = tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo)
+        for start in range(0, len(todo), batch):
+            chunk = todo[start:start + batch]
+            if model is None:
+                for n in chunk:
+                    save_image(reader.depth_path(s, n), depth_to_uint16(_gt_depth(reader, s, n)))
+                bar.update(len(chunk))
+                continue
+            loaded: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
+            for n in chunk:
+                try:
+                    image = reader.load_image(s, n)
+                except DepthGError as err:
+                    if not skip_bad:
+                        raise
+                    skipped.append(f"{s}/{n}")
+                    tqdm.write(f"skipped {s}/{n}: {err}", file=sys.stderr)
+                    continue
+                loaded.setdefault(image.shape[:2], []).append((n, image))
+            for group in loaded.values():  # one forward per image size
+                depth = model.estimate_depth(_images_to_tensor([im for _, im in group]))
+                for (n, _), d in zip(group, depth.numpy()):
+                    save_image(reader.depth_path(s, n), depth_to_uint16(d))
+            bar.update(len(chunk))
+        bar.close()
+    if skipped:
+        save_json(record_dir / "depth_skipped.json", skipped)
+    return record_dir
+
+
+# --------------------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m depthg_lib.depth",
+        description="Stage 01: estimate depth for every image and store it as 16-bit PNGs "
+                    "(per-image min-max normalised, larger = farther). SPEC §2.")
+    parser.add_argument("--profile", required=True, help="profile name or YAML path")
+    parser.add_argument("--split", default="all", choices=("train", "val", "all"))
+    parser.add_argument("--force", action="store_true",
+                        help="recompute everything, replacing outputs made with other settings")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable images (listed in depth_skipped.json) instead of "
+                             "stopping")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    out = run_depth_stage(args.profile, split=args.split, force=args.force,
+                          skip_bad=args.skip_bad, device=args.device,
+                          progress=not args.no_progress)
+    print(f"depth maps in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,122 @@
+"""Figures of chapters 01 (depth) and 03 (nearest neighbours).
+
+Every function returns a matplotlib Figure. Depth is drawn with one colour map where brighter
+= farther, as the depth stage stores it (SPEC §2); errors with a separate sequential map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import colorize
+
+DEPTH_CMAP = "magma"
+ERROR_CMAP = "viridis"
+
+
+def _norm(depth: np.ndarray) -> np.ndarray:
+    d = np.asarray(depth, dtype=np.float64)
+    lo, hi = d.min(), d.max()
+    return np.zeros_like(d) if hi <= lo else (d - lo) / (hi - lo)
+
+
+def depth_panels(image: np.ndarray, depths: Mapping[str, np.ndarray], title: str = ""):
+    """The image, then each named depth map (min–max normalised, brighter = farther)."""
+    n = 1 + len(depths)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    for ax, (name, d) in zip(axes[1:], depths.items()):
+        ax.imshow(_norm(d), cmap=DEPTH_CMAP, vmin=0, vmax=1)
+        ax.set_title(name)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarray],
+                     references: Sequence[np.ndarray], estimate_name: str = "estimate",
+                     reference_name: str = "ground truth"):
+    """One row per image: image | estimate | reference | |error| of the normalised maps.
+
+    Both maps are min–max normalised first (the stage stores them so), so the error map shows
+    disagreement in *relative* depth; its panel title gives the mean absolute error.
+    """
+    rows = len(images)
+    fig, axes = plt.subplots(rows, 4, figsize=(10.4, 2.6 * rows), squeeze=False)
+    for r, (img, est, ref) in enumerate(zip(images, estimates, references)):
+        e, g = _norm(est), _norm(ref)
+        err = np.abs(e - g)
+        axes[r, 0].imshow(img)
+        axes[r, 1].imshow(e, cmap=DEPTH_CMAP, vmin=0, vmax=1)
+        axes[r, 2].imshow(g, cmap=DEPTH_CMAP, vmin=0, vmax=1)
+        im = axes[r, 3].imshow(err, cmap=ERROR_CMAP, vmin=0, vmax=1)
+        for c, name in enumerate(("image", estimate_name, reference_name,
+                                  f"|error|, mean {err.mean():.3f}")):
+            axes[r, c].set_title(name, fontsize=9)
+            axes[r, c].axis("off")
+        fig.colorbar(im, ax=axes[r, 3], fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int = 5,
+             palette: np.ndarray | None = None, majority: np.ndarray | None = None,
+             class_names: Sequence[str] | None = None):
+    """Each query crop (framed) beside its k nearest crops; with `palette`, label rows below.
+
+    With `majority` (class per crop), each title names the crop's majority class and a
+    neighbour sharing the query's class gets a ✓.
+    """
+    k = min(k, nns.shape[1] - 1)
+    per_query = 2 if palette is not None else 1
+    fig, axes = plt.subplots(len(queries) * per_query, k + 1,
+                             figsize=(1.7 * (k + 1), 1.9 * per_query * len(queries)),
+                             squeeze=False)
+    for r, q in enumerate(queries):
+        row = nns[q, : k + 1]
+        for c, n in enumerate(row):
+            image, label, _ = crop_reader.load(int(n))
+            ax = axes[r * per_query, c]
+            ax.imshow(image)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            title = "query" if c == 0 else f"#{c}"
+            if majority is not None:
+                cls = int(majority[n])
+                name = (class_names[cls] if class_names is not None and 0 <= cls < len(class_names)
+                        else str(cls))
+                same = c > 0 and cls == int(majority[row[0]])
+                title += f"\n{name}{' ✓' if same else ''}"
+            ax.set_title(title, fontsize=8)
+            if c == 0:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("#e6194b")
+                    spine.set_linewidth(3)
+            if palette is not None:
+                axl = axes[r * per_query + 1, c]
+                axl.imshow(colorize(label, palette))
+                axl.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def agreement_bars(neighbour: float, chance: float, title: str = ""):
+    """Two bars: how often a neighbour shares the query's majority class vs a random pair."""
+    fig, ax = plt.subplots(figsize=(3.6, 2.6))
+    ax.bar(["kNN pairs", "random pairs"], [neighbour, chance], color=["#4363d8", "#aaaaaa"])
+    for x, v in enumerate((neighbour, chance)):
+        ax.text(x, v, f"{v:.2f}", ha="center", va="bottom")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("same majority class")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
