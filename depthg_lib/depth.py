@@ -23,6 +23,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -382,6 +383,13 @@ def _record_dir(reader, names: dict[str, list[str]]) -> Path:
     return Path(os.path.commonpath(sorted(parents)))
 
 
+def _try_load(reader, split: str, name: str) -> np.ndarray | DepthGError:
+    try:
+        return reader.load_image(split, name)
+    except DepthGError as err:
+        return err
+
+
 def _gt_depth(reader, split: str, name: str) -> np.ndarray:
     """SynthScenes ground truth in metres; sky (and anything beyond) is the far plane."""
     from .data.synthscenes import FAR_DEPTH
@@ -431,33 +439,48 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
 
     skipped: list[str] = []
     batch = max(1, profile.depth_batch)
-    for s in splits:
-        todo = [n for n in names[s] if not (reuse and reader.depth_path(s, n).exists())]
-        bar = tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo)
-        for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
-            if model is None:
-                for n in chunk:
-                    save_image(reader.depth_path(s, n), depth_to_uint16(_gt_depth(reader, s, n)))
-                bar.update(len(chunk))
+    # Images of the next batch are decoded in threads (PIL releases the GIL) while the model
+    # works on this one.
+    pool = ThreadPoolExecutor(max_workers=max(1, min(profile.num_workers, 8)))
+    try:
+        for s in splits:
+            todo = [n for n in names[s] if not (reuse and reader.depth_path(s, n).exists())]
+            chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+            bar = tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo)
+            if model is None:  # gt: no images to read, no model to run
+                for chunk in chunks:
+                    for n in chunk:
+                        gt = _gt_depth(reader, s, n)
+                        save_image(reader.depth_path(s, n), depth_to_uint16(gt))
+                    bar.update(len(chunk))
+                bar.close()
                 continue
-            loaded: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
-            for n in chunk:
-                try:
-                    image = reader.load_image(s, n)
-                except DepthGError as err:
-                    if not skip_bad:
-                        raise
-                    skipped.append(f"{s}/{n}")
-                    tqdm.write(f"skipped {s}/{n}: {err}", file=sys.stderr)
-                    continue
-                loaded.setdefault(image.shape[:2], []).append((n, image))
-            for group in loaded.values():  # one forward per image size
-                depth = model.estimate_depth(_images_to_tensor([im for _, im in group]))
-                for (n, _), d in zip(group, depth.numpy()):
-                    save_image(reader.depth_path(s, n), depth_to_uint16(d))
-            bar.update(len(chunk))
-        bar.close()
+
+            def submit(chunk, s=s):
+                return [(n, pool.submit(_try_load, reader, s, n)) for n in chunk]
+
+            pending = submit(chunks[0]) if chunks else []
+            for i, chunk in enumerate(chunks):
+                current = pending
+                pending = submit(chunks[i + 1]) if i + 1 < len(chunks) else []
+                loaded: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
+                for n, future in current:
+                    image = future.result()
+                    if isinstance(image, DepthGError):
+                        if not skip_bad:
+                            raise image
+                        skipped.append(f"{s}/{n}")
+                        tqdm.write(f"skipped {s}/{n}: {image}", file=sys.stderr)
+                        continue
+                    loaded.setdefault(image.shape[:2], []).append((n, image))
+                for group in loaded.values():  # one forward per image size
+                    depth = model.estimate_depth(_images_to_tensor([im for _, im in group]))
+                    for (n, _), d in zip(group, depth.numpy()):
+                        save_image(reader.depth_path(s, n), depth_to_uint16(d))
+                bar.update(len(chunk))
+            bar.close()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if skipped:
         save_json(record_dir / "depth_skipped.json", skipped)
     return record_dir
