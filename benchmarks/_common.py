@@ -1,0 +1,164 @@
+"""Shared benchmark helpers: machine name, timing with peak memory, result rows, tables.
+
+Rows are appended to ``benchmarks/results/<machine>.json`` (a JSON list) under a file lock
+and written atomically, so two benchmarks finishing at once never lose or corrupt a row.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import platform
+import re
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+
+from depthg_lib.io import atomic_path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ROW_KEYS = ("name", "device", "backbone", "batch", "S", "sampling", "fidelity", "ms_per_step",
+            "peak_mem_mb", "date")
+
+
+def machine_name() -> str:
+    """``$DEPTHG_MACHINE`` or the host name, made file-name safe."""
+    name = os.environ.get("DEPTHG_MACHINE") or platform.node() or "unknown"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()} ({os.cpu_count()} cores, " \
+           f"{torch.get_num_threads()} threads)"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak memory a block needs, in MB.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` during the block (absolute, inputs included).
+    CPU: the largest resident-set growth over the block's start, polled every millisecond
+    (the process's own memory, so runs in one process do not inflate each other).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_mb = float("nan")
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            sync(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._start = _rss_bytes()
+        self._peak = self._start
+        self._stop = threading.Event()
+
+        def poll():
+            while not self._stop.is_set():
+                self._peak = max(self._peak, _rss_bytes())
+                time.sleep(0.001)
+
+        self._thread = threading.Thread(target=poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            sync(self.device)
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self._peak = max(self._peak, _rss_bytes())
+            self.peak_mb = (self._peak - self._start) / 2**20
+        return False
+
+
+def time_fn(fn: Callable[[], object], device: torch.device, reps: int,
+            warmup: int = 1) -> dict:
+    """Run ``fn`` warmup + reps times; min/median milliseconds and peak memory of one run."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    with PeakMemory(device) as mem:
+        fn()
+    times = []
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"min_ms": min(times), "median_ms": statistics.median(times),
+            "peak_mem_mb": mem.peak_mb, "reps": reps}
+
+
+def today() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def append_rows(rows: Iterable[dict], machine: str | None = None) -> Path:
+    """Append result rows to ``results/<machine>.json`` atomically, under a lock file."""
+    path = RESULTS_DIR / f"{machine or machine_name()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # lock the folder: no stray lock files
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        try:
+            old = json.loads(path.read_text()) if path.exists() else []
+        except json.JSONDecodeError:
+            old = []
+        old.extend(rows)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(old, indent=1) + "\n")
+    finally:
+        os.close(dir_fd)  # releases the lock
+    return path
+
+
+def result_row(name: str, device: torch.device, backbone: str, batch: int, s: int,
+               sampling: str, fidelity: str, ms: float, peak_mb: float, **extra) -> dict:
+    row = dict(zip(ROW_KEYS, (name, device.type, backbone, batch, s, sampling, fidelity,
+                              round(ms, 3), round(peak_mb, 1), today())))
+    row.update(extra)
+    return row
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    """A plain fixed-width table on stdout."""
+    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3g}"
+    return str(v)

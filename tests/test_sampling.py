@@ -1,0 +1,143 @@
+"""Sample points: golden FPS (released), corrected FPS geometry, `sample`, bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from depthg_lib.errors import DepthGError
+from depthg_lib.sampling import (
+    K_CORRECTED,
+    K_RELEASED,
+    depth_to_points,
+    farthest_point_indices,
+    fps_coords,
+    pool_depth,
+    random_coords,
+    sample,
+)
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(scope="module")
+def d_fps():
+    return dict(np.load(GOLDEN / "d_fps.npz"))
+
+
+def test_released_k_is_tan_of_45_radians():
+    assert K_RELEASED == pytest.approx(3.23955, abs=1e-5)  # SPEC rounds it to 3.2397
+    assert K_CORRECTED == pytest.approx(2.0)
+
+
+def test_points_match_golden_bitwise(d_fps):
+    pts = depth_to_points(torch.from_numpy(d_fps["depth"][:1]))  # (1,3,784)
+    assert torch.equal(pts[0].T, torch.from_numpy(d_fps["points_map0"]))
+
+
+def test_fps_selection_order_matches_golden(d_fps):
+    pts = torch.from_numpy(d_fps["points_map0"]).T[None]
+    inds = farthest_point_indices(pts, 81)[0]
+    assert inds.tolist() == d_fps["fps_inds_map0_81"].tolist()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("key,grid,n", [("coords_n9", 28, 9), ("coords_n11", 28, 11),
+                                        ("coords_pooled14_n7", 14, 7)])
+def test_fps_coords_match_golden(d_fps, device, key, grid, n):
+    depth = torch.from_numpy(d_fps["depth"]).to(device)
+    coords = fps_coords(depth, (grid, grid), n, fidelity="released").cpu()
+    expected = torch.from_numpy(d_fps[key]) * 2 - 1
+    assert coords.shape == (3, n, n, 2)
+    assert torch.equal(coords, expected)
+
+
+def test_pooling_matches_golden(d_fps):
+    pooled = pool_depth(torch.from_numpy(d_fps["depth"]), (14, 14))
+    assert torch.equal(pooled, torch.from_numpy(d_fps["depth_pooled_14"]))
+
+
+def test_fps_on_a_batch_equals_fps_per_image(d_fps):
+    depth = torch.from_numpy(d_fps["depth"])
+    batched = fps_coords(depth, (28, 28), 9)
+    for b in range(3):
+        assert torch.equal(batched[b], fps_coords(depth[b:b + 1], (28, 28), 9)[0])
+
+
+def test_duplicate_points_are_never_chosen_twice():
+    # zero depth collapses every cell to the origin: the released loop then takes the
+    # remaining cells in index order, each exactly once
+    depth = torch.zeros(2, 1, 8, 8)
+    depth[1, 0, :4] = 50.0
+    inds = farthest_point_indices(depth_to_points(depth), 64)
+    for row in inds:
+        assert sorted(row.tolist()) == list(range(64))
+    assert inds[0].tolist() == list(range(64))
+
+
+def test_corrected_coords_are_cell_centres_in_selection_order(d_fps):
+    depth = torch.from_numpy(d_fps["depth"])
+    h = w = 28
+    coords = fps_coords(depth, (h, w), 9, fidelity="corrected")
+    grid = pool_depth(depth, (h, w))
+    inds = farthest_point_indices(depth_to_points(grid, "corrected"), 81)
+    # reading a map that holds each cell's index returns the chosen indices, in order
+    index_map = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w).expand(3, 1, h, w)
+    read = sample(index_map, coords, fidelity="corrected").reshape(3, 81)
+    assert torch.allclose(read, inds.float(), atol=1e-3)
+    assert torch.equal(coords[:, 0, 0], torch.full((3, 2), -1.0))  # starts at cell 0
+
+
+def test_released_sampler_reads_fps_points_transposed(d_fps):
+    """Golden README §2: x gets the row fraction, and the grid axes are swapped."""
+    depth = torch.from_numpy(d_fps["depth"][:1])
+    coords = fps_coords(depth, (28, 28), 9)  # (row/h, col/w)·2−1, raster order
+    rows = torch.arange(28.0).view(1, 1, 28, 1).expand(1, 1, 28, 28)
+    cols = torch.arange(28.0).view(1, 1, 1, 28).expand(1, 1, 28, 28)
+    frac = (coords + 1) / 2  # back to (row/h, col/w)
+    # pixel position read with align_corners=True: x = row/h·(W−1) is a column index
+    read_col = sample(cols.contiguous(), coords)[0, 0]
+    read_row = sample(rows.contiguous(), coords)[0, 0]
+    assert torch.allclose(read_col, frac[0, :, :, 0].T * 27, atol=1e-4)
+    assert torch.allclose(read_row, frac[0, :, :, 1].T * 27, atol=1e-4)
+
+
+def test_sample_released_permutes_axes():
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randn(2, 3, 7, 7, generator=gen)
+    coords = random_coords(2, 4, generator=gen)
+    out = sample(t, coords, "released")
+    assert torch.equal(out, sample(t, coords.permute(0, 2, 1, 3), "corrected"))
+    assert out.shape == (2, 3, 4, 4)
+
+
+def test_random_coords_range_and_seed():
+    a = random_coords(3, 5, generator=torch.Generator().manual_seed(1))
+    b = random_coords(3, 5, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (3, 5, 5, 2) and torch.equal(a, b)
+    assert a.min() >= -1 and a.max() <= 1
+
+
+def test_fps_spreads_points_more_than_random():
+    """Why FPS: on a two-plane scene the chosen cells cover both depth layers."""
+    depth = torch.full((1, 1, 16, 16), 40.0)
+    depth[..., 8:, :] = 200.0
+    inds = farthest_point_indices(depth_to_points(depth, "corrected"), 16)[0]
+    near = (inds // 16 < 8).sum().item()
+    assert 0 < near < 16
+
+
+def test_bad_input_is_a_depthg_error():
+    depth = torch.rand(2, 1, 28, 28)
+    with pytest.raises(DepthGError, match="feature grid"):
+        fps_coords(depth, (4, 4), 5)  # 25 points on 16 cells
+    with pytest.raises(DepthGError):
+        fps_coords(torch.rand(2, 3, 28, 28), (7, 7), 3)  # three channels
+    with pytest.raises(DepthGError):
+        fps_coords(depth, (56, 56), 3)  # grid larger than the depth map
+    with pytest.raises(DepthGError):
+        fps_coords(depth, (7, 7), 3, fidelity="paper-ish")
+    with pytest.raises(DepthGError):
+        sample(torch.rand(2, 3, 7, 7), torch.rand(3, 4, 4, 2))
