@@ -27,9 +27,13 @@ def palette_for(reader) -> np.ndarray:
 
 
 def _depth_image(depth: np.ndarray | None) -> np.ndarray | None:
+    """Stored depth (uint16 / uint8 PNG values) → [0, 1] on a fixed scale; floats min–max."""
     if depth is None:
         return None
-    depth = np.asarray(depth, dtype=np.float64)
+    depth = np.asarray(depth)
+    if depth.dtype in (np.uint8, np.uint16):
+        return depth / float(np.iinfo(depth.dtype).max)
+    depth = depth.astype(np.float64)
     low, high = depth.min(), depth.max()
     return (depth - low) / (high - low) if high > low else np.zeros_like(depth)
 
@@ -46,8 +50,8 @@ def draw_five_crop(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.5, 4.5 * image.shape[0] / image.shape[1]))
     ax.imshow(image)
+    inset = max(0.5, 0.01 * min(image.shape[:2]))  # so that boxes sharing an edge both show
     for k, (top, left, h, w) in enumerate(boxes):
-        inset = 0.5 + 0.8 * k  # nudge the outlines apart where boxes share an edge
         ax.add_patch(Rectangle((left - 0.5 + inset, top - 0.5 + inset), w - 2 * inset,
                                h - 2 * inset, fill=False, linewidth=2,
                                edgecolor=BOX_COLOURS[k % len(BOX_COLOURS)]))
@@ -81,7 +85,7 @@ def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarra
                 if r == 0:
                     draw_five_crop(full, boxes, ax=ax, title="whole image")
                 else:
-                    ax.imshow(full, cmap=cmap)
+                    ax.imshow(full, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
                     ax.set_title(f"whole {what}", fontsize=9)
                 continue
             ax.imshow(crop_array(full, boxes[c - 1]), cmap=cmap, vmin=0 if cmap else None,
@@ -101,7 +105,7 @@ def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None
         name, k = crop_reader.source(n)
         for r, (pic, cmap) in enumerate(((image, None), (colorize(label, palette), None),
                                          (_depth_image(depth), "magma"))):
-            axes[r, c].imshow(pic, cmap=cmap)
+            axes[r, c].imshow(pic, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
             axes[r, c].axis("off")
         axes[0, c].set_title(f"crop {n}\n{name} [{k}]", fontsize=8)
     fig.tight_layout()
@@ -126,7 +130,9 @@ def show_samples(reader, split: str = "train", n: int = 4, names: Sequence[str] 
             if pic is None:
                 _blank(axes[r, c], f"no {what} yet" if what == "depth" else f"no {what}")
             else:
-                axes[r, c].imshow(pic, cmap="magma" if what == "depth" else None)
+                axes[r, c].imshow(pic, cmap="magma" if what == "depth" else None,
+                                  vmin=0 if what == "depth" else None,
+                                  vmax=1 if what == "depth" else None)
         axes[0, c].set_title(name, fontsize=8)
     fig.tight_layout()
     return fig
