@@ -1,0 +1,129 @@
+"""Figures of a training run (chapter 04): loss terms, schedules and probe scores per step.
+
+All read `log.csv` as written by `depthg_lib.train` (one row per step; the validation
+columns are filled at validation steps only).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DepthGError
+
+TERM_LABELS = {"pos_intra": "intra-image (self)", "pos_inter": "kNN positive",
+               "neg_inter": "negatives", "depth": "depth"}
+
+
+def read_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """`log.csv` (or the training folder holding it) → column name → float array (NaN = empty)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "log.csv"
+    if not path.exists():
+        raise DepthGError(f"training log {path} does not exist; train first: "
+                          "python -m depthg_lib.train --profile <profile>")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise DepthGError(f"training log {path} holds no steps yet")
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows])
+            for k in rows[0]}
+
+
+def _log(log):
+    return log if isinstance(log, dict) else read_log(log)
+
+
+def plot_loss_terms(log, ax=None):
+    """Each DepthG loss term (unweighted) and the weighted total, against steps."""
+    import matplotlib.pyplot as plt
+
+    log = _log(log)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for key, label in TERM_LABELS.items():
+        if key in log and np.isfinite(log[key]).any():
+            ax.plot(log["step"], log[key], label=label, lw=1)
+    ax.plot(log["step"], log["loss"], color="k", lw=1.5, label="weighted total")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("DepthG loss terms")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_probe_losses(log, ax=None):
+    """The two probe losses (trained on the detached code) against steps."""
+    import matplotlib.pyplot as plt
+
+    log = _log(log)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(log["step"], log["linear_loss"], label="linear probe (CE)")
+    ax.plot(log["step"], log["cluster_loss"], label="cluster probe")
+    ax.set_xlabel("step")
+    ax.set_title("probe losses")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_schedule(log, ax=None):
+    """Sample grid S (left axis) and depth-term weight (right axis) against steps."""
+    import matplotlib.pyplot as plt
+
+    log = _log(log)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    ax.step(log["step"], log["samples"], where="post", color="C0", label="S")
+    ax.set_ylabel("S (sample grid S×S)", color="C0")
+    ax.set_xlabel("step")
+    right = ax.twinx()
+    right.step(log["step"], log["weight_depth"], where="post", color="C3")
+    right.set_ylabel("depth weight", color="C3")
+    ax.set_title("schedules")
+    return ax
+
+
+def plot_probe_scores(log, ax=None):
+    """Validation mIoU / accuracy of the linear and (Hungarian-matched) cluster probes."""
+    import matplotlib.pyplot as plt
+
+    log = _log(log)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    have = "val_linear_miou" in log and np.isfinite(log["val_linear_miou"]).any()
+    if not have:
+        ax.text(0.5, 0.5, "no validation crops", ha="center", va="center",
+                transform=ax.transAxes)
+        return ax
+    keep = np.isfinite(log["val_linear_miou"])
+    for key, label, style in (("val_linear_miou", "linear mIoU", "C0-"),
+                              ("val_linear_acc", "linear acc", "C0--"),
+                              ("val_cluster_miou", "cluster mIoU", "C1-"),
+                              ("val_cluster_acc", "cluster acc", "C1--")):
+        ax.plot(log["step"][keep], log[key][keep], style, marker="o", ms=3, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("%")
+    ax.set_title("probes on validation crops")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_training(log, title: str | None = None):
+    """All four panels of a run in one figure."""
+    import matplotlib.pyplot as plt
+
+    log = _log(log)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5))
+    plot_loss_terms(log, axes[0, 0])
+    plot_probe_losses(log, axes[0, 1])
+    plot_schedule(log, axes[1, 0])
+    plot_probe_scores(log, axes[1, 1])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,75 @@
+"""DistributedDataParallel (issue 8): two CPU ranks with B/2 crops each take one process's step.
+
+Two processes (torch.multiprocessing, forked; gloo, rendezvous through a file) run `train()` for
+two steps on the same tiny crops as one process with the full batch; head parameters and the
+Adam moments (the gradients) must agree to float tolerance.
+
+The comparison switches off what legitimately couples the images of a batch or draws
+per-rank random numbers: dropout (masks differ per rank), the negative term (negatives are
+other images of the *local* batch) and `pointwise` (the released centring adds back the
+batch-global mean of F, SPEC §6, so F depends on which images share a batch).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from depthg_lib import train as T
+from depthg_lib.config import load_profile
+
+N_CROPS, SIZE = 8, 32
+
+
+def _profile():
+    return load_profile("test").replace(
+        res=32, samples=3, fps_min_samples=2, batch_size=4, steps=2, dim=8, n_classes=4,
+        knn_k=2, knn_store=4, num_workers=0, precompute_features=False, val_every=100,
+        checkpoint_every=100, dropout=False, feature_dropout=0.0, weight_neg=0.0,
+        pointwise=False, sampling="fps")
+
+
+def _data() -> T.TrainData:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (N_CROPS, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = rng.integers(0, 4, (N_CROPS, SIZE, SIZE), dtype=np.uint8)
+    depth = rng.integers(0, 65536, (N_CROPS, SIZE, SIZE), dtype=np.uint16)
+    knn = np.stack([np.r_[i, (i + 1) % N_CROPS, (i + 3) % N_CROPS, (i + 5) % N_CROPS]
+                    for i in range(N_CROPS)]).astype(np.int64)
+    return T.TrainData(train=T.ArrayCrops(images, labels, depth), knn=knn, val=None)
+
+
+def _rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        T.train(_profile(), out_dir, device="cpu", data=_data(), progress=False)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_with_half_batches_take_the_one_process_step(tmp_path):
+    torch.set_num_threads(1)
+    single = T.train(_profile(), tmp_path / "single", device="cpu", data=_data(),
+                     progress=False)
+    # fork after the one-process run: the ranks inherit torch, timm and the rest already
+    # imported (spawn re-imports them, 10+ s per rank on a busy 2-core machine)
+    mp.start_processes(_rank, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "ddp")),
+                       nprocs=2, join=True, start_method="fork")
+    a = torch.load(single, weights_only=True)
+    b = torch.load(tmp_path / "ddp/checkpoints/final.pt", weights_only=True)
+    assert a["step"] == b["step"] == 2
+    moved = 0.0
+    for key, value in a["head"].items():
+        torch.testing.assert_close(b["head"][key], value, rtol=1e-5, atol=1e-6)
+        moved = max(moved, (value - b["head"][key]).abs().max().item())
+    # the gradients themselves: Adam's first moment holds (1−β1)·Σ β1^k g
+    for (sa, sb) in zip(a["optimizers"]["head"]["state"].values(),
+                        b["optimizers"]["head"]["state"].values()):
+        torch.testing.assert_close(sb["exp_avg"], sa["exp_avg"], rtol=1e-4, atol=1e-7)
+    # and the run did train: parameters moved away from their initial values
+    init = T.Trainer(_profile(), a["backbone_dim"], torch.device("cpu")).model.head.state_dict()
+    assert any(not torch.allclose(init[k], a["head"][k]) for k in init)

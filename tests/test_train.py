@@ -1,0 +1,281 @@
+"""Training loop (SPEC §8): schedules, data order, exact resume, NaN stop, feature cache, errors.
+
+Everything runs on CPU on tiny random crops (32 px, 4×4 feature grid) in a few seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from depthg_lib import train as T
+from depthg_lib.config import load_profile
+from depthg_lib.errors import DepthGError
+
+torch.set_num_threads(1)
+
+N_CROPS, SIZE = 12, 40
+
+
+def tiny_profile(**changes):
+    base = dict(res=32, samples=3, fps_min_samples=2, batch_size=4, steps=6, val_every=3,
+                checkpoint_every=2, dim=8, n_classes=4, knn_k=2, knn_store=4,
+                fps_sample_decay_every=2, depth_decay_every=2, num_workers=0,
+                precompute_features=False, val_images=0)
+    base.update(changes)
+    return load_profile("test").replace(**base)
+
+
+def tiny_crops(n: int, seed: int, n_classes: int = 4) -> T.ArrayCrops:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = rng.integers(0, n_classes, (n, SIZE, SIZE), dtype=np.uint8)
+    ramp = np.linspace(0, 1, SIZE)[None, :, None] * rng.uniform(0.2, 1, (n, 1, 1))
+    depth = np.round(np.clip(ramp + 0.3 * rng.random((n, SIZE, SIZE)), 0, 1) * 65535)
+    return T.ArrayCrops(images, labels, depth.astype(np.uint16))
+
+
+def tiny_data(seed: int = 0, cache_dir=None) -> T.TrainData:
+    rng = np.random.default_rng(seed + 100)
+    knn = np.stack([np.r_[i, rng.permutation(np.delete(np.arange(N_CROPS), i))[:3]]
+                    for i in range(N_CROPS)]).astype(np.int64)
+    return T.TrainData(train=tiny_crops(N_CROPS, seed), knn=knn, val=tiny_crops(6, seed + 1),
+                       cache_dir=cache_dir, key=f"tiny-{seed}")
+
+
+def read_rows(path):
+    with open(path / "log.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+LOSS_COLUMNS = [c for c in T.LOG_COLUMNS if c != "step"]
+
+
+# ------------------------------------------------------------------------------ schedules
+
+def test_sample_decay_fires_at_step_zero_only_in_released():
+    released = tiny_profile(fidelity="released", samples=11, fps_min_samples=5,
+                            fps_sample_decay_every=1000, fps_sample_decay_factor=0.9,
+                            depth_decay_every=250, depth_decay_factor=0.6, res=96)
+    corrected = released.replace(fidelity="corrected")
+    s_rel, s_cor = T.Schedule.start(released), T.Schedule.start(corrected)
+    seen_rel, seen_cor = [], []
+    for step in range(1001):
+        seen_rel.append(s_rel.samples)
+        seen_cor.append(s_cor.samples)
+        if step in (0, 249, 250, 251):
+            w_before = s_rel.weight_depth
+        s_rel.advance(step, released)
+        s_cor.advance(step, corrected)
+        if step == 0 or step == 249:
+            assert s_rel.weight_depth == w_before  # never at step 0
+        if step == 250:
+            assert s_rel.weight_depth == pytest.approx(0.19 * 0.6)
+            assert s_rel.shift_depth == pytest.approx(released.shift_depth * 0.6)
+    # golden README note 4: 11×11 at step 0 only, then 9×9; corrected keeps 11 until 1000
+    assert seen_rel[0] == 11 and seen_rel[1] == 9 and seen_rel[1000] == 9
+    assert s_rel.samples == 8  # int(9·0.9) after step 1000
+    assert seen_cor[0] == 11 and seen_cor[1000] == 11 and s_cor.samples == 9
+
+
+def test_sample_decay_respects_the_lower_bound():
+    p = tiny_profile(samples=5, fps_min_samples=4, fps_sample_decay_every=1,
+                     fps_sample_decay_factor=0.5)
+    s = T.Schedule.start(p)
+    for step in range(5):
+        s.advance(step, p)
+    assert s.samples == 4
+
+
+# ------------------------------------------------------------------------------ data order
+
+def test_step_batches_depend_on_seed_and_step_only_and_shard_exactly():
+    knn = tiny_data().knn
+    full = T.StepSampler(knn, 2, 4, seed=3, start=0, stop=8)
+    late = T.StepSampler(knn, 2, 4, seed=3, start=5, stop=8)
+    a = {b["step"]: b for b in full}
+    for b in late:
+        assert np.array_equal(a[b["step"]]["idx"], b["idx"])
+        assert np.array_equal(a[b["step"]]["pos"], b["pos"])
+    # every crop once per epoch (12 crops = 3 steps of 4)
+    assert sorted(np.concatenate([a[s]["idx"] for s in range(3)])) == list(range(N_CROPS))
+    # positives are among kNN columns 1..knn_k
+    for b in a.values():
+        for i, j in zip(b["idx"], b["pos"]):
+            assert j in knn[i, 1:3]
+    ranks = [list(T.StepSampler(knn, 2, 4, 3, 0, 8, rank=r, world=2)) for r in (0, 1)]
+    for s in range(8):
+        assert np.array_equal(np.r_[ranks[0][s]["idx"], ranks[1][s]["idx"]], a[s]["idx"])
+    other = next(iter(T.StepSampler(knn, 2, 4, seed=4, start=0, stop=1)))
+    assert not np.array_equal(other["idx"], a[0]["idx"])
+    with pytest.raises(DepthGError, match="divisible"):
+        T.StepSampler(knn, 2, 4, 3, 0, 8, rank=0, world=3)
+
+
+# ------------------------------------------------------------------------------ resume
+
+def test_resume_after_interruption_logs_the_same_numbers(tmp_path, monkeypatch):
+    p = tiny_profile()
+    whole = T.train(p, tmp_path / "whole", device="cpu", data=tiny_data(), progress=False)
+    assert whole.name == "final.pt" and whole.exists()
+
+    real_step = T.Trainer.step
+
+    def crash_at_3(self, step, *args):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, step, *args)
+
+    monkeypatch.setattr(T.Trainer, "step", crash_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(p, tmp_path / "cut", device="cpu", data=tiny_data(), progress=False)
+    monkeypatch.setattr(T.Trainer, "step", real_step)
+    assert torch.load(tmp_path / "cut/checkpoints/last.pt")["step"] == 2
+    assert not (tmp_path / "cut/checkpoints/final.pt").exists()
+    with pytest.raises(DepthGError, match="--resume"):  # no silent restart over a partial run
+        T.train(p, tmp_path / "cut", device="cpu", data=tiny_data(), progress=False)
+    T.train(p, tmp_path / "cut", device="cpu", data=tiny_data(), progress=False, resume=True)
+
+    rows_a, rows_b = read_rows(tmp_path / "whole"), read_rows(tmp_path / "cut")
+    assert [r["step"] for r in rows_b] == [str(s) for s in range(6)]
+    for ra, rb in zip(rows_a, rows_b):
+        for col in LOSS_COLUMNS:
+            assert ra[col] == rb[col], (ra["step"], col)  # bit-identical
+    assert rows_a[2]["val_linear_acc"] != ""  # validation at steps 3 and 6
+    sa = torch.load(whole, weights_only=True)
+    sb = torch.load(tmp_path / "cut/checkpoints/final.pt", weights_only=True)
+    for k in sa["head"]:
+        assert torch.equal(sa["head"][k], sb["head"][k])
+    assert sa["schedule"] == sb["schedule"]
+    # a finished run is not repeated
+    assert T.train(p, tmp_path / "whole", device="cpu", data=tiny_data(),
+                   progress=False) == whole
+
+
+def test_checkpoint_holds_what_evaluation_needs(tmp_path):
+    p = tiny_profile(steps=2)
+    path = T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False)
+    state = torch.load(path, weights_only=True)
+    for key in ("format", "profile", "step", "backbone", "backbone_dim", "patch_size",
+                "code_dim", "n_classes", "head", "cluster_probe", "linear_probe", "optimizers",
+                "schedule", "rng"):
+        assert key in state
+    assert state["format"] == T.CHECKPOINT_FORMAT and state["step"] == 2
+    assert state["profile"] == dataclasses.asdict(p)
+    model = T.load_checkpoint(path, profile=p)
+    images = torch.from_numpy(tiny_crops(2, 5).images).permute(0, 3, 1, 2)[:, :, :32, :32]
+    codes = model.codes(images)
+    assert codes.shape == (2, 8, 4, 4) and torch.isfinite(codes).all()
+    with pytest.raises(DepthGError, match="code_dim"):
+        T.load_checkpoint(path, profile=p.replace(dim=16))
+    with pytest.raises(DepthGError, match="backbone"):
+        T.load_checkpoint(path, profile=p.replace(backbone="vit_small_patch8_224.dino"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DepthGError, match="junk.pt"):
+        T.load_checkpoint(tmp_path / "junk.pt")
+
+
+# ------------------------------------------------------------------------------ NaN
+
+def test_nan_loss_stops_with_step_and_term_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    real = T.depthg_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:  # step 3
+            out = dict(out)
+            out["pos_inter"] = out["pos_inter"] * float("nan")
+            out["total"] = out["total"] + out["pos_inter"]
+        return out
+
+    monkeypatch.setattr(T, "depthg_loss", poisoned)
+    with pytest.raises(DepthGError, match=r"step 3.*'pos_inter'.*step 2"):
+        T.train(tiny_profile(), tmp_path, device="cpu", data=tiny_data(), progress=False)
+    last = torch.load(tmp_path / "checkpoints/last.pt", weights_only=True)
+    assert last["step"] == 2
+    assert all(torch.isfinite(v).all() for v in last["head"].values())
+    rows = read_rows(tmp_path)
+    assert rows[-1]["step"] == "3" and rows[-1]["pos_inter"] == "nan"
+
+
+# ------------------------------------------------------------------------------ features
+
+def test_feature_cache_is_built_once_and_trains_like_the_live_path(tmp_path):
+    p = tiny_profile(steps=3)
+    live = T.train(p, tmp_path / "live", device="cpu", data=tiny_data(), progress=False)
+    cache_dir = tmp_path / "features"
+    pc = p.replace(precompute_features=True)
+    cached = T.train(pc, tmp_path / "cached", device="cpu",
+                     data=tiny_data(cache_dir=cache_dir), progress=False)
+    feats = np.load(cache_dir / "feats_train.npy", mmap_mode="r")
+    assert feats.dtype == np.float16 and feats.shape[0] == N_CROPS and feats.shape[2:] == (4, 4)
+    stamp = (cache_dir / "feats_train.npy").stat().st_mtime_ns
+    T.train(pc, tmp_path / "again", device="cpu", data=tiny_data(cache_dir=cache_dir),
+            progress=False)
+    assert (cache_dir / "feats_train.npy").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    a, b = read_rows(tmp_path / "live"), read_rows(tmp_path / "cached")
+    for ra, rb in zip(a, b):  # fp16 features: same run up to rounding
+        for col in ("pos_intra", "pos_inter", "loss", "linear_loss"):
+            assert math.isclose(float(ra[col]), float(rb[col]), rel_tol=2e-2, abs_tol=2e-3)
+    assert torch.load(live)["step"] == torch.load(cached)["step"] == 3
+
+
+def test_feature_cache_over_budget_is_refused(tmp_path):
+    p = tiny_profile(steps=1, precompute_features=True, feature_cache_gb=1e-6)
+    with pytest.raises(DepthGError, match="feature_cache_gb"):
+        T.train(p, tmp_path, device="cpu", data=tiny_data(cache_dir=tmp_path / "f"),
+                progress=False)
+
+
+# ------------------------------------------------------------------------------ bad input
+
+def test_sample_grid_larger_than_feature_grid_is_refused(tmp_path):
+    p = tiny_profile(samples=5, fps_min_samples=4)  # 32 px / patch 8 = 4×4 grid
+    with pytest.raises(DepthGError, match="larger than the 4×4 feature grid"):
+        T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False)
+
+
+def test_disagreeing_shapes_are_refused():
+    p = tiny_profile()
+    trainer = T.Trainer(p, 16, torch.device("cpu"))
+    f = torch.randn(2, 16, 4, 4)
+    lab = torch.zeros(2, 32, 32, dtype=torch.long)
+    d = torch.rand(2, 1, 32, 32)
+    with pytest.raises(DepthGError, match="positives"):
+        trainer.step(0, f, torch.randn(2, 16, 5, 4), lab, d, d)
+    with pytest.raises(DepthGError, match="depth"):
+        trainer.step(0, f, f, lab, torch.rand(3, 1, 32, 32), d)
+    with pytest.raises(DepthGError, match="labels"):
+        trainer.step(0, f, f, lab[:1], d, d)
+
+
+def test_missing_backbone_weights_is_one_clear_error(tmp_path):
+    p = tiny_profile(backbone="vit_small_patch8_224.dino",
+                     backbone_weights=str(tmp_path / "dino_vits8.pth"))
+    with pytest.raises(DepthGError, match="dino_vits8.pth"):
+        T.train(p, tmp_path / "run", device="cpu", data=tiny_data(), progress=False)
+
+
+def test_stage_run_before_its_prerequisites_names_the_command(tmp_path):
+    p = tiny_profile(data_root=str(tmp_path / "data"))
+    with pytest.raises(DepthGError, match="python -m depthg_lib.crop --profile"):
+        T.train(p, tmp_path / "run", device="cpu", progress=False)
+    crop_dir = p.paths.crop_dir
+    crop_dir.mkdir(parents=True)
+    (crop_dir / "train_names.txt").write_text("0\timg0\n1\timg0\n")
+    with pytest.raises(DepthGError, match="python -m depthg_lib.knn --profile"):
+        T.train(p, tmp_path / "run", device="cpu", progress=False)
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path):
+    T.train(tiny_profile(steps=1), tmp_path, device="cpu", data=tiny_data(), progress=False)
+    with pytest.raises(DepthGError, match="--force"):
+        T.train(tiny_profile(steps=1, lr=1e-3), tmp_path, device="cpu", data=tiny_data(),
+                progress=False)
