@@ -196,3 +196,58 @@ def plot_legend(palette: np.ndarray, labels: Sequence[str], title: str = "legend
     fig = plt.figure(figsize=(3.2 * ncol, 0.28 * -(-len(handles) // ncol) + 0.8))
     fig.legend(handles=handles, loc="center", ncol=ncol, frameon=False, fontsize=9, title=title)
     return fig
+
+
+def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                     palette: np.ndarray, names: Sequence[str] | None = None,
+                     titles: Sequence[str] | None = None):
+    """Image | colour-coded prediction | overlay, one row per image, with a legend of the
+    entries that occur (e.g. `cluster 3 → road`)."""
+    plt = _plt()
+    from matplotlib.patches import Patch
+
+    from . import overlay
+
+    rows = len(images)
+    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.4 * rows + 0.6), squeeze=False)
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        colour = colorize(lab, palette)
+        for j, (arr, name) in enumerate(((img, "image"), (colour, "prediction"),
+                                         (overlay(img, colour), "overlay"))):
+            axes[i, j].imshow(arr, interpolation="nearest")
+            axes[i, j].axis("off")
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=9)
+        if titles is not None:
+            axes[i, 0].set_title(titles[i], fontsize=8)
+    present = sorted(set(np.concatenate([np.unique(lab) for lab in labels]).tolist()))
+    present = [k for k in present if k < len(palette)]
+    if names is not None and present:
+        handles = [Patch(facecolor=np.asarray(palette[k]) / 255.0, edgecolor="black",
+                         label=names[k] if k < len(names) else str(k)) for k in present]
+        fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)),
+                   fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.04 * (1 + len(handles) // 4), 1, 1))
+    else:
+        fig.tight_layout()
+    return fig
+
+
+def plot_resize_modes(image: np.ndarray, size: int):
+    """The released evaluation resizes images with nearest neighbour (SPEC §9, golden README
+    note 7); `corrected` uses bilinear. Both crops side by side, and their difference."""
+    plt = _plt()
+    from ..evaluate import resize_crop
+
+    nearest, _ = resize_crop(image, size, image_mode="nearest")
+    bilinear, _ = resize_crop(image, size, image_mode="bilinear")
+    diff = np.abs(nearest.astype(np.int16) - bilinear.astype(np.int16)).mean(axis=2)
+    fig, axes = plt.subplots(1, 3, figsize=(8, 2.9))
+    for ax, arr, title in ((axes[0], nearest, "nearest (released)"),
+                           (axes[1], bilinear, "bilinear (corrected)"),
+                           (axes[2], diff, f"|difference|, mean {diff.mean():.1f} grey levels")):
+        ax.imshow(arr, cmap="magma" if arr.ndim == 2 else None, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
