@@ -251,12 +251,14 @@ class DatasetReader:
             raise DepthGError(f"dataset {self.name} has no split {split!r}; splits are "
                               f"{', '.join(self.splits)}")
 
+    _root_hint = ("Put the data there or point the profile at it (keys data_root, "
+                  "dataset_dir; see data/README.md)")
+
     def _require_root(self) -> None:
         if not self.root.is_dir():
             raise DepthGError(
-                f"dataset folder {self.root} does not exist (dataset {self.name}). Put the data "
-                "there or point the profile at it (keys data_root, dataset_dir; see "
-                f"data/README.md), then check it with: {check_command(self.name, self.root)}")
+                f"dataset folder {self.root} does not exist (dataset {self.name}). "
+                f"{self._root_hint}, then check it with: {check_command(self.name, self.root)}")
 
     def _missing(self, split: str, what: Path, hint: str = "") -> DepthGError:
         return DepthGError(

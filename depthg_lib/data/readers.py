@@ -24,6 +24,8 @@ class SynthScenesReader(DatasetReader):
     """`imgs/<split>/<name>.jpg`, `labels/<split>/<name>.png`, `depth_gt/<split>/<name>.npy`."""
 
     name = "synthscenes"
+    _root_hint = ("Generate it first: chapter 00, or python -m depthg_lib.data.synthscenes "
+                  "--out DIR --n-train N --n-val M --size S")
 
     def __init__(self, root):
         super().__init__(root)
