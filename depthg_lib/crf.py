@@ -139,7 +139,10 @@ class CRFRunner:
                     proc.terminate()
 
     def __call__(self, images: Sequence[np.ndarray] | np.ndarray,
-                 log_probs: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+                 log_probs: Sequence[np.ndarray] | np.ndarray, argmax: bool = False
+                 ) -> np.ndarray:
+        """Marginals (B, C, H, W) — or, with `argmax`, labels (B, H, W), which also allows
+        score maps with different numbers of classes in one call."""
         images = [np.asarray(im) for im in images]
         log_probs = [np.asarray(lp, dtype=np.float32) for lp in log_probs]
         if len(images) != len(log_probs):
@@ -159,6 +162,8 @@ class CRFRunner:
         for i, res in enumerate(results):
             if res is None:
                 results[i] = dense_crf(images[i], log_probs[i])
+        if argmax:
+            return np.stack([q.argmax(0) for q in results])
         return np.stack(results)
 
 

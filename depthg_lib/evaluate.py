@@ -330,9 +330,10 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
         for images, labels in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
             x = to_tensor(images).to(dev)
             cluster_lp, linear_lp = probe_log_probs(model, backbone, x, labels.shape[1:])
-            if runner is not None:
-                cluster_pred = runner(images, cluster_lp.float().cpu().numpy()).argmax(1)
-                linear_pred = runner(images, linear_lp.float().cpu().numpy()).argmax(1)
+            if runner is not None:  # both probes' maps in one round through the pool
+                maps = [*cluster_lp.float().cpu().numpy(), *linear_lp.float().cpu().numpy()]
+                cluster_pred, linear_pred = np.split(
+                    runner(list(images) * 2, maps, argmax=True), 2)
             else:
                 cluster_pred = cluster_lp.argmax(1).cpu().numpy()
                 linear_pred = linear_lp.argmax(1).cpu().numpy()

@@ -87,3 +87,11 @@ def test_real_process_pool_matches_in_process():
         assert not runner.fell_back
     for i in range(2):
         np.testing.assert_allclose(out[i], crf.dense_crf(images[i], scores[i]), atol=1e-6)
+
+
+def test_runner_argmax_accepts_different_class_counts():
+    image, log_probs, _ = _two_region_case()
+    three = np.concatenate([log_probs, np.full_like(log_probs[:1], -20.0)])
+    labels = crf.CRFRunner(workers=0)([image, image], [log_probs, three], argmax=True)
+    assert labels.shape == (2, 32, 32)
+    np.testing.assert_array_equal(labels[0], crf.dense_crf(image, log_probs).argmax(0))

@@ -336,3 +336,20 @@ def test_kmeans_baseline_on_raw_features(monkeypatch):
     # 3 clusters for red, blue and the mixed patches at edges: most pixels still match
     assert res["acc"] > 70
     assert np.asarray(res["histogram"]).sum() == 3 * 30 * 32
+
+
+@pytest.mark.parametrize("fidelity", ["released", "corrected"])
+def test_evaluate_with_an_extra_cluster(fake_stage, monkeypatch, fidelity):
+    pytest.importorskip("pydensecrf.densecrf")
+    profile, ckpt = fake_stage
+    profile = profile.replace(extra_clusters=1, fidelity=fidelity)
+    model = _fake_model()
+    model.cluster_probe = FakeClusterProbe(
+        [[0.1, 0.1, 1.0, 0.5], [1.0, 0.1, 0.1, 0.5], [0, 1.0, 0, 0.5], [0.2, 0.2, 1.0, 0.5]])
+    monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), model, FakeBackbone()))
+    m = ev.evaluate(profile, checkpoint=ckpt, device="cpu", crf=True, write=False,
+                    progress=False, crf_workers=0)
+    hist = np.asarray(m["unsupervised"]["histogram"])
+    assert hist.shape == (4, 3)
+    # cluster 3 (blue-ish, like cluster 0) counts only when extra clusters are kept
+    assert (hist[3].sum() == 0) == (fidelity == "released")
