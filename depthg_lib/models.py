@@ -1,0 +1,329 @@
+"""The model (SPEC §5): frozen ViT backbone, segmentation head, cluster and linear probes.
+
+- `load_backbone(name, weights, device)` — the one entry point to every backbone: DINO
+  ViT-S/8 and ViT-B/8, DINOv2 ViT-S/14 and ViT-B/14 (timm), and the course's embedded ViT.
+  It returns a frozen, eval-mode module taking float images (B,3,H,W) in [0,1] and giving the
+  last-layer patch tokens as a map (B, dim, H/p, W/p). Weights come from a local file only
+  (original DINO key layout or timm's, ``.pth`` or ``.safetensors``) — never the network.
+- `SegmentationHead` — ``code = linear(drop(f)) + nonlinear(drop(f))`` (STEGO's head).
+- `ClusterProbe` — unsupervised probe: cosine similarity of codes to learnable centroids
+  (released ``ClusterLookup``, golden ``e_cluster_lookup``).
+- `LinearProbe` — supervised evaluation probe on the detached code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import DepthGError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# timm name → the original checkpoint's file name (facebookresearch/dino, dinov2)
+TIMM_BACKBONES = {
+    "vit_small_patch8_224.dino": "dino_deitsmall8_pretrain.pth",
+    "vit_base_patch8_224.dino": "dino_vitbase8_pretrain.pth",
+    "vit_small_patch14_dinov2.lvd142m": "dinov2_vits14_pretrain.pth",
+    "vit_base_patch14_dinov2.lvd142m": "dinov2_vitb14_pretrain.pth",
+}
+ALIASES = {
+    "dino_vits8": "vit_small_patch8_224.dino",
+    "dino_vitb8": "vit_base_patch8_224.dino",
+    "dinov2_vits14": "vit_small_patch14_dinov2.lvd142m",
+    "dinov2_vitb14": "vit_base_patch14_dinov2.lvd142m",
+}
+EMBEDDED = ("embedded", "embedded-random")
+BACKBONES = tuple(TIMM_BACKBONES) + EMBEDDED
+RANDOM_SEED = 0  # `embedded-random` and weights="random": the same weights every time
+
+
+def canonical_backbone_name(name: str) -> str:
+    """Resolve an alias (``dino_vits8``…) to the timm name; unknown names are an error."""
+    name = ALIASES.get(name, name)
+    if name not in BACKBONES:
+        raise DepthGError(f"unknown backbone {name!r}; choose one of {list(BACKBONES)} "
+                          f"(or an alias: {list(ALIASES)})")
+    return name
+
+
+def backbone_weights_dir() -> Path:
+    """Where backbone weights are looked for when none is given: ``$DEPTHG_BACKBONE_DIR`` or
+    ``data/models/backbones`` in the repository."""
+    env = os.environ.get("DEPTHG_BACKBONE_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "data" / "models" / "backbones"
+
+
+def default_weights_candidates(name: str) -> list[Path]:
+    """Files tried, in order, for a timm backbone without an explicit weights file."""
+    root = backbone_weights_dir()
+    return [root / f"{name}.safetensors", root / f"{name}.pth", root / TIMM_BACKBONES[name]]
+
+
+class Backbone(nn.Module):
+    """A frozen ViT: [0,1] images (B,3,H,W) → last-layer patch tokens (B, dim, H/p, W/p).
+
+    Normalises internally, runs without gradient and stays in eval mode even when a parent
+    module is put in training mode (the backbone is never trained, SPEC §5).
+    """
+
+    def __init__(self, vit: nn.Module, name: str, mean, std):
+        super().__init__()
+        self.vit = vit
+        self.name = name
+        patch = vit.patch_embed.patch_size
+        self.patch_size = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+        self.dim = int(vit.embed_dim)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        for prm in self.parameters():
+            prm.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):  # frozen: always eval
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise DepthGError(f"{self.name} takes images (B,3,H,W), got {tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        b, _, h, w = images.shape
+        p = self.patch_size
+        if h < p or w < p:
+            raise DepthGError(f"{self.name} needs images of at least {p}×{p} px, got {h}×{w}")
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        tokens = self.vit.forward_features(x)[:, self.vit.num_prefix_tokens:]
+        return tokens.transpose(1, 2).reshape(b, self.dim, h // p, w // p)
+
+
+def _strip_layout(sd: dict) -> dict:
+    """Original DINO training checkpoints → a plain backbone state dict (timm key names)."""
+    for key in ("teacher", "model", "state_dict"):
+        if key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+            break
+    out = {}
+    for k, v in sd.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        for prefix in ("module.", "backbone."):
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        if k.startswith("head."):  # DINO projection head / classifier: not the backbone
+            continue
+        out[k] = v
+    return out
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` or ``.pth`` file (tensors only, no pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DepthGError(f"backbone weights {path} do not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated, or not a checkpoint at all
+        raise DepthGError(f"cannot read backbone weights {path} ({type(err).__name__}: {err}); "
+                          "replace the file") from None
+
+
+def load_vit_weights(vit: nn.Module, path: str | os.PathLike, name: str) -> None:
+    """Load a checkpoint into a timm ViT, checking every key and shape first."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    raw = _strip_layout(read_state_dict(path))
+    expected = vit.state_dict()
+    patch_key = "patch_embed.proj.weight"  # timm would silently resample another patch size
+    if (patch_key in raw and patch_key in expected
+            and raw[patch_key].shape[-2:] != expected[patch_key].shape[-2:]):
+        raise _shape_error(path, name, [(patch_key, expected[patch_key].shape,
+                                         raw[patch_key].shape)])
+    try:
+        sd = checkpoint_filter_fn(raw, vit)  # DINOv2 layout, pos_embed grid
+    except Exception as err:
+        raise DepthGError(f"backbone weights {path} do not fit {name} ({type(err).__name__}: "
+                          f"{err})") from None
+    wrong = [(k, expected[k].shape, sd[k].shape) for k in expected
+             if k in sd and sd[k].shape != expected[k].shape]
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if wrong:
+        raise _shape_error(path, name, wrong)
+    if missing or unexpected:
+        raise DepthGError(
+            f"backbone weights {path} do not match {name}: missing keys {missing[:5]}"
+            f"{' …' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+            f"{' …' if len(unexpected) > 5 else ''} — is it a checkpoint of another model?")
+    # assign=True: a model built on the meta device (no random init) takes the tensors as-is
+    vit.load_state_dict({k: v.float().contiguous() for k, v in sd.items()}, strict=True,
+                        assign=True)
+
+
+def _shape_error(path, name, wrong) -> DepthGError:
+    listed = "; ".join(f"{k}: expected {tuple(e)}, found {tuple(f)}" for k, e, f in wrong[:4])
+    more = f" (and {len(wrong) - 4} more)" if len(wrong) > 4 else ""
+    return DepthGError(f"backbone weights {path} have the wrong shapes for {name}: {listed}{more}"
+                       " — the file is for another model size or patch size")
+
+
+def build_timm_vit(name: str) -> nn.Module:
+    """The timm architecture of a backbone, random weights, any input size (no download)."""
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
+
+
+def _seeded(build):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        return build()
+
+
+def _on_meta(build):
+    """Build the architecture without initialising it (weights are loaded right after)."""
+    with torch.device("meta"):
+        return build()
+
+
+def _check_materialised(vit: nn.Module, path) -> None:
+    left = [k for k, t in [*vit.named_parameters(), *vit.named_buffers()] if t.is_meta]
+    if left:
+        raise DepthGError(f"backbone weights {path} left {left[:5]} unset")
+
+
+def load_backbone(name: str, weights: str | os.PathLike | None = None,
+                  device: str | torch.device = "cpu") -> Backbone:
+    """Frozen backbone ``name`` on ``device`` with weights from a local file (SPEC §5).
+
+    weights: a ``.pth``/``.safetensors`` file in DINO or timm layout; None = the default
+    location (`default_weights_candidates`, or the shipped file for ``embedded``);
+    ``"random"`` = fixed-seed random weights (benchmarks and tests only).
+    """
+    name = canonical_backbone_name(name)
+    if name in EMBEDDED:
+        from . import embedded
+
+        if name == "embedded-random" or weights == "random":
+            vit = _seeded(embedded.build_embedded_vit)
+        elif weights is None:
+            vit = _on_meta(embedded.build_embedded_vit)
+            vit.load_state_dict(embedded.load_embedded_state_dict("vit"), strict=True,
+                                assign=True)
+            _check_materialised(vit, embedded.weights_path("vit"))
+        else:
+            vit = _on_meta(embedded.build_embedded_vit)
+            load_vit_weights(vit, weights, name)
+            _check_materialised(vit, weights)
+        model = Backbone(vit, name, embedded.EMBEDDED_MEAN, embedded.EMBEDDED_STD)
+        return model.to(device)
+    if weights == "random":
+        vit = _seeded(lambda: build_timm_vit(name))
+    else:
+        vit = _on_meta(lambda: build_timm_vit(name))
+        if weights is None:
+            candidates = default_weights_candidates(name)
+            found = next((p for p in candidates if p.is_file()), None)
+            if found is None:
+                raise DepthGError(
+                    f"no weights for backbone {name}: looked for {', '.join(map(str, candidates))}. "
+                    f"Put the original checkpoint ({TIMM_BACKBONES[name]}, from the DINO/DINOv2 "
+                    f"repository) or timm's model.safetensors for {name} at {candidates[0]}, or "
+                    "set `backbone_weights: /path/to/file` in the profile")
+            weights = found
+        load_vit_weights(vit, weights, name)
+        _check_materialised(vit, weights)
+    return Backbone(vit, name, IMAGENET_MEAN, IMAGENET_STD).to(device)
+
+
+# --------------------------------------------------------------------------- head, probes
+
+class SegmentationHead(nn.Module):
+    """STEGO head: ``code = linear(drop(f)) + nonlinear(drop(f))`` with 1×1 convolutions.
+
+    Each branch draws its own Dropout2d(0.1) mask, as released; nonlinear = conv→ReLU→conv.
+    """
+
+    def __init__(self, in_dim: int, code_dim: int, dropout: bool = True, nonlinear: bool = True):
+        super().__init__()
+        self.dropout = nn.Dropout2d(0.1) if dropout else nn.Identity()
+        self.linear = nn.Conv2d(in_dim, code_dim, 1)
+        self.nonlinear = (nn.Sequential(nn.Conv2d(in_dim, in_dim, 1), nn.ReLU(),
+                                        nn.Conv2d(in_dim, code_dim, 1)) if nonlinear else None)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        code = self.linear(self.dropout(feats))
+        if self.nonlinear is not None:
+            code = code + self.nonlinear(self.dropout(feats))
+        return code
+
+
+class ClusterProbe(nn.Module):
+    """K learnable centroids; cosine similarity of unit-norm codes to unit-norm centroids.
+
+    ``forward(x, alpha=None)`` → (loss, probs): hard one-hot assignment when alpha is None,
+    else softmax(alpha·similarity); loss = −mean over pixels of Σ_k probs·similarity.
+    ``log_probs=True`` → log-softmax(alpha·similarity) (evaluation, alpha = 2; SPEC §9).
+    """
+
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.n_classes = n_classes
+        self.clusters = nn.Parameter(torch.randn(n_classes, dim))
+
+    def similarity(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bchw,nc->bnhw", F.normalize(x, dim=1),
+                            F.normalize(self.clusters, dim=1))
+
+    def forward(self, x: torch.Tensor, alpha: float | None = None, log_probs: bool = False):
+        inner = self.similarity(x)
+        if log_probs:
+            if alpha is None:
+                raise DepthGError("ClusterProbe log-probabilities need alpha (2 in evaluation)")
+            return F.log_softmax(inner * alpha, dim=1)
+        if alpha is None:
+            probs = F.one_hot(inner.argmax(dim=1), self.clusters.shape[0])
+            probs = probs.permute(0, 3, 1, 2).to(inner.dtype)
+        else:
+            probs = F.softmax(inner * alpha, dim=1)
+        loss = -(probs * inner).sum(1).mean()
+        return loss, probs
+
+
+class LinearProbe(nn.Module):
+    """1×1 convolution on the code; `loss` trains it on labels without touching the head."""
+
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.n_classes = n_classes
+        self.conv = nn.Conv2d(dim, n_classes, 1)
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return self.conv(code)
+
+    def loss(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the *detached* code's logits, upsampled bilinearly to the label
+        size; pixels labelled 255, −1 or anything outside 0..n_classes−1 are ignored."""
+        logits = self(code.detach())
+        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        labels = labels.long()
+        valid = (labels >= 0) & (labels < self.n_classes)
+        target = torch.where(valid, labels, torch.full_like(labels, -100))
+        # mean over valid pixels; 0 (not NaN) when a batch has none, without a device sync
+        total = F.cross_entropy(logits, target, ignore_index=-100, reduction="sum")
+        return total / valid.sum().clamp_min(1)
