@@ -52,7 +52,8 @@ def load_json(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise DepthGError(f"{path} does not exist") from None
     except json.JSONDecodeError as err:
-        raise DepthGError(f"{path} is not valid JSON ({err}); delete it and re-run the stage") from None
+        raise DepthGError(f"{path} is not valid JSON ({err}); delete it and re-run the "
+                          "stage") from None
 
 
 def save_image(path: str | os.PathLike, array: np.ndarray, **save_kwargs: Any) -> None:
