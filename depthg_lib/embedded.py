@@ -28,7 +28,7 @@ from .errors import DepthGError
 from .io import sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MANIFEST = WEIGHTS_DIR / "manifest.json"
+MANIFEST_NAME = "manifest.json"
 
 Kind = Literal["vit", "depth"]
 WEIGHT_FILES: dict[str, str] = {"vit": "embedded_vit.safetensors",
@@ -39,13 +39,15 @@ WEIGHT_FILES: dict[str, str] = {"vit": "embedded_vit.safetensors",
 EMBEDDED_MEAN = (0.485, 0.456, 0.406)
 EMBEDDED_STD = (0.229, 0.224, 0.225)
 
-# Architecture of the embedded ViT: ViT-Tiny width, 6 blocks, patch 8 (2.7M parameters,
-# 5.4 MB in fp16). `img_size` is the pretraining resolution of the position embedding; other
-# sizes are interpolated (dynamic_img_size).
-VIT_CONFIG = dict(img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3, mlp_ratio=4.0,
+# Architecture of the embedded ViT: width 128, 6 blocks, 4 heads, patch 8 (1.2M parameters,
+# 2.5 MB in fp16) - sized so self-supervised pretraining fits ~90 min of one shared CPU core
+# (width 192 costs 2-3x more per step). `img_size` is the pretraining resolution of the
+# position embedding; other sizes are interpolated (dynamic_img_size).
+VIT_CONFIG = dict(img_size=64, patch_size=8, embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0,
                   qkv_bias=True, num_classes=0, global_pool="token", dynamic_img_size=True)
-# Architecture of the embedded depth network (channels per U-Net level; stride 2**(levels-1)).
-DEPTH_CONFIG = dict(channels=(16, 32, 64, 96, 128))
+# Architecture of the embedded depth network: stem width, channels per U-Net level after the
+# stride-2 stem (stride 2**levels).
+DEPTH_CONFIG = dict(stem=16, channels=(24, 48, 96, 128))
 # Shorter side the depth network works at (its training resolution); see EmbeddedDepthModel.
 DEPTH_WORK_SIZE = 128
 
@@ -64,54 +66,51 @@ def build_embedded_vit() -> nn.Module:
     return VisionTransformer(**VIT_CONFIG)
 
 
-class _ConvBlock(nn.Sequential):
-    """conv3x3 → BN → ReLU, twice."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True))
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class EmbeddedDepthNet(nn.Module):
     """A light U-Net: normalised (B,3,H,W) → relative depth (B,1,H,W), larger = farther.
 
-    The bottleneck adds a global-average-pooled context vector: where the horizon lies and
-    whether sky is present are whole-image cues a small receptive field cannot see.
-    H and W must be multiples of `stride`.
+    Stride-2 stem, one double-conv block per level, FPN-style decoder (upsample, add a 1×1
+    projection, one conv) and a half-resolution output upsampled bilinearly: depth is smooth
+    almost everywhere, and this keeps a training step cheap on a CPU. The bottleneck adds a
+    global-average-pooled context vector: where the horizon lies and whether sky is present
+    are whole-image cues. H and W must be multiples of `stride`.
     """
 
-    def __init__(self, channels: tuple[int, ...] = DEPTH_CONFIG["channels"]):
+    def __init__(self, channels: tuple[int, ...] = DEPTH_CONFIG["channels"],
+                 stem: int = DEPTH_CONFIG["stem"]):
         super().__init__()
-        self.stride = 2 ** (len(channels) - 1)
-        self.down = nn.ModuleList()
-        cin = 3
-        for c in channels:
-            self.down.append(_ConvBlock(cin, c))
-            cin = c
+        self.stride = 2 ** len(channels)
+        self.stem = _conv_bn_relu(3, stem, stride=2)
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv_bn_relu(cin, c), _conv_bn_relu(c, c))
+            for cin, c in zip((stem, *channels[:-1]), channels))
         self.context = nn.Sequential(nn.Linear(channels[-1], channels[-1]), nn.ReLU(inplace=True))
-        self.up = nn.ModuleList()
-        for c_skip, c_low in zip(channels[-2::-1], channels[:0:-1]):
-            self.up.append(_ConvBlock(c_low + c_skip, c_skip))
+        self.lateral = nn.ModuleList(nn.Conv2d(c_low, c, 1)
+                                     for c, c_low in zip(channels[:-1], channels[1:]))
+        self.up = nn.ModuleList(_conv_bn_relu(c, c) for c in channels[:-1])
         self.out = nn.Conv2d(channels[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2] % self.stride or x.shape[-1] % self.stride:
+        size = x.shape[-2:]
+        if size[0] % self.stride or size[1] % self.stride:
             raise ValueError(f"EmbeddedDepthNet needs H, W multiples of {self.stride}, "
-                             f"got {tuple(x.shape[-2:])}; use EmbeddedDepthModel.estimate_depth")
+                             f"got {tuple(size)}; use EmbeddedDepthModel.estimate_depth")
+        x = self.stem(x)
         skips = []
         for i, block in enumerate(self.down):
-            if i:
-                x = F.max_pool2d(x, 2)
-            x = block(x)
+            x = block(F.max_pool2d(x, 2) if i else x)
             skips.append(x)
         x = x + self.context(x.mean(dim=(2, 3)))[:, :, None, None]
-        for block, skip in zip(self.up, skips[-2::-1]):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([x, skip], dim=1))
-        return self.out(x)
+        for i in reversed(range(len(self.up))):
+            x = F.interpolate(self.lateral[i](x), size=skips[i].shape[-2:], mode="bilinear",
+                              align_corners=False)
+            x = self.up[i](x + skips[i])
+        return F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)
 
 
 def build_embedded_depth_net() -> nn.Module:
@@ -127,16 +126,20 @@ def weights_path(kind: Kind) -> Path:
     return WEIGHTS_DIR / WEIGHT_FILES[kind]
 
 
+def manifest_path() -> Path:
+    return WEIGHTS_DIR / MANIFEST_NAME
+
+
 def read_manifest() -> dict:
     """The weights manifest ({} when none has been written yet)."""
-    if not MANIFEST.exists():
+    path = manifest_path()
+    if not path.exists():
         return {}
     try:
-        return json.loads(MANIFEST.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise DepthGError(f"{MANIFEST} is not valid JSON ({err}); restore it with "
-                          f"`git checkout {MANIFEST.relative_to(WEIGHTS_DIR.parent.parent)}`"
-                          ) from None
+        raise DepthGError(f"{path} is not valid JSON ({err}); restore it with "
+                          f"`git checkout -- {path}`") from None
 
 
 def embedded_weights_available(kind: Kind) -> bool:
@@ -151,7 +154,7 @@ def load_embedded_state_dict(kind: Kind) -> dict[str, torch.Tensor]:
     path = weights_path(kind)
     entry = read_manifest().get(kind)
     if not path.exists() or entry is None:
-        what = "does not exist" if not path.exists() else f"is not listed in {MANIFEST}"
+        what = "does not exist" if not path.exists() else f"are not listed in {manifest_path()}"
         raise DepthGError(
             f"embedded {kind} weights {path} {what}; re-create them with "
             f"`{entry.get('command') if entry else _recreate_command(kind)}` "
@@ -159,11 +162,12 @@ def load_embedded_state_dict(kind: Kind) -> dict[str, torch.Tensor]:
     digest = sha256_file(path)
     if digest != entry["sha256"]:
         raise DepthGError(
-            f"embedded {kind} weights {path} have sha256 {digest[:16]}…, but {MANIFEST} "
+            f"embedded {kind} weights {path} have sha256 {digest[:16]}…, but {manifest_path()} "
             f"expects {entry['sha256'][:16]}…: the file is corrupt or from another run; restore "
             f"it with `git checkout -- {path}` or re-create it with "
             f"`{entry.get('command') or _recreate_command(kind)}`")
-    return {k: v.float() for k, v in load_file(str(path)).items()}
+    return {k: v.float() if v.is_floating_point() else v
+            for k, v in load_file(str(path)).items()}
 
 
 def load_embedded_vit(pretrained: bool = True) -> nn.Module:

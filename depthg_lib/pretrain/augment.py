@@ -1,0 +1,134 @@
+"""Batched multi-crop augmentations on CPU tensors, driven by one `torch.Generator`.
+
+Everything works on a whole batch at once (crop-and-resize with `roi_align`, per-image colour
+jitter as broadcast arithmetic) so that augmenting costs little next to the ViT, and a run is
+reproducible from its seed: all randomness comes from the generator saved in the checkpoint.
+Images are float (B,3,H,W) in [0,1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+
+def _coin(n: int, p: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=gen) < p
+
+
+def random_resized_crop(images: torch.Tensor, idx: torch.Tensor, size: int,
+                        scale: tuple[float, float], gen: torch.Generator,
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """Crop a box of area fraction in `scale` from `images[idx]`, resize to size×size, flip p=.5."""
+    n = len(idx)
+    h, w = images.shape[-2:]
+    area = _uniform(n, *scale, gen) * h * w
+    log_r = _uniform(n, math.log(ratio[0]), math.log(ratio[1]), gen)
+    bw = (area * log_r.exp()).sqrt().clamp(max=w)
+    bh = (area / log_r.exp()).sqrt().clamp(max=h)
+    x0 = torch.rand(n, generator=gen) * (w - bw)
+    y0 = torch.rand(n, generator=gen) * (h - bh)
+    boxes = torch.stack([idx.float(), x0, y0, x0 + bw, y0 + bh], dim=1)
+    # sampling_ratio=2 averages 2x2 bilinear samples per output pixel: a cheap anti-alias.
+    out = roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=2,
+                    aligned=True)
+    flip = _coin(n, 0.5, gen)
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+_GREY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
+                         [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+def color_jitter(x: torch.Tensor, gen: torch.Generator, p: float = 0.8, brightness: float = 0.4,
+                 contrast: float = 0.4, saturation: float = 0.2, hue: float = 0.1
+                 ) -> torch.Tensor:
+    """Brightness, contrast, saturation, then a hue rotation (in YIQ), each image its own draw."""
+    n = x.shape[0]
+    on = _coin(n, p, gen).float().view(n, 1, 1, 1)
+
+    def factor(r: float) -> torch.Tensor:
+        f = _uniform(n, 1 - r, 1 + r, gen).view(n, 1, 1, 1)
+        return on * f + (1 - on)
+
+    x = x * factor(brightness)
+    grey_mean = (x * _GREY).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    x = (x - grey_mean) * factor(contrast) + grey_mean
+    grey = (x * _GREY).sum(1, keepdim=True)
+    x = (x - grey) * factor(saturation) + grey
+    theta = _uniform(n, -hue, hue, gen) * 2 * math.pi * on.view(n)
+    cos, sin = theta.cos(), theta.sin()
+    rot = torch.zeros(n, 3, 3)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+    m = _YIQ2RGB @ rot @ _RGB2YIQ  # (n,3,3)
+    x = torch.einsum("nij,njhw->nihw", m, x)
+    return x.clamp(0, 1)
+
+
+def random_grayscale(x: torch.Tensor, gen: torch.Generator, p: float = 0.2) -> torch.Tensor:
+    grey = (x * _GREY).sum(1, keepdim=True).expand_as(x)
+    return torch.where(_coin(x.shape[0], p, gen)[:, None, None, None], grey, x)
+
+
+def gaussian_blur(x: torch.Tensor, gen: torch.Generator, p: float,
+                  sigma: tuple[float, float] = (0.1, 1.0)) -> torch.Tensor:
+    """Separable Gaussian blur with a per-image sigma (5-tap kernel: these images are small)."""
+    n = x.shape[0]
+    s = _uniform(n, *sigma, gen).view(n, 1)
+    taps = torch.arange(-2, 3, dtype=x.dtype).view(1, 5)
+    k = torch.exp(-0.5 * (taps / s) ** 2)
+    k = k / k.sum(1, keepdim=True)
+    k = torch.where(_coin(n, p, gen)[:, None], k, torch.tensor([[0, 0, 1.0, 0, 0]]))
+    kk = k.repeat_interleave(3, 0)  # (3n, 5)
+    y = x.reshape(1, 3 * n, *x.shape[-2:])
+    y = F.conv2d(F.pad(y, (2, 2, 0, 0), mode="reflect"), kk.view(3 * n, 1, 1, 5), groups=3 * n)
+    y = F.conv2d(F.pad(y, (0, 0, 2, 2), mode="reflect"), kk.view(3 * n, 1, 5, 1), groups=3 * n)
+    return y.view_as(x)
+
+
+def solarize(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+    on = _coin(x.shape[0], p, gen)[:, None, None, None]
+    return torch.where(on & (x >= 0.5), 1 - x, x)
+
+
+def dino_view(images: torch.Tensor, idx: torch.Tensor, size: int, scale: tuple[float, float],
+              gen: torch.Generator, blur_p: float, solarize_p: float) -> torch.Tensor:
+    """One DINO view of `images[idx]`: crop+flip, colour jitter, grey, blur, solarize."""
+    v = random_resized_crop(images, idx, size, scale, gen)
+    v = color_jitter(v, gen)
+    v = random_grayscale(v, gen)
+    v = gaussian_blur(v, gen, blur_p)
+    return solarize(v, gen, solarize_p)
+
+
+def block_masks(n: int, h: int, w: int, gen: torch.Generator, prob: float = 0.5,
+                ratio: tuple[float, float] = (0.1, 0.5)) -> torch.Tensor:
+    """iBOT block-wise masks (n,h,w) bool: a fraction `prob` of images get a mask of random
+    rectangles covering a ratio in `ratio` of the patches; the others get none."""
+    masks = torch.zeros(n, h, w, dtype=torch.bool)
+    use = _coin(n, prob, gen)
+    target = (_uniform(n, *ratio, gen) * h * w).round().long()
+    for i in range(n):
+        if not use[i]:
+            continue
+        for _ in range(50):  # bounded: rectangles until the target ratio is reached
+            if masks[i].sum() >= target[i]:
+                break
+            area = float(_uniform(1, 2, max(2.0, target[i].item() * 0.6), gen))
+            r = math.exp(float(_uniform(1, math.log(0.3), math.log(3.3), gen)))
+            bh = max(1, min(h, round(math.sqrt(area * r))))
+            bw = max(1, min(w, round(math.sqrt(area / r))))
+            top = int(torch.randint(0, h - bh + 1, (1,), generator=gen))
+            left = int(torch.randint(0, w - bw + 1, (1,), generator=gen))
+            masks[i, top:top + bh, left:left + bw] = True
+    return masks

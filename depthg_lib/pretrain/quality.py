@@ -1,0 +1,134 @@
+"""Quality bars of the embedded models (issue 7), measured on SynthScenes never seen in training.
+
+ViT: k-means (as many clusters as classes) on patch features, Hungarian-matched to patch-level
+labels (majority label of each 8×8 patch), mIoU in percent; baselines are the same
+architecture with random weights and k-means on each patch's mean RGB colour.
+Depth: on per-image min–max normalised depth (SPEC §2), MAE against that of the best constant
+map (the training set's mean normalised depth map), and Spearman rank correlation per image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..embedded import EMBEDDED_MEAN, EMBEDDED_STD
+from .common import minmax_normalise
+
+IGNORE = 255
+
+
+def to_normalised_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N,H,W,3) → float (N,3,H,W) normalised with the embedded models' mean/std."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    return (x - torch.tensor(EMBEDDED_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        EMBEDDED_STD).view(1, 3, 1, 1)
+
+
+@torch.no_grad()
+def vit_patch_features(vit: torch.nn.Module, images: np.ndarray, batch: int = 16
+                       ) -> torch.Tensor:
+    """Last-layer patch tokens (N, h, w, D) of a timm ViT, as the backbone wrapper reads them."""
+    vit.eval()
+    p = vit.patch_embed.patch_size[0]
+    out = []
+    for i in range(0, len(images), batch):
+        x = to_normalised_tensor(images[i:i + batch])
+        tok = vit.forward_features(x)[:, vit.num_prefix_tokens:]
+        out.append(tok.reshape(len(x), x.shape[-2] // p, x.shape[-1] // p, -1))
+    return torch.cat(out)
+
+
+def patch_mean_rgb(images: np.ndarray, patch: int = 8) -> torch.Tensor:
+    """Mean RGB colour of each patch (N, h, w, 3) in [0,1]: the colour baseline."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    return F.avg_pool2d(x, patch).permute(0, 2, 3, 1)
+
+
+def patch_labels(labels: np.ndarray, patch: int = 8) -> np.ndarray:
+    """Majority label of each patch (N, h, w); ignore (255) where no pixel is labelled."""
+    n, h, w = labels.shape
+    blocks = labels.reshape(n, h // patch, patch, w // patch, patch).transpose(0, 1, 3, 2, 4)
+    flat = blocks.reshape(-1, patch * patch).astype(np.int64)
+    offsets = np.arange(len(flat))[:, None] * 256
+    counts = np.bincount((flat + offsets).ravel(), minlength=len(flat) * 256).reshape(-1, 256)
+    counts[:, IGNORE] = 0
+    maj = counts.argmax(1).astype(np.uint8)  # ties -> lowest class id
+    maj[counts.sum(1) == 0] = IGNORE
+    return maj.reshape(n, h // patch, w // patch)
+
+
+def hungarian_miou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
+    """Histogram of clusters × classes, Hungarian matching (maximise matches), mIoU/Acc in %
+    (SPEC §9: IoU over classes present, ignore label skipped)."""
+    from scipy.optimize import linear_sum_assignment
+
+    keep = target != IGNORE
+    hist = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(hist, (pred[keep].astype(np.int64), target[keep].astype(np.int64)), 1)
+    rows, cols = linear_sum_assignment(hist, maximize=True)
+    matched = np.zeros_like(hist)
+    matched[cols] = hist[rows]  # row k of `matched` = cluster assigned to class k
+    tp = np.diag(matched).astype(np.float64)
+    fp = matched.sum(1) - tp
+    fn = matched.sum(0) - tp
+    denom = tp + fp + fn
+    iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+    return {"miou": float(np.nanmean(iou) * 100), "acc": float(tp.sum() / hist.sum() * 100),
+            "iou": [None if np.isnan(v) else round(float(v) * 100, 2) for v in iou]}
+
+
+def kmeans_miou(features: torch.Tensor, labels: np.ndarray, n_classes: int, seed: int = 0,
+                normalise: bool = True, n_init: int = 3) -> dict:
+    """k-means with `n_classes` clusters on (N,h,w,D) features vs (N,h,w) patch labels."""
+    from sklearn.cluster import KMeans
+
+    x = features.reshape(-1, features.shape[-1]).double()
+    if normalise:
+        x = F.normalize(x, dim=1)
+    y = labels.reshape(-1)
+    keep = y != IGNORE
+    km = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed)
+    pred = km.fit_predict(x[torch.from_numpy(keep)].numpy())
+    return hungarian_miou(pred, y[keep], n_classes)
+
+
+def vit_quality(vit: torch.nn.Module, images: np.ndarray, labels: np.ndarray, n_classes: int,
+                seed: int = 0) -> dict:
+    """mIoU of the given ViT, a random-weights twin, and mean-RGB k-means; plus the margins."""
+    from ..embedded import build_embedded_vit
+
+    plabels = patch_labels(labels)
+    torch.manual_seed(seed)
+    random_vit = build_embedded_vit()
+    res = {
+        "trained": kmeans_miou(vit_patch_features(vit, images), plabels, n_classes, seed),
+        "random_init": kmeans_miou(vit_patch_features(random_vit, images), plabels, n_classes,
+                                   seed),
+        "mean_rgb": kmeans_miou(patch_mean_rgb(images), plabels, n_classes, seed,
+                                normalise=False),
+    }
+    best_baseline = max(res["random_init"]["miou"], res["mean_rgb"]["miou"])
+    res["margin_miou"] = res["trained"]["miou"] - best_baseline
+    res["passes"] = bool(res["margin_miou"] >= 8.0)
+    return res
+
+
+def depth_quality(pred: torch.Tensor, gt: np.ndarray, mean_map: np.ndarray) -> dict:
+    """Min–max normalised MAE vs the constant mean map, and mean per-image Spearman rho."""
+    from scipy.stats import spearmanr
+
+    p = minmax_normalise(pred.double()).numpy()
+    g = minmax_normalise(torch.from_numpy(gt).double()).numpy()
+    mae = float(np.abs(p - g).mean())
+    const = float(np.abs(mean_map[None] - g).mean())
+    rhos = [spearmanr(pi.ravel(), gi.ravel())[0] for pi, gi in zip(p, g)]
+    rho = float(np.nanmean(rhos))
+    return {"mae": mae, "constant_mae": const, "mae_ratio": mae / const, "spearman": rho,
+            "passes": bool(mae <= 0.5 * const and rho >= 0.85)}
+
+
+def mean_normalised_depth(depth: np.ndarray) -> np.ndarray:
+    """The training set's mean min–max normalised depth map (the best-constant baseline)."""
+    return minmax_normalise(torch.from_numpy(depth).double()).mean(0).numpy()
