@@ -41,8 +41,8 @@ _STD = torch.tensor(EMBEDDED_STD).view(1, 3, 1, 1)
 
 @dataclass(frozen=True)
 class DepthPretrainConfig:
-    steps: int = 3000
-    batch: int = 16
+    steps: int = 1500
+    batch: int = 12
     seed: int = 0
     crop: int = 128  # = the scene size: whole images (the horizon is a whole-image cue)
     lr: float = 2e-3

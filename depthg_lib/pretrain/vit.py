@@ -56,12 +56,12 @@ _STD = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
 class ViTPretrainConfig:
     """Every setting of a ViT pretraining run (recorded in the run folder and the manifest)."""
 
-    steps: int = 1100
+    steps: int = 600
     batch: int = 32
     seed: int = 0
     global_size: int = 64
     local_size: int = 32
-    n_local: int = 4
+    n_local: int = 2
     # Crop area fractions of the 128-px scenes, chosen so objects appear at 0.6–1.4× their
     # size in the full scene: the downstream pipeline looks at 1×–1.5× (crops upsampled).
     global_scale: tuple[float, float] = (0.16, 0.64)
