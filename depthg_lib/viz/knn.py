@@ -108,13 +108,16 @@ def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int = 5,
     return fig
 
 
-def agreement_bars(neighbour: float, chance: float, title: str = ""):
-    """Two bars: how often a neighbour shares the query's majority class vs a random pair."""
-    fig, ax = plt.subplots(figsize=(3.6, 2.6))
-    ax.bar(["kNN pairs", "random pairs"], [neighbour, chance], color=["#4363d8", "#aaaaaa"])
-    for x, v in enumerate((neighbour, chance)):
+def agreement_bars(values: Mapping[str, float], title: str = ""):
+    """One bar per named share of pairs with the same majority class (kNN vs random pairs)."""
+    names, heights = list(values), [float(v) for v in values.values()]
+    colours = ["#aaaaaa" if "random" in n else "#4363d8" for n in names]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 2.8))
+    ax.bar(range(len(names)), heights, color=colours)
+    for x, v in enumerate(heights):
         ax.text(x, v, f"{v:.2f}", ha="center", va="bottom")
-    ax.set_ylim(0, 1)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylim(0, 1.05)
     ax.set_ylabel("same majority class")
     if title:
         ax.set_title(title)

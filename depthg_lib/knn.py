@@ -1,0 +1,329 @@
+"""Stage 03 — nearest neighbours of every training crop (SPEC §4).
+
+Each crop is described by one vector: the backbone's last-layer patch tokens, mean-pooled
+and unit-normalised. Two crops are neighbours when the cosine similarity of those vectors is
+high; training later draws a positive partner among a crop's first `knn_k` neighbours.
+
+The similarity matrix of N crops is N×N — 250 GB of float32 for N = 250k — so it is never
+formed: rows are processed in blocks of `block` queries, each block's (block × N) scores
+reduced to its top-(k+1) at once.
+
+    python -m depthg_lib.knn --profile test [--split train] [--force] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .config import Profile, load_profile
+from .env import resolve_device
+from .errors import DepthGError, run_cli
+from .io import check_stage_settings, save_npz, sha256_file
+
+# --------------------------------------------------------------------------- features
+
+def pool_features(feature_maps: torch.Tensor) -> torch.Tensor:
+    """(B,D,h,w) patch-token map → (B,D) unit-norm global feature (mean over h,w, then L2)."""
+    return F.normalize(feature_maps.float().mean(dim=(2, 3)), dim=1)
+
+
+@torch.no_grad()
+def global_features(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) in [0,1] → (B,D): mean-pooled last-layer patch tokens, unit norm (SPEC §4).
+
+    The released kNN script ran the featuriser in training mode, so its pooled features had
+    Dropout2d(p=0.1) applied (golden README note 6) — random and not reproducible. This
+    faithful mode skips that dropout: features are deterministic, neighbours reproducible.
+    """
+    return pool_features(backbone(images))
+
+
+def resize_for_knn(image: np.ndarray, res: int, fidelity: str = "released") -> torch.Tensor:
+    """uint8 (H,W,3) → (3,res,res) float in [0,1]: shorter side to `res`, centre crop.
+
+    `released` resizes with nearest neighbour as STEGO's transform does (golden README note 7;
+    `nearest-exact` matches PIL's nearest); `corrected` uses antialiased bilinear.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    h, w = x.shape[-2:]
+    if h <= w:
+        size = (res, int(res * w / h))
+    else:
+        size = (int(res * h / w), res)
+    if size != (h, w):
+        if fidelity == "released":
+            x = F.interpolate(x, size=size, mode="nearest-exact")
+        else:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False,
+                              antialias=True).clamp(0, 1)
+    top, left = int(round((size[0] - res) / 2)), int(round((size[1] - res) / 2))
+    return x[0, :, top:top + res, left:left + res]
+
+
+# --------------------------------------------------------------------------- mining
+
+def _similarity_block(queries, feats):
+    """Cosine scores of one block of queries against all items: (block, N), never (N, N)."""
+    return queries @ feats.T
+
+
+def _block_topk_numpy(sims: np.ndarray, kk: int) -> np.ndarray:
+    """Top-`kk` columns of each row of `sims`, best first, ties → lower column."""
+    n = sims.shape[1]
+    threshold = np.partition(sims, n - kk, axis=1)[:, n - kk]  # kk-th largest per row
+    rows, cols = np.nonzero(sims >= threshold[:, None])  # row-major: cols ascend in a row
+    order = np.lexsort((cols, -sims[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    return cols[_rank_in_row(rows) < kk].reshape(len(sims), kk)
+
+
+def _block_topk_torch(sims: torch.Tensor, kk: int) -> torch.Tensor:
+    """The same on a tensor's own device."""
+    threshold = sims.topk(kk, dim=1).values[:, -1:]
+    rows, cols = (sims >= threshold).nonzero(as_tuple=True)
+    vals = sims[rows, cols]
+    order = (-vals).argsort(stable=True)  # best first, ascending column among equals
+    order = order[rows[order].argsort(stable=True)]  # then grouped by row
+    rows, cols = rows[order], cols[order]
+    keep = torch.from_numpy(_rank_in_row(rows.cpu().numpy()) < kk).to(cols.device)
+    return cols[keep].reshape(len(sims), kk)
+
+
+def _rank_in_row(rows: np.ndarray) -> np.ndarray:
+    """Position of each entry within its run of equal (sorted) row ids."""
+    rows = np.asarray(rows)
+    first = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
+    return np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
+
+
+def topk_neighbours(feats: np.ndarray | torch.Tensor, k: int, block: int = 4096,
+                    progress: bool = False) -> np.ndarray:
+    """int64 (N, k+1): row i = [i, its k most cosine-similar other items, best first].
+
+    `feats` must be unit-norm rows (then the dot product is the cosine). Column 0 is the
+    item itself even when duplicates score as high (its own score is set aside, then put
+    first). Equal scores go to the lower index, exactly (every item tied at the cut is
+    considered). Work is done `block` rows at a time — numpy arrays on the CPU, torch tensors
+    on their own device — so the largest matrix ever held is (block × N). With k ≥ N−1 every
+    other item is listed (N columns).
+    """
+    n = len(feats)
+    if n == 0:
+        return np.zeros((0, k + 1), dtype=np.int64)
+    kk = min(k, n - 1)
+    out = np.empty((n, kk + 1), dtype=np.int64)
+    out[:, 0] = np.arange(n)
+    if kk == 0:
+        return out
+    starts = range(0, n, block)
+    if progress:
+        starts = tqdm(starts, desc="kNN", unit="block")
+    for start in starts:
+        stop = min(start + block, n)
+        sims = _similarity_block(feats[start:stop], feats)
+        rows = np.arange(stop - start)
+        if isinstance(sims, torch.Tensor):
+            r = torch.as_tensor(rows, device=sims.device)
+            sims[r, r + start] = -torch.inf
+            out[start:stop, 1:] = _block_topk_torch(sims, kk).cpu().numpy()
+        else:
+            sims[rows, rows + start] = -np.inf
+            out[start:stop, 1:] = _block_topk_numpy(sims, kk)
+    return out
+
+
+# --------------------------------------------------------------------------- measures
+
+def majority_classes(labels, ignore: int = 255) -> np.ndarray:
+    """Most frequent class of each label map (ties → lower id); −1 where all pixels ignore."""
+    result = []
+    for lab in labels:
+        vals = np.asarray(lab).ravel()
+        vals = vals[vals != ignore].astype(np.int64)
+        result.append(int(np.bincount(vals).argmax()) if vals.size else -1)
+    return np.array(result, dtype=np.int64)
+
+
+def neighbour_agreement(nns: np.ndarray, majority: np.ndarray, k: int | None = None,
+                        groups: np.ndarray | None = None) -> float:
+    """Share of (crop, neighbour) pairs among columns 1..k whose majority classes agree.
+
+    With `groups` (source image of each crop: crops n = 5·index + k give `n // 5`), pairs of
+    crops of the same image are left out: they overlap, so they agree for free.
+    """
+    k = nns.shape[1] - 1 if k is None else min(k, nns.shape[1] - 1)
+    q = majority[nns[:, :1]]
+    nb = majority[nns[:, 1:k + 1]]
+    valid = (q >= 0) & (nb >= 0)
+    if groups is not None:
+        valid &= groups[nns[:, :1]] != groups[nns[:, 1:k + 1]]
+    return float((q == nb)[valid].mean()) if valid.any() else float("nan")
+
+
+def same_source_share(nns: np.ndarray, groups: np.ndarray, k: int | None = None) -> float:
+    """Share of neighbours (columns 1..k) that are crops of the query's own image."""
+    k = nns.shape[1] - 1 if k is None else min(k, nns.shape[1] - 1)
+    return float((groups[nns[:, :1]] == groups[nns[:, 1:k + 1]]).mean())
+
+
+def chance_agreement(majority: np.ndarray, groups: np.ndarray | None = None) -> float:
+    """The same share for a uniformly random pair of distinct crops (exact, no sampling).
+
+    Σ_c n_c(n_c − 1) / (m(m − 1)) over the m crops with a majority class; with `groups`, over
+    pairs from different images: (Σ_c n_c² − Σ_{c,g} n_cg²) / (m² − Σ_g m_g²).
+    """
+    ok = majority >= 0
+    valid = majority[ok]
+    m = len(valid)
+    if m < 2:
+        return float("nan")
+    counts = np.bincount(valid).astype(np.float64)
+    if groups is None:
+        return float((counts * (counts - 1)).sum() / (m * (m - 1)))
+    _, g = np.unique(groups[ok], return_inverse=True)
+    joint = np.zeros((g.max() + 1, len(counts)))
+    np.add.at(joint, (g, valid), 1.0)
+    pairs = m * m - (joint.sum(axis=1) ** 2).sum()
+    same = (counts ** 2).sum() - (joint ** 2).sum()
+    return float(same / pairs) if pairs > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------- stage
+
+def knn_record_path(profile: Profile, split: str = "train") -> Path:
+    """`<knn file>.knn.json`: the settings a kNN file was mined with (one per file, because
+    the `nns/` folder is shared by every profile and split)."""
+    path = profile.paths.knn_file(split)
+    return path.with_name(f"{path.stem}.knn.json")
+
+
+def _open_crops(profile: Profile, split: str):
+    """The crops of a split; missing ones are an error naming the crop command (chapter 02)."""
+    from .crop import CropReader
+
+    reader = CropReader.from_profile(profile, split)
+    if len(reader) == 0:
+        raise DepthGError(f"no {split} crops in {profile.paths.crop_dir}; create them with "
+                          f"`python -m depthg_lib.crop --profile {profile.name} --split {split}`")
+    return reader
+
+
+def stage_settings(profile: Profile, n: int, split: str) -> dict:
+    weights = profile.backbone_weights
+    sha = sha256_file(weights) if weights and Path(weights).is_file() else None
+    return {"backbone": profile.backbone, "backbone_weights": weights or None,
+            "weights_sha256": sha, "resolution": profile.knn_res,
+            "resize": "nearest" if profile.fidelity == "released" else "bilinear",
+            "features": "mean-pooled last-layer patch tokens, unit norm, no dropout",
+            "K": min(profile.knn_store, n), "N": n, "split": split}
+
+
+def _batches(load, n: int, batch: int, workers: int):
+    """Yield [load(i) for i in a batch], decoding the next batch in threads meanwhile."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        def submit(start):
+            return [pool.submit(load, i) for i in range(start, min(start + batch, n))]
+
+        pending = submit(0) if n else []
+        for start in range(0, n, batch):
+            current, pending = pending, (submit(start + batch) if start + batch < n else [])
+            yield [f.result() for f in current]
+
+
+def featurise_crops(reader, backbone, res: int, fidelity: str, device: torch.device,
+                    batch: int = 32, workers: int = 2, progress: bool = True) -> torch.Tensor:
+    """(N, D) unit-norm global features of every crop, on `device`."""
+    from .io import read_rgb
+
+    n = len(reader)
+
+    def load(i):
+        return resize_for_knn(read_rgb(reader.paths(i)["img"]), res, fidelity)
+
+    feats = []
+    bar = tqdm(total=n, desc="features", unit="crop", disable=not progress)
+    for images in _batches(load, n, batch, workers):
+        feats.append(global_features(backbone, torch.stack(images).to(device)))
+        bar.update(len(images))
+    bar.close()
+    return torch.cat(feats)
+
+
+def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = False,
+                  device: str = "auto", progress: bool = True) -> Path:
+    """Mine and save `nns` (N, min(knn_store, N)) int64 for the crops of `split`.
+
+    Skipped when the file exists and its record (`knn_record_path`) holds the same settings;
+    other settings are refused unless `force`. Written atomically.
+    """
+    profile = load_profile(profile)
+    if split not in ("train", "val"):
+        raise DepthGError(f"split must be train or val, found {split!r}")
+    reader = _open_crops(profile, split)
+    n = len(reader)
+    out = profile.paths.knn_file(split)
+    record = knn_record_path(profile, split)
+    settings = stage_settings(profile, n, split)
+    reuse = check_stage_settings(record.parent, record.name[: -len(".json")], settings, force)
+    if reuse and out.exists():
+        return out
+    from .models import load_backbone
+
+    dev = resolve_device(device)
+    backbone = load_backbone(profile.backbone, profile.backbone_weights or None, device=dev)
+    patch = getattr(backbone, "patch_size", 1)
+    if profile.knn_res % patch:
+        raise DepthGError(f"knn_res {profile.knn_res} (profile {profile.name}) must be a "
+                          f"multiple of the backbone's patch size {patch}")
+    feats = featurise_crops(reader, backbone, profile.knn_res, profile.fidelity, dev,
+                            batch=profile.batch_size, workers=min(profile.num_workers, 8),
+                            progress=progress)
+    if feats.device.type == "cpu":
+        feats = feats.numpy()  # numpy's partition beats torch's topk on the CPU
+    nns = topk_neighbours(feats, settings["K"] - 1, block=profile.knn_block, progress=progress)
+    save_npz(out, nns=nns)
+    return out
+
+
+def load_knn(path: str | Path) -> np.ndarray:
+    """The `nns` array of a kNN file, with an error that names the command if it is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise DepthGError(f"kNN file {path} does not exist; create it with "
+                          f"`python -m depthg_lib.knn --profile <profile>`")
+    with np.load(path) as data:
+        if "nns" not in data:
+            raise DepthGError(f"{path} has no key 'nns' (found {sorted(data)}); re-create it "
+                              f"with `python -m depthg_lib.knn --profile <profile> --force`")
+        return data["nns"].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m depthg_lib.knn",
+        description="Stage 03: for every five-cropped image, its nearest crops by cosine "
+                    "similarity of mean-pooled backbone features (SPEC §4).")
+    parser.add_argument("--profile", required=True, help="profile name or YAML path")
+    parser.add_argument("--split", default="train", choices=("train", "val"))
+    parser.add_argument("--force", action="store_true",
+                        help="re-mine, replacing a file made with other settings")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    args = parser.parse_args(argv)
+    out = run_knn_stage(args.profile, split=args.split, force=args.force, device=args.device,
+                        progress=not args.no_progress)
+    print(f"neighbours in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
