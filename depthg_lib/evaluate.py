@@ -415,10 +415,7 @@ def class_palette(reader, n: int) -> np.ndarray:
 
 def _write_figures(out: Path, metrics: dict, unsup: dict, examples: dict, profile: Profile,
                    reader) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
 
     from .viz import evaluation as viz
 

@@ -124,7 +124,8 @@ def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "c
     n_clusters = int(model.cluster_probe.clusters.shape[0])
     seg = Segmenter(model=model, backbone=backbone, checkpoint=path,
                     eval_res=int(saved.get("eval_res", 320)),
-                    patch_size=int(getattr(backbone, "patch_size", model.meta.get("patch_size", 8))),
+                    patch_size=int(getattr(backbone, "patch_size", 0)
+                                   or model.meta.get("patch_size", 8)),
                     n_clusters=n_clusters)
     assignment = _read_assignment(path, model.meta)
     if assignment:
@@ -281,16 +282,15 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     if probe == "linear":
         from .viz import label_palette
 
-        n = int(seg.model.linear_probe.weight.shape[0]) if hasattr(
-            seg.model.linear_probe, "weight") else seg.n_clusters
+        n = int(getattr(seg.model.linear_probe, "n_classes", 0) or seg.n_clusters)
         palette = (np.asarray(seg.class_colors, dtype=np.uint8) if seg.class_colors
                    else label_palette(n))
     used: set[str] = set()
     for path in tqdm(files, desc="predict", disable=not progress):
         try:
             rgb = read_rgb(path)
-        except DepthGError as err:
-            report.skipped.append((str(path), f"not a readable image ({err})"))
+        except DepthGError:
+            report.skipped.append((str(path), "not a readable image file"))
             continue
         labels = segment(seg, rgb, probe=probe, crf=crf)
         stem = _unique_stem(path, used)
@@ -307,10 +307,7 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
 
 
 def _write_legend(out: Path, seg: Segmenter, palette: np.ndarray, probe: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
 
     from .viz.evaluation import plot_legend
 

@@ -84,7 +84,8 @@ def test_permuting_cluster_ids_keeps_hungarian_scores(rng, n, extra):
     target = rng.integers(-1, n, size=(2, 12, 12))
     # clusters that mostly follow the classes (a unique best matching), plus noise
     k = n + extra
-    preds = np.where(rng.random(target.shape) < 0.5, target.clip(0), rng.integers(0, k, target.shape))
+    noise = rng.integers(0, k, target.shape)
+    preds = np.where(rng.random(target.shape) < 0.5, target.clip(0), noise)
     perm = rng.permutation(k)
     a = ev.scores(ev.confusion_histogram(preds, target, n, extra, drop_extra=False))
     b = ev.scores(ev.confusion_histogram(perm[preds], target, n, extra, drop_extra=False))
@@ -222,7 +223,8 @@ def _fake_model():
         head.bias.zero_()
     linear = torch.nn.Conv2d(4, 3, 1)
     with torch.no_grad():
-        linear.weight.copy_(torch.tensor([[8.0, 0, -8, 0], [-8, 0, 8, 0], [0, 0, 0, -1]])[..., None, None])
+        weight = torch.tensor([[8.0, 0, -8, 0], [-8, 0, 8, 0], [0, 0, 0, -1]])
+        linear.weight.copy_(weight[..., None, None])
         linear.bias.zero_()
     # cluster 0 looks blue, cluster 1 red: Hungarian must swap them
     probe = FakeClusterProbe([[0.1, 0.1, 1.0, 0.5], [1.0, 0.1, 0.1, 0.5], [0, 1.0, 0, 0.5]])

@@ -106,7 +106,8 @@ def test_legend_without_matching_names_clusters_only(monkeypatch, tmp_path):
     monkeypatch.setattr(pr, "load_segmenter", lambda *a, **k: seg)
     Image.fromarray(_red_blue(16, 16)).save(tmp_path / "x.png")
     pr.predict_files([tmp_path / "x.png"], tmp_path / "out", progress=False)
-    names = [e["name"] for e in json.loads((tmp_path / "out" / "legend.json").read_text())["entries"]]
+    legend = json.loads((tmp_path / "out" / "legend.json").read_text())
+    names = [e["name"] for e in legend["entries"]]
     assert names == ["cluster 0", "cluster 1", "cluster 2"]
 
 
