@@ -147,3 +147,67 @@ def test_segmenter_palette_uses_class_colours():
     assert pal.shape == (3, 3)
     assert tuple(pal[0]) == (0, 0, 255) and tuple(pal[1]) == (255, 0, 0)
     assert torch.is_tensor(next(_segmenter().model.head.parameters()))
+
+
+# ------------------------------------------------------------------ with the real modules
+
+def _real_checkpoint(path: Path, profile):
+    """A checkpoint in train.py's format with an untrained head on the `embedded-random` ViT."""
+    import dataclasses
+
+    from depthg_lib.models import load_backbone
+    from depthg_lib.train import CHECKPOINT_FORMAT, DepthGModel
+
+    backbone = load_backbone(profile.backbone)
+    torch.manual_seed(0)
+    model = DepthGModel(backbone.dim, profile.dim, profile.n_classes)
+    state = {"format": CHECKPOINT_FORMAT, "profile": dataclasses.asdict(profile), "step": 0,
+             "seed": 0, "backbone": profile.backbone, "backbone_dim": backbone.dim,
+             "patch_size": backbone.patch_size, "code_dim": profile.dim,
+             "n_classes": profile.n_classes, "extra_clusters": 0,
+             "head": model.head.state_dict(), "cluster_probe": model.cluster_probe.state_dict(),
+             "linear_probe": model.linear_probe.state_dict()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    from depthg_lib.config import load_profile
+    from depthg_lib.data import synthscenes
+
+    root = tmp_path_factory.mktemp("real")
+    profile = load_profile("test", data_root=str(root), dataset_dir="scenes", eval_res=32,
+                           num_workers=0)
+    synthscenes.generate(root / "scenes", n_train=1, n_val=3, size=40, seed=1, progress=False)
+    return profile, _real_checkpoint(root / "run" / "checkpoints" / "final.pt", profile)
+
+
+def test_real_checkpoint_predicts_any_size(real_run, tmp_path):
+    profile, ckpt = real_run
+    seg = pr.load_segmenter(ckpt, "cpu")
+    assert seg.patch_size == 8 and seg.n_clusters == profile.n_classes
+    maps = pr.predict([np.zeros((19, 45, 3), np.uint8), np.full((64, 30), 200, np.uint8)],
+                      checkpoint=ckpt)
+    assert [m.shape for m in maps] == [(19, 45), (64, 30)]
+    assert all(m.max() < profile.n_classes for m in maps)
+
+
+def test_real_checkpoint_for_another_profile_is_refused(real_run):
+    _, ckpt = real_run
+    with pytest.raises(DepthGError, match="does not fit profile 'demo'.*code_dim"):
+        pr.load_segmenter(ckpt, "cpu", profile="demo")
+
+
+def test_real_evaluation_then_prediction_names_clusters(real_run, tmp_path):
+    from depthg_lib import evaluate as ev
+
+    profile, ckpt = real_run
+    m = ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False,
+                    out_dir=tmp_path / "eval")
+    assert m["n_images"] == 3 and 0 <= m["unsupervised"]["miou"] <= 100
+    assert (tmp_path / "eval" / "metrics.json").exists()
+    seg = pr.load_segmenter(ckpt, "cpu")  # now reads the matching evaluate stored
+    assert seg.cluster_to_class == m["unsupervised"]["cluster_to_class"]
+    assert any("→" in name for name in seg.cluster_names())
