@@ -72,10 +72,16 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
     path = weights_dir / embedded.WEIGHT_FILES[kind]
     with atomic_path(path) as tmp:
         save_file(sd, str(tmp), metadata={"kind": kind, "format": "pt"})
+    # the training curves ship beside the weights (appendix A1 plots them)
+    log_name = f"embedded_{kind}_log.csv"
+    if (out / "log.csv").exists():
+        with atomic_path(weights_dir / log_name) as tmp:
+            tmp.write_bytes((out / "log.csv").read_bytes())
     command_file = out / "command.txt"
     train_cmd = command_file.read_text().strip() if command_file.exists() else None
     entry = {
         "file": path.name,
+        "log": log_name if (out / "log.csv").exists() else None,
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
         "dtype": "float16",

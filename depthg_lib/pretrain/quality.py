@@ -75,13 +75,17 @@ def hungarian_miou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict
     fn = matched.sum(0) - tp
     denom = tp + fp + fn
     iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+    cluster_to_class = np.zeros(n_classes, dtype=np.int64)
+    cluster_to_class[rows] = cols
     return {"miou": float(np.nanmean(iou) * 100), "acc": float(tp.sum() / hist.sum() * 100),
-            "iou": [None if np.isnan(v) else round(float(v) * 100, 2) for v in iou]}
+            "iou": [None if np.isnan(v) else round(float(v) * 100, 2) for v in iou],
+            "cluster_to_class": cluster_to_class.tolist()}
 
 
-def kmeans_miou(features: torch.Tensor, labels: np.ndarray, n_classes: int, seed: int = 0,
-                normalise: bool = True, n_init: int = 3) -> dict:
-    """k-means with `n_classes` clusters on (N,h,w,D) features vs (N,h,w) patch labels."""
+def kmeans_segment(features: torch.Tensor, labels: np.ndarray, n_classes: int, seed: int = 0,
+                   normalise: bool = True, n_init: int = 3) -> tuple[np.ndarray, dict]:
+    """k-means with `n_classes` clusters on (N,h,w,D) features, Hungarian-matched to (N,h,w)
+    patch labels; returns the class map (N,h,w) of every patch and the scores."""
     from sklearn.cluster import KMeans
 
     x = features.reshape(-1, features.shape[-1]).double()
@@ -89,9 +93,36 @@ def kmeans_miou(features: torch.Tensor, labels: np.ndarray, n_classes: int, seed
         x = F.normalize(x, dim=1)
     y = labels.reshape(-1)
     keep = y != IGNORE
-    km = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed)
-    pred = km.fit_predict(x[torch.from_numpy(keep)].numpy())
-    return hungarian_miou(pred, y[keep], n_classes)
+    km = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed).fit(
+        x[torch.from_numpy(keep)].numpy())
+    clusters = km.predict(x.numpy())
+    scores = hungarian_miou(clusters[keep], y[keep], n_classes)
+    return np.asarray(scores["cluster_to_class"])[clusters].reshape(labels.shape), scores
+
+
+def kmeans_miou(features: torch.Tensor, labels: np.ndarray, n_classes: int, seed: int = 0,
+                normalise: bool = True, n_init: int = 3) -> dict:
+    """Scores of `kmeans_segment` alone."""
+    return kmeans_segment(features, labels, n_classes, seed, normalise, n_init)[1]
+
+
+@torch.no_grad()
+def vit_cls_attention(vit: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
+    """Attention of the CLS token to every patch in the last block, per head: (N, heads, h, w)."""
+    vit.eval()
+    x = to_normalised_tensor(images)
+    p = vit.patch_embed.patch_size[0]
+    tok = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+    for blk in vit.blocks[:-1]:
+        tok = blk(tok)
+    attn_mod = vit.blocks[-1].attn
+    b, n, d = tok.shape
+    qkv = attn_mod.qkv(vit.blocks[-1].norm1(tok)).reshape(b, n, 3, attn_mod.num_heads, -1)
+    q, k = qkv.permute(2, 0, 3, 1, 4)[:2]
+    q, k = attn_mod.q_norm(q), attn_mod.k_norm(k)
+    attn = (q[:, :, :1] @ k.transpose(-2, -1) * attn_mod.scale).softmax(-1)[..., 0, :]
+    attn = attn[..., vit.num_prefix_tokens:]
+    return attn.reshape(b, attn_mod.num_heads, x.shape[-2] // p, x.shape[-1] // p)
 
 
 def vit_quality(vit: torch.nn.Module, images: np.ndarray, labels: np.ndarray, n_classes: int,
