@@ -5,11 +5,14 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+SHORT = {"kmeans": "k-means\n(raw features)", "stego": "STEGO",
+         "depthg-released": "DepthG\nreleased", "depthg-corrected": "DepthG\ncorrected"}
+
 
 def ablation_bars(table: list[dict], rows: list[dict] | None = None):
     """Bars with error bars (std over seeds) for mIoU and Acc; dots mark single seeds."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    labels = [e["label"].replace(", ", ",\n").replace(" (", "\n(") for e in table]
+    labels = [SHORT.get(e["method"], e["method"]) for e in table]
     x = np.arange(len(table))
     colours = plt.get_cmap("tab10").colors
     for ax, key, title in zip(axes, ("miou", "acc"), ("unsupervised mIoU (%)",
