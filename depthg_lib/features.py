@@ -5,9 +5,10 @@ The backbone is frozen and training applies no augmentation, so a crop's feature
 change: with `precompute_features` they are computed once (fp16, one `.npy` memory map per
 split) and every later step reads them instead of running the ViT twice per image. Dropout is
 still drawn per step, on the cached features. The cache lives in
-`<data_root>/features/<dataset>_<backbone>_<res>/`, shared by every run (and every ablation
-variant) with the same crops, backbone, weights, resolution and fidelity; `features.json`
-records those settings and a cache made with other settings is rebuilt, never mixed.
+`<data_root>/features/<crops>_<backbone>_<res>_<fidelity>/` (the fidelity decides how crops
+are resized and the depth units), shared by every run and ablation variant with the same
+crops, backbone, weights, resolution and fidelity; `features.json` records those settings
+and a cache made with other settings is rebuilt, never mixed.
 """
 
 from __future__ import annotations

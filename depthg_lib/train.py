@@ -132,8 +132,9 @@ def open_train_data(profile: Profile) -> TrainData:
         val = val if len(val) else None
     except DepthGError:
         val = None
-    cache_dir = (profile.paths.data_root / "features"
-                 / f"{crop_dir.name}_{profile.backbone.replace('/', '_')}_{profile.res}")
+    # fidelity is part of the name: it changes the resizing, hence features and depth units
+    cache_dir = (profile.paths.data_root / "features" / f"{crop_dir.name}_"
+                 f"{profile.backbone.replace('/', '_')}_{profile.res}_{profile.fidelity}")
     return TrainData(train=train, knn=nns, val=val, cache_dir=cache_dir, key=str(crop_dir))
 
 
@@ -396,7 +397,6 @@ class _Validation:
         self.ids = (np.arange(n) if not k or k >= n
                     else np.unique(np.linspace(0, n - 1, k).round().astype(np.int64)))
         self.cached, self.source = cached, source
-        self._items = None
 
     def _batches(self):
         for start in range(0, len(self.ids), self.batch):
@@ -406,15 +406,10 @@ class _Validation:
                 label = torch.from_numpy(np.ascontiguousarray(self.cached.labels[ids]))
                 yield feats.to(self.device).float(), label
                 continue
-            if self._items is None:  # decode the validation crops once
-                self._items = {}
-            for i in ids:
-                if int(i) not in self._items:
-                    img, lab, _ = featcache.prepare_crop(*self.source.load(int(i)),
-                                                         self.profile.res, self.profile.fidelity)
-                    self._items[int(i)] = (img, lab)
-            images = torch.from_numpy(np.stack([self._items[int(i)][0] for i in ids]))
-            label = torch.from_numpy(np.stack([self._items[int(i)][1] for i in ids]))
+            items = [featcache.prepare_crop(*self.source.load(int(i)), self.profile.res,
+                                            self.profile.fidelity) for i in ids]
+            images = torch.from_numpy(np.stack([it[0] for it in items]))
+            label = torch.from_numpy(np.stack([it[1] for it in items]))
             yield featcache.featurize(self.backbone, images.to(self.device)).float(), label
 
     @torch.no_grad()
@@ -762,7 +757,7 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
             return done
         data = data if data is not None else open_train_data(profile)
         if data.cache_dir is None:
-            data.cache_dir = out / "features"
+            data = dataclasses.replace(data, cache_dir=out / "features")
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             return _train(profile, data, out, last, final, device, seed, total_steps, resume,
                           progress and rank == 0, rank, world, log_every)
@@ -862,7 +857,8 @@ def _train(profile, data, out, last, final, device, seed, total_steps, resume, p
             pending.append(trainer.step(step, feats, feats_pos, label, batch["depth"],
                                         batch["depth_pos"]))
             done = step + 1
-            is_val = validate is not None and (done % profile.val_every == 0
+            # the same on every rank: each flush is a collective under DDP
+            is_val = data.val is not None and (done % profile.val_every == 0
                                                or done == total_steps)
             is_ckpt = done % profile.checkpoint_every == 0 or done == total_steps
             if len(pending) >= log_every or is_val or is_ckpt:
@@ -877,7 +873,7 @@ def _train(profile, data, out, last, final, device, seed, total_steps, resume, p
                         f"training diverged at step {bad[0]}: loss term {bad[1]!r} is {bad[2]}; "
                         f"{kept}. Lower the learning rate or check the inputs, then resume "
                         f"with --resume or start over with --force")
-                if is_val:
+                if is_val and validate is not None:
                     rows[-1].update(validate(trainer.model))
                 log.write(rows)
                 bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", S=rows[-1]["samples"])
