@@ -18,6 +18,8 @@ rearranged, which gives the same numbers at a fraction of the cost.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -65,7 +67,8 @@ def correlation_loss(f1: torch.Tensor, f2: torch.Tensor, c1: torch.Tensor, c2: t
 
     f: (N,D,S,S) features (frozen backbone: F carries no gradient), c: (N,K,S,S) codes.
     """
-    if f1.shape[0] != c1.shape[0] or f1.shape[-2:] != c1.shape[-2:] or f2.shape[-2:] != c2.shape[-2:]:
+    if (f1.shape[0] != c1.shape[0] or f1.shape[-2:] != c1.shape[-2:]
+            or f2.shape[-2:] != c2.shape[-2:]):
         raise DepthGError(f"features and codes must be read at the same points: got "
                           f"f1 {tuple(f1.shape)}, c1 {tuple(c1.shape)}, f2 {tuple(f2.shape)}, "
                           f"c2 {tuple(c2.shape)}")
@@ -112,7 +115,8 @@ def depth_correlation_loss(c1: torch.Tensor, c2: torch.Tensor, d1: torch.Tensor,
     as the codes.
     """
     check_fidelity(fidelity)
-    if fidelity == "corrected" and (d1.shape[-2:] != c1.shape[-2:] or d2.shape[-2:] != c2.shape[-2:]):
+    if fidelity == "corrected" and (d1.shape[-2:] != c1.shape[-2:]
+                                    or d2.shape[-2:] != c2.shape[-2:]):
         raise DepthGError(f"corrected mode needs depth read at the codes' points: codes "
                           f"{tuple(c1.shape)}/{tuple(c2.shape)}, depth {tuple(d1.shape)}/"
                           f"{tuple(d2.shape)}")
@@ -122,34 +126,62 @@ def depth_correlation_loss(c1: torch.Tensor, c2: torch.Tensor, d1: torch.Tensor,
     return _pair_loss(cd, dd, shift, zero_clamp, False), dd
 
 
+NEG_RULES = ("shift", "derangement", "stego")
+
+
 def negative_permutations(batch: int, k: int, generator: torch.Generator | None = None,
-                          fidelity: str = "released", device=None) -> torch.Tensor:
+                          rule: str = "shift", device=None) -> torch.Tensor:
     """k maps of the batch onto itself that never pair an image with itself, shape (k, B).
 
-    released: STEGO's rule (random permutation, a fixed point i moves to i+1 mod B — the
-    result may repeat an image). corrected: a uniformly random derangement.
+    ``shift`` (default): ``b ↦ (b + s) mod B`` with a random shift s ≠ 0, distinct for each
+    of the k draws. The batch is in random order, so each image's negative is a uniformly
+    random other image, and the k negatives of an image are k different images; a shift
+    also lets `depthg_loss` read the negatives without copying them. ``derangement``: a
+    uniformly random permutation without fixed points. ``stego``: the released rule (a random
+    permutation whose fixed points i move to i+1 mod B, so an image may serve twice). The
+    loss takes any of them, and ``neg_perms`` replays a released draw exactly.
     """
-    check_fidelity(fidelity)
+    if rule not in NEG_RULES:
+        raise DepthGError(f"rule must be one of {NEG_RULES}, got {rule!r}")
     if k > 0 and batch < 2:
         raise DepthGError(f"negative samples need a batch of at least 2 images, got {batch}; "
                           "use a larger batch or neg_samples=0")
     gen_dev = generator.device if generator is not None else torch.device("cpu")
     ar = torch.arange(batch, device=gen_dev)
-    perms = []
-    for _ in range(k):
-        if fidelity == "released":
-            perm = torch.randperm(batch, generator=generator, device=gen_dev)
-            perm = torch.where(perm == ar, perm + 1, perm) % batch
+    if k == 0:
+        perms = torch.zeros((0, batch), dtype=torch.long, device=gen_dev)
+    elif rule == "shift":
+        if k <= batch - 1:
+            shifts = torch.randperm(batch - 1, generator=generator, device=gen_dev)[:k] + 1
         else:
-            for _try in range(100):
-                perm = torch.randperm(batch, generator=generator, device=gen_dev)
-                if not bool((perm == ar).any()):
-                    break
-            else:  # practically unreachable (p ≈ e^-100); a cyclic shift is a derangement
-                perm = (ar + 1) % batch
-        perms.append(perm)
-    out = torch.stack(perms) if perms else torch.zeros((0, batch), dtype=torch.long)
-    return out.to(device) if device is not None else out
+            shifts = torch.randint(1, batch, (k,), generator=generator, device=gen_dev)
+        perms = (ar[None] + shifts[:, None]) % batch
+    else:
+        rows = []
+        for _ in range(k):
+            perm = torch.randperm(batch, generator=generator, device=gen_dev)
+            if rule == "stego":
+                perm = torch.where(perm == ar, perm + 1, perm) % batch
+            else:
+                for _try in range(100):
+                    if not bool((perm == ar).any()):
+                        break
+                    perm = torch.randperm(batch, generator=generator, device=gen_dev)
+                else:  # practically unreachable; a cyclic shift is a derangement
+                    perm = (ar + 1) % batch
+            rows.append(perm)
+        perms = torch.stack(rows)
+    return perms.to(device) if device is not None else perms
+
+
+def _cyclic_shifts(perms: torch.Tensor) -> list[int] | None:
+    """The shifts s_k if every map is b ↦ (b + s_k) mod B, else None."""
+    if perms.numel() == 0:
+        return []
+    b = perms.shape[1]
+    shifts = perms[:, 0]
+    expected = (torch.arange(b, device=perms.device)[None] + shifts[:, None]) % b
+    return shifts.tolist() if torch.equal(perms, expected) else None
 
 
 def _check_batch(feats, feats_pos, codes, codes_pos, depth, depth_pos, need_depth):
@@ -182,6 +214,10 @@ def _resolve_coords(coords, depth, depth_pos, grids, n_samples, sampling, fideli
         c2 = random_coords(b, n_samples, generator=generator)
         return c1.to(device), c2.to(device)
     if sampling == "fps":
+        if depth.shape == depth_pos.shape and tuple(grids[0]) == tuple(grids[1]):
+            # one greedy loop for both batches: the steps cost the same for 2B clouds
+            both = fps_coords(torch.cat([depth, depth_pos]), grids[0], n_samples, fidelity)
+            return both[:b], both[b:]
         return (fps_coords(depth, grids[0], n_samples, fidelity),
                 fps_coords(depth_pos, grids[1], n_samples, fidelity))
     raise DepthGError(f"sampling must be 'random' or 'fps', got {sampling!r}")
@@ -190,9 +226,11 @@ def _resolve_coords(coords, depth, depth_pos, grids, n_samples, sampling, fideli
 def _gather_plan(perms: torch.Tensor, batch: int):
     """Where each negative request (k, b) — image perms[k,b] read at b's points — goes.
 
-    Requests are grouped by source image; ``rank`` is a request's slot among its source's
-    requests, ``slots`` the largest group (= k when every map is a permutation).
+    Requests are grouped by source image: ``slot[k,b]`` is the request's place among its
+    source's requests and ``slots`` the largest group (= k when every map is a permutation,
+    so nothing is wasted). Returns src and slot as (B, k) tensors, and slots.
     """
+    k = perms.shape[0]
     src = perms.reshape(-1)
     order = torch.argsort(src, stable=True)
     counts = torch.bincount(src, minlength=batch)
@@ -200,24 +238,87 @@ def _gather_plan(perms: torch.Tensor, batch: int):
     rank = torch.empty_like(src)
     rank[order] = torch.arange(src.numel(), device=src.device) - starts[src[order]]
     slots = int(counts.max()) if src.numel() else 0
-    return src, rank, slots
+    return src.view(k, batch).T, rank.view(k, batch).T, slots
 
 
 def _dropout_mask(x: torch.Tensor, p: float, generator):
-    """Dropout2d mask (B,C,1,1) for maps x: whole channels zeroed, the rest scaled 1/(1−p)."""
-    keep = torch.full((x.shape[0], x.shape[1], 1, 1), 1 - p, device=x.device, dtype=x.dtype)
+    """Dropout2d mask (B,C,1) for sampled maps x (B,C,…): whole channels zeroed, the rest
+    scaled by 1/(1−p). Sampling is linear per channel, so masking the samples equals
+    masking the maps."""
+    keep = torch.full((x.shape[0], x.shape[1], 1), 1 - p, device=x.device, dtype=x.dtype)
     if generator is not None and generator.device != x.device:
         return torch.bernoulli(keep.cpu(), generator=generator).to(x.device) / (1 - p)
     return torch.bernoulli(keep, generator=generator) / (1 - p)
 
 
-def _objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_samples, sampling,
-               fidelity, shifts, neg_samples, pointwise, zero_clamp, stabilize, use_depth,
-               feature_dropout, generator, coords, neg_perms):
-    """Shared core: sampled correlations and un-reduced loss groups.
+def _interpolation_matrix(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Bilinear reads as a sparse (B·N, B·h·w) matrix: row (b, n) holds the four corner
+    weights of point n of image b — exactly ``grid_sample(align_corners=True,
+    padding_mode='border')`` for a grid (B, N, 2) in (x, y) order.
 
-    Returns (coords1, coords2, perms, groups) where groups maps a term to (loss, C, target)
-    with shapes (B,P,G,P): G = 1 for intra/inter/depth, G = k for the negatives.
+    Reading maps through this matrix (one sparse product on channels-last rows) is cheaper
+    on CPU than ``grid_sample`` for many channels and few points, and its output has one row
+    per point, which suits the norms and the correlations that follow.
+    """
+    b, n, _ = grid.shape
+    dev = grid.device
+    ix = ((grid[..., 0].float() + 1) / 2 * (w - 1)).clamp(0, w - 1)  # border padding
+    iy = ((grid[..., 1].float() + 1) / 2 * (h - 1)).clamp(0, h - 1)
+    x0, y0 = ix.floor(), iy.floor()
+    wx1, wy1 = ix - x0, iy - y0
+    wx0, wy0 = (x0 + 1) - ix, (y0 + 1) - iy
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp_max(w - 1), (y0 + 1).clamp_max(h - 1)  # weight 0 when clamped
+    base = (torch.arange(b, device=dev) * (h * w))[:, None]
+    cols = torch.stack([base + y0 * w + x0, base + y0 * w + x1,
+                        base + y1 * w + x0, base + y1 * w + x1], dim=-1)
+    vals = torch.stack([wx0 * wy0, wx1 * wy0, wx0 * wy1, wx1 * wy1], dim=-1)
+    crow = torch.arange(0, 4 * b * n + 1, 4, device=dev)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, cols.reshape(-1), vals.reshape(-1),
+                                       size=(b * n, b * h * w))
+
+
+# Devices where points are read with the sparse interpolation matrix; elsewhere (CUDA)
+# grid_sample does it well. Both give the same rows (tests compare them on CPU).
+SPARSE_READS = {"cpu"}
+
+
+class _PointReader:
+    """Reads maps (B,C,h,w) at a grid (B,N,2) of grid_sample coordinates → rows (B·N, C)."""
+
+    def __init__(self, grid: torch.Tensor, hw):
+        self.grid, self.hw = grid, tuple(hw)
+        self.sparse = grid.device.type in SPARSE_READS
+        self.matrix = _interpolation_matrix(grid, *self.hw) if self.sparse else None
+
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        if tuple(maps.shape[-2:]) != self.hw:
+            raise DepthGError(f"maps of size {tuple(maps.shape[-2:])} read with a grid made "
+                              f"for {self.hw}")
+        if self.sparse:
+            rows = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return torch.sparse.mm(self.matrix, rows)
+        out = F.grid_sample(maps, self.grid[:, None].to(maps.dtype), mode="bilinear",
+                            padding_mode="border", align_corners=True)  # (B,C,1,N)
+        return out[:, :, 0].transpose(1, 2).reshape(-1, maps.shape[1])
+
+
+FEATURE_CHUNK = 128  # channels of the frozen features processed at a time (cache-sized)
+
+
+def _objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_samples, sampling,
+               fidelity, shifts, neg_samples, pointwise, use_depth, feature_dropout,
+               generator, coords, neg_perms):
+    """Shared core: every pair term of the batch, un-reduced, in one layout.
+
+    Returns coords1, coords2, perms and a dict with ``cd`` = C and ``target`` = F − shift
+    (after pointwise centring), both (G,B,P,P) for the groups G = [intra, inter, neg_1..k]
+    (P = S² points); with the depth term also ``depth_target`` = D − shift_depth (1,B,P,P)
+    and ``depth_corr`` = D.
     """
     check_fidelity(fidelity)
     need_depth = use_depth or (sampling == "fps" and coords is None)
@@ -236,74 +337,127 @@ def _objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sample
             raise DepthGError(f"neg_perms must be (k, {b}) maps into 0..{b - 1} that never pair "
                               f"an image with itself, got {perms.tolist()}")
     else:
-        perms = negative_permutations(b, neg_samples, generator, fidelity, device=dev)
+        perms = negative_permutations(b, neg_samples, generator, device=dev)
     k = perms.shape[0]
+    groups = 2 + k
 
-    grid1 = sampling_grid(coords1, fidelity).to(feats.dtype)
-    grid2 = sampling_grid(coords2, fidelity).to(feats.dtype)
-    # Anchor points and all negative requests in one grid per source image (SPEC §6: a
-    # negative is image perms[k,b] read at the positive's points coords2[b]).
-    src, rank, slots = _gather_plan(perms, b)
-    b_of_req = torch.arange(b, device=dev).repeat(k)
-    neg_grid = torch.zeros((b, slots, s, s, 2), dtype=grid1.dtype, device=dev)
-    neg_grid[src, rank] = grid2[b_of_req]
-    grid_a = torch.cat([grid1, neg_grid.view(b, slots * s, s, 2)], dim=1)
+    grid1 = sampling_grid(coords1, fidelity).reshape(b, p, 2)
+    grid2 = sampling_grid(coords2, fidelity).reshape(b, p, 2)
+    # One grid per source image holding its own points and every request for it as a
+    # negative (SPEC §6: negative k of image b is image perms[k,b] read at b's points
+    # coords2[b]): the maps are read once, never permuted or copied whole.
+    src, slot, slots = _gather_plan(perms, b)
+    neg_grid = torch.zeros((b, slots, p, 2), dtype=grid1.dtype, device=dev)
+    neg_grid[src, slot] = grid2[:, None].expand(b, k, p, 2)
+    grid_a = torch.cat([grid1[:, None], neg_grid], dim=1).view(b, (1 + slots) * p, 2)
+    slot = slot + 1  # slot 0 holds the image's own points
+    cyclic = _cyclic_shifts(perms)  # shifts: negatives are batch slices, no gather
+    read_a = _PointReader(grid_a, feats.shape[-2:])
+    read_2 = _PointReader(grid2, feats_pos.shape[-2:])
 
-    def read(t, grid):
-        return F.grid_sample(t, grid.to(t.dtype), mode="bilinear", padding_mode="border",
-                             align_corners=True)
-
-    def split(sampled):  # (B,C,(1+slots)S,S) → anchor (B,C,P), negatives (B,C,k,P)
-        c = sampled.shape[1]
-        sampled = sampled.reshape(b, c, 1 + slots, p)
-        neg = sampled[:, :, 1:][src, :, rank]  # (k·B, C, P), request order k-major
-        neg = neg.view(k, b, c, p).permute(1, 2, 0, 3)
-        return sampled[:, :, 0], neg
+    neg_src, neg_slot = src.T, slot.T  # (k,B): where negative k of image b was read
 
     with torch.no_grad():
-        fa = read(feats, grid_a)
-        fp = read(feats_pos, grid2).flatten(2)
+        # F from raw dot products accumulated over channel chunks, then divided by norms
+        fd = torch.zeros((groups, b, p, p), dtype=torch.float32, device=dev)
+        sq_a = torch.zeros((b, 1 + slots, p), dtype=torch.float32, device=dev)
+        sq_p = torch.zeros((b, p), dtype=torch.float32, device=dev)
+        masks = None
         if feature_dropout > 0:  # released: the loss's features carry their own Dropout2d
-            fa = fa * _dropout_mask(fa, feature_dropout, generator)
-            fp = fp * _dropout_mask(fp, feature_dropout, generator)[..., 0]
-        f1, fneg = split(fa)
-        f1, fp, fneg = norm(f1), norm(fp), norm(fneg)
-        fd_intra = torch.einsum("bcp,bcq->bpq", f1, f1)[:, :, None]
-        fd_inter = torch.einsum("bcp,bcq->bpq", f1, fp)[:, :, None]
-        fd_neg = torch.einsum("bcp,bckq->bpkq", f1, fneg)
+            masks = (_dropout_mask(feats, feature_dropout, generator),
+                     _dropout_mask(feats_pos, feature_dropout, generator))
+        for c0 in range(0, feats.shape[1], FEATURE_CHUNK):
+            c1_ = min(c0 + FEATURE_CHUNK, feats.shape[1])
+            ra = read_a(feats[:, c0:c1_].float()).view(b, 1 + slots, p, -1)
+            rp = read_2(feats_pos[:, c0:c1_].float()).view(b, p, -1)
+            if masks is not None:  # per image and channel: masking rows = masking maps
+                ra.mul_(masks[0][:, None, None, c0:c1_, 0])
+                rp.mul_(masks[1][:, None, c0:c1_, 0])
+            sq_a += (ra * ra).sum(-1)
+            sq_p += (rp * rp).sum(-1)
+            r1 = ra[:, 0]
+            fd[0].baddbmm_(r1, r1.transpose(1, 2))
+            fd[1].baddbmm_(r1, rp.transpose(1, 2))
+            for j in range(k):
+                if cyclic is not None:  # image b's negative is image (b + s) mod B
+                    sh = cyclic[j] % b
+                    fd[2 + j, :b - sh].baddbmm_(r1[:b - sh], ra[sh:, 1 + j].transpose(1, 2))
+                    fd[2 + j, b - sh:].baddbmm_(r1[b - sh:], ra[:sh, 1 + j].transpose(1, 2))
+                else:
+                    fd[2 + j].baddbmm_(r1, ra[src[:, j], slot[:, j]].transpose(1, 2))
+        inv_a = sq_a.sqrt_().clamp_min_(1e-10).reciprocal_()  # released norm: x / max(‖x‖, ε)
+        inv_t = torch.cat([inv_a[None, :, 0], sq_p.sqrt_().clamp_min_(1e-10).reciprocal_()[None],
+                           inv_a[neg_src, neg_slot]])  # (G,B,P): 1/‖f‖ of every target
+        fd.mul_(inv_a[None, :, 0, :, None]).mul_(inv_t[:, :, None, :])
+        shift = torch.tensor([shifts["intra"], shifts["inter"]] + [shifts["neg"]] * k,
+                             dtype=fd.dtype, device=dev).view(groups, 1, 1, 1)
         if pointwise:
-            fd_intra = _center_rows(fd_intra, (3,), (0, 1, 3))
-            fd_inter = _center_rows(fd_inter, (3,), (0, 1, 3))
-            fd_neg = _center_rows(fd_neg, (3,), (0, 1, 3))
+            # F − mean over targets + mean(F) − shift. The released code also subtracts the
+            # mean of the centred tensor, which is zero up to rounding: skipped here.
+            row_mean = fd.mean(dim=3, keepdim=True)
+            fd.sub_(row_mean - (row_mean.mean(dim=(1, 2, 3), keepdim=True) - shift))
+        else:
+            fd.sub_(shift)  # fd now holds F − shift
 
-    c1, cneg = split(read(codes, grid_a))
-    cp = read(codes_pos, grid2).flatten(2)
-    c1, cp, cneg = norm(c1), norm(cp), norm(cneg)
-    cd_intra = torch.einsum("bcp,bcq->bpq", c1, c1)[:, :, None]
-    cd_inter = torch.einsum("bcp,bcq->bpq", c1, cp)[:, :, None]
-    cd_neg = torch.einsum("bcp,bckq->bpkq", c1, cneg)
-
-    groups = {
-        "intra": (_pair_loss(cd_intra, fd_intra, shifts["intra"], zero_clamp, stabilize),
-                  cd_intra, fd_intra),
-        "inter": (_pair_loss(cd_inter, fd_inter, shifts["inter"], zero_clamp, stabilize),
-                  cd_inter, fd_inter),
-        "neg": (_pair_loss(cd_neg, fd_neg, shifts["neg"], zero_clamp, stabilize), cd_neg, fd_neg),
-    }
+    ca = F.normalize(read_a(codes).view(b, 1 + slots, p, -1), dim=-1, eps=1e-10)
+    cp = F.normalize(read_2(codes_pos).view(b, p, -1), dim=-1, eps=1e-10)
+    c1 = ca[:, 0]  # (B,P,K)
+    targets = torch.cat([c1[None], cp[None], ca[neg_src, neg_slot]])  # (G,B,P,K)
+    cd = torch.matmul(c1[None], targets.transpose(2, 3))  # (G,B,P,P)
+    out = {"cd": cd, "target": fd}
     if use_depth:
         with torch.no_grad():
             if fidelity == "released":
                 # depth resized to S×S, not read at the sample points (golden README §1)
-                dd = depth_correlation(depth.to(feats.dtype), depth.to(feats.dtype), (s, s))
+                d = depth.float()
+                dd = depth_correlation(d, d, (s, s))
             else:
-                dn = normalized_depth(depth, feats.shape[-2:]).to(feats.dtype)
-                dn = read(dn, grid1)
+                dn = normalized_depth(depth, feats.shape[-2:]).float()
+                dn = _PointReader(grid1, dn.shape[-2:])(dn).view(b, 1, s, s)
                 dd = depth_correlation(dn, dn, fidelity="corrected")
-            dd = dd.reshape(b, p, 1, p)
-        # C_intra (the code correlation of an image's points with themselves), clamp only
-        groups["depth"] = (_pair_loss(cd_intra, dd, shifts["depth"], zero_clamp, False),
-                           cd_intra, dd)
-    return coords1, coords2, perms, groups
+            dd = dd.reshape(1, b, p, p)
+        out["depth_corr"] = dd
+        out["depth_target"] = dd - shifts["depth"]
+    return coords1, coords2, perms, out
+
+
+class _ClampedCorrelationMeans(torch.autograd.Function):
+    """Means of −clamp(C, lo, hi)·T per group for C, T (G,B,P,P), and optionally the depth
+    term's mean of −clamp(C₀, lo)·T_depth (appended last): the reduced losses in a few
+    passes over the big tensors instead of autograd's dozen, with one gradient for C."""
+
+    @staticmethod
+    def forward(ctx, cd, target, depth_target, lo, hi):
+        ctx.save_for_backward(cd, target, depth_target)
+        ctx.lo, ctx.hi = lo, hi
+        n = cd[0].numel()
+        means = cd.clamp(lo, hi).mul_(target).sum(dim=(1, 2, 3)).div_(-n)
+        if depth_target is not None:
+            dm = cd[:1].clamp(lo).mul_(depth_target).sum().div_(-n)
+            means = torch.cat([means, dm.view(1)])
+        return means
+
+    @staticmethod
+    def backward(ctx, grad):
+        cd, target, depth_target = ctx.saved_tensors
+        n = cd[0].numel()
+        g_groups = grad[:cd.shape[0]] / -n
+        # the clamp's gradient mask, with ReLU's fast kernel: passes where lo < C (< hi);
+        # C exactly at a bound (measure zero) gets 0, as ReLU's gradient does at 0
+        g = _threshold_backward(target, cd, ctx.lo)
+        if ctx.hi is not None:
+            g = _threshold_backward(g, -cd, -ctx.hi)
+        g.mul_(g_groups.view(-1, 1, 1, 1))
+        if depth_target is not None:
+            g_depth = _threshold_backward(depth_target, cd[:1], ctx.lo)
+            g[:1].add_(g_depth.mul_(grad[-1] / -n))
+        return g, None, None, None, None
+
+
+def _threshold_backward(values: torch.Tensor, x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """values where x > threshold, else 0 (ReLU's backward kernel, several times faster than
+    ``torch.where`` on CPU)."""
+    return torch.ops.aten.threshold_backward(values, x, threshold)
 
 
 def normalized_depth(depth: torch.Tensor, grid_hw) -> torch.Tensor:
@@ -333,25 +487,25 @@ def depthg_loss_terms(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n
     ``coords2``, ``neg_perms``.
     """
     _check_keys("shifts", shifts, TERMS if use_depth else TERMS[:3])
-    coords1, coords2, perms, groups = _objective(
+    coords1, coords2, perms, terms = _objective(
         feats, feats_pos, codes, codes_pos, depth, depth_pos, n_samples=n_samples,
         sampling=sampling, fidelity=fidelity, shifts=shifts, neg_samples=neg_samples,
-        pointwise=pointwise, zero_clamp=zero_clamp, stabilize=stabilize, use_depth=use_depth,
-        feature_dropout=feature_dropout, generator=generator, coords=coords,
-        neg_perms=neg_perms)
-    b, s = coords1.shape[0], coords1.shape[1]
+        pointwise=pointwise, use_depth=use_depth, feature_dropout=feature_dropout,
+        generator=generator, coords=coords, neg_perms=neg_perms)
+    s = coords1.shape[1]
 
-    def unfold(t):  # (B,P,G,P) → (G·B,S,S,S,S), G-major as the released torch.cat
-        g = t.shape[2]
-        return t.permute(2, 0, 1, 3).reshape(g * b, s, s, s, s)
+    def unfold(t):  # (G,B,P,P) → (G·B,S,S,S,S), group-major as the released torch.cat
+        return t.reshape(-1, s, s, s, s)
 
-    out = {}
-    for name, key in (("intra", "pos_intra"), ("inter", "pos_inter"), ("neg", "neg_inter")):
-        loss, cd, _ = groups[name]
-        out[f"{key}_loss"], out[f"{key}_cd"] = unfold(loss), unfold(cd)
-    if "depth" in groups:
-        loss, _, dd = groups["depth"]
-        out["depth_feat_loss"], out["depth_feat_cd"] = unfold(loss), unfold(dd)
+    cd = terms["cd"]
+    loss = _pair_loss(cd, terms["target"], 0.0, zero_clamp, stabilize)
+    out = {"pos_intra_loss": unfold(loss[:1]), "pos_intra_cd": unfold(cd[:1]),
+           "pos_inter_loss": unfold(loss[1:2]), "pos_inter_cd": unfold(cd[1:2]),
+           "neg_inter_loss": unfold(loss[2:]), "neg_inter_cd": unfold(cd[2:])}
+    if use_depth:
+        depth_loss = _pair_loss(cd[:1], terms["depth_target"], 0.0, zero_clamp, False)
+        out["depth_feat_loss"] = unfold(depth_loss)
+        out["depth_feat_cd"] = unfold(terms["depth_corr"])
     out.update(coords1=coords1.detach(), coords2=coords2.detach(), neg_perms=perms)
     return out
 
@@ -375,18 +529,21 @@ def depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sampl
     _check_keys("shifts", shifts, need)
     if coords is None and (n_samples is None or n_samples < 1):
         raise DepthGError(f"n_samples must be a positive integer, got {n_samples!r}")
-    coords1, coords2, _, groups = _objective(
+    coords1, coords2, _, terms = _objective(
         feats, feats_pos, codes, codes_pos, depth, depth_pos, n_samples=n_samples,
         sampling=sampling, fidelity=fidelity, shifts=shifts, neg_samples=neg_samples,
-        pointwise=pointwise, zero_clamp=zero_clamp, stabilize=stabilize, use_depth=use_depth,
-        feature_dropout=feature_dropout, generator=generator, coords=coords,
-        neg_perms=neg_perms)
-    zero = feats.new_zeros(())
+        pointwise=pointwise, use_depth=use_depth, feature_dropout=feature_dropout,
+        generator=generator, coords=coords, neg_perms=neg_perms)
+    g = terms["cd"].shape[0]  # groups: intra, inter, k negatives (+ depth, appended)
+    means = _ClampedCorrelationMeans.apply(terms["cd"], terms["target"],
+                                           terms.get("depth_target"), _clamp_min(zero_clamp),
+                                           0.8 if stabilize else None)
+    zero = means.new_zeros(())
     out = {
-        "pos_intra": groups["intra"][0].mean(),
-        "pos_inter": groups["inter"][0].mean(),
-        "neg_inter": groups["neg"][0].mean() if groups["neg"][0].numel() else zero,
-        "depth": groups["depth"][0].mean() if use_depth else zero,
+        "pos_intra": means[0],
+        "pos_inter": means[1],
+        "neg_inter": means[2:g].mean() if g > 2 else zero,
+        "depth": means[g] if use_depth else zero,
     }
     total = (weights["intra"] * out["pos_intra"] + weights["inter"] * out["pos_inter"]
              + weights["neg"] * out["neg_inter"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from depthg_lib import losses
 from depthg_lib.errors import DepthGError
 from depthg_lib.losses import (
     correlation_loss,
@@ -100,8 +101,16 @@ def test_full_loss_terms_match_golden(name):
         torch.testing.assert_close(out[key].mean(), g[key], atol=1e-6, rtol=0, msg=key)
 
 
+@pytest.fixture(params=["sparse", "grid_sample"])
+def reader(request, monkeypatch):
+    """Both ways of reading the sample points: sparse products (CPU) and grid_sample (CUDA)."""
+    if request.param == "grid_sample":
+        monkeypatch.setattr(losses, "SPARSE_READS", set())
+    return request.param
+
+
 @pytest.mark.parametrize("name", ["c_full_loss_random", "c_full_loss_fps"])
-def test_depthg_loss_total_matches_golden(name):
+def test_depthg_loss_total_matches_golden(name, reader):
     g = golden(name)
     weights = dict(zip(("intra", "inter", "neg", "depth"), g["weights"].tolist()))
     out = depthg_loss(*_golden_inputs(g), n_samples=g["coords1"].shape[1], weights=weights,
@@ -125,41 +134,44 @@ def test_fps_sampling_reproduces_golden_coords():
 # ------------------------------------------------------------------ fast path == released
 
 def _released_structure(feats, feats_pos, codes, codes_pos, depth, coords1, coords2, perms,
-                        shifts, weights):
+                        shifts, weights, **flags):
     """The released forward: whole maps permuted per negative, sampled afterwards."""
     f1, c1 = sample(feats, coords1), sample(codes, coords1)
     f2, c2 = sample(feats_pos, coords2), sample(codes_pos, coords2)
-    intra = correlation_loss(f1, f1, c1, c1, shifts["intra"])[0].mean()
-    inter = correlation_loss(f1, f2, c1, c2, shifts["inter"])[0].mean()
+    intra = correlation_loss(f1, f1, c1, c1, shifts["intra"], **flags)[0].mean()
+    inter = correlation_loss(f1, f2, c1, c2, shifts["inter"], **flags)[0].mean()
     negs = [correlation_loss(f1, sample(feats[p], coords2), c1, sample(codes[p], coords2),
-                             shifts["neg"])[0] for p in perms]
+                             shifts["neg"], **flags)[0] for p in perms]
     neg = torch.cat(negs).mean()
-    dep = depth_correlation_loss(c1, c1, depth, depth, shifts["depth"])[0].mean()
+    dep = depth_correlation_loss(c1, c1, depth, depth, shifts["depth"],
+                                 zero_clamp=flags.get("zero_clamp", True))[0].mean()
     return (weights["intra"] * intra + weights["inter"] * inter + weights["neg"] * neg
             + weights["depth"] * dep)
 
 
-@pytest.mark.parametrize("fidelity_perms", ["released", "corrected"])
-def test_fast_objective_equals_released_structure_with_gradients(fidelity_perms):
+@pytest.mark.parametrize("rule,flags", [
+    ("shift", {}), ("derangement", {}), ("stego", {}),
+    ("shift", {"pointwise": False, "zero_clamp": False}), ("stego", {"stabilize": True})])
+def test_fast_objective_equals_released_structure_with_gradients(rule, flags, reader):
     gen = torch.Generator().manual_seed(3)
     b, s = 6, 4
-    feats, feats_pos = torch.randn(2, b, 12, 9, 9, generator=gen)
+    feats, feats_pos = torch.randn(2, b, 300, 9, 9, generator=gen)  # 3 channel chunks
     codes0 = torch.randn(b, 5, 9, 9, generator=gen)
     codes_pos0 = torch.randn(b, 5, 9, 9, generator=gen)
     depth = (torch.rand(b, 1, 36, 36, generator=gen) * 255).round()
     coords = (random_coords(b, s, gen), random_coords(b, s, gen))
-    # released maps may repeat an image (and do, for this seed); corrected ones are bijective
-    perms = negative_permutations(b, 4, gen, fidelity=fidelity_perms)
+    # shifts take the slicing path, the others the gather path; STEGO's rule repeats images
+    perms = negative_permutations(b, 4, gen, rule=rule)
     weights = {"intra": 0.5, "inter": 0.3, "neg": 0.7, "depth": 0.2}
     shifts = {"intra": 0.1, "inter": 0.2, "neg": 0.6, "depth": 0.03}
 
     codes, codes_pos = codes0.clone().requires_grad_(), codes_pos0.clone().requires_grad_()
     ours = depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth, n_samples=s,
-                       weights=weights, shifts=shifts, coords=coords, neg_perms=perms)
+                       weights=weights, shifts=shifts, coords=coords, neg_perms=perms, **flags)
     ours["total"].backward()
     ref_c, ref_cp = codes0.clone().requires_grad_(), codes_pos0.clone().requires_grad_()
     ref = _released_structure(feats, feats_pos, ref_c, ref_cp, depth, *coords, perms,
-                              shifts, weights)
+                              shifts, weights, **flags)
     ref.backward()
     torch.testing.assert_close(ours["total"], ref, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(codes.grad, ref_c.grad, atol=1e-7, rtol=1e-4)
@@ -168,14 +180,23 @@ def test_fast_objective_equals_released_structure_with_gradients(fidelity_perms)
 
 def test_negative_permutations_never_pair_an_image_with_itself():
     gen = torch.Generator().manual_seed(0)
-    rel = negative_permutations(8, 50, gen, "released")
-    cor = negative_permutations(8, 50, gen, "corrected")
+    rel = negative_permutations(8, 50, gen, rule="stego")
+    cor = negative_permutations(8, 50, gen, rule="derangement")
     ar = torch.arange(8)
     assert not (rel == ar).any() and not (cor == ar).any()
     assert all(sorted(p.tolist()) == list(range(8)) for p in cor)
     assert any(len(set(p.tolist())) < 8 for p in rel)  # STEGO's rule repeats images
+    shifts = negative_permutations(8, 5, gen)  # default: cyclic shifts, all different
+    ar = torch.arange(8)
+    offsets = [int(s) for s in (shifts[:, 0])]
+    assert len(set(offsets)) == 5 and 0 not in offsets
+    assert all(torch.equal(row, (ar + o) % 8) for row, o in zip(shifts, offsets))
+    assert losses._cyclic_shifts(shifts) == offsets
+    assert losses._cyclic_shifts(torch.tensor([[1, 0, 3, 2]])) is None  # a swap, no shift
     with pytest.raises(DepthGError, match="at least 2"):
         negative_permutations(1, 3)
+    with pytest.raises(DepthGError, match="rule"):
+        negative_permutations(4, 1, rule="random")
 
 
 # ------------------------------------------------------------------ options and corrected
@@ -245,7 +266,7 @@ def test_gradients_reach_codes_not_features():
     assert codes_pos.grad is not None and feats.grad is None
 
 
-def test_corrected_depth_term_reads_depth_at_the_sample_points():
+def test_corrected_depth_term_reads_depth_at_the_sample_points(reader):
     batch = _random_batch(seed=2)
     out = depthg_loss_terms(*batch, n_samples=5, sampling="fps", fidelity="corrected",
                             shifts=GOLDEN_SHIFTS, generator=torch.Generator().manual_seed(0))
