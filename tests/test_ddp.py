@@ -1,8 +1,10 @@
 """DistributedDataParallel (issue 8): two CPU ranks with B/2 crops each take one process's step.
 
 Two processes (torch.multiprocessing, forked; gloo, rendezvous through a file) run `train()` for
-two steps on the same tiny crops as one process with the full batch; head parameters and the
-Adam moments (the gradients) must agree to float tolerance.
+two steps on the same tiny crops as one process with the full batch; head parameters, the
+Adam moments (the gradients) and the logged losses and validation scores must agree to float
+tolerance. Rank 0 builds the frozen-feature cache while rank 1 waits; the one-process run
+reuses it.
 
 The comparison switches off what legitimately couples the images of a batch or draws
 per-rank random numbers: dropout (masks differ per rank), the negative term (negatives are
@@ -23,6 +25,7 @@ import torch.multiprocessing as mp
 
 from depthg_lib import train as T
 from depthg_lib.config import load_profile
+from depthg_lib.models import load_backbone
 
 N_CROPS, SIZE = 8, 32
 
@@ -30,12 +33,12 @@ N_CROPS, SIZE = 8, 32
 def _profile():
     return load_profile("test").replace(
         res=32, samples=3, fps_min_samples=2, batch_size=4, steps=2, dim=8, n_classes=4,
-        knn_k=2, knn_store=4, num_workers=0, precompute_features=False, val_every=1,
+        knn_k=2, knn_store=4, num_workers=0, precompute_features=True, val_every=1,
         checkpoint_every=100, dropout=False, feature_dropout=0.0, weight_neg=0.0,
         pointwise=False, sampling="fps")
 
 
-def _data() -> T.TrainData:
+def _data(cache_dir) -> T.TrainData:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (N_CROPS, SIZE, SIZE, 3), dtype=np.uint8)
     labels = rng.integers(0, 4, (N_CROPS, SIZE, SIZE), dtype=np.uint8)
@@ -43,7 +46,8 @@ def _data() -> T.TrainData:
     knn = np.stack([np.r_[i, (i + 1) % N_CROPS, (i + 3) % N_CROPS, (i + 5) % N_CROPS]
                     for i in range(N_CROPS)]).astype(np.int64)
     val = T.ArrayCrops(images[:3], labels[:3], depth[:3])  # rank 0 validates after each step
-    return T.TrainData(train=T.ArrayCrops(images, labels, depth), knn=knn, val=val)
+    return T.TrainData(train=T.ArrayCrops(images, labels, depth), knn=knn, val=val,
+                       cache_dir=cache_dir, key="ddp-test")
 
 
 def _rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
@@ -51,19 +55,21 @@ def _rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world, timeout=timedelta(seconds=60))  # no endless hang
     try:
-        T.train(_profile(), out_dir, device="cpu", data=_data(), progress=False)
+        T.train(_profile(), f"{out_dir}/ddp", device="cpu", data=_data(f"{out_dir}/features"),
+                progress=False)
     finally:
         dist.destroy_process_group()
 
 
 def test_two_ranks_with_half_batches_take_the_one_process_step(tmp_path):
     torch.set_num_threads(1)
-    single = T.train(_profile(), tmp_path / "single", device="cpu", data=_data(),
-                     progress=False)
-    # fork after the one-process run: the ranks inherit torch, timm and the rest already
-    # imported (spawn re-imports them, 10+ s per rank on a busy 2-core machine)
-    mp.start_processes(_rank, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "ddp")),
+    load_backbone(_profile().backbone)  # import timm & co. here: forked ranks inherit them
+    # (spawn would re-import torch and timm, 10+ s per rank on a busy 2-core machine)
+    mp.start_processes(_rank, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)),
                        nprocs=2, join=True, start_method="fork")
+    # rank 0 built the frozen-feature cache; the one-process run reads the same one
+    single = T.train(_profile(), tmp_path / "single", device="cpu",
+                     data=_data(tmp_path / "features"), progress=False)
     a = torch.load(single, weights_only=True)
     b = torch.load(tmp_path / "ddp/checkpoints/final.pt", weights_only=True)
     assert a["step"] == b["step"] == 2

@@ -279,3 +279,19 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     with pytest.raises(DepthGError, match="--force"):
         T.train(tiny_profile(steps=1, lr=1e-3), tmp_path, device="cpu", data=tiny_data(),
                 progress=False)
+
+
+@pytest.mark.parametrize("changes", [
+    dict(fidelity="released"),  # 0..255 depth, transposed FPS points, S decay at step 0
+    dict(fidelity="released", sampling="random", use_depth=False, fps_sample_decay=False),
+    dict(fidelity="corrected", sampling="random", pointwise=False, stabilize=True),
+])
+def test_profile_variants_train(tmp_path, changes):
+    p = tiny_profile(steps=2, val_every=2, **changes)
+    T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False)
+    rows = read_rows(tmp_path)
+    assert all(math.isfinite(float(r["total"])) for r in rows)
+    if changes["fidelity"] == "released" and p.fps_sample_decay:
+        assert [r["samples"] for r in rows] == ["3", "2"]  # decayed right after step 0
+    if not p.use_depth:
+        assert all(float(r["depth"]) == 0.0 for r in rows)
