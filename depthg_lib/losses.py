@@ -373,8 +373,8 @@ def _objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sample
             if masks is not None:  # per image and channel: masking rows = masking maps
                 ra.mul_(masks[0][:, None, None, c0:c1_, 0])
                 rp.mul_(masks[1][:, None, c0:c1_, 0])
-            sq_a += (ra * ra).sum(-1)
-            sq_p += (rp * rp).sum(-1)
+            sq_a += torch.linalg.vector_norm(ra, dim=-1).square_()  # fast along rows
+            sq_p += torch.linalg.vector_norm(rp, dim=-1).square_()
             r1 = ra[:, 0]
             fd[0].baddbmm_(r1, r1.transpose(1, 2))
             fd[1].baddbmm_(r1, rp.transpose(1, 2))
@@ -388,21 +388,27 @@ def _objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sample
         inv_a = sq_a.sqrt_().clamp_min_(1e-10).reciprocal_()  # released norm: x / max(‖x‖, ε)
         inv_t = torch.cat([inv_a[None, :, 0], sq_p.sqrt_().clamp_min_(1e-10).reciprocal_()[None],
                            inv_a[neg_src, neg_slot]])  # (G,B,P): 1/‖f‖ of every target
-        fd.mul_(inv_a[None, :, 0, :, None]).mul_(inv_t[:, :, None, :])
+        fd.mul_(inv_t[:, :, None, :])  # target norms now, anchor norms (rows) below
+        inv_rows = inv_a[None, :, 0, :, None]  # (1,B,P,1)
         shift = torch.tensor([shifts["intra"], shifts["inter"]] + [shifts["neg"]] * k,
                              dtype=fd.dtype, device=dev).view(groups, 1, 1, 1)
         if pointwise:
-            # F − mean over targets + mean(F) − shift. The released code also subtracts the
-            # mean of the centred tensor, which is zero up to rounding: skipped here.
-            row_mean = fd.mean(dim=3, keepdim=True)
-            fd.sub_(row_mean - (row_mean.mean(dim=(1, 2, 3), keepdim=True) - shift))
+            # F − mean over targets + mean(F) − shift, with F = rows·fd: a row's scale comes
+            # out of its mean. The released code also subtracts the mean of the centred
+            # tensor, which is zero up to rounding: skipped here.
+            row_mean = fd.mean(dim=3, keepdim=True) * inv_rows
+            bias = row_mean.mean(dim=(1, 2, 3), keepdim=True) - shift - row_mean
         else:
-            fd.sub_(shift)  # fd now holds F − shift
+            bias = -shift
+        fd = torch.addcmul(bias, fd, inv_rows)  # fd now holds F − shift, centred
 
     ca = F.normalize(read_a(codes).view(b, 1 + slots, p, -1), dim=-1, eps=1e-10)
     cp = F.normalize(read_2(codes_pos).view(b, p, -1), dim=-1, eps=1e-10)
-    c1 = ca[:, 0]  # (B,P,K)
-    targets = torch.cat([c1[None], cp[None], ca[neg_src, neg_slot]])  # (G,B,P,K)
+    # anchors and negatives in one gather (one gradient scatter back into ca)
+    ar = torch.arange(b, device=dev)[None]
+    own = ca[torch.cat([ar, neg_src]), torch.cat([torch.zeros_like(ar), neg_slot])]  # (1+k,B,P,K)
+    c1 = own[0]
+    targets = torch.cat([own[:1], cp[None], own[1:]])  # (G,B,P,K)
     cd = torch.matmul(c1[None], targets.transpose(2, 3))  # (G,B,P,P)
     out = {"cd": cd, "target": fd}
     if use_depth:
@@ -430,10 +436,12 @@ class _ClampedCorrelationMeans(torch.autograd.Function):
     def forward(ctx, cd, target, depth_target, lo, hi):
         ctx.save_for_backward(cd, target, depth_target)
         ctx.lo, ctx.hi = lo, hi
-        n = cd[0].numel()
-        means = cd.clamp(lo, hi).mul_(target).sum(dim=(1, 2, 3)).div_(-n)
+        g, n = cd.shape[0], cd[0].numel()
+        clamped = cd.clamp(lo, hi)
+        # per-group dot products Σ clamp(C)·T as one batched product (no temporary)
+        means = torch.bmm(clamped.view(g, 1, n), target.reshape(g, n, 1)).view(g).div_(-n)
         if depth_target is not None:
-            dm = cd[:1].clamp(lo).mul_(depth_target).sum().div_(-n)
+            dm = torch.dot(cd[0].clamp(lo).view(-1), depth_target.reshape(-1)).div_(-n)
             means = torch.cat([means, dm.view(1)])
         return means
 
