@@ -141,3 +141,52 @@ def test_bad_input_is_a_depthg_error():
         fps_coords(depth, (7, 7), 3, fidelity="paper-ish")
     with pytest.raises(DepthGError):
         sample(torch.rand(2, 3, 7, 7), torch.rand(3, 4, 4, 2))
+
+
+# ----------------------------------------------------------------- chapter 04 figures
+
+def test_read_positions_show_the_released_mirror(d_fps):
+    from depthg_lib.viz.method import fps_cells, read_positions
+
+    depth = torch.from_numpy(d_fps["depth"][:1])
+    chosen = fps_cells(depth, (28, 28), 9, "released")
+    assert chosen.tolist()[:2] == [[0, 0], [503 // 28, 503 % 28]]  # golden selection order
+    released = read_positions(fps_coords(depth, (28, 28), 9, "released"), (28, 28))
+    corrected = read_positions(fps_coords(depth, (28, 28), 9, "corrected"), (28, 28))
+    # released reads (col/w·27, row/h·27) for a chosen (row, col): mirrored, slightly off
+    chosen_set = {tuple(c) for c in chosen.tolist()}
+    mirrored = {(round(c / 28 * 27, 4), round(r / 28 * 27, 4)) for r, c in chosen_set}
+    assert {tuple(np.round(p, 4)) for p in released} == mirrored
+    assert np.allclose(corrected, fps_cells(depth, (28, 28), 9, "corrected"), atol=1e-5)
+
+
+def test_method_figures_draw(d_fps):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from depthg_lib.viz.method import (
+        correlation_to_point,
+        depth_similarity_to_point,
+        plot_correlations,
+        plot_depth_correlation,
+        plot_sampling,
+    )
+
+    depth = d_fps["depth"][2, 0]  # two planes at depth 40 and 200
+    gen = torch.Generator().manual_seed(0)
+    feats, codes = torch.randn(16, 14, 14, generator=gen), torch.randn(8, 14, 14, generator=gen)
+    f_row = correlation_to_point(feats, (3, 4))
+    assert f_row.shape == (14, 14) and f_row[3, 4] == pytest.approx(1.0)
+    corrected, released = depth_similarity_to_point(depth, (14, 14), (0, 0))
+    assert set(np.unique(corrected).round(6)) == {0.0, 1.0}  # planes: same or opposite
+    assert (released == 1).all()
+    image = np.zeros((28, 28, 3), dtype=np.uint8)
+    figs = [plot_sampling(depth, (14, 14), 5, image=image),
+            plot_correlations(feats, codes, (3, 4), depth=depth, image=image,
+                              feats_b=feats.flip(1), codes_b=codes.flip(1), image_b=image),
+            plot_depth_correlation(depth, (14, 14), 6)]
+    assert [len(f.axes) > 0 for f in figs] == [True] * 3
+    for fig in figs:
+        plt.close(fig)

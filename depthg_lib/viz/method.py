@@ -1,0 +1,198 @@
+"""Figures of the method (chapter 04): where the S×S points are read, and what F, C and D
+look like for one query point.
+
+- `plot_sampling` — random points vs depth-guided FPS over a depth map, and the released
+  quirk: FPS chooses cells, the released sampler reads them mirrored about the diagonal
+  (golden README §2); `corrected` reads them where FPS chose.
+- `plot_correlations` — for one query point, the feature correlation F, the code
+  correlation C and the depth correlation D (corrected: 1 − |d̂_q − d̂|; released: ≡ 1) over
+  the whole feature grid, against the same image and optionally a second one.
+- `plot_depth_correlation` — the P×P depth correlation of one image's sample points as
+  released (all ones) and corrected (similar depth attracts).
+
+Every function returns a matplotlib Figure; callers save or show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..losses import depth_correlation, normalized_depth
+from ..sampling import (
+    depth_to_points,
+    farthest_point_indices,
+    fps_coords,
+    pool_depth,
+    random_coords,
+    sample,
+)
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _depth_map(depth) -> torch.Tensor:
+    """(H,W), (1,H,W) or (1,1,H,W) array/tensor → float tensor (1,1,H,W)."""
+    d = torch.as_tensor(np.asarray(depth) if not torch.is_tensor(depth) else depth).float()
+    while d.dim() < 4:
+        d = d[None]
+    return d[:1]
+
+
+def read_positions(coords: torch.Tensor, grid_hw: Sequence[int]) -> np.ndarray:
+    """Where `sample` reads coords (n,n,2) or (1,n,n,2): (n², 2) (row, col) in feature-grid
+    cells (fractional; align_corners=True puts −1/+1 on the first/last cell centre).
+
+    The released axis permutation only reorders the output, so the read positions are the
+    same in both fidelities: x (the first value) is always a column.
+    """
+    c = coords.reshape(-1, 2).detach().cpu().double().numpy()
+    h, w = grid_hw
+    return np.stack([(c[:, 1] + 1) / 2 * (h - 1), (c[:, 0] + 1) / 2 * (w - 1)], axis=1)
+
+
+def fps_cells(depth, grid_hw: Sequence[int], n: int, fidelity: str = "released") -> np.ndarray:
+    """The cells FPS chooses, (n², 2) (row, col), in selection order."""
+    grid = pool_depth(_depth_map(depth), tuple(grid_hw))
+    inds = farthest_point_indices(depth_to_points(grid, fidelity), n * n)[0].numpy()
+    return np.stack([inds // grid_hw[1], inds % grid_hw[1]], axis=1)
+
+
+def _to_pixels(cells: np.ndarray, grid_hw, image_hw) -> tuple[np.ndarray, np.ndarray]:
+    """Feature-grid (row, col) → image pixel (x, y) of the cell centres."""
+    sy, sx = image_hw[0] / grid_hw[0], image_hw[1] / grid_hw[1]
+    return (cells[:, 1] + 0.5) * sx - 0.5, (cells[:, 0] + 0.5) * sy - 0.5
+
+
+def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | None = None,
+                  seed: int = 0):
+    """Random points, corrected FPS and released FPS (chosen vs read) over a depth map."""
+    plt = _plt()
+    d = _depth_map(depth)
+    hw = tuple(d.shape[-2:])
+    grid_hw = tuple(grid_hw)
+    rand = read_positions(random_coords(1, n, torch.Generator().manual_seed(seed)), grid_hw)
+    corrected = read_positions(fps_coords(d, grid_hw, n, "corrected"), grid_hw)
+    chosen = fps_cells(d, grid_hw, n, "released")
+    released = read_positions(fps_coords(d, grid_hw, n, "released"), grid_hw)
+    panels = [("random (released and corrected)", [(rand, "o", "white")]),
+              ("FPS, corrected: read where chosen", [(corrected, "o", "white")]),
+              ("FPS, released: chosen (o) vs read (x)",
+               [(chosen, "o", "white"), (released, "x", "red")])]
+    ncol = len(panels) + (image is not None)
+    fig, axes = plt.subplots(1, ncol, figsize=(3.4 * ncol, 3.6))
+    axes = np.atleast_1d(axes)
+    if image is not None:
+        axes[0].imshow(image)
+        axes[0].set_title("image")
+        axes[0].axis("off")
+    for ax, (title, layers) in zip(axes[ncol - len(panels):], panels):
+        ax.imshow(d[0, 0].numpy(), cmap="magma")
+        for cells, marker, colour in layers:
+            x, y = _to_pixels(cells, grid_hw, hw)
+            ax.scatter(x, y, s=14, marker=marker, c=colour,
+                       edgecolors="black" if marker == "o" else None, linewidths=0.5)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"{n}×{n} sample points on a {grid_hw[0]}×{grid_hw[1]} feature grid "
+                 "(depth: dark = near)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def correlation_to_point(maps: torch.Tensor, point: Sequence[int],
+                         other: torch.Tensor | None = None) -> np.ndarray:
+    """Cosine similarity of the vector at ``point`` (row, col) of maps (C,h,w) to every
+    position of ``other`` (C,h',w') (default: the same maps) — one row of F or C."""
+    maps = torch.as_tensor(maps).float()
+    other = maps if other is None else torch.as_tensor(other).float()
+    query = F.normalize(maps[:, point[0], point[1]], dim=0)
+    return torch.einsum("c,chw->hw", query, F.normalize(other, dim=0)).numpy()
+
+
+def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int]):
+    """Corrected D of a point to every cell, ``1 − |d̂_q − d̂|`` on the feature grid, and the
+    released D (1 wherever depth > 0, 0 at exact zeros), both (h, w)."""
+    dn = normalized_depth(_depth_map(depth), tuple(grid_hw))[0, 0]
+    corrected = 1 - (dn - dn[point[0], point[1]]).abs()
+    raw = pool_depth(_depth_map(depth), tuple(grid_hw))[0, 0]
+    released = (raw > 0).float()  # unit norm over one channel: 1, or 0 where depth is 0
+    return corrected.numpy(), released.numpy()
+
+
+def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=None,
+                      image: np.ndarray | None = None, feats_b=None, codes_b=None,
+                      image_b: np.ndarray | None = None):
+    """F, C (and D) of one query point (row, col on the feature grid) as maps.
+
+    feats (D,h,w), codes (K,h,w) of image a; with ``feats_b``/``codes_b`` also the maps
+    against a second image (what the positive and negative terms see). D is shown in both
+    fidelities: corrected attracts points at similar depth, released is constant.
+    """
+    plt = _plt()
+    feats = torch.as_tensor(feats).float()
+    h, w = feats.shape[-2:]
+    cols = []
+    if image is not None:
+        cols.append(("image a, query point", image, None, "a"))
+    cols.append(("F: features, a → a", correlation_to_point(feats, point), (-1, 1), "a"))
+    if codes is not None:
+        cols.append(("C: codes, a → a", correlation_to_point(codes, point), (-1, 1), "a"))
+    if depth is not None:
+        corrected, released = depth_similarity_to_point(depth, (h, w), point)
+        cols.append(("D corrected: 1 − |d̂_q − d̂|", corrected, (0, 1), "a"))
+        cols.append(("D released (≡ 1)", released, (0, 1), "a"))
+    if feats_b is not None:
+        if image_b is not None:
+            cols.append(("image b", image_b, None, "b"))
+        cols.append(("F: a → b", correlation_to_point(feats, point, feats_b), (-1, 1), "b"))
+        if codes is not None and codes_b is not None:
+            cols.append(("C: a → b", correlation_to_point(codes, point, codes_b), (-1, 1), "b"))
+    fig, axes = plt.subplots(1, len(cols), figsize=(2.7 * len(cols), 3.0))
+    axes = np.atleast_1d(axes)
+    for ax, (title, data, lim, which) in zip(axes, cols):
+        if lim is None:
+            ax.imshow(data)
+            if which == "a":
+                ih, iw = np.asarray(data).shape[:2]
+                x, y = _to_pixels(np.array([point]), (h, w), (ih, iw))
+                ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
+        else:
+            im = ax.imshow(data, cmap="coolwarm" if lim[0] < 0 else "viridis",
+                           vmin=lim[0], vmax=lim[1])
+            if which == "a":
+                ax.scatter([point[1]], [point[0]], s=60, marker="*", c="yellow",
+                           edgecolors="black")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0):
+    """The P×P depth correlation D of one image's n×n random sample points, released vs
+    corrected, points sorted by depth so that the structure is visible."""
+    plt = _plt()
+    d = _depth_map(depth)
+    coords = random_coords(1, n, torch.Generator().manual_seed(seed))
+    released = depth_correlation(d, d, (n, n), "released").reshape(n * n, n * n)
+    dn = sample(normalized_depth(d, tuple(grid_hw)), coords, "corrected")
+    corrected = depth_correlation(dn, dn, fidelity="corrected").reshape(n * n, n * n)
+    order = torch.argsort(dn.reshape(-1))
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
+    for ax, (title, mat) in zip(axes, [("D released", released), ("D corrected", corrected)]):
+        im = ax.imshow(mat[order][:, order].numpy(), cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("sample point (by depth)")
+        ax.set_ylabel("sample point (by depth)")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
