@@ -10,10 +10,14 @@ correlation, all between two S×S grids of sample points, shape (N, S, S, S, S) 
 - `depthg_loss` — the whole objective for a batch (intra, inter, negatives, depth), and
   `depthg_loss_terms` with the same inputs returning every un-reduced tensor (golden ``c_*``).
 
-The released loss samples and permutes whole 384-channel feature maps once per negative.
-Here the points are sampled first — anchor points and every negative's points in one
-``grid_sample`` call on the un-permuted maps — and only the few sampled points are
-rearranged, which gives the same numbers at a fraction of the cost.
+How the objective is computed (same numbers as the released structure, golden-tested):
+the released loss permutes whole (B, 384, h, w) feature maps once per negative and samples
+them again. Here every point an image is read at — its own S² points and the points at
+which other images use it as a negative — is read in one pass (a sparse interpolation
+matrix on CPU, ``grid_sample`` on CUDA), F is accumulated over channel chunks from the
+raw dot products and divided by the norms afterwards, negatives drawn as batch shifts are
+plain batch slices (no copy), and the clamped products are reduced by one small autograd
+function instead of a dozen element-wise passes.
 """
 
 from __future__ import annotations
@@ -324,6 +328,7 @@ def _objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sample
     need_depth = use_depth or (sampling == "fps" and coords is None)
     _check_batch(feats, feats_pos, codes, codes_pos, depth, depth_pos, need_depth)
     b, dev = feats.shape[0], feats.device
+    codes, codes_pos = codes.float(), codes_pos.float()  # no-op for float32 (autograd-safe)
     coords1, coords2 = _resolve_coords(coords, depth, depth_pos,
                                        (feats.shape[-2:], feats_pos.shape[-2:]), n_samples,
                                        sampling, fidelity, b, generator, dev)
@@ -527,8 +532,11 @@ def depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sampl
 
     feats/feats_pos (B,D,h,w) backbone features of the images and their kNN positives, codes
     (B,K,h,w) the head's output, depth/depth_pos (B,1,H,W) (released: 0..255 as loaded).
-    ``weights`` and ``shifts``: dicts with keys intra, inter, neg, depth. ``coords`` =
-    (coords1, coords2) and ``neg_perms`` (k,B) override the random draws (golden tests).
+    ``weights`` and ``shifts``: dicts with keys intra, inter, neg, depth. ``feature_dropout``:
+    the released Dropout2d on the loss's own copy of the features (training only).
+    Random draws, in this order from ``generator``: coords1, coords2 (random sampling), the
+    negatives (``negative_permutations``: batch shifts), the dropout masks. ``coords`` =
+    (coords1, coords2) and ``neg_perms`` (k,B) override the draws (golden tests).
     Returns scalar ``pos_intra``, ``pos_inter``, ``neg_inter``, ``depth`` (0 when
     ``use_depth`` is off), ``total`` (weighted sum) and the detached ``coords1``, ``coords2``.
     """
