@@ -907,9 +907,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed (profile: seed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    path = train(args.profile, out_dir=args.out, device=args.device, resume=args.resume,
-                 seed=args.seed, steps=args.steps, progress=not args.no_progress,
-                 force=args.force)
+    try:
+        path = train(args.profile, out_dir=args.out, device=args.device, resume=args.resume,
+                     seed=args.seed, steps=args.steps, progress=not args.no_progress,
+                     force=args.force)
+    except KeyboardInterrupt:
+        given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--force"]
+        again = " ".join(["python -m depthg_lib.train", *given])
+        again += "" if args.resume else " --resume"
+        print(f"interrupted: the last checkpoint written is kept; continue with `{again}`",
+              file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) == 0:
         print(path, file=sys.stdout)
     return 0
