@@ -224,3 +224,14 @@ def test_embedded_random_is_fixed_and_embedded_needs_its_file():
 def test_default_weights_dir_is_in_the_repository(monkeypatch):
     monkeypatch.delenv("DEPTHG_BACKBONE_DIR", raising=False)
     assert models.backbone_weights_dir().parts[-3:] == ("data", "models", "backbones")
+
+
+def test_embedded_loads_a_given_weights_file(tmp_path):
+    rand = load_backbone("embedded-random")
+    sd = {k: v * 0.5 for k, v in rand.vit.state_dict().items()}
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "vit.safetensors"))
+    bb = load_backbone("embedded", weights=tmp_path / "vit.safetensors")
+    for k, v in bb.vit.state_dict().items():
+        torch.testing.assert_close(v, sd[k], msg=k)
+    x = torch.rand(1, 3, 16, 16)
+    assert not torch.allclose(bb(x), rand(x))
