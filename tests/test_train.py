@@ -295,3 +295,19 @@ def test_profile_variants_train(tmp_path, changes):
         assert [r["samples"] for r in rows] == ["3", "2"]  # decayed right after step 0
     if not p.use_depth:
         assert all(float(r["depth"]) == 0.0 for r in rows)
+
+
+def test_training_figures_read_the_log(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from depthg_lib.viz.training import plot_training, read_log
+
+    T.train(tiny_profile(steps=3), tmp_path, device="cpu", data=tiny_data(), progress=False)
+    log = read_log(tmp_path)
+    assert list(log["step"]) == [0, 1, 2] and np.isfinite(log["total"]).all()
+    assert np.isfinite(log["val_linear_miou"]).sum() == 1  # validation after step 3 only
+    fig = plot_training(log, title="tiny")
+    assert len(fig.axes) == 5  # four panels + the twin axis of the schedule
+    with pytest.raises(DepthGError, match="train first"):
+        read_log(tmp_path / "nowhere")

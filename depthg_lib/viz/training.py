@@ -78,13 +78,13 @@ def plot_schedule(log, ax=None):
     log = _log(log)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
-    ax.step(log["step"], log["samples"], where="post", color="C0", label="S")
+    ax.step(log["step"], log["samples"], where="post", color="C0", lw=3, alpha=0.6)
     ax.set_ylabel("S (sample grid S×S)", color="C0")
     ax.set_xlabel("step")
-    right = ax.twinx()
-    right.step(log["step"], log["weight_depth"], where="post", color="C3")
+    right = ax.twinx()  # dashed on top: the two often change at the same step
+    right.step(log["step"], log["weight_depth"], where="post", color="C3", ls="--")
     right.set_ylabel("depth weight", color="C3")
-    ax.set_title("schedules")
+    ax.set_title("schedules: S (solid), depth weight (dashed)")
     return ax
 
 
