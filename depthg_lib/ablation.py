@@ -62,7 +62,7 @@ def run_ablation(profile: Profile | str, seeds: int | None = None,
     Results are kept in `<out_dir>/results.json` (default `runs/<profile>/ablation`).
     """
     from .evaluate import evaluate, kmeans_baseline
-    from .train import open_train_data, train
+    from .train import train
 
     profile = load_profile(profile)
     seeds = profile.ablation_seeds if seeds is None else int(seeds)
@@ -79,11 +79,9 @@ def run_ablation(profile: Profile | str, seeds: int | None = None,
                 result = kmeans_baseline(variant, seed=seed, device=device, progress=progress)
                 unsup, linear = result, {"miou": None, "acc": None}
             else:
-                data = open_train_data(variant)
-                # the cache holds depth in the fidelity's units: one cache per fidelity
-                data.cache_dir = Path(f"{data.cache_dir}_{variant.fidelity}")
+                # the frozen-feature cache (one per fidelity) is shared by all runs
                 checkpoint = train(variant, out_dir=out / method / f"seed{seed}", seed=seed,
-                                   device=device, progress=progress, data=data)
+                                   device=device, progress=progress)
                 metrics = evaluate(variant, checkpoint, device=device, progress=progress,
                                    out_dir=out / method / f"seed{seed}" / "eval")
                 unsup, linear = metrics["unsupervised"], metrics["linear"]

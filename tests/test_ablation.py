@@ -25,9 +25,6 @@ def test_variants_change_only_the_method_settings():
 def test_run_ablation_trains_each_once_and_resumes(tmp_path, monkeypatch):
     calls = []
 
-    class FakeData:
-        cache_dir = tmp_path / "features"
-
     def fake_train(profile, out_dir, seed, **kwargs):
         calls.append(("train", profile.fidelity, profile.use_depth, seed))
         return tmp_path / "ckpt.pt"
@@ -42,7 +39,6 @@ def test_run_ablation_trains_each_once_and_resumes(tmp_path, monkeypatch):
         calls.append(("kmeans", seed))
         return {"miou": 20.0 + seed, "acc": 50.0}
 
-    monkeypatch.setattr(train_mod, "open_train_data", lambda profile: FakeData())
     monkeypatch.setattr(train_mod, "train", fake_train)
     monkeypatch.setattr(evaluate_mod, "evaluate", fake_evaluate)
     monkeypatch.setattr(evaluate_mod, "kmeans_baseline", fake_kmeans)
