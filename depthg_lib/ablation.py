@@ -34,7 +34,10 @@ METHODS = {
 
 
 def method_profile(profile: Profile, method: str) -> Profile:
-    """The profile a method trains with: only the settings that define the method change."""
+    """The profile a method trains with: only the settings that define the method change,
+    and the budget (`ablation_steps`, validated once at the end) that every method shares."""
+    steps = profile.ablation_steps or profile.steps
+    profile = profile.replace(steps=steps, val_every=steps)
     if method == "stego":
         return profile.replace(use_depth=False, sampling="random", fps_sample_decay=False)
     if method == "depthg-released":

@@ -117,6 +117,7 @@ class Profile:
     eval_res: int = 320
     crf: bool = False
     ablation_seeds: int = 3
+    ablation_steps: int = 0  # training steps of each ablation run; 0 = `steps`
 
     # -- derived -------------------------------------------------------------------------
     source: str = field(default="", compare=False)  # the file it was loaded from
@@ -186,7 +187,7 @@ _POSITIVE = {"synth_size", "depth_batch", "knn_res", "knn_k", "knn_store", "knn_
              "eval_res", "n_classes", "fps_min_samples", "depth_decay_every",
              "fps_sample_decay_every", "ablation_seeds"}
 _NON_NEGATIVE = {"synth_n_train", "synth_n_val", "synth_seed", "seed", "extra_clusters",
-                 "neg_samples", "num_workers", "val_images", "lr", "probe_lr",
+                 "neg_samples", "num_workers", "val_images", "ablation_steps", "lr", "probe_lr",
                  "feature_cache_gb"} | {k for k in _FIELDS if k.startswith("weight_")}
 _UNIT_INTERVAL = {"crop_ratio", "feature_dropout", "depth_decay_factor",
                   "fps_sample_decay_factor"}

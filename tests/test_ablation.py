@@ -18,6 +18,8 @@ def test_variants_change_only_the_method_settings():
     assert (released.fidelity, corrected.fidelity) == ("released", "corrected")
     assert released.replace(fidelity="corrected") == corrected
     assert stego.steps == base.steps and stego.backbone == base.backbone
+    short = ablation.method_profile(base.replace(ablation_steps=7), "stego")
+    assert short.steps == 7 and short.val_every == 7
     with pytest.raises(DepthGError, match="unknown ablation method"):
         ablation.method_profile(base, "deeplab")
 
