@@ -117,6 +117,36 @@ def time_fn(fn: Callable[[], object], device: torch.device, reps: int,
             "peak_mem_mb": mem.peak_mb, "reps": reps}
 
 
+def time_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], device: torch.device,
+              reps: int, warmup: int = 1) -> tuple[dict, dict]:
+    """Time two functions alternately (a, b, a, b, …) so that both see the same machine load;
+    the min over reps is then a fair ratio on a shared machine. Peak memory of one run each."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    out = []
+    for fn in (fn_a, fn_b):
+        sync(device)
+        with PeakMemory(device) as mem:
+            fn()
+        out.append({"peak_mem_mb": mem.peak_mb, "reps": reps, "times": []})
+    for _ in range(reps):
+        for fn, rec in zip((fn_a, fn_b), out):
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            rec["times"].append((time.perf_counter() - t0) * 1000)
+    for rec in out:
+        times = rec.pop("times")
+        rec.update(min_ms=min(times), median_ms=statistics.median(times))
+    return out[0], out[1]
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def today() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
 

@@ -22,7 +22,16 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import append_rows, device_label, print_table, resolve_device, result_row, time_fn  # noqa: E402
+from _common import (  # noqa: E402
+    append_rows,
+    device_label,
+    load_average,
+    print_table,
+    resolve_device,
+    result_row,
+    time_fn,
+    time_pair,
+)
 
 from depthg_lib.sampling import fps_coords  # noqa: E402
 
@@ -94,30 +103,37 @@ def main(argv=None) -> int:
     depth = random_depth(args.batch, args.grid * args.patch, device)
     grid_hw = (args.grid, args.grid)
 
-    ours = time_fn(lambda: fps_coords(depth, grid_hw, args.samples, args.fidelity), device,
-                   args.reps)
+    def ours_fn():
+        return fps_coords(depth, grid_hw, args.samples, args.fidelity)
+
+    def base_fn():
+        return released_fps_coords(depth, args.grid, args.samples)
+
+    if not args.no_baseline:
+        if args.fidelity == "released" and not torch.equal(base_fn(), ours_fn()):
+            raise SystemExit("error: library FPS and the released structure disagree")
+        ours, base = time_pair(ours_fn, base_fn, device, args.reps)
+    else:
+        ours = time_fn(ours_fn, device, args.reps)
     rows = [result_row("fps_coords", device, "-", args.batch, args.samples, "fps",
                        args.fidelity, ours["min_ms"], ours["peak_mem_mb"],
-                       median_ms=round(ours["median_ms"], 3), grid=args.grid)]
-    summary = dict(vars(args), **ours, device_name=device_label(device))
+                       median_ms=round(ours["median_ms"], 3), grid=args.grid,
+                       threads=torch.get_num_threads(), load_avg=load_average())]
+    summary = dict(vars(args), **ours, device_name=device_label(device),
+                   load_avg=load_average())
     if not args.no_baseline:
-        if args.fidelity == "released":
-            same = torch.equal(released_fps_coords(depth, args.grid, args.samples),
-                               fps_coords(depth, grid_hw, args.samples, "released"))
-            if not same:
-                raise SystemExit("error: library FPS and the released structure disagree")
-        base = time_fn(lambda: released_fps_coords(depth, args.grid, args.samples), device,
-                       max(1, args.reps // 2))
         rows.append(result_row("fps_released_numpy", device, "-", args.batch, args.samples,
                                "fps", "released", base["min_ms"], base["peak_mem_mb"],
-                               median_ms=round(base["median_ms"], 3), grid=args.grid))
+                               median_ms=round(base["median_ms"], 3), grid=args.grid,
+                               threads=torch.get_num_threads(), load_avg=load_average()))
         summary.update(baseline_min_ms=base["min_ms"], baseline_median_ms=base["median_ms"],
                        speedup=base["min_ms"] / ours["min_ms"])
     print_table(rows, ["name", "device", "batch", "grid", "S", "fidelity", "ms_per_step",
                        "median_ms", "peak_mem_mb"])
     if "speedup" in summary:
         print(f"speed-up over the released per-image numpy loop: {summary['speedup']:.1f}x "
-              f"(min over reps, same inputs, same run)")
+              f"(min over {args.reps} alternating reps, same inputs, same run; "
+              f"load average {load_average()})")
     if not args.no_record:
         print(f"rows appended to {append_rows(rows)}")
     if args.json:
