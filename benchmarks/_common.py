@@ -51,6 +51,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _release_free_memory() -> None:
+    """Return freed heap pages to the OS (glibc), so a block's RSS growth is its own peak."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -60,8 +72,9 @@ class PeakMemory:
     """Peak memory a block needs, in MB.
 
     CUDA: ``torch.cuda.max_memory_allocated`` during the block (absolute, inputs included).
-    CPU: the largest resident-set growth over the block's start, polled every millisecond
-    (the process's own memory, so runs in one process do not inflate each other).
+    CPU: the largest resident-set growth over the block's start, polled every millisecond,
+    after freed heap pages were returned to the OS (so runs in one process do not hide each
+    other's allocations).
     """
 
     def __init__(self, device: torch.device):
@@ -73,6 +86,7 @@ class PeakMemory:
             sync(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             return self
+        _release_free_memory()
         self._start = _rss_bytes()
         self._peak = self._start
         self._stop = threading.Event()
