@@ -240,7 +240,8 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None,
             found = next((p for p in candidates if p.is_file()), None)
             if found is None:
                 raise DepthGError(
-                    f"no weights for backbone {name}: looked for {', '.join(map(str, candidates))}. "
+                    f"no weights for backbone {name}: looked for "
+                    f"{', '.join(map(str, candidates))}. "
                     f"Put the original checkpoint ({TIMM_BACKBONES[name]}, from the DINO/DINOv2 "
                     f"repository) or timm's model.safetensors for {name} at {candidates[0]}, or "
                     "set `backbone_weights: /path/to/file` in the profile")
