@@ -42,7 +42,8 @@ def _vit(checkpoint: str | None) -> tuple[torch.nn.Module, str]:
         return embedded.load_embedded_vit(), str(embedded.weights_path("vit").relative_to(REPO))
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["trainer"]
     vit = embedded.build_embedded_vit()
-    vit.load_state_dict({k[len("backbone."):]: v for k, v in state["teacher"].items()
+    source = state.get("teacher") or state["student"]
+    vit.load_state_dict({k[len("backbone."):]: v for k, v in source.items()
                          if k.startswith("backbone.")})
     return vit.eval(), f"{checkpoint} (step {state['step']})"
 

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--steps", type=int, default=None)
         q.add_argument("--batch", type=int, default=None)
         q.add_argument("--seed", type=int, default=0, help="training seed")
+        if kind == "vit":
+            q.add_argument("--objective", choices=["vicregl", "ibot"], default="vicregl",
+                           help="self-supervised objective (see depthg_lib/pretrain/vit.py)")
         q.add_argument("--export", action="store_true",
                        help="when finished, export the weights into depthg_lib/weights/")
         q.add_argument("--weights-dir", default=None, help="export target (default: the library's)")
@@ -90,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     changes = {"seed": args.seed, "data_seed": args.data_seed, "data_size": args.size,
                "n_train": n_train}
+    if args.cmd == "vit":
+        from .vit import OBJECTIVE_PRESETS
+
+        changes.update(OBJECTIVE_PRESETS[args.objective])
     changes.update({k: getattr(args, k) for k in ("steps", "batch") if getattr(args, k)})
     cfg = dataclasses.replace(Config(), **changes)
     out = Path(args.out)

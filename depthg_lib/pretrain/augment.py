@@ -25,8 +25,13 @@ def _coin(n: int, p: float, gen: torch.Generator) -> torch.Tensor:
 
 def random_resized_crop(images: torch.Tensor, idx: torch.Tensor, size: int,
                         scale: tuple[float, float], gen: torch.Generator,
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
-    """Crop a box of area fraction in `scale` from `images[idx]`, resize to size×size, flip p=.5."""
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), return_geometry: bool = False
+                        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Crop a box of area fraction in `scale` from `images[idx]`, resize to size×size, flip p=.5.
+
+    With `return_geometry`, also the boxes (n, 4: x0, y0, x1, y1 in source pixels) and the flip
+    flags (n,), so that patches of two views of one image can be put in correspondence.
+    """
     n = len(idx)
     h, w = images.shape[-2:]
     area = _uniform(n, *scale, gen) * h * w
@@ -40,7 +45,32 @@ def random_resized_crop(images: torch.Tensor, idx: torch.Tensor, size: int,
     out = roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=2,
                     aligned=True)
     flip = _coin(n, 0.5, gen)
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+    out = torch.where(flip[:, None, None, None], out.flip(-1), out)
+    return (out, boxes[:, 1:], flip) if return_geometry else out
+
+
+def correspondence(src_boxes: torch.Tensor, src_flip: torch.Tensor, dst_boxes: torch.Tensor,
+                   dst_flip: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the patch centres of view `src` (a grid×grid patch grid) fall in view `dst`.
+
+    Returns grid_sample coordinates (n, grid, grid, 2) in [-1, 1] (x, y; align_corners=False)
+    into `dst`'s patch map, and a mask (n, grid, grid) of centres that lie inside `dst`.
+    """
+    c = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid  # patch centres in [0,1]
+    u = c.view(1, 1, grid).expand(len(src_boxes), grid, grid)
+    v = c.view(1, grid, 1).expand(len(src_boxes), grid, grid)
+    u = torch.where(src_flip[:, None, None], 1 - u, u)
+
+    def lerp(a, b, t):
+        return a[:, None, None] + (b - a)[:, None, None] * t
+
+    x = lerp(src_boxes[:, 0], src_boxes[:, 2], u)  # source-image coordinates
+    y = lerp(src_boxes[:, 1], src_boxes[:, 3], v)
+    dx = (x - dst_boxes[:, 0, None, None]) / (dst_boxes[:, 2] - dst_boxes[:, 0])[:, None, None]
+    dy = (y - dst_boxes[:, 1, None, None]) / (dst_boxes[:, 3] - dst_boxes[:, 1])[:, None, None]
+    dx = torch.where(dst_flip[:, None, None], 1 - dx, dx)
+    inside = (dx >= 0) & (dx <= 1) & (dy >= 0) & (dy <= 1)
+    return torch.stack([dx, dy], dim=-1) * 2 - 1, inside
 
 
 _GREY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -102,13 +132,16 @@ def solarize(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
 
 
 def dino_view(images: torch.Tensor, idx: torch.Tensor, size: int, scale: tuple[float, float],
-              gen: torch.Generator, blur_p: float, solarize_p: float) -> torch.Tensor:
-    """One DINO view of `images[idx]`: crop+flip, colour jitter, grey, blur, solarize."""
-    v = random_resized_crop(images, idx, size, scale, gen)
+              gen: torch.Generator, blur_p: float, solarize_p: float,
+              return_geometry: bool = False):
+    """One DINO view of `images[idx]`: crop+flip, colour jitter, grey, blur, solarize
+    (with `return_geometry`: also the crop boxes and flip flags)."""
+    v, boxes, flip = random_resized_crop(images, idx, size, scale, gen, return_geometry=True)
     v = color_jitter(v, gen)
     v = random_grayscale(v, gen)
     v = gaussian_blur(v, gen, blur_p)
-    return solarize(v, gen, solarize_p)
+    v = solarize(v, gen, solarize_p)
+    return (v, boxes, flip) if return_geometry else v
 
 
 def block_masks(n: int, h: int, w: int, gen: torch.Generator, prob: float = 0.5,

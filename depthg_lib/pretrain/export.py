@@ -18,8 +18,12 @@ from ..errors import DepthGError
 from ..io import atomic_path, save_json, sha256_file
 
 OBJECTIVES = {
-    "vit": "self-supervised DINO CLS self-distillation + iBOT masked patch self-distillation "
-           "(teacher weights exported); SynthScenes images only, labels never used",
+    "vit": "self-supervised VICRegL-style: VICReg on the CLS tokens of two global views and on "
+           "every pair of patches seeing the same scene point (exact crop correspondence); "
+           "SynthScenes images only, labels never used",
+    "vit-ibot": "self-supervised DINO CLS + iBOT masked patch + dense cross-view "
+                "self-distillation, Sinkhorn-Knopp targets (teacher exported); SynthScenes "
+                "images only, labels never used",
     "depth": "supervised scale-and-shift-invariant L1 + multi-scale gradient matching on "
              "per-image min-max normalised SynthScenes ground-truth depth",
 }
@@ -38,8 +42,9 @@ def _renderer_version(cfg: dict) -> int | None:
 def _exported_state(kind: str, trainer_state: dict) -> dict[str, torch.Tensor]:
     if kind == "vit":
         prefix = "backbone."
-        sd = {k[len(prefix):]: v for k, v in trainer_state["teacher"].items()
-              if k.startswith(prefix)}
+        # self-distillation exports the teacher (as DINO does); VICRegL has only one network
+        source = trainer_state.get("teacher") or trainer_state["student"]
+        sd = {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix)}
     else:
         sd = dict(trainer_state["net"])
     return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
@@ -89,7 +94,7 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
                          else {"class": "EmbeddedDepthNet", **embedded.DEPTH_CONFIG}),
         "parameters": sum(p.numel() for p in model.parameters()),
         "normalisation": {"mean": embedded.EMBEDDED_MEAN, "std": embedded.EMBEDDED_STD},
-        "objective": OBJECTIVES[kind],
+        "objective": OBJECTIVES["vit-ibot" if cfg.get("objective") == "ibot" else kind],
         "command": f"{train_cmd} && python -m depthg_lib.pretrain export {kind} --out {out}"
                    if train_cmd else None,
         "training": {

@@ -54,14 +54,15 @@ def objective_figure():
     arrow((3.9, 2.0), (4.7, 1.7))
     arrow((3.9, 0.65), (4.7, 1.3))
     arrow((5.5, 2.0), (5.5, 3.0), "EMA", "#777777")
-    box(7.0, 3.0, 2.8, 0.7, "P_t = softmax((g_t − c) / τ_t)\nCLS and every patch", "#dbe9f6")
-    box(7.0, 1.0, 2.8, 1.0, "P_s = softmax(g_s / τ_s)\nCLS of û, v; masked patches of û",
-        "#f6e3db")
+    box(7.0, 3.0, 2.8, 0.7, "Q = Sinkhorn(exp(g_t / τ_t))\nCLS and every patch", "#dbe9f6")
+    box(7.0, 1.0, 2.8, 1.0, "P_s = softmax(g_s / τ_s)\nCLS of û, v; patches of û", "#f6e3db")
     arrow((6.3, 3.35), (7.0, 3.35))
     arrow((6.3, 1.5), (7.0, 1.5))
-    ax.text(8.4, 2.45, "L = CE(P_t[cls], P_s[cls])  +  CE(P_t[patch i], P_s[patch i])",
-            ha="center", fontsize=9, color="#aa2222")
-    ax.set_title("Self-distillation: DINO (image level) + iBOT (masked patches)", fontsize=11)
+    ax.text(8.4, 2.45, "CE(Q, P_s): CLS (DINO) + masked patches (iBOT)\n"
+            "+ same scene point in the other view (dense)", ha="center", va="center",
+            fontsize=8.5, color="#aa2222")
+    ax.set_title("Self-distillation: DINO (image) + iBOT (masked patches) + dense cross-view",
+                 fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -189,12 +190,14 @@ def plot_pretrain_log(log: dict | str | os.PathLike, title: str = ""):
     step = log["step"]
     if "H_mean_cls" in log:
         fig, axes = plt.subplots(1, 3, figsize=(12, 3))
-        for k in ("loss_cls", "loss_patch"):
-            axes[0].plot(step, log[k], label=k)
+        for k in ("loss_cls", "loss_patch", "loss_dense"):
+            if k in log:
+                axes[0].plot(step, log[k], label=k)
         axes[0].set_title("losses")
-        for k in ("H_teacher_cls", "H_mean_cls", "H_teacher_patch", "H_mean_patch"):
-            axes[1].plot(step, log[k], label=k)
-        axes[1].set_title("teacher entropies (log K = collapse to uniform)")
+        for k in ("H_student_cls", "H_mean_cls", "H_student_patch", "H_mean_patch"):
+            if k in log:
+                axes[1].plot(step, log[k], label=k)
+        axes[1].set_title("entropies (per sample / of the mean)")
         for k in ("std_cls_feat", "std_patch_feat"):
             axes[2].plot(step, log[k], label=k)
         axes[2].set_title("feature spread across the batch")
