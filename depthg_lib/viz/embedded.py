@@ -1,4 +1,4 @@
-"""Figures of appendix A1: the self-distillation objective, what the embedded ViT sees (PCA
+"""Figures of appendix A1: the ViT's self-supervised objective, what the embedded ViT sees (PCA
 of patch features, CLS attention, k-means of patches), depth predictions, training curves."""
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ def _off(ax) -> None:
 
 
 def objective_figure():
-    """A schematic of DINO + iBOT: views, student / teacher, the two cross-entropies."""
+    """A schematic of the shipped objective: two views, one ViT, VICReg on CLS and on matched
+    patches (invariance, variance, covariance)."""
     plt = _plt()
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 4)
     ax.axis("off")
@@ -37,32 +38,68 @@ def objective_figure():
                                     ec="black", lw=1))
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
 
-    def arrow(a, b, text="", color="black"):
-        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="->", mutation_scale=12, color=color))
-        if text:
-            ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.12, text, fontsize=8, ha="center")
+    def arrow(a, b):
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="->", mutation_scale=12))
 
-    box(0.1, 1.6, 1.2, 0.8, "scene", "#eeeeee")
-    box(2.0, 3.0, 1.9, 0.7, "global view u\n(64 px)", "#dbe9f6")
-    box(2.0, 1.65, 1.9, 0.7, "global view û\nblocks masked", "#f6e3db")
-    box(2.0, 0.3, 1.9, 0.7, "local views v\n(32 px)", "#f6e3db")
-    for y in (3.35, 2.0, 0.65):
-        arrow((1.3, 2.0), (2.0, y))
-    box(4.7, 3.0, 1.6, 0.7, "teacher\n(EMA, no grad)", "#dbe9f6")
-    box(4.7, 1.0, 1.6, 1.0, "student\nViT + heads", "#f6e3db")
-    arrow((3.9, 3.35), (4.7, 3.35))
-    arrow((3.9, 2.0), (4.7, 1.7))
-    arrow((3.9, 0.65), (4.7, 1.3))
-    arrow((5.5, 2.0), (5.5, 3.0), "EMA", "#777777")
-    box(7.0, 3.0, 2.8, 0.7, "Q = Sinkhorn(exp(g_t / τ_t))\nCLS and every patch", "#dbe9f6")
-    box(7.0, 1.0, 2.8, 1.0, "P_s = softmax(g_s / τ_s)\nCLS of û, v; patches of û", "#f6e3db")
-    arrow((6.3, 3.35), (7.0, 3.35))
-    arrow((6.3, 1.5), (7.0, 1.5))
-    ax.text(8.4, 2.45, "CE(Q, P_s): CLS (DINO) + masked patches (iBOT)\n"
-            "+ same scene point in the other view (dense)", ha="center", va="center",
-            fontsize=8.5, color="#aa2222")
-    ax.set_title("Self-distillation: DINO (image) + iBOT (masked patches) + dense cross-view",
-                 fontsize=11)
+    box(0.1, 1.6, 1.1, 0.8, "scene", "#eeeeee")
+    box(1.8, 2.7, 1.7, 0.8, "view 1\ncrop, flip, colour", "#dbe9f6")
+    box(1.8, 0.5, 1.7, 0.8, "view 2\ncrop, flip, colour", "#f6e3db")
+    arrow((1.2, 2.0), (1.8, 3.1))
+    arrow((1.2, 2.0), (1.8, 0.9))
+    box(4.1, 1.4, 1.5, 1.2, "ViT\n(shared)\n+ expanders", "#eeeeee")
+    arrow((3.5, 3.1), (4.1, 2.3))
+    arrow((3.5, 0.9), (4.1, 1.7))
+    box(6.3, 2.6, 3.5, 1.0, "global: VICReg(z_cls(1), z_cls(2))", "#e8f3e0")
+    box(6.3, 0.4, 3.5, 1.5, "local: VICReg(z_i(1), z_π(i)(2))\nfor every patch i of one view\n"
+        "and π(i) = the same scene point\nin the other (exact, from the crops)", "#e8f3e0")
+    arrow((5.6, 2.3), (6.3, 3.1))
+    arrow((5.6, 1.7), (6.3, 1.2))
+    ax.text(5.0, 3.75, "VICReg = 25·invariance (MSE) + 25·variance (std ≥ 1 per dim) + "
+            "1·covariance (off-diagonal²)", ha="center", fontsize=8.5, color="#aa2222")
+    ax.set_title("Self-supervised objective of the embedded ViT (VICRegL-style)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def correspondence_figure(image: np.ndarray, seed: int = 0, size: int = 64, patch: int = 8,
+                          scale: tuple[float, float] = (0.16, 0.64), n_lines: int = 12):
+    """Two random views of one scene and lines between patches that see the same scene point:
+    the pairs the local term pulls together."""
+    import torch
+    from matplotlib.patches import ConnectionPatch, Rectangle
+
+    from ..pretrain import augment
+
+    plt = _plt()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    idx = torch.zeros(1, dtype=torch.long)
+    views, boxes, flips = [], [], []
+    for _ in range(2):
+        v, b, f = augment.random_resized_crop(x, idx, size, scale, gen, return_geometry=True)
+        views.append(v[0].permute(1, 2, 0).numpy())
+        boxes.append(b[0])
+        flips.append(f)
+    grid = size // patch
+    xy, inside = augment.correspondence(boxes[0][None], flips[0], boxes[1][None], flips[1], grid)
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    axes[0].imshow(image)
+    for b, c in zip(boxes, ("tab:blue", "tab:orange")):
+        axes[0].add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=c,
+                                    lw=2))
+    axes[0].set_title("scene and the two crops")
+    for k in range(2):
+        axes[k + 1].imshow(views[k], extent=(0, grid, grid, 0))
+        axes[k + 1].set_title(f"view {k + 1}" + (" (flipped)" if bool(flips[k]) else ""))
+    rows, cols = np.nonzero(inside[0].numpy())
+    pick = np.random.default_rng(seed).permutation(len(rows))[:n_lines]
+    for i in pick:
+        r, c = rows[i], cols[i]
+        tx, ty = (xy[0, r, c].numpy() + 1) / 2 * grid
+        fig.add_artist(ConnectionPatch((c + 0.5, r + 0.5), (tx, ty), "data", "data",
+                                       axesA=axes[1], axesB=axes[2], color="yellow", lw=0.8))
+    for ax in axes:
+        _off(ax)
     fig.tight_layout()
     return fig
 
@@ -188,7 +225,18 @@ def plot_pretrain_log(log: dict | str | os.PathLike, title: str = ""):
     if not isinstance(log, dict):
         log = read_pretrain_log(log)
     step = log["step"]
-    if "H_mean_cls" in log:
+    if "var_local" in log:  # VICRegL
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+        for k in ("loss_global", "loss_local"):
+            axes[0].plot(step, log[k], label=k)
+        axes[0].set_title("VICReg losses")
+        for k in ("inv_local", "var_local", "cov_local", "inv_global", "var_global"):
+            axes[1].plot(step, log[k], label=k)
+        axes[1].set_title("terms (variance hinge → 0 = no collapse)")
+        for k in ("std_cls_feat", "std_patch_feat"):
+            axes[2].plot(step, log[k], label=k)
+        axes[2].set_title("backbone feature spread across the batch")
+    elif "H_mean_cls" in log:  # self-distillation
         fig, axes = plt.subplots(1, 3, figsize=(12, 3))
         for k in ("loss_cls", "loss_patch", "loss_dense"):
             if k in log:
