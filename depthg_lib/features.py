@@ -14,8 +14,6 @@ and a cache made with other settings is rebuilt, never mixed.
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,14 +214,3 @@ def featurize(backbone, images: torch.Tensor) -> torch.Tensor:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return backbone(x)
         return backbone(x)
-
-
-def weights_fingerprint(path: str | os.PathLike | None) -> str:
-    """Cheap identity of a weights file (name, size, mtime): a changed file rebuilds the cache."""
-    if not path:
-        return ""
-    path = Path(path)
-    if not path.exists():
-        return str(path)
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{math.floor(st.st_mtime)}"

@@ -206,6 +206,29 @@ def _check_materialised(vit: nn.Module, path) -> None:
         raise DepthGError(f"backbone weights {path} left {left[:5]} unset")
 
 
+def weights_identity(name: str, weights: str | os.PathLike | None = None) -> str:
+    """What identifies the weights `load_backbone(name, weights)` would load, for the stages'
+    settings records: new weights must invalidate kNN tables and feature caches made with old
+    ones. The shipped embedded ViT → its manifest sha256; a file → name, size and mtime;
+    random weights → "random"; missing → ""."""
+    name = canonical_backbone_name(name)
+    if name == "embedded-random" or weights == "random":
+        return "random"
+    if name in EMBEDDED and weights is None:
+        from . import embedded
+
+        return "sha256:" + str(embedded.read_manifest().get("vit", {}).get("sha256", ""))
+    if weights is None:
+        weights = next((p for p in default_weights_candidates(name) if p.is_file()), None)
+        if weights is None:
+            return ""
+    path = Path(weights)
+    if not path.is_file():
+        return str(path)
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}"
+
+
 def load_backbone(name: str, weights: str | os.PathLike | None = None,
                   device: str | torch.device = "cpu") -> Backbone:
     """Frozen backbone ``name`` on ``device`` with weights from a local file (SPEC §5).

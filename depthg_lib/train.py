@@ -41,6 +41,7 @@ from .env import resolve_device
 from .errors import DepthGError, run_cli
 from .io import atomic_path, check_stage_settings
 from .losses import depthg_loss
+from .models import weights_identity
 
 CHECKPOINT_FORMAT = "depthg-checkpoint-1"
 LOSS_TERMS = ("pos_intra", "pos_inter", "neg_inter", "depth")
@@ -52,7 +53,8 @@ LOG_COLUMNS = ("step", "samples", "weight_depth", "shift_depth", *STEP_VALUES, *
 # Settings that do not change what training computes: a resumed run may differ in them.
 _BOOKKEEPING = {"name", "description", "source", "steps", "val_every", "val_images",
                 "checkpoint_every", "num_workers", "precompute_features", "feature_cache_gb",
-                "eval_res", "crf", "ablation_seeds", "depth_batch", "knn_block"}
+                "eval_res", "crf", "ablation_seeds", "ablation_steps", "depth_batch",
+                "knn_block"}
 # Independent random streams of one step (see _seed).
 _ORDER, _POSITIVE, _DROPOUT, _LOSS, _INIT = range(5)
 
@@ -658,12 +660,13 @@ def _load_backbone(profile: Profile, device: torch.device):
 
 def _settings(profile: Profile, seed: int) -> dict:
     kept = {k: v for k, v in dataclasses.asdict(profile).items() if k not in _BOOKKEEPING}
-    return {**kept, "seed": seed}
+    weights = weights_identity(profile.backbone, profile.backbone_weights or None)
+    return {**kept, "seed": seed, "backbone_weights_identity": weights}
 
 
 def _cache_settings(profile: Profile, data: TrainData, backbone) -> dict:
     return {"version": featcache.CACHE_VERSION, "crops": data.key, "backbone": profile.backbone,
-            "weights": featcache.weights_fingerprint(profile.backbone_weights),
+            "weights": weights_identity(profile.backbone, profile.backbone_weights or None),
             "dim": backbone.dim, "patch_size": backbone.patch_size, "res": profile.res,
             "fidelity": profile.fidelity, "n_train": len(data.train),
             "n_val": len(data.val) if data.val is not None else 0}

@@ -235,3 +235,17 @@ def test_embedded_loads_a_given_weights_file(tmp_path):
         torch.testing.assert_close(v, sd[k], msg=k)
     x = torch.rand(1, 3, 16, 16)
     assert not torch.allclose(bb(x), rand(x))
+
+
+def test_weights_identity_changes_with_the_weights(tmp_path):
+    from depthg_lib.embedded import read_manifest
+    from depthg_lib.models import weights_identity
+
+    assert weights_identity("embedded-random") == "random"
+    assert weights_identity("embedded") == "sha256:" + read_manifest().get("vit", {}).get(
+        "sha256", "")
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"12345")
+    first = weights_identity("vit_small_patch8_224.dino", path)
+    path.write_bytes(b"123456")
+    assert weights_identity("vit_small_patch8_224.dino", path) != first
