@@ -104,6 +104,10 @@ class ViTPretrainConfig:
     var_coeff: float = 25.0
     cov_coeff: float = 1.0
     global_weight: float = 0.5
+    # VICRegL's feature-based matching: each patch also pairs with its nearest patch (in
+    # embedding space) of the other view of the same image; the k closest pairs per image
+    # get the invariance term. 0 = location-based matching only.
+    feature_match_k: int = 0
     freeze_last_layer_frac: float = 0.05
     log_every: int = 10
     checkpoint_minutes: float = 3.0
@@ -116,6 +120,8 @@ class ViTPretrainConfig:
 # `--objective` presets: everything that differs from the defaults (the shipped VICRegL run).
 OBJECTIVE_PRESETS: dict[str, dict] = {
     "vicregl": {},
+    # + VICRegL's feature-based matching (nearest patches in embedding space)
+    "vicregl-nn": dict(feature_match_k=20),
     # DINO + iBOT + dense cross-view self-distillation with DINO's EMA centring
     "ibot": dict(objective="ibot", centering="ema", steps=600, teacher_temp=(0.04, 0.04),
                  momentum=(0.99, 1.0), mask_prob=0.5, weight_decay=(0.04, 0.2)),
@@ -413,6 +419,20 @@ class VICRegLTrainer(ViTPretrainer):
         z1 = zmap.permute(0, 2, 3, 1)[inside]
         z2 = other.permute(0, 2, 3, 1)[inside]
         inv_l, var_l, cov_l = vicreg_terms(z1, z2)
+        inv_nn = zl.new_zeros(())
+        if cfg.feature_match_k:
+            zi = zmap.flatten(2).transpose(1, 2)  # (2B, L, E)
+            za, zb = zi[:b], zi[b:]
+            for src, dst in ((za, zb), (zb, za)):
+                d = torch.cdist(src, dst)  # (B, L, L)
+                best, nn_idx = d.min(dim=2)
+                keep = best.topk(min(cfg.feature_match_k, best.shape[1]), dim=1,
+                                 largest=False).indices  # (B, k)
+                s_sel = src.gather(1, keep[..., None].expand(-1, -1, src.shape[-1]))
+                d_sel = dst.gather(1, nn_idx.gather(1, keep)[..., None].expand(
+                    -1, -1, dst.shape[-1]))
+                inv_nn = inv_nn + F.mse_loss(s_sel, d_sel) / 2
+            inv_l = inv_l + inv_nn
 
         def total(inv, var, cov):
             return cfg.inv_coeff * inv + cfg.var_coeff * var + cfg.cov_coeff * cov
@@ -429,6 +449,7 @@ class VICRegLTrainer(ViTPretrainer):
             stats = {
                 "loss": loss.item(), "loss_global": loss_g.item(), "loss_local": loss_l.item(),
                 "inv_local": inv_l.item(), "var_local": var_l.item(), "cov_local": cov_l.item(),
+                "inv_feature_nn": inv_nn.item(),
                 "inv_global": inv_g.item(), "var_global": var_g.item(), "lr": lr, "wd": wd,
                 "grad_norm": float(grad_norm), "dense_frac": inside.float().mean().item(),
                 # collapse monitors: spread of the backbone's normalised features
@@ -455,6 +476,8 @@ def train_vit(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool = Fa
     if cfg.objective == "vicregl":  # settings only self-distillation reads
         for key in ("centering", "center_momentum"):
             settings.pop(key)
+    if not cfg.feature_match_k:  # added after the first VICRegL runs: recorded when used
+        settings.pop("feature_match_k")
     run = RunDir(out, "vit", settings, resume)
     data = load_split(data_dir, "train", limit=cfg.n_train)
     images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous()
