@@ -532,6 +532,8 @@ def _save_checkpoint(path: Path, trainer: Trainer, profile: Profile, step: int, 
              "seed": seed, "backbone": profile.backbone, "backbone_dim": backbone.dim,
              "patch_size": backbone.patch_size, "code_dim": profile.dim,
              "n_classes": profile.n_classes, "extra_clusters": profile.extra_clusters,
+             "backbone_weights_identity": weights_identity(profile.backbone,
+                                                           profile.backbone_weights or None),
              **trainer.state_dict(), "rng": _rng_state()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -610,6 +612,14 @@ def load_checkpoint(path: str | os.PathLike, profile: Profile | str | None = Non
     if profile is not None:
         _check_compatible(state, load_profile(profile), path)
     saved = state["profile"]
+    trained_on = state.get("backbone_weights_identity")
+    if trained_on and not saved.get("backbone_weights"):  # the default weights of the name
+        now = weights_identity(state["backbone"], None)
+        if now and now != trained_on:
+            raise DepthGError(
+                f"checkpoint {path} was trained on other {state['backbone']} weights "
+                f"({trained_on}) than the ones installed now ({now}); train it again: "
+                f"python -m depthg_lib.train --profile {saved.get('name', 'PROFILE')} --force")
     model = DepthGModel(state["backbone_dim"], state["code_dim"], state["n_classes"],
                         state.get("extra_clusters", 0), saved.get("dropout", True),
                         saved.get("nonlinear", True))

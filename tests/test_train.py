@@ -311,3 +311,21 @@ def test_training_figures_read_the_log(tmp_path):
     assert len(fig.axes) == 5  # four panels + the twin axis of the schedule
     with pytest.raises(DepthGError, match="train first"):
         read_log(tmp_path / "nowhere")
+
+
+def test_checkpoint_trained_on_other_default_weights_is_refused(tmp_path, monkeypatch):
+    import depthg_lib.train as train_mod
+
+    path = tmp_path / "ckpt.pt"
+    state = {"format": train_mod.CHECKPOINT_FORMAT, "profile": {"name": "demo"},
+             "backbone": "embedded", "backbone_dim": 8, "code_dim": 4, "n_classes": 3,
+             "backbone_weights_identity": "sha256:old"}
+    model = train_mod.DepthGModel(8, 4, 3, 0, True, True)
+    state.update(head=model.head.state_dict(), cluster_probe=model.cluster_probe.state_dict(),
+                 linear_probe=model.linear_probe.state_dict())
+    torch.save(state, path)
+    monkeypatch.setattr(train_mod, "weights_identity", lambda name, weights: "sha256:new")
+    with pytest.raises(DepthGError, match="other embedded weights.*sha256:old.*sha256:new"):
+        train_mod.load_checkpoint(path)
+    monkeypatch.setattr(train_mod, "weights_identity", lambda name, weights: "sha256:old")
+    assert train_mod.load_checkpoint(path).backbone_name == "embedded"
