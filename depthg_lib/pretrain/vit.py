@@ -108,6 +108,9 @@ class ViTPretrainConfig:
     # embedding space) of the other view of the same image; the k closest pairs per image
     # get the invariance term. 0 = location-based matching only.
     feature_match_k: int = 0
+    # Mask blocks of patches (mask_prob, mask_ratio) in both views: a masked patch's embedding
+    # must match the other view's embedding of the same scene point from context alone.
+    vicreg_mask: bool = False
     freeze_last_layer_frac: float = 0.05
     log_every: int = 10
     checkpoint_minutes: float = 3.0
@@ -122,6 +125,8 @@ OBJECTIVE_PRESETS: dict[str, dict] = {
     "vicregl": {},
     # + VICRegL's feature-based matching (nearest patches in embedding space)
     "vicregl-nn": dict(feature_match_k=20),
+    # + masked patches: match the other view from context alone
+    "vicregl-mask": dict(vicreg_mask=True),
     # DINO + iBOT + dense cross-view self-distillation with DINO's EMA centring
     "ibot": dict(objective="ibot", centering="ema", steps=600, teacher_temp=(0.04, 0.04),
                  momentum=(0.99, 1.0), mask_prob=0.5, weight_decay=(0.04, 0.2)),
@@ -236,13 +241,13 @@ class ViTPretrainer:
         g2, box2, flip2 = augment.dino_view(imgs, local_idx, cfg.global_size, cfg.global_scale,
                                             gen, 0.1, 0.2, return_geometry=True)
         grid = cfg.global_size // VIT_CONFIG["patch_size"]
-        if cfg.objective == "ibot":  # local crops and masks: only self-distillation uses them
+        loc = masks = None
+        if cfg.objective == "ibot":  # local crops: only self-distillation uses them
             loc = augment.dino_view(imgs, local_idx.repeat(cfg.n_local), cfg.local_size,
                                     cfg.local_scale, gen, 0.5, 0.0)
+        if cfg.objective == "ibot" or cfg.vicreg_mask:
             masks = augment.block_masks(2 * cfg.batch, grid, grid, gen, cfg.mask_prob,
                                         cfg.mask_ratio)
-        else:
-            loc = masks = None
         # where each patch of view 1 lies in view 2 and vice versa (dense cross-view loss);
         # rows follow the student's order [view 1, view 2]
         xy12, in12 = augment.correspondence(box1, flip1, box2, flip2, grid)
@@ -347,7 +352,8 @@ def _expander(dim: int, out: int) -> nn.Sequential:
 
 
 class VICRegLModel(nn.Module):
-    """Backbone (the exported embedded ViT) + a global and a local (per-patch) expander."""
+    """Backbone (the exported embedded ViT) + a global and a local (per-patch) expander
+    (+ a mask token when `vicreg_mask`; only the backbone is exported)."""
 
     def __init__(self, cfg: ViTPretrainConfig):
         super().__init__()
@@ -355,6 +361,11 @@ class VICRegLModel(nn.Module):
         dim = self.backbone.embed_dim
         self.global_expander = _expander(dim, cfg.expander_dim)
         self.local_expander = _expander(dim, cfg.expander_dim)
+        if cfg.vicreg_mask:
+            self.mask_token = nn.Parameter(torch.zeros(dim))
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    tokens = IBOTModel.tokens
 
 
 def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -408,7 +419,7 @@ class VICRegLTrainer(ViTPretrainer):
         v = self._views()
         b, grid = cfg.batch, cfg.global_size // VIT_CONFIG["patch_size"]
         model = self.student.train()
-        tok = model.backbone.forward_features(v["glob"])  # (2B, 1+L, D)
+        tok = model.tokens(v["glob"], v["masks"])  # (2B, 1+L, D)
         zg = model.global_expander(tok[:, 0])
         inv_g, var_g, cov_g = vicreg_terms(zg[:b], zg[b:])
         zl = model.local_expander(tok[:, 1:].flatten(0, 1))  # (2B*L, E)
@@ -476,8 +487,9 @@ def train_vit(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool = Fa
     if cfg.objective == "vicregl":  # settings only self-distillation reads
         for key in ("centering", "center_momentum"):
             settings.pop(key)
-    if not cfg.feature_match_k:  # added after the first VICRegL runs: recorded when used
-        settings.pop("feature_match_k")
+    for key in ("feature_match_k", "vicreg_mask"):  # added after the first VICRegL runs
+        if not getattr(cfg, key):
+            settings.pop(key)
     run = RunDir(out, "vit", settings, resume)
     data = load_split(data_dir, "train", limit=cfg.n_train)
     images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous()
