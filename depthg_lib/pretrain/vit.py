@@ -127,6 +127,8 @@ OBJECTIVE_PRESETS: dict[str, dict] = {
     "vicregl-nn": dict(feature_match_k=20),
     # + masked patches: match the other view from context alone
     "vicregl-mask": dict(vicreg_mask=True),
+    "vicregl-mask-strong": dict(vicreg_mask=True, mask_prob=1.0, mask_ratio=(0.2, 0.6),
+                                steps=1000),
     # DINO + iBOT + dense cross-view self-distillation with DINO's EMA centring
     "ibot": dict(objective="ibot", centering="ema", steps=600, teacher_temp=(0.04, 0.04),
                  momentum=(0.99, 1.0), mask_prob=0.5, weight_decay=(0.04, 0.2)),
