@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--batch", type=int, default=None)
         q.add_argument("--seed", type=int, default=0, help="training seed")
         if kind == "vit":
-            q.add_argument("--objective", choices=["vicregl", "vicregl-nn", "vicregl-mask", "vicregl-mask-strong",
-                                    "ibot"],
+            from .vit import OBJECTIVE_PRESETS
+
+            q.add_argument("--objective", choices=sorted(OBJECTIVE_PRESETS),
                            default="vicregl",
                            help="self-supervised objective (see depthg_lib/pretrain/vit.py)")
         q.add_argument("--export", action="store_true",
