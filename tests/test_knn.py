@@ -159,7 +159,7 @@ def cropped(tmp_path_factory):
 def _profile(root, **overrides):
     values = dict(data_root=str(root), dataset_dir="ss", synth_n_train=6, synth_n_val=2,
                   synth_size=32, synth_seed=5, depth_backend="gt", knn_res=16, knn_k=3,
-                  knn_store=8, knn_block=7, batch_size=8)
+                  knn_store=8, knn_block=7, batch_size=8, backbone="embedded-random")
     values.update(overrides)
     return load_profile("test", **values)
 
