@@ -171,3 +171,41 @@ class Timer:
             self.last_save = time.time()
             return True
         return False
+
+
+def run_training(run: RunDir, trainer, cfg, data_dir, n_images: int, desc: str) -> dict:
+    """The loop both pretrainings share: resume from `run`, step, log every `cfg.log_every`
+    steps, checkpoint every `cfg.checkpoint_minutes` and at the end (tqdm progress)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    state = run.load()
+    timer = Timer(every_s=cfg.checkpoint_minutes * 60)
+    resumed_at = None
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        timer = Timer(state["elapsed_s"], every_s=cfg.checkpoint_minutes * 60)
+        resumed_at = trainer.step_idx
+    bar = tqdm(total=cfg.steps, initial=trainer.step_idx, desc=desc,
+               mininterval=1 if sys.stderr.isatty() else 60)
+    renderer = data_record(data_dir).get("renderer_version")
+
+    def save() -> None:
+        run.save({"trainer": trainer.state_dict(), "elapsed_s": timer.elapsed,
+                  "machine": machine_description(), "n_images": n_images,
+                  "renderer_version": renderer})
+
+    while trainer.step_idx < cfg.steps:
+        stats = trainer.step()
+        step = trainer.step_idx
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
+            run.log({"step": step, "elapsed_s": round(timer.elapsed, 1), **stats},
+                    resumed_at=resumed_at)
+            resumed_at = None
+            bar.set_postfix(loss=f"{stats['loss']:.3f}")
+        if timer.due() or step == cfg.steps:
+            save()
+    bar.close()
+    return {"steps": trainer.step_idx, "elapsed_s": timer.elapsed}

@@ -56,12 +56,10 @@ from . import augment
 from .common import (
     PRETRAIN_DATA_SEED,
     RunDir,
-    Timer,
     cosine,
-    data_record,
     load_split,
-    machine_description,
     result_settings,
+    run_training,
 )
 
 _MEAN = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
@@ -487,7 +485,6 @@ def make_trainer(cfg: ViTPretrainConfig, images: torch.Tensor) -> ViTPretrainer:
 
 def train_vit(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool = False) -> dict:
     """Run (or resume) ViT pretraining in `out`; returns the run summary."""
-    from tqdm.auto import tqdm
 
     settings = {"kind": "vit", "architecture": VIT_CONFIG, **result_settings(cfg)}
     if cfg.objective == "vicregl":  # settings only self-distillation reads
@@ -500,35 +497,4 @@ def train_vit(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool = Fa
     data = load_split(data_dir, "train", limit=cfg.n_train)
     images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous()
     trainer = make_trainer(cfg, images)
-    state = run.load()
-    timer = Timer(every_s=cfg.checkpoint_minutes * 60)
-    resumed_at = None
-    if state is not None:
-        trainer.load_state_dict(state["trainer"])
-        timer = Timer(state["elapsed_s"], every_s=cfg.checkpoint_minutes * 60)
-        resumed_at = trainer.step_idx
-    import sys
-
-    bar = tqdm(total=cfg.steps, initial=trainer.step_idx, desc="pretrain vit",
-               mininterval=1 if sys.stderr.isatty() else 60)
-
-    renderer = data_record(data_dir).get("renderer_version")
-
-    def save() -> None:
-        run.save({"trainer": trainer.state_dict(), "elapsed_s": timer.elapsed,
-                  "machine": machine_description(), "n_images": len(images),
-                  "renderer_version": renderer})
-
-    while trainer.step_idx < cfg.steps:
-        stats = trainer.step()
-        step = trainer.step_idx
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
-            run.log({"step": step, "elapsed_s": round(timer.elapsed, 1), **stats},
-                    resumed_at=resumed_at)
-            resumed_at = None
-            bar.set_postfix(loss=f"{stats['loss']:.3f}")
-        if timer.due() or step == cfg.steps:
-            save()
-    bar.close()
-    return {"steps": trainer.step_idx, "elapsed_s": timer.elapsed}
+    return run_training(run, trainer, cfg, data_dir, len(images), "pretrain vit")
