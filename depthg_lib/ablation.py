@@ -16,6 +16,7 @@ Each (method, seed) result is stored as soon as it exists, so an interrupted abl
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -51,18 +52,34 @@ def method_profile(profile: Profile, method: str) -> Profile:
 
 def _settings(profile: Profile, method: str, seed: int) -> dict:
     """What a stored result depends on: re-run it when any of these change."""
+    from .models import weights_identity
+
     values = dataclasses.asdict(method_profile(profile, method))
     values.pop("source", None)
-    return {"method": method, "seed": seed, "profile": values}
+    weights = weights_identity(profile.backbone, profile.backbone_weights or None)
+    return {"method": method, "seed": seed, "profile": values, "backbone_weights": weights}
+
+
+def _stale(run_dir: Path, variant: Profile, seed: int) -> bool:
+    """True when `run_dir` holds a training run made with other settings (e.g. weights)."""
+    from .train import _settings as train_settings
+
+    record = run_dir / "train.json"
+    if not record.exists():
+        return False
+    return load_json(record) != json.loads(json.dumps(train_settings(variant, seed), default=str))
 
 
 def run_ablation(profile: Profile | str, seeds: int | None = None,
                  methods: tuple[str, ...] = tuple(METHODS), device: str = "auto",
-                 out_dir: str | Path | None = None, progress: bool = True) -> list[dict]:
+                 out_dir: str | Path | None = None, progress: bool = True,
+                 force: bool = False) -> list[dict]:
     """Train and evaluate every (method, seed); returns one row per run with its scores.
 
     `seeds` defaults to the profile's `ablation_seeds` (3 in `demo`, 1 in `test`).
-    Results are kept in `<out_dir>/results.json` (default `runs/<profile>/ablation`).
+    Results are kept in `<out_dir>/results.json` (default `runs/<profile>/ablation`); a run
+    whose settings (profile, method, seed, backbone weights) are stored there is not repeated,
+    unless `force`, which starts every run over.
     """
     from .evaluate import evaluate, kmeans_baseline
     from .train import train
@@ -71,7 +88,7 @@ def run_ablation(profile: Profile | str, seeds: int | None = None,
     seeds = profile.ablation_seeds if seeds is None else int(seeds)
     out = Path(out_dir) if out_dir is not None else profile.paths.run_dir / "ablation"
     store = out / "results.json"
-    rows = load_json(store) if store.exists() else []
+    rows = load_json(store) if store.exists() and not force else []
     for method in methods:
         variant = method_profile(profile, method)
         for seed in range(seeds):
@@ -83,10 +100,17 @@ def run_ablation(profile: Profile | str, seeds: int | None = None,
                 unsup, linear = result, {"miou": None, "acc": None}
             else:
                 # the frozen-feature cache (one per fidelity) is shared by all runs
-                checkpoint = train(variant, out_dir=out / method / f"seed{seed}", seed=seed,
-                                   device=device, progress=progress)
+                # a stale run folder (other settings or weights) is replaced: its result is
+                # not in the store, so nothing recorded is lost; an interrupted one resumes
+                run_dir = out / method / f"seed{seed}"
+                stale = force or _stale(run_dir, variant, seed)
+                ckpts = run_dir / "checkpoints"
+                unfinished = (ckpts / "last.pt").exists() and not (ckpts / "final.pt").exists()
+                checkpoint = train(variant, out_dir=run_dir, seed=seed, device=device,
+                                   progress=progress, force=stale,
+                                   resume=unfinished and not stale)
                 metrics = evaluate(variant, checkpoint, device=device, progress=progress,
-                                   out_dir=out / method / f"seed{seed}" / "eval")
+                                   out_dir=run_dir / "eval")
                 unsup, linear = metrics["unsupervised"], metrics["linear"]
             rows = [r for r in rows if not (r["method"] == method and r["seed"] == seed)]
             rows.append({"method": method, "seed": seed, "miou": unsup["miou"],

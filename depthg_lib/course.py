@@ -25,6 +25,7 @@ from .io import atomic_path, load_json, save_json
 from .results import read_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+MANIFEST = Path(__file__).resolve().parent / "weights" / "manifest.json"
 
 
 def chapters(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -46,10 +47,13 @@ def _select(all_chapters: list[Path], only: str | None) -> list[Path]:
 
 
 def _fingerprint(notebook: Path, profile_source: str, device: str, seed: int) -> str:
-    """What a chapter's result depends on, besides earlier chapters (which run first)."""
+    """What a chapter's result depends on, besides earlier chapters (which run first): its
+    source, the profile, device and seed, and the shipped weights (their manifest)."""
     digest = hashlib.sha256()
     digest.update(_source_only(notebook).encode())
     digest.update(Path(profile_source).read_bytes())
+    if MANIFEST.exists():
+        digest.update(MANIFEST.read_bytes())
     digest.update(f"{device}|{seed}".encode())
     return digest.hexdigest()[:16]
 
@@ -121,7 +125,8 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
                 try:
                     papermill.execute_notebook(
                         str(notebook), str(partial), kernel_name=kernel, language="python",
-                        parameters={"profile": profile.name, "device": device, "seed": seed},
+                        parameters={"profile": profile.name, "device": device, "seed": seed,
+                                    "force": force},
                         cwd=str(notebook.parent), progress_bar=False, log_output=False)
                 except Exception:
                     if partial.exists():

@@ -60,3 +60,34 @@ def test_run_ablation_trains_each_once_and_resumes(tmp_path, monkeypatch):
     assert "| k-means on raw backbone features | 2 | 20.5 ± 0.7 |" in text
     sentence = ablation.compare(ablation.summarize(rows), "depthg-corrected", "stego")
     assert sentence.startswith("DepthG, corrected vs STEGO") and "+10.0 mIoU points" in sentence
+
+
+def test_new_backbone_weights_or_force_start_runs_over(tmp_path, monkeypatch):
+    """Stored results belong to the weights they were made with: other weights, other rows."""
+    import depthg_lib.models as models_mod
+
+    forced = []
+
+    def fake_train(profile, out_dir, seed, **kwargs):
+        forced.append(kwargs.get("force"))
+        return tmp_path / "ckpt.pt"
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    monkeypatch.setattr(evaluate_mod, "evaluate", lambda *a, **k: {
+        "unsupervised": {"miou": 1.0, "acc": 2.0}, "linear": {"miou": 3.0, "acc": 4.0}})
+    monkeypatch.setattr(evaluate_mod, "kmeans_baseline", lambda *a, **k: {"miou": 1.0,
+                                                                          "acc": 2.0})
+    profile = load_profile("test")
+    ablation.run_ablation(profile, seeds=1, out_dir=tmp_path, progress=False,
+                          methods=("stego",))
+    assert forced == [False]
+    ablation.run_ablation(profile, seeds=1, out_dir=tmp_path, progress=False,
+                          methods=("stego",))
+    assert forced == [False]  # same weights: stored
+    monkeypatch.setattr(models_mod, "weights_identity", lambda *a, **k: "other weights")
+    ablation.run_ablation(profile, seeds=1, out_dir=tmp_path, progress=False,
+                          methods=("stego",))
+    assert len(forced) == 2  # new weights: trained again
+    ablation.run_ablation(profile, seeds=1, out_dir=tmp_path, progress=False,
+                          methods=("stego",), force=True)
+    assert forced[-1] is True and len(forced) == 3

@@ -12,7 +12,7 @@ from depthg_lib.errors import DepthGError
 
 def _notebook(path, body):
     nb = new_notebook()
-    params = new_code_cell('profile = "demo"\ndevice = "auto"\nseed = 0')
+    params = new_code_cell('profile = "demo"\ndevice = "auto"\nseed = 0\nforce = False')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -68,3 +68,24 @@ def test_unknown_profile_and_chapter(capsys):
     assert "Valid profiles" in capsys.readouterr().err
     with pytest.raises(DepthGError, match="no chapter starts with 99"):
         run_course("test", only="99")
+
+
+def test_force_reaches_the_chapters_and_new_weights_rerun_them(sandbox, monkeypatch, capsys):
+    import depthg_lib.course as course_mod
+
+    root, profile = sandbox
+    manifest = root / "manifest.json"
+    manifest.write_text("{}")
+    monkeypatch.setattr(course_mod, "MANIFEST", manifest)
+    _notebook(root / "nb" / "00_first.ipynb",
+              "from depthg_lib.results import record\n"
+              "record(profile, '00_first', force_seen=force)")
+    summary = run_course(str(profile), notebook_dir=root / "nb")
+    assert summary["notebooks"]["00_first"]["results"] == {"force_seen": False}
+    summary = run_course(str(profile), notebook_dir=root / "nb", force=True)
+    assert summary["notebooks"]["00_first"]["results"] == {"force_seen": True}
+    run_course(str(profile), notebook_dir=root / "nb")
+    assert capsys.readouterr().out.count("skipped") == 1
+    manifest.write_text('{"vit": "new weights"}')  # shipped weights changed: run again
+    run_course(str(profile), notebook_dir=root / "nb")
+    assert capsys.readouterr().out.count("skipped") == 0
