@@ -133,12 +133,16 @@ def solarize(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
 
 def dino_view(images: torch.Tensor, idx: torch.Tensor, size: int, scale: tuple[float, float],
               gen: torch.Generator, blur_p: float, solarize_p: float,
-              return_geometry: bool = False):
-    """One DINO view of `images[idx]`: crop+flip, colour jitter, grey, blur, solarize
-    (with `return_geometry`: also the crop boxes and flip flags)."""
+              return_geometry: bool = False,
+              jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
+              grey_p: float = 0.2):
+    """One DINO view of `images[idx]`: crop+flip, colour jitter (brightness, contrast,
+    saturation, hue), grey, blur, solarize (with `return_geometry`: also the crop boxes and
+    flip flags)."""
     v, boxes, flip = random_resized_crop(images, idx, size, scale, gen, return_geometry=True)
-    v = color_jitter(v, gen)
-    v = random_grayscale(v, gen)
+    b, c, s, h = jitter
+    v = color_jitter(v, gen, brightness=b, contrast=c, saturation=s, hue=h)
+    v = random_grayscale(v, gen, p=grey_p)
     v = gaussian_blur(v, gen, blur_p)
     v = solarize(v, gen, solarize_p)
     return (v, boxes, flip) if return_geometry else v

@@ -80,6 +80,11 @@ class ViTPretrainConfig:
     # Crop area fractions of the 128-px scenes, chosen so objects appear at 0.6–1.4× their
     # size in the full scene: the downstream pipeline looks at 1×–1.5× (crops upsampled).
     global_scale: tuple[float, float] = (0.16, 0.64)
+    # Photometric augmentation of the views: colour jitter (brightness, contrast, saturation,
+    # hue), grey probability, solarize probability of the second global view.
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
+    grey_p: float = 0.2
+    solarize_p: float = 0.2
     local_scale: tuple[float, float] = (0.03, 0.16)
     out_dim: int = 512
     patch_out_dim: int = 256
@@ -131,6 +136,13 @@ OBJECTIVE_PRESETS: dict[str, dict] = {
     "vicregl-mask": dict(vicreg_mask=True),
     "vicregl-mask-strong": dict(vicreg_mask=True, mask_prob=1.0, mask_ratio=(0.2, 0.6),
                                 steps=1000),
+    # + gentler photometric augmentation: keep the colour cues that tell ground materials
+    # apart (little hue/saturation jitter, rare grey, no solarize), longer schedule
+    "vicregl-colour": dict(jitter=(0.3, 0.3, 0.1, 0.02), grey_p=0.05, solarize_p=0.0,
+                           steps=1200),
+    # the same with 80-px global views: more context per view, objects at the pipeline's scale
+    "vicregl-colour-80": dict(jitter=(0.3, 0.3, 0.1, 0.02), grey_p=0.05, solarize_p=0.0,
+                              global_size=80, steps=1000),
     # DINO + iBOT + dense cross-view self-distillation with DINO's EMA centring
     "ibot": dict(objective="ibot", centering="ema", steps=600, teacher_temp=(0.04, 0.04),
                  momentum=(0.99, 1.0), mask_prob=0.5, weight_decay=(0.04, 0.2)),
@@ -240,15 +252,17 @@ class ViTPretrainer:
         idx = torch.randint(len(self.images), (cfg.batch,), generator=gen)
         imgs = self.images[idx].float() / 255.0
         local_idx = torch.arange(cfg.batch)
+        photo = dict(jitter=cfg.jitter, grey_p=cfg.grey_p)
         g1, box1, flip1 = augment.dino_view(imgs, local_idx, cfg.global_size, cfg.global_scale,
-                                            gen, 1.0, 0.0, return_geometry=True)
+                                            gen, 1.0, 0.0, return_geometry=True, **photo)
         g2, box2, flip2 = augment.dino_view(imgs, local_idx, cfg.global_size, cfg.global_scale,
-                                            gen, 0.1, 0.2, return_geometry=True)
+                                            gen, 0.1, cfg.solarize_p, return_geometry=True,
+                                            **photo)
         grid = cfg.global_size // VIT_CONFIG["patch_size"]
         loc = masks = None
         if cfg.objective == "ibot":  # local crops: only self-distillation uses them
             loc = augment.dino_view(imgs, local_idx.repeat(cfg.n_local), cfg.local_size,
-                                    cfg.local_scale, gen, 0.5, 0.0)
+                                    cfg.local_scale, gen, 0.5, 0.0, **photo)
         if cfg.objective == "ibot" or cfg.vicreg_mask:
             masks = augment.block_masks(2 * cfg.batch, grid, grid, gen, cfg.mask_prob,
                                         cfg.mask_ratio)
