@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
             from .vit import OBJECTIVE_PRESETS
 
             q.add_argument("--objective", choices=sorted(OBJECTIVE_PRESETS),
-                           default="vicregl",
+                           default="vicregl-colour",
                            help="self-supervised objective (see depthg_lib/pretrain/vit.py)")
         q.add_argument("--export", action="store_true",
                        help="when finished, export the weights into depthg_lib/weights/")
