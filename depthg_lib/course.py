@@ -13,13 +13,14 @@ run with its name, the cell and the error's last line; earlier outputs are kept.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
 import time
 from pathlib import Path
 
-from .config import REPO_ROOT, available_profiles, load_profile
+from .config import REPO_ROOT, Profile, available_profiles, load_profile
 from .errors import DepthGError, run_cli
 from .io import atomic_path, load_json, save_json
 from .results import read_results
@@ -46,14 +47,18 @@ def _select(all_chapters: list[Path], only: str | None) -> list[Path]:
     return chosen
 
 
-def _fingerprint(notebook: Path, profile_source: str, device: str, seed: int) -> str:
+def _fingerprint(notebook: Path, profile: Profile, device: str, seed: int) -> str:
     """What a chapter's result depends on, besides earlier chapters (which run first): its
-    source, the profile, device and seed, and the shipped weights (their manifest)."""
+    source, the profile's values (wherever `extends:` took them from), device and seed, and
+    the shipped weights (their checksums in the manifest)."""
     digest = hashlib.sha256()
     digest.update(_source_only(notebook).encode())
-    digest.update(Path(profile_source).read_bytes())
-    if MANIFEST.exists():
-        digest.update(MANIFEST.read_bytes())
+    values = {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
+    digest.update(json.dumps(values, sort_keys=True, default=str).encode())
+    if MANIFEST.exists():  # the checksums only: recording a new quality figure changes nothing
+        shas = {name: entry.get("sha256") for name, entry in load_json(MANIFEST).items()
+                if isinstance(entry, dict)}
+        digest.update(json.dumps(shas, sort_keys=True).encode())
     digest.update(f"{device}|{seed}".encode())
     return digest.hexdigest()[:16]
 
@@ -109,7 +114,7 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
     total_start = time.perf_counter()
     for number, notebook in enumerate(todo, 1):
         out = run_dir / notebook.name
-        fingerprint = _fingerprint(notebook, profile.source, device, seed)
+        fingerprint = _fingerprint(notebook, profile, device, seed)
         entry = summary["notebooks"].get(notebook.stem, {})
         label = f"[{number}/{len(todo)}] {notebook.stem}"
         if (not force and out.exists() and entry.get("status") == "ok"

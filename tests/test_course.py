@@ -75,7 +75,7 @@ def test_force_reaches_the_chapters_and_new_weights_rerun_them(sandbox, monkeypa
 
     root, profile = sandbox
     manifest = root / "manifest.json"
-    manifest.write_text("{}")
+    manifest.write_text('{"vit": {"sha256": "aaa", "quality": 1}}')
     monkeypatch.setattr(course_mod, "MANIFEST", manifest)
     _notebook(root / "nb" / "00_first.ipynb",
               "from depthg_lib.results import record\n"
@@ -84,8 +84,9 @@ def test_force_reaches_the_chapters_and_new_weights_rerun_them(sandbox, monkeypa
     assert summary["notebooks"]["00_first"]["results"] == {"force_seen": False}
     summary = run_course(str(profile), notebook_dir=root / "nb", force=True)
     assert summary["notebooks"]["00_first"]["results"] == {"force_seen": True}
+    manifest.write_text('{"vit": {"sha256": "aaa", "quality": 2}}')  # a figure: no re-run
     run_course(str(profile), notebook_dir=root / "nb")
     assert capsys.readouterr().out.count("skipped") == 1
-    manifest.write_text('{"vit": "new weights"}')  # shipped weights changed: run again
+    manifest.write_text('{"vit": {"sha256": "bbb", "quality": 2}}')  # new weights: run again
     run_course(str(profile), notebook_dir=root / "nb")
     assert capsys.readouterr().out.count("skipped") == 0
