@@ -287,18 +287,24 @@ class ViTPretrainer:
                 "masks": masks,
                 "xy": torch.cat([xy12, xy21]), "inside": torch.cat([in12, in21])}
 
-    def step(self) -> dict[str, float]:
+    def _schedule(self) -> tuple[float, float]:
+        """Set this step's cosine learning rate (after warm-up) and weight decay; return both."""
         cfg, s = self.cfg, self.step_idx
         lr = cosine(s, cfg.steps, cfg.lr, cfg.min_lr, warmup=int(cfg.warmup_frac * cfg.steps))
         wd = cosine(s, cfg.steps, cfg.weight_decay[0], cfg.weight_decay[1])
-        mom = cosine(s, cfg.steps, cfg.momentum[0], cfg.momentum[1])
-        t_warm = max(1, int(cfg.teacher_temp_warmup_frac * cfg.steps))
-        t_temp = cfg.teacher_temp[0] + (cfg.teacher_temp[1] - cfg.teacher_temp[0]) * min(
-            1.0, s / t_warm)
         for g in self.opt.param_groups:
             g["lr"] = lr
             if g["wd"]:
                 g["weight_decay"] = wd
+        return lr, wd
+
+    def step(self) -> dict[str, float]:
+        cfg, s = self.cfg, self.step_idx
+        lr, wd = self._schedule()
+        mom = cosine(s, cfg.steps, cfg.momentum[0], cfg.momentum[1])
+        t_warm = max(1, int(cfg.teacher_temp_warmup_frac * cfg.steps))
+        t_temp = cfg.teacher_temp[0] + (cfg.teacher_temp[1] - cfg.teacher_temp[0]) * min(
+            1.0, s / t_warm)
 
         v = self._views()
         b, grid = cfg.batch, cfg.global_size // VIT_CONFIG["patch_size"]
@@ -439,13 +445,8 @@ class VICRegLTrainer(ViTPretrainer):
         self.step_idx = state["step"]
 
     def step(self) -> dict[str, float]:
-        cfg, s = self.cfg, self.step_idx
-        lr = cosine(s, cfg.steps, cfg.lr, cfg.min_lr, warmup=int(cfg.warmup_frac * cfg.steps))
-        wd = cosine(s, cfg.steps, cfg.weight_decay[0], cfg.weight_decay[1])
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-            if g["wd"]:
-                g["weight_decay"] = wd
+        cfg = self.cfg
+        lr, wd = self._schedule()
         v = self._views()
         b, grid = cfg.batch, cfg.global_size // VIT_CONFIG["patch_size"]
         model = self.student.train()
