@@ -16,7 +16,6 @@ Each (method, seed) result is stored as soon as it exists, so an interrupted abl
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from .config import Profile, load_profile
 from .errors import DepthGError
-from .io import load_json, save_json
+from .io import load_json, recorded_settings_differ, save_json
 
 METHODS = {
     "kmeans": "k-means on raw backbone features",
@@ -52,22 +51,19 @@ def method_profile(profile: Profile, method: str) -> Profile:
 
 def _settings(profile: Profile, method: str, seed: int) -> dict:
     """What a stored result depends on: re-run it when any of these change."""
-    from .models import weights_identity
+    from .models import profile_weights_identity
 
     values = dataclasses.asdict(method_profile(profile, method))
     values.pop("source", None)
-    weights = weights_identity(profile.backbone, profile.backbone_weights or None)
-    return {"method": method, "seed": seed, "profile": values, "backbone_weights": weights}
+    return {"method": method, "seed": seed, "profile": values,
+            "backbone_weights": profile_weights_identity(profile)}
 
 
 def _stale(run_dir: Path, variant: Profile, seed: int) -> bool:
     """True when `run_dir` holds a training run made with other settings (e.g. weights)."""
     from .train import _settings as train_settings
 
-    record = run_dir / "train.json"
-    if not record.exists():
-        return False
-    return load_json(record) != json.loads(json.dumps(train_settings(variant, seed), default=str))
+    return recorded_settings_differ(run_dir, "train", train_settings(variant, seed))
 
 
 def run_ablation(profile: Profile | str, seeds: int | None = None,

@@ -132,6 +132,17 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _as_recorded(settings: dict) -> dict:
+    """`settings` as they read back from their JSON record (tuples → lists, paths → str)."""
+    return json.loads(json.dumps(settings, default=str))
+
+
+def recorded_settings_differ(out_dir: str | os.PathLike, stage: str, settings: dict) -> bool:
+    """True when `<out_dir>/<stage>.json` exists and records other settings than these."""
+    record = Path(out_dir) / f"{stage}.json"
+    return record.exists() and load_json(record) != _as_recorded(settings)
+
+
 def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
                          force: bool = False) -> bool:
     """Record `settings` in `<out_dir>/<stage>.json`; refuse a re-run with other settings.
@@ -140,7 +151,7 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
     items may be skipped), False when the folder is fresh or `force` wiped the record.
     """
     record = Path(out_dir) / f"{stage}.json"
-    settings = json.loads(json.dumps(settings, default=str))
+    settings = _as_recorded(settings)
     if record.exists() and not force:
         old = load_json(record)
         if old != settings:

@@ -26,7 +26,7 @@ from .config import Profile, load_profile
 from .env import resolve_device
 from .errors import DepthGError, run_cli
 from .io import check_stage_settings, save_npz, sha256_file
-from .models import weights_identity
+from .models import profile_weights_identity
 
 # --------------------------------------------------------------------------- features
 
@@ -220,7 +220,7 @@ def _open_crops(profile: Profile, split: str):
 def stage_settings(profile: Profile, n: int, split: str) -> dict:
     weights = profile.backbone_weights
     sha = (sha256_file(weights) if weights and Path(weights).is_file()
-           else weights_identity(profile.backbone, weights or None))
+           else profile_weights_identity(profile))
     return {"backbone": profile.backbone, "backbone_weights": weights or None,
             "weights_sha256": sha, "resolution": profile.knn_res,
             "resize": "nearest" if profile.fidelity == "released" else "bilinear",

@@ -229,6 +229,11 @@ def weights_identity(name: str, weights: str | os.PathLike | None = None) -> str
     return f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}"
 
 
+def profile_weights_identity(profile) -> str:
+    """`weights_identity` of the backbone a profile trains on (its name and weights file)."""
+    return weights_identity(profile.backbone, profile.backbone_weights or None)
+
+
 def load_backbone(name: str, weights: str | os.PathLike | None = None,
                   device: str | torch.device = "cpu") -> Backbone:
     """Frozen backbone ``name`` on ``device`` with weights from a local file (SPEC §5).

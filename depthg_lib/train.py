@@ -41,7 +41,7 @@ from .env import resolve_device
 from .errors import DepthGError, run_cli
 from .io import atomic_path, check_stage_settings
 from .losses import depthg_loss
-from .models import weights_identity
+from .models import profile_weights_identity, weights_identity
 
 CHECKPOINT_FORMAT = "depthg-checkpoint-1"
 LOSS_TERMS = ("pos_intra", "pos_inter", "neg_inter", "depth")
@@ -532,8 +532,7 @@ def _save_checkpoint(path: Path, trainer: Trainer, profile: Profile, step: int, 
              "seed": seed, "backbone": profile.backbone, "backbone_dim": backbone.dim,
              "patch_size": backbone.patch_size, "code_dim": profile.dim,
              "n_classes": profile.n_classes, "extra_clusters": profile.extra_clusters,
-             "backbone_weights_identity": weights_identity(profile.backbone,
-                                                           profile.backbone_weights or None),
+             "backbone_weights_identity": profile_weights_identity(profile),
              **trainer.state_dict(), "rng": _rng_state()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -670,13 +669,12 @@ def _load_backbone(profile: Profile, device: torch.device):
 
 def _settings(profile: Profile, seed: int) -> dict:
     kept = {k: v for k, v in dataclasses.asdict(profile).items() if k not in _BOOKKEEPING}
-    weights = weights_identity(profile.backbone, profile.backbone_weights or None)
-    return {**kept, "seed": seed, "backbone_weights_identity": weights}
+    return {**kept, "seed": seed, "backbone_weights_identity": profile_weights_identity(profile)}
 
 
 def _cache_settings(profile: Profile, data: TrainData, backbone) -> dict:
     return {"version": featcache.CACHE_VERSION, "crops": data.key, "backbone": profile.backbone,
-            "weights": weights_identity(profile.backbone, profile.backbone_weights or None),
+            "weights": profile_weights_identity(profile),
             "dim": backbone.dim, "patch_size": backbone.patch_size, "res": profile.res,
             "fidelity": profile.fidelity, "n_train": len(data.train),
             "n_val": len(data.val) if data.val is not None else 0}
