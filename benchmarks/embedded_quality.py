@@ -40,11 +40,11 @@ RESULT = REPO / "benchmarks" / "results" / "embedded_quality.json"
 def _vit(checkpoint: str | None) -> tuple[torch.nn.Module, str]:
     if checkpoint is None:
         return embedded.load_embedded_vit(), str(embedded.weights_path("vit").relative_to(REPO))
+    from depthg_lib.pretrain.export import vit_backbone_state
+
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["trainer"]
     vit = embedded.build_embedded_vit()
-    source = state.get("teacher") or state["student"]
-    vit.load_state_dict({k[len("backbone."):]: v for k, v in source.items()
-                         if k.startswith("backbone.")})
+    vit.load_state_dict(vit_backbone_state(state))
     return vit.eval(), f"{checkpoint} (step {state['step']})"
 
 

@@ -39,12 +39,17 @@ def _renderer_version(cfg: dict) -> int | None:
     return rec.get("renderer_version") if same else None
 
 
+def vit_backbone_state(trainer_state: dict) -> dict[str, torch.Tensor]:
+    """The ViT's own weights in a pretraining checkpoint: the teacher's for self-distillation
+    (as DINO exports), the one network's for VICRegL; keys as `build_embedded_vit` names them."""
+    prefix = "backbone."
+    source = trainer_state.get("teacher") or trainer_state["student"]
+    return {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix)}
+
+
 def _exported_state(kind: str, trainer_state: dict) -> dict[str, torch.Tensor]:
     if kind == "vit":
-        prefix = "backbone."
-        # self-distillation exports the teacher (as DINO does); VICRegL has only one network
-        source = trainer_state.get("teacher") or trainer_state["student"]
-        sd = {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix)}
+        sd = vit_backbone_state(trainer_state)
     else:
         sd = dict(trainer_state["net"])
     return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}

@@ -138,6 +138,10 @@ class ViTPretrainConfig:
     n_train: int = 5000
 
 
+# Gentler photometric augmentation: keep the colour cues that tell ground materials apart
+# (little hue/saturation jitter, rare grey, no solarize).
+_GENTLE_COLOUR = dict(jitter=(0.3, 0.3, 0.1, 0.02), grey_p=0.05, solarize_p=0.0)
+
 # `--objective` presets: everything that differs from the defaults. The CLI's default preset,
 # `vicregl-colour`, is the shipped run; `vicregl` (the dataclass defaults) the first one.
 OBJECTIVE_PRESETS: dict[str, dict] = {
@@ -148,13 +152,10 @@ OBJECTIVE_PRESETS: dict[str, dict] = {
     "vicregl-mask": dict(vicreg_mask=True),
     "vicregl-mask-strong": dict(vicreg_mask=True, mask_prob=1.0, mask_ratio=(0.2, 0.6),
                                 steps=1000),
-    # + gentler photometric augmentation: keep the colour cues that tell ground materials
-    # apart (little hue/saturation jitter, rare grey, no solarize), longer schedule
-    "vicregl-colour": dict(jitter=(0.3, 0.3, 0.1, 0.02), grey_p=0.05, solarize_p=0.0,
-                           steps=1200),
+    # + gentle colour, longer schedule (shipped)
+    "vicregl-colour": dict(_GENTLE_COLOUR, steps=1200),
     # the same with 80-px global views: more context per view, objects at the pipeline's scale
-    "vicregl-colour-80": dict(jitter=(0.3, 0.3, 0.1, 0.02), grey_p=0.05, solarize_p=0.0,
-                              global_size=80, steps=1000),
+    "vicregl-colour-80": dict(_GENTLE_COLOUR, global_size=80, steps=1000),
     # DINO + iBOT + dense cross-view self-distillation with DINO's EMA centring
     "ibot": dict(objective="ibot", centering="ema", steps=600, teacher_temp=(0.04, 0.04),
                  momentum=(0.99, 1.0), mask_prob=0.5, weight_decay=(0.04, 0.2)),
