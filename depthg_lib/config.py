@@ -197,6 +197,15 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
+def profile_arg(profile: Profile) -> str:
+    """What to pass to --profile to get this profile back: its name if it is a shipped one,
+    else its file (so that error messages name a command that works)."""
+    source = Path(profile.source) if profile.source else None
+    if source is None or source.parent.resolve() == PROFILE_DIR.resolve():
+        return profile.name
+    return str(source)
+
+
 def _profile_file(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .config import PROFILE_DIR, Profile, load_profile
+from .config import Profile, load_profile, profile_arg
 from .data.base import IGNORE
 from .data.readers import reader_for_profile
 from .errors import DepthGError, run_cli
@@ -115,14 +115,6 @@ def read_depth_png(path: str | os.PathLike) -> np.ndarray:
             raise DepthGError(f"depth map {path} holds values outside 0..65535")
         arr = arr.astype(np.uint16)
     return arr
-
-
-def _profile_arg(profile: Profile) -> str:
-    """What to pass to --profile to get this profile back (its name, or its file)."""
-    source = Path(profile.source) if profile.source else None
-    if source is None or source.parent.resolve() == PROFILE_DIR.resolve():
-        return profile.name
-    return str(source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +247,7 @@ def _require_depth(reader, profile, split, todo, skip_bad) -> None:
         raise DepthGError(
             f"five-crop needs depth maps first: {len(missing)} of {len(todo)} {split} images "
             f"have none (e.g. {reader.depth_path(split, missing[0])}). Run "
-            f"`python -m depthg_lib.depth --profile {_profile_arg(profile)}` (chapter 01) first")
+            f"`python -m depthg_lib.depth --profile {profile_arg(profile)}` (chapter 01) first")
 
 
 def _readable(reader, split, name) -> bool:
@@ -364,7 +356,7 @@ class CropReader:
     @classmethod
     def from_profile(cls, profile: Profile | str, split: str = "train") -> CropReader:
         profile = load_profile(profile)
-        return cls(profile.paths.crop_dir, split, profile=_profile_arg(profile))
+        return cls(profile.paths.crop_dir, split, profile=profile_arg(profile))
 
     def __len__(self) -> int:
         return len(self._sources)

@@ -31,7 +31,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .config import PROFILE_DIR, REPO_ROOT, Profile, load_profile
+from .config import REPO_ROOT, Profile, load_profile, profile_arg
 from .env import resolve_device
 from .errors import DepthGError, run_cli
 from .io import check_stage_settings, save_image, save_json, sha256_file
@@ -338,14 +338,6 @@ def _images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
-def _profile_arg(profile: Profile) -> str:
-    """What to pass to --profile to get this profile back (its name, or its file)."""
-    source = Path(profile.source) if profile.source else None
-    if source is None or source.parent.resolve() == PROFILE_DIR.resolve():
-        return profile.name
-    return str(source)
-
-
 def _prerequisite_command(profile: Profile) -> str:
     """The command that creates the images this stage reads."""
     if profile.dataset == "synthscenes":
@@ -353,7 +345,7 @@ def _prerequisite_command(profile: Profile) -> str:
                 f"{profile.paths.dataset_dir} --n-train {profile.synth_n_train} --n-val "
                 f"{profile.synth_n_val} --size {profile.synth_size} --seed {profile.synth_seed}`")
     return (f"put the {profile.dataset} data there (SPEC §11) and check it with `python -m "
-            f"depthg_lib.data check --profile {_profile_arg(profile)}`")
+            f"depthg_lib.data check --profile {profile_arg(profile)}`")
 
 
 def _list_names(reader, profile: Profile, splits: Sequence[str]) -> dict[str, list[str]]:
