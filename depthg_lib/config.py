@@ -232,6 +232,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not isinstance(raw, dict):
         raise DepthGError(f"profile {path} must be a mapping of key: value")
     parent = raw.pop("extends", None)
+    raw.pop("paper", None)  # the paper's reported numbers: read by depthg_lib.released only
     values = {}
     if parent:
         values.update(_read_yaml(_profile_file(parent), seen + (path,)))
