@@ -1,0 +1,167 @@
+"""Does DepthG's premise hold on a dataset? Two measurements a learner can run on any split.
+
+DepthG rests on two claims (docs/method.md §6.1, §7.1):
+
+1. *Depth similarity says "same class"*: two points of one image at similar depth tend to
+   belong to the same class, so code correlation may be pulled towards depth correlation.
+   `same_class_auroc` measures how well "same class" for random pixel pairs of one image is
+   predicted by feature similarity, by depth similarity, and by both together (a logistic
+   regression on the two scores, fitted on half the images and scored on the other half):
+   the gain of *both* over *features* is what depth can add to what the backbone knows.
+2. *FPS puts points on things*: farthest point sampling in 3D spreads the S×S training points
+   over the scene instead of over the image plane, so small near objects get more of them.
+   `fps_thing_share` compares the share of sampled points that land on thing classes under
+   depth-guided FPS and under uniform random points.
+
+Both take plain arrays, so the chapters, the study and the tests call the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DepthGError
+from .sampling import fps_coords, random_coords
+
+IGNORE = 255
+
+
+def _check(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray) -> None:
+    if features.dim() != 4:
+        raise DepthGError(f"features must be (N,D,h,w), got shape {tuple(features.shape)}")
+    if depth.shape != labels.shape or depth.ndim != 3 or depth.shape[0] != features.shape[0]:
+        raise DepthGError(f"depth {depth.shape} and labels {labels.shape} must both be (N,H,W) "
+                          f"with N = {features.shape[0]} images like the features")
+
+
+def pixel_pairs(labels: np.ndarray, pairs_per_image: int, exclude: Sequence[int] = (),
+                seed: int = 0) -> list[np.ndarray]:
+    """Random pixel pairs inside each image, both ends on a labelled, non-excluded pixel.
+
+    Returns one (P, 4) int array per image: rows (y1, x1, y2, x2). Pairs are drawn uniformly
+    over the valid pixels, so large regions contribute more pairs, as they do to the loss.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for lab in labels:
+        valid = lab != IGNORE
+        for c in exclude:
+            valid &= lab != c
+        ys, xs = np.nonzero(valid)
+        if len(ys) < 2:
+            out.append(np.zeros((0, 4), dtype=np.int64))
+            continue
+        a = rng.integers(0, len(ys), pairs_per_image)
+        b = rng.integers(0, len(ys), pairs_per_image)
+        out.append(np.stack([ys[a], xs[a], ys[b], xs[b]], axis=1))
+    return out
+
+
+def _features_at(features: torch.Tensor, points: np.ndarray, size: tuple[int, int]
+                 ) -> torch.Tensor:
+    """Bilinear read of one image's (D,h,w) features at pixel (y, x) points of an H×W image."""
+    h, w = size
+    # pixel centres → grid_sample's [-1, 1] with align_corners=False
+    x = (points[:, 1] + 0.5) / w * 2 - 1
+    y = (points[:, 0] + 0.5) / h * 2 - 1
+    grid = torch.from_numpy(np.stack([x, y], axis=1)).float().view(1, 1, -1, 2)
+    got = F.grid_sample(features[None].float(), grid, mode="bilinear", align_corners=False)
+    return F.normalize(got[0, :, 0].T, dim=1)  # (P, D)
+
+
+def pair_scores(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
+                pairs_per_image: int = 2000, exclude: Sequence[int] = (), seed: int = 0
+                ) -> dict[str, np.ndarray]:
+    """For random same-image pixel pairs: feature cosine, depth closeness, same-class flag.
+
+    depth: per-image normalised (N,H,W); closeness is −|d1 − d2|, so larger = more similar,
+    like the cosine. Returns arrays `feature`, `depth`, `same` and `image` (the image index).
+    """
+    _check(features, depth, labels)
+    size = labels.shape[1:]
+    feat, dep, same, image = [], [], [], []
+    for i, pts in enumerate(pixel_pairs(labels, pairs_per_image, exclude, seed)):
+        if len(pts) == 0:
+            continue
+        f1 = _features_at(features[i], pts[:, :2], size)
+        f2 = _features_at(features[i], pts[:, 2:], size)
+        feat.append((f1 * f2).sum(1).numpy())
+        dep.append(-np.abs(depth[i][pts[:, 0], pts[:, 1]] - depth[i][pts[:, 2], pts[:, 3]]))
+        same.append(labels[i][pts[:, 0], pts[:, 1]] == labels[i][pts[:, 2], pts[:, 3]])
+        image.append(np.full(len(pts), i))
+    if not feat:
+        raise DepthGError("no labelled pixel pairs to score: every pixel is ignored or excluded")
+    return {"feature": np.concatenate(feat), "depth": np.concatenate(dep).astype(np.float64),
+            "same": np.concatenate(same), "image": np.concatenate(image)}
+
+
+def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
+                     pairs_per_image: int = 2000, exclude: Sequence[int] = (),
+                     seed: int = 0) -> dict[str, float]:
+    """How well feature similarity, depth similarity and both predict "same class" (AUROC).
+
+    `both` is a logistic regression on the two scores fitted on the even-numbered images and
+    scored on the odd ones (and vice versa, averaged), so it never scores pairs it was fitted
+    on; `depth_gain` = both − feature is what depth adds on top of the features.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    s = pair_scores(features, depth, labels, pairs_per_image, exclude, seed)
+    y = s["same"]
+    if y.all() or not y.any():
+        raise DepthGError("every sampled pair has the same answer (all same class or all "
+                          "different): AUROC is undefined; use more images or fewer exclusions")
+    x = np.stack([s["feature"], s["depth"]], axis=1)
+    fold = s["image"] % 2
+    both = []
+    for k in (0, 1):
+        fit, test = fold != k, fold == k
+        if len(np.unique(y[fit])) < 2 or len(np.unique(y[test])) < 2:
+            continue
+        clf = LogisticRegression().fit(x[fit], y[fit])
+        both.append(roc_auc_score(y[test], clf.decision_function(x[test])))
+    if not both:
+        raise DepthGError("need at least two images with both same- and different-class pairs")
+    feature = float(roc_auc_score(y, s["feature"]))
+    combined = float(np.mean(both))
+    return {"feature": feature, "depth": float(roc_auc_score(y, s["depth"])),
+            "both": combined, "depth_gain": combined - feature,
+            "pairs": int(len(y)), "same_share": float(y.mean())}
+
+
+def fps_thing_share(depth: np.ndarray, labels: np.ndarray, thing_ids: Sequence[int],
+                    grid_hw: tuple[int, int], n: int, seed: int = 0) -> dict[str, float]:
+    """Share of the n×n training points that land on thing pixels: FPS vs random points.
+
+    depth (N,H,W) per-image normalised, labels (N,H,W). Points are chosen on the feature grid
+    `grid_hw` as in training (corrected fidelity, so they are read where they were chosen) and
+    looked up in the label map at full resolution (nearest pixel).
+    """
+    if depth.shape != labels.shape or depth.ndim != 3:
+        raise DepthGError(f"depth {depth.shape} and labels {labels.shape} must both be (N,H,W)")
+    d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
+    fps = fps_coords(d, grid_hw, n, fidelity="corrected")
+    gen = torch.Generator().manual_seed(seed)
+    rnd = random_coords(len(depth), n, generator=gen)
+    things = np.isin(labels, list(thing_ids))
+    valid = labels != IGNORE
+    h, w = labels.shape[1:]
+
+    def share(coords: torch.Tensor) -> float:
+        # grid_sample (align_corners=True) on the feature grid → the cell's pixel centre
+        xy = coords.reshape(len(depth), -1, 2).numpy()
+        fx = (xy[..., 0] + 1) / 2 * (grid_hw[1] - 1)
+        fy = (xy[..., 1] + 1) / 2 * (grid_hw[0] - 1)
+        cols = np.clip(((fx + 0.5) * w / grid_hw[1]).astype(int), 0, w - 1)
+        rows = np.clip(((fy + 0.5) * h / grid_hw[0]).astype(int), 0, h - 1)
+        idx = np.arange(len(depth))[:, None]
+        hit, ok = things[idx, rows, cols], valid[idx, rows, cols]
+        return float(hit[ok].mean()) if ok.any() else float("nan")
+
+    return {"fps": share(fps), "random": share(rnd),
+            "pixels": float(things[valid].mean()) if valid.any() else float("nan")}
