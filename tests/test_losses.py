@@ -17,6 +17,7 @@ from depthg_lib.losses import (
     negative_permutations,
     normalized_depth,
 )
+from depthg_lib.reference import objective
 from depthg_lib.sampling import random_coords, sample
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -133,22 +134,6 @@ def test_fps_sampling_reproduces_golden_coords():
 
 # ------------------------------------------------------------------ fast path == released
 
-def _released_structure(feats, feats_pos, codes, codes_pos, depth, coords1, coords2, perms,
-                        shifts, weights, **flags):
-    """The released forward: whole maps permuted per negative, sampled afterwards."""
-    f1, c1 = sample(feats, coords1), sample(codes, coords1)
-    f2, c2 = sample(feats_pos, coords2), sample(codes_pos, coords2)
-    intra = correlation_loss(f1, f1, c1, c1, shifts["intra"], **flags)[0].mean()
-    inter = correlation_loss(f1, f2, c1, c2, shifts["inter"], **flags)[0].mean()
-    negs = [correlation_loss(f1, sample(feats[p], coords2), c1, sample(codes[p], coords2),
-                             shifts["neg"], **flags)[0] for p in perms]
-    neg = torch.cat(negs).mean()
-    dep = depth_correlation_loss(c1, c1, depth, depth, shifts["depth"],
-                                 zero_clamp=flags.get("zero_clamp", True))[0].mean()
-    return (weights["intra"] * intra + weights["inter"] * inter + weights["neg"] * neg
-            + weights["depth"] * dep)
-
-
 @pytest.mark.parametrize("rule,flags", [
     ("shift", {}), ("derangement", {}), ("stego", {}),
     ("shift", {"pointwise": False, "zero_clamp": False}), ("stego", {"stabilize": True})])
@@ -170,8 +155,9 @@ def test_fast_objective_equals_released_structure_with_gradients(rule, flags, re
                        weights=weights, shifts=shifts, coords=coords, neg_perms=perms, **flags)
     ours["total"].backward()
     ref_c, ref_cp = codes0.clone().requires_grad_(), codes_pos0.clone().requires_grad_()
-    ref = _released_structure(feats, feats_pos, ref_c, ref_cp, depth, *coords, perms,
-                              shifts, weights, **flags)
+    # the plain reference: whole maps permuted per negative, sampled afterwards (as released)
+    ref = objective(feats, feats_pos, ref_c, ref_cp, depth, depth, *coords, perms,
+                    shifts=shifts, weights=weights, **flags)["total"]
     ref.backward()
     torch.testing.assert_close(ours["total"], ref, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(codes.grad, ref_c.grad, atol=1e-7, rtol=1e-4)

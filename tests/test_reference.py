@@ -1,0 +1,235 @@
+"""The plain reference code (depthg_lib.reference) equals the golden values and the fast paths.
+
+Fast paths are imported through their public names only (losses.correlation_loss,
+losses.depth_correlation_loss, losses.depthg_loss, sampling.fps_coords, models.ClusterProbe).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from depthg_lib import reference as ref
+from depthg_lib.losses import correlation_loss, depth_correlation_loss, depthg_loss
+from depthg_lib.models import ClusterProbe
+from depthg_lib.sampling import fps_coords
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+# the golden c_* files use the cocostuff27-vits8 shifts (docs/method.md §10)
+GOLDEN_SHIFTS = {"intra": 0.07, "inter": 0.025, "neg": 0.761, "depth": 0.03}
+FEW = settings(max_examples=20, deadline=None, derandomize=True)
+
+
+def golden(name):
+    return {k: torch.from_numpy(np.asarray(v)) for k, v in np.load(GOLDEN / f"{name}.npz").items()}
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------ one STEGO pair term
+
+@pytest.mark.parametrize("pointwise,zero_clamp,key", [
+    (True, True, "loss_pointwise_True"), (False, True, "loss_pointwise_False"),
+    (True, False, "loss_noclamp")])
+def test_pair_loss_matches_golden(pointwise, zero_clamp, key):
+    g = golden("a_correlation_helper")
+    loss, cd = ref.pair_loss(g["f1"], g["f2"], g["c1"], g["c2"], float(g["shift"]),
+                             pointwise=pointwise, zero_clamp=zero_clamp)
+    torch.testing.assert_close(loss, g[key], atol=1e-10, rtol=0)
+    torch.testing.assert_close(cd, g[f"cd_pointwise_{pointwise}"], atol=1e-10, rtol=0)
+
+
+@FEW
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 3), s=st.integers(1, 5),
+       shift=st.floats(-0.5, 1.0), pointwise=st.booleans(), zero_clamp=st.booleans(),
+       stabilize=st.booleans())
+def test_pair_loss_equals_correlation_loss(seed, n, s, shift, pointwise, zero_clamp, stabilize):
+    gen = _gen(seed)
+    f1, f2 = torch.randn(2, n, 7, s, s, generator=gen, dtype=torch.float64)
+    c1, c2 = torch.randn(2, n, 4, s, s, generator=gen, dtype=torch.float64)
+    flags = dict(pointwise=pointwise, zero_clamp=zero_clamp, stabilize=stabilize)
+    loss, cd = ref.pair_loss(f1, f2, c1, c2, shift, **flags)
+    fast_loss, fast_cd = correlation_loss(f1, f2, c1, c2, shift, **flags)
+    torch.testing.assert_close(loss, fast_loss, atol=1e-12, rtol=0)
+    torch.testing.assert_close(cd, fast_cd, atol=1e-12, rtol=0)
+
+
+def test_correlation_is_cosine_similarity_of_points():
+    gen = _gen(0)
+    a, b = torch.randn(2, 1, 5, 3, 4, generator=gen, dtype=torch.float64)
+    corr = ref.correlation(a, b)
+    assert corr.shape == (1, 3, 4, 3, 4)
+    cos = torch.nn.functional.cosine_similarity(a[0, :, 2, 1], b[0, :, 0, 3], dim=0)
+    torch.testing.assert_close(corr[0, 2, 1, 0, 3], cos)
+
+
+# ------------------------------------------------------------------------ the depth term
+
+@pytest.mark.parametrize("pair", ["self", "pair"])
+def test_depth_term_released_matches_golden(pair):
+    g = golden("b_depth_feature_correlation")
+    c2, d2 = (g["c1"], g["d1"]) if pair == "self" else (g["c2"], g["d2"])
+    loss, dd = ref.depth_pair_loss(g["c1"], c2, g["d1"], d2, float(g["shift"]))
+    torch.testing.assert_close(loss, g[f"loss_{pair}"], atol=1e-10, rtol=0)
+    torch.testing.assert_close(dd, g[f"dd_{pair}"], atol=1e-10, rtol=0)
+
+
+@FEW
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 3), s=st.integers(1, 6),
+       size=st.integers(6, 20), shift=st.floats(0.0, 0.5), zero_clamp=st.booleans(),
+       fidelity=st.sampled_from(["released", "corrected"]))
+def test_depth_term_equals_depth_correlation_loss(seed, n, s, size, shift, zero_clamp, fidelity):
+    gen = _gen(seed)
+    c1, c2 = torch.randn(2, n, 5, s, s, generator=gen, dtype=torch.float64)
+    if fidelity == "released":  # whole maps of 8-bit values, zeros included
+        d1, d2 = torch.randint(0, 256, (2, n, 1, size, size), generator=gen).double()
+    else:  # normalised depth already read at the points
+        d1, d2 = torch.rand(2, n, 1, s, s, generator=gen, dtype=torch.float64)
+    loss, dd = ref.depth_pair_loss(c1, c2, d1, d2, shift, fidelity, zero_clamp)
+    fast_loss, fast_dd = depth_correlation_loss(c1, c2, d1, d2, shift, fidelity=fidelity,
+                                                zero_clamp=zero_clamp)
+    torch.testing.assert_close(loss, fast_loss, atol=1e-12, rtol=0)
+    torch.testing.assert_close(dd, fast_dd, atol=1e-12, rtol=0)
+
+
+def test_released_depth_correlation_is_constant_and_corrected_is_not():
+    ramp = torch.linspace(1, 255, 24).repeat(24, 1)[None, None]
+    released = ref.depth_correlation_released(ramp, ramp, (5, 5))
+    assert torch.equal(released, torch.ones_like(released))  # the released quirk
+    d = ref.normalized_depth(ramp, (5, 5))
+    corrected = ref.depth_correlation_corrected(d, d)
+    assert corrected.min() == 0 and corrected.max() == 1 and corrected.unique().numel() > 2
+
+
+# ------------------------------------------------------------------- the whole objective
+
+@pytest.mark.parametrize("name", ["c_full_loss_random", "c_full_loss_fps"])
+def test_objective_matches_golden(name):
+    g = golden(name)
+    weights = dict(zip(("intra", "inter", "neg", "depth"), g["weights"].tolist()))
+    out = ref.objective(g["feats"], g["feats_pos"], g["code"], g["code_pos"], g["depth"],
+                        g["depth_pos"], g["coords1"], g["coords2"], g["neg_perms"],
+                        weights=weights, shifts=GOLDEN_SHIFTS)
+    torch.testing.assert_close(out["total"], g["total_weighted"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["pos_intra"], g["pos_intra_loss"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["pos_inter"], g["pos_inter_loss"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["neg_inter"], g["neg_inter_loss"].mean(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["depth"], g["depth_feat_loss"], atol=1e-6, rtol=0)
+
+
+def _negatives(b, k, gen, cyclic):
+    """k maps of the batch that never pair an image with itself: batch shifts (the fast
+    path's slicing branch) or STEGO-style permutations (its gather branch, repeats allowed)."""
+    ar = torch.arange(b)
+    if k == 0:
+        return torch.zeros((0, b), dtype=torch.long)
+    if cyclic:
+        return torch.stack([(ar + 1 + int(torch.randint(0, b - 1, (1,), generator=gen))) % b
+                            for _ in range(k)]).reshape(k, b)
+    rows = [torch.randperm(b, generator=gen) for _ in range(k)]
+    return torch.stack([torch.where(p == ar, (p + 1) % b, p) for p in rows]).reshape(k, b)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), b=st.integers(2, 5), s=st.integers(2, 5),
+       k=st.integers(0, 3), cyclic=st.booleans(),
+       fidelity=st.sampled_from(["released", "corrected"]), pointwise=st.booleans(),
+       zero_clamp=st.booleans(), stabilize=st.booleans(), use_depth=st.booleans())
+def test_objective_equals_depthg_loss_with_gradients(seed, b, s, k, cyclic, fidelity, pointwise,
+                                                     zero_clamp, stabilize, use_depth):
+    gen = _gen(seed)
+    grid = 8
+    feats, feats_pos = torch.randn(2, b, 150, grid, grid, generator=gen)  # 2 channel chunks
+    codes0, codes_pos0 = torch.randn(2, b, 6, grid, grid, generator=gen)
+    depth, depth_pos = (torch.rand(2, b, 1, 4 * grid, 4 * grid, generator=gen) * 255).round()
+    coords = torch.rand(2, b, s, s, 2, generator=gen) * 2 - 1
+    perms = _negatives(b, k, gen, cyclic)
+    weights = {"intra": 0.5, "inter": 0.3, "neg": 0.7, "depth": 0.2}
+    shifts = {"intra": 0.1, "inter": 0.2, "neg": 0.6, "depth": 0.03}
+    flags = dict(fidelity=fidelity, pointwise=pointwise, zero_clamp=zero_clamp,
+                 stabilize=stabilize, use_depth=use_depth)
+
+    codes, codes_pos = codes0.clone().requires_grad_(), codes_pos0.clone().requires_grad_()
+    fast = depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, n_samples=s,
+                       weights=weights, shifts=shifts, coords=tuple(coords), neg_perms=perms,
+                       neg_samples=k, **flags)
+    fast["total"].backward()
+    r_codes, r_codes_pos = codes0.clone().requires_grad_(), codes_pos0.clone().requires_grad_()
+    slow = ref.objective(feats, feats_pos, r_codes, r_codes_pos, depth, depth_pos, *coords,
+                         perms, weights=weights, shifts=shifts, **flags)
+    slow["total"].backward()
+    for key in ("pos_intra", "pos_inter", "neg_inter", "depth", "total"):
+        torch.testing.assert_close(fast[key], slow[key], atol=1e-6, rtol=1e-5, msg=key)
+    torch.testing.assert_close(codes.grad, r_codes.grad, atol=1e-7, rtol=1e-4)
+    torch.testing.assert_close(codes_pos.grad, r_codes_pos.grad, atol=1e-7, rtol=1e-4)
+
+
+# ----------------------------------------------------------- depth-guided farthest points
+
+@pytest.mark.parametrize("key,grid,n", [("coords_n9", 28, 9), ("coords_n11", 28, 11),
+                                        ("coords_pooled14_n7", 14, 7)])
+def test_fps_matches_golden_bitwise(key, grid, n):
+    g = golden("d_fps")
+    coords = ref.fps_coords(g["depth"], (grid, grid), n, "released")
+    assert torch.equal(coords, g[key] * 2 - 1)
+
+
+def test_fps_points_and_selection_order_match_golden():
+    g = golden("d_fps")
+    points = ref.unproject(g["depth"][0, 0], ref.K_RELEASED)
+    assert torch.equal(points, g["points_map0"])
+    assert ref.farthest_points(points, 81) == g["fps_inds_map0_81"].tolist()
+
+
+@FEW
+@given(seed=st.integers(0, 10_000), b=st.integers(1, 3), grid=st.sampled_from([4, 6, 7, 12]),
+       scale=st.sampled_from([1, 2, 4]), frac=st.floats(0.05, 1.0),
+       kind=st.sampled_from(["smooth", "levels", "constant"]),
+       fidelity=st.sampled_from(["released", "corrected"]))
+def test_fps_equals_fps_coords(seed, b, grid, scale, frac, kind, fidelity):
+    gen = _gen(seed)
+    size = grid * scale
+    if kind == "smooth":
+        depth = torch.rand(b, 1, size, size, generator=gen) * 255
+    elif kind == "levels":  # few distinct depths: many exact ties between distances
+        depth = torch.randint(0, 3, (b, 1, size, size), generator=gen).float() * 100
+    else:  # every point equal: FPS must still never pick a cell twice
+        depth = torch.full((b, 1, size, size), 128.0)
+    n = max(1, int(grid * frac))
+    slow = ref.fps_coords(depth, (grid, grid), n, fidelity)
+    fast = fps_coords(depth, (grid, grid), n, fidelity)
+    assert torch.equal(slow, fast)
+    if fidelity == "corrected":  # cell centres, never one twice
+        assert torch.unique(slow.reshape(b, -1, 2), dim=1).shape[1] == n * n
+
+
+# ---------------------------------------------------------------------- the cluster probe
+
+def test_cluster_probe_matches_golden():
+    g = golden("e_cluster_lookup")
+    loss, probs = ref.cluster_probe(g["x"], g["clusters"])
+    torch.testing.assert_close(loss, g["loss_hard"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(probs, g["probs_hard"], atol=1e-6, rtol=0)
+    loss, probs = ref.cluster_probe(g["x"], g["clusters"], alpha=2)
+    torch.testing.assert_close(loss, g["loss_alpha2"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(probs, g["probs_alpha2"], atol=1e-6, rtol=0)
+
+
+@FEW
+@given(seed=st.integers(0, 10_000), n_clusters=st.integers(2, 7), dim=st.integers(2, 9),
+       alpha=st.sampled_from([None, 0.5, 2.0, 10.0]))
+def test_cluster_probe_equals_module(seed, n_clusters, dim, alpha):
+    gen = _gen(seed)
+    codes = torch.randn(2, dim, 5, 4, generator=gen)
+    probe = ClusterProbe(dim, n_clusters)
+    with torch.no_grad():
+        probe.clusters.copy_(torch.randn(n_clusters, dim, generator=gen))
+    loss, probs = ref.cluster_probe(codes, probe.clusters.detach(), alpha)
+    fast_loss, fast_probs = probe(codes, alpha)
+    torch.testing.assert_close(loss, fast_loss, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(probs, fast_probs, atol=1e-6, rtol=1e-6)
