@@ -23,7 +23,11 @@ import numpy as np
 
 from .config import Profile, load_profile
 from .errors import DepthGError
+from .evaluate import evaluate, kmeans_baseline
 from .io import load_json, recorded_settings_differ, save_json
+from .models import profile_weights_identity
+from .train import stage_settings as train_settings
+from .train import train
 
 METHODS = {
     "kmeans": "k-means on raw backbone features",
@@ -51,8 +55,6 @@ def method_profile(profile: Profile, method: str) -> Profile:
 
 def _settings(profile: Profile, method: str, seed: int) -> dict:
     """What a stored result depends on: re-run it when any of these change."""
-    from .models import profile_weights_identity
-
     values = dataclasses.asdict(method_profile(profile, method))
     values.pop("source", None)
     return {"method": method, "seed": seed, "profile": values,
@@ -61,8 +63,6 @@ def _settings(profile: Profile, method: str, seed: int) -> dict:
 
 def _stale(run_dir: Path, variant: Profile, seed: int) -> bool:
     """True when `run_dir` holds a training run made with other settings (e.g. weights)."""
-    from .train import _settings as train_settings
-
     return recorded_settings_differ(run_dir, "train", train_settings(variant, seed))
 
 
@@ -77,9 +77,6 @@ def run_ablation(profile: Profile | str, seeds: int | None = None,
     whose settings (profile, method, seed, backbone weights) are stored there is not repeated,
     unless `force`, which starts every run over.
     """
-    from .evaluate import evaluate, kmeans_baseline
-    from .train import train
-
     profile = load_profile(profile)
     seeds = profile.ablation_seeds if seeds is None else int(seeds)
     out = Path(out_dir) if out_dir is not None else profile.paths.run_dir / "ablation"

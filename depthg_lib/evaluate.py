@@ -22,95 +22,27 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from tqdm.auto import tqdm
 
+from .checkpoint import load_checkpoint
 from .config import Profile, load_profile
+from .crf import CRFRunner, require_crf
+from .data import reader_for_profile
 from .env import resolve_device
 from .errors import DepthGError, run_cli
 from .io import save_json
+from .metrics import confusion_histogram, scores
+from .models import load_backbone
+from .transforms import resize_center_crop
+from .viz import class_palette
+from .viz import evaluation as viz
 
 CLUSTER_ALPHA = 2.0  # SPEC §9: log-softmax of cluster similarities × 2
-
-
-# ------------------------------------------------------------------------------ metrics
-
-
-def _as_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def confusion_histogram(preds, target, n_classes: int, extra_clusters: int = 0,
-                        drop_extra: bool = True) -> np.ndarray:
-    """Count (prediction, label) pairs: int64 (n_classes + extra_clusters, n_classes).
-
-    Row = predicted cluster/class, column = ground-truth class. Labels outside
-    `0..n_classes-1` (−1, 255) are ignored. Predictions ≥ `n_classes` are dropped too, as
-    the released metric does (golden README note 5): extra clusters then never count.
-    `drop_extra=False` keeps predictions up to `n_classes + extra_clusters − 1`.
-    """
-    preds = _as_numpy(preds).reshape(-1).astype(np.int64)
-    target = _as_numpy(target).reshape(-1).astype(np.int64)
-    if preds.shape != target.shape:
-        raise ValueError(f"preds and target differ in size: {preds.shape} vs {target.shape}")
-    rows = n_classes + extra_clusters
-    top = n_classes if drop_extra else rows
-    keep = (target >= 0) & (target < n_classes) & (preds >= 0) & (preds < top)
-    flat = preds[keep] * n_classes + target[keep]
-    return np.bincount(flat, minlength=rows * n_classes).reshape(rows, n_classes)
-
-
-def scores(histogram, hungarian: bool = True) -> dict:
-    """Accuracy, mIoU and per-class IoU (percent) of a (clusters × classes) histogram.
-
-    With `hungarian`, clusters are matched one-to-one to classes maximising the matched
-    pixels (scipy `linear_sum_assignment`). Clusters left unmatched (extra clusters) are
-    summed into one extra row, as released, and count as wrong predictions. Then
-    `IoU_k = tp/(tp+fp+fn)`, mIoU = mean over entries with a defined IoU (the unmatched row
-    takes part as released: IoU 0 when it holds pixels, undefined when empty), `Acc =
-    Σtp / Σall`. Returns `acc`, `miou`, `iou` (per class, NaN where undefined), `assignment`
-    (rows, cols of the matching), `cluster_to_class` (−1 = unmatched) and the matched
-    `histogram` (row k = the cluster matched to class k).
-    """
-    stats = _as_numpy(histogram).astype(np.int64)
-    n_rows, n = stats.shape
-    if n_rows < n:
-        raise ValueError(f"histogram needs at least as many rows (clusters) as columns "
-                         f"(classes), got {stats.shape}")
-    if hungarian:
-        rows, cols = linear_sum_assignment(stats, maximize=True)
-    else:
-        rows, cols = np.arange(n), np.arange(n)
-    cluster_to_class = np.full(n_rows, -1, dtype=np.int64)
-    cluster_to_class[rows] = cols
-    class_to_cluster = np.empty(n, dtype=np.int64)
-    class_to_cluster[cols] = rows
-    matched = stats[class_to_cluster]
-    if n_rows > n:
-        # the released code solves the transposed problem again for this ordering; one
-        # solution serves both here (they agree unless the optimum is tied)
-        unmatched = stats[cluster_to_class < 0].sum(axis=0, keepdims=True)
-        matched = np.concatenate([matched, unmatched], axis=0)
-        matched = np.concatenate([matched, np.zeros((n + 1, 1), dtype=np.int64)], axis=1)
-    tp = np.diag(matched).astype(np.float64)
-    union = matched.sum(axis=0) + matched.sum(axis=1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = tp / union
-    total = matched.sum()
-    defined = ~np.isnan(iou)
-    return {
-        "acc": float(100 * tp.sum() / total) if total else float("nan"),
-        "miou": float(100 * iou[defined].mean()) if defined.any() else float("nan"),
-        "iou": 100 * iou[:n],
-        "assignment": (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)),
-        "cluster_to_class": cluster_to_class,
-        "histogram": matched,
-    }
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -118,26 +50,13 @@ def scores(histogram, hungarian: bool = True) -> dict:
 
 def resize_crop(image: np.ndarray, size: int, label: np.ndarray | None = None,
                 image_mode: str = "nearest") -> tuple[np.ndarray, np.ndarray | None]:
-    """Resize the shorter side to `size` and centre-crop `size`×`size` (SPEC §9).
+    """An evaluation image (and its label) resized and centre-cropped to `size` (SPEC §9).
 
     Labels always use nearest; images use nearest as released (`image_mode="bilinear"` for
-    the corrected fidelity). Sizes follow torchvision's Resize/CenterCrop rounding.
+    the corrected fidelity). `transforms.resize_center_crop` does the work.
     """
-    h, w = image.shape[:2]
-    if h <= w:
-        nh, nw = size, int(size * w / h)
-    else:
-        nh, nw = int(size * h / w), size
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-    resample = Image.NEAREST if image_mode == "nearest" else Image.BILINEAR
-
-    def fit(arr, method):
-        if arr.shape[:2] != (nh, nw):
-            arr = np.asarray(Image.fromarray(arr).resize((nw, nh), method))
-        return arr[top:top + size, left:left + size]
-
-    out_label = None if label is None else fit(np.asarray(label), Image.NEAREST)
-    return fit(np.asarray(image), resample), out_label
+    out_label = None if label is None else resize_center_crop(label, size, "nearest")
+    return resize_center_crop(image, size, image_mode), out_label
 
 
 def to_tensor(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
@@ -215,9 +134,6 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
         hint = (f"train it first: python -m depthg_lib.train --profile {profile.name}"
                 if checkpoint is None else "check the path given with --checkpoint")
         raise DepthGError(f"checkpoint {path} does not exist; {hint}")
-    from .models import load_backbone
-    from .train import load_checkpoint
-
     model = load_checkpoint(path, profile=profile, device=device)
     for part in (model.head, model.cluster_probe, model.linear_probe):
         part.to(device).eval()
@@ -228,8 +144,6 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
 
 
 def _reader(profile: Profile, split: str):
-    from .data import reader_for_profile
-
     reader = reader_for_profile(profile)
     if not reader.has_labels:
         raise DepthGError(f"the {profile.dataset} data in {profile.paths.dataset_dir} has no "
@@ -302,10 +216,6 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     histograms and a few example predictions for the chapter's figures. `write=False`
     (e.g. a quick CRF comparison on a few images) writes nothing.
     """
-    from tqdm.auto import tqdm
-
-    from .crf import CRFRunner, require_crf
-
     profile = load_profile(profile)
     if crf:
         require_crf()
@@ -403,22 +313,8 @@ def _summary(result: dict, class_names: list[str], histogram: np.ndarray) -> dic
     }
 
 
-def class_palette(reader, n: int) -> np.ndarray:
-    """The dataset's class colours when it has them, else a stable palette."""
-    from .viz import label_palette
-
-    colours = getattr(reader, "class_colors", None)
-    if colours is not None and len(colours) >= n:
-        return np.asarray(colours, dtype=np.uint8)[:n]
-    return label_palette(n)
-
-
 def _write_figures(out: Path, metrics: dict, unsup: dict, examples: dict, profile: Profile,
                    reader) -> list[str]:
-    import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
-
-    from .viz import evaluation as viz
-
     names = metrics["class_names"]
     written = []
     figs = {
@@ -454,11 +350,6 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
     upsampled bilinearly to label size like the cluster probe's scores. Two passes over the
     split keep memory bounded on the paper datasets.
     """
-    from sklearn.cluster import KMeans
-    from tqdm.auto import tqdm
-
-    from .models import load_backbone
-
     profile = load_profile(profile)
     dev = resolve_device(device)
     reader, names = _reader(profile, split)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import embedded
 from .errors import DepthGError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -215,8 +216,6 @@ def weights_identity(name: str, weights: str | os.PathLike | None = None) -> str
     if name == "embedded-random" or weights == "random":
         return "random"
     if name in EMBEDDED and weights is None:
-        from . import embedded
-
         return "sha256:" + str(embedded.read_manifest().get("vit", {}).get("sha256", ""))
     if weights is None:
         weights = next((p for p in default_weights_candidates(name) if p.is_file()), None)
@@ -244,8 +243,6 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None,
     """
     name = canonical_backbone_name(name)
     if name in EMBEDDED:
-        from . import embedded
-
         if name == "embedded-random" or weights == "random":
             vit = _seeded(embedded.build_embedded_vit)
         elif weights is None:
@@ -356,3 +353,25 @@ class LinearProbe(nn.Module):
         # mean over valid pixels; 0 (not NaN) when a batch has none, without a device sync
         total = F.cross_entropy(logits, target, ignore_index=-100, reduction="sum")
         return total / valid.sum().clamp_min(1)
+
+
+class DepthGModel(nn.Module):
+    """Head and both probes in one module (one DDP wrapper synchronises all three).
+
+    `forward` returns the codes of image and positive and the two probe losses, computed on
+    the detached code: the probes measure the head, they never train it (SPEC §5).
+    """
+
+    def __init__(self, backbone_dim: int, code_dim: int, n_classes: int, extra_clusters: int = 0,
+                 dropout: bool = True, nonlinear: bool = True):
+        super().__init__()
+        self.head = SegmentationHead(backbone_dim, code_dim, dropout=dropout, nonlinear=nonlinear)
+        self.cluster_probe = ClusterProbe(code_dim, n_classes + extra_clusters)
+        self.linear_probe = LinearProbe(code_dim, n_classes)
+
+    def forward(self, feats: torch.Tensor, feats_pos: torch.Tensor, label: torch.Tensor):
+        code, code_pos = self.head(torch.cat([feats, feats_pos])).chunk(2)
+        detached = code.detach()
+        linear_loss = self.linear_probe.loss(detached, label)
+        cluster_loss, _ = self.cluster_probe(detached, None)
+        return code, code_pos, linear_loss, cluster_loss

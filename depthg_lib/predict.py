@@ -108,9 +108,9 @@ def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "c
     if not path.exists():
         raise DepthGError(_missing_default_message(path) if checkpoint is None else
                           f"checkpoint {path} does not exist; train one with `{TRAIN_HINT}`")
+    from .checkpoint import load_checkpoint
     from .env import resolve_device
     from .models import load_backbone
-    from .train import load_checkpoint
 
     dev = resolve_device(device)
     model = load_checkpoint(path, profile=profile, device=dev)

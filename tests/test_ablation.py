@@ -2,8 +2,6 @@
 
 import pytest
 
-import depthg_lib.evaluate as evaluate_mod
-import depthg_lib.train as train_mod
 from depthg_lib import ablation
 from depthg_lib.config import load_profile
 from depthg_lib.errors import DepthGError
@@ -41,9 +39,9 @@ def test_run_ablation_trains_each_once_and_resumes(tmp_path, monkeypatch):
         calls.append(("kmeans", seed))
         return {"miou": 20.0 + seed, "acc": 50.0}
 
-    monkeypatch.setattr(train_mod, "train", fake_train)
-    monkeypatch.setattr(evaluate_mod, "evaluate", fake_evaluate)
-    monkeypatch.setattr(evaluate_mod, "kmeans_baseline", fake_kmeans)
+    monkeypatch.setattr(ablation, "train", fake_train)
+    monkeypatch.setattr(ablation, "evaluate", fake_evaluate)
+    monkeypatch.setattr(ablation, "kmeans_baseline", fake_kmeans)
 
     profile = load_profile("test")
     rows = ablation.run_ablation(profile, seeds=2, out_dir=tmp_path, progress=False)
@@ -72,10 +70,10 @@ def test_new_backbone_weights_or_force_start_runs_over(tmp_path, monkeypatch):
         forced.append(kwargs.get("force"))
         return tmp_path / "ckpt.pt"
 
-    monkeypatch.setattr(train_mod, "train", fake_train)
-    monkeypatch.setattr(evaluate_mod, "evaluate", lambda *a, **k: {
+    monkeypatch.setattr(ablation, "train", fake_train)
+    monkeypatch.setattr(ablation, "evaluate", lambda *a, **k: {
         "unsupervised": {"miou": 1.0, "acc": 2.0}, "linear": {"miou": 3.0, "acc": 4.0}})
-    monkeypatch.setattr(evaluate_mod, "kmeans_baseline", lambda *a, **k: {"miou": 1.0,
+    monkeypatch.setattr(ablation, "kmeans_baseline", lambda *a, **k: {"miou": 1.0,
                                                                           "acc": 2.0})
     profile = load_profile("test")
     ablation.run_ablation(profile, seeds=1, out_dir=tmp_path, progress=False,

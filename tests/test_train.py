@@ -183,7 +183,7 @@ def test_checkpoint_holds_what_evaluation_needs(tmp_path):
 # ------------------------------------------------------------------------------ NaN
 
 def test_nan_loss_stops_with_step_and_term_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    real = T.depthg_loss
+    real = T.trainer.depthg_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -195,7 +195,7 @@ def test_nan_loss_stops_with_step_and_term_and_keeps_last_good_checkpoint(tmp_pa
             out["total"] = out["total"] + out["pos_inter"]
         return out
 
-    monkeypatch.setattr(T, "depthg_loss", poisoned)
+    monkeypatch.setattr(T.trainer, "depthg_loss", poisoned)
     with pytest.raises(DepthGError, match=r"step 3.*'pos_inter'.*step 2"):
         T.train(tiny_profile(), tmp_path, device="cpu", data=tiny_data(), progress=False)
     last = torch.load(tmp_path / "checkpoints/last.pt", weights_only=True)
@@ -314,18 +314,19 @@ def test_training_figures_read_the_log(tmp_path):
 
 
 def test_checkpoint_trained_on_other_default_weights_is_refused(tmp_path, monkeypatch):
-    import depthg_lib.train as train_mod
+    import depthg_lib.checkpoint as ckpt_mod
+    from depthg_lib.models import DepthGModel
 
     path = tmp_path / "ckpt.pt"
-    state = {"format": train_mod.CHECKPOINT_FORMAT, "profile": {"name": "demo"},
+    state = {"format": ckpt_mod.CHECKPOINT_FORMAT, "profile": {"name": "demo"},
              "backbone": "embedded", "backbone_dim": 8, "code_dim": 4, "n_classes": 3,
              "backbone_weights_identity": "sha256:old"}
-    model = train_mod.DepthGModel(8, 4, 3, 0, True, True)
+    model = DepthGModel(8, 4, 3, 0, True, True)
     state.update(head=model.head.state_dict(), cluster_probe=model.cluster_probe.state_dict(),
                  linear_probe=model.linear_probe.state_dict())
     torch.save(state, path)
-    monkeypatch.setattr(train_mod, "weights_identity", lambda name, weights: "sha256:new")
+    monkeypatch.setattr(ckpt_mod, "weights_identity", lambda name, weights: "sha256:new")
     with pytest.raises(DepthGError, match="other embedded weights.*sha256:old.*sha256:new"):
-        train_mod.load_checkpoint(path)
-    monkeypatch.setattr(train_mod, "weights_identity", lambda name, weights: "sha256:old")
-    assert train_mod.load_checkpoint(path).backbone_name == "embedded"
+        ckpt_mod.load_checkpoint(path)
+    monkeypatch.setattr(ckpt_mod, "weights_identity", lambda name, weights: "sha256:old")
+    assert ckpt_mod.load_checkpoint(path).backbone_name == "embedded"

@@ -1,12 +1,16 @@
 """Figures shared by the chapters, the runner and the tests (one module per topic).
 
 `depthg_lib.viz.scenes` (SynthScenes), `.method` (chapter 04), `.evaluation` (chapter 05),
-`.embedded` (appendix A1), `.data` (chapters 01–03). Helpers every topic uses live here.
+`.embedded` (appendix A1), `.data` (chapters 01–03). Helpers every topic uses live here:
+`label_palette` (n stable colours), `class_palette` (a dataset's class colours), `colorize`,
+`overlay`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..data.synthscenes import CLASSES as SYNTH_CLASSES
 
 
 def label_palette(n: int, seed: int = 0) -> np.ndarray:
@@ -19,6 +23,24 @@ def label_palette(n: int, seed: int = 0) -> np.ndarray:
         rng = np.random.default_rng(seed)
         colours = np.concatenate([colours, rng.uniform(0.1, 0.9, (n - len(colours), 3))])
     return (colours[:n] * 255).round().astype(np.uint8)
+
+
+def class_palette(reader=None, n: int | None = None) -> np.ndarray:
+    """The colours a dataset's classes are drawn in: (n, 3) uint8.
+
+    `reader` (a dataset reader, or anything with `class_colors` and `n_classes`): its own
+    colour table when it has one for all `n` classes (default: its `n_classes`), else a
+    stable `label_palette(n)`. Without a reader: the SynthScenes class table.
+    """
+    if reader is None:
+        colours = [c.color for c in SYNTH_CLASSES]
+        n = len(colours) if n is None else n
+    else:
+        colours = getattr(reader, "class_colors", None)
+        n = max(int(reader.n_classes), 1) if n is None else n
+    if colours is not None and len(colours) >= n:
+        return np.asarray(colours, dtype=np.uint8)[:n]
+    return label_palette(n)
 
 
 def colorize(label: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:

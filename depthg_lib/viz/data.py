@@ -12,18 +12,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from . import colorize, label_palette
+from ..crop import crop_array, read_depth_png
+from . import class_palette, colorize
 
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
 BOX_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
-
-
-def palette_for(reader) -> np.ndarray:
-    """The class colours of a dataset: its own table when it has one, else a stable palette."""
-    colours = getattr(reader, "class_colors", None)
-    if colours:
-        return np.asarray(colours, dtype=np.uint8)
-    return label_palette(max(int(reader.n_classes), 1))
 
 
 def _depth_image(depth: np.ndarray | None) -> np.ndarray | None:
@@ -67,8 +60,6 @@ def draw_five_crop(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]
 def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarray | None,
                    boxes: Sequence[tuple[int, int, int, int]], palette: np.ndarray | None = None):
     """Rows image / label / depth; first column the whole image with boxes, then crops 0..4."""
-    from ..crop import crop_array
-
     rows = [("image", image), ("label", None if label is None else colorize(label, palette)),
             ("depth", _depth_image(depth))]
     fig, axes = plt.subplots(3, 1 + len(boxes), figsize=(2.1 * (1 + len(boxes)), 6.6),
@@ -114,10 +105,8 @@ def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None
 
 def show_samples(reader, split: str = "train", n: int = 4, names: Sequence[str] | None = None):
     """A few images of a dataset with their label and, once written, their depth."""
-    from ..crop import read_depth_png
-
     names = list(names) if names is not None else reader.names(split)[:n]
-    palette = palette_for(reader)
+    palette = class_palette(reader)
     fig, axes = plt.subplots(3, len(names), figsize=(2.6 * len(names), 7.2), squeeze=False)
     for c, name in enumerate(names):
         label = reader.load_label(split, name)

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import colorize, label_palette
+from ..transforms import resize_center_crop
+from . import colorize, label_palette, overlay
 
 
 def _plt():
@@ -206,8 +207,6 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     plt = _plt()
     from matplotlib.patches import Patch
 
-    from . import overlay
-
     rows = len(images)
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.4 * rows + 0.6), squeeze=False)
     for i, (img, lab) in enumerate(zip(images, labels)):
@@ -237,10 +236,8 @@ def plot_resize_modes(image: np.ndarray, size: int):
     """The released evaluation resizes images with nearest neighbour (SPEC §9, golden README
     note 7); `corrected` uses bilinear. Both crops side by side, and their difference."""
     plt = _plt()
-    from ..evaluate import resize_crop
-
-    nearest, _ = resize_crop(image, size, image_mode="nearest")
-    bilinear, _ = resize_crop(image, size, image_mode="bilinear")
+    nearest = resize_center_crop(image, size, "nearest")
+    bilinear = resize_center_crop(image, size, "bilinear")
     diff = np.abs(nearest.astype(np.int16) - bilinear.astype(np.int16)).mean(axis=2)
     fig, axes = plt.subplots(1, 3, figsize=(8, 2.9))
     for ax, arr, title in ((axes[0], nearest, "nearest (released)"),

@@ -23,24 +23,6 @@ def _norm(depth: np.ndarray) -> np.ndarray:
     return np.zeros_like(d) if hi <= lo else (d - lo) / (hi - lo)
 
 
-def depth_panels(image: np.ndarray, depths: Mapping[str, np.ndarray], title: str = ""):
-    """The image, then each named depth map (min–max normalised, brighter = farther)."""
-    n = 1 + len(depths)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
-    axes = axes[0]
-    axes[0].imshow(image)
-    axes[0].set_title("image")
-    for ax, (name, d) in zip(axes[1:], depths.items()):
-        ax.imshow(_norm(d), cmap=DEPTH_CMAP, vmin=0, vmax=1)
-        ax.set_title(name)
-    for ax in axes:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarray],
                      references: Sequence[np.ndarray], estimate_name: str = "estimate",
                      reference_name: str = "ground truth"):

@@ -12,12 +12,7 @@ import numpy as np
 from ..data.synthscenes import CLASSES, FAR_DEPTH, Scene
 from ..errors import DepthGError
 from ..io import read_label, read_rgb
-from . import colorize
-
-
-def class_palette() -> np.ndarray:
-    """(N_CLASSES, 3) uint8 colours of the SynthScenes class table."""
-    return np.array([c.color for c in CLASSES], dtype=np.uint8)
+from . import class_palette, colorize
 
 
 def class_table() -> list[dict]:

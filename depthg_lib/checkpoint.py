@@ -1,0 +1,159 @@
+"""Training checkpoints: what `train` writes, and the trained model `evaluate` and `predict`
+load back (SPEC §8, §9).
+
+A checkpoint is one `torch.save`d dict (format `CHECKPOINT_FORMAT`, loadable with
+`weights_only=True`): the head, both probes, their optimisers, the schedule, the global RNG
+states (exact resume), the profile it was trained with and what identifies the backbone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import Profile, load_profile, profile_arg
+from .errors import DepthGError
+from .io import atomic_path
+from .models import DepthGModel, load_backbone, profile_weights_identity, weights_identity
+
+CHECKPOINT_FORMAT = "depthg-checkpoint-1"
+# Entries of a checkpoint that are weights or optimiser state, not metadata.
+_STATE_KEYS = ("head", "cluster_probe", "linear_probe", "optimizers", "rng")
+
+
+def rng_state() -> dict:
+    """Global RNG states, weights_only-loadable (plain lists and tensors)."""
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+             "python": random.getstate(),
+             "sampler": {"scheme": "SeedSequence(seed, step, rank, stream)",
+                         "streams": ["order", "positive", "dropout", "loss", "init"]}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, trainer_state: dict, profile: Profile, step: int, seed: int,
+                    backbone) -> None:
+    """Write the trainer's state (`Trainer.state_dict()`) and what it was trained with."""
+    state = {"format": CHECKPOINT_FORMAT, "profile": dataclasses.asdict(profile), "step": step,
+             "seed": seed, "backbone": profile.backbone, "backbone_dim": backbone.dim,
+             "patch_size": backbone.patch_size, "code_dim": profile.dim,
+             "n_classes": profile.n_classes, "extra_clusters": profile.extra_clusters,
+             "backbone_weights_identity": profile_weights_identity(profile),
+             **trainer_state, "rng": rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
+    """The raw checkpoint dict; one clear error for a missing, unreadable or foreign file."""
+    path = Path(path)
+    if not path.exists():
+        raise DepthGError(f"checkpoint {path} does not exist; train one with "
+                          "`python -m depthg_lib.train --profile <profile>`")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is one clear error
+        raise DepthGError(f"cannot read checkpoint {path} ({type(err).__name__}: {err}); "
+                          "delete it and train again") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise DepthGError(f"{path} is not a DepthG checkpoint (format {found!r}, expected "
+                          f"{CHECKPOINT_FORMAT!r})")
+    return state
+
+
+def check_compatible(state: dict, profile: Profile, path: Path) -> None:
+    """Refuse a checkpoint made for another backbone, code size or number of classes."""
+    want = {"backbone": profile.backbone, "code_dim": profile.dim,
+            "n_classes": profile.n_classes,
+            "extra_clusters": profile.extra_clusters}
+    got = {k: state.get(k, 0 if k == "extra_clusters" else None) for k in want}
+    if got != want:
+        diff = ", ".join(f"{k} {got[k]!r} vs {want[k]!r}" for k in want if got[k] != want[k])
+        raise DepthGError(
+            f"checkpoint {path} was trained for profile {state['profile'].get('name')!r} and "
+            f"does not fit profile {profile.name!r} ({diff}); evaluate it with its own profile "
+            f"or train one: python -m depthg_lib.train --profile {profile_arg(profile)}")
+
+
+@dataclass
+class TrainedModel:
+    """A trained head with its probes (eval mode), and what it was trained with."""
+
+    head: nn.Module
+    cluster_probe: nn.Module
+    linear_probe: nn.Module
+    backbone_name: str
+    meta: dict
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    _backbone: nn.Module | None = None
+
+    @property
+    def profile(self) -> dict:
+        return self.meta["profile"]
+
+    def backbone(self) -> nn.Module:
+        """The frozen backbone the head was trained on (loaded on first use)."""
+        if self._backbone is None:
+            self._backbone = load_backbone(self.backbone_name,
+                                           weights=self.profile.get("backbone_weights") or None,
+                                           device=self.device)
+        return self._backbone
+
+    @torch.no_grad()
+    def codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Codes (B, code_dim, H/p, W/p) of images (B,3,H,W): uint8 0..255 or float [0,1]."""
+        images = images.to(self.device)
+        x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+        return self.head(self.backbone()(x)).float()
+
+
+def load_checkpoint(path: str | os.PathLike, profile: Profile | str | None = None,
+                    device: str | torch.device = "cpu") -> TrainedModel:
+    """Load a training checkpoint; with `profile`, refuse one made for another backbone/size."""
+    path = Path(path)
+    device = torch.device(device)
+    state = read_checkpoint(path, device)
+    if profile is not None:
+        check_compatible(state, load_profile(profile), path)
+    saved = state["profile"]
+    trained_on = state.get("backbone_weights_identity")
+    if trained_on and not saved.get("backbone_weights"):  # the default weights of the name
+        now = weights_identity(state["backbone"], None)
+        if now and now != trained_on:
+            raise DepthGError(
+                f"checkpoint {path} was trained on other {state['backbone']} weights "
+                f"({trained_on}) than the ones installed now ({now}); train it again: "
+                f"python -m depthg_lib.train --profile {saved.get('name', 'PROFILE')} --force")
+    model = DepthGModel(state["backbone_dim"], state["code_dim"], state["n_classes"],
+                        state.get("extra_clusters", 0), saved.get("dropout", True),
+                        saved.get("nonlinear", True))
+    model.head.load_state_dict(state["head"])
+    model.cluster_probe.load_state_dict(state["cluster_probe"])
+    model.linear_probe.load_state_dict(state["linear_probe"])
+    model.to(device).eval()
+    meta = {k: v for k, v in state.items() if k not in _STATE_KEYS}
+    meta["path"] = str(path)
+    return TrainedModel(model.head, model.cluster_probe, model.linear_probe, state["backbone"],
+                        meta, device)

@@ -1,0 +1,36 @@
+"""Chapter 04: train the DepthG segmentation head on frozen backbone features (SPEC §8).
+
+    python -m depthg_lib.train --profile demo [--resume] [--force] [--device cpu|cuda]
+                               [--steps N] [--out DIR] [--seed K]
+    torchrun --nproc-per-node 2 -m depthg_lib.train --profile demo     # DDP (issue 8)
+
+Per step: features of a batch of crops and of their kNN positives (frozen backbone, or the
+frozen-feature cache), head → codes, the DepthG loss (SPEC §6), the linear probe
+(cross-entropy on the *detached* code upsampled to label size) and the cluster probe on the
+detached code; one backward, three Adam steps; then the depth-weight and sample-count
+schedules. Writes `<out>/log.csv`, TensorBoard events in `<out>/tb/`, and
+`<out>/checkpoints/{last,final}.pt`.
+
+Exact resume: everything random in step k (which crops, which positives, dropout masks,
+sample points) is drawn from generators seeded by (seed, k) alone, so a run interrupted at
+step k and resumed logs the same numbers as one that never stopped.
+
+The parts, in reading order: `data` (crops, kNN table, batches per step, feature cache),
+`trainer` (schedules and one optimiser step), `validation` (probe scores during training),
+`runlog` (log.csv, TensorBoard), `distributed` (several processes), `loop` (the run:
+resume, checkpoints, divergence), `cli`. Checkpoint files and the trained model that
+evaluation and prediction load are in `depthg_lib.checkpoint`.
+"""
+
+from ..checkpoint import CHECKPOINT_FORMAT, TrainedModel, load_checkpoint
+from ..models import DepthGModel
+from .cli import main
+from .data import ArrayCrops, StepSampler, TrainData, open_train_data
+from .loop import stage_settings, train
+from .runlog import LOG_COLUMNS, LOSS_TERMS, STEP_VALUES, VAL_COLUMNS, RunLog
+from .trainer import Schedule, Trainer
+
+__all__ = ["CHECKPOINT_FORMAT", "LOG_COLUMNS", "LOSS_TERMS", "STEP_VALUES", "VAL_COLUMNS",
+           "ArrayCrops", "DepthGModel", "RunLog", "Schedule", "StepSampler", "TrainData",
+           "TrainedModel", "Trainer", "load_checkpoint", "main", "open_train_data",
+           "stage_settings", "train"]

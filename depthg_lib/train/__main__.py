@@ -1,0 +1,7 @@
+"""`python -m depthg_lib.train` (and `torchrun … -m depthg_lib.train`)."""
+
+from ..errors import run_cli
+from .cli import main
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,200 @@
+"""What training reads: crops, their kNN table, batches per step and the feature cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import features as featcache
+from ..config import Profile, profile_arg
+from ..crop import CropReader
+from ..errors import DepthGError
+from ..models import profile_weights_identity
+from .distributed import barrier
+from .seeds import ORDER, POSITIVE, step_seed
+
+
+class ArrayCrops:
+    """Crops held in memory, with `CropReader`'s interface (`len`, `load(n)`): toy runs, tests."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, depth: np.ndarray):
+        if not (len(images) == len(labels) == len(depth)):
+            raise DepthGError(f"ArrayCrops needs as many images, labels and depth maps, got "
+                              f"{len(images)}, {len(labels)}, {len(depth)}")
+        self.images, self.labels, self.depth = images, labels, depth
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, n: int):
+        return self.images[n], self.labels[n], self.depth[n]
+
+
+@dataclass
+class TrainData:
+    """What training reads: training crops, their kNN table, validation crops (or None).
+
+    `cache_dir` is where the frozen-feature cache goes; `key` names the crops in its record.
+    """
+
+    train: object
+    knn: np.ndarray
+    val: object | None = None
+    cache_dir: Path | None = None
+    key: str = ""
+
+
+def open_train_data(profile: Profile) -> TrainData:
+    """The profile's crops and kNN file; a stage not yet run is named with its command."""
+    arg = profile_arg(profile)
+    crop_dir = profile.paths.crop_dir
+    train = CropReader(crop_dir, "train", profile=arg)  # names the crop command if missing
+    n = len(train)
+    if n == 0:
+        raise DepthGError(f"no training crops in {crop_dir}; run the crop stage first: "
+                          f"python -m depthg_lib.crop --profile {arg}")
+    knn_file = profile.paths.knn_file("train")
+    if not knn_file.exists():
+        raise DepthGError(f"kNN file {knn_file} does not exist; mine the neighbours first: "
+                          f"python -m depthg_lib.knn --profile {arg}")
+    try:
+        nns = np.load(knn_file)["nns"]
+    except (KeyError, ValueError, OSError) as err:
+        raise DepthGError(f"cannot read key 'nns' from {knn_file} ({err}); re-create it: "
+                          f"python -m depthg_lib.knn --profile {arg} --force") from None
+    if len(nns) != n:
+        raise DepthGError(f"kNN file {knn_file} has {len(nns)} rows but {crop_dir} holds {n} "
+                          f"training crops; re-create it: python -m depthg_lib.knn --profile "
+                          f"{arg} --force")
+    try:  # validation crops are optional: without them the probes are not scored
+        val = CropReader(crop_dir, "val", profile=arg)
+        val = val if len(val) else None
+    except DepthGError:
+        val = None
+    # fidelity is part of the name: it changes the resizing, hence features and depth units
+    cache_dir = (profile.paths.data_root / "features" / f"{crop_dir.name}_"
+                 f"{profile.backbone.replace('/', '_')}_{profile.res}_{profile.fidelity}")
+    return TrainData(train=train, knn=nns, val=val, cache_dir=cache_dir, key=str(crop_dir))
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Yields, per step, this rank's share of the step's crops and their positives.
+
+    The crop order is an endless chain of permutations (one per epoch, seeded by (seed, epoch));
+    step k takes items k·B … (k+1)·B−1 of it and draws each positive uniformly among kNN
+    columns 1..knn_k with a generator seeded by (seed, k). Rank r of W takes the r-th of W
+    equal slices, so W ranks see exactly the batch one process would.
+    """
+
+    def __init__(self, knn: np.ndarray, knn_k: int, batch_size: int, seed: int,
+                 start: int, stop: int, rank: int = 0, world: int = 1):
+        if knn.ndim != 2 or knn.shape[1] <= knn_k:
+            raise DepthGError(f"kNN table has shape {tuple(knn.shape)}; drawing positives "
+                              f"among columns 1..{knn_k} needs at least {knn_k + 1} columns")
+        if batch_size % world:
+            raise DepthGError(f"batch_size {batch_size} is not divisible by the {world} "
+                              "processes; choose a batch size that is")
+        self.knn, self.knn_k, self.batch, self.seed = knn, knn_k, batch_size, seed
+        self.start, self.stop, self.rank, self.world = start, stop, rank, world
+        self._perms: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            if len(self._perms) > 4:
+                self._perms.clear()
+            rng = np.random.default_rng(step_seed(self.seed, epoch, 0, ORDER))
+            self._perms[epoch] = rng.permutation(len(self.knn))
+        return self._perms[epoch]
+
+    def batch_for(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(crop ids, positive ids) of the whole step, before the split between ranks."""
+        n = len(self.knn)
+        pos = np.arange(step * self.batch, (step + 1) * self.batch)
+        idx = np.array([self._perm(p // n)[p % n] for p in pos], dtype=np.int64)
+        rng = np.random.default_rng(step_seed(self.seed, step, 0, POSITIVE))
+        cols = 1 + rng.integers(0, self.knn_k, size=self.batch)
+        return idx, self.knn[idx, cols].astype(np.int64)
+
+    def __iter__(self):
+        share = self.batch // self.world
+        for step in range(self.start, self.stop):
+            idx, pos = self.batch_for(step)
+            sl = slice(self.rank * share, (self.rank + 1) * share)
+            yield {"step": step, "idx": idx[sl], "pos": pos[sl]}
+
+
+class CropBatches(torch.utils.data.Dataset):
+    """A whole step's batch from the crops (decoded and resized in the loader's workers)."""
+
+    def __init__(self, source, res: int, fidelity: str):
+        self.source, self.res, self.fidelity = source, res, fidelity
+
+    def _load(self, ids):
+        items = [featcache.prepare_crop(*self.source.load(int(i)), self.res, self.fidelity)
+                 for i in ids]
+        return (torch.from_numpy(np.stack([it[0] for it in items])),
+                torch.from_numpy(np.stack([it[1] for it in items])),
+                torch.from_numpy(np.stack([it[2] for it in items]))[:, None])
+
+    def __getitem__(self, item):
+        image, label, depth = self._load(item["idx"])
+        image_pos, _, depth_pos = self._load(item["pos"])
+        return {"step": item["step"], "image": image, "image_pos": image_pos, "label": label,
+                "depth": depth, "depth_pos": depth_pos}
+
+
+class CachedBatches(torch.utils.data.Dataset):
+    """A whole step's batch read from the frozen-feature cache (no backbone call)."""
+
+    def __init__(self, cached: featcache.CachedSplit):
+        self.cached = cached
+
+    def __getitem__(self, item):
+        c = self.cached
+
+        def rows(arr, ids):
+            return torch.from_numpy(np.ascontiguousarray(arr[ids]))
+
+        return {"step": item["step"], "feats": rows(c.feats, item["idx"]),
+                "feats_pos": rows(c.feats, item["pos"]), "label": rows(c.labels, item["idx"]),
+                "depth": rows(c.depth, item["idx"])[:, None],
+                "depth_pos": rows(c.depth, item["pos"])[:, None]}
+
+
+def cache_settings(profile: Profile, data: TrainData, backbone) -> dict:
+    """What the frozen-feature cache depends on (a cache made with others is rebuilt)."""
+    return {"version": featcache.CACHE_VERSION, "crops": data.key, "backbone": profile.backbone,
+            "weights": profile_weights_identity(profile),
+            "dim": backbone.dim, "patch_size": backbone.patch_size, "res": profile.res,
+            "fidelity": profile.fidelity, "n_train": len(data.train),
+            "n_val": len(data.val) if data.val is not None else 0}
+
+
+def prepare_caches(profile, data, backbone, device, rank, world, progress):
+    """Build (rank 0) or open the frozen-feature cache of the train and val crops."""
+    folder = Path(data.cache_dir)
+    settings = cache_settings(profile, data, backbone)
+    grid = (profile.res // backbone.patch_size,) * 2
+    splits = [("train", data.train)] + ([("val", data.val)] if data.val is not None else [])
+    if rank == 0:
+        total = sum(featcache.cache_bytes(len(s), backbone.dim, grid, profile.res)
+                    for _, s in splits)
+        featcache.check_budget(total, profile.feature_cache_gb, folder)
+        for name, source in splits:
+            featcache.build_cache(source, name, folder, backbone, res=profile.res,
+                                  fidelity=profile.fidelity, settings=settings, device=device,
+                                  budget_gb=profile.feature_cache_gb, progress=progress,
+                                  reserved=0 if name == "train" else featcache.cache_bytes(
+                                      len(data.train), backbone.dim, grid, profile.res))
+    barrier(world)
+    caches = {name: featcache.open_cache(folder, name, settings) for name, _ in splits}
+    if any(c is None for c in caches.values()):
+        raise DepthGError(f"the frozen-feature cache in {folder} is incomplete; delete the "
+                          "folder and run training again")
+    return caches

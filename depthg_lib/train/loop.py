@@ -1,0 +1,246 @@
+"""The training run: refuse to mix runs, resume, loop over steps, validate, checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import features as featcache
+from ..checkpoint import check_compatible, read_checkpoint, save_checkpoint, set_rng_state
+from ..config import Profile, load_profile, profile_arg
+from ..env import resolve_device
+from ..errors import DepthGError
+from ..io import atomic_path, check_stage_settings
+from ..models import load_backbone, profile_weights_identity
+from . import distributed
+from .data import (
+    CachedBatches,
+    CropBatches,
+    StepSampler,
+    TrainData,
+    open_train_data,
+    prepare_caches,
+)
+from .runlog import STEP_VALUES, RunLog
+from .trainer import Trainer
+from .validation import Validation
+
+# Settings that do not change what training computes: a resumed run may differ in them.
+BOOKKEEPING = frozenset({
+    "name", "description", "source", "steps", "val_every", "val_images", "checkpoint_every",
+    "num_workers", "precompute_features", "feature_cache_gb", "eval_res", "crf",
+    "ablation_seeds", "ablation_steps", "depth_batch", "knn_block"})
+
+
+def stage_settings(profile: Profile, seed: int) -> dict:
+    """What a training run depends on (recorded in `train.json`; the ablation compares it)."""
+    kept = {k: v for k, v in dataclasses.asdict(profile).items() if k not in BOOKKEEPING}
+    return {**kept, "seed": seed, "backbone_weights_identity": profile_weights_identity(profile)}
+
+
+def load_frozen_backbone(profile: Profile, device: torch.device):
+    """The profile's backbone in eval mode with gradients off (channels-last on CUDA)."""
+    backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
+                             device=device)
+    backbone.eval()
+    for prm in backbone.parameters():
+        prm.requires_grad_(False)
+    if device.type == "cuda":
+        backbone = backbone.to(memory_format=torch.channels_last)
+    return backbone
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    nb = device.type == "cuda"
+    return {k: v.to(device, non_blocking=nb) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
+
+
+def _flush(pending: list[dict], world: int) -> list[dict]:
+    """Turn pending step records into plain rows with one device sync (and one all-reduce)."""
+    values = distributed.mean_over_ranks(torch.stack([r["values"] for r in pending]), world)
+    rows = []
+    for rec, vals in zip(pending, values.cpu().tolist()):
+        row = {k: rec[k] for k in ("step", "samples", "weight_depth", "shift_depth")}
+        row.update(zip(STEP_VALUES, vals))
+        rows.append(row)
+    return rows
+
+
+def _first_bad(rows: list[dict]) -> tuple[int, str, float] | None:
+    for row in rows:
+        for k in STEP_VALUES:
+            if not math.isfinite(row[k]):
+                return row["step"], k, row[k]
+    return None
+
+
+def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
+          device: str | torch.device = "auto", resume: bool = False, seed: int | None = None,
+          steps: int | None = None, progress: bool = True, *, force: bool = False,
+          data: TrainData | None = None, log_every: int | None = None) -> Path:
+    """Train the head of `profile` and return its final checkpoint (SPEC §8).
+
+    `out_dir` defaults to `runs/<profile>/train`; `steps` and `seed` override the profile's.
+    A finished run with the same settings is not repeated; an unfinished one needs `resume`
+    (continue from `checkpoints/last.pt`) or `force` (start over). `data` replaces the
+    profile's crops and kNN table (toy runs, tests). `log_every` is how often step numbers
+    are synchronised and written (default: every step on CPU, every 25 on CUDA); the CSV
+    holds every step either way.
+    """
+    profile = load_profile(profile)
+    seed = profile.seed if seed is None else int(seed)
+    total_steps = profile.steps if steps is None else int(steps)
+    if total_steps < 1:
+        raise DepthGError(f"steps must be ≥ 1, got {total_steps}")
+    device = resolve_device(device)
+    rank, world, own_group = distributed.start(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    log_every = log_every or (25 if device.type == "cuda" else 1)
+    out = Path(out_dir) if out_dir is not None else profile.paths.train_dir
+    ckpt_dir = out / "checkpoints"
+    last, final = ckpt_dir / "last.pt", ckpt_dir / "final.pt"
+    try:
+        done = _check_previous_run(out, last, final, profile, seed, total_steps, resume, force,
+                                   rank, world)
+        if done is not None:
+            return done
+        data = data if data is not None else open_train_data(profile)
+        if data.cache_dir is None:
+            data = dataclasses.replace(data, cache_dir=out / "features")
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return _train(profile, data, out, last, final, device, seed, total_steps, resume,
+                          progress and rank == 0, rank, world, log_every)
+    finally:
+        if own_group:
+            distributed.stop()
+
+
+def _check_previous_run(out, last, final, profile, seed, total_steps, resume, force, rank,
+                        world) -> Path | None:
+    """Refuse to mix runs: returns the final checkpoint if this exact run is already done."""
+    if rank == 0:
+        if force:
+            for old in (last, final, out / "log.csv"):
+                old.unlink(missing_ok=True)
+            shutil.rmtree(out / "tb", ignore_errors=True)
+        check_stage_settings(out, "train", stage_settings(profile, seed), force=force)
+    distributed.barrier(world)
+    if resume:
+        return None
+    arg = profile_arg(profile)
+    if final.exists():
+        step = read_checkpoint(final)["step"]
+        if step == total_steps:
+            return final
+        raise DepthGError(f"{out} holds a finished run of {step} steps, not {total_steps}; "
+                          f"continue it with `python -m depthg_lib.train --profile {arg} "
+                          f"--resume --steps {total_steps}` or start over with --force")
+    if last.exists():
+        step = read_checkpoint(last)["step"]
+        raise DepthGError(f"{out} holds an unfinished run (checkpoint at step {step}); continue "
+                          f"it with `python -m depthg_lib.train --profile {arg} --resume` or "
+                          "start over with --force")
+    return None
+
+
+def _train(profile, data, out, last, final, device, seed, total_steps, resume, progress, rank,
+           world, log_every) -> Path:
+    backbone = load_frozen_backbone(profile, device)
+    grid = profile.res // backbone.patch_size
+    if profile.samples > grid:
+        raise DepthGError(f"profile {profile.name}: the sample grid S = {profile.samples} is "
+                          f"larger than the {grid}×{grid} feature grid ({profile.res} px / patch "
+                          f"{backbone.patch_size}); lower `samples` or raise `res`")
+    trainer = Trainer(profile, backbone.dim, device, seed, rank, world)
+    start = 0
+    if resume and last.exists():
+        state = read_checkpoint(last, device)
+        check_compatible(state, profile, last)
+        trainer.load_state_dict(state)
+        set_rng_state({**state["rng"], "torch": state["rng"]["torch"].cpu()})
+        start = int(state["step"])
+        if start > total_steps:
+            raise DepthGError(f"checkpoint {last} is at step {start}, beyond --steps "
+                              f"{total_steps}; pass a larger --steps")
+    if start == total_steps:  # nothing left to do: the last checkpoint is the final one
+        if rank == 0:
+            with atomic_path(final) as tmp:
+                shutil.copyfile(last, tmp)
+        return final
+
+    caches = (prepare_caches(profile, data, backbone, device, rank, world, progress)
+              if profile.precompute_features else {})
+    sampler = StepSampler(data.knn, profile.knn_k, profile.batch_size, seed, start, total_steps,
+                          rank, world)
+    dataset = (CachedBatches(caches["train"]) if "train" in caches
+               else CropBatches(data.train, profile.res, profile.fidelity))
+    workers = profile.num_workers
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, sampler=sampler, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+        prefetch_factor=4 if workers else None)
+    validate = None
+    if rank == 0 and data.val is not None:
+        validate = Validation(profile, data.val, caches.get("val"), backbone, device)
+
+    log = RunLog(out, start, enabled=rank == 0)
+    bar = tqdm(total=total_steps, initial=start, desc=f"train {profile.name}",
+               disable=not progress, dynamic_ncols=True)
+    pending: list[dict] = []
+    last_saved = start if start else None
+    try:
+        for batch in loader:
+            step = batch["step"]
+            batch = _to_device(batch, device)
+            if "feats" in batch:
+                feats, feats_pos = batch["feats"].float(), batch["feats_pos"].float()
+            else:
+                both = featcache.featurize(backbone, torch.cat([batch["image"],
+                                                                batch["image_pos"]]))
+                feats, feats_pos = both.float().chunk(2)
+            label = batch["label"].long()
+            pending.append(trainer.step(step, feats, feats_pos, label, batch["depth"],
+                                        batch["depth_pos"]))
+            done = step + 1
+            # the same on every rank: each flush is a collective under DDP
+            is_val = data.val is not None and (done % profile.val_every == 0
+                                               or done == total_steps)
+            is_ckpt = done % profile.checkpoint_every == 0 or done == total_steps
+            if len(pending) >= log_every or is_val or is_ckpt:
+                rows = _flush(pending, world)
+                pending = []
+                bad = _first_bad(rows)
+                if bad is not None:
+                    log.write([r for r in rows if r["step"] <= bad[0]])
+                    kept = (f"the last good checkpoint {last} (step {last_saved}) is kept"
+                            if last_saved is not None else "no checkpoint had been written yet")
+                    raise DepthGError(
+                        f"training diverged at step {bad[0]}: loss term {bad[1]!r} is {bad[2]}; "
+                        f"{kept}. Lower the learning rate or check the inputs, then resume "
+                        f"with --resume or start over with --force")
+                if is_val and validate is not None:
+                    rows[-1].update(validate(trainer.model))
+                log.write(rows)
+                bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", S=rows[-1]["samples"])
+            if is_ckpt:
+                if rank == 0:
+                    save_checkpoint(last, trainer.state_dict(), profile, done, seed, backbone)
+                last_saved = done
+            bar.update(1)
+    finally:
+        bar.close()
+        log.close()
+    if rank == 0:
+        with atomic_path(final) as tmp:
+            shutil.copyfile(last, tmp)
+    distributed.barrier(world)
+    return final

@@ -1,0 +1,74 @@
+"""What training writes while it runs: `log.csv` (every step) and TensorBoard events."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..io import atomic_path
+
+LOSS_TERMS = ("pos_intra", "pos_inter", "neg_inter", "depth")
+# Per-step numbers, in log.csv column order. `loss` = weighted DepthG loss, `total` adds the
+# two probe losses (what backward sees).
+STEP_VALUES = (*LOSS_TERMS, "loss", "linear_loss", "cluster_loss", "total")
+VAL_COLUMNS = ("val_linear_miou", "val_linear_acc", "val_cluster_miou", "val_cluster_acc")
+LOG_COLUMNS = ("step", "samples", "weight_depth", "shift_depth", *STEP_VALUES, *VAL_COLUMNS)
+
+
+class RunLog:
+    """`log.csv` (every step, validation columns filled at validation steps) and TensorBoard."""
+
+    def __init__(self, out: Path, start: int, enabled: bool = True, tensorboard: bool = True):
+        self.enabled = enabled
+        self.path = out / "log.csv"
+        self.writer = None
+        if not enabled:
+            return
+        kept = []
+        if start > 0 and self.path.exists():  # drop rows logged after the checkpoint
+            with open(self.path, newline="") as fh:
+                kept = [r for r in csv.DictReader(fh) if int(r["step"]) < start]
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.DictWriter(fh, LOG_COLUMNS)
+                w.writeheader()
+                w.writerows(kept)
+        self._fh = open(self.path, "a", newline="")
+        self._csv = csv.DictWriter(self._fh, LOG_COLUMNS)
+        if tensorboard:
+            try:  # optional: importing tensorboard is slow, and without it the CSV suffices
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.writer = SummaryWriter(str(out / "tb"), purge_step=start)
+
+    def write(self, rows: list[dict]) -> None:
+        if not self.enabled:
+            return
+        for row in rows:
+            self._csv.writerow({k: _fmt(row.get(k)) for k in LOG_COLUMNS})
+            if self.writer is not None:
+                s = row["step"]
+                for k in STEP_VALUES:
+                    self.writer.add_scalar(f"loss/{k}", row[k], s)
+                for k in ("samples", "weight_depth", "shift_depth"):
+                    self.writer.add_scalar(f"schedule/{k}", row[k], s)
+                for k in VAL_COLUMNS:
+                    if row.get(k) is not None:
+                        self.writer.add_scalar(f"val/{k[4:]}", row[k], s)
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._fh.close()
+            if self.writer is not None:
+                self.writer.close()
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return v

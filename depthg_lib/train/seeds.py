@@ -1,0 +1,19 @@
+"""Seeds of the training run's random streams: exact resume needs no saved sampler state.
+
+Everything random in step k — which crops, which positives, dropout masks, sample points —
+is drawn from a generator seeded by (seed, step, rank, stream) alone, so a run interrupted
+at step k and resumed logs the same numbers as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The independent streams of one step (the last argument of `step_seed`).
+ORDER, POSITIVE, DROPOUT, LOSS, INIT = range(5)
+
+
+def step_seed(*key: int) -> int:
+    """A 63-bit seed determined by the key (seed, step, rank, stream) alone."""
+    state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])

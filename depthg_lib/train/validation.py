@@ -1,0 +1,62 @@
+"""Probe scores on validation crops while training runs (columns `val_*` of log.csv)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import features as featcache
+from ..config import Profile
+from ..metrics import confusion_histogram, scores
+from ..models import DepthGModel
+
+
+class Validation:
+    """Probe metrics on (a subset of) the validation crops, at training resolution."""
+
+    def __init__(self, profile: Profile, source, cached: featcache.CachedSplit | None,
+                 backbone, device: torch.device, batch_size: int = 32):
+        self.profile, self.backbone, self.device, self.batch = profile, backbone, device, batch_size
+        n = len(cached) if cached is not None else len(source)
+        k = profile.val_images
+        self.ids = (np.arange(n) if not k or k >= n
+                    else np.unique(np.linspace(0, n - 1, k).round().astype(np.int64)))
+        self.cached, self.source = cached, source
+
+    def _batches(self):
+        for start in range(0, len(self.ids), self.batch):
+            ids = self.ids[start:start + self.batch]
+            if self.cached is not None:
+                feats = torch.from_numpy(np.ascontiguousarray(self.cached.feats[ids]))
+                label = torch.from_numpy(np.ascontiguousarray(self.cached.labels[ids]))
+                yield feats.to(self.device).float(), label
+                continue
+            items = [featcache.prepare_crop(*self.source.load(int(i)), self.profile.res,
+                                            self.profile.fidelity) for i in ids]
+            images = torch.from_numpy(np.stack([it[0] for it in items]))
+            label = torch.from_numpy(np.stack([it[1] for it in items]))
+            yield featcache.featurize(self.backbone, images.to(self.device)).float(), label
+
+    @torch.no_grad()
+    def __call__(self, model: DepthGModel) -> dict[str, float]:
+        p = self.profile
+        was_training = model.training
+        model.eval()
+        n_cls, extra = p.n_classes, p.extra_clusters
+        lin = np.zeros((n_cls, n_cls), np.int64)
+        clu = np.zeros((n_cls + extra, n_cls), np.int64)
+        for feats, label in self._batches():
+            code = model.head(feats).float()
+            code = F.interpolate(code, size=label.shape[-2:], mode="bilinear",
+                                 align_corners=False)
+            target = label.numpy().astype(np.int64)
+            target[(target < 0) | (target >= n_cls)] = -1
+            lin += confusion_histogram(model.linear_probe(code).argmax(1).cpu().numpy(), target,
+                                       n_cls)
+            _, probs = model.cluster_probe(code, None)
+            clu += confusion_histogram(probs.argmax(1).cpu().numpy(), target, n_cls, extra)
+        model.train(was_training)
+        ls, cs = scores(lin, hungarian=False), scores(clu, hungarian=True)
+        return {"val_linear_miou": float(ls["miou"]), "val_linear_acc": float(ls["acc"]),
+                "val_cluster_miou": float(cs["miou"]), "val_cluster_acc": float(cs["acc"])}
