@@ -104,7 +104,9 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
     summary_path = run_dir / "summary.json"
     summary = load_json(summary_path) if summary_path.exists() else {}
     summary.setdefault("notebooks", {})
-    summary.update(profile=profile.name, device=device, seed=seed)
+    from .env import machine_name  # imports torch: only when a run starts
+
+    summary.update(profile=profile.name, device=device, seed=seed, machine=machine_name())
 
     todo = _select(chapters(notebook_dir), only)
     if not todo:
