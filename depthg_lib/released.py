@@ -1,0 +1,477 @@
+"""Released STEGO / DepthG models: import their Lightning checkpoints, and the paper's numbers.
+
+STEGO and DepthG publish trained models as PyTorch-Lightning `.ckpt` files of one layout
+(docs/reproduction.md §6): the frozen DINO ViT under `net.model.*`, the head under
+`net.cluster1.*` / `net.cluster2.*`, the probes `cluster_probe.clusters` and `linear_probe.*`,
+and the training config as a pickled omegaconf `DictConfig` in `hyper_parameters["cfg"]`.
+
+- `load_released(path)` → `ReleasedModel`: backbone weights from the file itself (never
+  downloaded), head and probes, the config as a plain dict. `codes(images)` gives the released
+  network's codes `net(img)[1]` for float images in [0, 1]. The file is read with a restricted
+  unpickler: tensors and plain containers are rebuilt, every other class it names (omegaconf,
+  Lightning callbacks, numpy scalars…) becomes an inert stand-in, so neither omegaconf nor
+  Lightning is needed and nothing in the file runs.
+- DINO resizes its position embedding its own way (bicubic with a scale factor of
+  (n + 0.1) / 28, not timm's exact n × n grid); `dino_interpolate_pos_embed` does the same,
+  so codes at the evaluation size (320 px) match the released code.
+- `paper_numbers(profile)` reads a profile's own `paper:` block: what the paper reports for
+  it, with the source. Those numbers are for comparison only, never written into a result.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import math
+import os
+import pickle
+import types
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import DepthGError
+from .models import IMAGENET_MEAN, IMAGENET_STD, ClusterProbe, LinearProbe, SegmentationHead
+
+RELEASED_FORMAT = "released-lightning"
+DOCS = "docs/reproduction.md §6"
+# DINO's ViTs all use 64-dimensional attention heads (ViT-S/8: 6 heads, ViT-B/8: 12).
+HEAD_DIM = 64
+_MODEL_TYPES = {"vit_small": 384, "vit_base": 768}
+_TIMM_NAMES = {(384, 8): "vit_small_patch8_224.dino", (768, 8): "vit_base_patch8_224.dino"}
+_REQUIRED = ("net.model.cls_token", "net.model.pos_embed", "net.model.patch_embed.proj.weight",
+             "net.model.norm.weight", "net.cluster1.0.weight", "cluster_probe.clusters",
+             "linear_probe.weight", "linear_probe.bias")
+
+
+# ------------------------------------------------------------------ restricted unpickling
+
+class Pickled:
+    """Inert stand-in for a class a checkpoint names but we do not import (omegaconf nodes,
+    Lightning callbacks…): it keeps the constructor arguments and the pickled state."""
+
+    pickled_name = "?"
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs, self.state = args, kwargs, None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<pickled {self.pickled_name}>"
+
+
+_STAND_INS: dict[str, type] = {}
+
+
+def _stand_in(module: str, name: str) -> type:
+    qual = f"{module}.{name}"
+    if qual not in _STAND_INS:
+        _STAND_INS[qual] = type(name, (Pickled,), {"pickled_name": qual, "__module__": __name__})
+    return _STAND_INS[qual]
+
+
+def _safe_reconstructor(cls, base, state):
+    """`copyreg._reconstructor` of old pickle protocols, for stand-ins only."""
+    if isinstance(cls, type) and issubclass(cls, Pickled):
+        obj = cls()
+        obj.state = state
+        return obj
+    raise pickle.UnpicklingError(f"refusing to rebuild {cls!r} through copyreg")
+
+
+_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "bool", "complex",
+             "str", "bytes", "bytearray", "slice", "range"}
+
+
+def _torch_allowed() -> dict:
+    """What torch's own `weights_only` loader rebuilds (tensors, storages, dtypes…)."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        return dict(_get_allowed_globals())
+    except Exception:  # private API moved: the few functions every checkpoint needs
+        import torch._utils as tu
+
+        return {f"torch._utils.{n}": getattr(tu, n) for n in
+                ("_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state")
+                if hasattr(tu, n)}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    _allowed: dict | None = None
+
+    def find_class(self, module, name):
+        qual = f"{module}.{name}"
+        if _RestrictedUnpickler._allowed is None:
+            _RestrictedUnpickler._allowed = _torch_allowed()
+        if qual in self._allowed:
+            return self._allowed[qual]
+        if module == "builtins" and name in _BUILTINS:
+            return getattr(builtins, name)
+        if qual in ("collections.OrderedDict", "collections.defaultdict"):
+            return getattr(collections, name)
+        if qual == "copyreg._reconstructor":
+            return _safe_reconstructor
+        if module == "torch" or module.startswith("torch."):
+            raise pickle.UnpicklingError(f"the file needs {qual}, which the safe loader does "
+                                         "not rebuild")
+        return _stand_in(module, name)
+
+
+def _restricted_load(file, **kwargs):
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+# torch.load(pickle_module=...) needs a module-like object with Unpickler and load.
+_RESTRICTED_PICKLE = types.SimpleNamespace(__name__="depthg_restricted_pickle",
+                                           Unpickler=_RestrictedUnpickler, load=_restricted_load)
+
+
+def plain(obj):
+    """Pickled omegaconf containers and nodes → plain dicts, lists and values."""
+    if isinstance(obj, Pickled):
+        name = obj.pickled_name
+        state = obj.state if isinstance(obj.state, dict) else {}
+        if name.startswith("omegaconf.") and "_content" in state:
+            content = state["_content"]
+            if isinstance(content, dict):
+                return {str(k): plain(v) for k, v in content.items()}
+            if isinstance(content, (list, tuple)):
+                return [plain(v) for v in content]
+            return content  # None, "???" (missing) or an "${interpolation}"
+        if name.startswith("omegaconf.") and "_val" in state:
+            return plain(state["_val"])
+        return repr(obj)
+    if isinstance(obj, dict):
+        return {k if isinstance(k, (str, int, float, bool)) else repr(k): plain(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def _not_released(path, why: str) -> DepthGError:
+    return DepthGError(
+        f"{path} is not a released STEGO/DepthG checkpoint: {why}. Expected a Lightning .ckpt "
+        "whose state_dict holds net.model.* (the DINO ViT), net.cluster1.* (the head), "
+        "cluster_probe.clusters and linear_probe.* — fetch one with `python -m "
+        f"depthg_lib.fetch --profile stego-cityscapes-vitb8 --only checkpoint` ({DOCS})")
+
+
+def read_lightning_file(path: str | os.PathLike) -> dict:
+    """The checkpoint's top-level dict, read safely (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DepthGError(f"released checkpoint {path} does not exist; fetch it with `python -m "
+                          "depthg_lib.fetch --profile PROFILE --only checkpoint` or put the file "
+                          f"there ({DOCS})")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False,
+                          pickle_module=_RESTRICTED_PICKLE)
+    except Exception as err:  # not a torch file, truncated, or refused by the unpickler
+        raise _not_released(path, f"it cannot be read ({type(err).__name__}: {err})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        found = sorted(map(str, ckpt))[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise _not_released(path, f"it has no Lightning state_dict (found {found})")
+    return ckpt
+
+
+def is_released_checkpoint(path: str | os.PathLike) -> bool:
+    """Cheap test (no tensor is read): does this look like a released Lightning checkpoint?"""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            record = next((n for n in zf.namelist() if n.endswith("/data.pkl")), None)
+            data = zf.read(record) if record else b""
+    except (OSError, zipfile.BadZipFile):
+        return path.suffix == ".ckpt"
+    return b"net.model.pos_embed" in data and b"cluster_probe.clusters" in data
+
+
+# ------------------------------------------------------------------ the released network
+
+def dino_interpolate_pos_embed(pos_embed: torch.Tensor, height: int, width: int,
+                               patch: int) -> torch.Tensor:
+    """DINO's position embedding for an image of height × width pixels.
+
+    As in DINO's `interpolate_pos_encoding`: unchanged for a square image with the training
+    number of patches; otherwise the patch grid is resized bicubically with scale factors
+    (h/p + 0.1) / n and (w/p + 0.1) / n — the +0.1 avoids a floating-point rounding down, and
+    the resampling positions follow the scale factor, not the exact output size as in timm.
+    """
+    n = pos_embed.shape[1] - 1
+    rows, cols = height // patch, width // patch
+    if rows * cols == n and height == width:
+        return pos_embed
+    side = int(math.sqrt(n))
+    dim = pos_embed.shape[-1]
+    grid = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side),
+                         mode="bicubic", align_corners=False)
+    if grid.shape[-2:] != (rows, cols):
+        raise DepthGError(f"position embedding resized to {tuple(grid.shape[-2:])}, expected "
+                          f"{(rows, cols)} for a {height}×{width} image")
+    grid = grid.permute(0, 2, 3, 1).reshape(1, rows * cols, dim)
+    return torch.cat([pos_embed[:, :1], grid], dim=1)
+
+
+class _Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)  # fused kernels on the GPU
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class _Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class _Block(nn.Module):
+    """DINO's pre-norm transformer block (key names as in DINO and timm)."""
+
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+        self.attn, self.mlp = _Attention(dim, heads), _Mlp(dim, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class DinoViT(nn.Module):
+    """The frozen DINO ViT of a released checkpoint: [0,1] images (B,3,H,W) → last-layer
+    patch tokens after the final LayerNorm, as a map (B, C, H/p, W/p) (`net(img)[0]`)."""
+
+    def __init__(self, dim: int, depth: int, heads: int, patch: int, tokens: int,
+                 mlp_hidden: int, name: str):
+        super().__init__()
+        self.name, self.dim, self.patch_size = name, dim, patch
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, dim, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, tokens, dim))
+        self.blocks = nn.ModuleList(_Block(dim, heads, mlp_hidden) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def train(self, mode: bool = True):  # frozen, as released: always eval
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise DepthGError(f"{self.name} takes images (B,3,H,W), got {tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        b, _, h, w = images.shape
+        p = self.patch_size
+        if h < p or w < p:
+            raise DepthGError(f"{self.name} needs images of at least {p}×{p} px, got {h}×{w}")
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(b, -1, -1).to(x.dtype), x], dim=1)
+        x = x + dino_interpolate_pos_embed(self.pos_embed, h, w, p).to(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)[:, 1:]
+        return x.transpose(1, 2).reshape(b, self.dim, h // p, w // p)
+
+
+class ReleasedModel(nn.Module):
+    """A released checkpoint, imported: backbone, head and probes in eval mode.
+
+    Duck-types the course's trained model (`head`, `cluster_probe`, `linear_probe`,
+    `backbone()`, `codes()`, `meta`, `backbone_name`), so evaluation and prediction can take
+    either. `config` is the training config read from the file, as plain dicts.
+    """
+
+    def __init__(self, dino: DinoViT, head: SegmentationHead, cluster_probe: ClusterProbe,
+                 linear_probe: LinearProbe, config: dict, meta: dict):
+        super().__init__()
+        self.dino, self.head = dino, head
+        self.cluster_probe, self.linear_probe = cluster_probe, linear_probe
+        self.config, self.meta = config, meta
+        self.backbone_name = meta["backbone"]
+        self.n_classes, self.code_dim = meta["n_classes"], meta["code_dim"]
+        self.extra_clusters = meta["extra_clusters"]
+        self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.dino.pos_embed.device
+
+    @property
+    def profile(self) -> dict:
+        return self.meta["profile"]
+
+    def backbone(self) -> DinoViT:
+        return self.dino
+
+    @torch.no_grad()
+    def feats(self, images: torch.Tensor) -> torch.Tensor:
+        return self.dino(images.to(self.device))
+
+    @torch.no_grad()
+    def codes(self, images: torch.Tensor) -> torch.Tensor:
+        """The released network's codes (B, dim, H/p, W/p) of images (B,3,H,W) in [0, 1]."""
+        return self.head(self.feats(images)).float()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.codes(images)
+
+
+def _n_blocks(sd: dict) -> int:
+    ids = {int(k.split(".")[3]) for k in sd if k.startswith("net.model.blocks.")}
+    if ids != set(range(len(ids))):
+        raise ValueError(f"ViT blocks {sorted(ids)} are not numbered 0..n-1")
+    return len(ids)
+
+
+def _sub(sd: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -> ReleasedModel:
+    """Import a released STEGO/DepthG Lightning checkpoint (see the module docstring)."""
+    path = Path(path)
+    ckpt = read_lightning_file(path)
+    sd = {k: v for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+    missing = [k for k in _REQUIRED if k not in sd]
+    if missing:
+        raise _not_released(path, f"its state_dict lacks {', '.join(missing[:4])}"
+                            f"{' …' if len(missing) > 4 else ''}")
+    hp = ckpt.get("hyper_parameters") or {}
+    config = plain(hp.get("cfg")) if hp.get("cfg") is not None else {}
+    config = config if isinstance(config, dict) else {}
+    if any(k.startswith("net.depth_downscaling.") for k in sd) or config.get("arch") not in (
+            None, "dino"):
+        raise _not_released(path, f"it uses arch {config.get('arch', 'dino_depth')!r}, which the "
+                            "released evaluation script cannot run either; only arch 'dino' "
+                            "checkpoints are supported")
+    if config.get("dino_feat_type", "feat") != "feat":
+        raise _not_released(path, f"its dino_feat_type is {config['dino_feat_type']!r}; only "
+                            "'feat' (last-layer tokens) is supported")
+    try:
+        c = int(sd["net.cluster1.0.weight"].shape[1])
+        d = int(sd["net.cluster1.0.weight"].shape[0])
+        k = int(sd["linear_probe.weight"].shape[0])
+        e = int(sd["cluster_probe.clusters"].shape[0]) - k
+        patch = int(sd["net.model.patch_embed.proj.weight"].shape[-1])
+        tokens = int(sd["net.model.pos_embed"].shape[1])
+        depth = _n_blocks(sd)
+        hidden = int(sd["net.model.blocks.0.mlp.fc1.weight"].shape[0])
+        nonlinear = "net.cluster2.0.weight" in sd
+        heads = max(1, c // HEAD_DIM)
+        name = _TIMM_NAMES.get((c, patch), f"released-vit-{c}-p{patch}")
+        dino = DinoViT(c, depth, heads, patch, tokens, hidden, name)
+        dino.load_state_dict(_sub(sd, "net.model."), strict=True)
+        head = SegmentationHead(c, d, dropout=True, nonlinear=nonlinear)
+        head_sd = {f"linear.{n}": v for n, v in _sub(sd, "net.cluster1.0.").items()}
+        if nonlinear:
+            head_sd.update({f"nonlinear.{n}": v for n, v in _sub(sd, "net.cluster2.").items()})
+        head.load_state_dict(head_sd, strict=True)
+        cluster = ClusterProbe(d, k + e)
+        cluster.load_state_dict({"clusters": sd["cluster_probe.clusters"]}, strict=True)
+        linear = LinearProbe(d, k)
+        linear.load_state_dict({"conv.weight": sd["linear_probe.weight"],
+                                "conv.bias": sd["linear_probe.bias"]}, strict=True)
+    except (KeyError, ValueError, RuntimeError, IndexError) as err:
+        raise _not_released(path, f"its tensors do not fit the released network "
+                            f"({type(err).__name__}: {str(err).splitlines()[0][:300]})") from None
+    if e < 0:
+        raise _not_released(path, f"cluster_probe has {k + e} centroids for {k} classes")
+    model_type = config.get("model_type")
+    if model_type in _MODEL_TYPES and _MODEL_TYPES[model_type] != c:
+        raise _not_released(path, f"its config says {model_type} but the ViT is {c}-dimensional")
+    n_classes = int(hp.get("n_classes", k))
+    meta = {
+        "format": RELEASED_FORMAT, "path": str(path), "backbone": name,
+        "step": ckpt.get("global_step"), "epoch": ckpt.get("epoch"),
+        "lightning_version": ckpt.get("pytorch-lightning_version"),
+        "n_classes": n_classes, "code_dim": d, "extra_clusters": e, "backbone_dim": c,
+        "patch_size": patch, "heads": heads, "depth": depth, "nonlinear": nonlinear,
+        "profile": {"backbone": name, "dim": d, "n_classes": n_classes, "extra_clusters": e,
+                    "nonlinear": nonlinear, "res": config.get("res"),
+                    "dataset": config.get("dataset_name")},
+    }
+    return ReleasedModel(dino, head, cluster, linear, config, meta).to(device).eval()
+
+
+def check_fits_profile(model: ReleasedModel, profile) -> None:
+    """Refuse a released model whose backbone, code size or classes differ from a profile's."""
+    from .config import load_profile
+
+    profile = load_profile(profile)
+    wanted = {"backbone": profile.backbone, "dim": profile.dim, "n_classes": profile.n_classes,
+              "extra_clusters": profile.extra_clusters}
+    have = model.profile
+    wrong = [f"{k} {have[k]!r} (profile: {v!r})" for k, v in wanted.items() if have[k] != v]
+    if wrong:
+        raise DepthGError(f"released checkpoint {model.meta['path']} does not fit profile "
+                          f"{profile.name}: {'; '.join(wrong)}; use the profile it was trained "
+                          f"for (docs/reproduction.md §6 lists them)")
+
+
+# ------------------------------------------------------------------ the paper's numbers
+
+_METRICS = ("acc", "miou")
+
+
+def paper_numbers(profile) -> dict | None:
+    """The `paper:` block of a profile's own file (not inherited: a STEGO twin has its own),
+    checked: `source` (a citation), `crf` (true/false/null), `unsupervised` and `linear` with
+    `acc` and `miou` in percent or null. None when the profile has no such block."""
+    import yaml
+
+    from .config import load_profile
+
+    profile = load_profile(profile)
+    where = profile.source
+    raw = yaml.safe_load(Path(where).read_text()) or {}
+    block = raw.get("paper")
+    if block is None:
+        return None
+    if not isinstance(block, dict) or not str(block.get("source") or "").strip():
+        raise DepthGError(f"profile {where}: paper: must be a mapping with a source (the "
+                          "paper, its arXiv id and the table)")
+    unknown = set(block) - {"source", "note", "crf", "unsupervised", "linear"}
+    if unknown:
+        raise DepthGError(f"profile {where}: paper: has unknown keys {sorted(unknown)}")
+    if block.get("crf") not in (True, False, None):
+        raise DepthGError(f"profile {where}: paper.crf must be true, false or null")
+    out = {"source": str(block["source"]), "note": block.get("note"), "crf": block.get("crf")}
+    for probe in ("unsupervised", "linear"):
+        numbers = block.get(probe) or {}
+        if not isinstance(numbers, dict) or set(numbers) - set(_METRICS):
+            raise DepthGError(f"profile {where}: paper.{probe} must map acc and miou to numbers")
+        for metric in _METRICS:
+            value = numbers.get(metric)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))
+                                      or not 0 <= value <= 100):
+                raise DepthGError(f"profile {where}: paper.{probe}.{metric} must be a "
+                                  f"percentage or null, found {value!r}")
+        out[probe] = {m: (None if numbers.get(m) is None else float(numbers[m]))
+                      for m in _METRICS}
+    return out
