@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthg_lib import losses
+from depthg_lib import kernels
 from depthg_lib.errors import DepthGError
 from depthg_lib.losses import (
     correlation_loss,
@@ -106,7 +106,7 @@ def test_full_loss_terms_match_golden(name):
 def reader(request, monkeypatch):
     """Both ways of reading the sample points: sparse products (CPU) and grid_sample (CUDA)."""
     if request.param == "grid_sample":
-        monkeypatch.setattr(losses, "SPARSE_READS", set())
+        monkeypatch.setattr(kernels, "SPARSE_READS", set())
     return request.param
 
 
@@ -177,8 +177,8 @@ def test_negative_permutations_never_pair_an_image_with_itself():
     offsets = [int(s) for s in (shifts[:, 0])]
     assert len(set(offsets)) == 5 and 0 not in offsets
     assert all(torch.equal(row, (ar + o) % 8) for row, o in zip(shifts, offsets))
-    assert losses._cyclic_shifts(shifts) == offsets
-    assert losses._cyclic_shifts(torch.tensor([[1, 0, 3, 2]])) is None  # a swap, no shift
+    assert kernels.cyclic_shifts(shifts) == offsets
+    assert kernels.cyclic_shifts(torch.tensor([[1, 0, 3, 2]])) is None  # a swap, no shift
     with pytest.raises(DepthGError, match="at least 2"):
         negative_permutations(1, 3)
     with pytest.raises(DepthGError, match="rule"):
