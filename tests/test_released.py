@@ -395,3 +395,17 @@ def test_bad_paper_block_is_one_clear_error(tmp_path):
     bad.write_text("extends: demo\npaper:\n  unsupervised: {miou: 12}\n")
     with pytest.raises(DepthGError, match="with a source"):
         paper_numbers(str(bad))
+
+
+def test_a_config_pickled_by_real_omegaconf():
+    """tests/data/released/omegaconf-2.4.0-config.ckpt was written by torch.save with
+    omegaconf 2.4.0 installed ({"state_dict": …, "hyper_parameters": {"n_classes": 27,
+    "cfg": DictConfig}}, struct off, one key added afterwards, as the released my_app does)."""
+    from depthg_lib.released import read_lightning_file
+
+    ckpt = read_lightning_file(Path(__file__).parent / "data/released/omegaconf-2.4.0-config.ckpt")
+    assert "omegaconf" not in sys.modules
+    assert plain(ckpt["hyper_parameters"]) == {"n_classes": 27, "cfg": {
+        "output_root": "../", "arch": "dino", "model_type": "vit_small", "dim": 70,
+        "crop_types": ["five", None], "res": 224, "lr": 0.0005, "continuous": True,
+        "nested": {"a": None, "m": "???", "i": "${res}"}, "full_name": "x"}}
