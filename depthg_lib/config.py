@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -206,6 +207,19 @@ def profile_arg(profile: Profile) -> str:
     return str(source)
 
 
+def positive_int(text: str) -> int:
+    """argparse `type=` for counts such as --max-images or --steps: an integer ≥ 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _profile_file(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
@@ -265,6 +279,8 @@ def _check_type(path, key, value):
 def _validate(profile: Profile, path) -> None:
     for key in _FIELDS:
         value = getattr(profile, key)
+        if isinstance(value, float) and not math.isfinite(value):  # YAML's .nan / .inf
+            raise DepthGError(f"profile {path}: {key} must be a finite number, found {value!r}")
         if key in _CHOICES and value not in _CHOICES[key]:
             raise DepthGError(f"profile {path}: {key} must be one of {', '.join(_CHOICES[key])},"
                               f" found {value!r}")

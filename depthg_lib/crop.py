@@ -16,6 +16,7 @@ run continues where it stopped and numbering never shifts; the finished split ge
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from pathlib import Path
 
@@ -26,7 +27,15 @@ from .config import Profile, load_profile, profile_arg
 from .data.base import IGNORE
 from .data.readers import reader_for_profile
 from .errors import DepthGError, run_cli
-from .io import check_stage_settings, read_label, read_rgb, save_image
+from .io import (
+    check_stage_settings,
+    read_label,
+    read_rgb,
+    record_digest,
+    save_image,
+    stage_lock,
+    stamp_files,
+)
 
 JPEG_QUALITY = 95
 N_CROPS = 5
@@ -126,8 +135,10 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     """Five-crop image, label and depth of a split (`train`, `val` or `all`); returns crop_dir.
 
     Skips what is finished, writes atomically and refuses to mix settings (`crop.json`)
-    unless `force`. Depth must exist first (chapter 01). With `skip_bad`, an image that
-    cannot be read is left out and listed in `<split>_skipped.txt`.
+    unless `force`; so too when the images, labels, depth maps or the depth stage's record
+    changed since the crops were cut (`crop_inputs`). Depth must exist first (chapter 01).
+    With `skip_bad`, an image that cannot be read is left out and listed in
+    `<split>_skipped.txt`. One run at a time (`io.stage_lock`).
     """
     profile = load_profile(profile)
     reader = reader_for_profile(profile)
@@ -145,15 +156,30 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
                 "dataset_dir": profile.paths.dataset_dir.name, "crop_ratio": profile.crop_ratio,
                 "jpeg_quality": JPEG_QUALITY, "jpeg_subsampling": "4:4:4", "label_offset": 1,
                 "has_labels": reader.has_labels}
-    resume = check_stage_settings(crop_dir, "crop", settings, force=force)
-    if not resume:  # fresh folder, or --force: earlier bookkeeping no longer applies
-        for s in set(reader.splits) | set(splits):
-            for path in (_journal_file(crop_dir, s), _names_file(crop_dir, s),
-                         _skipped_file(crop_dir, s)):
-                path.unlink(missing_ok=True)
-    for s in splits:
-        _crop_split(reader, profile, crop_dir, s, skip_bad, progress)
+    command = f"python -m depthg_lib.crop --profile {profile_arg(profile)} --split {split}"
+    with stage_lock(crop_dir, "crop"):
+        resume = check_stage_settings(crop_dir, "crop", settings, force=force,
+                                      inputs=crop_inputs(reader, splits), command=command)
+        if not resume:  # fresh folder, or --force: earlier bookkeeping no longer applies
+            for s in set(reader.splits) | set(splits):
+                for path in (_journal_file(crop_dir, s), _names_file(crop_dir, s),
+                             _skipped_file(crop_dir, s)):
+                    path.unlink(missing_ok=True)
+        for s in splits:
+            _crop_split(reader, profile, crop_dir, s, skip_bad, progress)
     return crop_dir
+
+
+def crop_inputs(reader, splits) -> dict[str, dict]:
+    """What the crops of `splits` are cut from (`crop.json` records it): per split, the depth
+    stage's record (its part for that split), the images, labels and depth maps."""
+    depth_record = reader.depth_record_dir() / "depth.json"
+    inputs = {}
+    for s in splits:
+        inputs[f"{s}/depth-record"] = record_digest(
+            depth_record, split=s, what=f"the depth stage's record {depth_record} ({s} part)")
+        inputs.update(reader.input_stamps(s, ("images", "labels", "depth")))
+    return inputs
 
 
 def _has_split(reader, split: str) -> bool:
@@ -352,6 +378,24 @@ class CropReader:
             n, name = line.split("\t", 1)
             self._sources.append(name)
         self.has_labels = (self.crop_dir / "label" / split).is_dir()
+        self._digest: dict | None = None
+
+    def digest(self) -> dict:
+        """What these crops are, as an input entry for the stages that read them (kNN, the
+        frozen-feature cache, training): the crop record's part for this split (settings and
+        what the crops were cut from), the names file and every crop file."""
+        if self._digest is None:
+            files = [_names_file(self.crop_dir, self.split)]
+            for n in range(len(self)):
+                paths = crop_paths(self.crop_dir, self.split, n)
+                files += [paths["img"], paths["depth"]] + ([paths["label"]] if self.has_labels
+                                                           else [])
+            where = f"the {self.split} crops in {self.crop_dir}"
+            stamp = stamp_files(files, self.crop_dir, what=where)
+            record = record_digest(self.crop_dir / "crop.json", split=self.split)
+            both = hashlib.sha256(f"{stamp['digest']}|{record['digest']}".encode())
+            self._digest = {"what": where, "files": len(self), "digest": both.hexdigest()[:32]}
+        return self._digest
 
     @classmethod
     def from_profile(cls, profile: Profile | str, split: str = "train") -> CropReader:

@@ -34,7 +34,14 @@ from tqdm.auto import tqdm
 from .config import REPO_ROOT, Profile, load_profile, profile_arg
 from .env import resolve_device
 from .errors import DepthGError, run_cli
-from .io import check_stage_settings, save_image, save_json, sha256_file
+from .io import (
+    check_stage_settings,
+    recorded_settings_differ,
+    save_image,
+    save_json,
+    sha256_file,
+    stage_lock,
+)
 
 BACKENDS = ("zoedepth", "depth_anything", "synth", "gt")
 DEFAULT_MODELS = {"zoedepth": "Intel/zoedepth-nyu",
@@ -362,19 +369,6 @@ def _list_names(reader, profile: Profile, splits: Sequence[str]) -> dict[str, li
     return names
 
 
-def _record_dir(reader, names: dict[str, list[str]]) -> Path:
-    """The folder above every depth map of the dataset (`<root>/<dataset>/depth`)."""
-    every = dict(names)
-    for s in ("train", "val"):
-        if s not in every:
-            try:
-                every[s] = list(reader.names(s))[:1]
-            except DepthGError:
-                pass
-    parents = {str(reader.depth_path(s, n).parent) for s, ns in every.items() for n in ns[:1]}
-    return Path(os.path.commonpath(sorted(parents)))
-
-
 def _try_load(reader, split: str, name: str) -> np.ndarray | DepthGError:
     try:
         return reader.load_image(split, name)
@@ -410,9 +404,11 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
     """Write a depth PNG for every image of `split` (train, val or all); returns the folder.
 
     Resumable: with the same settings, images whose depth map exists are skipped; every map
-    is written to a temporary file and renamed. Other settings than `depth.json` records are
-    refused unless `force`. A corrupt image stops the stage naming the file, or is skipped
-    (listed in `depth_skipped.json`) with `skip_bad`.
+    is written to a temporary file and renamed. Other settings than `depth.json` records, or
+    images that changed since it recorded them, are refused unless `force`, which first
+    deletes the maps it is about to redo. One run at a time (`io.stage_lock`). A corrupt image
+    stops the stage naming the file, or is skipped (listed in `depth_skipped.json`) with
+    `skip_bad`.
     """
     profile = load_profile(profile)
     if split not in ("train", "val", "all"):
@@ -422,13 +418,39 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
 
     reader = reader_for_profile(profile)
     names = _list_names(reader, profile, splits)
-    record_dir = _record_dir(reader, names)
+    record_dir = reader.depth_record_dir()
     dev = resolve_device(device)
     backend = profile.depth_backend
     model = None if backend == "gt" else load_depth_model(
         backend, profile.depth_model or None, dev, model_dir=profile.paths.data_root / "models")
-    reuse = check_stage_settings(record_dir, "depth", stage_settings(profile, model), force)
+    settings = stage_settings(profile, model)
+    command = _command(profile_arg(profile), "" if split == "all" else f" --split {split}")
+    with stage_lock(record_dir, "depth"):
+        # what the maps are made from: the images of each split run now (names, sizes and
+        # contents or mtimes), so that a replaced image or a regenerated dataset is noticed
+        inputs = {k: v for s in splits for k, v in reader.input_stamps(s, ("images",)).items()}
+        other_settings = recorded_settings_differ(record_dir, "depth", settings)
+        reuse = check_stage_settings(record_dir, "depth", settings, force, inputs=inputs,
+                                     command=command)
+        if not reuse:  # fresh or forced: no map of an earlier run may survive an interruption
+            for s in (reader.splits if other_settings else splits):
+                for n in names.get(s) or _names_or_none(reader, s):
+                    reader.depth_path(s, n).unlink(missing_ok=True)
+        skipped = _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress)
+    if skipped:
+        save_json(record_dir / "depth_skipped.json", skipped)
+    return record_dir
 
+
+def _names_or_none(reader, split: str) -> list[str]:
+    try:
+        return list(reader.names(split))
+    except DepthGError:
+        return []
+
+
+def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress) -> list[str]:
+    """The stage's loop: every map not yet there (all of them unless `reuse`)."""
     skipped: list[str] = []
     batch = max(1, profile.depth_batch)
     # Images of the next batch are decoded in threads (PIL releases the GIL) while the model
@@ -473,9 +495,7 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
             bar.close()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    if skipped:
-        save_json(record_dir / "depth_skipped.json", skipped)
-    return record_dir
+    return skipped
 
 
 # --------------------------------------------------------------------------- CLI

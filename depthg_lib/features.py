@@ -8,7 +8,10 @@ still drawn per step, on the cached features. The cache lives in
 `<data_root>/features/<crops>_<backbone>_<res>_<fidelity>/` (the fidelity decides how crops
 are resized and the depth units), shared by every run and ablation variant with the same
 crops, backbone, weights, resolution and fidelity; `features.json` records those settings
-and a cache made with other settings is rebuilt, never mixed.
+and a cache made with other settings is rebuilt, never mixed. Each split is also keyed by
+the digest of the crops it was made from (`source_digest`: the crop record, names file and
+crop files), so crops cut afresh from a regenerated dataset — same folder, same counts —
+rebuild the split instead of training on the old features, labels and depth.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .errors import DepthGError
 from .io import atomic_path, load_json, save_json
+from .transforms import resize_center_crop
 
 CACHE_VERSION = 1
 FEATURE_DTYPE = np.float16
@@ -39,21 +42,6 @@ def depth_units(depth: np.ndarray, fidelity: str) -> np.ndarray:
     return depth_from_uint16(depth, fidelity)
 
 
-def _resize_crop(arr: np.ndarray, res: int, resample) -> np.ndarray:
-    """Shorter side → res, then centre crop res×res (STEGO's Resize + CenterCrop)."""
-    h, w = arr.shape[:2]
-    if (h, w) != (res, res):
-        if h <= w:
-            size = (max(res, int(res * w / h)), res)
-        else:
-            size = (res, max(res, int(res * h / w)))
-        arr = np.asarray(Image.fromarray(arr).resize(size, resample))
-        h, w = arr.shape[:2]
-        top, left = (h - res) // 2, (w - res) // 2
-        arr = arr[top:top + res, left:left + res]
-    return np.ascontiguousarray(arr)
-
-
 def prepare_crop(image: np.ndarray, label: np.ndarray, depth: np.ndarray, res: int,
                  fidelity: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One crop at training size: image uint8 (3,res,res), label uint8, depth float32.
@@ -63,10 +51,10 @@ def prepare_crop(image: np.ndarray, label: np.ndarray, depth: np.ndarray, res: i
     label). `corrected`: image and depth bilinear (PIL, antialiased when shrinking), as the
     kNN and evaluation stages resize in that fidelity — depth is a continuous quantity.
     """
-    smooth = Image.NEAREST if fidelity == "released" else Image.BILINEAR
-    image = _resize_crop(np.asarray(image, dtype=np.uint8), res, smooth)
-    label = _resize_crop(np.asarray(label, dtype=np.uint8), res, Image.NEAREST)
-    d = _resize_crop(depth_units(depth, fidelity), res, smooth)
+    smooth = "nearest" if fidelity == "released" else "bilinear"
+    image = resize_center_crop(np.asarray(image, dtype=np.uint8), res, smooth)
+    label = resize_center_crop(np.asarray(label, dtype=np.uint8), res, "nearest")
+    d = resize_center_crop(depth_units(depth, fidelity), res, smooth)
     return image.transpose(2, 0, 1).copy(), label, d.astype(np.float32)
 
 
@@ -126,14 +114,29 @@ def check_budget(need: int, budget_gb: float, folder: Path) -> None:
                           f"only {free / 1e9:.2f} GB are free there; {fix}")
 
 
-def open_cache(folder: Path, split: str, settings: dict) -> CachedSplit | None:
-    """The cached split if it exists and was made with exactly these settings, else None."""
+def source_digest(source) -> str | None:
+    """The digest of what a split's cache is made from: `source.digest()` (a `CropReader`),
+    or None for a source that cannot say (in-memory crops: keyed by settings alone)."""
+    digest = getattr(source, "digest", None)
+    if not callable(digest):
+        return None
+    value = digest()
+    return value.get("digest") if isinstance(value, dict) else str(value)
+
+
+def open_cache(folder: Path, split: str, settings: dict, source=None) -> CachedSplit | None:
+    """The cached split if it exists and was made with exactly these settings — and, given
+    `source`, from the crops it holds now (`source_digest`) — else None."""
     record = folder / "features.json"
     if not record.exists():
         return None
     meta = load_json(record)
     if meta.get("settings") != _jsonable(settings) or split not in meta.get("splits", {}):
         return None
+    if source is not None:
+        recorded = meta["splits"][split].get("inputs")
+        if recorded != source_digest(source):
+            return None
     if not all((folder / f"{k}_{split}.npy").exists() for k in ("feats", "labels", "depth")):
         return None
     return CachedSplit(folder, split)
@@ -153,12 +156,25 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
 
     `source` is anything with `__len__` and `load(n) -> (image, label, depth)` (a
     `CropReader`). `reserved` is bytes other splits of the same cache take (budget check).
+    A split made from other crops than `source` holds now is rebuilt (`source_digest`).
     """
+    from filelock import FileLock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".features.lock"):  # two trainings sharing a cache: one builds it
+        return _build_cache(source, split, folder, backbone, res=res, fidelity=fidelity,
+                            settings=settings, device=device, batch_size=batch_size,
+                            budget_gb=budget_gb, progress=progress, reserved=reserved)
+
+
+def _build_cache(source, split, folder, backbone, *, res, fidelity, settings, device,
+                 batch_size, budget_gb, progress, reserved) -> CachedSplit:
     from tqdm.auto import tqdm
 
-    cached = open_cache(folder, split, settings)
+    cached = open_cache(folder, split, settings, source=source)
     if cached is not None:
         return cached
+    inputs = source_digest(source)
     record = folder / "features.json"
     meta = load_json(record) if record.exists() else {}
     if meta.get("settings") != _jsonable(settings):  # other settings: start the cache afresh
@@ -197,7 +213,7 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
         for arr in (feats, labels, depth):
             arr.flush()
         del feats, labels, depth
-    meta["splits"][split] = {"n": n, "grid": list(grid), "dim": backbone.dim}
+    meta["splits"][split] = {"n": n, "grid": list(grid), "dim": backbone.dim, "inputs": inputs}
     save_json(record, meta)
     return CachedSplit(folder, split)
 

@@ -2,13 +2,16 @@
 
 Nothing is lost: every output is written to a temporary file in the same folder and renamed
 into place, so an interrupted run never leaves a partial file, and a re-run skips what exists.
-Each stage records its settings in `<stage>.json` next to its outputs; a re-run with other
-settings is refused unless `force=True` (SPEC §0).
+Each stage records its settings in `<stage>.json` next to its outputs, together with a digest
+of what it consumed (the upstream stage's record, the input files): a re-run with other
+settings or from changed inputs is refused unless `force=True` (SPEC §0), so no output ever
+silently comes from stale inputs. `stage_lock` lets one run at a time write a stage's outputs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -32,19 +35,67 @@ def _default_file_mode() -> int:
 _FILE_MODE = _default_file_mode()  # mkstemp makes 0600 files; outputs get the usual mode
 
 
+_NAME_MAX = 255  # bytes in one file name on the usual file systems
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return _NAME_MAX
+
+
+def ensure_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create `folder` (and parents); a file in the way or no permission is one DepthGError."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DepthGError(f"cannot use {folder} as {what}: a file of that name (or of one of "
+                          "its parents) is in the way; move it or choose another folder") from None
+    except OSError as err:
+        raise DepthGError(f"cannot create {what} {folder} ({err.strerror or err}); choose a "
+                          "folder you can write to") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DepthGError(f"cannot write into {what} {folder} (permission denied); choose a "
+                          "folder you can write to")
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    The temporary name starts with a dot and fits in one file name even when `path`'s own
+    name is nearly as long as the file system allows (then it is a short hash of it).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
-                               dir=path.parent)
+    ensure_dir(path.parent)
+    limit = _name_max(path.parent)
+    if len(path.name.encode()) > limit:
+        raise DepthGError(f"cannot write {path}: its file name is {len(path.name.encode())} "
+                          f"bytes, more than the {limit} this file system allows; rename the "
+                          "input or choose a shorter name")
+    prefix = f".{path.name}."
+    if len(prefix.encode()) + 8 + len(".tmp") + len(path.suffix.encode()) > limit:
+        prefix = f".{hashlib.sha1(path.name.encode()).hexdigest()[:16]}."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as err:
+        raise DepthGError(f"cannot write {path} ({err.strerror or err}); choose a folder you "
+                          "can write to") from None
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, _FILE_MODE)
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            if err.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                raise DepthGError(f"cannot write {path}: a folder of that name is in the way; "
+                                  "move it or choose another output") from None
+            raise DepthGError(f"cannot write {path} ({err.strerror or err})") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -137,30 +188,160 @@ def _as_recorded(settings: dict) -> dict:
     return json.loads(json.dumps(settings, default=str))
 
 
+# ------------------------------------------------------------------------------ provenance
+#
+# A stage's record `<stage>.json` holds its settings and, under INPUTS_KEY, one entry per thing
+# it consumed: `{"what": words for messages, "digest": ..., "files": n}`. Keys look like
+# `train/images` (split-specific) or `dataset` (shared), so a downstream stage can digest just
+# the part of an upstream record that its split depends on (`record_digest(path, split)`).
+
+INPUTS_KEY = "inputs"
+HASH_LIMIT = 64 << 20  # input sets up to this many bytes are hashed; larger ones use mtimes
+
+
+def stamp_files(paths, root: str | os.PathLike | None = None, what: str = "",
+                hash_limit: int = HASH_LIMIT) -> dict:
+    """One digest of a set of input files: each file's name (relative to `root`), size, and
+    content hash — or, when the set is larger than `hash_limit` bytes, its mtime (cheap, and
+    still changes when a file is replaced in place). A missing file counts as such."""
+    root = Path(root) if root is not None else None
+    stats = []
+    for p in paths:
+        p = Path(p)
+        try:
+            st = p.stat()
+            stats.append((p, st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            stats.append((p, -1, 0))
+    stats.sort(key=lambda item: str(item[0]))
+    total = sum(max(size, 0) for _, size, _ in stats)
+    by_content = total <= hash_limit
+    digest = hashlib.sha256(b"content\n" if by_content else b"mtime\n")
+    for p, size, mtime in stats:
+        name = p.relative_to(root).as_posix() if root is not None and p.is_relative_to(root) \
+            else p.as_posix()
+        mark = "missing" if size < 0 else sha256_file(p) if by_content else str(mtime)
+        digest.update(f"{name}\t{size}\t{mark}\n".encode())
+    return {"what": what, "files": sum(1 for _, size, _ in stats if size >= 0),
+            "digest": digest.hexdigest()[:32]}
+
+
+def record_digest(path: str | os.PathLike, split: str | None = None, what: str = "") -> dict:
+    """Digest of a stage record (settings + inputs; with `split`, only the inputs that are
+    shared or belong to that split), as an input entry of the next stage. No record → None."""
+    path = Path(path)
+    what = what or f"the record {path}"
+    if not path.exists():
+        return {"what": what, "digest": None}
+    record = load_json(path)
+    inputs = record.pop(INPUTS_KEY, None) or {}
+    if split is not None:
+        inputs = {k: v for k, v in inputs.items() if "/" not in k or k.startswith(f"{split}/")}
+    inputs = {k: v.get("digest") if isinstance(v, dict) else v for k, v in inputs.items()}
+    body = json.dumps({"settings": record, "inputs": inputs}, sort_keys=True, default=str)
+    return {"what": what, "digest": hashlib.sha256(body.encode()).hexdigest()[:32]}
+
+
+def recorded_inputs(out_dir: str | os.PathLike, stage: str) -> dict:
+    """The input entries `<out_dir>/<stage>.json` holds ({} when none)."""
+    record = Path(out_dir) / f"{stage}.json"
+    if not record.exists():
+        return {}
+    inputs = load_json(record).get(INPUTS_KEY)
+    return inputs if isinstance(inputs, dict) else {}
+
+
+def changed_inputs(old: dict, new: dict) -> list[str]:
+    """Words for each input of `new` whose digest differs from the one `old` recorded."""
+    changed = []
+    for key, entry in sorted(new.items()):
+        before = old.get(key)
+        if not isinstance(before, dict) or before.get("digest") == entry.get("digest"):
+            continue
+        what = entry.get("what") or key
+        a, b = before.get("files"), entry.get("files")
+        if a is not None and b is not None and a != b:
+            what += f" ({a} files then, {b} now)"
+        elif before.get("digest") is None or entry.get("digest") is None:
+            what += " (absent then)" if before.get("digest") is None else " (absent now)"
+        changed.append(what)
+    return changed
+
+
 def recorded_settings_differ(out_dir: str | os.PathLike, stage: str, settings: dict) -> bool:
     """True when `<out_dir>/<stage>.json` exists and records other settings than these."""
     record = Path(out_dir) / f"{stage}.json"
-    return record.exists() and load_json(record) != _as_recorded(settings)
+    if not record.exists():
+        return False
+    old = load_json(record)
+    old.pop(INPUTS_KEY, None)
+    return old != _as_recorded(settings)
 
 
 def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
-                         force: bool = False) -> bool:
-    """Record `settings` in `<out_dir>/<stage>.json`; refuse a re-run with other settings.
+                         force: bool = False, inputs: dict | None = None,
+                         command: str | None = None) -> bool:
+    """Record `settings` (and `inputs`) in `<out_dir>/<stage>.json`; refuse a re-run with other
+    settings, or from inputs that changed since, unless `force`.
 
-    Returns True when outputs already there were made with these same settings (so finished
-    items may be skipped), False when the folder is fresh or `force` wiped the record.
+    `inputs` maps a key (`train/images`, `depth`, ...) to an entry of `stamp_files` or
+    `record_digest`; only the keys given are compared (a stage run on one split leaves the
+    other split's entries alone), new keys are added. `command` is the stage's command line
+    without `--force`, quoted in the refusal. Returns True when outputs already there were
+    made with these same settings from these same inputs (finished items may be skipped),
+    False when the folder is fresh or `force` replaced the record.
     """
     record = Path(out_dir) / f"{stage}.json"
     settings = _as_recorded(settings)
+    if INPUTS_KEY in settings:
+        raise ValueError(f"{INPUTS_KEY!r} is reserved for the inputs of a stage record")
+    inputs = _as_recorded(inputs or {})
     if record.exists() and not force:
         old = load_json(record)
+        old_inputs = old.pop(INPUTS_KEY, None)
+        problems = []
         if old != settings:
             diff = {k: (old.get(k), settings.get(k)) for k in set(old) | set(settings)
                     if old.get(k) != settings.get(k)}
             changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise DepthGError(
-                f"{record} was written with other settings ({changes}); re-run with --force "
-                f"to replace the outputs in {out_dir}, or choose another output folder")
+            problems.append(f"was written with other settings ({changes})")
+        changed = changed_inputs(old_inputs or {}, inputs)
+        if changed:
+            problems.append("was made from inputs that changed since: " + "; ".join(changed))
+        if problems:
+            fix = (f"redo the stage with `{command} --force`" if command else
+                   f"re-run with --force to replace the outputs in {out_dir}, or choose "
+                   "another output folder")
+            raise DepthGError(f"{record} {' and '.join(problems)}; {fix}")
+        if inputs:  # a record of an older version (no inputs) or a new split: add them
+            merged = {**(old_inputs or {}), **inputs}
+            if merged != old_inputs:
+                save_json(record, {**settings, INPUTS_KEY: merged})
         return True
-    save_json(record, settings)
+    save_json(record, {**settings, INPUTS_KEY: inputs} if inputs else settings)
     return False
+
+
+@contextlib.contextmanager
+def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
+    """Hold `<out_dir>/.<stage>.lock` while a stage writes there: a second run of the same
+    stage on the same outputs stops at once with one clear message instead of interleaving
+    its files with the first one's. The lock is the operating system's, so a killed run
+    never leaves it held."""
+    from filelock import FileLock, Timeout
+
+    folder = ensure_dir(out_dir)
+    path = folder / f".{stage}.lock"
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DepthGError(f"another {stage} run is writing to {folder} right now (it holds "
+                          f"{path}); wait for it to finish, then run this command again") from None
+    except OSError as err:
+        raise DepthGError(f"cannot create the lock file {path} ({err.strerror or err}); choose "
+                          "a folder you can write to") from None
+    try:
+        yield path
+    finally:
+        lock.release()

@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import Profile, load_profile
+from .config import Profile, load_profile, profile_arg
 from .env import resolve_device
 from .errors import DepthGError, run_cli
-from .io import check_stage_settings, save_npz, sha256_file
+from .io import check_stage_settings, save_npz, sha256_file, stage_lock
 from .models import profile_weights_identity
+from .transforms import resize_center_crop
 
 # --------------------------------------------------------------------------- features
 
@@ -52,20 +53,8 @@ def resize_for_knn(image: np.ndarray, res: int, fidelity: str = "released") -> t
     `released` resizes with nearest neighbour as STEGO's transform does (golden README note 7;
     `nearest-exact` matches PIL's nearest); `corrected` uses antialiased bilinear.
     """
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
-    h, w = x.shape[-2:]
-    if h <= w:
-        size = (res, int(res * w / h))
-    else:
-        size = (int(res * h / w), res)
-    if size != (h, w):
-        if fidelity == "released":
-            x = F.interpolate(x, size=size, mode="nearest-exact")
-        else:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False,
-                              antialias=True).clamp(0, 1)
-    top, left = int(round((size[0] - res) / 2)), int(round((size[1] - res) / 2))
-    return x[0, :, top:top + res, left:left + res]
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    return resize_center_crop(x, res, "nearest" if fidelity == "released" else "bilinear")
 
 
 # --------------------------------------------------------------------------- mining
@@ -213,7 +202,8 @@ def _open_crops(profile: Profile, split: str):
     reader = CropReader.from_profile(profile, split)
     if len(reader) == 0:
         raise DepthGError(f"no {split} crops in {profile.paths.crop_dir}; create them with "
-                          f"`python -m depthg_lib.crop --profile {profile.name} --split {split}`")
+                          f"`python -m depthg_lib.crop --profile {profile_arg(profile)} --split "
+                          f"{split}`")
     return reader
 
 
@@ -263,8 +253,9 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
                   device: str = "auto", progress: bool = True) -> Path:
     """Mine and save `nns` (N, min(knn_store, N)) int64 for the crops of `split`.
 
-    Skipped when the file exists and its record (`knn_record_path`) holds the same settings;
-    other settings are refused unless `force`. Written atomically.
+    Skipped when the file exists and its record (`knn_record_path`) holds the same settings
+    and the same crops (`CropReader.digest`); other settings or changed crops are refused
+    unless `force`. Written atomically, one run at a time (`io.stage_lock`).
     """
     profile = load_profile(profile)
     if split not in ("train", "val"):
@@ -274,9 +265,19 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
     out = profile.paths.knn_file(split)
     record = knn_record_path(profile, split)
     settings = stage_settings(profile, n, split)
-    reuse = check_stage_settings(record.parent, record.name[: -len(".json")], settings, force)
-    if reuse and out.exists():
-        return out
+    stage = record.name[: -len(".json")]
+    command = f"python -m depthg_lib.knn --profile {profile_arg(profile)} --split {split}"
+    with stage_lock(record.parent, stage):
+        reuse = check_stage_settings(record.parent, stage, settings, force,
+                                     inputs={f"{split}/crops": reader.digest()}, command=command)
+        if reuse and out.exists():
+            return out
+        out.unlink(missing_ok=True)  # a file of other settings or crops must not outlive a failure
+        return _mine(profile, reader, settings, out, device, progress)
+
+
+def _mine(profile: Profile, reader, settings: dict, out: Path, device: str,
+          progress: bool) -> Path:
     from .models import load_backbone
 
     dev = resolve_device(device)
@@ -295,16 +296,33 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
     return out
 
 
+def require_current_knn(profile: Profile | str, crops, split: str = "train") -> None:
+    """Refuse a kNN file mined from other crops than `crops` (a `CropReader`) holds now:
+    what training calls before it reads the neighbours, so a re-cut split is never paired
+    with the neighbours of the old one."""
+    from .io import changed_inputs, recorded_inputs
+
+    profile = load_profile(profile)
+    record = knn_record_path(profile, split)
+    recorded = recorded_inputs(record.parent, record.name[: -len(".json")])
+    key = f"{split}/crops"
+    if key in recorded and changed_inputs(recorded, {key: crops.digest()}):
+        raise DepthGError(
+            f"the neighbours in {profile.paths.knn_file(split)} were mined from other crops than "
+            f"{crops.crop_dir} now holds; re-mine them with `python -m depthg_lib.knn --profile "
+            f"{profile_arg(profile)} --split {split} --force`")
+
+
 def load_knn(path: str | Path) -> np.ndarray:
     """The `nns` array of a kNN file, with an error that names the command if it is missing."""
     path = Path(path)
     if not path.exists():
         raise DepthGError(f"kNN file {path} does not exist; create it with "
-                          f"`python -m depthg_lib.knn --profile <profile>`")
+                          f"`python -m depthg_lib.knn --profile <your profile>`")
     with np.load(path) as data:
         if "nns" not in data:
             raise DepthGError(f"{path} has no key 'nns' (found {sorted(data)}); re-create it "
-                              f"with `python -m depthg_lib.knn --profile <profile> --force`")
+                              f"with `python -m depthg_lib.knn --profile <your profile> --force`")
         return data["nns"].astype(np.int64)
 
 

@@ -303,7 +303,8 @@ def test_removed_source_images_need_force(tmp_path):
     run_crop_stage(profile, progress=False)
     reader = reader_for_profile(profile)
     reader.image_path("train", "train_00002").unlink()
-    with pytest.raises(DepthGError, match="no longer lists"):
+    with pytest.raises(DepthGError, match=r"train images in .* \(3 files then, 2 now\).*"
+                                          r"depthg_lib\.crop --profile test --split train --force"):
         run_crop_stage(profile, progress=False)
     out = run_crop_stage(profile, force=True, progress=False)
     assert len(CropReader(out, "train")) == 10

@@ -54,6 +54,10 @@ def test_unknown_key_names_file_and_nearest_key(tmp_path):
     ("crop_ratio: 1.5\n", r"crop_ratio must be in \[0, 1\]"),
     ("sampling: grid\n", "sampling must be one of fps, random"),
     ("dropout: 1\n", "dropout must be bool"),
+    ("lr: .nan\n", "lr must be a finite number, found nan"),
+    ("weight_depth: .inf\n", "weight_depth must be a finite number"),
+    ("feature_cache_gb: .inf\n", "feature_cache_gb must be a finite number"),
+    ("shift_neg: -.inf\n", "shift_neg must be a finite number"),
 ])
 def test_bad_values_are_one_clear_error(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
@@ -74,3 +78,16 @@ def test_paths_follow_spec_section_11():
     assert paths.crop_dir.name == "cocostuff27_five_crop_0.5"
     assert paths.knn_file().name == (
         "nns_vit_small_patch8_224.dino_cocostuff27_train_five_392.npz")
+
+
+def test_positive_int_for_counts_on_the_command_line():
+    import argparse
+
+    from depthg_lib.config import positive_int
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-images", type=positive_int)
+    assert parser.parse_args(["--max-images", "3"]).max_images == 3
+    for bad in ("0", "-2", "x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--max-images", bad])

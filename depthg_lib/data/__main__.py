@@ -24,17 +24,19 @@ def main(argv: list[str] | None = None) -> int:
                        help="also open every image and label (slow; finds corrupt files)")
     args = parser.parse_args(argv)
 
+    arg = None
     if args.profile:
-        from ..config import load_profile
+        from ..config import load_profile, profile_arg
 
         profile = load_profile(args.profile)
         dataset = args.dataset or profile.dataset
         root = args.root or profile.paths.dataset_dir
+        arg = profile_arg(profile)
     elif args.dataset and args.root:
         dataset, root = args.dataset, args.root
     else:
         raise DepthGError("give --dataset NAME and --root DIR (or --profile P)")
-    report = get_reader(dataset, root).check(deep=args.deep)
+    report = get_reader(dataset, root).check(deep=args.deep, profile_arg=arg)
     print(report)
     return 0 if report.usable else 1
 

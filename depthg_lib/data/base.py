@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DepthGError
-from ..io import read_label, read_rgb
+from ..io import changed_inputs, read_label, read_rgb, recorded_inputs, stamp_files
 
 IGNORE = 255
 SPLITS = ("train", "val")
@@ -44,6 +44,7 @@ class SplitReport:
     n_label_only: int = 0
     n_missing_images: int = 0
     bad: list[str] = field(default_factory=list)  # unreadable files (deep check)
+    stale_depth: bool = False  # depth maps made from other images (depth.json says)
     error: str = ""  # the split could not be read at all
 
 
@@ -73,7 +74,8 @@ class CheckReport:
             parts = [f"{rep.images} images"]
             if rep.labels is not None:
                 parts.append(f"{rep.labels} labels")
-            parts.append(f"depth {rep.depth}/{rep.images}")
+            parts.append(f"depth {rep.depth}/{rep.images}"
+                         + (" (STALE: made from other images)" if rep.stale_depth else ""))
             lines.append(f"  {rep.split:<5}  " + ", ".join(parts) + f"   ({rep.where})")
             for title, names, total in (
                     ("listed but image file absent", rep.missing_images, rep.n_missing_images),
@@ -167,8 +169,53 @@ class DatasetReader:
         """Ground-truth depth in metres (SynthScenes only); None elsewhere."""
         return None
 
-    def check(self, deep: bool = False) -> CheckReport:
-        """Count what is present and missing per split; `deep` also opens every file."""
+    def depth_record_dir(self) -> Path:
+        """The folder above every depth map (`<root>/depth` in most layouts), where the depth
+        stage keeps its record `depth.json`."""
+        parents = set()
+        for s in self.splits:
+            try:
+                names = self.names(s)
+            except DepthGError:
+                continue
+            if names:
+                parents.add(str(self.depth_path(s, names[0]).parent))
+        if not parents:
+            return self.root / "depth"
+        return Path(os.path.commonpath(sorted(parents)))
+
+    def input_stamps(self, split: str, kinds: tuple[str, ...] = ("images",)) -> dict[str, dict]:
+        """Digests of a split's files of each kind (`images`, `labels`, `depth`), keyed
+        `<split>/<kind>`: what a stage records as its inputs (`io.check_stage_settings`)."""
+        names = self.names(split)
+        paths = {"images": self.image_path, "labels": self.label_path, "depth": self.depth_path}
+        words = {"images": "images", "labels": "labels", "depth": "depth maps"}
+        stamps = {}
+        for kind in kinds:
+            if kind == "labels" and not self.has_labels:
+                continue
+            files = [paths[kind](split, n) for n in names]
+            where = (Path(os.path.commonpath([str(f.parent) for f in files])) if files
+                     else self.root)
+            stamps[f"{split}/{kind}"] = stamp_files(
+                files, self.root, what=f"the {split} {words[kind]} in {where}")
+        return stamps
+
+    def stale_depth(self, split: str) -> list[str]:
+        """What changed in a split's images since the depth stage recorded them ([] when
+        nothing did, or when no record says)."""
+        recorded = recorded_inputs(self.depth_record_dir(), "depth")
+        if f"{split}/images" not in recorded:
+            return []
+        return changed_inputs(recorded, self.input_stamps(split, ("images",)))
+
+    def check(self, deep: bool = False, profile_arg: str | None = None) -> CheckReport:
+        """Count what is present and missing per split; `deep` also opens every file.
+
+        Depth maps made from other images than the split now holds (an image replaced in
+        place, a regenerated dataset) are a problem, named with the command that redoes them
+        (`profile_arg` is what that command passes to --profile).
+        """
         report = CheckReport(self.name, self.root, self.expected_tree())
         if not self.root.is_dir():
             report.problems.append(f"dataset folder {self.root} does not exist")
@@ -201,6 +248,13 @@ class DatasetReader:
             if self.has_labels:
                 self._check_labels(split, names, present, rep, report)
             rep.depth = sum(self.depth_path(split, n).is_file() for n in present)
+            stale = self.stale_depth(split) if rep.depth else []
+            if stale:
+                rep.stale_depth = True
+                report.problems.append(
+                    f"split {split}: the depth maps in {self.depth_record_dir()} were made from "
+                    f"other images ({'; '.join(stale)}); redo them with `python -m "
+                    f"depthg_lib.depth --profile {profile_arg or '<profile>'} --force`")
             if deep:
                 rep.bad = self._deep_check(split, present)
                 if rep.bad:
@@ -209,7 +263,8 @@ class DatasetReader:
                                            "stages with --skip-bad")
         if any(r.depth < r.images for r in report.splits.values() if not r.error):
             report.notes.append("depth maps are written by `python -m depthg_lib.depth "
-                                "--profile P` (chapter 01); missing ones are normal before it")
+                                f"--profile {profile_arg or '<profile>'}` (chapter 01); missing "
+                                "ones are normal before it")
         return report
 
     # -- helpers --------------------------------------------------------------------------
