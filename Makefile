@@ -34,3 +34,14 @@ lint: venv
 
 clean-runs:
 	rm -rf runs
+
+# The executed chapters of a run as a static website, runs/<profile>/book/index.html (built
+# offline, warnings are errors); the course runs first and skips the chapters already done.
+.PHONY: book lab
+book: course
+	$(BIN)/python -m depthg_lib.book --profile $(PROFILE)
+
+# The chapters in JupyterLab with the course's kernel, "Python 3 (depthg)" (installed by venv);
+# their parameters cell reads DEPTHG_PROFILE (= PROFILE). More options: LAB_ARGS="--no-browser".
+lab: venv
+	DEPTHG_PROFILE=$(PROFILE) $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)

@@ -1,0 +1,461 @@
+"""The course as a website: one run's executed chapters turned into a static HTML book.
+
+    python -m depthg_lib.book --profile demo            # runs/demo/book/index.html
+    python -m depthg_lib.book --profile test --browser   # ... then open it in headless Chromium
+
+`make book PROFILE=...` runs the course first (finished chapters are skipped), then this.
+The builder assembles a Sphinx source folder from the run (`runs/<profile>/.book/src`): the
+executed chapters as they are (nothing is executed again), a landing page made from
+`book/index.md` with the run's profile, machine and date, and the notes in `docs/`. Sphinx
+(MyST-NB, sphinx-book-theme, MathJax from the `sphinx-mathjax-offline` package) builds it with
+warnings as errors and no network; the result is checked to reference no remote script, style
+sheet, font or image before it replaces `runs/<profile>/book/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from string import Template
+
+from .config import REPO_ROOT, load_profile
+from .course import chapters
+from .errors import DepthGError, run_cli
+from .io import load_json
+
+BOOK_DIR = REPO_ROOT / "book"  # conf.py and the landing-page template
+DOCS_DIR = REPO_ROOT / "docs"
+PIPELINE_FIGURE = REPO_ROOT / "figures" / "pipeline.png"
+NOTES = ("method", "reproduction", "benchmarks", "scaling")  # docs/<name>.md, if present
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+# -- reading the run --------------------------------------------------------------------------
+
+def chapter_title(notebook: dict, fallback: str) -> str:
+    """The first `# ` heading of a notebook (its title in the book)."""
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            for line in "".join(cell.get("source", "")).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return fallback
+
+
+def check_run(run_dir: Path, names: list[str], profile_name: str) -> dict:
+    """The run's summary, once every chapter in `names` ran to the end without an error."""
+    rerun = f"make course PROFILE={profile_name}"
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise DepthGError(f"{summary_path} is missing: the profile '{profile_name}' has not been "
+                          f"run; `{rerun}` runs it (or `make book PROFILE={profile_name}`, "
+                          f"which runs it first)")
+    summary = load_json(summary_path)
+    for name in names:
+        entry = summary.get("notebooks", {}).get(name, {})
+        executed = run_dir / f"{name}.ipynb"
+        if entry.get("status") == "failed":
+            raise DepthGError(f"chapter {name} failed in the run ({entry.get('error', '?')}), "
+                              f"see {run_dir / (name + '.failed.ipynb')}; fix it and run "
+                              f"`{rerun}` before building the book")
+        if entry.get("status") != "ok" or not executed.exists():
+            raise DepthGError(f"{executed} has not finished (status "
+                              f"'{entry.get('status', 'not run')}' in {summary_path}); "
+                              f"`{rerun}` runs it")
+        notebook = json.loads(executed.read_text())
+        for number, cell in enumerate(notebook.get("cells", []), 1):
+            tags = cell.get("metadata", {}).get("tags", [])
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if errors and "raises-exception" not in tags:
+                raise DepthGError(f"{executed}: cell {number} holds an error "
+                                  f"({errors[0].get('ename')}: {errors[0].get('evalue')}); "
+                                  f"re-run the chapter with `python -m depthg_lib.course "
+                                  f"--profile {profile_name} --only {name[:2]} --force`")
+    return summary
+
+
+def run_date(run_dir: Path, names: list[str]) -> str:
+    """When the last chapter of the run finished (papermill's record in the notebooks)."""
+    ends = []
+    for name in names:
+        meta = json.loads((run_dir / f"{name}.ipynb").read_text()).get("metadata", {})
+        end = meta.get("papermill", {}).get("end_time")
+        if end:
+            ends.append(datetime.fromisoformat(end))
+    return max(ends).strftime("%Y-%m-%d %H:%M UTC") if ends else "date not recorded"
+
+
+def static_widgets(notebook: dict) -> dict:
+    """Replace widget outputs (tqdm's notebook bars) by their final text, since a static page
+    cannot run the widget scripts: `name: 100%|██████████| 8/8 [00:01<00:00, 6.1it/s]`."""
+    state = notebook.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                continue
+            text = _widget_text(view.get("model_id", ""), state)
+            if text is None:
+                text = "".join(output["data"].get("text/plain", ""))
+            output["data"] = {"text/plain": text}
+    return notebook
+
+
+def _widget_text(model_id: str, state: dict) -> str | None:
+    model = state.get(model_id.removeprefix("IPY_MODEL_"))
+    if model is None:
+        return None
+    values = model.get("state", {})
+    kind = model.get("model_name", "")
+    if kind.endswith("BoxModel"):
+        parts = [_widget_text(child, state) for child in values.get("children", [])]
+        return "".join(p for p in parts if p) if any(parts) else None
+    if kind in ("HTMLModel", "LabelModel"):
+        text = re.sub(r"<[^>]+>", "", str(values.get("value", "")))
+        return html.unescape(text).replace("\u2007", " ")
+    if kind in ("FloatProgressModel", "IntProgressModel"):
+        top = float(values.get("max", 0) or 0)
+        filled = round(10 * float(values.get("value", 0)) / top) if top > 0 else 0
+        return "|" + "█" * filled + " " * (10 - filled) + "|"
+    return None
+
+
+# -- assembling and building ------------------------------------------------------------------
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Keep the file's time stamp when nothing changed, so that Sphinx re-reads only what did."""
+    if path.exists() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def landing_page(summary: dict, titles: dict[str, str], notes: dict[str, str], *,
+                 profile_name: str, date: str, template: Path = BOOK_DIR / "index.md") -> str:
+    """The landing page's MyST source: the pipeline figure, this run, the chapter table."""
+    rows = ["| chapter | seconds | key numbers |", "|---|---:|---|"]
+    for name, title in titles.items():
+        entry = summary.get("notebooks", {}).get(name, {})
+        numbers = ", ".join(f"{k} = {v}" for k, v in entry.get("results", {}).items())
+        rows.append(f"| [{_cell(title)}](chapters/{name}.ipynb) | {entry.get('seconds', '')} "
+                    f"| {_cell(numbers)} |")
+    notes_section = ""
+    if notes:
+        notes_section = "## Notes\n\n" + "\n".join(
+            f"- [{_cell(title)}](notes/{name}.md)" for name, title in notes.items())
+    toctrees = "```{toctree}\n:hidden:\n:caption: Chapters\n\n"
+    toctrees += "\n".join(f"chapters/{name}" for name in titles) + "\n```\n"
+    if notes:
+        toctrees += "\n```{toctree}\n:hidden:\n:caption: Notes\n\n"
+        toctrees += "\n".join(f"notes/{name}" for name in notes) + "\n```\n"
+    seconds = sum(summary.get("notebooks", {}).get(n, {}).get("seconds", 0) for n in titles)
+    return Template(template.read_text()).substitute(
+        profile=profile_name, machine=summary.get("machine", "not recorded"),
+        device=summary.get("device", "?"), date=date, n_chapters=len(titles),
+        duration=_duration(seconds), chapter_table="\n".join(rows),
+        notes_section=notes_section, toctrees=toctrees)
+
+
+def html_anchors_as_targets(text: str) -> str:
+    """`<a id="s6-1"></a>` lines (anchors that work on a forge's Markdown view) become MyST
+    targets `(s6-1)=`, so that `[§6.1](#s6-1)` resolves in the book too."""
+    return re.sub(r'^<a (?:id|name)="([\w.-]+)"></a>[ \t]*$', r"(\1)=", text, flags=re.MULTILINE)
+
+
+def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
+             docs_dir: Path = DOCS_DIR, figure: Path = PIPELINE_FIGURE) -> list[Path]:
+    """Write the Sphinx source folder; returns the files it holds."""
+    summary = check_run(run_dir, names, profile_name)
+    written = []
+    titles = {}
+    for name in names:
+        notebook = static_widgets(json.loads((run_dir / f"{name}.ipynb").read_text()))
+        titles[name] = chapter_title(notebook, name)
+        path = src / "chapters" / f"{name}.ipynb"
+        _write_if_changed(path, json.dumps(notebook, indent=1, ensure_ascii=False).encode())
+        written.append(path)
+    notes = {}
+    for name in NOTES:
+        note = docs_dir / f"{name}.md"
+        if note.exists():
+            text = html_anchors_as_targets(note.read_text())
+            notes[name] = next((line[2:].strip() for line in text.splitlines()
+                                if line.startswith("# ")), name)
+            path = src / "notes" / f"{name}.md"
+            _write_if_changed(path, text.encode())
+            written.append(path)
+    if not figure.exists():
+        raise DepthGError(f"{figure} is missing: the landing page shows it; restore it with "
+                          f"`git checkout -- {figure.relative_to(REPO_ROOT)}`")
+    path = src / "figures" / figure.name
+    _write_if_changed(path, figure.read_bytes())
+    written.append(path)
+    index = landing_page(summary, titles, notes, profile_name=profile_name,
+                         date=run_date(run_dir, names))
+    path = src / "index.md"
+    _write_if_changed(path, index.encode())
+    written.append(path)
+    for stale in [p for p in src.rglob("*") if p.is_file() and p not in written]:
+        stale.unlink()  # a chapter or note that is gone must not stay in the book
+    return written
+
+
+_REMOTE_HTML = re.compile(
+    r"<(?:script|img|iframe|source|audio|video)\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^\"'\s>]+"
+    r"|<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//[^\"'\s>]+", re.IGNORECASE)
+_REMOTE_CSS = re.compile(r"url\(\s*[\"']?(?:https?:)?//[^)]+\)|@import\s+[\"'](?:https?:)?//",
+                         re.IGNORECASE)
+
+
+def remote_references(html_dir: Path) -> list[str]:
+    """`file: reference` for every script, style sheet, font or image the pages would fetch
+    from another host (plain hyperlinks to other sites are fine: nothing loads them)."""
+    found = []
+    for path in sorted(html_dir.rglob("*")):
+        if path.suffix == ".html":
+            pattern = _REMOTE_HTML
+        elif path.suffix == ".css":
+            pattern = _REMOTE_CSS
+        else:
+            continue
+        for match in pattern.finditer(path.read_text(errors="replace")):
+            found.append(f"{path.relative_to(html_dir)}: {match.group(0)[:160]}")
+    return found
+
+
+def _original_paths(lines: list[str], src: Path, run_dir: Path, docs_dir: Path) -> list[str]:
+    """Warnings name the copies in the source folder; show the files a person edits."""
+    moved = {f"{src.resolve() / 'chapters'}/": f"{run_dir}/", f"{src.resolve() / 'notes'}/":
+             f"{docs_dir}/", f"{src / 'chapters'}/": f"{run_dir}/", f"{src / 'notes'}/":
+             f"{docs_dir}/"}
+    for old, new in moved.items():
+        lines = [line.replace(old, new) for line in lines]
+    return lines
+
+
+def build_book(run_dir: Path, names: list[str] | None = None, profile_name: str | None = None,
+               out_dir: Path | None = None, docs_dir: Path = DOCS_DIR,
+               figure: Path = PIPELINE_FIGURE) -> Path:
+    """Build the book of the run in `run_dir` into `out_dir` (default `run_dir/book`)."""
+    run_dir = Path(run_dir)
+    names = [p.stem for p in chapters()] if names is None else names
+    profile_name = profile_name or run_dir.name
+    out_dir = Path(out_dir) if out_dir else run_dir / "book"
+    work = run_dir / ".book"
+    assemble(run_dir, work / "src", names, profile_name, docs_dir=docs_dir, figure=figure)
+    warnings = work / "warnings.txt"
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(BOOK_DIR),
+               "-d", str(work / "doctrees"), "-W", "--keep-going", "-q", "-w", str(warnings),
+               str(work / "src"), str(work / "html")]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [ln for ln in (warnings.read_text() if warnings.exists() else "").splitlines()
+                 if ln.strip()] or (done.stderr or done.stdout).strip().splitlines()[-15:]
+        shown = "\n  ".join(_original_paths(lines[:15], work / "src", run_dir, docs_dir))
+        raise DepthGError(f"the book of {run_dir} did not build: {len(lines)} warning(s) or "
+                          f"error(s) (warnings count as errors; all in {warnings}); fix the "
+                          f"chapter in notebooks/ or the note in docs/ and run `make book "
+                          f"PROFILE={profile_name}` again:\n  {shown}")
+    remote = remote_references(work / "html")
+    if remote:
+        raise DepthGError(f"the book in {work / 'html'} would load files from other hosts, so it "
+                          f"would not work offline: " + "; ".join(remote[:5]))
+    publish = work / "publish"
+    shutil.rmtree(publish, ignore_errors=True)
+    shutil.copytree(work / "html", publish, ignore=shutil.ignore_patterns(".buildinfo"))
+    if out_dir.exists():
+        old = work / "old"
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+        shutil.rmtree(old)
+    publish.rename(out_dir)
+    return out_dir
+
+
+# -- looking at it in a browser ---------------------------------------------------------------
+
+def find_chromium() -> str | None:
+    """Debian's `chromium` (Playwright's own browser download needs the network)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def browser_check(book_dir: Path, names: list[str], screenshot: Path | None = None,
+                  query: str = "farthest point sampling", chromium: str | None = None,
+                  timeout_ms: int = 30_000) -> dict:
+    """Open the book in headless Chromium with every other host cut off and look at it.
+
+    Returns a report: chapters listed on the landing page, per chapter the images (loaded or
+    not) and typeset formulas, console errors, blocked requests, search hits for `query`; its
+    `problems` list is empty when all is well. Writes a screenshot of chapter 04 (from its
+    first formula down to the next figure) to `screenshot` if given.
+    """
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise DepthGError("no Chromium found on PATH: install Debian's browser with "
+                          "`apt-get install chromium` (as root) to check the book in a browser")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(book_dir)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    report = {"listed": [], "chapters": {}, "errors": [], "blocked": [], "search_hits": [],
+              "problems": []}
+    problems = report["problems"]
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True)
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+            def only_local(route):
+                url = route.request.url
+                if url.startswith(base) or url.startswith("data:") or url.startswith("blob:"):
+                    route.continue_()
+                else:
+                    report["blocked"].append(url)
+                    route.abort()
+
+            context.route("**/*", only_local)
+            page = context.new_page()
+            page.set_default_timeout(timeout_ms)
+            where = {"page": "index.html"}
+            page.on("console", lambda m: m.type == "error" and report["errors"].append(
+                f"{where['page']}: {m.text}"))
+            page.on("pageerror", lambda e: report["errors"].append(f"{where['page']}: {e}"))
+
+            page.goto(base + "index.html", wait_until="load")
+            hrefs = page.eval_on_selector_all(
+                "article a[href]", "els => els.map(e => e.getAttribute('href'))")
+            report["listed"] = [n for n in names
+                                if any(h.split("#")[0] == f"chapters/{n}.html" for h in hrefs)]
+            missing = sorted(set(names) - set(report["listed"]))
+            if missing:
+                problems.append(f"landing page does not list: {', '.join(missing)}")
+            problems += _image_problems(page, "index.html")
+
+            for name in names:
+                where["page"] = f"chapters/{name}.html"
+                page.goto(base + where["page"], wait_until="load")
+                formulas = _typeset_count(page)
+                images = page.evaluate("() => Array.from(document.images).map("
+                                       "i => [i.getAttribute('src'), i.naturalWidth])")
+                report["chapters"][name] = {"images": len(images), "formulas": formulas}
+                problems += _image_problems(page, where["page"])
+                has_math = page.evaluate("() => document.querySelectorAll("
+                                         "'article .math, article mjx-container').length")
+                if has_math and not formulas:
+                    problems.append(f"{where['page']}: math present but not typeset")
+                if screenshot is not None and name.startswith("04"):
+                    _screenshot(page, Path(screenshot))
+
+            where["page"] = "search.html"
+            page.goto(base + "search.html?q=" + query.replace(" ", "+"), wait_until="load")
+            try:
+                page.wait_for_function(
+                    "() => document.querySelectorAll('#search-results li').length > 0",
+                    timeout=timeout_ms)
+            except Exception:  # playwright's TimeoutError: no result appeared
+                pass
+            report["search_hits"] = page.eval_on_selector_all(
+                "#search-results li a", "els => els.map(e => e.getAttribute('href'))")
+            if not report["search_hits"]:
+                problems.append(f"search for '{query}' found nothing")
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    problems += [f"console error on {e}" for e in report["errors"]]
+    problems += [f"request to another host: {u}" for u in report["blocked"]]
+    return report
+
+
+def _typeset_count(page) -> int:
+    """Formulas MathJax has typeset, after waiting for it to finish (0 on a page without it)."""
+    return page.evaluate("""async () => {
+        if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) return 0;
+        await MathJax.startup.promise;
+        return document.querySelectorAll('mjx-container').length; }""")
+
+
+def _image_problems(page, where: str) -> list[str]:
+    page.evaluate("""async () => { for (const i of document.images) {
+        if (!i.complete) await new Promise(r => { i.onload = r; i.onerror = r; }); } }""")
+    broken = page.evaluate("() => Array.from(document.images).filter(i => i.naturalWidth === 0)"
+                           ".map(i => i.getAttribute('src'))")
+    return [f"{where}: image did not load: {src}" for src in broken]
+
+
+def _screenshot(page, path: Path) -> None:
+    """The chapter page from its first typeset formula down to the first figure after it."""
+    box = page.evaluate("""() => {
+        const math = document.querySelector('article mjx-container');
+        const top = math ? math.getBoundingClientRect().top + window.scrollY : 0;
+        const below = Array.from(document.querySelectorAll('article img'))
+            .map(i => i.getBoundingClientRect().bottom + window.scrollY).filter(b => b > top);
+        const bottom = below.length ? Math.min(...below) : top + 900;
+        return {top: Math.max(0, top - 120), bottom: bottom + 40}; }""")
+    height = min(max(box["bottom"] - box["top"], 600), 2400)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True,
+                    clip={"x": 0, "y": box["top"], "width": 1280, "height": height})
+
+
+# -- command line -----------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m depthg_lib.book",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="demo", help="the run to publish: runs/<profile>/")
+    parser.add_argument("--browser", action="store_true",
+                        help="then open it in headless Chromium, check every page and write "
+                             "runs/<profile>/book-04.png")
+    args = parser.parse_args(argv)
+    profile = load_profile(args.profile)
+    run_dir = profile.paths.run_dir
+    names = [p.stem for p in chapters()]
+    out = build_book(run_dir, names, profile.name)
+    print(f"book of '{profile.name}': {len(names)} chapters, {out / 'index.html'}")
+    if args.browser:
+        shot = run_dir / "book-04.png"
+        report = browser_check(out, names, screenshot=shot)
+        for name, seen in report["chapters"].items():
+            print(f"  {name}: {seen['images']} image(s), {seen['formulas']} formula(s) typeset")
+        print(f"  search hits: {len(report['search_hits'])}; screenshot: {shot}")
+        if report["problems"]:
+            raise DepthGError(f"the book in {out} has {len(report['problems'])} problem(s) in "
+                              f"the browser: " + "; ".join(report["problems"][:8]))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
