@@ -54,6 +54,7 @@ class Profile:
     synth_n_val: int = 0
     synth_size: int = 128
     synth_seed: int = 0
+    synth_camouflage: float = 0.0  # share of things wearing the ground's look (the study's knob)
 
     # -- depth (SPEC §2) ---------------------------------------------------------------
     depth_backend: str = "zoedepth"
@@ -119,6 +120,14 @@ class Profile:
     crf: bool = False
     ablation_seeds: int = 3
     ablation_steps: int = 0  # training steps of each ablation run; 0 = `steps`
+
+    # -- the study (python -m depthg_lib.study): splits by SynthScenes seed -----------------
+    tune_seed: int = 101  # every choice is made on this split (synth_n_val images)
+    report_seed: int = 202  # touched only for the final tables
+    study_n_report: int = 0  # report images; 0 = synth_n_val
+    study_knob: list[float] = field(default_factory=lambda: [0.0])  # camouflage settings
+    study_arms: list[str] = field(default_factory=list)  # [] = every arm of the factorial
+    study_shift_offsets: list[float] = field(default_factory=lambda: [0.0])  # tuned on tune
 
     # -- derived -------------------------------------------------------------------------
     source: str = field(default="", compare=False)  # the file it was loaded from
@@ -189,9 +198,10 @@ _POSITIVE = {"synth_size", "depth_batch", "knn_res", "knn_k", "knn_store", "knn_
              "fps_sample_decay_every", "ablation_seeds"}
 _NON_NEGATIVE = {"synth_n_train", "synth_n_val", "synth_seed", "seed", "extra_clusters",
                  "neg_samples", "num_workers", "val_images", "ablation_steps", "lr", "probe_lr",
-                 "feature_cache_gb"} | {k for k in _FIELDS if k.startswith("weight_")}
+                 "feature_cache_gb", "tune_seed", "report_seed", "study_n_report"
+                 } | {k for k in _FIELDS if k.startswith("weight_")}
 _UNIT_INTERVAL = {"crop_ratio", "feature_dropout", "depth_decay_factor",
-                  "fps_sample_decay_factor"}
+                  "fps_sample_decay_factor", "synth_camouflage"}
 
 
 def available_profiles() -> list[str]:
@@ -298,6 +308,12 @@ def _validate(profile: Profile, path) -> None:
                           f"knn_store ({profile.knn_store}), which counts the crop itself")
     if profile.dataset == "synthscenes" and profile.synth_n_train <= 0:
         raise DepthGError(f"profile {path}: a synthscenes profile needs synth_n_train > 0")
+    if not all(isinstance(k, int | float) and 0 <= k <= 1 for k in profile.study_knob):
+        raise DepthGError(f"profile {path}: study_knob must list numbers in [0, 1], found "
+                          f"{profile.study_knob!r}")
+    if len({profile.synth_seed, profile.tune_seed, profile.report_seed}) < 3:
+        raise DepthGError(f"profile {path}: synth_seed, tune_seed and report_seed must be three "
+                          "different seeds (train, tune and report splits must be disjoint)")
     if profile.depth_backend == "gt" and profile.dataset != "synthscenes":
         raise DepthGError(f"profile {path}: depth_backend 'gt' exists only for synthscenes")
 
