@@ -45,3 +45,13 @@ book: course
 # their parameters cell reads DEPTHG_PROFILE (= PROFILE). More options: LAB_ARGS="--no-browser".
 lab: venv
 	DEPTHG_PROFILE=$(PROFILE) $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+
+# A paper profile end to end on a machine with a GPU and a network (docs/reproduction.md):
+# fetch what is missing (backbone, depth model, dataset, released checkpoint), then run every
+# chapter. `make reproduce PROFILE=cityscapes-vitb8 DRY_RUN=1` prints the plan and the disk it
+# needs and changes nothing. DEVICE=cuda|cpu|auto (default auto).
+.PHONY: reproduce
+DEVICE ?= auto
+reproduce: venv
+	$(BIN)/python -m depthg_lib.fetch --profile $(PROFILE) $(if $(DRY_RUN),--dry-run)
+	$(if $(DRY_RUN),@echo "then: $(BIN)/python -m depthg_lib.course --profile $(PROFILE) --device $(DEVICE)",$(BIN)/python -m depthg_lib.course --profile $(PROFILE) --device $(DEVICE))
