@@ -18,6 +18,7 @@ from .base import SPLITS, DatasetReader, scan_images
 from .cityscapes import CityscapesReader
 from .cocostuff import CocoStuff27Reader
 from .potsdam import PotsdamReader
+from .synthscenes.classes import CLASSES as SYNTH_CLASSES
 
 
 class SynthScenesReader(DatasetReader):
@@ -142,12 +143,7 @@ def _read_class_table(path: Path) -> list[tuple[str, bool, tuple | None]]:
             return table
         if isinstance(meta, dict) and isinstance(meta.get("class_names"), list):
             return [(str(n), False, None) for n in meta["class_names"]]
-    try:
-        from . import synthscenes
-    except ImportError as err:
-        raise DepthGError(f"{path} is missing and the SynthScenes generator cannot be imported "
-                          f"({err})") from None
-    return [(c.name, bool(c.is_thing), tuple(c.color)) for c in synthscenes.CLASSES]
+    return [(c.name, bool(c.is_thing), tuple(c.color)) for c in SYNTH_CLASSES]
 
 
 class DirectoryReader(DatasetReader):

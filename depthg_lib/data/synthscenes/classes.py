@@ -1,0 +1,52 @@
+"""The SynthScenes class table (ids = position): names, colours, thing or stuff."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Stuff first, then things.
+
+
+@dataclass(frozen=True)
+class SynthClass:
+    """One SynthScenes class: its name, the colour figures draw it with, thing or stuff."""
+
+    name: str
+    color: tuple[int, int, int]
+    is_thing: bool
+
+
+CLASSES: tuple[SynthClass, ...] = (
+    SynthClass("sky", (110, 170, 235), False),
+    SynthClass("grass", (80, 160, 40), False),
+    SynthClass("road", (128, 64, 128), False),
+    SynthClass("sand", (235, 205, 130), False),
+    SynthClass("water", (20, 60, 170), False),
+    SynthClass("building", (105, 105, 105), False),
+    SynthClass("box", (230, 40, 50), True),
+    SynthClass("sphere", (255, 150, 0), True),
+    SynthClass("cylinder", (0, 205, 215), True),
+    SynthClass("cone", (245, 235, 30), True),
+    SynthClass("tree", (15, 95, 35), True),
+    SynthClass("person", (235, 60, 235), True),
+)
+N_CLASSES = len(CLASSES)
+CLASS_NAMES = tuple(c.name for c in CLASSES)
+CLASS_ID = {c.name: i for i, c in enumerate(CLASSES)}
+FAR_DEPTH = 100.0
+"""Depth (metres) of sky pixels: the far plane. Hits farther than this are clipped to sky."""
+
+SKY, GRASS, ROAD, SAND, WATER, BUILDING, BOX, SPHERE, CYLINDER, CONE, TREE, PERSON = range(12)
+THING_IDS = tuple(i for i, c in enumerate(CLASSES) if c.is_thing)
+
+
+def class_shares(labels: Sequence[np.ndarray] | np.ndarray) -> dict[str, float]:
+    """Fraction of all pixels that each class covers, by class name."""
+    counts = np.zeros(256, dtype=np.int64)
+    for lab in labels:
+        counts += np.bincount(np.asarray(lab).ravel(), minlength=256)
+    total = max(int(counts[:N_CLASSES].sum()), 1)
+    return {name: float(counts[i]) / total for i, name in enumerate(CLASS_NAMES)}
