@@ -44,7 +44,8 @@ book: course
 # The chapters in JupyterLab with the course's kernel, "Python 3 (depthg)" (installed by venv);
 # their parameters cell reads DEPTHG_PROFILE (= PROFILE). More options: LAB_ARGS="--no-browser".
 lab: venv
-	DEPTHG_PROFILE=$(PROFILE) $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	DEPTHG_PROFILE=$(PROFILE) $(BIN)/jupyter lab --ServerApp.root_dir=notebooks \
+	    $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # A paper profile end to end on a machine with a GPU and a network (docs/reproduction.md):
 # fetch what is missing (backbone, depth model, dataset, released checkpoint), then run every
