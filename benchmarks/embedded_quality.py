@@ -1,13 +1,23 @@
-"""Quality bars of the embedded ViT and depth network, beside their baselines (issue 7).
+"""Quality of the embedded ViT's frozen patch features (issue 12) and of the depth net (issue 7).
 
-    python benchmarks/embedded_quality.py                    # the shipped weights
-    python benchmarks/embedded_quality.py --update-manifest  # ... and record the figures
-    python benchmarks/embedded_quality.py --vit-checkpoint /work/pretrain_runs/vit/checkpoint.pt
+    python benchmarks/embedded_quality.py --only vit                  # selection seed 424242
+    python benchmarks/embedded_quality.py --only vit --seed 8080      # the report seed
+    python benchmarks/embedded_quality.py --only vit --candidate RUN/checkpoint.pt \
+        --supervised SUPRUN/checkpoint.pt --json out.json
+    python benchmarks/embedded_quality.py --update-manifest           # record the shipped figures
 
-Evaluated on SynthScenes rendered with seed 2024 (never used in training; pretraining uses
-seed 1000), 128 validation scenes of 128 px by default. Bars: ViT k-means mIoU ≥ 8 points
-above both random weights and mean-RGB k-means; depth MAE ≤ ½ constant-map MAE and
-Spearman ≥ 0.85. Writes `benchmarks/results/embedded_quality.json`.
+ViT (issue 12): SynthScenes rendered with `--seed` (256 train + 64 val scenes of 128 px by
+default; never a seed used in pretraining), patch labels by majority of each 8×8 patch,
+L2-normalised last-layer patch tokens. Linear probe: logistic regression fitted on the train
+scenes' patches, per-class IoU on the val scenes' patches. k-means: as many clusters as
+classes on the val patches, Hungarian-matched. Rows: the shipped weights, the same ViT with
+random weights, each patch's mean RGB, any `--candidate` checkpoints and the `--supervised`
+ceiling (a reference trained with labels; never shipped). Bar: linear ≥ 70 mIoU, every class
+≥ 35 IoU under the probe, k-means ≥ 35. Seeds: 424242 is the selection seed (looked at while
+choosing a recipe), 8080 the report seed (looked at once, for the final check).
+
+Depth (issue 7): on the val scenes, MAE of min–max normalised depth against the best constant
+map (≤ ½) and per-image Spearman ρ (≥ 0.85). Results go to `--out` (merged) and `--json`.
 """
 
 from __future__ import annotations
@@ -28,24 +38,69 @@ from depthg_lib.errors import run_cli  # noqa: E402
 from depthg_lib.io import save_json, sha256_file  # noqa: E402
 from depthg_lib.pretrain import quality  # noqa: E402
 from depthg_lib.pretrain.common import (  # noqa: E402
-    EVAL_DATA_SEED,
     PRETRAIN_DATA_SEED,
     ensure_synthscenes,
     load_split,
 )
 
 RESULT = REPO / "benchmarks" / "results" / "embedded_quality.json"
+SELECTION_SEED = 424242  # looked at while choosing recipes and checkpoints
+REPORT_SEED = 8080  # looked at once, for the final check
+THINGS = ("box", "sphere", "cylinder", "cone", "person")
 
 
 def _vit(checkpoint: str | None) -> tuple[torch.nn.Module, str]:
     if checkpoint is None:
         return embedded.load_embedded_vit(), str(embedded.weights_path("vit").relative_to(REPO))
-    from depthg_lib.pretrain.export import vit_backbone_state
+    from depthg_lib.pretrain.multiview import load_checkpoint_vit
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["trainer"]
-    vit = embedded.build_embedded_vit()
-    vit.load_state_dict(vit_backbone_state(state))
-    return vit.eval(), f"{checkpoint} (step {state['step']})"
+    vit, step = load_checkpoint_vit(checkpoint)
+    return vit, f"{checkpoint} (step {step})"
+
+
+def _used_seeds() -> set[int]:
+    """Data seeds of pretraining (the default scenes and the view-pair pools)."""
+    from depthg_lib.pretrain.multiview import PAIR_DATA_SEED
+
+    return {PRETRAIN_DATA_SEED, PAIR_DATA_SEED}
+
+
+def vit_table(train: dict, val: dict, rows: dict[str, str | None], n_classes: int,
+              class_names: tuple[str, ...], kmeans_seeds: int) -> dict:
+    """Issue 12's table: one `feature_quality` row per feature set (+ the random / RGB ones)."""
+    from depthg_lib.embedded import build_embedded_vit
+
+    tr_lab, va_lab = quality.patch_labels(train["labels"]), quality.patch_labels(val["labels"])
+    out: dict = {}
+
+    def add(name: str, source: str, tr, va, normalise: bool = True) -> None:
+        t0 = time.time()
+        row = quality.feature_quality(tr, tr_lab, va, va_lab, n_classes, normalise=normalise,
+                                      kmeans_seeds=kmeans_seeds)
+        row["weights"] = source
+        row["passes"] = quality.meets_issue12_bar(row)
+        row["seconds"] = round(time.time() - t0, 1)
+        out[name] = row
+        lin = row["linear"]
+        things = " / ".join(f"{lin['iou'][class_names.index(c)]:.1f}" for c in THINGS)
+        print(f"| {name} | {lin['miou']:.1f} | {row['kmeans']['miou']:.1f} | "
+              f"{min(v for v in lin['iou'] if v is not None):.1f} | {things} |", flush=True)
+
+    print("| frozen patch features | linear mIoU | k-means mIoU | worst class (linear) | "
+          f"{' / '.join(THINGS)} (linear) |\n|---|---:|---:|---:|---|", flush=True)
+    for name, ckpt in rows.items():
+        vit, source = _vit(ckpt)
+        add(name, source, quality.vit_patch_features(vit, train["images"]),
+            quality.vit_patch_features(vit, val["images"]))
+        if name == "shipped":
+            torch.manual_seed(0)
+            rnd = build_embedded_vit().eval()
+            add("random weights", "same ViT, torch.manual_seed(0)",
+                quality.vit_patch_features(rnd, train["images"]),
+                quality.vit_patch_features(rnd, val["images"]))
+            add("mean RGB", "mean RGB of each patch", quality.patch_mean_rgb(train["images"]),
+                quality.patch_mean_rgb(val["images"]), normalise=False)
+    return out
 
 
 def _depth(checkpoint: str | None) -> tuple[embedded.EmbeddedDepthModel, str]:
@@ -62,50 +117,68 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=["vit", "depth"], default=None)
-    p.add_argument("--n-val", type=int, default=128)
+    p.add_argument("--n-train", type=int, default=256, help="scenes the linear probe is fit on")
+    p.add_argument("--n-val", type=int, default=64, help="scenes every score is measured on")
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=EVAL_DATA_SEED)
-    p.add_argument("--data", default=str(REPO / "data" / "synthscenes_eval"))
+    p.add_argument("--seed", type=int, default=SELECTION_SEED,
+                   help=f"SynthScenes seed: {SELECTION_SEED} selection, {REPORT_SEED} report")
+    p.add_argument("--data", default=None,
+                   help="scene folder (default data/synthscenes_eval_<seed>)")
     p.add_argument("--train-data", default=str(REPO / "data" / "synthscenes_pretrain"),
                    help="pretraining scenes (for the constant-map depth baseline)")
-    p.add_argument("--vit-checkpoint", default=None, help="evaluate a run checkpoint instead")
+    p.add_argument("--candidate", action="append", default=[], metavar="[NAME=]CHECKPOINT",
+                   help="a pretraining checkpoint to add as a row (repeatable)")
+    p.add_argument("--supervised", default=None, metavar="CHECKPOINT",
+                   help="the supervised ceiling's checkpoint (reference row, never shipped)")
+    p.add_argument("--no-shipped", action="store_true",
+                   help="skip the shipped / random / RGB rows")
+    p.add_argument("--json", default=None, help="also write this run's results here")
     p.add_argument("--depth-checkpoint", default=None, help="evaluate a run checkpoint instead")
     p.add_argument("--update-manifest", action="store_true",
                    help="record the figures in depthg_lib/weights/manifest.json")
     p.add_argument("--out", default=str(RESULT))
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--kmeans-seeds", type=int, default=5,
+    p.add_argument("--kmeans-seeds", type=int, default=3,
                    help="k-means initialisations to average over (seeds 0, 1, ...)")
     args = p.parse_args(argv)
-    if args.seed == PRETRAIN_DATA_SEED:
-        raise SystemExit(f"error: seed {args.seed} is the pretraining seed; evaluate on another")
+    if args.seed in _used_seeds():
+        raise SystemExit(f"error: seed {args.seed} is a pretraining data seed; evaluate on "
+                         f"another (selection {SELECTION_SEED}, report {REPORT_SEED})")
     torch.set_num_threads(args.threads)
-    from depthg_lib.data.synthscenes import N_CLASSES
+    from depthg_lib.data.synthscenes import CLASS_NAMES, N_CLASSES
 
-    ensure_synthscenes(args.data, n_train=0, n_val=args.n_val, size=args.size, seed=args.seed)
-    val = load_split(args.data, "val", depth=True, labels=True, limit=args.n_val)
-    setting = {"data": f"SynthScenes seed {args.seed}, {len(val['images'])} val images of "
-                       f"{args.size} px", "n_classes": N_CLASSES}
+    data = args.data or str(REPO / "data" / f"synthscenes_eval_{args.seed}")
+    ensure_synthscenes(data, n_train=args.n_train, n_val=args.n_val, size=args.size,
+                       seed=args.seed)
+    val = load_split(data, "val", depth=True, labels=True, limit=args.n_val)
+    role = {SELECTION_SEED: "selection seed", REPORT_SEED: "report seed"}.get(args.seed, "seed")
+    setting = {"data": f"SynthScenes {role} {args.seed}, {args.n_train} train / "
+                       f"{len(val['images'])} val scenes of {args.size} px",
+               "n_classes": N_CLASSES, "classes": list(CLASS_NAMES),
+               "protocol": "patch labels by majority of 8x8 pixels; L2-normalised patch "
+                           "tokens; linear probe = logistic regression fit on train patches; "
+                           "k-means with n_classes clusters + Hungarian on val patches, mean "
+                           f"over {args.kmeans_seeds} k-means seeds"}
     results: dict = {"setting": setting}
     t0 = time.time()
 
     if args.only in (None, "vit"):
-        vit, source = _vit(args.vit_checkpoint)
-        res = quality.vit_quality(vit, val["images"], val["labels"], N_CLASSES,
-                                  kmeans_seeds=args.kmeans_seeds)
-        results["vit"] = {"weights": source, **res}
-        print(f"ViT patch k-means ({N_CLASSES} clusters, Hungarian), {setting['data']}, "
-              f"mean over k-means seeds {res['kmeans_seeds']}:")
-        for name in ("trained", "random_init", "mean_rgb"):
-            print(f"  {name:12s} mIoU {res[name]['miou']:6.2f}  acc {res[name]['acc']:6.2f}"
-                  f"  (per seed {res[name]['miou_seeds']})")
-        print(f"  margin over the best baseline: {res['margin_miou']:+.2f} mIoU points "
-              f"(bar: >= +8) -> {'PASS' if res['passes'] else 'FAIL'}")
+        train = load_split(data, "train", labels=True, limit=args.n_train)
+        rows: dict[str, str | None] = {} if args.no_shipped else {"shipped": None}
+        for i, cand in enumerate(args.candidate):
+            name, _, path = cand.rpartition("=")
+            rows[name or (f"candidate {i + 1}" if len(args.candidate) > 1 else "candidate")] = path
+        if args.supervised:
+            rows["supervised ceiling (reference)"] = args.supervised
+        print(f"{setting['data']}; bar: linear >= 70, every class >= 35, k-means >= 35")
+        table = vit_table(train, val, rows, N_CLASSES, CLASS_NAMES, args.kmeans_seeds)
+        results["vit"] = {"rows": table, **({"weights": table["shipped"]["weights"]}
+                                            if "shipped" in table else {})}
 
     if args.only in (None, "depth"):
         model, source = _depth(args.depth_checkpoint)
-        train = load_split(args.train_data, "train", depth=True, limit=2000)
-        mean_map = quality.mean_normalised_depth(train["depth"])
+        ref = load_split(args.train_data, "train", depth=True, limit=2000)
+        mean_map = quality.mean_normalised_depth(ref["depth"])
         x = torch.from_numpy(val["images"]).permute(0, 3, 1, 2).float() / 255
         pred = torch.cat([model.estimate_depth(x[i:i + 32]) for i in range(0, len(x), 32)])
         res = quality.depth_quality(pred, val["depth"], mean_map)
@@ -121,12 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     old = json.loads(out.read_text()) if out.exists() else {}
     save_json(out, {**old, **results})
     print(f"wrote {out}")
+    if args.json:
+        save_json(Path(args.json), results)
+        print(f"wrote {args.json}")
     if args.update_manifest:
         from depthg_lib.pretrain.export import record_quality
 
         for kind in ("vit", "depth"):
-            if kind in results and (args.vit_checkpoint if kind == "vit"
-                                    else args.depth_checkpoint) is None:
+            shipped = ("shipped" in results[kind].get("rows", {}) if kind == "vit" and kind
+                       in results else kind in results and args.depth_checkpoint is None)
+            if shipped:
                 figures = {k: v for k, v in results[kind].items() if k != "weights"}
                 record_quality(kind, {"setting": setting, **figures,
                                       "measured_by": "python benchmarks/embedded_quality.py"})

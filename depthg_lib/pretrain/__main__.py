@@ -4,6 +4,10 @@
     python -m depthg_lib.pretrain vit --out /work/pretrain_runs/vit [--resume] [--export]
     python -m depthg_lib.pretrain depth --out /work/pretrain_runs/depth [--resume] [--export]
     python -m depthg_lib.pretrain export vit --out /work/pretrain_runs/vit
+    python -m depthg_lib.pretrain pairs --out /work/runs_bg/pairs --n 4000   # view pairs
+    python -m depthg_lib.pretrain vit --objective multiview --pool /work/runs_bg/pairs \
+        --out /work/runs_bg/vit_mv [--resume] [--max-minutes 90]
+    python -m depthg_lib.pretrain vit --objective supervised --out DIR   # reference only
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("data", help="render the pretraining SynthScenes")
     data_args(q)
+    q = sub.add_parser("pairs", help="render a pool of view pairs (multi-view objective)")
+    q.add_argument("--out", required=True, help="pool folder (outside the repository)")
+    q.add_argument("--n", type=int, default=4000, help="view pairs")
+    q.add_argument("--size", type=int, default=128, help="render size in pixels")
+    q.add_argument("--seed", type=int, default=None, help="pair seed (default: PAIR_DATA_SEED)")
+    q.add_argument("--workers", type=int, default=1, help="rendering processes")
+    q.add_argument("--check", action="store_true",
+                   help="print match statistics of the pair geometry (reads labels; a check "
+                        "only, nothing is stored)")
     for kind in ("vit", "depth"):
         q = sub.add_parser(kind, help=f"train the embedded {kind}")
         q.add_argument("--out", required=True, help="run folder (checkpoint, log.csv)")
@@ -53,7 +66,21 @@ def _parser() -> argparse.ArgumentParser:
 
             q.add_argument("--objective", choices=sorted(OBJECTIVE_PRESETS),
                            default="vicregl-colour",
-                           help="self-supervised objective (see depthg_lib/pretrain/vit.py)")
+                           help="self-supervised objective (see depthg_lib/pretrain/vit.py; "
+                                "'supervised' is a reference that reads labels, never shipped)")
+            q.add_argument("--pool", default=None, help="view-pair pool (multiview objectives)")
+            q.add_argument("--input-size", type=int, default=None, help="view size in pixels")
+            q.add_argument("--lr", type=float, default=None)
+            q.add_argument("--vit-dim", type=int, default=None,
+                           help="ViT width (not the shipped 128: the library cannot load it)")
+            q.add_argument("--vit-depth", type=int, default=None)
+            q.add_argument("--vit-heads", type=int, default=None)
+            q.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+            q.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
+            q.add_argument("--max-minutes", type=float, default=None,
+                           help="stop after this long (checkpointed; continue with --resume)")
+            q.add_argument("--log-every", type=int, default=None)
+            q.add_argument("--checkpoint-minutes", type=float, default=None)
         q.add_argument("--export", action="store_true",
                        help="when finished, export the weights into depthg_lib/weights/")
         q.add_argument("--weights-dir", default=None, help="export target (default: the library's)")
@@ -75,6 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         entry = export_run(args.kind, args.out, args.weights_dir, args.allow_partial)
         print(json.dumps({k: entry[k] for k in ("file", "sha256", "bytes")}, indent=2))
         return 0
+    if args.cmd == "pairs":
+        from . import multiview as mv
+
+        seed = mv.PAIR_DATA_SEED if args.seed is None else args.seed
+        if args.check:
+            print(json.dumps(mv.check_pairs(seed=seed)))
+            return 0
+        mv.write_pool(args.out, args.n, args.size, seed, workers=args.workers)
+        return 0
     torch.set_num_threads(args.threads)
     if args.cmd == "vit":
         from .vit import ViTPretrainConfig as Config
@@ -85,10 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         Config = None
     n_train = args.n_train or 5000
+    multiview = args.cmd == "vit" and args.objective.startswith("multiview")
+    if multiview:
+        from ..errors import DepthGError
+
+        if not args.pool:
+            raise DepthGError("--objective multiview needs --pool: render view pairs first with "
+                              "`python -m depthg_lib.pretrain pairs --out POOL`")
+        n_train = args.n_train or 10 ** 9  # every pair of the pool
     record = data_record(args.data)
     same = record and (record.get("n_train"), record.get("size"), record.get("seed")) == (
         n_train, args.size, args.data_seed)
-    if not (args.resume and same):
+    if not (getattr(args, "resume", False) and same) and not multiview:
         # a resumed run keeps the scenes it started with, even if the renderer moved on since
         ensure_synthscenes(args.data, n_train=n_train, n_val=0, size=args.size,
                            seed=args.data_seed)
@@ -101,6 +145,17 @@ def main(argv: list[str] | None = None) -> int:
 
         changes.update(OBJECTIVE_PRESETS[args.objective])
     changes.update({k: getattr(args, k) for k in ("steps", "batch") if getattr(args, k)})
+    if args.cmd == "vit":
+        from ..env import resolve_device
+
+        changes.update({k: getattr(args, k) for k in (
+            "input_size", "lr", "vit_dim", "vit_depth", "vit_heads", "log_every",
+            "checkpoint_minutes") if getattr(args, k) is not None})
+        if multiview:
+            changes["pool"] = str(args.pool)
+        if changes.get("objective") in ("multiview", "supervised"):
+            changes["device"] = str(resolve_device(args.device))
+            changes["bf16"] = bool(args.bf16)
     cfg = dataclasses.replace(Config(), **changes)
     out = Path(args.out)
     command_file = out / "command.txt"
@@ -108,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         command_file.write_text(
             command_line(argv).replace(" --export", "").replace(" --resume", "") + "\n")
-    summary = train(str(out), cfg, args.data, resume=args.resume)
+    extra = {"max_minutes": args.max_minutes} if args.cmd == "vit" else {}
+    summary = train(str(out), cfg, args.data, resume=args.resume, **extra)
     print(json.dumps(summary))
     if args.export:
         from .export import export_run

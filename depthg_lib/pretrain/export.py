@@ -24,6 +24,11 @@ OBJECTIVES = {
     "vit-ibot": "self-supervised DINO CLS + iBOT masked patch + dense cross-view "
                 "self-distillation, Sinkhorn-Knopp targets (teacher exported); SynthScenes "
                 "images only, labels never used",
+    "vit-multiview": "self-supervised multi-view dense self-distillation (issue 12): one scene "
+                     "layout rendered from two camera poses with per-view light and material "
+                     "jitter; patches matched by depth reprojection with an occlusion check; "
+                     "EMA teacher predicted at the matching point (loss {loss}) plus the same on "
+                     "the CLS tokens; teacher exported; labels and instance ids never used",
     "depth": "supervised scale-and-shift-invariant L1 + multi-scale gradient matching on "
              "per-image min-max normalised SynthScenes ground-truth depth",
 }
@@ -37,6 +42,12 @@ def _renderer_version(cfg: dict) -> int | None:
     same = (rec.get("seed"), rec.get("size"), rec.get("n_train")) == (
         cfg["data_seed"], cfg["data_size"], cfg["n_train"])
     return rec.get("renderer_version") if same else None
+
+
+def _objective(kind: str, cfg: dict) -> str:
+    if kind == "vit" and cfg.get("objective") == "multiview":
+        return OBJECTIVES["vit-multiview"].format(loss=cfg.get("loss"))
+    return OBJECTIVES["vit-ibot" if cfg.get("objective") == "ibot" else kind]
 
 
 def vit_backbone_state(trainer_state: dict) -> dict[str, torch.Tensor]:
@@ -69,6 +80,13 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     state = ckpt["trainer"]
     cfg = state["config"]
+    if cfg.get("objective") == "supervised":
+        raise DepthGError(f"{ckpt_path} is the supervised reference (trained with labels): it "
+                          "is never exported; export a self-supervised run instead")
+    if cfg.get("arch"):
+        raise DepthGError(f"{ckpt_path} has another ViT architecture ({cfg['arch']}) than the "
+                          "library's VIT_CONFIG in depthg_lib/embedded.py; change VIT_CONFIG to "
+                          "match before exporting it")
     if state["step"] < cfg["steps"] and not allow_partial:
         raise DepthGError(
             f"{ckpt_path} is at step {state['step']} of {cfg['steps']}; finish it with "
@@ -99,7 +117,7 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
                          else {"class": "EmbeddedDepthNet", **embedded.DEPTH_CONFIG}),
         "parameters": sum(p.numel() for p in model.parameters()),
         "normalisation": {"mean": embedded.EMBEDDED_MEAN, "std": embedded.EMBEDDED_STD},
-        "objective": OBJECTIVES["vit-ibot" if cfg.get("objective") == "ibot" else kind],
+        "objective": _objective(kind, cfg),
         "command": f"{train_cmd} && python -m depthg_lib.pretrain export {kind} --out {out}"
                    if train_cmd else None,
         "training": {

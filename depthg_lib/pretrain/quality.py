@@ -1,8 +1,12 @@
-"""Quality bars of the embedded models (issue 7), measured on SynthScenes never seen in training.
+"""Quality bars of the embedded models (issues 7 and 12), measured on SynthScenes never seen in
+training.
 
 ViT: k-means (as many clusters as classes) on patch features, Hungarian-matched to patch-level
 labels (majority label of each 8×8 patch), mIoU in percent; baselines are the same
-architecture with random weights and k-means on each patch's mean RGB colour.
+architecture with random weights and k-means on each patch's mean RGB colour. Issue 12 adds a
+linear probe (logistic regression fitted on the L2-normalised patch features of separate
+training scenes, scored on the validation scenes) and its per-class IoU: k-means asks whether
+the classes already are clusters, the probe whether they are linearly readable at all.
 Depth: on per-image min–max normalised depth (SPEC §2), MAE against that of the best constant
 map (the training set's mean normalised depth map), and Spearman rank correlation per image.
 """
@@ -153,6 +157,73 @@ def vit_quality(vit: torch.nn.Module, images: np.ndarray, labels: np.ndarray, n_
     res["kmeans_seeds"] = list(range(seed, seed + kmeans_seeds))
     res["passes"] = bool(res["margin_miou"] >= 8.0)
     return res
+
+
+def confusion_iou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
+    """Per-class IoU (%) of class predictions against targets (ignore label skipped); mIoU over
+    the classes present in `target` or predicted (SPEC §9), pixel accuracy (%)."""
+    keep = target != IGNORE
+    hist = np.bincount(target[keep].astype(np.int64) * n_classes + pred[keep].astype(np.int64),
+                       minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    tp = np.diag(hist).astype(np.float64)
+    denom = hist.sum(0) + hist.sum(1) - tp
+    iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+    return {"miou": float(np.nanmean(iou) * 100), "acc": float(tp.sum() / max(hist.sum(), 1) * 100),
+            "iou": [None if np.isnan(v) else round(float(v) * 100, 2) for v in iou]}
+
+
+def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats: torch.Tensor,
+                 val_labels: np.ndarray, n_classes: int, normalise: bool = True,
+                 c: float = 1.0, max_iter: int = 300, max_train: int | None = 120_000) -> dict:
+    """Logistic regression (multinomial, sklearn lbfgs) on (N,h,w,D) train patch features →
+    class of every val patch; per-class IoU, mIoU and accuracy in % (`confusion_iou`).
+
+    Features are L2-normalised when `normalise` (the ViT's; not the mean-RGB baseline's, whose
+    length is its brightness) and then standardised with the train statistics, so `c` means
+    the same for every feature set. Patches labelled ignore are left out of fit and score.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    def flat(f: torch.Tensor) -> np.ndarray:
+        x = f.reshape(-1, f.shape[-1]).double()
+        return (F.normalize(x, dim=1) if normalise else x).numpy()
+
+    x_tr, y_tr = flat(train_feats), train_labels.reshape(-1)
+    keep = y_tr != IGNORE
+    x_tr, y_tr = x_tr[keep], y_tr[keep]
+    if max_train is not None and len(y_tr) > max_train:  # deterministic subsample
+        idx = np.random.default_rng(0).choice(len(y_tr), max_train, replace=False)
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8
+    clf = LogisticRegression(C=c, max_iter=max_iter)
+    clf.fit((x_tr - mu) / sd, y_tr)
+    x_va = (flat(val_feats) - mu) / sd
+    pred = clf.classes_[clf.predict_proba(x_va).argmax(1)]
+    return confusion_iou(pred, val_labels.reshape(-1), n_classes)
+
+
+def feature_quality(train_feats: torch.Tensor, train_plabels: np.ndarray,
+                    val_feats: torch.Tensor, val_plabels: np.ndarray, n_classes: int,
+                    normalise: bool = True, kmeans_seeds: int = 1) -> dict:
+    """Issue 12's row for one set of frozen patch features: linear probe (fit on train, scored
+    on val) and k-means + Hungarian on val (mean over `kmeans_seeds` initialisations)."""
+    lin = linear_probe(train_feats, train_plabels, val_feats, val_plabels, n_classes,
+                       normalise=normalise)
+    runs = [kmeans_miou(val_feats, val_plabels, n_classes, k, normalise=normalise)
+            for k in range(kmeans_seeds)]
+    km = {"miou": float(np.mean([r["miou"] for r in runs])),
+          "acc": float(np.mean([r["acc"] for r in runs])), "iou": runs[0]["iou"],
+          "miou_seeds": [round(r["miou"], 2) for r in runs]}
+    return {"linear": lin, "kmeans": km}
+
+
+def meets_issue12_bar(row: dict, linear_min: float = 70.0, class_min: float = 35.0,
+                      kmeans_min: float = 35.0) -> bool:
+    """Issue 12's bar: linear-probe mIoU ≥ 70, every class present ≥ 35 IoU under the probe,
+    k-means mIoU ≥ 35."""
+    ious = [v for v in row["linear"]["iou"] if v is not None]
+    return bool(row["linear"]["miou"] >= linear_min and min(ious) >= class_min
+                and row["kmeans"]["miou"] >= kmeans_min)
 
 
 def depth_quality(pred: torch.Tensor, gt: np.ndarray, mean_map: np.ndarray) -> dict:

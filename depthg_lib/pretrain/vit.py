@@ -136,6 +136,23 @@ class ViTPretrainConfig:
     data_seed: int = PRETRAIN_DATA_SEED
     data_size: int = 128
     n_train: int = 5000
+    # multi-view dense objective and supervised reference (issue 12; depthg_lib/pretrain/dense.py)
+    loss: str = "nce"  # "nce" (dense InfoNCE) or "dino" (dense self-distillation)
+    pool: str = ""  # view-pair pool folder (`python -m depthg_lib.pretrain pairs`)
+    input_size: int = 128
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    colour_jitter: float = 0.2
+    proj_dim: int = 128
+    bottleneck: int = 128
+    n_prototypes: int = 1024
+    nce_temp: float = 0.2
+    max_matches: int = 4096
+    vit_dim: int = 128
+    vit_depth: int = 6
+    vit_heads: int = 4
+    n_classes: int = 12  # supervised reference only
+    device: str = "cpu"
+    bf16: bool = False
 
 
 # Gentler photometric augmentation: keep the colour cues that tell ground materials apart
@@ -156,6 +173,15 @@ OBJECTIVE_PRESETS: dict[str, dict] = {
     "vicregl-colour": dict(_GENTLE_COLOUR, steps=1200),
     # the same with 80-px global views: more context per view, objects at the pipeline's scale
     "vicregl-colour-80": dict(_GENTLE_COLOUR, global_size=80, steps=1000),
+    # issue 12: two renders of one layout, dense matches from depth, EMA teacher (dense.py)
+    "multiview": dict(objective="multiview", loss="nce", steps=3000, batch=16, lr=5e-4,
+                      momentum=(0.99, 1.0), weight_decay=(0.04, 0.1), global_weight=0.5),
+    "multiview-dino": dict(objective="multiview", loss="dino", steps=3000, batch=16, lr=5e-4,
+                           momentum=(0.99, 1.0), weight_decay=(0.04, 0.1), global_weight=0.5,
+                           teacher_temp=(0.04, 0.06), student_temp=0.1, center_momentum=0.9),
+    # REFERENCE ONLY, never shipped: the same ViT trained WITH patch labels (the ceiling)
+    "supervised": dict(objective="supervised", steps=3000, batch=16, lr=5e-4,
+                       weight_decay=(0.04, 0.04)),
     # DINO + iBOT + dense cross-view self-distillation with DINO's EMA centring
     "ibot": dict(objective="ibot", centering="ema", steps=600, teacher_temp=(0.04, 0.04),
                  momentum=(0.99, 1.0), mask_prob=0.5, weight_decay=(0.04, 0.2)),
@@ -503,6 +529,11 @@ class VICRegLTrainer(ViTPretrainer):
         return stats
 
 
+_MULTIVIEW_KEYS = ("loss", "pool", "input_size", "crop_scale", "colour_jitter", "proj_dim",
+                   "bottleneck", "n_prototypes", "nce_temp", "max_matches", "vit_dim",
+                   "vit_depth", "vit_heads", "n_classes", "device", "bf16")
+
+
 def make_trainer(cfg: ViTPretrainConfig, images: torch.Tensor) -> ViTPretrainer:
     if cfg.objective == "vicregl":
         return VICRegLTrainer(cfg, images)
@@ -511,10 +542,16 @@ def make_trainer(cfg: ViTPretrainConfig, images: torch.Tensor) -> ViTPretrainer:
     raise ValueError(f"unknown ViT pretraining objective {cfg.objective!r}")
 
 
-def train_vit(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool = False) -> dict:
-    """Run (or resume) ViT pretraining in `out`; returns the run summary."""
+def train_vit(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool = False,
+              max_minutes: float | None = None) -> dict:
+    """Run (or resume) ViT pretraining in `out`; returns the run summary. `max_minutes` stops
+    the issue-12 objectives early (checkpointed; continue with resume)."""
 
+    if cfg.objective in ("multiview", "supervised"):
+        return _train_dense(out, cfg, data_dir, resume, max_minutes)
     settings = {"kind": "vit", "architecture": VIT_CONFIG, **result_settings(cfg)}
+    for key in _MULTIVIEW_KEYS:  # settings of the issue-12 objectives only
+        settings.pop(key)
     if cfg.objective == "vicregl":  # settings only self-distillation reads
         for key in ("centering", "center_momentum"):
             settings.pop(key)
@@ -526,3 +563,27 @@ def train_vit(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool = Fa
     images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous()
     trainer = make_trainer(cfg, images)
     return run_training(run, trainer, cfg, data_dir, len(images), "pretrain vit")
+
+
+def _train_dense(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool,
+                 max_minutes: float | None) -> dict:
+    """Issue 12's objectives (`dense.py`): multi-view on a view-pair pool, or the supervised
+    reference on labelled SynthScenes (labels read only there)."""
+    from . import dense
+    from .multiview import load_pool
+
+    settings = {"kind": "vit", "architecture": {**VIT_CONFIG, **dense.arch_of(cfg)},
+                **result_settings(cfg)}
+    for key in ("device", "bf16"):  # how, not what: a run may resume on another device
+        settings.pop(key)
+    run = RunDir(out, "vit", settings, resume)
+    if cfg.objective == "multiview":
+        pool = load_pool(cfg.pool, limit=cfg.n_train)
+        trainer = dense.MultiViewTrainer(cfg, pool)
+        return run_training(run, trainer, cfg, cfg.pool, len(pool["images"]),
+                            "pretrain vit (multi-view)", max_minutes)
+    data = load_split(data_dir, "train", labels=True, limit=cfg.n_train)
+    images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous()
+    trainer = dense.SupervisedTrainer(cfg, images, data["labels"])
+    return run_training(run, trainer, cfg, data_dir, len(images),
+                        "supervised reference (never shipped)", max_minutes)
