@@ -1,13 +1,19 @@
 """The course runner: every numbered chapter, in order, headless, for one profile.
 
     python -m depthg_lib.course --profile demo [--only 01,04] [--force] [--device cpu|cuda]
+    python -m depthg_lib.course --profile my_profile.yaml      # a profile file of your own
 
 Each notebook is executed with papermill into `runs/<profile>/`, its `parameters` cell
-overridden with (profile, device, seed). A notebook whose executed copy is complete and whose
-inputs are unchanged (same notebook source, profile file, device and seed) is skipped unless
-`--force`. `runs/<profile>/summary.json` records per notebook the seconds it took, its status
-and the key numbers it reported (`depthg_lib.results.record`). A failing notebook stops the
-run with its name, the cell and the error's last line; earlier outputs are kept.
+overridden with (profile, device, seed, force); `profile` is the shipped profile's name or
+the resolved path of a profile file, so the chapters read exactly the file given here.
+A notebook whose executed copy is complete and whose inputs are unchanged is skipped unless
+`--force`. Its inputs: its source, the profile's values, the shipped weights' checksums,
+the source of `depthg_lib`, device and seed — and the runs of the chapters before it, so
+re-running one chapter (`--only 01 --force`) makes every later chapter stale, to be re-run
+next time. `runs/<profile>/summary.json` records per notebook the seconds it took, its status
+(`ok`, `failed`, `stale`) and the key numbers it reported (`depthg_lib.results.record`). A
+failing notebook stops the run with its name, the cell and the error's last line; earlier
+outputs are kept.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import time
 from pathlib import Path
 
-from .config import REPO_ROOT, Profile, available_profiles, load_profile
+from .config import REPO_ROOT, Profile, available_profiles, load_profile, profile_arg
 from .errors import DepthGError, run_cli
 from .io import atomic_path, load_json, save_json
 from .results import read_results
@@ -47,20 +53,56 @@ def _select(all_chapters: list[Path], only: str | None) -> list[Path]:
     return chosen
 
 
-def _fingerprint(notebook: Path, profile: Profile, device: str, seed: int) -> str:
-    """What a chapter's result depends on, besides earlier chapters (which run first): its
-    source, the profile's values (wherever `extends:` took them from), device and seed, and
-    the shipped weights (their checksums in the manifest)."""
+LIB_DIR = Path(__file__).resolve().parent
+
+
+def library_digest(lib_dir: Path | None = None) -> str:
+    """sha256 over the library's Python source (this runner excluded: nothing imports it),
+    so that editing, say, `losses.py` makes every chapter that uses the library stale."""
+    lib_dir = LIB_DIR if lib_dir is None else lib_dir
     digest = hashlib.sha256()
-    digest.update(_source_only(notebook).encode())
+    for path in sorted(lib_dir.rglob("*.py")):
+        if path.name == "course.py" and path.parent == lib_dir or "__pycache__" in path.parts:
+            continue
+        digest.update(f"{path.relative_to(lib_dir).as_posix()}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _inputs(notebook: Path, profile: Profile, device: str, seed: int, library: str,
+            earlier: dict[str, str | None]) -> dict:
+    """What a chapter's result depends on, part by part (so a re-run can say why): its
+    source, the profile's values (wherever `extends:` took them from), the shipped weights
+    (their checksums in the manifest), the library's source, device and seed, and the run
+    of every earlier chapter (`earlier`: chapter → its run id, None if never run here)."""
+    def h(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     values = {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
-    digest.update(json.dumps(values, sort_keys=True, default=str).encode())
+    shas = {}
     if MANIFEST.exists():  # the checksums only: recording a new quality figure changes nothing
         shas = {name: entry.get("sha256") for name, entry in load_json(MANIFEST).items()
                 if isinstance(entry, dict)}
-        digest.update(json.dumps(shas, sort_keys=True).encode())
-    digest.update(f"{device}|{seed}".encode())
-    return digest.hexdigest()[:16]
+    return {"notebook": h(_source_only(notebook)),
+            "profile": h(json.dumps(values, sort_keys=True, default=str)),
+            "weights": h(json.dumps(shas, sort_keys=True)), "library": library,
+            "device, seed": h(f"{device}|{seed}"), "earlier chapters": dict(earlier)}
+
+
+def _fingerprint(inputs: dict) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _why(old: dict | None, new: dict) -> str:
+    """Which inputs changed since the recorded run, in words."""
+    if not old:
+        return ""
+    parts = [k for k in new if k != "earlier chapters" and old.get(k) != new[k]]
+    before = old.get("earlier chapters") or {}
+    redone = [c for c, run in new["earlier chapters"].items() if before.get(c) != run]
+    if redone:
+        parts.append("chapter " + ", ".join(c.split("_")[0] for c in redone) + " ran again")
+    return ", ".join(parts)
 
 
 def _source_only(notebook: Path) -> str:
@@ -111,28 +153,38 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
     todo = _select(chapters(notebook_dir), only)
     if not todo:
         raise DepthGError(f"no chapters found in {notebook_dir}")
-    os.environ["DEPTHG_PROFILE"] = profile.name  # for anything a chapter starts itself
+    # The chapters read the very file given here (a profile outside the library is passed
+    # as its path: an edited copy named like a shipped profile never runs the shipped one).
+    arg = profile_arg(profile)
+    if arg != profile.name:
+        arg = str(Path(arg).resolve())
+    os.environ["DEPTHG_PROFILE"] = arg  # for anything a chapter starts itself
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    library = library_digest()
+    every = chapters(notebook_dir)
     total_start = time.perf_counter()
     for number, notebook in enumerate(todo, 1):
         out = run_dir / notebook.name
-        fingerprint = _fingerprint(notebook, profile, device, seed)
+        inputs = _chapter_inputs(notebook, every, summary, profile, device, seed, library)
+        fingerprint = _fingerprint(inputs)
         entry = summary["notebooks"].get(notebook.stem, {})
         label = f"[{number}/{len(todo)}] {notebook.stem}"
         if (not force and out.exists() and entry.get("status") == "ok"
                 and entry.get("fingerprint") == fingerprint):
             print(f"{label}: done earlier ({entry.get('seconds', 0):.0f} s), skipped", flush=True)
             continue
-        print(f"{label}: running ...", flush=True)
+        why = "forced" if force else _why(entry.get("inputs"), inputs)
+        print(f"{label}: running{f' ({why} changed)' if why and not force else ''} ...",
+              flush=True)
         start = time.perf_counter()
-        entry = {"status": "running", "fingerprint": fingerprint}
+        entry = {"status": "running", "fingerprint": fingerprint, "inputs": inputs}
         failed = run_dir / f"{notebook.stem}.failed.ipynb"
         try:
             with atomic_path(out) as partial:
                 try:
                     papermill.execute_notebook(
                         str(notebook), str(partial), kernel_name=kernel, language="python",
-                        parameters={"profile": profile.name, "device": device, "seed": seed,
+                        parameters={"profile": arg, "device": device, "seed": seed,
                                     "force": force},
                         cwd=str(notebook.parent), progress_bar=False, log_output=False)
                 except Exception:
@@ -150,7 +202,7 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
                               f"{run_dir}") from None
         failed.unlink(missing_ok=True)
         seconds = time.perf_counter() - start
-        entry.update(status="ok", seconds=round(seconds, 1),
+        entry.update(status="ok", seconds=round(seconds, 1), run=time.time_ns(),
                      results=read_results(profile.name, notebook.stem))
         summary["notebooks"][notebook.stem] = entry
         summary["total_seconds"] = round(sum(e.get("seconds", 0)
@@ -158,9 +210,35 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
         save_json(summary_path, summary)
         shown = ", ".join(f"{k}={v}" for k, v in entry["results"].items())
         print(f"{label}: ok in {seconds:.1f} s{'  ' + shown if shown else ''}", flush=True)
+    stale = _mark_stale(every, todo, summary, profile, device, seed, library)
+    save_json(summary_path, summary)
+    if stale:
+        print(f"now stale (an earlier chapter ran again): {', '.join(stale)}; bring them up to "
+              f"date with `python -m depthg_lib.course --profile {profile_arg(profile)}`")
     print(f"course '{profile.name}': {len(todo)} chapter(s) in "
           f"{time.perf_counter() - total_start:.0f} s this run; summary in {summary_path}")
     return summary
+
+
+def _chapter_inputs(notebook, every, summary, profile, device, seed, library) -> dict:
+    entries = summary["notebooks"]
+    earlier = {p.stem: entries.get(p.stem, {}).get("run") for p in every if p < notebook}
+    return _inputs(notebook, profile, device, seed, library, earlier)
+
+
+def _mark_stale(every, todo, summary, profile, device, seed, library) -> list[str]:
+    """Chapters not run now whose recorded run no longer matches their inputs (an earlier
+    chapter ran again, the library changed): marked `stale` in the summary."""
+    stale = []
+    for notebook in every:
+        entry = summary["notebooks"].get(notebook.stem)
+        if notebook in todo or not entry or entry.get("status") != "ok":
+            continue
+        inputs = _chapter_inputs(notebook, every, summary, profile, device, seed, library)
+        if entry.get("fingerprint") != _fingerprint(inputs):
+            entry["status"] = "stale"
+            stale.append(notebook.stem)
+    return stale
 
 
 def main(argv: list[str] | None = None) -> int:

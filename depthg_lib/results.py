@@ -8,13 +8,24 @@ from . import config
 from .io import load_json, save_json
 
 
-def results_file(profile_name: str, chapter: str):
-    return config.runs_root() / profile_name / "results" / f"{chapter}.json"
+def profile_name(profile) -> str:
+    """The name of a profile given as its name, its YAML file (what the course runner passes
+    to the notebooks for a profile outside the library) or the `Profile` itself."""
+    if isinstance(profile, config.Profile):
+        return profile.name
+    if str(profile).endswith((".yaml", ".yml")):
+        return config.load_profile(profile).name
+    return str(profile)
 
 
-def record(profile_name: str, chapter: str, **values) -> dict:
-    """Merge `values` (numbers or short strings) into the chapter's results file."""
-    path = results_file(profile_name, chapter)
+def results_file(profile: str, chapter: str):
+    return config.runs_root() / profile_name(profile) / "results" / f"{chapter}.json"
+
+
+def record(profile: str, chapter: str, **values) -> dict:
+    """Merge `values` (numbers or short strings) into the chapter's results file; `profile`
+    is the profile's name, its file or the `Profile`, the results go under its name."""
+    path = results_file(profile, chapter)
     current = load_json(path) if path.exists() else {}
     for key, value in values.items():
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -26,6 +37,6 @@ def record(profile_name: str, chapter: str, **values) -> dict:
     return current
 
 
-def read_results(profile_name: str, chapter: str) -> dict:
-    path = results_file(profile_name, chapter)
+def read_results(profile: str, chapter: str) -> dict:
+    path = results_file(profile, chapter)
     return load_json(path) if path.exists() else {}

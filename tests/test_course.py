@@ -22,7 +22,13 @@ def _notebook(path, body):
 
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
+    import depthg_lib.course as course_mod
+
     monkeypatch.setenv("DEPTHG_RUNS", str(tmp_path / "runs"))
+    if hasattr(course_mod, "library_digest"):  # others edit the library while tests run
+        real = course_mod.library_digest
+        monkeypatch.setattr(course_mod, "library_digest",
+                            lambda lib_dir=None: "fixed" if lib_dir is None else real(lib_dir))
     (tmp_path / "nb").mkdir()
     profile = tmp_path / "tiny.yaml"
     profile.write_text("extends: test\n")
@@ -90,3 +96,64 @@ def test_force_reaches_the_chapters_and_new_weights_rerun_them(sandbox, monkeypa
     manifest.write_text('{"vit": {"sha256": "bbb", "quality": 2}}')  # new weights: run again
     run_course(str(profile), notebook_dir=root / "nb")
     assert capsys.readouterr().out.count("skipped") == 0
+
+
+def test_profile_file_reaches_the_notebooks_and_records_use_its_name(sandbox):
+    root, profile = sandbox
+    _notebook(root / "nb" / "00_first.ipynb",
+              "from depthg_lib.config import load_profile\n"
+              "from depthg_lib.results import record\n"
+              "cfg = load_profile(profile)\n"
+              "record(profile, '00_first', name=cfg.name, steps=cfg.steps)")
+    summary = run_course(str(profile), notebook_dir=root / "nb")
+    assert summary["notebooks"]["00_first"]["results"] == {"name": "tiny", "steps": 20}
+    assert (root / "runs" / "tiny" / "results" / "00_first.json").exists()
+
+
+def test_edited_copy_named_like_a_shipped_profile_runs_itself(sandbox, tmp_path):
+    root, _ = sandbox
+    mine = tmp_path / "elsewhere" / "test.yaml"
+    mine.parent.mkdir()
+    mine.write_text("extends: test\nsteps: 3\n")
+    _notebook(root / "nb" / "00_first.ipynb",
+              "from depthg_lib.config import load_profile\n"
+              "from depthg_lib.results import record\n"
+              "record(profile, '00_first', steps=load_profile(profile).steps)")
+    summary = run_course(str(mine), notebook_dir=root / "nb")
+    assert summary["notebooks"]["00_first"]["results"] == {"steps": 3}  # not the shipped 20
+
+
+def test_library_source_is_part_of_the_fingerprint(sandbox, monkeypatch, capsys, tmp_path):
+    import depthg_lib.course as course_mod
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "losses.py").write_text("SHIFT = 0.1\n")
+    first = course_mod.library_digest(lib)
+    (lib / "losses.py").write_text("SHIFT = 0.2\n")
+    assert course_mod.library_digest(lib) != first
+
+    root, profile = sandbox
+    _notebook(root / "nb" / "00_first.ipynb", "x = 1")
+    monkeypatch.setattr(course_mod, "library_digest", lambda: "v1")
+    run_course(str(profile), notebook_dir=root / "nb")
+    run_course(str(profile), notebook_dir=root / "nb")
+    assert capsys.readouterr().out.count("skipped") == 1
+    monkeypatch.setattr(course_mod, "library_digest", lambda: "v2")  # losses.py edited
+    run_course(str(profile), notebook_dir=root / "nb")
+    out = capsys.readouterr().out
+    assert "skipped" not in out and "library changed" in out
+
+
+def test_rerunning_one_chapter_makes_later_ones_stale(sandbox, capsys):
+    root, profile = sandbox
+    for name in ("00_data", "01_depth", "02_crop"):
+        _notebook(root / "nb" / f"{name}.ipynb", "x = 1")
+    run_course(str(profile), notebook_dir=root / "nb")
+    summary = run_course(str(profile), notebook_dir=root / "nb", only="01", force=True)
+    assert summary["notebooks"]["02_crop"]["status"] == "stale"
+    assert summary["notebooks"]["00_data"]["status"] == "ok"
+    assert "now stale (an earlier chapter ran again): 02_crop" in capsys.readouterr().out
+    run_course(str(profile), notebook_dir=root / "nb")
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 2 and "02_crop: running (chapter 01 ran again changed)" in out
