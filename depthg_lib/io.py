@@ -135,15 +135,21 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
             np.savez(fh, **arrays)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
+def read_rgb(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
     """Read any image (greyscale, RGBA, palette, 16-bit) as RGB uint8 (H, W, 3).
 
+    `exif=True` turns the picture upright as its EXIF orientation says (a phone photo), for
+    images without labels; dataset images stay as stored, since their labels are too.
     A corrupt or truncated file raises a `DepthGError` naming it.
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
+            if exif:
+                from PIL import ImageOps
+
+                img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(img, dtype=np.float64)
                 top = arr.max() if arr.max() > 0 else 1.0
@@ -173,6 +179,32 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
         raise DepthGError(f"label {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DepthGError(f"cannot read label {path} ({type(err).__name__}: {err})") from None
+
+
+def read_depth_png(path: str | os.PathLike,
+                   remedy: str = "re-run the depth stage (python -m depthg_lib.depth)"
+                   ) -> np.ndarray:
+    """A stored depth map as it is stored: uint16 (16-bit PNG, docs/method.md §2) or uint8 (the
+    released code's 8-bit maps), one channel. A wider PNG is accepted if its values fit
+    0..65535, else it was not written by the depth stage: an error. Errors name the file and
+    end with `remedy` (what the calling stage suggests)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise DepthGError(f"depth map {path} does not exist; {remedy}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DepthGError(f"cannot read depth map {path} ({type(err).__name__}: {err}); delete "
+                          f"it and {remedy}") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]  # an RGB(A) depth PNG: its channels are equal
+    if arr.dtype not in (np.uint8, np.uint16):
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise DepthGError(f"depth map {path} holds values outside 0..65535; {remedy}")
+        arr = arr.astype(np.uint16)
+    return arr
 
 
 def sha256_file(path: str | os.PathLike) -> str:

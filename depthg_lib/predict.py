@@ -9,9 +9,13 @@ patch size (aspect kept; shorter side near the profile's `eval_res`, longer side
 twice that), segmented as in evaluation (codes averaged with the mirrored image, cluster
 probe), and the label map is resized back to the original size (nearest).
 
+Photos are turned upright as their EXIF orientation says before they are segmented.
 Per image, `--out` receives `<name>_label.png` (colour-coded clusters), `<name>_overlay.png`
-(the colours over the image) and `<name>_ids.png` (raw cluster ids, uint8); once per run,
-`legend.png` / `legend.json`. Clusters are named after classes when the checkpoint carries a
+(the colours over the image) and `<name>_ids.png` (raw cluster ids, uint8); once per folder,
+`legend.png` / `legend.json`. A folder whose legend describes another checkpoint or probe is
+refused (its colours would no longer mean what its legend says) unless `--force`, which
+first deletes the outputs that legend lists. Sub-folders of an input folder are not searched;
+they are listed as skipped. Clusters are named after classes when the checkpoint carries a
 cluster → class matching (written by `python -m depthg_lib.evaluate` beside it, or stored
 in the checkpoint under `cluster_assignment`); otherwise they are just "cluster k".
 """
@@ -146,11 +150,14 @@ def working_size(height: int, width: int, patch: int, target: int) -> tuple[int,
 
 
 def as_rgb(image) -> np.ndarray:
-    """Any image (path, PIL image, grey/RGBA/float array) → RGB uint8 (H, W, 3)."""
+    """Any image (path, PIL image, grey/RGBA/float array) → RGB uint8 (H, W, 3); files and
+    PIL images upright as their EXIF orientation says."""
     if isinstance(image, (str, os.PathLike)):
-        return read_rgb(image)
+        return read_rgb(image, exif=True)
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        from PIL import ImageOps
+
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
     arr = np.asarray(image)
     if arr.dtype.kind == "f":
         arr = np.round(np.clip(arr, 0, 1) * 255)
@@ -235,10 +242,17 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: Path | None = N
     for item in inputs:
         path = Path(item)
         if path.is_dir():
+            if exclude is not None and path.resolve() == exclude.resolve():
+                skipped.append((str(path), "the output folder itself"))
+                continue
             found = sorted(p for p in path.iterdir()
                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not p.name.startswith(".")
-                           and (exclude is None or p.resolve().parent != exclude.resolve()))
+                           and not p.name.startswith("."))
+            subfolders = sorted(p for p in path.iterdir()
+                                if p.is_dir() and not p.name.startswith(".")
+                                and (exclude is None or p.resolve() != exclude.resolve()))
+            skipped += [(str(p), "a sub-folder (not searched; pass it as an input to segment "
+                                 "its images)") for p in subfolders]
             if not found:
                 skipped.append((str(path), "folder holds no images (looked for "
                                            f"{', '.join(IMAGE_SUFFIXES)})"))
@@ -262,13 +276,15 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                   checkpoint: str | os.PathLike | None = None, device: str = "cpu",
                   probe: str = "cluster", crf: bool = False, profile=None,
-                  progress: bool = True) -> PredictionReport:
+                  progress: bool = True, force: bool = False) -> PredictionReport:
     """Segment image files and folders into `out`; bad inputs are skipped and listed.
 
-    When nothing at all could be segmented, one `DepthGError` lists why.
+    When nothing at all could be segmented, one `DepthGError` lists why. An `out` folder
+    whose legend describes another checkpoint or probe is refused unless `force`.
     """
     from tqdm.auto import tqdm
 
+    from .io import ensure_dir
     from .viz import colorize, overlay
 
     out = Path(out)
@@ -276,6 +292,7 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     if not files:
         why = "; ".join(f"{p}: {r}" for p, r in skipped) or "no inputs given"
         raise DepthGError(f"nothing to segment ({why})")
+    ensure_dir(out, "--out folder")
     seg = load_segmenter(checkpoint, device, profile=profile)
     report = PredictionReport(out=out, skipped=skipped)
     palette = seg.palette()
@@ -285,10 +302,12 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
         n = int(getattr(seg.model.linear_probe, "n_classes", 0) or seg.n_clusters)
         palette = (np.asarray(seg.class_colors, dtype=np.uint8) if seg.class_colors
                    else label_palette(n))
+    legend = _legend(seg, palette, probe)
+    earlier = _check_legend(out, legend, force)
     used: set[str] = set()
     for path in tqdm(files, desc="predict", disable=not progress):
         try:
-            rgb = read_rgb(path)
+            rgb = read_rgb(path, exif=True)
         except DepthGError:
             report.skipped.append((str(path), "not a readable image file"))
             continue
@@ -302,15 +321,22 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     if not report.written:
         raise DepthGError("no image could be segmented: " +
                           "; ".join(f"{p}: {r}" for p, r in report.skipped))
-    _write_legend(out, seg, palette, probe)
+    stems = sorted(set(earlier) | {p.name[: -len("_label.png")] for p in report.written})
+    _write_legend(out, legend, palette, stems)
     return report
 
 
-def _write_legend(out: Path, seg: Segmenter, palette: np.ndarray, probe: str) -> None:
-    import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
+_OUTPUT_SUFFIXES = ("_label.png", "_overlay.png", "_ids.png")
 
-    from .viz.evaluation import plot_legend
 
+def _checkpoint_identity(path: Path) -> str:
+    from .io import sha256_file
+
+    return sha256_file(path) if Path(path).is_file() else str(path)
+
+
+def _legend(seg: Segmenter, palette: np.ndarray, probe: str) -> dict:
+    """What `legend.json` says: which checkpoint and probe, and each id's name and colour."""
     if probe == "linear":
         names = list(seg.class_names or [f"class {k}" for k in range(len(palette))])
         entries = [f"class {k}: {n}" if not n.startswith("class ") else n
@@ -319,13 +345,50 @@ def _write_legend(out: Path, seg: Segmenter, palette: np.ndarray, probe: str) ->
     else:
         entries = seg.cluster_names()
         title = "clusters" + (" (matched to classes)" if seg.cluster_to_class else "")
-    fig = plot_legend(palette, entries, title=title)
-    fig.savefig(out / "legend.png", dpi=110, bbox_inches="tight")
+    return {"checkpoint": str(seg.checkpoint),
+            "checkpoint_sha256": _checkpoint_identity(seg.checkpoint), "probe": probe,
+            "title": title,
+            "entries": [{"id": k, "name": e, "color": [int(c) for c in palette[k]]}
+                        for k, e in enumerate(entries)]}
+
+
+def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
+    """The image stems an existing legend of `out` describes, if it says what `legend` says;
+    another legend is refused, or with `force` its outputs are deleted first."""
+    path = out / "legend.json"
+    if not path.exists():
+        return []
+    old = load_json(path)
+    same = all(old.get(k) == legend[k] for k in ("checkpoint_sha256", "probe", "entries"))
+    if same:
+        return list(old.get("outputs", []))
+    if not force:
+        what = ("another probe" if old.get("probe") != legend["probe"] and
+                old.get("checkpoint_sha256") == legend["checkpoint_sha256"]
+                else f"the outputs of another checkpoint ({old.get('checkpoint', '?')})"
+                if old.get("checkpoint_sha256") != legend["checkpoint_sha256"]
+                else "other cluster names or colours")
+        raise DepthGError(f"{path} describes {what}; its images would no longer match it. "
+                          "Choose another --out folder, or pass --force to delete those "
+                          "outputs and write new ones")
+    for stem in old.get("outputs", []):
+        for suffix in _OUTPUT_SUFFIXES:
+            (out / f"{stem}{suffix}").unlink(missing_ok=True)
+    return []
+
+
+def _write_legend(out: Path, legend: dict, palette: np.ndarray, stems: list[str]) -> None:
+    import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
+
+    from .viz.evaluation import plot_legend
+
+    fig = plot_legend(palette, [e["name"] for e in legend["entries"]], title=legend["title"])
+    from .io import atomic_path
+
+    with atomic_path(out / "legend.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    save_json(out / "legend.json", {
-        "checkpoint": str(seg.checkpoint), "probe": probe,
-        "entries": [{"id": k, "name": e, "color": [int(c) for c in palette[k]]}
-                    for k, e in enumerate(entries)]})
+    save_json(out / "legend.json", {**legend, "outputs": stems})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,10 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", choices=("cluster", "linear"), default="cluster")
     parser.add_argument("--crf", action="store_true", help="refine with a dense CRF")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the outputs of another checkpoint or probe in --out")
     args = parser.parse_args(argv)
     report = predict_files(args.inputs, args.out, checkpoint=args.checkpoint,
                            device=args.device, probe=args.probe, crf=args.crf,
-                           profile=args.profile)
+                           profile=args.profile, force=args.force)
     print(report)
     return 0
 

@@ -211,3 +211,65 @@ def test_real_evaluation_then_prediction_names_clusters(real_run, tmp_path):
     seg = pr.load_segmenter(ckpt, "cpu")  # now reads the matching evaluate stored
     assert seg.cluster_to_class == m["unsupervised"]["cluster_to_class"]
     assert any("→" in name for name in seg.cluster_names())
+
+
+def test_exif_orientation_is_applied_before_segmenting(fake_segmenter, tmp_path):
+    stored = _red_blue(30, 50)  # as the camera stored it: red left, blue right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the viewer turns it 90° clockwise
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = np.rot90(stored, k=-1)  # (50, 30): red on top, blue at the bottom
+    pr.predict_files([tmp_path / "phone.jpg"], tmp_path / "out", progress=False)
+    ids = np.asarray(Image.open(tmp_path / "out" / "phone_ids.png"))
+    assert ids.shape == (50, 30)
+    np.testing.assert_array_equal(ids, pr.segment(fake_segmenter, upright))
+    assert pr.predict(tmp_path / "phone.jpg")[0].shape == (50, 30)
+    assert pr.as_rgb(Image.open(tmp_path / "phone.jpg")).shape == (50, 30, 3)
+
+
+def test_legend_of_earlier_outputs_is_never_overwritten(monkeypatch, tmp_path):
+    Image.fromarray(_red_blue(16, 16)).save(tmp_path / "a.png")
+    Image.fromarray(_red_blue(16, 24)).save(tmp_path / "b.png")
+    out = tmp_path / "out"
+    first = _segmenter(assignment=True)
+    monkeypatch.setattr(pr, "load_segmenter", lambda *a, **k: first)
+    pr.predict_files([tmp_path / "a.png"], out, progress=False)
+    pr.predict_files([tmp_path / "b.png"], out, progress=False)  # same legend: adds to it
+    assert json.loads((out / "legend.json").read_text())["outputs"] == ["a", "b"]
+    before = (out / "legend.json").read_text()
+    other = _segmenter(assignment=False)  # another matching: other names for the colours
+    monkeypatch.setattr(pr, "load_segmenter", lambda *a, **k: other)
+    with pytest.raises(DepthGError, match=r"legend\.json describes .*--force"):
+        pr.predict_files([tmp_path / "b.png"], out, progress=False)
+    assert (out / "legend.json").read_text() == before and (out / "a_label.png").exists()
+    with pytest.raises(DepthGError, match="another probe"):
+        monkeypatch.setattr(pr, "load_segmenter", lambda *a, **k: first)
+        pr.predict_files([tmp_path / "b.png"], out, probe="linear", progress=False)
+    monkeypatch.setattr(pr, "load_segmenter", lambda *a, **k: other)
+    pr.predict_files([tmp_path / "b.png"], out, progress=False, force=True)
+    legend = json.loads((out / "legend.json").read_text())
+    assert legend["outputs"] == ["b"] and legend["entries"][0]["name"] == "cluster 0"
+    assert not (out / "a_label.png").exists()  # described by the old legend only: removed
+
+
+def test_skipped_sub_folders_are_listed(fake_segmenter, tmp_path):
+    src = tmp_path / "in"
+    (src / "holiday").mkdir(parents=True)
+    Image.fromarray(_red_blue(16, 16)).save(src / "a.png")
+    Image.fromarray(_red_blue(16, 16)).save(src / "holiday" / "b.png")
+    report = pr.predict_files([src], src / "out", progress=False)
+    assert len(report.written) == 1
+    assert "not searched" in dict(report.skipped)[str(src / "holiday")]
+    assert str(src / "out") not in dict(report.skipped)  # the output folder is not news
+    assert "holiday" in str(report)
+
+
+def test_out_that_is_a_file_is_one_line(fake_segmenter, tmp_path, capsys):
+    from depthg_lib.errors import run_cli
+
+    Image.fromarray(_red_blue(16, 16)).save(tmp_path / "a.png")
+    (tmp_path / "out.txt").write_text("")
+    with pytest.raises(SystemExit):
+        run_cli(pr.main, [str(tmp_path / "a.png"), "--out", str(tmp_path / "out.txt")])
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot use") and err.count("\n") == 1
