@@ -35,22 +35,27 @@ def _write_scene(paths: dict[str, Path], scene: Scene) -> None:
 
 
 def generate(out_dir, n_train: int, n_val: int, size: int, seed: int, progress: bool = True,
-             force: bool = False) -> Path:
+             force: bool = False, camouflage: float = 0.0) -> Path:
     """Render a SynthScenes dataset into `out_dir` (STEGO layout); resumable, deterministic.
 
     Image i of a split is drawn from `default_rng([seed, split_id, i])`, so an interrupted run
     continues where it stopped and the same arguments give byte-identical files. A re-run with
     other arguments is refused unless `force=True`, which deletes the old images first.
+    `camouflage` is the share of things dressed like the ground they stand on (`sample_layout`).
     """
     for name, value, low in (("n_train", n_train, 0), ("n_val", n_val, 0), ("size", size, 16),
                              ("seed", seed, 0)):
         if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
             raise DepthGError(f"SynthScenes: {name} must be an integer >= {low}, got {value!r}")
+    if not 0.0 <= float(camouflage) <= 1.0:
+        raise DepthGError(f"SynthScenes: camouflage must be in [0, 1], got {camouflage!r}")
     out = Path(out_dir)
     settings = {"stage": "synthscenes", "renderer_version": RENDER_VERSION,
                 "n_train": int(n_train), "n_val": int(n_val), "size": int(size),
                 "seed": int(seed), "far_depth": FAR_DEPTH,
                 "classes": [dataclasses.asdict(c) for c in CLASSES]}
+    if camouflage:  # recorded only when used: datasets made before the knob stay valid
+        settings["camouflage"] = float(camouflage)
     if force:
         for sub, ext in _OUTPUTS.items():
             for split in SPLIT_IDS:
@@ -65,7 +70,8 @@ def generate(out_dir, n_train: int, n_val: int, size: int, seed: int, progress: 
         paths = _paths(out, split, f"{split}_{i:05d}")
         if all(p.exists() for p in paths.values()):
             continue
-        scene = render_scene(np.random.default_rng([int(seed), SPLIT_IDS[split], i]), int(size))
+        scene = render_scene(np.random.default_rng([int(seed), SPLIT_IDS[split], i]), int(size),
+                             camouflage=float(camouflage))
         _write_scene(paths, scene)
     return out
 
@@ -80,11 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-val", type=int, required=True, help="number of validation images")
     parser.add_argument("--size", type=int, required=True, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--camouflage", type=float, default=0.0,
+                        help="share of things dressed like the ground (default 0)")
     parser.add_argument("--force", action="store_true",
                         help="replace a dataset made with other settings")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     out = generate(args.out, args.n_train, args.n_val, args.size, args.seed,
-                   progress=not args.no_progress, force=args.force)
+                   progress=not args.no_progress, force=args.force, camouflage=args.camouflage)
     print(f"SynthScenes: {args.n_train} train + {args.n_val} val images of {args.size}px in {out}")
     return 0

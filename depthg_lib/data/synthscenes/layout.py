@@ -8,7 +8,20 @@ import math
 
 import numpy as np
 
-from .classes import BOX, BUILDING, CONE, CYLINDER, PERSON, SPHERE, THING_IDS, TREE, WATER
+from .classes import (
+    BOX,
+    BUILDING,
+    CONE,
+    CYLINDER,
+    GRASS,
+    PERSON,
+    ROAD,
+    SAND,
+    SPHERE,
+    THING_IDS,
+    TREE,
+    WATER,
+)
 from .materials import ground_material
 from .noise import noise_table
 from .render import render_layout
@@ -209,9 +222,21 @@ def _sample_building(rng, fov_rad, ground: Ground, table):
     return None
 
 
+def camouflaged(parts, ground: Ground, material: int):
+    """The parts of a thing re-dressed in the look of the ground material it stands on."""
+    look = {GRASS: ground.grass, ROAD: ground.road_look, SAND: ground.sand_look}[material]
+    return tuple((shape, look) for shape, _ in parts)
+
+
 def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
-                  n_buildings: int | None = None) -> Layout:
-    """Draw a random scene description; `n_things`/`n_buildings` override the counts."""
+                  n_buildings: int | None = None, camouflage: float = 0.0) -> Layout:
+    """Draw a random scene description; `n_things`/`n_buildings` override the counts.
+
+    `camouflage` (0..1, the study's knob): each thing, with this probability, wears the look
+    (colours and texture) of the ground it stands on, so that appearance alone cannot tell it
+    from the ground. The coin comes from its own stream: the layout, and every scene at
+    camouflage 0, stay what the seed gave before.
+    """
     rng = np.random.default_rng(rng)
     camera = Camera(height=_u(rng, 1.0, 2.6), pitch=_u(rng, -24.0, 0.0), fov=_u(rng, 60.0, 90.0),
                     exposure=_u(rng, 0.92, 1.1), noise=_u(rng, 0.008, 0.025))
@@ -232,6 +257,7 @@ def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
     if n_things is None:
         n_things = 4 + int(rng.random() * 6)
     placed: list[tuple[float, float, float]] = []
+    coins = np.random.default_rng([noise_seed, 13])  # camouflage's own stream
     for _ in range(n_things):
         cls = _pick(rng, THING_IDS)
         parts, radius = _thing_parts(rng, cls, 0.0, 0.0)  # drawn once, then moved into place
@@ -247,6 +273,8 @@ def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
                 continue
             placed.append((x, y, radius))
             parts = tuple((_moved(shape, x, y), look) for shape, look in parts)
+            if coins.random() < camouflage:
+                parts = camouflaged(parts, ground, int(mat[0]))
             objects.append(SceneObject(cls, len(placed), parts))
             break
     return Layout(camera=camera, sky=sky, ground=ground, objects=tuple(objects),
@@ -254,6 +282,6 @@ def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
 
 
 def render_scene(seed: int | np.random.Generator, size: int | tuple[int, int],
-                 n_things: int | None = None) -> Scene:
+                 n_things: int | None = None, camouflage: float = 0.0) -> Scene:
     """Render one random scene; the same seed gives the same scene at every size."""
-    return render_layout(sample_layout(seed, n_things=n_things), size)
+    return render_layout(sample_layout(seed, n_things=n_things, camouflage=camouflage), size)
