@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from .config import Profile, load_profile, profile_arg
 from .data.base import IGNORE
@@ -29,6 +28,7 @@ from .data.readers import reader_for_profile
 from .errors import DepthGError, run_cli
 from .io import (
     check_stage_settings,
+    read_depth_png,
     read_label,
     read_rgb,
     record_digest,
@@ -103,27 +103,6 @@ def _journal_file(crop_dir: Path, split: str) -> Path:
 
 def _skipped_file(crop_dir: Path, split: str) -> Path:
     return crop_dir / f"{split}_skipped.txt"
-
-
-def read_depth_png(path: str | os.PathLike) -> np.ndarray:
-    """A depth PNG as stored: uint16 (16-bit, SPEC §2) or uint8; the file named on error."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            arr = np.asarray(img)
-    except FileNotFoundError:
-        raise DepthGError(f"depth map {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DepthGError(f"cannot read depth map {path} ({type(err).__name__}: {err}); delete "
-                          "it and re-run the depth stage, or pass --skip-bad") from None
-    if arr.ndim == 3:
-        arr = arr[..., 0]  # an RGB(A) depth PNG: its channels are equal
-    if arr.dtype not in (np.uint8, np.uint16):
-        if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise DepthGError(f"depth map {path} holds values outside 0..65535")
-        arr = arr.astype(np.uint16)
-    return arr
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,7 +278,7 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
     image = reader.load_image(split, name)
     label = reader.load_label(split, name)
     depth_file = reader.depth_path(split, name)
-    depth = read_depth_png(depth_file)
+    depth = read_depth_png(depth_file, "re-run the depth stage, or pass --skip-bad")
     height, width = image.shape[:2]
     for what, arr, path in (("label", label, reader.label_path(split, name)),
                             ("depth map", depth, depth_file)):
@@ -425,7 +404,7 @@ class CropReader:
             label = np.where(stored == 0, IGNORE, stored.astype(np.int64) - 1).astype(np.uint8)
         else:
             label = np.full(image.shape[:2], IGNORE, dtype=np.uint8)
-        depth = read_depth_png(paths["depth"])
+        depth = read_depth_png(paths["depth"], "re-run the crop stage with --force")
         if depth.dtype == np.uint8:
             depth = depth.astype(np.uint16) * 257
         return image, label, depth

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .config import REPO_ROOT, Profile, load_profile, profile_arg
@@ -36,6 +35,7 @@ from .env import resolve_device
 from .errors import DepthGError, run_cli
 from .io import (
     check_stage_settings,
+    read_depth_png,
     recorded_settings_differ,
     save_image,
     save_json,
@@ -279,22 +279,7 @@ def load_depth_png(path: str | os.PathLike, fidelity: str = "corrected") -> np.n
 
     Rounding exactly as `depth_from_uint16` documents.
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            arr = np.asarray(img)
-    except FileNotFoundError:
-        raise DepthGError(f"depth map {path} does not exist; create it with "
-                          f"`{_command()}`") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DepthGError(f"cannot read depth map {path} ({type(err).__name__}: {err}); delete "
-                          f"it and re-run `{_command()}`") from None
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    if arr.dtype not in (np.uint8, np.uint16):
-        arr = arr.astype(np.int64).clip(0, UINT16_MAX).astype(np.uint16)
-    return depth_from_uint16(arr, fidelity)
+    return depth_from_uint16(read_depth_png(path, f"re-run `{_command()}`"), fidelity)
 
 
 def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:

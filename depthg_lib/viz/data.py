@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from ..crop import crop_array, read_depth_png
+from ..crop import crop_array
+from ..io import read_depth_png
 from . import class_palette, colorize
 
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
