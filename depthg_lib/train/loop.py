@@ -35,7 +35,8 @@ from .validation import Validation
 BOOKKEEPING = frozenset({
     "name", "description", "source", "steps", "val_every", "val_images", "checkpoint_every",
     "num_workers", "precompute_features", "feature_cache_gb", "eval_res", "crf",
-    "ablation_seeds", "ablation_steps", "depth_batch", "knn_block"})
+    "ablation_seeds", "ablation_steps", "depth_batch", "knn_block", "tune_seed", "report_seed",
+    "study_n_report", "study_knob", "study_arms", "study_shift_offsets"})
 
 
 def stage_settings(profile: Profile, seed: int) -> dict:
