@@ -227,8 +227,12 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: 
             try:
                 _crop_one(reader, crop_dir, split, name, index, profile.crop_ratio)
             except DepthGError as err:
-                if not skip_bad or name in done:  # a numbered image cannot be dropped now
+                if name in done:  # a numbered image cannot be dropped now
                     raise
+                if not skip_bad:
+                    raise DepthGError(f"{err}; or pass --skip-bad to leave {split}/{name} out "
+                                      f"(listed in {_skipped_file(crop_dir, split).name})"
+                                      ) from None
                 reason = str(err).replace("\t", " ").replace("\n", " ")
                 skipped[name] = reason
                 log.write(f"skip\t{name}\t{reason}\n")

@@ -467,7 +467,8 @@ def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress
                     image = future.result()
                     if isinstance(image, DepthGError):
                         if not skip_bad:
-                            raise image
+                            raise DepthGError(f"{image}, or pass --skip-bad to leave it out "
+                                              "(listed in depth_skipped.json)") from None
                         skipped.append(f"{s}/{n}")
                         tqdm.write(f"skipped {s}/{n}: {image}", file=sys.stderr)
                         continue

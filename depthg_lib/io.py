@@ -165,7 +165,7 @@ def read_rgb(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DepthGError(
             f"cannot read image {path} ({type(err).__name__}: {err}); replace or delete the "
-            "file, or pass --skip-bad to skip it") from None
+            "file") from None  # stages that can leave it out add their --skip-bad hint
 
 
 def read_label(path: str | os.PathLike) -> np.ndarray:

@@ -71,9 +71,20 @@ def test_corrupt_and_truncated_images_name_the_file(tmp_path):
     for name, path in (("train_00000", garbage), ("train_00001", truncated)):
         with pytest.raises(DepthGError) as err:
             reader.load_image("train", name)
-        assert str(path) in str(err.value) and "--skip-bad" in str(err.value)
+        # the reader is used by stages without --skip-bad too (kNN, evaluate): no such hint
+        assert str(path) in str(err.value) and "--skip-bad" not in str(err.value)
     report = reader.check(deep=True)
     assert not report.usable and len(report.splits["train"].bad) == 2
+
+
+def test_stages_with_skip_bad_offer_it_and_it_works(tmp_path):
+    profile = _profile(tmp_path, n_train=3, n_val=0)
+    reader = reader_for_profile(profile)
+    reader.image_path("train", "train_00001").write_bytes(b"not a jpeg")
+    with pytest.raises(DepthGError, match="train_00001.*or pass --skip-bad"):
+        run_crop_stage(profile, progress=False)
+    run_crop_stage(profile, skip_bad=True, progress=False)  # the hint, followed, works
+    assert len(CropReader.from_profile(profile, "train")) == 10
 
 
 def test_corrupt_mat_file_names_it(tmp_path):
