@@ -1,0 +1,51 @@
+"""python -m depthg_lib.study --profile study [--report-seed S] [--seeds N] [--resume]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import REPO_ROOT, positive_int
+from ..errors import run_cli
+from .report import ci_lines, results_table
+from .runner import run_study
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m depthg_lib.study",
+        description="The fair, resumable study of chapter 06: baselines, the factorial "
+                    "(STEGO, + depth, + FPS, + both) and the camouflage knob.")
+    parser.add_argument("--profile", default="study", help="profile name or YAML path")
+    parser.add_argument("--report-seed", type=int, default=None,
+                        help="SynthScenes seed of the report split (default: the profile's)")
+    parser.add_argument("--seeds", type=positive_int, default=None,
+                        help="training seeds (default: the profile's ablation_seeds)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the study stored in --out")
+    parser.add_argument("--force", action="store_true", help="forget stored results")
+    parser.add_argument("--out", default=None, help="default: runs/<profile>/study")
+    parser.add_argument("--publish", action="store_true",
+                        help="also write docs/study/results.json and the figures")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--n-boot", type=positive_int, default=1000)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-progress"]
+    shown = [("DIR" if i and shown[i - 1] == "--out" else a) for i, a in enumerate(shown)]
+    command = " ".join(["python -m depthg_lib.study", *shown])
+    results = run_study(args.profile, out_dir=args.out, seeds=args.seeds,
+                        report_seed=args.report_seed, device=args.device,
+                        progress=not args.no_progress, resume=args.resume, force=args.force,
+                        n_boot=args.n_boot,
+                        publish=REPO_ROOT / "docs" / "study" if args.publish else None,
+                        command=command)
+    print(results_table(results))
+    for line in ci_lines(results):
+        print(line)
+    print(f"{results['runs_done']} of {results['runs_total']} runs stored")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,277 @@
+"""The study's results file, its tables and sentences, and its figures — all read from data."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .. import ablation
+from ..config import REPO_ROOT, Profile
+from ..env import machine_name
+from ..io import load_json, save_json
+from ..models import profile_weights_identity
+from ..viz import ablation as viz
+from .splits import KNOB, KNOB_MEANING, knob_key, split_size
+from .stats import METRICS, paired_bootstrap, verdict
+
+BASELINES = {
+    "kmeans_raw_train_fit": "k-means on raw backbone features, fitted on the training crops",
+    "kmeans_raw_transductive": "k-means on raw backbone features, fitted on the report images",
+    "linear_raw": "linear probe on raw backbone features (trained on the training crops)",
+    "head_cluster_probe": "the trained head's cluster probe (reference arm)",
+    "head_kmeans_codes": "k-means on the trained head's codes, fitted on the training crops",
+    "head_linear_probe": "the trained head's linear probe (reference arm)",
+}
+RESULT_KEYS = ("splits", "seeds", "knob", "arms", "baselines", "ci95", "command", "machine",
+               "date")
+
+
+def reference_arm(profile: Profile, arms: list[str]) -> str:
+    """The arm whose head the baseline table shows: DepthG in the profile's fidelity."""
+    want = f"depthg-{profile.fidelity}"
+    return want if want in arms else arms[-1]
+
+
+def _rows(study, kind: str, name: str, knob: float) -> list[dict]:
+    """Stored rows of the current identities, one per seed of this study, in seed order."""
+    by_seed = {}
+    for r in study.store.rows:
+        if r["kind"] == kind and r["name"] == name and r["knob"] == knob_key(knob):
+            by_seed[r["seed"]] = r
+    return [by_seed[s] for s in study.seeds if s in by_seed and _current(study, by_seed[s])]
+
+
+def _current(study, row: dict) -> bool:
+    """Is a stored row one of this study's identities (not an older setting's)?"""
+    knob = float(row["knob"])
+    if row["kind"] == "arm":
+        return row["id"] == study.arm_identity(row["name"], knob, row["seed"])
+    return row["id"] == study.baseline_identity(row["name"], knob, row["seed"])
+
+
+def _stack(study, rows: list[dict], key: str) -> np.ndarray:
+    return np.stack([study.store.hists(r)[key] for r in rows])
+
+
+def validation_curves(study, knob: float) -> dict:
+    """Per arm: validation steps and the mean over seeds of the tune-split probe scores."""
+    import csv
+
+    curves = {}
+    for arm in study.arms:
+        per_seed = []
+        for seed in study.seeds:
+            log = study.run_dir(arm, knob, seed) / "log.csv"
+            if not log.exists():
+                continue
+            with open(log, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if r.get("val_cluster_miou")]
+            if rows:
+                per_seed.append([(int(r["step"]) + 1, float(r["val_cluster_miou"]),
+                                  float(r["val_linear_miou"])) for r in rows])
+        if not per_seed:
+            continue
+        n = min(len(c) for c in per_seed)
+        arr = np.array([c[:n] for c in per_seed])  # (seeds, points, 3)
+        curves[arm] = {"step": arr[0, :, 0].astype(int).tolist(),
+                       "val_cluster_miou": np.round(arr[:, :, 1].mean(0), 3).tolist(),
+                       "val_linear_miou": np.round(arr[:, :, 2].mean(0), 3).tolist(),
+                       "seeds": len(per_seed)}
+        values = arr[:, :, 1].mean(0)
+        quarter = max(1, n // 4)
+        curves[arm]["gain_last_quarter"] = round(float(values[-1] - values[-1 - quarter]), 3) \
+            if n > quarter else None
+    return curves
+
+
+def summarize(study) -> dict:
+    """The results file: splits, seeds, knob, arms, baselines, paired CIs, premise, curves."""
+    p = study.profile
+    arms, baselines, per_seed, ci95 = {}, {}, {}, {}
+    ref = reference_arm(p, study.arms)
+    complete = True
+    for knob in study.knobs:
+        key = knob_key(knob)
+        rows = {arm: _rows(study, "arm", arm, knob) for arm in study.arms}
+        base_rows = {name: _rows(study, "baseline", name, knob)
+                     for name in ("kmeans_raw_train_fit", "kmeans_raw_transductive",
+                                  "linear_raw")}
+        complete &= all(len(r) == len(study.seeds) for r in rows.values())
+        for arm, rs in rows.items():
+            arms.setdefault(arm, {})[key] = {
+                "unsup": [round(r["unsup"], 3) for r in rs],
+                "linear": [round(r["linear"], 3) for r in rs],
+                "kmeans_codes": [round(r["kmeans_codes"], 3) for r in rs],
+                "seeds": [r["seed"] for r in rs]}
+        values = {name: [r["unsup" if "kmeans" in name else "linear"] for r in rs]
+                  for name, rs in base_rows.items()}
+        values["head_cluster_probe"] = [r["unsup"] for r in rows.get(ref, [])]
+        values["head_kmeans_codes"] = [r["kmeans_codes"] for r in rows.get(ref, [])]
+        values["head_linear_probe"] = [r["linear"] for r in rows.get(ref, [])]
+        for name, vals in values.items():
+            baselines.setdefault(name, {})[key] = round(float(np.mean(vals)), 3) if vals \
+                else None
+            per_seed.setdefault(name, {})[key] = [round(v, 3) for v in vals]
+        # paired differences over the seeds both sides have
+        pairs = []
+        for arm in study.arms:
+            partner = ablation.stego_partner(arm)
+            if arm != partner and partner in rows:
+                pairs += [(arm, partner, "arm", m) for m in ("unsup", "linear")]
+        if {"depthg-corrected", "depthg-released"} <= set(study.arms):
+            pairs += [("depthg-corrected", "depthg-released", "arm", m)
+                      for m in ("unsup", "linear")]
+        for arm in dict.fromkeys([ref, f"stego-{p.fidelity}"]):
+            if arm in rows:
+                pairs += [(arm, "kmeans_raw_train_fit", "baseline", "unsup"),
+                          (arm, "kmeans_raw_transductive", "baseline", "unsup"),
+                          (arm, "linear_raw", "baseline", "linear")]
+        for a, b, kind_b, metric in pairs:
+            ra = {r["seed"]: r for r in rows[a]}
+            rb = {r["seed"]: r for r in (rows[b] if kind_b == "arm" else base_rows[b])}
+            seeds = [s for s in study.seeds if s in ra and s in rb]
+            if not seeds:
+                continue
+            ha = _stack(study, [ra[s] for s in seeds], metric)
+            hb = _stack(study, [rb[s] for s in seeds], metric)
+            ci = paired_bootstrap(ha, hb, METRICS[metric], n_boot=study.n_boot, seed=0)
+            ci = {k: round(v, 3) if isinstance(v, float) else v for k, v in ci.items()}
+            ci["verdict"] = verdict(ci)
+            ci95.setdefault(f"{a} vs {b}", {}).setdefault(key, {})[metric] = ci
+    premise = {knob_key(k): kd.premise for k, kd in study.knob_data.items()}
+    done = sum(len(v2["unsup"]) for v in arms.values() for v2 in v.values())
+    return {
+        "schema": 1,
+        "profile": p.name,
+        "complete": bool(complete),
+        "runs_done": done,
+        "runs_total": len(study.seeds) * len(study.knobs) * len(study.arms),
+        "splits": {"train": p.synth_seed, "tune": p.tune_seed, "report": p.report_seed,
+                   "n_train_images": p.synth_n_train, "n_tune_images": split_size(p, "tune"),
+                   "n_report_images": split_size(p, "report"), "image_size": p.synth_size},
+        "seeds": list(study.seeds),
+        "knob": {"name": KNOB, "settings": [knob_key(k) for k in study.knobs],
+                 "meaning": KNOB_MEANING},
+        "arms": arms,
+        "arm_labels": {a: ablation.ARMS[a] for a in study.arms},
+        "reference_arm": ref,
+        "baselines": baselines,
+        "baselines_per_seed": per_seed,
+        "baseline_labels": BASELINES,
+        "ci95": ci95,
+        "ci_method": (f"paired bootstrap over training seeds and report images "
+                      f"({study.n_boot} draws, percentile interval); unsupervised mIoU is "
+                      "re-matched (Hungarian) in every draw"),
+        "premise": premise,
+        "validation": {"split": "tune", "knob": knob_key(study.knobs[0]),
+                       "curves": validation_curves(study, study.knobs[0])},
+        "shifts": {**study.tuning, "used": {"shift_intra": p.shift_intra + study.shift_offset,
+                                            "shift_inter": p.shift_inter + study.shift_offset,
+                                            "shift_neg": p.shift_neg + study.shift_offset}},
+        "training": {"steps": study.steps, "batch_size": p.batch_size, "lr": p.lr,
+                     "val_every": study.val_every, "res": p.res, "dim": p.dim,
+                     "samples": p.samples, "depth_backend": p.depth_backend},
+        "backbone": {"name": p.backbone, "weights_identity": profile_weights_identity(p),
+                     "saw": backbone_saw(p)},
+        "command": study.command,
+        "machine": machine_name(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
+        "seconds_this_process": round(time.time() - study.started),
+        "seconds_stored_runs": round(sum(r.get("seconds", 0) for r in study.store.rows)),
+    }
+
+
+def backbone_saw(profile: Profile) -> str:
+    """What the frozen backbone was trained on, in words (from the weights manifest)."""
+    if not profile.backbone.startswith("embedded"):
+        return f"{profile.backbone}: its own pretraining data (not SynthScenes)"
+    manifest = Path(__file__).parent / "weights" / "manifest.json"
+    entry = load_json(manifest).get("vit", {}) if manifest.exists() else {}
+    data = entry.get("training_data") or entry.get("data") or "SynthScenes (pretraining seed)"
+    if isinstance(data, dict):
+        data = ", ".join(f"{k} {v}" for k, v in data.items())
+    return (f"{data}; rendered without camouflage (the knob did not exist then): no new "
+            "pretraining for this study, so camouflaged things are new to the backbone")
+
+
+def write_figures(results: dict, folder: Path) -> list[Path]:
+    """The validation curves and DepthG − STEGO against the knob, as PNGs in `folder`."""
+    written = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, draw in (("validation", viz.validation_curves), ("knob", viz.knob_effect),
+                       ("arms", viz.arm_table_figure)):
+        fig = draw(results)
+        if fig is None:
+            continue
+        path = folder / f"study_{name}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def publish_results(results: dict, results_path: Path, figures: list[Path],
+                    docs_dir: Path) -> None:
+    """Copy the results file and figures to `docs_dir` (docs/study) and figures/."""
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    if results_path.resolve() != (docs_dir / "results.json").resolve():
+        save_json(docs_dir / "results.json", results)
+    fig_dir = REPO_ROOT / "figures"
+    for fig in figures:
+        for target in (docs_dir / fig.name, fig_dir / fig.name):
+            if fig.resolve() != target.resolve():
+                shutil.copyfile(fig, target)
+
+
+def results_table(results: dict, knob: str | None = None) -> str:
+    """Markdown: per arm, mean ± std over seeds of report mIoU (unsup., linear, k-means on
+    codes), then the baselines."""
+    knob = knob or results["knob"]["settings"][0]
+    lines = [f"| {KNOB} {knob} | seeds | unsup. mIoU | linear mIoU | k-means on codes |",
+             "|---|---:|---:|---:|---:|"]
+
+    def cell(values):
+        if not values:
+            return "—"
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        return f"{np.mean(values):.1f} ± {sd:.1f}"
+
+    for arm, by_knob in results["arms"].items():
+        v = by_knob.get(knob, {})
+        label = results.get("arm_labels", {}).get(arm, arm)
+        lines.append(f"| {label} | {len(v.get('unsup', []))} | {cell(v.get('unsup'))} | "
+                     f"{cell(v.get('linear'))} | {cell(v.get('kmeans_codes'))} |")
+    for name in results["baselines"]:
+        if name.startswith("head_"):
+            continue
+        vals = results.get("baselines_per_seed", {}).get(name, {}).get(knob, [])
+        unsup = cell(vals) if "kmeans" in name else "—"
+        linear = cell(vals) if name == "linear_raw" else "—"
+        lines.append(f"| {BASELINES.get(name, name)} | {len(vals)} | {unsup} | {linear} | — |")
+    return "\n".join(lines)
+
+
+def ci_lines(results: dict, knob: str | None = None) -> list[str]:
+    """One sentence per paired difference at a knob setting, read from the results."""
+    knob = knob or results["knob"]["settings"][0]
+    out = []
+    for name, by_knob in results["ci95"].items():
+        for metric, ci in by_knob.get(knob, {}).items():
+            out.append(f"{name} ({metric} mIoU): {ci['diff']:+.1f} points, 95 % CI "
+                       f"[{ci['lo']:+.1f}, {ci['hi']:+.1f}] over {ci['seeds']} seeds × "
+                       f"{ci['images']} images — {ci['verdict']}")
+    return out
+
+
+def head_margin(results: dict, knob: str | None = None) -> dict | None:
+    """The head (reference arm, unsupervised) minus k-means on raw features fitted on train."""
+    knob = knob or results["knob"]["settings"][0]
+    ref = results.get("reference_arm")
+    return results["ci95"].get(f"{ref} vs kmeans_raw_train_fit", {}).get(knob, {}).get("unsup")

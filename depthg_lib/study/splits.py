@@ -1,0 +1,189 @@
+"""The study's data: train / tune / report splits by SynthScenes seed, at each knob setting."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Profile, profile_arg
+from ..crop import CropReader, run_crop_stage
+from ..data import get_reader, synthscenes
+from ..depth import normalise_depth, run_depth_stage
+from ..errors import DepthGError
+from ..evaluate import resize_crop, to_tensor
+from ..knn import load_knn, run_knn_stage
+from ..premise import fps_thing_share, same_class_auroc
+from ..train import ArrayCrops, TrainData
+from ..train.data import prepare_caches
+from ..transforms import resize_center_crop
+
+KNOB = "camouflage"
+KNOB_MEANING = ("SynthScenes `camouflage`: the share of things (box, sphere, cylinder, cone, "
+                "tree, person) that wear the look — colours and texture — of the ground they "
+                "stand on, so that appearance alone cannot tell them from it")
+
+
+def knob_key(value: float) -> str:
+    """The JSON key of a knob setting: `0`, `0.5`, ..."""
+    return f"{float(value):g}"
+
+
+@dataclass
+class ImageSet:
+    """Whole images of one split at `eval_res` (docs/method.md §9) and their frozen features.
+
+    feats / feats_flip: backbone features of the images and of their mirror images
+    (N, D, h, w); labels (N, H, W) int64 with −1 = ignore; depth (N, H, W) ground truth,
+    min–max normalised per image (premise only); raw_labels uint8 with 255 = ignore.
+    """
+
+    feats: torch.Tensor
+    feats_flip: torch.Tensor
+    labels: np.ndarray
+    raw_labels: np.ndarray
+    depth: np.ndarray
+    images: np.ndarray  # uint8 (N, H0, W0, 3) as rendered (tune: the validation crops)
+
+
+@dataclass
+class KnobData:
+    """What one knob setting needs, prepared once: the profile whose dataset is its train
+    split, per fidelity the training data (crops, kNN, tune crops, feature cache) and the
+    tune and report image sets, and the premise measured on tune."""
+
+    knob: float
+    profile: Profile
+    train_data: dict
+    tune: dict
+    report: dict
+    premise: dict
+
+
+def knob_profile(profile: Profile, knob: float) -> Profile:
+    """The profile at one knob setting: its own dataset at the profile's own camouflage (so
+    chapters 00–03's outputs are reused), else a dataset folder named after the setting."""
+    base = profile.dataset_dir or profile.dataset
+    if math.isclose(knob, profile.synth_camouflage):
+        return profile
+    return profile.replace(synth_camouflage=float(knob),
+                           dataset_dir=f"{base}_{KNOB}{knob_key(knob)}")
+
+
+def split_dir(profile: Profile, role: str, knob: float) -> Path:
+    """Folder of the tune or report split's scenes at a knob setting."""
+    seed = profile.tune_seed if role == "tune" else profile.report_seed
+    base = profile.dataset_dir or profile.dataset
+    return profile.paths.data_root / f"{base}_{role}{seed}_{KNOB}{knob_key(knob)}"
+
+
+def split_size(profile: Profile, role: str) -> int:
+    if role == "report" and profile.study_n_report:
+        return profile.study_n_report
+    return profile.synth_n_val
+
+
+def _generate(out: Path, n_train: int, n_val: int, profile: Profile, seed: int, knob: float,
+              progress: bool) -> Path:
+    extra = {KNOB: float(knob)} if knob else {}
+    return synthscenes.generate(out, n_train=n_train, n_val=n_val, size=profile.synth_size,
+                                seed=seed, progress=progress, **extra)
+
+
+def prepare_train_split(kp: Profile, device: str, progress: bool) -> None:
+    """Chapters 00–03 for the train split at one knob setting (each stage skips done work)."""
+    _generate(kp.paths.dataset_dir, kp.synth_n_train, kp.synth_n_val, kp, kp.synth_seed,
+              kp.synth_camouflage, progress)
+    run_depth_stage(kp, device=device, progress=progress)
+    run_crop_stage(kp, split="all", progress=progress)
+    run_knn_stage(kp, device=device, progress=progress)
+
+
+@torch.no_grad()
+def load_image_set(folder: Path, size: int, fidelity: str, backbone, device,
+                   batch_size: int = 16) -> ImageSet:
+    """The `val` split of a SynthScenes folder at `size`, resized as evaluation does in this
+    fidelity (nearest in `released`, bilinear in `corrected`), with its backbone features."""
+    reader = get_reader("synthscenes", folder)
+    names = list(reader.names("val"))
+    if not names:
+        raise DepthGError(f"{folder} holds no val images; delete the folder and run the study "
+                          "again")
+    mode = "nearest" if fidelity == "released" else "bilinear"
+    images, resized, raw, depth = [], [], [], []
+    for name in names:
+        image = reader.load_image("val", name)
+        im, lab = resize_crop(image, size, reader.load_label("val", name), mode)
+        d = normalise_depth(reader.load_gt_depth("val", name)).astype(np.float32)
+        images.append(image)
+        resized.append(im)
+        raw.append(lab)
+        depth.append(resize_center_crop(d, size, "bilinear"))
+    feats, flips = [], []
+    for start in range(0, len(resized), batch_size):
+        x = to_tensor(resized[start:start + batch_size]).to(device)
+        feats.append(backbone(x).float().cpu())
+        flips.append(backbone(x.flip(dims=[3])).float().cpu())
+    raw = np.stack(raw)
+    target = raw.astype(np.int64)
+    n_classes = len(reader.class_names)
+    target[(target < 0) | (target >= n_classes)] = -1
+    return ImageSet(torch.cat(feats), torch.cat(flips), target, raw, np.stack(depth),
+                    np.stack(images))
+
+
+def prepare_knob(profile: Profile, knob: float, fidelities, backbone, device, progress
+                 ) -> KnobData:
+    """Render, depth, crop and mine the train split; render tune and report; featurise."""
+    kp = knob_profile(profile, knob)
+    prepare_train_split(kp, str(device), progress)
+    folders = {}
+    for role in ("tune", "report"):
+        folders[role] = split_dir(profile, role, knob)
+        seed = profile.tune_seed if role == "tune" else profile.report_seed
+        _generate(folders[role], 0, split_size(profile, role), profile, seed, knob, progress)
+    train_data, tune, report = {}, {}, {}
+    crops = CropReader(kp.paths.crop_dir, "train", profile=profile_arg(kp))
+    knn = load_knn(kp.paths.knn_file("train"))
+    for fidelity in fidelities:
+        tune[fidelity] = load_image_set(folders["tune"], profile.eval_res, fidelity, backbone,
+                                        device)
+        report[fidelity] = load_image_set(folders["report"], profile.eval_res, fidelity,
+                                          backbone, device)
+        # the tune split is the validation set of every training run (validation curves)
+        raw_tune = load_image_set_raw(folders["tune"])
+        cache = (kp.paths.data_root / "features" / f"study_{kp.paths.crop_dir.name}_"
+                 f"{kp.backbone.replace('/', '_')}_{kp.res}_{fidelity}_tune{profile.tune_seed}")
+        data = TrainData(train=crops, knn=knn, val=raw_tune, cache_dir=cache,
+                         key=f"{kp.paths.crop_dir}|tune{profile.tune_seed}|{KNOB}{knob}")
+        variant = kp.replace(fidelity=fidelity)
+        data_caches = prepare_caches(variant, data, backbone, device, 0, 1, progress)
+        train_data[fidelity] = (data, data_caches)
+    ref = tune[profile.fidelity] if profile.fidelity in tune else next(iter(tune.values()))
+    premise = measure_premise(ref, profile, backbone)
+    return KnobData(knob, kp, train_data, tune, report, premise)
+
+
+def load_image_set_raw(folder: Path) -> ArrayCrops:
+    """A split's `val` images as crops for training-time validation (depth is never read)."""
+    reader = get_reader("synthscenes", folder)
+    names = list(reader.names("val"))
+    images = np.stack([reader.load_image("val", n) for n in names])
+    labels = np.stack([reader.load_label("val", n) for n in names]).astype(np.uint8)
+    return ArrayCrops(images, labels, np.zeros(labels.shape, dtype=np.uint16))
+
+
+def measure_premise(images: ImageSet, profile: Profile, backbone) -> dict:
+    """DepthG's premise on the tune images: AUROC of feature, depth and both for "same
+    class" (sky excluded; ground-truth depth) and FPS's share of points on things."""
+    auroc = same_class_auroc(images.feats, images.depth, images.raw_labels,
+                             pairs_per_image=2000, exclude=(synthscenes.SKY,), seed=0)
+    grid = (profile.res // backbone.patch_size,) * 2
+    share = fps_thing_share(images.depth, images.raw_labels, synthscenes.THING_IDS, grid,
+                            min(profile.samples, grid[0]))
+    return {"auroc": {k: round(v, 4) if isinstance(v, float) else v for k, v in auroc.items()},
+            "fps_thing_share": {k: round(v, 4) for k, v in share.items()},
+            "depth": "ground truth, min-max normalised per image; sky pairs excluded"}
