@@ -148,7 +148,6 @@ def test_figures(tmp_path):
         draw_five_crop,
         show_crops,
         show_five_crop,
-        show_samples,
     )
 
     profile = _synth_profile(tmp_path, n_train=2, n_val=0)
@@ -160,6 +159,5 @@ def test_figures(tmp_path):
     assert len(fig.axes) == 18
     crops = CropReader(run_crop_stage(profile, progress=False), "train")
     assert len(show_crops(crops, [0, 4, 9]).axes) == 9
-    assert len(show_samples(reader, "train", n=2).axes) == 6
     assert len(dominant_share_figure([0.5, 0.6], [0.9, 1.0]).axes) == 1
     matplotlib.pyplot.close("all")

@@ -204,7 +204,7 @@ def test_scene_figures(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from depthg_lib.viz.scenes import class_table, class_table_figure, show_scenes
+    from depthg_lib.viz.scenes import show_scenes
 
     scenes = [ss.render_scene(SEED + i, 32) for i in range(3)]
     fig = show_scenes(scenes, n=2)
@@ -214,7 +214,4 @@ def test_scene_figures(tmp_path):
     assert len(show_scenes(out, n=4).axes) == 4 * 2
     with pytest.raises(DepthGError, match="no images"):
         show_scenes(tmp_path, split="train")
-    rows = class_table()
-    assert [r["name"] for r in rows] == list(ss.CLASS_NAMES)
-    assert len(class_table_figure().axes[0].patches) == ss.N_CLASSES
     plt.close("all")

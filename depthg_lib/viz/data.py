@@ -13,8 +13,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from ..crop import crop_array
-from ..io import read_depth_png
-from . import class_palette, colorize
+from . import colorize
 
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
 BOX_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
@@ -100,30 +99,6 @@ def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None
             axes[r, c].imshow(pic, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
             axes[r, c].axis("off")
         axes[0, c].set_title(f"crop {n}\n{name} [{k}]", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def show_samples(reader, split: str = "train", n: int = 4, names: Sequence[str] | None = None):
-    """A few images of a dataset with their label and, once written, their depth."""
-    names = list(names) if names is not None else reader.names(split)[:n]
-    palette = class_palette(reader)
-    fig, axes = plt.subplots(3, len(names), figsize=(2.6 * len(names), 7.2), squeeze=False)
-    for c, name in enumerate(names):
-        label = reader.load_label(split, name)
-        depth_file = reader.depth_path(split, name)
-        depth = read_depth_png(depth_file) if depth_file.is_file() else None
-        pics = (reader.load_image(split, name),
-                None if label is None else colorize(label, palette), _depth_image(depth))
-        for r, (pic, what) in enumerate(zip(pics, ("image", "label", "depth"))):
-            axes[r, c].axis("off")
-            if pic is None:
-                _blank(axes[r, c], f"no {what} yet" if what == "depth" else f"no {what}")
-            else:
-                axes[r, c].imshow(pic, cmap="magma" if what == "depth" else None,
-                                  vmin=0 if what == "depth" else None,
-                                  vmax=1 if what == "depth" else None)
-        axes[0, c].set_title(name, fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -9,16 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.synthscenes import CLASSES, FAR_DEPTH, Scene
+from ..data.synthscenes import FAR_DEPTH, Scene
 from ..errors import DepthGError
 from ..io import read_label, read_rgb
 from . import class_palette, colorize
-
-
-def class_table() -> list[dict]:
-    """The class table as rows (id, name, thing/stuff, colour) for printing."""
-    return [{"id": i, "name": c.name, "kind": "thing" if c.is_thing else "stuff",
-             "color": c.color} for i, c in enumerate(CLASSES)]
 
 
 def colorize_instances(instance: np.ndarray) -> np.ndarray:
@@ -77,26 +71,5 @@ def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(rows[i])
-    fig.tight_layout()
-    return fig
-
-
-def class_table_figure():
-    """A legend of the SynthScenes classes: colour swatch, id, name, thing or stuff."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    rows = class_table()
-    fig, ax = plt.subplots(figsize=(3.6, 0.32 * len(rows) + 0.4))
-    for k, row in enumerate(rows):
-        y = len(rows) - 1 - k
-        ax.add_patch(Rectangle((0, y + 0.1), 0.8, 0.8,
-                               facecolor=np.array(row["color"]) / 255, edgecolor="black"))
-        ax.text(1.1, y + 0.5, f"{row['id']:2d}  {row['name']}", va="center", fontsize=10)
-        ax.text(4.6, y + 0.5, row["kind"], va="center", fontsize=9, color="#555555")
-    ax.set_xlim(0, 6)
-    ax.set_ylim(0, len(rows))
-    ax.axis("off")
-    ax.set_title("SynthScenes classes", fontsize=11)
     fig.tight_layout()
     return fig
