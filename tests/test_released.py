@@ -409,3 +409,21 @@ def test_a_config_pickled_by_real_omegaconf():
         "output_root": "../", "arch": "dino", "model_type": "vit_small", "dim": 70,
         "crop_types": ["five", None], "res": 224, "lr": 0.0005, "continuous": True,
         "nested": {"a": None, "m": "???", "i": "${res}"}, "full_name": "x"}}
+
+
+def test_evaluation_scores_a_released_model_as_released(released):
+    """The course's evaluation helpers take the imported model as they are: flip-averaged
+    codes, upsampled bilinearly before the probes, cluster probe log-softmax(2·cos)."""
+    from depthg_lib.evaluate import probe_log_probs
+
+    model = load_released(released)
+    images = _images(64, 64)
+    cluster, linear = probe_log_probs(model, model.backbone(), images, (80, 80))
+    sd = _state_dict()
+    code = (reference_codes(sd, images) + reference_codes(sd, images.flip(3)).flip(3)) / 2
+    code = F.interpolate(code, size=(80, 80), mode="bilinear", align_corners=False)
+    cos = torch.einsum("bchw,kc->bkhw", F.normalize(code, dim=1),
+                       F.normalize(sd["cluster_probe.clusters"].double(), dim=1))
+    assert (cluster.double() - (2 * cos).log_softmax(1)).abs().max().item() < 1e-4
+    logits = F.conv2d(code, sd["linear_probe.weight"].double(), sd["linear_probe.bias"].double())
+    assert (linear.double() - logits.log_softmax(1)).abs().max().item() < 1e-4
