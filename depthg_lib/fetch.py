@@ -618,13 +618,16 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m depthg_lib.fetch",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m depthg_lib.fetch",
+        description="Download what a paper profile needs (backbone, depth model, dataset, "
+                    "released checkpoint) to where it reads it; docs/reproduction.md §1, §6.")
     parser.add_argument("--profile", required=True, help="profile name or YAML file")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be fetched and the disk it needs; change nothing")
     parser.add_argument("--root", default=None,
-                        help="data folder instead of the profile's data_root")
+                        help="data folder instead of the profile's data_root (the stages "
+                        "read it only if the profile's data_root says so too)")
     parser.add_argument("--only", action="append", choices=KINDS,
                         help="fetch only this kind (repeatable)")
     parser.add_argument("--item", action="append", default=[],
