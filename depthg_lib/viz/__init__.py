@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 
 from ..data.synthscenes import CLASSES as SYNTH_CLASSES
@@ -15,8 +16,6 @@ from ..data.synthscenes import CLASSES as SYNTH_CLASSES
 
 def label_palette(n: int, seed: int = 0) -> np.ndarray:
     """`n` distinct RGB colours (uint8), stable for a seed; index 255 is drawn black."""
-    import matplotlib
-
     base = matplotlib.colormaps["tab20"].colors + matplotlib.colormaps["tab20b"].colors
     colours = np.array(base, dtype=np.float64)
     if n > len(colours):

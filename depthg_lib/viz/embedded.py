@@ -3,18 +3,17 @@ of patch features, CLS attention, k-means of patches), depth predictions, traini
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from matplotlib.patches import ConnectionPatch, FancyArrowPatch, FancyBboxPatch, Rectangle
 
+from ..pretrain import augment
 from . import colorize
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _off(ax) -> None:
@@ -25,9 +24,6 @@ def _off(ax) -> None:
 def objective_figure():
     """A schematic of the shipped objective: two views, one ViT, VICReg on CLS and on matched
     patches (invariance, variance, covariance)."""
-    plt = _plt()
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-
     fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 4)
@@ -65,12 +61,6 @@ def correspondence_figure(image: np.ndarray, seed: int = 0, size: int = 64, patc
                           scale: tuple[float, float] = (0.16, 0.64), n_lines: int = 12):
     """Two random views of one scene and lines between patches that see the same scene point:
     the pairs the local term pulls together."""
-    import torch
-    from matplotlib.patches import ConnectionPatch, Rectangle
-
-    from ..pretrain import augment
-
-    plt = _plt()
     gen = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
     idx = torch.zeros(1, dtype=torch.long)
@@ -120,7 +110,6 @@ def pca_rgb(features) -> np.ndarray:
 def show_patch_pca(images: Sequence[np.ndarray], features, labels=None, palette=None,
                    title: str = ""):
     """Rows: image, PCA of patch features as RGB, (optional) ground truth."""
-    plt = _plt()
     rgb = pca_rgb(features)
     rows = 3 if labels is not None else 2
     fig, axes = plt.subplots(rows, len(images), figsize=(2 * len(images), 2 * rows),
@@ -142,7 +131,6 @@ def show_patch_pca(images: Sequence[np.ndarray], features, labels=None, palette=
 
 def show_attention(images: Sequence[np.ndarray], attention, title: str = ""):
     """Each image, then the CLS token's attention to the patches for every head."""
-    plt = _plt()
     att = np.asarray(attention)
     n, heads = att.shape[:2]
     fig, axes = plt.subplots(n, heads + 1, figsize=(1.8 * (heads + 1), 1.8 * n), squeeze=False)
@@ -164,7 +152,6 @@ def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palet
                 title: str = ""):
     """Columns of images; rows: image, ground truth (patch level), then one row per method
     of Hungarian-matched k-means classes (`segmentations`: name → (N,h,w) class maps)."""
-    plt = _plt()
     rows = 2 + len(segmentations)
     fig, axes = plt.subplots(rows, len(images), figsize=(1.9 * len(images), 1.9 * rows),
                              squeeze=False)
@@ -186,7 +173,6 @@ def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palet
 def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str = ""):
     """Rows: image, ground truth, then each prediction; all per-image min–max normalised,
     larger = farther drawn bright (the stored format, SPEC §2)."""
-    plt = _plt()
 
     def norm(d):
         d = np.asarray(d, dtype=np.float64)
@@ -212,8 +198,6 @@ def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str =
 
 def read_pretrain_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A pretraining `log.csv` as columns of floats."""
-    import csv
-
     with open(path) as fh:
         rows = list(csv.DictReader(fh))
     return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
@@ -221,7 +205,6 @@ def read_pretrain_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def plot_pretrain_log(log: dict | str | os.PathLike, title: str = ""):
     """Losses and collapse monitors of a ViT run (entropies, feature spread), or depth losses."""
-    plt = _plt()
     if not isinstance(log, dict):
         log = read_pretrain_log(log)
     step = log["step"]

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Patch, Rectangle
 
 from ..transforms import resize_center_crop
 from . import colorize, label_palette, overlay
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str = "",
@@ -29,7 +25,6 @@ def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str
     with `normalize`, each ground-truth row sums to 1 (the share of the class's pixels that
     went to each prediction), so rare classes stay visible.
     """
-    plt = _plt()
     mat = np.asarray(histogram, dtype=np.float64).T
     if normalize:
         mat = mat / np.maximum(mat.sum(axis=1, keepdims=True), 1)
@@ -60,7 +55,6 @@ def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str
 def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = "per-class IoU"):
     """Grouped horizontal bars: one group per class, one bar per method (e.g. unsupervised,
     linear). Values in percent; undefined IoUs (class absent) are left empty."""
-    plt = _plt()
     methods = list(ious)
     classes = list(next(iter(ious.values())))
     n, m = len(classes), len(methods)
@@ -99,7 +93,6 @@ def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                   cluster_to_class: Sequence[int] | None = None,
                   palette: np.ndarray | None = None):
     """Grid: image | ground truth | unsupervised (clusters in matched class colours) | linear."""
-    plt = _plt()
     if palette is None:
         top = max(int(np.max(lab[lab != 255], initial=0)) for lab in labels) + 1
         palette = label_palette(top)
@@ -127,7 +120,6 @@ def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarra
                         cluster_to_class: Sequence[int] | None = None,
                         palette: np.ndarray | None = None):
     """Image | (ground truth) | prediction without CRF | with CRF, one row per image."""
-    plt = _plt()
     if palette is None:
         palette = label_palette(256)
     cols = [("image", list(images))]
@@ -152,9 +144,6 @@ def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarr
                    class_names: Sequence[str] | None = None):
     """A small (clusters × classes) count matrix with the Hungarian matching outlined, and the
     same matrix with rows reordered so matched pairs sit on the diagonal."""
-    plt = _plt()
-    from matplotlib.patches import Rectangle
-
     hist = np.asarray(histogram)
     rows, cols = assignment
     n_rows, n = hist.shape
@@ -188,9 +177,6 @@ def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarr
 
 def plot_legend(palette: np.ndarray, labels: Sequence[str], title: str = "legend"):
     """A colour swatch per entry (e.g. `cluster 3 → road`), for the prediction folder."""
-    plt = _plt()
-    from matplotlib.patches import Patch
-
     handles = [Patch(facecolor=np.asarray(palette[i]) / 255.0, edgecolor="black", label=text)
                for i, text in enumerate(labels)]
     ncol = 1 if len(handles) <= 14 else 2
@@ -204,9 +190,6 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                      titles: Sequence[str] | None = None):
     """Image | colour-coded prediction | overlay, one row per image, with a legend of the
     entries that occur (e.g. `cluster 3 → road`)."""
-    plt = _plt()
-    from matplotlib.patches import Patch
-
     rows = len(images)
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.4 * rows + 0.6), squeeze=False)
     for i, (img, lab) in enumerate(zip(images, labels)):
@@ -235,7 +218,6 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 def plot_resize_modes(image: np.ndarray, size: int):
     """The released evaluation resizes images with nearest neighbour (SPEC §9, golden README
     note 7); `corrected` uses bilinear. Both crops side by side, and their difference."""
-    plt = _plt()
     nearest = resize_center_crop(image, size, "nearest")
     bilinear = resize_center_crop(image, size, "bilinear")
     diff = np.abs(nearest.astype(np.int16) - bilinear.astype(np.int16)).mean(axis=2)

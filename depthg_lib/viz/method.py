@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -30,12 +31,6 @@ from ..sampling import (
     random_coords,
     sample,
 )
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _depth_map(depth) -> torch.Tensor:
@@ -74,7 +69,6 @@ def _to_pixels(cells: np.ndarray, grid_hw, image_hw) -> tuple[np.ndarray, np.nda
 def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | None = None,
                   seed: int = 0):
     """Random points, corrected FPS and released FPS (chosen vs read) over a depth map."""
-    plt = _plt()
     d = _depth_map(depth)
     hw = tuple(d.shape[-2:])
     grid_hw = tuple(grid_hw)
@@ -136,7 +130,6 @@ def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=No
     against a second image (what the positive and negative terms see). D is shown in both
     fidelities: corrected attracts points at similar depth, released is constant.
     """
-    plt = _plt()
     feats = torch.as_tensor(feats).float()
     h, w = feats.shape[-2:]
     cols = []
@@ -180,7 +173,6 @@ def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=No
 def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0):
     """The P×P depth correlation D of one image's n×n random sample points, released vs
     corrected, points sorted by depth so that the structure is visible."""
-    plt = _plt()
     d = _depth_map(depth)
     coords = random_coords(1, n, torch.Generator().manual_seed(seed))
     released = depth_correlation(d, d, (n, n), "released").reshape(n * n, n * n)

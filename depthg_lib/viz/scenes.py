@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from ..data.synthscenes import FAR_DEPTH, Scene
@@ -47,8 +48,6 @@ def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
     Accepts `Scene`s or a folder written by `generate` (first `n` images of `split`).
     Depth is drawn as inverse depth (near = bright), the sky (FAR_DEPTH) darkest.
     """
-    import matplotlib.pyplot as plt
-
     if isinstance(scenes_or_dir, str | os.PathLike):
         scenes = _load_dir(Path(scenes_or_dir), n, split)
     else:

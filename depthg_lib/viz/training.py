@@ -10,6 +10,7 @@ import csv
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from ..errors import DepthGError
@@ -40,8 +41,6 @@ def _log(log):
 
 def plot_loss_terms(log, ax=None):
     """Each DepthG loss term (unweighted) and the weighted total, against steps."""
-    import matplotlib.pyplot as plt
-
     log = _log(log)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
@@ -58,8 +57,6 @@ def plot_loss_terms(log, ax=None):
 
 def plot_probe_losses(log, ax=None):
     """The two probe losses (trained on the detached code) against steps."""
-    import matplotlib.pyplot as plt
-
     log = _log(log)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
@@ -73,8 +70,6 @@ def plot_probe_losses(log, ax=None):
 
 def plot_schedule(log, ax=None):
     """Sample grid S (left axis) and depth-term weight (right axis) against steps."""
-    import matplotlib.pyplot as plt
-
     log = _log(log)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
@@ -90,8 +85,6 @@ def plot_schedule(log, ax=None):
 
 def plot_probe_scores(log, ax=None):
     """Validation mIoU / accuracy of the linear and (Hungarian-matched) cluster probes."""
-    import matplotlib.pyplot as plt
-
     log = _log(log)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
@@ -115,8 +108,6 @@ def plot_probe_scores(log, ax=None):
 
 def plot_training(log, title: str | None = None):
     """All four panels of a run in one figure."""
-    import matplotlib.pyplot as plt
-
     log = _log(log)
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.5))
     plot_loss_terms(log, axes[0, 0])
