@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from . import embedded
@@ -134,8 +135,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise DepthGError(f"backbone weights {path} do not exist")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt, truncated, or not a checkpoint at all
@@ -145,6 +144,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_vit_weights(vit: nn.Module, path: str | os.PathLike, name: str) -> None:
     """Load a checkpoint into a timm ViT, checking every key and shape first."""
+    # timm (and the torchvision, hub code it pulls in) takes seconds to import: only here and
+    # in build_timm_vit, so the embedded backbone and the rest of the library do without it
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     raw = _strip_layout(read_state_dict(path))
