@@ -1,0 +1,169 @@
+"""The study (chapter 06): its statistics, its results file, and a tiny run end to end."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from depthg_lib import ablation, study
+from depthg_lib.config import load_profile
+from depthg_lib.data import synthscenes
+from depthg_lib.errors import DepthGError
+from depthg_lib.study import stats
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def _random_hists(rng, seeds, images, k=4, pixels=50):
+    """Per-seed, per-image confusion matrices of a noisy labeller (S, N, k, k)."""
+    out = np.zeros((seeds, images, k, k), dtype=np.int64)
+    for s in range(seeds):
+        for i in range(images):
+            truth = rng.integers(0, k, pixels)
+            pred = np.where(rng.random(pixels) < 0.5, truth, rng.integers(0, k, pixels))
+            np.add.at(out[s, i], (pred, truth), 1)
+    return out
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), seeds=st.integers(1, 4), images=st.integers(2, 8))
+def test_paired_bootstrap_properties(seed, seeds, images):
+    rng = np.random.default_rng(seed)
+    a, b = _random_hists(rng, seeds, images), _random_hists(rng, seeds, images)
+    metric = study.unsup_miou
+    ab = study.paired_bootstrap(a, b, metric, n_boot=60, seed=seed)
+    # the point estimate is the mean over seeds of the per-seed differences
+    want = np.mean([metric(a[s].sum(0)) - metric(b[s].sum(0)) for s in range(seeds)])
+    assert ab["diff"] == pytest.approx(want)
+    assert ab["lo"] <= ab["hi"] and (ab["seeds"], ab["images"]) == (seeds, images)
+    # swapping the two sides mirrors everything (same draws for both)
+    ba = study.paired_bootstrap(b, a, metric, n_boot=60, seed=seed)
+    assert ba["diff"] == pytest.approx(-ab["diff"])
+    assert (ba["lo"], ba["hi"]) == pytest.approx((-ab["hi"], -ab["lo"]))
+    # a method against itself: exactly zero, no spread
+    aa = study.paired_bootstrap(a, a, metric, n_boot=30, seed=seed)
+    assert (aa["diff"], aa["lo"], aa["hi"]) == (0.0, 0.0, 0.0)
+
+
+def test_bootstrap_sees_a_clear_win_and_pairing_removes_shared_noise():
+    rng = np.random.default_rng(0)
+    k, n = 3, 12
+    perfect = np.zeros((3, n, k, k), dtype=np.int64)
+    for s in range(3):
+        for i in range(n):
+            counts = rng.integers(5, 40, k)
+            perfect[s, i][np.arange(k), np.arange(k)] = counts
+    noisy = _random_hists(rng, 3, n, k=k)
+    ci = study.paired_bootstrap(perfect, noisy, study.linear_miou, n_boot=200)
+    assert ci["lo"] > 0 and study.verdict(ci).startswith("helps")
+    assert study.verdict({"lo": -1.0, "hi": 2.0}).startswith("no detectable")
+    with pytest.raises(DepthGError, match="same seeds and images"):
+        study.paired_bootstrap(perfect, noisy[:, :5], study.linear_miou)
+
+
+def test_metrics_match_by_hand():
+    h = np.array([[3, 0], [1, 4]])  # rows: prediction, columns: class
+    # class 0: tp 3, fp 0, fn 1 → 75 %; class 1: tp 4, fp 1, fn 0 → 80 %
+    assert stats.linear_miou(h) == pytest.approx(77.5)
+    assert stats.unsup_miou(h[::-1]) == pytest.approx(77.5)  # clusters matched first
+
+
+# ------------------------------------------------------------------------------ the knob
+
+
+def test_camouflage_keeps_layout_and_labels_but_dresses_things_like_the_ground():
+    seed = np.random.default_rng([3, 1, 0])
+    plain = synthscenes.render_scene(seed, 48)
+    again = synthscenes.render_scene(np.random.default_rng([3, 1, 0]), 48, camouflage=0.0)
+    hidden = synthscenes.render_scene(np.random.default_rng([3, 1, 0]), 48, camouflage=1.0)
+    assert np.array_equal(plain.image, again.image)  # the knob at 0 changes nothing
+    assert np.array_equal(plain.label, hidden.label)
+    things = np.isin(plain.label, synthscenes.THING_IDS)
+    assert things.any() and not np.array_equal(plain.image[things], hidden.image[things])
+    assert np.array_equal(plain.image[~things], hidden.image[~things]) or \
+        np.abs(plain.image[~things].astype(int) - hidden.image[~things]).mean() < 3  # shadows
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A whole study on a tiny `test` profile in a temporary data root (two arms, two seeds)."""
+    root = tmp_path_factory.mktemp("study")
+    profile = load_profile("test", data_root=str(root / "data"), synth_n_train=4,
+                           synth_n_val=4, synth_size=64, res=48, eval_res=48, knn_store=6,
+                           samples=4, fps_min_samples=3, batch_size=4, ablation_steps=2)
+    out = root / "out"
+    results = study.run_study(profile, out_dir=out, seeds=2, device="cpu", progress=False,
+                              n_boot=40)
+    return profile, out, results
+
+
+def test_results_file_has_the_schema_outside_checks_read(tiny):
+    profile, out, results = tiny
+    assert set(study.RESULT_KEYS) <= set(results)
+    assert results == __import__("json").loads((out / "results.json").read_text())
+    assert results["splits"]["train"] == profile.synth_seed
+    assert len({results["splits"][k] for k in ("train", "tune", "report")}) == 3
+    assert results["seeds"] == [0, 1] and results["knob"]["settings"] == ["0"]
+    assert results["complete"] and results["runs_done"] == 4
+    for arm in ("stego-corrected", "depthg-corrected"):
+        scores = results["arms"][arm]["0"]
+        assert len(scores["unsup"]) == len(scores["linear"]) == 2
+        assert all(0 <= v <= 100 for v in scores["unsup"] + scores["linear"])
+    assert 0 <= results["baselines"]["kmeans_raw_train_fit"]["0"] <= 100
+    assert results["baselines"]["head_cluster_probe"]["0"] == pytest.approx(
+        np.mean(results["arms"]["depthg-corrected"]["0"]["unsup"]), abs=1e-2)
+    ci = results["ci95"]["depthg-corrected vs stego-corrected"]["0"]["unsup"]
+    assert ci["lo"] <= ci["hi"] and ci["seeds"] == 2 and ci["images"] == 4
+    assert "depthg-corrected vs kmeans_raw_train_fit" in results["ci95"]
+    assert results["command"].startswith("python -m depthg_lib.study")
+    assert results["machine"] and results["date"]
+    assert 0.5 <= results["premise"]["0"]["auroc"]["feature"] <= 1.0 or \
+        0 <= results["premise"]["0"]["auroc"]["feature"] <= 1.0
+    curves = results["validation"]["curves"]["stego-corrected"]
+    assert curves["step"][-1] == 2 and len(curves["val_cluster_miou"]) == len(curves["step"])
+    for name in ("validation", "knob", "arms"):
+        assert (out / f"study_{name}.png").stat().st_size > 0
+    assert "k-means on raw backbone features" in study.results_table(results)
+
+
+def test_study_scores_a_head_as_evaluate_does(tiny):
+    from depthg_lib.evaluate import evaluate
+
+    profile, out, results = tiny
+    variant = ablation.arm_profile(profile, "stego-corrected", steps=2)
+    ckpt = out / "runs" / "camouflage0" / "stego-corrected" / "seed0" / "checkpoints" / "final.pt"
+    report = variant.replace(dataset_dir=study.split_dir(profile, "report", 0.0).name)
+    metrics = evaluate(report, ckpt, device="cpu", progress=False, write=False)
+    assert results["arms"]["stego-corrected"]["0"]["unsup"][0] == pytest.approx(
+        metrics["unsupervised"]["miou"], abs=1e-2)
+    assert results["arms"]["stego-corrected"]["0"]["linear"][0] == pytest.approx(
+        metrics["linear"]["miou"], abs=1e-2)
+
+
+def test_resume_trains_nothing_and_another_report_seed_reuses_the_heads(tiny, monkeypatch):
+    profile, out, results = tiny
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a stored run was trained again")
+
+    monkeypatch.setattr(study.runner.ablation, "run_arm", no_training)
+    again = study.run_study(profile, out_dir=out, seeds=2, device="cpu", progress=False,
+                            n_boot=40)
+    assert again["arms"] == results["arms"] and again["ci95"] == results["ci95"]
+    monkeypatch.undo()
+    ckpt = out / "runs" / "camouflage0" / "stego-corrected" / "seed0" / "checkpoints" / "final.pt"
+    before = ckpt.stat().st_mtime_ns
+    other = study.run_study(profile, out_dir=out, seeds=2, report_seed=99, device="cpu",
+                            progress=False, n_boot=40)
+    assert other["splits"]["report"] == 99 and "--report-seed 99" in other["command"]
+    assert ckpt.stat().st_mtime_ns == before  # re-scored, not re-trained
+    with pytest.raises(DepthGError, match="--resume"):
+        study.run_study(profile, out_dir=out, seeds=2, resume=False, progress=False)
+
+
+def test_splits_must_be_disjoint():
+    with pytest.raises(DepthGError, match="three different seeds"):
+        load_profile("test", report_seed=7)
