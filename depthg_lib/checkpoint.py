@@ -22,6 +22,7 @@ from .config import Profile, load_profile, profile_arg
 from .errors import DepthGError
 from .io import atomic_path
 from .models import DepthGModel, load_backbone, profile_weights_identity, weights_identity
+from .released import check_fits_profile, is_released_checkpoint, load_released
 
 CHECKPOINT_FORMAT = "depthg-checkpoint-1"
 # Entries of a checkpoint that are weights or optimiser state, not metadata.
@@ -131,9 +132,18 @@ class TrainedModel:
 
 def load_checkpoint(path: str | os.PathLike, profile: Profile | str | None = None,
                     device: str | torch.device = "cpu") -> TrainedModel:
-    """Load a training checkpoint; with `profile`, refuse one made for another backbone/size."""
+    """Load a training checkpoint; with `profile`, refuse one made for another backbone/size.
+
+    A released STEGO/DepthG Lightning checkpoint is imported by `load_released` instead (its
+    backbone travels inside the file; docs/reproduction.md §6).
+    """
     path = Path(path)
     device = torch.device(device)
+    if is_released_checkpoint(path):
+        model = load_released(path, device=device)
+        if profile is not None:
+            check_fits_profile(model, load_profile(profile))
+        return model
     state = read_checkpoint(path, device)
     if profile is not None:
         check_compatible(state, load_profile(profile), path)

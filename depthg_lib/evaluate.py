@@ -38,6 +38,7 @@ from .errors import DepthGError, run_cli
 from .io import save_json
 from .metrics import confusion_histogram, scores
 from .models import load_backbone
+from .released import is_released
 from .transforms import resize_center_crop
 from .viz import class_palette
 from .viz import evaluation as viz
@@ -137,8 +138,11 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
     model = load_checkpoint(path, profile=profile, device=device)
     for part in (model.head, model.cluster_probe, model.linear_probe):
         part.to(device).eval()
-    backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
-                             device=device)
+    if is_released(model):  # a released checkpoint carries its own backbone
+        backbone = model.backbone()
+    else:
+        backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
+                                 device=device)
     backbone.eval()
     return path, model, backbone
 

@@ -35,6 +35,7 @@ from PIL import Image
 
 from .errors import DepthGError, run_cli
 from .io import load_json, read_rgb, save_image, save_json
+from .released import is_released
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "depthg_embedded.pt"
@@ -124,7 +125,8 @@ def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "c
         from .config import load_profile
 
         weights = load_profile(profile).backbone_weights or None
-    backbone = load_backbone(model.backbone_name, weights=weights, device=dev).eval()
+    backbone = (model.backbone() if is_released(model) else
+                load_backbone(model.backbone_name, weights=weights, device=dev)).eval()
     n_clusters = int(model.cluster_probe.clusters.shape[0])
     seg = Segmenter(model=model, backbone=backbone, checkpoint=path,
                     eval_res=int(saved.get("eval_res", 320)),

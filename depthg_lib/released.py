@@ -181,6 +181,11 @@ def read_lightning_file(path: str | os.PathLike) -> dict:
     return ckpt
 
 
+def is_released(model) -> bool:
+    """True for a model imported by `load_released` (it brings its own DINO backbone)."""
+    return isinstance(model, ReleasedModel)
+
+
 def is_released_checkpoint(path: str | os.PathLike) -> bool:
     """Cheap test (no tensor is read): does this look like a released Lightning checkpoint?"""
     path = Path(path)

@@ -427,3 +427,23 @@ def test_evaluation_scores_a_released_model_as_released(released):
     assert (cluster.double() - (2 * cos).log_softmax(1)).abs().max().item() < 1e-4
     logits = F.conv2d(code, sd["linear_probe.weight"].double(), sd["linear_probe.bias"].double())
     assert (linear.double() - logits.log_softmax(1)).abs().max().item() < 1e-4
+
+
+def test_load_checkpoint_and_predict_take_a_released_file(released, tmp_path):
+    """`checkpoint.load_checkpoint` imports a released file; `predict --checkpoint` segments."""
+    from PIL import Image
+
+    from depthg_lib.checkpoint import load_checkpoint
+    from depthg_lib.predict import main as predict_main
+    from depthg_lib.released import is_released
+
+    model = load_checkpoint(released)
+    assert is_released(model)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(_images(40, 48)[0].mul(255).byte().permute(1, 2, 0).numpy()).save(
+        photos / "a.png")
+    assert predict_main([str(photos), "--out", str(tmp_path / "out"),
+                         "--checkpoint", str(released)]) == 0
+    written = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
+    assert any(name.startswith("a") for name in written), written
