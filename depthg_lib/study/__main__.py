@@ -7,7 +7,8 @@ import sys
 
 from ..config import REPO_ROOT, positive_int
 from ..errors import run_cli
-from .report import ci_lines, results_table
+from ..io import load_json
+from .report import ci_lines, readme_summary, results_table
 from .runner import run_study
 
 
@@ -30,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--n-boot", type=positive_int, default=1000)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--summary", metavar="RESULTS", default=None,
+                        help="only print the README paragraph of a results file and stop")
     args = parser.parse_args(argv)
+    if args.summary:
+        print(readme_summary(load_json(args.summary)))
+        return 0
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-progress"]
     shown = [("DIR" if i and shown[i - 1] == "--out" else a) for i, a in enumerate(shown)]
     command = " ".join(["python -m depthg_lib.study", *shown])

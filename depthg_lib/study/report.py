@@ -14,7 +14,7 @@ import numpy as np
 from .. import ablation
 from ..config import REPO_ROOT, Profile
 from ..env import machine_name
-from ..io import load_json, save_json
+from ..io import atomic_path, load_json, save_json
 from ..models import profile_weights_identity
 from ..viz import ablation as viz
 from .splits import KNOB, KNOB_MEANING, knob_key, split_size
@@ -144,7 +144,8 @@ def summarize(study) -> dict:
             ci = {k: round(v, 3) if isinstance(v, float) else v for k, v in ci.items()}
             ci["verdict"] = verdict(ci)
             ci95.setdefault(f"{a} vs {b}", {}).setdefault(key, {})[metric] = ci
-    premise = {knob_key(k): kd.premise for k, kd in study.knob_data.items()}
+    premise = {knob_key(k): study.premise(k) for k in study.knobs
+               if study.store.find(study.premise_identity(k)) is not None}
     done = sum(len(v2["unsup"]) for v in arms.values() for v2 in v.values())
     return {
         "schema": 1,
@@ -192,12 +193,14 @@ def backbone_saw(profile: Profile) -> str:
     """What the frozen backbone was trained on, in words (from the weights manifest)."""
     if not profile.backbone.startswith("embedded"):
         return f"{profile.backbone}: its own pretraining data (not SynthScenes)"
-    manifest = Path(__file__).parent / "weights" / "manifest.json"
+    manifest = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
     entry = load_json(manifest).get("vit", {}) if manifest.exists() else {}
-    data = entry.get("training_data") or entry.get("data") or "SynthScenes (pretraining seed)"
-    if isinstance(data, dict):
-        data = ", ".join(f"{k} {v}" for k, v in data.items())
-    return (f"{data}; rendered without camouflage (the knob did not exist then): no new "
+    training = entry.get("training", {})
+    data = training.get("data", {})
+    seen = (f"{data.get('n_train', '?')} SynthScenes images of seed {data.get('seed', '?')} at "
+            f"{data.get('size', '?')} px, {training.get('steps', '?')} self-supervised steps, "
+            "labels never used" if data else "SynthScenes (pretraining seed)")
+    return (f"{seen}; all without camouflage (the knob is newer than the weights) and no new "
             "pretraining for this study, so camouflaged things are new to the backbone")
 
 
@@ -223,6 +226,8 @@ def publish_results(results: dict, results_path: Path, figures: list[Path],
     docs_dir.mkdir(parents=True, exist_ok=True)
     if results_path.resolve() != (docs_dir / "results.json").resolve():
         save_json(docs_dir / "results.json", results)
+    with atomic_path(docs_dir / "README.md") as tmp:
+        tmp.write_text(study_markdown(results) + "\n")
     fig_dir = REPO_ROOT / "figures"
     for fig in figures:
         for target in (docs_dir / fig.name, fig_dir / fig.name):
@@ -275,3 +280,73 @@ def head_margin(results: dict, knob: str | None = None) -> dict | None:
     knob = knob or results["knob"]["settings"][0]
     ref = results.get("reference_arm")
     return results["ci95"].get(f"{ref} vs kmeans_raw_train_fit", {}).get(knob, {}).get("unsup")
+
+
+def readme_summary(results: dict) -> str:
+    """A short paragraph for the README: the head − k-means margin and DepthG − STEGO at each
+    knob setting, with their intervals, the run's state, machine, date and command."""
+    ref = results.get("reference_arm", "depthg-corrected")
+    partner = ablation.stego_partner(ref)
+    parts = []
+    for knob in results["knob"]["settings"]:
+        bits = []
+        m = head_margin(results, knob)
+        if m is not None:
+            bits.append(f"head − k-means on raw features (fitted on train) {m['diff']:+.1f} "
+                        f"[{m['lo']:+.1f}, {m['hi']:+.1f}]")
+        d = results["ci95"].get(f"{ref} vs {partner}", {}).get(knob, {}).get("unsup")
+        if d is not None:
+            bits.append(f"DepthG − STEGO {d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]")
+        if bits:
+            parts.append(f"{KNOB} {knob}: " + "; ".join(bits))
+    state = ("complete" if results.get("complete") else
+             f"{results['runs_done']} of {results['runs_total']} runs so far")
+    return (f"Study ({state}; report split seed {results['splits']['report']}, "
+            f"{results['splits']['n_report_images']} images, seeds {results['seeds']}; "
+            f"unsupervised mIoU points, 95 % CI): " + ". ".join(parts) +
+            f". {results['machine']}, {results['date']}, `{results['command']}`.")
+
+
+def study_markdown(results: dict) -> str:
+    """docs/study/README.md: what was run, every table and interval, the premise, figures."""
+    s = results["splits"]
+    lines = [
+        "# The study of chapter 06 (generated — do not edit)",
+        "",
+        "Written by `python -m depthg_lib.study --publish` from `results.json` beside this "
+        "file; every number below is read from it.",
+        "",
+        f"- command: `{results['command']}`",
+        f"- machine: {results['machine']}, date: {results['date']}, load average at the last "
+        f"write: {results.get('load_average')}",
+        f"- state: {'complete' if results['complete'] else 'incomplete'} — "
+        f"{results['runs_done']} of {results['runs_total']} training runs stored; resume with "
+        "the same command and `--resume`",
+        f"- splits (SynthScenes seeds): train {s['train']} ({s['n_train_images']} images), "
+        f"tune {s['tune']} ({s['n_tune_images']}), report {s['report']} "
+        f"({s['n_report_images']}), {s['image_size']} px",
+        f"- training seeds: {results['seeds']}; per run: " + ", ".join(
+            f"{k} {v}" for k, v in results["training"].items()),
+        f"- knob: {results['knob']['meaning']}; settings {results['knob']['settings']}",
+        f"- shifts: {results['shifts'].get('note')}; used {results['shifts']['used']}",
+        f"- backbone: {results['backbone']['name']} — {results['backbone']['saw']}",
+        f"- intervals: {results['ci_method']}",
+        "",
+        "## Summary",
+        "",
+        readme_summary(results),
+    ]
+    for knob in results["knob"]["settings"]:
+        lines += ["", f"## {KNOB} {knob}", "", results_table(results, knob), ""]
+        pr = results.get("premise", {}).get(knob)
+        if pr:
+            a, f = pr["auroc"], pr["fps_thing_share"]
+            lines += [f"Premise on tune: same-class AUROC feature {a['feature']:.3f}, depth "
+                      f"{a['depth']:.3f}, both {a['both']:.3f} (depth adds "
+                      f"{a['depth_gain']:+.3f}); FPS puts {100 * f['fps']:.0f} % of points on "
+                      f"things, random points {100 * f['random']:.0f} %.", ""]
+        lines += [f"- {line}" for line in ci_lines(results, knob)]
+    lines += ["", "## Figures", "", "![validation curves](study_validation.png)", "",
+              "![ingredients against STEGO by knob setting](study_knob.png)", "",
+              "![unsupervised mIoU per arm](study_arms.png)", ""]
+    return "\n".join(lines)

@@ -60,7 +60,8 @@ class Store:
         return next((r for r in self.rows if r["id"] == identity), None)
 
     def add(self, row: dict, hists: dict[str, np.ndarray]) -> dict:
-        save_npz(self.folder / "hists" / f"{row['id']}.npz", **hists)
+        if hists:
+            save_npz(self.folder / "hists" / f"{row['id']}.npz", **hists)
         self.rows = [r for r in self.rows if r["id"] != row["id"]] + [row]
         save_json(self.path, {"version": STORE_VERSION, "rows": self.rows})
         return row
@@ -236,6 +237,21 @@ class Study:
                    key: METRICS[key](hists[key].sum(0)), "seconds": round(time.time() - t0, 1)}
             self.store.add(row, hists)
 
+    # -- the premise at each knob setting, on tune ------------------------------------------
+    def premise_identity(self, knob: float) -> str:
+        return digest({"kind": "premise", "knob": knob_key(knob), "data": self.data_identity(knob),
+                       "tune_seed": self.profile.tune_seed, "n": split_size(self.profile, "tune"),
+                       "eval_res": self.profile.eval_res})
+
+    def premise(self, knob: float) -> dict:
+        """Same-class AUROC of feature and depth similarity, FPS's share of points on things."""
+        row = self.store.find(self.premise_identity(knob))
+        if row is None:
+            row = self.store.add({"id": self.premise_identity(knob), "kind": "premise",
+                                  "name": "premise", "knob": knob_key(knob), "seed": 0,
+                                  "premise": self.knob(knob).premise}, {})
+        return row["premise"]
+
     # -- shifts, tuned on tune -------------------------------------------------------------
     def tune_shifts(self) -> None:
         """One shared shift offset for all arms, chosen for STEGO on the tune split."""
@@ -283,6 +299,7 @@ class Study:
         results = {}
         for seed in self.seeds:
             for knob in self.knobs:
+                self.premise(knob)
                 self.baseline_rows(knob, seed)
                 for arm in self.arms:
                     self.arm_row(arm, knob, seed)
