@@ -22,11 +22,12 @@ mkdir -p "$OUT" "$WORK"
 TINY=0; [ "${1:-}" = "--tiny" ] && TINY=1
 if [ $TINY = 1 ]; then
   DEVICE=cpu; BF16=""; N_PAIRS=${N_PAIRS:-12}; SIZE=64; BATCH=${BATCH:-2}; INPUT=${INPUT:-64}
-  TRAIN_MIN=${TRAIN_MIN:-0.5}; WORKERS=1; CALIB=3; BENCH="--n-train 8 --n-val 4 --size 64 --kmeans-seeds 1"
+  TRAIN_MIN=${TRAIN_MIN:-0.5}; WORKERS=1; CALIB=3; MATCHES=256; BENCH="--n-train 8 --n-val 4 --size 64 --kmeans-seeds 1"
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 else
   DEVICE=cuda; BF16="--bf16"; N_PAIRS=${N_PAIRS:-10000}; SIZE=128; BATCH=${BATCH:-128}
   INPUT=${INPUT:-128}; TRAIN_MIN=${TRAIN_MIN:-6}; WORKERS=$(nproc); CALIB=25
+  MATCHES=${MATCHES:-16384}  # of ~36,000 matched patches in a batch of 128 pairs
   BENCH="--kmeans-seeds 3 --threads $(nproc)"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 fi
@@ -44,7 +45,7 @@ t1=$(date +%s)
 # 2. seconds per step, so that the planned schedule (cosine lr, EMA momentum) ends in time
 rm -rf "$CAL"
 $PY -m depthg_lib.pretrain vit --objective $LOSS --pool "$POOL" --out "$CAL" --steps $((CALIB + 5)) \
-  --batch $BATCH --input-size $INPUT --device $DEVICE $BF16 --log-every 1 > "$WORK/calibrate.log" 2>&1
+  --batch $BATCH --input-size $INPUT --max-matches $MATCHES --device $DEVICE $BF16 --log-every 1 > "$WORK/calibrate.log" 2>&1
 STEPS=$($PY - "$CAL/log.csv" "$TRAIN_MIN" "$CALIB" <<'EOF'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -60,7 +61,8 @@ t2=$(date +%s)
 # 3. the run: stops at TRAIN_MIN minutes even if the estimate was optimistic (checkpointed)
 rm -rf "$RUN"
 $PY -m depthg_lib.pretrain vit --objective $LOSS --pool "$POOL" --out "$RUN" --steps "$STEPS" \
-  --batch $BATCH --input-size $INPUT --device $DEVICE $BF16 --max-minutes "$TRAIN_MIN" \
+  --batch $BATCH --input-size $INPUT --max-matches $MATCHES --device $DEVICE $BF16 \
+  --max-minutes "$TRAIN_MIN" \
   --checkpoint-minutes 2 --log-every 20 2>&1 | { grep -v "it/s\]" || true; } | tee "$WORK/run.log" | tail -n 3
 t3=$(date +%s)
 

@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "'supervised' is a reference that reads labels, never shipped)")
             q.add_argument("--pool", default=None, help="view-pair pool (multiview objectives)")
             q.add_argument("--input-size", type=int, default=None, help="view size in pixels")
+            q.add_argument("--max-matches", type=int, default=None,
+                           help="matched patches per step in the multi-view loss (subsampled)")
             q.add_argument("--lr", type=float, default=None)
             q.add_argument("--vit-dim", type=int, default=None,
                            help="ViT width (not the shipped 128: the library cannot load it)")
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..env import resolve_device
 
         changes.update({k: getattr(args, k) for k in (
-            "input_size", "lr", "vit_dim", "vit_depth", "vit_heads", "log_every",
+            "input_size", "max_matches", "lr", "vit_dim", "vit_depth", "vit_heads", "log_every",
             "checkpoint_minutes") if getattr(args, k) is not None})
         if multiview:
             changes["pool"] = str(args.pool)
