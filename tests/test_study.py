@@ -153,6 +153,9 @@ def test_resume_trains_nothing_and_another_report_seed_reuses_the_heads(tiny, mo
     again = study.run_study(profile, out_dir=out, seeds=2, device="cpu", progress=False,
                             n_boot=40)
     assert again["arms"] == results["arms"] and again["ci95"] == results["ci95"]
+    partial = study.run_study(profile, out_dir=out, seeds=3, device="cpu", progress=False,
+                              n_boot=40, write_only=True)  # a third seed, not run: reported so
+    assert not partial["complete"] and (partial["runs_done"], partial["runs_total"]) == (4, 6)
     monkeypatch.undo()
     ckpt = out / "runs" / "camouflage0" / "stego-corrected" / "seed0" / "checkpoints" / "final.pt"
     before = ckpt.stat().st_mtime_ns

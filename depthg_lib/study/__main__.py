@@ -31,13 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--n-boot", type=positive_int, default=1000)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--write-only", action="store_true",
+                        help="train nothing: write results and figures from what is stored")
     parser.add_argument("--summary", metavar="RESULTS", default=None,
                         help="only print the README paragraph of a results file and stop")
     args = parser.parse_args(argv)
     if args.summary:
         print(readme_summary(load_json(args.summary)))
         return 0
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-progress"]
+    given = argv if argv is not None else sys.argv[1:]
+    shown = [a for a in given if a not in ("--no-progress", "--write-only")]
     shown = [("DIR" if i and shown[i - 1] == "--out" else a) for i, a in enumerate(shown)]
     command = " ".join(["python -m depthg_lib.study", *shown])
     results = run_study(args.profile, out_dir=args.out, seeds=args.seeds,
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                         progress=not args.no_progress, resume=args.resume, force=args.force,
                         n_boot=args.n_boot,
                         publish=REPO_ROOT / "docs" / "study" if args.publish else None,
-                        command=command)
+                        command=command, write_only=args.write_only)
     print(results_table(results))
     for line in ci_lines(results):
         print(line)

@@ -116,6 +116,7 @@ class Study:
         self.shift_offset = 0.0
         self.tuning: dict = {}
         self.started = time.time()
+        self.write_only = False  # True: only summarise what is stored, train nothing
 
     # -- identities: a stored row is reused only when everything it depends on is equal --
     def report_identity(self) -> dict:
@@ -178,7 +179,7 @@ class Study:
         base = self.shifted(self.profile)
         identity = self.arm_identity(arm, knob, seed)
         row = self.store.find(identity)
-        if row is not None:
+        if row is not None or self.write_only:
             return row
         t0 = time.time()
         variant, model = self.train_arm(arm, knob, seed, base)
@@ -213,7 +214,7 @@ class Study:
         todo = [name for name in ("kmeans_raw_train_fit", "kmeans_raw_transductive",
                                   "linear_raw")
                 if self.store.find(self.baseline_identity(name, knob, seed)) is None]
-        if not todo:
+        if not todo or self.write_only:
             return
         kd = self.knob(knob)
         report = kd.report[fid]
@@ -246,6 +247,8 @@ class Study:
     def premise(self, knob: float) -> dict:
         """Same-class AUROC of feature and depth similarity, FPS's share of points on things."""
         row = self.store.find(self.premise_identity(knob))
+        if row is None and self.write_only:
+            return {}
         if row is None:
             row = self.store.add({"id": self.premise_identity(knob), "kind": "premise",
                                   "name": "premise", "knob": knob_key(knob), "seed": 0,
@@ -272,6 +275,8 @@ class Study:
                                 "train": profile_values(base), "steps": self.steps,
                                 "data": self.data_identity(knob), "tune_seed": p.tune_seed})
             row = self.store.find(identity)
+            if row is None and self.write_only:
+                continue
             if row is None:
                 variant, model = self.train_arm(arm, knob, 0, base, tag=f"_shift{o:+g}")
                 hists = score_head(model, self.knob(knob).tune[variant.fidelity], p.n_classes)
@@ -284,6 +289,10 @@ class Study:
                                                        base.shift_neg],
                                "tune_unsup_miou": round(row["tune_unsup"], 3),
                                "tune_linear_miou": round(row["tune_linear"], 3)})
+        if not candidates:  # --write-only before any tuning run finished
+            self.shift_offset, self.tuning = 0.0, {"tuned": False, "offset": 0.0,
+                                                   "note": "tuning not run yet"}
+            return
         best = max(candidates, key=lambda c: c["tune_unsup_miou"])
         self.shift_offset = best["offset"]
         self.tuning = {"tuned": True, "arm": arm, "knob": knob_key(knob), "seed": 0,
@@ -304,8 +313,11 @@ class Study:
                 for arm in self.arms:
                     self.arm_row(arm, knob, seed)
                     bar.update(1)
-            results = self.write(results_path, publish)
+            if not self.write_only:
+                results = self.write(results_path, publish)
         bar.close()
+        if self.write_only:
+            results = self.write(results_path, publish)
         return results
 
     def write(self, results_path: Path, publish: Path | None) -> dict:
@@ -321,10 +333,11 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
               seeds: int | None = None, report_seed: int | None = None, device: str = "auto",
               progress: bool = True, resume: bool = True, force: bool = False,
               n_boot: int = 1000, publish: str | os.PathLike | None = None,
-              command: str | None = None) -> dict:
+              command: str | None = None, write_only: bool = False) -> dict:
     """Run (or resume) the study of `profile` and return its results (also in
     `<out>/results.json`, default `runs/<profile>/study`). `publish` is a folder (e.g.
-    `docs/study`) that receives the results file and figures, which also go to `figures/`."""
+    `docs/study`) that receives the results file and figures, which also go to `figures/`.
+    `write_only` trains and scores nothing new: it writes the results of what is stored."""
     profile = load_profile(profile)
     if report_seed is not None:
         profile = profile.replace(report_seed=int(report_seed))
@@ -343,4 +356,5 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
             f" --report-seed {report_seed}" if report_seed is not None else "")
     with torch.random.fork_rng(devices=[]):
         study = Study(profile, out, n, device, progress, n_boot, command)
+        study.write_only = write_only
         return study.run(out / "results.json", Path(publish) if publish else None)
