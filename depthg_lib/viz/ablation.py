@@ -50,7 +50,7 @@ def knob_effect(results: dict, metric: str = "unsup"):
         pts = [(float(k), by_knob[k][metric]) for k in knobs if metric in by_knob.get(k, {})]
         if not pts:
             continue
-        xs = np.array([p[0] for p in pts]) + (i - len(comparisons) / 2) * width
+        xs = np.array([p[0] for p in pts]) + (i - (len(comparisons) - 1) / 2) * width
         d = np.array([p[1]["diff"] for p in pts])
         err = np.array([[p[1]["diff"] - p[1]["lo"], p[1]["hi"] - p[1]["diff"]] for p in pts]).T
         ax.errorbar(xs, d, yerr=err, marker="o", capsize=4, label=f"{arm} − STEGO",
@@ -60,6 +60,8 @@ def knob_effect(results: dict, metric: str = "unsup"):
     ax.set_ylabel(f"{'unsupervised' if metric == 'unsup' else 'linear'} mIoU difference")
     ax.set_title("What each ingredient adds over STEGO (report split, 95 % CI)")
     ax.set_xticks(x)
+    pad = max(0.1, 0.15 * (x.max() - x.min()))
+    ax.set_xlim(x.min() - pad, x.max() + pad)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
