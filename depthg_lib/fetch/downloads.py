@@ -1,0 +1,167 @@
+"""HTTP downloads that resume (a `.part` file and a Range request), with a progress bar, and the
+ledger that records each file's sha256 and size so that later runs can check them."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import http.client
+import os
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..errors import DepthGError
+from ..io import load_json, save_json, sha256_file
+from .sources import ENV_DINO, ENV_STEGO
+
+LEDGER = "fetch-ledger.json"
+CHUNK = 1 << 20
+
+
+# ------------------------------------------------------------------------------ the ledger
+
+class Ledger:
+    """sha256 and size of everything fetched, keyed by source (`<data_root>/fetch-ledger.json`)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict = {}
+        if path.exists():
+            data = load_json(path)
+            self.entries = data.get("files", {}) if isinstance(data, dict) else {}
+
+    def get(self, source: str) -> dict:
+        return self.entries.get(source, {})
+
+    def record(self, source: str, **values) -> None:
+        values["recorded"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.entries[source] = {**self.entries.get(source, {}), **values}
+        save_json(self.path, {"format": 1, "files": self.entries})
+
+
+# ------------------------------------------------------------------------------ HTTP
+
+def _offline_error(url: str, dest: Path, err: object) -> DepthGError:
+    host = urllib.parse.urlsplit(url).netloc
+    return DepthGError(
+        f"cannot reach {host} to download {url} ({err}); this machine looks offline. Run "
+        f"`python -m depthg_lib.fetch` on a machine with a network and copy {dest} here, or "
+        f"point {ENV_DINO} / {ENV_STEGO} at a reachable mirror")
+
+
+def remote_size(url: str, timeout: float = 5.0) -> int | None:
+    """Content-Length from a HEAD request; None when the server cannot be asked."""
+    try:
+        req = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            length = resp.headers.get("Content-Length")
+            return int(length) if length is not None else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+
+
+def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
+             progress: bool = True, timeout: float = 30.0) -> str:
+    """Download `url` to `dest` through `dest.part`, resuming a previous partial download.
+
+    The digest is checked against `expected_sha256` or the ledger's record of this source
+    (a mismatch deletes the partial file and is refused), then recorded; only then is the
+    file renamed into place. Returns the sha256.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "depthg-course-fetch", "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                      timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # nothing after `have`: the part may be complete
+            total = remote_size(url)
+            if total is not None and total == have:
+                return _finish(url, part, dest, ledger, expected_sha256, total)
+            part.unlink()
+            return download(url, dest, ledger, expected_sha256, progress, timeout)
+        raise DepthGError(f"downloading {url} failed: HTTP {err.code} {err.reason}; check the "
+                          f"address (base URLs: --dino-url/--stego-url, ${ENV_DINO}/"
+                          f"${ENV_STEGO})") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise _offline_error(url, dest, getattr(err, "reason", err)) from None
+    with resp:
+        if have and resp.status == 206:
+            start = _range_start(resp.headers.get("Content-Range", ""))
+            if start != have:
+                raise DepthGError(f"the server resumed {url} at byte {start}, not {have}; "
+                                  f"delete {part} and run again")
+            mode = "ab"
+        else:
+            have, mode = 0, "wb"  # the server sent the whole file (or nothing was there)
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                   desc=dest.name, disable=not progress, leave=False)
+        try:
+            with open(part, mode) as fh:
+                while True:
+                    chunk = resp.read(CHUNK)
+                    if not chunk:
+                        break
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException, socket.timeout) as err:
+            got = part.stat().st_size if part.exists() else 0
+            raise DepthGError(
+                f"download of {url} was interrupted at {got} of {total or '?'} bytes "
+                f"({type(err).__name__}); run the same command again to resume from {part}"
+            ) from None
+        finally:
+            bar.close()
+    got = part.stat().st_size
+    if total is not None and got != total:
+        raise DepthGError(f"download of {url} was interrupted at {got} of {total} bytes; run "
+                          f"the same command again to resume from {part}")
+    return _finish(url, part, dest, ledger, expected_sha256, got)
+
+
+def _range_start(content_range: str) -> int | None:
+    try:  # "bytes 100-199/200"
+        return int(content_range.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _finish(url, part: Path, dest: Path, ledger: Ledger, expected: str, size: int) -> str:
+    digest = sha256_file(part)
+    expected = expected or ledger.get(url).get("sha256", "")
+    if expected and digest != expected:
+        part.unlink()
+        raise DepthGError(
+            f"checksum mismatch for {url}: sha256 {digest}, expected {expected} (recorded in "
+            f"{ledger.path}); the download was corrupted or the file changed on the server. "
+            "The partial file was deleted: run the same command again; if it fails again, "
+            "the source changed — remove its entry from the ledger to accept the new file")
+    ledger.record(url, sha256=digest, size=size, path=str(dest))
+    os.replace(part, dest)
+    return digest
+
+
+def verify_file(url: str, dest: Path, ledger: Ledger, deep: bool) -> str:
+    """Check a present file against the ledger: its size always, its sha256 when `deep`."""
+    entry = ledger.get(url)
+    if not entry:
+        return "present (not in the ledger)"
+    size = dest.stat().st_size
+    if entry.get("size") is not None and size != entry["size"]:
+        raise DepthGError(f"{dest} has {size} bytes but {entry['size']} were downloaded "
+                          f"({ledger.path}); delete it and run the same command again")
+    if deep and sha256_file(dest) != entry.get("sha256"):
+        raise DepthGError(f"{dest} does not have the sha256 recorded in {ledger.path} when it "
+                          "was downloaded; delete it and run the same command again")
+    return "present, sha256 verified" if deep else "present"
+

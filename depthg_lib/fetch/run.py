@@ -1,0 +1,144 @@
+"""Running a fetch: the state of each item, the dry-run table with the disk it needs, and making
+every item of a profile's plan present."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ..config import Profile, load_profile
+from ..errors import DepthGError
+from .downloads import LEDGER, Ledger, download, remote_size, verify_file
+from .extract import extract_zip
+from .hub import fetch_hub, hub_snapshot
+from .sources import Item, base_urls, data_root, extra_items, format_size, plan
+
+
+def status(item: Item) -> str:
+    """present / partial / missing / manual, without touching the network."""
+    if item.hub_repo:
+        if item.kind == "backbone" and item.dest.exists():
+            return "present"
+        snap = hub_snapshot(item.hub_repo, download=False)
+        if snap is None:
+            return "missing"
+        return "present" if item.kind != "backbone" else "in the hub cache, not linked"
+    if item.dest.exists() and (item.dest.is_file() or any(item.dest.iterdir())):
+        return "present"
+    if item.manual:
+        return "manual"
+    target = item.archive or item.dest
+    if target.exists():
+        return "downloaded, not extracted"
+    part = target.with_name(target.name + ".part")
+    if part.exists():
+        return f"partial ({format_size(part.stat().st_size)} so far)"
+    return "missing"
+
+
+def fetch_item(item: Item, ledger: Ledger, progress: bool = True, keep_archive: bool = False,
+               check: bool = True, verify: bool = False) -> str:
+    """Make one item present; returns what was done."""
+    if item.hub_repo:
+        return fetch_hub(item, ledger, dry_run=False)
+    now = status(item)
+    if now == "present":
+        if item.url and item.archive is None:
+            return verify_file(item.url, item.dest, ledger, deep=verify)
+        return "present"
+    if item.manual:
+        return "NOT FETCHED: " + item.manual
+    if item.archive is None:
+        download(item.url, item.dest, ledger, item.sha256, progress)
+        return f"downloaded to {item.dest}"
+    if not item.archive.exists():
+        download(item.url, item.archive, ledger, item.sha256, progress)
+    elif ledger.get(item.url):
+        verify_file(item.url, item.archive, ledger, deep=verify)
+    extract_zip(item.archive, item.dest)
+    ledger.record(item.url, extracted_to=str(item.dest))
+    if not keep_archive:
+        item.archive.unlink()
+    done = f"extracted to {item.dest}"
+    if check and item.dataset:
+        from ..data.readers import get_reader
+
+        report = get_reader(item.dataset, item.dest).check()
+        print(report)
+        if not report.usable:
+            raise DepthGError(f"{item.dest} was extracted from {item.key} but the data check "
+                              "above finds it unusable; delete the folder and run again, or "
+                              "fix what the check lists")
+        done += ", data check: usable"
+    return done
+
+
+def describe_plan(items: list[Item], root: Path, probe: bool = True) -> str:
+    """The dry-run table: each item, its state, its size and where it goes; then the disk."""
+    lines = [f"{'kind':<11}{'item':<44}{'state':<28}{'size':<22}destination"]
+    need = 0.0
+    for item in items:
+        state = status(item)
+        size, label = item.size, "estimated"
+        if probe and item.url and state not in ("present", "manual"):
+            measured = remote_size(item.url)
+            if measured is not None:
+                size, label = measured, "from the server"
+        shown = f"{format_size(size)} ({label})" if size else "?"
+        dest = item.dest if not item.hub_repo or item.kind == "backbone" else "hub cache"
+        lines.append(f"{item.kind:<11}{item.key:<44}{state:<28}{shown:<22}{dest}")
+        if item.note:
+            lines.append(f"{'':<11}note: {item.note}")
+        if item.manual and state == "manual":
+            lines.append(f"{'':<11}by hand: {item.manual}")
+        if state not in ("present", "manual"):
+            need += size + (item.extracted if item.archive is not None else 0)
+    free = shutil.disk_usage(_existing_parent(root)).free
+    lines.append("")
+    lines.append(f"would fetch: {sum(status(i) not in ('present', 'manual') for i in items)} "
+                 f"item(s); disk needed about {format_size(need)} (archives are deleted after "
+                 f"extraction unless --keep-archives); free at {root}: {format_size(free)}")
+    if need > free:
+        lines.append("NOT ENOUGH DISK: choose another --root (or data_root in a copy of the "
+                     "profile)")
+    return "\n".join(lines)
+
+
+def _existing_parent(path: Path) -> Path:
+    path = Path(path).resolve()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
+          only: tuple[str, ...] | None = None, items: list[str] | None = None,
+          dry_run: bool = False, progress: bool = True, keep_archives: bool = False,
+          check: bool = True, verify: bool = False, dino_url: str | None = None,
+          stego_url: str | None = None) -> list[tuple[Item, str]]:
+    """Fetch what `profile` needs (see the module docstring); returns (item, outcome) pairs.
+    A dry run prints the plan and changes nothing."""
+    profile = load_profile(profile)
+    if root is not None:
+        profile = profile.replace(data_root=str(Path(root).expanduser().resolve()))
+    todo = plan(profile, only=only, dino_url=dino_url, stego_url=stego_url)
+    droot = data_root(profile)
+    if items:
+        todo += extra_items(items, droot, base_urls(dino_url, stego_url)[1])
+    if dry_run:
+        print(f"profile {profile.name}: data_root {droot}")
+        print(describe_plan(todo, droot))
+        return [(item, "dry run") for item in todo]
+    if not todo:
+        print(f"profile {profile.name} needs nothing from the network")
+        return []
+    ledger = Ledger(droot / LEDGER)
+    done = []
+    for item in todo:
+        outcome = fetch_item(item, ledger, progress=progress, keep_archive=keep_archives,
+                             check=check, verify=verify)
+        print(f"{item.kind:<11}{item.key:<44}{outcome}")
+        done.append((item, outcome))
+    return done
+

@@ -1,0 +1,197 @@
+"""What each profile needs and where it comes from: the release URLs, the catalog of backbones,
+depth models, dataset archives and released checkpoints, and `plan`, which turns a profile into
+the list of `Item`s to fetch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Profile, load_profile
+from ..errors import DepthGError
+
+DINO_URL = "https://dl.fbaipublicfiles.com/dino/"
+STEGO_URL = "https://marhamilresearch4.blob.core.windows.net/stego-public/"
+ENV_DINO, ENV_STEGO = "DEPTHG_DINO_URL", "DEPTHG_STEGO_URL"
+KINDS = ("backbone", "depth", "dataset", "checkpoint")
+MB, GB = 1e6, 1e9
+
+# timm name → (path under the DINO release, estimated size in bytes)
+DINO_FILES = {
+    "vit_small_patch8_224.dino": ("dino_deitsmall8_300ep_pretrain/"
+                                  "dino_deitsmall8_300ep_pretrain.pth", 87 * MB),
+    "vit_base_patch8_224.dino": ("dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth", 344 * MB),
+}
+# timm name → (hub repo, estimated size); the weights file is model.safetensors
+HUB_BACKBONES = {
+    "vit_small_patch14_dinov2.lvd142m": ("timm/vit_small_patch14_dinov2.lvd142m", 88 * MB),
+    "vit_base_patch14_dinov2.lvd142m": ("timm/vit_base_patch14_dinov2.lvd142m", 347 * MB),
+}
+DEPTH_SIZES = {"Intel/zoedepth-nyu": 1.4 * GB,
+               "depth-anything/Depth-Anything-V2-Small-hf": 0.1 * GB}
+# profile dataset → (STEGO archive stem, estimated archive size, estimated extracted size)
+DATASETS = {"cocostuff27": ("cocostuff", 20 * GB, 21 * GB),
+            "cityscapes": ("cityscapes", 11.5 * GB, 12 * GB),
+            "potsdam": ("potsdam", 1.5 * GB, 1.6 * GB)}
+EXTRA_ARCHIVES = {"potsdamraw": (3 * GB, 3.2 * GB)}  # STEGO's raw Potsdam; no reader uses it
+# profile → released checkpoint file. STEGO's are public; DepthG's are on a shared drive.
+STEGO_CHECKPOINTS = {"stego-cocostuff27-vitb8": "cocostuff27_vit_base_5.ckpt",
+                     "stego-cityscapes-vitb8": "cityscapes_vit_base_1.ckpt",
+                     "stego-potsdam-vits8": "potsdam_test.ckpt"}
+DEPTHG_CHECKPOINTS = {"cocostuff27-vits8": "cocostuff_vits.ckpt",
+                      "cocostuff27-vitb8": "cocostuff_vitb.ckpt",
+                      "cityscapes-vitb8": "cityscapes_vitb.ckpt",
+                      "potsdam-vits8": "potsdam_vits.ckpt"}
+CHECKPOINT_SIZES = {"vit_small": 95 * MB, "vit_base": 350 * MB}
+DEPTHG_DRIVE = ("the Google Drive folder linked from the DepthG repository's README "
+                "(github.com/leonsick/depthg, 'pretrained models')")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing a profile needs: where it comes from, where it goes, how big it is."""
+
+    key: str  # what it is called in the plan
+    kind: str  # backbone | depth | dataset | checkpoint
+    dest: Path  # the file or folder the stages read
+    url: str = ""  # HTTP source
+    hub_repo: str = ""  # Hugging Face repo id (hub cache)
+    archive: Path | None = None  # download location of a zip to extract into dest
+    size: float = 0  # bytes to download (estimate unless `size_known`)
+    extracted: float = 0  # bytes after extraction
+    size_known: bool = False
+    sha256: str = ""  # expected digest when known in advance
+    manual: str = ""  # not downloadable: how to get it
+    dataset: str = ""  # reader to check after extraction
+    note: str = ""
+
+
+def base_urls(dino: str | None = None, stego: str | None = None) -> tuple[str, str]:
+    dino = dino or os.environ.get(ENV_DINO) or DINO_URL
+    stego = stego or os.environ.get(ENV_STEGO) or STEGO_URL
+    return dino.rstrip("/") + "/", stego.rstrip("/") + "/"
+
+
+def data_root(profile: Profile) -> Path:
+    return profile.paths.data_root
+
+
+def released_checkpoint_path(profile: Profile | str) -> Path | None:
+    """Where a profile's released checkpoint lives (`<data_root>/models/released/<file>`), or
+    None when none was released for it."""
+    profile = load_profile(profile)
+    name = STEGO_CHECKPOINTS.get(profile.name) or DEPTHG_CHECKPOINTS.get(profile.name)
+    return data_root(profile) / "models" / "released" / name if name else None
+
+
+# ------------------------------------------------------------------------------ the plan
+
+def plan(profile: Profile | str, root: str | os.PathLike | None = None,
+         only: tuple[str, ...] | None = None, dino_url: str | None = None,
+         stego_url: str | None = None) -> list[Item]:
+    """The items a profile needs (optionally only some kinds), with `root` replacing its
+    data_root."""
+    profile = load_profile(profile)
+    if root is not None:
+        profile = profile.replace(data_root=str(Path(root).expanduser().resolve()))
+    dino, stego = base_urls(dino_url, stego_url)
+    items: list[Item] = []
+    kinds = only or KINDS
+    if "backbone" in kinds:
+        items += _backbone_items(profile, dino)
+    if "depth" in kinds:
+        items += _depth_items(profile)
+    if "dataset" in kinds:
+        items += _dataset_items(profile, stego)
+    if "checkpoint" in kinds:
+        items += _checkpoint_items(profile, stego)
+    return items
+
+
+def _backbone_items(profile: Profile, dino: str) -> list[Item]:
+    from ..models import EMBEDDED, backbone_weights_dir, canonical_backbone_name
+
+    name = canonical_backbone_name(profile.backbone)
+    if name in EMBEDDED:
+        return []
+    folder = backbone_weights_dir()
+    if name in DINO_FILES:
+        rel, size = DINO_FILES[name]
+        chosen = profile.backbone_weights
+        dest = Path(chosen) if chosen else folder / f"{name}.pth"
+        original = folder / Path(rel).name
+        if not profile.backbone_weights and not dest.exists() and original.exists():
+            dest = original  # placed by hand under its release name, which load_backbone reads
+        note = ""
+        shadow = folder / f"{name}.safetensors"
+        if not profile.backbone_weights and shadow.exists() and "small" in name:
+            note = (f"{shadow} exists and is read before {dest.name}; timm's ViT-S/8 file is "
+                    "not the 300-epoch checkpoint the released code used — move it away")
+        return [Item(Path(rel).name, "backbone", dest, url=dino + rel, size=size, note=note)]
+    repo, size = HUB_BACKBONES[name]
+    dest = (Path(profile.backbone_weights) if profile.backbone_weights
+            else folder / f"{name}.safetensors")
+    return [Item(repo, "backbone", dest, hub_repo=repo, size=size)]
+
+
+def _depth_items(profile: Profile) -> list[Item]:
+    from ..depth import DEFAULT_MODELS
+
+    if profile.depth_backend not in ("zoedepth", "depth_anything"):
+        return []
+    model = profile.depth_model or DEFAULT_MODELS[profile.depth_backend]
+    folder = Path(os.path.expanduser(model))
+    if folder.is_dir() or folder.is_absolute() or model.startswith("."):
+        return [Item(model, "depth", folder, manual=f"depth_model is the folder {folder}; put "
+                     "the transformers model (config.json, weights) there")]
+    return [Item(model, "depth", Path(), hub_repo=model, size=DEPTH_SIZES.get(model, 0.5 * GB))]
+
+
+def archive_item(stem: str, dest: Path, root: Path, stego: str, size: float, extracted: float,
+                 dataset: str = "") -> Item:
+    return Item(f"{stem}.zip", "dataset", dest, url=f"{stego}pytorch_data/{stem}.zip",
+                archive=root / "downloads" / f"{stem}.zip", size=size, extracted=extracted,
+                dataset=dataset)
+
+
+def _dataset_items(profile: Profile, stego: str) -> list[Item]:
+    if profile.dataset not in DATASETS:
+        return []  # SynthScenes is generated (chapter 00); `directory` is the user's own
+    stem, size, extracted = DATASETS[profile.dataset]
+    return [archive_item(stem, profile.paths.dataset_dir, data_root(profile), stego, size,
+                         extracted, dataset=profile.dataset)]
+
+
+def _checkpoint_items(profile: Profile, stego: str) -> list[Item]:
+    dest = released_checkpoint_path(profile)
+    if dest is None:
+        return []
+    size = CHECKPOINT_SIZES["vit_base" if "vitb" in profile.name else "vit_small"]
+    if profile.name in STEGO_CHECKPOINTS:
+        return [Item(dest.name, "checkpoint", dest, url=f"{stego}saved_models/{dest.name}",
+                     size=size)]
+    return [Item(dest.name, "checkpoint", dest, size=size,
+                 manual=f"download {dest.name} from {DEPTHG_DRIVE} and put it at {dest}")]
+
+
+def extra_items(names: list[str], root: Path, stego: str) -> list[Item]:
+    """Catalog entries asked for by name (`--item potsdamraw`)."""
+    out = []
+    for name in names:
+        stem = name.removesuffix(".zip")
+        if stem in EXTRA_ARCHIVES:
+            size, extracted = EXTRA_ARCHIVES[stem]
+        elif stem in {s for s, _, _ in DATASETS.values()}:
+            size, extracted = next((a, b) for s, a, b in DATASETS.values() if s == stem)
+        else:
+            known = sorted(EXTRA_ARCHIVES) + sorted(s for s, _, _ in DATASETS.values())
+            raise DepthGError(f"unknown item {name!r}; items: {', '.join(known)}")
+        out.append(archive_item(stem, root / stem, root, stego, size, extracted))
+    return out
+
+
+
+def format_size(n: float) -> str:
+    """Bytes as the plan shows them: GB from half a gigabyte, MB from one megabyte."""
+    return f"{n / GB:.1f} GB" if n >= 0.5 * GB else f"{n / MB:.0f} MB" if n >= MB else f"{n:.0f} B"
