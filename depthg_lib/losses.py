@@ -137,8 +137,9 @@ def negative_permutations(batch: int, k: int, generator: torch.Generator | None 
     random other image, and the k negatives of an image are k different images; a shift
     also lets `depthg_loss` read the negatives without copying them. ``derangement``: a
     uniformly random permutation without fixed points. ``stego``: the released rule (a random
-    permutation whose fixed points i move to i+1 mod B, so an image may serve twice). The
-    loss takes any of them, and ``neg_perms`` replays a released draw exactly.
+    permutation whose fixed points i move to i+1 mod B, so an image may serve twice).
+    `depthg_loss` draws ``stego`` in `released` fidelity and ``shift`` in `corrected`; it takes
+    any of them through ``neg_perms``, which replays a released draw exactly.
     """
     if rule not in NEG_RULES:
         raise DepthGError(f"rule must be one of {NEG_RULES}, got {rule!r}")
@@ -239,8 +240,9 @@ def _objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sample
                 or bool((perms >= b).any()) or bool((perms == ar).any())):
             raise DepthGError(f"neg_perms must be (k, {b}) maps into 0..{b - 1} that never pair "
                               f"an image with itself, got {perms.tolist()}")
-    else:
-        perms = negative_permutations(b, neg_samples, generator, device=dev)
+    else:  # released: STEGO's permutation rule; corrected: distinct batch shifts (§6)
+        rule = "stego" if fidelity == "released" else "shift"
+        perms = negative_permutations(b, neg_samples, generator, rule=rule, device=dev)
     grid1 = sampling_grid(coords1, fidelity).reshape(b, p, 2)
     grid2 = sampling_grid(coords2, fidelity).reshape(b, p, 2)
     cd, fd = grouped_correlations(feats, feats_pos, codes, codes_pos, grid1, grid2, perms,
@@ -252,8 +254,8 @@ def _objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sample
                 # depth resized to S×S, not read at the sample points (golden README §1)
                 d = depth.float()
                 dd = depth_correlation(d, d, (s, s))
-            else:
-                dn = normalized_depth(depth, feats.shape[-2:]).float()
+            else:  # d̂ as stored (per source image), read where the features are read
+                dn = grid_depth(depth, feats.shape[-2:]).float()
                 dn = PointReader(grid1, dn.shape[-2:])(dn).view(b, 1, s, s)
                 dd = depth_correlation(dn, dn, fidelity="corrected")
             dd = dd.reshape(1, b, p, p)
@@ -262,8 +264,18 @@ def _objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sample
     return coords1, coords2, perms, out
 
 
+def grid_depth(depth: torch.Tensor, grid_hw) -> torch.Tensor:
+    """Depth (B,1,H,W) average-pooled to the feature grid: what `corrected` reads at the sample
+    points (docs/method.md §6.1). Its depth is the per-image normalised d̂ ∈ [0, 1] the depth
+    stage stored for the whole source image (§2), so a crop keeps its place in the scene's
+    depth range; it is not stretched again per crop (that made the nearest and farthest cells
+    of every crop repel, however close in depth they were)."""
+    return pool_depth(depth, tuple(grid_hw))
+
+
 def normalized_depth(depth: torch.Tensor, grid_hw) -> torch.Tensor:
-    """Depth average-pooled to the feature grid, min–max normalised per image to [0, 1]."""
+    """Depth average-pooled to the feature grid, then min–max stretched per map to [0, 1]: for
+    figures of depth in any units. Training does not use it (`grid_depth`, docs/method.md §6.1)."""
     d = pool_depth(depth, tuple(grid_hw))
     lo = d.amin(dim=(2, 3), keepdim=True)
     hi = d.amax(dim=(2, 3), keepdim=True)
@@ -324,7 +336,8 @@ def depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sampl
     ``weights`` and ``shifts``: dicts with keys intra, inter, neg, depth. ``feature_dropout``:
     the released Dropout2d on the loss's own copy of the features (training only).
     Random draws, in this order from ``generator``: coords1, coords2 (random sampling), the
-    negatives (``negative_permutations``: batch shifts), the dropout masks. ``coords`` =
+    negatives (``negative_permutations``: STEGO's rule in `released`, batch shifts in
+    `corrected`), the dropout masks. ``coords`` =
     (coords1, coords2) and ``neg_perms`` (k,B) override the draws (golden tests).
     Returns scalar ``pos_intra``, ``pos_inter``, ``neg_inter``, ``depth`` (0 when
     ``use_depth`` is off), ``total`` (weighted sum) and the detached ``coords1``, ``coords2``.
@@ -360,5 +373,5 @@ def depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sampl
 
 
 __all__ = ["correlation_loss", "depth_correlation", "depth_correlation_loss", "depthg_loss",
-           "depthg_loss_terms", "negative_permutations", "norm", "normalized_depth",
-           "tensor_correlation"]
+           "depthg_loss_terms", "grid_depth", "negative_permutations", "norm",
+           "normalized_depth", "tensor_correlation"]

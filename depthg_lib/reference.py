@@ -99,13 +99,11 @@ def depth_pair_loss(c1, c2, d1, d2, shift: float, fidelity: str = "released",
     return -cd * (dd - shift), dd
 
 
-def normalized_depth(depth: torch.Tensor, grid_hw) -> torch.Tensor:
-    """Depth (N,1,H,W) averaged over each feature-grid cell, then min–max scaled to [0, 1]
-    per image (what `corrected` reads at the sample points)."""
-    d = F.adaptive_avg_pool2d(depth.float(), tuple(grid_hw))
-    lo = d.amin(dim=(2, 3), keepdim=True)
-    hi = d.amax(dim=(2, 3), keepdim=True)
-    return (d - lo) / (hi - lo).clamp_min(1e-12)
+def grid_depth(depth: torch.Tensor, grid_hw) -> torch.Tensor:
+    """Depth (N,1,H,W) averaged over each feature-grid cell: what `corrected` reads at the
+    sample points. The depth is d̂ ∈ [0, 1] as stored, normalised once per source image
+    (docs/method.md §2), not stretched again per crop (§6.1)."""
+    return F.adaptive_avg_pool2d(depth.float(), tuple(grid_hw))
 
 
 # --------------------------------------------------------------------- the whole objective
@@ -130,8 +128,10 @@ def objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, coords1, coo
     STEGO's three pair terms (the image with itself, with its kNN positive, with negatives) plus
     DepthG's depth term, each averaged over all its entries. Image b's k-th negative is image
     neg_perms[k, b] read at b's positive points coords2[b]; the depth term pairs an image's
-    own points with themselves. `depth_pos` is not used (the released objective has no depth
-    term between an image and its positive); it is accepted to mirror `losses.depthg_loss`.
+    own points with themselves. The caller draws `neg_perms` (STEGO's permutation rule in
+    `released`, batch shifts in `corrected`; §6). `depth_pos` is not used (the released
+    objective has no depth term between an image and its positive); it is accepted to mirror
+    `losses.depthg_loss`.
     No feature dropout: the reference is deterministic. Returns the terms and their total.
     """
     del depth_pos
@@ -151,7 +151,7 @@ def objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, coords1, coo
         if fidelity == "released":  # full maps, resized to S×S inside
             d1 = depth
         else:  # depth of the feature grid, read where the features were read
-            d1 = sample(normalized_depth(depth, feats.shape[-2:]), coords1, fidelity)
+            d1 = sample(grid_depth(depth, feats.shape[-2:]), coords1, fidelity)
         out["depth"] = depth_pair_loss(c1, c1, d1, d1, shifts["depth"], fidelity,
                                        zero_clamp)[0].mean()
         total = total + weights["depth"] * out["depth"]
@@ -247,5 +247,5 @@ def cluster_probe(codes: torch.Tensor, centroids: torch.Tensor, alpha: float | N
 
 __all__ = ["centre_rows", "cluster_probe", "cluster_similarity", "correlation",
            "depth_correlation_corrected", "depth_correlation_released", "depth_pair_loss",
-           "farthest_points", "fps_coords", "normalized_depth", "objective", "pair_loss",
+           "farthest_points", "fps_coords", "grid_depth", "objective", "pair_loss",
            "sample", "unproject", "unit"]

@@ -14,8 +14,8 @@ from depthg_lib.losses import (
     depth_correlation_loss,
     depthg_loss,
     depthg_loss_terms,
+    grid_depth,
     negative_permutations,
-    normalized_depth,
 )
 from depthg_lib.reference import objective
 from depthg_lib.sampling import random_coords, sample
@@ -253,14 +253,48 @@ def test_gradients_reach_codes_not_features():
 
 
 def test_corrected_depth_term_reads_depth_at_the_sample_points(reader):
-    batch = _random_batch(seed=2)
+    batch = list(_random_batch(seed=2))
+    batch[4], batch[5] = batch[4] / 255, batch[5] / 255  # corrected units: [0, 1]
     out = depthg_loss_terms(*batch, n_samples=5, sampling="fps", fidelity="corrected",
                             shifts=GOLDEN_SHIFTS, generator=torch.Generator().manual_seed(0))
-    dn = sample(normalized_depth(batch[4], (8, 8)), out["coords1"], "corrected")
+    dn = sample(grid_depth(batch[4], (8, 8)), out["coords1"], "corrected")
     expected = depth_correlation(dn, dn, fidelity="corrected")
     torch.testing.assert_close(out["depth_feat_cd"], expected)
     assert out["depth_feat_cd"].min() >= 0 and out["depth_feat_cd"].max() <= 1
     assert out["depth_feat_cd"].unique().numel() > 2  # not the released constant
+
+
+def test_corrected_depth_is_not_stretched_again_per_crop(reader):
+    """A crop whose depth spans only 0.40..0.60 of its image's range: its nearest and farthest
+    points are 0.2 apart in d̂, so D ≥ 0.8 — they attract (D > s_depth), never repel as they
+    would if each crop were stretched to [0, 1] again (docs/method.md §6.1)."""
+    feats, feats_pos, codes, codes_pos, _, _ = _random_batch(seed=4)
+    ramp = torch.linspace(0.4, 0.6, 32).repeat(32, 1)  # depth grows left to right
+    depth = ramp.expand(4, 1, 32, 32).clone()
+    out = depthg_loss_terms(feats, feats_pos, codes, codes_pos, depth, depth, n_samples=5,
+                            sampling="fps", fidelity="corrected", shifts=GOLDEN_SHIFTS,
+                            generator=torch.Generator().manual_seed(0))
+    d = out["depth_feat_cd"]
+    assert d.min() >= 0.8 - 1e-6 and d.min() < 0.9  # far apart within the crop, still close
+    dn = sample(grid_depth(depth, (8, 8)), out["coords1"], "corrected")
+    assert 0.4 <= dn.min() and dn.max() <= 0.6  # the stored values, not a per-crop [0, 1]
+
+
+@pytest.mark.parametrize("fidelity,rule", [("released", "stego"), ("corrected", "shift")])
+def test_negatives_follow_the_fidelitys_rule(fidelity, rule):
+    """released draws STEGO's permutations (an image may serve twice), corrected distinct
+    batch shifts; both after the random sample points, from the same generator."""
+    b, s, k = 8, 3, 20
+    feats, feats_pos, codes, codes_pos, depth, depth_pos = _random_batch(b=b)
+    out = depthg_loss_terms(feats, feats_pos, codes, codes_pos, depth, depth_pos, n_samples=s,
+                            fidelity=fidelity, neg_samples=k, shifts=GOLDEN_SHIFTS,
+                            generator=torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    random_coords(b, s, gen), random_coords(b, s, gen)  # the draws before the negatives
+    expected = negative_permutations(b, k, gen, rule=rule)
+    assert torch.equal(out["neg_perms"], expected)
+    repeats = any(len(set(p.tolist())) < b for p in out["neg_perms"])
+    assert repeats == (rule == "stego")
 
 
 def test_bad_arguments_are_depthg_errors():
