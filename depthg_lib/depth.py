@@ -11,7 +11,8 @@ normalises each map, so scale and shift do not matter).
 
 Stored format (SPEC §2): per image, min–max normalised depth as a 16-bit PNG at
 `reader.depth_path(split, name)`. The released code stored 8 bits; `load_depth_png(...,
-"released")` re-creates its 8-bit integers on load.
+"released")` re-creates its 8-bit integers on load. Writing and reading that format is
+`depthg_lib.depth_format` (its names are importable from here too).
 
     python -m depthg_lib.depth --profile test [--split all] [--force] [--skip-bad]
 """
@@ -31,11 +32,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import REPO_ROOT, Profile, load_profile, profile_arg
+from .depth_format import STAGE_COMMAND, depth_to_uint16, load_depth_png, normalise_depth
+from .depth_format import UINT16_MAX as UINT16_MAX  # re-exported with the format's other names
+from .depth_format import depth_from_uint16 as depth_from_uint16
 from .env import resolve_device
 from .errors import DepthGError, run_cli
 from .io import (
     check_stage_settings,
-    read_depth_png,
     recorded_settings_differ,
     save_image,
     save_json,
@@ -50,11 +53,10 @@ DEFAULT_MODELS = {"zoedepth": "Intel/zoedepth-nyu",
 # transformers `model_type` each backend expects (a wrong folder would flip the depth order).
 _MODEL_TYPES = {"zoedepth": "zoedepth", "depth_anything": "depth_anything"}
 DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "models"
-UINT16_MAX = 65535
 
 
 def _command(profile_name: str = "<profile>", extra: str = "") -> str:
-    return f"python -m depthg_lib.depth --profile {profile_name}{extra}"
+    return f"{STAGE_COMMAND} --profile {profile_name}{extra}"
 
 
 # --------------------------------------------------------------------------- models
@@ -232,54 +234,6 @@ def load_depth_model(backend: str, model: str | None = None, device: str | torch
         return SynthDepthModel(model or None, device)
     model_id, folder = resolve_model_dir(backend, model, model_dir)
     return TransformersDepthModel(backend, folder, model_id, device)
-
-
-# --------------------------------------------------------------------------- storage
-
-def normalise_depth(depth: np.ndarray) -> np.ndarray:
-    """Per-image min–max normalisation to [0,1] (float32); a constant map becomes all 0."""
-    depth = np.asarray(depth, dtype=np.float64)
-    lo, hi = float(depth.min()), float(depth.max())
-    if not np.isfinite(lo) or not np.isfinite(hi):
-        raise ValueError("depth map holds non-finite values")
-    if hi <= lo:
-        return np.zeros(depth.shape, dtype=np.float32)
-    return ((depth - lo) / (hi - lo)).astype(np.float32)
-
-
-def depth_to_uint16(depth: np.ndarray) -> np.ndarray:
-    """Min–max normalise and store as uint16: `round(d̂ · 65535)`."""
-    return np.round(normalise_depth(depth) * UINT16_MAX).astype(np.uint16)
-
-
-def depth_from_uint16(stored: np.ndarray, fidelity: str = "corrected") -> np.ndarray:
-    """Stored depth → what training reads (float32).
-
-    `corrected`: `u / 65535` in [0,1]. `released`: the 8-bit integers 0..255 of the released
-    loader (golden README: depth in the training path is the 8-bit PNG read as integers, not
-    divided by 255). The released depth script *floored* d̂·255 to uint8 (golden README
-    note 7); here `u // 257` (65535 = 255·257), which equals floor(d̂·255) except where d̂·255 lies
-    within 1/514 below an integer, where the 16-bit rounding lifts it to that integer.
-    8-bit input (a PNG written by the released code) is taken as those integers already.
-    """
-    stored = np.asarray(stored)
-    if fidelity not in ("released", "corrected"):
-        raise DepthGError(f"fidelity must be 'released' or 'corrected', found {fidelity!r}")
-    if stored.dtype == np.uint8:
-        return stored.astype(np.float32) if fidelity == "released" else \
-            (stored.astype(np.float32) / 255.0)
-    stored = stored.astype(np.int64)
-    if fidelity == "released":
-        return (stored // 257).astype(np.float32)
-    return (stored / UINT16_MAX).astype(np.float32)
-
-
-def load_depth_png(path: str | os.PathLike, fidelity: str = "corrected") -> np.ndarray:
-    """Read a stored depth PNG: `corrected` → [0,1] float32, `released` → 0..255 float32.
-
-    Rounding exactly as `depth_from_uint16` documents.
-    """
-    return depth_from_uint16(read_depth_png(path, f"re-run `{_command()}`"), fidelity)
 
 
 def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
