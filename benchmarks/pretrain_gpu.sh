@@ -16,8 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-OUT=${OUT:-/tmp/pretrain_gpu}
-WORK=${WORK:-/tmp/pretrain_gpu_work}
+OUT=${OUT:-${TMPDIR:-/tmp}/pretrain_gpu}
+WORK=${WORK:-${TMPDIR:-/tmp}/pretrain_gpu_work}
 mkdir -p "$OUT" "$WORK"
 TINY=0; [ "${1:-}" = "--tiny" ] && TINY=1
 if [ $TINY = 1 ]; then

@@ -53,8 +53,8 @@ DEPTH_WORK_SIZE = 128
 
 
 def _recreate_command(kind: str) -> str:
-    return (f"python -m depthg_lib.pretrain {kind} --out /work/pretrain_runs/{kind} --resume && "
-            f"python -m depthg_lib.pretrain export {kind} --out /work/pretrain_runs/{kind}")
+    return (f"python -m depthg_lib.pretrain {kind} --out runs/pretrain/{kind} --resume && "
+            f"python -m depthg_lib.pretrain export {kind} --out runs/pretrain/{kind}")
 
 
 # --------------------------------------------------------------------------- architectures

@@ -1,12 +1,12 @@
 """CLI: `python -m depthg_lib.pretrain {data,vit,depth,export} ...` (see the package docstring).
 
     python -m depthg_lib.pretrain data                       # render the pretraining scenes
-    python -m depthg_lib.pretrain vit --out /work/pretrain_runs/vit [--resume] [--export]
-    python -m depthg_lib.pretrain depth --out /work/pretrain_runs/depth [--resume] [--export]
-    python -m depthg_lib.pretrain export vit --out /work/pretrain_runs/vit
-    python -m depthg_lib.pretrain pairs --out /work/runs_bg/pairs --n 4000   # view pairs
-    python -m depthg_lib.pretrain vit --objective multiview --pool /work/runs_bg/pairs \
-        --out /work/runs_bg/vit_mv [--resume] [--max-minutes 90]
+    python -m depthg_lib.pretrain vit --out runs/pretrain/vit [--resume] [--export]
+    python -m depthg_lib.pretrain depth --out runs/pretrain/depth [--resume] [--export]
+    python -m depthg_lib.pretrain export vit --out runs/pretrain/vit
+    python -m depthg_lib.pretrain pairs --out runs/pretrain/pairs --n 4000   # view pairs
+    python -m depthg_lib.pretrain vit --objective multiview --pool runs/pretrain/pairs \
+        --out runs/pretrain/vit_mv [--resume] [--max-minutes 90]
     python -m depthg_lib.pretrain vit --objective supervised --out DIR   # reference only
 """
 
