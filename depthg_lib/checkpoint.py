@@ -4,6 +4,10 @@ load back (SPEC §8, §9).
 A checkpoint is one `torch.save`d dict (format `CHECKPOINT_FORMAT`, loadable with
 `weights_only=True`): the head, both probes, their optimisers, the schedule, the global RNG
 states (exact resume), the profile it was trained with and what identifies the backbone.
+
+Writing `last.pt` keeps the checkpoint it replaces as `previous.pt` beside it, and the new
+file reaches the disk (fsync) before it takes the name: whatever cuts a write short, one of
+the two is whole, and `read_latest` resumes from it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +67,33 @@ def save_checkpoint(path: Path, trainer_state: dict, profile: Profile, step: int
              "n_classes": profile.n_classes, "extra_clusters": profile.extra_clusters,
              "backbone_weights_identity": profile_weights_identity(profile),
              **trainer_state, "rng": rng_state()}
+    path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        if path.exists():  # the one it replaces stays whole until the new one is complete
+            os.replace(path, previous_path(path))
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """`previous.pt` beside `last.pt`: the checkpoint before the latest one."""
+    return Path(path).with_name("previous" + Path(path).suffix)
+
+
+def read_latest(path: str | os.PathLike, device="cpu") -> tuple[dict, Path]:
+    """The checkpoint at `path` and its path — or, when that file is missing or unreadable (a
+    write cut short), the previous one kept beside it (`previous_path`), with a note."""
+    path = Path(path)
+    previous = previous_path(path)
+    try:
+        return read_checkpoint(path, device), path
+    except DepthGError as err:
+        if not previous.exists():
+            raise
+        print(f"note: {err.args[0].split(';')[0]}; continuing from the checkpoint before it, "
+              f"{previous}", file=sys.stderr)
+        return read_checkpoint(previous, device), previous
 
 
 def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:

@@ -330,3 +330,144 @@ def test_checkpoint_trained_on_other_default_weights_is_refused(tmp_path, monkey
         ckpt_mod.load_checkpoint(path)
     monkeypatch.setattr(ckpt_mod, "weights_identity", lambda name, weights: "sha256:old")
     assert ckpt_mod.load_checkpoint(path).backbone_name == "embedded"
+
+
+# ------------------------------------------------------------------------------ issue 14
+
+def test_wrong_n_classes_is_refused_before_any_work(tmp_path):
+    data = tiny_data()  # labels 0..3
+    with pytest.raises(DepthGError, match=r"class id 3 .*n_classes: 2"):
+        T.train(tiny_profile(n_classes=2), tmp_path / "a", device="cpu", data=data,
+                progress=False)
+    counted = dataclasses.replace(data, n_classes=12)  # what open_train_data reads
+    with pytest.raises(DepthGError, match=r"n_classes: 4 .* has 12 classes.*`n_classes: 12`"):
+        T.train(tiny_profile(), tmp_path / "b", device="cpu", data=counted, progress=False)
+    assert not list(tmp_path.rglob("log.csv")) and not list(tmp_path.rglob("*.pt"))
+
+
+def test_previous_checkpoint_is_kept_and_resume_survives_a_truncated_last(tmp_path,
+                                                                          monkeypatch):
+    p = tiny_profile()
+    whole = T.train(p, tmp_path / "whole", device="cpu", data=tiny_data(), progress=False)
+    assert torch.load(whole.with_name("previous.pt"), weights_only=True)["step"] == 4
+
+    real_step = T.Trainer.step
+
+    def crash_at_5(self, step, *args):
+        if step == 5:
+            raise KeyboardInterrupt
+        return real_step(self, step, *args)
+
+    monkeypatch.setattr(T.Trainer, "step", crash_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(p, tmp_path / "cut", device="cpu", data=tiny_data(), progress=False)
+    monkeypatch.setattr(T.Trainer, "step", real_step)
+    last = tmp_path / "cut/checkpoints/last.pt"
+    assert torch.load(last.with_name("previous.pt"), weights_only=True)["step"] == 2
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a write cut short
+    with pytest.raises(DepthGError, match="step 2.*--resume"):  # names what is left
+        T.train(p, tmp_path / "cut", device="cpu", data=tiny_data(), progress=False)
+    final = T.train(p, tmp_path / "cut", device="cpu", data=tiny_data(), progress=False,
+                    resume=True)
+    rows_a, rows_b = read_rows(tmp_path / "whole"), read_rows(tmp_path / "cut")
+    assert [r["step"] for r in rows_b] == [str(s) for s in range(6)]
+    for ra, rb in zip(rows_a, rows_b):
+        for col in LOSS_COLUMNS:
+            assert ra[col] == rb[col], (ra["step"], col)  # resumed from step 2 exactly
+    sa, sb = torch.load(whole, weights_only=True), torch.load(final, weights_only=True)
+    assert all(torch.equal(sa["head"][k], sb["head"][k]) for k in sa["head"])
+
+
+def test_finished_run_hint_works_when_followed(tmp_path):
+    p = tiny_profile(steps=4)
+    T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False)
+    with pytest.raises(DepthGError) as err:  # fewer steps than were trained
+        T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False, steps=2)
+    message = str(err.value)
+    assert f"--out {tmp_path} --steps 4`" in message and "--resume --steps 2" not in message
+    assert T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False, steps=4).exists()
+    with pytest.raises(DepthGError, match="--resume --steps 6`"):  # more: continue it
+        T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False, steps=6)
+    T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False, steps=6, resume=True)
+
+
+def test_other_crops_in_memory_are_refused_without_force(tmp_path):
+    p = tiny_profile(steps=1)
+    T.train(p, tmp_path, device="cpu", data=tiny_data(seed=0), progress=False)
+    with pytest.raises(DepthGError, match=r"train\.json.*crops held in memory.*--force"):
+        T.train(p, tmp_path, device="cpu", data=tiny_data(seed=1), progress=False)
+    T.train(p, tmp_path, device="cpu", data=tiny_data(seed=1), progress=False, force=True)
+
+
+# -- the stages on disk: a regenerated dataset, then train ------------------------------------
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Two tiny SynthScenes folders (seeds 3 and 4), rendered once; tests copy them."""
+    from depthg_lib.data.synthscenes import generate
+
+    root = tmp_path_factory.mktemp("scenes")
+    for seed in (3, 4):
+        generate(root / f"seed{seed}", 3, 1, 32, seed=seed, progress=False)
+    return root
+
+
+def _disk_profile(data_root, **changes):
+    values = dict(data_root=str(data_root), dataset_dir="ss", synth_n_train=3, synth_n_val=1,
+                  synth_size=32, synth_seed=3, depth_backend="gt", knn_res=16, knn_k=2,
+                  knn_store=4, backbone="embedded-random", res=16, samples=2, fps_min_samples=2,
+                  batch_size=4, steps=2, val_every=2, checkpoint_every=2, dim=8, num_workers=0,
+                  precompute_features=True, val_images=0)
+    values.update(changes)
+    return load_profile("test").replace(**values)
+
+
+def _prepare(profile, force=False):
+    from depthg_lib.crop import run_crop_stage
+    from depthg_lib.depth import run_depth_stage
+    from depthg_lib.knn import run_knn_stage
+
+    run_depth_stage(profile, force=force, progress=False)
+    run_crop_stage(profile, split="all", force=force, progress=False)
+    run_knn_stage(profile, device="cpu", force=force, progress=False)
+
+
+def test_regenerated_crops_then_train_refuses_or_redoes_never_stale(scenes, tmp_path):
+    import shutil
+
+    from depthg_lib import features as featcache
+    from depthg_lib.crop import CropReader, run_crop_stage
+    from depthg_lib.depth import run_depth_stage
+    from depthg_lib.knn import run_knn_stage
+
+    shutil.copytree(scenes / "seed3", tmp_path / "data" / "ss")
+    p = _disk_profile(tmp_path / "data")
+    _prepare(p)
+    with pytest.raises(DepthGError, match=r"n_classes: 4 .* has 12 classes"):  # before work
+        T.train(p.replace(n_classes=4), tmp_path / "wrong", device="cpu", progress=False)
+    assert not (tmp_path / "wrong" / "train.json").exists()
+    out = tmp_path / "run"
+    T.train(p, out, device="cpu", progress=False)
+    # a new dataset (another seed), depth and crops redone: same folders, same counts
+    root = p.paths.dataset_dir
+    for sub in ("imgs", "labels", "depth_gt", "instances"):
+        shutil.rmtree(root / sub)
+        shutil.copytree(scenes / "seed4" / sub, root / sub)
+    shutil.copy(scenes / "seed4" / "synthscenes.json", root / "synthscenes.json")
+    run_depth_stage(p, force=True, progress=False)
+    run_crop_stage(p, split="all", force=True, progress=False)
+    with pytest.raises(DepthGError, match="knn --profile test --split train --force"):
+        T.train(p, out, device="cpu", progress=False)  # neighbours of the old crops
+    run_knn_stage(p, device="cpu", force=True, progress=False)
+    with pytest.raises(DepthGError) as err:  # the finished run was made from the old crops
+        T.train(p, out, device="cpu", progress=False)
+    message = str(err.value)
+    assert "train.json" in message and "crops" in message
+    assert f"python -m depthg_lib.train --profile test --out {out} --force" in message
+    T.train(p, out, device="cpu", progress=False, force=True)
+    crops = CropReader.from_profile(p, "train")
+    data = T.open_train_data(p)
+    cache = featcache.CachedSplit(data.cache_dir, "train")
+    for n in range(len(crops)):  # what training read: the new crops' labels
+        np.testing.assert_array_equal(cache.labels[n],
+                                      featcache.prepare_crop(*crops.load(n), 16, p.fidelity)[1])

@@ -1,7 +1,14 @@
-"""What training reads: crops, their kNN table, batches per step and the feature cache."""
+"""What training reads: crops, their kNN table, batches per step and the feature cache.
+
+Before any work, training checks what it is about to read (issue 14): the kNN table must
+have been mined from the crops there now (`knn.require_current_knn`), the profile's
+`n_classes` must be the dataset's class count, and `TrainData.inputs` digests the crops and
+the kNN record so that a later run notices when they changed (`io.check_stage_settings`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,10 +18,25 @@ import torch
 from .. import features as featcache
 from ..config import Profile, profile_arg
 from ..crop import CropReader
+from ..data.base import IGNORE
+from ..data.readers import reader_for_profile
 from ..errors import DepthGError
+from ..io import record_digest
+from ..knn import knn_record_path, require_current_knn
 from ..models import profile_weights_identity
 from .distributed import barrier
 from .seeds import ORDER, POSITIVE, step_seed
+
+
+def array_digest(what: str, *arrays: np.ndarray) -> dict:
+    """An input entry (`io.check_stage_settings`) for arrays held in memory: their contents."""
+    digest = hashlib.sha256()
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        digest.update(f"{arr.dtype}{arr.shape}\n".encode())
+        digest.update(memoryview(arr).cast("B"))
+    return {"what": what, "files": len(arrays[0]) if arrays else 0,
+            "digest": digest.hexdigest()[:32]}
 
 
 class ArrayCrops:
@@ -25,9 +47,17 @@ class ArrayCrops:
             raise DepthGError(f"ArrayCrops needs as many images, labels and depth maps, got "
                               f"{len(images)}, {len(labels)}, {len(depth)}")
         self.images, self.labels, self.depth = images, labels, depth
+        self._digest: dict | None = None
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def digest(self) -> dict:
+        """What these crops are (their contents), as `CropReader.digest` says it for files."""
+        if self._digest is None:
+            self._digest = array_digest(f"{len(self)} crops held in memory", self.images,
+                                        self.labels, self.depth)
+        return self._digest
 
     def load(self, n: int):
         return self.images[n], self.labels[n], self.depth[n]
@@ -38,6 +68,8 @@ class TrainData:
     """What training reads: training crops, their kNN table, validation crops (or None).
 
     `cache_dir` is where the frozen-feature cache goes; `key` names the crops in its record.
+    `knn_record` digests the kNN stage's record and `n_classes` is the dataset's class count
+    (both set by `open_train_data`; None for data made in memory).
     """
 
     train: object
@@ -45,10 +77,53 @@ class TrainData:
     val: object | None = None
     cache_dir: Path | None = None
     key: str = ""
+    knn_record: dict | None = None
+    n_classes: int | None = None
+
+    def inputs(self) -> dict:
+        """What a run trains on, as the input entries of its record `train.json`: the train
+        and val crops' digests and the kNN record's (or the kNN table's contents)."""
+        found = {}
+        for split, source in (("train", self.train), ("val", self.val)):
+            digest = getattr(source, "digest", None)
+            if callable(digest):
+                found[f"{split}/crops"] = digest()
+        found["knn"] = self.knn_record or array_digest("the kNN table", self.knn)
+        return found
+
+
+def check_class_count(profile: Profile, data: TrainData) -> None:
+    """One clear error when the profile's `n_classes` is not the data's: probes of the wrong
+    size, and labels ≥ n_classes silently ignored by the scores (a val mIoU far too high)."""
+    where = profile.source or f"profile {profile.name}"
+    if data.n_classes and data.n_classes != profile.n_classes:
+        raise DepthGError(f"profile {profile.name} sets n_classes: {profile.n_classes} but the "
+                          f"{profile.dataset} dataset in {profile.paths.dataset_dir} has "
+                          f"{data.n_classes} classes; set `n_classes: {data.n_classes}` in "
+                          f"{where}")
+    for split, source in (("training", data.train), ("validation", data.val)):
+        labels = getattr(source, "labels", None)
+        if not isinstance(labels, np.ndarray) or labels.size == 0:
+            continue
+        used = labels[labels != IGNORE]
+        top = int(used.max()) if used.size else -1
+        if top >= profile.n_classes:
+            raise DepthGError(f"the {split} labels hold class id {top} but profile "
+                              f"{profile.name} sets n_classes: {profile.n_classes}; set "
+                              f"`n_classes` to the data's class count in {where}")
+
+
+def dataset_classes(profile: Profile) -> int | None:
+    """The dataset's class count (0 or None when it cannot say)."""
+    try:
+        return reader_for_profile(profile).n_classes or None
+    except DepthGError:  # the dataset folder may be gone once cropped
+        return None
 
 
 def open_train_data(profile: Profile) -> TrainData:
-    """The profile's crops and kNN file; a stage not yet run is named with its command."""
+    """The profile's crops and kNN file; a stage not yet run is named with its command, a kNN
+    file mined from other crops than those there now is refused (`require_current_knn`)."""
     arg = profile_arg(profile)
     crop_dir = profile.paths.crop_dir
     train = CropReader(crop_dir, "train", profile=arg)  # names the crop command if missing
@@ -65,10 +140,12 @@ def open_train_data(profile: Profile) -> TrainData:
     except (KeyError, ValueError, OSError) as err:
         raise DepthGError(f"cannot read key 'nns' from {knn_file} ({err}); re-create it: "
                           f"python -m depthg_lib.knn --profile {arg} --force") from None
+    require_current_knn(profile, train)
     if len(nns) != n:
         raise DepthGError(f"kNN file {knn_file} has {len(nns)} rows but {crop_dir} holds {n} "
                           f"training crops; re-create it: python -m depthg_lib.knn --profile "
                           f"{arg} --force")
+    record = knn_record_path(profile, "train")
     try:  # validation crops are optional: without them the probes are not scored
         val = CropReader(crop_dir, "val", profile=arg)
         val = val if len(val) else None
@@ -77,7 +154,9 @@ def open_train_data(profile: Profile) -> TrainData:
     # fidelity is part of the name: it changes the resizing, hence features and depth units
     cache_dir = (profile.paths.data_root / "features" / f"{crop_dir.name}_"
                  f"{profile.backbone.replace('/', '_')}_{profile.res}_{profile.fidelity}")
-    return TrainData(train=train, knn=nns, val=val, cache_dir=cache_dir, key=str(crop_dir))
+    return TrainData(train=train, knn=nns, val=val, cache_dir=cache_dir, key=str(crop_dir),
+                     knn_record=record_digest(record, what=f"the kNN record {record}"),
+                     n_classes=dataset_classes(profile))
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -193,8 +272,10 @@ def prepare_caches(profile, data, backbone, device, rank, world, progress):
                                   reserved=0 if name == "train" else featcache.cache_bytes(
                                       len(data.train), backbone.dim, grid, profile.res))
     barrier(world)
-    caches = {name: featcache.open_cache(folder, name, settings) for name, _ in splits}
+    # keyed by the crops' digest too: features of crops cut afresh are never read (issue 14)
+    caches = {name: featcache.open_cache(folder, name, settings, source=source)
+              for name, source in splits}
     if any(c is None for c in caches.values()):
-        raise DepthGError(f"the frozen-feature cache in {folder} is incomplete; delete the "
-                          "folder and run training again")
+        raise DepthGError(f"the frozen-feature cache in {folder} is incomplete or was made from "
+                          "other crops; delete the folder and run training again")
     return caches

@@ -1,7 +1,13 @@
-"""The training run: refuse to mix runs, resume, loop over steps, validate, checkpoint."""
+"""The training run: refuse to mix runs, resume, loop over steps, validate, checkpoint.
+
+One run at a time writes a run folder (`io.stage_lock`). Its record `train.json` holds the
+settings and the digests of what it trained on (crops, kNN record; `TrainData.inputs`): a
+later run in the same folder from changed inputs is refused unless `--force` (issue 14).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -12,11 +18,18 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import features as featcache
-from ..checkpoint import check_compatible, read_checkpoint, save_checkpoint, set_rng_state
+from ..checkpoint import (
+    check_compatible,
+    previous_path,
+    read_checkpoint,
+    read_latest,
+    save_checkpoint,
+    set_rng_state,
+)
 from ..config import Profile, load_profile, profile_arg
 from ..env import resolve_device
 from ..errors import DepthGError
-from ..io import atomic_path, check_stage_settings
+from ..io import atomic_path, check_stage_settings, stage_lock
 from ..models import load_backbone, profile_weights_identity
 from . import distributed
 from .data import (
@@ -24,6 +37,7 @@ from .data import (
     CropBatches,
     StepSampler,
     TrainData,
+    check_class_count,
     open_train_data,
     prepare_caches,
 )
@@ -93,9 +107,13 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
     (continue from `checkpoints/last.pt`) or `force` (start over). `data` replaces the
     profile's crops and kNN table (toy runs, tests). `log_every` is how often step numbers
     are synchronised and written (default: every step on CPU, every 25 on CUDA); the CSV
-    holds every step either way.
+    holds every step either way. Crops, kNN table and `n_classes` are checked before any
+    work; a run folder made from other crops or neighbours is refused unless `force`.
     """
     profile = load_profile(profile)
+    command = f"python -m depthg_lib.train --profile {profile_arg(profile)}"
+    command += (f" --out {out_dir}" if out_dir is not None else "") + (
+        f" --seed {seed}" if seed is not None else "")
     seed = profile.seed if seed is None else int(seed)
     total_steps = profile.steps if steps is None else int(steps)
     if total_steps < 1:
@@ -110,46 +128,57 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
     ckpt_dir = out / "checkpoints"
     last, final = ckpt_dir / "last.pt", ckpt_dir / "final.pt"
     try:
-        done = _check_previous_run(out, last, final, profile, seed, total_steps, resume, force,
-                                   rank, world)
-        if done is not None:
-            return done
-        data = data if data is not None else open_train_data(profile)
-        if data.cache_dir is None:
-            data = dataclasses.replace(data, cache_dir=out / "features")
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            return _train(profile, data, out, last, final, device, seed, total_steps, resume,
-                          progress and rank == 0, rank, world, log_every)
+        with contextlib.ExitStack() as held:
+            if rank == 0:  # the only writer of the run folder
+                held.enter_context(stage_lock(out, "train"))
+            data = data if data is not None else open_train_data(profile)
+            check_class_count(profile, data)
+            done = _check_previous_run(out, last, final, profile, seed, total_steps, resume,
+                                       force, rank, world, data, command)
+            if done is not None:
+                return done
+            if data.cache_dir is None:
+                data = dataclasses.replace(data, cache_dir=out / "features")
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                return _train(profile, data, out, last, final, device, seed, total_steps,
+                              resume, progress and rank == 0, rank, world, log_every)
     finally:
         if own_group:
             distributed.stop()
 
 
 def _check_previous_run(out, last, final, profile, seed, total_steps, resume, force, rank,
-                        world) -> Path | None:
-    """Refuse to mix runs: returns the final checkpoint if this exact run is already done."""
+                        world, data, command) -> Path | None:
+    """Refuse to mix runs: returns the final checkpoint if this exact run is already done.
+
+    Other settings, or other crops / neighbours than the run recorded, are refused unless
+    `force` (which starts over)."""
     if rank == 0:
         if force:
-            for old in (last, final, out / "log.csv"):
+            for old in (last, previous_path(last), final, out / "log.csv"):
                 old.unlink(missing_ok=True)
             shutil.rmtree(out / "tb", ignore_errors=True)
-        check_stage_settings(out, "train", stage_settings(profile, seed), force=force)
+        check_stage_settings(out, "train", stage_settings(profile, seed), force=force,
+                             inputs=data.inputs(), command=command)
     distributed.barrier(world)
     if resume:
         return None
-    arg = profile_arg(profile)
     if final.exists():
         step = read_checkpoint(final)["step"]
         if step == total_steps:
             return final
-        raise DepthGError(f"{out} holds a finished run of {step} steps, not {total_steps}; "
-                          f"continue it with `python -m depthg_lib.train --profile {arg} "
-                          f"--resume --steps {total_steps}` or start over with --force")
-    if last.exists():
-        step = read_checkpoint(last)["step"]
+        if step < total_steps:
+            raise DepthGError(f"{out} holds a finished run of {step} steps, not {total_steps}; "
+                              f"continue it with `{command} --resume --steps {total_steps}` or "
+                              f"start over with `{command} --steps {total_steps} --force`")
+        raise DepthGError(f"{out} holds a finished run of {step} steps, more than the "
+                          f"{total_steps} asked for; use it as it is (`{command} --steps "
+                          f"{step}`) or start over with `{command} --steps {total_steps} "
+                          "--force`")
+    if last.exists() or previous_path(last).exists():
+        step = read_latest(last)[0]["step"]
         raise DepthGError(f"{out} holds an unfinished run (checkpoint at step {step}); continue "
-                          f"it with `python -m depthg_lib.train --profile {arg} --resume` or "
-                          "start over with --force")
+                          f"it with `{command} --resume` or start over with `{command} --force`")
     return None
 
 
@@ -163,15 +192,18 @@ def _train(profile, data, out, last, final, device, seed, total_steps, resume, p
                           f"{backbone.patch_size}); lower `samples` or raise `res`")
     trainer = Trainer(profile, backbone.dim, device, seed, rank, world)
     start = 0
-    if resume and last.exists():
-        state = read_checkpoint(last, device)
-        check_compatible(state, profile, last)
+    if resume and (last.exists() or previous_path(last).exists()):
+        state, source = read_latest(last, device)
+        check_compatible(state, profile, source)
         trainer.load_state_dict(state)
         set_rng_state({**state["rng"], "torch": state["rng"]["torch"].cpu()})
         start = int(state["step"])
         if start > total_steps:
-            raise DepthGError(f"checkpoint {last} is at step {start}, beyond --steps "
-                              f"{total_steps}; pass a larger --steps")
+            raise DepthGError(f"checkpoint {source} is at step {start}, beyond --steps "
+                              f"{total_steps}; pass --steps {start} or more")
+        if rank == 0 and source != last:  # the previous one becomes the latest again
+            with atomic_path(last) as tmp:
+                shutil.copyfile(source, tmp)
     if start == total_steps:  # nothing left to do: the last checkpoint is the final one
         if rank == 0:
             with atomic_path(final) as tmp:
