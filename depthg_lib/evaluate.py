@@ -7,19 +7,27 @@ linear = argmax of the linear probe's log-softmax; optional dense CRF before the
 confusion histogram over the whole split; Hungarian matching of clusters to classes.
 
     python -m depthg_lib.evaluate --profile demo [--crf] [--checkpoint C] [--split val]
+                                  [--max-images N] [--force]
 
 writes `metrics.json` and figures (confusion matrix, per-class IoU, examples) to
-`runs/<profile>/eval/` (for another checkpoint: `<its run folder>/eval/`), and the
-cluster → class matching beside the checkpoint (`<checkpoint>.classes.json`) so that
+`runs/<profile>/eval/` (for another checkpoint: `<its run folder>/eval/`; for a checkpoint
+inside the installed package, such as the shipped head: `runs/<profile>/eval_<name>/`), and
+the cluster → class matching beside the checkpoint (`<checkpoint>.classes.json`; in the
+evaluation folder when the checkpoint's is the package's or not writable) so that
 `depthg_lib.predict` can name what each cluster is.
+
+`evaluate.json` records the settings and digests of what was scored (the checkpoint's
+sha256, the split's images and labels): a re-run with nothing changed returns the stored
+result instead of scoring again; anything changed is scored afresh (`--force`: always).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
@@ -30,40 +38,27 @@ from sklearn.cluster import KMeans
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint
-from .config import Profile, load_profile
+from .config import Profile, load_profile, positive_int, profile_arg
 from .crf import CRFRunner, require_crf
-from .data import reader_for_profile
 from .env import resolve_device
 from .errors import DepthGError, run_cli
-from .io import save_json
+from .evalset import (  # noqa: F401 - re-exported (predict, notebooks)
+    as_targets,
+    class_names,
+    make_loader,
+    open_split,
+    resize_crop,
+    split_inputs,
+    to_tensor,
+)
+from .io import INPUTS_KEY, load_json, save_json, save_npz, sha256_file, stage_lock
 from .metrics import confusion_histogram, scores
-from .models import load_backbone
+from .models import load_backbone, profile_weights_identity
 from .released import is_released
-from .transforms import resize_center_crop
 from .viz import class_palette
 from .viz import evaluation as viz
 
 CLUSTER_ALPHA = 2.0  # SPEC §9: log-softmax of cluster similarities × 2
-
-
-# ------------------------------------------------------------------------------ inputs
-
-
-def resize_crop(image: np.ndarray, size: int, label: np.ndarray | None = None,
-                image_mode: str = "nearest") -> tuple[np.ndarray, np.ndarray | None]:
-    """An evaluation image (and its label) resized and centre-cropped to `size` (SPEC §9).
-
-    Labels always use nearest; images use nearest as released (`image_mode="bilinear"` for
-    the corrected fidelity). `transforms.resize_center_crop` does the work.
-    """
-    out_label = None if label is None else resize_center_crop(label, size, "nearest")
-    return resize_center_crop(image, size, image_mode), out_label
-
-
-def to_tensor(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) → float (B, 3, H, W) in [0, 1], what the backbones take."""
-    arr = np.stack([np.asarray(im) for im in images])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def _head_code(head, feats: torch.Tensor) -> torch.Tensor:
@@ -103,21 +98,32 @@ def probe_log_probs(model, backbone, images: torch.Tensor, size: tuple[int, int]
 # ------------------------------------------------------------------------------ evaluation
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
 def default_checkpoint(profile: Profile) -> Path:
     return profile.paths.train_dir / "checkpoints" / "final.pt"
+
+
+def in_package(path: str | Path) -> bool:
+    """True for a file inside the installed library (the shipped head): never written to."""
+    return Path(path).resolve().is_relative_to(PACKAGE_DIR)
 
 
 def eval_dir_for(profile: Profile, checkpoint: str | Path | None) -> Path:
     """`runs/<profile>/eval` for the profile's own checkpoint; else `<run folder>/eval`.
 
     A checkpoint `X/checkpoints/final.pt` (what `train(out_dir=X)` writes) evaluates into
-    `X/eval`; any other file `Y/model.pt` into `Y/eval_model`.
+    `X/eval`; any other file `Y/model.pt` into `Y/eval_model` — except a file inside the
+    installed package (`depthg_lib/weights/depthg_embedded.pt`): `runs/<profile>/eval_<name>`.
     """
     if checkpoint is None:
         return profile.paths.eval_dir
     ckpt = Path(checkpoint).resolve()
     if ckpt == default_checkpoint(profile).resolve():
         return profile.paths.eval_dir
+    if in_package(ckpt):
+        return profile.paths.run_dir / f"eval_{ckpt.stem}"
     if ckpt.parent.name == "checkpoints":
         return ckpt.parent.parent / "eval"
     return ckpt.parent / f"eval_{ckpt.stem}"
@@ -129,10 +135,19 @@ def assignment_file(checkpoint: str | Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + ".classes.json")
 
 
+def assignment_target(checkpoint: Path, out: Path) -> Path:
+    """Where evaluation writes the matching: beside the checkpoint, or in `out` when the
+    checkpoint is the package's or its folder is not writable."""
+    side = assignment_file(checkpoint)
+    if in_package(checkpoint) or not os.access(side.parent, os.W_OK | os.X_OK):
+        return out / side.name
+    return side
+
+
 def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.device):
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(profile)
     if not path.exists():
-        hint = (f"train it first: python -m depthg_lib.train --profile {profile.name}"
+        hint = (f"train it first: python -m depthg_lib.train --profile {profile_arg(profile)}"
                 if checkpoint is None else "check the path given with --checkpoint")
         raise DepthGError(f"checkpoint {path} does not exist; {hint}")
     model = load_checkpoint(path, profile=profile, device=device)
@@ -147,87 +162,98 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
     return path, model, backbone
 
 
-def _reader(profile: Profile, split: str):
-    reader = reader_for_profile(profile)
-    if not reader.has_labels:
-        raise DepthGError(f"the {profile.dataset} data in {profile.paths.dataset_dir} has no "
-                          "labels, so it cannot be scored; use `python -m depthg_lib.predict "
-                          "FOLDER --out DIR` to segment unlabelled images")
-    if reader.n_classes and reader.n_classes != profile.n_classes:
-        raise DepthGError(f"profile {profile.name} has n_classes {profile.n_classes} but the "
-                          f"{profile.dataset} data in {profile.paths.dataset_dir} has "
-                          f"{reader.n_classes} classes; fix n_classes in {profile.source}")
-    names = list(reader.names(split))
-    if not names:
-        raise DepthGError(f"split {split!r} of {profile.paths.dataset_dir} holds no images; "
-                          "check the data with: python -m depthg_lib.data check --dataset "
-                          f"{profile.dataset} --root {profile.paths.dataset_dir}")
-    return reader, names
-
-
-class _EvalSet(torch.utils.data.Dataset):
-    """Validation images and labels, resized and centre-cropped (SPEC §9)."""
-
-    def __init__(self, reader, split, names, size, image_mode):
-        self.reader, self.split, self.names = reader, split, names
-        self.size, self.image_mode = size, image_mode
-
-    def __len__(self):
-        return len(self.names)
-
-    def __getitem__(self, i):
-        name = self.names[i]
-        label = self.reader.load_label(self.split, name)
-        if label is None:
-            raise DepthGError(f"image {name} of split {self.split!r} has no label file; an "
-                              "evaluation split must be fully labelled")
-        image, label = resize_crop(self.reader.load_image(self.split, name), self.size,
-                                   label, self.image_mode)
-        return np.ascontiguousarray(image), np.ascontiguousarray(label)
-
-
-def _collate(batch):
-    images, labels = zip(*batch)
-    return np.stack(images), np.stack(labels)
-
-
-def _loader(profile, reader, split, names, batch_size):
-    image_mode = "nearest" if profile.fidelity == "released" else "bilinear"
-    dataset = _EvalSet(reader, split, names, profile.eval_res, image_mode)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                       num_workers=profile.num_workers, collate_fn=_collate)
-
-
-def _labels_to_numpy(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    labels = labels.astype(np.int64)
-    labels[(labels < 0) | (labels >= n_classes)] = -1
-    return labels
-
-
-def _class_names(reader, n: int) -> list[str]:
-    names = list(getattr(reader, "class_names", None) or [])
-    return names[:n] if len(names) >= n else [f"class {k}" for k in range(n)]
-
-
 def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: bool = False,
              device: str = "auto", split: str = "val", max_images: int | None = None,
              progress: bool = True, out_dir: str | Path | None = None, write: bool = True,
              batch_size: int | None = None, n_examples: int = 4,
-             crf_workers: int | None = None) -> dict:
-    """Score a checkpoint on a labelled split (SPEC §9) and write `metrics.json` + figures.
+             crf_workers: int | None = None, force: bool = False) -> dict:
+    """Score a checkpoint on a labelled split (§9) and write `metrics.json` + figures.
 
     Returns the metrics dict (what `metrics.json` holds) plus, under `"arrays"`, the
-    histograms and a few example predictions for the chapter's figures. `write=False`
-    (e.g. a quick CRF comparison on a few images) writes nothing.
+    histograms and a few example predictions for the chapter's figures (`arrays.npz`).
+    `write=False` (e.g. a quick CRF comparison on a few images) writes nothing. When the
+    folder's record (`evaluate.json`) shows these settings on this same checkpoint, images
+    and labels, the stored result is returned (`"reused": True`) unless `force`.
     """
     profile = load_profile(profile)
+    if max_images is not None and max_images < 1:
+        raise DepthGError(f"max_images must be at least 1, got {max_images}")
     if crf:
         require_crf()
     dev = resolve_device(device)
-    reader, names = _reader(profile, split)
+    reader, names = open_split(profile, split)  # labels checked against images here
     if max_images is not None:
         names = names[:max_images]
     path, model, backbone = _load_model(profile, checkpoint, dev)
+    if not write:
+        return _score(profile, reader, split, names, path, model, backbone, dev, crf,
+                      batch_size, n_examples, crf_workers, progress)
+    out = Path(out_dir) if out_dir is not None else eval_dir_for(profile, checkpoint)
+    record = _record(profile, reader, split, names, path, crf, max_images, dev)
+    with stage_lock(out, "evaluate"):
+        if not force:
+            done = _reuse(out, record)
+            if done is not None:
+                return done
+        (out / "evaluate.json").unlink(missing_ok=True)  # outputs below belong to no record yet
+        metrics = _score(profile, reader, split, names, path, model, backbone, dev, crf,
+                         batch_size, n_examples, crf_workers, progress)
+        arrays = metrics.pop("arrays")
+        metrics["figures"] = _write_figures(out, metrics, arrays, profile, reader)
+        save_json(out / "metrics.json", metrics)
+        save_npz(out / "arrays.npz", **_flat(arrays))
+        if max_images is None:
+            side = assignment_target(path, out)
+            save_json(side, {
+                "cluster_to_class": metrics["unsupervised"]["cluster_to_class"],
+                "class_names": metrics["class_names"],
+                "class_colors": class_palette(reader, profile.n_classes).tolist(),
+                "dataset": profile.dataset, "split": split,
+                "unsupervised_miou": metrics["unsupervised"]["miou"]})
+        save_json(out / "evaluate.json", record)  # last: it vouches for everything above
+    return {**metrics, "out_dir": str(out), "arrays": arrays}
+
+
+def _record(profile, reader, split, names, path, crf, max_images, dev) -> dict:
+    """What a result depends on: settings, and digests of the checkpoint and the split."""
+    settings = {"stage": "evaluate", "checkpoint": str(path), "split": split,
+                "n_images": len(names), "max_images": max_images, "crf": bool(crf),
+                "device": dev.type, "dataset": profile.dataset,
+                "dataset_dir": str(profile.paths.dataset_dir), "eval_res": profile.eval_res,
+                "fidelity": profile.fidelity, "n_classes": profile.n_classes,
+                "backbone": profile.backbone, "backbone_weights": profile.backbone_weights,
+                "backbone_weights_identity": profile_weights_identity(profile)}
+    inputs = {"checkpoint": {"what": f"the checkpoint {path}", "files": 1,
+                             "digest": sha256_file(path)}, **split_inputs(reader, split)}
+    return json.loads(json.dumps({**settings, INPUTS_KEY: inputs}, default=str))
+
+
+def _reuse(out: Path, record: dict) -> dict | None:
+    """The stored result in `out` if its record is `record` and its files are whole."""
+    files = [out / f for f in ("evaluate.json", "metrics.json", "arrays.npz")]
+    if not all(f.exists() for f in files) or load_json(files[0]) != record:
+        return None
+    metrics = load_json(files[1])
+    try:
+        with np.load(files[2]) as stored:
+            flat = {k: stored[k] for k in stored.files}
+    except (OSError, ValueError):
+        return None
+    examples = {k[len("example_"):]: v for k, v in flat.items() if k.startswith("example_")}
+    arrays = {k: flat[k] for k in ("cluster_histogram", "linear_histogram", "matched_histogram")}
+    arrays["examples"] = {k: examples.get(k) for k in ("image", "label", "cluster", "linear")}
+    return {**metrics, "out_dir": str(out), "arrays": arrays, "reused": True}
+
+
+def _flat(arrays: dict) -> dict:
+    flat = {k: v for k, v in arrays.items() if k != "examples"}
+    flat.update({f"example_{k}": v for k, v in arrays["examples"].items() if v is not None})
+    return flat
+
+
+def _score(profile, reader, split, names, path, model, backbone, dev, crf, batch_size,
+           n_examples, crf_workers, progress) -> dict:
+    """The metrics of one pass over the split, with their arrays (nothing written)."""
     n = profile.n_classes
     n_clusters = int(model.cluster_probe.clusters.shape[0])
     extra = max(0, n_clusters - n)
@@ -240,7 +266,7 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     started = time.time()
     runner = CRFRunner(workers=crf_workers) if crf else None
     try:
-        loader = _loader(profile, reader, split, names, batch_size)
+        loader = make_loader(profile, reader, split, names, batch_size)
         for images, labels in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
             x = to_tensor(images).to(dev)
             cluster_lp, linear_lp = probe_log_probs(model, backbone, x, labels.shape[1:])
@@ -251,7 +277,7 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
             else:
                 cluster_pred = cluster_lp.argmax(1).cpu().numpy()
                 linear_pred = linear_lp.argmax(1).cpu().numpy()
-            target = _labels_to_numpy(labels, n)
+            target = as_targets(labels, n)
             cluster_hist += confusion_histogram(cluster_pred, target, n, extra, drop_extra)
             linear_hist += confusion_histogram(linear_pred, target, n)
             for i in range(min(len(images), n_examples - len(examples["image"]))):
@@ -262,9 +288,9 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
             runner.close()
     seconds = time.time() - started
     unsup, linear = scores(cluster_hist, hungarian=True), scores(linear_hist, hungarian=False)
-    class_names = _class_names(reader, n)
+    classes = class_names(reader, n)
     meta = getattr(model, "meta", {}) or {}
-    metrics = {
+    return {
         "profile": profile.name,
         "fidelity": profile.fidelity,
         "checkpoint": str(path),
@@ -278,29 +304,14 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
         "crf_fell_back": bool(runner.fell_back) if runner is not None else None,
         "device": str(dev),
         "seconds": round(seconds, 2),
-        "class_names": class_names,
-        "unsupervised": _summary(unsup, class_names, cluster_hist),
-        "linear": _summary(linear, class_names, linear_hist),
-        "profile_settings": {k: v for k, v in dataclasses.asdict(profile).items()},
+        "class_names": classes,
+        "unsupervised": _summary(unsup, classes, cluster_hist),
+        "linear": _summary(linear, classes, linear_hist),
+        "profile_settings": dataclasses.asdict(profile),
+        "arrays": {"cluster_histogram": cluster_hist, "linear_histogram": linear_hist,
+                   "matched_histogram": unsup["histogram"],
+                   "examples": {k: np.stack(v) if v else None for k, v in examples.items()}},
     }
-    if write:
-        out = Path(out_dir) if out_dir is not None else eval_dir_for(profile, checkpoint)
-        out.mkdir(parents=True, exist_ok=True)
-        metrics["figures"] = _write_figures(out, metrics, unsup, examples, profile, reader)
-        save_json(out / "metrics.json", metrics)
-        if max_images is None:
-            save_json(assignment_file(path), {
-                "cluster_to_class": metrics["unsupervised"]["cluster_to_class"],
-                "class_names": class_names,
-                "class_colors": class_palette(reader, n).tolist(),
-                "dataset": profile.dataset, "split": split,
-                "unsupervised_miou": metrics["unsupervised"]["miou"]})
-        metrics["out_dir"] = str(out)
-    metrics["arrays"] = {"cluster_histogram": cluster_hist, "linear_histogram": linear_hist,
-                         "matched_histogram": unsup["histogram"],
-                         "examples": {k: np.stack(v) if v else None
-                                      for k, v in examples.items()}}
-    return metrics
 
 
 def _num(x: float) -> float | None:
@@ -317,20 +328,22 @@ def _summary(result: dict, class_names: list[str], histogram: np.ndarray) -> dic
     }
 
 
-def _write_figures(out: Path, metrics: dict, unsup: dict, examples: dict, profile: Profile,
+def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile,
                    reader) -> list[str]:
     names = metrics["class_names"]
+    matched, examples = arrays["matched_histogram"], arrays["examples"]
     written = []
     figs = {
-        "confusion.png": viz.plot_confusion(unsup["histogram"][: len(names), : len(names)], names,
+        "confusion.png": viz.plot_confusion(matched[: len(names), : len(names)], names,
                                             title="unsupervised (clusters matched to classes)"),
         "class_iou.png": viz.plot_class_iou(
             {"unsupervised": metrics["unsupervised"]["iou"], "linear": metrics["linear"]["iou"]}),
     }
-    if examples["image"]:
+    if examples["image"] is not None:
         figs["examples.png"] = viz.plot_examples(
-            examples["image"], examples["label"], examples["cluster"], examples["linear"],
-            cluster_to_class=unsup["cluster_to_class"],
+            list(examples["image"]), list(examples["label"]), list(examples["cluster"]),
+            list(examples["linear"]),
+            cluster_to_class=np.asarray(metrics["unsupervised"]["cluster_to_class"]),
             palette=class_palette(reader, profile.n_classes))
     for fname, fig in figs.items():
         fig.savefig(out / fname, dpi=110, bbox_inches="tight")
@@ -356,7 +369,7 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
     """
     profile = load_profile(profile)
     dev = resolve_device(device)
-    reader, names = _reader(profile, split)
+    reader, names = open_split(profile, split)
     if max_images is not None:
         names = names[:max_images]
     backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
@@ -370,7 +383,7 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
 
     per_image = max(1, max_fit_points // len(names))
     points = []
-    for images, _ in tqdm(_loader(profile, reader, split, names, batch_size),
+    for images, _ in tqdm(make_loader(profile, reader, split, names, batch_size),
                           desc="k-means: fit features", disable=not progress):
         f = features(images).permute(0, 2, 3, 1).flatten(1, 2).cpu().numpy()
         for patches in f:
@@ -379,15 +392,14 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
     km = KMeans(n_clusters=n, n_init=3, random_state=seed).fit(np.concatenate(points))
     centroids = F.normalize(torch.from_numpy(km.cluster_centers_).float(), dim=1).to(dev)
     hist = np.zeros((n, n), dtype=np.int64)
-    for images, labels in tqdm(_loader(profile, reader, split, names, batch_size),
+    for images, labels in tqdm(make_loader(profile, reader, split, names, batch_size),
                                desc="k-means: predict", disable=not progress):
         sim = torch.einsum("bchw,kc->bkhw", features(images), centroids)
         sim = F.interpolate(sim, size=labels.shape[1:], mode="bilinear", align_corners=False)
-        hist += confusion_histogram(sim.argmax(1).cpu().numpy(), _labels_to_numpy(labels, n), n)
+        hist += confusion_histogram(sim.argmax(1).cpu().numpy(), as_targets(labels, n), n)
     result = scores(hist, hungarian=True)
-    class_names = _class_names(reader, n)
     return {"method": "kmeans", "profile": profile.name, "split": split, "n_images": len(names),
-            **_summary(result, class_names, hist)}
+            **_summary(result, class_names(reader, n), hist)}
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -399,6 +411,9 @@ def _report(metrics: dict) -> str:
     for kind in ("unsupervised", "linear"):
         m = metrics[kind]
         lines.append(f"  {kind:12s} Acc {m['acc']:6.2f}  mIoU {m['miou']:6.2f}")
+    if metrics.get("reused"):
+        lines.append("  nothing changed since the last evaluation: its stored result "
+                     "(--force scores again)")
     if "out_dir" in metrics:
         lines.append(f"  written to {metrics['out_dir']}/metrics.json")
     return "\n".join(lines)
@@ -413,14 +428,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crf", action="store_true", help="refine with a dense CRF")
     parser.add_argument("--split", default="val")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--max-images", type=positive_int, default=None,
+                        help="score only the first N images of the split")
     parser.add_argument("--out", default=None, help="output folder (default: the run's eval/)")
+    parser.add_argument("--force", action="store_true",
+                        help="score again even when nothing changed since the last run")
     parser.add_argument("--kmeans", action="store_true",
                         help="also score the k-means baseline on raw backbone features")
     args = parser.parse_args(argv)
     metrics = evaluate(args.profile, checkpoint=args.checkpoint, crf=args.crf,
                        device=args.device, split=args.split, max_images=args.max_images,
-                       out_dir=args.out)
+                       out_dir=args.out, force=args.force)
     print(_report(metrics))
     if args.kmeans:
         km = kmeans_baseline(args.profile, split=args.split, max_images=args.max_images,

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from depthg_lib import evalset
 from depthg_lib import evaluate as ev
 from depthg_lib.errors import DepthGError
 
@@ -242,7 +243,7 @@ def fake_stage(monkeypatch, tmp_path):
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"fake")
     reader = FakeReader()
-    monkeypatch.setattr(ev, "_reader", lambda p, split: (reader, reader.names(split)))
+    monkeypatch.setattr(ev, "open_split", lambda p, split: (reader, reader.names(split)))
     monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), _fake_model(), FakeBackbone()))
     return profile, ckpt
 
@@ -292,17 +293,17 @@ def test_eval_dir_rules():
 def test_unlabelled_split_is_one_clear_error(monkeypatch):
     from depthg_lib.config import load_profile
 
-    monkeypatch.setattr(ev, "reader_for_profile", lambda profile: FakeReader(labels=False))
+    monkeypatch.setattr(evalset, "reader_for_profile", lambda profile: FakeReader(labels=False))
     with pytest.raises(DepthGError, match="has no labels"):
-        ev._reader(load_profile("test"), "val")
+        evalset.open_split(load_profile("test"), "val")
 
 
 def test_class_count_mismatch_is_one_clear_error(monkeypatch):
     from depthg_lib.config import load_profile
 
-    monkeypatch.setattr(ev, "reader_for_profile", lambda profile: FakeReader())
+    monkeypatch.setattr(evalset, "reader_for_profile", lambda profile: FakeReader())
     with pytest.raises(DepthGError, match="n_classes 12 .* 3 classes"):
-        ev._reader(load_profile("test"), "val")
+        evalset.open_split(load_profile("test"), "val")
 
 
 def test_missing_checkpoint_names_the_train_command(tmp_path):
@@ -320,7 +321,7 @@ def test_kmeans_baseline_on_raw_features(monkeypatch):
 
     monkeypatch.setattr(ev, "load_backbone", lambda *a, **k: FakeBackbone())
     reader = FakeReader()
-    monkeypatch.setattr(ev, "_reader", lambda p, split: (reader, reader.names(split)))
+    monkeypatch.setattr(ev, "open_split", lambda p, split: (reader, reader.names(split)))
     profile = load_profile("test", num_workers=0, eval_res=32, n_classes=3)
     res = ev.kmeans_baseline(profile, device="cpu", progress=False)
     assert res["method"] == "kmeans" and res["n_images"] == 3
@@ -344,3 +345,95 @@ def test_evaluate_with_an_extra_cluster(fake_stage, monkeypatch, fidelity):
     assert hist.shape == (4, 3)
     # cluster 3 (blue-ish, like cluster 0) counts only when extra clusters are kept
     assert (hist[3].sum() == 0) == (fidelity == "released")
+
+
+# ------------------------------------------------------------------ issue 14
+
+def test_label_of_another_size_is_one_clear_error_naming_it(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from depthg_lib.config import load_profile
+    from depthg_lib.data.synthscenes import generate
+
+    generate(tmp_path / "ss", 1, 2, 32, seed=0, progress=False)
+    profile = load_profile("test", data_root=str(tmp_path), dataset_dir="ss")
+    evalset.open_split(profile, "val")  # sizes agree
+    label = sorted((tmp_path / "ss" / "labels" / "val").glob("*.png"))[1]
+    Image.fromarray(np.zeros((16, 32), np.uint8)).save(label)
+    with pytest.raises(DepthGError, match=rf"label {label} is 32×16 pixels but its image "
+                                          rf".*is 32×32"):
+        evalset.open_split(profile, "val")
+    # a reader without files: the loader checks each pair as it reads it
+    small = FakeReader()
+    monkeypatch.setattr(small, "load_label", lambda split, name: np.zeros((20, 56), np.uint8))
+    loader = evalset.make_loader(profile.replace(num_workers=0), small, "val", ["im0"], 1)
+    with pytest.raises(DepthGError, match="is 56×20 pixels but its image im0 is 56×40"):
+        next(iter(loader))
+
+
+def test_evaluation_records_its_inputs_and_skips_done_work(fake_stage, monkeypatch):
+    profile, ckpt = fake_stage
+    first = ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False)
+    out = Path(first["out_dir"])
+    record = json.loads((out / "evaluate.json").read_text())
+    assert record["inputs"]["checkpoint"]["digest"] == ev.sha256_file(ckpt)
+    assert record["crf"] is False and record["n_images"] == 3
+
+    calls = []
+    real = ev.probe_log_probs
+    monkeypatch.setattr(ev, "probe_log_probs", lambda *a: calls.append(1) or real(*a))
+    again = ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False)
+    assert again["reused"] and not calls  # nothing changed: nothing scored
+    assert again["unsupervised"] == first["unsupervised"]
+    for key in ("cluster_histogram", "linear_histogram", "matched_histogram"):
+        np.testing.assert_array_equal(again["arrays"][key], first["arrays"][key])
+    np.testing.assert_array_equal(again["arrays"]["examples"]["cluster"],
+                                  first["arrays"]["examples"]["cluster"])
+    ckpt.write_bytes(b"another checkpoint")  # trained again: scored again
+    assert not ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False).get("reused")
+    n = len(calls)
+    assert n > 0
+    assert not ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False,
+                           force=True).get("reused")
+    assert len(calls) > n
+    two = ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False, max_images=2)
+    assert not two.get("reused") and two["n_images"] == 2  # other settings: scored afresh
+
+
+def test_the_shipped_head_is_evaluated_into_runs_never_into_the_package(tmp_path, monkeypatch):
+    from depthg_lib.config import load_profile
+    from depthg_lib.data.synthscenes import generate
+
+    monkeypatch.setenv("DEPTHG_RUNS", str(tmp_path / "runs"))
+    generate(tmp_path / "ss", 1, 2, 32, seed=0, progress=False)
+    profile = load_profile("demo", data_root=str(tmp_path), dataset_dir="ss", eval_res=32,
+                           num_workers=0)  # the profile the shipped head was trained with
+    shipped = ev.PACKAGE_DIR / "weights" / "depthg_embedded.pt"
+    before = {p: p.stat().st_mtime_ns for p in ev.PACKAGE_DIR.rglob("*") if p.is_file()}
+    m = ev.evaluate(profile, checkpoint=shipped, device="cpu", progress=False)
+    out = tmp_path / "runs" / "demo" / "eval_depthg_embedded"
+    assert Path(m["out_dir"]) == out == ev.eval_dir_for(profile, shipped)
+    assert (out / "metrics.json").exists() and (out / "depthg_embedded.classes.json").exists()
+    after = {p: p.stat().st_mtime_ns for p in ev.PACKAGE_DIR.rglob("*") if p.is_file()
+             and "__pycache__" not in p.parts}
+    assert after == {p: t for p, t in before.items() if "__pycache__" not in p.parts}
+
+
+def test_max_images_below_one_is_refused(fake_stage):
+    profile, ckpt = fake_stage
+    with pytest.raises(SystemExit):
+        ev.main(["--profile", "test", "--checkpoint", str(ckpt), "--max-images", "0"])
+    with pytest.raises(DepthGError, match="max_images must be at least 1"):
+        ev.evaluate(profile, checkpoint=ckpt, device="cpu", max_images=0, progress=False)
+
+
+def test_missing_checkpoint_hint_names_a_profile_file_that_works(tmp_path):
+    import shutil
+
+    from depthg_lib.config import PROFILE_DIR, load_profile
+
+    mine = tmp_path / "mine.yaml"
+    shutil.copy(PROFILE_DIR / "test.yaml", mine)
+    profile = load_profile(mine)
+    with pytest.raises(DepthGError, match=rf"python -m depthg_lib.train --profile {mine}"):
+        ev._load_model(profile.replace(name="never-trained"), None, torch.device("cpu"))
