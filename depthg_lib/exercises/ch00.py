@@ -1,0 +1,82 @@
+"""Exercises of chapter 00 · Setup and data: their self-checks (`exercises.check("00.1", ...)`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .core import (
+    IGNORE,
+    Wrong,
+    as_array,
+    call,
+    close_to,
+    register,
+    toy_labels,
+    written,
+)
+
+
+@register("00.1", "class_shares(labels, n_classes): the share of labelled pixels per class",
+           "code", "count with np.bincount over the pixels that are not 255, divide by their "
+                   "number; classes that never occur get 0")
+def _check_00_1(fn):
+    for seed in (0, 1):
+        lab = toy_labels(seed, classes=4)
+        n_classes = 6
+        valid = lab[lab != IGNORE].astype(np.int64)
+        want = np.bincount(valid, minlength=n_classes) / valid.size
+        got = as_array(call(fn, lab.copy(), n_classes))
+        wrong = np.bincount(valid, minlength=n_classes) / lab.size
+        if got.shape == want.shape and np.allclose(got, wrong, atol=1e-9):
+            raise Wrong("the shares sum to less than 1: ignored pixels (255) are in the "
+                         "denominator")
+        close_to(got, want, 1e-6, "class_shares")
+
+
+@register("00.2", "majority_baseline(shares): Acc and mIoU (%) of painting every pixel with "
+                   "the most frequent class", "pen",
+           "the majority class has IoU = its share (every other pixel is a false positive); "
+           "every other class that occurs has IoU 0; classes that never occur have no IoU")
+def _check_00_2(fn):
+    from ..metrics import scores
+
+    rng = np.random.default_rng(2)
+    cases = [np.array([0.5, 0.2, 0.2, 0.1, 0.0, 0.0])]
+    for _ in range(3):
+        s = rng.random(7) * (rng.random(7) < 0.7)
+        s[rng.integers(7)] += 0.1
+        cases.append(s / s.sum())
+    for shares in cases:
+        counts = np.round(shares * 1_000_000).astype(np.int64)
+        hist = np.zeros((len(shares), len(shares)), dtype=np.int64)
+        hist[int(np.argmax(counts))] = counts  # every pixel predicted as the majority class
+        ref = scores(hist, hungarian=False)
+        got = call(fn, shares.copy())
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise Wrong("return a pair (acc, miou), both in percent")
+        close_to(got[0], ref["acc"], 0.01, "acc (percent)")
+        if math.isclose(float(got[1]), ref["acc"] / len(shares), abs_tol=0.01) and \
+                (shares == 0).any():
+            raise Wrong("mIoU averages only over classes that occur: a class with no pixels "
+                         "(and never predicted) has no IoU")
+        close_to(got[1], ref["miou"], 0.01, "miou (percent)")
+
+
+@register("00.3", "thing_share(labels, thing_ids): the share of labelled pixels on things",
+           "code", "np.isin(labels, thing_ids) over the pixels that are not 255")
+def _check_00_3(fn):
+    for seed in (3, 4):
+        lab = toy_labels(seed, classes=6, ignore_share=0.2)
+        things = (1, 4)
+        valid = lab != IGNORE
+        want = np.isin(lab, things)[valid].mean()
+        got = float(as_array(call(fn, lab.copy(), things)))
+        if math.isclose(got, np.isin(lab, things).mean(), abs_tol=1e-9):
+            raise Wrong("ignored pixels (255) are counted: leave them out of the denominator")
+        close_to(got, want, 1e-6, "thing_share")
+
+
+written("00.4", "Why may labels be used to *measure* but never to *train*?", "pen",
+         "think of what 'unsupervised' promises and of which number a label would change")

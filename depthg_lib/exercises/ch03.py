@@ -1,0 +1,89 @@
+"""Exercises of chapter 03 · Mine kNN: their self-checks (`exercises.check("03.1", ...)`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .core import (
+    Wrong,
+    as_array,
+    call,
+    close_to,
+    register,
+    written,
+)
+
+
+@register("03.1", "chance(majority): the probability that two distinct random crops share "
+                   "their majority class (−1 = no label, left out)", "pen",
+           "draw a pair without replacement: Σ_c n_c(n_c − 1) / (m(m − 1))")
+def _check_03_1(fn):
+    from ..knn import chance_agreement
+
+    rng = np.random.default_rng(9)
+    for n in (12, 60):
+        maj = rng.integers(-1, 4, n)
+        want = chance_agreement(maj)
+        got = float(as_array(call(fn, maj.copy())))
+        ok = maj[maj >= 0]
+        squared = float(((np.bincount(ok) / len(ok)) ** 2).sum())
+        if math.isclose(got, squared, abs_tol=1e-9):
+            raise Wrong("Σ(n_c/m)² draws the pair with replacement: a crop cannot be its own "
+                         "partner")
+        close_to(got, want, 1e-9, "chance")
+
+
+@register("03.2", "knn(features, k): (N, k+1) indices, column 0 the item itself, then its k "
+                   "most cosine-similar other items, best first", "code",
+           "unit-normalise the rows, similarity = G Gᵀ, set the diagonal to −inf, argsort "
+           "descending")
+def _check_03_2(fn):
+    rng = np.random.default_rng(10)
+    feats = rng.normal(size=(30, 6)) * rng.uniform(0.1, 5.0, size=(30, 1))
+    k = 4
+    g = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    sims = g @ g.T
+    np.fill_diagonal(sims, -np.inf)
+    want = np.concatenate([np.arange(30)[:, None], np.argsort(-sims, axis=1)[:, :k]], axis=1)
+    got = as_array(call(fn, feats.copy(), k))
+    if got.shape != want.shape:
+        raise Wrong(f"shape {got.shape}, expected {want.shape} (self + k neighbours)")
+    if not (got[:, 0] == np.arange(30)).all():
+        raise Wrong("column 0 must be the item itself")
+    dots = feats @ feats.T
+    np.fill_diagonal(dots, -np.inf)
+    if (got[:, 1:] == np.argsort(-dots, axis=1)[:, :k]).all():
+        raise Wrong("that ranks by the dot product: normalise the features (cosine), or "
+                     "long vectors become everyone's neighbour")
+    if not (got == want).all():
+        rows = int((got != want).any(axis=1).sum())
+        raise Wrong(f"{rows} of 30 rows differ (best first? the item itself excluded?)")
+
+
+@register("03.3", "purity(nns, majority, k, groups): the share of (crop, neighbour) pairs in "
+                   "columns 1..k with the same majority class, other images only", "code",
+           "compare majority[nns[:, :1]] with majority[nns[:, 1:k+1]]; keep pairs where both "
+           "are ≥ 0 and groups differ")
+def _check_03_3(fn):
+    from ..knn import neighbour_agreement
+
+    rng = np.random.default_rng(11)
+    n = 40
+    nns = np.concatenate([np.arange(n)[:, None],
+                          np.stack([rng.permutation(n)[:6] for _ in range(n)])], axis=1)
+    maj = rng.integers(-1, 3, n)
+    groups = np.arange(n) // 5
+    for k in (1, 3, 6):
+        want = neighbour_agreement(nns, maj, k, groups=groups)
+        got = float(as_array(call(fn, nns.copy(), maj.copy(), k, groups.copy())))
+        if math.isclose(got, neighbour_agreement(nns, maj, k), abs_tol=1e-9) and \
+                not math.isclose(want, got, abs_tol=1e-9):
+            raise Wrong("siblings are counted: leave out pairs with the same group")
+        close_to(got, want, 1e-9, f"purity (k={k})")
+
+
+written("03.4", "What are kNN positives for? What could the head not learn from pairs inside "
+                 "one image?", "pen",
+         "which term tells the head that grass in image A and grass in image B are the same?")

@@ -1,0 +1,90 @@
+"""Exercises of chapter 05 · Evaluate: their self-checks (`exercises.check("05.1", ...)`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .core import (
+    Wrong,
+    as_array,
+    as_dict,
+    call,
+    close_to,
+    register,
+    written,
+)
+
+
+@register("05.1", "scores(hist): Acc and mIoU (%) of a clusters × classes histogram after "
+                   "Hungarian matching", "code",
+           "scipy.optimize.linear_sum_assignment(hist, maximize=True); then tp = matched "
+           "diagonal, IoU = tp / (row + column − tp) over classes with a defined IoU")
+def _check_05_1(fn):
+    from ..metrics import scores
+
+    rng = np.random.default_rng(15)
+    for n in (3, 5):
+        hist = rng.integers(0, 50, (n, n)) + np.diag(rng.integers(0, 200, n))
+        hist = hist[rng.permutation(n)]  # clusters in a random order
+        hist[:, -1] = 0
+        hist[-1, -1] = 0
+        want = scores(hist)
+        got = call(fn, hist.copy())
+        got = as_dict(got, ("acc", "miou"))
+        plain = scores(hist, hungarian=False)
+        if math.isclose(float(got["acc"]), plain["acc"], abs_tol=1e-6) and \
+                not math.isclose(plain["acc"], want["acc"], abs_tol=1e-6):
+            raise Wrong("cluster i is not class i: match clusters to classes first")
+        close_to(got["acc"], want["acc"], 1e-6, "acc")
+        close_to(got["miou"], want["miou"], 1e-6, "miou")
+
+
+def _matched_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
+    from ..metrics import scores
+
+    n = int(max(pred.max(), truth.max())) + 1
+    hist = np.zeros((n, n), dtype=np.int64)
+    np.add.at(hist, (pred, truth), 1)
+    return scores(hist)["acc"]
+
+
+@register("05.2", "kmeans_on_codes(codes, n_clusters, seed): cluster (N, D) vectors by "
+                   "direction (cosine k-means) and return N cluster ids", "code",
+           "L2-normalise the rows first, then sklearn.cluster.KMeans(n_clusters, n_init=3, "
+           "random_state=seed)")
+def _check_05_2(fn):
+    rng = np.random.default_rng(16)
+    dirs = np.eye(8)[:3] + 0.1 * rng.normal(size=(3, 8))
+    truth = np.repeat(np.arange(3), 40)
+    norms = np.exp(rng.normal(scale=1.5, size=(120, 1)))
+    x = (dirs[truth] + 0.15 * rng.normal(size=(120, 8))) * norms
+    got = as_array(call(fn, x.copy(), 3, 0)).astype(np.int64)
+    if got.shape != truth.shape:
+        raise Wrong(f"return one cluster id per row: shape {got.shape}, expected {truth.shape}")
+    if got.min() < 0:
+        raise Wrong("cluster ids must be ≥ 0")
+    acc = _matched_accuracy(got, truth)
+    if acc < 99:
+        raise Wrong(f"only {acc:.0f} % of the points are grouped by direction: the vectors "
+                     "have very different lengths — normalise them")
+
+
+@register("05.3", "By hand: Acc of the 6-pixel extra-cluster example with the released "
+                   "metric and with the corrected one", "pen",
+           "released: pixels predicted as an extra cluster are dropped before counting; "
+           "corrected: they stay and count as errors")
+def _check_05_3(answer):
+    from ..metrics import confusion_histogram, scores
+
+    a = as_dict(answer, ("released", "corrected"))
+    preds, target = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 0, 1, 1, 1, 0])
+    for key, drop in (("released", True), ("corrected", False)):
+        h = confusion_histogram(preds, target, n_classes=2, extra_clusters=1, drop_extra=drop)
+        close_to(a[key], scores(h)["acc"], 0.1, f"{key} Acc (percent)")
+
+
+written("05.4", "Is the head better than k-means on raw features by more than the seed-to-"
+                 "seed spread?", "experiment",
+         "kmeans_baseline(cfg, seed=s) for a few seeds; compare the difference with the spread")

@@ -1,0 +1,155 @@
+"""The exercises' registry and the helpers every chapter's checks use.
+
+A check raises `Wrong` with a sentence saying what is off; `verdict`/`check` turn that into
+✓ or ✗ with the exercise's hint. Checks run the learner's answer on small seeded toy inputs
+and compare with the library, never with a stored answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DepthGError
+
+IGNORE = 255
+KINDS = ("pen", "code", "experiment")
+
+
+class Wrong(Exception):
+    """Raised inside a check: the answer is not right yet; the message says what is off."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: where it is, what it asks in a line, a hint, and its check (or None)."""
+
+    id: str
+    title: str
+    kind: str
+    hint: str
+    checker: Callable[[Any], None] | None = None
+
+    @property
+    def chapter(self) -> str:
+        return self.id.split(".")[0]
+
+
+REGISTRY: dict[str, Exercise] = {}
+
+
+def register(id: str, title: str, kind: str, hint: str):
+    """Decorator: the function below is the check of exercise `id`."""
+    def wrap(fn: Callable[[Any], None] | None):
+        REGISTRY[id] = Exercise(id, title, kind, hint, fn)
+        return fn
+    return wrap
+
+
+def written(id: str, title: str, kind: str, hint: str) -> None:
+    """An exercise answered in words (its worked answer is in solutions/): no check."""
+    REGISTRY[id] = Exercise(id, title, kind, hint, None)
+
+
+# ------------------------------------------------------------------------------- helpers
+
+def call(fn, *args, **kwargs):
+    """The learner's function called on toy inputs; not a function, or None back, is Wrong."""
+    if not callable(fn):
+        raise Wrong(f"expected a function, got {type(fn).__name__}")
+    out = fn(*args, **kwargs)
+    if out is None:
+        raise Wrong("your function returned None — write its body (it still ends in `...`?)")
+    return out
+
+
+def as_array(x, name: str = "your answer") -> np.ndarray:
+    """A number, array or tensor as a float64 array (Wrong if it is none of those)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Wrong(f"{name} is not a number or an array of numbers: {x!r}") from None
+
+
+def close_to(got, want, tol: float, what: str) -> None:
+    """Wrong unless `got` has `want`'s shape and agrees within `tol` everywhere."""
+    got, want = as_array(got, what), np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise Wrong(f"{what} has shape {got.shape}, expected {want.shape}")
+    if not np.allclose(got, want, atol=tol, rtol=0, equal_nan=True):
+        worst = np.nanmax(np.abs(got - want)) if got.size else 0.0
+        raise Wrong(f"{what} is off by up to {worst:.4g} (tolerance {tol:g})")
+
+
+def as_dict(answer, keys: tuple[str, ...]) -> dict:
+    """The answer as a dict holding every key in `keys` (Wrong naming those missing)."""
+    if not isinstance(answer, dict):
+        raise Wrong(f"expected a dict with keys {list(keys)}, got {type(answer).__name__}")
+    missing = [k for k in keys if k not in answer or answer[k] is None]
+    if missing:
+        raise Wrong(f"fill in {missing} (None or missing)")
+    return answer
+
+
+def toy_labels(seed: int, n: int = 3, h: int = 12, w: int = 14, classes: int = 5,
+                ignore_share: float = 0.1) -> np.ndarray:
+    """Blocky label maps (n, h, w): 2×2-pixel blocks of random classes, some pixels ignored."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, classes, (n, (h + 1) // 2, (w + 1) // 2))
+    lab = blocks.repeat(2, axis=1).repeat(2, axis=2)[:, :h, :w].astype(np.uint8)
+    lab[rng.random(lab.shape) < ignore_share] = IGNORE
+    return lab
+
+
+# ------------------------------------------------------------------ 00 · setup and data
+
+def get(exercise: str) -> Exercise:
+    """The registered exercise `exercise` ("04.1"); DepthGError naming the valid ids if none."""
+    try:
+        return REGISTRY[exercise]
+    except KeyError:
+        raise DepthGError(f"no exercise {exercise!r}; exercises are "
+                          f"{', '.join(sorted(REGISTRY))}") from None
+
+
+def list_exercises(chapter: str | None = None) -> list[Exercise]:
+    """Print (and return) the exercises of a chapter ("04") or of all chapters."""
+    found = [e for e in REGISTRY.values() if chapter is None or e.chapter == chapter]
+    for e in found:
+        mark = "check" if e.checker else "written"
+        print(f"{e.id}  [{e.kind:<10} {mark:>7}]  {e.title}")
+    return found
+
+
+def verdict(exercise: str, answer: Any) -> tuple[bool, str]:
+    """(passed, message) without printing: what `check` reports."""
+    ex = get(exercise)
+    if ex.checker is None:
+        return False, (f"{ex.id} is answered in words: compare yours with the worked answer "
+                       f"in solutions/ (chapter {ex.chapter})")
+    if answer is None or answer is Ellipsis:
+        return False, f"{ex.id}: not answered yet — put your answer in `answer` and re-run"
+    try:
+        ex.checker(answer)
+    except Wrong as wrong:
+        return False, f"{ex.id}: {wrong}"
+    except Exception as err:  # a learner's function that raises is a wrong answer, not a crash
+        return False, f"{ex.id}: your answer raised {type(err).__name__}: {err}"
+    return True, f"{ex.id}: correct"
+
+
+def check(exercise: str, answer: Any) -> bool:
+    """Check an answer to `exercise` ("04.1") and print ✓ or ✗ with a hint; returns passed."""
+    passed, message = verdict(exercise, answer)
+    if passed:
+        print(f"✓ {message}.")
+    else:
+        ex = get(exercise)
+        print(f"✗ {message}\n  hint: {ex.hint}")
+    return passed
