@@ -1,8 +1,9 @@
-"""Benchmark: depth-guided FPS (SPEC §7.1), library vs the released per-image numpy structure.
+"""Benchmark: depth-guided FPS (docs/method.md §7.1), library vs the released per-image
+numpy structure.
 
     python benchmarks/fps.py --device cpu --batch 32 --grid 28 --samples 11 --reps 10 --threads 2
 
-The baseline below is written from SPEC §7.1 with the released code's structure: average
+The baseline below is written from docs/method.md §7.1 with the released code's structure: average
 pool in torch, then per image in numpy — unproject, greedy FPS over a shrinking list of
 remaining points (``np.delete`` each step), selected points back to raster order. It returns
 the same coordinates as `depthg_lib.sampling.fps_coords` (checked before timing).

@@ -1,4 +1,4 @@
-"""SynthScenes rendering speed on one CPU core (SPEC §1 asks >= 20 images/s at 128 px).
+"""SynthScenes rendering speed on one CPU core (docs/method.md §1 asks >= 20 images/s at 128 px).
 
     .venv/bin/python benchmarks/synthscenes.py [--seconds 3] [--sizes 64 128 224]
 

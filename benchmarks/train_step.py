@@ -6,7 +6,7 @@ the released loss structure, on random inputs of the given sizes.
 
 With ``--backbone NAME`` the whole step is timed: frozen backbone on (B,3,G·p,G·p) images and
 positives, head, loss, both probes, three Adam steps (random backbone weights: only the
-time matters). The baseline is a reimplementation, written from SPEC §6–§7.1, of how the
+time matters). The baseline is a reimplementation, written from docs/method.md §6–§7.1, of how the
 released loss is structured: features and codes sampled per term with the transposed
 sampler, every negative built by permuting the whole (B, D, h, w) maps and sampling them
 again, FPS image by image in numpy, the depth term's code correlation computed a second

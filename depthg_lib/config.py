@@ -1,4 +1,4 @@
-"""Profiles: one typed, validated configuration object per run (SPEC §10).
+"""Profiles: one typed, validated configuration object per run (docs/method.md §10).
 
 A profile is a YAML file in `depthg_lib/profiles/` (or any path). It may start with
 `extends: <other profile>` and then lists only what differs. Loading checks every key: an
@@ -38,14 +38,14 @@ SAMPLINGS = ("fps", "random")
 
 @dataclass(frozen=True)
 class Profile:
-    """Every setting of a run. Defaults are SPEC §10's shared defaults."""
+    """Every setting of a run. Defaults are docs/method.md §10's shared defaults."""
 
     name: str = "custom"
     description: str = ""
     fidelity: str = "released"
     seed: int = 0
 
-    # -- data (SPEC §1, §11) -------------------------------------------------------------
+    # -- data (docs/method.md §1, §11) -------------------------------------------------------------
     dataset: str = "synthscenes"
     data_root: str = "data"  # relative paths are taken from the repository root
     dataset_dir: str = ""  # folder under data_root; default: the dataset name
@@ -56,19 +56,19 @@ class Profile:
     synth_seed: int = 0
     synth_camouflage: float = 0.0  # share of things wearing the ground's look (the study's knob)
 
-    # -- depth (SPEC §2) ---------------------------------------------------------------
+    # -- depth (docs/method.md §2) ---------------------------------------------------------------
     depth_backend: str = "zoedepth"
     depth_model: str = ""  # model id or local directory; "" = the backend's default
     depth_batch: int = 8
 
-    # -- five-crop and kNN (SPEC §3, §4) ---------------------------------------------------
+    # -- five-crop and kNN (docs/method.md §3, §4) ----------------------------------------
     crop_ratio: float = 0.5
     knn_res: int = 392
     knn_k: int = 7  # num_neighbors: training draws a positive among columns 1..knn_k
     knn_store: int = 30  # columns stored (the crop itself included)
     knn_block: int = 4096
 
-    # -- model (SPEC §5) -----------------------------------------------------------------
+    # -- model (docs/method.md §5) -----------------------------------------------------------------
     backbone: str = "vit_small_patch8_224.dino"
     backbone_weights: str = ""  # local file; "" = the backbone's default location
     res: int = 224
@@ -77,7 +77,7 @@ class Profile:
     nonlinear: bool = True
     extra_clusters: int = 0
 
-    # -- losses (SPEC §6) ----------------------------------------------------------------
+    # -- losses (docs/method.md §6) ----------------------------------------------------------------
     pointwise: bool = True
     zero_clamp: bool = True
     stabilize: bool = False
@@ -95,7 +95,7 @@ class Profile:
     depth_decay_every: int = 250
     depth_decay_factor: float = 0.6
 
-    # -- sampling (SPEC §7) --------------------------------------------------------------
+    # -- sampling (docs/method.md §7) --------------------------------------------------------------
     sampling: str = "fps"
     samples: int = 11  # S: an S×S grid of points per image
     fps_sample_decay: bool = True
@@ -103,7 +103,7 @@ class Profile:
     fps_sample_decay_factor: float = 0.9
     fps_min_samples: int = 5
 
-    # -- training (SPEC §8) --------------------------------------------------------------
+    # -- training (docs/method.md §8) --------------------------------------------------------------
     steps: int = 7000
     batch_size: int = 32
     lr: float = 5e-4
@@ -115,7 +115,7 @@ class Profile:
     precompute_features: bool = False
     feature_cache_gb: float = 20.0  # disk budget for precomputed features
 
-    # -- evaluation (SPEC §9) ------------------------------------------------------------
+    # -- evaluation (docs/method.md §9) ------------------------------------------------------------
     eval_res: int = 320
     crf: bool = False
     ablation_seeds: int = 3
@@ -159,7 +159,7 @@ class Profile:
 
 
 class Paths:
-    """Where each stage reads and writes for a profile (SPEC §0, §11)."""
+    """Where each stage reads and writes for a profile (docs/method.md §0, §11)."""
 
     def __init__(self, profile: Profile):
         self.profile = profile
@@ -170,12 +170,12 @@ class Paths:
 
     @property
     def crop_dir(self) -> Path:
-        """`cropped/<dataset>_five_crop_<ratio>/{img,label,depth}/<split>/` (SPEC §11)."""
+        """`cropped/<dataset>_five_crop_<ratio>/{img,label,depth}/<split>/` (docs/method.md §11)."""
         name = self.dataset_dir.name
         return self.data_root / "cropped" / f"{name}_five_crop_{self.profile.crop_ratio}"
 
     def knn_file(self, split: str = "train") -> Path:
-        """`nns/nns_<model>_<dataset>_<split>_five_<res>.npz` (SPEC §11)."""
+        """`nns/nns_<model>_<dataset>_<split>_five_<res>.npz` (docs/method.md §11)."""
         model = self.profile.backbone.replace("/", "_")
         name = f"nns_{model}_{self.dataset_dir.name}_{split}_five_{self.profile.knn_res}.npz"
         return self.data_root / "nns" / name

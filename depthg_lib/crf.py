@@ -1,4 +1,4 @@
-"""Dense CRF refinement of per-pixel class scores (SPEC §9), with a pool that cannot hang.
+"""Dense CRF refinement of per-pixel class scores (docs/method.md §9), with a pool that cannot hang.
 
 A fully connected CRF (Krähenbühl & Koltun 2011, through `pydensecrf2`) sharpens the coarse
 patch-level predictions along colour edges of the image. Parameters are the released ones:
@@ -71,7 +71,7 @@ def dense_crf(image: np.ndarray, log_probs: np.ndarray, iterations: int = ITERAT
         raise ValueError(f"scores {log_probs.shape[1:]} and image {image.shape[:2]} differ in size")
     probs = np.clip(_softmax(log_probs), 1e-5, 1.0)  # as pydensecrf's unary_from_softmax
     unary = np.ascontiguousarray(-np.log(probs).reshape(n, -1), dtype=np.float32)
-    bgr = np.ascontiguousarray(image[:, :, ::-1])  # SPEC §9: the released code feeds BGR
+    bgr = np.ascontiguousarray(image[:, :, ::-1])  # docs/method.md §9: the released code feeds BGR
     crf = dcrf.DenseCRF2D(w, h, n)
     crf.setUnaryEnergy(unary)
     crf.addPairwiseGaussian(sxy=GAUSSIAN_SXY, compat=GAUSSIAN_COMPAT)

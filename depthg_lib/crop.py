@@ -1,4 +1,5 @@
-"""Five-crop (chapter 02, SPEC §3, §11): each image becomes its four corners and its centre.
+"""Five-crop (chapter 02, docs/method.md §3, §11): each image becomes its four corners and
+its centre.
 
     python -m depthg_lib.crop --profile P [--split train|val|all] [--force] [--skip-bad]
 
@@ -51,7 +52,7 @@ def five_crop_boxes(height: int, width: int, ratio: float = 0.5) -> list[tuple[i
 
     Order: top-left, top-right, bottom-left, bottom-right, centre. The centre box starts at
     round((H − h) / 2), round((W − w) / 2), Python's half-to-even rounding as in torchvision.
-    SPEC §3 words the crop as square (ratio × min(H, W)); the released code (golden
+    docs/method.md §3 words the crop as square (ratio × min(H, W)); the released code (golden
     `g_five_crop_*`) passes (int(H·ratio), int(W·ratio)), so a non-square image gives
     non-square crops — we follow the code.
     """
@@ -86,7 +87,7 @@ def dominant_class_share(label: np.ndarray) -> float:
 
 
 def crop_paths(crop_dir: str | os.PathLike, split: str, n: int) -> dict[str, Path]:
-    """Where crop n of a split lives (SPEC §11)."""
+    """Where crop n of a split lives (docs/method.md §11)."""
     crop_dir = Path(crop_dir)
     return {"img": crop_dir / "img" / split / f"{n}.jpg",
             "label": crop_dir / "label" / split / f"{n}.png",
@@ -292,7 +293,7 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
                 f"{reader.image_path(split, name)} is {height}×{width}; they must match"
                 + (" (re-run the depth stage with --force)" if what == "depth map" else ""))
     stored_label = None
-    if label is not None:  # SPEC §11: stored +1 so that 0 = ignore
+    if label is not None:  # docs/method.md §11: stored +1 so that 0 = ignore
         stored_label = np.where(label == IGNORE, 0, label.astype(np.int64) + 1).astype(np.uint8)
     for k, box in enumerate(five_crop_boxes(height, width, ratio)):
         paths = crop_paths(crop_dir, split, N_CROPS * index + k)

@@ -1,4 +1,4 @@
-"""Stage 01 — monocular depth for every image (SPEC §2).
+"""Stage 01 — monocular depth for every image (docs/method.md §2).
 
 One interface, four backends: `estimate_depth(images) -> depth`, images `(B,3,H,W)` float in
 [0,1], depth `(B,H,W)` float with **larger = farther** (relative; the stage min–max
@@ -9,7 +9,7 @@ normalises each map, so scale and shift do not matter).
 - `synth`: the embedded depth network shipped with the library (`depthg_lib.embedded`);
 - `gt`: SynthScenes ground truth (needs the image names, so the stage reads it via the reader).
 
-Stored format (SPEC §2): per image, min–max normalised depth as a 16-bit PNG at
+Stored format (docs/method.md §2): per image, min–max normalised depth as a 16-bit PNG at
 `reader.depth_path(split, name)`. The released code stored 8 bits; `load_depth_png(...,
 "released")` re-creates its 8-bit integers on load. Writing and reading that format is
 `depthg_lib.depth_format` (its names are importable from here too).
@@ -290,7 +290,8 @@ def _prerequisite_command(profile: Profile) -> str:
         return (f"run chapter 00, or `python -m depthg_lib.data.synthscenes --out "
                 f"{profile.paths.dataset_dir} --n-train {profile.synth_n_train} --n-val "
                 f"{profile.synth_n_val} --size {profile.synth_size} --seed {profile.synth_seed}`")
-    return (f"put the {profile.dataset} data there (SPEC §11) and check it with `python -m "
+    return (f"put the {profile.dataset} data there (docs/method.md §11) and check it with "
+            "`python -m "
             f"depthg_lib.data check --profile {profile_arg(profile)}`")
 
 
@@ -444,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m depthg_lib.depth",
         description="Stage 01: estimate depth for every image and store it as 16-bit PNGs "
-                    "(per-image min-max normalised, larger = farther). SPEC §2.")
+                    "(per-image min-max normalised, larger = farther). docs/method.md §2.")
     parser.add_argument("--profile", required=True, help="profile name or YAML path")
     parser.add_argument("--split", default="all", choices=("train", "val", "all"))
     parser.add_argument("--force", action="store_true",

@@ -1,12 +1,12 @@
 """The two small models the course ships instead of downloads (issue 7).
 
 No DINO checkpoint and no depth model can be fetched on a fresh CPU machine, so the library
-carries its own, trained on SynthScenes (SPEC §1) by `python -m depthg_lib.pretrain`:
+carries its own, trained on SynthScenes (docs/method.md §1) by `python -m depthg_lib.pretrain`:
 
 - an embedded ViT (timm `VisionTransformer`, patch 8) trained self-supervised (labels never
-  used); it loads through the same code path as the real DINO backbones (SPEC §5);
+  used); it loads through the same code path as the real DINO backbones (docs/method.md §5);
 - an embedded monocular depth network (a light U-Net) trained on SynthScenes ground-truth
-  depth with a scale-and-shift-invariant loss; it is the `synth` depth backend (SPEC §2).
+  depth with a scale-and-shift-invariant loss; it is the `synth` depth backend (docs/method.md §2).
 
 Weights live in `depthg_lib/weights/*.safetensors` (fp16); `manifest.json` beside them records
 each file's sha256, architecture, training command, data seed and quality figures. A missing
@@ -188,7 +188,7 @@ class EmbeddedDepthModel(nn.Module):
     rounded to the network's stride), run through the network, and the prediction is resized
     back: the network saw 128-px scenes, and the horizon cue does not survive a change of scale.
     Output is relative (unknown scale and shift), larger = farther; the depth stage min–max
-    normalises it per image (SPEC §2).
+    normalises it per image (docs/method.md §2).
     """
 
     def __init__(self, pretrained: bool = True, device: str | torch.device = "cpu",

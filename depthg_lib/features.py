@@ -1,5 +1,5 @@
 """What the training step reads: crops at training size, depth in the fidelity's units, and the
-frozen-feature cache (SPEC §8, issue 8).
+frozen-feature cache (docs/method.md §8, issue 8).
 
 The backbone is frozen and training applies no augmentation, so a crop's features never
 change: with `precompute_features` they are computed once (fp16, one `.npy` memory map per

@@ -4,8 +4,9 @@ Nothing is lost: every output is written to a temporary file in the same folder 
 into place, so an interrupted run never leaves a partial file, and a re-run skips what exists.
 Each stage records its settings in `<stage>.json` next to its outputs, together with a digest
 of what it consumed (the upstream stage's record, the input files): a re-run with other
-settings or from changed inputs is refused unless `force=True` (SPEC §0), so no output ever
-silently comes from stale inputs. `stage_lock` lets one run at a time write a stage's outputs.
+settings or from changed inputs is refused unless `force=True` (docs/method.md §0), so no
+output ever silently comes from stale inputs. `stage_lock` lets one run at a time write a
+stage's outputs.
 """
 
 from __future__ import annotations

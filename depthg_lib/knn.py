@@ -1,4 +1,4 @@
-"""Stage 03 — nearest neighbours of every training crop (SPEC §4).
+"""Stage 03 — nearest neighbours of every training crop (docs/method.md §4).
 
 Each crop is described by one vector: the backbone's last-layer patch tokens, mean-pooled
 and unit-normalised. Two crops are neighbours when the cosine similarity of those vectors is
@@ -38,7 +38,8 @@ def pool_features(feature_maps: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def global_features(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(B,3,H,W) in [0,1] → (B,D): mean-pooled last-layer patch tokens, unit norm (SPEC §4).
+    """(B,3,H,W) in [0,1] → (B,D): mean-pooled last-layer patch tokens, unit norm
+    (docs/method.md §4).
 
     The released kNN script ran the featuriser in training mode, so its pooled features had
     Dropout2d(p=0.1) applied (golden README note 6) — random and not reproducible. This
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m depthg_lib.knn",
         description="Stage 03: for every five-cropped image, its nearest crops by cosine "
-                    "similarity of mean-pooled backbone features (SPEC §4).")
+                    "similarity of mean-pooled backbone features (docs/method.md §4).")
     parser.add_argument("--profile", required=True, help="profile name or YAML path")
     parser.add_argument("--split", default="train", choices=("train", "val"))
     parser.add_argument("--force", action="store_true",

@@ -1,4 +1,5 @@
-"""Scores of a segmentation: confusion histogram, Hungarian matching, Acc / mIoU (SPEC §9).
+"""Scores of a segmentation: confusion histogram, Hungarian matching, Acc / mIoU
+(docs/method.md §9).
 
 Used by the evaluation stage (whole split) and by training's validation (probe scores on a
 few crops); `depthg_lib.evaluate` re-exports `confusion_histogram` and `scores`.

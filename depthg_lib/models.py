@@ -1,4 +1,4 @@
-"""The model (SPEC §5): frozen ViT backbone, segmentation head, cluster and linear probes.
+"""The model (docs/method.md §5): frozen ViT backbone, segmentation head, cluster and linear probes.
 
 - `load_backbone(name, weights, device)` — the one entry point to every backbone: DINO
   ViT-S/8 and ViT-B/8, DINOv2 ViT-S/14 and ViT-B/14 (timm), and the course's embedded ViT.
@@ -73,7 +73,7 @@ class Backbone(nn.Module):
     """A frozen ViT: [0,1] images (B,3,H,W) → last-layer patch tokens (B, dim, H/p, W/p).
 
     Normalises internally, runs without gradient and stays in eval mode even when a parent
-    module is put in training mode (the backbone is never trained, SPEC §5).
+    module is put in training mode (the backbone is never trained, docs/method.md §5).
     """
 
     def __init__(self, vit: nn.Module, name: str, mean, std):
@@ -236,7 +236,7 @@ def profile_weights_identity(profile) -> str:
 
 def load_backbone(name: str, weights: str | os.PathLike | None = None,
                   device: str | torch.device = "cpu") -> Backbone:
-    """Frozen backbone ``name`` on ``device`` with weights from a local file (SPEC §5).
+    """Frozen backbone ``name`` on ``device`` with weights from a local file (docs/method.md §5).
 
     weights: a ``.pth``/``.safetensors`` file in DINO or timm layout; None = the default
     location (`default_weights_candidates`, or the shipped file for ``embedded``);
@@ -304,7 +304,7 @@ class ClusterProbe(nn.Module):
 
     ``forward(x, alpha=None)`` → (loss, probs): hard one-hot assignment when alpha is None,
     else softmax(alpha·similarity); loss = −mean over pixels of Σ_k probs·similarity.
-    ``log_probs=True`` → log-softmax(alpha·similarity) (evaluation, alpha = 2; SPEC §9).
+    ``log_probs=True`` → log-softmax(alpha·similarity) (evaluation, alpha = 2; docs/method.md §9).
     """
 
     def __init__(self, dim: int, n_classes: int):
@@ -360,7 +360,7 @@ class DepthGModel(nn.Module):
     """Head and both probes in one module (one DDP wrapper synchronises all three).
 
     `forward` returns the codes of image and positive and the two probe losses, computed on
-    the detached code: the probes measure the head, they never train it (SPEC §5).
+    the detached code: the probes measure the head, they never train it (docs/method.md §5).
     """
 
     def __init__(self, backbone_dim: int, code_dim: int, n_classes: int, extra_clusters: int = 0,

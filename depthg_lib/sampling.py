@@ -1,11 +1,11 @@
 """Where the S×S training points are read: random coordinates, depth-guided FPS, `sample`.
 
-The loss (SPEC §6) never looks at whole feature maps, only at an S×S grid of points per
+The loss (docs/method.md §6) never looks at whole feature maps, only at an S×S grid of points per
 image. `random_coords` draws them uniformly (released STEGO/DepthG); `fps_coords` spreads them
 over the scene's 3D structure with farthest point sampling on the unprojected depth
-(SPEC §7.1). `sample` reads a map at those points with `grid_sample`.
+(docs/method.md §7.1). `sample` reads a map at those points with `grid_sample`.
 
-Two fidelities (SPEC §13):
+Two fidelities (docs/method.md §13):
 
 - ``released`` reproduces the released code bit for bit (golden ``d_fps``): k = 2·tan(45)
   with 45 in *radians*, float32 arithmetic in the released operation order, chosen cells in
@@ -32,7 +32,7 @@ from .errors import DepthGError
 
 FIDELITIES = ("released", "corrected")
 
-# SPEC §7.1: the released code evaluates tan(90 / 2) with 45 taken as radians.
+# docs/method.md §7.1: the released code evaluates tan(90 / 2) with 45 taken as radians.
 K_RELEASED = 2.0 * math.tan(45.0)  # ≈ 3.23955
 K_CORRECTED = 2.0 * math.tan(math.radians(45.0))  # = 2, a 90° horizontal field of view
 
@@ -63,7 +63,7 @@ def _as_maps(depth: torch.Tensor) -> torch.Tensor:
 
 
 def pool_depth(depth: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
-    """Average-pool depth (B,1,H,W) to the feature grid (B,1,h,w) (SPEC §7.1)."""
+    """Average-pool depth (B,1,H,W) to the feature grid (B,1,h,w) (docs/method.md §7.1)."""
     depth = _as_maps(depth)
     h, w = int(grid_hw[0]), int(grid_hw[1])
     big_h, big_w = depth.shape[-2:]
@@ -220,7 +220,7 @@ def indices_to_coords(inds: torch.Tensor, grid_hw: tuple[int, int], n: int,
 
 def fps_coords(depth: torch.Tensor, grid_hw: tuple[int, int], n: int,
                fidelity: str = "released") -> torch.Tensor:
-    """Depth-guided farthest point sampling of n×n points per image (SPEC §7.1).
+    """Depth-guided farthest point sampling of n×n points per image (docs/method.md §7.1).
 
     depth: (B,1,H,W) or (B,H,W), average-pooled to the feature grid ``grid_hw`` first.
     Returns (B, n, n, 2) coordinates for `sample` with the same ``fidelity``.
@@ -248,7 +248,7 @@ def sample(t: torch.Tensor, coords: torch.Tensor, fidelity: str = "released") ->
     """Read maps t (B,C,H,W) at coords (B,n,n,2) → (B,C,n,n), bilinear, border padding.
 
     ``align_corners=True`` as released; in ``released`` mode the coordinate grid is permuted
-    (0,2,1,3) first, so out[b,:,a,c] reads t at coords[b,c,a] (SPEC §7).
+    (0,2,1,3) first, so out[b,:,a,c] reads t at coords[b,c,a] (docs/method.md §7).
     """
     if t.dim() != 4 or coords.shape[0] != t.shape[0]:
         raise DepthGError(f"sample needs maps (B,C,H,W) and coords (B,n,n,2) with the same B, "

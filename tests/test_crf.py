@@ -1,4 +1,5 @@
-"""Dense CRF (SPEC §9): refinement follows image edges; the pool falls back instead of hanging."""
+"""Dense CRF (docs/method.md §9): refinement follows image edges; the pool falls back instead of
+hanging."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Depth stage (SPEC §2): backends, stored format, resume, refusals and errors."""
+"""Depth stage (docs/method.md §2): backends, stored format, resume, refusals and errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""kNN mining (SPEC §4): golden top-k, bounded memory, the stage and its refusals."""
+"""kNN mining (docs/method.md §4): golden top-k, bounded memory, the stage and its refusals."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dataset readers: every layout read through the common interface (SPEC §1, §11)."""
+"""Dataset readers: every layout read through the common interface (docs/method.md §1, §11)."""
 
 from __future__ import annotations
 

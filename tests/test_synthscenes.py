@@ -1,4 +1,5 @@
-"""SynthScenes (SPEC §1): exact ground truth, determinism, class coverage, CLI and re-runs."""
+"""SynthScenes (docs/method.md §1): exact ground truth, determinism, class coverage, CLI and
+re-runs."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What every dataset reader offers, and the report `python -m depthg_lib.data check` prints.
 
-A reader hides one dataset's folder layout (SPEC §1, §11) behind the same few calls, so the
-stages never spell out a path: `names(split)`, `image_path`, `label_path`, `depth_path`,
+A reader hides one dataset's folder layout (docs/method.md §1, §11) behind the same few calls,
+so the stages never spell out a path: `names(split)`, `image_path`, `label_path`, `depth_path`,
 `load_image`, `load_label`. Split names are always `train` and `val`; each reader maps them
 to its own folders (`train2017`, `labelled_test.txt`, ...). Labels come back as uint8 class
 ids `0..C-1` with 255 = ignore, whatever the dataset stores.
@@ -127,7 +127,8 @@ class DatasetReader:
         return None
 
     def depth_path(self, split: str, name: str) -> Path:
-        """Where the depth stage writes the 16-bit min–max normalised depth PNG (SPEC §2)."""
+        """Where the depth stage writes the 16-bit min–max normalised depth PNG
+        (docs/method.md §2)."""
         return self.root / "depth" / split / f"{name}.png"
 
     def _label_names(self, split: str) -> set[str] | None:

@@ -1,4 +1,4 @@
-"""Cityscapes-27 (SPEC §11): torchvision's fine/semantic layout, class = labelId − 7.
+"""Cityscapes-27 (docs/method.md §11): torchvision's fine/semantic layout, class = labelId − 7.
 
 Images `leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png`, labels
 `gtFine/<split>/<city>/<...>_gtFine_labelIds.png`. As in STEGO, the labelIds 7..33 become the

@@ -1,4 +1,5 @@
-"""COCO-Stuff-27 (SPEC §11): the curated STEGO subset, 182 fine ids mapped to 27 coarse ones.
+"""COCO-Stuff-27 (docs/method.md §11): the curated STEGO subset, 182 fine ids mapped to 27
+coarse ones.
 
 Only the images in the curated lists `curated/<split_dir>/Coco164kFull_Stuff_Coarse_7.txt` are
 used (as in STEGO and DepthG). Fine ids 0..181 are mapped to the 27 coarse classes of

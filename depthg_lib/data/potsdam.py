@@ -1,4 +1,4 @@
-"""Potsdam-3 (SPEC §11): MATLAB files from the IIC preprocessing, 6 classes merged into 3.
+"""Potsdam-3 (docs/method.md §11): MATLAB files from the IIC preprocessing, 6 classes merged into 3.
 
 `imgs/<id>.mat` holds `img` with 4 channels (R, G, B, infrared; only RGB is used) and
 `gt/<id>.mat` holds `gt`. Split lists at the top: `labelled_train.txt` (our `train`),

@@ -1,8 +1,8 @@
 """`get_reader(dataset, root)`: the one door to every dataset, plus the two simple layouts.
 
-SynthScenes (SPEC §1) is written by `depthg_lib.data.synthscenes` in the STEGO layout;
+SynthScenes (docs/method.md §1) is written by `depthg_lib.data.synthscenes` in the STEGO layout;
 `directory` is any folder of the learner's own images (no labels). The real datasets live in
-`cocostuff.py`, `cityscapes.py` and `potsdam.py` (SPEC §11).
+`cocostuff.py`, `cityscapes.py` and `potsdam.py` (docs/method.md §11).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""SynthScenes: procedurally ray-cast outdoor scenes with exact labels and depth (SPEC §1).
+"""SynthScenes: procedurally ray-cast outdoor scenes with exact labels and depth
+(docs/method.md §1).
 
 The course's default dataset: it needs no download and runs on a fresh CPU machine. Every
 image is ray-cast in numpy, vectorised over pixels: a pinhole camera looks at a ground plane

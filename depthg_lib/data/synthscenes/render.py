@@ -1,4 +1,4 @@
-"""Ray casting a `Layout` into image, label, depth and instances (SPEC §1)."""
+"""Ray casting a `Layout` into image, label, depth and instances (docs/method.md §1)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _bounding_sphere(obj: SceneObject):
 
 
 def render_layout(layout: Layout, size: int | tuple[int, int]) -> Scene:
-    """Ray-cast a scene description into image, label, depth and instances (SPEC §1)."""
+    """Ray-cast a scene description into image, label, depth and instances (docs/method.md §1)."""
     H, W = (size, size) if isinstance(size, int | np.integer) else size
     H, W = int(H), int(W)
     cam, sky, ground = layout.camera, layout.sky, layout.ground

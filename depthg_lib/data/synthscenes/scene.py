@@ -130,7 +130,7 @@ class Layout:
 
 @dataclass
 class Scene:
-    """One rendered image with its exact ground truth (SPEC §1)."""
+    """One rendered image with its exact ground truth (docs/method.md §1)."""
 
     image: np.ndarray  # uint8 (H, W, 3)
     label: np.ndarray  # uint8 (H, W) class ids, see CLASSES
