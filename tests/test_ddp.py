@@ -89,3 +89,42 @@ def test_two_ranks_with_half_batches_take_the_one_process_step(tmp_path):
     # and the run did train: parameters moved away from their initial values
     init = T.Trainer(_profile(), a["backbone_dim"], torch.device("cpu")).model.head.state_dict()
     assert any(not torch.allclose(init[k], a["head"][k]) for k in init)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_train_and_agree_on_the_parameters(tmp_path):
+    """`torchrun --nproc-per-node 2` (gloo, CPU) runs a real training with everything random
+    on. Each rank draws its negatives among its own B/W crops and its own dropout masks, so
+    the ranks' losses differ; DDP averages the gradients, so after every step both hold the
+    same parameters — and they did move."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("ddp_rank.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": str(worker.parent.parent)}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", str(worker), str(tmp_path)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-4000:]
+    for step in (0, 1):
+        a, b = (torch.load(tmp_path / f"rank{r}_step{step}.pt", weights_only=True)
+                for r in (0, 1))
+        for key in a:
+            assert torch.equal(a[key], b[key]), (step, key)
+    first = torch.load(tmp_path / "rank0_step0.pt", weights_only=True)
+    last = torch.load(tmp_path / "rank0_step1.pt", weights_only=True)
+    assert any(not torch.equal(first[k], last[k]) for k in first)  # the second step trained
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for seen in ranks:  # negatives drawn per shard: among the rank's 2 of the batch's 4 crops
+        assert seen["negative_batches"] == [2, 2]
+    assert ranks[0]["losses"] != ranks[1]["losses"]  # each rank's own crops, masks, negatives
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").read_text().splitlines()))
+    assert [r["step"] for r in rows] == ["0", "1"]
+    assert all(np.isfinite(float(r["total"])) for r in rows)
+    assert rows[-1]["val_linear_acc"] != ""  # rank 0 validated

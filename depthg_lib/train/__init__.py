@@ -2,14 +2,16 @@
 
     python -m depthg_lib.train --profile demo [--resume] [--force] [--device cpu|cuda]
                                [--steps N] [--out DIR] [--seed K]
-    torchrun --nproc-per-node 2 -m depthg_lib.train --profile demo     # DDP (issue 8)
+    torchrun --nproc-per-node 2 -m depthg_lib.train --profile demo     # DDP (issue 8):
+        # each rank its B/W crops, its own negatives and dropout masks; gradients averaged
 
 Per step: features of a batch of crops and of their kNN positives (frozen backbone, or the
 frozen-feature cache), head → codes, the DepthG loss (SPEC §6), the linear probe
 (cross-entropy on the *detached* code upsampled to label size) and the cluster probe on the
 detached code; one backward, three Adam steps; then the depth-weight and sample-count
 schedules. Writes `<out>/log.csv`, TensorBoard events in `<out>/tb/`, and
-`<out>/checkpoints/{last,final}.pt`.
+`<out>/checkpoints/{last,previous,final}.pt` (`previous.pt`: the checkpoint before the
+latest, which `--resume` falls back to if `last.pt` is unreadable).
 
 Exact resume: everything random in step k (which crops, which positives, dropout masks,
 sample points) is drawn from generators seeded by (seed, k) alone, so a run interrupted at

@@ -66,8 +66,15 @@ class Trainer:
     """Head, probes, their three Adam optimisers and the schedules; `step` trains one step.
 
     Under `torch.distributed` (W > 1 processes) the model is wrapped in
-    DistributedDataParallel: each rank gets B/W crops and the averaged gradient is exactly the
-    one-process gradient of the mean loss, so all ranks take one process's step.
+    DistributedDataParallel: rank r gets its B/W crops of the step's batch, computes the loss
+    on them alone and DDP averages the gradients, so every rank takes the same optimiser step
+    and all hold the same parameters afterwards (tests/test_ddp.py, torchrun on two CPU
+    ranks). That step is one process's step of the mean loss only for the terms that look at
+    one image (and its positive) at a time. The rest is per rank: negatives are drawn among
+    the rank's own B/W crops (`negative_permutations` on its shard), dropout masks — the
+    head's and the loss's feature dropout — are seeded by (seed, step, rank), and `pointwise`
+    centring adds back the mean of F over the rank's shard. The test checks one process's
+    step to float tolerance with those three switched off.
     """
 
     def __init__(self, profile: Profile, backbone_dim: int, device: torch.device,
