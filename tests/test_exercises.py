@@ -17,7 +17,7 @@ from depthg_lib import exercises
 from depthg_lib.errors import DepthGError
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
-CHAPTERS = ("00", "01", "02", "03", "04", "05")
+CHAPTERS = ("00", "01", "02", "03", "04", "05", "06", "07")
 
 
 def _load_solutions() -> dict[str, dict]:
@@ -115,6 +115,17 @@ def _probe_by_dot(codes, centroids):
     return -sim.max(1).values.mean(), sim.argmax(1)
 
 
+def _unpaired_interval(a, b):
+    from scipy import stats
+    ci = stats.ttest_ind(a, b).confidence_interval(0.95)
+    return float(np.mean(a) - np.mean(b)), float(ci.low), float(ci.high)
+
+
+def _shift_decayed_too_early(step, w_intra, s_intra, w_depth, s_depth, every, factor):
+    f = factor ** (step // every)
+    return s_intra - w_depth * f * (1 - s_depth * f) / w_intra
+
+
 # One typical mistake per checked exercise: each must be rejected with a message (not a crash).
 WRONG = {
     "00.1": _shares_with_ignore,
@@ -138,6 +149,12 @@ WRONG = {
     "05.1": _scores_without_matching,
     "05.2": _kmeans_raw,
     "05.3": {"released": 400 / 6, "corrected": 400 / 6},
+    "06.1": _unpaired_interval,
+    "06.2": lambda d, n_boot, seed: (float(np.mean(d)), float(np.mean(d))),  # no replacement
+    "06.3": lambda sd, hw: max(2, int(np.ceil((1.96 * sd / hw) ** 2))),  # normal quantile
+    "07.1": _shift_decayed_too_early,
+    "07.2": {name: {"loss": True, "points": True}  # "DepthG uses depth" taken on trust
+             for name in ("cityscapes-vitb8", "cocostuff27-vits8", "potsdam-vits8")},
 }
 
 

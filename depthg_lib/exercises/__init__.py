@@ -19,7 +19,7 @@ runs each of them through its check, and checks that a typical wrong answer is r
 
 from __future__ import annotations
 
-from . import ch00, ch01, ch02, ch03, ch04, ch05  # noqa: F401  (each registers its exercises)
+from . import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07  # noqa: F401  (registration)
 from .ch04 import OUTCOMES, TOY_SHIFTS, toy_shift_outcome
 from .core import KINDS, REGISTRY, Exercise, check, get, list_exercises, verdict
 

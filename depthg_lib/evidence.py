@@ -1,0 +1,220 @@
+"""What the course's evidence says (chapter 07): every number read from a file, none typed in.
+
+- `course_findings(profile)` — the key numbers the chapters recorded for a profile
+  (`runs/<profile>/results/*.json`, written by `results.record`), each beside its baseline and
+  with the chapter that measured it; a number a chapter has not recorded yet is reported as
+  missing with the command that makes it.
+- `released_objective(profile)` — what the released code optimises with a profile's settings:
+  with D ≡ 1 the depth term is a uniform attraction inside each image, i.e. the intra term with
+  a lower shift s′ = s_intra − w_depth(1 − s_depth)/w_intra (exercise 04.6), and s′ moves back
+  towards s_intra as the depth weight and shift decay (docs/method.md §6.1, §8).
+- `fps_read_overlap(depth, grid_hw, n)` — the share of the points the released sampler reads
+  that are points FPS chose (it reads them transposed, docs/method.md §7.1).
+- `paper_rows()` — the numbers the papers report, from the profiles' `paper:` blocks, with
+  their source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import Profile, available_profiles, load_profile
+from .released import paper_numbers
+from .results import read_results
+from .sampling import depth_to_points, farthest_point_indices, fps_coords, pool_depth
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One recorded number beside its baseline: what was measured, where, and how it reads."""
+
+    chapter: str
+    measure: str
+    value: str
+    baseline: str
+    reading: str
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _missing(chapter: str, profile_name: str, measure: str) -> Finding:
+    return Finding(chapter[:2], measure, "not recorded", "—",
+                   f"run `python -m depthg_lib.course --profile {profile_name} --only "
+                   f"{chapter[:2]}`")
+
+
+def course_findings(profile: Profile | str) -> list[Finding]:
+    """The chapters' recorded numbers for `profile`, each beside its baseline (see module doc).
+
+    Readings compare a number with its baseline and say which side it is on; they do not
+    judge whether a difference is larger than its noise — chapter 06's intervals do that.
+    """
+    p = load_profile(profile)
+    name = p.name
+    rec = {c: read_results(name, c) for c in ("01_generate_depth", "03_mine_knn",
+                                              "04_train_depthg", "05_evaluate", "06_ablation")}
+    out: list[Finding] = []
+
+    r = rec["01_generate_depth"]
+    if "premise_feature_auroc" in r:
+        gain = r.get("premise_depth_gain")
+        out.append(Finding(
+            "01", "same-class AUROC of pixel pairs: features / depth / gain of both over "
+                  "features",
+            f"{r['premise_feature_auroc']:.3f} / {r['premise_depth_auroc']:.3f} / "
+            f"{_fmt(gain, 3) if gain is None else f'{gain:+.3f}'}",
+            "0.5 = no information",
+            "depth says 'same class' "
+            f"{'better' if r['premise_depth_auroc'] > 0.5 else 'no better'} than chance, and "
+            f"{'less' if r['premise_depth_auroc'] < r['premise_feature_auroc'] else 'more'} "
+            "than the features do; the gain is what it adds to them"))
+    else:
+        out.append(_missing("01_generate_depth", name, "premise (same-class AUROC)"))
+
+    r = rec["03_mine_knn"]
+    if "neighbour_purity_other_images" in r:
+        kp, ch = r["neighbour_purity_other_images"], r.get("chance_purity_other_images")
+        out.append(Finding("03", "kNN pairs (other images) sharing their majority class",
+                           f"{kp:.2f}", f"random pairs {_fmt(ch, 2)}",
+                           "kNN positives share a class "
+                           f"{'more' if ch is None or kp > ch else 'no more'} often than chance"))
+    else:
+        out.append(_missing("03_mine_knn", name, "kNN purity"))
+
+    r = rec["04_train_depthg"]
+    if "fps_thing_share" in r:
+        fps, rnd = r["fps_thing_share"], r["random_thing_share"]
+        out.append(Finding("04", "share of S×S training points on things: FPS (corrected)",
+                           f"{fps:.1%}", f"random points {rnd:.1%} (thing pixels "
+                           f"{r.get('thing_pixel_share', float('nan')):.1%})",
+                           f"FPS puts {'more' if fps > rnd else 'no more'} points on things "
+                           "than random points"))
+    else:
+        out.append(_missing("04_train_depthg", name, "FPS share on things"))
+
+    r = rec["05_evaluate"]
+    if "unsupervised_miou" in r and "kmeans_miou" in r:
+        head, km = r["unsupervised_miou"], r["kmeans_miou"]
+        out.append(Finding("05", "DepthG head, cluster probe: mIoU / Acc %",
+                           f"{head:.1f} / {r['unsupervised_acc']:.1f}",
+                           f"k-means on raw features {km:.1f} / {r['kmeans_acc']:.1f}; "
+                           f"majority class {_fmt(r.get('majority_miou'))} / "
+                           f"{_fmt(r.get('majority_acc'))}",
+                           f"the head is {'above' if head > km else 'below'} k-means on its own "
+                           f"input in mIoU ({head - km:+.1f} points, one seed)"))
+        out.append(Finding("05", "DepthG head, linear probe (uses labels): mIoU / Acc %",
+                           f"{r['linear_miou']:.1f} / {r['linear_acc']:.1f}",
+                           f"cluster probe {head:.1f} / {r['unsupervised_acc']:.1f}",
+                           "the gap is what the codes hold that clustering does not find"))
+    else:
+        out.append(_missing("05_evaluate", name, "head vs k-means"))
+
+    r = rec["06_ablation"]
+    dg, st = r.get("miou_depthg-corrected"), r.get("miou_stego-corrected")
+    if dg is not None and st is not None:
+        out.append(Finding("06", "reduced study, unsupervised mIoU: DepthG (corrected)",
+                           f"{dg:.1f}", f"STEGO {st:.1f}; k-means on raw features (train fit) "
+                           f"{_fmt(r.get('miou_kmeans_raw_train_fit'))}",
+                           f"DepthG − STEGO {dg - st:+.1f} points (mean over seeds; its "
+                           "interval is in chapter 06)"))
+    else:
+        out.append(_missing("06_ablation", name, "DepthG vs STEGO"))
+    return out
+
+
+def findings_markdown(findings: Sequence[Finding]) -> str:
+    """A Markdown table of `course_findings`."""
+    lines = ["| ch. | measure | value | baseline | reading |", "|---|---|---:|---|---|"]
+    lines += [f"| {f.chapter} | {f.measure} | {f.value} | {f.baseline} | {f.reading} |"
+              for f in findings]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the released objective
+
+def effective_intra_shift(w_intra: float, s_intra: float, w_depth: float,
+                          s_depth: float) -> float:
+    """The intra shift that intra + depth term amount to when D ≡ 1 (released, §6.1):
+    w_i·(F − s_i) + w_d·(1 − s_d) = w_i·(F − s′) with s′ = s_i − w_d(1 − s_d)/w_i."""
+    return s_intra - w_depth * (1.0 - s_depth) / w_intra
+
+
+def depth_schedule(profile: Profile, step: int) -> tuple[float, float]:
+    """(w_depth, s_depth) used at training step `step` (0-based): both are multiplied by
+    `depth_decay_factor` after every step k > 0 with k % `depth_decay_every` == 0."""
+    decays = max(step - 1, 0) // profile.depth_decay_every
+    f = profile.depth_decay_factor ** decays
+    return profile.weight_depth * f, profile.shift_depth * f
+
+
+def released_objective(profile: Profile | str) -> dict:
+    """What a profile trains when run as released: its fidelity, sampling and depth use, and
+    the equivalent intra shift s′ at the first and the last step (meaningful with D ≡ 1)."""
+    p = load_profile(profile)
+    w_i, s_i = p.weights["intra"], p.shifts["intra"]
+    first = depth_schedule(p, 0)
+    last = depth_schedule(p, p.steps - 1)
+    return {"profile": p.name, "fidelity": p.fidelity, "sampling": p.sampling,
+            "use_depth": p.use_depth, "d_is_one": p.use_depth and p.fidelity == "released",
+            "steps": p.steps, "w_intra": w_i, "s_intra": s_i,
+            "w_depth": first[0], "s_depth": first[1],
+            "shift_first": effective_intra_shift(w_i, s_i, *first) if p.use_depth else s_i,
+            "shift_last": effective_intra_shift(w_i, s_i, *last) if p.use_depth else s_i}
+
+
+def fps_read_overlap(depth: np.ndarray | torch.Tensor, grid_hw: Sequence[int], n: int) -> float:
+    """Share of the n×n points the released sampler reads that FPS chose: the read position's
+    nearest feature-grid cell among the cells FPS chose (FPS run as released).
+
+    The released code passes FPS's (row, col) fractions as (x, y) to `grid_sample`, so it reads
+    each chosen cell mirrored about the diagonal and scaled by (h − 1)/h (docs/method.md §7.1).
+    """
+    d = torch.as_tensor(np.asarray(depth) if not torch.is_tensor(depth) else depth).float()
+    while d.dim() < 4:
+        d = d[None]
+    h, w = int(grid_hw[0]), int(grid_hw[1])
+    grid = pool_depth(d[:1], (h, w))
+    chosen = farthest_point_indices(depth_to_points(grid, "released"), n * n)[0].numpy()
+    chosen = {(int(i) // w, int(i) % w) for i in chosen}
+    c = fps_coords(d[:1], (h, w), n, "released").reshape(-1, 2).double().numpy()
+    rows = np.rint((c[:, 1] + 1) / 2 * (h - 1)).astype(int)
+    cols = np.rint((c[:, 0] + 1) / 2 * (w - 1)).astype(int)
+    return float(np.mean([(r, q) in chosen for r, q in zip(rows, cols)]))
+
+
+# ------------------------------------------------------------------ the papers' numbers
+
+def paper_rows() -> list[dict]:
+    """Every shipped profile with a `paper:` block: its name, method, the reported numbers
+    (None where the profile does not source one), CRF, source and note."""
+    rows = []
+    for name in available_profiles():
+        block = paper_numbers(name)
+        if block is None:
+            continue
+        p = load_profile(name)
+        rows.append({"profile": name, "method": "DepthG" if p.use_depth else "STEGO",
+                     "unsup_acc": block["unsupervised"]["acc"],
+                     "unsup_miou": block["unsupervised"]["miou"],
+                     "linear_acc": block["linear"]["acc"], "linear_miou": block["linear"]["miou"],
+                     "crf": block["crf"], "source": block["source"], "note": block["note"]})
+    return rows
+
+
+def paper_markdown(rows: Sequence[dict]) -> str:
+    """A Markdown table of `paper_rows` (— = not sourced in the profile)."""
+    lines = ["| profile | method | unsup. Acc | unsup. mIoU | linear Acc | linear mIoU | CRF | "
+             "source |", "|---|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        crf = {True: "yes", False: "no", None: "not stated"}[r["crf"]]
+        note = f" — {r['note']}" if r["note"] else ""
+        lines.append(f"| `{r['profile']}` | {r['method']} | {_fmt(r['unsup_acc'])} | "
+                     f"{_fmt(r['unsup_miou'])} | {_fmt(r['linear_acc'])} | "
+                     f"{_fmt(r['linear_miou'])} | {crf} | {r['source']}{note} |")
+    return "\n".join(lines)

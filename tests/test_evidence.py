@@ -1,0 +1,86 @@
+"""Chapter 07's evidence: recorded numbers read with their baselines, the released objective's
+equivalent shift against the trainer's own schedule, FPS's transposed reads, the papers' rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from depthg_lib import evidence
+from depthg_lib.config import load_profile
+from depthg_lib.released import paper_numbers
+from depthg_lib.results import record
+from depthg_lib.train.trainer import Schedule
+
+
+def test_depth_schedule_follows_the_trainer():
+    p = load_profile("test").replace(depth_decay_every=3, depth_decay_factor=0.5)
+    sch = Schedule.start(p)
+    for step in range(12):
+        assert evidence.depth_schedule(p, step) == pytest.approx(
+            (sch.weight_depth, sch.shift_depth)), step
+        sch.advance(step, p)
+
+
+def test_effective_shift_gives_the_released_gradient():
+    g = torch.Generator().manual_seed(0)
+    c = (torch.rand(50, generator=g, dtype=torch.float64) * 2 - 1).requires_grad_()
+    f = torch.rand(50, generator=g, dtype=torch.float64)
+    w_i, s_i, w_d, s_d = 0.95, 0.39, 0.09, 0.03
+    both = -(w_i * c.clamp(min=0) * (f - s_i) + w_d * c.clamp(min=0) * (1 - s_d)).sum()
+    (g1,) = torch.autograd.grad(both, c)
+    s = evidence.effective_intra_shift(w_i, s_i, w_d, s_d)
+    (g2,) = torch.autograd.grad(-(w_i * c.clamp(min=0) * (f - s)).sum(), c)
+    assert torch.allclose(g1, g2) and s < s_i
+
+
+def test_released_objective_reads_the_profiles():
+    city = evidence.released_objective("cityscapes-vitb8")
+    p = load_profile("cityscapes-vitb8")
+    assert city["sampling"] == p.sampling and city["d_is_one"] == (p.fidelity == "released")
+    assert city["shift_first"] < city["shift_last"] <= p.shifts["intra"]
+    stego = evidence.released_objective("stego-cityscapes-vitb8")
+    assert stego["shift_first"] == stego["shift_last"] == stego["s_intra"]
+
+
+def test_fps_read_overlap_matches_the_figure_helpers():
+    from depthg_lib.sampling import fps_coords
+    from depthg_lib.viz.method import fps_cells, read_positions
+
+    g = torch.Generator().manual_seed(3)
+    depth = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 40, 40, generator=g), 5, 1, 2)
+    for grid, n in (((10, 10), 4), ((14, 14), 6)):
+        chosen = {tuple(c) for c in fps_cells(depth, grid, n, "released").tolist()}
+        read = np.rint(read_positions(fps_coords(depth, grid, n, "released"), grid)).astype(int)
+        want = np.mean([tuple(r) in chosen for r in read.tolist()])
+        assert evidence.fps_read_overlap(depth[0, 0], grid, n) == pytest.approx(want)
+    flat = torch.ones(1, 1, 20, 20)  # FPS on a plane: symmetric about the diagonal or not,
+    assert 0 <= evidence.fps_read_overlap(flat, (10, 10), 3) <= 1  # a share all the same
+
+
+def test_findings_read_records_beside_baselines(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPTHG_RUNS", str(tmp_path))
+    record("test", "05_evaluate", unsupervised_miou=20.0, unsupervised_acc=50.0,
+           linear_miou=30.0, linear_acc=60.0, kmeans_miou=25.0, kmeans_acc=48.0,
+           majority_miou=3.0, majority_acc=31.0)
+    record("test", "04_train_depthg", fps_thing_share=0.2, random_thing_share=0.25,
+           thing_pixel_share=0.24)
+    head = next(f for f in evidence.course_findings("test") if "cluster probe" in f.measure)
+    assert "below k-means" in head.reading and "-5.0 points" in head.reading
+    found = {f.chapter: f for f in evidence.course_findings("test")}
+    assert "no more points on things" in found["04"].reading
+    assert found["01"].value == "not recorded" and "--only 01" in found["01"].reading
+    table = evidence.findings_markdown(evidence.course_findings("test"))
+    assert table.count("\n") == 2 + 6 - 1  # header, rule, 6 findings
+
+
+def test_paper_rows_come_from_the_profiles():
+    rows = {r["profile"]: r for r in evidence.paper_rows()}
+    city = paper_numbers("cityscapes-vitb8")
+    assert rows["cityscapes-vitb8"]["unsup_miou"] == city["unsupervised"]["miou"]
+    assert rows["cityscapes-vitb8"]["source"] == city["source"]
+    assert rows["stego-cocostuff27-vits8"]["method"] == "STEGO"
+    assert "test" not in rows
+    md = evidence.paper_markdown([rows["cityscapes-vitb8"]])
+    assert city["source"] in md and f"{city['unsupervised']['miou']:.1f}" in md
