@@ -245,8 +245,9 @@ def results_table(results: dict, knob: str | None = None) -> str:
     def cell(values):
         if not values:
             return "—"
-        sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        return f"{np.mean(values):.1f} ± {sd:.1f}"
+        if len(values) == 1:  # one seed: no spread to show
+            return f"{values[0]:.1f}"
+        return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
 
     for arm, by_knob in results["arms"].items():
         v = by_knob.get(knob, {})
