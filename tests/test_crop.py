@@ -158,6 +158,6 @@ def test_figures(tmp_path):
     fig = show_five_crop(image, reader.load_label("train", "train_00000"), None, boxes)
     assert len(fig.axes) == 18
     crops = CropReader(run_crop_stage(profile, progress=False), "train")
-    assert len(show_crops(crops, [0, 4, 9]).axes) == 9
+    assert len(show_crops(crops, [0, 4, 9]).axes) == 9 + 1  # + the depth colour bar
     assert len(dominant_share_figure([0.5, 0.6], [0.9, 1.0]).axes) == 1
     matplotlib.pyplot.close("all")

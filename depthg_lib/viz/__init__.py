@@ -3,13 +3,19 @@
 `depthg_lib.viz.scenes` (SynthScenes), `.method` (chapter 04), `.evaluation` (chapter 05),
 `.embedded` (appendix A1), `.data` (chapters 01–03). Helpers every topic uses live here:
 `label_palette` (n stable colours), `class_palette` (a dataset's class colours), `colorize`,
-`overlay`.
+`overlay`, `class_legend` (the classes a figure shows, by colour) and `draw_depth` (the one
+depth convention of the course: near = bright, a power scale so that the far sky does not
+turn the scene black, and a colour bar).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib
 import numpy as np
+from matplotlib.colors import PowerNorm
+from matplotlib.patches import Patch
 
 from ..data.synthscenes import CLASSES as SYNTH_CLASSES
 
@@ -57,3 +63,64 @@ def overlay(image: np.ndarray, label_rgb: np.ndarray, alpha: float = 0.5) -> np.
     """Blend a colour-coded label over an RGB image (both uint8 of the same size)."""
     mixed = (1 - alpha) * image.astype(np.float32) + alpha * label_rgb.astype(np.float32)
     return mixed.round().clip(0, 255).astype(np.uint8)
+
+
+def class_legend(fig, palette: np.ndarray, names: Sequence[str] | None = None,
+                 labels: Sequence[np.ndarray] | None = None, ncol: int | None = None):
+    """A legend under the figure: one swatch per class that occurs in `labels` (all classes of
+    the palette without labels; 255 = ignore is never listed). Returns the legend (or None)."""
+    n = len(palette)
+    if labels is None:
+        present = list(range(n))
+    else:
+        found = np.unique(np.concatenate([np.asarray(x).ravel() for x in labels]))
+        present = [int(k) for k in found if k < n and k != 255]
+    if not present:
+        return None
+    handles = [Patch(facecolor=np.asarray(palette[k]) / 255.0, edgecolor="black",
+                     label=names[k] if names is not None and k < len(names) else f"class {k}")
+               for k in present]
+    ncol = ncol or min(6, len(handles))
+    rows = -(-len(handles) // ncol)
+    height = fig.get_figheight()
+    fig.subplots_adjust(bottom=min(0.45, (0.3 * rows + 0.15) / height))
+    return fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8,
+                      frameon=False, bbox_to_anchor=(0.5, 0.0))
+
+
+DEPTH_CMAP = "magma_r"  # near = bright, far (the sky) = dark
+DEPTH_GAMMA = 0.4       # a power scale: the near range, where the objects are, gets the colours
+
+
+def depth_values(depth) -> np.ndarray:
+    """Depth as floats: 8/16-bit PNG values scaled to [0, 1]; floats (normalised or metric)
+    unchanged."""
+    depth = np.asarray(depth)
+    if depth.dtype in (np.uint8, np.uint16):
+        return depth / float(np.iinfo(depth.dtype).max)
+    return depth.astype(np.float64)
+
+
+def depth_norm(*depths) -> PowerNorm:
+    """The colour scale of `draw_depth` over one or more maps (so crops share their image's)."""
+    values = [depth_values(d) for d in depths]
+    low = min(float(v.min()) for v in values)
+    high = max(float(v.max()) for v in values)
+    return PowerNorm(DEPTH_GAMMA, vmin=low, vmax=high if high > low else low + 1e-6)
+
+
+def draw_depth(ax, depth, norm: PowerNorm | None = None, colorbar: bool = True,
+               label: str = "depth (near = bright)"):
+    """Draw a depth map in the course's one convention and (by default) its colour bar.
+
+    Larger = farther as stored, drawn with near = bright (like inverse depth) on a power scale
+    (γ = DEPTH_GAMMA): the sky, one far plane, would otherwise stretch a linear scale so that
+    every object sits in the darkest few colours. The colour bar is labelled in the map's own
+    values (normalised 0..1, or metres for ground truth)."""
+    im = ax.imshow(depth_values(depth), cmap=DEPTH_CMAP, norm=norm or depth_norm(depth),
+                   interpolation="nearest")
+    if colorbar:
+        bar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        bar.set_label(label, fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    return im

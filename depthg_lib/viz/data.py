@@ -1,7 +1,8 @@
 """Figures of the data stages: dataset samples and the five crops (chapters 00–02).
 
 Every function returns a matplotlib Figure, so notebooks, the runner and tests draw the same
-thing. Depth is drawn with brighter = farther, as the depth stage stores it (SPEC §2).
+thing. Depth follows the course's one convention (`viz.draw_depth`: near = bright, power scale,
+colour bar); a crop is drawn on its source image's scale. Label figures carry a class legend.
 """
 
 from __future__ import annotations
@@ -13,22 +14,10 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from ..crop import crop_array
-from . import colorize
+from . import class_legend, colorize, depth_norm, depth_values, draw_depth, label_palette
 
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
 BOX_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
-
-
-def _depth_image(depth: np.ndarray | None) -> np.ndarray | None:
-    """Stored depth (uint16 / uint8 PNG values) → [0, 1] on a fixed scale; floats min–max."""
-    if depth is None:
-        return None
-    depth = np.asarray(depth)
-    if depth.dtype in (np.uint8, np.uint16):
-        return depth / float(np.iinfo(depth.dtype).max)
-    depth = depth.astype(np.float64)
-    low, high = depth.min(), depth.max()
-    return (depth - low) / (high - low) if high > low else np.zeros_like(depth)
 
 
 def _blank(ax, text: str) -> None:
@@ -58,48 +47,63 @@ def draw_five_crop(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]
 
 
 def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarray | None,
-                   boxes: Sequence[tuple[int, int, int, int]], palette: np.ndarray | None = None):
-    """Rows image / label / depth; first column the whole image with boxes, then crops 0..4."""
+                   boxes: Sequence[tuple[int, int, int, int]], palette: np.ndarray | None = None,
+                   class_names: Sequence[str] | None = None):
+    """Rows image / label / depth; first column the whole image with boxes, then crops 0..4;
+    a legend of the classes in the label (names from `class_names`)."""
+    if palette is None and label is not None:
+        palette = label_palette(int(label[label != 255].max(initial=0)) + 1)
     rows = [("image", image), ("label", None if label is None else colorize(label, palette)),
-            ("depth", _depth_image(depth))]
-    fig, axes = plt.subplots(3, 1 + len(boxes), figsize=(2.1 * (1 + len(boxes)), 6.6),
+            ("depth", None if depth is None else depth_values(depth))]
+    norm = None if depth is None else depth_norm(depth)
+    fig, axes = plt.subplots(3, 1 + len(boxes), figsize=(2.1 * (1 + len(boxes)) + 0.5, 7.2),
                              squeeze=False)
     for r, (what, full) in enumerate(rows):
-        cmap = "magma" if what == "depth" else None
         for c in range(1 + len(boxes)):
             ax = axes[r, c]
             ax.axis("off")
             if full is None:
                 _blank(ax, f"no {what}")
                 continue
-            if c == 0:
-                if r == 0:
-                    draw_five_crop(full, boxes, ax=ax, title="whole image")
-                else:
-                    ax.imshow(full, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
-                    ax.set_title(f"whole {what}", fontsize=9)
+            if c == 0 and r == 0:
+                draw_five_crop(full, boxes, ax=ax, title="whole image")
                 continue
-            ax.imshow(crop_array(full, boxes[c - 1]), cmap=cmap, vmin=0 if cmap else None,
-                      vmax=1 if cmap else None)
-            if r == 0:
+            part = full if c == 0 else crop_array(full, boxes[c - 1])
+            if what == "depth":
+                draw_depth(ax, part, norm, colorbar=c == len(boxes))
+            else:
+                ax.imshow(part, interpolation="nearest")
+            if c == 0:
+                ax.set_title(f"whole {what}", fontsize=9)
+            elif r == 0:
                 ax.set_title(f"{c - 1}: {BOX_NAMES[c - 1]}", fontsize=9,
                              color=BOX_COLOURS[(c - 1) % len(BOX_COLOURS)])
     fig.tight_layout()
+    if label is not None:
+        class_legend(fig, palette, class_names, [label])
     return fig
 
 
-def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None):
-    """Crops as the later stages read them back (`CropReader.load`): image, label, depth."""
-    fig, axes = plt.subplots(3, len(ns), figsize=(2.1 * len(ns), 6.6), squeeze=False)
-    for c, n in enumerate(ns):
-        image, label, depth = crop_reader.load(n)
+def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None,
+               class_names: Sequence[str] | None = None):
+    """Crops as the later stages read them back (`CropReader.load`): image, label, depth (one
+    depth scale for all shown crops), with a legend of the classes shown."""
+    loaded = [crop_reader.load(n) for n in ns]
+    if palette is None:
+        top = max(int(lab[lab != 255].max(initial=0)) for _, lab, _ in loaded)
+        palette = label_palette(top + 1)
+    norm = depth_norm(*[d for _, _, d in loaded])
+    fig, axes = plt.subplots(3, len(ns), figsize=(2.1 * len(ns) + 0.5, 7.2), squeeze=False)
+    for c, (n, (image, label, depth)) in enumerate(zip(ns, loaded)):
         name, k = crop_reader.source(n)
-        for r, (pic, cmap) in enumerate(((image, None), (colorize(label, palette), None),
-                                         (_depth_image(depth), "magma"))):
-            axes[r, c].imshow(pic, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
+        axes[0, c].imshow(image)
+        axes[1, c].imshow(colorize(label, palette), interpolation="nearest")
+        draw_depth(axes[2, c], depth, norm, colorbar=c == len(ns) - 1)
+        for r in range(3):
             axes[r, c].axis("off")
         axes[0, c].set_title(f"crop {n}\n{name} [{k}]", fontsize=8)
     fig.tight_layout()
+    class_legend(fig, palette, class_names, [lab for _, lab, _ in loaded])
     return fig
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
 from ..transforms import resize_center_crop
-from . import colorize, label_palette, overlay
+from . import class_legend, colorize, label_palette, overlay
 
 
 def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str = "",
@@ -91,8 +91,9 @@ def clusters_to_classes(pred: np.ndarray, cluster_to_class: Sequence[int] | None
 def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                   cluster_preds: Sequence[np.ndarray], linear_preds: Sequence[np.ndarray] | None,
                   cluster_to_class: Sequence[int] | None = None,
-                  palette: np.ndarray | None = None):
-    """Grid: image | ground truth | unsupervised (clusters in matched class colours) | linear."""
+                  palette: np.ndarray | None = None, class_names: Sequence[str] | None = None):
+    """Grid: image | ground truth | unsupervised (clusters in matched class colours) | linear,
+    with a legend of the classes shown (unmatched clusters are black)."""
     if palette is None:
         top = max(int(np.max(lab[lab != 255], initial=0)) for lab in labels) + 1
         palette = label_palette(top)
@@ -112,16 +113,22 @@ def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
             if i == 0:
                 ax.set_title(name, fontsize=9)
     fig.tight_layout()
+    class_legend(fig, palette, class_names, [a for _, arrays in cols[1:] for a in arrays])
     return fig
 
 
 def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarray],
                         after: Sequence[np.ndarray], labels: Sequence[np.ndarray] | None = None,
                         cluster_to_class: Sequence[int] | None = None,
-                        palette: np.ndarray | None = None):
-    """Image | (ground truth) | prediction without CRF | with CRF, one row per image."""
+                        palette: np.ndarray | None = None,
+                        class_names: Sequence[str] | None = None):
+    """Image | (ground truth) | prediction without CRF | with CRF, one row per image, with a
+    legend of the classes shown."""
     if palette is None:
-        palette = label_palette(256)
+        top = max(int(np.max(np.asarray(a)[np.asarray(a) != 255], initial=0))
+                  for a in [*before, *after, *([] if labels is None else labels)])
+        n_matched = 0 if cluster_to_class is None else len(cluster_to_class)
+        palette = label_palette(max(top + 1, n_matched))
     cols = [("image", list(images))]
     if labels is not None:
         cols.append(("ground truth", list(labels)))
@@ -137,6 +144,7 @@ def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarra
             if i == 0:
                 axes[i, j].set_title(name, fontsize=9)
     fig.tight_layout()
+    class_legend(fig, palette, class_names, [a for _, arrays in cols[1:] for a in arrays])
     return fig
 
 
@@ -202,16 +210,8 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                 axes[i, j].set_title(name, fontsize=9)
         if titles is not None:
             axes[i, 0].set_title(titles[i], fontsize=8)
-    present = sorted(set(np.concatenate([np.unique(lab) for lab in labels]).tolist()))
-    present = [k for k in present if k < len(palette)]
-    if names is not None and present:
-        handles = [Patch(facecolor=np.asarray(palette[k]) / 255.0, edgecolor="black",
-                         label=names[k] if k < len(names) else str(k)) for k in present]
-        fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)),
-                   fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0.04 * (1 + len(handles) // 4), 1, 1))
-    else:
-        fig.tight_layout()
+    fig.tight_layout()
+    class_legend(fig, palette, names, labels, ncol=4)
     return fig
 
 

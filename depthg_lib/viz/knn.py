@@ -1,7 +1,8 @@
 """Figures of chapters 01 (depth) and 03 (nearest neighbours).
 
-Every function returns a matplotlib Figure. Depth is drawn with one colour map where brighter
-= farther, as the depth stage stores it (SPEC §2); errors with a separate sequential map.
+Every function returns a matplotlib Figure. Depth follows the course's one convention
+(`viz.draw_depth`: near = bright, power scale, colour bar); errors get a separate sequential
+map. Label rows carry a class legend.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import colorize
+from . import class_legend, colorize, depth_norm, draw_depth
 
-DEPTH_CMAP = "magma"
 ERROR_CMAP = "viridis"
 
 
@@ -32,13 +32,14 @@ def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarra
     disagreement in *relative* depth; its panel title gives the mean absolute error.
     """
     rows = len(images)
-    fig, axes = plt.subplots(rows, 4, figsize=(10.4, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 4, figsize=(11.2, 2.6 * rows), squeeze=False)
+    norm = depth_norm(np.zeros(1), np.ones(1))  # both maps are normalised to [0, 1]
     for r, (img, est, ref) in enumerate(zip(images, estimates, references)):
         e, g = _norm(est), _norm(ref)
         err = np.abs(e - g)
         axes[r, 0].imshow(img)
-        axes[r, 1].imshow(e, cmap=DEPTH_CMAP, vmin=0, vmax=1)
-        axes[r, 2].imshow(g, cmap=DEPTH_CMAP, vmin=0, vmax=1)
+        draw_depth(axes[r, 1], e, norm, colorbar=False)
+        draw_depth(axes[r, 2], g, norm, label="normalised depth (near = bright)")
         im = axes[r, 3].imshow(err, cmap=ERROR_CMAP, vmin=0, vmax=1)
         for c, name in enumerate(("image", estimate_name, reference_name,
                                   f"|error|, mean {err.mean():.3f}")):
@@ -59,6 +60,7 @@ def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int = 5,
     """
     k = min(k, nns.shape[1] - 1)
     per_query = 2 if palette is not None else 1
+    shown = []
     fig, axes = plt.subplots(len(queries) * per_query, k + 1,
                              figsize=(1.7 * (k + 1), 1.9 * per_query * len(queries)),
                              squeeze=False)
@@ -84,9 +86,12 @@ def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int = 5,
                     spine.set_linewidth(3)
             if palette is not None:
                 axl = axes[r * per_query + 1, c]
-                axl.imshow(colorize(label, palette))
+                axl.imshow(colorize(label, palette), interpolation="nearest")
                 axl.axis("off")
+                shown.append(label)
     fig.tight_layout()
+    if palette is not None:
+        class_legend(fig, palette, class_names, shown)
     return fig
 
 

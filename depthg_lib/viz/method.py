@@ -31,6 +31,7 @@ from ..sampling import (
     random_coords,
     sample,
 )
+from . import depth_norm, draw_depth
 
 
 def _depth_map(depth) -> torch.Tensor:
@@ -66,12 +67,25 @@ def _to_pixels(cells: np.ndarray, grid_hw, image_hw) -> tuple[np.ndarray, np.nda
     return (cells[:, 1] + 0.5) * sx - 0.5, (cells[:, 0] + 0.5) * sy - 0.5
 
 
+def _scatter(ax, cells, grid_hw, hw, marker="o", colour="white", size=14):
+    x, y = _to_pixels(cells, grid_hw, hw)
+    ax.scatter(x, y, s=size, marker=marker, c=colour,
+               edgecolors="black" if marker == "o" else None, linewidths=0.5)
+
+
 def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | None = None,
-                  seed: int = 0):
-    """Random points, corrected FPS and released FPS (chosen vs read) over a depth map."""
+                  seed: int = 0, n_low: int | None = None):
+    """Where the n×n points go, over the depth map (near = bright, colour bar).
+
+    Top row: random points, corrected FPS and released FPS (chosen vs read). At a density near
+    the grid's own, any spread-out rule looks like a regular grid, so the bottom row shows FPS
+    at a lower density `n_low` (default ≈ grid/3) with its selection order, and a top view of
+    the unprojected 3D points — the space in which FPS spreads them.
+    """
     d = _depth_map(depth)
     hw = tuple(d.shape[-2:])
     grid_hw = tuple(grid_hw)
+    n_low = n_low or max(2, min(grid_hw) // 3)
     rand = read_positions(random_coords(1, n, torch.Generator().manual_seed(seed)), grid_hw)
     corrected = read_positions(fps_coords(d, grid_hw, n, "corrected"), grid_hw)
     chosen = fps_cells(d, grid_hw, n, "released")
@@ -81,22 +95,49 @@ def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | Non
               ("FPS, released: chosen (o) vs read (x)",
                [(chosen, "o", "white"), (released, "x", "red")])]
     ncol = len(panels) + (image is not None)
-    fig, axes = plt.subplots(1, ncol, figsize=(3.4 * ncol, 3.6))
-    axes = np.atleast_1d(axes)
+    fig, axes = plt.subplots(2, ncol, figsize=(3.5 * ncol, 7.4), squeeze=False)
+    norm = depth_norm(d[0, 0].numpy())
     if image is not None:
-        axes[0].imshow(image)
-        axes[0].set_title("image")
-        axes[0].axis("off")
-    for ax, (title, layers) in zip(axes[ncol - len(panels):], panels):
-        ax.imshow(d[0, 0].numpy(), cmap="magma")
+        axes[0, 0].imshow(image)
+        axes[0, 0].set_title("image", fontsize=9)
+    for ax, (title, layers) in zip(axes[0, ncol - len(panels):], panels):
+        draw_depth(ax, d[0, 0].numpy(), norm, colorbar=ax is axes[0, -1])
         for cells, marker, colour in layers:
-            x, y = _to_pixels(cells, grid_hw, hw)
-            ax.scatter(x, y, s=14, marker=marker, c=colour,
-                       edgecolors="black" if marker == "o" else None, linewidths=0.5)
+            _scatter(ax, cells, grid_hw, hw, marker, colour)
         ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(f"{n}×{n} sample points on a {grid_hw[0]}×{grid_hw[1]} feature grid "
-                 "(depth: dark = near)", fontsize=10)
+    # bottom row: lower density, selection order, top view
+    low = fps_cells(d, grid_hw, n_low, "corrected")
+    rand_low = read_positions(random_coords(1, n_low, torch.Generator().manual_seed(seed)),
+                              grid_hw)
+    order = np.arange(len(low))
+    bottom = axes[1, ncol - 3:]
+    draw_depth(bottom[0], d[0, 0].numpy(), norm, colorbar=False)
+    _scatter(bottom[0], rand_low, grid_hw, hw)
+    bottom[0].set_title(f"random, {n_low}×{n_low}", fontsize=9)
+    draw_depth(bottom[1], d[0, 0].numpy(), norm, colorbar=False)
+    x, y = _to_pixels(low, grid_hw, hw)
+    bottom[1].scatter(x, y, s=22, c=order, cmap="viridis", edgecolors="black", linewidths=0.5)
+    for k in range(min(len(low), 6)):
+        bottom[1].annotate(str(k + 1), (x[k], y[k]), color="white", fontsize=7,
+                           xytext=(3, 3), textcoords="offset points")
+    bottom[1].set_title(f"FPS (corrected), {n_low}×{n_low}: order 1, 2, …", fontsize=9)
+    pts = depth_to_points(pool_depth(d, grid_hw), "corrected")[0].numpy()  # (3, h·w)
+    idx = low[:, 0] * grid_hw[1] + low[:, 1]
+    top = bottom[2]
+    top.scatter(pts[0], -pts[2], s=4, c="#bbbbbb", label="every grid cell")
+    sc = top.scatter(pts[0, idx], -pts[2, idx], s=22, c=order, cmap="viridis",
+                     edgecolors="black", linewidths=0.5, label="FPS choice")
+    top.set_xlabel("X (sideways)", fontsize=8)
+    top.set_ylabel("depth −Z (far = up)", fontsize=8)
+    top.set_title("top view of the 3D points", fontsize=9)
+    top.legend(fontsize=7, loc="upper right")
+    fig.colorbar(sc, ax=top, fraction=0.046, pad=0.03).set_label("selection order", fontsize=7)
+    for ax in axes.flat:
+        if ax is not top:
+            ax.axis("off")
+    fig.suptitle(f"sample points on a {grid_hw[0]}×{grid_hw[1]} feature grid: {n}×{n} (top, "
+                 f"{n * n / (grid_hw[0] * grid_hw[1]):.0%} of the cells) and {n_low}×{n_low} "
+                 "(bottom)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -140,6 +181,7 @@ def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=No
         cols.append(("C: codes, a → a", correlation_to_point(codes, point), (-1, 1), "a"))
     if depth is not None:
         corrected, released = depth_similarity_to_point(depth, (h, w), point)
+        cols.append(("depth a", depth, "depth", "a"))
         cols.append(("D corrected: 1 − |d̂_q − d̂|", corrected, (0, 1), "a"))
         cols.append(("D released (≡ 1)", released, (0, 1), "a"))
     if feats_b is not None:
@@ -148,10 +190,18 @@ def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=No
         cols.append(("F: a → b", correlation_to_point(feats, point, feats_b), (-1, 1), "b"))
         if codes is not None and codes_b is not None:
             cols.append(("C: a → b", correlation_to_point(codes, point, codes_b), (-1, 1), "b"))
-    fig, axes = plt.subplots(1, len(cols), figsize=(2.7 * len(cols), 3.0))
+    maps = {title.split(":")[0]: data for title, data, lim, _ in cols if lim == (-1, 1)
+            and title.endswith("a → a")}
+    hist = codes is not None and len(maps) == 2
+    fig, axes = plt.subplots(1, len(cols) + hist, figsize=(2.7 * (len(cols) + hist), 3.0))
     axes = np.atleast_1d(axes)
     for ax, (title, data, lim, which) in zip(axes, cols):
-        if lim is None:
+        if isinstance(lim, str):  # the depth map itself
+            draw_depth(ax, _depth_map(data)[0, 0].numpy())
+            ih, iw = _depth_map(data).shape[-2:]
+            x, y = _to_pixels(np.array([point]), (h, w), (ih, iw))
+            ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
+        elif lim is None:
             ax.imshow(data)
             if which == "a":
                 ih, iw = np.asarray(data).shape[:2]
@@ -166,6 +216,16 @@ def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=No
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
+    if hist:  # the same values as the F and C maps, on one axis: where does each put them?
+        ax = axes[-1]
+        bins = np.linspace(-1, 1, 41)
+        for (name, data), colour in zip(maps.items(), ("#777777", "#d62728")):
+            ax.hist(np.ravel(data), bins=bins, alpha=0.55, color=colour, density=True,
+                    label=f"{name}: sd {np.std(data):.2f}")
+        ax.set_xlabel("correlation with the query", fontsize=8)
+        ax.set_yticks([])
+        ax.set_title("values of F and C (a → a)", fontsize=9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -179,8 +239,13 @@ def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0)
     dn = sample(normalized_depth(d, tuple(grid_hw)), coords, "corrected")
     corrected = depth_correlation(dn, dn, fidelity="corrected").reshape(n * n, n * n)
     order = torch.argsort(dn.reshape(-1))
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
-    for ax, (title, mat) in zip(axes, [("D released", released), ("D corrected", corrected)]):
+    fig, axes = plt.subplots(1, 3, figsize=(11.2, 3.4))
+    draw_depth(axes[0], d[0, 0].numpy())
+    _scatter(axes[0], read_positions(coords, grid_hw), tuple(grid_hw), tuple(d.shape[-2:]))
+    axes[0].set_title(f"depth and the {n}×{n} sample points", fontsize=10)
+    axes[0].axis("off")
+    for ax, (title, mat) in zip(axes[1:], [("D released", released),
+                                           ("D corrected", corrected)]):
         im = ax.imshow(mat[order][:, order].numpy(), cmap="viridis", vmin=0, vmax=1)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("sample point (by depth)")

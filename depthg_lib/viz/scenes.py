@@ -10,10 +10,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..data.synthscenes import FAR_DEPTH, Scene
+from ..data.synthscenes import CLASSES, Scene
 from ..errors import DepthGError
 from ..io import read_label, read_rgb
-from . import class_palette, colorize
+from . import class_legend, class_palette, colorize, depth_norm, draw_depth
 
 
 def colorize_instances(instance: np.ndarray) -> np.ndarray:
@@ -43,10 +43,12 @@ def _load_dir(root: Path, n: int, split: str) -> list[Scene]:
 
 def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
                 split: str = "val"):
-    """Columns of scenes, rows image / label (class colours) / depth / instances.
+    """Columns of scenes, rows image / label (class colours) / depth / instances, with a legend
+    of the classes shown.
 
-    Accepts `Scene`s or a folder written by `generate` (first `n` images of `split`).
-    Depth is drawn as inverse depth (near = bright), the sky (FAR_DEPTH) darkest.
+    Accepts `Scene`s or a folder written by `generate` (first `n` images of `split`). Depth is
+    the ground truth in scene units, drawn in the course's convention (`viz.draw_depth`: near =
+    bright, power scale, one colour bar for the row).
     """
     if isinstance(scenes_or_dir, str | os.PathLike):
         scenes = _load_dir(Path(scenes_or_dir), n, split)
@@ -54,16 +56,17 @@ def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
         scenes = list(scenes_or_dir)[:n]
     palette = class_palette()
     rows = ("image", "label", "depth", "instances")
-    fig, axes = plt.subplots(len(rows), len(scenes), figsize=(2.2 * len(scenes), 2.2 * 4),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(scenes), squeeze=False,
+                             figsize=(2.3 * len(scenes) + 0.6, 2.2 * 4 + 0.8))
+    norm = depth_norm(*[s.depth for s in scenes])
     for j, scene in enumerate(scenes):
         panels = (scene.image, colorize(scene.label, palette), None,
                   colorize_instances(scene.instance))
         for i, panel in enumerate(panels):
             ax = axes[i, j]
             if panel is None:
-                ax.imshow(1.0 / np.asarray(scene.depth), cmap="magma", vmin=1.0 / FAR_DEPTH,
-                          vmax=max(float((1.0 / scene.depth).max()), 0.1))
+                draw_depth(ax, scene.depth, norm, colorbar=j == len(scenes) - 1,
+                           label="depth (scene units, near = bright)")
             else:
                 ax.imshow(panel, interpolation="nearest")
             ax.set_xticks([])
@@ -71,4 +74,5 @@ def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
             if j == 0:
                 ax.set_ylabel(rows[i])
     fig.tight_layout()
+    class_legend(fig, palette, [c.name for c in CLASSES], [s.label for s in scenes])
     return fig

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -48,10 +49,20 @@ def plot_loss_terms(log, ax=None):
         if key in log and np.isfinite(log[key]).any():
             ax.plot(log["step"], log[key], label=label, lw=1)
     ax.plot(log["step"], log["loss"], color="k", lw=1.5, label="weighted total")
-    ax.set_xlabel("step")
+    title = "DepthG loss terms"
+    if "depth" in log and "weight_depth" in log and np.isfinite(log["depth"]).any():
+        share = log["weight_depth"] * log["depth"]  # the depth term's part of the total
+        ax.plot(log["step"], share, color="C3", ls=":", lw=1.2, label="w_depth · depth (weighted)")
+        ax.plot(log["step"], log["loss"] - share, color="0.45", ls="--", lw=1.2,
+                label="weighted total without depth")
+        w = log["weight_depth"]
+        if w[0] > 0 and w[-1] < w[0]:
+            title += (f"\nthe depth weight decays ×{w[-1] / w[0]:.2f} (lower left): the total "
+                      "moves with w_depth · depth")
+    ax.set_xlabel("step (0 = before the first update)")
     ax.set_ylabel("loss")
-    ax.set_title("DepthG loss terms")
-    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
     return ax
 
 
@@ -83,8 +94,9 @@ def plot_schedule(log, ax=None):
     return ax
 
 
-def plot_probe_scores(log, ax=None):
-    """Validation mIoU / accuracy of the linear and (Hungarian-matched) cluster probes."""
+def plot_probe_scores(log, ax=None, baselines: Mapping[str, float] | None = None):
+    """Validation mIoU / accuracy of the linear and (Hungarian-matched) cluster probes, with
+    `baselines` (name → mIoU %, e.g. k-means on the raw features) as horizontal lines."""
     log = _log(log)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
@@ -99,6 +111,11 @@ def plot_probe_scores(log, ax=None):
                               ("val_cluster_miou", "cluster mIoU", "C1-"),
                               ("val_cluster_acc", "cluster acc", "C1--")):
         ax.plot(log["step"][keep], log[key][keep], style, marker="o", ms=3, label=label)
+    for k, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, color=f"C{k + 2}", ls=":", lw=1.5, label=f"{name} (mIoU)")
+    if keep.sum() and log["step"][keep].min() > 0:
+        ax.text(0.01, 0.02, "no validation before the first step in this log", fontsize=7,
+                color="0.4", transform=ax.transAxes)
     ax.set_xlabel("step")
     ax.set_ylabel("%")
     ax.set_title("probes on validation crops")
@@ -106,14 +123,15 @@ def plot_probe_scores(log, ax=None):
     return ax
 
 
-def plot_training(log, title: str | None = None):
-    """All four panels of a run in one figure."""
+def plot_training(log, title: str | None = None, baselines: Mapping[str, float] | None = None):
+    """All four panels of a run in one figure; `baselines` (name → mIoU %) are drawn as lines
+    on the probe scores (what the head must beat, e.g. k-means on the raw features)."""
     log = _log(log)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.0))
     plot_loss_terms(log, axes[0, 0])
     plot_probe_losses(log, axes[0, 1])
     plot_schedule(log, axes[1, 0])
-    plot_probe_scores(log, axes[1, 1])
+    plot_probe_scores(log, axes[1, 1], baselines=baselines)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
