@@ -113,3 +113,17 @@ def test_training_figure_draws_baselines_and_the_weighted_depth_share():
     assert np.allclose(share.get_ydata(), log["weight_depth"] * log["depth"])
     base = [line for line in scores_ax.lines if "k-means" in line.get_label()]
     assert len(base) == 1 and np.allclose(base[0].get_ydata(), 15.0)
+
+
+def test_appendix_figures_follow_the_conventions():
+    from depthg_lib.viz.embedded import show_depth, show_kmeans, show_patch_pca
+
+    g = np.random.default_rng(2)
+    imgs = [g.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(2)]
+    labels = g.integers(0, 3, (2, 4, 4)).astype(np.uint8)
+    fig = show_depth(imgs, g.random((2, 16, 16)), {"net": g.random((2, 16, 16))})
+    assert len(fig.axes) == 3 * 2 + 2  # + one colour bar per depth row
+    names = _legend_texts(show_kmeans(imgs, labels, {"k-means": labels}))
+    assert names and all(not n.startswith("class ") for n in names)  # SynthScenes' names
+    fig = show_patch_pca(imgs, torch.randn(2, 6, 4, 4), labels)
+    assert _legend_texts(fig) == names

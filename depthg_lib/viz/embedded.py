@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from matplotlib.patches import ConnectionPatch, FancyArrowPatch, FancyBboxPatch, Rectangle
 
+from ..data.synthscenes import CLASS_NAMES
 from ..pretrain import augment
-from . import colorize
+from . import class_legend, class_palette, colorize, depth_norm, draw_depth
 
 
 def _off(ax) -> None:
@@ -108,8 +109,9 @@ def pca_rgb(features) -> np.ndarray:
 
 
 def show_patch_pca(images: Sequence[np.ndarray], features, labels=None, palette=None,
-                   title: str = ""):
-    """Rows: image, PCA of patch features as RGB, (optional) ground truth."""
+                   title: str = "", class_names: Sequence[str] = CLASS_NAMES):
+    """Rows: image, PCA of patch features as RGB, (optional) ground truth with a class legend
+    (SynthScenes' names by default: the embedded models are trained on it)."""
     rgb = pca_rgb(features)
     rows = 3 if labels is not None else 2
     fig, axes = plt.subplots(rows, len(images), figsize=(2 * len(images), 2 * rows),
@@ -126,6 +128,9 @@ def show_patch_pca(images: Sequence[np.ndarray], features, labels=None, palette=
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if labels is not None:
+        class_legend(fig, class_palette() if palette is None else palette, class_names,
+                     list(labels))
     return fig
 
 
@@ -149,7 +154,7 @@ def show_attention(images: Sequence[np.ndarray], attention, title: str = ""):
 
 
 def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palette=None,
-                title: str = ""):
+                title: str = "", class_names: Sequence[str] = CLASS_NAMES):
     """Columns of images; rows: image, ground truth (patch level), then one row per method
     of Hungarian-matched k-means classes (`segmentations`: name → (N,h,w) class maps)."""
     rows = 2 + len(segmentations)
@@ -167,25 +172,30 @@ def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palet
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    class_legend(fig, class_palette() if palette is None else palette, class_names,
+                 [*labels, *(m for seg in segmentations.values() for m in seg)])
     return fig
 
 
 def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str = ""):
-    """Rows: image, ground truth, then each prediction; all per-image min–max normalised,
-    larger = farther drawn bright (the stored format, SPEC §2)."""
+    """Rows: image, ground truth, then each prediction; all per-image min–max normalised (the
+    stored format, docs/method.md §2), drawn in the course's depth convention (near = bright,
+    power scale, colour bar)."""
 
     def norm(d):
         d = np.asarray(d, dtype=np.float64)
         return (d - d.min()) / max(d.max() - d.min(), 1e-8)
 
     rows = 2 + len(predictions)
-    fig, axes = plt.subplots(rows, len(images), figsize=(1.9 * len(images), 1.9 * rows),
+    fig, axes = plt.subplots(rows, len(images), figsize=(1.9 * len(images) + 0.5, 1.9 * rows),
                              squeeze=False)
+    unit = depth_norm(np.zeros(1), np.ones(1))
     for j, img in enumerate(images):
         axes[0, j].imshow(img)
-        axes[1, j].imshow(norm(gt[j]), cmap="magma", vmin=0, vmax=1)
+        last = j == len(images) - 1
+        draw_depth(axes[1, j], norm(gt[j]), unit, colorbar=last)
         for i, pred in enumerate(predictions.values()):
-            axes[2 + i, j].imshow(norm(pred[j]), cmap="magma", vmin=0, vmax=1)
+            draw_depth(axes[2 + i, j], norm(pred[j]), unit, colorbar=last)
         for i in range(rows):
             _off(axes[i, j])
     for i, name in enumerate(("image", "ground truth", *predictions)):
