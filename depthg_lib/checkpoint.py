@@ -1,5 +1,5 @@
 """Training checkpoints: what `train` writes, and the trained model `evaluate` and `predict`
-load back (SPEC §8, §9).
+load back (docs/method.md §8, §9).
 
 A checkpoint is one `torch.save`d dict (format `CHECKPOINT_FORMAT`, loadable with
 `weights_only=True`): the head, both probes, their optimisers, the schedule, the global RNG

@@ -1,10 +1,11 @@
 """Chapter 05: evaluate a trained head — unsupervised (Hungarian) and linear-probe scores.
 
-SPEC §9 as released: validation images resized (shorter side, nearest) and centre-cropped to
-`eval_res`; codes averaged with those of the mirrored image; codes upsampled bilinearly to
-label size; unsupervised prediction = argmax of the cluster probe's log-softmax(2·cos),
-linear = argmax of the linear probe's log-softmax; optional dense CRF before the argmax; one
-confusion histogram over the whole split; Hungarian matching of clusters to classes.
+docs/method.md §9 as released: validation images resized (shorter side, nearest) and
+centre-cropped to `eval_res`; codes averaged with those of the mirrored image; codes upsampled
+bilinearly to label size; unsupervised prediction = argmax of the cluster probe's
+log-softmax(2·cos), linear = argmax of the linear probe's log-softmax; optional dense CRF before
+the argmax; one confusion histogram over the whole split; Hungarian matching of clusters to
+classes.
 
     python -m depthg_lib.evaluate --profile demo [--crf] [--checkpoint C] [--split val]
                                   [--max-images N] [--force]
@@ -58,7 +59,7 @@ from .released import is_released
 from .viz import class_palette
 from .viz import evaluation as viz
 
-CLUSTER_ALPHA = 2.0  # SPEC §9: log-softmax of cluster similarities × 2
+CLUSTER_ALPHA = 2.0  # docs/method.md §9: log-softmax of cluster similarities × 2
 
 
 def _head_code(head, feats: torch.Tensor) -> torch.Tensor:
@@ -84,7 +85,8 @@ def flip_averaged_codes(backbone, head, images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def probe_log_probs(model, backbone, images: torch.Tensor, size: tuple[int, int]
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cluster, linear) log-probabilities at `size` for a batch of [0,1] images (SPEC §9).
+    """(cluster, linear) log-probabilities at `size` for a batch of [0,1] images
+    (docs/method.md §9).
 
     Codes are upsampled bilinearly *before* the probes, as released.
     """
@@ -421,7 +423,7 @@ def _report(metrics: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.evaluate",
-                                     description="Score a trained DepthG head (SPEC §9).")
+                                     description="Score a trained DepthG head (docs/method.md §9).")
     parser.add_argument("--profile", required=True, help="profile name or YAML path")
     parser.add_argument("--checkpoint", default=None,
                         help="default: runs/<profile>/train/checkpoints/final.pt")

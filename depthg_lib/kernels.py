@@ -130,9 +130,9 @@ def grouped_correlations(feats, feats_pos, codes, codes_pos, grid1, grid2, perms
     feats/feats_pos (B,D,h,w), codes/codes_pos (B,K,h,w) float32; grid1, grid2 (B,P,2) the
     ``grid_sample`` coordinates of the anchors' and the positives' points; perms (k,B): the
     negative of image b in draw j is image perms[j,b], read at b's points grid2[b]. F (no
-    gradient) is centred per anchor point when `pointwise` (SPEC §6) and has the shift of its
-    group (``shifts`` intra, inter, neg) subtracted; `feature_dropout` draws the released
-    Dropout2d on the loss's own copy of the features from `generator`.
+    gradient) is centred per anchor point when `pointwise` (docs/method.md §6) and has the
+    shift of its group (``shifts`` intra, inter, neg) subtracted; `feature_dropout` draws the
+    released Dropout2d on the loss's own copy of the features from `generator`.
     """
     b, dev = feats.shape[0], feats.device
     p = grid1.shape[1]
@@ -140,7 +140,7 @@ def grouped_correlations(feats, feats_pos, codes, codes_pos, grid1, grid2, perms
     groups = 2 + k
 
     # One grid per source image holding its own points and every request for it as a
-    # negative (SPEC §6: negative k of image b is image perms[k,b] read at b's points
+    # negative (docs/method.md §6: negative k of image b is image perms[k,b] read at b's points
     # coords2[b]): the maps are read once, never permuted or copied whole.
     src, slot, slots = gather_plan(perms, b)
     neg_grid = torch.zeros((b, slots, p, 2), dtype=grid1.dtype, device=dev)

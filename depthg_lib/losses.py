@@ -1,12 +1,12 @@
 """The DepthG objective: STEGO's feature-correlation distillation plus the depth term.
 
-Notation (SPEC §6): ``F`` feature correlation, ``C`` code correlation, ``D`` depth
+Notation (docs/method.md §6): ``F`` feature correlation, ``C`` code correlation, ``D`` depth
 correlation, all between two S×S grids of sample points, shape (N, S, S, S, S) un-reduced.
 
 - `correlation_loss` — one STEGO pair term, ``L = −clamp(C, m)·(F − s)``.
 - `depth_correlation_loss` — the depth term ``L = −clamp(C, m)·(D − s_depth)``; `released`
   keeps the released code's (almost constant) D, `corrected` uses ``D = 1 − |d̂_p − d̂_q|``
-  (SPEC §6.1).
+  (docs/method.md §6.1).
 - `depthg_loss` — the whole objective for a batch (intra, inter, negatives, depth), and
   `depthg_loss_terms` with the same inputs returning every un-reduced tensor (golden ``c_*``).
 
@@ -62,7 +62,7 @@ def _pair_loss(cd: torch.Tensor, target: torch.Tensor, shift, zero_clamp: bool,
 def correlation_loss(f1: torch.Tensor, f2: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor,
                      shift: float, pointwise: bool = True, zero_clamp: bool = True,
                      stabilize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """STEGO pair term (SPEC §6), un-reduced (N,S,S,S,S) loss and code correlation C.
+    """STEGO pair term (docs/method.md §6), un-reduced (N,S,S,S,S) loss and code correlation C.
 
     f: (N,D,S,S) features (frozen backbone: F carries no gradient), c: (N,K,S,S) codes.
     """
@@ -86,7 +86,7 @@ def depth_correlation(d1: torch.Tensor, d2: torch.Tensor, size: tuple[int, int] 
     released: depth maps resized bilinearly (align_corners=True) to ``size``, unit-normalised
     over their single channel (→ 1 where depth > 0, 0 where depth = 0), outer product — so
     D ≡ 1 except at exact zeros (golden README §1). corrected: d1, d2 (N,1,S,S) in [0, 1] read
-    at the sample points, ``D = 1 − |d̂_hw − d̂_ij|`` (SPEC §6.1).
+    at the sample points, ``D = 1 − |d̂_hw − d̂_ij|`` (docs/method.md §6.1).
     """
     check_fidelity(fidelity)
     if d1.dim() != 4 or d1.shape[1] != 1 or d2.dim() != 4 or d2.shape[1] != 1:
@@ -107,7 +107,7 @@ def depth_correlation(d1: torch.Tensor, d2: torch.Tensor, size: tuple[int, int] 
 def depth_correlation_loss(c1: torch.Tensor, c2: torch.Tensor, d1: torch.Tensor,
                            d2: torch.Tensor, shift: float, fidelity: str = "released",
                            zero_clamp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depth term (SPEC §6.1), un-reduced (N,S,S,S,S) loss and depth correlation D.
+    """Depth term (docs/method.md §6.1), un-reduced (N,S,S,S,S) loss and depth correlation D.
 
     released: d1, d2 are full depth maps (N,1,H,W) (golden ``b_*``), resized to the codes'
     S×S grid. corrected: d1, d2 are (N,1,S,S) depth values in [0, 1] read at the same points
@@ -329,7 +329,7 @@ def depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, *, n_sampl
                 pointwise=True, zero_clamp=True, stabilize=False, use_depth=True,
                 feature_dropout=0.0, generator=None, coords=None,
                 neg_perms=None) -> dict[str, torch.Tensor]:
-    """The DepthG objective for one batch (SPEC §6, §6.1, §7).
+    """The DepthG objective for one batch (docs/method.md §6, §6.1, §7).
 
     feats/feats_pos (B,D,h,w) backbone features of the images and their kNN positives, codes
     (B,K,h,w) the head's output, depth/depth_pos (B,1,H,W) (released: 0..255 as loaded).

@@ -9,7 +9,7 @@ reuses it.
 The comparison switches off what legitimately couples the images of a batch or draws
 per-rank random numbers: dropout (masks differ per rank), the negative term (negatives are
 other images of the *local* batch) and `pointwise` (the released centring adds back the
-batch-global mean of F, SPEC §6, so F depends on which images share a batch).
+batch-global mean of F, docs/method.md §6, so F depends on which images share a batch).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Evaluation (SPEC §9, §14): golden metrics, metric properties, the evaluation pipeline."""
+"""Evaluation (docs/method.md §9, §14): golden metrics, metric properties, the evaluation
+pipeline."""
 
 from __future__ import annotations
 
@@ -159,7 +160,8 @@ def test_flip_averaged_codes_are_mirror_symmetric_for_a_symmetric_model():
 # ------------------------------------------------------------------ the pipeline, on fakes
 
 class FakeClusterProbe(torch.nn.Module):
-    """Same interface as models.ClusterProbe (SPEC §14): cosine similarity to centroids."""
+    """Same interface as models.ClusterProbe (docs/method.md §14): cosine similarity to
+    centroids."""
 
     def __init__(self, clusters):
         super().__init__()

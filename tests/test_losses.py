@@ -22,7 +22,7 @@ from depthg_lib.sampling import random_coords, sample
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 # The golden c_* files were made with the cocostuff27-vits8 weights (stored in the file) and
-# that profile's shifts (SPEC §10); only these shifts reproduce the stored loss means.
+# that profile's shifts (docs/method.md §10); only these shifts reproduce the stored loss means.
 GOLDEN_SHIFTS = {"intra": 0.07, "inter": 0.025, "neg": 0.761, "depth": 0.03}
 
 

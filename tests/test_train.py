@@ -1,4 +1,5 @@
-"""Training loop (SPEC §8): schedules, data order, exact resume, NaN stop, feature cache, errors.
+"""Training loop (docs/method.md §8): schedules, data order, exact resume, NaN stop, feature cache,
+errors.
 
 Everything runs on CPU on tiny random crops (32 px, 4×4 feature grid) in a few seconds.
 """

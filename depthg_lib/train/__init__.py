@@ -1,4 +1,4 @@
-"""Chapter 04: train the DepthG segmentation head on frozen backbone features (SPEC §8).
+"""Chapter 04: train the DepthG segmentation head on frozen backbone features (docs/method.md §8).
 
     python -m depthg_lib.train --profile demo [--resume] [--force] [--device cpu|cuda]
                                [--steps N] [--out DIR] [--seed K]
@@ -6,7 +6,7 @@
         # each rank its B/W crops, its own negatives and dropout masks; gradients averaged
 
 Per step: features of a batch of crops and of their kNN positives (frozen backbone, or the
-frozen-feature cache), head → codes, the DepthG loss (SPEC §6), the linear probe
+frozen-feature cache), head → codes, the DepthG loss (docs/method.md §6), the linear probe
 (cross-entropy on the *detached* code upsampled to label size) and the cluster probe on the
 detached code; one backward, three Adam steps; then the depth-weight and sample-count
 schedules. Writes `<out>/log.csv`, TensorBoard events in `<out>/tb/`, and

@@ -100,7 +100,7 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
           device: str | torch.device = "auto", resume: bool = False, seed: int | None = None,
           steps: int | None = None, progress: bool = True, *, force: bool = False,
           data: TrainData | None = None, log_every: int | None = None) -> Path:
-    """Train the head of `profile` and return its final checkpoint (SPEC §8).
+    """Train the head of `profile` and return its final checkpoint (docs/method.md §8).
 
     `out_dir` defaults to `runs/<profile>/train`; `steps` and `seed` override the profile's.
     A finished run with the same settings is not repeated; an unfinished one needs `resume`

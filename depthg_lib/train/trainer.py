@@ -1,4 +1,5 @@
-"""One training step: head and probes forward, the DepthG loss, three Adam steps (SPEC §8)."""
+"""One training step: head and probes forward, the DepthG loss, three Adam steps
+(docs/method.md §8)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .seeds import DROPOUT, INIT, LOSS, step_seed
 
 @dataclass
 class Schedule:
-    """Values that change during training (SPEC §8; golden README note 4)."""
+    """Values that change during training (docs/method.md §8; golden README note 4)."""
 
     samples: int
     weight_depth: float
