@@ -161,7 +161,7 @@ def vit_quality(vit: torch.nn.Module, images: np.ndarray, labels: np.ndarray, n_
 
 def confusion_iou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
     """Per-class IoU (%) of class predictions against targets (ignore label skipped); mIoU over
-    the classes present in `target` or predicted (SPEC §9), pixel accuracy (%)."""
+    the classes present in `target` or predicted (docs/method.md §9), pixel accuracy (%)."""
     keep = target != IGNORE
     hist = np.bincount(target[keep].astype(np.int64) * n_classes + pred[keep].astype(np.int64),
                        minlength=n_classes * n_classes).reshape(n_classes, n_classes)
