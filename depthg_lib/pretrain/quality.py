@@ -7,8 +7,9 @@ architecture with random weights and k-means on each patch's mean RGB colour. Is
 linear probe (logistic regression fitted on the L2-normalised patch features of separate
 training scenes, scored on the validation scenes) and its per-class IoU: k-means asks whether
 the classes already are clusters, the probe whether they are linearly readable at all.
-Depth: on per-image min–max normalised depth (SPEC §2), MAE against that of the best constant
-map (the training set's mean normalised depth map), and Spearman rank correlation per image.
+Depth: on per-image min–max normalised depth (docs/method.md §2), MAE against that of the best
+constant map (the training set's mean normalised depth map), and Spearman rank correlation per
+image.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def patch_labels(labels: np.ndarray, patch: int = 8) -> np.ndarray:
 
 def hungarian_miou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
     """Histogram of clusters × classes, Hungarian matching (maximise matches), mIoU/Acc in %
-    (SPEC §9: IoU over classes present, ignore label skipped)."""
+    (docs/method.md §9: IoU over classes present, ignore label skipped)."""
     from scipy.optimize import linear_sum_assignment
 
     keep = target != IGNORE
