@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Profile, load_profile, profile_arg
+from .config import REPO_ROOT, Profile, load_profile, profile_arg
 from .errors import DepthGError
 from .io import atomic_path
 from .models import DepthGModel, load_backbone, profile_weights_identity, weights_identity
@@ -58,10 +58,20 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def portable_profile(profile: Profile) -> dict:
+    """The profile as stored in a checkpoint: a source inside the repository is kept relative
+    to it, so a shipped checkpoint names no folder of the machine that trained it."""
+    values = dataclasses.asdict(profile)
+    source = Path(values.get("source") or "")
+    if source.is_absolute() and source.resolve().is_relative_to(REPO_ROOT):
+        values["source"] = source.resolve().relative_to(REPO_ROOT).as_posix()
+    return values
+
+
 def save_checkpoint(path: Path, trainer_state: dict, profile: Profile, step: int, seed: int,
                     backbone) -> None:
     """Write the trainer's state (`Trainer.state_dict()`) and what it was trained with."""
-    state = {"format": CHECKPOINT_FORMAT, "profile": dataclasses.asdict(profile), "step": step,
+    state = {"format": CHECKPOINT_FORMAT, "profile": portable_profile(profile), "step": step,
              "seed": seed, "backbone": profile.backbone, "backbone_dim": backbone.dim,
              "patch_size": backbone.patch_size, "code_dim": profile.dim,
              "n_classes": profile.n_classes, "extra_clusters": profile.extra_clusters,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -472,3 +473,15 @@ def test_regenerated_crops_then_train_refuses_or_redoes_never_stale(scenes, tmp_
     for n in range(len(crops)):  # what training read: the new crops' labels
         np.testing.assert_array_equal(cache.labels[n],
                                       featcache.prepare_crop(*crops.load(n), 16, p.fidelity)[1])
+
+
+def test_checkpoint_names_its_profile_relative_to_the_repository(tmp_path):
+    """A checkpoint made from a shipped profile must not carry this machine's absolute path."""
+    from depthg_lib.checkpoint import portable_profile
+    from depthg_lib.config import load_profile
+
+    profile = load_profile("test")
+    assert Path(profile.source).is_absolute()
+    assert portable_profile(profile)["source"] == "depthg_lib/profiles/test.yaml"
+    outside = dataclasses.replace(profile, source=str(tmp_path / "mine.yaml"))
+    assert portable_profile(outside)["source"] == str(tmp_path / "mine.yaml")
