@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from depthg_lib import train as T
+from depthg_lib.checkpoint import portable_profile
 from depthg_lib.config import load_profile
 from depthg_lib.errors import DepthGError
 
@@ -168,7 +169,7 @@ def test_checkpoint_holds_what_evaluation_needs(tmp_path):
                 "schedule", "rng"):
         assert key in state
     assert state["format"] == T.CHECKPOINT_FORMAT and state["step"] == 2
-    assert state["profile"] == dataclasses.asdict(p)
+    assert state["profile"] == portable_profile(p)
     model = T.load_checkpoint(path, profile=p)
     images = torch.from_numpy(tiny_crops(2, 5).images).permute(0, 3, 1, 2)[:, :, :32, :32]
     codes = model.codes(images)
@@ -477,7 +478,6 @@ def test_regenerated_crops_then_train_refuses_or_redoes_never_stale(scenes, tmp_
 
 def test_checkpoint_names_its_profile_relative_to_the_repository(tmp_path):
     """A checkpoint made from a shipped profile must not carry this machine's absolute path."""
-    from depthg_lib.checkpoint import portable_profile
     from depthg_lib.config import load_profile
 
     profile = load_profile("test")
