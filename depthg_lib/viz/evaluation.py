@@ -216,8 +216,8 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
 
 def plot_resize_modes(image: np.ndarray, size: int):
-    """The released evaluation resizes images with nearest neighbour (SPEC §9, golden README
-    note 7); `corrected` uses bilinear. Both crops side by side, and their difference."""
+    """The released evaluation resizes images with nearest neighbour (docs/method.md §9, golden
+    README note 7); `corrected` uses bilinear. Both crops side by side, and their difference."""
     nearest = resize_center_crop(image, size, "nearest")
     bilinear = resize_center_crop(image, size, "bilinear")
     diff = np.abs(nearest.astype(np.int16) - bilinear.astype(np.int16)).mean(axis=2)

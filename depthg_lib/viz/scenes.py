@@ -1,5 +1,5 @@
-"""Figures of SynthScenes (SPEC §1): image, label, depth and instances side by side, and the
-class table, so chapters and tests draw the same thing."""
+"""Figures of SynthScenes (docs/method.md §1): image, label, depth and instances side by side,
+and the class table, so chapters and tests draw the same thing."""
 
 from __future__ import annotations
 
