@@ -130,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.pool:
             raise DepthGError("--objective multiview needs --pool: render view pairs first with "
                               "`python -m depthg_lib.pretrain pairs --out POOL`")
-        n_train = args.n_train or 10 ** 9  # every pair of the pool
+        pool_record = data_record(args.pool)
+        if not pool_record:
+            raise DepthGError(f"{args.pool} holds no view pairs; render them with "
+                              f"`python -m depthg_lib.pretrain pairs --out {args.pool}`")
+        # the pool's own seed, size and count are what the run and the manifest record
+        n_train = min(args.n_train or pool_record["n"], pool_record["n"])
     record = data_record(args.data)
     same = record and (record.get("n_train"), record.get("size"), record.get("seed")) == (
         n_train, args.size, args.data_seed)
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             "input_size", "max_matches", "lr", "vit_dim", "vit_depth", "vit_heads", "log_every",
             "checkpoint_minutes") if getattr(args, k) is not None})
         if multiview:
-            changes["pool"] = str(args.pool)
+            changes.update(pool=str(args.pool), data_seed=pool_record["seed"],
+                           data_size=pool_record["size"])
         if changes.get("objective") in ("multiview", "supervised"):
             changes["device"] = str(resolve_device(args.device))
             changes["bf16"] = bool(args.bf16)

@@ -122,7 +122,9 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
                    if train_cmd else None,
         "training": {
             "steps": state["step"], "planned_steps": cfg["steps"], "seed": cfg["seed"],
-            "data": {"dataset": "SynthScenes", "seed": cfg["data_seed"],
+            "data": {"dataset": "SynthScenes view pairs (images, depth, camera poses; no labels)"
+                     if cfg.get("objective") == "multiview" else "SynthScenes",
+                     "seed": cfg["data_seed"],
                      "size": cfg["data_size"], "n_train": ckpt.get("n_images", cfg["n_train"]),
                      "renderer_version": ckpt.get("renderer_version",
                                                   _renderer_version(cfg))},
