@@ -75,7 +75,7 @@ def load_split(data_dir: str | os.PathLike, split: str = "train", depth: bool = 
 
 
 def minmax_normalise(depth: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Per-image min–max normalisation over the last two axes (SPEC §2 storage format)."""
+    """Per-image min–max normalisation over the last two axes (docs/method.md §2 storage format)."""
     lo = depth.amin(dim=(-2, -1), keepdim=True)
     hi = depth.amax(dim=(-2, -1), keepdim=True)
     return (depth - lo) / (hi - lo).clamp_min(eps)

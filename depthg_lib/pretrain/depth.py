@@ -1,8 +1,8 @@
 """Supervised training of the embedded depth network on SynthScenes ground-truth depth.
 
 Target: per-image min–max normalised depth d̂ ∈ [0,1], larger = farther, sky = far plane = 1
-(the format the depth stage stores, SPEC §2). Loss (MiDaS-style, scale-and-shift invariant):
-the prediction p is aligned to the target per image by least squares,
+(the format the depth stage stores, docs/method.md §2). Loss (MiDaS-style, scale-and-shift
+invariant): the prediction p is aligned to the target per image by least squares,
 `(s, t) = argmin Σ_i (s·p_i + t − d̂_i)²`, then
 `L = mean_i |s·p_i + t − d̂_i|  +  α · Σ_scales mean |∇(s·p + t − d̂)|` (gradient matching over 4
 scales, α = 0.5), so the network is free in scale and shift and is pushed to get depth
