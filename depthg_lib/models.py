@@ -69,6 +69,19 @@ def default_weights_candidates(name: str) -> list[Path]:
     return [root / f"{name}.safetensors", root / f"{name}.pth", root / TIMM_BACKBONES[name]]
 
 
+def normalised_input(images: torch.Tensor, name: str, patch: int, mean: torch.Tensor,
+                     std: torch.Tensor) -> torch.Tensor:
+    """Check a (B,3,H,W) batch a ViT can tokenise, scale uint8 to [0,1], ImageNet-normalise."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise DepthGError(f"{name} takes images (B,3,H,W), got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    h, w = images.shape[-2:]
+    if h < patch or w < patch:
+        raise DepthGError(f"{name} needs images of at least {patch}×{patch} px, got {h}×{w}")
+    return (images - mean.to(images.dtype)) / std.to(images.dtype)
+
+
 class Backbone(nn.Module):
     """A frozen ViT: [0,1] images (B,3,H,W) → last-layer patch tokens (B, dim, H/p, W/p).
 
@@ -96,15 +109,9 @@ class Backbone(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise DepthGError(f"{self.name} takes images (B,3,H,W), got {tuple(images.shape)}")
-        if images.dtype == torch.uint8:
-            images = images.float() / 255.0
-        b, _, h, w = images.shape
+        x = normalised_input(images, self.name, self.patch_size, self.mean, self.std)
+        b, _, h, w = x.shape
         p = self.patch_size
-        if h < p or w < p:
-            raise DepthGError(f"{self.name} needs images of at least {p}×{p} px, got {h}×{w}")
-        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         tokens = self.vit.forward_features(x)[:, self.vit.num_prefix_tokens:]
         return tokens.transpose(1, 2).reshape(b, self.dim, h // p, w // p)
 

@@ -34,7 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DepthGError
-from .models import IMAGENET_MEAN, IMAGENET_STD, ClusterProbe, LinearProbe, SegmentationHead
+from .models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClusterProbe,
+    LinearProbe,
+    SegmentationHead,
+    normalised_input,
+)
 
 RELEASED_FORMAT = "released-lightning"
 DOCS = "docs/reproduction.md §6"
@@ -285,15 +292,9 @@ class DinoViT(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise DepthGError(f"{self.name} takes images (B,3,H,W), got {tuple(images.shape)}")
-        if images.dtype == torch.uint8:
-            images = images.float() / 255.0
-        b, _, h, w = images.shape
+        x = normalised_input(images, self.name, self.patch_size, self.mean, self.std)
+        b, _, h, w = x.shape
         p = self.patch_size
-        if h < p or w < p:
-            raise DepthGError(f"{self.name} needs images of at least {p}×{p} px, got {h}×{w}")
-        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(b, -1, -1).to(x.dtype), x], dim=1)
         x = x + dino_interpolate_pos_embed(self.pos_embed, h, w, p).to(x.dtype)
