@@ -26,6 +26,10 @@ from .kernels import PointReader, clamped_correlation_means, grouped_correlation
 from .sampling import check_fidelity, fps_coords, pool_depth, random_coords, sampling_grid
 
 TERMS = ("intra", "inter", "neg", "depth")
+OBJECTIVE_VERSION = 2
+"""Bump when what the objective computes changes, so stored results made with the old one are
+redone rather than mixed with new ones (2: corrected D reads the stored per-image depth,
+released negatives follow STEGO's rule)."""
 
 
 def norm(t: torch.Tensor) -> torch.Tensor:

@@ -170,3 +170,12 @@ def test_resume_trains_nothing_and_another_report_seed_reuses_the_heads(tiny, mo
 def test_splits_must_be_disjoint():
     with pytest.raises(DepthGError, match="three different seeds"):
         load_profile("test", report_seed=7)
+
+
+def test_runs_made_with_another_objective_are_not_reused(tiny, monkeypatch):
+    """A change in what the loss computes (losses.OBJECTIVE_VERSION) makes stored arms stale."""
+    profile, out, _ = tiny
+    monkeypatch.setattr(study.runner, "OBJECTIVE_VERSION", -1)
+    stale = study.run_study(profile, out_dir=out, seeds=2, device="cpu", progress=False,
+                            n_boot=40, write_only=True)
+    assert stale["runs_done"] == 0 and not stale["complete"]

@@ -25,6 +25,7 @@ from ..config import Profile, load_profile, profile_arg
 from ..env import resolve_device
 from ..errors import DepthGError
 from ..io import load_json, save_json, save_npz
+from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..train.loop import load_frozen_backbone
 from .report import publish_results, summarize, write_figures
@@ -164,6 +165,7 @@ class Study:
                                                          self.knob_stub(knob)),
                                        arm, self.steps, self.val_every)
         return digest({"kind": "arm", "arm": arm, "seed": seed, "knob": knob_key(knob),
+                       "objective": OBJECTIVE_VERSION,
                        "train": profile_values(variant), "data": self.data_identity(knob),
                        "tune_seed": self.profile.tune_seed, "report": self.report_identity()})
 
