@@ -87,6 +87,13 @@ def test_camouflage_keeps_layout_and_labels_but_dresses_things_like_the_ground()
 # ------------------------------------------------------------------------------ end to end
 
 
+class _FakeStudy:
+    """Just enough of a Study for `Study.run_dir`."""
+
+    def __init__(self, out):
+        self.out = out
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A whole study on a tiny `test` profile in a temporary data root (two arms, two seeds)."""
@@ -134,7 +141,8 @@ def test_study_scores_a_head_as_evaluate_does(tiny):
 
     profile, out, results = tiny
     variant = ablation.arm_profile(profile, "stego-corrected", steps=2)
-    ckpt = out / "runs" / "camouflage0" / "stego-corrected" / "seed0" / "checkpoints" / "final.pt"
+    ckpt = study.Study.run_dir(_FakeStudy(out), "stego-corrected", 0.0, 0) / "checkpoints" \
+        / "final.pt"
     report = variant.replace(dataset_dir=study.split_dir(profile, "report", 0.0).name)
     metrics = evaluate(report, ckpt, device="cpu", progress=False, write=False)
     assert results["arms"]["stego-corrected"]["0"]["unsup"][0] == pytest.approx(
@@ -157,7 +165,8 @@ def test_resume_trains_nothing_and_another_report_seed_reuses_the_heads(tiny, mo
                               n_boot=40, write_only=True)  # a third seed, not run: reported so
     assert not partial["complete"] and (partial["runs_done"], partial["runs_total"]) == (4, 6)
     monkeypatch.undo()
-    ckpt = out / "runs" / "camouflage0" / "stego-corrected" / "seed0" / "checkpoints" / "final.pt"
+    ckpt = study.Study.run_dir(_FakeStudy(out), "stego-corrected", 0.0, 0) / "checkpoints" \
+        / "final.pt"
     before = ckpt.stat().st_mtime_ns
     other = study.run_study(profile, out_dir=out, seeds=2, report_seed=99, device="cpu",
                             progress=False, n_boot=40)

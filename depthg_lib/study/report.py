@@ -15,6 +15,7 @@ from .. import ablation
 from ..config import REPO_ROOT, Profile
 from ..env import machine_name
 from ..io import atomic_path, load_json, save_json
+from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..viz import ablation as viz
 from .splits import KNOB, KNOB_MEANING, knob_key, split_size
@@ -150,6 +151,7 @@ def summarize(study) -> dict:
     return {
         "schema": 1,
         "profile": p.name,
+        "objective_version": study.objective_version,
         "complete": bool(complete),
         "runs_done": done,
         "runs_total": len(study.seeds) * len(study.knobs) * len(study.arms),
@@ -302,7 +304,8 @@ def readme_summary(results: dict) -> str:
             parts.append(f"{KNOB} {knob}: " + "; ".join(bits))
     state = ("complete" if results.get("complete") else
              f"{results['runs_done']} of {results['runs_total']} runs so far")
-    return (f"Study ({state}; report split seed {results['splits']['report']}, "
+    return (f"Study ({state}; objective version {results.get('objective_version')}; report "
+            f"split seed {results['splits']['report']}, "
             f"{results['splits']['n_report_images']} images, seeds {results['seeds']}; "
             f"unsupervised mIoU points, 95 % CI): " + ". ".join(parts) +
             f". {results['machine']}, {results['date']}, `{results['command']}`.")
@@ -332,6 +335,10 @@ def study_markdown(results: dict) -> str:
         f"- shifts: {results['shifts'].get('note')}; used {results['shifts']['used']}",
         f"- backbone: {results['backbone']['name']} — {results['backbone']['saw']}",
         f"- intervals: {results['ci_method']}",
+        f"- objective: version {results.get('objective_version')} of `losses.OBJECTIVE_VERSION`"
+        + ("" if results.get("objective_version") == OBJECTIVE_VERSION else
+           f" — **older than this library's version {OBJECTIVE_VERSION}**: these runs predate "
+           "the fidelity fixes; `--resume` redoes every arm with the current objective"),
         "",
         "## Summary",
         "",

@@ -118,6 +118,7 @@ class Study:
         self.tuning: dict = {}
         self.started = time.time()
         self.write_only = False  # True: only summarise what is stored, train nothing
+        self.objective_version = OBJECTIVE_VERSION
 
     # -- identities: a stored row is reused only when everything it depends on is equal --
     def report_identity(self) -> dict:
@@ -145,7 +146,10 @@ class Study:
 
     # -- one trained run -------------------------------------------------------------------
     def run_dir(self, arm: str, knob: float, seed: int, tag: str = "") -> Path:
-        return self.out / "runs" / f"{KNOB}{knob_key(knob)}" / f"{arm}{tag}" / f"seed{seed}"
+        # the objective's version is in the path: a finished run folder of another objective
+        # would otherwise be reused (training settings do not record it)
+        return (self.out / "runs" / f"objective{OBJECTIVE_VERSION}" / f"{KNOB}{knob_key(knob)}"
+                / f"{arm}{tag}" / f"seed{seed}")
 
     def train_arm(self, arm: str, knob: float, seed: int, base: Profile, tag: str = ""):
         kd = self.knob(knob)
