@@ -51,9 +51,11 @@ def tiny_data(seed: int = 0, cache_dir=None) -> T.TrainData:
                        cache_dir=cache_dir, key=f"tiny-{seed}")
 
 
-def read_rows(path):
+def read_rows(path, untrained: bool = False):
+    """The rows of log.csv: the training steps, and first the untrained head's if asked."""
     with open(path / "log.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    return rows if untrained else [r for r in rows if r["step"] != str(T.BEFORE_TRAINING)]
 
 
 LOSS_COLUMNS = [c for c in T.LOG_COLUMNS if c != "step"]
@@ -144,12 +146,13 @@ def test_resume_after_interruption_logs_the_same_numbers(tmp_path, monkeypatch):
         T.train(p, tmp_path / "cut", device="cpu", data=tiny_data(), progress=False)
     T.train(p, tmp_path / "cut", device="cpu", data=tiny_data(), progress=False, resume=True)
 
-    rows_a, rows_b = read_rows(tmp_path / "whole"), read_rows(tmp_path / "cut")
-    assert [r["step"] for r in rows_b] == [str(s) for s in range(6)]
-    for ra, rb in zip(rows_a, rows_b):
+    rows_a, rows_b = (read_rows(tmp_path / d, untrained=True) for d in ("whole", "cut"))
+    # one row for the untrained head (kept, not repeated, by the resume), then every step
+    assert [r["step"] for r in rows_b] == [str(s) for s in range(-1, 6)]
+    for ra, rb in zip(rows_a, rows_b, strict=True):
         for col in LOSS_COLUMNS:
             assert ra[col] == rb[col], (ra["step"], col)  # bit-identical
-    assert rows_a[2]["val_linear_acc"] != ""  # validation at steps 3 and 6
+    assert rows_a[3]["val_linear_acc"] != ""  # validation at steps 3 and 6
     sa = torch.load(whole, weights_only=True)
     sb = torch.load(tmp_path / "cut/checkpoints/final.pt", weights_only=True)
     for k in sa["head"]:
@@ -308,10 +311,13 @@ def test_training_figures_read_the_log(tmp_path):
 
     T.train(tiny_profile(steps=3), tmp_path, device="cpu", data=tiny_data(), progress=False)
     log = read_log(tmp_path)
-    assert list(log["step"]) == [0, 1, 2] and np.isfinite(log["total"]).all()
-    assert np.isfinite(log["val_linear_miou"]).sum() == 1  # validation after step 3 only
+    assert list(log["step"]) == [-1, 0, 1, 2] and np.isfinite(log["total"][1:]).all()
+    # the untrained head's row holds scores only; then validation after step 3 only
+    assert np.isnan(log["total"][0]) and np.isfinite(log["val_linear_miou"]).sum() == 2
     fig = plot_training(log, title="tiny")
     assert len(fig.axes) == 5  # four panels + the twin axis of the schedule
+    scores = [line for line in fig.axes[3].lines if line.get_label() == "cluster mIoU"]
+    assert list(scores[0].get_xdata()) == [0, 3]  # against updates done: starts untrained
     with pytest.raises(DepthGError, match="train first"):
         read_log(tmp_path / "nowhere")
 
@@ -485,3 +491,17 @@ def test_checkpoint_names_its_profile_relative_to_the_repository(tmp_path):
     assert portable_profile(profile)["source"] == "depthg_lib/profiles/test.yaml"
     outside = dataclasses.replace(profile, source=str(tmp_path / "mine.yaml"))
     assert portable_profile(outside)["source"] == str(tmp_path / "mine.yaml")
+
+
+def test_validation_including_the_untrained_heads_changes_nothing_in_training(tmp_path):
+    data = tiny_data()
+    with_val = T.train(tiny_profile(), tmp_path / "val", device="cpu", data=data,
+                       progress=False)
+    without = T.train(tiny_profile(), tmp_path / "none", device="cpu",
+                      data=dataclasses.replace(data, val=None, key="tiny-0-noval"),
+                      progress=False)
+    a, b = torch.load(with_val, weights_only=True), torch.load(without, weights_only=True)
+    for k in a["head"]:
+        assert torch.equal(a["head"][k], b["head"][k]), k
+    assert read_rows(tmp_path / "val", untrained=True)[0]["val_cluster_miou"] != ""
+    assert read_rows(tmp_path / "none", untrained=True)[0]["step"] == "0"  # no extra row

@@ -29,10 +29,11 @@ from ..models import DepthGModel
 from .cli import main
 from .data import ArrayCrops, StepSampler, TrainData, open_train_data
 from .loop import stage_settings, train
-from .runlog import LOG_COLUMNS, LOSS_TERMS, STEP_VALUES, VAL_COLUMNS, RunLog
+from .runlog import BEFORE_TRAINING, LOG_COLUMNS, LOSS_TERMS, STEP_VALUES, VAL_COLUMNS, RunLog
 from .trainer import Schedule, Trainer
 
-__all__ = ["CHECKPOINT_FORMAT", "LOG_COLUMNS", "LOSS_TERMS", "STEP_VALUES", "VAL_COLUMNS",
+__all__ = ["BEFORE_TRAINING", "CHECKPOINT_FORMAT", "LOG_COLUMNS", "LOSS_TERMS", "STEP_VALUES",
+           "VAL_COLUMNS",
            "ArrayCrops", "DepthGModel", "RunLog", "Schedule", "StepSampler", "TrainData",
            "TrainedModel", "Trainer", "load_checkpoint", "main", "open_train_data",
            "stage_settings", "train"]

@@ -41,7 +41,7 @@ from .data import (
     open_train_data,
     prepare_caches,
 )
-from .runlog import STEP_VALUES, RunLog
+from .runlog import BEFORE_TRAINING, STEP_VALUES, RunLog
 from .trainer import Trainer
 from .validation import Validation
 
@@ -226,6 +226,8 @@ def _train(profile, data, out, last, final, device, seed, total_steps, resume, p
         validate = Validation(profile, data.val, caches.get("val"), backbone, device)
 
     log = RunLog(out, start, enabled=rank == 0)
+    if start == 0 and validate is not None:  # where the curve starts: the untrained head
+        log.write([{"step": BEFORE_TRAINING, **validate(trainer.model)}])
     bar = tqdm(total=total_steps, initial=start, desc=f"train {profile.name}",
                disable=not progress, dynamic_ncols=True)
     pending: list[dict] = []

@@ -13,6 +13,10 @@ LOSS_TERMS = ("pos_intra", "pos_inter", "neg_inter", "depth")
 STEP_VALUES = (*LOSS_TERMS, "loss", "linear_loss", "cluster_loss", "total")
 VAL_COLUMNS = ("val_linear_miou", "val_linear_acc", "val_cluster_miou", "val_cluster_acc")
 LOG_COLUMNS = ("step", "samples", "weight_depth", "shift_depth", *STEP_VALUES, *VAL_COLUMNS)
+# Row `step` s holds the losses of update s+1 and, at validation steps, the probe scores after
+# it; the row of step BEFORE_TRAINING holds only the scores of the untrained head, so every
+# curve starts from where the head began.
+BEFORE_TRAINING = -1
 
 
 class RunLog:
@@ -50,13 +54,13 @@ class RunLog:
             self._csv.writerow({k: _fmt(row.get(k)) for k in LOG_COLUMNS})
             if self.writer is not None:
                 s = row["step"]
-                for k in STEP_VALUES:
-                    self.writer.add_scalar(f"loss/{k}", row[k], s)
-                for k in ("samples", "weight_depth", "shift_depth"):
-                    self.writer.add_scalar(f"schedule/{k}", row[k], s)
-                for k in VAL_COLUMNS:
+                for k in (*STEP_VALUES, "samples", "weight_depth", "shift_depth"):
                     if row.get(k) is not None:
-                        self.writer.add_scalar(f"val/{k[4:]}", row[k], s)
+                        group = "loss" if k in STEP_VALUES else "schedule"
+                        self.writer.add_scalar(f"{group}/{k}", row[k], s)
+                for k in VAL_COLUMNS:  # against updates done: 0 = the untrained head
+                    if row.get(k) is not None:
+                        self.writer.add_scalar(f"val/{k[4:]}", row[k], s + 1)
         self._fh.flush()
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Figures of a training run (chapter 04): loss terms, schedules and probe scores per step.
 
-All read `log.csv` as written by `depthg_lib.train` (one row per step; the validation
-columns are filled at validation steps only).
+All read `log.csv` as written by `depthg_lib.train`: one row per step (the validation columns
+filled at validation steps only), and first a row of step -1 with the untrained head's scores.
 """
 
 from __future__ import annotations
@@ -40,9 +40,16 @@ def _log(log):
     return log if isinstance(log, dict) else read_log(log)
 
 
+def updates(log) -> dict[str, np.ndarray]:
+    """Only the rows of training steps (drops the untrained head's validation row)."""
+    log = _log(log)
+    keep = log["step"] >= 0
+    return {k: v[keep] for k, v in log.items()}
+
+
 def plot_loss_terms(log, ax=None):
     """Each DepthG loss term (unweighted) and the weighted total, against steps."""
-    log = _log(log)
+    log = updates(log)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     for key, label in TERM_LABELS.items():
@@ -68,7 +75,7 @@ def plot_loss_terms(log, ax=None):
 
 def plot_probe_losses(log, ax=None):
     """The two probe losses (trained on the detached code) against steps."""
-    log = _log(log)
+    log = updates(log)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(log["step"], log["linear_loss"], label="linear probe (CE)")
@@ -81,7 +88,7 @@ def plot_probe_losses(log, ax=None):
 
 def plot_schedule(log, ax=None):
     """Sample grid S (left axis) and depth-term weight (right axis) against steps."""
-    log = _log(log)
+    log = updates(log)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     ax.step(log["step"], log["samples"], where="post", color="C0", lw=3, alpha=0.6)
@@ -95,7 +102,7 @@ def plot_schedule(log, ax=None):
 
 
 def plot_probe_scores(log, ax=None, baselines: Mapping[str, float] | None = None):
-    """Validation mIoU / accuracy of the linear and (Hungarian-matched) cluster probes, with
+    """Validation mIoU of the linear and (Hungarian-matched) cluster probes, with
     `baselines` (name → mIoU %, e.g. k-means on the raw features) as horizontal lines."""
     log = _log(log)
     if ax is None:
@@ -106,17 +113,16 @@ def plot_probe_scores(log, ax=None, baselines: Mapping[str, float] | None = None
                 transform=ax.transAxes)
         return ax
     keep = np.isfinite(log["val_linear_miou"])
+    done = log["step"][keep] + 1  # updates done: 0 = the untrained head
     for key, label, style in (("val_linear_miou", "linear mIoU", "C0-"),
-                              ("val_linear_acc", "linear acc", "C0--"),
-                              ("val_cluster_miou", "cluster mIoU", "C1-"),
-                              ("val_cluster_acc", "cluster acc", "C1--")):
-        ax.plot(log["step"][keep], log[key][keep], style, marker="o", ms=3, label=label)
+                              ("val_cluster_miou", "cluster mIoU", "C1-")):
+        ax.plot(done, log[key][keep], style, marker="o", ms=3, label=label)
     for k, (name, value) in enumerate((baselines or {}).items()):
         ax.axhline(value, color=f"C{k + 2}", ls=":", lw=1.5, label=f"{name} (mIoU)")
-    if keep.sum() and log["step"][keep].min() > 0:
-        ax.text(0.01, 0.02, "no validation before the first step in this log", fontsize=7,
+    if done.min() > 0:
+        ax.text(0.01, 0.02, "this log has no score of the untrained head", fontsize=7,
                 color="0.4", transform=ax.transAxes)
-    ax.set_xlabel("step")
+    ax.set_xlabel("updates done (0 = untrained head)")
     ax.set_ylabel("%")
     ax.set_title("probes on validation crops")
     ax.legend(fontsize=8)
