@@ -133,6 +133,26 @@ def _failure_message(err: Exception, executed: Path) -> tuple[str, str]:
     return cell, last.strip().splitlines()[-1] if last.strip() else ename
 
 
+def _kernel_config():
+    """Encrypt the kernel's local sockets (CurveZMQ, keys made per run) where pyzmq can:
+    ipykernel warns at every chapter otherwise."""
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("curve"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+def _declared(notebook: Path, values: dict) -> dict:
+    """Only the parameters the chapter's parameters cell declares (e.g. 07 has no `force`):
+    papermill warns about any other."""
+    import papermill
+
+    names = papermill.inspect_notebook(str(notebook))
+    return {k: v for k, v in values.items() if k in names}
+
+
 def run_course(profile_name: str, only: str | None = None, force: bool = False,
                device: str = "auto", seed: int | None = None, kernel: str = "python3",
                notebook_dir: Path = NOTEBOOK_DIR) -> dict:
@@ -184,9 +204,10 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
                 try:
                     papermill.execute_notebook(
                         str(notebook), str(partial), kernel_name=kernel, language="python",
-                        parameters={"profile": arg, "device": device, "seed": seed,
-                                    "force": force},
-                        cwd=str(notebook.parent), progress_bar=False, log_output=False)
+                        parameters=_declared(notebook, {"profile": arg, "device": device,
+                                                        "seed": seed, "force": force}),
+                        cwd=str(notebook.parent), progress_bar=False, log_output=False,
+                        config=_kernel_config())
                 except Exception:
                     if partial.exists():
                         partial.replace(failed)

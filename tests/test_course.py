@@ -157,3 +157,21 @@ def test_rerunning_one_chapter_makes_later_ones_stale(sandbox, capsys):
     run_course(str(profile), notebook_dir=root / "nb")
     out = capsys.readouterr().out
     assert out.count("skipped") == 2 and "02_crop: running (chapter 01 ran again changed)" in out
+
+
+def test_a_chapter_runs_without_warnings_about_parameters_or_plain_sockets(sandbox, capfd,
+                                                                          caplog):
+    root, profile = sandbox
+    nb = new_notebook()
+    params = new_code_cell('profile = "demo"\ndevice = "auto"\nseed = 0')  # no `force`
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, new_code_cell("from depthg_lib.results import record\n"
+                                      "record(profile, '00_quiet', seed_seen=seed)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, root / "nb" / "00_quiet.ipynb")
+    summary = run_course(str(profile), notebook_dir=root / "nb", seed=4, force=True)
+    assert summary["notebooks"]["00_quiet"]["results"] == {"seed_seen": 4}
+    seen = capfd.readouterr()
+    assert "unknown parameter" not in seen.out + seen.err + caplog.text
+    assert "without encryption" not in seen.out + seen.err
