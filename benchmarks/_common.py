@@ -1,4 +1,5 @@
-"""Shared benchmark helpers: machine name, timing with peak memory, result rows, tables.
+"""Shared benchmark helpers: machine name, timing with peak memory, result rows, tables, and
+the run that every "library vs the released structure" benchmark ends with.
 
 Rows are appended to ``benchmarks/results/<machine>.json`` (a JSON list) under a file lock
 and written atomically, so two benchmarks finishing at once never lose or corrupt a row.
@@ -6,6 +7,7 @@ and written atomically, so two benchmarks finishing at once never lose or corrup
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import fcntl
 import json
@@ -206,3 +208,65 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3g}"
     return str(v)
+
+
+# ------------------------------------------------- library vs the released structure
+
+def add_versus_args(ap: argparse.ArgumentParser) -> None:
+    """The options every library-vs-released benchmark shares: device, fidelity, threads,
+    whether to time the baseline, and what to keep (results/ rows, a JSON line)."""
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--fidelity", choices=["released", "corrected"], default="released")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--no-record", action="store_true", help="do not append to results/")
+    ap.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+
+
+def parse_versus_args(ap: argparse.ArgumentParser, argv=None):
+    """(args, device): the options parsed, torch's thread count set, the device checked."""
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args, resolve_device(args.device)
+
+
+def run_versus(args, device: torch.device, ours_fn: Callable[[], object],
+               base_fn: Callable[[], object] | None, *, names: tuple[str, str], backbone: str,
+               sampling: str, extra: dict, columns: list[str], versus: str) -> int:
+    """Time the library's step (alternately with the released structure's, unless `base_fn`
+    is None), print the table and the speed-up, append the rows to results/ and, with
+    ``--json``, print the summary: one run, so every benchmark reports the same way.
+
+    `names` are the two rows' names (library, released); `extra` are the columns a
+    benchmark adds to its rows (sizes); `versus` names the baseline in the speed-up line.
+    """
+    if base_fn is None:
+        ours, base = time_fn(ours_fn, device, args.reps), None
+    else:
+        ours, base = time_pair(ours_fn, base_fn, device, args.reps)
+
+    def row(name: str, fidelity: str, timing: dict) -> dict:
+        return result_row(name, device, backbone, args.batch, args.samples, sampling, fidelity,
+                          timing["min_ms"], timing["peak_mem_mb"],
+                          median_ms=round(timing["median_ms"], 3), **extra,
+                          threads=torch.get_num_threads(), load_avg=load_average())
+
+    rows = [row(names[0], args.fidelity, ours)]
+    summary = dict(vars(args), **ours, device_name=device_label(device),
+                   load_avg=load_average())
+    if base is not None:
+        rows.append(row(names[1], "released", base))  # the baseline is the released structure
+        summary.update(baseline_min_ms=base["min_ms"], baseline_median_ms=base["median_ms"],
+                       baseline_peak_mem_mb=base["peak_mem_mb"],
+                       speedup=base["min_ms"] / ours["min_ms"])
+    print_table(rows, columns)
+    if base is not None:
+        print(f"speed-up over {versus}: {summary['speedup']:.2f}x "
+              f"(min over {args.reps} alternating reps, same inputs, same run; "
+              f"load average {load_average()})")
+    if not args.no_record:
+        print(f"rows appended to {append_rows(rows)}")
+    if args.json:
+        print(json.dumps(summary))
+    return 0

@@ -12,7 +12,6 @@ the same coordinates as `depthg_lib.sampling.fps_coords` (checked before timing)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,16 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (  # noqa: E402
-    append_rows,
-    device_label,
-    load_average,
-    print_table,
-    resolve_device,
-    result_row,
-    time_fn,
-    time_pair,
-)
+from _common import add_versus_args, parse_versus_args, run_versus  # noqa: E402
 
 from depthg_lib.sampling import fps_coords  # noqa: E402
 
@@ -86,21 +76,13 @@ def random_depth(batch: int, size: int, device: torch.device, seed: int = 0) -> 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--grid", type=int, default=28, help="feature grid side (h = w)")
     ap.add_argument("--patch", type=int, default=8, help="depth map side = grid · patch")
     ap.add_argument("--samples", type=int, default=11, help="S: S×S points per image")
-    ap.add_argument("--fidelity", choices=["released", "corrected"], default="released")
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    ap.add_argument("--no-baseline", action="store_true")
-    ap.add_argument("--no-record", action="store_true", help="do not append to results/")
-    ap.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    add_versus_args(ap)
+    args, device = parse_versus_args(ap, argv)
     depth = random_depth(args.batch, args.grid * args.patch, device)
     grid_hw = (args.grid, args.grid)
 
@@ -110,36 +92,15 @@ def main(argv=None) -> int:
     def base_fn():
         return released_fps_coords(depth, args.grid, args.samples)
 
-    if not args.no_baseline:
-        if args.fidelity == "released" and not torch.equal(base_fn(), ours_fn()):
-            raise SystemExit("error: library FPS and the released structure disagree")
-        ours, base = time_pair(ours_fn, base_fn, device, args.reps)
-    else:
-        ours = time_fn(ours_fn, device, args.reps)
-    rows = [result_row("fps_coords", device, "-", args.batch, args.samples, "fps",
-                       args.fidelity, ours["min_ms"], ours["peak_mem_mb"],
-                       median_ms=round(ours["median_ms"], 3), grid=args.grid,
-                       threads=torch.get_num_threads(), load_avg=load_average())]
-    summary = dict(vars(args), **ours, device_name=device_label(device),
-                   load_avg=load_average())
-    if not args.no_baseline:
-        rows.append(result_row("fps_released_numpy", device, "-", args.batch, args.samples,
-                               "fps", "released", base["min_ms"], base["peak_mem_mb"],
-                               median_ms=round(base["median_ms"], 3), grid=args.grid,
-                               threads=torch.get_num_threads(), load_avg=load_average()))
-        summary.update(baseline_min_ms=base["min_ms"], baseline_median_ms=base["median_ms"],
-                       speedup=base["min_ms"] / ours["min_ms"])
-    print_table(rows, ["name", "device", "batch", "grid", "S", "fidelity", "ms_per_step",
-                       "median_ms", "peak_mem_mb"])
-    if "speedup" in summary:
-        print(f"speed-up over the released per-image numpy loop: {summary['speedup']:.1f}x "
-              f"(min over {args.reps} alternating reps, same inputs, same run; "
-              f"load average {load_average()})")
-    if not args.no_record:
-        print(f"rows appended to {append_rows(rows)}")
-    if args.json:
-        print(json.dumps(summary))
-    return 0
+    if not args.no_baseline and args.fidelity == "released" \
+            and not torch.equal(base_fn(), ours_fn()):
+        raise SystemExit("error: library FPS and the released structure disagree")
+    return run_versus(args, device, ours_fn, None if args.no_baseline else base_fn,
+                      names=("fps_coords", "fps_released_numpy"), backbone="-", sampling="fps",
+                      extra={"grid": args.grid},
+                      columns=["name", "device", "batch", "grid", "S", "fidelity", "ms_per_step",
+                               "median_ms", "peak_mem_mb"],
+                      versus="the released per-image numpy loop")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ time. ``--json``: the last stdout line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,16 +25,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import (  # noqa: E402
-    append_rows,
-    device_label,
-    load_average,
-    print_table,
-    resolve_device,
-    result_row,
-    time_fn,
-    time_pair,
-)
+from _common import add_versus_args, parse_versus_args, run_versus  # noqa: E402
 from fps import random_depth, released_fps_coords  # noqa: E402
 
 from depthg_lib.losses import depthg_loss  # noqa: E402
@@ -170,7 +160,6 @@ def full_step_fn(objective, args, device):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--feat-dim", type=int, default=384, help="D (ignored with --backbone)")
     ap.add_argument("--grid", type=int, default=28, help="feature grid side G")
@@ -181,15 +170,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--backbone", default=None, help="time a full training step with it")
     ap.add_argument("--patch", type=int, default=8, help="depth side = grid·patch (no backbone)")
-    ap.add_argument("--fidelity", choices=["released", "corrected"], default="released")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    ap.add_argument("--no-baseline", action="store_true")
-    ap.add_argument("--no-record", action="store_true", help="do not append to results/")
-    ap.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    add_versus_args(ap)
+    args, device = parse_versus_args(ap, argv)
 
     def ours_objective(*a):
         return library_objective(*a, fidelity=args.fidelity)
@@ -204,39 +186,14 @@ def main(argv=None) -> int:
     if not args.no_baseline:  # built up front: both are then timed alternately
         base_step = (full_step_fn(released_objective, args, device)[0] if args.backbone
                      else loss_step_fn(released_objective, args, device))
-        ours, base = time_pair(step, base_step, device, args.reps)
-    else:
-        ours = time_fn(step, device, args.reps)
-    bb = args.backbone or "-"
-    rows = [result_row(name, device, bb, args.batch, args.samples, args.sampling,
-                       args.fidelity, ours["min_ms"], ours["peak_mem_mb"],
-                       median_ms=round(ours["median_ms"], 3), grid=args.grid,
-                       feat_dim=args.feat_dim, code_dim=args.code_dim,
-                       neg_samples=args.neg_samples, threads=torch.get_num_threads(),
-                       load_avg=load_average())]
-    summary = dict(vars(args), **ours, device_name=device_label(device),
-                   load_avg=load_average())
-    if base_step is not None:
-        rows.append(result_row(f"{name}_released_structure", device, bb, args.batch,
-                               args.samples, args.sampling, "released", base["min_ms"],
-                               base["peak_mem_mb"], median_ms=round(base["median_ms"], 3),
-                               grid=args.grid, feat_dim=args.feat_dim, code_dim=args.code_dim,
-                               neg_samples=args.neg_samples, threads=torch.get_num_threads(),
-                               load_avg=load_average()))
-        summary.update(baseline_min_ms=base["min_ms"], baseline_median_ms=base["median_ms"],
-                       baseline_peak_mem_mb=base["peak_mem_mb"],
-                       speedup=base["min_ms"] / ours["min_ms"])
-    print_table(rows, ["name", "device", "backbone", "batch", "S", "sampling", "fidelity",
-                       "ms_per_step", "median_ms", "peak_mem_mb"])
-    if "speedup" in summary:
-        print(f"speed-up over the released structure: {summary['speedup']:.2f}x "
-              f"(min over {args.reps} alternating reps, same inputs, same run; "
-              f"load average {load_average()})")
-    if not args.no_record:
-        print(f"rows appended to {append_rows(rows)}")
-    if args.json:
-        print(json.dumps(summary))
-    return 0
+    return run_versus(args, device, step, base_step,
+                      names=(name, f"{name}_released_structure"),
+                      backbone=args.backbone or "-", sampling=args.sampling,
+                      extra={"grid": args.grid, "feat_dim": args.feat_dim,
+                             "code_dim": args.code_dim, "neg_samples": args.neg_samples},
+                      columns=["name", "device", "backbone", "batch", "S", "sampling",
+                               "fidelity", "ms_per_step", "median_ms", "peak_mem_mb"],
+                      versus="the released structure")
 
 
 if __name__ == "__main__":
