@@ -77,9 +77,22 @@ def as_array(x, name: str = "your answer") -> np.ndarray:
         raise Wrong(f"{name} is not a number or an array of numbers: {x!r}") from None
 
 
-def close_to(got, want, tol: float, what: str) -> None:
-    """Wrong unless `got` has `want`'s shape and agrees within `tol` everywhere."""
+def _agrees(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
+    return a.shape == b.shape and np.allclose(a, b, atol=tol, rtol=0, equal_nan=True)
+
+
+def close_to(got, want, tol: float, what: str, mistakes: dict[str, Any] | None = None) -> None:
+    """Wrong unless `got` has `want`'s shape and agrees within `tol` everywhere.
+
+    `mistakes` maps a sentence explaining a typical mistake to the value that mistake gives
+    on these inputs: an answer equal to it (where it differs from `want`) is told that
+    sentence, which teaches more than "off by 0.03".
+    """
     got, want = as_array(got, what), np.asarray(want, dtype=np.float64)
+    for why, mistaken in (mistakes or {}).items():
+        mistaken = np.asarray(mistaken, dtype=np.float64)
+        if _agrees(got, mistaken, tol) and not _agrees(want, mistaken, tol):
+            raise Wrong(why)
     if got.shape != want.shape:
         raise Wrong(f"{what} has shape {got.shape}, expected {want.shape}")
     if not np.allclose(got, want, atol=tol, rtol=0, equal_nan=True):
