@@ -49,82 +49,94 @@ def _missing(chapter: str, profile_name: str, measure: str) -> Finding:
                    f"{chapter[:2]}`")
 
 
+def _premise(r: dict) -> list[Finding]:
+    """Chapter 01: how well depth, features and both tell 'same class' for pixel pairs."""
+    if "premise_feature_auroc" not in r:
+        return []
+    gain = r.get("premise_depth_gain")
+    return [Finding(
+        "01", "same-class AUROC of pixel pairs: features / depth / gain of both over "
+              "features",
+        f"{r['premise_feature_auroc']:.3f} / {r['premise_depth_auroc']:.3f} / "
+        f"{_fmt(gain, 3) if gain is None else f'{gain:+.3f}'}",
+        "0.5 = no information",
+        "depth says 'same class' "
+        f"{'better' if r['premise_depth_auroc'] > 0.5 else 'no better'} than chance, and "
+        f"{'less' if r['premise_depth_auroc'] < r['premise_feature_auroc'] else 'more'} "
+        "than the features do; the gain is what it adds to them")]
+
+
+def _knn_purity(r: dict) -> list[Finding]:
+    """Chapter 03: how often kNN positives share their majority class, against chance."""
+    if "neighbour_purity_other_images" not in r:
+        return []
+    kp, ch = r["neighbour_purity_other_images"], r.get("chance_purity_other_images")
+    return [Finding("03", "kNN pairs (other images) sharing their majority class",
+                    f"{kp:.2f}", f"random pairs {_fmt(ch, 2)}",
+                    "kNN positives share a class "
+                    f"{'more' if ch is None or kp > ch else 'no more'} often than chance")]
+
+
+def _fps_on_things(r: dict) -> list[Finding]:
+    """Chapter 04: the share of FPS's training points on things, against random points."""
+    if "fps_thing_share" not in r:
+        return []
+    fps, rnd = r["fps_thing_share"], r["random_thing_share"]
+    return [Finding("04", "share of S×S training points on things: FPS (corrected)",
+                    f"{fps:.1%}", f"random points {rnd:.1%} (thing pixels "
+                    f"{r.get('thing_pixel_share', float('nan')):.1%})",
+                    f"FPS puts {'more' if fps > rnd else 'no more'} points on things "
+                    "than random points")]
+
+
+def _head_vs_kmeans(r: dict) -> list[Finding]:
+    """Chapter 05: the head's cluster and linear probes, against k-means on raw features."""
+    if "unsupervised_miou" not in r or "kmeans_miou" not in r:
+        return []
+    head, km = r["unsupervised_miou"], r["kmeans_miou"]
+    return [Finding("05", "DepthG head, cluster probe: mIoU / Acc %",
+                    f"{head:.1f} / {r['unsupervised_acc']:.1f}",
+                    f"k-means on raw features {km:.1f} / {r['kmeans_acc']:.1f}; "
+                    f"majority class {_fmt(r.get('majority_miou'))} / "
+                    f"{_fmt(r.get('majority_acc'))}",
+                    f"the head is {'above' if head > km else 'below'} k-means on its own "
+                    f"input in mIoU ({head - km:+.1f} points, one seed)"),
+            Finding("05", "DepthG head, linear probe (uses labels): mIoU / Acc %",
+                    f"{r['linear_miou']:.1f} / {r['linear_acc']:.1f}",
+                    f"cluster probe {head:.1f} / {r['unsupervised_acc']:.1f}",
+                    "the gap is what the codes hold that clustering does not find")]
+
+
+def _depthg_vs_stego(r: dict) -> list[Finding]:
+    """Chapter 06: the reduced study's DepthG against STEGO, mean over seeds."""
+    dg, st = r.get("miou_depthg-corrected"), r.get("miou_stego-corrected")
+    if dg is None or st is None:
+        return []
+    return [Finding("06", "reduced study, unsupervised mIoU: DepthG (corrected)",
+                    f"{dg:.1f}", f"STEGO {st:.1f}; k-means on raw features (train fit) "
+                    f"{_fmt(r.get('miou_kmeans_raw_train_fit'))}",
+                    f"DepthG − STEGO {dg - st:+.1f} points (mean over seeds; its "
+                    "interval is in chapter 06)")]
+
+
+# chapter → (what it measures, named when not recorded yet; its reader above)
+_READERS = {"01_generate_depth": ("premise (same-class AUROC)", _premise),
+            "03_mine_knn": ("kNN purity", _knn_purity),
+            "04_train_depthg": ("FPS share on things", _fps_on_things),
+            "05_evaluate": ("head vs k-means", _head_vs_kmeans),
+            "06_ablation": ("DepthG vs STEGO", _depthg_vs_stego)}
+
+
 def course_findings(profile: Profile | str) -> list[Finding]:
     """The chapters' recorded numbers for `profile`, each beside its baseline (see module doc).
 
     Readings compare a number with its baseline and say which side it is on; they do not
     judge whether a difference is larger than its noise — chapter 06's intervals do that.
     """
-    p = load_profile(profile)
-    name = p.name
-    rec = {c: read_results(name, c) for c in ("01_generate_depth", "03_mine_knn",
-                                              "04_train_depthg", "05_evaluate", "06_ablation")}
+    name = load_profile(profile).name
     out: list[Finding] = []
-
-    r = rec["01_generate_depth"]
-    if "premise_feature_auroc" in r:
-        gain = r.get("premise_depth_gain")
-        out.append(Finding(
-            "01", "same-class AUROC of pixel pairs: features / depth / gain of both over "
-                  "features",
-            f"{r['premise_feature_auroc']:.3f} / {r['premise_depth_auroc']:.3f} / "
-            f"{_fmt(gain, 3) if gain is None else f'{gain:+.3f}'}",
-            "0.5 = no information",
-            "depth says 'same class' "
-            f"{'better' if r['premise_depth_auroc'] > 0.5 else 'no better'} than chance, and "
-            f"{'less' if r['premise_depth_auroc'] < r['premise_feature_auroc'] else 'more'} "
-            "than the features do; the gain is what it adds to them"))
-    else:
-        out.append(_missing("01_generate_depth", name, "premise (same-class AUROC)"))
-
-    r = rec["03_mine_knn"]
-    if "neighbour_purity_other_images" in r:
-        kp, ch = r["neighbour_purity_other_images"], r.get("chance_purity_other_images")
-        out.append(Finding("03", "kNN pairs (other images) sharing their majority class",
-                           f"{kp:.2f}", f"random pairs {_fmt(ch, 2)}",
-                           "kNN positives share a class "
-                           f"{'more' if ch is None or kp > ch else 'no more'} often than chance"))
-    else:
-        out.append(_missing("03_mine_knn", name, "kNN purity"))
-
-    r = rec["04_train_depthg"]
-    if "fps_thing_share" in r:
-        fps, rnd = r["fps_thing_share"], r["random_thing_share"]
-        out.append(Finding("04", "share of S×S training points on things: FPS (corrected)",
-                           f"{fps:.1%}", f"random points {rnd:.1%} (thing pixels "
-                           f"{r.get('thing_pixel_share', float('nan')):.1%})",
-                           f"FPS puts {'more' if fps > rnd else 'no more'} points on things "
-                           "than random points"))
-    else:
-        out.append(_missing("04_train_depthg", name, "FPS share on things"))
-
-    r = rec["05_evaluate"]
-    if "unsupervised_miou" in r and "kmeans_miou" in r:
-        head, km = r["unsupervised_miou"], r["kmeans_miou"]
-        out.append(Finding("05", "DepthG head, cluster probe: mIoU / Acc %",
-                           f"{head:.1f} / {r['unsupervised_acc']:.1f}",
-                           f"k-means on raw features {km:.1f} / {r['kmeans_acc']:.1f}; "
-                           f"majority class {_fmt(r.get('majority_miou'))} / "
-                           f"{_fmt(r.get('majority_acc'))}",
-                           f"the head is {'above' if head > km else 'below'} k-means on its own "
-                           f"input in mIoU ({head - km:+.1f} points, one seed)"))
-        out.append(Finding("05", "DepthG head, linear probe (uses labels): mIoU / Acc %",
-                           f"{r['linear_miou']:.1f} / {r['linear_acc']:.1f}",
-                           f"cluster probe {head:.1f} / {r['unsupervised_acc']:.1f}",
-                           "the gap is what the codes hold that clustering does not find"))
-    else:
-        out.append(_missing("05_evaluate", name, "head vs k-means"))
-
-    r = rec["06_ablation"]
-    dg, st = r.get("miou_depthg-corrected"), r.get("miou_stego-corrected")
-    if dg is not None and st is not None:
-        out.append(Finding("06", "reduced study, unsupervised mIoU: DepthG (corrected)",
-                           f"{dg:.1f}", f"STEGO {st:.1f}; k-means on raw features (train fit) "
-                           f"{_fmt(r.get('miou_kmeans_raw_train_fit'))}",
-                           f"DepthG − STEGO {dg - st:+.1f} points (mean over seeds; its "
-                           "interval is in chapter 06)"))
-    else:
-        out.append(_missing("06_ablation", name, "DepthG vs STEGO"))
+    for chapter, (measure, read) in _READERS.items():
+        out += read(read_results(name, chapter)) or [_missing(chapter, name, measure)]
     return out
 
 
