@@ -82,38 +82,52 @@ def normalised_input(images: torch.Tensor, name: str, patch: int, mean: torch.Te
     return (images - mean.to(images.dtype)) / std.to(images.dtype)
 
 
-class Backbone(nn.Module):
-    """A frozen ViT: [0,1] images (B,3,H,W) → last-layer patch tokens (B, dim, H/p, W/p).
+class FrozenViT(nn.Module):
+    """What every frozen ViT here shares: [0,1] images (B,3,H,W) → last-layer patch tokens as
+    a map (B, dim, H/p, W/p).
 
     Normalises internally, runs without gradient and stays in eval mode even when a parent
-    module is put in training mode (the backbone is never trained, docs/method.md §5).
+    module is put in training mode (the backbone is never trained, docs/method.md §5). A
+    subclass says only how normalised images become patch tokens (`patch_tokens`).
     """
 
-    def __init__(self, vit: nn.Module, name: str, mean, std):
+    def __init__(self, name: str, dim: int, patch_size: int, mean, std):
         super().__init__()
-        self.vit = vit
-        self.name = name
-        patch = vit.patch_embed.patch_size
-        self.patch_size = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
-        self.dim = int(vit.embed_dim)
+        self.name, self.dim, self.patch_size = name, int(dim), int(patch_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
-        for prm in self.parameters():
-            prm.requires_grad_(False)
-        self.eval()
 
     def train(self, mode: bool = True):  # frozen: always eval
         return super().train(False)
+
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images (B,3,H,W) → patch tokens (B, H/p·W/p, dim), no class token."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = normalised_input(images, self.name, self.patch_size, self.mean, self.std)
         b, _, h, w = x.shape
         p = self.patch_size
-        tokens = self.vit.forward_features(x)[:, self.vit.num_prefix_tokens:]
-        return tokens.transpose(1, 2).reshape(b, self.dim, h // p, w // p)
+        return self.patch_tokens(x).transpose(1, 2).reshape(b, self.dim, h // p, w // p)
+
+
+class Backbone(FrozenViT):
+    """A frozen timm ViT (or the embedded one) as a `FrozenViT`; its weights never train."""
+
+    def __init__(self, vit: nn.Module, name: str, mean, std):
+        patch = vit.patch_embed.patch_size
+        super().__init__(name, vit.embed_dim, patch[0] if isinstance(patch, (tuple, list))
+                         else patch, mean, std)
+        self.vit = vit
+        for prm in self.parameters():
+            prm.requires_grad_(False)
+        self.eval()
+
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.forward_features(x)[:, self.vit.num_prefix_tokens:]
 
 
 def _strip_layout(sd: dict) -> dict:

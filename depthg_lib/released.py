@@ -38,9 +38,9 @@ from .models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ClusterProbe,
+    FrozenViT,
     LinearProbe,
     SegmentationHead,
-    normalised_input,
 )
 
 RELEASED_FORMAT = "released-lightning"
@@ -268,40 +268,28 @@ class _Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class DinoViT(nn.Module):
+class DinoViT(FrozenViT):
     """The frozen DINO ViT of a released checkpoint: [0,1] images (B,3,H,W) → last-layer
     patch tokens after the final LayerNorm, as a map (B, C, H/p, W/p) (`net(img)[0]`)."""
 
     def __init__(self, dim: int, depth: int, heads: int, patch: int, tokens: int,
                  mlp_hidden: int, name: str):
-        super().__init__()
-        self.name, self.dim, self.patch_size = name, dim, patch
+        super().__init__(name, dim, patch, IMAGENET_MEAN, IMAGENET_STD)
         self.patch_embed = nn.Module()
         self.patch_embed.proj = nn.Conv2d(3, dim, patch, stride=patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens, dim))
         self.blocks = nn.ModuleList(_Block(dim, heads, mlp_hidden) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
-                             persistent=False)
 
-    def train(self, mode: bool = True):  # frozen, as released: always eval
-        return super().train(False)
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = normalised_input(images, self.name, self.patch_size, self.mean, self.std)
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        p = self.patch_size
         x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(b, -1, -1).to(x.dtype), x], dim=1)
-        x = x + dino_interpolate_pos_embed(self.pos_embed, h, w, p).to(x.dtype)
+        x = x + dino_interpolate_pos_embed(self.pos_embed, h, w, self.patch_size).to(x.dtype)
         for block in self.blocks:
             x = block(x)
-        x = self.norm(x)[:, 1:]
-        return x.transpose(1, 2).reshape(b, self.dim, h // p, w // p)
+        return self.norm(x)[:, 1:]
 
 
 class ReleasedModel(nn.Module):
