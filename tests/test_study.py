@@ -188,3 +188,14 @@ def test_runs_made_with_another_objective_are_not_reused(tiny, monkeypatch):
     stale = study.run_study(profile, out_dir=out, seeds=2, device="cpu", progress=False,
                             n_boot=40, write_only=True)
     assert stale["runs_done"] == 0 and not stale["complete"]
+
+
+def test_plateau_line_reads_the_last_quarter_of_every_curve():
+    from depthg_lib.study.report import plateau_line
+
+    steps = [0, 10, 20, 30, 40, 50, 60, 70]
+    curves = {"a": {"step": steps, "gain_last_quarter": 0.3},
+              "b": {"step": steps, "gain_last_quarter": -1.25}}
+    line = plateau_line({"validation": {"split": "tune", "knob": "0", "curves": curves}})
+    assert "step 50 → 70" in line and "-1.25 (b)" in line and "+0.30 (a)" in line
+    assert plateau_line({"validation": {"split": "tune", "knob": "0", "curves": {}}}) is None

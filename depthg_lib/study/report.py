@@ -311,6 +311,23 @@ def readme_summary(results: dict) -> str:
             f". {results['machine']}, {results['date']}, `{results['command']}`.")
 
 
+def plateau_line(results: dict) -> str | None:
+    """How much the tune-split cluster probe still moved over the last quarter of training:
+    near 0 for every arm means the arms were compared at a plateau."""
+    val = results.get("validation") or {}
+    curves = {a: c for a, c in (val.get("curves") or {}).items()
+              if c.get("gain_last_quarter") is not None}
+    if not curves:
+        return None
+    gains = {a: c["gain_last_quarter"] for a, c in curves.items()}
+    steps = next(iter(curves.values()))["step"]
+    quarter = max(1, len(steps) // 4)  # as validation_curves counts it
+    lo, hi = min(gains, key=gains.get), max(gains, key=gains.get)
+    return (f"Plateau: over the last validations (step {steps[-1 - quarter]} → {steps[-1]}) "
+            f"the {val['split']}-split cluster-probe mIoU (camouflage {val['knob']}, mean over "
+            f"seeds) moved between {gains[lo]:+.2f} ({lo}) and {gains[hi]:+.2f} ({hi}) points.")
+
+
 def study_markdown(results: dict) -> str:
     """docs/study/README.md: what was run, every table and interval, the premise, figures."""
     s = results["splits"]
@@ -354,7 +371,9 @@ def study_markdown(results: dict) -> str:
                       f"{a['depth_gain']:+.3f}); FPS puts {100 * f['fps']:.0f} % of points on "
                       f"things, random points {100 * f['random']:.0f} %.", ""]
         lines += [f"- {line}" for line in ci_lines(results, knob)]
-    lines += ["", "## Figures", "", "![validation curves](study_validation.png)", "",
+    plateau = plateau_line(results)
+    lines += ["", "## Figures", "", *([plateau, ""] if plateau else []),
+              "![validation curves](study_validation.png)", "",
               "![ingredients against STEGO by knob setting](study_knob.png)", "",
               "![unsupervised mIoU per arm](study_arms.png)", ""]
     return "\n".join(lines)
