@@ -25,7 +25,7 @@ import torch
 from .config import Profile, available_profiles, load_profile
 from .released import paper_numbers
 from .results import read_results
-from .sampling import depth_to_points, farthest_point_indices, fps_coords, pool_depth
+from .sampling import fps_cells, fps_coords, one_depth_map, read_positions
 
 
 @dataclass(frozen=True)
@@ -187,17 +187,11 @@ def fps_read_overlap(depth: np.ndarray | torch.Tensor, grid_hw: Sequence[int], n
     The released code passes FPS's (row, col) fractions as (x, y) to `grid_sample`, so it reads
     each chosen cell mirrored about the diagonal and scaled by (h − 1)/h (docs/method.md §7.1).
     """
-    d = torch.as_tensor(np.asarray(depth) if not torch.is_tensor(depth) else depth).float()
-    while d.dim() < 4:
-        d = d[None]
-    h, w = int(grid_hw[0]), int(grid_hw[1])
-    grid = pool_depth(d[:1], (h, w))
-    chosen = farthest_point_indices(depth_to_points(grid, "released"), n * n)[0].numpy()
-    chosen = {(int(i) // w, int(i) % w) for i in chosen}
-    c = fps_coords(d[:1], (h, w), n, "released").reshape(-1, 2).double().numpy()
-    rows = np.rint((c[:, 1] + 1) / 2 * (h - 1)).astype(int)
-    cols = np.rint((c[:, 0] + 1) / 2 * (w - 1)).astype(int)
-    return float(np.mean([(r, q) in chosen for r, q in zip(rows, cols)]))
+    grid = (int(grid_hw[0]), int(grid_hw[1]))
+    chosen = {tuple(c) for c in fps_cells(depth, grid, n, "released").tolist()}
+    coords = fps_coords(one_depth_map(depth), grid, n, "released")
+    read = np.rint(read_positions(coords, grid)).astype(int)
+    return float(np.mean([tuple(r) in chosen for r in read.tolist()]))
 
 
 # ------------------------------------------------------------------ the papers' numbers

@@ -255,3 +255,32 @@ def sample(t: torch.Tensor, coords: torch.Tensor, fidelity: str = "released") ->
                           f"got {tuple(t.shape)} and {tuple(coords.shape)}")
     grid = sampling_grid(coords, fidelity).to(dtype=t.dtype)
     return F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+# ------------------------------------------------------------ where points land, for figures
+
+def one_depth_map(depth) -> torch.Tensor:
+    """(H,W), (1,H,W) or (1,1,H,W) array/tensor → float tensor (1,1,H,W) (the first image)."""
+    d = torch.as_tensor(np.asarray(depth) if not torch.is_tensor(depth) else depth).float()
+    while d.dim() < 4:
+        d = d[None]
+    return d[:1]
+
+
+def read_positions(coords: torch.Tensor, grid_hw) -> np.ndarray:
+    """Where `sample` reads coords (n,n,2) or (1,n,n,2): (n², 2) (row, col) in feature-grid
+    cells (fractional; align_corners=True puts −1/+1 on the first/last cell centre).
+
+    The released axis permutation only reorders the output, so the read positions are the
+    same in both fidelities: x (the first value) is always a column.
+    """
+    c = coords.reshape(-1, 2).detach().cpu().double().numpy()
+    h, w = grid_hw
+    return np.stack([(c[:, 1] + 1) / 2 * (h - 1), (c[:, 0] + 1) / 2 * (w - 1)], axis=1)
+
+
+def fps_cells(depth, grid_hw, n: int, fidelity: str = "released") -> np.ndarray:
+    """The cells FPS chooses in one depth map, (n², 2) (row, col), in selection order."""
+    grid = pool_depth(one_depth_map(depth), tuple(grid_hw))
+    inds = farthest_point_indices(depth_to_points(grid, fidelity), n * n)[0].numpy()
+    return np.stack([inds // grid_hw[1], inds % grid_hw[1]], axis=1)

@@ -45,8 +45,7 @@ def test_released_objective_reads_the_profiles():
 
 
 def test_fps_read_overlap_matches_the_figure_helpers():
-    from depthg_lib.sampling import fps_coords
-    from depthg_lib.viz.method import fps_cells, read_positions
+    from depthg_lib.sampling import fps_cells, fps_coords, read_positions
 
     g = torch.Generator().manual_seed(3)
     depth = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 40, 40, generator=g), 5, 1, 2)

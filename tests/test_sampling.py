@@ -158,7 +158,7 @@ def test_bad_input_is_a_depthg_error():
 # ----------------------------------------------------------------- chapter 04 figures
 
 def test_read_positions_show_the_released_mirror(d_fps):
-    from depthg_lib.viz.method import fps_cells, read_positions
+    from depthg_lib.sampling import fps_cells, read_positions
 
     depth = torch.from_numpy(d_fps["depth"][:1])
     chosen = fps_cells(depth, (28, 28), 9, "released")

@@ -25,40 +25,15 @@ import torch.nn.functional as F
 from ..losses import depth_correlation, normalized_depth
 from ..sampling import (
     depth_to_points,
-    farthest_point_indices,
+    fps_cells,
     fps_coords,
+    one_depth_map,
     pool_depth,
     random_coords,
+    read_positions,
     sample,
 )
 from . import depth_norm, draw_depth
-
-
-def _depth_map(depth) -> torch.Tensor:
-    """(H,W), (1,H,W) or (1,1,H,W) array/tensor → float tensor (1,1,H,W)."""
-    d = torch.as_tensor(np.asarray(depth) if not torch.is_tensor(depth) else depth).float()
-    while d.dim() < 4:
-        d = d[None]
-    return d[:1]
-
-
-def read_positions(coords: torch.Tensor, grid_hw: Sequence[int]) -> np.ndarray:
-    """Where `sample` reads coords (n,n,2) or (1,n,n,2): (n², 2) (row, col) in feature-grid
-    cells (fractional; align_corners=True puts −1/+1 on the first/last cell centre).
-
-    The released axis permutation only reorders the output, so the read positions are the
-    same in both fidelities: x (the first value) is always a column.
-    """
-    c = coords.reshape(-1, 2).detach().cpu().double().numpy()
-    h, w = grid_hw
-    return np.stack([(c[:, 1] + 1) / 2 * (h - 1), (c[:, 0] + 1) / 2 * (w - 1)], axis=1)
-
-
-def fps_cells(depth, grid_hw: Sequence[int], n: int, fidelity: str = "released") -> np.ndarray:
-    """The cells FPS chooses, (n², 2) (row, col), in selection order."""
-    grid = pool_depth(_depth_map(depth), tuple(grid_hw))
-    inds = farthest_point_indices(depth_to_points(grid, fidelity), n * n)[0].numpy()
-    return np.stack([inds // grid_hw[1], inds % grid_hw[1]], axis=1)
 
 
 def _to_pixels(cells: np.ndarray, grid_hw, image_hw) -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +57,7 @@ def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | Non
     at a lower density `n_low` (default ≈ grid/3) with its selection order, and a top view of
     the unprojected 3D points — the space in which FPS spreads them.
     """
-    d = _depth_map(depth)
+    d = one_depth_map(depth)
     hw = tuple(d.shape[-2:])
     grid_hw = tuple(grid_hw)
     n_low = n_low or max(2, min(grid_hw) // 3)
@@ -155,9 +130,9 @@ def correlation_to_point(maps: torch.Tensor, point: Sequence[int],
 def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int]):
     """Corrected D of a point to every cell, ``1 − |d̂_q − d̂|`` on the feature grid, and the
     released D (1 wherever depth > 0, 0 at exact zeros), both (h, w)."""
-    dn = normalized_depth(_depth_map(depth), tuple(grid_hw))[0, 0]
+    dn = normalized_depth(one_depth_map(depth), tuple(grid_hw))[0, 0]
     corrected = 1 - (dn - dn[point[0], point[1]]).abs()
-    raw = pool_depth(_depth_map(depth), tuple(grid_hw))[0, 0]
+    raw = pool_depth(one_depth_map(depth), tuple(grid_hw))[0, 0]
     released = (raw > 0).float()  # unit norm over one channel: 1, or 0 where depth is 0
     return corrected.numpy(), released.numpy()
 
@@ -197,8 +172,8 @@ def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=No
     axes = np.atleast_1d(axes)
     for ax, (title, data, lim, which) in zip(axes, cols):
         if isinstance(lim, str):  # the depth map itself
-            draw_depth(ax, _depth_map(data)[0, 0].numpy())
-            ih, iw = _depth_map(data).shape[-2:]
+            draw_depth(ax, one_depth_map(data)[0, 0].numpy())
+            ih, iw = one_depth_map(data).shape[-2:]
             x, y = _to_pixels(np.array([point]), (h, w), (ih, iw))
             ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
         elif lim is None:
@@ -233,7 +208,7 @@ def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=No
 def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0):
     """The P×P depth correlation D of one image's n×n random sample points, released vs
     corrected, points sorted by depth so that the structure is visible."""
-    d = _depth_map(depth)
+    d = one_depth_map(depth)
     coords = random_coords(1, n, torch.Generator().manual_seed(seed))
     released = depth_correlation(d, d, (n, n), "released").reshape(n * n, n * n)
     dn = sample(normalized_depth(d, tuple(grid_hw)), coords, "corrected")
