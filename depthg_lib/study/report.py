@@ -60,6 +60,11 @@ def _stack(study, rows: list[dict], key: str) -> np.ndarray:
     return np.stack([study.store.hists(r)[key] for r in rows])
 
 
+def last_quarter(n_points: int) -> int:
+    """How many validations back "the last quarter" of a curve of n_points starts."""
+    return max(1, n_points // 4)
+
+
 def validation_curves(study, knob: float) -> dict:
     """Per arm: validation steps and the mean over seeds of the tune-split probe scores."""
     import csv
@@ -85,7 +90,7 @@ def validation_curves(study, knob: float) -> dict:
                        "val_linear_miou": np.round(arr[:, :, 2].mean(0), 3).tolist(),
                        "seeds": len(per_seed)}
         values = arr[:, :, 1].mean(0)
-        quarter = max(1, n // 4)
+        quarter = last_quarter(n)
         curves[arm]["gain_last_quarter"] = round(float(values[-1] - values[-1 - quarter]), 3) \
             if n > quarter else None
     return curves
@@ -321,7 +326,7 @@ def plateau_line(results: dict) -> str | None:
         return None
     gains = {a: c["gain_last_quarter"] for a, c in curves.items()}
     steps = next(iter(curves.values()))["step"]
-    quarter = max(1, len(steps) // 4)  # as validation_curves counts it
+    quarter = last_quarter(len(steps))
     lo, hi = min(gains, key=gains.get), max(gains, key=gains.get)
     return (f"Plateau: over the last validations (step {steps[-1 - quarter]} → {steps[-1]}) "
             f"the {val['split']}-split cluster-probe mIoU (camouflage {val['knob']}, mean over "
