@@ -72,14 +72,6 @@ class Store:
             return {k: z[k] for k in z.files}
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _values(profile: Profile) -> dict:
-    return {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
-
-
 def digest(obj) -> str:
     """A short, stable digest of a JSON-able description (the identity of a stored row)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
