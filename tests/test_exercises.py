@@ -15,6 +15,7 @@ import torch
 
 from depthg_lib import exercises
 from depthg_lib.errors import DepthGError
+from depthg_lib.exercises import core
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
 CHAPTERS = ("00", "01", "02", "03", "04", "05", "06", "07")
@@ -171,13 +172,18 @@ def test_a_wrong_answer_is_rejected_with_a_reason(exercise):
 
 def test_unanswered_crashing_and_unknown_answers(capsys):
     assert exercises.check("00.1", None) is False
-    out = capsys.readouterr().out
-    assert out.startswith("✗ 00.1: not answered yet") and "hint:" in out
+    assert capsys.readouterr().out == "✗ 00.1: not answered yet\n"  # no hint: it may be the answer
 
     def stub(labels, n_classes):
-        ...
+        """The chapter's template, as a learner finds it."""
+        ...  # your code
 
-    assert exercises.verdict("00.1", stub)[1].endswith("(it still ends in `...`?)")
+    assert exercises.verdict("00.1", stub)[1] == "00.1: not answered yet"
+
+    def forgot_return(labels, n_classes):
+        counts = labels + n_classes  # noqa: F841
+
+    assert exercises.verdict("00.1", forgot_return)[1].endswith("(it still ends in `...`?)")
 
     def crash(labels, n_classes):
         raise IndexError("oops")
@@ -186,6 +192,18 @@ def test_unanswered_crashing_and_unknown_answers(capsys):
     assert "solutions/" in exercises.verdict("03.4", "my words")[1]
     with pytest.raises(DepthGError, match="no exercise '9.9'"):
         exercises.check("9.9", 1)
+
+
+def test_the_hint_waits_until_asked_for(capsys, monkeypatch):
+    monkeypatch.setattr(core, "_WRONG_TRIES", {})
+    hint = exercises.get("04.1").hint
+    assert exercises.check("04.1", WRONG["04.1"]) is False
+    first = capsys.readouterr().out
+    assert first.startswith("✗ 04.1: ") and hint not in first and "hint=True" in first
+    exercises.check("04.1", WRONG["04.1"])  # a second wrong try shows it
+    assert f"hint: {hint}" in capsys.readouterr().out
+    exercises.check("04.2", None, hint=True)  # or asking for it
+    assert f"hint: {exercises.get('04.2').hint}" in capsys.readouterr().out
 
 
 def test_list_exercises_prints_a_chapter(capsys):

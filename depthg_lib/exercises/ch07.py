@@ -15,7 +15,8 @@ PAPER_PROFILES = ("cityscapes-vitb8", "cocostuff27-vits8", "potsdam-vits8")
 @register("07.1", "shift_at(step, w_intra, s_intra, w_depth, s_depth, every, factor): the intra "
                   "shift the released objective (D ≡ 1) amounts to at a training step", "code",
           "04.6's s′ with the decayed w_depth and s_depth; both are multiplied by `factor` "
-          "AFTER each step k > 0 with k % every == 0, so step t has seen (t − 1) // every decays")
+          "AFTER each step k > 0 with k % every == 0, so step t has seen max(t − 1, 0) // every "
+          "decays (none at t = 0 and t = 1)")
 def _check_07_1(fn):
     cases = ((0.95, 0.39, 0.09, 0.03, 400, 0.8), (0.58, 0.07, 0.19, 0.03, 400, 0.8),
              (1.0, 0.2, 0.5, 0.1, 10, 0.5))
@@ -28,7 +29,7 @@ def _check_07_1(fn):
             off = factor ** (step // every)
             close_to(got, want, 1e-6, f"shift_at(step={step}, every={every})", mistakes={
                 f"step {step}, every {every}: the decay after step k is applied from step "
-                "k + 1 on — step t has seen (t − 1) // every decays, not t // every":
+                "k + 1 on — step t has seen max(t − 1, 0) // every decays, not t // every":
                     effective_intra_shift(w_i, s_i, w_d * off, s_d * off)})
 
 

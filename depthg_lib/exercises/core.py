@@ -1,12 +1,16 @@
 """The exercises' registry and the helpers every chapter's checks use.
 
 A check raises `Wrong` with a sentence saying what is off; `verdict`/`check` turn that into
-✓ or ✗ with the exercise's hint. Checks run the learner's answer on small seeded toy inputs
-and compare with the library, never with a stored answer.
+✓ or ✗. The exercise's hint is shown only when asked for (`hint=True`, or a second wrong try
+of the same exercise), since a hint often gives half the answer away; an exercise not
+answered yet (None, `...`, or a function whose body is still `...`) gets one line and no hint,
+so an executed chapter shows no answer. Checks run the learner's answer on small seeded toy
+inputs and compare with the library, never with a stored answer.
 """
 
 from __future__ import annotations
 
+import dis
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -140,14 +144,27 @@ def list_exercises(chapter: str | None = None) -> list[Exercise]:
     return found
 
 
+def unanswered(answer: Any) -> bool:
+    """None, `...`, or a function whose body is still only `...` (the chapters' templates):
+    its byte code does nothing but return None."""
+    if answer is None or answer is Ellipsis:
+        return True
+    code = getattr(answer, "__code__", None)
+    if code is None:
+        return False
+    steps = [(i.opname, i.argval) for i in dis.get_instructions(code)
+             if i.opname not in ("RESUME", "NOP", "CACHE")]
+    return steps in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)])
+
+
 def verdict(exercise: str, answer: Any) -> tuple[bool, str]:
     """(passed, message) without printing: what `check` reports."""
     ex = get(exercise)
     if ex.checker is None:
         return False, (f"{ex.id} is answered in words: compare yours with the worked answer "
                        f"in solutions/ (chapter {ex.chapter})")
-    if answer is None or answer is Ellipsis:
-        return False, f"{ex.id}: not answered yet — put your answer in `answer` and re-run"
+    if unanswered(answer):
+        return False, f"{ex.id}: not answered yet"
     try:
         ex.checker(answer)
     except Wrong as wrong:
@@ -157,12 +174,27 @@ def verdict(exercise: str, answer: Any) -> tuple[bool, str]:
     return True, f"{ex.id}: correct"
 
 
-def check(exercise: str, answer: Any) -> bool:
-    """Check an answer to `exercise` ("04.1") and print ✓ or ✗ with a hint; returns passed."""
+_WRONG_TRIES: dict[str, int] = {}  # wrong answers per exercise in this kernel
+
+
+def check(exercise: str, answer: Any, hint: bool = False) -> bool:
+    """Check an answer to `exercise` ("04.1") and print ✓ or ✗; returns passed.
+
+    The hint is printed with `hint=True`, or from the second wrong answer to the same exercise
+    on; a wrong answer before that says how to ask for it. An unanswered exercise prints one
+    line ("not answered yet") and, unless asked, no hint.
+    """
     passed, message = verdict(exercise, answer)
+    ex = get(exercise)
     if passed:
         print(f"✓ {message}.")
-    else:
-        ex = get(exercise)
+        return True
+    if ex.checker is not None and not unanswered(answer):
+        _WRONG_TRIES[ex.id] = _WRONG_TRIES.get(ex.id, 0) + 1
+    if hint or _WRONG_TRIES.get(ex.id, 0) >= 2:
         print(f"✗ {message}\n  hint: {ex.hint}")
-    return passed
+    elif ex.checker is not None and not unanswered(answer):
+        print(f"✗ {message}\n  (check again, or pass hint=True, for a hint)")
+    else:
+        print(f"✗ {message}")
+    return False
