@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import add_versus_args, parse_versus_args, run_versus  # noqa: E402
 from fps import random_depth, released_fps_coords  # noqa: E402
 
-from depthg_lib.losses import depthg_loss  # noqa: E402
+from depthg_lib.losses import LossSettings, depthg_loss  # noqa: E402
 
 WEIGHTS = {"intra": 0.58, "inter": 0.36, "neg": 0.70, "depth": 0.19}  # cocostuff27-vits8
 SHIFTS = {"intra": 0.07, "inter": 0.025, "neg": 0.761, "depth": 0.03}
@@ -99,9 +99,9 @@ def released_objective(feats, feats_pos, code, code_pos, depth, depth_pos, s, sa
 
 def library_objective(feats, feats_pos, code, code_pos, depth, depth_pos, s, sampling,
                       neg_samples, fidelity="released"):
-    return depthg_loss(feats, feats_pos, code, code_pos, depth, depth_pos, n_samples=s,
-                       sampling=sampling, fidelity=fidelity, weights=WEIGHTS, shifts=SHIFTS,
-                       neg_samples=neg_samples)["total"]
+    settings = LossSettings(n_samples=s, sampling=sampling, fidelity=fidelity, weights=WEIGHTS,
+                            shifts=SHIFTS, neg_samples=neg_samples)
+    return depthg_loss(feats, feats_pos, code, code_pos, depth, depth_pos, settings)["total"]
 
 
 # ------------------------------------------------------------------------- the steps

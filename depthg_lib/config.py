@@ -32,8 +32,15 @@ def runs_root() -> Path:
 
 DATASETS = ("synthscenes", "cocostuff27", "cityscapes", "potsdam", "directory")
 DEPTH_BACKENDS = ("synth", "gt", "zoedepth", "depth_anything")
-FIDELITIES = ("released", "corrected")
+FIDELITIES = ("released", "corrected")  # docs/method.md §13
 SAMPLINGS = ("fps", "random")
+
+
+def check_fidelity(fidelity: str) -> str:
+    """`fidelity` if it is one of FIDELITIES, else one DepthGError naming the choices."""
+    if fidelity not in FIDELITIES:
+        raise DepthGError(f"fidelity must be one of {FIDELITIES}, got {fidelity!r}")
+    return fidelity
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from .config import REPO_ROOT, Profile, load_profile, profile_arg
 from .depth_format import STAGE_COMMAND, depth_to_uint16, load_depth_png, normalise_depth
 from .depth_format import UINT16_MAX as UINT16_MAX  # re-exported with the format's other names
 from .depth_format import depth_from_uint16 as depth_from_uint16
-from .env import resolve_device
+from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .io import (
     check_stage_settings,
@@ -353,13 +353,13 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
     profile = load_profile(profile)
     if split not in ("train", "val", "all"):
         raise DepthGError(f"split must be train, val or all, found {split!r}")
+    dev = resolve_device(device)
     splits = ("train", "val") if split == "all" else (split,)
     from .data import reader_for_profile
 
     reader = reader_for_profile(profile)
     names = _list_names(reader, profile, splits)
     record_dir = reader.depth_record_dir()
-    dev = resolve_device(device)
     backend = profile.depth_backend
     model = None if backend == "gt" else load_depth_model(
         backend, profile.depth_model or None, dev, model_dir=profile.paths.data_root / "models")
@@ -453,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip unreadable images (listed in depth_skipped.json) instead of "
                              "stopping")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", default="auto", type=device_arg,
+                        help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     out = run_depth_stage(args.profile, split=args.split, force=args.force,

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .errors import DepthGError
+from .config import check_fidelity
 from .io import read_depth_png
 
 UINT16_MAX = 65535
@@ -45,8 +45,7 @@ def depth_from_uint16(stored: np.ndarray, fidelity: str = "corrected") -> np.nda
     8-bit input (a PNG written by the released code) is taken as those integers already.
     """
     stored = np.asarray(stored)
-    if fidelity not in ("released", "corrected"):
-        raise DepthGError(f"fidelity must be 'released' or 'corrected', found {fidelity!r}")
+    check_fidelity(fidelity)
     if stored.dtype == np.uint8:
         return stored.astype(np.float32) if fidelity == "released" else \
             (stored.astype(np.float32) / 255.0)

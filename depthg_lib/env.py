@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import socket
@@ -15,15 +16,43 @@ _PACKAGES = ("torch", "torchvision", "timm", "transformers", "numpy", "scipy",
              "scikit-learn", "pillow", "matplotlib", "papermill", "pydensecrf2")
 
 
+DEVICES = "auto, cpu, cuda or cuda:N (N = the GPU's number)"
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """`auto` → CUDA when present, else CPU; asking for CUDA without a GPU is a clear error."""
+    """`auto` → CUDA when present, else CPU; anything else than cpu or an existing CUDA GPU
+    (a typo, `tpu`, a GPU number beyond those present) is one clear error listing the choices,
+    never torch's traceback."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DepthGError("device 'cuda' was asked for but torch sees no GPU; use --device cpu "
-                          "(or auto)")
-    return device
+    if isinstance(device, torch.device):
+        parsed = device
+    else:
+        try:
+            parsed = torch.device(str(device).strip().lower())
+        except (RuntimeError, ValueError):
+            parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise DepthGError(f"unknown device {str(device)!r}; use --device {DEVICES}")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise DepthGError(f"device {str(device)!r} was asked for but torch sees no GPU; use "
+                              "--device cpu (or auto)")
+        if parsed.index is not None and parsed.index >= count:
+            raise DepthGError(f"device {str(device)!r} was asked for but torch sees {count} "
+                              f"GPU(s), numbered 0..{count - 1}; use --device {DEVICES}")
+    return parsed
+
+
+def device_arg(value: str) -> str:
+    """argparse `type` of every `--device`: a device this machine cannot use stops the
+    command at once, before any work, with `resolve_device`'s message."""
+    try:
+        resolve_device(value)
+    except DepthGError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
 
 
 def machine_name() -> str:

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint
 from .config import Profile, load_profile, positive_int, profile_arg
 from .crf import CRFRunner, require_crf
-from .env import resolve_device
+from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .evalset import (  # noqa: F401 - re-exported (predict, notebooks)
     as_targets,
@@ -429,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: runs/<profile>/train/checkpoints/final.pt")
     parser.add_argument("--crf", action="store_true", help="refine with a dense CRF")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", type=device_arg,
+                        help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--max-images", type=positive_int, default=None,
                         help="score only the first N images of the split")
     parser.add_argument("--out", default=None, help="output folder (default: the run's eval/)")

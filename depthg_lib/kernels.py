@@ -123,90 +123,114 @@ class PointReader:
 FEATURE_CHUNK = 128  # channels of the frozen features processed at a time (cache-sized)
 
 
+class PairPlan:
+    """Where every pair group reads its points: G = [intra, inter, neg_1..k] groups.
+
+    One grid per source image holds its own points and every request for it as a negative
+    (docs/method.md §6: negative k of image b is image perms[k,b] read at b's points
+    coords2[b]): the maps are read once, never permuted or copied whole. grid1, grid2 (B,P,2)
+    are the ``grid_sample`` coordinates of the anchors' and the positives' points.
+    """
+
+    def __init__(self, grid1, grid2, perms, hw, hw_pos):
+        b, p = grid1.shape[:2]
+        self.b, self.p, self.k = b, p, perms.shape[0]
+        src, slot, slots = gather_plan(perms, b)
+        neg_grid = torch.zeros((b, slots, p, 2), dtype=grid1.dtype, device=grid1.device)
+        neg_grid[src, slot] = grid2[:, None].expand(b, self.k, p, 2)
+        grid_a = torch.cat([grid1[:, None], neg_grid], dim=1).view(b, (1 + slots) * p, 2)
+        self.slots = slots
+        self.src, self.slot = src, slot + 1  # slot 0 holds the image's own points
+        self.neg_src, self.neg_slot = self.src.T, self.slot.T  # (k,B): where negative k was read
+        self.cyclic = cyclic_shifts(perms)  # shifts: negatives are batch slices, no gather
+        self.read_a = PointReader(grid_a, hw)
+        self.read_2 = PointReader(grid2, hw_pos)
+
+    def add_dots(self, fd: torch.Tensor, ra: torch.Tensor, rp: torch.Tensor) -> None:
+        """fd (G,B,P,P) += raw dot products of the anchors' rows with every group's targets."""
+        b, r1 = self.b, ra[:, 0]
+        fd[0].baddbmm_(r1, r1.transpose(1, 2))
+        fd[1].baddbmm_(r1, rp.transpose(1, 2))
+        for j in range(self.k):
+            if self.cyclic is not None:  # image b's negative is image (b + s) mod B
+                sh = self.cyclic[j] % b
+                fd[2 + j, :b - sh].baddbmm_(r1[:b - sh], ra[sh:, 1 + j].transpose(1, 2))
+                fd[2 + j, b - sh:].baddbmm_(r1[b - sh:], ra[:sh, 1 + j].transpose(1, 2))
+            else:
+                fd[2 + j].baddbmm_(r1, ra[self.src[:, j], self.slot[:, j]].transpose(1, 2))
+
+
+def feature_targets(plan: PairPlan, feats, feats_pos, shifts, pointwise: bool,
+                    feature_dropout: float, generator) -> torch.Tensor:
+    """F − shift of every pair group (G,B,P,P), no gradient (docs/method.md §6).
+
+    F is accumulated from raw dot products over channel chunks, then divided by the norms;
+    centred per anchor point when `pointwise`; `feature_dropout` draws the released Dropout2d
+    on the loss's own copy of the features from `generator`.
+    """
+    b, p, k, dev = plan.b, plan.p, plan.k, feats.device
+    fd = torch.zeros((2 + k, b, p, p), dtype=torch.float32, device=dev)
+    sq_a = torch.zeros((b, 1 + plan.slots, p), dtype=torch.float32, device=dev)
+    sq_p = torch.zeros((b, p), dtype=torch.float32, device=dev)
+    masks = None
+    if feature_dropout > 0:  # released: the loss's features carry their own Dropout2d
+        masks = (dropout_mask(feats, feature_dropout, generator),
+                 dropout_mask(feats_pos, feature_dropout, generator))
+    for c0 in range(0, feats.shape[1], FEATURE_CHUNK):
+        c1_ = min(c0 + FEATURE_CHUNK, feats.shape[1])
+        ra = plan.read_a(feats[:, c0:c1_].float()).view(b, 1 + plan.slots, p, -1)
+        rp = plan.read_2(feats_pos[:, c0:c1_].float()).view(b, p, -1)
+        if masks is not None:  # per image and channel: masking rows = masking maps
+            ra.mul_(masks[0][:, None, None, c0:c1_, 0])
+            rp.mul_(masks[1][:, None, c0:c1_, 0])
+        sq_a += torch.linalg.vector_norm(ra, dim=-1).square_()  # fast along rows
+        sq_p += torch.linalg.vector_norm(rp, dim=-1).square_()
+        plan.add_dots(fd, ra, rp)
+    inv_a = sq_a.sqrt_().clamp_min_(1e-10).reciprocal_()  # released norm: x / max(‖x‖, ε)
+    inv_t = torch.cat([inv_a[None, :, 0], sq_p.sqrt_().clamp_min_(1e-10).reciprocal_()[None],
+                       inv_a[plan.neg_src, plan.neg_slot]])  # (G,B,P): 1/‖f‖ of every target
+    fd.mul_(inv_t[:, :, None, :])  # target norms now, anchor norms (rows) below
+    inv_rows = inv_a[None, :, 0, :, None]  # (1,B,P,1)
+    shift = torch.tensor([shifts["intra"], shifts["inter"]] + [shifts["neg"]] * k,
+                         dtype=fd.dtype, device=dev).view(2 + k, 1, 1, 1)
+    if pointwise:
+        # F − mean over targets + mean(F) − shift, with F = rows·fd: a row's scale comes
+        # out of its mean. The released code also subtracts the mean of the centred
+        # tensor, which is zero up to rounding: skipped here.
+        row_mean = fd.mean(dim=3, keepdim=True) * inv_rows
+        bias = row_mean.mean(dim=(1, 2, 3), keepdim=True) - shift - row_mean
+    else:
+        bias = -shift
+    return torch.addcmul(bias, fd, inv_rows)  # F − shift, centred
+
+
+def code_correlations(plan: PairPlan, codes, codes_pos) -> torch.Tensor:
+    """C of every pair group (G,B,P,P), with gradient to the codes."""
+    b, p, dev = plan.b, plan.p, codes.device
+    ca = F.normalize(plan.read_a(codes).view(b, 1 + plan.slots, p, -1), dim=-1, eps=1e-10)
+    cp = F.normalize(plan.read_2(codes_pos).view(b, p, -1), dim=-1, eps=1e-10)
+    # anchors and negatives in one gather (one gradient scatter back into ca)
+    ar = torch.arange(b, device=dev)[None]
+    own = ca[torch.cat([ar, plan.neg_src]),
+             torch.cat([torch.zeros_like(ar), plan.neg_slot])]  # (1+k,B,P,K)
+    targets = torch.cat([own[:1], cp[None], own[1:]])  # (G,B,P,K)
+    return torch.matmul(own[0][None], targets.transpose(2, 3))  # (G,B,P,P)
+
+
 def grouped_correlations(feats, feats_pos, codes, codes_pos, grid1, grid2, perms, shifts,
                          pointwise: bool, feature_dropout: float, generator):
     """C and F − shift of every pair group, both (G,B,P,P), G = [intra, inter, neg_1..k].
 
     feats/feats_pos (B,D,h,w), codes/codes_pos (B,K,h,w) float32; grid1, grid2 (B,P,2) the
     ``grid_sample`` coordinates of the anchors' and the positives' points; perms (k,B): the
-    negative of image b in draw j is image perms[j,b], read at b's points grid2[b]. F (no
-    gradient) is centred per anchor point when `pointwise` (docs/method.md §6) and has the
-    shift of its group (``shifts`` intra, inter, neg) subtracted; `feature_dropout` draws the
-    released Dropout2d on the loss's own copy of the features from `generator`.
+    negative of image b in draw j is image perms[j,b], read at b's points grid2[b]. F is
+    computed before C, so the dropout masks are drawn where they always were.
     """
-    b, dev = feats.shape[0], feats.device
-    p = grid1.shape[1]
-    k = perms.shape[0]
-    groups = 2 + k
-
-    # One grid per source image holding its own points and every request for it as a
-    # negative (docs/method.md §6: negative k of image b is image perms[k,b] read at b's points
-    # coords2[b]): the maps are read once, never permuted or copied whole.
-    src, slot, slots = gather_plan(perms, b)
-    neg_grid = torch.zeros((b, slots, p, 2), dtype=grid1.dtype, device=dev)
-    neg_grid[src, slot] = grid2[:, None].expand(b, k, p, 2)
-    grid_a = torch.cat([grid1[:, None], neg_grid], dim=1).view(b, (1 + slots) * p, 2)
-    slot = slot + 1  # slot 0 holds the image's own points
-    cyclic = cyclic_shifts(perms)  # shifts: negatives are batch slices, no gather
-    read_a = PointReader(grid_a, feats.shape[-2:])
-    read_2 = PointReader(grid2, feats_pos.shape[-2:])
-
-    neg_src, neg_slot = src.T, slot.T  # (k,B): where negative k of image b was read
-
+    plan = PairPlan(grid1, grid2, perms, feats.shape[-2:], feats_pos.shape[-2:])
     with torch.no_grad():
-        # F from raw dot products accumulated over channel chunks, then divided by norms
-        fd = torch.zeros((groups, b, p, p), dtype=torch.float32, device=dev)
-        sq_a = torch.zeros((b, 1 + slots, p), dtype=torch.float32, device=dev)
-        sq_p = torch.zeros((b, p), dtype=torch.float32, device=dev)
-        masks = None
-        if feature_dropout > 0:  # released: the loss's features carry their own Dropout2d
-            masks = (dropout_mask(feats, feature_dropout, generator),
-                     dropout_mask(feats_pos, feature_dropout, generator))
-        for c0 in range(0, feats.shape[1], FEATURE_CHUNK):
-            c1_ = min(c0 + FEATURE_CHUNK, feats.shape[1])
-            ra = read_a(feats[:, c0:c1_].float()).view(b, 1 + slots, p, -1)
-            rp = read_2(feats_pos[:, c0:c1_].float()).view(b, p, -1)
-            if masks is not None:  # per image and channel: masking rows = masking maps
-                ra.mul_(masks[0][:, None, None, c0:c1_, 0])
-                rp.mul_(masks[1][:, None, c0:c1_, 0])
-            sq_a += torch.linalg.vector_norm(ra, dim=-1).square_()  # fast along rows
-            sq_p += torch.linalg.vector_norm(rp, dim=-1).square_()
-            r1 = ra[:, 0]
-            fd[0].baddbmm_(r1, r1.transpose(1, 2))
-            fd[1].baddbmm_(r1, rp.transpose(1, 2))
-            for j in range(k):
-                if cyclic is not None:  # image b's negative is image (b + s) mod B
-                    sh = cyclic[j] % b
-                    fd[2 + j, :b - sh].baddbmm_(r1[:b - sh], ra[sh:, 1 + j].transpose(1, 2))
-                    fd[2 + j, b - sh:].baddbmm_(r1[b - sh:], ra[:sh, 1 + j].transpose(1, 2))
-                else:
-                    fd[2 + j].baddbmm_(r1, ra[src[:, j], slot[:, j]].transpose(1, 2))
-        inv_a = sq_a.sqrt_().clamp_min_(1e-10).reciprocal_()  # released norm: x / max(‖x‖, ε)
-        inv_t = torch.cat([inv_a[None, :, 0], sq_p.sqrt_().clamp_min_(1e-10).reciprocal_()[None],
-                           inv_a[neg_src, neg_slot]])  # (G,B,P): 1/‖f‖ of every target
-        fd.mul_(inv_t[:, :, None, :])  # target norms now, anchor norms (rows) below
-        inv_rows = inv_a[None, :, 0, :, None]  # (1,B,P,1)
-        shift = torch.tensor([shifts["intra"], shifts["inter"]] + [shifts["neg"]] * k,
-                             dtype=fd.dtype, device=dev).view(groups, 1, 1, 1)
-        if pointwise:
-            # F − mean over targets + mean(F) − shift, with F = rows·fd: a row's scale comes
-            # out of its mean. The released code also subtracts the mean of the centred
-            # tensor, which is zero up to rounding: skipped here.
-            row_mean = fd.mean(dim=3, keepdim=True) * inv_rows
-            bias = row_mean.mean(dim=(1, 2, 3), keepdim=True) - shift - row_mean
-        else:
-            bias = -shift
-        fd = torch.addcmul(bias, fd, inv_rows)  # fd now holds F − shift, centred
-
-    ca = F.normalize(read_a(codes).view(b, 1 + slots, p, -1), dim=-1, eps=1e-10)
-    cp = F.normalize(read_2(codes_pos).view(b, p, -1), dim=-1, eps=1e-10)
-    # anchors and negatives in one gather (one gradient scatter back into ca)
-    ar = torch.arange(b, device=dev)[None]
-    own = ca[torch.cat([ar, neg_src]), torch.cat([torch.zeros_like(ar), neg_slot])]  # (1+k,B,P,K)
-    c1 = own[0]
-    targets = torch.cat([own[:1], cp[None], own[1:]])  # (G,B,P,K)
-    cd = torch.matmul(c1[None], targets.transpose(2, 3))  # (G,B,P,P)
-    return cd, fd
+        fd = feature_targets(plan, feats, feats_pos, shifts, pointwise, feature_dropout,
+                             generator)
+    return code_correlations(plan, codes, codes_pos), fd
 
 
 class ClampedCorrelationMeans(torch.autograd.Function):
@@ -253,3 +277,34 @@ def threshold_backward(values: torch.Tensor, x: torch.Tensor, threshold: float) 
 def clamped_correlation_means(cd, target, depth_target, lo: float, hi: float | None):
     """Means of −clamp(C, lo, hi)·T per group (+ the depth term's mean, appended last)."""
     return ClampedCorrelationMeans.apply(cd, target, depth_target, lo, hi)
+
+
+def clamped_products(cd: torch.Tensor, target: torch.Tensor, lo: float,
+                     hi: float | None) -> torch.Tensor:
+    """−clamp(C, lo, hi)·T un-reduced: what `clamped_correlation_means` averages."""
+    return -cd.clamp(lo, hi) * target
+
+
+def depth_correlation(d1: torch.Tensor, d2: torch.Tensor, size=None,
+                      fidelity: str = "released") -> torch.Tensor:
+    """Depth correlation D (N,S,S,S,S) (docs/method.md §6.1; `reference.depth_correlation_*`).
+
+    released: depth maps (N,1,H,W) resized bilinearly (align_corners=True) to ``size``,
+    unit-normalised over their single channel (→ 1 where depth > 0, 0 where depth = 0), outer
+    product — D ≡ 1 except at exact zeros. corrected: d1, d2 (N,1,S,S) in [0, 1] read at the
+    sample points, ``D = 1 − |d̂_hw − d̂_ij|``.
+    """
+    if d1.dim() != 4 or d1.shape[1] != 1 or d2.dim() != 4 or d2.shape[1] != 1:
+        raise DepthGError(f"depth must have shape (N,1,H,W), got {tuple(d1.shape)} and "
+                          f"{tuple(d2.shape)}")
+    if fidelity == "released":
+        if size is not None:
+            d1 = F.interpolate(d1, size=tuple(size), mode="bilinear", align_corners=True)
+            d2 = F.interpolate(d2, size=tuple(size), mode="bilinear", align_corners=True)
+        a, b = F.normalize(d1, dim=1, eps=1e-10), F.normalize(d2, dim=1, eps=1e-10)
+        return torch.einsum("nchw,ncij->nhwij", a, b)
+    if d1.shape != d2.shape:
+        raise DepthGError(f"corrected depth correlation needs depth read at the same number of "
+                          f"points, got {tuple(d1.shape)} and {tuple(d2.shape)}")
+    a, b = d1[:, 0], d2[:, 0]
+    return 1 - (a[:, :, :, None, None] - b[:, None, None, :, :]).abs()

@@ -22,93 +22,114 @@ import math
 import torch
 import torch.nn.functional as F
 
-EPS = 1e-10  # the released normalisation: x / max(‖x‖, EPS)
+EPS = 1e-10  # ε of the released normalisation: x̂ = x / max(‖x‖, ε)
 
 
-def unit(t: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """t divided by its length over the channel axis (dim 1)."""
+def unit(t: torch.Tensor,  # x (N, channels, ...)
+         eps: float = EPS,  # ε
+         ) -> torch.Tensor:
+    """x̂ = x / max(‖x‖, ε), the length taken over the channel axis (dim 1)."""
     return t / t.norm(dim=1, keepdim=True).clamp_min(eps)
 
 
 # ---------------------------------------------------------------- STEGO: correlations, loss
 
-def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of every point of a with every point of b: (N, S, S, S, S).
-
-    STEGO's feature correspondence tensor, F_hwij = Σ_c f̂_chw · ĝ_cij; applied to codes it is
-    the segmentation correspondence C (same formula, the head's output instead of the ViT's).
-    """
+def correlation(a: torch.Tensor,  # xᵃ (N, channels, S, S): image a at its sample points
+                b: torch.Tensor,  # xᵇ (N, channels, S, S): image b at its sample points
+                ) -> torch.Tensor:
+    """Corr_hwij = Σ_ch x̂ᵃ_ch,hw · x̂ᵇ_ch,ij, (N, S, S, S, S): every point of a against every
+    point of b. Of features f it is STEGO's F; of codes c (the head's output) it is C."""
     return torch.einsum("nchw,ncij->nhwij", unit(a), unit(b))
 
 
-def centre_rows(fd: torch.Tensor) -> torch.Tensor:
-    """STEGO's spatial centring of F, as released: each source point's row loses its mean
-    over the target points (i, j), and the mean of the whole tensor is added back."""
+def centre_rows(fd: torch.Tensor,  # F (N, S, S, S, S)
+                ) -> torch.Tensor:
+    """F_hwij − mean_ij F_hw·· + mean F: STEGO's spatial centring, as released — each source
+    point's row loses its mean over the target points; the mean of the whole tensor is put
+    back."""
     return fd - fd.mean(dim=(3, 4), keepdim=True) + fd.mean()
 
 
-def pair_loss(f1, f2, c1, c2, shift: float, pointwise: bool = True, zero_clamp: bool = True,
-              stabilize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """STEGO's correlation loss for one pair of images, un-reduced: L = −clamp(C)·(F − b).
+def clamped_loss(cd: torch.Tensor,  # C (N, S, S, S, S), the code correlation
+                 target: torch.Tensor,  # F or D (N, S, S, S, S), no gradient
+                 shift: float,  # b
+                 zero_clamp: bool = True,  # m = 0 (else −9999: no clamp)
+                 stabilize: bool = False,  # cap C at 0.8 too (a released option)
+                 ) -> torch.Tensor:
+    """L = −clamp(C, m)·(T − b), un-reduced: where the target T agrees more than the shift b
+    the codes are pulled together, elsewhere pushed apart; where C < m, no force."""
+    lo, hi = (0.0 if zero_clamp else -9999.0), (0.8 if stabilize else None)
+    return -cd.clamp(min=lo, max=hi) * (target - shift)
 
-    Where the frozen features agree more than the shift b (F > b) the codes are pulled together,
-    elsewhere pushed apart. `zero_clamp` clamps C at 0 from below (the paper's max(C, 0);
-    off = −9999, i.e. no clamp); `stabilize` also caps C at 0.8 (released option). Returns the
-    loss (N, S, S, S, S) and C (before the clamp), as `losses.correlation_loss`.
-    """
+
+def pair_loss(f1, f2,  # fᵃ, fᵇ (N, D, S, S): frozen features at the points
+              c1, c2,  # cᵃ, cᵇ (N, K, S, S): codes at the same points
+              shift: float,  # b
+              pointwise: bool = True,  # centre F's rows
+              zero_clamp: bool = True,  # m = 0
+              stabilize: bool = False,  # C ≤ 0.8
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """STEGO's correlation loss for one pair of images, L = −clamp(C, m)·(F − b) (N,S,S,S,S),
+    and C before the clamp."""
     with torch.no_grad():  # the backbone is frozen: F is a target, not a path for gradients
         fd = correlation(f1, f2)
         if pointwise:
             fd = centre_rows(fd)
     cd = correlation(c1, c2)
-    clamped = cd.clamp(min=0.0 if zero_clamp else -9999.0, max=0.8 if stabilize else None)
-    return -clamped * (fd - shift), cd
+    return clamped_loss(cd, fd, shift, zero_clamp, stabilize), cd
 
 
 # ------------------------------------------------------------------- DepthG: depth term
 
-def depth_correlation_released(d1: torch.Tensor, d2: torch.Tensor, size) -> torch.Tensor:
-    """D as the released code builds it (docs/method.md §6.1): depth maps (N,1,H,W) resized
-    bilinearly (align_corners=True) to the S×S grid — not read at the sample points — then
-    unit-normalised over their single channel, then correlated. A one-channel unit vector is
-    1 (or 0 where the depth is exactly 0), so D is 1 almost everywhere."""
+def depth_correlation_released(d1, d2,  # dᵃ, dᵇ (N, 1, H, W): whole depth maps, 0..255
+                               size,  # (S, S)
+                               ) -> torch.Tensor:
+    """D as the released code builds it (docs/method.md §6.1): the maps resized bilinearly
+    (align_corners=True) to the S×S grid — not read at the sample points — then unit-normalised
+    over their single channel, then correlated. A one-channel unit vector is 1 (or 0 where the
+    depth is exactly 0), so D is 1 almost everywhere."""
     d1 = F.interpolate(d1, size=tuple(size), mode="bilinear", align_corners=True)
     d2 = F.interpolate(d2, size=tuple(size), mode="bilinear", align_corners=True)
     return correlation(d1, d2)
 
 
-def depth_correlation_corrected(d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
-    """D as DepthG means it (docs/method.md §6.1): d1, d2 (N,1,S,S) normalised depth in [0, 1]
-    at the sample points; D_hwij = 1 − |d_hw − d_ij|, 1 for equal depth, 0 for near vs far."""
+def depth_correlation_corrected(d1, d2,  # d̂ᵃ, d̂ᵇ (N, 1, S, S): depth in [0, 1] at the points
+                                ) -> torch.Tensor:
+    """D as DepthG means it (docs/method.md §6.1): D_hwij = 1 − |d̂ᵃ_hw − d̂ᵇ_ij|, 1 for equal
+    depth, 0 for nearest against farthest."""
     a, b = d1[:, 0], d2[:, 0]
     return 1 - (a[:, :, :, None, None] - b[:, None, None, :, :]).abs()
 
 
-def depth_pair_loss(c1, c2, d1, d2, shift: float, fidelity: str = "released",
-                    zero_clamp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """DepthG's depth-feature correlation loss, L_depth = −clamp(C)·(D − b_depth): STEGO's
-    loss with the depth correlation D in the place of F. Inputs as
-    `losses.depth_correlation_loss`: full maps in `released`, depth at the points in
-    `corrected`. Returns the loss (N, S, S, S, S) and D."""
+def depth_pair_loss(c1, c2,  # cᵃ, cᵇ (N, K, S, S): codes at the points
+                    d1, d2,  # released: dᵃ, dᵇ whole maps; corrected: d̂ at the points
+                    shift: float,  # b_depth
+                    fidelity: str = "released",
+                    zero_clamp: bool = True,  # m = 0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """DepthG's depth-feature correlation loss, L_depth = −clamp(C, m)·(D − b_depth): STEGO's
+    loss with the depth correlation D in the place of F. Returns L (N,S,S,S,S) and D."""
     with torch.no_grad():
         if fidelity == "released":
             dd = depth_correlation_released(d1.to(c1.dtype), d2.to(c2.dtype), c1.shape[-2:])
         else:
             dd = depth_correlation_corrected(d1.to(c1.dtype), d2.to(c2.dtype))
-    cd = correlation(c1, c2).clamp(min=0.0 if zero_clamp else -9999.0)
-    return -cd * (dd - shift), dd
+    return clamped_loss(correlation(c1, c2), dd, shift, zero_clamp), dd
 
 
-def grid_depth(depth: torch.Tensor, grid_hw) -> torch.Tensor:
-    """Depth (N,1,H,W) averaged over each feature-grid cell: what `corrected` reads at the
-    sample points. The depth is d̂ ∈ [0, 1] as stored, normalised once per source image
-    (docs/method.md §2), not stretched again per crop (§6.1)."""
+def grid_depth(depth,  # d̂ (N, 1, H, W), as stored: normalised once per source image (§2)
+               grid_hw,  # (h, w), the feature grid
+               ) -> torch.Tensor:
+    """d̂ averaged over each feature-grid cell: what FPS unprojects and what `corrected` reads
+    at the sample points; not stretched again per crop (docs/method.md §6.1)."""
     return F.adaptive_avg_pool2d(depth.float(), tuple(grid_hw))
 
 
 # --------------------------------------------------------------------- the whole objective
 
-def sample(maps: torch.Tensor, coords: torch.Tensor, fidelity: str = "released") -> torch.Tensor:
+def sample(maps: torch.Tensor,  # (N, C, H, W)
+           coords: torch.Tensor,  # (N, S, S, 2) in [−1, 1]², (x, y)
+           fidelity: str = "released") -> torch.Tensor:
     """Read maps (N,C,H,W) at coords (N,S,S,2) in [−1,1]² → (N,C,S,S), bilinear, border.
 
     The released sampler swaps the two grid axes of its coordinates first (docs/method.md §7).
@@ -118,10 +139,15 @@ def sample(maps: torch.Tensor, coords: torch.Tensor, fidelity: str = "released")
                          align_corners=True)
 
 
-def objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, coords1, coords2, neg_perms,
-              *, weights: dict, shifts: dict, fidelity: str = "released", pointwise: bool = True,
-              zero_clamp: bool = True, stabilize: bool = False,
-              use_depth: bool = True) -> dict[str, torch.Tensor]:
+def objective(feats, feats_pos,  # f, f⁺ (B, D, h, w): features of x and its kNN positive x⁺
+              codes, codes_pos,  # c, c⁺ (B, K, h, w): the head's codes of x and x⁺
+              depth, depth_pos,  # d (B, 1, H, W); d⁺ unused (no depth term between x, x⁺)
+              coords1, coords2,  # (B, S, S, 2) in [−1, 1]²: where x and x⁺ are read
+              neg_perms,  # (k, B): x's k-th negative is image neg_perms[k, b]
+              *, weights: dict,  # w_intra, w_inter, w_neg, w_depth
+              shifts: dict,  # b_intra, b_inter, b_neg, b_depth
+              fidelity: str = "released", pointwise: bool = True, zero_clamp: bool = True,
+              stabilize: bool = False, use_depth: bool = True) -> dict[str, torch.Tensor]:
     """The DepthG objective of one batch, term by term (docs/method.md §6, §6.1).
 
     L = w_intra·L(x, x) + w_inter·L(x, x_kNN) + w_neg·mean_k L(x, x_neg_k) + w_depth·L_depth:
@@ -129,10 +155,9 @@ def objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, coords1, coo
     DepthG's depth term, each averaged over all its entries. Image b's k-th negative is image
     neg_perms[k, b] read at b's positive points coords2[b]; the depth term pairs an image's
     own points with themselves. The caller draws `neg_perms` (STEGO's permutation rule in
-    `released`, batch shifts in `corrected`; §6). `depth_pos` is not used (the released
-    objective has no depth term between an image and its positive); it is accepted to mirror
-    `losses.depthg_loss`.
-    No feature dropout: the reference is deterministic. Returns the terms and their total.
+    `released`, batch shifts in `corrected`; §6). `depth_pos` is accepted to mirror
+    `losses.depthg_loss`. No feature dropout: the reference is deterministic. Returns the
+    terms and their total.
     """
     del depth_pos
     flags = dict(pointwise=pointwise, zero_clamp=zero_clamp, stabilize=stabilize)
@@ -161,7 +186,7 @@ def objective(feats, feats_pos, codes, codes_pos, depth, depth_pos, coords1, coo
 
 # --------------------------------------------------------- DepthG: farthest point sampling
 
-K_RELEASED = 2 * math.tan(45.0)  # released: tan of "90° / 2" evaluated in radians ≈ 3.2397
+K_RELEASED = 2 * math.tan(45.0)  # released: tan of "90° / 2" evaluated in radians ≈ 3.23955
 K_CORRECTED = 2 * math.tan(math.radians(45.0))  # a 90° field of view: 2
 
 
@@ -208,7 +233,7 @@ def fps_coords(depth: torch.Tensor, grid_hw, n: int, fidelity: str = "released")
     align_corners=True convention.
     """
     h, w = int(grid_hw[0]), int(grid_hw[1])
-    pooled = F.adaptive_avg_pool2d(depth.float().reshape(-1, 1, *depth.shape[-2:]), (h, w))
+    pooled = grid_depth(depth.reshape(-1, 1, *depth.shape[-2:]), (h, w))
     k = K_RELEASED if fidelity == "released" else K_CORRECTED
     images = []
     for grid in pooled[:, 0]:  # one image at a time
@@ -245,7 +270,7 @@ def cluster_probe(codes: torch.Tensor, centroids: torch.Tensor, alpha: float | N
     return -(probs * sim).sum(dim=1).mean(), probs
 
 
-__all__ = ["centre_rows", "cluster_probe", "cluster_similarity", "correlation",
+__all__ = ["centre_rows", "clamped_loss", "cluster_probe", "cluster_similarity", "correlation",
            "depth_correlation_corrected", "depth_correlation_released", "depth_pair_loss",
            "farthest_points", "fps_coords", "grid_depth", "objective", "pair_loss",
            "sample", "unproject", "unit"]

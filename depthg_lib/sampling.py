@@ -28,19 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import check_fidelity
 from .errors import DepthGError
-
-FIDELITIES = ("released", "corrected")
 
 # docs/method.md §7.1: the released code evaluates tan(90 / 2) with 45 taken as radians.
 K_RELEASED = 2.0 * math.tan(45.0)  # ≈ 3.23955
 K_CORRECTED = 2.0 * math.tan(math.radians(45.0))  # = 2, a 90° horizontal field of view
-
-
-def check_fidelity(fidelity: str) -> str:
-    if fidelity not in FIDELITIES:
-        raise DepthGError(f"fidelity must be one of {FIDELITIES}, got {fidelity!r}")
-    return fidelity
 
 
 def random_coords(batch: int, n: int, generator: torch.Generator | None = None,
@@ -62,8 +55,11 @@ def _as_maps(depth: torch.Tensor) -> torch.Tensor:
     return depth.float()
 
 
-def pool_depth(depth: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
-    """Average-pool depth (B,1,H,W) to the feature grid (B,1,h,w) (docs/method.md §7.1)."""
+def grid_depth(depth: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+    """Depth (B,1,H,W) average-pooled to the feature grid (B,1,h,w): what FPS unprojects
+    (docs/method.md §7.1) and what `corrected` reads at the sample points (§6.1). The values
+    are kept as stored — d̂ normalised once per source image (§2), not stretched again per
+    crop (that made the nearest and farthest cells of every crop repel)."""
     depth = _as_maps(depth)
     h, w = int(grid_hw[0]), int(grid_hw[1])
     big_h, big_w = depth.shape[-2:]
@@ -231,7 +227,7 @@ def fps_coords(depth: torch.Tensor, grid_hw: tuple[int, int], n: int,
         raise DepthGError(f"FPS cannot choose {n}×{n} = {n * n} points on a {h}×{w} feature grid "
                           f"({h * w} cells); use n ≤ {math.isqrt(h * w)}")
     with torch.no_grad(), _one_thread_on_cpu(depth.device):
-        grid = pool_depth(depth, (h, w))
+        grid = grid_depth(depth, (h, w))
         inds = farthest_point_indices(depth_to_points(grid, fidelity), n * n)
         return indices_to_coords(inds, (h, w), n, fidelity)
 
@@ -259,6 +255,15 @@ def sample(t: torch.Tensor, coords: torch.Tensor, fidelity: str = "released") ->
 
 # ------------------------------------------------------------ where points land, for figures
 
+def normalized_depth(depth: torch.Tensor, grid_hw) -> torch.Tensor:
+    """Depth pooled to the feature grid, then min–max stretched per map to [0, 1]: for figures
+    of depth in any units. Training does not use it (`grid_depth`, docs/method.md §6.1)."""
+    d = grid_depth(depth, tuple(grid_hw))
+    lo = d.amin(dim=(2, 3), keepdim=True)
+    hi = d.amax(dim=(2, 3), keepdim=True)
+    return (d - lo) / (hi - lo).clamp_min(1e-12)
+
+
 def one_depth_map(depth) -> torch.Tensor:
     """(H,W), (1,H,W) or (1,1,H,W) array/tensor → float tensor (1,1,H,W) (the first image)."""
     d = torch.as_tensor(np.asarray(depth) if not torch.is_tensor(depth) else depth).float()
@@ -281,6 +286,6 @@ def read_positions(coords: torch.Tensor, grid_hw) -> np.ndarray:
 
 def fps_cells(depth, grid_hw, n: int, fidelity: str = "released") -> np.ndarray:
     """The cells FPS chooses in one depth map, (n², 2) (row, col), in selection order."""
-    grid = pool_depth(one_depth_map(depth), tuple(grid_hw))
+    grid = grid_depth(one_depth_map(depth), tuple(grid_hw))
     inds = farthest_point_indices(depth_to_points(grid, fidelity), n * n)[0].numpy()
     return np.stack([inds // grid_hw[1], inds % grid_hw[1]], axis=1)

@@ -1,4 +1,8 @@
-"""Losses: golden a/b/c terms, fast objective == released structure, corrected depth term."""
+"""Losses: golden c terms, fast objective == released structure, corrected depth term.
+
+The single pair terms (golden a, b) are checked on `depthg_lib.reference` in
+tests/test_reference.py; here the training entry point `losses.depthg_loss` is.
+"""
 
 from pathlib import Path
 
@@ -9,16 +13,13 @@ import torch
 from depthg_lib import kernels
 from depthg_lib.errors import DepthGError
 from depthg_lib.losses import (
-    correlation_loss,
-    depth_correlation,
-    depth_correlation_loss,
+    LossSettings,
     depthg_loss,
     depthg_loss_terms,
-    grid_depth,
     negative_permutations,
 )
 from depthg_lib.reference import objective
-from depthg_lib.sampling import random_coords, sample
+from depthg_lib.sampling import grid_depth, random_coords, sample
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 # The golden c_* files were made with the cocostuff27-vits8 weights (stored in the file) and
@@ -30,57 +31,16 @@ def golden(name):
     return {k: torch.from_numpy(np.asarray(v)) for k, v in np.load(GOLDEN / f"{name}.npz").items()}
 
 
-# ----------------------------------------------------------------------------- golden a, b
-
-@pytest.mark.parametrize("pointwise", [True, False])
-def test_correlation_loss_matches_golden(pointwise):
-    g = golden("a_correlation_helper")
-    loss, cd = correlation_loss(g["f1"], g["f2"], g["c1"], g["c2"], float(g["shift"]),
-                                pointwise=pointwise)
-    assert loss.shape == (2, 6, 6, 6, 6)
-    torch.testing.assert_close(loss, g[f"loss_pointwise_{pointwise}"], atol=1e-10, rtol=0)
-    torch.testing.assert_close(cd, g[f"cd_pointwise_{pointwise}"], atol=1e-10, rtol=0)
+def run_loss(*maps, generator=None, coords=None, neg_perms=None, **settings):
+    """`losses.depthg_loss` with its settings given as keywords (shorter cases)."""
+    return depthg_loss(*maps, LossSettings(**settings), generator=generator, coords=coords,
+                       neg_perms=neg_perms)
 
 
-def test_correlation_loss_without_zero_clamp_matches_golden():
-    g = golden("a_correlation_helper")
-    loss, _ = correlation_loss(g["f1"], g["f2"], g["c1"], g["c2"], float(g["shift"]),
-                               zero_clamp=False)
-    torch.testing.assert_close(loss, g["loss_noclamp"], atol=1e-10, rtol=0)
-
-
-def test_stabilize_caps_code_correlation_at_0_8():
-    g = golden("a_correlation_helper")
-    c = g["c1"]
-    # with f = c, no centring and shift 0, F = C, so the loss is −clamp(C, 0, 0.8)·C
-    loss, cd = correlation_loss(c, c, c, c, 0.0, pointwise=False, stabilize=True)
-    assert (cd > 0.8).any()  # the diagonal: the cap is exercised
-    torch.testing.assert_close(loss, -cd.clamp(0, 0.8) * cd, atol=1e-12, rtol=0)
-
-
-@pytest.mark.parametrize("pair", ["self", "pair"])
-def test_depth_correlation_loss_released_matches_golden(pair):
-    g = golden("b_depth_feature_correlation")
-    c2, d2 = (g["c1"], g["d1"]) if pair == "self" else (g["c2"], g["d2"])
-    loss, dd = depth_correlation_loss(g["c1"], c2, g["d1"], d2, float(g["shift"]))
-    torch.testing.assert_close(loss, g[f"loss_{pair}"], atol=1e-10, rtol=0)
-    torch.testing.assert_close(dd, g[f"dd_{pair}"], atol=1e-10, rtol=0)
-    assert set(dd.unique().tolist()) <= {0.0, 1.0}  # the released quirk (golden README §1)
-
-
-def test_depth_correlation_corrected_is_one_minus_depth_difference():
-    d = torch.tensor([0.0, 0.25, 1.0, 0.5]).view(1, 1, 2, 2)
-    dd = depth_correlation(d, d, fidelity="corrected")
-    assert dd.shape == (1, 2, 2, 2, 2)
-    flat = dd.reshape(4, 4)
-    assert torch.allclose(flat.diagonal(), torch.ones(4))
-    assert flat[0, 2] == 0.0 and flat[1, 3] == 0.75
-    c = torch.randn(1, 5, 2, 2)
-    loss, d_out = depth_correlation_loss(c, c, d, d, 0.3, fidelity="corrected")
-    assert torch.equal(d_out, dd)
-    with pytest.raises(DepthGError):
-        depth_correlation_loss(c, c, torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), 0.3,
-                               fidelity="corrected")
+def run_terms(*maps, generator=None, coords=None, neg_perms=None, **settings):
+    """`losses.depthg_loss_terms` with its settings given as keywords."""
+    return depthg_loss_terms(*maps, LossSettings(**settings), generator=generator,
+                             coords=coords, neg_perms=neg_perms)
 
 
 # ----------------------------------------------------------------------------- golden c
@@ -92,7 +52,7 @@ def _golden_inputs(g):
 @pytest.mark.parametrize("name", ["c_full_loss_random", "c_full_loss_fps"])
 def test_full_loss_terms_match_golden(name):
     g = golden(name)
-    out = depthg_loss_terms(*_golden_inputs(g), shifts=GOLDEN_SHIFTS,
+    out = run_terms(*_golden_inputs(g), shifts=GOLDEN_SHIFTS,
                             coords=(g["coords1"], g["coords2"]), neg_perms=g["neg_perms"])
     for key in ("pos_intra_cd", "pos_inter_cd", "neg_inter_cd", "depth_feat_cd",
                 "neg_inter_loss"):
@@ -114,7 +74,7 @@ def reader(request, monkeypatch):
 def test_depthg_loss_total_matches_golden(name, reader):
     g = golden(name)
     weights = dict(zip(("intra", "inter", "neg", "depth"), g["weights"].tolist()))
-    out = depthg_loss(*_golden_inputs(g), n_samples=g["coords1"].shape[1], weights=weights,
+    out = run_loss(*_golden_inputs(g), n_samples=g["coords1"].shape[1], weights=weights,
                       shifts=GOLDEN_SHIFTS, coords=(g["coords1"], g["coords2"]),
                       neg_perms=g["neg_perms"])
     torch.testing.assert_close(out["total"], g["total_weighted"], atol=1e-6, rtol=0)
@@ -125,7 +85,7 @@ def test_depthg_loss_total_matches_golden(name, reader):
 
 def test_fps_sampling_reproduces_golden_coords():
     g = golden("c_full_loss_fps")
-    out = depthg_loss_terms(*_golden_inputs(g), n_samples=5, sampling="fps",
+    out = run_terms(*_golden_inputs(g), n_samples=5, sampling="fps",
                             shifts=GOLDEN_SHIFTS, neg_perms=g["neg_perms"])
     assert torch.equal(out["coords1"], g["coords1"])
     assert torch.equal(out["coords2"], g["coords2"])
@@ -151,7 +111,7 @@ def test_fast_objective_equals_released_structure_with_gradients(rule, flags, re
     shifts = {"intra": 0.1, "inter": 0.2, "neg": 0.6, "depth": 0.03}
 
     codes, codes_pos = codes0.clone().requires_grad_(), codes_pos0.clone().requires_grad_()
-    ours = depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth, n_samples=s,
+    ours = run_loss(feats, feats_pos, codes, codes_pos, depth, depth, n_samples=s,
                        weights=weights, shifts=shifts, coords=coords, neg_perms=perms, **flags)
     ours["total"].backward()
     ref_c, ref_cp = codes0.clone().requires_grad_(), codes_pos0.clone().requires_grad_()
@@ -201,9 +161,9 @@ W = {"intra": 0.58, "inter": 0.36, "neg": 0.7, "depth": 0.19}
 
 def test_depthg_loss_keys_and_seeded_determinism():
     batch = _random_batch()
-    a = depthg_loss(*batch, n_samples=5, weights=W, shifts=GOLDEN_SHIFTS,
+    a = run_loss(*batch, n_samples=5, weights=W, shifts=GOLDEN_SHIFTS,
                     generator=torch.Generator().manual_seed(7))
-    b = depthg_loss(*batch, n_samples=5, weights=W, shifts=GOLDEN_SHIFTS,
+    b = run_loss(*batch, n_samples=5, weights=W, shifts=GOLDEN_SHIFTS,
                     generator=torch.Generator().manual_seed(7))
     assert set(a) == {"pos_intra", "pos_inter", "neg_inter", "depth", "total", "coords1",
                       "coords2"}
@@ -217,7 +177,7 @@ def test_depthg_loss_keys_and_seeded_determinism():
 
 def test_use_depth_off_needs_no_depth_and_drops_the_term():
     feats, feats_pos, codes, codes_pos, _, _ = _random_batch()
-    out = depthg_loss(feats, feats_pos, codes, codes_pos, None, None, n_samples=4,
+    out = run_loss(feats, feats_pos, codes, codes_pos, None, None, n_samples=4,
                       weights={k: W[k] for k in ("intra", "inter", "neg")},
                       shifts=GOLDEN_SHIFTS, use_depth=False,
                       generator=torch.Generator().manual_seed(0))
@@ -229,11 +189,11 @@ def test_use_depth_off_needs_no_depth_and_drops_the_term():
 def test_feature_dropout_changes_only_the_feature_side():
     batch = _random_batch()
     kw = dict(n_samples=5, weights=W, shifts=GOLDEN_SHIFTS)
-    plain = depthg_loss_terms(*batch, shifts=GOLDEN_SHIFTS, n_samples=5,
+    plain = run_terms(*batch, shifts=GOLDEN_SHIFTS, n_samples=5,
                               generator=torch.Generator().manual_seed(1))
-    dropped = depthg_loss_terms(*batch, shifts=GOLDEN_SHIFTS, n_samples=5, feature_dropout=0.5,
+    dropped = run_terms(*batch, shifts=GOLDEN_SHIFTS, n_samples=5, feature_dropout=0.5,
                                 generator=torch.Generator().manual_seed(1))
-    again = depthg_loss(*batch, feature_dropout=0.5, generator=torch.Generator().manual_seed(1),
+    again = run_loss(*batch, feature_dropout=0.5, generator=torch.Generator().manual_seed(1),
                         **kw)
     assert torch.equal(plain["coords1"], dropped["coords1"])
     torch.testing.assert_close(plain["pos_intra_cd"], dropped["pos_intra_cd"])  # codes: same
@@ -244,7 +204,7 @@ def test_feature_dropout_changes_only_the_feature_side():
 def test_gradients_reach_codes_not_features():
     feats, feats_pos, codes, codes_pos, depth, depth_pos = _random_batch()
     feats.requires_grad_()
-    out = depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, n_samples=4,
+    out = run_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, n_samples=4,
                       sampling="fps", weights=W, shifts=GOLDEN_SHIFTS,
                       generator=torch.Generator().manual_seed(0))
     out["total"].backward()
@@ -253,15 +213,26 @@ def test_gradients_reach_codes_not_features():
 
 
 def test_corrected_depth_term_reads_depth_at_the_sample_points(reader):
-    batch = list(_random_batch(seed=2))
-    batch[4], batch[5] = batch[4] / 255, batch[5] / 255  # corrected units: [0, 1]
-    out = depthg_loss_terms(*batch, n_samples=5, sampling="fps", fidelity="corrected",
-                            shifts=GOLDEN_SHIFTS, generator=torch.Generator().manual_seed(0))
-    dn = sample(grid_depth(batch[4], (8, 8)), out["coords1"], "corrected")
-    expected = depth_correlation(dn, dn, fidelity="corrected")
-    torch.testing.assert_close(out["depth_feat_cd"], expected)
-    assert out["depth_feat_cd"].min() >= 0 and out["depth_feat_cd"].max() <= 1
-    assert out["depth_feat_cd"].unique().numel() > 2  # not the released constant
+    """A hand-computed toy: two 4×4 depth maps of 2×2 constant blocks, a 2×2 feature grid,
+    the 2×2 sample points on the four cell centres, so each point reads one block's depth
+    and D_pq = 1 − |d̂_p − d̂_q| can be written down (docs/method.md §6.1)."""
+    blocks = torch.tensor([[[0.0, 0.2], [0.6, 1.0]], [[0.5, 0.5], [0.1, 0.3]]])  # (B, 2, 2)
+    depth = blocks.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, None]  # (B,1,4,4)
+    gen = torch.Generator().manual_seed(0)
+    feats, feats_pos = torch.randn(2, 2, 3, 2, 2, generator=gen)
+    codes, codes_pos = torch.randn(2, 2, 4, 2, 2, generator=gen)
+    # corrected coordinates are (x = column, y = row); point (i, j) of the grid reads cell
+    # (row j, column i) here, in the order (0,0), (1,0), (0,1), (1,1) of the cells
+    centres = torch.tensor([[[-1.0, -1.0], [-1.0, 1.0]], [[1.0, -1.0], [1.0, 1.0]]])
+    coords = centres.expand(2, 2, 2, 2)
+    out = run_terms(feats, feats_pos, codes, codes_pos, depth, depth, fidelity="corrected",
+                    shifts=GOLDEN_SHIFTS, coords=(coords, coords),
+                    neg_perms=torch.zeros((0, 2), dtype=torch.long))
+    # image 0 reads 0.0, 0.6, 0.2, 1.0; image 1 reads 0.5, 0.1, 0.5, 0.3
+    expected = torch.tensor([
+        [[1.0, 0.4, 0.8, 0.0], [0.4, 1.0, 0.6, 0.6], [0.8, 0.6, 1.0, 0.2], [0.0, 0.6, 0.2, 1.0]],
+        [[1.0, 0.6, 1.0, 0.8], [0.6, 1.0, 0.6, 0.8], [1.0, 0.6, 1.0, 0.8], [0.8, 0.8, 0.8, 1.0]]])
+    torch.testing.assert_close(out["depth_feat_cd"].reshape(2, 4, 4), expected)
 
 
 def test_corrected_depth_is_not_stretched_again_per_crop(reader):
@@ -271,7 +242,7 @@ def test_corrected_depth_is_not_stretched_again_per_crop(reader):
     feats, feats_pos, codes, codes_pos, _, _ = _random_batch(seed=4)
     ramp = torch.linspace(0.4, 0.6, 32).repeat(32, 1)  # depth grows left to right
     depth = ramp.expand(4, 1, 32, 32).clone()
-    out = depthg_loss_terms(feats, feats_pos, codes, codes_pos, depth, depth, n_samples=5,
+    out = run_terms(feats, feats_pos, codes, codes_pos, depth, depth, n_samples=5,
                             sampling="fps", fidelity="corrected", shifts=GOLDEN_SHIFTS,
                             generator=torch.Generator().manual_seed(0))
     d = out["depth_feat_cd"]
@@ -286,7 +257,7 @@ def test_negatives_follow_the_fidelitys_rule(fidelity, rule):
     batch shifts; both after the random sample points, from the same generator."""
     b, s, k = 8, 3, 20
     feats, feats_pos, codes, codes_pos, depth, depth_pos = _random_batch(b=b)
-    out = depthg_loss_terms(feats, feats_pos, codes, codes_pos, depth, depth_pos, n_samples=s,
+    out = run_terms(feats, feats_pos, codes, codes_pos, depth, depth_pos, n_samples=s,
                             fidelity=fidelity, neg_samples=k, shifts=GOLDEN_SHIFTS,
                             generator=torch.Generator().manual_seed(5))
     gen = torch.Generator().manual_seed(5)
@@ -301,16 +272,16 @@ def test_bad_arguments_are_depthg_errors():
     batch = _random_batch()
     kw = dict(n_samples=4, weights=W, shifts=GOLDEN_SHIFTS)
     with pytest.raises(DepthGError, match="weights"):
-        depthg_loss(*batch, n_samples=4, weights={"intra": 1.0}, shifts=GOLDEN_SHIFTS)
+        run_loss(*batch, n_samples=4, weights={"intra": 1.0}, shifts=GOLDEN_SHIFTS)
     with pytest.raises(DepthGError, match="codes_pos"):
-        depthg_loss(*batch[:3], batch[3][:2], *batch[4:], **kw)
+        run_loss(*batch[:3], batch[3][:2], *batch[4:], **kw)
     with pytest.raises(DepthGError, match="share the grid"):
-        depthg_loss(batch[0], batch[1], batch[2][..., :4, :4], batch[3], *batch[4:], **kw)
+        run_loss(batch[0], batch[1], batch[2][..., :4, :4], batch[3], *batch[4:], **kw)
     with pytest.raises(DepthGError, match="neg_perms"):
-        depthg_loss(*batch, neg_perms=torch.tensor([[0, 2, 3, 1]]), **kw)  # 0 → itself
+        run_loss(*batch, neg_perms=torch.tensor([[0, 2, 3, 1]]), **kw)  # 0 → itself
     with pytest.raises(DepthGError, match="sampling"):
-        depthg_loss(*batch, sampling="grid", **kw)
+        run_loss(*batch, sampling="grid", **kw)
     with pytest.raises(DepthGError, match="feature grid"):
-        depthg_loss(*batch, sampling="fps", **{**kw, "n_samples": 9})  # 81 > 64 cells
+        run_loss(*batch, sampling="fps", **{**kw, "n_samples": 9})  # 81 > 64 cells
     with pytest.raises(DepthGError, match="depth"):
-        depthg_loss(*batch[:4], None, None, **kw)
+        run_loss(*batch[:4], None, None, **kw)

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..reference import clamped_loss, pair_loss
 from .core import Wrong, as_array, as_dict, call, close_to, register, written
-
-
-def _loss(c: torch.Tensor, target: torch.Tensor, shift: float, zero_clamp: bool = True):
-    """L = −clamp(C, m)·(target − s), m = 0 with zero_clamp (docs/method.md §6)."""
-    return -c.clamp(min=0.0 if zero_clamp else -9999.0) * (target - shift)
 
 
 def _rand_case(seed: int, shape=(2, 3, 3, 3, 3)):
@@ -27,7 +23,7 @@ def _check_04_1(fn):
     for seed, zero_clamp in ((0, True), (1, False)):
         c, f = _rand_case(seed)
         c = c.requires_grad_()
-        _loss(c, f, 0.3, zero_clamp).sum().backward()
+        clamped_loss(c, f, 0.3, zero_clamp).sum().backward()
         got = call(fn, c.detach().clone(), f.clone(), 0.3, zero_clamp=zero_clamp)
         close_to(got, c.grad.numpy(), 1e-6, f"dL_dC (zero_clamp={zero_clamp})", mistakes={
             "with zero_clamp, pairs with C < 0 get no gradient: clamp(C, 0) is flat there":
@@ -63,8 +59,6 @@ def toy_shift_outcome(shift: float, steps: int = 100, seed: int = 0) -> tuple[st
     Adam steps. Outcome: `collapse` (every pair similar), `separate` (similar within a half,
     dissimilar across) or `scatter` (not even a half holds together).
     """
-    from ..losses import correlation_loss
-
     g = torch.Generator().manual_seed(seed)
     right = torch.zeros(1, 1, 6, 6)
     right[..., 3:] = 1
@@ -73,7 +67,7 @@ def toy_shift_outcome(shift: float, steps: int = 100, seed: int = 0) -> tuple[st
     # Adam written out (lr 0.05, betas 0.9/0.999): torch.optim's first use costs seconds
     m, v = torch.zeros_like(c), torch.zeros_like(c)
     for step in range(1, steps + 1):
-        loss, cc = correlation_loss(f, f, c, c, shift=shift, pointwise=False)
+        loss, cc = pair_loss(f, f, c, c, shift=shift, pointwise=False)
         (grad,) = torch.autograd.grad(loss.mean(), c)
         with torch.no_grad():
             m.mul_(0.9).add_(grad, alpha=0.1)
@@ -163,8 +157,9 @@ def _check_04_6(fn):
     c, f = _rand_case(14)
     c1, c2 = c.clone().requires_grad_(), c.clone().requires_grad_()
     w_i, s_i, w_d, s_d = 0.58, 0.70, 0.19, 0.12
-    (w_i * _loss(c1, f, s_i) + w_d * _loss(c1, torch.ones_like(f), s_d)).sum().backward()
-    (w_i * _loss(c2, f, float(call(fn, w_i, s_i, w_d, s_d)))).sum().backward()
+    both = w_i * clamped_loss(c1, f, s_i) + w_d * clamped_loss(c1, torch.ones_like(f), s_d)
+    both.sum().backward()
+    (w_i * clamped_loss(c2, f, float(call(fn, w_i, s_i, w_d, s_d)))).sum().backward()
     close_to(c2.grad.numpy(), c1.grad.numpy(), 1e-6, "the gradient with your shift")
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ..env import device_arg
 from .loop import train
 
 
@@ -16,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="continue from <out>/checkpoints/last.pt")
     parser.add_argument("--force", action="store_true", help="discard an earlier run in <out>")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", default="auto", type=device_arg,
+                        help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--steps", type=int, default=None, help="total steps (profile: steps)")
     parser.add_argument("--out", default=None, help="output folder (runs/<profile>/train)")
     parser.add_argument("--seed", type=int, default=None, help="seed (profile: seed)")

@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import Profile
 from ..errors import DepthGError
-from ..losses import depthg_loss
+from ..losses import LossSettings, depthg_loss
 from ..models import DepthGModel
 from .runlog import LOSS_TERMS
 from .seeds import DROPOUT, INIT, LOSS, step_seed
@@ -45,6 +45,17 @@ class Schedule:
                 and (step > 0 or profile.fidelity == "released")):
             self.samples = max(int(self.samples * profile.fps_sample_decay_factor),
                                profile.fps_min_samples)
+
+
+def loss_settings(p: Profile, sch: Schedule) -> LossSettings:
+    """The objective's settings at this step: the profile's, with the scheduled S, w_depth and
+    s_depth (docs/method.md §8 step 6)."""
+    return LossSettings(
+        shifts={**p.shifts, "depth": sch.shift_depth},
+        weights={**p.weights, "depth": sch.weight_depth}, n_samples=sch.samples,
+        sampling=p.sampling, fidelity=p.fidelity, neg_samples=p.neg_samples,
+        pointwise=p.pointwise, zero_clamp=p.zero_clamp, stabilize=p.stabilize,
+        use_depth=p.use_depth, feature_dropout=p.feature_dropout)
 
 
 def check_shapes(feats, feats_pos, label, depth, depth_pos, samples: int) -> None:
@@ -117,14 +128,8 @@ class Trainer:
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
         with amp:
             code, code_pos, linear_loss, cluster_loss = self.net(feats, feats_pos, label)
-        terms = depthg_loss(
-            feats.float(), feats_pos.float(), code.float(), code_pos.float(), depth, depth_pos,
-            n_samples=sch.samples, sampling=p.sampling, fidelity=p.fidelity,
-            weights={**p.weights, "depth": sch.weight_depth},
-            shifts={**p.shifts, "depth": sch.shift_depth}, neg_samples=p.neg_samples,
-            pointwise=p.pointwise, zero_clamp=p.zero_clamp, stabilize=p.stabilize,
-            use_depth=p.use_depth, feature_dropout=p.feature_dropout,
-            generator=gen)
+        terms = depthg_loss(feats.float(), feats_pos.float(), code.float(), code_pos.float(),
+                            depth, depth_pos, loss_settings(p, sch), generator=gen)
         total = terms["total"] + linear_loss.float() + cluster_loss.float()
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)

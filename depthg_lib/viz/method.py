@@ -22,13 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..losses import depth_correlation, normalized_depth
+from ..kernels import depth_correlation
 from ..sampling import (
     depth_to_points,
     fps_cells,
     fps_coords,
+    grid_depth,
+    normalized_depth,
     one_depth_map,
-    pool_depth,
     random_coords,
     read_positions,
     sample,
@@ -96,7 +97,7 @@ def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | Non
         bottom[1].annotate(str(k + 1), (x[k], y[k]), color="white", fontsize=7,
                            xytext=(3, 3), textcoords="offset points")
     bottom[1].set_title(f"FPS (corrected), {n_low}×{n_low}: order 1, 2, …", fontsize=9)
-    pts = depth_to_points(pool_depth(d, grid_hw), "corrected")[0].numpy()  # (3, h·w)
+    pts = depth_to_points(grid_depth(d, grid_hw), "corrected")[0].numpy()  # (3, h·w)
     idx = low[:, 0] * grid_hw[1] + low[:, 1]
     top = bottom[2]
     top.scatter(pts[0], -pts[2], s=4, c="#bbbbbb", label="every grid cell")
@@ -132,7 +133,7 @@ def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int
     released D (1 wherever depth > 0, 0 at exact zeros), both (h, w)."""
     dn = normalized_depth(one_depth_map(depth), tuple(grid_hw))[0, 0]
     corrected = 1 - (dn - dn[point[0], point[1]]).abs()
-    raw = pool_depth(one_depth_map(depth), tuple(grid_hw))[0, 0]
+    raw = grid_depth(one_depth_map(depth), tuple(grid_hw))[0, 0]
     released = (raw > 0).float()  # unit norm over one channel: 1, or 0 where depth is 0
     return corrected.numpy(), released.numpy()
 
