@@ -1,22 +1,21 @@
-"""Quality of the embedded ViT's frozen patch features (issue 12) and of the depth net (issue 7).
+"""Quality of the embedded ViT's frozen patch features and of the embedded depth net.
 
     python benchmarks/embedded_quality.py --only vit                  # selection seed 424242
     python benchmarks/embedded_quality.py --only vit --seed 8080      # the report seed
-    python benchmarks/embedded_quality.py --only vit --candidate RUN/checkpoint.pt \
-        --supervised SUPRUN/checkpoint.pt --json out.json
+    python benchmarks/embedded_quality.py --only vit --candidate RUN/checkpoint.pt --json out.json
     python benchmarks/embedded_quality.py --update-manifest           # record the shipped figures
 
-ViT (issue 12): SynthScenes rendered with `--seed` (256 train + 64 val scenes of 128 px by
+ViT: SynthScenes rendered with `--seed` (256 train + 64 val scenes of 128 px by
 default; never a seed used in pretraining), patch labels by majority of each 8×8 patch,
 L2-normalised last-layer patch tokens. Linear probe: logistic regression fitted on the train
 scenes' patches, per-class IoU on the val scenes' patches. k-means: as many clusters as
 classes on the val patches, Hungarian-matched. Rows: the shipped weights, the same ViT with
-random weights, each patch's mean RGB, any `--candidate` checkpoints and the `--supervised`
-ceiling (a reference trained with labels; never shipped). Bar: linear ≥ 70 mIoU, every class
-≥ 35 IoU under the probe, k-means ≥ 35. Seeds: 424242 is the selection seed (looked at while
-choosing a recipe), 8080 the report seed (looked at once, for the final check).
+random weights, each patch's mean RGB and any `--candidate` checkpoints. Bar: linear ≥ 70
+mIoU, every class ≥ 35 IoU under the probe, k-means ≥ 35. Seeds: 424242 is the selection
+seed (looked at while choosing a recipe), 8080 the report seed (looked at once, for the final
+check).
 
-Depth (issue 7): on the val scenes, MAE of min–max normalised depth against the best constant
+Depth: on the val scenes, MAE of min–max normalised depth against the best constant
 map (≤ ½) and per-image Spearman ρ (≥ 0.85). Results go to `--out` (merged) and `--json`.
 """
 
@@ -34,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from depthg_lib import embedded  # noqa: E402
+from depthg_lib.data.synthscenes import CLASS_NAMES, N_CLASSES  # noqa: E402
 from depthg_lib.errors import run_cli  # noqa: E402
 from depthg_lib.io import save_json, sha256_file  # noqa: E402
 from depthg_lib.pretrain import quality  # noqa: E402
@@ -42,6 +42,7 @@ from depthg_lib.pretrain.common import (  # noqa: E402
     ensure_synthscenes,
     load_split,
 )
+from depthg_lib.pretrain.export import load_checkpoint_vit, record_quality  # noqa: E402
 
 RESULT = REPO / "benchmarks" / "results" / "embedded_quality.json"
 SELECTION_SEED = 424242  # looked at while choosing recipes and checkpoints
@@ -52,24 +53,13 @@ THINGS = ("box", "sphere", "cylinder", "cone", "person")
 def _vit(checkpoint: str | None) -> tuple[torch.nn.Module, str]:
     if checkpoint is None:
         return embedded.load_embedded_vit(), str(embedded.weights_path("vit").relative_to(REPO))
-    from depthg_lib.pretrain.multiview import load_checkpoint_vit
-
     vit, step = load_checkpoint_vit(checkpoint)
     return vit, f"{checkpoint} (step {step})"
 
 
-def _used_seeds() -> set[int]:
-    """Data seeds of pretraining (the default scenes and the view-pair pools)."""
-    from depthg_lib.pretrain.multiview import PAIR_DATA_SEED
-
-    return {PRETRAIN_DATA_SEED, PAIR_DATA_SEED}
-
-
 def vit_table(train: dict, val: dict, rows: dict[str, str | None], n_classes: int,
               class_names: tuple[str, ...], kmeans_seeds: int) -> dict:
-    """Issue 12's table: one `feature_quality` row per feature set (+ the random / RGB ones)."""
-    from depthg_lib.embedded import build_embedded_vit
-
+    """The ViT table: one `feature_quality` row per feature set (+ the random / RGB ones)."""
     tr_lab, va_lab = quality.patch_labels(train["labels"]), quality.patch_labels(val["labels"])
     out: dict = {}
 
@@ -78,7 +68,7 @@ def vit_table(train: dict, val: dict, rows: dict[str, str | None], n_classes: in
         row = quality.feature_quality(tr, tr_lab, va, va_lab, n_classes, normalise=normalise,
                                       kmeans_seeds=kmeans_seeds)
         row["weights"] = source
-        row["passes"] = quality.meets_issue12_bar(row)
+        row["passes"] = quality.meets_backbone_bar(row)
         row["seconds"] = round(time.time() - t0, 1)
         out[name] = row
         lin = row["linear"]
@@ -94,7 +84,7 @@ def vit_table(train: dict, val: dict, rows: dict[str, str | None], n_classes: in
             quality.vit_patch_features(vit, val["images"]))
         if name == "shipped":
             torch.manual_seed(0)
-            rnd = build_embedded_vit().eval()
+            rnd = embedded.build_embedded_vit().eval()
             add("random weights", "same ViT, torch.manual_seed(0)",
                 quality.vit_patch_features(rnd, train["images"]),
                 quality.vit_patch_features(rnd, val["images"]))
@@ -113,7 +103,7 @@ def _depth(checkpoint: str | None) -> tuple[embedded.EmbeddedDepthModel, str]:
     return model, f"{checkpoint} (step {state['step']})"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=["vit", "depth"], default=None)
@@ -128,8 +118,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="pretraining scenes (for the constant-map depth baseline)")
     p.add_argument("--candidate", action="append", default=[], metavar="[NAME=]CHECKPOINT",
                    help="a pretraining checkpoint to add as a row (repeatable)")
-    p.add_argument("--supervised", default=None, metavar="CHECKPOINT",
-                   help="the supervised ceiling's checkpoint (reference row, never shipped)")
     p.add_argument("--no-shipped", action="store_true",
                    help="skip the shipped / random / RGB rows")
     p.add_argument("--json", default=None, help="also write this run's results here")
@@ -140,13 +128,64 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--kmeans-seeds", type=int, default=3,
                    help="k-means initialisations to average over (seeds 0, 1, ...)")
-    args = p.parse_args(argv)
-    if args.seed in _used_seeds():
-        raise SystemExit(f"error: seed {args.seed} is a pretraining data seed; evaluate on "
+    return p
+
+
+def _vit_results(args: argparse.Namespace, data: str, val: dict, setting: dict) -> dict:
+    train = load_split(data, "train", labels=True, limit=args.n_train)
+    rows: dict[str, str | None] = {} if args.no_shipped else {"shipped": None}
+    for i, cand in enumerate(args.candidate):
+        name, _, path = cand.rpartition("=")
+        rows[name or (f"candidate {i + 1}" if len(args.candidate) > 1 else "candidate")] = path
+    print(f"{setting['data']}; bar: linear >= 70, every class >= 35, k-means >= 35")
+    table = vit_table(train, val, rows, N_CLASSES, CLASS_NAMES, args.kmeans_seeds)
+    return {"rows": table, **({"weights": table["shipped"]["weights"]}
+                              if "shipped" in table else {})}
+
+
+def _depth_results(args: argparse.Namespace, val: dict, setting: dict) -> dict:
+    model, source = _depth(args.depth_checkpoint)
+    ref = load_split(args.train_data, "train", depth=True, limit=2000)
+    mean_map = quality.mean_normalised_depth(ref["depth"])
+    x = torch.from_numpy(val["images"]).permute(0, 3, 1, 2).float() / 255
+    pred = torch.cat([model.estimate_depth(x[i:i + 32]) for i in range(0, len(x), 32)])
+    res = quality.depth_quality(pred, val["depth"], mean_map)
+    print(f"Depth on min-max normalised depth, {setting['data']}:")
+    print(f"  MAE {res['mae']:.4f}  vs constant mean map {res['constant_mae']:.4f} "
+          f"(ratio {res['mae_ratio']:.3f}, bar <= 0.5)")
+    print(f"  Spearman {res['spearman']:.3f} (bar >= 0.85) -> "
+          f"{'PASS' if res['passes'] else 'FAIL'}")
+    return {"weights": source, **res}
+
+
+def _record(args: argparse.Namespace, results: dict, setting: dict) -> None:
+    """Write the results file (merged), the --json copy, and with --update-manifest the
+    figures of the shipped weights into the manifest."""
+    out = Path(args.out)
+    old = json.loads(out.read_text()) if out.exists() else {}
+    save_json(out, {**old, **results})
+    print(f"wrote {out}")
+    if args.json:
+        save_json(Path(args.json), results)
+        print(f"wrote {args.json}")
+    if not args.update_manifest:
+        return
+    shipped = {"vit": "shipped" in results.get("vit", {}).get("rows", {}),
+               "depth": "depth" in results and args.depth_checkpoint is None}
+    for kind in (k for k, ok in shipped.items() if ok):
+        figures = {k: v for k, v in results[kind].items() if k != "weights"}
+        record_quality(kind, {"setting": setting, **figures,
+                              "measured_by": "python benchmarks/embedded_quality.py"})
+        print(f"recorded {kind} quality in the manifest "
+              f"({sha256_file(embedded.weights_path(kind))[:12]})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.seed == PRETRAIN_DATA_SEED:
+        raise SystemExit(f"error: seed {args.seed} is the pretraining data seed; evaluate on "
                          f"another (selection {SELECTION_SEED}, report {REPORT_SEED})")
     torch.set_num_threads(args.threads)
-    from depthg_lib.data.synthscenes import CLASS_NAMES, N_CLASSES
-
     data = args.data or str(REPO / "data" / f"synthscenes_eval_{args.seed}")
     ensure_synthscenes(data, n_train=args.n_train, n_val=args.n_val, size=args.size,
                        seed=args.seed)
@@ -161,54 +200,12 @@ def main(argv: list[str] | None = None) -> int:
                            f"over {args.kmeans_seeds} k-means seeds"}
     results: dict = {"setting": setting}
     t0 = time.time()
-
     if args.only in (None, "vit"):
-        train = load_split(data, "train", labels=True, limit=args.n_train)
-        rows: dict[str, str | None] = {} if args.no_shipped else {"shipped": None}
-        for i, cand in enumerate(args.candidate):
-            name, _, path = cand.rpartition("=")
-            rows[name or (f"candidate {i + 1}" if len(args.candidate) > 1 else "candidate")] = path
-        if args.supervised:
-            rows["supervised ceiling (reference)"] = args.supervised
-        print(f"{setting['data']}; bar: linear >= 70, every class >= 35, k-means >= 35")
-        table = vit_table(train, val, rows, N_CLASSES, CLASS_NAMES, args.kmeans_seeds)
-        results["vit"] = {"rows": table, **({"weights": table["shipped"]["weights"]}
-                                            if "shipped" in table else {})}
-
+        results["vit"] = _vit_results(args, data, val, setting)
     if args.only in (None, "depth"):
-        model, source = _depth(args.depth_checkpoint)
-        ref = load_split(args.train_data, "train", depth=True, limit=2000)
-        mean_map = quality.mean_normalised_depth(ref["depth"])
-        x = torch.from_numpy(val["images"]).permute(0, 3, 1, 2).float() / 255
-        pred = torch.cat([model.estimate_depth(x[i:i + 32]) for i in range(0, len(x), 32)])
-        res = quality.depth_quality(pred, val["depth"], mean_map)
-        results["depth"] = {"weights": source, **res}
-        print(f"Depth on min-max normalised depth, {setting['data']}:")
-        print(f"  MAE {res['mae']:.4f}  vs constant mean map {res['constant_mae']:.4f} "
-              f"(ratio {res['mae_ratio']:.3f}, bar <= 0.5)")
-        print(f"  Spearman {res['spearman']:.3f} (bar >= 0.85) -> "
-              f"{'PASS' if res['passes'] else 'FAIL'}")
-
+        results["depth"] = _depth_results(args, val, setting)
     results["seconds"] = round(time.time() - t0, 1)
-    out = Path(args.out)
-    old = json.loads(out.read_text()) if out.exists() else {}
-    save_json(out, {**old, **results})
-    print(f"wrote {out}")
-    if args.json:
-        save_json(Path(args.json), results)
-        print(f"wrote {args.json}")
-    if args.update_manifest:
-        from depthg_lib.pretrain.export import record_quality
-
-        for kind in ("vit", "depth"):
-            shipped = ("shipped" in results[kind].get("rows", {}) if kind == "vit" and kind
-                       in results else kind in results and args.depth_checkpoint is None)
-            if shipped:
-                figures = {k: v for k, v in results[kind].items() if k != "weights"}
-                record_quality(kind, {"setting": setting, **figures,
-                                      "measured_by": "python benchmarks/embedded_quality.py"})
-                print(f"recorded {kind} quality in the manifest "
-                      f"({sha256_file(embedded.weights_path(kind))[:12]})")
+    _record(args, results, setting)
     return 0
 
 

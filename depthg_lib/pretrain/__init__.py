@@ -1,4 +1,4 @@
-"""Training the embedded models that ship with the library (issue 7).
+"""Training the embedded models that ship with the library.
 
 `python -m depthg_lib.pretrain vit|depth --out DIR` trains the embedded ViT (self-supervised,
 `vit.py`) or the embedded depth network (`depth.py`) on SynthScenes rendered with a seed

@@ -12,23 +12,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from .. import embedded
 from ..errors import DepthGError
 from ..io import atomic_path, save_json, sha256_file
+from .common import DEFAULT_DATA_DIR, data_record
 
 OBJECTIVES = {
     "vit": "self-supervised VICRegL-style: VICReg on the CLS tokens of two global views and on "
            "every pair of patches seeing the same scene point (exact crop correspondence); "
            "SynthScenes images only, labels never used",
-    "vit-ibot": "self-supervised DINO CLS + iBOT masked patch + dense cross-view "
-                "self-distillation, Sinkhorn-Knopp targets (teacher exported); SynthScenes "
-                "images only, labels never used",
-    "vit-multiview": "self-supervised multi-view dense self-distillation (issue 12): one scene "
-                     "layout rendered from two camera poses with per-view light and material "
-                     "jitter; patches matched by depth reprojection with an occlusion check; "
-                     "EMA teacher predicted at the matching point (loss {loss}) plus the same on "
-                     "the CLS tokens; teacher exported; labels and instance ids never used",
     "depth": "supervised scale-and-shift-invariant L1 + multi-scale gradient matching on "
              "per-image min-max normalised SynthScenes ground-truth depth",
 }
@@ -36,26 +30,30 @@ OBJECTIVES = {
 
 def _renderer_version(cfg: dict) -> int | None:
     """Renderer version of the default pretraining scenes, if they match the run's settings."""
-    from .common import DEFAULT_DATA_DIR, data_record
-
     rec = data_record(DEFAULT_DATA_DIR)
     same = (rec.get("seed"), rec.get("size"), rec.get("n_train")) == (
         cfg["data_seed"], cfg["data_size"], cfg["n_train"])
     return rec.get("renderer_version") if same else None
 
 
-def _objective(kind: str, cfg: dict) -> str:
-    if kind == "vit" and cfg.get("objective") == "multiview":
-        return OBJECTIVES["vit-multiview"].format(loss=cfg.get("loss"))
-    return OBJECTIVES["vit-ibot" if cfg.get("objective") == "ibot" else kind]
-
-
 def vit_backbone_state(trainer_state: dict) -> dict[str, torch.Tensor]:
-    """The ViT's own weights in a pretraining checkpoint: the teacher's for self-distillation
-    (as DINO exports), the one network's for VICRegL; keys as `build_embedded_vit` names them."""
+    """The ViT's own weights in a pretraining checkpoint, keyed as `build_embedded_vit` names
+    them (the expanders are left behind)."""
     prefix = "backbone."
-    source = trainer_state.get("teacher") or trainer_state["student"]
-    return {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in trainer_state["student"].items()
+            if k.startswith(prefix)}
+
+
+def load_checkpoint_vit(path: str | Path) -> tuple[torch.nn.Module, int]:
+    """The embedded ViT (eval mode) with the backbone of a pretraining checkpoint, and its step."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)["trainer"]
+    except (OSError, KeyError, RuntimeError) as err:
+        raise DepthGError(f"{path} is not a pretraining checkpoint ({err}); pass the "
+                          "checkpoint.pt of a `python -m depthg_lib.pretrain vit` run") from None
+    vit = embedded.build_embedded_vit()
+    vit.load_state_dict(vit_backbone_state(state), strict=True)
+    return vit.eval(), state["step"]
 
 
 def _exported_state(kind: str, trainer_state: dict) -> dict[str, torch.Tensor]:
@@ -69,8 +67,6 @@ def _exported_state(kind: str, trainer_state: dict) -> dict[str, torch.Tensor]:
 def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None,
                allow_partial: bool = False) -> dict:
     """Write `<weights_dir>/<file>.safetensors` from `<out>/checkpoint.pt`; update the manifest."""
-    from safetensors.torch import save_file
-
     out = Path(out)
     weights_dir = Path(weights_dir) if weights_dir else embedded.WEIGHTS_DIR
     ckpt_path = out / "checkpoint.pt"
@@ -80,13 +76,6 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     state = ckpt["trainer"]
     cfg = state["config"]
-    if cfg.get("objective") == "supervised":
-        raise DepthGError(f"{ckpt_path} is the supervised reference (trained with labels): it "
-                          "is never exported; export a self-supervised run instead")
-    if cfg.get("arch"):
-        raise DepthGError(f"{ckpt_path} has another ViT architecture ({cfg['arch']}) than the "
-                          "library's VIT_CONFIG in depthg_lib/embedded.py; change VIT_CONFIG to "
-                          "match before exporting it")
     if state["step"] < cfg["steps"] and not allow_partial:
         raise DepthGError(
             f"{ckpt_path} is at step {state['step']} of {cfg['steps']}; finish it with "
@@ -117,14 +106,12 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
                          else {"class": "EmbeddedDepthNet", **embedded.DEPTH_CONFIG}),
         "parameters": sum(p.numel() for p in model.parameters()),
         "normalisation": {"mean": embedded.EMBEDDED_MEAN, "std": embedded.EMBEDDED_STD},
-        "objective": _objective(kind, cfg),
+        "objective": OBJECTIVES[kind],
         "command": f"{train_cmd} && python -m depthg_lib.pretrain export {kind} --out {out}"
                    if train_cmd else None,
         "training": {
             "steps": state["step"], "planned_steps": cfg["steps"], "seed": cfg["seed"],
-            "data": {"dataset": "SynthScenes view pairs (images, depth, camera poses; no labels)"
-                     if cfg.get("objective") == "multiview" else "SynthScenes",
-                     "seed": cfg["data_seed"],
+            "data": {"dataset": "SynthScenes", "seed": cfg["data_seed"],
                      "size": cfg["data_size"], "n_train": ckpt.get("n_images", cfg["n_train"]),
                      "renderer_version": ckpt.get("renderer_version",
                                                   _renderer_version(cfg))},

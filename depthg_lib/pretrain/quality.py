@@ -1,12 +1,11 @@
-"""Quality bars of the embedded models (issues 7 and 12), measured on SynthScenes never seen in
-training.
+"""Quality bars of the embedded models, measured on SynthScenes never seen in training.
 
 ViT: k-means (as many clusters as classes) on patch features, Hungarian-matched to patch-level
 labels (majority label of each 8×8 patch), mIoU in percent; baselines are the same
-architecture with random weights and k-means on each patch's mean RGB colour. Issue 12 adds a
-linear probe (logistic regression fitted on the L2-normalised patch features of separate
-training scenes, scored on the validation scenes) and its per-class IoU: k-means asks whether
-the classes already are clusters, the probe whether they are linearly readable at all.
+architecture with random weights and k-means on each patch's mean RGB colour. A linear probe
+(logistic regression fitted on the L2-normalised patch features of separate training scenes,
+scored on the validation scenes) and its per-class IoU go beside it: k-means asks whether the
+classes already are clusters, the probe whether they are linearly readable at all.
 Depth: on per-image min–max normalised depth (docs/method.md §2), MAE against that of the best
 constant map (the training set's mean normalised depth map), and Spearman rank correlation per
 image.
@@ -17,6 +16,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from scipy.stats import spearmanr
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
 
 from ..embedded import EMBEDDED_MEAN, EMBEDDED_STD
 from .common import minmax_normalise
@@ -67,8 +70,6 @@ def patch_labels(labels: np.ndarray, patch: int = 8) -> np.ndarray:
 def hungarian_miou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
     """Histogram of clusters × classes, Hungarian matching (maximise matches), mIoU/Acc in %
     (docs/method.md §9: IoU over classes present, ignore label skipped)."""
-    from scipy.optimize import linear_sum_assignment
-
     keep = target != IGNORE
     hist = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(hist, (pred[keep].astype(np.int64), target[keep].astype(np.int64)), 1)
@@ -91,8 +92,6 @@ def kmeans_segment(features: torch.Tensor, labels: np.ndarray, n_classes: int, s
                    normalise: bool = True, n_init: int = 3) -> tuple[np.ndarray, dict]:
     """k-means with `n_classes` clusters on (N,h,w,D) features, Hungarian-matched to (N,h,w)
     patch labels; returns the class map (N,h,w) of every patch and the scores."""
-    from sklearn.cluster import KMeans
-
     x = features.reshape(-1, features.shape[-1]).double()
     if normalise:
         x = F.normalize(x, dim=1)
@@ -130,36 +129,6 @@ def vit_cls_attention(vit: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
     return attn.reshape(b, attn_mod.num_heads, x.shape[-2] // p, x.shape[-1] // p)
 
 
-def vit_quality(vit: torch.nn.Module, images: np.ndarray, labels: np.ndarray, n_classes: int,
-                seed: int = 0, kmeans_seeds: int = 1) -> dict:
-    """mIoU of the given ViT, a random-weights twin, and mean-RGB k-means; plus the margins.
-
-    k-means depends on its initialisation by a point or two here, so with `kmeans_seeds` > 1
-    each feature set is clustered with seeds `seed`, `seed`+1, ... and "miou"/"acc" are the
-    means (per seed in "miou_seeds"; "iou" and "cluster_to_class" are those of the first).
-    """
-    from ..embedded import build_embedded_vit
-
-    plabels = patch_labels(labels)
-    torch.manual_seed(seed)
-    random_vit = build_embedded_vit()
-    features = {"trained": (vit_patch_features(vit, images), True),
-                "random_init": (vit_patch_features(random_vit, images), True),
-                "mean_rgb": (patch_mean_rgb(images), False)}
-    res = {}
-    for name, (feats, normalise) in features.items():
-        runs = [kmeans_miou(feats, plabels, n_classes, seed + k, normalise=normalise)
-                for k in range(kmeans_seeds)]
-        res[name] = {**runs[0], "miou": float(np.mean([r["miou"] for r in runs])),
-                     "acc": float(np.mean([r["acc"] for r in runs])),
-                     "miou_seeds": [round(r["miou"], 2) for r in runs]}
-    best_baseline = max(res["random_init"]["miou"], res["mean_rgb"]["miou"])
-    res["margin_miou"] = res["trained"]["miou"] - best_baseline
-    res["kmeans_seeds"] = list(range(seed, seed + kmeans_seeds))
-    res["passes"] = bool(res["margin_miou"] >= 8.0)
-    return res
-
-
 def confusion_iou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
     """Per-class IoU (%) of class predictions against targets (ignore label skipped); mIoU over
     the classes present in `target` or predicted (docs/method.md §9), pixel accuracy (%)."""
@@ -183,8 +152,6 @@ def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats:
     length is its brightness) and then standardised with the train statistics, so `c` means
     the same for every feature set. Patches labelled ignore are left out of fit and score.
     """
-    from sklearn.linear_model import LogisticRegression
-
     def flat(f: torch.Tensor) -> np.ndarray:
         x = f.reshape(-1, f.shape[-1]).double()
         return (F.normalize(x, dim=1) if normalise else x).numpy()
@@ -206,7 +173,7 @@ def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats:
 def feature_quality(train_feats: torch.Tensor, train_plabels: np.ndarray,
                     val_feats: torch.Tensor, val_plabels: np.ndarray, n_classes: int,
                     normalise: bool = True, kmeans_seeds: int = 1) -> dict:
-    """Issue 12's row for one set of frozen patch features: linear probe (fit on train, scored
+    """The quality row of one set of frozen patch features: linear probe (fit on train, scored
     on val) and k-means + Hungarian on val (mean over `kmeans_seeds` initialisations)."""
     lin = linear_probe(train_feats, train_plabels, val_feats, val_plabels, n_classes,
                        normalise=normalise)
@@ -218,10 +185,10 @@ def feature_quality(train_feats: torch.Tensor, train_plabels: np.ndarray,
     return {"linear": lin, "kmeans": km}
 
 
-def meets_issue12_bar(row: dict, linear_min: float = 70.0, class_min: float = 35.0,
-                      kmeans_min: float = 35.0) -> bool:
-    """Issue 12's bar: linear-probe mIoU ≥ 70, every class present ≥ 35 IoU under the probe,
-    k-means mIoU ≥ 35."""
+def meets_backbone_bar(row: dict, linear_min: float = 70.0, class_min: float = 35.0,
+                       kmeans_min: float = 35.0) -> bool:
+    """The bar set for a backbone that makes the course's chapters read well: linear-probe
+    mIoU ≥ 70, every class present ≥ 35 IoU under the probe, k-means mIoU ≥ 35."""
     ious = [v for v in row["linear"]["iou"] if v is not None]
     return bool(row["linear"]["miou"] >= linear_min and min(ious) >= class_min
                 and row["kmeans"]["miou"] >= kmeans_min)
@@ -229,8 +196,6 @@ def meets_issue12_bar(row: dict, linear_min: float = 70.0, class_min: float = 35
 
 def depth_quality(pred: torch.Tensor, gt: np.ndarray, mean_map: np.ndarray) -> dict:
     """Min–max normalised MAE vs the constant mean map, and mean per-image Spearman rho."""
-    from scipy.stats import spearmanr
-
     p = minmax_normalise(pred.double()).numpy()
     g = minmax_normalise(torch.from_numpy(gt).double()).numpy()
     mae = float(np.abs(p - g).mean())
