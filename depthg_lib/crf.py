@@ -165,11 +165,3 @@ class CRFRunner:
         if argmax:
             return np.stack([q.argmax(0) for q in results])
         return np.stack(results)
-
-
-def batched_crf(images: Sequence[np.ndarray] | np.ndarray,
-                log_probs: Sequence[np.ndarray] | np.ndarray,
-                workers: int | None = 0, timeout: float = 120.0) -> np.ndarray:
-    """One-shot `dense_crf` over a batch; see `CRFRunner` for a pool kept across batches."""
-    with CRFRunner(workers=workers, timeout=timeout) as runner:
-        return runner(images, log_probs)

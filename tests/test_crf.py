@@ -44,7 +44,8 @@ def test_runner_in_process_equals_direct_call():
     cases = [_two_region_case(seed) for seed in range(3)]
     images = np.stack([c[0] for c in cases])
     scores = np.stack([c[1] for c in cases])
-    out = crf.batched_crf(images, scores, workers=0)
+    with crf.CRFRunner(workers=0) as runner:
+        out = runner(images, scores)
     for i in range(3):
         np.testing.assert_allclose(out[i], crf.dense_crf(images[i], scores[i]), atol=1e-6)
 

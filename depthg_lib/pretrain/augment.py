@@ -146,26 +146,3 @@ def dino_view(images: torch.Tensor, idx: torch.Tensor, size: int, scale: tuple[f
     v = gaussian_blur(v, gen, blur_p)
     v = solarize(v, gen, solarize_p)
     return (v, boxes, flip) if return_geometry else v
-
-
-def block_masks(n: int, h: int, w: int, gen: torch.Generator, prob: float = 0.5,
-                ratio: tuple[float, float] = (0.1, 0.5)) -> torch.Tensor:
-    """iBOT block-wise masks (n,h,w) bool: a fraction `prob` of images get a mask of random
-    rectangles covering a ratio in `ratio` of the patches; the others get none."""
-    masks = torch.zeros(n, h, w, dtype=torch.bool)
-    use = _coin(n, prob, gen)
-    target = (_uniform(n, *ratio, gen) * h * w).round().long()
-    for i in range(n):
-        if not use[i]:
-            continue
-        for _ in range(50):  # bounded: rectangles until the target ratio is reached
-            if masks[i].sum() >= target[i]:
-                break
-            area = float(_uniform(1, 2, max(2.0, target[i].item() * 0.6), gen))
-            r = math.exp(float(_uniform(1, math.log(0.3), math.log(3.3), gen)))
-            bh = max(1, min(h, round(math.sqrt(area * r))))
-            bw = max(1, min(w, round(math.sqrt(area / r))))
-            top = int(torch.randint(0, h - bh + 1, (1,), generator=gen))
-            left = int(torch.randint(0, w - bw + 1, (1,), generator=gen))
-            masks[i, top:top + bh, left:left + bw] = True
-    return masks

@@ -26,7 +26,6 @@ from ..io import atomic_path, check_stage_settings, load_json, read_rgb
 
 # Seeds: pretraining data never overlaps the evaluation data of the quality bars.
 PRETRAIN_DATA_SEED = 1000
-EVAL_DATA_SEED = 2024
 DEFAULT_DATA_DIR = Path("data/synthscenes_pretrain")
 
 
