@@ -44,10 +44,12 @@ def correlation(a: torch.Tensor,  # xᵃ (N, channels, S, S): image a at its sam
 
 def centre_rows(fd: torch.Tensor,  # F (N, S, S, S, S)
                 ) -> torch.Tensor:
-    """F_hwij − mean_ij F_hw·· + mean F: STEGO's spatial centring, as released — each source
-    point's row loses its mean over the target points; the mean of the whole tensor is put
-    back."""
-    return fd - fd.mean(dim=(3, 4), keepdim=True) + fd.mean()
+    """F_hwij − mean_ij F_hw·· + mean F: STEGO's spatial centring — each source point's row
+    loses its mean over the target points; the mean of the whole tensor is put back. In the
+    released order: it also subtracts the mean of the centred tensor (zero up to rounding)."""
+    every = tuple(range(fd.dim()))
+    centred = fd - fd.mean(dim=(3, 4), keepdim=True)
+    return centred - centred.mean(dim=every, keepdim=True) + fd.mean(dim=every, keepdim=True)
 
 
 def clamped_loss(cd: torch.Tensor,  # C (N, S, S, S, S), the code correlation

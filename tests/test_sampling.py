@@ -13,7 +13,7 @@ from depthg_lib.sampling import (
     depth_to_points,
     farthest_point_indices,
     fps_coords,
-    pool_depth,
+    grid_depth,
     random_coords,
     sample,
 )
@@ -55,7 +55,7 @@ def test_fps_coords_match_golden(d_fps, device, key, grid, n):
 
 
 def test_pooling_matches_golden(d_fps):
-    pooled = pool_depth(torch.from_numpy(d_fps["depth"]), (14, 14))
+    pooled = grid_depth(torch.from_numpy(d_fps["depth"]), (14, 14))
     assert torch.equal(pooled, torch.from_numpy(d_fps["depth_pooled_14"]))
 
 
@@ -93,7 +93,7 @@ def test_corrected_coords_are_cell_centres_in_selection_order(d_fps):
     depth = torch.from_numpy(d_fps["depth"])
     h = w = 28
     coords = fps_coords(depth, (h, w), 9, fidelity="corrected")
-    grid = pool_depth(depth, (h, w))
+    grid = grid_depth(depth, (h, w))
     inds = farthest_point_indices(depth_to_points(grid, "corrected"), 81)
     # reading a map that holds each cell's index returns the chosen indices, in order
     index_map = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w).expand(3, 1, h, w)
