@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .config import REPO_ROOT, Profile, available_profiles, load_profile, profile_arg
 from .errors import DepthGError, run_cli
-from .io import atomic_path, load_json, save_json
+from .io import atomic_path, json_digest, load_json, save_json
 from .results import read_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -84,13 +84,12 @@ def _inputs(notebook: Path, profile: Profile, device: str, seed: int, library: s
         shas = {name: entry.get("sha256") for name, entry in load_json(MANIFEST).items()
                 if isinstance(entry, dict)}
     return {"notebook": h(_source_only(notebook)),
-            "profile": h(json.dumps(values, sort_keys=True, default=str)),
-            "weights": h(json.dumps(shas, sort_keys=True)), "library": library,
+            "profile": json_digest(values), "weights": json_digest(shas), "library": library,
             "device, seed": h(f"{device}|{seed}"), "earlier chapters": dict(earlier)}
 
 
 def _fingerprint(inputs: dict) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    return json_digest(inputs)
 
 
 def _why(old: dict | None, new: dict) -> str:

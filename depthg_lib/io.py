@@ -208,6 +208,13 @@ def read_depth_png(path: str | os.PathLike,
     return arr
 
 
+def json_digest(obj, length: int = 16) -> str:
+    """The first `length` hex digits of the sha256 of `obj` as JSON with sorted keys (values
+    that JSON lacks written with str): a short, stable name for a description."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -271,8 +278,7 @@ def record_digest(path: str | os.PathLike, split: str | None = None, what: str =
     if split is not None:
         inputs = {k: v for k, v in inputs.items() if "/" not in k or k.startswith(f"{split}/")}
     inputs = {k: v.get("digest") if isinstance(v, dict) else v for k, v in inputs.items()}
-    body = json.dumps({"settings": record, "inputs": inputs}, sort_keys=True, default=str)
-    return {"what": what, "digest": hashlib.sha256(body.encode()).hexdigest()[:32]}
+    return {"what": what, "digest": json_digest({"settings": record, "inputs": inputs}, 32)}
 
 
 def recorded_inputs(out_dir: str | os.PathLike, stage: str) -> dict:

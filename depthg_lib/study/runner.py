@@ -8,8 +8,6 @@ is run again rather than mixed in.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -24,7 +22,7 @@ from ..checkpoint import load_checkpoint
 from ..config import Profile, load_profile, profile_arg
 from ..env import resolve_device
 from ..errors import DepthGError
-from ..io import load_json, save_json, save_npz
+from ..io import json_digest, load_json, save_json, save_npz
 from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..train.loop import load_frozen_backbone
@@ -74,7 +72,7 @@ class Store:
 
 def digest(obj) -> str:
     """A short, stable digest of a JSON-able description (the identity of a stored row)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(obj)
 
 
 def profile_values(profile: Profile) -> dict:
