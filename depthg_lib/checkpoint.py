@@ -92,18 +92,35 @@ def previous_path(path: str | os.PathLike) -> Path:
 
 
 def read_latest(path: str | os.PathLike, device="cpu") -> tuple[dict, Path]:
-    """The checkpoint at `path` and its path — or, when that file is missing or unreadable (a
-    write cut short), the previous one kept beside it (`previous_path`), with a note."""
+    """The checkpoint at `path` (`last.pt`) and its path — or, when that file is missing or
+    unreadable (a write cut short, a file damaged later), the intact checkpoint beside it with
+    the most steps (`previous.pt`, or `final.pt` of a finished run), with a one-line note.
+    Nothing intact: one error that says what each file is and how to start over."""
     path = Path(path)
-    previous = previous_path(path)
     try:
         return read_checkpoint(path, device), path
     except DepthGError as err:
-        if not previous.exists():
-            raise
-        print(f"note: {err.args[0].split(';')[0]}; continuing from the checkpoint before it, "
-              f"{previous}", file=sys.stderr)
-        return read_checkpoint(previous, device), previous
+        first = err
+    found, damaged = [], []
+    for other in (previous_path(path), path.with_name("final" + path.suffix)):
+        if not other.exists():
+            continue
+        try:
+            found.append((read_checkpoint(other, device), other))
+        except DepthGError:
+            damaged.append(other.name)
+    if not found:
+        if not damaged:
+            raise first
+        raise DepthGError(f"no intact checkpoint in {path.parent}: {path.name} and "
+                          f"{', '.join(damaged)} are truncated or damaged; start the run over "
+                          "with `python -m depthg_lib.train --profile <profile> --force` (with "
+                          "the same --out, if you gave one)")
+    state, source = max(found, key=lambda item: int(item[0].get("step", -1)))
+    what = "is missing" if not path.exists() else "is truncated or damaged"
+    print(f"note: {path} {what}; continuing from {source.name} beside it (step "
+          f"{state.get('step')})", file=sys.stderr)
+    return state, source
 
 
 def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
@@ -115,13 +132,27 @@ def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is one clear error
-        raise DepthGError(f"cannot read checkpoint {path} ({type(err).__name__}: {err}); "
-                          "delete it and train again") from None
+        # torch's own text is a paragraph of advice for other situations: keep its first line
+        detail = str(err).split(". ")[0].splitlines()[0] if str(err) else ""
+        raise DepthGError(f"cannot read checkpoint {path}: the file is truncated or damaged "
+                          f"({type(err).__name__}: {detail}); {_remedy(path)}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise DepthGError(f"{path} is not a DepthG checkpoint (format {found!r}, expected "
                           f"{CHECKPOINT_FORMAT!r})")
     return state
+
+
+def _remedy(path: Path) -> str:
+    """What repairs an unreadable checkpoint: a run's own files are rewritten by resuming it
+    (from the intact one beside it); any other file has to be made again."""
+    if path.parent.name == "checkpoints" and path.stem in ("last", "previous", "final"):
+        siblings = [p.name for p in path.parent.glob("*" + path.suffix) if p != path]
+        if siblings:
+            return (f"{', '.join(sorted(siblings))} beside it may be intact: "
+                    "`python -m depthg_lib.train --profile <profile> --resume` (with the run's "
+                    "--out, if it had one) continues from them and writes it again")
+    return "replace it, or train again with `python -m depthg_lib.train --profile <profile>`"
 
 
 def check_compatible(state: dict, profile: Profile, path: Path) -> None:

@@ -505,3 +505,39 @@ def test_validation_including_the_untrained_heads_changes_nothing_in_training(tm
         assert torch.equal(a["head"][k], b["head"][k]), k
     assert read_rows(tmp_path / "val", untrained=True)[0]["val_cluster_miou"] != ""
     assert read_rows(tmp_path / "none", untrained=True)[0]["step"] == "0"  # no extra row
+
+
+# -- a damaged checkpoint: resume from the intact one beside it --------------------------------
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("steps", [2, 4])  # one checkpoint (no previous.pt), or two
+def test_truncated_last_of_a_finished_run_resumes_from_the_intact_one(tmp_path, capsys, steps):
+    p = tiny_profile(steps=steps, checkpoint_every=2)
+    final = T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False)
+    last = final.with_name("last.pt")
+    _cut(last)
+    capsys.readouterr()
+    again = T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False, resume=True)
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 1 and "truncated or damaged" in note[0] and "final.pt" in note[0]
+    assert "miniz" not in note[0]
+    assert torch.load(last, weights_only=True)["step"] == steps  # written again, whole
+    assert torch.load(again, weights_only=True)["step"] == steps
+
+
+def test_no_intact_checkpoint_is_one_short_error_naming_the_fix(tmp_path):
+    p = tiny_profile(steps=4, checkpoint_every=2)
+    final = T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False)
+    for name in ("last.pt", "previous.pt", "final.pt"):
+        _cut(final.with_name(name))
+    with pytest.raises(DepthGError) as err:
+        T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False, resume=True)
+    message = str(err.value)
+    assert "no intact checkpoint" in message and "--force" in message
+    assert "miniz" not in message and len(message) < 400
+    with pytest.raises(DepthGError) as err:  # a damaged final.pt read alone names --resume
+        T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False)
+    assert "truncated or damaged" in str(err.value) and "miniz" not in str(err.value)
