@@ -102,7 +102,7 @@ class PeakMemory:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *_exc):
         if self.device.type == "cuda":
             sync(self.device)
             self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20

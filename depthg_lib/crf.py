@@ -113,7 +113,7 @@ class CRFRunner:
     def __enter__(self) -> CRFRunner:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_exc) -> None:
         self.close()
 
     def _get_pool(self) -> cf.ProcessPoolExecutor | None:

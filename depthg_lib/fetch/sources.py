@@ -58,9 +58,8 @@ class Item:
     url: str = ""  # HTTP source
     hub_repo: str = ""  # Hugging Face repo id (hub cache)
     archive: Path | None = None  # download location of a zip to extract into dest
-    size: float = 0  # bytes to download (estimate unless `size_known`)
+    size: float = 0  # bytes to download (an estimate)
     extracted: float = 0  # bytes after extraction
-    size_known: bool = False
     sha256: str = ""  # expected digest when known in advance
     manual: str = ""  # not downloadable: how to get it
     dataset: str = ""  # reader to check after extraction
