@@ -139,9 +139,9 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
                 return done
             if data.cache_dir is None:
                 data = dataclasses.replace(data, cache_dir=out / "features")
+            run = Run(profile, data, out, device, seed, total_steps, rank, world, log_every)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                return _train(profile, data, out, last, final, device, seed, total_steps,
-                              resume, progress and rank == 0, rank, world, log_every)
+                return _train(run, resume, progress and rank == 0)
     finally:
         if own_group:
             distributed.stop()
@@ -182,100 +182,166 @@ def _check_previous_run(out, last, final, profile, seed, total_steps, resume, fo
     return None
 
 
-def _train(profile, data, out, last, final, device, seed, total_steps, resume, progress, rank,
-           world, log_every) -> Path:
-    backbone = load_frozen_backbone(profile, device)
+@dataclasses.dataclass
+class Run:
+    """What one training run holds while it loops: where it writes and what it steps with."""
+
+    profile: Profile
+    data: TrainData
+    out: Path
+    device: torch.device
+    seed: int
+    total_steps: int
+    rank: int
+    world: int
+    log_every: int
+    backbone: torch.nn.Module = None
+    trainer: Trainer = None
+    start: int = 0
+    last_saved: int | None = None  # the step of the latest checkpoint written by this run
+
+    @property
+    def last(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+    @property
+    def final(self) -> Path:
+        return self.out / "checkpoints" / "final.pt"
+
+    def due(self, done: int) -> tuple[bool, bool]:
+        """(validate, checkpoint) after `done` steps; the same on every rank (each flush is a
+        collective under DDP)."""
+        p, end = self.profile, done == self.total_steps
+        validate = self.data.val is not None and (done % p.val_every == 0 or end)
+        return validate, done % p.checkpoint_every == 0 or end
+
+
+def _train(run: Run, resume: bool, progress: bool) -> Path:
+    """Set up (backbone, head, resume), then the loop of docs/method.md §8, then `final.pt`."""
+    profile, data, device, rank, world = run.profile, run.data, run.device, run.rank, run.world
+    run.backbone = load_frozen_backbone(profile, device)
+    _check_sample_grid(profile, run.backbone)
+    run.trainer = Trainer(profile, run.backbone.dim, device, run.seed, rank, world)
+    if resume:
+        run.start = _resume(run)
+        run.last_saved = run.start or None
+    if run.start < run.total_steps:
+        caches = (prepare_caches(profile, data, run.backbone, device, rank, world, progress)
+                  if profile.precompute_features else {})
+        validate = None
+        if rank == 0 and data.val is not None:
+            validate = Validation(profile, data.val, caches.get("val"), run.backbone, device)
+        _loop(run, _loader(run, caches), validate, progress)
+    if rank == 0:  # the last checkpoint is the final one
+        _copy(run.last, run.final)
+    distributed.barrier(world)
+    return run.final
+
+
+def _loop(run: Run, loader, validate, progress: bool) -> None:
+    """The steps (docs/method.md §8): features, one trainer step (codes, objective, backward,
+    Adam, schedules); every `log_every` steps the numbers are synchronised, checked finite
+    and written; validation and checkpoints when due."""
+    log = RunLog(run.out, run.start, enabled=run.rank == 0)
+    if run.start == 0 and validate is not None:  # where the curve starts: the untrained head
+        log.write([{"step": BEFORE_TRAINING, **validate(run.trainer.model)}])
+    bar = tqdm(total=run.total_steps, initial=run.start, desc=f"train {run.profile.name}",
+               disable=not progress, dynamic_ncols=True)
+    pending: list[dict] = []
+    try:
+        for batch in loader:
+            batch = _to_device(batch, run.device)
+            feats, feats_pos = _features(batch, run.backbone)
+            pending.append(run.trainer.step(batch["step"], feats, feats_pos,
+                                            batch["label"].long(), batch["depth"],
+                                            batch["depth_pos"]))
+            done = batch["step"] + 1
+            is_val, is_ckpt = run.due(done)
+            if len(pending) >= run.log_every or is_val or is_ckpt:
+                rows = _flush(pending, run.world)
+                pending = []
+                _stop_if_diverged(rows, log, run)
+                if is_val and validate is not None:
+                    rows[-1].update(validate(run.trainer.model))
+                log.write(rows)
+                bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", S=rows[-1]["samples"])
+            if is_ckpt:
+                _checkpoint(run, done)
+            bar.update(1)
+    finally:
+        bar.close()
+        log.close()
+
+
+def _check_sample_grid(profile: Profile, backbone) -> None:
     grid = profile.res // backbone.patch_size
     if profile.samples > grid:
         raise DepthGError(f"profile {profile.name}: the sample grid S = {profile.samples} is "
                           f"larger than the {grid}×{grid} feature grid ({profile.res} px / patch "
                           f"{backbone.patch_size}); lower `samples` or raise `res`")
-    trainer = Trainer(profile, backbone.dim, device, seed, rank, world)
-    start = 0
-    if resume and (last.exists() or previous_path(last).exists()):
-        state, source = read_latest(last, device)
-        check_compatible(state, profile, source)
-        trainer.load_state_dict(state)
-        set_rng_state({**state["rng"], "torch": state["rng"]["torch"].cpu()})
-        start = int(state["step"])
-        if start > total_steps:
-            raise DepthGError(f"checkpoint {source} is at step {start}, beyond --steps "
-                              f"{total_steps}; pass --steps {start} or more")
-        if rank == 0 and source != last:  # the previous one becomes the latest again
-            with atomic_path(last) as tmp:
-                shutil.copyfile(source, tmp)
-    if start == total_steps:  # nothing left to do: the last checkpoint is the final one
-        if rank == 0:
-            with atomic_path(final) as tmp:
-                shutil.copyfile(last, tmp)
-        return final
 
-    caches = (prepare_caches(profile, data, backbone, device, rank, world, progress)
-              if profile.precompute_features else {})
-    sampler = StepSampler(data.knn, profile.knn_k, profile.batch_size, seed, start, total_steps,
-                          rank, world)
+
+def _resume(run: Run) -> int:
+    """Load the latest checkpoint (or the one before it, if the latest is unreadable) into the
+    trainer and the random generators; returns its step (0 when there is none)."""
+    if not (run.last.exists() or previous_path(run.last).exists()):
+        return 0
+    state, source = read_latest(run.last, run.device)
+    check_compatible(state, run.profile, source)
+    run.trainer.load_state_dict(state)
+    set_rng_state({**state["rng"], "torch": state["rng"]["torch"].cpu()})
+    start = int(state["step"])
+    if start > run.total_steps:
+        raise DepthGError(f"checkpoint {source} is at step {start}, beyond --steps "
+                          f"{run.total_steps}; pass --steps {start} or more")
+    if run.rank == 0 and source != run.last:  # the previous one becomes the latest again
+        _copy(source, run.last)
+    return start
+
+
+def _loader(run: Run, caches: dict) -> torch.utils.data.DataLoader:
+    """Batches of steps start..total_steps − 1 in their seeded order (docs/method.md §8 step 1):
+    cached features when `precompute_features`, else crops to run the backbone on."""
+    p = run.profile
+    sampler = StepSampler(run.data.knn, p.knn_k, p.batch_size, run.seed, run.start,
+                          run.total_steps, run.rank, run.world)
     dataset = (CachedBatches(caches["train"]) if "train" in caches
-               else CropBatches(data.train, profile.res, profile.fidelity))
-    workers = profile.num_workers
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, sampler=sampler, num_workers=workers,
-        pin_memory=device.type == "cuda", persistent_workers=False,
-        prefetch_factor=4 if workers else None)
-    validate = None
-    if rank == 0 and data.val is not None:
-        validate = Validation(profile, data.val, caches.get("val"), backbone, device)
+               else CropBatches(run.data.train, p.res, p.fidelity))
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=None, sampler=sampler, num_workers=p.num_workers,
+        pin_memory=run.device.type == "cuda", persistent_workers=False,
+        prefetch_factor=4 if p.num_workers else None)
 
-    log = RunLog(out, start, enabled=rank == 0)
-    if start == 0 and validate is not None:  # where the curve starts: the untrained head
-        log.write([{"step": BEFORE_TRAINING, **validate(trainer.model)}])
-    bar = tqdm(total=total_steps, initial=start, desc=f"train {profile.name}",
-               disable=not progress, dynamic_ncols=True)
-    pending: list[dict] = []
-    last_saved = start if start else None
-    try:
-        for batch in loader:
-            step = batch["step"]
-            batch = _to_device(batch, device)
-            if "feats" in batch:
-                feats, feats_pos = batch["feats"].float(), batch["feats_pos"].float()
-            else:
-                both = featcache.featurize(backbone, torch.cat([batch["image"],
-                                                                batch["image_pos"]]))
-                feats, feats_pos = both.float().chunk(2)
-            label = batch["label"].long()
-            pending.append(trainer.step(step, feats, feats_pos, label, batch["depth"],
-                                        batch["depth_pos"]))
-            done = step + 1
-            # the same on every rank: each flush is a collective under DDP
-            is_val = data.val is not None and (done % profile.val_every == 0
-                                               or done == total_steps)
-            is_ckpt = done % profile.checkpoint_every == 0 or done == total_steps
-            if len(pending) >= log_every or is_val or is_ckpt:
-                rows = _flush(pending, world)
-                pending = []
-                bad = _first_bad(rows)
-                if bad is not None:
-                    log.write([r for r in rows if r["step"] <= bad[0]])
-                    kept = (f"the last good checkpoint {last} (step {last_saved}) is kept"
-                            if last_saved is not None else "no checkpoint had been written yet")
-                    raise DepthGError(
-                        f"training diverged at step {bad[0]}: loss term {bad[1]!r} is {bad[2]}; "
-                        f"{kept}. Lower the learning rate or check the inputs, then resume "
-                        f"with --resume or start over with --force")
-                if is_val and validate is not None:
-                    rows[-1].update(validate(trainer.model))
-                log.write(rows)
-                bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", S=rows[-1]["samples"])
-            if is_ckpt:
-                if rank == 0:
-                    save_checkpoint(last, trainer.state_dict(), profile, done, seed, backbone)
-                last_saved = done
-            bar.update(1)
-    finally:
-        bar.close()
-        log.close()
-    if rank == 0:
-        with atomic_path(final) as tmp:
-            shutil.copyfile(last, tmp)
-    distributed.barrier(world)
-    return final
+
+def _features(batch: dict, backbone) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen features of the crops and their positives (§8 step 2): cached, or the ViT's."""
+    if "feats" in batch:
+        return batch["feats"].float(), batch["feats_pos"].float()
+    both = featcache.featurize(backbone, torch.cat([batch["image"], batch["image_pos"]]))
+    return both.float().chunk(2)
+
+
+def _stop_if_diverged(rows: list[dict], log: RunLog, run: Run) -> None:
+    """Log up to the first non-finite number and stop with an error naming step and term."""
+    bad = _first_bad(rows)
+    if bad is None:
+        return
+    log.write([r for r in rows if r["step"] <= bad[0]])
+    kept = (f"the last good checkpoint {run.last} (step {run.last_saved}) is kept"
+            if run.last_saved is not None else "no checkpoint had been written yet")
+    raise DepthGError(f"training diverged at step {bad[0]}: loss term {bad[1]!r} is {bad[2]}; "
+                      f"{kept}. Lower the learning rate or check the inputs, then resume "
+                      f"with --resume or start over with --force")
+
+
+def _checkpoint(run: Run, done: int) -> None:
+    """`checkpoints/last.pt` after `done` steps (the one before kept as `previous.pt`)."""
+    if run.rank == 0:
+        save_checkpoint(run.last, run.trainer.state_dict(), run.profile, done, run.seed,
+                        run.backbone)
+    run.last_saved = done
+
+
+def _copy(source: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
