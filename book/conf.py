@@ -16,6 +16,9 @@ extensions = ["myst_nb", "sphinx-mathjax-offline"]  # the second one is its impo
 nb_execution_mode = "off"
 nb_ipywidgets_js = {}  # default loads require.js and the widget manager from a CDN
 nb_merge_streams = True  # a chapter's prints read as one block, not one box per flush
+# `display(Markdown(...))` output is parsed like the notebooks' own Markdown (tables, math);
+# the default, CommonMark, leaves every table a chapter prints as `| … |` text.
+nb_render_markdown_format = "myst"
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3  # `[text](#a-heading)` links inside a page resolve
@@ -24,6 +27,8 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 suppress_warnings = []  # keep every warning: the builder runs Sphinx with -W
 
 html_theme = "sphinx_book_theme"
+html_static_path = ["_static"]  # book/_static: relative to this file
+html_css_files = ["course.css"]
 html_title = "DepthG, step by step"
 html_last_updated_fmt = None
 html_copy_source = False  # the executed notebooks are big; the pages carry their outputs

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from datetime import datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from string import Template
 
@@ -128,6 +129,16 @@ def _widget_text(model_id: str, state: dict) -> str | None:
     return None
 
 
+def hide_injected_parameters(notebook: dict) -> dict:
+    """Papermill adds a cell "# Parameters" after the chapter's own parameters cell; the page
+    shows the chapter's cell once (each chapter prints the profile it ran), not both."""
+    for cell in notebook.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    return notebook
+
+
 # -- assembling and building ------------------------------------------------------------------
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -186,7 +197,8 @@ def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
     written = []
     titles = {}
     for name in names:
-        notebook = static_widgets(json.loads((run_dir / f"{name}.ipynb").read_text()))
+        notebook = hide_injected_parameters(
+            static_widgets(json.loads((run_dir / f"{name}.ipynb").read_text())))
         titles[name] = chapter_title(notebook, name)
         path = src / "chapters" / f"{name}.ipynb"
         _write_if_changed(path, json.dumps(notebook, indent=1, ensure_ascii=False).encode())
@@ -240,6 +252,56 @@ def remote_references(html_dir: Path) -> list[str]:
     return found
 
 
+# a table's rule line; Sphinx's smart quotes turn `---` in plain text into an em dash
+_TABLE_RULE = re.compile(r"\|?(?:\s*:?[-\u2013\u2014]+:?\s*\|)+(?:\s*:?[-\u2013\u2014]+:?\s*)?")
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+         "track", "wbr"}
+
+
+class _ReadableText(HTMLParser):
+    """The text a reader sees on a page, without code a chapter *shows* (its input cells, code
+    blocks of the notes), scripts and styles; outputs a cell printed are kept."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, bool, bool]] = []  # (tag, skipped, inside an output)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _VOID:
+            return
+        skipped, output = self.stack[-1][1:] if self.stack else (False, False)
+        classes = (dict(attrs).get("class") or "").split()
+        output = output or "cell_output" in classes
+        skipped = (skipped or "cell_input" in classes or tag in ("script", "style", "head")
+                   or (tag in ("pre", "code") and not output))
+        self.stack.append((tag, skipped, output))
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data):
+        if not (self.stack and self.stack[-1][1]):
+            self.parts.append(data)
+
+
+def raw_markdown_tables(html_dir: Path) -> list[str]:
+    """`page: line` for every Markdown table rule (`|---|---|`) a reader would see as text on
+    a page: a table that was not rendered (MyST-NB renders notebook Markdown output as
+    CommonMark, without tables, unless `nb_render_markdown_format` says otherwise)."""
+    found = []
+    for path in sorted(Path(html_dir).rglob("*.html")):
+        reader = _ReadableText()
+        reader.feed(path.read_text(errors="replace"))
+        for line in "\n".join(reader.parts).splitlines():
+            if _TABLE_RULE.fullmatch(line.strip()):
+                found.append(f"{path.relative_to(html_dir)}: {line.strip()[:80]}")
+    return found
+
+
 def _original_paths(lines: list[str], src: Path, run_dir: Path, docs_dir: Path) -> list[str]:
     """Warnings name the copies in the source folder; show the files a person edits."""
     moved = {f"{src.resolve() / 'chapters'}/": f"{run_dir}/", f"{src.resolve() / 'notes'}/":
@@ -277,6 +339,11 @@ def build_book(run_dir: Path, names: list[str] | None = None, profile_name: str 
     if remote:
         raise DepthGError(f"the book in {work / 'html'} would load files from other hosts, so it "
                           f"would not work offline: " + "; ".join(remote[:5]))
+    raw = raw_markdown_tables(work / "html")
+    if raw:
+        raise DepthGError(f"the book in {work / 'html'} shows {len(raw)} Markdown table(s) as "
+                          f"raw text (check nb_render_markdown_format in "
+                          f"{BOOK_DIR / 'conf.py'}): " + "; ".join(raw[:5]))
     publish = work / "publish"
     shutil.rmtree(publish, ignore_errors=True)
     shutil.copytree(work / "html", publish, ignore=shutil.ignore_patterns(".buildinfo"))
@@ -369,8 +436,12 @@ def browser_check(book_dir: Path, names: list[str], screenshot: Path | None = No
                 formulas = _typeset_count(page)
                 images = page.evaluate("() => Array.from(document.images).map("
                                        "i => [i.getAttribute('src'), i.naturalWidth])")
-                report["chapters"][name] = {"images": len(images), "formulas": formulas}
+                tables = page.evaluate("() => document.querySelectorAll('article table')"
+                                       ".length")
+                report["chapters"][name] = {"images": len(images), "formulas": formulas,
+                                            "tables": tables}
                 problems += _image_problems(page, where["page"])
+                problems += [f"{where['page']}: {p}" for p in page.evaluate(_LAYOUT_JS)]
                 has_math = page.evaluate("() => document.querySelectorAll("
                                          "'article .math, article mjx-container').length")
                 if has_math and not formulas:
@@ -397,6 +468,37 @@ def browser_check(book_dir: Path, names: list[str], screenshot: Path | None = No
     problems += [f"console error on {e}" for e in report["errors"]]
     problems += [f"request to another host: {u}" for u in report["blocked"]]
     return report
+
+
+# What a reader could not read on a page: a Markdown table left as `|---|` text (outside the
+# code a chapter shows), and content cut off — wider than its box (hidden, or behind a scroll
+# bar that browsers often draw only on hover), or sticking out of the text column.
+_LAYOUT_JS = r"""() => {
+    const main = document.querySelector('article') || document.body;
+    const column = main.getBoundingClientRect();
+    const out = [];
+    const rule = /^\s*\|?(\s*:?[-\u2013\u2014]+:?\s*\|)+(\s*:?[-\u2013\u2014]+:?\s*)?$/;
+    const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const el = walker.currentNode.parentElement;
+        if (el.closest('.cell_input, script, style')) continue;
+        if (el.closest('pre, code') && !el.closest('.cell_output')) continue;
+        for (const line of walker.currentNode.textContent.split('\n'))
+            if (rule.test(line)) out.push('raw Markdown table: ' + line.trim().slice(0, 60));
+    }
+    const what = el => (el.tagName.toLowerCase() + ' "' +
+                        el.textContent.trim().replace(/\s+/g, ' ').slice(0, 50) + '"');
+    for (const el of main.querySelectorAll('pre, mjx-container[display="true"], table, img')) {
+        if (getComputedStyle(el).display.startsWith('inline')) continue;
+        if (el.scrollWidth > el.clientWidth + 2) {  // hidden, or behind a scroll bar
+            out.push('cut off (wider than its box): ' + what(el));
+            continue;
+        }
+        const box = el.getBoundingClientRect();
+        if (box.width > 0 && box.right > column.right + 1)
+            out.push('sticks out of the text column: ' + what(el));
+    }
+    return out; }"""
 
 
 def _typeset_count(page) -> int:

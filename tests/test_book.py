@@ -5,6 +5,7 @@ as errors, checked for remote references, then opened in headless Chromium (Debi
 import base64
 import io
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -55,8 +56,20 @@ def _md(text):
     return {"cell_type": "markdown", "source": text}
 
 
-def _code(source, *outputs):
-    return {"cell_type": "code", "source": source, "execution_count": 1, "outputs": list(outputs)}
+def _code(source, *outputs, tags=()):
+    return {"cell_type": "code", "source": source, "execution_count": 1, "outputs": list(outputs),
+            "metadata": {"tags": list(tags)}}
+
+
+# what a chapter may hold that is wider than the page: long code, a long printed line, and a
+# row of three formulas (chapter 05's Acc equation)
+WIDE_CODE = ("scores = {name: evaluate(head, split, drop_extra=True, crf=False)"
+             " for name, head in sorted(trained_heads.items()) if name.startswith('depthg')}")
+WIDE_EQUATION = (
+    "$$\\mathrm{IoU}_k = \\frac{tp_k}{tp_k + fp_k + fn_k}, \\qquad "
+    "\\mathrm{mIoU} = \\frac{1}{|\\{k: \\mathrm{IoU}_k \\text{ defined}\\}|}\\sum_k "
+    "\\mathrm{IoU}_k, \\qquad \\mathrm{Acc} = \\frac{\\sum_k tp_k}{\\sum_{ij} H_{ij}}"
+    "\\qquad \\text{and a little more text to make it wider than any page}.$$")
 
 
 def make_run(run_dir, docs_dir):
@@ -72,7 +85,14 @@ def make_run(run_dir, docs_dir):
                 "correlation:\n\n$$\n\\mathcal{L} = -\\sum_{ij} (F_{ij} - b)\\, C_{ij}\n$$\n\n"
                 "## Where the points go\n\nDepth-guided farthest point sampling spreads the "
                 "points over the scene."),
+            _code("# Parameters\nprofile = 'fixture'\n", tags=["injected-parameters"]),
             _code("train()", widget),
+            _code("show_table()", {"output_type": "display_data", "metadata": {}, "data": {
+                "text/markdown": "| arm | mIoU |\n|---|---:|\n| STEGO | 21.0 |\n| DepthG | 23.1 |",
+                "text/plain": "<IPython.core.display.Markdown object>"}}),
+            _code(WIDE_CODE, {"output_type": "stream", "name": "stdout",
+                              "text": "x" * 240 + "\n"}),
+            _md(WIDE_EQUATION),
             _code("show()", {"output_type": "display_data", "metadata": {},
                              "data": {"image/png": _png(), "text/plain": "<Figure>"}})],
             widget_state=state, end="2026-11-30T12:05:00+00:00"),
@@ -110,6 +130,17 @@ def test_static_widgets_keeps_the_final_bar_text():
 def test_html_anchors_become_myst_targets():
     text = 'intro\n<a id="s6-1"></a>\n\n## §6.1\n<a id="x">inline</a>\n'
     assert book.html_anchors_as_targets(text) == 'intro\n(s6-1)=\n\n## §6.1\n<a id="x">inline</a>\n'
+
+
+def test_raw_markdown_tables_are_found_outside_shown_code(tmp_path):
+    (tmp_path / "page.html").write_text(
+        '<p>| arm | mIoU |\n|---|---:|\n| a | 1 |</p>'  # not rendered: a reader sees this
+        '<div class="cell_input"><pre>rows = ["|---|---|"]</pre></div>'  # code shown: fine
+        '<pre>| a | b |\n| :-- | --: |</pre>'  # a code block of a note: fine
+        '<div class="cell_output"><pre>|---|---|</pre></div><br><table><tr><td>ok</td></tr>'
+        '</table>')
+    found = book.raw_markdown_tables(tmp_path)
+    assert found == ["page.html: |---|---:|", "page.html: |---|---|"]
 
 
 def test_remote_references_are_found_and_links_are_not(tmp_path):
@@ -157,6 +188,9 @@ def test_the_book_is_built_self_contained(built):
     assert book.remote_references(built) == []
     chapter = (built / "chapters" / "04_train.html").read_text()
     assert "mine train: 100%|██████████| 8/8" in chapter  # the bar's final text, no widget
+    assert book.raw_markdown_tables(built) == []
+    assert re.search(r"<td[^>]*>\s*(<p>)?DepthG", chapter)  # the Markdown output, rendered
+    assert "profile = &#39;fixture&#39;" not in chapter and "fixture'" not in chapter
     assert "left-prev" in chapter and "right-next" in chapter  # previous / next navigation
     assert (built / "notes" / "method.html").exists()
 
@@ -179,8 +213,12 @@ def test_the_book_in_a_browser(built):
     shot = config.runs_root() / "book-check" / "fixture_04.png"
     shot.unlink(missing_ok=True)
     report = book.browser_check(built, NAMES, screenshot=shot, chromium=chromium)
-    assert report["problems"] == []
+    # the long code line and printed line wrap and the Markdown table is rendered; only the
+    # row of three formulas is wider than the column (a chapter must break such a row)
+    assert len(report["problems"]) == 1, report["problems"]
+    assert report["problems"][0].startswith(
+        "chapters/04_train.html: cut off (wider than its box): mjx-container \"IoU")
     assert report["listed"] == NAMES
-    assert report["chapters"]["04_train"] == {"images": 1, "formulas": 2}
+    assert report["chapters"]["04_train"] == {"images": 1, "formulas": 3, "tables": 1}
     assert any(h.startswith("chapters/04_train.html") for h in report["search_hits"])
     assert shot.exists() and shot.stat().st_size > 5_000
