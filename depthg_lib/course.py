@@ -10,25 +10,33 @@ A notebook whose executed copy is complete and whose inputs are unchanged is ski
 `--force`. Its inputs: its source, the profile's values, the shipped weights' checksums,
 the source of `depthg_lib`, device and seed — and the runs of the chapters before it, so
 re-running one chapter (`--only 01 --force`) makes every later chapter stale, to be re-run
-next time. `runs/<profile>/summary.json` records per notebook the seconds it took, its status
-(`ok`, `failed`, `stale`) and the key numbers it reported (`depthg_lib.results.record`). A
-failing notebook stops the run with its name, the cell and the error's last line; earlier
-outputs are kept.
+next time. A chapter whose code is unchanged and only its prose (markdown, comments) edited
+re-executes alone: its run still stands for the chapters after it. `runs/<profile>/
+summary.json` records per notebook the seconds it took, its status (`running` from the
+moment it starts, then `ok`, `failed`, `interrupted` or `stale`) and the key numbers it
+reported (`depthg_lib.results.record`). A failing notebook stops the run with its name, the
+cell and the error's last line; Ctrl-C or SIGTERM stops it as `interrupted`; either way
+earlier outputs are kept and the next run starts again at that chapter.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import signal
+import sys
 import time
+import tokenize
 from pathlib import Path
 
 from .config import REPO_ROOT, Profile, available_profiles, load_profile, profile_arg
 from .errors import DepthGError, run_cli
-from .io import atomic_path, json_digest, load_json, save_json
+from .io import atomic_path, ensure_dir, json_digest, load_json, save_json, stage_lock
 from .results import read_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -110,6 +118,30 @@ def _source_only(notebook: Path) -> str:
     return json.dumps([[c["cell_type"], "".join(c["source"])] for c in cells])
 
 
+def code_digest(notebook: Path) -> str:
+    """Digest of the chapter's code alone: its code cells without comments or blank lines.
+    A change to its prose (markdown, a comment) re-executes the chapter, so its executed
+    copy shows the new text, but cannot change what it writes: the chapters after it stay
+    up to date."""
+    cells = json.loads(notebook.read_text())["cells"]
+    code = [_without_comments("".join(c["source"])) for c in cells if c["cell_type"] == "code"]
+    return json_digest(code)
+
+
+def _without_comments(source: str) -> str:
+    """Python source without `#` comments and blank lines (the source as it is, if it does
+    not tokenize: IPython syntax such as `!pip`)."""
+    lines = source.splitlines()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.COMMENT:
+                row, col = token.start
+                lines[row - 1] = lines[row - 1][:col]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return source
+    return "\n".join(line.rstrip() for line in lines if line.strip())
+
+
 def _failure_message(err: Exception, executed: Path) -> tuple[str, str]:
     """(cell, last line) of a papermill execution error; cells counted from 1 in the source
     notebook (papermill's injected-parameters cell is not counted)."""
@@ -152,26 +184,71 @@ def _declared(notebook: Path, values: dict) -> dict:
     return {k: v for k, v in values.items() if k in names}
 
 
+@dataclasses.dataclass
+class _Run:
+    """One course run: what every chapter of it is given, and the summary it keeps."""
+
+    profile: Profile
+    arg: str  # what the chapters get as `profile`
+    device: str
+    seed: int
+    kernel: str
+    force: bool
+    library: str
+    every: list[Path]
+    summary: dict
+
+    @property
+    def summary_path(self) -> Path:
+        return self.profile.paths.run_dir / "summary.json"
+
+    @property
+    def entries(self) -> dict:
+        return self.summary["notebooks"]
+
+    def save(self) -> None:
+        self.summary["total_seconds"] = round(sum(e.get("seconds", 0)
+                                                  for e in self.entries.values()), 1)
+        save_json(self.summary_path, self.summary)
+
+
 def run_course(profile_name: str, only: str | None = None, force: bool = False,
                device: str = "auto", seed: int | None = None, kernel: str = "python3",
                notebook_dir: Path = NOTEBOOK_DIR) -> dict:
-    """Run the chapters for a profile; returns the summary (also written to summary.json)."""
-    import papermill
+    """Run the chapters for a profile; returns the summary (also written to summary.json).
 
+    One course run at a time per run folder (`io.stage_lock`); SIGTERM is handled as Ctrl-C:
+    the chapter under way is recorded as `interrupted` and `KeyboardInterrupt` raised."""
+    run = _start(profile_name, force, device, seed, kernel, chapters(notebook_dir))
+    todo = _select(run.every, only)
+    if not todo:
+        raise DepthGError(f"no chapters found in {notebook_dir}")
+    total_start = time.perf_counter()
+    with stage_lock(run.profile.paths.run_dir, "course"), _sigterm_as_interrupt():
+        for number, notebook in enumerate(todo, 1):
+            _run_chapter(run, notebook, f"[{number}/{len(todo)}] {notebook.stem}")
+        stale = _mark_stale(run, todo)
+        run.save()
+    if stale:
+        print(f"now stale (an earlier chapter ran again): {', '.join(stale)}; bring them up to "
+              f"date with `{_command(run.profile)}`")
+    print(f"course '{run.profile.name}': {len(todo)} chapter(s) in "
+          f"{time.perf_counter() - total_start:.0f} s this run; summary in {run.summary_path}")
+    return run.summary
+
+
+def _start(profile_name: str, force: bool, device: str, seed: int | None, kernel: str,
+           every: list[Path]) -> _Run:
+    """Load the profile and the summary of earlier runs, and set what the chapters inherit."""
     profile = load_profile(profile_name)
-    seed = profile.seed if seed is None else seed
-    run_dir = profile.paths.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    summary_path = run_dir / "summary.json"
+    ensure_dir(profile.paths.run_dir, "run folder")
+    summary_path = profile.paths.run_dir / "summary.json"
     summary = load_json(summary_path) if summary_path.exists() else {}
     summary.setdefault("notebooks", {})
     from .env import machine_name  # imports torch: only when a run starts
 
+    seed = profile.seed if seed is None else seed
     summary.update(profile=profile.name, device=device, seed=seed, machine=machine_name())
-
-    todo = _select(chapters(notebook_dir), only)
-    if not todo:
-        raise DepthGError(f"no chapters found in {notebook_dir}")
     # The chapters read the very file given here (a profile outside the library is passed
     # as its path: an edited copy named like a shipped profile never runs the shipped one).
     arg = profile_arg(profile)
@@ -179,83 +256,128 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
         arg = str(Path(arg).resolve())
     os.environ["DEPTHG_PROFILE"] = arg  # for anything a chapter starts itself
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    library = library_digest()
-    every = chapters(notebook_dir)
-    total_start = time.perf_counter()
-    for number, notebook in enumerate(todo, 1):
-        out = run_dir / notebook.name
-        inputs = _chapter_inputs(notebook, every, summary, profile, device, seed, library)
-        fingerprint = _fingerprint(inputs)
-        entry = summary["notebooks"].get(notebook.stem, {})
-        label = f"[{number}/{len(todo)}] {notebook.stem}"
-        if (not force and out.exists() and entry.get("status") == "ok"
-                and entry.get("fingerprint") == fingerprint):
-            print(f"{label}: done earlier ({entry.get('seconds', 0):.0f} s), skipped", flush=True)
-            continue
-        why = "forced" if force else _why(entry.get("inputs"), inputs)
-        print(f"{label}: running{f' ({why} changed)' if why and not force else ''} ...",
-              flush=True)
-        start = time.perf_counter()
-        entry = {"status": "running", "fingerprint": fingerprint, "inputs": inputs}
-        failed = run_dir / f"{notebook.stem}.failed.ipynb"
+    return _Run(profile=profile, arg=arg, device=device, seed=seed, kernel=kernel, force=force,
+                library=library_digest(), every=every, summary=summary)
+
+
+def _command(profile: Profile) -> str:
+    return f"python -m depthg_lib.course --profile {profile_arg(profile)}"
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises `KeyboardInterrupt` as Ctrl-C does, so a killed run cleans up after
+    itself (temporary notebooks, the kernel) and records where it stopped."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
+    """Run one chapter unless its executed copy is complete and its inputs unchanged. It is
+    recorded as `running` before it starts and as `ok` only once its executed copy is in
+    place; interrupted or failed, it says so, and the next run does it again."""
+    out = run.profile.paths.run_dir / notebook.name
+    inputs = _chapter_inputs(notebook, run)
+    fingerprint = _fingerprint(inputs)
+    old = run.entries.get(notebook.stem, {})
+    if (not run.force and out.exists() and old.get("status") == "ok"
+            and old.get("fingerprint") == fingerprint):
+        print(f"{label}: done earlier ({old.get('seconds', 0):.0f} s), skipped", flush=True)
+        return
+    why = "" if run.force else _why(old.get("inputs"), inputs)
+    print(f"{label}: running{f' ({why} changed)' if why else ''} ...", flush=True)
+    code = code_digest(notebook)
+    same = _same_outputs(old, inputs, code, run.force)
+    entry = {"status": "running", "fingerprint": fingerprint, "inputs": inputs, "code": code,
+             "run": old.get("run") if same else None}
+    run.entries[notebook.stem] = entry
+    run.save()
+    start = time.perf_counter()
+    try:
+        _execute(run, notebook, out)
+    except BaseException as err:
+        _record_stop(run, notebook, entry, err, time.perf_counter() - start)
+        raise
+    seconds = time.perf_counter() - start
+    entry.update(status="ok", seconds=round(seconds, 1), run=entry["run"] or time.time_ns(),
+                 results=read_results(run.profile.name, notebook.stem))
+    run.save()
+    shown = ", ".join(f"{k}={v}" for k, v in entry["results"].items())
+    print(f"{label}: ok in {seconds:.1f} s{'  ' + shown if shown else ''}", flush=True)
+
+
+def _same_outputs(old: dict, inputs: dict, code: str, force: bool) -> bool:
+    """True when a re-run cannot change what the chapter's earlier (ok) run wrote: only its
+    prose changed (markdown, comments), so the chapters after it stay up to date."""
+    before = old.get("inputs") or {}
+    return (not force and old.get("status") == "ok" and old.get("code") == code
+            and all(before.get(k) == v for k, v in inputs.items() if k != "notebook"))
+
+
+def _execute(run: _Run, notebook: Path, out: Path) -> None:
+    """papermill into a temporary copy renamed onto `out` when the chapter completes; a
+    failed run's copy becomes `<chapter>.failed.ipynb`, an interrupted one's is removed."""
+    import papermill
+
+    failed = out.with_name(f"{notebook.stem}.failed.ipynb")
+    with atomic_path(out) as partial:
         try:
-            with atomic_path(out) as partial:
-                try:
-                    papermill.execute_notebook(
-                        str(notebook), str(partial), kernel_name=kernel, language="python",
-                        parameters=_declared(notebook, {"profile": arg, "device": device,
-                                                        "seed": seed, "force": force}),
-                        cwd=str(notebook.parent), progress_bar=False, log_output=False,
-                        config=_kernel_config())
-                except Exception:
-                    if partial.exists():
-                        partial.replace(failed)
-                    raise
-        except Exception as err:  # papermill wraps every kernel error
-            cell, last = _failure_message(err, failed)
-            entry.update(status="failed", seconds=round(time.perf_counter() - start, 1),
-                         error=f"{cell}: {last}")
-            summary["notebooks"][notebook.stem] = entry
-            save_json(summary_path, summary)
-            raise DepthGError(f"{notebook.name} failed at {cell}: {last} — executed copy up to "
-                              f"the error: {failed}; earlier chapters' outputs are kept in "
-                              f"{run_dir}") from None
-        failed.unlink(missing_ok=True)
-        seconds = time.perf_counter() - start
-        entry.update(status="ok", seconds=round(seconds, 1), run=time.time_ns(),
-                     results=read_results(profile.name, notebook.stem))
-        summary["notebooks"][notebook.stem] = entry
-        summary["total_seconds"] = round(sum(e.get("seconds", 0)
-                                             for e in summary["notebooks"].values()), 1)
-        save_json(summary_path, summary)
-        shown = ", ".join(f"{k}={v}" for k, v in entry["results"].items())
-        print(f"{label}: ok in {seconds:.1f} s{'  ' + shown if shown else ''}", flush=True)
-    stale = _mark_stale(every, todo, summary, profile, device, seed, library)
-    save_json(summary_path, summary)
-    if stale:
-        print(f"now stale (an earlier chapter ran again): {', '.join(stale)}; bring them up to "
-              f"date with `python -m depthg_lib.course --profile {profile_arg(profile)}`")
-    print(f"course '{profile.name}': {len(todo)} chapter(s) in "
-          f"{time.perf_counter() - total_start:.0f} s this run; summary in {summary_path}")
-    return summary
+            papermill.execute_notebook(
+                str(notebook), str(partial), kernel_name=run.kernel, language="python",
+                parameters=_declared(notebook, {"profile": run.arg, "device": run.device,
+                                                "seed": run.seed, "force": run.force}),
+                cwd=str(notebook.parent), progress_bar=False, log_output=False,
+                config=_kernel_config())
+        except Exception:  # papermill wraps every kernel error
+            if partial.exists():
+                partial.replace(failed)
+            raise
+    failed.unlink(missing_ok=True)
 
 
-def _chapter_inputs(notebook, every, summary, profile, device, seed, library) -> dict:
-    entries = summary["notebooks"]
-    earlier = {p.stem: entries.get(p.stem, {}).get("run") for p in every if p < notebook}
-    return _inputs(notebook, profile, device, seed, library, earlier)
+def _record_stop(run: _Run, notebook: Path, entry: dict, err: BaseException,
+                 seconds: float) -> None:
+    """Record a chapter that did not finish: `failed` (raised as one `DepthGError` naming the
+    cell and the error) or `interrupted`."""
+    entry["seconds"] = round(seconds, 1)
+    if not isinstance(err, Exception):  # KeyboardInterrupt: Ctrl-C or SIGTERM
+        entry["status"] = "interrupted"
+        run.save()
+        return
+    run_dir = run.profile.paths.run_dir
+    failed = run_dir / f"{notebook.stem}.failed.ipynb"
+    cell, last = _failure_message(err, failed)
+    entry.update(status="failed", error=f"{cell}: {last}")
+    run.save()
+    raise DepthGError(f"{notebook.name} failed at {cell}: {last} — executed copy up to the "
+                      f"error: {failed}; earlier chapters' outputs are kept in "
+                      f"{run_dir}") from None
 
 
-def _mark_stale(every, todo, summary, profile, device, seed, library) -> list[str]:
+def _chapter_inputs(notebook: Path, run: _Run) -> dict:
+    earlier = {p.stem: run.entries.get(p.stem, {}).get("run") for p in run.every if p < notebook}
+    return _inputs(notebook, run.profile, run.device, run.seed, run.library, earlier)
+
+
+def _mark_stale(run: _Run, todo: list[Path]) -> list[str]:
     """Chapters not run now whose recorded run no longer matches their inputs (an earlier
     chapter ran again, the library changed): marked `stale` in the summary."""
     stale = []
-    for notebook in every:
-        entry = summary["notebooks"].get(notebook.stem)
+    for notebook in run.every:
+        entry = run.entries.get(notebook.stem)
         if notebook in todo or not entry or entry.get("status") != "ok":
             continue
-        inputs = _chapter_inputs(notebook, every, summary, profile, device, seed, library)
-        if entry.get("fingerprint") != _fingerprint(inputs):
+        if entry.get("fingerprint") != _fingerprint(_chapter_inputs(notebook, run)):
             entry["status"] = "stale"
             stale.append(notebook.stem)
     return stale
@@ -271,8 +393,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
-    run_course(args.profile, only=args.only, force=args.force, device=args.device,
-               seed=args.seed)
+    try:
+        run_course(args.profile, only=args.only, force=args.force, device=args.device,
+                   seed=args.seed)
+    except KeyboardInterrupt:
+        profile = load_profile(args.profile)
+        print(f"interrupted: the chapter under way is recorded as interrupted in "
+              f"{profile.paths.run_dir / 'summary.json'} and the outputs of finished runs are "
+              f"kept; `{_command(profile)}` does what is left", file=sys.stderr)
+        return 130
     return 0
 
 

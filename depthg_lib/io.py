@@ -319,7 +319,7 @@ def recorded_settings_differ(out_dir: str | os.PathLike, stage: str, settings: d
 
 def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
                          force: bool = False, inputs: dict | None = None,
-                         command: str | None = None) -> bool:
+                         command: str | None = None, write: bool = True) -> bool:
     """Record `settings` (and `inputs`) in `<out_dir>/<stage>.json`; refuse a re-run with other
     settings, or from inputs that changed since, unless `force`.
 
@@ -328,7 +328,10 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
     other split's entries alone), new keys are added. `command` is the stage's command line
     without `--force`, quoted in the refusal. Returns True when outputs already there were
     made with these same settings from these same inputs (finished items may be skipped),
-    False when the folder is fresh or `force` replaced the record.
+    False when the folder is fresh or `force` replaced the record. With `write=False` a fresh
+    or forced run leaves the old record in place: a stage that writes its new outputs beside
+    the old and swaps them in calls `write_stage_record` after the swap, so an interruption
+    never leaves a record that describes outputs not yet there.
     """
     record = Path(out_dir) / f"{stage}.json"
     settings = _as_recorded(settings)
@@ -357,8 +360,17 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
             if merged != old_inputs:
                 save_json(record, {**settings, INPUTS_KEY: merged})
         return True
-    save_json(record, {**settings, INPUTS_KEY: inputs} if inputs else settings)
+    if write:
+        write_stage_record(out_dir, stage, settings, inputs)
     return False
+
+
+def write_stage_record(out_dir: str | os.PathLike, stage: str, settings: dict,
+                       inputs: dict | None = None) -> None:
+    """Write `<out_dir>/<stage>.json` (settings and inputs) as `check_stage_settings` does."""
+    settings, inputs = _as_recorded(settings), _as_recorded(inputs or {})
+    save_json(Path(out_dir) / f"{stage}.json",
+              {**settings, INPUTS_KEY: inputs} if inputs else settings)
 
 
 @contextlib.contextmanager

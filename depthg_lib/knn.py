@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .config import Profile, load_profile, profile_arg
 from .env import resolve_device
 from .errors import DepthGError, run_cli
-from .io import check_stage_settings, save_npz, sha256_file, stage_lock
+from .io import check_stage_settings, save_npz, sha256_file, stage_lock, write_stage_record
 from .models import profile_weights_identity
 from .transforms import resize_center_crop
 
@@ -256,7 +256,9 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
 
     Skipped when the file exists and its record (`knn_record_path`) holds the same settings
     and the same crops (`CropReader.digest`); other settings or changed crops are refused
-    unless `force`. Written atomically, one run at a time (`io.stage_lock`).
+    unless `force`. One run at a time (`io.stage_lock`). A re-mined file is written beside
+    the old one and renamed over it, and only then is its record written: an interrupted
+    run leaves the old file and its record, both complete.
     """
     profile = load_profile(profile)
     if split not in ("train", "val"):
@@ -268,13 +270,15 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
     settings = stage_settings(profile, n, split)
     stage = record.name[: -len(".json")]
     command = f"python -m depthg_lib.knn --profile {profile_arg(profile)} --split {split}"
+    inputs = {f"{split}/crops": reader.digest()}
     with stage_lock(record.parent, stage):
-        reuse = check_stage_settings(record.parent, stage, settings, force,
-                                     inputs={f"{split}/crops": reader.digest()}, command=command)
+        reuse = check_stage_settings(record.parent, stage, settings, force, inputs=inputs,
+                                     command=command, write=False)
         if reuse and out.exists():
             return out
-        out.unlink(missing_ok=True)  # a file of other settings or crops must not outlive a failure
-        return _mine(profile, reader, settings, out, device, progress)
+        _mine(profile, reader, settings, out, device, progress)
+        write_stage_record(record.parent, stage, settings, inputs)
+        return out
 
 
 def _mine(profile: Profile, reader, settings: dict, out: Path, device: str,
