@@ -17,13 +17,17 @@ rebuild the split instead of training on the old features, labels and depth.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
+from tqdm.auto import tqdm
 
+from .depth_format import depth_from_uint16
 from .errors import DepthGError
 from .io import atomic_path, load_json, save_json
 from .transforms import resize_center_crop
@@ -36,9 +40,7 @@ FEATURE_DTYPE = np.float16
 
 def depth_units(depth: np.ndarray, fidelity: str) -> np.ndarray:
     """Stored 16-bit depth → the units the loss expects (float32): `released` the 8-bit
-    integers 0..255 of the released loader, `corrected` [0, 1] (`depth.depth_from_uint16`)."""
-    from .depth import depth_from_uint16
-
+    integers 0..255 of the released loader, `corrected` [0, 1] (`depth_from_uint16`)."""
     return depth_from_uint16(depth, fidelity)
 
 
@@ -143,8 +145,6 @@ def open_cache(folder: Path, split: str, settings: dict, source=None) -> CachedS
 
 
 def _jsonable(settings: dict) -> dict:
-    import json
-
     return json.loads(json.dumps(settings, default=str))
 
 
@@ -158,8 +158,6 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
     `CropReader`). `reserved` is bytes other splits of the same cache take (budget check).
     A split made from other crops than `source` holds now is rebuilt (`source_digest`).
     """
-    from filelock import FileLock
-
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(folder / ".features.lock"):  # two trainings sharing a cache: one builds it
         return _build_cache(source, split, folder, backbone, res=res, fidelity=fidelity,
@@ -169,8 +167,6 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
 
 def _build_cache(source, split, folder, backbone, *, res, fidelity, settings, device,
                  batch_size, budget_gb, progress, reserved) -> CachedSplit:
-    from tqdm.auto import tqdm
-
     cached = open_cache(folder, split, settings, source=source)
     if cached is not None:
         return cached

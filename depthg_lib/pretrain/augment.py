@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
@@ -146,3 +147,23 @@ def dino_view(images: torch.Tensor, idx: torch.Tensor, size: int, scale: tuple[f
     v = gaussian_blur(v, gen, blur_p)
     v = solarize(v, gen, solarize_p)
     return (v, boxes, flip) if return_geometry else v
+
+
+def view_pair(image: np.ndarray, seed: int = 0, size: int = 64, patch: int = 8,
+              scale: tuple[float, float] = (0.16, 0.64)) -> dict:
+    """Two random crops of one (H,W,3) uint8 image (geometry only, no colour) and where each
+    patch of view 1 lies in view 2: the pairs the local VICRegL term pulls together (A1's
+    figure). Keys: views (2 of size×size×3 in [0,1]), boxes, flips, xy, inside."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    idx = torch.zeros(1, dtype=torch.long)
+    views, boxes, flips = [], [], []
+    for _ in range(2):
+        v, b, f = random_resized_crop(x, idx, size, scale, gen, return_geometry=True)
+        views.append(v[0].permute(1, 2, 0).numpy())
+        boxes.append(b[0])
+        flips.append(f)
+    xy, inside = correspondence(boxes[0][None], flips[0], boxes[1][None], flips[1],
+                                size // patch)
+    return {"views": views, "boxes": boxes, "flips": flips, "xy": xy[0].numpy(),
+            "inside": inside[0].numpy()}

@@ -13,7 +13,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from ..crop import crop_array
 from . import class_legend, colorize, depth_norm, depth_values, draw_depth, label_palette
 
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
@@ -68,7 +67,8 @@ def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarra
             if c == 0 and r == 0:
                 draw_five_crop(full, boxes, ax=ax, title="whole image")
                 continue
-            part = full if c == 0 else crop_array(full, boxes[c - 1])
+            top, left, h, w = (0, 0, *full.shape[:2]) if c == 0 else boxes[c - 1]
+            part = full[top:top + h, left:left + w]
             if what == "depth":
                 draw_depth(ax, part, norm, colorbar=c == len(boxes))
             else:

@@ -9,11 +9,9 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.patches import ConnectionPatch, FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from ..data.synthscenes import CLASS_NAMES
-from ..pretrain import augment
 from . import class_legend, class_palette, colorize, depth_norm, draw_depth
 
 
@@ -58,21 +56,11 @@ def objective_figure():
     return fig
 
 
-def correspondence_figure(image: np.ndarray, seed: int = 0, size: int = 64, patch: int = 8,
-                          scale: tuple[float, float] = (0.16, 0.64), n_lines: int = 12):
-    """Two random views of one scene and lines between patches that see the same scene point:
-    the pairs the local term pulls together."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
-    idx = torch.zeros(1, dtype=torch.long)
-    views, boxes, flips = [], [], []
-    for _ in range(2):
-        v, b, f = augment.random_resized_crop(x, idx, size, scale, gen, return_geometry=True)
-        views.append(v[0].permute(1, 2, 0).numpy())
-        boxes.append(b[0])
-        flips.append(f)
-    grid = size // patch
-    xy, inside = augment.correspondence(boxes[0][None], flips[0], boxes[1][None], flips[1], grid)
+def correspondence_figure(image: np.ndarray, pair: dict, seed: int = 0, n_lines: int = 12):
+    """Two random views of one scene (`pretrain.augment.view_pair`) and lines between patches
+    that see the same scene point: the pairs the local term pulls together."""
+    views, boxes, flips, xy = pair["views"], pair["boxes"], pair["flips"], pair["xy"]
+    grid = xy.shape[0]
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
     axes[0].imshow(image)
     for b, c in zip(boxes, ("tab:blue", "tab:orange")):
@@ -82,11 +70,11 @@ def correspondence_figure(image: np.ndarray, seed: int = 0, size: int = 64, patc
     for k in range(2):
         axes[k + 1].imshow(views[k], extent=(0, grid, grid, 0))
         axes[k + 1].set_title(f"view {k + 1}" + (" (flipped)" if bool(flips[k]) else ""))
-    rows, cols = np.nonzero(inside[0].numpy())
+    rows, cols = np.nonzero(pair["inside"])
     pick = np.random.default_rng(seed).permutation(len(rows))[:n_lines]
     for i in pick:
         r, c = rows[i], cols[i]
-        tx, ty = (xy[0, r, c].numpy() + 1) / 2 * grid
+        tx, ty = (xy[r, c] + 1) / 2 * grid
         fig.add_artist(ConnectionPatch((c + 0.5, r + 0.5), (tx, ty), "data", "data",
                                        axesA=axes[1], axesB=axes[2], color="yellow", lw=0.8))
     for ax in axes:
