@@ -11,10 +11,11 @@ classes.
                                   [--max-images N] [--force]
 
 writes `metrics.json` and figures (confusion matrix, per-class IoU, examples) to
-`runs/<profile>/eval/` (for another checkpoint: `<its run folder>/eval/`; for a checkpoint
-inside the installed package, such as the shipped head: `runs/<profile>/eval_<name>/`), and
-the cluster → class matching beside the checkpoint (`<checkpoint>.classes.json`; in the
-evaluation folder when the checkpoint's is the package's or not writable) so that
+`runs/<profile>/eval/` (for another run of the same profile: `<its run folder>/eval/`; for a
+checkpoint of another profile's run or inside the installed package, such as the shipped head:
+`runs/<profile>/eval_<label>/` — another run's folder is never written into), and the
+cluster → class matching beside the checkpoint (`<checkpoint>.classes.json`; in the evaluation
+folder when the checkpoint is another profile's, the package's or not writable) so that
 `depthg_lib.predict` can name what each cluster is.
 
 `evaluate.json` records the settings and digests of what was scored (the checkpoint's
@@ -28,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -39,7 +41,7 @@ from sklearn.cluster import KMeans
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint
-from .config import Profile, load_profile, positive_int, profile_arg
+from .config import Profile, load_profile, positive_int, profile_arg, runs_root
 from .crf import CRFRunner, require_crf
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
@@ -112,12 +114,16 @@ def in_package(path: str | Path) -> bool:
     return Path(path).resolve().is_relative_to(PACKAGE_DIR)
 
 
-def eval_dir_for(profile: Profile, checkpoint: str | Path | None) -> Path:
-    """`runs/<profile>/eval` for the profile's own checkpoint; else `<run folder>/eval`.
+def eval_dir_for(profile: Profile, checkpoint: str | Path | None,
+                 trained_with: str | None = None) -> Path:
+    """Where evaluating `checkpoint` with `profile` writes: always a folder this profile owns.
 
-    A checkpoint `X/checkpoints/final.pt` (what `train(out_dir=X)` writes) evaluates into
-    `X/eval`; any other file `Y/model.pt` into `Y/eval_model` — except a file inside the
-    installed package (`depthg_lib/weights/depthg_embedded.pt`): `runs/<profile>/eval_<name>`.
+    The profile's own checkpoint → `runs/<profile>/eval`. Another run of this profile
+    (`X/checkpoints/final.pt`, what `train(out_dir=X)` writes) → `X/eval`; any other file
+    `Y/model.pt` of it → `Y/eval_model`. A checkpoint of another profile's run (trained with
+    another profile, `trained_with`, or in another profile's run folder) or inside the installed
+    package (the shipped head) → `runs/<profile>/eval_<label>`: another run's folder is never
+    written into.
     """
     if checkpoint is None:
         return profile.paths.eval_dir
@@ -126,9 +132,31 @@ def eval_dir_for(profile: Profile, checkpoint: str | Path | None) -> Path:
         return profile.paths.eval_dir
     if in_package(ckpt):
         return profile.paths.run_dir / f"eval_{ckpt.stem}"
+    if is_foreign(profile, ckpt, trained_with):
+        return profile.paths.run_dir / f"eval_{_label(ckpt)}"
     if ckpt.parent.name == "checkpoints":
         return ckpt.parent.parent / "eval"
     return ckpt.parent / f"eval_{ckpt.stem}"
+
+
+def is_foreign(profile: Profile, checkpoint: str | Path, trained_with: str | None = None) -> bool:
+    """True for a checkpoint of another profile's run: trained with a profile of another name,
+    or lying in another profile's run folder (`runs/<other>/...`)."""
+    ckpt = Path(checkpoint).resolve()
+    if trained_with is not None and trained_with != profile.name:
+        return True
+    runs = runs_root().resolve()
+    return ckpt.is_relative_to(runs) and not ckpt.is_relative_to(profile.paths.run_dir.resolve())
+
+
+def _label(ckpt: Path) -> str:
+    """A folder name that says which checkpoint was scored: `<run>-<stem>`, e.g.
+    `other-train-final` for `runs/other/train/checkpoints/final.pt`."""
+    runs = runs_root().resolve()
+    parts = list(ckpt.relative_to(runs).parts) if ckpt.is_relative_to(runs) else \
+        list(ckpt.parts[-4:])
+    parts = [p for p in parts[:-1] if p not in ("checkpoints", "/")] + [ckpt.stem]
+    return "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", p) for p in parts[-4:])
 
 
 def assignment_file(checkpoint: str | Path) -> Path:
@@ -137,11 +165,12 @@ def assignment_file(checkpoint: str | Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + ".classes.json")
 
 
-def assignment_target(checkpoint: Path, out: Path) -> Path:
+def assignment_target(checkpoint: Path, out: Path, foreign: bool = False) -> Path:
     """Where evaluation writes the matching: beside the checkpoint, or in `out` when the
-    checkpoint is the package's or its folder is not writable."""
+    checkpoint is the package's, another profile's run (`foreign`), or its folder is not
+    writable."""
     side = assignment_file(checkpoint)
-    if in_package(checkpoint) or not os.access(side.parent, os.W_OK | os.X_OK):
+    if foreign or in_package(checkpoint) or not os.access(side.parent, os.W_OK | os.X_OK):
         return out / side.name
     return side
 
@@ -190,7 +219,12 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     if not write:
         return _score(profile, reader, split, names, path, model, backbone, dev, crf,
                       batch_size, n_examples, crf_workers, progress)
-    out = Path(out_dir) if out_dir is not None else eval_dir_for(profile, checkpoint)
+    meta = getattr(model, "meta", None)
+    trained_with = (None if is_released(model) or not isinstance(meta, dict)
+                    else (meta.get("profile") or {}).get("name"))
+    foreign = is_foreign(profile, path, trained_with)
+    out = Path(out_dir) if out_dir is not None else eval_dir_for(profile, checkpoint,
+                                                                 trained_with)
     record = _record(profile, reader, split, names, path, crf, max_images, dev)
     with stage_lock(out, "evaluate"):
         if not force:
@@ -205,7 +239,7 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
         save_json(out / "metrics.json", metrics)
         save_npz(out / "arrays.npz", **_flat(arrays))
         if max_images is None:
-            side = assignment_target(path, out)
+            side = assignment_target(path, out, foreign)
             save_json(side, {
                 "cluster_to_class": metrics["unsupervised"]["cluster_to_class"],
                 "class_names": metrics["class_names"],

@@ -292,6 +292,44 @@ def test_eval_dir_rules():
     assert ev.eval_dir_for(profile, "/x/model.pt") == Path("/x/eval_model")
 
 
+
+def test_eval_dir_of_another_profiles_run_is_this_profiles(tmp_path, monkeypatch):
+    from depthg_lib.config import load_profile
+
+    monkeypatch.setenv("DEPTHG_RUNS", str(tmp_path / "runs"))
+    profile = load_profile("test")
+    other = tmp_path / "runs" / "res96" / "train" / "checkpoints" / "final.pt"
+    assert ev.eval_dir_for(profile, other) == tmp_path / "runs" / "test" / "eval_res96-train-final"
+    own = tmp_path / "runs" / "test" / "abl" / "checkpoints" / "final.pt"
+    assert ev.eval_dir_for(profile, own) == own.parent.parent / "eval"
+    assert ev.eval_dir_for(profile, "/x/abl/checkpoints/final.pt", trained_with="res96") == \
+        tmp_path / "runs" / "test" / "eval_x-abl-final"
+
+
+@pytest.mark.parametrize("where", ["runs", "elsewhere"])
+def test_evaluating_another_runs_checkpoint_writes_nothing_into_that_run(fake_stage, tmp_path,
+                                                                        monkeypatch, where):
+    """`evaluate --profile test --checkpoint <a res96 run>/final.pt`: metrics, figures and the
+    cluster matching all go under runs/test/; the other run's folder is left as it was."""
+    from depthg_lib.config import load_profile
+
+    monkeypatch.setenv("DEPTHG_RUNS", str(tmp_path / "runs"))
+    profile = load_profile("test", num_workers=0, eval_res=32, n_classes=3)
+    base = tmp_path / "runs" if where == "runs" else tmp_path / "mine"
+    ckpt = base / "res96" / "train" / "checkpoints" / "final.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"fake")
+    model = _fake_model()
+    model.meta = {"step": 7, "profile": {"name": "res96"}}  # trained with another profile
+    monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), model, FakeBackbone()))
+    before = sorted(p for p in (base / "res96").rglob("*"))
+    m = ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False)
+    out = Path(m["out_dir"])
+    assert out.is_relative_to(profile.paths.run_dir) and (out / "metrics.json").exists()
+    assert (out / "final.classes.json").exists()
+    assert sorted(p for p in (base / "res96").rglob("*")) == before
+
+
 def test_unlabelled_split_is_one_clear_error(monkeypatch):
     from depthg_lib.config import load_profile
 
