@@ -26,8 +26,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from string import Template
 
-from .config import REPO_ROOT, load_profile
-from .course import chapters
+from .config import REPO_ROOT, chapters, load_profile
 from .errors import DepthGError, run_cli
 from .io import load_json
 

@@ -30,6 +30,14 @@ def runs_root() -> Path:
     """Where executed notebooks and run outputs go: `runs/`, or `$DEPTHG_RUNS` if set."""
     return Path(os.environ.get("DEPTHG_RUNS") or REPO_ROOT / "runs")
 
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def chapters(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The numbered chapters (`NN_*.ipynb`) in order; appendices (`A1_*`) are not run."""
+    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+
 DATASETS = ("synthscenes", "cocostuff27", "cityscapes", "potsdam", "directory")
 DEPTH_BACKENDS = ("synth", "gt", "zoedepth", "depth_anything")
 FIDELITIES = ("released", "corrected")  # docs/method.md §13

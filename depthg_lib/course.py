@@ -34,18 +34,19 @@ import time
 import tokenize
 from pathlib import Path
 
-from .config import REPO_ROOT, Profile, available_profiles, load_profile, profile_arg
+from .config import (
+    NOTEBOOK_DIR,
+    Profile,
+    available_profiles,
+    chapters,
+    load_profile,
+    profile_arg,
+)
 from .errors import DepthGError, run_cli
 from .io import atomic_path, ensure_dir, json_digest, load_json, save_json, stage_lock
 from .results import read_results
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 MANIFEST = Path(__file__).resolve().parent / "weights" / "manifest.json"
-
-
-def chapters(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered chapters (`NN_*.ipynb`) in order; appendices (`A1_*`) are not run."""
-    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
 
 
 def _select(all_chapters: list[Path], only: str | None) -> list[Path]:
