@@ -14,7 +14,10 @@ Per image, `--out` receives `<name>_label.png` (colour-coded clusters), `<name>_
 (the colours over the image) and `<name>_ids.png` (raw cluster ids, uint8); once per folder,
 `legend.png` / `legend.json`. A folder whose legend describes another checkpoint or probe is
 refused (its colours would no longer mean what its legend says) unless `--force`, which
-first deletes the outputs that legend lists. Sub-folders of an input folder are not searched;
+first deletes the outputs that legend lists. A program that owns its output folder (the
+course's chapter 05 in its run folder) passes `owner=`: the legend records it, and a later
+run with the same owner replaces those outputs without `force`; a folder it did not write
+(no owner, or another) stays protected. Sub-folders of an input folder are not searched;
 they are listed as skipped. Clusters are named after classes when the checkpoint carries a
 cluster → class matching (written by `python -m depthg_lib.evaluate` beside it, or stored
 in the checkpoint under `cluster_assignment`); otherwise they are just "cluster k".
@@ -278,11 +281,13 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                   checkpoint: str | os.PathLike | None = None, device: str = "cpu",
                   probe: str = "cluster", crf: bool = False, profile=None,
-                  progress: bool = True, force: bool = False) -> PredictionReport:
+                  progress: bool = True, force: bool = False,
+                  owner: str | None = None) -> PredictionReport:
     """Segment image files and folders into `out`; bad inputs are skipped and listed.
 
     When nothing at all could be segmented, one `DepthGError` lists why. An `out` folder
-    whose legend describes another checkpoint or probe is refused unless `force`.
+    whose legend describes another checkpoint or probe is refused unless `force`, or unless
+    it was written with the same `owner` (who may replace what it wrote itself).
     """
     from tqdm.auto import tqdm
 
@@ -304,7 +309,7 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
         n = int(getattr(seg.model.linear_probe, "n_classes", 0) or seg.n_clusters)
         palette = (np.asarray(seg.class_colors, dtype=np.uint8) if seg.class_colors
                    else label_palette(n))
-    legend = _legend(seg, palette, probe)
+    legend = {**_legend(seg, palette, probe), **({"owner": owner} if owner else {})}
     earlier = _check_legend(out, legend, force)
     used: set[str] = set()
     for path in tqdm(files, desc="predict", disable=not progress):
@@ -356,7 +361,8 @@ def _legend(seg: Segmenter, palette: np.ndarray, probe: str) -> dict:
 
 def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
     """The image stems an existing legend of `out` describes, if it says what `legend` says;
-    another legend is refused, or with `force` its outputs are deleted first."""
+    another legend is refused, or with `force` (or when the same owner wrote it) its
+    outputs are deleted first."""
     path = out / "legend.json"
     if not path.exists():
         return []
@@ -364,7 +370,7 @@ def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
     same = all(old.get(k) == legend[k] for k in ("checkpoint_sha256", "probe", "entries"))
     if same:
         return list(old.get("outputs", []))
-    if not force:
+    if not force and not (legend.get("owner") and old.get("owner") == legend["owner"]):
         what = ("another probe" if old.get("probe") != legend["probe"] and
                 old.get("checkpoint_sha256") == legend["checkpoint_sha256"]
                 else f"the outputs of another checkpoint ({old.get('checkpoint', '?')})"
