@@ -31,6 +31,8 @@ test: venv lint
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python tools/deadcode.py
 
 clean-runs:
 	rm -rf runs
