@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from ..config import REPO_ROOT, positive_int
@@ -43,12 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     shown = [a for a in given if a not in ("--no-progress", "--write-only")]
     shown = [("DIR" if i and shown[i - 1] == "--out" else a) for i, a in enumerate(shown)]
     command = " ".join(["python -m depthg_lib.study", *shown])
-    results = run_study(args.profile, out_dir=args.out, seeds=args.seeds,
-                        report_seed=args.report_seed, device=args.device,
-                        progress=not args.no_progress, resume=args.resume, force=args.force,
-                        n_boot=args.n_boot,
-                        publish=REPO_ROOT / "docs" / "study" if args.publish else None,
-                        command=command, write_only=args.write_only)
+    try:
+        results = run_study(args.profile, out_dir=args.out, seeds=args.seeds,
+                            report_seed=args.report_seed, device=args.device,
+                            progress=not args.no_progress, resume=args.resume,
+                            force=args.force, n_boot=args.n_boot,
+                            publish=REPO_ROOT / "docs" / "study" if args.publish else None,
+                            command=command, write_only=args.write_only)
+    except KeyboardInterrupt:  # the command that continues: never --force, always --resume
+        again = [a for a in given if a != "--force"] + ([] if args.resume else ["--resume"])
+        print("interrupted: the runs stored so far are kept; continue with "
+              f"`python -m depthg_lib.study {shlex.join(again)}`", file=sys.stderr)
+        return 130
     print(results_table(results))
     for line in ci_lines(results):
         print(line)
