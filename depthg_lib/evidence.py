@@ -11,11 +11,14 @@
 - `fps_read_overlap(depth, grid_hw, n)` — the share of the points the released sampler reads
   that are points FPS chose (it reads them transposed, docs/method.md §7.1).
 - `paper_rows()` — the numbers the papers report, from the profiles' `paper:` blocks, with
-  their source.
+  their source, and the rows the blocks add beside them (raw-feature baselines, evaluations
+  of the released checkpoints); `course_rows(profile, study)` — this course's numbers in the
+  same units.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -196,31 +199,135 @@ def fps_read_overlap(depth: np.ndarray | torch.Tensor, grid_hw: Sequence[int], n
 
 # ------------------------------------------------------------------ the papers' numbers
 
+_DATASETS = {"cityscapes": "Cityscapes", "cocostuff": "COCO-Stuff", "cocostuff27": "COCO-Stuff",
+             "potsdam": "Potsdam", "synthscenes": "SynthScenes"}
+_NUMBERS = ("unsup_acc", "unsup_miou", "linear_acc", "linear_miou")
+
+
+def dataset_name(p: Profile) -> str:
+    """"Cityscapes-27": the dataset with its number of classes, as the papers name it."""
+    return f"{_DATASETS.get(p.dataset, p.dataset)}-{p.n_classes}"
+
+
+def backbone_name(p: Profile) -> str:
+    """"DINO ViT-B/8" for `vit_base_patch8_224.dino`; the timm name otherwise."""
+    name = p.backbone
+    size = {"small": "S", "base": "B"}
+    for key, letter in size.items():
+        patch = name.split(f"vit_{key}_patch", 1)
+        if len(patch) == 2:
+            family = "DINO" if name.endswith(".dino") else name.rsplit(".", 1)[-1]
+            return f"{family} ViT-{letter}/{patch[1].split('_')[0]}"
+    return name
+
+
+def _row(profile: str, p: Profile, method: str, kind: str, block: dict, note=None) -> dict:
+    return {"profile": profile, "dataset": dataset_name(p), "backbone": backbone_name(p),
+            "method": method, "kind": kind,
+            "unsup_acc": block["unsupervised"]["acc"], "unsup_miou": block["unsupervised"]["miou"],
+            "linear_acc": block["linear"]["acc"], "linear_miou": block["linear"]["miou"],
+            "crf": block["crf"], "source": block["source"], "note": note}
+
+
 def paper_rows() -> list[dict]:
-    """Every shipped profile with a `paper:` block: its name, method, the reported numbers
-    (None where the profile does not source one), CRF, source and note."""
+    """Every shipped profile with a `paper:` block: its name, dataset, backbone, method, the
+    reported numbers (None where the profile does not source one), CRF, source and note —
+    then the block's `others` (a baseline, an evaluation of the released checkpoint), each
+    with its own source (`kind` "paper" or "other")."""
     rows = []
     for name in available_profiles():
         block = paper_numbers(name)
         if block is None:
             continue
         p = load_profile(name)
-        rows.append({"profile": name, "method": "DepthG" if p.use_depth else "STEGO",
-                     "unsup_acc": block["unsupervised"]["acc"],
-                     "unsup_miou": block["unsupervised"]["miou"],
-                     "linear_acc": block["linear"]["acc"], "linear_miou": block["linear"]["miou"],
-                     "crf": block["crf"], "source": block["source"], "note": block["note"]})
+        rows.append(_row(name, p, "DepthG" if p.use_depth else "STEGO", "paper", block,
+                         block["note"]))
+        rows += [_row(name, p, other["method"], "other", other) for other in block["others"]]
     return rows
 
 
+def sourced(rows: Sequence[dict]) -> list[dict]:
+    """The rows that hold at least one number."""
+    return [r for r in rows if any(r[k] is not None for k in _NUMBERS)]
+
+
 def paper_markdown(rows: Sequence[dict]) -> str:
-    """A Markdown table of `paper_rows` (— = not sourced in the profile)."""
-    lines = ["| profile | method | unsup. Acc | unsup. mIoU | linear Acc | linear mIoU | CRF | "
-             "source |", "|---|---|---:|---:|---:|---:|---|---|"]
-    for r in rows:
+    """A Markdown table of `paper_rows`, grouped by dataset and backbone so that what one
+    could compare sits together (— = not sourced in the profile)."""
+    lines = ["| dataset · backbone | method | unsup. Acc | unsup. mIoU | linear Acc | "
+             "linear mIoU | CRF | source |", "|---|---|---:|---:|---:|---:|---|---|"]
+    order = sorted(rows, key=lambda r: (r["dataset"], r["backbone"], r["kind"] != "paper",
+                                        r["method"] != "DepthG"))
+    for r in order:
         crf = {True: "yes", False: "no", None: "not stated"}[r["crf"]]
-        note = f" — {r['note']}" if r["note"] else ""
-        lines.append(f"| `{r['profile']}` | {r['method']} | {_fmt(r['unsup_acc'])} | "
-                     f"{_fmt(r['unsup_miou'])} | {_fmt(r['linear_acc'])} | "
-                     f"{_fmt(r['linear_miou'])} | {crf} | {r['source']}{note} |")
+        method = f"**{r['method']}** (paper)" if r["kind"] == "paper" else r["method"]
+        numbers = " | ".join(_as_given(r[k]) for k in _NUMBERS)
+        lines.append(f"| {r['dataset']} · {r['backbone']} | {method} | {numbers} | {crf} | "
+                     f"{_link(r['source'])} |")
+    return "\n".join(lines)
+
+
+def _as_given(x: float | None) -> str:
+    """A reported number with the decimals its source gives (81.6, 22.44), — if none."""
+    if x is None:
+        return "—"
+    text = f"{x:.2f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def _link(source: str) -> str:
+    """A source with its web address made a link (the text stays readable where none is)."""
+    return re.sub(r"(https?://[^\s),]+)", r"<\1>", source)
+
+
+def course_rows(profile: Profile | str, study: dict | None = None) -> list[dict]:
+    """This course's own numbers in the papers' units (Acc and mIoU in %, unsupervised and
+    linear probe): chapter 05's head and k-means baseline for `profile`, and the study's
+    DepthG and STEGO arms (mean over seeds; the study stores mIoU only)."""
+    p = load_profile(profile)
+    rows = []
+    r = read_results(p.name, "05_evaluate")
+    where = f"`runs/{p.name}/results/05_evaluate.json` (one seed)"
+    if "unsupervised_miou" in r:
+        rows.append({"dataset": dataset_name(p), "backbone": p.backbone, "method":
+                     "DepthG head (chapter 05)", "unsup_acc": r.get("unsupervised_acc"),
+                     "unsup_miou": r["unsupervised_miou"], "linear_acc": r.get("linear_acc"),
+                     "linear_miou": r.get("linear_miou"), "source": where})
+    if "kmeans_miou" in r:
+        rows.append({"dataset": dataset_name(p), "backbone": p.backbone, "method":
+                     "backbone features, no head: k-means (chapter 05)",
+                     "unsup_acc": r.get("kmeans_acc"), "unsup_miou": r["kmeans_miou"],
+                     "linear_acc": None, "linear_miou": None, "source": where})
+    if not study:
+        return rows
+    per_seed = study.get("baselines_per_seed", {})
+    for knob in study["knob"]["settings"]:
+        where = {"dataset": f"SynthScenes ({study['knob']['name']} {knob})",
+                 "backbone": study.get("backbone", {}).get("name", "?"), "unsup_acc": None,
+                 "linear_acc": None}
+        for arm in ("depthg-corrected", "stego-corrected", "depthg-released", "stego-released"):
+            v = study.get("arms", {}).get(arm, {}).get(knob, {})
+            if v.get("unsup"):
+                rows.append({**where, "method": study.get("arm_labels", {}).get(arm, arm),
+                             "unsup_miou": float(np.mean(v["unsup"])),
+                             "linear_miou": float(np.mean(v["linear"])),
+                             "source": f"study, mean of {len(v['unsup'])} seeds"})
+        km = per_seed.get("kmeans_raw_train_fit", {}).get(knob)
+        lin = per_seed.get("linear_raw", {}).get(knob)
+        if km or lin:
+            rows.append({**where, "method": "backbone features, no head: k-means (train fit) "
+                         "/ linear probe", "unsup_miou": float(np.mean(km)) if km else None,
+                         "linear_miou": float(np.mean(lin)) if lin else None,
+                         "source": f"study, mean of {len(km or lin)} seeds"})
+    return rows
+
+
+def course_markdown(rows: Sequence[dict]) -> str:
+    """A Markdown table of `course_rows`, in the columns of `paper_markdown`."""
+    lines = ["| dataset · backbone | method | unsup. Acc | unsup. mIoU | linear Acc | "
+             "linear mIoU | from |", "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} · {r['backbone']} | {r['method']} | "
+                     f"{_fmt(r['unsup_acc'])} | {_fmt(r['unsup_miou'])} | "
+                     f"{_fmt(r['linear_acc'])} | {_fmt(r['linear_miou'])} | {r['source']} |")
     return "\n".join(lines)

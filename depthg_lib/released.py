@@ -436,7 +436,9 @@ _METRICS = ("acc", "miou")
 def paper_numbers(profile) -> dict | None:
     """The `paper:` block of a profile's own file (not inherited: a STEGO twin has its own),
     checked: `source` (a citation), `crf` (true/false/null), `unsupervised` and `linear` with
-    `acc` and `miou` in percent or null. None when the profile has no such block."""
+    `acc` and `miou` in percent or null, and `others`: rows to read beside it (a baseline,
+    another table, an evaluation of the released checkpoint), each with `method`, its own
+    `source` and the same numbers. None when the profile has no such block."""
     import yaml
 
     from .config import load_profile
@@ -450,22 +452,42 @@ def paper_numbers(profile) -> dict | None:
     if not isinstance(block, dict) or not str(block.get("source") or "").strip():
         raise DepthGError(f"profile {where}: paper: must be a mapping with a source (the "
                           "paper, its arXiv id and the table)")
-    unknown = set(block) - {"source", "note", "crf", "unsupervised", "linear"}
+    unknown = set(block) - {"source", "note", "crf", "unsupervised", "linear", "others"}
     if unknown:
         raise DepthGError(f"profile {where}: paper: has unknown keys {sorted(unknown)}")
+    out = _paper_row(block, where, "paper")
+    out["note"] = block.get("note")
+    others = block.get("others") or []
+    if not isinstance(others, list):
+        raise DepthGError(f"profile {where}: paper.others must be a list of rows")
+    out["others"] = []
+    for i, row in enumerate(others):
+        name = f"paper.others[{i}]"
+        if (not isinstance(row, dict) or not str(row.get("method") or "").strip()
+                or not str(row.get("source") or "").strip()
+                or set(row) - {"method", "source", "crf", "unsupervised", "linear"}):
+            raise DepthGError(f"profile {where}: {name} must be a mapping with a method and a "
+                              "source (and crf, unsupervised, linear)")
+        out["others"].append({"method": str(row["method"]), **_paper_row(row, where, name)})
+    return out
+
+
+def _paper_row(block: dict, where, name: str) -> dict:
+    """source, crf and the two probes' numbers of one reported row, checked."""
     if block.get("crf") not in (True, False, None):
-        raise DepthGError(f"profile {where}: paper.crf must be true, false or null")
-    out = {"source": str(block["source"]), "note": block.get("note"), "crf": block.get("crf")}
+        raise DepthGError(f"profile {where}: {name}.crf must be true, false or null")
+    out = {"source": str(block["source"]), "crf": block.get("crf")}
     for probe in ("unsupervised", "linear"):
         numbers = block.get(probe) or {}
         if not isinstance(numbers, dict) or set(numbers) - set(_METRICS):
-            raise DepthGError(f"profile {where}: paper.{probe} must map acc and miou to numbers")
+            raise DepthGError(f"profile {where}: {name}.{probe} must map acc and miou to "
+                              "numbers")
         for metric in _METRICS:
             value = numbers.get(metric)
             if value is not None and (isinstance(value, bool)
                                       or not isinstance(value, (int, float))
                                       or not 0 <= value <= 100):
-                raise DepthGError(f"profile {where}: paper.{probe}.{metric} must be a "
+                raise DepthGError(f"profile {where}: {name}.{probe}.{metric} must be a "
                                   f"percentage or null, found {value!r}")
         out[probe] = {m: (None if numbers.get(m) is None else float(numbers[m]))
                       for m in _METRICS}

@@ -9,6 +9,7 @@ import torch
 
 from depthg_lib import evidence
 from depthg_lib.config import load_profile
+from depthg_lib.errors import DepthGError
 from depthg_lib.released import paper_numbers
 from depthg_lib.results import record
 from depthg_lib.train.trainer import Schedule
@@ -75,11 +76,50 @@ def test_findings_read_records_beside_baselines(tmp_path, monkeypatch):
 
 
 def test_paper_rows_come_from_the_profiles():
-    rows = {r["profile"]: r for r in evidence.paper_rows()}
+    rows = {r["profile"]: r for r in evidence.paper_rows() if r["kind"] == "paper"}
     city = paper_numbers("cityscapes-vitb8")
     assert rows["cityscapes-vitb8"]["unsup_miou"] == city["unsupervised"]["miou"]
     assert rows["cityscapes-vitb8"]["source"] == city["source"]
     assert rows["stego-cocostuff27-vits8"]["method"] == "STEGO"
     assert "test" not in rows
     md = evidence.paper_markdown([rows["cityscapes-vitb8"]])
-    assert city["source"] in md and f"{city['unsupervised']['miou']:.1f}" in md
+    assert "DepthG** (paper)" in md and f"| {city['unsupervised']['miou']:.1f} |" in md
+    assert "<https://github.com/leonsick/depthg/issues/2>" in md  # the quotation, a link
+
+
+def test_rows_beside_a_paper_keep_their_own_source_and_decimals():
+    rows = [r for r in evidence.paper_rows() if r["profile"] == "cityscapes-vitb8"]
+    others = paper_numbers("cityscapes-vitb8")["others"]
+    assert [r["kind"] for r in rows] == ["paper"] + ["other"] * len(others)
+    assert [r["source"] for r in rows[1:]] == [o["source"] for o in others]
+    assert all(r["dataset"] == "Cityscapes-27" and r["backbone"] == "DINO ViT-B/8" for r in rows)
+    md = evidence.paper_markdown(rows)
+    released = others[0]["unsupervised"]
+    assert f"| {released['acc']:.2f} | {released['miou']:.2f} |" in md  # 81.41, not 81.4
+    lines = md.splitlines()[2:]
+    assert "(paper)" in lines[0]  # the paper's own row first, the rows beside it after
+
+
+def test_an_other_row_without_source_is_one_clear_error(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("extends: demo\npaper:\n  source: X, Table 9\n  others:\n"
+                   "    - method: a baseline\n      unsupervised: {miou: 12}\n")
+    with pytest.raises(DepthGError, match=r"paper.others\[0\] must be a mapping with a method "
+                                          "and a source"):
+        paper_numbers(str(bad))
+
+
+def test_course_rows_read_chapter_05_and_the_study(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPTHG_RUNS", str(tmp_path))
+    record("test", "05_evaluate", unsupervised_miou=20.0, unsupervised_acc=50.0,
+           linear_miou=30.0, linear_acc=60.0, kmeans_miou=25.0, kmeans_acc=48.0)
+    study = {"knob": {"name": "camouflage", "settings": ["0"]}, "backbone": {"name": "vit"},
+             "arms": {"depthg-corrected": {"0": {"unsup": [20.0, 22.0], "linear": [30.0, 34.0]}}},
+             "arm_labels": {"depthg-corrected": "DepthG"},
+             "baselines_per_seed": {"kmeans_raw_train_fit": {"0": [27.0, 29.0]}}}
+    rows = evidence.course_rows("test", study)
+    assert [r["method"] for r in rows][0].startswith("DepthG head")
+    assert rows[0]["unsup_acc"] == 50.0 and rows[1]["unsup_miou"] == 25.0
+    assert rows[2]["unsup_miou"] == 21.0 and rows[2]["linear_miou"] == 32.0
+    assert rows[3]["unsup_miou"] == 28.0 and rows[3]["linear_miou"] is None
+    assert evidence.course_markdown(rows).count("\n") == 1 + len(rows)
