@@ -45,18 +45,28 @@ def test_released_objective_reads_the_profiles():
     assert stego["shift_first"] == stego["shift_last"] == stego["s_intra"]
 
 
-def test_fps_read_overlap_matches_the_figure_helpers():
-    from depthg_lib.sampling import fps_cells, fps_coords, read_positions
+def _depth_at(cells, hw=(4, 4)):
+    """A depth map, the feature grid's size, 0 everywhere but 1 at `cells`: FPS starts at
+    cell (0, 0) (depth 0: the origin of the point cloud), then takes the cells with depth
+    (far from the origin) before any other (all at the origin, distance 0 from the start)."""
+    depth = torch.zeros(1, 1, *hw)
+    for r, c in cells:
+        depth[0, 0, r, c] = 1.0
+    return depth
 
-    g = torch.Generator().manual_seed(3)
-    depth = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 40, 40, generator=g), 5, 1, 2)
-    for grid, n in (((10, 10), 4), ((14, 14), 6)):
-        chosen = {tuple(c) for c in fps_cells(depth, grid, n, "released").tolist()}
-        read = np.rint(read_positions(fps_coords(depth, grid, n, "released"), grid)).astype(int)
-        want = np.mean([tuple(r) in chosen for r in read.tolist()])
-        assert evidence.fps_read_overlap(depth[0, 0], grid, n) == pytest.approx(want)
-    flat = torch.ones(1, 1, 20, 20)  # FPS on a plane: symmetric about the diagonal or not,
-    assert 0 <= evidence.fps_read_overlap(flat, (10, 10), 3) <= 1  # a share all the same
+
+def test_fps_read_overlap_on_a_hand_counted_case():
+    """FPS chooses (0,0), (0,1), (0,2), (3,0) on a 4×4 grid (n = 2). The released sampler
+    reads cell (r, c) at row c·3/4, column r·3/4 (transposed, scaled by (h−1)/h, docs/method.md
+    §7.1), rounded: (0,0), (1,0), (2,0), (0,2) — two of them chosen, so the overlap is 1/2.
+    (Read without the transposition it would be 3/4.)"""
+    depth = _depth_at([(0, 1), (0, 2), (3, 0)])
+    assert evidence.fps_read_overlap(depth, (4, 4), 2) == 0.5
+    assert evidence.fps_read_overlap(depth[0, 0].numpy(), (4, 4), 2) == 0.5  # (H, W) arrays too
+
+
+def test_fps_read_overlap_is_one_when_fps_takes_every_cell():
+    assert evidence.fps_read_overlap(_depth_at([(1, 2), (2, 2)], (3, 3)), (3, 3), 3) == 1.0
 
 
 def test_findings_read_records_beside_baselines(tmp_path, monkeypatch):
