@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import math
 import os
 import types
@@ -333,13 +334,24 @@ def _validate(profile: Profile, path) -> None:
         raise DepthGError(f"profile {path}: depth_backend 'gt' exists only for synthscenes")
 
 
+def _own_name(path: Path, name: str) -> str:
+    """A profile's name, and so its run folder `runs/<name>/`: the file's name — but a file
+    outside the library named like a shipped profile (an edited `elsewhere/test.yaml`) is
+    `<name>-<8 hex digits of the sha256 of its resolved path>`, so that it never writes into,
+    or marks stale, the shipped profile's run."""
+    shipped = PROFILE_DIR / f"{name}.yaml"
+    if not shipped.exists() or path.resolve() == shipped.resolve():
+        return name
+    return f"{name}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
+
+
 def load_profile(name_or_path: str | os.PathLike, **overrides) -> Profile:
     """Load and validate a profile by name (`test`, `demo`, ...) or by YAML path."""
     if isinstance(name_or_path, Profile):
         return name_or_path.replace(**overrides) if overrides else name_or_path
     path = _profile_file(name_or_path)
     values = _read_yaml(path)
-    values.setdefault("name", path.stem)
+    values["name"] = _own_name(path, values.get("name", path.stem))
     values.update(overrides)
     for key in list(values):
         if key not in _FIELDS:
