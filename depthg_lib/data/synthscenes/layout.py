@@ -67,7 +67,8 @@ def _sample_sky(rng) -> Sky:
                ambient=_u(rng, 0.45, 0.62), clouds=_u(rng, 0.4, 0.75), fog=_u(rng, 80, 200))
 
 
-def _sample_ground(rng, fov_rad) -> Ground:
+def _ground_looks(rng) -> tuple[Look, Look, bool, Look, Look]:
+    """Grass, road (asphalt, maybe marked, or paving stones), sand and water looks."""
     grass = Look(_hsv(_u(rng, 0.2, 0.3), _u(rng, 0.4, 0.7), _u(rng, 0.35, 0.6)),
                  _hsv(_u(rng, 0.13, 0.24), _u(rng, 0.35, 0.65), _u(rng, 0.45, 0.7)),
                  pattern=_pick(rng, ("noise", "noise", "stripes")), scale=_u(rng, 0.3, 2.5),
@@ -93,17 +94,12 @@ def _sample_ground(rng, fov_rad) -> Ground:
     water_look = Look(_hsv(_u(rng, 0.48, 0.62), _u(rng, 0.5, 0.85), _u(rng, 0.25, 0.5)),
                       _hsv(_u(rng, 0.45, 0.6), _u(rng, 0.4, 0.8), _u(rng, 0.35, 0.6)),
                       pattern="noise", scale=_u(rng, 0.5, 2.0), offset=_u(rng, 0, 64))
+    return grass, road_look, marked, sand_look, water_look
 
-    def in_view(dmin, dmax):
-        d, phi = _u(rng, dmin, dmax), _u(rng, -0.55, 0.55) * fov_rad
-        return d * math.sin(phi), d * math.cos(phi)
 
-    lake, beach = None, 0.0
-    if rng.random() < 0.55:
-        beach = _u(rng, 0.08, 0.4) if rng.random() < 0.75 else 0.0
-        lake = Blob(in_view(8, 35), (_u(rng, 5, 17), _u(rng, 4, 12)), _u(rng, 0, math.pi),
-                    _u(rng, 0.1, 0.4), _u(rng, 0, 64))
-
+def _place_roads(rng, lake: Blob | None, beach: float, marked: bool) -> list[Road]:
+    """None, one or two roads, each leading away from the camera or crossing the view,
+    redrawn (up to 16 times) while it would run through the lake."""
     roads: list[Road] = []
     n_roads = 0 if rng.random() < 0.25 else 1 + int(rng.random() < 0.25)
     for _ in range(n_roads):
@@ -123,6 +119,23 @@ def _sample_ground(rng, fov_rad) -> Ground:
                     continue
             roads.append(road)
             break
+    return roads
+
+
+def _sample_ground(rng, fov_rad) -> Ground:
+    grass, road_look, marked, sand_look, water_look = _ground_looks(rng)
+
+    def in_view(dmin, dmax):
+        d, phi = _u(rng, dmin, dmax), _u(rng, -0.55, 0.55) * fov_rad
+        return d * math.sin(phi), d * math.cos(phi)
+
+    lake, beach = None, 0.0
+    if rng.random() < 0.55:
+        beach = _u(rng, 0.08, 0.4) if rng.random() < 0.75 else 0.0
+        lake = Blob(in_view(8, 35), (_u(rng, 5, 17), _u(rng, 4, 12)), _u(rng, 0, math.pi),
+                    _u(rng, 0.1, 0.4), _u(rng, 0, 64))
+
+    roads = _place_roads(rng, lake, beach, marked)
     sand = None
     if rng.random() < 0.4:
         c = in_view(5, 30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,91 +38,126 @@ def _bounding_sphere(obj: SceneObject):
     return center, 0.5 * math.dist(lo, hi)
 
 
-def render_layout(layout: Layout, size: int | tuple[int, int]) -> Scene:
-    """Ray-cast a scene description into image, label, depth and instances (docs/method.md §1)."""
+@dataclass
+class _Rays:
+    """One ray per pixel, d = forward + x · right − y · up with forward = (0, cos p, sin p) and
+    up = (0, −sin p, cos p): forward component 1, so a hit's parameter t is its depth along
+    the optical axis. The camera stands at (0, 0, h)."""
+
+    H: int
+    W: int
+    h: float
+    cp: float
+    sp: float
+    f: float  # focal length in pixels
+    dx: np.ndarray
+    dy: np.ndarray
+    dz: np.ndarray
+
+
+@dataclass
+class _Hits:
+    """The rays that hit a surface: flat pixel indices, t, direction, point, ray length."""
+
+    idx: np.ndarray
+    t: np.ndarray
+    rdx: np.ndarray
+    rdy: np.ndarray
+    rdz: np.ndarray
+    px: np.ndarray
+    py: np.ndarray
+    pz: np.ndarray
+    ray_len: np.ndarray
+
+
+def _rays(cam, size: int | tuple[int, int]) -> _Rays:
     H, W = (size, size) if isinstance(size, int | np.integer) else size
     H, W = int(H), int(W)
-    cam, sky, ground = layout.camera, layout.sky, layout.ground
-    table = noise_table(layout.noise_seed)
     h = float(cam.height)
     pitch = math.radians(cam.pitch)
     cp, sp = math.cos(pitch), math.sin(pitch)
     f = (W / 2) / math.tan(math.radians(cam.fov) / 2)
-
-    # Rays d = forward + x * right - y * up, forward = (0, cp, sp), up = (0, -sp, cp):
-    # forward component 1, so the hit parameter t is the depth along the optical axis.
     xs = ((np.arange(W, dtype=F32) + 0.5 - W / 2) / f)[None, :]
     ys = ((np.arange(H, dtype=F32) + 0.5 - H / 2) / f)[:, None]
     dx = np.broadcast_to(xs, (H, W)).copy()
     dy = np.broadcast_to(cp + ys * sp, (H, W)).copy()
     dz = np.broadcast_to(sp - ys * cp, (H, W)).copy()
+    return _Rays(H, W, h, cp, sp, f, dx, dy, dz)
 
+
+def _cast(r: _Rays, parts: list) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest t of every pixel's ray (ground plane or a part; inf for none) and which part it
+    hit (-1 = ground), each part tested only inside its screen box."""
     with np.errstate(divide="ignore"):
-        tbest = np.where(dz < 0, -h / dz, INF).astype(F32)
-    part_id = np.full((H, W), -1, dtype=np.int16)  # -1 = ground
-    parts = [(oi, shape, look) for oi, obj in enumerate(layout.objects)
-             for shape, look in obj.parts]
+        tbest = np.where(r.dz < 0, -r.h / r.dz, INF).astype(F32)
+    part_id = np.full((r.H, r.W), -1, dtype=np.int16)  # -1 = ground
     for k, (_, shape, _) in enumerate(parts):
-        r0, r1, c0, c1 = _screen_box(*shape.bounds(), h, cp, sp, f, H, W)
+        r0, r1, c0, c1 = _screen_box(*shape.bounds(), r.h, r.cp, r.sp, r.f, r.H, r.W)
         if r0 >= r1 or c0 >= c1:
             continue
         win = (slice(r0, r1), slice(c0, c1))
-        t = shape.intersect(0.0, 0.0, h, dx[win], dy[win], dz[win])
+        t = shape.intersect(0.0, 0.0, r.h, r.dx[win], r.dy[win], r.dz[win])
         closer = t < tbest[win]
         tbest[win][closer] = t[closer]
         part_id[win][closer] = k
+    return tbest, part_id
 
-    sky_mask = ~(tbest <= FAR_DEPTH)  # far-plane clipping; also catches inf
-    depth = np.where(sky_mask, F32(FAR_DEPTH), tbest).astype(F32)
-    label = np.full(H * W, SKY, dtype=np.uint8)
-    instance = np.zeros(H * W, dtype=np.uint16)
-    rgb = [np.empty(H * W, F32) for _ in range(3)]
 
-    hit = np.flatnonzero(~sky_mask.ravel())
-    t = tbest.ravel()[hit]
-    rdx, rdy, rdz = dx.ravel()[hit], dy.ravel()[hit], dz.ravel()[hit]
-    px, py, pz = rdx * t, rdy * t, h + rdz * t
-    n = hit.size
-    nx, ny, nz = np.zeros(n, F32), np.zeros(n, F32), np.ones(n, F32)
+def _hits(r: _Rays, tbest: np.ndarray, idx: np.ndarray) -> _Hits:
+    t = tbest.ravel()[idx]
+    rdx, rdy, rdz = r.dx.ravel()[idx], r.dy.ravel()[idx], r.dz.ravel()[idx]
+    ray_len = np.sqrt(rdx * rdx + rdy * rdy + rdz * rdz)
+    return _Hits(idx, t, rdx, rdy, rdz, rdx * t, rdy * t, r.h + rdz * t, ray_len)
+
+
+def _surfaces(layout: Layout, parts: list, hits: _Hits, ids: np.ndarray, f: float, table):
+    """Per hit: normal, albedo, class, instance and whether it is water, one surface (the
+    ground or a part) at a time."""
+    n = hits.idx.size
+    normal = [np.zeros(n, F32), np.zeros(n, F32), np.ones(n, F32)]
     alb = [np.empty(n, F32) for _ in range(3)]
     lab, inst = np.empty(n, np.uint8), np.zeros(n, np.uint16)
-    ray_len = np.sqrt(rdx * rdx + rdy * rdy + rdz * rdz)
     water = np.zeros(n, bool)
-
-    ids = part_id.ravel()[hit]
     order = np.argsort(ids, kind="stable")
     uniq, starts = np.unique(ids[order], return_index=True)
     ends = np.append(starts[1:], n)
     for k, a, b in zip(uniq.tolist(), starts.tolist(), ends.tolist()):
         sel = order[a:b]
-        x, y, z = px[sel], py[sel], pz[sel]
+        x, y, z = hits.px[sel], hits.py[sel], hits.pz[sel]
+        footprint = hits.t[sel] * hits.ray_len[sel] / f  # pixel size on the surface, times cos
         if k == -1:  # ground
-            cos_in = np.abs(rdz[sel]) / ray_len[sel]
-            fp = t[sel] * ray_len[sel] / f / np.maximum(cos_in, 0.2)
-            mat, lat, alo = ground_material(ground, x, y, table)
-            g = ground_albedo(ground, mat, x, y, lat, alo, fp, table)
+            cos_in = np.abs(hits.rdz[sel]) / hits.ray_len[sel]
+            mat, lat, alo = ground_material(layout.ground, x, y, table)
+            c = ground_albedo(layout.ground, mat, x, y, lat, alo,
+                              footprint / np.maximum(cos_in, 0.2), table)
             lab[sel] = mat
             water[sel] = mat == WATER
-            for ch in range(3):
-                alb[ch][sel] = g[ch]
-            continue
-        oi, shape, look = parts[k]
-        sx, sy, sz = shape.normal(x, y, z)
-        nx[sel], ny[sel], nz[sel] = sx, sy, sz
-        cos_in = np.abs(sx * rdx[sel] + sy * rdy[sel] + sz * rdz[sel]) / ray_len[sel]
-        fp = t[sel] * ray_len[sel] / f / np.maximum(cos_in, 0.2)
-        c = look_albedo(look, x, y, z, sx, sy, sz, fp, table)
+        else:
+            oi, shape, look = parts[k]
+            sx, sy, sz = shape.normal(x, y, z)
+            normal[0][sel], normal[1][sel], normal[2][sel] = sx, sy, sz
+            cos_in = np.abs(sx * hits.rdx[sel] + sy * hits.rdy[sel] + sz * hits.rdz[sel]
+                            ) / hits.ray_len[sel]
+            c = look_albedo(look, x, y, z, sx, sy, sz, footprint / np.maximum(cos_in, 0.2),
+                            table)
+            lab[sel] = layout.objects[oi].class_id
+            inst[sel] = layout.objects[oi].instance
         for ch in range(3):
             alb[ch][sel] = c[ch]
-        lab[sel] = layout.objects[oi].class_id
-        inst[sel] = layout.objects[oi].instance
+    return normal, alb, lab, inst, water
 
-    # Lambertian sun with cast shadows (shadow rays against every object), sky ambient.
-    lx, ly, lz = (F32(v) for v in sky.sun_dir)
+
+def _sunlight(layout: Layout, hits: _Hits, normal: list) -> np.ndarray:
+    """Lambertian sun per hit, 0 in cast shadow (a shadow ray against every object whose
+    bounding sphere it passes)."""
+    nx, ny, nz = normal
+    lx, ly, lz = (F32(v) for v in layout.sky.sun_dir)
     ndl = np.maximum(nx * lx + ny * ly + nz * lz, 0.0)
     lit = np.flatnonzero(ndl > 0)
-    off = 2e-3 + 2e-5 * t[lit]
-    ox, oy, oz = px[lit] + nx[lit] * off, py[lit] + ny[lit] * off, pz[lit] + nz[lit] * off
+    off = 2e-3 + 2e-5 * hits.t[lit]
+    ox = hits.px[lit] + nx[lit] * off
+    oy = hits.py[lit] + ny[lit] * off
+    oz = hits.pz[lit] + nz[lit] * off
     visible = np.ones(lit.size, bool)
     for obj in layout.objects:
         (cx, cy, cz), rad = _bounding_sphere(obj)
@@ -135,41 +171,66 @@ def render_layout(layout: Layout, size: int | tuple[int, int]) -> Scene:
         for shape, _ in obj.parts:
             blocked |= shape.intersect(ox[cand], oy[cand], oz[cand], lx, ly, lz) < INF
         visible[cand[blocked]] = False
-    sun = np.zeros(n, F32)
+    sun = np.zeros(hits.idx.size, F32)
     sun[lit] = ndl[lit] * visible
-    hemi = 0.6 + 0.4 * nz
+    return sun
+
+
+def _shade(sky, hits: _Hits, normal: list, alb: list, water: np.ndarray, sun: np.ndarray,
+           table) -> list[np.ndarray]:
+    """Colour of every hit: sun and sky ambient, the sky mirrored on water, then aerial
+    perspective (far surfaces fade into the horizon colour, fully at the far plane)."""
+    hemi = 0.6 + 0.4 * normal[2]
     amb = [sky.ambient * (0.5 * (hz + zz)) for hz, zz in zip(sky.horizon, sky.zenith)]
     col = [a * (am * hemi + sc * sun) for a, am, sc in zip(alb, amb, sky.sun_color)]
-
     if water.any():  # water mirrors the sky, more so at grazing angles (Fresnel-like)
         w = np.flatnonzero(water)
-        inv = 1.0 / ray_len[w]
-        ripple = 0.06 * (value_noise(table, px[w] * 1.7, py[w] * 3.1) - 0.5)
-        rz = -rdz[w] * inv + ripple
-        refl = sky_color(sky, rdx[w] * inv, rdy[w] * inv, rz, table)
-        fres = 0.3 + 0.6 * (1.0 - np.clip(-rdz[w] * inv, 0.0, 1.0)) ** 4
+        inv = 1.0 / hits.ray_len[w]
+        ripple = 0.06 * (value_noise(table, hits.px[w] * 1.7, hits.py[w] * 3.1) - 0.5)
+        rz = -hits.rdz[w] * inv + ripple
+        refl = sky_color(sky, hits.rdx[w] * inv, hits.rdy[w] * inv, rz, table)
+        fres = 0.3 + 0.6 * (1.0 - np.clip(-hits.rdz[w] * inv, 0.0, 1.0)) ** 4
         for ch in range(3):
             col[ch][w] = col[ch][w] * (1 - fres) + refl[ch] * fres * (0.55 + 0.45 * sun[w])
-
-    # Aerial perspective: far surfaces fade into the horizon colour, fully at the far plane.
+    t = hits.t
     fog = np.maximum(1.0 - np.exp(-t / sky.fog), smoothstep(0.55 * FAR_DEPTH, FAR_DEPTH, t))
-    for ch in range(3):
-        rgb[ch][hit] = col[ch] + (sky.horizon[ch] - col[ch]) * fog
+    return [c + (sky.horizon[ch] - c) * fog for ch, c in enumerate(col)]
 
+
+def render_layout(layout: Layout, size: int | tuple[int, int]) -> Scene:
+    """Ray-cast a scene description into image, label, depth and instances (docs/method.md §1)."""
+    cam, sky = layout.camera, layout.sky
+    table = noise_table(layout.noise_seed)
+    r = _rays(cam, size)
+    parts = [(oi, shape, look) for oi, obj in enumerate(layout.objects)
+             for shape, look in obj.parts]
+    tbest, part_id = _cast(r, parts)
+    sky_mask = ~(tbest <= FAR_DEPTH)  # far-plane clipping; also catches inf
+    depth = np.where(sky_mask, F32(FAR_DEPTH), tbest).astype(F32)
+
+    hits = _hits(r, tbest, np.flatnonzero(~sky_mask.ravel()))
+    normal, alb, lab, inst, water = _surfaces(layout, parts, hits, part_id.ravel()[hits.idx],
+                                              r.f, table)
+    col = _shade(sky, hits, normal, alb, water, _sunlight(layout, hits, normal), table)
+    rgb = [np.empty(r.H * r.W, F32) for _ in range(3)]
+    for ch in range(3):
+        rgb[ch][hits.idx] = col[ch]
     miss = np.flatnonzero(sky_mask.ravel())
     if miss.size:
-        sdx, sdy, sdz = dx.ravel()[miss], dy.ravel()[miss], dz.ravel()[miss]
+        sdx, sdy, sdz = r.dx.ravel()[miss], r.dy.ravel()[miss], r.dz.ravel()[miss]
         inv = 1.0 / np.sqrt(sdx * sdx + sdy * sdy + sdz * sdz)
         sc = sky_color(sky, sdx * inv, sdy * inv, sdz * inv, table)
         for ch in range(3):
             rgb[ch][miss] = sc[ch]
 
-    label[hit] = lab
-    instance[hit] = inst
+    label = np.full(r.H * r.W, SKY, dtype=np.uint8)
+    instance = np.zeros(r.H * r.W, dtype=np.uint16)
+    label[hits.idx] = lab
+    instance[hits.idx] = inst
     noise_rng = np.random.default_rng([layout.noise_seed, 11])
     img = np.stack(rgb, axis=-1) * F32(cam.exposure)
     img += noise_rng.standard_normal(img.shape, dtype=F32) * F32(cam.noise)
-    image = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(H, W, 3)
-    camera = {"height": h, "pitch": float(cam.pitch), "fov": float(cam.fov), "focal_px": f}
-    return Scene(image=image, label=label.reshape(H, W), depth=depth,
-                 instance=instance.reshape(H, W), camera=camera)
+    image = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(r.H, r.W, 3)
+    camera = {"height": r.h, "pitch": float(cam.pitch), "fov": float(cam.fov), "focal_px": r.f}
+    return Scene(image=image, label=label.reshape(r.H, r.W), depth=depth,
+                 instance=instance.reshape(r.H, r.W), camera=camera)
