@@ -175,3 +175,60 @@ def test_a_chapter_runs_without_warnings_about_parameters_or_plain_sockets(sandb
     seen = capfd.readouterr()
     assert "unknown parameter" not in seen.out + seen.err + caplog.text
     assert "without encryption" not in seen.out + seen.err
+
+
+def _summary(root, name="tiny"):
+    return json.loads((root / "runs" / name / "summary.json").read_text())["notebooks"]
+
+
+def test_a_chapter_is_recorded_as_running_before_it_starts(sandbox):
+    root, profile = sandbox
+    _notebook(root / "nb" / "00_first.ipynb",
+              "import json, os\n"
+              "from depthg_lib.config import load_profile\n"
+              "from depthg_lib.results import record\n"
+              "summary = load_profile(profile).paths.run_dir / 'summary.json'\n"
+              "status = json.loads(summary.read_text())['notebooks']['00_first']['status']\n"
+              "record(profile, '00_first', status_seen=status)")
+    summary = run_course(str(profile), notebook_dir=root / "nb")
+    assert summary["notebooks"]["00_first"]["results"] == {"status_seen": "running"}
+    assert _summary(root)["00_first"]["status"] == "ok"
+
+
+def test_a_prose_edit_reruns_that_chapter_only(sandbox, capsys):
+    root, profile = sandbox
+    first = root / "nb" / "00_data.ipynb"
+    _notebook(first, "x = 1")
+    _notebook(root / "nb" / "01_depth.ipynb", "y = 2")
+    run_course(str(profile), notebook_dir=root / "nb")
+    capsys.readouterr()
+    nb = nbformat.read(first, as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("One more sentence for the reader."))
+    nb.cells[1].source = "x = 1  # a comment that explains x\n\n# and a line of its own"
+    nbformat.write(nb, first)
+    summary = run_course(str(profile), notebook_dir=root / "nb")
+    out = capsys.readouterr().out
+    assert "00_data: running (notebook changed)" in out and "01_depth: done earlier" in out
+    assert "One more sentence" in (root / "runs" / "tiny" / "00_data.ipynb").read_text()
+    assert {e["status"] for e in summary["notebooks"].values()} == {"ok"}
+    nb.cells[1].source = "x = 2  # a comment that explains x"  # the code: later chapters redo
+    nbformat.write(nb, first)
+    run_course(str(profile), notebook_dir=root / "nb")
+    assert "01_depth: running (chapter 00 ran again changed)" in capsys.readouterr().out
+
+
+def test_a_profile_file_named_like_a_shipped_one_has_its_own_run_folder(sandbox, tmp_path):
+    root, _ = sandbox
+    for name in ("00_data", "01_depth"):
+        _notebook(root / "nb" / f"{name}.ipynb", "x = 1")
+    run_course("test", notebook_dir=root / "nb")
+    shipped = (root / "runs" / "test" / "summary.json").read_text()
+    mine = tmp_path / "elsewhere" / "test.yaml"
+    mine.parent.mkdir()
+    mine.write_text("extends: test\nsteps: 3\n")  # an edited copy
+    summary = run_course(str(mine), notebook_dir=root / "nb", only="00")
+    assert (root / "runs" / "test" / "summary.json").read_text() == shipped  # untouched
+    folders = sorted(p.name for p in (root / "runs").iterdir())
+    assert len(folders) == 2 and folders[1].startswith("test-"), folders
+    assert summary["profile"] == folders[1]
+    assert (root / "runs" / folders[1] / "00_data.ipynb").exists()
