@@ -58,15 +58,30 @@ def stego_partner(arm: str) -> str:
     return f"stego-{arm_factors(arm)[2]}"
 
 
+def schedule_every(share: float, steps: int, every: int) -> int:
+    """Steps between two decays: `share` of the run (at least 1) when set, else `every`."""
+    return max(1, round(share * steps)) if share > 0 else every
+
+
 def arm_profile(profile: Profile, arm: str, steps: int | None = None,
                 val_every: int | None = None) -> Profile:
     """The profile an arm trains with: only the settings that define the arm change, plus the
-    budget every arm shares (`steps`, default `ablation_steps` or `steps`)."""
+    budget every arm shares (`steps`, default `ablation_steps` or `steps`).
+
+    With `depth_decay_share` / `fps_sample_decay_share` set, the decays happen after every
+    that share of the arm's steps, so a longer or shorter run keeps the schedule's proportions
+    (the released COCO-Stuff recipe: depth decay ×0.6 every 250 of 5,000 steps = 0.05, the
+    sample count ×0.9 every 1,000 = 0.2)."""
     depth, fps, fidelity = arm_factors(arm)
     steps = steps or profile.ablation_steps or profile.steps
     val_every = min(val_every or steps, steps)
-    return profile.replace(steps=steps, val_every=val_every, fidelity=fidelity, use_depth=depth,
-                           sampling="fps" if fps else "random")
+    return profile.replace(
+        steps=steps, val_every=val_every, fidelity=fidelity, use_depth=depth,
+        sampling="fps" if fps else "random",
+        depth_decay_every=schedule_every(profile.depth_decay_share, steps,
+                                         profile.depth_decay_every),
+        fps_sample_decay_every=schedule_every(profile.fps_sample_decay_share, steps,
+                                              profile.fps_sample_decay_every))
 
 
 def run_arm(variant: Profile, run_dir: str | os.PathLike, seed: int, data: TrainData | None = None,

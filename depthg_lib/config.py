@@ -144,6 +144,11 @@ class Profile:
     study_knob: list[float] = field(default_factory=lambda: [0.0])  # camouflage settings
     study_arms: list[str] = field(default_factory=list)  # [] = every arm of the factorial
     study_shift_offsets: list[float] = field(default_factory=lambda: [0.0])  # tuned on tune
+    # the study's nuisance knob (depthg_lib.nuisance): strengths run at camouflage study_knob[0]
+    study_nuisance: list[float] = field(default_factory=list)
+    # schedules as a share of an ablation run (ablation.arm_profile); 0 = the *_every steps
+    depth_decay_share: float = 0.0
+    fps_sample_decay_share: float = 0.0
 
     # -- derived -------------------------------------------------------------------------
     source: str = field(default="", compare=False)  # the file it was loaded from
@@ -217,7 +222,8 @@ _NON_NEGATIVE = {"synth_n_train", "synth_n_val", "synth_seed", "seed", "extra_cl
                  "feature_cache_gb", "tune_seed", "report_seed", "study_n_report"
                  } | {k for k in _FIELDS if k.startswith("weight_")}
 _UNIT_INTERVAL = {"crop_ratio", "feature_dropout", "depth_decay_factor",
-                  "fps_sample_decay_factor", "synth_camouflage"}
+                  "fps_sample_decay_factor", "synth_camouflage", "depth_decay_share",
+                  "fps_sample_decay_share"}
 
 
 def available_profiles() -> list[str]:

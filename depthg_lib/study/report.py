@@ -21,6 +21,18 @@ from ..viz import ablation as viz
 from .splits import KNOB, KNOB_MEANING, knob_key, split_size
 from .stats import METRICS, paired_bootstrap, verdict
 
+
+def nuisance_spec(strength: float) -> dict:
+    from .runner import nuisance_spec as spec
+
+    return spec(strength)
+
+NUISANCE_MEANING = (
+    "structured, class-free signal added to the frozen features after the backbone "
+    "(depthg_lib.nuisance; an experimental device of the course, not part of DepthG): a "
+    "per-source-image offset, a position-dependent pattern over the patch grid and a few "
+    "high-norm outlier tokens, each of size strength × the clean features' mean norm "
+    "(outliers 4×), in low-rank subspaces; the same for every arm and baseline")
 BASELINES = {
     "kmeans_raw_train_fit": "k-means on raw backbone features, fitted on the training crops",
     "kmeans_raw_transductive": "k-means on raw backbone features, fitted on the report images",
@@ -39,21 +51,16 @@ def reference_arm(profile: Profile, arms: list[str]) -> str:
     return want if want in arms else arms[-1]
 
 
-def _rows(study, kind: str, name: str, knob: float) -> list[dict]:
+def _rows(study, kind: str, name: str, knob) -> list[dict]:
     """Stored rows of the current identities, one per seed of this study, in seed order."""
-    by_seed = {}
-    for r in study.store.rows:
-        if r["kind"] == kind and r["name"] == name and r["knob"] == knob_key(knob):
-            by_seed[r["seed"]] = r
-    return [by_seed[s] for s in study.seeds if s in by_seed and _current(study, by_seed[s])]
-
-
-def _current(study, row: dict) -> bool:
-    """Is a stored row one of this study's identities (not an older setting's)?"""
-    knob = float(row["knob"])
-    if row["kind"] == "arm":
-        return row["id"] == study.arm_identity(row["name"], knob, row["seed"])
-    return row["id"] == study.baseline_identity(row["name"], knob, row["seed"])
+    found = []
+    for seed in study.seeds:
+        identity = (study.arm_identity(name, knob, seed) if kind == "arm"
+                    else study.baseline_identity(name, knob, seed))
+        row = study.store.find(identity)
+        if row is not None:
+            found.append(row)
+    return found
 
 
 def _stack(study, rows: list[dict], key: str) -> np.ndarray:
@@ -65,22 +72,27 @@ def last_quarter(n_points: int) -> int:
     return max(1, n_points // 4)
 
 
-def validation_curves(study, knob: float) -> dict:
-    """Per arm: validation steps and the mean over seeds of the tune-split probe scores."""
+def read_curve(log: Path) -> list[tuple[int, float, float]]:
+    """(updates done, tune cluster mIoU, tune linear mIoU) of each validation in a run's log."""
     import csv
 
+    if not log.exists():
+        return []
+    with open(log, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("val_cluster_miou")]
+    return [(int(r["step"]) + 1, float(r["val_cluster_miou"]), float(r["val_linear_miou"]))
+            for r in rows]
+
+
+def validation_curves(study, knob) -> dict:
+    """Per arm: validation steps and the mean over seeds of the tune-split probe scores."""
     curves = {}
     for arm in study.arms:
         per_seed = []
         for seed in study.seeds:
-            log = study.run_dir(arm, knob, seed) / "log.csv"
-            if not log.exists():
-                continue
-            with open(log, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if r.get("val_cluster_miou")]
-            if rows:
-                per_seed.append([(int(r["step"]) + 1, float(r["val_cluster_miou"]),
-                                  float(r["val_linear_miou"])) for r in rows])
+            curve = read_curve(study.run_dir(arm, knob, seed) / "log.csv")
+            if curve:
+                per_seed.append(curve)
         if not per_seed:
             continue
         n = min(len(c) for c in per_seed)
@@ -94,6 +106,35 @@ def validation_curves(study, knob: float) -> dict:
         curves[arm]["gain_last_quarter"] = round(float(values[-1] - values[-1 - quarter]), 3) \
             if n > quarter else None
     return curves
+
+
+def _placement(study, knob) -> dict | None:
+    try:
+        return study.placement(knob) if (knob in study.knob_data
+                                         or not study.write_only) else None
+    except KeyError:
+        return None
+
+
+def regime_summary(study) -> dict:
+    """The regime check: per arm and regime, the schedule, the tune and report scores and how
+    much the tune curve still moved over its last quarter."""
+    out = {}
+    for arm, by_regime in study.regime_rows.items():
+        for name, row in by_regime.items():
+            curve = read_curve(Path(row["run_dir"]) / "log.csv")
+            quarter = last_quarter(len(curve))
+            gain = (round(curve[-1][1] - curve[-1 - quarter][1], 3)
+                    if len(curve) > quarter else None)
+            out.setdefault(arm, {})[name] = {
+                "steps": row["steps"], "depth_decay_every": row["depth_decay_every"],
+                "fps_sample_decay_every": row["fps_sample_decay_every"],
+                "tune_unsup": round(row["tune_unsup"], 3),
+                "tune_linear": round(row["tune_linear"], 3),
+                "report_unsup": round(row["unsup"], 3), "report_linear": round(row["linear"], 3),
+                "tune_curve": [[c[0], round(c[1], 3), round(c[2], 3)] for c in curve],
+                "tune_gain_last_quarter": gain, "seed": row["seed"]}
+    return out
 
 
 def summarize(study) -> dict:
@@ -134,7 +175,7 @@ def summarize(study) -> dict:
             pairs += [("depthg-corrected", "depthg-released", "arm", m)
                       for m in ("unsup", "linear")]
         for arm in dict.fromkeys([ref, f"stego-{p.fidelity}"]):
-            if arm in rows:
+            if arm in rows and rows[arm]:
                 pairs += [(arm, "kmeans_raw_train_fit", "baseline", "unsup"),
                           (arm, "kmeans_raw_transductive", "baseline", "unsup"),
                           (arm, "linear_raw", "baseline", "linear")]
@@ -165,7 +206,14 @@ def summarize(study) -> dict:
                    "n_report_images": split_size(p, "report"), "image_size": p.synth_size},
         "seeds": list(study.seeds),
         "knob": {"name": KNOB, "settings": [knob_key(k) for k in study.knobs],
-                 "meaning": KNOB_MEANING},
+                 "meaning": KNOB_MEANING,
+                 "labels": {knob_key(k): k.label for k in study.knobs},
+                 "camouflage": {knob_key(k): k.camouflage for k in study.knobs},
+                 "nuisance": {knob_key(k): k.nuisance for k in study.knobs}},
+        "nuisance": {"meaning": NUISANCE_MEANING, "spec": nuisance_spec(1.0),
+                     "scale": {knob_key(k): round(study.nuisance(k).scale, 4)
+                               for k in study.knobs if k.nuisance and k in study.knob_data}},
+        "regime": regime_summary(study),
         "arms": arms,
         "arm_labels": {a: ablation.ARMS[a] for a in study.arms},
         "reference_arm": ref,
@@ -179,12 +227,23 @@ def summarize(study) -> dict:
         "premise": premise,
         "validation": {"split": "tune", "knob": knob_key(study.knobs[0]),
                        "curves": validation_curves(study, study.knobs[0])},
-        "shifts": {**study.tuning, "used": {"shift_intra": p.shift_intra + study.shift_offset,
-                                            "shift_inter": p.shift_inter + study.shift_offset,
-                                            "shift_neg": p.shift_neg + study.shift_offset}},
+        "shifts": {**study.tuning,
+                   "profile": {"shift_intra": p.shift_intra, "shift_inter": p.shift_inter,
+                               "shift_neg": p.shift_neg},
+                   "offsets": {knob_key(k): {a: study.offsets.get((k.key, a), 0.0)
+                                             for a in study.arms} for k in study.knobs},
+                   "placed": {knob_key(k): {"shifts": r["shifts"], "f": r["f"]}
+                              for k in study.knobs if k.nuisance
+                              for r in [_placement(study, k)] if r}},
         "training": {"steps": study.steps, "batch_size": p.batch_size, "lr": p.lr,
                      "val_every": study.val_every, "res": p.res, "dim": p.dim,
-                     "samples": p.samples, "depth_backend": p.depth_backend},
+                     "samples": p.samples, "depth_backend": p.depth_backend,
+                     "depth_decay_every": ablation.schedule_every(
+                         p.depth_decay_share, study.steps, p.depth_decay_every),
+                     "depth_decay_factor": p.depth_decay_factor,
+                     "fps_sample_decay_every": ablation.schedule_every(
+                         p.fps_sample_decay_share, study.steps, p.fps_sample_decay_every),
+                     "fps_sample_decay_factor": p.fps_sample_decay_factor},
         "backbone": {"name": p.backbone, "weights_identity": profile_weights_identity(p),
                      "saw": backbone_saw(p)},
         "command": study.command,

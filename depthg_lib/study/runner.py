@@ -23,8 +23,10 @@ from ..config import Profile, load_profile, profile_arg
 from ..env import resolve_device
 from ..errors import DepthGError
 from ..io import json_digest, load_json, save_json, save_npz
+from ..knn import same_source_share
 from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
+from ..nuisance import Nuisance
 from ..train.loop import load_frozen_backbone
 from .report import publish_results, summarize, write_figures
 from .scoring import (
@@ -37,10 +39,27 @@ from .scoring import (
     score_head,
     score_linear_raw,
 )
-from .splits import KNOB, KnobData, knob_key, knob_profile, prepare_knob, split_size
+from .shifts import SHIFT_NAMES, f_statistics, placed_shifts
+from .splits import (
+    KNOB,
+    KnobData,
+    Setting,
+    apply_nuisance,
+    clean_scale,
+    knob_key,
+    knob_profile,
+    prepare_knob,
+    split_size,
+)
 from .stats import METRICS, linear_miou, unsup_miou
 
 STORE_VERSION = 1
+# the regime check (one seed, the reference arm and STEGO): short vs long runs, the decay
+# schedules fixed in steps (`depth_decay_every`, as every earlier study ran) or as a share of
+# the run (`depth_decay_share`, the released proportions); name → (steps as a share of the
+# study's, schedule as share)
+REGIMES = {"short-steps": (0.2, False), "short-share": (0.2, True),
+           "long-steps": (1.0, False), "long-share": (1.0, True)}
 
 
 class Store:
@@ -76,7 +95,10 @@ def digest(obj) -> str:
 
 
 def profile_values(profile: Profile) -> dict:
-    return {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
+    """A profile's settings as part of a row's identity: not the study's own design (its
+    knobs, arms, seeds, candidates), so that growing the study keeps the rows it has."""
+    return {k: v for k, v in dataclasses.asdict(profile).items()
+            if k != "source" and not k.startswith("study_") and k != "ablation_seeds"}
 
 
 def study_arms(profile: Profile) -> list[str]:
@@ -94,18 +116,22 @@ class Study:
         self.profile, self.out, self.progress, self.n_boot = profile, out, progress, n_boot
         self.seeds = list(range(seeds))
         self.arms = study_arms(profile)
-        self.knobs = [float(k) for k in profile.study_knob]
+        self.knobs = study_settings(profile)
         self.device = resolve_device(device)
         self.command = command
         self.store = Store(out)
         self.backbone = load_frozen_backbone(profile, self.device)
         self.fidelities = sorted({ablation.arm_factors(a)[2] for a in self.arms}
                                  | {profile.fidelity})
-        self.knob_data: dict[float, KnobData] = {}
+        self.knob_data: dict[Setting, KnobData] = {}
+        self.camouflage_data: dict[float, KnobData] = {}
         self.steps = profile.ablation_steps or profile.steps
         self.val_every = max(1, self.steps // 8)
-        self.shift_offset = 0.0
+        self.shift_offset = 0.0  # the offset in use while training (set per setting and arm)
+        self.base_shifts: dict | None = None  # placed shifts in use (None: the profile's)
+        self.offsets: dict[tuple[str, str], float] = {}  # (setting key, arm) → tuned offset
         self.tuning: dict = {}
+        self.regime_rows: dict = {}
         self.started = time.time()
         self.write_only = False  # True: only summarise what is stored, train nothing
         self.objective_version = OBJECTIVE_VERSION
@@ -116,69 +142,127 @@ class Study:
         return {"report_seed": p.report_seed, "n": split_size(p, "report"), "size":
                 p.synth_size, "eval_res": p.eval_res}
 
-    def data_identity(self, knob: float) -> dict:
+    def data_identity(self, knob: Setting) -> dict:
         p = self.profile
-        return {"knob": knob_key(knob), "train_seed": p.synth_seed, "n_train": p.synth_n_train,
-                "size": p.synth_size, "res": p.res, "backbone": p.backbone,
-                "weights": profile_weights_identity(p)}
+        ident = {"knob": knob_key(knob), "train_seed": p.synth_seed, "n_train": p.synth_n_train,
+                 "size": p.synth_size, "res": p.res, "backbone": p.backbone,
+                 "weights": profile_weights_identity(p)}
+        if knob.nuisance:
+            ident["nuisance"] = nuisance_spec(knob.nuisance)
+        return ident
 
-    def knob(self, value: float) -> KnobData:
+    def knob(self, value: Setting) -> KnobData:
         if value not in self.knob_data:
-            self.knob_data[value] = prepare_knob(self.profile, value, self.fidelities,
-                                                 self.backbone, self.device, self.progress)
+            c = float(value.camouflage)
+            if c not in self.camouflage_data:
+                self.camouflage_data[c] = prepare_knob(self.profile, c, self.fidelities,
+                                                       self.backbone, self.device,
+                                                       self.progress)
+            kd = self.camouflage_data[c]
+            if value.nuisance:
+                kd = apply_nuisance(kd, self.nuisance(value), self.profile, self.backbone,
+                                    self.device, self.progress)
+            self.knob_data[value] = kd
         return self.knob_data[value]
 
+    def nuisance(self, value: Setting) -> Nuisance:
+        """The setting's nuisance, in units of its clean training features' mean norm."""
+        kd = self.camouflage_data[float(value.camouflage)]
+        return Nuisance(float(value.nuisance), scale=clean_scale(kd, self.profile.fidelity),
+                        dim=self.backbone.dim, **NUISANCE_DEFAULTS)
+
     def shifted(self, profile: Profile) -> Profile:
+        """`profile` with the shifts in use: placed for the setting, plus the tuned offset."""
         o = self.shift_offset
-        return profile.replace(shift_intra=profile.shift_intra + o,
-                               shift_inter=profile.shift_inter + o,
-                               shift_neg=profile.shift_neg + o) if o else profile
+        base = self.base_shifts or {k: getattr(profile, k) for k in SHIFT_NAMES.values()}
+        return profile.replace(**{k: round(v + o, 6) for k, v in base.items()})
+
+    def use_offset(self, knob: Setting, arm: str) -> None:
+        """Train and identify `arm` at `knob` with the shifts placed for the setting and the
+        offset tuned for the arm there."""
+        self.shift_offset = self.offsets.get((knob.key, arm), 0.0)
+        self.base_shifts = self.placement(knob)["shifts"] if knob.nuisance else None
+
+    def placement(self, knob: Setting) -> dict:
+        """The shifts placed by F's statistics at a nuisance setting (`shifts.placed_shifts`),
+        stored once: clean and nuisance F per term on the training crops."""
+        p = self.profile
+        identity = digest({"kind": "placement", "data": self.data_identity(knob),
+                           "samples": p.samples, "knn_k": p.knn_k, "pointwise": p.pointwise,
+                           "shifts": [p.shift_intra, p.shift_inter, p.shift_neg]})
+        row = self.store.find(identity)
+        if row is None:
+            kd = self.knob(knob)
+            clean_data, clean_caches = self.camouflage_data[float(knob.camouflage)].train_data[
+                p.fidelity]
+            data, caches = kd.train_data[p.fidelity]
+            stats = {name: f_statistics(c["train"].feats, d.knn, p.knn_k, p.samples,
+                                        pointwise=p.pointwise)
+                     for name, (d, c) in (("clean", (clean_data, clean_caches)),
+                                          ("now", (data, caches)))}
+            shifts = placed_shifts({k: getattr(p, k) for k in SHIFT_NAMES.values()},
+                                   stats["clean"], stats["now"])
+            row = self.store.add({"id": identity, "kind": "placement", "name": "placement",
+                                  "knob": knob_key(knob), "seed": 0, "f": stats,
+                                  "shifts": shifts}, {})
+        return row
+
 
     # -- one trained run -------------------------------------------------------------------
-    def run_dir(self, arm: str, knob: float, seed: int, tag: str = "") -> Path:
+    def run_dir(self, arm: str, knob: Setting, seed: int, tag: str = "") -> Path:
         # the objective's version is in the path: a finished run folder of another objective
         # would otherwise be reused (training settings do not record it)
         return (self.out / "runs" / f"objective{OBJECTIVE_VERSION}" / f"{KNOB}{knob_key(knob)}"
                 / f"{arm}{tag}" / f"seed{seed}")
 
-    def train_arm(self, arm: str, knob: float, seed: int, base: Profile, tag: str = ""):
+    def variant(self, arm: str, knob: Setting, regime: str = "long-share") -> Profile:
+        """The profile `arm` trains with at `knob` under `regime` (steps, schedules, shifts)."""
+        self.use_offset(knob, arm)
+        part, share = REGIMES[regime]
+        steps = max(1, round(part * self.steps))
+        base = self.shifted_base(self.shifted(self.profile), self.knob_stub(knob))
+        base = base.replace(study_nuisance=[])  # the study's design, not the arm's
+        if not share:
+            base = base.replace(depth_decay_share=0.0, fps_sample_decay_share=0.0)
+        return ablation.arm_profile(base, arm, steps, max(1, steps // 8))
+
+    def train_arm(self, arm: str, knob: Setting, seed: int, variant: Profile, tag: str = ""):
         kd = self.knob(knob)
-        variant = ablation.arm_profile(self.shifted_base(base, kd), arm, self.steps,
-                                       self.val_every)
         data, _ = kd.train_data[variant.fidelity]
         ckpt = ablation.run_arm(variant, self.run_dir(arm, knob, seed, tag), seed, data=data,
                                 device=str(self.device), progress=self.progress)
-        return variant, load_checkpoint(ckpt, profile=variant)
+        return load_checkpoint(ckpt, profile=variant)
 
     def shifted_base(self, base: Profile, kd: KnobData) -> Profile:
         values = {k: getattr(base, k) for k in ("shift_intra", "shift_inter", "shift_neg")}
         return kd.profile.replace(**values)
 
-    def arm_identity(self, arm: str, knob: float, seed: int) -> str:
-        variant = ablation.arm_profile(self.shifted_base(self.shifted(self.profile),
-                                                         self.knob_stub(knob)),
-                                       arm, self.steps, self.val_every)
+    def arm_identity(self, arm: str, knob: Setting, seed: int, regime: str = "long-share"
+                     ) -> str:
+        self.use_offset(knob, arm)
         return digest({"kind": "arm", "arm": arm, "seed": seed, "knob": knob_key(knob),
                        "objective": OBJECTIVE_VERSION,
-                       "train": profile_values(variant), "data": self.data_identity(knob),
+                       "train": profile_values(self.variant(arm, knob, regime)),
+                       "data": self.data_identity(knob),
                        "tune_seed": self.profile.tune_seed, "report": self.report_identity()})
 
-    def baseline_identity(self, name: str, knob: float, seed: int) -> str:
+    def baseline_identity(self, name: str, knob: Setting, seed: int) -> str:
         p = self.profile
         return digest({"kind": "baseline", "name": name, "seed": seed, "knob": knob_key(knob),
                        "data": self.data_identity(knob), "report": self.report_identity(),
                        "fidelity": p.fidelity, "steps": self.steps, "batch": p.batch_size,
                        "probe_lr": p.probe_lr, "max_fit": MAX_FIT_POINTS})
 
-    def arm_row(self, arm: str, knob: float, seed: int) -> dict:
+    def arm_row(self, arm: str, knob: Setting, seed: int, regime: str = "long-share") -> dict:
         """Train (or reuse) one (arm, knob, seed) and score it on the report split."""
-        base = self.shifted(self.profile)
-        identity = self.arm_identity(arm, knob, seed)
+        identity = self.arm_identity(arm, knob, seed, regime)
         row = self.store.find(identity)
         if row is not None or self.write_only:
             return row
         t0 = time.time()
-        variant, model = self.train_arm(arm, knob, seed, base)
+        tag = "" if regime == "long-share" else f"_{regime}"
+        variant = self.variant(arm, knob, regime)
+        model = self.train_arm(arm, knob, seed, variant, tag)
         kd = self.knob(knob)
         report = kd.report[variant.fidelity]
         n = self.profile.n_classes
@@ -188,22 +272,30 @@ class Study:
         cents = fit_centroids(train_codes, n, seed)
         hists["kmeans_codes"] = score_centroids(
             head_codes(model.head, report.feats, report.feats_flip), cents, report.labels, n)
-        row = {"id": identity, "kind": "arm", "name": arm, "knob": knob_key(knob), "seed": seed,
+        tune = score_head(model, kd.tune[variant.fidelity], n)
+        row = {"id": identity, "kind": "arm" if regime == "long-share" else "regime",
+               "name": arm, "knob": knob_key(knob), "seed": seed, "regime": regime,
+               "steps": variant.steps, "depth_decay_every": variant.depth_decay_every,
+               "fps_sample_decay_every": variant.fps_sample_decay_every,
+               "shift_offset": self.shift_offset,
                "unsup": unsup_miou(hists["unsup"].sum(0)),
                "linear": linear_miou(hists["linear"].sum(0)),
                "kmeans_codes": unsup_miou(hists["kmeans_codes"].sum(0)),
-               "run_dir": str(self.run_dir(arm, knob, seed)),
+               "tune_unsup": unsup_miou(tune["unsup"].sum(0)),
+               "tune_linear": linear_miou(tune["linear"].sum(0)),
+               "run_dir": str(self.run_dir(arm, knob, seed, tag)),
                "seconds": round(time.time() - t0, 1)}
         return self.store.add(row, hists)
 
-    def knob_stub(self, knob: float) -> KnobData:
+    def knob_stub(self, knob: Setting) -> KnobData:
         """The knob's profile without preparing its data (identities only)."""
         if knob in self.knob_data:
             return self.knob_data[knob]
-        return KnobData(knob, knob_profile(self.profile, knob), {}, {}, {}, {})
+        return KnobData(knob, knob_profile(self.profile, float(knob.camouflage)), {}, {}, {},
+                        {})
 
     # -- baselines -------------------------------------------------------------------------
-    def baseline_rows(self, knob: float, seed: int) -> None:
+    def baseline_rows(self, knob: Setting, seed: int) -> None:
         """k-means (fitted on train or on report) and a linear probe on raw features."""
         p = self.profile
         fid = p.fidelity
@@ -235,84 +327,125 @@ class Study:
             self.store.add(row, hists)
 
     # -- the premise at each knob setting, on tune ------------------------------------------
-    def premise_identity(self, knob: float) -> str:
+    def premise_identity(self, knob: Setting) -> str:
         return digest({"kind": "premise", "knob": knob_key(knob), "data": self.data_identity(knob),
                        "tune_seed": self.profile.tune_seed, "n": split_size(self.profile, "tune"),
-                       "eval_res": self.profile.eval_res})
+                       "eval_res": self.profile.eval_res, "version": 2})
 
-    def premise(self, knob: float) -> dict:
-        """Same-class AUROC of feature and depth similarity, FPS's share of points on things."""
+    def premise(self, knob: Setting) -> dict:
+        """Same-class AUROC of feature and depth similarity, FPS's share of points on things,
+        and what F looks like at this setting (`feature_similarity`)."""
         row = self.store.find(self.premise_identity(knob))
         if row is None and self.write_only:
             return {}
         if row is None:
+            kd = self.knob(knob)
+            prem = dict(kd.premise)
+            prem["similarity"] = feature_similarity(kd.tune[self.profile.fidelity],
+                                                    self.profile.n_classes)
+            knn = kd.train_data[self.profile.fidelity][0].knn
+            prem["knn_same_source"] = round(same_source_share(
+                knn, np.arange(len(knn)) // 5, self.profile.knn_k), 4)
             row = self.store.add({"id": self.premise_identity(knob), "kind": "premise",
                                   "name": "premise", "knob": knob_key(knob), "seed": 0,
-                                  "premise": self.knob(knob).premise}, {})
+                                  "premise": prem}, {})
         return row["premise"]
 
     # -- shifts, tuned on tune -------------------------------------------------------------
+    def tuned_settings(self) -> list[Setting]:
+        """Settings whose shifts are tuned: the nuisance settings (the clean features keep the
+        shifts tuned for the embedded ViT, docs/reproduction.md)."""
+        return [k for k in self.knobs if k.nuisance]
+
     def tune_shifts(self) -> None:
-        """One shared shift offset for all arms, chosen for STEGO on the tune split."""
+        """Per nuisance setting and arm, the shift offset (added to all three shifts) with the
+        best unsupervised mIoU on the tune split — the same candidates, hence the same budget,
+        for every arm; one training seed."""
         offsets = [float(o) for o in self.profile.study_shift_offsets]
         p = self.profile
-        arm = f"stego-{p.fidelity}"
-        knob = self.knobs[0]
+        self.offsets = {("", ""): 0.0}
+        self.tuning = {"tuned": bool(self.tuned_settings()) and len(offsets) > 1,
+                       "split": "tune", "seed": 0, "candidates": offsets,
+                       "criterion": "unsupervised mIoU on the tune split",
+                       "note": ("clean features: the profile's shifts (tuned for the embedded "
+                                "ViT); each nuisance setting: one offset added to the three "
+                                "shifts, tuned per arm on tune from the same candidates"),
+                       "per_setting": {}}
         if len(offsets) < 2:
-            self.shift_offset = offsets[0] if offsets else 0.0
-            self.tuning = {"tuned": False, "offset": self.shift_offset,
-                           "note": "shifts fixed by the profile (not tuned in this study)"}
+            for knob in self.tuned_settings():
+                for arm in self.arms:
+                    self.offsets[(knob.key, arm)] = offsets[0] if offsets else 0.0
             return
-        candidates = []
-        for o in offsets:
-            self.shift_offset = o
-            base = self.shifted(p)
-            identity = digest({"kind": "tune", "arm": arm, "offset": o, "knob": knob_key(knob),
-                                "train": profile_values(base), "steps": self.steps,
-                                "data": self.data_identity(knob), "tune_seed": p.tune_seed})
-            row = self.store.find(identity)
-            if row is None and self.write_only:
-                continue
-            if row is None:
-                variant, model = self.train_arm(arm, knob, 0, base, tag=f"_shift{o:+g}")
-                hists = score_head(model, self.knob(knob).tune[variant.fidelity], p.n_classes)
-                row = self.store.add({"id": identity, "kind": "tune", "name": arm, "offset": o,
-                                      "knob": knob_key(knob), "seed": 0,
-                                      "tune_unsup": unsup_miou(hists["unsup"].sum(0)),
-                                      "tune_linear": linear_miou(hists["linear"].sum(0))},
-                                     hists)
-            candidates.append({"offset": o, "shifts": [base.shift_intra, base.shift_inter,
-                                                       base.shift_neg],
-                               "tune_unsup_miou": round(row["tune_unsup"], 3),
-                               "tune_linear_miou": round(row["tune_linear"], 3)})
-        if not candidates:  # --write-only before any tuning run finished
-            self.shift_offset, self.tuning = 0.0, {"tuned": False, "offset": 0.0,
-                                                   "note": "tuning not run yet"}
-            return
-        best = max(candidates, key=lambda c: c["tune_unsup_miou"])
-        self.shift_offset = best["offset"]
-        self.tuning = {"tuned": True, "arm": arm, "knob": knob_key(knob), "seed": 0,
-                       "split": "tune", "criterion": "unsupervised mIoU on the tune split",
-                       "candidates": candidates, "offset": best["offset"],
-                       "note": "one shared setting tuned for STEGO and used by every arm"}
+        for knob in self.tuned_settings():
+            for arm in self.arms:
+                found = []
+                for o in offsets:
+                    self.offsets[(knob.key, arm)] = o
+                    self.use_offset(knob, arm)
+                    variant = self.variant(arm, knob)
+                    identity = digest({"kind": "tune", "arm": arm, "offset": o,
+                                       "knob": knob_key(knob), "train": profile_values(variant),
+                                       "data": self.data_identity(knob),
+                                       "tune_seed": p.tune_seed})
+                    row = self.store.find(identity)
+                    if row is None and self.write_only:
+                        continue
+                    if row is None:
+                        model = self.train_arm(arm, knob, 0, variant, tag=f"_shift{o:+g}")
+                        hists = score_head(model, self.knob(knob).tune[variant.fidelity],
+                                           p.n_classes)
+                        row = self.store.add({"id": identity, "kind": "tune", "name": arm,
+                                              "offset": o, "knob": knob_key(knob), "seed": 0,
+                                              "tune_unsup": unsup_miou(hists["unsup"].sum(0)),
+                                              "tune_linear": linear_miou(
+                                                  hists["linear"].sum(0))}, hists)
+                    found.append({"offset": o, "tune_unsup_miou": round(row["tune_unsup"], 3),
+                                  "tune_linear_miou": round(row["tune_linear"], 3)})
+                best = max(found, key=lambda c: c["tune_unsup_miou"])["offset"] if found \
+                    else 0.0
+                self.offsets[(knob.key, arm)] = best
+                self.tuning["per_setting"].setdefault(knob.key, {})[arm] = {
+                    "candidates": found, "offset": best,
+                    "complete": len(found) == len(offsets)}
+
+    # -- the regime check ------------------------------------------------------------------
+    def regime(self) -> None:
+        """Short vs long runs, schedules in steps vs as a share: one seed, STEGO and the
+        reference arm, the first setting (scored on tune and on report)."""
+        knob = self.knobs[0]
+        for arm in self.regime_arms():
+            for name in REGIMES:
+                row = self.arm_row(arm, knob, 0, regime=name)
+                if row is not None:
+                    self.regime_rows.setdefault(arm, {})[name] = row
+
+    def regime_arms(self) -> list[str]:
+        fid = self.profile.fidelity
+        return [a for a in (f"stego-{fid}", f"depthg-{fid}") if a in self.arms]
 
     # -- everything ------------------------------------------------------------------------
     def run(self, results_path: Path, publish: Path | None = None) -> dict:
+        """The regime check, the shift tuning, then per group of settings (camouflage, then
+        nuisance) every seed: baselines and arms; results written after every seed."""
+        self.regime()
         self.tune_shifts()
         total = len(self.seeds) * len(self.knobs) * len(self.arms)
         bar = tqdm(total=total, desc="study", disable=not self.progress)
         results = {}
-        for seed in self.seeds:
-            for knob in self.knobs:
-                self.premise(knob)
-                self.baseline_rows(knob, seed)
-                for arm in self.arms:
-                    self.arm_row(arm, knob, seed)
-                    bar.update(1)
-            if not self.write_only:
-                results = self.write(results_path, publish)
+        groups = [[k for k in self.knobs if not k.nuisance], [k for k in self.knobs
+                                                              if k.nuisance]]
+        for group in groups:
+            for seed in self.seeds:
+                for knob in group:
+                    self.premise(knob)
+                    self.baseline_rows(knob, seed)
+                    for arm in self.arms:
+                        self.arm_row(arm, knob, seed)
+                        bar.update(1)
+                if not self.write_only and group:
+                    results = self.write(results_path, publish)
         bar.close()
-        if self.write_only:
+        if self.write_only or not results:
             results = self.write(results_path, publish)
         return results
 
@@ -323,6 +456,59 @@ class Study:
         if publish is not None:
             publish_results(results, results_path, figures, publish)
         return results
+
+
+NUISANCE_DEFAULTS: dict = {}  # Nuisance's own defaults (kinds, rank, outliers, seed)
+
+
+def nuisance_spec(strength: float) -> dict:
+    """What a nuisance setting is, without its measured scale (part of a row's identity)."""
+    spec = Nuisance(float(strength), scale=1.0, dim=1024, **NUISANCE_DEFAULTS).identity()
+    spec.pop("scale")
+    spec.pop("dim")
+    return spec
+
+
+def study_settings(profile: Profile) -> list[Setting]:
+    """Every camouflage setting without nuisance, then each nuisance strength at the first
+    camouflage setting (`study_nuisance`; 0 is the first setting itself)."""
+    knobs = [Setting(float(k)) for k in profile.study_knob]
+    bad = [s for s in profile.study_nuisance
+           if not isinstance(s, int | float) or not 0 <= s < 1e3]
+    if bad:
+        raise DepthGError(f"profile {profile.name}: study_nuisance must list strengths >= 0, "
+                          f"found {bad}")
+    first = knobs[0].camouflage if knobs else 0.0
+    return knobs + [Setting(first, float(s)) for s in profile.study_nuisance if s]
+
+
+@torch.no_grad()
+def feature_similarity(images, n_classes: int, pairs: int = 20000, seed: int = 0) -> dict:
+    """What F looks like: mean cosine similarity of patch pairs in one image and across two
+    images, for the same and for different classes (tune split, patch labels by majority)."""
+    import torch.nn.functional as F
+
+    feats = F.normalize(images.feats.float(), dim=1)
+    n, d, h, w = feats.shape
+    lab = torch.from_numpy(images.labels).float()[:, None]
+    # a patch's label: the label at its centre
+    lab = F.interpolate(lab, size=(h, w), mode="nearest")[:, 0].long().reshape(n, -1)
+    flat = feats.permute(0, 2, 3, 1).reshape(n, h * w, d)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for where in ("intra", "cross"):
+        a = rng.integers(0, n, pairs)
+        b = a if where == "intra" else (a + rng.integers(1, n, pairs)) % n
+        i, j = rng.integers(0, h * w, pairs), rng.integers(0, h * w, pairs)
+        sim = (flat[a, i] * flat[b, j]).sum(-1).numpy()
+        la, lb = lab[a, i].numpy(), lab[b, j].numpy()
+        valid = (la >= 0) & (lb >= 0) & (la < n_classes) & (lb < n_classes)
+        same = valid & (la == lb)
+        diff = valid & (la != lb)
+        out[where] = {"same_class": round(float(sim[same].mean()), 4),
+                      "different_class": round(float(sim[diff].mean()), 4),
+                      "gap": round(float(sim[same].mean() - sim[diff].mean()), 4)}
+    return out
 
 
 def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +18,13 @@ from ..data import get_reader, synthscenes
 from ..depth import normalise_depth, run_depth_stage
 from ..errors import DepthGError
 from ..evaluate import resize_crop, to_tensor
-from ..knn import load_knn, run_knn_stage
+from ..features import CachedSplit, source_digest
+from ..io import atomic_path, load_json, save_json
+from ..knn import load_knn, pool_features, run_knn_stage, topk_neighbours
+from ..nuisance import Nuisance, crop_sources, image_sources, mean_norm
 from ..premise import fps_thing_share, same_class_auroc
 from ..train import ArrayCrops, TrainData
-from ..train.data import prepare_caches
+from ..train.data import cache_settings, prepare_caches
 from ..transforms import resize_center_crop
 
 KNOB = "camouflage"
@@ -27,8 +33,34 @@ KNOB_MEANING = ("SynthScenes `camouflage`: the share of things (box, sphere, cyl
                 "stand on, so that appearance alone cannot tell them from it")
 
 
-def knob_key(value: float) -> str:
-    """The JSON key of a knob setting: `0`, `0.5`, ..."""
+@dataclass(frozen=True)
+class Setting:
+    """One setting of the study's knobs: camouflage and nuisance strength (0 = none)."""
+
+    camouflage: float
+    nuisance: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """`0`, `1` (camouflage alone) or `0+nuisance2` (camouflage 0, nuisance strength 2)."""
+        base = f"{float(self.camouflage):g}"
+        return base if not self.nuisance else f"{base}+nuisance{float(self.nuisance):g}"
+
+    @property
+    def label(self) -> str:
+        text = f"{KNOB} {float(self.camouflage):g}"
+        return text if not self.nuisance else f"{text}, nuisance {float(self.nuisance):g}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Setting:
+        base, _, nuisance = str(key).partition("+nuisance")
+        return cls(float(base), float(nuisance) if nuisance else 0.0)
+
+
+def knob_key(value) -> str:
+    """The JSON key of a knob setting: `0`, `0.5`, ... or a `Setting`'s key."""
+    if isinstance(value, Setting):
+        return value.key
     return f"{float(value):g}"
 
 
@@ -187,3 +219,103 @@ def measure_premise(images: ImageSet, profile: Profile, backbone) -> dict:
     return {"auroc": {k: round(v, 4) if isinstance(v, float) else v for k, v in auroc.items()},
             "fps_thing_share": {k: round(v, 4) for k, v in share.items()},
             "depth": "ground truth, min-max normalised per image; sky pairs excluded"}
+
+
+# ------------------------------------------------------------------------- the nuisance knob
+
+def nuisance_digest(nuisance: Nuisance) -> str:
+    return hashlib.sha256(json.dumps(nuisance.identity(), sort_keys=True).encode()
+                          ).hexdigest()[:12]
+
+
+def clean_scale(kd: KnobData, fidelity: str) -> float:
+    """The mean patch-feature norm of the clean training features (the nuisance's unit)."""
+    _, caches = kd.train_data[fidelity]
+    return mean_norm(caches["train"].feats[: min(len(caches["train"]), 500)])
+
+
+def write_nuisance_cache(clean: CachedSplit, folder: Path, split: str, settings: dict,
+                         inputs, nuisance: Nuisance, sources: list[str],
+                         batch: int = 256) -> None:
+    """A copy of one cached split with the nuisance added to its features (labels and depth
+    as they are), recorded with `settings` so that `prepare_caches` opens it as it is."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = folder / "features.json"
+    meta = load_json(record) if record.exists() else {}
+    if meta.get("settings") != json.loads(json.dumps(settings, default=str)):
+        meta = {"version": 1, "settings": json.loads(json.dumps(settings, default=str)),
+                "splits": {}}
+    if meta["splits"].get(split, {}).get("inputs") == inputs and all(
+            (folder / f"{k}_{split}.npy").exists() for k in ("feats", "labels", "depth")):
+        return
+    n = len(clean)
+    with atomic_path(folder / f"feats_{split}.npy") as tmp:
+        feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=clean.feats.dtype,
+                                          shape=clean.feats.shape)
+        for start in range(0, n, batch):
+            stop = min(n, start + batch)
+            f = torch.from_numpy(np.asarray(clean.feats[start:stop], dtype=np.float32))
+            feats[start:stop] = nuisance.add(f, sources[start:stop]).numpy().astype(
+                clean.feats.dtype)
+        feats.flush()
+        del feats
+    for k in ("labels", "depth"):
+        with atomic_path(folder / f"{k}_{split}.npy") as tmp:
+            np.save(tmp, np.asarray(getattr(clean, k)))
+    meta["splits"][split] = {"n": n, "grid": list(clean.feats.shape[-2:]),
+                             "dim": int(clean.feats.shape[1]), "inputs": inputs,
+                             "nuisance": nuisance.identity()}
+    save_json(record, meta)
+
+
+def mine_knn(feats: np.ndarray, store: int, batch: int = 256) -> np.ndarray:
+    """kNN table of feature maps as the kNN stage mines it: mean-pooled, unit-norm, cosine."""
+    pooled = torch.cat([pool_features(torch.from_numpy(np.asarray(feats[s:s + batch],
+                                                                  dtype=np.float32)))
+                        for s in range(0, len(feats), batch)])
+    return topk_neighbours(pooled.numpy(), store - 1)
+
+
+def nuisance_images(images: ImageSet, nuisance: Nuisance, split: str) -> ImageSet:
+    """The image set with the nuisance added to its features and to its mirror images'
+    (each image its own source; the mirror image's nuisance sits at the same grid places)."""
+    sources = image_sources(len(images.feats), split)
+    return dataclasses.replace(images, feats=nuisance.add(images.feats, sources),
+                               feats_flip=nuisance.add(images.feats_flip, sources))
+
+
+def apply_nuisance(kd: KnobData, nuisance: Nuisance, profile: Profile, backbone, device,
+                   progress: bool) -> KnobData:
+    """The knob setting's data with the nuisance added to every frozen feature read: the
+    training crops' cache (and a kNN table mined again from it, as the kNN stage would from
+    such a backbone), the training-time validation crops, and the tune and report images."""
+    if nuisance.off:
+        return kd
+    tag = nuisance_digest(nuisance)
+    train_data, tune, report = {}, {}, {}
+    for fidelity, (data, caches) in kd.train_data.items():
+        folder = Path(f"{data.cache_dir}_nuisance{tag}")
+        ndata = dataclasses.replace(data, cache_dir=folder, key=f"{data.key}|nuisance{tag}")
+        variant = kd.profile.replace(fidelity=fidelity)
+        settings = cache_settings(variant, ndata, backbone)
+        parts = [("train", data.train, crop_sources(len(caches["train"])))]
+        if "val" in caches:
+            parts.append(("val", data.val, image_sources(len(caches["val"]),
+                                                          f"tune{profile.tune_seed}")))
+        for split, source, sources in parts:
+            write_nuisance_cache(caches[split], folder, split, settings, source_digest(source),
+                                 nuisance, sources)
+        knn_file = folder / "knn.npy"
+        if not knn_file.exists():
+            with atomic_path(knn_file) as tmp:
+                np.save(tmp, mine_knn(np.load(folder / "feats_train.npy", mmap_mode="r"),
+                                      data.knn.shape[1]))
+        ndata = dataclasses.replace(ndata, knn=np.load(knn_file))
+        train_data[fidelity] = (ndata, prepare_caches(variant, ndata, backbone, device, 0, 1,
+                                                      progress))
+        tune[fidelity] = nuisance_images(kd.tune[fidelity], nuisance, f"tune{profile.tune_seed}")
+        report[fidelity] = nuisance_images(kd.report[fidelity], nuisance,
+                                           f"report{profile.report_seed}")
+    ref = tune[profile.fidelity] if profile.fidelity in tune else next(iter(tune.values()))
+    premise = measure_premise(ref, profile, backbone)
+    return KnobData(kd.knob, kd.profile, train_data, tune, report, premise)

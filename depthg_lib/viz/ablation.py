@@ -35,35 +35,64 @@ def validation_curves(results: dict):
     return fig
 
 
+def _knob_axis(results: dict, which: str) -> list[tuple[float, str]]:
+    """(x, key) of the settings along one knob: `camouflage` (no nuisance) or `nuisance`
+    (at the first camouflage setting, nuisance 0 included)."""
+    knob = results["knob"]
+    keys = knob["settings"]
+    cam = knob.get("camouflage") or {k: float(k) for k in keys}
+    nui = knob.get("nuisance") or {k: 0.0 for k in keys}
+    if which == "camouflage":
+        return [(float(cam[k]), k) for k in keys if not nui.get(k)]
+    first = cam[keys[0]] if keys else 0.0
+    return [(float(nui.get(k, 0.0)), k) for k in keys if cam[k] == first]
+
+
 def knob_effect(results: dict, metric: str = "unsup"):
-    """Paired differences against STEGO (95 % CI) at each knob setting, one line per arm."""
-    knobs = results["knob"]["settings"]
-    comparisons = {name: by_knob for name, by_knob in results.get("ci95", {}).items()
-                   if name.split(" vs ")[1].startswith("stego-")}
+    """The study's answers along each knob (camouflage, nuisance), 95 % CIs on the report
+    split: each head minus k-means on the raw features (fitted on train), and DepthG − STEGO."""
+    ci95 = results.get("ci95", {})
+    comparisons = {name: by_knob for name, by_knob in ci95.items()
+                   if name.endswith(" vs kmeans_raw_train_fit")
+                   or name.split(" vs ")[1].startswith("stego-")}
     if not comparisons:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    x = np.array([float(k) for k in knobs])
-    width = 0.012 * max(1.0, x.max() - x.min()) if len(x) > 1 else 0.02
-    for i, (name, by_knob) in enumerate(comparisons.items()):
-        arm = name.split(" vs ")[0]
-        pts = [(float(k), by_knob[k][metric]) for k in knobs if metric in by_knob.get(k, {})]
-        if not pts:
-            continue
-        xs = np.array([p[0] for p in pts]) + (i - (len(comparisons) - 1) / 2) * width
-        d = np.array([p[1]["diff"] for p in pts])
-        err = np.array([[p[1]["diff"] - p[1]["lo"], p[1]["hi"] - p[1]["diff"]] for p in pts]).T
-        ax.errorbar(xs, d, yerr=err, marker="o", capsize=4, label=f"{arm} − STEGO",
-                    **_style(arm))
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xlabel(f"{results['knob']['name']} (share of things wearing the ground's look)")
-    ax.set_ylabel(f"{'unsupervised' if metric == 'unsup' else 'linear'} mIoU difference")
-    ax.set_title("What each ingredient adds over STEGO (report split, 95 % CI)")
-    ax.set_xticks(x)
-    pad = max(0.1, 0.15 * (x.max() - x.min()))
-    ax.set_xlim(x.min() - pad, x.max() + pad)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    panels = [w for w in ("camouflage", "nuisance") if len(_knob_axis(results, w)) > 1]
+    panels = panels or ["camouflage"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False,
+                             sharey=True)
+    for ax, which in zip(axes[0], panels):
+        axis = _knob_axis(results, which)
+        xs_all = np.array([x for x, _ in axis]) if axis else np.zeros(1)
+        span = max(1.0, float(xs_all.max() - xs_all.min()))
+        for i, (name, by_knob) in enumerate(comparisons.items()):
+            a, b = name.split(" vs ")
+            pts = [(x, by_knob[k][metric]) for x, k in axis if metric in by_knob.get(k, {})]
+            if not pts:
+                continue
+            dx = (i - (len(comparisons) - 1) / 2) * 0.025 * span
+            d = np.array([p[1]["diff"] for p in pts])
+            err = np.array([[p[1]["diff"] - p[1]["lo"], p[1]["hi"] - p[1]["diff"]]
+                            for p in pts]).T
+            style = _style(a)
+            if b == "kmeans_raw_train_fit":
+                label, style["linestyle"] = f"{a} − k-means (train fit)", ":"
+            else:
+                label = f"{a} − {b}"
+            ax.errorbar(np.array([p[0] for p in pts]) + dx, d, yerr=err, marker="o",
+                        capsize=4, label=label, **style)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(xs_all)
+        pad = 0.12 * span
+        ax.set_xlim(xs_all.min() - pad, xs_all.max() + pad)
+        ax.set_xlabel("camouflage (share of things wearing the ground's look)"
+                      if which == "camouflage" else
+                      "nuisance strength (× the clean features' mean norm)")
+        ax.grid(alpha=0.3)
+        ax.set_title(f"along {which} (report split, 95 % CI)")
+    axes[0][0].set_ylabel(f"{'unsupervised' if metric == 'unsup' else 'linear'} mIoU "
+                          "difference (points)")
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -74,7 +103,10 @@ def arm_table_figure(results: dict):
     arms = list(results["arms"])
     if not arms:
         return None
-    fig, axes = plt.subplots(1, len(knobs), figsize=(5.5 * len(knobs), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(knobs), figsize=(3.2 + 1.1 * (len(arms) + 3)
+                                                     * len(knobs), 4.2), squeeze=False,
+                             sharey=True)
+    labels = results.get("knob", {}).get("labels", {})
     for ax, knob in zip(axes[0], knobs):
         names = arms + ["kmeans_raw_train_fit", "kmeans_raw_transductive"]
         for i, name in enumerate(names):
@@ -87,12 +119,12 @@ def arm_table_figure(results: dict):
             if vals:
                 ax.bar(i, np.mean(vals), color=colour, alpha=0.6)
                 ax.scatter(np.full(len(vals), i), vals, color="black", s=10, zorder=3)
-        short = [n.replace("kmeans_raw_train_fit", "k-means\n(train fit)")
-                 .replace("kmeans_raw_transductive", "k-means\n(transd.)")
-                 .replace("-", "\n") for n in names]
-        ax.set_xticks(range(len(names)), short, fontsize=7)
-        ax.set_ylabel("unsupervised mIoU, report (%)")
-        ax.set_title(f"{results['knob']['name']} {knob}")
+        short = [n.replace("kmeans_raw_train_fit", "k-means, train fit")
+                 .replace("kmeans_raw_transductive", "k-means, transductive") for n in names]
+        ax.set_xticks(range(len(names)), short, fontsize=7, rotation=35, ha="right",
+                      rotation_mode="anchor")
+        ax.set_title(labels.get(knob, f"{results['knob']['name']} {knob}"), fontsize=9)
         ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("unsupervised mIoU, report (%)")
     fig.tight_layout()
     return fig

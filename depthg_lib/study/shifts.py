@@ -1,0 +1,67 @@
+"""Where the loss shifts go when the features change: placed by F's own statistics.
+
+A shift is a threshold on the (pointwise-centred) feature correlation F: pairs above it attract,
+pairs below it repel. The profile's shifts were tuned on clean features. Added nuisance moves
+and rescales F differently in each term — an offset shared by an image raises F between its own
+points (the intra term) far more than between two images (the kNN and negative terms) — so one
+offset added to all three shifts cannot follow it. `placed_shifts` moves each term's shift with
+its own F: it keeps (mean F − shift) / std F of each term as it was on clean features. It reads
+only unlabelled training crops and their kNN table, the same for every arm; what remains to
+tune on the tune split is one offset around the placed shifts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..reference import centre_rows, correlation
+
+GROUPS = ("intra", "inter", "neg")
+SHIFT_NAMES = {"intra": "shift_intra", "inter": "shift_inter", "neg": "shift_neg"}
+
+
+def _points(feats: torch.Tensor, s: int, rng: np.random.Generator) -> torch.Tensor:
+    """(B, D, h, w) → (B, D, s, s): s·s grid positions drawn per map (without replacement)."""
+    b, d, h, w = feats.shape
+    idx = np.stack([rng.choice(h * w, s * s, replace=False) for _ in range(b)])
+    flat = feats.reshape(b, d, h * w)
+    return torch.stack([flat[i, :, idx[i]] for i in range(b)]).reshape(b, d, s, s)
+
+
+@torch.no_grad()
+def f_statistics(feats, knn: np.ndarray, knn_k: int, samples: int, batch: int = 16,
+                 batches: int = 24, seed: int = 0, pointwise: bool = True) -> dict:
+    """Mean and standard deviation of F, as the loss computes it, per term: a crop with itself
+    (intra), with one of its kNN positives (inter), with another crop of the batch (neg)."""
+    rng = np.random.default_rng(seed)
+    n = len(feats)
+    acc = {g: [] for g in GROUPS}
+    for _ in range(batches):
+        ids = rng.choice(n, min(batch, n), replace=False)
+        pos = knn[ids, 1 + rng.integers(0, knn_k, len(ids))]
+        neg = np.roll(ids, 1)
+
+        def load(rows):
+            return torch.from_numpy(np.asarray(feats[rows], dtype=np.float32))
+
+        f = _points(load(ids), samples, rng)
+        pairs = {"intra": f, "inter": _points(load(pos), samples, rng),
+                 "neg": _points(load(neg), samples, rng)}
+        for g, f2 in pairs.items():
+            fd = correlation(f, f2)  # F as the loss computes it (docs/method.md §6)
+            if pointwise:
+                fd = centre_rows(fd)
+            acc[g].append((float(fd.mean()), float(fd.std())))
+    return {g: {"mean": round(float(np.mean([a[0] for a in v])), 5),
+                "std": round(float(np.mean([a[1] for a in v])), 5)} for g, v in acc.items()}
+
+
+def placed_shifts(shifts: dict, clean: dict, now: dict) -> dict:
+    """Each term's shift moved so that (mean F − shift) / std F is what it was on clean F."""
+    out = {}
+    for g in GROUPS:
+        name = SHIFT_NAMES[g]
+        c, m = clean[g], now[g]
+        out[name] = round(m["mean"] - (c["mean"] - shifts[name]) * m["std"] / c["std"], 4)
+    return out
