@@ -116,13 +116,23 @@ def test_released_sampler_reads_fps_points_transposed(d_fps):
     assert torch.allclose(read_row, frac[0, :, :, 1].T * 27, atol=1e-4)
 
 
-def test_sample_released_permutes_axes():
-    gen = torch.Generator().manual_seed(0)
-    t = torch.randn(2, 3, 7, 7, generator=gen)
-    coords = random_coords(2, 4, generator=gen)
-    out = sample(t, coords, "released")
-    assert torch.equal(out, sample(t, coords.permute(0, 2, 1, 3), "corrected"))
-    assert out.shape == (2, 3, 4, 4)
+def test_sample_reads_where_the_coordinates_point():
+    """Maps whose values are their own column and row on a 5×5 grid, read at hand-picked
+    points: x = −1, 0, 1 is column 0, 2, 4 and y the row (align_corners=True), bilinear in
+    between; `released` fills output (a, c) from coords[c, a] (docs/method.md §7)."""
+    cols = torch.arange(5.0).view(1, 1, 1, 5).expand(1, 1, 5, 5)
+    rows = torch.arange(5.0).view(1, 1, 5, 1).expand(1, 1, 5, 5)
+    maps = torch.cat([cols, rows], 1)
+    coords = torch.tensor([[[[-1.0, -1.0], [1.0, 0.0]],
+                            [[0.5, -0.5], [-0.25, 1.0]]]])  # (1, 2, 2, 2), (x, y)
+    corrected = sample(maps, coords, "corrected")[0]
+    torch.testing.assert_close(corrected[0], torch.tensor([[0.0, 4.0], [3.0, 1.5]]))  # columns
+    torch.testing.assert_close(corrected[1], torch.tensor([[0.0, 2.0], [1.0, 4.0]]))  # rows
+    released = sample(maps, coords, "released")[0]
+    torch.testing.assert_close(released[0], torch.tensor([[0.0, 3.0], [4.0, 1.5]]))
+    torch.testing.assert_close(released[1], torch.tensor([[0.0, 1.0], [2.0, 4.0]]))
+    far = sample(maps, torch.tensor([[[[3.0, -2.0]]]]), "corrected")[0, :, 0, 0]
+    assert far.tolist() == [4.0, 0.0]  # border padding: outside reads the nearest edge
 
 
 def test_random_coords_range_and_seed():
@@ -132,13 +142,19 @@ def test_random_coords_range_and_seed():
     assert a.min() >= -1 and a.max() <= 1
 
 
-def test_fps_spreads_points_more_than_random():
-    """Why FPS: on a two-plane scene the chosen cells cover both depth layers."""
-    depth = torch.full((1, 1, 16, 16), 40.0)
-    depth[..., 8:, :] = 200.0
-    inds = farthest_point_indices(depth_to_points(depth, "corrected"), 16)[0]
-    near = (inds // 16 < 8).sum().item()
-    assert 0 < near < 16
+def test_fps_finds_a_small_near_object_that_random_points_miss():
+    """Why FPS: a 2×2 object at depth 40 in front of a wall at depth 200 (16×16 grid, k = 2).
+    From cell 0 on the wall (X = Y = −200, Z = −1000) the object's cells are ≈ 850 away (Z
+    differs by 800), the far corner of the wall only ≈ 530: FPS's second point is on the
+    object. Sixteen random cells of 256 hit its 4 cells 16·4/256 = 0.25 times on average."""
+    depth = torch.full((1, 1, 16, 16), 200.0)
+    depth[..., 7:9, 7:9] = 40.0
+    inds = farthest_point_indices(depth_to_points(depth, "corrected"), 16)[0].tolist()
+    on_object = [7 <= i // 16 <= 8 and 7 <= i % 16 <= 8 for i in inds]
+    assert inds[0] == 0 and on_object[1]
+    assert 1 <= sum(on_object) <= 4 and sum(on_object) > 16 * 4 / 256
+    # then the wall's corners: (15, 15) is the farthest from cell 0 and the object
+    assert inds[2] == 255
 
 
 def test_bad_input_is_a_depthg_error():
@@ -199,6 +215,21 @@ def test_method_figures_draw(d_fps):
             plot_correlations(feats, codes, (3, 4), depth=depth, image=image,
                               feats_b=feats.flip(1), codes_b=codes.flip(1), image_b=image),
             plot_depth_correlation(depth, (14, 14), 6)]
-    assert [len(f.axes) > 0 for f in figs] == [True] * 3
+    shown = {ax.get_title(): ax for fig in figs for ax in fig.axes}
+    # the maps drawn are the numbers: F and C of the query point, against a and against b
+    np.testing.assert_allclose(shown["F: features, a → a"].images[0].get_array(), f_row)
+    np.testing.assert_allclose(shown["C: a → b"].images[0].get_array(),
+                               correlation_to_point(codes, (3, 4), codes.flip(1)))
+    np.testing.assert_allclose(shown["D corrected: 1 − |d̂_q − d̂|"].images[0].get_array(),
+                               corrected)
+    # the 36 points' D, sorted by depth: released all 1; corrected 1 − |d̂_p − d̂_q|
+    assert (shown["D released"].images[0].get_array() == 1).all()
+    d_cor = np.asarray(shown["D corrected"].images[0].get_array(), dtype=np.float64)
+    above = 1 - d_cor[0]  # each point's d̂ above the nearest point's, in the order drawn
+    assert (np.diff(above) >= -1e-6).all()  # sorted by depth
+    np.testing.assert_allclose(d_cor, 1 - np.abs(above[:, None] - above[None, :]), atol=1e-6)
+    assert d_cor.min() == 0 and (d_cor[:4, :4] == 1).all()  # both planes, 0 between them
+    points = shown["depth and the 6×6 sample points"].collections[0].get_offsets()
+    assert len(points) == 36
     for fig in figs:
         plt.close(fig)
