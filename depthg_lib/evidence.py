@@ -178,6 +178,7 @@ def released_objective(profile: Profile | str) -> dict:
     return {"profile": p.name, "fidelity": p.fidelity, "sampling": p.sampling,
             "use_depth": p.use_depth, "d_is_one": p.use_depth and p.fidelity == "released",
             "steps": p.steps, "w_intra": w_i, "s_intra": s_i,
+            "decay_factor": p.depth_decay_factor, "decay_every": p.depth_decay_every,
             "w_depth": first[0], "s_depth": first[1],
             "shift_first": effective_intra_shift(w_i, s_i, *first) if p.use_depth else s_i,
             "shift_last": effective_intra_shift(w_i, s_i, *last) if p.use_depth else s_i}
@@ -466,3 +467,50 @@ def hypothesis_tests(results: dict) -> dict[str, str]:
                      + " to the features' same-class AUROC — it says almost nothing the "
                      "features do not; whether it says more on Cityscapes needs the real data.")
     return out
+
+
+def groups(rows: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Rows by (dataset, backbone), each group's paper row first: what can be compared."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        out.setdefault((r["dataset"], r["backbone"]), []).append(r)
+    return {k: sorted(g, key=lambda r: r.get("kind") != "paper") for k, g in out.items()}
+
+
+def relations(rows: Sequence[dict]) -> list[str]:
+    """Within each dataset and backbone: every head's unsupervised mIoU minus the raw
+    features' ("no head") row, and every other row minus the paper's own — the comparisons
+    that mean something across tables of different datasets."""
+    out = []
+    for (dataset, backbone), group in groups(rows).items():
+        scored = [r for r in group if r["unsup_miou"] is not None]
+        raw = next((r for r in scored if "no head" in r["method"]), None)
+        paper = next((r for r in scored if r.get("kind") == "paper"), None)
+        for r in scored:
+            if raw is not None and r is not raw:
+                out.append(f"{dataset} · {backbone}: {r['method']} minus the raw features "
+                           f"without a head: {r['unsup_miou'] - raw['unsup_miou']:+.1f} "
+                           "points of unsupervised mIoU")
+            if paper is not None and r is not paper and r is not raw:
+                out.append(f"{dataset} · {backbone}: {r['method']} minus the paper's own row: "
+                           f"{r['unsup_miou'] - paper['unsup_miou']:+.2f} points of "
+                           "unsupervised mIoU")
+    return out
+
+
+def objective_reading(o: dict) -> str:
+    """In words, what `released_objective`'s s′ schedule amounts to for one profile."""
+    if not o["d_is_one"]:
+        return "the depth term carries depth here (D varies): no equivalent shift"
+    moved = o["shift_last"] - o["shift_first"]
+    parts = [f"s′ starts {o['s_intra'] - o['shift_first']:.3f} below s_intra"]
+    if o["shift_first"] < 0:
+        parts.append("below 0 at first — the collapse regime of exercise 04.3's toy, where "
+                     "nearly every pair of an image is pulled together")
+    if abs(moved) < 1e-6:
+        parts.append(f"and stays there for all {o['steps']} steps (decay factor "
+                     f"{o['decay_factor']:g}): a permanent lower intra shift, not a warm-up")
+    else:
+        parts.append(f"and climbs back by {moved:.3f} to {o['shift_last']:.3f} by the last "
+                     f"step (decay factor {o['decay_factor']:g}): a warm-up of the intra shift")
+    return ", ".join(parts)

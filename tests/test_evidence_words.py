@@ -48,3 +48,30 @@ def test_hypotheses_are_read_against_the_study():
     assert "-2.7 [-4.3, -0.5] at camouflage 0 — hurts" in h["H1"]
     assert "helps" in h["H2"] and h["H2"].endswith("they differ at camouflage 0.")
     assert "between 2.0" in h["H4"] and "+0.0008" in h["H5"] and "Not testable" in h["H3"]
+
+
+def test_relations_compare_only_within_a_dataset_and_backbone():
+    rows = [{"dataset": "A", "backbone": "b", "method": "X features, no head", "kind": "other",
+             "unsup_miou": 15.0},
+            {"dataset": "A", "backbone": "b", "method": "DepthG", "kind": "paper",
+             "unsup_miou": 23.1},
+            {"dataset": "A", "backbone": "b", "method": "released", "kind": "other",
+             "unsup_miou": 22.44},
+            {"dataset": "C", "backbone": "b", "method": "STEGO", "kind": "paper",
+             "unsup_miou": 99.0}]
+    lines = evidence.relations(rows)
+    assert lines == ["A · b: DepthG minus the raw features without a head: +8.1 points of "
+                     "unsupervised mIoU",
+                     "A · b: released minus the raw features without a head: +7.4 points of "
+                     "unsupervised mIoU",
+                     "A · b: released minus the paper's own row: -0.66 points of unsupervised "
+                     "mIoU"]
+
+
+def test_the_released_schedule_is_read_in_words():
+    warm = evidence.objective_reading(evidence.released_objective("cityscapes-vitb8"))
+    assert "climbs back" in warm and "warm-up" in warm
+    fixed = evidence.objective_reading(evidence.released_objective("potsdam-vits8"))
+    assert "stays there" in fixed and "decay factor 1)" in fixed
+    coco = evidence.objective_reading(evidence.released_objective("cocostuff27-vits8"))
+    assert "below 0 at first" in coco and "04.3" in coco
