@@ -26,13 +26,17 @@ import numpy as np
 from .config import Profile, load_profile, profile_arg
 from .data.base import IGNORE
 from .data.readers import reader_for_profile
+from .depth import depth_problems, require_current_depth
 from .errors import DepthGError, run_cli
 from .io import (
+    changed_inputs,
     check_stage_settings,
+    load_json,
     read_depth_png,
     read_label,
     read_rgb,
     record_digest,
+    recorded_inputs,
     save_image,
     stage_lock,
     stamp_files,
@@ -132,6 +136,11 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
                           f"{', '.join(reader.splits)} or all")
     for s in splits:
         reader.names(s)  # a missing dataset or split fails here, before anything is written
+    # what the crops are cut from must be there and current before crop.json is written: a
+    # refused run leaves no record that a later, valid run would have to --force past
+    require_current_depth(profile, reader, splits, "five-crop")
+    for s in splits:
+        _require_depth(reader, profile, s, reader.names(s), skip_bad)
     settings = {"stage": "crop", "format": _FORMAT, "dataset": profile.dataset,
                 "dataset_dir": profile.paths.dataset_dir.name, "crop_ratio": profile.crop_ratio,
                 "jpeg_quality": JPEG_QUALITY, "jpeg_subsampling": "4:4:4", "label_offset": 1,
@@ -160,6 +169,32 @@ def crop_inputs(reader, splits) -> dict[str, dict]:
             depth_record, split=s, what=f"the depth stage's record {depth_record} ({s} part)")
         inputs.update(reader.input_stamps(s, ("images", "labels", "depth")))
     return inputs
+
+
+def require_current_crops(profile: Profile, split: str, who: str) -> None:
+    """Refuse (for stage `who`: kNN, training) crops of `split` that no longer match what they
+    were cut from: the whole chain crops ← depth maps ← images is checked, not only the crop
+    files, so a forced depth stage or a replaced image is noticed downstream too. Without the
+    dataset folder (deleted once cropped) the crops stand on their own."""
+    reader = reader_for_profile(profile)
+    try:
+        reader.names(split)
+    except DepthGError:
+        return
+    crop_dir = profile.paths.crop_dir
+    arg = profile_arg(profile)
+    redo = f"`python -m depthg_lib.crop --profile {arg} --force`"
+    problems = depth_problems(profile, reader, [split])
+    if problems:
+        raise DepthGError(
+            f"{who}: the {split} crops in {crop_dir} were cut from depth maps that "
+            f"{' and '.join(problems)}; redo the depth maps with `python -m depthg_lib.depth "
+            f"--profile {arg} --force`, then the crops with {redo}")
+    changed = changed_inputs(recorded_inputs(crop_dir, "crop"), crop_inputs(reader, [split]))
+    if changed:
+        raise DepthGError(
+            f"{who}: the {split} crops in {crop_dir} were cut from inputs that changed since: "
+            f"{'; '.join(changed)}; cut them again with {redo}")
 
 
 def _has_split(reader, split: str) -> bool:
@@ -253,11 +288,20 @@ def _require_depth(reader, profile, split, todo, skip_bad) -> None:
     missing = [n for n in todo if not reader.depth_path(split, n).is_file()]
     if skip_bad and missing:  # a bad image has no depth: it will be skipped, not an error
         missing = [n for n in missing if _readable(reader, split, n)]
-    if missing:
+    if not missing:
+        return
+    skipped_file = reader.depth_record_dir() / "depth_skipped.json"
+    skipped = set(load_json(skipped_file)) if skipped_file.is_file() else set()
+    if all(f"{split}/{n}" in skipped for n in missing):  # unreadable: the depth stage left them
         raise DepthGError(
-            f"five-crop needs depth maps first: {len(missing)} of {len(todo)} {split} images "
-            f"have none (e.g. {reader.depth_path(split, missing[0])}). Run "
-            f"`python -m depthg_lib.depth --profile {profile_arg(profile)}` (chapter 01) first")
+            f"five-crop: {len(missing)} {split} images have no depth map because the depth "
+            f"stage left them out as unreadable (listed in {skipped_file}, e.g. "
+            f"{reader.image_path(split, missing[0])}); leave them out here too with "
+            f"`python -m depthg_lib.crop --profile {profile_arg(profile)} --skip-bad`")
+    raise DepthGError(
+        f"five-crop needs depth maps first: {len(missing)} of {len(todo)} {split} images "
+        f"have none (e.g. {reader.depth_path(split, missing[0])}). Run "
+        f"`python -m depthg_lib.depth --profile {profile_arg(profile)}` (chapter 01) first")
 
 
 def _readable(reader, split, name) -> bool:

@@ -338,10 +338,60 @@ def stage_settings(profile: Profile, model: DepthModel | None) -> dict:
     return {**base, "format": "png16, per-image min-max, larger = farther"}
 
 
+def present_splits(reader) -> tuple[str, ...]:
+    """The splits `all` means: train, and val where the dataset has one (a folder of one's own
+    photos without `val/` is all train)."""
+    return tuple(s for s in reader.splits if s == "train" or _names_or_none(reader, s))
+
+
+def expected_model_id(profile: Profile) -> str:
+    """The model id `depth.json` records for the profile's backend (without loading it)."""
+    backend, model = profile.depth_backend, profile.depth_model or None
+    if backend == "synth":
+        return "embedded-random" if model == "random" else "embedded"
+    if backend == "gt":
+        return DEFAULT_MODELS["gt"]
+    return model or DEFAULT_MODELS.get(backend, "")
+
+
+def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]:
+    """Why the stored depth maps of `splits` are not what `profile` asks for now: made with
+    another backend or model than the profile names, or from other images than the splits
+    hold now (`depth.json` says). [] when they fit, or when no record says."""
+    from .io import load_json
+
+    record = reader.depth_record_dir() / "depth.json"
+    if not record.is_file():
+        return []
+    made = load_json(record)
+    problems = []
+    want = (profile.depth_backend, expected_model_id(profile))
+    got = (made.get("backend"), made.get("model"))
+    if got != want:
+        problems.append(f"were made with depth backend {got[0]!r} (model {got[1]!r}) but "
+                        f"profile {profile.name} asks for {want[0]!r} (model {want[1]!r})")
+    for s in splits:
+        changed = reader.stale_depth(s)
+        if changed:
+            problems.append(f"were made from other {s} images than there are now "
+                            f"({'; '.join(changed)})")
+    return problems
+
+
+def require_current_depth(profile: Profile, reader, splits: Sequence[str], who: str) -> None:
+    """Refuse (for stage `who`, e.g. "five-crop") depth maps that `depth_problems` finds."""
+    problems = depth_problems(profile, reader, splits)
+    if problems:
+        raise DepthGError(
+            f"{who}: the depth maps in {reader.depth_record_dir()} {' and '.join(problems)}; "
+            f"redo them with `{_command(profile_arg(profile))} --force`")
+
+
 def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = False,
                     skip_bad: bool = False, device: str = "auto",
                     progress: bool = True) -> Path:
-    """Write a depth PNG for every image of `split` (train, val or all); returns the folder.
+    """Write a depth PNG for every image of `split` (train, val, or all: train and val where
+    the dataset has one); returns the folder.
 
     Resumable: with the same settings, images whose depth map exists are skipped; every map
     is written to a temporary file and renamed. Other settings than `depth.json` records, or
@@ -354,10 +404,12 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
     if split not in ("train", "val", "all"):
         raise DepthGError(f"split must be train, val or all, found {split!r}")
     dev = resolve_device(device)
-    splits = ("train", "val") if split == "all" else (split,)
     from .data import reader_for_profile
 
     reader = reader_for_profile(profile)
+    if split != "all" and split not in reader.splits:
+        reader.names(split)  # the reader says how to get that split (a folder without val/)
+    splits = present_splits(reader) if split == "all" else (split,)
     names = _list_names(reader, profile, splits)
     record_dir = reader.depth_record_dir()
     backend = profile.depth_backend

@@ -197,14 +197,16 @@ def knn_record_path(profile: Profile, split: str = "train") -> Path:
 
 
 def _open_crops(profile: Profile, split: str):
-    """The crops of a split; missing ones are an error naming the crop command (chapter 02)."""
-    from .crop import CropReader
+    """The crops of a split; missing ones are an error naming the crop command (chapter 02),
+    and so are crops cut from depth maps or images that changed since."""
+    from .crop import CropReader, require_current_crops
 
     reader = CropReader.from_profile(profile, split)
     if len(reader) == 0:
         raise DepthGError(f"no {split} crops in {profile.paths.crop_dir}; create them with "
                           f"`python -m depthg_lib.crop --profile {profile_arg(profile)} --split "
                           f"{split}`")
+    require_current_crops(profile, split, "kNN")
     return reader
 
 

@@ -198,6 +198,14 @@ class DirectoryReader(DatasetReader):
     def load_label(self, split, name):
         return None
 
+    def _extra_notes(self):
+        if "val" in self.splits:
+            return []
+        return [f"no val split: every image is in split train, which is all that depth, crop, "
+                f"knn and predict need. A held-out split (for "
+                f"validation) needs the images in {self.root / 'train'} and "
+                f"{self.root / 'val'}"]
+
     def expected_tree(self):
         return _DIRECTORY_TREE
 

@@ -1,7 +1,9 @@
 """What training reads: crops, their kNN table, batches per step and the feature cache.
 
-Before any work, training checks what it is about to read (issue 14): the kNN table must
-have been mined from the crops there now (`knn.require_current_knn`), the profile's
+Before any work, training checks what it is about to read: the crops must still match the
+depth maps and images they were cut from, and those depth maps the images and the profile's
+depth backend (`crop.require_current_crops`); the kNN table must have been mined from the
+crops there now (`knn.require_current_knn`); the profile's
 `n_classes` must be the dataset's class count, and `TrainData.inputs` digests the crops and
 the kNN record so that a later run notices when they changed (`io.check_stage_settings`).
 """
@@ -17,7 +19,7 @@ import torch
 
 from .. import features as featcache
 from ..config import Profile, profile_arg
-from ..crop import CropReader
+from ..crop import CropReader, require_current_crops
 from ..data.base import IGNORE
 from ..data.readers import reader_for_profile
 from ..errors import DepthGError
@@ -131,6 +133,7 @@ def open_train_data(profile: Profile) -> TrainData:
     if n == 0:
         raise DepthGError(f"no training crops in {crop_dir}; run the crop stage first: "
                           f"python -m depthg_lib.crop --profile {arg}")
+    require_current_crops(profile, "train", "training")  # crops ← depth ← images, all current
     knn_file = profile.paths.knn_file("train")
     if not knn_file.exists():
         raise DepthGError(f"kNN file {knn_file} does not exist; mine the neighbours first: "
@@ -151,6 +154,8 @@ def open_train_data(profile: Profile) -> TrainData:
         val = val if len(val) else None
     except DepthGError:
         val = None
+    if val is not None:
+        require_current_crops(profile, "val", "training (validation)")
     # fidelity is part of the name: it changes the resizing, hence features and depth units
     cache_dir = (profile.paths.data_root / "features" / f"{crop_dir.name}_"
                  f"{profile.backbone.replace('/', '_')}_{profile.res}_{profile.fidelity}")
