@@ -48,12 +48,35 @@ def test_working_size_is_patch_multiple_and_keeps_aspect(hw):
         assert abs(h / w - hw[0] / hw[1]) < 0.35
 
 
-@pytest.mark.parametrize("arr", [
-    np.zeros((5, 7), np.uint8), np.zeros((5, 7, 4), np.uint8), np.zeros((5, 7, 1), np.uint8),
-    np.full((5, 7, 3), 0.5, np.float32)])
-def test_as_rgb_accepts_any_mode(arr):
+GREY = np.array([[0, 64], [128, 255]], np.uint8)  # a 2×2 image, one value per pixel
+RGBA = np.array([[[10, 20, 30, 0], [40, 50, 60, 255]], [[70, 80, 90, 9], [1, 2, 3, 4]]],
+                np.uint8)
+
+
+@pytest.mark.parametrize("arr,want", [
+    (GREY, np.repeat(GREY[..., None], 3, axis=2)),  # grey: the value in all three channels
+    (GREY[..., None], np.repeat(GREY[..., None], 3, axis=2)),
+    (RGBA, RGBA[..., :3]),  # alpha dropped, colours kept (not composited)
+    (RGBA[..., :3], RGBA[..., :3]),
+    # floats are in [0, 1]: ·255, rounded, clipped
+    (np.array([[[0.0, 0.5, 1.0], [-0.2, 1.7, 0.1]]], np.float32),
+     np.array([[[0, 128, 255], [0, 255, 26]]], np.uint8)),
+    (np.array([[0.2, 0.998]], np.float64), np.array([[[51] * 3, [254] * 3]], np.uint8)),
+])
+def test_as_rgb_keeps_the_pixels_of_any_mode(arr, want):
     out = pr.as_rgb(arr)
-    assert out.shape == (5, 7, 3) and out.dtype == np.uint8
+    assert out.dtype == np.uint8 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, want)
+
+
+def test_as_rgb_reads_pil_images_as_their_pixels():
+    rgba = Image.fromarray(RGBA, "RGBA")
+    np.testing.assert_array_equal(pr.as_rgb(Image.fromarray(GREY, "L")),
+                                  np.repeat(GREY[..., None], 3, axis=2))
+    assert pr.as_rgb(rgba).shape == (2, 2, 3)
+    np.testing.assert_array_equal(pr.as_rgb(rgba)[0, 1], [40, 50, 60])  # opaque: as it is
+    with pytest.raises(DepthGError, match="got shape"):
+        pr.as_rgb(np.zeros((2, 2, 2), np.uint8))
 
 
 def test_segment_returns_original_size_labels(fake_segmenter):
