@@ -12,13 +12,15 @@ STAGES = (
     ("03 kNN", "nearest crops by\nglobal ViT feature", "nns/*.npz"),
     ("04 train", "distil frozen ViT\n+ depth guidance", "checkpoints/"),
     ("05 evaluate", "clusters → classes\n(Hungarian)", "metrics.json"),
+    ("06 ablation", "each ingredient vs\nSTEGO, over seeds", "study/results.json"),
+    ("07 evidence", "papers, study and\ncode side by side", "conclusions"),
 )
 
 
 def pipeline_figure(highlight: str | None = None):
-    """Boxes and arrows of the six stages; `highlight` (e.g. "04") colours one stage."""
-    fig, ax = plt.subplots(figsize=(13, 2.6))
-    width, gap = 1.9, 0.35
+    """Boxes and arrows of the course's stages, 00 to 07; `highlight` (e.g. "04") colours one."""
+    fig, ax = plt.subplots(figsize=(16, 2.6))
+    width, gap = 1.9, 0.3
     for i, (title, body, output) in enumerate(STAGES):
         x = i * (width + gap)
         lit = highlight is not None and title.startswith(highlight)
@@ -28,12 +30,12 @@ def pipeline_figure(highlight: str | None = None):
         ax.text(x + width / 2, 1.42, title, ha="center", va="center", fontsize=11,
                 fontweight="bold")
         ax.text(x + width / 2, 0.92, body, ha="center", va="center", fontsize=9)
-        ax.text(x + width / 2, 0.12, output, ha="center", va="center", fontsize=8.5,
+        ax.text(x + width / 2, 0.12, output, ha="center", va="center", fontsize=8,
                 family="monospace", color="#555555")
         if i:
             ax.add_patch(FancyArrowPatch((x - gap + 0.02, 1.0), (x - 0.04, 1.0),
                                          arrowstyle="-|>", mutation_scale=14, color="#2b5c8a"))
-    ax.text(3 * (width + gap) + width + gap / 2, 1.92,
+    ax.text(len(STAGES) * (width + gap) / 2 - gap / 2, 1.92,
             "frozen self-supervised ViT features  +  monocular depth  →  low-dimensional codes",
             ha="center", fontsize=10, style="italic")
     ax.set_xlim(-0.1, len(STAGES) * (width + gap))
