@@ -17,10 +17,11 @@ refused (its colours would no longer mean what its legend says) unless `--force`
 first deletes the outputs that legend lists. A program that owns its output folder (the
 course's chapter 05 in its run folder) passes `owner=`: the legend records it, and a later
 run with the same owner replaces those outputs without `force`; a folder it did not write
-(no owner, or another) stays protected. Sub-folders of an input folder are not searched;
-they are listed as skipped. Clusters are named after classes when the checkpoint carries a
-cluster → class matching (written by `python -m depthg_lib.evaluate` beside it, or stored
-in the checkpoint under `cluster_assignment`); otherwise they are just "cluster k".
+(another owner, or none and another checkpoint file) stays protected. Sub-folders of an
+input folder are not searched; they are listed as skipped. Clusters are named after classes
+when the checkpoint carries a cluster → class matching (written by `python -m
+depthg_lib.evaluate` beside it, or stored in the checkpoint under `cluster_assignment`);
+otherwise they are just "cluster k".
 """
 
 from __future__ import annotations
@@ -370,7 +371,7 @@ def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
     same = all(old.get(k) == legend[k] for k in ("checkpoint_sha256", "probe", "entries"))
     if same:
         return list(old.get("outputs", []))
-    if not force and not (legend.get("owner") and old.get("owner") == legend["owner"]):
+    if not force and not _owned(old, legend):
         what = ("another probe" if old.get("probe") != legend["probe"] and
                 old.get("checkpoint_sha256") == legend["checkpoint_sha256"]
                 else f"the outputs of another checkpoint ({old.get('checkpoint', '?')})"
@@ -383,6 +384,18 @@ def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
         for suffix in _OUTPUT_SUFFIXES:
             (out / f"{stem}{suffix}").unlink(missing_ok=True)
     return []
+
+
+def _owned(old: dict, legend: dict) -> bool:
+    """Whether the writer of `legend` owns the folder `old` describes: the same owner wrote
+    it — or no owner was recorded (a folder written before owners were) and it describes the
+    same checkpoint file, retrained in place."""
+    owner = legend.get("owner")
+    if not owner:
+        return False
+    if "owner" in old:
+        return old["owner"] == owner
+    return old.get("checkpoint") == legend["checkpoint"]
 
 
 def _write_legend(out: Path, legend: dict, palette: np.ndarray, stems: list[str]) -> None:
