@@ -64,6 +64,40 @@ def remote_size(url: str, timeout: float = 5.0) -> int | None:
         return None
 
 
+def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int | None:
+    """Write the response body to `part` — appended when the server resumed at `have` (206),
+    from scratch otherwise; returns the whole file's size when the server says it."""
+    if have and resp.status == 206:
+        start = _range_start(resp.headers.get("Content-Range", ""))
+        if start != have:
+            raise DepthGError(f"the server resumed {url} at byte {start}, not {have}; "
+                              f"delete {part} and run again")
+        mode = "ab"
+    else:
+        have, mode = 0, "wb"  # the server sent the whole file (or nothing was there)
+    length = resp.headers.get("Content-Length")
+    total = have + int(length) if length is not None else None
+    bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+               desc=part.name.removesuffix(".part"), disable=not progress, leave=False)
+    try:
+        with open(part, mode) as fh:
+            while True:
+                chunk = resp.read(CHUNK)
+                if not chunk:
+                    break
+                fh.write(chunk)
+                bar.update(len(chunk))
+    except (OSError, http.client.HTTPException, socket.timeout) as err:
+        got = part.stat().st_size if part.exists() else 0
+        raise DepthGError(
+            f"download of {url} was interrupted at {got} of {total or '?'} bytes "
+            f"({type(err).__name__}); run the same command again to resume from {part}"
+        ) from None
+    finally:
+        bar.close()
+    return total
+
+
 def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
              progress: bool = True, timeout: float = 30.0) -> str:
     """Download `url` to `dest` through `dest.part`, resuming a previous partial download.
@@ -94,34 +128,7 @@ def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         raise _offline_error(url, dest, getattr(err, "reason", err)) from None
     with resp:
-        if have and resp.status == 206:
-            start = _range_start(resp.headers.get("Content-Range", ""))
-            if start != have:
-                raise DepthGError(f"the server resumed {url} at byte {start}, not {have}; "
-                                  f"delete {part} and run again")
-            mode = "ab"
-        else:
-            have, mode = 0, "wb"  # the server sent the whole file (or nothing was there)
-        length = resp.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
-        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=dest.name, disable=not progress, leave=False)
-        try:
-            with open(part, mode) as fh:
-                while True:
-                    chunk = resp.read(CHUNK)
-                    if not chunk:
-                        break
-                    fh.write(chunk)
-                    bar.update(len(chunk))
-        except (OSError, http.client.HTTPException, socket.timeout) as err:
-            got = part.stat().st_size if part.exists() else 0
-            raise DepthGError(
-                f"download of {url} was interrupted at {got} of {total or '?'} bytes "
-                f"({type(err).__name__}); run the same command again to resume from {part}"
-            ) from None
-        finally:
-            bar.close()
+        total = _write_body(resp, part, have, url, progress)
     got = part.stat().st_size
     if total is not None and got != total:
         raise DepthGError(f"download of {url} was interrupted at {got} of {total} bytes; run "

@@ -64,24 +64,43 @@ def _exported_state(kind: str, trainer_state: dict) -> dict[str, torch.Tensor]:
     return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
 
 
-def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None,
-               allow_partial: bool = False) -> dict:
-    """Write `<weights_dir>/<file>.safetensors` from `<out>/checkpoint.pt`; update the manifest."""
-    out = Path(out)
-    weights_dir = Path(weights_dir) if weights_dir else embedded.WEIGHTS_DIR
+def _finished_run(kind: str, out: Path, allow_partial: bool) -> dict:
+    """The run's checkpoint, refused (with the command that fixes it) if absent or unfinished."""
     ckpt_path = out / "checkpoint.pt"
     if not ckpt_path.exists():
         raise DepthGError(f"{ckpt_path} does not exist: train first with "
                           f"`python -m depthg_lib.pretrain {kind} --out {out}`")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    state = ckpt["trainer"]
-    cfg = state["config"]
+    state, cfg = ckpt["trainer"], ckpt["trainer"]["config"]
     if state["step"] < cfg["steps"] and not allow_partial:
         raise DepthGError(
             f"{ckpt_path} is at step {state['step']} of {cfg['steps']}; finish it with "
             f"`python -m depthg_lib.pretrain {kind} --out {out} --resume`, or pass "
             "--allow-partial to export it anyway")
-    sd = _exported_state(kind, state)
+    return ckpt
+
+
+def _training_record(ckpt: dict) -> dict:
+    """What the manifest says about how the weights were trained."""
+    state, cfg = ckpt["trainer"], ckpt["trainer"]["config"]
+    return {
+        "steps": state["step"], "planned_steps": cfg["steps"], "seed": cfg["seed"],
+        "data": {"dataset": "SynthScenes", "seed": cfg["data_seed"],
+                 "size": cfg["data_size"], "n_train": ckpt.get("n_images", cfg["n_train"]),
+                 "renderer_version": ckpt.get("renderer_version", _renderer_version(cfg))},
+        "wall_time_s": round(ckpt["elapsed_s"], 1),
+        "machine": ckpt.get("machine"),
+        "config": cfg,
+    }
+
+
+def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None,
+               allow_partial: bool = False) -> dict:
+    """Write `<weights_dir>/<file>.safetensors` from `<out>/checkpoint.pt`; update the manifest."""
+    out = Path(out)
+    weights_dir = Path(weights_dir) if weights_dir else embedded.WEIGHTS_DIR
+    ckpt = _finished_run(kind, out, allow_partial)
+    sd = _exported_state(kind, ckpt["trainer"])
     # the exported state must load into the library's architecture
     model = embedded.build_embedded_vit() if kind == "vit" else embedded.build_embedded_depth_net()
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()},
@@ -109,16 +128,7 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
         "objective": OBJECTIVES[kind],
         "command": f"{train_cmd} && python -m depthg_lib.pretrain export {kind} --out {out}"
                    if train_cmd else None,
-        "training": {
-            "steps": state["step"], "planned_steps": cfg["steps"], "seed": cfg["seed"],
-            "data": {"dataset": "SynthScenes", "seed": cfg["data_seed"],
-                     "size": cfg["data_size"], "n_train": ckpt.get("n_images", cfg["n_train"]),
-                     "renderer_version": ckpt.get("renderer_version",
-                                                  _renderer_version(cfg))},
-            "wall_time_s": round(ckpt["elapsed_s"], 1),
-            "machine": ckpt.get("machine"),
-            "config": cfg,
-        },
+        "training": _training_record(ckpt),
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quality": None,
     }
