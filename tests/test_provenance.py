@@ -160,8 +160,9 @@ def test_image_replaced_in_place_is_noticed_everywhere(profile):
     with pytest.raises(DepthGError, match=r"train images.*depthg_lib\.depth --profile test "
                                           r"--force"):
         run_depth_stage(profile, progress=False)
-    with pytest.raises(DepthGError, match="crop.json"):
-        run_crop_stage(profile, split="all", progress=False)
+    with pytest.raises(DepthGError, match=r"five-crop: the depth maps .*other train images.*"
+                                          r"depthg_lib\.depth --profile test --force"):
+        run_crop_stage(profile, split="all", progress=False)  # the stale link upstream first
     _stages(profile, force=True)
     assert reader_for_profile(profile).check(deep=True).usable
     crops = CropReader.from_profile(profile, "train")
