@@ -49,6 +49,38 @@ def _scatter(ax, cells, grid_hw, hw, marker="o", colour="white", size=14):
                edgecolors="black" if marker == "o" else None, linewidths=0.5)
 
 
+def _sampling_bottom_row(fig, bottom, d, norm, grid_hw, n_low: int, seed: int):
+    """plot_sampling's bottom row: random and corrected FPS points at the lower density (FPS
+    with its selection order), and a top view of the unprojected points; returns that axis."""
+    hw = tuple(d.shape[-2:])
+    low = fps_cells(d, grid_hw, n_low, "corrected")
+    rand_low = read_positions(random_coords(1, n_low, torch.Generator().manual_seed(seed)),
+                              grid_hw)
+    order = np.arange(len(low))
+    draw_depth(bottom[0], d[0, 0].numpy(), norm, colorbar=False)
+    _scatter(bottom[0], rand_low, grid_hw, hw)
+    bottom[0].set_title(f"random, {n_low}×{n_low}", fontsize=9)
+    draw_depth(bottom[1], d[0, 0].numpy(), norm, colorbar=False)
+    x, y = _to_pixels(low, grid_hw, hw)
+    bottom[1].scatter(x, y, s=22, c=order, cmap="viridis", edgecolors="black", linewidths=0.5)
+    for k in range(min(len(low), 6)):
+        bottom[1].annotate(str(k + 1), (x[k], y[k]), color="white", fontsize=7,
+                           xytext=(3, 3), textcoords="offset points")
+    bottom[1].set_title(f"FPS (corrected), {n_low}×{n_low}: order 1, 2, …", fontsize=9)
+    pts = depth_to_points(grid_depth(d, grid_hw), "corrected")[0].numpy()  # (3, h·w)
+    idx = low[:, 0] * grid_hw[1] + low[:, 1]
+    top = bottom[2]
+    top.scatter(pts[0], -pts[2], s=4, c="#bbbbbb", label="every grid cell")
+    sc = top.scatter(pts[0, idx], -pts[2, idx], s=22, c=order, cmap="viridis",
+                     edgecolors="black", linewidths=0.5, label="FPS choice")
+    top.set_xlabel("X (sideways)", fontsize=8)
+    top.set_ylabel("depth −Z (far = up)", fontsize=8)
+    top.set_title("top view of the 3D points", fontsize=9)
+    top.legend(fontsize=7, loc="upper right")
+    fig.colorbar(sc, ax=top, fraction=0.046, pad=0.03).set_label("selection order", fontsize=7)
+    return top
+
+
 def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | None = None,
                   seed: int = 0, n_low: int | None = None):
     """Where the n×n points go, over the depth map (near = bright, colour bar).
@@ -81,33 +113,7 @@ def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | Non
         for cells, marker, colour in layers:
             _scatter(ax, cells, grid_hw, hw, marker, colour)
         ax.set_title(title, fontsize=9)
-    # bottom row: lower density, selection order, top view
-    low = fps_cells(d, grid_hw, n_low, "corrected")
-    rand_low = read_positions(random_coords(1, n_low, torch.Generator().manual_seed(seed)),
-                              grid_hw)
-    order = np.arange(len(low))
-    bottom = axes[1, ncol - 3:]
-    draw_depth(bottom[0], d[0, 0].numpy(), norm, colorbar=False)
-    _scatter(bottom[0], rand_low, grid_hw, hw)
-    bottom[0].set_title(f"random, {n_low}×{n_low}", fontsize=9)
-    draw_depth(bottom[1], d[0, 0].numpy(), norm, colorbar=False)
-    x, y = _to_pixels(low, grid_hw, hw)
-    bottom[1].scatter(x, y, s=22, c=order, cmap="viridis", edgecolors="black", linewidths=0.5)
-    for k in range(min(len(low), 6)):
-        bottom[1].annotate(str(k + 1), (x[k], y[k]), color="white", fontsize=7,
-                           xytext=(3, 3), textcoords="offset points")
-    bottom[1].set_title(f"FPS (corrected), {n_low}×{n_low}: order 1, 2, …", fontsize=9)
-    pts = depth_to_points(grid_depth(d, grid_hw), "corrected")[0].numpy()  # (3, h·w)
-    idx = low[:, 0] * grid_hw[1] + low[:, 1]
-    top = bottom[2]
-    top.scatter(pts[0], -pts[2], s=4, c="#bbbbbb", label="every grid cell")
-    sc = top.scatter(pts[0, idx], -pts[2, idx], s=22, c=order, cmap="viridis",
-                     edgecolors="black", linewidths=0.5, label="FPS choice")
-    top.set_xlabel("X (sideways)", fontsize=8)
-    top.set_ylabel("depth −Z (far = up)", fontsize=8)
-    top.set_title("top view of the 3D points", fontsize=9)
-    top.legend(fontsize=7, loc="upper right")
-    fig.colorbar(sc, ax=top, fraction=0.046, pad=0.03).set_label("selection order", fontsize=7)
+    top = _sampling_bottom_row(fig, axes[1, ncol - 3:], d, norm, grid_hw, n_low, seed)
     for ax in axes.flat:
         if ax is not top:
             ax.axis("off")
@@ -138,16 +144,8 @@ def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int
     return corrected.numpy(), released.numpy()
 
 
-def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=None,
-                      image: np.ndarray | None = None, feats_b=None, codes_b=None,
-                      image_b: np.ndarray | None = None):
-    """F, C (and D) of one query point (row, col on the feature grid) as maps.
-
-    feats (D,h,w), codes (K,h,w) of image a; with ``feats_b``/``codes_b`` also the maps
-    against a second image (what the positive and negative terms see). D is shown in both
-    fidelities: corrected attracts points at similar depth, released is constant.
-    """
-    feats = torch.as_tensor(feats).float()
+def _correlation_columns(feats, codes, point, depth, image, feats_b, codes_b, image_b):
+    """plot_correlations' panels: (title, data, value range or None/"depth", image a or b)."""
     h, w = feats.shape[-2:]
     cols = []
     if image is not None:
@@ -166,32 +164,53 @@ def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=No
         cols.append(("F: a → b", correlation_to_point(feats, point, feats_b), (-1, 1), "b"))
         if codes is not None and codes_b is not None:
             cols.append(("C: a → b", correlation_to_point(codes, point, codes_b), (-1, 1), "b"))
+    return cols
+
+
+def _draw_column(fig, ax, col, point, grid_hw) -> None:
+    """One panel of plot_correlations, with the query point starred on image a's panels."""
+    title, data, lim, which = col
+    if isinstance(lim, str):  # the depth map itself
+        draw_depth(ax, one_depth_map(data)[0, 0].numpy())
+        ih, iw = one_depth_map(data).shape[-2:]
+        x, y = _to_pixels(np.array([point]), grid_hw, (ih, iw))
+        ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
+    elif lim is None:
+        ax.imshow(data)
+        if which == "a":
+            ih, iw = np.asarray(data).shape[:2]
+            x, y = _to_pixels(np.array([point]), grid_hw, (ih, iw))
+            ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
+    else:
+        im = ax.imshow(data, cmap="coolwarm" if lim[0] < 0 else "viridis",
+                       vmin=lim[0], vmax=lim[1])
+        if which == "a":
+            ax.scatter([point[1]], [point[0]], s=60, marker="*", c="yellow",
+                       edgecolors="black")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=None,
+                      image: np.ndarray | None = None, feats_b=None, codes_b=None,
+                      image_b: np.ndarray | None = None):
+    """F, C (and D) of one query point (row, col on the feature grid) as maps.
+
+    feats (D,h,w), codes (K,h,w) of image a; with ``feats_b``/``codes_b`` also the maps
+    against a second image (what the positive and negative terms see). D is shown in both
+    fidelities: corrected attracts points at similar depth, released is constant.
+    """
+    feats = torch.as_tensor(feats).float()
+    h, w = feats.shape[-2:]
+    cols = _correlation_columns(feats, codes, point, depth, image, feats_b, codes_b, image_b)
     maps = {title.split(":")[0]: data for title, data, lim, _ in cols if lim == (-1, 1)
             and title.endswith("a → a")}
     hist = codes is not None and len(maps) == 2
     fig, axes = plt.subplots(1, len(cols) + hist, figsize=(2.7 * (len(cols) + hist), 3.0))
     axes = np.atleast_1d(axes)
-    for ax, (title, data, lim, which) in zip(axes, cols):
-        if isinstance(lim, str):  # the depth map itself
-            draw_depth(ax, one_depth_map(data)[0, 0].numpy())
-            ih, iw = one_depth_map(data).shape[-2:]
-            x, y = _to_pixels(np.array([point]), (h, w), (ih, iw))
-            ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
-        elif lim is None:
-            ax.imshow(data)
-            if which == "a":
-                ih, iw = np.asarray(data).shape[:2]
-                x, y = _to_pixels(np.array([point]), (h, w), (ih, iw))
-                ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
-        else:
-            im = ax.imshow(data, cmap="coolwarm" if lim[0] < 0 else "viridis",
-                           vmin=lim[0], vmax=lim[1])
-            if which == "a":
-                ax.scatter([point[1]], [point[0]], s=60, marker="*", c="yellow",
-                           edgecolors="black")
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
+    for ax, col in zip(axes, cols):
+        _draw_column(fig, ax, col, point, (h, w))
     if hist:  # the same values as the F and C maps, on one axis: where does each put them?
         ax = axes[-1]
         bins = np.linspace(-1, 1, 41)
