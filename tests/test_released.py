@@ -3,8 +3,11 @@
 The checkpoints here are written in the released layout (key names, Lightning top level,
 hyper_parameters with a pickled omegaconf DictConfig) by stand-in classes that pickle under
 the real module names (omegaconf, pytorch_lightning), which are then removed again, so the
-loader must read them without either package. The expected codes come from a
-straightforward re-implementation of the released forward pass written here, in float64.
+loader must read them without either package. The stand-in layout is checked against the one
+the released classes save (tests/data/released/state-dict-layout.json); the expected codes come
+from timm's VisionTransformer at its native size (an implementation of DINO's ViT that is not
+this project's) and, for other sizes, from a re-implementation of the released forward pass
+written here in float64.
 """
 
 from __future__ import annotations
@@ -270,6 +273,46 @@ def test_codes_equal_the_released_forward(released):
         assert got.shape == (1, D, h // PATCH, w // PATCH) and got.dtype == torch.float32
         err = (got.double() - reference_codes(sd, images)).abs().max().item()
         assert err < tol, ((h, w), err)
+
+
+def test_the_stand_in_checkpoint_has_the_released_layout():
+    """The checkpoints these tests write follow the layout the released classes save
+    (tests/data/released/state-dict-layout.json, observed on a ViT-B/8, dim 100, 27 classes):
+    the same keys in the same order and shapes once the sizes are scaled to this toy (768 → C,
+    100 → D, 27 → K, 28×28 + 1 tokens; 12 blocks → DEPTH)."""
+    import json
+
+    layout = json.loads((Path(__file__).parent / "data/released/state-dict-layout.json")
+                        .read_text())["state_dict"]
+    sizes = {768: C, 3 * 768: 3 * C, 4 * 768: 4 * C, 100: D, 27: K, 28 * 28 + 1: GRID ** 2 + 1}
+    want = [(k, [sizes.get(n, n) for n in shape]) for k, shape in layout
+            if not k.startswith("net.model.blocks.") or int(k.split(".")[3]) < DEPTH]
+    got = [(k, list(v.shape)) for k, v in _state_dict().items()]
+    assert got == want
+
+
+def test_codes_equal_an_independent_vit_at_its_native_size(released):
+    """The same weights in timm's VisionTransformer (another implementation of DINO's ViT,
+    whose key names the released backbone shares) give the same features at 224 px, where no
+    position resize is involved; the head on them gives the same codes."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    sd = _state_dict()
+    vit = VisionTransformer(img_size=224, patch_size=PATCH, embed_dim=C, depth=DEPTH,
+                            num_heads=HEADS, num_classes=0, qkv_bias=True).double().eval()
+    vit.load_state_dict({k[len("net.model."):]: v.double() for k, v in sd.items()
+                         if k.startswith("net.model.")}, strict=True)
+    images = _images(224, 224, n=2)
+    with torch.no_grad():
+        tokens = vit.forward_features((images.double() - MEAN) / STD)
+    feats = tokens[:, 1:].transpose(1, 2).reshape(2, C, 224 // PATCH, 224 // PATCH)
+    head = {k: v.double() for k, v in sd.items() if k.startswith("net.cluster")}
+    code = F.conv2d(feats, head["net.cluster1.0.weight"], head["net.cluster1.0.bias"])
+    mid = F.relu(F.conv2d(feats, head["net.cluster2.0.weight"], head["net.cluster2.0.bias"]))
+    code = code + F.conv2d(mid, head["net.cluster2.2.weight"], head["net.cluster2.2.bias"])
+    model = load_released(released)
+    assert (model.feats(images).double() - feats).abs().max().item() < 1e-4
+    assert (model.codes(images).double() - code).abs().max().item() < 1e-4
 
 
 def test_timm_style_position_resize_would_not_match(released):
