@@ -1,0 +1,32 @@
+"""One rehearsal stage in its own process (started by `runner.run_stage`, which measures it):
+
+    python -m depthg_lib.rehearse.child STAGE OUT
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..config import load_profile
+from ..errors import run_cli
+from ..io import load_json, save_json
+from .stages import STAGES, Context
+
+
+def main(argv: list[str] | None = None) -> int:
+    stage, out = (argv if argv is not None else sys.argv[1:])[:2]
+    out = Path(out)
+    record = load_json(out / "REHEARSAL.json")
+    settings = record["settings"]
+    ctx = Context(out=out, profile=load_profile(out / "profile" / f"{settings['profile']}.yaml"),
+                  original=load_profile(record["profile source"]), scale=settings["scale"],
+                  sample=settings["sample"], steps=settings["steps"],
+                  knn_blocks=settings["knn_blocks"])
+    detail = STAGES[stage](ctx)
+    save_json(out / "stages" / f"{stage}.detail.json", detail)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

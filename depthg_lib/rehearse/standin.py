@@ -1,0 +1,190 @@
+"""Stand-in datasets: the real layout, file formats, image sizes and counts, fake pixels.
+
+A rehearsal must go through the readers the real data goes through, so each stand-in is
+written in its dataset's own tree (docs/method.md §11) with `round(F × N)` images per split
+(at least one), N the real split size. Pixels are cheap: a few SynthScenes scenes are rendered
+small, upscaled to the real size, given noise (so that the encoded files weigh about what the
+real ones do) and encoded once; every file is then a byte copy of one of these bases, in turn.
+Contents repeat, sizes, formats and counts are the real ones.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DepthGError
+
+# Cityscapes fine annotations: images per city (train 2,975, val 500).
+_CITIES = {
+    "train": {"aachen": 174, "bochum": 96, "bremen": 316, "cologne": 154, "darmstadt": 85,
+              "dusseldorf": 221, "erfurt": 109, "hamburg": 248, "hanover": 196, "jena": 119,
+              "krefeld": 99, "monchengladbach": 94, "strasbourg": 365, "stuttgart": 196,
+              "tubingen": 144, "ulm": 95, "weimar": 142, "zurich": 122},
+    "val": {"frankfurt": 267, "lindau": 59, "munster": 174},
+}
+# The sizes (width, height) a COCO image comes in most often (longest side 640), in turn.
+_COCO_SIZES = ((640, 480), (640, 427), (640, 480), (480, 640), (640, 426), (640, 480),
+               (500, 375), (640, 480), (427, 640), (640, 360))
+_BASES = 3  # rendered scenes per image size
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a real dataset holds: split sizes, image size(s), the average bytes per image
+    file of the real archive (to compare the stand-in's disk with)."""
+
+    counts: dict[str, int]
+    sizes: tuple[tuple[int, int], ...]
+    real_image_bytes: float
+    noise: float  # std of the noise added to the upscaled render, in grey levels
+
+
+FACTS = {
+    # curated STEGO lists; COCO 2017's train images average ≈ 160 kB (18 GB / 118k)
+    "cocostuff27": DatasetFacts({"train": 49_629, "val": 2_175}, _COCO_SIZES, 160e3, 24.0),
+    # leftImg8bit_trainvaltest.zip: ≈ 11 GB for 5,000 PNGs of 2048×1024
+    "cityscapes": DatasetFacts({"train": 2_975, "val": 500}, ((2048, 1024),), 2.2e6, 0.5),
+    # IIC's Potsdam: 38 tiles of 6000² halved, cut into 200², stored as uncompressed uint8 .mat
+    "potsdam": DatasetFacts({"train": 4_545, "val": 855}, ((200, 200),), 160e3, 6.0),
+}
+
+
+def supported(dataset: str) -> bool:
+    return dataset in FACTS
+
+
+def scaled_count(n: int, scale: float) -> int:
+    """round(F × N), but at least one image, so every split exists."""
+    return max(1, int(round(scale * n)))
+
+
+def split_names(dataset: str, split: str, n: int) -> list[str]:
+    """`n` names in the dataset's own naming, spread over the whole split (all cities)."""
+    total = FACTS[dataset].counts[split]
+    if dataset == "cityscapes":
+        full = [f"{city}_{seq:06d}_000019" for city, count in _CITIES[split].items()
+                for seq in range(count)]
+    elif dataset == "cocostuff27":
+        rng = np.random.default_rng(2017)  # COCO ids: 12 digits, sparse, train ∩ val = ∅
+        ids = rng.choice(581_929, size=sum(FACTS[dataset].counts.values()), replace=False)
+        offset = 0 if split == "train" else FACTS[dataset].counts["train"]
+        full = [f"{i + 1:012d}" for i in sorted(ids[offset:offset + total])]
+    else:
+        offset = 0 if split == "train" else FACTS[dataset].counts["train"]
+        full = [str(offset + i) for i in range(total)]
+    keep = np.unique(np.linspace(0, total - 1, n).round().astype(np.int64))
+    return [full[i] for i in keep]
+
+
+def _label_values(dataset: str, classes: np.ndarray) -> np.ndarray:
+    """SynthScenes class ids (0..11) as the dataset stores labels, with some ignore."""
+    if dataset == "cocostuff27":
+        out = (classes.astype(np.int64) * 15 + 3) % 182  # fine ids 0..181
+    elif dataset == "cityscapes":
+        out = 7 + (classes.astype(np.int64) * 2) % 27  # labelIds 7..33
+    else:
+        out = classes.astype(np.int64) % 6  # Potsdam ids 0..5
+    out[: max(1, out.shape[0] // 40)] = 255 if dataset != "cityscapes" else 0  # a band of ignore
+    return out
+
+
+def _render(seed: int, size: tuple[int, int], noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """(image uint8 (H, W, 3), class ids (H, W)) at `size` = (W, H): a small render upscaled."""
+    from ..data.synthscenes.layout import render_scene
+
+    width, height = size
+    small = (max(8, height // 4), max(8, width // 4))
+    scene = render_scene(seed, small)
+    image = np.asarray(Image.fromarray(scene.image).resize(size, Image.BILINEAR), np.float32)
+    labels = np.asarray(Image.fromarray(scene.label).resize(size, Image.NEAREST))
+    rng = np.random.default_rng(seed)
+    image += rng.normal(0.0, noise, image.shape).astype(np.float32)
+    return image.clip(0, 255).astype(np.uint8), labels
+
+
+def _encode(array: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "jpg":
+        Image.fromarray(array).save(buf, format="JPEG", quality=90)
+    else:  # fast zlib level: a 2048×1024 noisy PNG takes 0.5 s instead of 4
+        Image.fromarray(array).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _encode_mat(key: str, array: np.ndarray) -> bytes:
+    import scipy.io
+
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {key: array})
+    return buf.getvalue()
+
+
+def render_bases(dataset: str) -> list[dict[str, bytes]]:
+    """Encoded (image, label) files per base: `_BASES` per image size, in the real formats."""
+    facts = FACTS[dataset]
+    per_size = 1 if len(facts.sizes) > 1 else _BASES  # COCO: one per size, sizes in turn
+    bases = []
+    for i, size in enumerate(s for s in facts.sizes for _ in range(per_size)):
+        image, classes = _render(i + 1, size, facts.noise)
+        labels = _label_values(dataset, classes)
+        if dataset == "potsdam":
+            rgbir = np.concatenate([image, image[..., :1]], axis=-1)  # R, G, B, infrared
+            files = {"image": _encode_mat("img", rgbir),
+                     "label": _encode_mat("gt", labels.astype(np.int32))}
+        else:
+            files = {"image": _encode(image, "jpg" if dataset == "cocostuff27" else "png"),
+                     "label": _encode(labels.astype(np.uint8), "png")}
+        bases.append(files)
+    return bases
+
+
+def _write(path: Path, data: bytes) -> bool:
+    """Write unless present with that size; atomic (temporary name, then rename)."""
+    if path.is_file() and path.stat().st_size == len(data):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
+
+
+def write_standin(dataset: str, root: Path, scale: float, progress: bool = True) -> dict:
+    """The stand-in tree of `dataset` under `root` at scale F; resumable (files already there
+    are kept); split lists are written last. Returns counts and bytes per kind."""
+    if not supported(dataset):
+        raise DepthGError(f"no stand-in for dataset {dataset!r}; a rehearsal covers "
+                          f"{', '.join(FACTS)}")
+    from tqdm.auto import tqdm
+
+    from ..data.readers import get_reader
+
+    reader = get_reader(dataset, root)
+    bases = render_bases(dataset)
+    out = {"written": 0, "images": {}, "bytes": {"image": 0, "label": 0}}
+    for split in ("train", "val"):
+        names = split_names(dataset, split, scaled_count(FACTS[dataset].counts[split], scale))
+        out["images"][split] = len(names)
+        for i, name in enumerate(tqdm(names, desc=f"stand-in {split}", disable=not progress)):
+            files = bases[i % len(bases)]
+            for kind, path in (("image", reader.image_path(split, name)),
+                               ("label", reader.label_path(split, name))):
+                out["written"] += _write(path, files[kind])
+                out["bytes"][kind] += len(files[kind])
+        _write_list(dataset, root, split, names)
+    return out
+
+
+def _write_list(dataset: str, root: Path, split: str, names: list[str]) -> None:
+    text = "".join(f"{n}\n" for n in names).encode()
+    if dataset == "cocostuff27":
+        folder = {"train": "train2017", "val": "val2017"}[split]
+        _write(root / "curated" / folder / "Coco164kFull_Stuff_Coarse_7.txt", text)
+    elif dataset == "potsdam":
+        _write(root / {"train": "labelled_train.txt", "val": "labelled_test.txt"}[split], text)
