@@ -346,6 +346,37 @@ def _sub(sd: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
+def _released_modules(sd: dict[str, torch.Tensor]):
+    """The released network's sizes read off its tensors, and its four parts with those
+    tensors loaded strictly: DINO ViT, segmentation head, cluster probe, linear probe."""
+    c = int(sd["net.cluster1.0.weight"].shape[1])
+    d = int(sd["net.cluster1.0.weight"].shape[0])
+    k = int(sd["linear_probe.weight"].shape[0])
+    e = int(sd["cluster_probe.clusters"].shape[0]) - k
+    patch = int(sd["net.model.patch_embed.proj.weight"].shape[-1])
+    tokens = int(sd["net.model.pos_embed"].shape[1])
+    depth = _n_blocks(sd)
+    hidden = int(sd["net.model.blocks.0.mlp.fc1.weight"].shape[0])
+    nonlinear = "net.cluster2.0.weight" in sd
+    heads = max(1, c // HEAD_DIM)
+    name = _TIMM_NAMES.get((c, patch), f"released-vit-{c}-p{patch}")
+    dino = DinoViT(c, depth, heads, patch, tokens, hidden, name)
+    dino.load_state_dict(_sub(sd, "net.model."), strict=True)
+    head = SegmentationHead(c, d, dropout=True, nonlinear=nonlinear)
+    head_sd = {f"linear.{n}": v for n, v in _sub(sd, "net.cluster1.0.").items()}
+    if nonlinear:
+        head_sd.update({f"nonlinear.{n}": v for n, v in _sub(sd, "net.cluster2.").items()})
+    head.load_state_dict(head_sd, strict=True)
+    cluster = ClusterProbe(d, k + e)
+    cluster.load_state_dict({"clusters": sd["cluster_probe.clusters"]}, strict=True)
+    linear = LinearProbe(d, k)
+    linear.load_state_dict({"conv.weight": sd["linear_probe.weight"],
+                            "conv.bias": sd["linear_probe.bias"]}, strict=True)
+    dims = {"c": c, "d": d, "k": k, "e": e, "patch": patch, "depth": depth,
+            "nonlinear": nonlinear, "heads": heads, "name": name}
+    return dims, (dino, head, cluster, linear)
+
+
 def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -> ReleasedModel:
     """Import a released STEGO/DepthG Lightning checkpoint (see the module docstring)."""
     path = Path(path)
@@ -367,32 +398,13 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
         raise _not_released(path, f"its dino_feat_type is {config['dino_feat_type']!r}; only "
                             "'feat' (last-layer tokens) is supported")
     try:
-        c = int(sd["net.cluster1.0.weight"].shape[1])
-        d = int(sd["net.cluster1.0.weight"].shape[0])
-        k = int(sd["linear_probe.weight"].shape[0])
-        e = int(sd["cluster_probe.clusters"].shape[0]) - k
-        patch = int(sd["net.model.patch_embed.proj.weight"].shape[-1])
-        tokens = int(sd["net.model.pos_embed"].shape[1])
-        depth = _n_blocks(sd)
-        hidden = int(sd["net.model.blocks.0.mlp.fc1.weight"].shape[0])
-        nonlinear = "net.cluster2.0.weight" in sd
-        heads = max(1, c // HEAD_DIM)
-        name = _TIMM_NAMES.get((c, patch), f"released-vit-{c}-p{patch}")
-        dino = DinoViT(c, depth, heads, patch, tokens, hidden, name)
-        dino.load_state_dict(_sub(sd, "net.model."), strict=True)
-        head = SegmentationHead(c, d, dropout=True, nonlinear=nonlinear)
-        head_sd = {f"linear.{n}": v for n, v in _sub(sd, "net.cluster1.0.").items()}
-        if nonlinear:
-            head_sd.update({f"nonlinear.{n}": v for n, v in _sub(sd, "net.cluster2.").items()})
-        head.load_state_dict(head_sd, strict=True)
-        cluster = ClusterProbe(d, k + e)
-        cluster.load_state_dict({"clusters": sd["cluster_probe.clusters"]}, strict=True)
-        linear = LinearProbe(d, k)
-        linear.load_state_dict({"conv.weight": sd["linear_probe.weight"],
-                                "conv.bias": sd["linear_probe.bias"]}, strict=True)
+        dims, (dino, head, cluster, linear) = _released_modules(sd)
     except (KeyError, ValueError, RuntimeError, IndexError) as err:
         raise _not_released(path, f"its tensors do not fit the released network "
                             f"({type(err).__name__}: {str(err).splitlines()[0][:300]})") from None
+    c, d, k, e = dims["c"], dims["d"], dims["k"], dims["e"]
+    patch, depth, nonlinear, heads, name = (dims[n] for n in (
+        "patch", "depth", "nonlinear", "heads", "name"))
     if e < 0:
         raise _not_released(path, f"cluster_probe has {k + e} centroids for {k} classes")
     model_type = config.get("model_type")
