@@ -1,4 +1,4 @@
-"""Peak memory of kNN mining grows with the block size, not with N² (issue 8).
+"""Peak memory of kNN mining grows with the block size, not with N².
 
     python benchmarks/knn_memory.py --n 250000 --dim 384 --block 2048 --k 30
 

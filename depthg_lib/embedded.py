@@ -1,4 +1,4 @@
-"""The two small models the course ships instead of downloads (issue 7).
+"""The two small models the course ships instead of downloads.
 
 No DINO checkpoint and no depth model can be fetched on a fresh CPU machine, so the library
 carries its own, trained on SynthScenes (docs/method.md §1) by `python -m depthg_lib.pretrain`:

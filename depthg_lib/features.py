@@ -1,5 +1,5 @@
 """What the training step reads: crops at training size, depth in the fidelity's units, and the
-frozen-feature cache (docs/method.md §8, issue 8).
+frozen-feature cache (docs/method.md §8).
 
 The backbone is frozen and training applies no augmentation, so a crop's features never
 change: with `precompute_features` they are computed once (fp16, one `.npy` memory map per
@@ -217,7 +217,7 @@ def _build_cache(source, split, folder, backbone, *, res, fidelity, settings, de
 def featurize(backbone, images: torch.Tensor) -> torch.Tensor:
     """uint8 (B,3,H,W) on the backbone's device → frozen features (B,D,h,w), no gradient.
 
-    On CUDA the ViT runs in bf16 autocast with channels-last input (issue 8's GPU path).
+    On CUDA the ViT runs in bf16 autocast with channels-last input (the GPU path).
     """
     x = images.float().div_(255.0)
     with torch.no_grad():

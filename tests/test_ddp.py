@@ -1,4 +1,4 @@
-"""DistributedDataParallel (issue 8): two CPU ranks with B/2 crops each take one process's step.
+"""DistributedDataParallel: two CPU ranks with B/2 crops each take one process's step.
 
 Two processes (torch.multiprocessing, forked; gloo, rendezvous through a file) run `train()` for
 two steps on the same tiny crops as one process with the full batch; head parameters, the

@@ -387,7 +387,7 @@ def test_evaluate_with_an_extra_cluster(fake_stage, monkeypatch, fidelity):
     assert (hist[3].sum() == 0) == (fidelity == "released")
 
 
-# ------------------------------------------------------------------ issue 14
+# ------------------------------------------------------------------ bad input
 
 def test_label_of_another_size_is_one_clear_error_naming_it(tmp_path, monkeypatch):
     from PIL import Image

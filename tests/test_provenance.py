@@ -1,4 +1,4 @@
-"""No stage output may silently come from stale inputs (issue 14).
+"""No stage output may silently come from stale inputs.
 
 Each scenario is what a learner does by hand — a new dataset seed, another depth backend, an
 image replaced in place, a regenerated dataset — followed by the stages with or without

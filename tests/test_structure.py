@@ -1,4 +1,4 @@
-"""The library reads like the paper (issue 15): imports flow one way, modules stay short,
+"""The library reads like the paper: imports flow one way, modules stay short,
 private names stay in their module. Static checks on the source (ast), no imports run."""
 
 from __future__ import annotations

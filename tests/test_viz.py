@@ -1,4 +1,4 @@
-"""The shared figure helpers (issue 16): one depth convention with a colour bar, class legends
+"""The shared figure helpers: one depth convention with a colour bar, class legends
 on label figures, FPS at a lower density with its top view, F/C histograms, training baselines."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python -m depthg_lib.train --profile demo [--resume] [--force] [--device cpu|cuda]
                                [--steps N] [--out DIR] [--seed K]
-    torchrun --nproc-per-node 2 -m depthg_lib.train --profile demo     # DDP (issue 8):
+    torchrun --nproc-per-node 2 -m depthg_lib.train --profile demo     # DDP:
         # each rank its B/W crops, its own negatives and dropout masks; gradients averaged
 
 Per step: features of a batch of crops and of their kNN positives (frozen backbone, or the

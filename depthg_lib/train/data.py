@@ -277,7 +277,7 @@ def prepare_caches(profile, data, backbone, device, rank, world, progress):
                                   reserved=0 if name == "train" else featcache.cache_bytes(
                                       len(data.train), backbone.dim, grid, profile.res))
     barrier(world)
-    # keyed by the crops' digest too: features of crops cut afresh are never read (issue 14)
+    # keyed by the crops' digest too: features of crops cut afresh are never read
     caches = {name: featcache.open_cache(folder, name, settings, source=source)
               for name, source in splits}
     if any(c is None for c in caches.values()):

@@ -1,4 +1,4 @@
-"""Several processes (torchrun, issue 8): rank and world size, barriers, averaged numbers.
+"""Several processes (torchrun): rank and world size, barriers, averaged numbers.
 
 One process is the special case W = 1, where every helper here does nothing. With W > 1 each
 rank trains on its B/W crops of every step, draws its negatives and dropout masks on its own
