@@ -246,6 +246,9 @@ def test_sample_grid_larger_than_feature_grid_is_refused(tmp_path):
     p = tiny_profile(samples=5, fps_min_samples=4)  # 32 px / patch 8 = 4×4 grid
     with pytest.raises(DepthGError, match="larger than the 4×4 feature grid"):
         T.train(p, tmp_path, device="cpu", data=tiny_data(), progress=False)
+    assert not (tmp_path / "train.json").exists()  # refused: no record to --force past
+    T.train(p.replace(samples=4), tmp_path, device="cpu", data=tiny_data(), progress=False,
+            steps=1)  # the fixed profile trains in the same folder, no --force
 
 
 def test_disagreeing_shapes_are_refused():

@@ -133,13 +133,16 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
                 held.enter_context(stage_lock(out, "train"))
             data = data if data is not None else open_train_data(profile)
             check_class_count(profile, data)
+            backbone = load_frozen_backbone(profile, device)  # checked before train.json is
+            _check_sample_grid(profile, backbone)  # written: a refused run leaves no record
             done = _check_previous_run(out, last, final, profile, seed, total_steps, resume,
                                        force, rank, world, data, command)
             if done is not None:
                 return done
             if data.cache_dir is None:
                 data = dataclasses.replace(data, cache_dir=out / "features")
-            run = Run(profile, data, out, device, seed, total_steps, rank, world, log_every)
+            run = Run(profile, data, out, device, seed, total_steps, rank, world, log_every,
+                      backbone=backbone)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 return _train(run, resume, progress and rank == 0)
     finally:
@@ -219,8 +222,6 @@ class Run:
 def _train(run: Run, resume: bool, progress: bool) -> Path:
     """Set up (backbone, head, resume), then the loop of docs/method.md §8, then `final.pt`."""
     profile, data, device, rank, world = run.profile, run.data, run.device, run.rank, run.world
-    run.backbone = load_frozen_backbone(profile, device)
-    _check_sample_grid(profile, run.backbone)
     run.trainer = Trainer(profile, run.backbone.dim, device, run.seed, rank, world)
     if resume:
         run.start = _resume(run)
