@@ -50,8 +50,8 @@ lab: venv
 	    $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # A paper profile end to end on a machine with a GPU and a network (docs/reproduction.md):
-# fetch what is missing (backbone, depth model, dataset, released checkpoint), then run every
-# chapter. `make reproduce PROFILE=cityscapes-vitb8 DRY_RUN=1` prints the plan and the disk it
+# fetch what is missing (backbone, depth model, dataset, STEGO's released checkpoint), then run
+# every chapter. `make reproduce PROFILE=cityscapes-vitb8 DRY_RUN=1` prints the plan and the disk it
 # needs and changes nothing. DEVICE=cuda|cpu|auto (default auto).
 .PHONY: reproduce
 DEVICE ?= auto

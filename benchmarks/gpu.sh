@@ -5,9 +5,11 @@
 #   bash benchmarks/gpu.sh --dry    # anywhere, on the CPU: tiny sizes, tests only collected;
 #                                   # checks that the script and every step still run
 #
-# On this project's machines, first fetch the wheels the bare GPU machine lacks for the course
-# step (papermill, nbval, ipykernel):  ../shared/tools/gpu-wheels.sh .whl   and carry `.whl`
-# with the device tool. The GPU machine brings torch, timm, transformers, scipy, tqdm.
+# A GPU machine without a network needs the wheels of the course step's packages beside the
+# repository: on a machine with one, `pip download papermill nbval ipykernel -d .whl` (the
+# same Python version and platform as the GPU machine), then copy `.whl` over; the script
+# installs from it when it is there. The GPU machine is expected to bring torch, timm,
+# transformers, scipy and tqdm.
 #
 # Output: gpu_table.md (one row per step: status, seconds, result) and gpu_checks.json in
 # $OUT when the device tool sets it, else benchmarks/results/ (dry run: a temporary folder);
