@@ -131,6 +131,9 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
         splits = [s for s in reader.splits if s == "train" or _has_split(reader, s)]
     elif split in reader.splits:
         splits = [split]
+    elif split in ("train", "val"):
+        reader.names(split)  # the reader says how to get that split (a folder without val/)
+        splits = [split]
     else:
         raise DepthGError(f"crop: unknown split {split!r}; choose one of "
                           f"{', '.join(reader.splits)} or all")
