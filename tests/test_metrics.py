@@ -17,8 +17,8 @@ GOLDEN = Path(__file__).parent / "data" / "golden"
 
 
 def test_histogram_counts_prediction_rows_against_label_columns():
-    preds = np.array([[0, 1, 1], [2, 0, 3]])
-    target = np.array([[0, 1, 0], [2, 255, -1]])  # 255 and −1: ignored labels
+    preds = np.array([[0, 1, 1, 1], [2, 0, 3, 0]])
+    target = np.array([[0, 1, 0, 3], [2, 255, -1, 3]])  # 3 = n_classes, 255, −1: ignored
     hist = M.confusion_histogram(preds, target, 3)
     np.testing.assert_array_equal(hist, [[1, 0, 0], [1, 1, 0], [0, 0, 1]])
     assert hist.dtype == np.int64
@@ -57,6 +57,7 @@ def test_hungarian_scores_reorder_rows_to_their_classes():
     res = M.scores(hist)
     assert res["cluster_to_class"].tolist() == [1, 0, 2]
     np.testing.assert_array_equal(res["histogram"], [[4, 0, 0], [0, 5, 1], [0, 1, 3]])
+    assert res["histogram"].dtype == np.int64  # counts stay counts
     # tp 4, 5, 3; union 4 + 4 − 4, 6 + 6 − 5, 4 + 4 − 3
     np.testing.assert_allclose(res["iou"], [100.0, 500 / 7, 60.0])
     assert res["acc"] == pytest.approx(100 * 12 / 14)
@@ -70,6 +71,7 @@ def test_an_unmatched_cluster_is_one_extra_row_with_iou_zero():
     assert res["cluster_to_class"].tolist() == [0, 1, 2, -1]
     np.testing.assert_array_equal(res["histogram"], [[5, 0, 0, 0], [0, 4, 0, 0], [0, 0, 3, 0],
                                                      [1, 1, 0, 0]])
+    assert res["histogram"].dtype == np.int64
     # class IoUs 5/6, 4/5, 3/3 and the unmatched row's 0/2, all four averaged
     np.testing.assert_allclose(res["iou"], [500 / 6, 80.0, 100.0])
     assert res["miou"] == pytest.approx(100 * (5 / 6 + 4 / 5 + 1 + 0) / 4)
