@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile, load_profile, profile_arg
-from .env import resolve_device
+from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .io import check_stage_settings, save_npz, sha256_file, stage_lock, write_stage_record
 from .models import profile_weights_identity
@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="train", choices=("train", "val"))
     parser.add_argument("--force", action="store_true",
                         help="re-mine, replacing a file made with other settings")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", default="auto", type=device_arg,
+                        help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
     out = run_knn_stage(args.profile, split=args.split, force=args.force, device=args.device,

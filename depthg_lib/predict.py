@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .env import device_arg
 from .errors import DepthGError, run_cli
 from .io import load_json, read_rgb, save_image, save_json
 from .released import is_released
@@ -424,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
                              "and take the backbone weights from it")
     parser.add_argument("--probe", choices=("cluster", "linear"), default="cluster")
     parser.add_argument("--crf", action="store_true", help="refine with a dense CRF")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", type=device_arg,
+                        help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--force", action="store_true",
                         help="replace the outputs of another checkpoint or probe in --out")
     args = parser.parse_args(argv)

@@ -30,12 +30,15 @@ def test_a_gpu_this_machine_lacks_is_refused():
         resolve_device(f"cuda:{beyond}")
 
 
-@pytest.mark.parametrize("module", ["depthg_lib.depth", "depthg_lib.evaluate",
-                                    "depthg_lib.train.cli"])
-def test_cli_stops_at_the_argument(module, capsys):
+@pytest.mark.parametrize("module, args", [
+    ("depthg_lib.depth", ["--profile", "test"]), ("depthg_lib.knn", ["--profile", "test"]),
+    ("depthg_lib.train.cli", ["--profile", "test"]), ("depthg_lib.evaluate", ["--profile", "test"]),
+    ("depthg_lib.predict", ["photos/"]), ("depthg_lib.study.__main__", ["--profile", "test"])])
+def test_cli_stops_at_the_argument(module, args, capsys):
+    """Every command with --device refuses `tpu` before any work (even work it would skip)."""
     main = __import__(module, fromlist=["main"]).main
     with pytest.raises(SystemExit) as stop:
-        main(["--profile", "test", "--device", "tpu"])
+        main([*args, "--device", "tpu"])
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "argument --device: unknown device 'tpu'" in err and "cpu" in err

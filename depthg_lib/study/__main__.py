@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from ..config import REPO_ROOT, positive_int
+from ..env import device_arg
 from ..errors import run_cli
 from ..io import load_json
 from .report import ci_lines, readme_summary, results_table
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="default: runs/<profile>/study")
     parser.add_argument("--publish", action="store_true",
                         help="also write docs/study/results.json and the figures")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", type=device_arg,
+                        help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--n-boot", type=positive_int, default=1000)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--write-only", action="store_true",
