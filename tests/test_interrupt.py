@@ -75,7 +75,7 @@ def _interrupt_while_mining(env, profile, knn_file: Path, sig: int):
         assert runner.poll() is None, "the runner ended before the kNN stage began"
         assert time.monotonic() < deadline, "the kNN stage never began"
         time.sleep(0.02)
-    time.sleep(0.5)  # the stage is mining (it takes seconds): well past its record and checks
+    time.sleep(0.2)  # the stage is mining (it takes seconds): well past its record and checks
     assert _held(lock), "the kNN stage finished before the signal: it cannot be tested here"
     runner.send_signal(sig)
     out, err = runner.communicate(timeout=300)
