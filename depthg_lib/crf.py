@@ -32,7 +32,7 @@ INSTALL_HINT = "pip install pydensecrf2  (or: pip install -e '.[crf]')"
 
 def crf_available() -> bool:
     """True when `pydensecrf` (PyPI `pydensecrf2`) can be imported."""
-    try:
+    try:  # optional dependency (the `crf` extra)
         import pydensecrf.densecrf  # noqa: F401
     except ImportError:
         return False
@@ -59,7 +59,7 @@ def dense_crf(image: np.ndarray, log_probs: np.ndarray, iterations: int = ITERAT
     image: RGB uint8 (H, W, 3); log_probs: (C, H, W) log-probabilities (or any logits: they
     go through a softmax). Returns the CRF's marginals Q, float32 (C, H, W).
     """
-    import pydensecrf.densecrf as dcrf
+    import pydensecrf.densecrf as dcrf  # optional dependency (the `crf` extra)
 
     image = np.asarray(image)
     log_probs = np.asarray(log_probs, dtype=np.float32)

@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from .errors import DepthGError
@@ -61,6 +62,7 @@ def _recreate_command(kind: str) -> str:
 
 def build_embedded_vit() -> nn.Module:
     """The embedded ViT (random weights): a timm VisionTransformer without classifier head."""
+    # heavy: timm takes seconds to import, and most callers never build a ViT
     from timm.models.vision_transformer import VisionTransformer
 
     return VisionTransformer(**VIT_CONFIG)
@@ -150,8 +152,6 @@ def embedded_weights_available(kind: Kind) -> bool:
 
 def load_embedded_state_dict(kind: Kind) -> dict[str, torch.Tensor]:
     """Read `weights/<file>.safetensors` as float32 after checking its sha256 in the manifest."""
-    from safetensors.torch import load_file
-
     path = weights_path(kind)
     entry = read_manifest().get(kind)
     if not path.exists() or entry is None:

@@ -206,7 +206,7 @@ def _shape_error(path, name, wrong) -> DepthGError:
 
 def build_timm_vit(name: str) -> nn.Module:
     """The timm architecture of a backbone, random weights, any input size (no download)."""
-    import timm
+    import timm  # heavy: seconds to import (see load_vit_weights)
 
     return timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
 

@@ -31,8 +31,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
+from .config import load_profile
 from .errors import DepthGError
 from .models import (
     IMAGENET_MEAN,
@@ -97,7 +99,7 @@ _BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "bool"
 
 def _torch_allowed() -> dict:
     """What torch's own `weights_only` loader rebuilds (tensors, storages, dtypes…)."""
-    try:
+    try:  # torch's private API, imported here so that its absence is caught
         from torch._weights_only_unpickler import _get_allowed_globals
 
         return dict(_get_allowed_globals())
@@ -430,8 +432,6 @@ def check_fits_profile(model: ReleasedModel, profile) -> None:
     Its backbone and code size need not match the profile's training settings (STEGO's
     released files carry their own dims): evaluation uses the file's own network.
     """
-    from .config import load_profile
-
     profile = load_profile(profile)
     if model.n_classes != profile.n_classes:
         raise DepthGError(f"released checkpoint {model.meta['path']} does not fit profile "
@@ -448,13 +448,8 @@ _METRICS = ("acc", "miou")
 def paper_numbers(profile) -> dict | None:
     """The `paper:` block of a profile's own file (not inherited: a STEGO twin has its own),
     checked: `source` (a citation), `crf` (true/false/null), `unsupervised` and `linear` with
-    `acc` and `miou` in percent or null, and `others`: rows to read beside it (a baseline,
-    another table, an evaluation of the released checkpoint), each with `method`, its own
-    `source` and the same numbers. None when the profile has no such block."""
-    import yaml
-
-    from .config import load_profile
-
+    `acc` and `miou` in percent or null, and `others`: rows beside it (a baseline, a released
+    checkpoint scored again), each with `method`, its own `source` and the same numbers."""
     profile = load_profile(profile)
     where = profile.source
     raw = yaml.safe_load(Path(where).read_text()) or {}
@@ -474,10 +469,9 @@ def paper_numbers(profile) -> dict | None:
         raise DepthGError(f"profile {where}: paper.others must be a list of rows")
     out["others"] = []
     for i, row in enumerate(others):
-        name = f"paper.others[{i}]"
-        if (not isinstance(row, dict) or not str(row.get("method") or "").strip()
-                or not str(row.get("source") or "").strip()
-                or set(row) - {"method", "source", "crf", "unsupervised", "linear"}):
+        name, keys = f"paper.others[{i}]", {"method", "source", "crf", "unsupervised", "linear"}
+        if not (isinstance(row, dict) and all(str(row.get(k) or "").strip() for k in
+                                              ("method", "source")) and set(row) <= keys):
             raise DepthGError(f"profile {where}: {name} must be a mapping with a method and a "
                               "source (and crf, unsupervised, linear)")
         out["others"].append({"method": str(row["method"]), **_paper_row(row, where, name)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..metrics import scores
 from .core import IGNORE, Wrong, as_array, call, close_to, register, toy_labels, written
 
 
@@ -27,8 +28,6 @@ def _check_00_1(fn):
            "the majority class has IoU = its share (every other pixel is a false positive); "
            "every other class that occurs has IoU 0; classes that never occur have no IoU")
 def _check_00_2(fn):
-    from ..metrics import scores
-
     rng = np.random.default_rng(2)
     cases = [np.array([0.5, 0.2, 0.2, 0.1, 0.0, 0.0])]
     for _ in range(3):

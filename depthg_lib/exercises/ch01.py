@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..depth import depth_agreement, normalise_depth
 from .core import Wrong, as_array, call, close_to, register, written
 
 
 @register("01.1", "normalise(depth): per-image min–max to [0, 1] (a constant map → zeros)",
            "code", "(d − min d) / (max d − min d); guard the constant map, where max = min")
 def _check_01_1(fn):
-    from ..depth import normalise_depth
-
     rng = np.random.default_rng(5)
     maps = [rng.random((7, 9)) * 30 + 2, -rng.random((5, 5)) * 4, np.full((4, 6), 3.5)]
     for d in maps:
@@ -25,8 +24,6 @@ def _check_01_1(fn):
            "pen", "any strictly increasing function keeps the order of the pixels; make it "
                   "bend enough (both maps are min–max normalised before the MAE)")
 def _check_01_2(fn):
-    from ..depth import depth_agreement
-
     rng = np.random.default_rng(6)
     d = np.linspace(0, 1, 24 * 32).reshape(24, 32)[:, rng.permutation(32)]
     got = as_array(call(fn, d.copy()))
@@ -45,7 +42,7 @@ def _check_01_2(fn):
                    "negative), ties counting ½", "code",
            "compare every positive with every negative (np.subtract.outer), or rank the scores")
 def _check_01_3(fn):
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # heavy: seconds to import, one check uses it
 
     rng = np.random.default_rng(7)
     for n in (40, 200):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..crop import crop_array, dominant_class_share, five_crop_boxes
 from .core import Wrong, as_array, as_dict, call, close_to, register, toy_labels, written
 
 
@@ -11,8 +12,6 @@ from .core import Wrong, as_array, as_dict, call, close_to, register, toy_labels
            "code", "h = floor(r·H), w = floor(r·W) (not square!); corners TL, TR, BL, BR, then "
                    "the centre at round((H − h)/2), round((W − w)/2)")
 def _check_02_1(fn):
-    from ..crop import five_crop_boxes
-
     for h, w, r in ((61, 83, 0.5), (64, 64, 0.5), (100, 75, 0.4), (97, 130, 0.3)):
         got = call(fn, h, w, r)
         try:
@@ -33,8 +32,6 @@ def _check_02_1(fn):
                    "the five crops, and the share of the centre crop inside the top-left crop",
            "pen", "draw it: corners are 40×40, the centre crop spans rows and columns 30..70")
 def _check_02_2(answer):
-    from ..crop import five_crop_boxes
-
     a = as_dict(answer, ("coverage", "centre_corner_overlap"))
     boxes = five_crop_boxes(100, 100, 0.4)
     cover = np.zeros((100, 100), bool)
@@ -52,8 +49,6 @@ def _check_02_2(answer):
            "five_crop_boxes + crop_array for each map, dominant_class_share for each crop, "
            "np.nanmean over all crops")
 def _check_02_3(fn):
-    from ..crop import crop_array, dominant_class_share, five_crop_boxes
-
     labels = toy_labels(8, n=4, h=20, w=26, classes=4)
     for ratio in (0.3, 0.5, 1.0):
         want = np.nanmean([dominant_class_share(crop_array(lab, b)) for lab in labels

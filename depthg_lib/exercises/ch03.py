@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..knn import chance_agreement, neighbour_agreement
 from .core import Wrong, as_array, call, close_to, register, written
 
 
@@ -11,8 +12,6 @@ from .core import Wrong, as_array, call, close_to, register, written
                    "their majority class (−1 = no label, left out)", "pen",
            "draw a pair without replacement: Σ_c n_c(n_c − 1) / (m(m − 1))")
 def _check_03_1(fn):
-    from ..knn import chance_agreement
-
     rng = np.random.default_rng(9)
     for n in (12, 60):
         maj = rng.integers(-1, 4, n)
@@ -56,8 +55,6 @@ def _check_03_2(fn):
            "compare majority[nns[:, :1]] with majority[nns[:, 1:k+1]]; keep pairs where both "
            "are ≥ 0 and groups differ")
 def _check_03_3(fn):
-    from ..knn import neighbour_agreement
-
     rng = np.random.default_rng(11)
     n = 40
     nns = np.concatenate([np.arange(n)[:, None],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..metrics import confusion_histogram, scores
 from .core import Wrong, as_array, as_dict, call, close_to, register, written
 
 
@@ -12,8 +13,6 @@ from .core import Wrong, as_array, as_dict, call, close_to, register, written
            "scipy.optimize.linear_sum_assignment(hist, maximize=True); then tp = matched "
            "diagonal, IoU = tp / (row + column − tp) over classes with a defined IoU")
 def _check_05_1(fn):
-    from ..metrics import scores
-
     rng = np.random.default_rng(15)
     for n in (3, 5):
         hist = rng.integers(0, 50, (n, n)) + np.diag(rng.integers(0, 200, n))
@@ -30,8 +29,6 @@ def _check_05_1(fn):
 
 
 def _matched_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
-    from ..metrics import scores
-
     n = int(max(pred.max(), truth.max())) + 1
     hist = np.zeros((n, n), dtype=np.int64)
     np.add.at(hist, (pred, truth), 1)
@@ -64,8 +61,6 @@ def _check_05_2(fn):
            "released: pixels predicted as an extra cluster are dropped before counting; "
            "corrected: they stay and count as errors")
 def _check_05_3(answer):
-    from ..metrics import confusion_histogram, scores
-
     a = as_dict(answer, ("released", "corrected"))
     preds, target = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 0, 1, 1, 1, 0])
     for key, drop in (("released", True), ("corrected", False)):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from huggingface_hub import constants, snapshot_download
+
 from ..errors import DepthGError
 from .downloads import Ledger
 from .sources import Item
@@ -13,8 +15,6 @@ from .sources import Item
 def hub_snapshot(repo: str, allow: list[str] | None = None, download: bool = True) -> Path | None:
     """The local snapshot folder of a hub repo: from the cache, else downloaded (unless
     offline or `download` is False, then None)."""
-    from huggingface_hub import constants, snapshot_download
-
     try:
         return Path(snapshot_download(repo, local_files_only=True, allow_patterns=allow))
     except Exception:  # not cached (the hub raises several types for that)

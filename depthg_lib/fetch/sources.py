@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Profile, load_profile
+from ..depth import DEFAULT_MODELS
 from ..errors import DepthGError
+from ..models import EMBEDDED, backbone_weights_dir, canonical_backbone_name
 
 DINO_URL = "https://dl.fbaipublicfiles.com/dino/"
 STEGO_URL = "https://marhamilresearch4.blob.core.windows.net/stego-public/"
@@ -109,8 +111,6 @@ def plan(profile: Profile | str, root: str | os.PathLike | None = None,
 
 
 def _backbone_items(profile: Profile, dino: str) -> list[Item]:
-    from ..models import EMBEDDED, backbone_weights_dir, canonical_backbone_name
-
     name = canonical_backbone_name(profile.backbone)
     if name in EMBEDDED:
         return []
@@ -135,8 +135,6 @@ def _backbone_items(profile: Profile, dino: str) -> list[Item]:
 
 
 def _depth_items(profile: Profile) -> list[Item]:
-    from ..depth import DEFAULT_MODELS
-
     if profile.depth_backend not in ("zoedepth", "depth_anything"):
         return []
     model = profile.depth_model or DEFAULT_MODELS[profile.depth_backend]

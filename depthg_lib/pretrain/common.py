@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from ..data import synthscenes
 from ..errors import DepthGError
-from ..io import atomic_path, check_stage_settings, load_json, read_rgb
+from ..io import atomic_path, check_stage_settings, load_json, read_label, read_rgb
 
 # Seeds: pretraining data never overlaps the evaluation data of the quality bars.
 PRETRAIN_DATA_SEED = 1000
@@ -34,8 +36,6 @@ DEFAULT_DATA_DIR = Path("data/synthscenes_pretrain")
 def ensure_synthscenes(data_dir: str | os.PathLike, n_train: int, n_val: int, size: int,
                        seed: int) -> Path:
     """Render SynthScenes into `data_dir` (resumable; `generate` refuses other settings)."""
-    from ..data import synthscenes
-
     return synthscenes.generate(data_dir, n_train=n_train, n_val=n_val, size=size, seed=seed)
 
 
@@ -51,10 +51,6 @@ def data_record(data_dir: str | os.PathLike) -> dict:
 def load_split(data_dir: str | os.PathLike, split: str = "train", depth: bool = False,
                labels: bool = False, limit: int | None = None) -> dict[str, np.ndarray]:
     """Load a SynthScenes split into memory: images (N,H,W,3) uint8, optional depth / labels."""
-    from tqdm.auto import tqdm
-
-    from ..io import read_label
-
     data_dir = Path(data_dir)
     paths = sorted((data_dir / "imgs" / split).glob("*.jpg"))[:limit]
     if not paths:
@@ -180,10 +176,6 @@ def run_training(run: RunDir, trainer, cfg, data_dir, n_images: int, desc: str,
     """The loop both pretrainings share: resume from `run`, step, log every `cfg.log_every`
     steps, checkpoint every `cfg.checkpoint_minutes` and at the end (tqdm progress). With
     `max_minutes`, stop (checkpointed, resumable) once this call has run that long."""
-    import sys
-
-    from tqdm.auto import tqdm
-
     state = run.load()
     timer = Timer(every_s=cfg.checkpoint_minutes * 60)
     resumed_at = None
