@@ -2,7 +2,7 @@
 
 One run at a time writes a run folder (`io.stage_lock`). Its record `train.json` holds the
 settings and the digests of what it trained on (crops, kNN record; `TrainData.inputs`): a
-later run in the same folder from changed inputs is refused unless `--force` (issue 14).
+later run in the same folder from changed inputs is refused unless `--force`.
 """
 
 from __future__ import annotations
