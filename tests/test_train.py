@@ -344,7 +344,7 @@ def test_checkpoint_trained_on_other_default_weights_is_refused(tmp_path, monkey
     assert ckpt_mod.load_checkpoint(path).backbone_name == "embedded"
 
 
-# ------------------------------------------------------------------------------ stale inputs
+# ------------------------------------------------------------------------------ refusals and resume
 
 def test_wrong_n_classes_is_refused_before_any_work(tmp_path):
     data = tiny_data()  # labels 0..3
