@@ -16,12 +16,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 
 from ..embedded import EMBEDDED_MEAN, EMBEDDED_STD
+from ..metrics import confusion_histogram, scores
 from .common import minmax_normalise
 
 IGNORE = 255
@@ -67,25 +67,17 @@ def patch_labels(labels: np.ndarray, patch: int = 8) -> np.ndarray:
     return maj.reshape(n, h // patch, w // patch)
 
 
+def _percent(res: dict) -> dict:
+    """metrics.scores' figures as this module records them: IoU rounded, None where undefined."""
+    return {"miou": res["miou"], "acc": res["acc"],
+            "iou": [None if np.isnan(v) else round(float(v), 2) for v in res["iou"]]}
+
+
 def hungarian_miou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
-    """Histogram of clusters × classes, Hungarian matching (maximise matches), mIoU/Acc in %
-    (docs/method.md §9: IoU over classes present, ignore label skipped)."""
-    keep = target != IGNORE
-    hist = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(hist, (pred[keep].astype(np.int64), target[keep].astype(np.int64)), 1)
-    rows, cols = linear_sum_assignment(hist, maximize=True)
-    matched = np.zeros_like(hist)
-    matched[cols] = hist[rows]  # row k of `matched` = cluster assigned to class k
-    tp = np.diag(matched).astype(np.float64)
-    fp = matched.sum(1) - tp
-    fn = matched.sum(0) - tp
-    denom = tp + fp + fn
-    iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
-    cluster_to_class = np.zeros(n_classes, dtype=np.int64)
-    cluster_to_class[rows] = cols
-    return {"miou": float(np.nanmean(iou) * 100), "acc": float(tp.sum() / hist.sum() * 100),
-            "iou": [None if np.isnan(v) else round(float(v) * 100, 2) for v in iou],
-            "cluster_to_class": cluster_to_class.tolist()}
+    """Clusters matched one-to-one to classes (Hungarian, most matched patches), mIoU/Acc in %
+    (`metrics.scores`, docs/method.md §9: IoU over classes present, ignore label skipped)."""
+    res = scores(confusion_histogram(pred, target, n_classes))
+    return {**_percent(res), "cluster_to_class": res["cluster_to_class"].tolist()}
 
 
 def kmeans_segment(features: torch.Tensor, labels: np.ndarray, n_classes: int, seed: int = 0,
@@ -132,14 +124,7 @@ def vit_cls_attention(vit: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
 def confusion_iou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
     """Per-class IoU (%) of class predictions against targets (ignore label skipped); mIoU over
     the classes present in `target` or predicted (docs/method.md §9), pixel accuracy (%)."""
-    keep = target != IGNORE
-    hist = np.bincount(target[keep].astype(np.int64) * n_classes + pred[keep].astype(np.int64),
-                       minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    tp = np.diag(hist).astype(np.float64)
-    denom = hist.sum(0) + hist.sum(1) - tp
-    iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
-    return {"miou": float(np.nanmean(iou) * 100), "acc": float(tp.sum() / max(hist.sum(), 1) * 100),
-            "iou": [None if np.isnan(v) else round(float(v) * 100, 2) for v in iou]}
+    return _percent(scores(confusion_histogram(pred, target, n_classes), hungarian=False))
 
 
 def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats: torch.Tensor,
