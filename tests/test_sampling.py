@@ -28,7 +28,7 @@ def d_fps():
 
 
 def test_released_k_is_tan_of_45_radians():
-    assert K_RELEASED == pytest.approx(3.23955, abs=1e-5)  # docs/method.md §7.1 rounds it to 3.2397
+    assert K_RELEASED == pytest.approx(3.23955, abs=1e-5)  # docs/method.md §7.1 rounds it to 3.2396
     assert K_CORRECTED == pytest.approx(2.0)
 
 
