@@ -111,6 +111,23 @@ def test_released_depth_correlation_is_constant_and_corrected_is_not():
 
 # ------------------------------------------------------------------- the whole objective
 
+def test_sample_reads_where_the_coordinates_point():
+    """A map of its own column and row numbers on a 5×5 grid, read at hand-picked (x, y):
+    −1, 0, 1 are the first, middle and last cell; `released` fills output (a, c) from the
+    coordinates at (c, a). (The objective's means cannot see that swap — every pair term
+    averages over all pairs of points — so it is checked here, on the points themselves.)"""
+    cols = torch.arange(5.0).view(1, 1, 1, 5).expand(1, 1, 5, 5)
+    rows = torch.arange(5.0).view(1, 1, 5, 1).expand(1, 1, 5, 5)
+    maps = torch.cat([cols, rows], 1)
+    coords = torch.tensor([[[[-1.0, -1.0], [1.0, 0.0]], [[0.5, -0.5], [-0.25, 1.0]]]])
+    corrected = ref.sample(maps, coords, "corrected")[0]
+    torch.testing.assert_close(corrected, torch.tensor([[[0.0, 4.0], [3.0, 1.5]],
+                                                        [[0.0, 2.0], [1.0, 4.0]]]))
+    released = ref.sample(maps, coords, "released")[0]
+    torch.testing.assert_close(released, torch.tensor([[[0.0, 3.0], [4.0, 1.5]],
+                                                       [[0.0, 1.0], [2.0, 4.0]]]))
+
+
 @pytest.mark.parametrize("name", ["c_full_loss_random", "c_full_loss_fps"])
 def test_objective_matches_golden(name):
     g = golden(name)
@@ -211,6 +228,18 @@ def test_fps_equals_fps_coords(seed, b, grid, scale, frac, kind, fidelity):
     assert torch.equal(slow, fast)
     if fidelity == "corrected":  # cell centres, never one twice
         assert torch.unique(slow.reshape(b, -1, 2), dim=1).shape[1] == n * n
+
+
+@pytest.mark.parametrize("fidelity", ["released", "corrected"])
+def test_fps_on_a_grid_one_cell_high(fidelity):
+    """A 1×4 feature grid: every cell has the same row, whose centre is y = 0 in `corrected`
+    (no division by the grid's height − 1 = 0)."""
+    depth = torch.tensor([[[[10.0, 80.0, 30.0, 200.0]]]]).repeat_interleave(2, 3)  # (1,1,1,8)
+    slow = ref.fps_coords(depth, (1, 4), 2, fidelity)
+    assert torch.equal(slow, fps_coords(depth, (1, 4), 2, fidelity))
+    if fidelity == "corrected":
+        assert (slow[..., 1] == 0).all() and sorted(slow[..., 0].flatten().tolist()) == \
+            pytest.approx([-1.0, -1 / 3, 1 / 3, 1.0])
 
 
 # ---------------------------------------------------------------------- the cluster probe
