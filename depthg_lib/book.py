@@ -9,7 +9,8 @@ executed chapters as they are (nothing is executed again), a landing page made f
 `book/index.md` with the run's profile, machine and date, and the notes in `docs/`. Sphinx
 (MyST-NB, sphinx-book-theme, MathJax from the `sphinx-mathjax-offline` package) builds it with
 warnings as errors and no network; the result is checked to reference no remote script, style
-sheet, font or image before it replaces `runs/<profile>/book/`.
+sheet, font or image, and to show no Markdown table as raw text, before it replaces
+`runs/<profile>/book/` (the checks, and the look in a browser, are in `book_check`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import shutil
 import subprocess
 import sys
 from datetime import datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from string import Template
 
+from .book_check import browser_check, raw_markdown_tables, remote_references
 from .config import REPO_ROOT, chapters, load_profile
 from .errors import DepthGError, run_cli
 from .io import load_json
@@ -228,79 +229,6 @@ def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
     return written
 
 
-_REMOTE_HTML = re.compile(
-    r"<(?:script|img|iframe|source|audio|video)\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^\"'\s>]+"
-    r"|<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//[^\"'\s>]+", re.IGNORECASE)
-_REMOTE_CSS = re.compile(r"url\(\s*[\"']?(?:https?:)?//[^)]+\)|@import\s+[\"'](?:https?:)?//",
-                         re.IGNORECASE)
-
-
-def remote_references(html_dir: Path) -> list[str]:
-    """`file: reference` for every script, style sheet, font or image the pages would fetch
-    from another host (plain hyperlinks to other sites are fine: nothing loads them)."""
-    found = []
-    for path in sorted(html_dir.rglob("*")):
-        if path.suffix == ".html":
-            pattern = _REMOTE_HTML
-        elif path.suffix == ".css":
-            pattern = _REMOTE_CSS
-        else:
-            continue
-        for match in pattern.finditer(path.read_text(errors="replace")):
-            found.append(f"{path.relative_to(html_dir)}: {match.group(0)[:160]}")
-    return found
-
-
-# a table's rule line; Sphinx's smart quotes turn `---` in plain text into an em dash
-_TABLE_RULE = re.compile(r"\|?(?:\s*:?[-\u2013\u2014]+:?\s*\|)+(?:\s*:?[-\u2013\u2014]+:?\s*)?")
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-         "track", "wbr"}
-
-
-class _ReadableText(HTMLParser):
-    """The text a reader sees on a page, without code a chapter *shows* (its input cells, code
-    blocks of the notes), scripts and styles; outputs a cell printed are kept."""
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.stack: list[tuple[str, bool, bool]] = []  # (tag, skipped, inside an output)
-        self.parts: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag in _VOID:
-            return
-        skipped, output = self.stack[-1][1:] if self.stack else (False, False)
-        classes = (dict(attrs).get("class") or "").split()
-        output = output or "cell_output" in classes
-        skipped = (skipped or "cell_input" in classes or tag in ("script", "style", "head")
-                   or (tag in ("pre", "code") and not output))
-        self.stack.append((tag, skipped, output))
-
-    def handle_endtag(self, tag):
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i][0] == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data):
-        if not (self.stack and self.stack[-1][1]):
-            self.parts.append(data)
-
-
-def raw_markdown_tables(html_dir: Path) -> list[str]:
-    """`page: line` for every Markdown table rule (`|---|---|`) a reader would see as text on
-    a page: a table that was not rendered (MyST-NB renders notebook Markdown output as
-    CommonMark, without tables, unless `nb_render_markdown_format` says otherwise)."""
-    found = []
-    for path in sorted(Path(html_dir).rglob("*.html")):
-        reader = _ReadableText()
-        reader.feed(path.read_text(errors="replace"))
-        for line in "\n".join(reader.parts).splitlines():
-            if _TABLE_RULE.fullmatch(line.strip()):
-                found.append(f"{path.relative_to(html_dir)}: {line.strip()[:80]}")
-    return found
-
-
 def _original_paths(lines: list[str], src: Path, run_dir: Path, docs_dir: Path) -> list[str]:
     """Warnings name the copies in the source folder; show the files a person edits."""
     moved = {f"{src.resolve() / 'chapters'}/": f"{run_dir}/", f"{src.resolve() / 'notes'}/":
@@ -353,182 +281,6 @@ def build_book(run_dir: Path, names: list[str] | None = None, profile_name: str 
         shutil.rmtree(old)
     publish.rename(out_dir)
     return out_dir
-
-
-# -- looking at it in a browser ---------------------------------------------------------------
-
-def find_chromium() -> str | None:
-    """Debian's `chromium` (Playwright's own browser download needs the network)."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def browser_check(book_dir: Path, names: list[str], screenshot: Path | None = None,
-                  query: str = "farthest point sampling", chromium: str | None = None,
-                  timeout_ms: int = 30_000) -> dict:
-    """Open the book in headless Chromium with every other host cut off and look at it.
-
-    Returns a report: chapters listed on the landing page, per chapter the images (loaded or
-    not) and typeset formulas, console errors, blocked requests, search hits for `query`; its
-    `problems` list is empty when all is well. Writes a screenshot of chapter 04 (from its
-    first formula down to the next figure) to `screenshot` if given.
-    """
-    import functools
-    import http.server
-    import threading
-
-    from playwright.sync_api import sync_playwright
-
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise DepthGError("no Chromium found on PATH: install Debian's browser with "
-                          "`apt-get install chromium` (as root) to check the book in a browser")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(book_dir)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
-    report = {"listed": [], "chapters": {}, "errors": [], "blocked": [], "search_hits": [],
-              "problems": []}
-    problems = report["problems"]
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, headless=True)
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-
-            def only_local(route):
-                url = route.request.url
-                if url.startswith(base) or url.startswith("data:") or url.startswith("blob:"):
-                    route.continue_()
-                else:
-                    report["blocked"].append(url)
-                    route.abort()
-
-            context.route("**/*", only_local)
-            page = context.new_page()
-            page.set_default_timeout(timeout_ms)
-            where = {"page": "index.html"}
-            page.on("console", lambda m: m.type == "error" and report["errors"].append(
-                f"{where['page']}: {m.text}"))
-            page.on("pageerror", lambda e: report["errors"].append(f"{where['page']}: {e}"))
-
-            page.goto(base + "index.html", wait_until="load")
-            hrefs = page.eval_on_selector_all(
-                "article a[href]", "els => els.map(e => e.getAttribute('href'))")
-            report["listed"] = [n for n in names
-                                if any(h.split("#")[0] == f"chapters/{n}.html" for h in hrefs)]
-            missing = sorted(set(names) - set(report["listed"]))
-            if missing:
-                problems.append(f"landing page does not list: {', '.join(missing)}")
-            problems += _image_problems(page, "index.html")
-
-            for name in names:
-                where["page"] = f"chapters/{name}.html"
-                page.goto(base + where["page"], wait_until="load")
-                formulas = _typeset_count(page)
-                images = page.evaluate("() => Array.from(document.images).map("
-                                       "i => [i.getAttribute('src'), i.naturalWidth])")
-                tables = page.evaluate("() => document.querySelectorAll('article table')"
-                                       ".length")
-                report["chapters"][name] = {"images": len(images), "formulas": formulas,
-                                            "tables": tables}
-                problems += _image_problems(page, where["page"])
-                problems += [f"{where['page']}: {p}" for p in page.evaluate(_LAYOUT_JS)]
-                has_math = page.evaluate("() => document.querySelectorAll("
-                                         "'article .math, article mjx-container').length")
-                if has_math and not formulas:
-                    problems.append(f"{where['page']}: math present but not typeset")
-                if screenshot is not None and name.startswith("04"):
-                    _screenshot(page, Path(screenshot))
-
-            where["page"] = "search.html"
-            page.goto(base + "search.html?q=" + query.replace(" ", "+"), wait_until="load")
-            try:
-                page.wait_for_function(
-                    "() => document.querySelectorAll('#search-results li').length > 0",
-                    timeout=timeout_ms)
-            except Exception:  # playwright's TimeoutError: no result appeared
-                pass
-            report["search_hits"] = page.eval_on_selector_all(
-                "#search-results li a", "els => els.map(e => e.getAttribute('href'))")
-            if not report["search_hits"]:
-                problems.append(f"search for '{query}' found nothing")
-            browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-    problems += [f"console error on {e}" for e in report["errors"]]
-    problems += [f"request to another host: {u}" for u in report["blocked"]]
-    return report
-
-
-# What a reader could not read on a page: a Markdown table left as `|---|` text (outside the
-# code a chapter shows), and content cut off — wider than its box (hidden, or behind a scroll
-# bar that browsers often draw only on hover), or sticking out of the text column.
-_LAYOUT_JS = r"""() => {
-    const main = document.querySelector('article') || document.body;
-    const column = main.getBoundingClientRect();
-    const out = [];
-    const rule = /^\s*\|?(\s*:?[-\u2013\u2014]+:?\s*\|)+(\s*:?[-\u2013\u2014]+:?\s*)?$/;
-    const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
-    while (walker.nextNode()) {
-        const el = walker.currentNode.parentElement;
-        if (el.closest('.cell_input, script, style')) continue;
-        if (el.closest('pre, code') && !el.closest('.cell_output')) continue;
-        for (const line of walker.currentNode.textContent.split('\n'))
-            if (rule.test(line)) out.push('raw Markdown table: ' + line.trim().slice(0, 60));
-    }
-    const what = el => (el.tagName.toLowerCase() + ' "' +
-                        el.textContent.trim().replace(/\s+/g, ' ').slice(0, 50) + '"');
-    for (const el of main.querySelectorAll('pre, mjx-container[display="true"], table, img')) {
-        if (getComputedStyle(el).display.startsWith('inline')) continue;
-        if (el.scrollWidth > el.clientWidth + 2) {  // hidden, or behind a scroll bar
-            out.push('cut off (wider than its box): ' + what(el));
-            continue;
-        }
-        const box = el.getBoundingClientRect();
-        if (box.width > 0 && box.right > column.right + 1)
-            out.push('sticks out of the text column: ' + what(el));
-    }
-    return out; }"""
-
-
-def _typeset_count(page) -> int:
-    """Formulas MathJax has typeset, after waiting for it to finish (0 on a page without it)."""
-    return page.evaluate("""async () => {
-        if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) return 0;
-        await MathJax.startup.promise;
-        return document.querySelectorAll('mjx-container').length; }""")
-
-
-def _image_problems(page, where: str) -> list[str]:
-    page.evaluate("""async () => { for (const i of document.images) {
-        if (!i.complete) await new Promise(r => { i.onload = r; i.onerror = r; }); } }""")
-    broken = page.evaluate("() => Array.from(document.images).filter(i => i.naturalWidth === 0)"
-                           ".map(i => i.getAttribute('src'))")
-    return [f"{where}: image did not load: {src}" for src in broken]
-
-
-def _screenshot(page, path: Path) -> None:
-    """The chapter page from its first typeset formula down to the first figure after it."""
-    box = page.evaluate("""() => {
-        const math = document.querySelector('article mjx-container');
-        const top = math ? math.getBoundingClientRect().top + window.scrollY : 0;
-        const below = Array.from(document.querySelectorAll('article img'))
-            .map(i => i.getBoundingClientRect().bottom + window.scrollY).filter(b => b > top);
-        const bottom = below.length ? Math.min(...below) : top + 900;
-        return {top: Math.max(0, top - 120), bottom: bottom + 40}; }""")
-    height = min(max(box["bottom"] - box["top"], 600), 2400)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path), full_page=True,
-                    clip={"x": 0, "y": box["top"], "width": 1280, "height": height})
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import re
 import pytest
 from PIL import Image
 
-from depthg_lib import book, config
+from depthg_lib import book, book_check, config
 from depthg_lib.errors import DepthGError
 
 NAMES = ["00_intro", "04_train"]
@@ -139,7 +139,7 @@ def test_raw_markdown_tables_are_found_outside_shown_code(tmp_path):
         '<pre>| a | b |\n| :-- | --: |</pre>'  # a code block of a note: fine
         '<div class="cell_output"><pre>|---|---|</pre></div><br><table><tr><td>ok</td></tr>'
         '</table>')
-    found = book.raw_markdown_tables(tmp_path)
+    found = book_check.raw_markdown_tables(tmp_path)
     assert found == ["page.html: |---|---:|", "page.html: |---|---|"]
 
 
@@ -149,7 +149,7 @@ def test_remote_references_are_found_and_links_are_not(tmp_path):
         '<script src="https://cdn.example.org/x.js"></script>'
         '<link rel="stylesheet" href="//fonts.example.org/f.css"><script src="_static/a.js">')
     (tmp_path / "s.css").write_text("a { background: url('https://example.org/i.png') }")
-    found = book.remote_references(tmp_path)
+    found = book_check.remote_references(tmp_path)
     assert len(found) == 3
     assert not any("arxiv" in f for f in found)
 
@@ -185,10 +185,10 @@ def test_the_book_is_built_self_contained(built):
         assert f'href="chapters/{name}.html"' in index
     assert "cpu2-fixture" in index and "2026-11-30 12:05 UTC" in index
     assert (built / "_static" / "mathjax" / "tex-chtml.js").exists()
-    assert book.remote_references(built) == []
+    assert book_check.remote_references(built) == []
     chapter = (built / "chapters" / "04_train.html").read_text()
     assert "mine train: 100%|██████████| 8/8" in chapter  # the bar's final text, no widget
-    assert book.raw_markdown_tables(built) == []
+    assert book_check.raw_markdown_tables(built) == []
     assert re.search(r"<td[^>]*>\s*(<p>)?DepthG", chapter)  # the Markdown output, rendered
     assert "profile = &#39;fixture&#39;" not in chapter and "fixture'" not in chapter
     assert "left-prev" in chapter and "right-next" in chapter  # previous / next navigation
@@ -205,14 +205,14 @@ def test_a_warning_fails_the_build(tmp_path):
 
 
 def test_the_book_in_a_browser(built):
-    chromium = book.find_chromium()
+    chromium = book_check.find_chromium()
     if chromium is None:
         pytest.skip("no Chromium on PATH (Debian: `apt-get install chromium`, as .ci/run does "
                     "when root): the book was built but not opened in a browser")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make venv)")
     shot = config.runs_root() / "book-check" / "fixture_04.png"
     shot.unlink(missing_ok=True)
-    report = book.browser_check(built, NAMES, screenshot=shot, chromium=chromium)
+    report = book_check.browser_check(built, NAMES, screenshot=shot, chromium=chromium)
     # the long code line and printed line wrap and the Markdown table is rendered; only the
     # row of three formulas is wider than the column (a chapter must break such a row)
     assert len(report["problems"]) == 1, report["problems"]
@@ -221,4 +221,5 @@ def test_the_book_in_a_browser(built):
     assert report["listed"] == NAMES
     assert report["chapters"]["04_train"] == {"images": 1, "formulas": 3, "tables": 1}
     assert any(h.startswith("chapters/04_train.html") for h in report["search_hits"])
+    assert any("farthest point sampling" in t for t in report["search_snippets"])  # not titles only
     assert shot.exists() and shot.stat().st_size > 5_000

@@ -3,7 +3,7 @@ change when the numbers do, and tolerant of a results file with a deeper level o
 
 from __future__ import annotations
 
-from depthg_lib import evidence
+from depthg_lib import conclusions, evidence
 
 
 def _ci(diff, lo, hi):
@@ -18,12 +18,12 @@ def _results(ci95, **extra):
 def test_the_words_follow_the_intervals():
     hurts = _results({"depth-corrected vs stego-corrected": {
         "0": {"unsup": _ci(-4.0, -5.5, -1.5)}, "1": {"unsup": _ci(-5.0, -7.0, -2.0)}}})
-    [sentence] = evidence.study_conclusions(hurts)
+    [sentence] = conclusions.study_conclusions(hurts)
     assert "-4.0 [-5.5, -1.5] at camouflage 0 and -5.0 [-7.0, -2.0] at camouflage 1" in sentence
     assert sentence.endswith("depth hurts at every setting.")
     mixed = _results({"depth-corrected vs stego-corrected": {
         "0": {"unsup": _ci(2.0, 0.5, 3.5)}, "1": {"unsup": _ci(0.1, -1.0, 1.2)}}})
-    [sentence] = evidence.study_conclusions(mixed)
+    [sentence] = conclusions.study_conclusions(mixed)
     assert sentence.endswith("depth helps at camouflage 0; no detectable difference at "
                              "camouflage 1.")
 
@@ -31,10 +31,10 @@ def test_the_words_follow_the_intervals():
 def test_a_deeper_level_of_settings_is_read_too():
     deeper = _results({"depthg-corrected vs kmeans_raw_train_fit": {
         "0": {"nuisance 0.5": {"unsup": _ci(1.0, 0.2, 1.9), "linear": _ci(0, -1, 1)}}}})
-    [sentence] = evidence.study_conclusions(deeper)
+    [sentence] = conclusions.study_conclusions(deeper)
     assert "+1.0 [+0.2, +1.9] at camouflage 0, nuisance 0.5" in sentence
     assert sentence.endswith("the head beats k-means.")
-    assert evidence.study_conclusions(_results({})) == []
+    assert conclusions.study_conclusions(_results({})) == []
 
 
 def test_hypotheses_are_read_against_the_study():
@@ -44,7 +44,7 @@ def test_hypotheses_are_read_against_the_study():
         "fps-corrected vs stego-corrected": {"0": {"unsup": _ci(-0.2, -2.3, 1.5)}}},
         arms={"stego-corrected": {"0": {"unsup": [20.0, 22.0, 24.0]}}},
         premise={"0": {"auroc": {"depth_gain": 0.0008}}})
-    h = evidence.hypothesis_tests(res)
+    h = conclusions.hypothesis_tests(res)
     assert "-2.7 [-4.3, -0.5] at camouflage 0 — hurts" in h["H1"]
     assert "helps" in h["H2"] and h["H2"].endswith("they differ at camouflage 0.")
     assert "between 2.0" in h["H4"] and "+0.0008" in h["H5"] and "Not testable" in h["H3"]
