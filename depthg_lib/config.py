@@ -9,6 +9,7 @@ where that stays readable; `Profile.paths` says where each stage reads and write
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import hashlib
@@ -241,8 +242,6 @@ def profile_arg(profile: Profile) -> str:
 
 def positive_int(text: str) -> int:
     """argparse `type=` for counts such as --max-images or --steps: an integer ≥ 1."""
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
