@@ -41,11 +41,8 @@ def ensure_synthscenes(data_dir: str | os.PathLike, n_train: int, n_val: int, si
 
 def data_record(data_dir: str | os.PathLike) -> dict:
     """The settings SynthScenes recorded for `data_dir` (renderer version included)."""
-    for name in ("synthscenes.json", "view_pairs.json"):  # scenes, or a view-pair pool
-        path = Path(data_dir) / name
-        if path.exists():
-            return load_json(path)
-    return {}
+    path = Path(data_dir) / "synthscenes.json"
+    return load_json(path) if path.exists() else {}
 
 
 def load_split(data_dir: str | os.PathLike, split: str = "train", depth: bool = False,
