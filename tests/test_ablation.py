@@ -56,3 +56,26 @@ def test_run_arm_reuses_resumes_or_restarts(tmp_path, monkeypatch):
     monkeypatch.setattr(ablation, "recorded_settings_differ", lambda *a, **k: True)
     ablation.run_arm(variant, tmp_path, seed=0)
     assert calls[-1] == (True, False)  # other settings in the folder: start over
+
+
+@pytest.mark.parametrize("steps", [300, 1500])
+def test_schedules_as_a_share_keep_the_released_proportions(steps):
+    """depth_decay_share 0.05 and fps_sample_decay_share 0.2 (COCO-Stuff: 250 and 1,000 of
+    5,000 steps): whatever the run's length, the depth weight has decayed four times after
+    the first fifth of the run, and the sample count once."""
+    from depthg_lib.train.trainer import Schedule
+
+    base = load_profile("study").replace(samples=8, fps_min_samples=4)
+    variant = ablation.arm_profile(base, "depthg-corrected", steps=steps)
+    assert variant.depth_decay_every == steps // 20
+    assert variant.fps_sample_decay_every == steps // 5
+    sched = Schedule.start(variant)
+    for step in range(steps // 5 + 1):  # the decays due after steps 0 .. steps/5
+        sched.advance(step, variant)
+    assert sched.weight_depth == pytest.approx(base.weight_depth * base.depth_decay_factor ** 4)
+    assert sched.samples == int(8 * base.fps_sample_decay_factor)
+    # without a share the steps are the profile's, whatever the run's length
+    fixed = ablation.arm_profile(base.replace(depth_decay_share=0.0, fps_sample_decay_share=0.0),
+                                 "depthg-corrected", steps=steps)
+    assert (fixed.depth_decay_every, fixed.fps_sample_decay_every) == (
+        base.depth_decay_every, base.fps_sample_decay_every)

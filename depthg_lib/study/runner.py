@@ -55,11 +55,11 @@ from .stats import METRICS, linear_miou, unsup_miou
 
 STORE_VERSION = 1
 # the regime check (one seed, the reference arm and STEGO): short vs long runs, the decay
-# schedules fixed in steps (`depth_decay_every`, as every earlier study ran) or as a share of
-# the run (`depth_decay_share`, the released proportions); name → (steps as a share of the
-# study's, schedule as share)
-REGIMES = {"short-steps": (0.2, False), "short-share": (0.2, True),
-           "long-steps": (1.0, False), "long-share": (1.0, True)}
+# schedules fixed in steps (`depth_decay_every`, as the earlier study ran) or as a share of
+# the run (`depth_decay_share`, the released proportions); name → (steps in units of the
+# study's `ablation_steps`, schedule as share). The row whose steps and schedule are the
+# study's own arms' is their seed-0 run, stored once.
+REGIMES = {"short-steps": (1, False), "short-share": (1, True), "long-share": (5, True)}
 
 
 class Store:
@@ -215,11 +215,11 @@ class Study:
         return (self.out / "runs" / f"objective{OBJECTIVE_VERSION}" / f"{KNOB}{knob_key(knob)}"
                 / f"{arm}{tag}" / f"seed{seed}")
 
-    def variant(self, arm: str, knob: Setting, regime: str = "long-share") -> Profile:
+    def variant(self, arm: str, knob: Setting, regime: str = "") -> Profile:
         """The profile `arm` trains with at `knob` under `regime` (steps, schedules, shifts)."""
         self.use_offset(knob, arm)
-        part, share = REGIMES[regime]
-        steps = max(1, round(part * self.steps))
+        times, share = REGIMES[regime] if regime else (1, True)
+        steps = times * self.steps
         base = self.shifted_base(self.shifted(self.profile), self.knob_stub(knob))
         base = base.replace(study_nuisance=[])  # the study's design, not the arm's
         if not share:
@@ -237,7 +237,7 @@ class Study:
         values = {k: getattr(base, k) for k in ("shift_intra", "shift_inter", "shift_neg")}
         return kd.profile.replace(**values)
 
-    def arm_identity(self, arm: str, knob: Setting, seed: int, regime: str = "long-share"
+    def arm_identity(self, arm: str, knob: Setting, seed: int, regime: str = ""
                      ) -> str:
         self.use_offset(knob, arm)
         return digest({"kind": "arm", "arm": arm, "seed": seed, "knob": knob_key(knob),
@@ -253,14 +253,15 @@ class Study:
                        "fidelity": p.fidelity, "steps": self.steps, "batch": p.batch_size,
                        "probe_lr": p.probe_lr, "max_fit": MAX_FIT_POINTS})
 
-    def arm_row(self, arm: str, knob: Setting, seed: int, regime: str = "long-share") -> dict:
+    def arm_row(self, arm: str, knob: Setting, seed: int, regime: str = "") -> dict:
         """Train (or reuse) one (arm, knob, seed) and score it on the report split."""
         identity = self.arm_identity(arm, knob, seed, regime)
         row = self.store.find(identity)
         if row is not None or self.write_only:
             return row
         t0 = time.time()
-        tag = "" if regime == "long-share" else f"_{regime}"
+        tag = f"_{regime}" if regime and variant_key(self.variant(arm, knob, regime)) != \
+            variant_key(self.variant(arm, knob)) else ""
         variant = self.variant(arm, knob, regime)
         model = self.train_arm(arm, knob, seed, variant, tag)
         kd = self.knob(knob)
@@ -273,7 +274,7 @@ class Study:
         hists["kmeans_codes"] = score_centroids(
             head_codes(model.head, report.feats, report.feats_flip), cents, report.labels, n)
         tune = score_head(model, kd.tune[variant.fidelity], n)
-        row = {"id": identity, "kind": "arm" if regime == "long-share" else "regime",
+        row = {"id": identity, "kind": "arm" if not tag else "regime",
                "name": arm, "knob": knob_key(knob), "seed": seed, "regime": regime,
                "steps": variant.steps, "depth_decay_every": variant.depth_decay_every,
                "fps_sample_decay_every": variant.fps_sample_decay_every,
@@ -411,10 +412,10 @@ class Study:
     # -- the regime check ------------------------------------------------------------------
     def regime(self) -> None:
         """Short vs long runs, schedules in steps vs as a share: one seed, STEGO and the
-        reference arm, the first setting (scored on tune and on report)."""
+        reference arm, the first setting (scored on tune and on report); short runs first."""
         knob = self.knobs[0]
-        for arm in self.regime_arms():
-            for name in REGIMES:
+        for name in REGIMES:
+            for arm in self.regime_arms():
                 row = self.arm_row(arm, knob, 0, regime=name)
                 if row is not None:
                     self.regime_rows.setdefault(arm, {})[name] = row
@@ -425,16 +426,17 @@ class Study:
 
     # -- everything ------------------------------------------------------------------------
     def run(self, results_path: Path, publish: Path | None = None) -> dict:
-        """The regime check, the shift tuning, then per group of settings (camouflage, then
-        nuisance) every seed: baselines and arms; results written after every seed."""
+        """The regime check, the camouflage settings, the shift tuning for the nuisance
+        settings, then those: per seed baselines and arms; results written after every seed."""
         self.regime()
-        self.tune_shifts()
         total = len(self.seeds) * len(self.knobs) * len(self.arms)
         bar = tqdm(total=total, desc="study", disable=not self.progress)
         results = {}
         groups = [[k for k in self.knobs if not k.nuisance], [k for k in self.knobs
                                                               if k.nuisance]]
-        for group in groups:
+        for i, group in enumerate(groups):
+            if i == 1 or not group:  # the nuisance settings' shifts, once the clean ones ran
+                self.tune_shifts()
             for seed in self.seeds:
                 for knob in group:
                     self.premise(knob)
@@ -467,6 +469,10 @@ def nuisance_spec(strength: float) -> dict:
     spec.pop("scale")
     spec.pop("dim")
     return spec
+
+
+def variant_key(variant: Profile) -> str:
+    return digest(profile_values(variant))
 
 
 def study_settings(profile: Profile) -> list[Setting]:
