@@ -145,6 +145,18 @@ def test_negative_permutations_never_pair_an_image_with_itself():
         negative_permutations(4, 1, rule="random")
 
 
+def test_negative_permutations_at_the_smallest_sizes():
+    assert negative_permutations(2, 1).tolist() == [[1, 0]]  # two images: each the other's
+    for rule in ("stego", "derangement"):
+        assert negative_permutations(2, 2, rule=rule).tolist() == [[1, 0], [1, 0]]
+    with pytest.raises(DepthGError, match="at least 2"):
+        negative_permutations(1, 1)
+    assert negative_permutations(1, 0).shape == (0, 1)  # no negatives: any batch will do
+    for seed in range(10):  # more draws than other images: shifts repeat, never 0
+        perms = negative_permutations(3, 6, torch.Generator().manual_seed(seed))
+        assert not (perms == torch.arange(3)).any()
+
+
 # ------------------------------------------------------------------ options and corrected
 
 def _random_batch(b=4, grid=8, seed=0):
