@@ -154,6 +154,47 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
+# the landing page's names for the numbers chapters record (results.record); others are
+# shown with their key's words
+KEY_LABELS = {
+    "train_images": "training images", "classes_present": "classes present",
+    "mae": "depth MAE", "spearman": "depth Spearman ρ", "synth_mae": "embedded depth MAE",
+    "synth_spearman": "embedded depth Spearman ρ", "premise_feature_auroc": "features AUROC",
+    "premise_depth_auroc": "depth AUROC", "premise_depth_gain": "depth adds (AUROC)",
+    "train_crops": "training crops", "val_crops": "validation crops",
+    "neighbour_purity": "kNN purity", "neighbour_purity_other_images":
+    "kNN purity, other images", "chance_purity_other_images": "chance purity, other images",
+    "same_image_share": "neighbours from the same image", "crops": "crops",
+    "steps": "steps", "final_loss": "final loss", "val_linear_miou": "val. linear mIoU",
+    "val_cluster_miou": "val. cluster mIoU", "fps_thing_share": "FPS points on things",
+    "random_thing_share": "random points on things", "thing_pixel_share": "thing pixels",
+    "unsupervised_miou": "cluster probe mIoU", "unsupervised_acc": "cluster probe Acc",
+    "linear_miou": "linear probe mIoU", "linear_acc": "linear probe Acc",
+    "kmeans_miou": "k-means mIoU", "kmeans_acc": "k-means Acc",
+    "majority_miou": "majority-class mIoU", "majority_acc": "majority-class Acc",
+    "head_minus_kmeans": "head − k-means (mIoU)", "findings_recorded": "findings recorded",
+    "released_fps_read_overlap": "released FPS reads its choices",
+    "cityscapes_shift_first": "Cityscapes s′ at step 0",
+    "miou_stego-corrected": "STEGO mIoU", "miou_depthg-corrected": "DepthG mIoU",
+    "miou_kmeans_raw_train_fit": "k-means mIoU",
+}
+
+
+def key_number(key: str, value) -> str:
+    """`label value` for the landing page: a share as a percentage, scores (in %) with one
+    decimal, smaller numbers with three significant digits, counts and words as they are."""
+    label = KEY_LABELS.get(key) or key.replace("_", " ").replace("miou", "mIoU")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{label} {value}"
+    if isinstance(value, int):
+        return f"{label} {value}"
+    if key.endswith(("_share", "_overlap")):
+        return f"{label} {value:.1%}"
+    if abs(value) >= 10 or "miou" in key or key.endswith(("_acc", "_minus_kmeans")):
+        return f"{label} {value:.1f}"
+    return f"{label} {value:.3g}" if abs(value) >= 0.01 else f"{label} {value:+.4f}"
+
+
 def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -164,7 +205,7 @@ def landing_page(summary: dict, titles: dict[str, str], notes: dict[str, str], *
     rows = ["| chapter | seconds | key numbers |", "|---|---:|---|"]
     for name, title in titles.items():
         entry = summary.get("notebooks", {}).get(name, {})
-        numbers = ", ".join(f"{k} = {v}" for k, v in entry.get("results", {}).items())
+        numbers = ", ".join(key_number(k, v) for k, v in entry.get("results", {}).items())
         rows.append(f"| [{_cell(title)}](chapters/{name}.ipynb) | {entry.get('seconds', '')} "
                     f"| {_cell(numbers)} |")
     notes_section = ""

@@ -101,7 +101,7 @@ def make_run(run_dir, docs_dir):
     for name, notebook in chapters.items():
         (run_dir / f"{name}.ipynb").write_text(json.dumps(notebook))
     summary = {"profile": "fixture", "device": "cpu", "seed": 0, "machine": "cpu2-fixture",
-               "notebooks": {name: {"status": "ok", "seconds": 1.5, "results": {"miou": 0.25}}
+               "notebooks": {name: {"status": "ok", "seconds": 1.5, "results": {"miou": 25.04}}
                              for name in chapters}}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     docs_dir.mkdir(parents=True)
@@ -125,6 +125,17 @@ def test_static_widgets_keeps_the_final_bar_text():
     assert "widgets" not in notebook["metadata"]
     text = notebook["cells"][0]["outputs"][0]["data"]
     assert text == {"text/plain": "mine train: 100%|██████████| 8/8 [00:01<00:00, 6.10it/s]"}
+
+
+def test_key_numbers_have_labels_and_sensible_rounding():
+    assert book.key_number("unsupervised_miou", 21.5675) == "cluster probe mIoU 21.6"
+    assert book.key_number("fps_thing_share", 0.1555) == "FPS points on things 15.6%"
+    assert book.key_number("premise_feature_auroc", 0.8984) == "features AUROC 0.898"
+    assert book.key_number("premise_depth_gain", 0.0034) == "depth adds (AUROC) +0.0034"
+    assert book.key_number("head_minus_kmeans", -9.171) == "head − k-means (mIoU) -9.2"
+    assert book.key_number("train_images", 16) == "training images 16"
+    assert book.key_number("backend", "synth") == "backend synth"
+    assert book.key_number("new_thing_miou", 3.14159) == "new thing mIoU 3.1"
 
 
 def test_html_anchors_become_myst_targets():
@@ -184,6 +195,7 @@ def test_the_book_is_built_self_contained(built):
     for name in NAMES:
         assert f'href="chapters/{name}.html"' in index
     assert "cpu2-fixture" in index and "2026-11-30 12:05 UTC" in index
+    assert "mIoU 25.0" in index and "miou = " not in index  # a label, not the raw key
     assert (built / "_static" / "mathjax" / "tex-chtml.js").exists()
     assert book_check.remote_references(built) == []
     chapter = (built / "chapters" / "04_train.html").read_text()
