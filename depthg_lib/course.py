@@ -269,7 +269,7 @@ def _command(profile: Profile) -> str:
 def _sigterm_as_interrupt():
     """SIGTERM raises `KeyboardInterrupt` as Ctrl-C does, so a killed run cleans up after
     itself (temporary notebooks, the kernel) and records where it stopped."""
-    def interrupt(signum, frame):
+    def interrupt(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
     try:
