@@ -141,6 +141,16 @@ def test_projection_scales_linear_stages_by_one_over_f_and_top_k_by_n_squared():
     assert k["cpu_s"] == pytest.approx(2.0 * 2 * blocks, rel=1e-3)  # block cost ∝ N
 
 
+def test_top_k_arithmetic_on_a_gpu_is_a_fraction_of_a_second_at_coco_scale():
+    """docs/scaling.md once put 4.6·10¹³ FLOP at 200 TFLOP/s as 4 minutes (it is 0.23 s)."""
+    original = load_profile("cocostuff27-vits8")
+    n_full = 5 * 49_629
+    rec = _record({"top-k block": 1.0, "stage (stand-in features)": 1.0})
+    rec["detail"].update(crops=n_full, dim=384, block=4096, **{"flops per crop": 0.0})
+    gpu = project("knn", rec, "cocostuff27", original, 1.0)["gpu_s"]
+    assert 0.3 < gpu < 0.6  # 2·N²·D / 100 TFLOP/s = 0.47 s
+
+
 def test_out_must_not_overlap_real_data_or_the_repository(tmp_path):
     profile = load_profile("cityscapes-vitb8")
     with pytest.raises(DepthGError, match="overlaps"):

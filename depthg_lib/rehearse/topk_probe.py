@@ -1,0 +1,56 @@
+"""The kNN stage's memory-critical part alone, at a full-size N, without crops:
+
+    python -m depthg_lib.rehearse.topk_probe --crops 248145 --dim 384 --block 4096 --blocks 1
+
+`knn.topk_neighbours` on stand-in unit features of N × D, stopped after `--blocks` blocks of
+the real size (each block scores `block` rows against all N): seconds per block and the
+process's peak RSS, as JSON. What a rehearsal's kNN stage measures when the crops exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+from .. import knn
+from ..config import positive_int
+from .standin_models import unit_rows
+from .timing import BlockLimiter, Clock
+
+
+def probe(crops: int, dim: int, block: int, blocks: int) -> dict:
+    start = time.perf_counter()
+    feats = unit_rows(crops, dim)
+    made = time.perf_counter() - start
+    clock, real = Clock(), knn.tqdm
+    limiter = BlockLimiter(blocks, clock)
+    knn.tqdm = limiter
+    try:
+        knn.topk_neighbours(feats, 29, block=block, progress=True)
+    finally:
+        knn.tqdm = real
+    return {"crops": crops, "dim": dim, "block": block, "blocks run": limiter.ran,
+            "blocks": limiter.total, "features s": round(made, 2),
+            "seconds per block": clock.per_item("top-k block"),
+            "peak RSS bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "score block bytes": block * crops * 4, "features bytes": crops * dim * 4}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m depthg_lib.rehearse.topk_probe",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--crops", type=positive_int, required=True)
+    parser.add_argument("--dim", type=positive_int, default=384)
+    parser.add_argument("--block", type=positive_int, default=4096)
+    parser.add_argument("--blocks", type=positive_int, default=1)
+    args = parser.parse_args(argv)
+    print(json.dumps(probe(args.crops, args.dim, args.block, args.blocks), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    from ..errors import run_cli
+
+    run_cli(main)
