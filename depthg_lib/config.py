@@ -350,6 +350,16 @@ def _own_name(path: Path, name: str) -> str:
     return f"{name}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
 
 
+def shipped_name(profile: Profile) -> str:
+    """The name a profile's file gives itself, before `_own_name`'s suffix: an edited copy of a
+    shipped profile runs in its own folder but is still that profile for what was released
+    for it (its checkpoint)."""
+    head, _, _ = profile.name.rpartition("-")
+    if head and profile.source and _own_name(Path(profile.source), head) == profile.name:
+        return head
+    return profile.name
+
+
 def load_profile(name_or_path: str | os.PathLike, **overrides) -> Profile:
     """Load and validate a profile by name (`test`, `demo`, ...) or by YAML path."""
     if isinstance(name_or_path, Profile):

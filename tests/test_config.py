@@ -2,7 +2,7 @@
 
 import pytest
 
-from depthg_lib.config import available_profiles, load_profile
+from depthg_lib.config import available_profiles, load_profile, shipped_name
 from depthg_lib.errors import DepthGError
 
 PAPER = ["cocostuff27-vits8", "cocostuff27-vitb8", "cityscapes-vitb8", "potsdam-vits8"]
@@ -91,3 +91,15 @@ def test_positive_int_for_counts_on_the_command_line():
     for bad in ("0", "-2", "x"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--max-images", bad])
+
+
+def test_a_copy_of_a_shipped_profile_runs_apart_but_is_still_that_profile(tmp_path):
+    shipped = load_profile("test")
+    (tmp_path / "test.yaml").write_text("extends: test\nseed: 3\n")
+    copy = load_profile(tmp_path / "test.yaml")
+    assert copy.name != "test" and copy.name.startswith("test-")
+    assert copy.paths.run_dir != shipped.paths.run_dir
+    assert shipped_name(copy) == shipped_name(shipped) == "test"
+    # a name that only looks like a suffixed one is its own
+    (tmp_path / "mine.yaml").write_text("extends: test\nname: test-0123abcd\n")
+    assert shipped_name(load_profile(tmp_path / "mine.yaml")) == "test-0123abcd"

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Profile, load_profile
+from ..config import Profile, load_profile, shipped_name
 from ..depth import DEFAULT_MODELS
 from ..errors import DepthGError
 from ..models import EMBEDDED, backbone_weights_dir, canonical_backbone_name
@@ -82,7 +82,8 @@ def released_checkpoint_path(profile: Profile | str) -> Path | None:
     """Where a profile's released checkpoint lives (`<data_root>/models/released/<file>`), or
     None when none was released for it."""
     profile = load_profile(profile)
-    name = STEGO_CHECKPOINTS.get(profile.name) or DEPTHG_CHECKPOINTS.get(profile.name)
+    name = shipped_name(profile)
+    name = STEGO_CHECKPOINTS.get(name) or DEPTHG_CHECKPOINTS.get(name)
     return data_root(profile) / "models" / "released" / name if name else None
 
 
@@ -164,8 +165,9 @@ def _checkpoint_items(profile: Profile, stego: str) -> list[Item]:
     dest = released_checkpoint_path(profile)
     if dest is None:
         return []
-    size = CHECKPOINT_SIZES["vit_base" if "vitb" in profile.name else "vit_small"]
-    if profile.name in STEGO_CHECKPOINTS:
+    name = shipped_name(profile)
+    size = CHECKPOINT_SIZES["vit_base" if "vitb" in name else "vit_small"]
+    if name in STEGO_CHECKPOINTS:
         return [Item(dest.name, "checkpoint", dest, url=f"{stego}saved_models/{dest.name}",
                      size=size)]
     return [Item(dest.name, "checkpoint", dest, size=size,
