@@ -64,9 +64,6 @@ class LossSettings:
         """The bounds of clamp(C): m = 0 with zero_clamp (else −9999), 0.8 with stabilize."""
         return (0.0 if self.zero_clamp else -9999.0), (0.8 if self.stabilize else None)
 
-    def replace(self, **changes) -> LossSettings:
-        return dataclasses.replace(self, **changes)
-
 
 NEG_RULES = ("shift", "derangement", "stego")
 

@@ -19,7 +19,7 @@ from depthg_lib.losses import (
     negative_permutations,
 )
 from depthg_lib.reference import objective
-from depthg_lib.sampling import grid_depth, random_coords, sample
+from depthg_lib.sampling import fps_coords, grid_depth, random_coords, sample
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 # The golden c_* files were made with the cocostuff27-vits8 weights (stored in the file) and
@@ -297,3 +297,26 @@ def test_bad_arguments_are_depthg_errors():
         run_loss(*batch, sampling="fps", **{**kw, "n_samples": 9})  # 81 > 64 cells
     with pytest.raises(DepthGError, match="depth"):
         run_loss(*batch[:4], None, None, **kw)
+    with pytest.raises(DepthGError, match="shifts"):
+        run_loss(*batch, n_samples=4, weights=W, shifts={"intra": 0.1})
+    with pytest.raises(DepthGError, match="feats_pos"):
+        run_loss(batch[0], batch[1][:2], *batch[2:], **kw)
+    with pytest.raises(DepthGError, match="depth_pos must be"):
+        run_loss(*batch[:5], batch[5].expand(-1, 3, -1, -1), **kw)  # three channels
+    with pytest.raises(DepthGError, match=r"0\.\.3 that never"):
+        run_loss(*batch, neg_perms=torch.tensor([[1, 2, 3, 4]]), **kw)  # 4 is no image
+    with pytest.raises(DepthGError, match="n_samples"):
+        run_loss(*batch, n_samples=0, weights=W, shifts=GOLDEN_SHIFTS)
+
+
+@pytest.mark.parametrize("fidelity", ["released", "corrected"])
+def test_fps_points_are_the_fidelitys_fps_of_each_batch(fidelity):
+    """The anchors' points are FPS on their depth, the positives' on theirs — also when the
+    two depth batches differ in size (then FPS runs once per batch)."""
+    feats, feats_pos, codes, codes_pos, depth, depth_pos = _random_batch(seed=5)
+    for pos in (depth_pos, depth_pos[..., :16, :16]):
+        out = run_terms(feats, feats_pos, codes, codes_pos, depth, pos, n_samples=3,
+                        sampling="fps", fidelity=fidelity, shifts=GOLDEN_SHIFTS,
+                        generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out["coords1"], fps_coords(depth, (8, 8), 3, fidelity))
+        assert torch.equal(out["coords2"], fps_coords(pos, (8, 8), 3, fidelity))

@@ -90,6 +90,15 @@ def test_depth_correlation_equals_kernel(seed, n, s, size, fidelity):
     torch.testing.assert_close(slow, fast, atol=1e-12, rtol=0)
 
 
+def test_depth_correlation_kernel_refuses_mismatched_depth():
+    from depthg_lib.errors import DepthGError
+
+    with pytest.raises(DepthGError, match="same number of points"):
+        depth_correlation(torch.rand(1, 1, 3, 3), torch.rand(1, 1, 2, 2), fidelity="corrected")
+    with pytest.raises(DepthGError, match=r"\(N,1,H,W\)"):
+        depth_correlation(torch.rand(1, 2, 3, 3), torch.rand(1, 2, 3, 3), (3, 3))
+
+
 def test_corrected_depth_correlation_by_hand():
     d = torch.tensor([0.0, 0.25, 1.0, 0.5]).view(1, 1, 2, 2)
     flat = ref.depth_correlation_corrected(d, d).reshape(4, 4)

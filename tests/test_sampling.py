@@ -14,6 +14,8 @@ from depthg_lib.sampling import (
     farthest_point_indices,
     fps_coords,
     grid_depth,
+    normalized_depth,
+    one_depth_map,
     random_coords,
     sample,
 )
@@ -155,6 +157,27 @@ def test_fps_finds_a_small_near_object_that_random_points_miss():
     assert 1 <= sum(on_object) <= 4 and sum(on_object) > 16 * 4 / 256
     # then the wall's corners: (15, 15) is the farthest from cell 0 and the object
     assert inds[2] == 255
+
+
+def test_fps_of_one_and_two_points():
+    """One point: cell 0 (as an index, int64). Two: cell 0 and the cell farthest from it."""
+    depth = torch.full((1, 1, 4, 4), 100.0)
+    depth[0, 0, 2, 1] = 10.0  # near: far from cell 0 in 3D
+    pts = depth_to_points(depth, "corrected")
+    one = farthest_point_indices(pts, 1)
+    assert one.tolist() == [[0]] and one.dtype == torch.long
+    assert farthest_point_indices(pts, 2).tolist() == [[0, 2 * 4 + 1]]
+
+
+def test_normalized_depth_stretches_each_map_and_one_depth_map_takes_the_first():
+    depth = torch.stack([torch.linspace(2, 4, 16).view(1, 4, 4),
+                         torch.linspace(10, 50, 16).view(1, 4, 4)])  # (2,1,4,4)
+    out = normalized_depth(depth, (2, 2))
+    assert out.shape == (2, 1, 2, 2)
+    for m in out:  # each map on its own: its nearest cell 0, its farthest 1
+        assert m.min().item() == 0 and m.max().item() == pytest.approx(1)
+    assert torch.equal(one_depth_map(depth), depth[:1])
+    assert one_depth_map(np.ones((3, 5))).shape == (1, 1, 3, 5)
 
 
 def test_bad_input_is_a_depthg_error():
