@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from ..depth import normalise_depth, run_depth_stage
 from ..errors import DepthGError
 from ..evaluate import resize_crop, to_tensor
 from ..features import CachedSplit, source_digest
-from ..io import atomic_path, load_json, save_json
+from ..io import atomic_path, json_digest, load_json, save_json
 from ..knn import load_knn, pool_features, run_knn_stage, topk_neighbours
 from ..nuisance import Nuisance, crop_sources, image_sources, mean_norm
 from ..premise import fps_thing_share, same_class_auroc
@@ -224,8 +223,7 @@ def measure_premise(images: ImageSet, profile: Profile, backbone) -> dict:
 # ------------------------------------------------------------------------- the nuisance knob
 
 def nuisance_digest(nuisance: Nuisance) -> str:
-    return hashlib.sha256(json.dumps(nuisance.identity(), sort_keys=True).encode()
-                          ).hexdigest()[:12]
+    return json_digest(nuisance.identity(), 12)
 
 
 def clean_scale(kd: KnobData, fidelity: str) -> float:
