@@ -287,6 +287,18 @@ def _flat(arrays: dict) -> dict:
     return flat
 
 
+def _predict(model, backbone, images, labels, dev, runner) -> tuple[np.ndarray, np.ndarray]:
+    """Both probes' label maps for a batch, refined by the CRF when a `runner` is given."""
+    x = to_tensor(images).to(dev)
+    cluster_lp, linear_lp = probe_log_probs(model, backbone, x, labels.shape[1:])
+    if runner is None:
+        return cluster_lp.argmax(1).cpu().numpy(), linear_lp.argmax(1).cpu().numpy()
+    # both probes' maps in one round through the pool
+    maps = [*cluster_lp.float().cpu().numpy(), *linear_lp.float().cpu().numpy()]
+    cluster_pred, linear_pred = np.split(runner(list(images) * 2, maps, argmax=True), 2)
+    return cluster_pred, linear_pred
+
+
 def _score(profile, reader, split, names, path, model, backbone, dev, crf, batch_size,
            n_examples, crf_workers, progress) -> dict:
     """The metrics of one pass over the split, with their arrays (nothing written)."""
@@ -304,15 +316,7 @@ def _score(profile, reader, split, names, path, model, backbone, dev, crf, batch
     try:
         loader = make_loader(profile, reader, split, names, batch_size)
         for images, labels in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
-            x = to_tensor(images).to(dev)
-            cluster_lp, linear_lp = probe_log_probs(model, backbone, x, labels.shape[1:])
-            if runner is not None:  # both probes' maps in one round through the pool
-                maps = [*cluster_lp.float().cpu().numpy(), *linear_lp.float().cpu().numpy()]
-                cluster_pred, linear_pred = np.split(
-                    runner(list(images) * 2, maps, argmax=True), 2)
-            else:
-                cluster_pred = cluster_lp.argmax(1).cpu().numpy()
-                linear_pred = linear_lp.argmax(1).cpu().numpy()
+            cluster_pred, linear_pred = _predict(model, backbone, images, labels, dev, runner)
             target = as_targets(labels, n)
             cluster_hist += confusion_histogram(cluster_pred, target, n, extra, drop_extra)
             linear_hist += confusion_histogram(linear_pred, target, n)

@@ -17,7 +17,6 @@ LONG_FUNCTIONS_ALLOWED = {
     "depthg_lib/study/report.py:summarize",
     "depthg_lib/study/report.py:prediction_checks",
     "depthg_lib/study/report.py:study_markdown",
-    "depthg_lib/evaluate.py:_score",
 }
 
 

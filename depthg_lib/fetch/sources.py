@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Profile, load_profile, shipped_name
-from ..depth import DEFAULT_MODELS
+from ..depth_models import DEFAULT_MODELS
 from ..errors import DepthGError
 from ..models import EMBEDDED, backbone_weights_dir, canonical_backbone_name
 

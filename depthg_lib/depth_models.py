@@ -1,0 +1,205 @@
+"""The depth backends of stage 01 (docs/method.md §2): one interface,
+`estimate_depth(images) -> depth`, images `(B,3,H,W)` float in [0,1], depth `(B,H,W)` float with
+**larger = farther** (relative; the stage min–max normalises each map).
+
+- `zoedepth`, `depth_anything`: transformers models, read from a local directory or the
+  Hugging Face cache only (never the network);
+- `synth`: the embedded depth network shipped with the library (`depthg_lib.embedded`);
+- `gt`: SynthScenes ground truth, read by image name in the stage (`depthg_lib.depth`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from .config import DEPTH_BACKENDS, REPO_ROOT
+from .depth_format import STAGE_COMMAND
+from .env import resolve_device
+from .errors import DepthGError
+from .io import sha256_file
+
+DEFAULT_MODELS = {"zoedepth": "Intel/zoedepth-nyu",
+                  "depth_anything": "depth-anything/Depth-Anything-V2-Small-hf",
+                  "synth": "embedded", "gt": "synthscenes-gt"}
+# transformers `model_type` each backend expects (a wrong folder would flip the depth order).
+_MODEL_TYPES = {"zoedepth": "zoedepth", "depth_anything": "depth_anything"}
+DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "models"
+
+
+class DepthModel:
+    """Common face of the backends: `estimate_depth` plus what the stage records about it."""
+
+    backend: str = ""
+    model_id: str = ""
+    weights_sha256: str | None = None
+    resolution: object = None
+    device: torch.device = torch.device("cpu")
+
+    def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) float in [0,1] → (B,H,W) float32 on the CPU, larger = farther."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """What `depth.json` records, so that outputs of another model are never mixed in."""
+        return {"backend": self.backend, "model": self.model_id,
+                "weights_sha256": self.weights_sha256, "resolution": self.resolution}
+
+    @staticmethod
+    def _check(images: torch.Tensor) -> None:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images (B,3,H,W) in [0,1], got {tuple(images.shape)}")
+
+
+class TransformersDepthModel(DepthModel):
+    """`zoedepth` or `depth_anything` through `AutoModelForDepthEstimation`.
+
+    ZoeDepth predicts metric depth (metres, larger = farther) and is returned as is.
+    Depth-Anything predicts *relative inverse* depth (disparity up to scale and shift,
+    larger = nearer); it is returned negated, which keeps the order of every pair of pixels
+    and so makes larger = farther — after min–max normalisation that is 1 − normalised
+    disparity. (1/disparity is not usable: the unknown shift can make it negative.)
+    ZoeDepth's processor pads the image and the model predicts at 2× the padded size;
+    `post_process_depth_estimation` with `source_sizes` removes the padding and resizes to
+    the input size.
+    """
+
+    def __init__(self, backend: str, model_dir: Path, model_id: str, device: torch.device):
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        self.backend, self.model_id, self.device = backend, model_id, device
+        try:
+            self.model = AutoModelForDepthEstimation.from_pretrained(
+                model_dir, local_files_only=True).eval().to(device)
+            self.processor = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)
+        except (OSError, ValueError, KeyError) as err:
+            raise DepthGError(
+                f"cannot load the {backend} model {model_id!r} from {model_dir} "
+                f"({type(err).__name__}: {str(err).splitlines()[0]}); the folder must hold "
+                f"config.json, preprocessor_config.json and the weights, as written by "
+                f"`save_pretrained` or `hf download {model_id} --local-dir {model_dir}`") from None
+        found = getattr(self.model.config, "model_type", "?")
+        if found != _MODEL_TYPES[backend]:
+            raise DepthGError(
+                f"{model_dir} holds a {found!r} model but depth backend {backend!r} expects "
+                f"{_MODEL_TYPES[backend]!r}; set depth_backend or depth_model to match")
+        self.weights_sha256 = _weights_digest(model_dir)
+        size = getattr(self.processor, "size", None)
+        self.resolution = dict(size) if size is not None else None
+
+    @torch.no_grad()
+    def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
+        self._check(images)
+        b, _, h, w = images.shape
+        # The processors were made for 0..255 pictures: hand them uint8, as from a file.
+        pixels = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        inputs = self.processor(images=list(pixels), return_tensors="pt")
+        outputs = self.model(pixel_values=inputs["pixel_values"].to(self.device))
+        sizes = [(h, w)] * b
+        if self.backend == "zoedepth":
+            post = self.processor.post_process_depth_estimation(
+                outputs, source_sizes=sizes, target_sizes=sizes)
+        else:
+            post = self.processor.post_process_depth_estimation(outputs, target_sizes=sizes)
+        depth = torch.stack([p["predicted_depth"].reshape(h, w) for p in post]).float().cpu()
+        return -depth if self.backend == "depth_anything" else depth
+
+
+class SynthDepthModel(DepthModel):
+    """`synth`: the embedded depth network (relative depth, larger = farther).
+
+    `model="random"` builds it with random weights — for tests and for showing the chapter
+    before the shipped weights exist; its output is then meaningless, and says so in
+    `model_id` (`embedded-random`).
+    """
+
+    def __init__(self, model: str | None, device: torch.device):
+        from .embedded import DEPTH_WORK_SIZE, EmbeddedDepthModel, read_manifest
+
+        random_init = model == "random"
+        if model not in (None, "", "embedded", "random"):
+            raise DepthGError(f"depth backend 'synth' takes depth_model '' (shipped weights) or "
+                              f"'random' (random init), found {model!r}")
+        self.backend, self.device = "synth", device
+        self.model_id = "embedded-random" if random_init else "embedded"
+        self.net = EmbeddedDepthModel(pretrained=not random_init, device=device)
+        entry = {} if random_init else read_manifest().get("depth", {})
+        self.weights_sha256 = entry.get("sha256")
+        self.resolution = DEPTH_WORK_SIZE
+
+    @torch.no_grad()
+    def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
+        self._check(images)
+        return self.net.estimate_depth(images.to(self.device)).float().cpu()
+
+
+def _weights_digest(model_dir: Path) -> str | None:
+    """sha256 over the weight files of a transformers folder (one digest of their digests)."""
+    files = sorted(p for p in Path(model_dir).iterdir()
+                   if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+    if not files:
+        return None
+    if len(files) == 1:
+        return sha256_file(files[0])
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(f"{p.name}:{sha256_file(p)}\n".encode())
+    return digest.hexdigest()
+
+
+def resolve_model_dir(backend: str, model: str | None = None,
+                      model_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
+    """(model id, local folder) for a transformers backend, without touching the network.
+
+    Looks, in order, at `model` as a folder, at `<model_dir>/<model id>` (default
+    `data/models/<model id>`), and at the Hugging Face cache. Nothing found → one
+    `DepthGError` naming the model id and the folder to put it in.
+    """
+    model_id = model or DEFAULT_MODELS[backend]
+    base = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    as_dir = Path(os.path.expanduser(model_id))
+    if as_dir.is_dir():
+        return model_id, as_dir
+    local = base / model_id
+    if local.is_dir():
+        return model_id, local
+    try:
+        from huggingface_hub import snapshot_download
+
+        return model_id, Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:  # not in the cache, or not a valid repo id: the same advice either way
+        pass
+    raise DepthGError(
+        f"depth model {model_id!r} for backend {backend!r} is not on this machine (looked in "
+        f"{as_dir if as_dir.is_absolute() else local} and the Hugging Face cache; it is never "
+        f"downloaded at run time). On a machine with network run "
+        f"`hf download {model_id} --local-dir {local}` and copy that folder to {local}, "
+        f"or set depth_model in the profile to the folder that holds it")
+
+
+def load_depth_model(backend: str, model: str | None = None, device: str | torch.device = "cpu",
+                     model_dir: str | os.PathLike | None = None) -> DepthModel:
+    """The depth model of `backend` (`zoedepth`, `depth_anything`, `synth`), ready to use.
+
+    `model` is a model id or folder (transformers backends) or `random` (synth, random init);
+    None = the backend's default. `gt` has no image → depth model: the stage reads the ground
+    truth by name (`run_depth_stage`).
+    """
+    if backend not in DEPTH_BACKENDS:
+        raise DepthGError(f"unknown depth backend {backend!r}; expected one of "
+                          f"{', '.join(DEPTH_BACKENDS)}")
+    device = resolve_device(device)
+    if backend == "gt":
+        raise DepthGError("depth backend 'gt' reads SynthScenes ground truth by image name and "
+                          "has no image → depth model; run it through run_depth_stage / "
+                          f"`{STAGE_COMMAND} --profile <profile>` with depth_backend: gt")
+    if backend == "synth":
+        return SynthDepthModel(model or None, device)
+    model_id, folder = resolve_model_dir(backend, model, model_dir)
+    return TransformersDepthModel(backend, folder, model_id, device)
