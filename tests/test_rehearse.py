@@ -104,7 +104,10 @@ def test_backbone_knn_train_and_evaluate_run_on_the_standins(tmp_path):
     nns = knn.load_knn(load_profile(out / "profile" / "potsdam-vits8.yaml").paths.knn_file())
     assert nns.shape == (records["knn"]["detail"]["crops"], records["knn"]["detail"]["K"])
     assert records["train"]["disk"]["files"] > 0 and records["evaluate"]["disk"]["files"] > 0
-    assert records["train"]["detail"]["clock"]["head step"]["calls"] == 1
+    clock = records["train"]["detail"]["clock"]
+    assert clock["head step"]["calls"] == 1
+    assert clock["train forward"]["items"] == 2 * 2  # crops and their positives, per crop
+    assert 0 < clock["train forward"]["cpu_seconds"]
 
 
 def test_top_k_blocks_mined_for_real_match_the_full_search():

@@ -17,13 +17,16 @@ ASSUMPTIONS = (f"GPU column: FLOPs at an assumed {GPU_TFLOPS:.0f} TFLOP/s effect
 
 
 def _per(clock: dict, label: str) -> float | None:
+    """CPU seconds per item (records without CPU times: wall seconds)."""
     entry = clock.get(label)
     return entry["per_item"] if entry else None
 
 
 def _seconds(clock: dict, label: str) -> float:
     entry = clock.get(label)
-    return entry["seconds"] if entry else 0.0
+    if not entry:
+        return 0.0
+    return entry.get("cpu_seconds", entry["seconds"])
 
 
 def full_counts(dataset: str) -> dict[str, int]:

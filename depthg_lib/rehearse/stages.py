@@ -7,7 +7,6 @@ real code at this scale ("full") and which compute ran on a measured sample only
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 
 from ..config import Profile
 from .standin_models import unit_rows, vit_forward_flops, vit_shape, write_backbone_standin
-from .timing import BlockLimiter, Clock, marked, timed
+from .timing import BlockLimiter, Clock, marked, stopwatch, timed
 
 
 @dataclass
@@ -43,13 +42,12 @@ def stage_data(ctx: Context) -> dict:
     from .standin import write_standin
 
     clock = Clock()
-    start = time.perf_counter()
-    written = write_standin(ctx.profile.dataset, ctx.profile.paths.dataset_dir, ctx.scale,
-                            progress=False)
-    clock.add("write stand-ins", time.perf_counter() - start, sum(written["images"].values()))
-    start = time.perf_counter()
-    report = reader_for_profile(ctx.profile).check()  # what fetch runs after extracting
-    clock.add("data check", time.perf_counter() - start, 1)
+    with stopwatch(clock, "write stand-ins") as watch:
+        written = write_standin(ctx.profile.dataset, ctx.profile.paths.dataset_dir, ctx.scale,
+                                progress=False)
+        watch.items = sum(written["images"].values())
+    with stopwatch(clock, "data check"):
+        report = reader_for_profile(ctx.profile).check()  # what fetch runs after extracting
     if not report.usable:
         raise RuntimeError(f"the stand-in dataset fails the data check:\n{report}")
     return {**written, "clock": clock.summary(),
@@ -66,9 +64,8 @@ def stage_depth(ctx: Context) -> dict:
     clock = Clock()
     reader = reader_for_profile(ctx.profile)
     n = sum(len(reader.names(s)) for s in reader.splits)
-    start = time.perf_counter()
-    run_depth_stage(ctx.profile, progress=False, device="cpu")
-    clock.add("depth stage (embedded net)", time.perf_counter() - start, n)
+    with stopwatch(clock, "depth stage (embedded net)", n):
+        run_depth_stage(ctx.profile, progress=False, device="cpu")
     return {"images": n, "clock": clock.summary(),
             "what ran": {"full": "the real stage on every image at its real size, with the "
                                  "embedded depth net instead of ZoeDepth"}}
@@ -77,10 +74,9 @@ def stage_depth(ctx: Context) -> dict:
 def stage_crop(ctx: Context) -> dict:
     from ..crop import CropReader, run_crop_stage
 
-    start = time.perf_counter()
-    run_crop_stage(ctx.profile, split="all", progress=False)
     clock = Clock()
-    clock.add("five-crop", time.perf_counter() - start, 1)
+    with stopwatch(clock, "five-crop"):
+        run_crop_stage(ctx.profile, split="all", progress=False)
     crops = {s: len(CropReader.from_profile(ctx.profile, s)) for s in ("train", "val")}
     return {"crops": crops, "clock": clock.summary(), "what ran": {"full": "the real stage"}}
 
@@ -135,10 +131,9 @@ def stage_knn(ctx: Context) -> dict:
     width, blocks, patch = vit_shape(p.backbone)
     m = min(ctx.sample, n)
     if m:
-        start = time.perf_counter()
-        knn.featurise_crops(_subset(reader, m), backbone, p.knn_res, p.fidelity,
-                            torch.device("cpu"), batch=max(1, m), workers=1, progress=False)
-        clock.add("features (real backbone)", time.perf_counter() - start, m)
+        with stopwatch(clock, "features (real backbone)", m):
+            knn.featurise_crops(_subset(reader, m), backbone, p.knn_res, p.fidelity,
+                                torch.device("cpu"), batch=max(1, m), workers=1, progress=False)
     del backbone
     _check_memory(min(p.knn_block, n) * n * 4 * 2 + n * width * 4, p)
     limiter = BlockLimiter(ctx.knn_blocks, clock)
@@ -156,9 +151,8 @@ def stage_knn(ctx: Context) -> dict:
     knn.topk_neighbours, knn.tqdm = topk, limiter
     knn.featurise_crops = lambda reader, *a, **k: torch.from_numpy(unit_rows(len(reader), width))
     try:
-        start = time.perf_counter()
-        knn.run_knn_stage(p, split="train", progress=False, device="cpu")
-        clock.add("stage (stand-in features)", time.perf_counter() - start, 1)
+        with stopwatch(clock, "stage (stand-in features)"):
+            knn.run_knn_stage(p, split="train", progress=False, device="cpu")
     finally:
         knn.topk_neighbours, knn.featurise_crops, knn.tqdm = real_topk, real_feats, real_tqdm
     k_store = min(p.knn_store, n)
@@ -185,14 +179,13 @@ def stage_train(ctx: Context) -> dict:
     def forward_label(c):
         return "validation forward" if "validation" in c.inside else "train forward"
 
-    with (timed(features, "featurize", clock, forward_label),
+    with (timed(features, "featurize", clock, forward_label, count=lambda a: len(a[1])),
           marked(validation.Validation, "__call__", clock, "validation"),
           timed(trainer.Trainer, "step", clock, "head step", count=lambda a: 1),
           timed(loop, "save_checkpoint", clock, "checkpoint", count=lambda a: 1)):
-        start = time.perf_counter()
-        final = loop.train(ctx.profile, steps=ctx.steps, device="cpu", progress=False,
-                           force=True)
-        clock.add("train()", time.perf_counter() - start, 1)
+        with stopwatch(clock, "train()"):
+            final = loop.train(ctx.profile, steps=ctx.steps, device="cpu", progress=False,
+                               force=True)
     p = ctx.profile
     width, blocks, patch = vit_shape(p.backbone)
     return {"steps run": ctx.steps, "batch": p.batch_size, "checkpoint": str(final),
@@ -209,10 +202,9 @@ def stage_evaluate(ctx: Context) -> dict:
 
     clock = Clock()
     with timed(ev, "flip_averaged_codes", clock, "forward + flip", count=lambda a: len(a[2])):
-        start = time.perf_counter()
-        ev.evaluate(ctx.profile, device="cpu", max_images=max(1, ctx.sample), progress=False,
-                    force=True)
-        clock.add("evaluate()", time.perf_counter() - start, 1)
+        with stopwatch(clock, "evaluate()"):
+            ev.evaluate(ctx.profile, device="cpu", max_images=max(1, ctx.sample),
+                        progress=False, force=True)
     width, blocks, patch = vit_shape(ctx.profile.backbone)
     return {"images": max(1, ctx.sample), "clock": clock.summary(),
             "flops per image": 2 * vit_forward_flops(width, blocks, patch, ctx.profile.eval_res),
