@@ -90,9 +90,10 @@ def test_an_interrupted_forced_chapter_keeps_the_last_complete_outputs(course, s
     before = knn_file.read_bytes()
     code, out, err = _interrupt_while_mining(env, profile, knn_file, sig)
     assert code == 130, (code, err)
-    message = err.strip().splitlines()[-1]
+    # one message from the runner (its kernel, shutting down, may still log to stderr)
+    messages = [line for line in err.splitlines() if line.startswith("interrupted")]
     command = f"python -m depthg_lib.course --profile {profile}"
-    assert message.startswith("interrupted") and f"`{command}`" in message, err
+    assert len(messages) == 1 and f"`{command}`" in messages[0], err
     assert knn_file.read_bytes() == before  # the old neighbours, complete
     summary = json.loads((run_dir / "summary.json").read_text())["notebooks"]
     assert summary["03_mine_knn"]["status"] == "interrupted"
