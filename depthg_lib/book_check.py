@@ -241,14 +241,19 @@ _LAYOUT_JS = r"""() => {
     }
     const what = el => (el.tagName.toLowerCase() + ' "' +
                         el.textContent.trim().replace(/\s+/g, ' ').slice(0, 50) + '"');
-    for (const el of main.querySelectorAll('pre, mjx-container[display="true"], table, img')) {
-        if (getComputedStyle(el).display.startsWith('inline')) continue;
+    const cut = [];
+    for (const el of main.querySelectorAll('*')) {  // every box that hides what overflows it
+        const style = getComputedStyle(el);
+        if (style.overflowX === 'visible' || style.display.startsWith('inline')) continue;
+        if (el.closest('mjx-assistive-mml') || cut.some(c => c.contains(el))) continue;
         if (el.scrollWidth > el.clientWidth + 2) {  // hidden, or behind a scroll bar
+            cut.push(el);
             out.push('cut off (wider than its box): ' + what(el));
-            continue;
         }
+    }
+    for (const el of main.querySelectorAll('pre, mjx-container[display="true"], table, img')) {
         const box = el.getBoundingClientRect();
-        if (box.width > 0 && box.right > column.right + 1)
+        if (box.width > 0 && box.right > column.right + 1 && !cut.some(c => c.contains(el)))
             out.push('sticks out of the text column: ' + what(el));
     }
     return out; }"""

@@ -254,16 +254,18 @@ def sourced(rows: Sequence[dict]) -> list[dict]:
 
 def paper_markdown(rows: Sequence[dict]) -> str:
     """A Markdown table of `paper_rows`, grouped by dataset and backbone so that what one
-    could compare sits together (— = not sourced in the profile)."""
-    lines = ["| dataset · backbone | method | unsup. Acc | unsup. mIoU | linear Acc | "
-             "linear mIoU | CRF | source |", "|---|---|---:|---:|---:|---:|---|---|"]
+    could compare sits together (— = not sourced in the profile; CRF said where known)."""
+    lines = ["| dataset · backbone | method | unsupervised Acc / mIoU | linear Acc / mIoU | "
+             "source |", "|---|---|---:|---:|---|"]
     order = sorted(rows, key=lambda r: (r["dataset"], r["backbone"], r["kind"] != "paper",
                                         r["method"] != "DepthG"))
     for r in order:
-        crf = {True: "yes", False: "no", None: "not stated"}[r["crf"]]
-        method = f"**{r['method']}** (paper)" if r["kind"] == "paper" else r["method"]
-        numbers = " | ".join(_as_given(r[k]) for k in _NUMBERS)
-        lines.append(f"| {r['dataset']} · {r['backbone']} | {method} | {numbers} | {crf} | "
+        crf = {True: ", with CRF", False: ", without CRF", None: ""}[r["crf"]]
+        method = (f"**{r['method']}** (paper{crf})" if r["kind"] == "paper" else
+                  r["method"] + (f" ({crf[2:]})" if crf else ""))
+        unsup = f"{_as_given(r['unsup_acc'])} / {_as_given(r['unsup_miou'])}"
+        linear = f"{_as_given(r['linear_acc'])} / {_as_given(r['linear_miou'])}"
+        lines.append(f"| {r['dataset']} · {r['backbone']} | {method} | {unsup} | {linear} | "
                      f"{_link(r['source'])} |")
     return "\n".join(lines)
 
@@ -277,8 +279,16 @@ def _as_given(x: float | None) -> str:
 
 
 def _link(source: str) -> str:
-    """A source with its web address made a link (the text stays readable where none is)."""
-    return re.sub(r"(https?://[^\s),]+)", r"<\1>", source)
+    """A source with its web addresses as short links (`leonsick/depthg#2`), so that a table
+    of sources fits a page; the rest of the text stays as it is."""
+    def short(match: re.Match) -> str:
+        url = match.group(1)
+        issue = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)/(?:issues|pull)/(\d+)", url)
+        repo = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)/?", url)
+        text = (f"{issue.group(1)}#{issue.group(2)}" if issue else repo.group(1) if repo
+                else url.split("//", 1)[-1])
+        return f"[{text}]({url})"
+    return re.sub(r"(https?://[^\s),]+)", short, source)
 
 
 def course_rows(profile: Profile | str, study: dict | None = None) -> list[dict]:
@@ -288,7 +298,7 @@ def course_rows(profile: Profile | str, study: dict | None = None) -> list[dict]
     p = load_profile(profile)
     rows = []
     r = read_results(p.name, "05_evaluate")
-    where = f"`runs/{p.name}/results/05_evaluate.json` (one seed)"
+    where = "chapter 05 of this run (one seed)"
     if "unsupervised_miou" in r:
         rows.append({"dataset": dataset_name(p), "backbone": p.backbone, "method":
                      "DepthG head (chapter 05)", "unsup_acc": r.get("unsupervised_acc"),
@@ -325,12 +335,12 @@ def course_rows(profile: Profile | str, study: dict | None = None) -> list[dict]
 
 def course_markdown(rows: Sequence[dict]) -> str:
     """A Markdown table of `course_rows`, in the columns of `paper_markdown`."""
-    lines = ["| dataset · backbone | method | unsup. Acc | unsup. mIoU | linear Acc | "
-             "linear mIoU | from |", "|---|---|---:|---:|---:|---:|---|"]
+    lines = ["| dataset · backbone | method | unsupervised Acc / mIoU | linear Acc / mIoU | from |",
+             "|---|---|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['dataset']} · {r['backbone']} | {r['method']} | "
-                     f"{_fmt(r['unsup_acc'])} | {_fmt(r['unsup_miou'])} | "
-                     f"{_fmt(r['linear_acc'])} | {_fmt(r['linear_miou'])} | {r['source']} |")
+                     f"{_fmt(r['unsup_acc'])} / {_fmt(r['unsup_miou'])} | "
+                     f"{_fmt(r['linear_acc'])} / {_fmt(r['linear_miou'])} | {r['source']} |")
     return "\n".join(lines)
 
 

@@ -93,6 +93,9 @@ def make_run(run_dir, docs_dir):
             _code(WIDE_CODE, {"output_type": "stream", "name": "stdout",
                               "text": "x" * 240 + "\n"}),
             _md(WIDE_EQUATION),
+            _code("show_sources()", {"output_type": "display_data", "metadata": {}, "data": {
+                "text/markdown": "| source |\n|---|\n| " + "x" * 160 + " |",
+                "text/plain": "<IPython.core.display.Markdown object>"}}),
             _code("show()", {"output_type": "display_data", "metadata": {},
                              "data": {"image/png": _png(), "text/plain": "<Figure>"}})],
             widget_state=state, end="2026-11-30T12:05:00+00:00"),
@@ -226,12 +229,13 @@ def test_the_book_in_a_browser(built):
     shot.unlink(missing_ok=True)
     report = book_check.browser_check(built, NAMES, screenshot=shot, chromium=chromium)
     # the long code line and printed line wrap and the Markdown table is rendered; only the
-    # row of three formulas is wider than the column (a chapter must break such a row)
-    assert len(report["problems"]) == 1, report["problems"]
-    assert report["problems"][0].startswith(
-        "chapters/04_train.html: cut off (wider than its box): mjx-container \"IoU")
+    # row of three formulas and the table with a 160-letter word are wider than the column
+    # (a chapter must break such a row and shorten such a word)
+    cut = [p for p in report["problems"] if "cut off (wider than its box)" in p]
+    assert len(cut) == 2 and len(report["problems"]) == 2, report["problems"]
+    assert any('"IoU' in p for p in cut) and any('"source xxxx' in p for p in cut), cut
     assert report["listed"] == NAMES
-    assert report["chapters"]["04_train"] == {"images": 1, "formulas": 3, "tables": 1}
+    assert report["chapters"]["04_train"] == {"images": 1, "formulas": 3, "tables": 2}
     assert any(h.startswith("chapters/04_train.html") for h in report["search_hits"])
     assert any("farthest point sampling" in t for t in report["search_snippets"])  # not titles only
     assert shot.exists() and shot.stat().st_size > 5_000

@@ -93,8 +93,8 @@ def test_paper_rows_come_from_the_profiles():
     assert rows["stego-cocostuff27-vits8"]["method"] == "STEGO"
     assert "test" not in rows
     md = evidence.paper_markdown([rows["cityscapes-vitb8"]])
-    assert "DepthG** (paper)" in md and f"| {city['unsupervised']['miou']:.1f} |" in md
-    assert "<https://github.com/leonsick/depthg/issues/2>" in md  # the quotation, a link
+    assert "DepthG** (paper)" in md and f"/ {city['unsupervised']['miou']:.1f} |" in md
+    assert "[leonsick/depthg#2](https://github.com/leonsick/depthg/issues/2)" in md  # a link
 
 
 def test_rows_beside_a_paper_keep_their_own_source_and_decimals():
@@ -105,7 +105,7 @@ def test_rows_beside_a_paper_keep_their_own_source_and_decimals():
     assert all(r["dataset"] == "Cityscapes-27" and r["backbone"] == "DINO ViT-B/8" for r in rows)
     md = evidence.paper_markdown(rows)
     released = others[0]["unsupervised"]
-    assert f"| {released['acc']:.2f} | {released['miou']:.2f} |" in md  # 81.41, not 81.4
+    assert f"| {released['acc']:.2f} / {released['miou']:.2f} |" in md  # 81.41, not 81.4
     lines = md.splitlines()[2:]
     assert "(paper)" in lines[0]  # the paper's own row first, the rows beside it after
 
