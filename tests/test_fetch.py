@@ -220,7 +220,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(served, storage, profile, t
     out = capsys.readouterr().out
     assert "cityscapes.zip" in out and "cityscapes_vit_base_1.ckpt" in out
     assert "dino_vitbase8_pretrain.pth" in out and "from the server" in out
-    assert F._fmt(len(served["ckpt"])) in out and "disk needed about" in out
+    assert F.format_size(len(served["ckpt"])) in out and "disk needed about" in out
     assert not (tmp_path / "data").exists() and not (tmp_path / "backbones").exists()
     assert all(method == "HEAD" for method, _, _ in storage.log)
 

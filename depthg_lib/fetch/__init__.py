@@ -28,50 +28,26 @@ mirror: `--dino-url` / `$DEPTHG_DINO_URL`, `--stego-url` / `$DEPTHG_STEGO_URL`; 
 The package, by concern: `sources` (what each profile needs and where from, `plan`),
 `downloads` (HTTP with Range resume, the ledger, checksums), `extract` (atomic zip
 extraction), `hub` (the Hugging Face cache), `run` (item states, the dry-run table, `fetch`)
-and `cli` (`main`). Every public name is importable from `depthg_lib.fetch`.
+and `cli` (`main`).
 """
 
 from __future__ import annotations
 
 from .cli import main
-from .downloads import CHUNK, LEDGER, Ledger, download, remote_size, verify_file
+from .downloads import LEDGER, Ledger, download
 from .extract import extract_zip
-from .hub import fetch_hub, hub_snapshot
-from .run import describe_plan, fetch, fetch_item, status
+from .run import fetch
 from .sources import (
-    CHECKPOINT_SIZES,
     DATASETS,
-    DEPTH_SIZES,
-    DEPTHG_CHECKPOINTS,
-    DEPTHG_DRIVE,
-    DINO_FILES,
-    DINO_URL,
     ENV_DINO,
     ENV_STEGO,
-    EXTRA_ARCHIVES,
-    GB,
-    HUB_BACKBONES,
-    KINDS,
-    MB,
-    STEGO_CHECKPOINTS,
     STEGO_URL,
-    Item,
-    archive_item,
-    base_urls,
-    data_root,
-    extra_items,
     format_size,
     plan,
     released_checkpoint_path,
 )
 
-_fmt = format_size  # the name this size formatter had before the split
-
 __all__ = [
-    "CHECKPOINT_SIZES", "CHUNK", "DATASETS", "DEPTHG_CHECKPOINTS", "DEPTHG_DRIVE", "DEPTH_SIZES",
-    "DINO_FILES", "DINO_URL", "ENV_DINO", "ENV_STEGO", "EXTRA_ARCHIVES", "GB", "HUB_BACKBONES",
-    "KINDS", "LEDGER", "MB", "STEGO_CHECKPOINTS", "STEGO_URL", "Item", "Ledger", "archive_item",
-    "base_urls", "data_root", "describe_plan", "download", "extra_items", "extract_zip", "fetch",
-    "fetch_hub", "fetch_item", "format_size", "hub_snapshot", "main", "plan",
-    "released_checkpoint_path", "remote_size", "status", "verify_file",
+    "DATASETS", "ENV_DINO", "ENV_STEGO", "LEDGER", "STEGO_URL", "Ledger", "download",
+    "extract_zip", "fetch", "format_size", "main", "plan", "released_checkpoint_path",
 ]
