@@ -83,6 +83,17 @@ def test_each_paper_profile_rehearses_at_a_tiny_scale(tmp_path, name):
 
 
 @pytest.mark.slow
+def test_force_measures_the_stage_doing_its_work_not_resuming(tmp_path):
+    out = tmp_path / "rh"
+    rehearse("potsdam-vits8", 0.0005, out, sample=0, only=["data", "depth", "crop"])
+    crop_dir = load_profile(out / "profile" / "potsdam-vits8.yaml").paths.crop_dir
+    first = next(crop_dir.rglob("*.jpg")).stat().st_mtime_ns
+    rehearse("potsdam-vits8", 0.0005, out, sample=0, only=["crop"], force=True)
+    assert next(crop_dir.rglob("*.jpg")).stat().st_mtime_ns > first  # cut again
+    assert len(runner.measured(out)["crop"]["attempts"]) == 1  # a forced run starts afresh
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [p for p in PAPER if p.startswith("stego-")])
 def test_each_stego_twin_rehearses_its_data_at_a_tiny_scale(tmp_path, name):
     """The twins read their DepthG profile's data with the same stages: their own data stage

@@ -1,6 +1,9 @@
 """One rehearsal stage in its own process (started by `runner.run_stage`, which measures it):
 
-    python -m depthg_lib.rehearse.child STAGE OUT
+    python -m depthg_lib.rehearse.child STAGE OUT [--force]
+
+`--force`: the library's stage redoes its outputs instead of resuming (the rehearsal's
+--force, so that a re-measured stage is measured doing its work).
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ from .stages import STAGES, Context
 
 
 def main(argv: list[str] | None = None) -> int:
-    stage, out = (argv if argv is not None else sys.argv[1:])[:2]
-    out = Path(out)
+    args = argv if argv is not None else sys.argv[1:]
+    stage, out, force = args[0], Path(args[1]), "--force" in args[2:]
     record = load_json(out / "REHEARSAL.json")
     settings = record["settings"]
     ctx = Context(out=out, profile=load_profile(out / "profile" / f"{settings['profile']}.yaml"),
                   original=load_profile(record["profile source"]), scale=settings["scale"],
                   sample=settings["sample"], steps=settings["steps"],
-                  knn_blocks=settings["knn_blocks"])
+                  knn_blocks=settings["knn_blocks"], force=force)
     detail = STAGES[stage](ctx)
     save_json(out / "stages" / f"{stage}.detail.json", detail)
     return 0

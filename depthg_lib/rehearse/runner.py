@@ -155,7 +155,8 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
     old = load_json(path) if path.is_file() else None
     if old and old.get("status") == "ok" and old.get("settings") == settings and not force:
         return old
-    attempts = old["attempts"] if old and old.get("settings") == settings else []
+    resumed = old and old.get("settings") == settings and not force
+    attempts = old["attempts"] if resumed else []  # a forced stage is measured afresh
     log = out / "logs" / f"{stage}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DEPTHG_RUNS": str(out / "runs"), "PYTHONWARNINGS": "ignore"}
@@ -168,8 +169,9 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
         fh.write(f"--- {started}: stage {stage}\n")
         fh.flush()
         begin = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "depthg_lib.rehearse.child", stage,
-                                  str(out)], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        argv = [sys.executable, "-m", "depthg_lib.rehearse.child", stage, str(out)]
+        child = subprocess.Popen(argv + (["--force"] if force else []), stdout=fh,
+                                 stderr=subprocess.STDOUT, env=env)
         _pid, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
     attempts.append({"started": started, "wall_s": round(time.perf_counter() - begin, 2),

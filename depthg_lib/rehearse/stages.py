@@ -30,6 +30,7 @@ class Context:
     sample: int
     steps: int
     knn_blocks: int
+    force: bool = False  # redo the library stage's outputs instead of resuming
 
 
 def stage_weights(ctx: Context) -> dict:
@@ -65,7 +66,7 @@ def stage_depth(ctx: Context) -> dict:
     reader = reader_for_profile(ctx.profile)
     n = sum(len(reader.names(s)) for s in reader.splits)
     with stopwatch(clock, "depth stage (embedded net)", n):
-        run_depth_stage(ctx.profile, progress=False, device="cpu")
+        run_depth_stage(ctx.profile, progress=False, device="cpu", force=ctx.force)
     return {"images": n, "clock": clock.summary(),
             "what ran": {"full": "the real stage on every image at its real size, with the "
                                  "embedded depth net instead of ZoeDepth"}}
@@ -76,7 +77,7 @@ def stage_crop(ctx: Context) -> dict:
 
     clock = Clock()
     with stopwatch(clock, "five-crop"):
-        run_crop_stage(ctx.profile, split="all", progress=False)
+        run_crop_stage(ctx.profile, split="all", progress=False, force=ctx.force)
     crops = {s: len(CropReader.from_profile(ctx.profile, s)) for s in ("train", "val")}
     return {"crops": crops, "clock": clock.summary(), "what ran": {"full": "the real stage"}}
 
@@ -152,7 +153,7 @@ def stage_knn(ctx: Context) -> dict:
     knn.featurise_crops = lambda reader, *a, **k: torch.from_numpy(unit_rows(len(reader), width))
     try:
         with stopwatch(clock, "stage (stand-in features)"):
-            knn.run_knn_stage(p, split="train", progress=False, device="cpu")
+            knn.run_knn_stage(p, split="train", progress=False, device="cpu", force=ctx.force)
     finally:
         knn.topk_neighbours, knn.featurise_crops, knn.tqdm = real_topk, real_feats, real_tqdm
     k_store = min(p.knn_store, n)
