@@ -200,6 +200,28 @@ def test_objective_equals_depthg_loss_with_gradients(seed, b, s, k, cyclic, fide
     torch.testing.assert_close(codes_pos.grad, r_codes_pos.grad, atol=1e-7, rtol=1e-4)
 
 
+def test_codes_of_tiny_length_are_normalised_as_released():
+    """x̂ = x / max(‖x‖, 1e-10): a code of length 1e-11 becomes one of length 0.1, not a unit
+    vector — in the kernels as in the reference (docs/method.md §6)."""
+    gen = _gen(7)
+    b, s, grid = 3, 3, 6
+    feats, feats_pos = torch.randn(2, b, 20, grid, grid, generator=gen)
+    codes, codes_pos = torch.randn(2, b, 4, grid, grid, generator=gen) * 1e-11
+    depth = (torch.rand(b, 1, 24, 24, generator=gen) * 255).round()
+    coords = tuple(torch.rand(2, b, s, s, 2, generator=gen) * 2 - 1)
+    perms = torch.tensor([[1, 2, 0]])
+    weights = {"intra": 0.5, "inter": 0.3, "neg": 0.7, "depth": 0.2}
+    shifts = {"intra": 0.1, "inter": 0.2, "neg": 0.6, "depth": 0.03}
+    fast = depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth,
+                       LossSettings(n_samples=s, weights=weights, shifts=shifts),
+                       coords=coords, neg_perms=perms)
+    slow = ref.objective(feats, feats_pos, codes, codes_pos, depth, depth, *coords, perms,
+                         weights=weights, shifts=shifts)
+    for key in ("pos_intra", "pos_inter", "neg_inter", "depth"):
+        torch.testing.assert_close(fast[key], slow[key], atol=1e-6, rtol=1e-5, msg=key)
+    assert slow["pos_intra"].abs() < 0.05  # |C| ≤ 0.01 here: unit vectors would give far more
+
+
 # ----------------------------------------------------------- depth-guided farthest points
 
 @pytest.mark.parametrize("key,grid,n", [("coords_n9", 28, 9), ("coords_n11", 28, 11),

@@ -182,7 +182,7 @@ def test_normalized_depth_stretches_each_map_and_one_depth_map_takes_the_first()
 
 def test_bad_input_is_a_depthg_error():
     depth = torch.rand(2, 1, 28, 28)
-    with pytest.raises(DepthGError, match="feature grid"):
+    with pytest.raises(DepthGError, match="use n ≤ 4"):
         fps_coords(depth, (4, 4), 5)  # 25 points on 16 cells
     with pytest.raises(DepthGError):
         fps_coords(torch.rand(2, 3, 28, 28), (7, 7), 3)  # three channels
