@@ -137,6 +137,17 @@ def test_top_k_blocks_mined_for_real_match_the_full_search():
     np.testing.assert_array_equal(part[:4], full[:4])
 
 
+def test_a_score_block_that_does_not_fit_is_refused_before_mining(monkeypatch):
+    from depthg_lib.rehearse import stages
+
+    profile = load_profile("cocostuff27-vits8")
+    monkeypatch.setattr(stages, "available_memory", lambda: 4 * 10**9)
+    need = 4096 * 248_145 * 4 * 2  # COCO's block of scores and its partitioned copy
+    with pytest.raises(DepthGError, match="knn_block"):
+        stages.check_memory(need, profile)
+    stages.check_memory(need // 4, profile)  # 2 GB of 4: fits
+
+
 def _record(seconds: dict, attempts_cpu: float = 1.0) -> dict:
     clock = {k: {"seconds": v, "items": 1, "calls": 1, "per_item": v} for k, v in seconds.items()}
     return {"attempts": [{"cpu_s": attempts_cpu, "wall_s": 1.0, "peak_rss_bytes": 1}],

@@ -105,7 +105,7 @@ def available_memory() -> int | None:
     return None
 
 
-def _check_memory(need: int, p: Profile) -> None:
+def check_memory(need: int, p: Profile) -> None:
     """Refuse to start a top-k whose score block and its partitioned copy would not fit."""
     from ..errors import DepthGError
 
@@ -136,7 +136,7 @@ def stage_knn(ctx: Context) -> dict:
             knn.featurise_crops(_subset(reader, m), backbone, p.knn_res, p.fidelity,
                                 torch.device("cpu"), batch=max(1, m), workers=1, progress=False)
     del backbone
-    _check_memory(min(p.knn_block, n) * n * 4 * 2 + n * width * 4, p)
+    check_memory(min(p.knn_block, n) * n * 4 * 2 + n * width * 4, p)
     limiter = BlockLimiter(ctx.knn_blocks, clock)
     real_topk, real_feats, real_tqdm = knn.topk_neighbours, knn.featurise_crops, knn.tqdm
 
