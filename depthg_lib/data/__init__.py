@@ -5,8 +5,6 @@
     python -m depthg_lib.data check --dataset NAME --root DIR
 """
 
-from .base import IGNORE, CheckReport, DatasetReader
 from .readers import READERS, get_reader, reader_for_profile
 
-__all__ = ["IGNORE", "READERS", "CheckReport", "DatasetReader", "get_reader",
-           "reader_for_profile"]
+__all__ = ["READERS", "get_reader", "reader_for_profile"]

@@ -24,16 +24,13 @@ resume, checkpoints, divergence), `cli`. Checkpoint files and the trained model 
 evaluation and prediction load are in `depthg_lib.checkpoint`.
 """
 
-from ..checkpoint import CHECKPOINT_FORMAT, TrainedModel, load_checkpoint
+from ..checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from ..models import DepthGModel
-from .cli import main
 from .data import ArrayCrops, StepSampler, TrainData, open_train_data
 from .loop import stage_settings, train
-from .runlog import BEFORE_TRAINING, LOG_COLUMNS, LOSS_TERMS, STEP_VALUES, VAL_COLUMNS, RunLog
+from .runlog import BEFORE_TRAINING, LOG_COLUMNS
 from .trainer import Schedule, Trainer
 
-__all__ = ["BEFORE_TRAINING", "CHECKPOINT_FORMAT", "LOG_COLUMNS", "LOSS_TERMS", "STEP_VALUES",
-           "VAL_COLUMNS",
-           "ArrayCrops", "DepthGModel", "RunLog", "Schedule", "StepSampler", "TrainData",
-           "TrainedModel", "Trainer", "load_checkpoint", "main", "open_train_data",
-           "stage_settings", "train"]
+__all__ = ["BEFORE_TRAINING", "CHECKPOINT_FORMAT", "LOG_COLUMNS", "ArrayCrops", "DepthGModel",
+           "Schedule", "StepSampler", "TrainData", "Trainer", "load_checkpoint",
+           "open_train_data", "stage_settings", "train"]

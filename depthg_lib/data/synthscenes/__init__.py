@@ -26,39 +26,29 @@ The parts, in reading order: `classes` (the class table), `shapes` (ray intersec
 """
 
 from .classes import (
-    BOX,
     BUILDING,
-    CLASS_ID,
     CLASS_NAMES,
     CLASSES,
-    CONE,
-    CYLINDER,
     FAR_DEPTH,
     GRASS,
     N_CLASSES,
-    PERSON,
     ROAD,
     SAND,
     SKY,
     SPHERE,
     THING_IDS,
-    TREE,
     WATER,
-    SynthClass,
     class_shares,
 )
-from .generate import RENDER_VERSION, SPLIT_IDS, generate, main
+from .generate import SPLIT_IDS, generate
 from .layout import render_scene, sample_layout
-from .materials import ground_material
 from .render import render_layout
-from .scene import Blob, Camera, Ground, Layout, Look, Road, Scene, SceneObject, Sky
-from .shapes import Box, Cone, Cylinder, Shape, Sphere
+from .scene import Camera, Layout, Look, Scene, SceneObject
+from .shapes import Box, Sphere
 
 __all__ = [
-    "BOX", "BUILDING", "CLASSES", "CLASS_ID", "CLASS_NAMES", "CONE", "CYLINDER", "FAR_DEPTH",
-    "GRASS", "N_CLASSES", "PERSON", "RENDER_VERSION", "ROAD", "SAND", "SKY", "SPHERE",
-    "SPLIT_IDS", "THING_IDS", "TREE", "WATER", "Blob", "Box", "Camera", "Cone", "Cylinder",
-    "Ground", "Layout", "Look", "Road", "Scene", "SceneObject", "Shape", "Sky", "Sphere",
-    "SynthClass", "class_shares", "generate", "ground_material", "main", "render_layout",
+    "BUILDING", "CLASSES", "CLASS_NAMES", "FAR_DEPTH", "GRASS", "N_CLASSES", "ROAD", "SAND",
+    "SKY", "SPHERE", "SPLIT_IDS", "THING_IDS", "WATER", "Box", "Camera", "Layout", "Look",
+    "Scene", "SceneObject", "Sphere", "class_shares", "generate", "render_layout",
     "render_scene", "sample_layout",
 ]

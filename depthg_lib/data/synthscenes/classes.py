@@ -35,7 +35,6 @@ CLASSES: tuple[SynthClass, ...] = (
 )
 N_CLASSES = len(CLASSES)
 CLASS_NAMES = tuple(c.name for c in CLASSES)
-CLASS_ID = {c.name: i for i, c in enumerate(CLASSES)}
 FAR_DEPTH = 100.0
 """Depth (metres) of sky pixels: the far plane. Hits farther than this are clipped to sky."""
 
