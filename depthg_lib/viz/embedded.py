@@ -202,7 +202,8 @@ def read_pretrain_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def plot_pretrain_log(log: dict | str | os.PathLike, title: str = ""):
-    """Losses and collapse monitors of a ViT run (entropies, feature spread), or depth losses."""
+    """Losses and collapse monitors of a ViT run (VICRegL terms, feature spread), or depth
+    losses."""
     if not isinstance(log, dict):
         log = read_pretrain_log(log)
     step = log["step"]
@@ -217,19 +218,6 @@ def plot_pretrain_log(log: dict | str | os.PathLike, title: str = ""):
         for k in ("std_cls_feat", "std_patch_feat"):
             axes[2].plot(step, log[k], label=k)
         axes[2].set_title("backbone feature spread across the batch")
-    elif "H_mean_cls" in log:  # self-distillation
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3))
-        for k in ("loss_cls", "loss_patch", "loss_dense"):
-            if k in log:
-                axes[0].plot(step, log[k], label=k)
-        axes[0].set_title("losses")
-        for k in ("H_student_cls", "H_mean_cls", "H_student_patch", "H_mean_patch"):
-            if k in log:
-                axes[1].plot(step, log[k], label=k)
-        axes[1].set_title("entropies (per sample / of the mean)")
-        for k in ("std_cls_feat", "std_patch_feat"):
-            axes[2].plot(step, log[k], label=k)
-        axes[2].set_title("feature spread across the batch")
     else:
         fig, axes = plt.subplots(1, 1, figsize=(5, 3), squeeze=False)
         axes = axes[0]
