@@ -8,7 +8,8 @@ takes their numbers) on small seeded toy inputs and compares with what the libra
 so it tests the idea, not a typed-in value, and it takes well under a second.
 
     from depthg_lib import exercises
-    exercises.check("04.1", dL_dC)       # prints ✓ or ✗ with a hint, returns True/False
+    exercises.check("04.1", dL_dC)       # prints ✓ or ✗, returns True/False
+    exercises.check("04.1", dL_dC, hint=True)  # ... and the hint (also on a second wrong try)
     exercises.list_exercises("04")       # the chapter's exercises and which have checks
 
 One module per chapter (`ch00` … `ch07`) registers that chapter's exercises in `REGISTRY`;
