@@ -226,6 +226,8 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
         raise DepthGError(f"no chapters found in {notebook_dir}")
     total_start = time.perf_counter()
     with stage_lock(run.profile.paths.run_dir, "course"), _sigterm_as_interrupt():
+        for leftover in run.profile.paths.run_dir.glob(".[0-9][0-9]_*.ipynb.*.tmp.ipynb"):
+            leftover.unlink()  # the copy a killed run (kill -9) could not remove
         for number, notebook in enumerate(todo, 1):
             _run_chapter(run, notebook, f"[{number}/{len(todo)}] {notebook.stem}")
         stale = _mark_stale(run, todo)

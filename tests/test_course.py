@@ -232,3 +232,15 @@ def test_a_profile_file_named_like_a_shipped_one_has_its_own_run_folder(sandbox,
     assert len(folders) == 2 and folders[1].startswith("test-"), folders
     assert summary["profile"] == folders[1]
     assert (root / "runs" / folders[1] / "00_data.ipynb").exists()
+
+
+def test_a_killed_runs_temporary_copy_is_removed_by_the_next_run(sandbox):
+    root, profile = sandbox
+    _notebook(root / "nb" / "00_first.ipynb", "x = 1")
+    run_course(str(profile), notebook_dir=root / "nb")
+    left = root / "runs" / "tiny" / ".00_first.ipynb.k1ll3d.tmp.ipynb"  # as kill -9 leaves it
+    left.write_text("{}")
+    mine = root / "runs" / "tiny" / ".my_notes.tmp.ipynb"  # not the runner's: kept
+    mine.write_text("{}")
+    run_course(str(profile), notebook_dir=root / "nb")
+    assert not left.exists() and mine.exists()
