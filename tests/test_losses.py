@@ -285,7 +285,7 @@ def test_bad_arguments_are_depthg_errors():
     kw = dict(n_samples=4, weights=W, shifts=GOLDEN_SHIFTS)
     with pytest.raises(DepthGError, match="weights"):
         run_loss(*batch, n_samples=4, weights={"intra": 1.0}, shifts=GOLDEN_SHIFTS)
-    with pytest.raises(DepthGError, match="codes_pos"):
+    with pytest.raises(DepthGError, match=r"^codes_pos must be \(B,C,h,w\) with B=4"):
         run_loss(*batch[:3], batch[3][:2], *batch[4:], **kw)
     with pytest.raises(DepthGError, match="share the grid"):
         run_loss(batch[0], batch[1], batch[2][..., :4, :4], batch[3], *batch[4:], **kw)
@@ -297,12 +297,14 @@ def test_bad_arguments_are_depthg_errors():
         run_loss(*batch, sampling="fps", **{**kw, "n_samples": 9})  # 81 > 64 cells
     with pytest.raises(DepthGError, match="depth"):
         run_loss(*batch[:4], None, None, **kw)
-    with pytest.raises(DepthGError, match="shifts"):
+    with pytest.raises(DepthGError, match=r"^shifts needs the keys"):
         run_loss(*batch, n_samples=4, weights=W, shifts={"intra": 0.1})
-    with pytest.raises(DepthGError, match="feats_pos"):
+    with pytest.raises(DepthGError, match=r"^feats_pos must be"):
         run_loss(batch[0], batch[1][:2], *batch[2:], **kw)
-    with pytest.raises(DepthGError, match="depth_pos must be"):
+    with pytest.raises(DepthGError, match=r"^depth_pos must be .* got \(4, 3, 32, 32\)"):
         run_loss(*batch[:5], batch[5].expand(-1, 3, -1, -1), **kw)  # three channels
+    with pytest.raises(DepthGError, match=r"coords must be two \(B,S,S,2\) tensors"):
+        run_loss(*batch, coords=(torch.zeros(4, 3, 3, 2), torch.zeros(4, 2, 2, 2)), **kw)
     with pytest.raises(DepthGError, match=r"0\.\.3 that never"):
         run_loss(*batch, neg_perms=torch.tensor([[1, 2, 3, 4]]), **kw)  # 4 is no image
     with pytest.raises(DepthGError, match="n_samples"):
