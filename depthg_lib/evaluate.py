@@ -1,11 +1,7 @@
 """Chapter 05: evaluate a trained head — unsupervised (Hungarian) and linear-probe scores.
 
-docs/method.md §9 as released: validation images resized (shorter side, nearest) and
-centre-cropped to `eval_res`; codes averaged with those of the mirrored image; codes upsampled
-bilinearly to label size; unsupervised prediction = argmax of the cluster probe's
-log-softmax(2·cos), linear = argmax of the linear probe's log-softmax; optional dense CRF before
-the argmax; one confusion histogram over the whole split; Hungarian matching of clusters to
-classes.
+docs/method.md §9 as released: flip-averaged codes, each probe's argmax (after an optional
+dense CRF), one confusion histogram over the split, clusters matched to classes (Hungarian).
 
     python -m depthg_lib.evaluate --profile demo [--crf] [--checkpoint C] [--split val]
                                   [--max-images N] [--force]

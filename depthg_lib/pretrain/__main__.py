@@ -27,9 +27,8 @@ from .depth import DepthPretrainConfig, train_depth
 from .export import export_run
 from .vit import ViTPretrainConfig, train_vit
 
-# what `vit` and `depth` train: the settings class, the trainer, the options only it has
+# what `vit` and `depth` train: the settings class and the trainer
 _KINDS = {"vit": (ViTPretrainConfig, train_vit), "depth": (DepthPretrainConfig, train_depth)}
-_VIT_OPTIONS = ("lr", "log_every", "checkpoint_minutes")
 
 
 def _data_args(q: argparse.ArgumentParser) -> None:
@@ -52,11 +51,6 @@ def _train_args(q: argparse.ArgumentParser, kind: str) -> None:
         q.add_argument("--objective", choices=["vicregl-colour"], default="vicregl-colour",
                        help="the shipped recipe, the only one kept (what else was tried: "
                             "docs/pretraining_history.md)")
-        q.add_argument("--lr", type=float, default=None)
-        q.add_argument("--max-minutes", type=float, default=None,
-                       help="stop after this long (checkpointed; continue with --resume)")
-        q.add_argument("--log-every", type=int, default=None)
-        q.add_argument("--checkpoint-minutes", type=float, default=None)
     q.add_argument("--export", action="store_true",
                    help="when finished, export the weights into depthg_lib/weights/")
     q.add_argument("--weights-dir", default=None, help="export target (default: the library's)")
@@ -98,8 +92,8 @@ def _train(args: argparse.Namespace, argv: list[str] | None, n_train: int) -> No
     config, train = _KINDS[args.cmd]
     changes = {"seed": args.seed, "data_seed": args.data_seed, "data_size": args.size,
                "n_train": n_train}
-    names = ("steps", "batch") + (_VIT_OPTIONS if args.cmd == "vit" else ())
-    changes.update({k: getattr(args, k) for k in names if getattr(args, k) is not None})
+    changes.update({k: getattr(args, k) for k in ("steps", "batch")
+                    if getattr(args, k) is not None})
     cfg = dataclasses.replace(config(), **changes)
     out = Path(args.out)
     command_file = out / "command.txt"
@@ -107,8 +101,7 @@ def _train(args: argparse.Namespace, argv: list[str] | None, n_train: int) -> No
         out.mkdir(parents=True, exist_ok=True)
         command_file.write_text(
             command_line(argv).replace(" --export", "").replace(" --resume", "") + "\n")
-    extra = {"max_minutes": args.max_minutes} if args.cmd == "vit" else {}
-    print(json.dumps(train(str(out), cfg, args.data, resume=args.resume, **extra)))
+    print(json.dumps(train(str(out), cfg, args.data, resume=args.resume)))
     if args.export:
         _print_export(export_run(args.cmd, out, args.weights_dir))
 

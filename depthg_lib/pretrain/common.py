@@ -168,11 +168,9 @@ class Timer:
         return False
 
 
-def run_training(run: RunDir, trainer, cfg, data_dir, n_images: int, desc: str,
-                 max_minutes: float | None = None) -> dict:
+def run_training(run: RunDir, trainer, cfg, data_dir, n_images: int, desc: str) -> dict:
     """The loop both pretrainings share: resume from `run`, step, log every `cfg.log_every`
-    steps, checkpoint every `cfg.checkpoint_minutes` and at the end (tqdm progress). With
-    `max_minutes`, stop (checkpointed, resumable) once this call has run that long."""
+    steps, checkpoint every `cfg.checkpoint_minutes` and at the end (tqdm progress)."""
     state = run.load()
     timer = Timer(every_s=cfg.checkpoint_minutes * 60)
     resumed_at = None
@@ -189,11 +187,7 @@ def run_training(run: RunDir, trainer, cfg, data_dir, n_images: int, desc: str,
                   "machine": machine_description(), "n_images": n_images,
                   "renderer_version": renderer})
 
-    t_call = time.time()
     while trainer.step_idx < cfg.steps:
-        if max_minutes is not None and time.time() - t_call >= 60 * max_minutes:
-            save()
-            break
         stats = trainer.step()
         step = trainer.step_idx
         bar.update(1)

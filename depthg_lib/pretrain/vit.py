@@ -230,13 +230,11 @@ def make_trainer(cfg: ViTPretrainConfig, images: torch.Tensor) -> VICRegLTrainer
     return VICRegLTrainer(cfg, images)
 
 
-def train_vit(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool = False,
-              max_minutes: float | None = None) -> dict:
-    """Run (or resume) ViT pretraining in `out`; returns the run summary. `max_minutes` stops
-    early (checkpointed; continue with resume)."""
+def train_vit(out: str, cfg: ViTPretrainConfig, data_dir: str, resume: bool = False) -> dict:
+    """Run (or resume) ViT pretraining in `out`; returns the run summary."""
     settings = {"kind": "vit", "architecture": VIT_CONFIG, **result_settings(cfg)}
     run = RunDir(out, "vit", settings, resume)
     data = load_split(data_dir, "train", limit=cfg.n_train)
     images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous()
     return run_training(run, make_trainer(cfg, images), cfg, data_dir, len(images),
-                        "pretrain vit", max_minutes)
+                        "pretrain vit")
