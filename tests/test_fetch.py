@@ -81,8 +81,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         cut = self.server.cut.pop(self.path, None)
         if cut is not None:  # announce everything, send part of it, drop the connection
             body = body[:cut]
+        self.server.sent += len(body)  # counted before the client can have read it all
         self.wfile.write(body)
-        self.server.sent += len(body)
         self.wfile.flush()
         if cut is not None:
             self.close_connection = True
