@@ -17,21 +17,19 @@ from ..transforms import resize_center_crop
 from . import class_legend, colorize, label_palette, overlay
 
 
-def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str = "",
-                   normalize: bool = True):
+def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str = ""):
     """Confusion matrix, ground truth down the rows, (matched) prediction across.
 
     `histogram` is (prediction × ground truth) as `evaluate.confusion_histogram` counts it;
-    with `normalize`, each ground-truth row sums to 1 (the share of the class's pixels that
-    went to each prediction), so rare classes stay visible.
+    each ground-truth row is drawn as shares summing to 1 (where the class's pixels went), so
+    rare classes stay visible.
     """
     mat = np.asarray(histogram, dtype=np.float64).T
-    if normalize:
-        mat = mat / np.maximum(mat.sum(axis=1, keepdims=True), 1)
+    mat = mat / np.maximum(mat.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
     side = max(4.0, 0.32 * n + 2)
     fig, ax = plt.subplots(figsize=(side + 1, side))
-    im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=1 if normalize else None)
+    im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(mat.shape[1]))
     ax.set_yticks(range(n))
     xt = list(class_names) + ["unmatched"] * (mat.shape[1] - n)
@@ -42,11 +40,9 @@ def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str
     if n <= 12:
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
-                ax.text(j, i, f"{mat[i, j]:.2f}" if normalize else f"{int(mat[i, j])}",
-                        ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="black" if mat[i, j] > 0.6 * mat.max() else "white")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
-                 label="share of the class's pixels" if normalize else "pixels")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the class's pixels")
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
     return fig
