@@ -73,17 +73,11 @@ def _percent(res: dict) -> dict:
             "iou": [None if np.isnan(v) else round(float(v), 2) for v in res["iou"]]}
 
 
-def hungarian_miou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
-    """Clusters matched one-to-one to classes (Hungarian, most matched patches), mIoU/Acc in %
-    (`metrics.scores`, docs/method.md §9: IoU over classes present, ignore label skipped)."""
-    res = scores(confusion_histogram(pred, target, n_classes))
-    return {**_percent(res), "cluster_to_class": res["cluster_to_class"].tolist()}
-
-
 def kmeans_segment(features: torch.Tensor, labels: np.ndarray, n_classes: int, seed: int = 0,
                    normalise: bool = True, n_init: int = 3) -> tuple[np.ndarray, dict]:
     """k-means with `n_classes` clusters on (N,h,w,D) features, Hungarian-matched to (N,h,w)
-    patch labels; returns the class map (N,h,w) of every patch and the scores."""
+    patch labels (`metrics.scores`, docs/method.md §9); returns the class map (N,h,w) of every
+    patch and the scores in %."""
     x = features.reshape(-1, features.shape[-1]).double()
     if normalise:
         x = F.normalize(x, dim=1)
@@ -92,14 +86,9 @@ def kmeans_segment(features: torch.Tensor, labels: np.ndarray, n_classes: int, s
     km = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed).fit(
         x[torch.from_numpy(keep)].numpy())
     clusters = km.predict(x.numpy())
-    scores = hungarian_miou(clusters[keep], y[keep], n_classes)
-    return np.asarray(scores["cluster_to_class"])[clusters].reshape(labels.shape), scores
-
-
-def kmeans_miou(features: torch.Tensor, labels: np.ndarray, n_classes: int, seed: int = 0,
-                normalise: bool = True, n_init: int = 3) -> dict:
-    """Scores of `kmeans_segment` alone."""
-    return kmeans_segment(features, labels, n_classes, seed, normalise, n_init)[1]
+    res = scores(confusion_histogram(clusters[keep], y[keep], n_classes))
+    matched = {**_percent(res), "cluster_to_class": res["cluster_to_class"].tolist()}
+    return res["cluster_to_class"][clusters].reshape(labels.shape), matched
 
 
 @torch.no_grad()
@@ -121,17 +110,12 @@ def vit_cls_attention(vit: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
     return attn.reshape(b, attn_mod.num_heads, x.shape[-2] // p, x.shape[-1] // p)
 
 
-def confusion_iou(pred: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
-    """Per-class IoU (%) of class predictions against targets (ignore label skipped); mIoU over
-    the classes present in `target` or predicted (docs/method.md §9), pixel accuracy (%)."""
-    return _percent(scores(confusion_histogram(pred, target, n_classes), hungarian=False))
-
-
 def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats: torch.Tensor,
                  val_labels: np.ndarray, n_classes: int, normalise: bool = True,
                  c: float = 1.0, max_iter: int = 300, max_train: int | None = 120_000) -> dict:
     """Logistic regression (multinomial, sklearn lbfgs) on (N,h,w,D) train patch features →
-    class of every val patch; per-class IoU, mIoU and accuracy in % (`confusion_iou`).
+    class of every val patch; per-class IoU, mIoU (classes present or predicted) and accuracy
+    in %.
 
     Features are L2-normalised when `normalise` (the ViT's; not the mean-RGB baseline's, whose
     length is its brightness) and then standardised with the train statistics, so `c` means
@@ -152,7 +136,8 @@ def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats:
     clf.fit((x_tr - mu) / sd, y_tr)
     x_va = (flat(val_feats) - mu) / sd
     pred = clf.classes_[clf.predict_proba(x_va).argmax(1)]
-    return confusion_iou(pred, val_labels.reshape(-1), n_classes)
+    hist = confusion_histogram(pred, val_labels.reshape(-1), n_classes)
+    return _percent(scores(hist, hungarian=False))
 
 
 def feature_quality(train_feats: torch.Tensor, train_plabels: np.ndarray,
@@ -162,7 +147,7 @@ def feature_quality(train_feats: torch.Tensor, train_plabels: np.ndarray,
     on val) and k-means + Hungarian on val (mean over `kmeans_seeds` initialisations)."""
     lin = linear_probe(train_feats, train_plabels, val_feats, val_plabels, n_classes,
                        normalise=normalise)
-    runs = [kmeans_miou(val_feats, val_plabels, n_classes, k, normalise=normalise)
+    runs = [kmeans_segment(val_feats, val_plabels, n_classes, k, normalise=normalise)[1]
             for k in range(kmeans_seeds)]
     km = {"miou": float(np.mean([r["miou"] for r in runs])),
           "acc": float(np.mean([r["acc"] for r in runs])), "iou": runs[0]["iou"],
