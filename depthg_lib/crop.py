@@ -26,7 +26,7 @@ import numpy as np
 from .config import Profile, load_profile, profile_arg
 from .data.base import IGNORE
 from .data.readers import reader_for_profile
-from .depth import depth_problems, require_current_depth
+from .depth import depth_problems, present_splits, require_current_depth
 from .errors import DepthGError, run_cli
 from .io import (
     changed_inputs,
@@ -128,7 +128,7 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     reader = reader_for_profile(profile)
     crop_dir = profile.paths.crop_dir
     if split == "all":  # train must exist; val is cropped when the dataset has one
-        splits = [s for s in reader.splits if s == "train" or _has_split(reader, s)]
+        splits = list(present_splits(reader))
     elif split in reader.splits:
         splits = [split]
     elif split in ("train", "val"):
@@ -198,13 +198,6 @@ def require_current_crops(profile: Profile, split: str, who: str) -> None:
         raise DepthGError(
             f"{who}: the {split} crops in {crop_dir} were cut from inputs that changed since: "
             f"{'; '.join(changed)}; cut them again with {redo}")
-
-
-def _has_split(reader, split: str) -> bool:
-    try:
-        return bool(reader.names(split))
-    except DepthGError:
-        return False
 
 
 def _read_journal(crop_dir: Path, split: str) -> tuple[dict[str, int], dict[str, str]]:
