@@ -43,8 +43,16 @@ def summarise(out: Path) -> dict:
     return {"profile": original.name, "scale": settings["scale"], "share": f,
             "settings": settings, "machine": record["machine"], "commit": record["commit"],
             "date": record["updated"][:10],
-            "command": f"python -m depthg_lib.rehearse --profile {original.name} --scale "
-                       f"{settings['scale']:g} --out DIR", "stages": rows}
+            "command": _command(original.name, settings), "stages": rows}
+
+
+def _command(name: str, settings: dict) -> str:
+    """The command line that repeats a rehearsal (its folder left as DIR)."""
+    parts = [f"python -m depthg_lib.rehearse --profile {name} --scale {settings['scale']:g}",
+             f"--sample {settings['sample']} --steps {settings['steps']}"]
+    if settings.get("batch"):
+        parts.append(f"--batch {settings['batch']}")
+    return " ".join(parts + ["--out DIR"])
 
 
 def publish(out: Path, path: Path = SHIPPED) -> dict:
@@ -86,7 +94,7 @@ def dry_run_lines(profile_name: str, path: Path = SHIPPED) -> list[str]:
         gpu += p.get("gpu_s") or 0.0
         lines.append(f"  {stage:<9} disk {human_bytes(p.get('disk_bytes')):>9}   one GPU "
                      f"{human_seconds(p.get('gpu_s')):>8}   this CPU "
-                     f"{human_seconds(p.get('cpu_s')):>8}   peak RSS "
+                     f"{human_seconds(p.get('cpu_s')):>8}   peak RSS at F "
                      f"{human_bytes(row['peak_rss_bytes'])}")
     missing = [s for s in ("depth", "crop", "knn", "train", "evaluate")
                if (entry["stages"].get(s) or {}).get("status") != "ok"]
