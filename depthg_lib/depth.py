@@ -29,7 +29,16 @@ from .depth_models import DEFAULT_MODELS, DepthModel, load_depth_model
 from .depth_models import resolve_model_dir as resolve_model_dir  # re-exported
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
-from .io import check_stage_settings, recorded_settings_differ, save_image, save_json, stage_lock
+from .io import (
+    check_stage_settings,
+    load_json,
+    recorded_inputs,
+    recorded_settings_differ,
+    replaced_outputs,
+    save_image,
+    save_json,
+    stage_lock,
+)
 
 
 def _command(profile_name: str = "<profile>", extra: str = "") -> str:
@@ -195,8 +204,9 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
 
     Resumable: with the same settings, images whose depth map exists are skipped; every map
     is written to a temporary file and renamed. Other settings than `depth.json` records, or
-    images that changed since it recorded them, are refused unless `force`, which first
-    deletes the maps it is about to redo. One run at a time (`io.stage_lock`). A corrupt image
+    images that changed since it recorded them, are refused unless `force`, which writes the
+    new maps beside the old ones and swaps them in whole (`_replace_maps`). One run at a time
+    (`io.stage_lock`). A corrupt image
     stops the stage naming the file, or is skipped (listed in `depth_skipped.json`) with
     `skip_bad`.
     """
@@ -222,8 +232,13 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
         # contents or mtimes), so that a replaced image or a regenerated dataset is noticed
         inputs = {k: v for s in splits for k, v in reader.input_stamps(s, ("images",)).items()}
         other_settings = recorded_settings_differ(record_dir, "depth", settings)
+        replace = force and (record_dir / "depth.json").is_file()
         reuse = check_stage_settings(record_dir, "depth", settings, force, inputs=inputs,
-                                     command=command)
+                                     command=command, write=not replace)
+        if replace:
+            kept = () if other_settings else [s for s in reader.splits if s not in splits]
+            return _replace_maps(reader, names, splits, kept, model, profile, settings, inputs,
+                                 skip_bad, progress)
         if not reuse:  # fresh or forced: no map of an earlier run may survive an interruption
             for s in (reader.splits if other_settings else splits):
                 for n in names.get(s) or _names_or_none(reader, s):
@@ -241,8 +256,35 @@ def _names_or_none(reader, split: str) -> list[str]:
         return []
 
 
-def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress) -> list[str]:
-    """The stage's loop: every map not yet there (all of them unless `reuse`)."""
+def _replace_maps(reader, names, splits, kept, model, profile, settings, inputs, skip_bad,
+                  progress) -> Path:
+    """A forced run: the maps of `splits` are made in a folder beside the old ones, which
+    also gets the maps (and the recorded inputs, skipped images) of the `kept` splits, and is
+    swapped in whole (`io.replaced_outputs`): an interruption leaves the old maps and record."""
+    record_dir = reader.depth_record_dir()
+    old_inputs = recorded_inputs(record_dir, "depth")
+    inputs = {**{k: v for k, v in old_inputs.items() if k.split("/")[0] in kept}, **inputs}
+    inputs = dict(sorted(inputs.items()))
+    keep = [reader.depth_path(s, n) for s in kept for n in _names_or_none(reader, s)]
+    old_skipped = record_dir / "depth_skipped.json"
+    skipped = [e for e in (load_json(old_skipped) if old_skipped.is_file() else [])
+               if e.split("/")[0] in kept]
+    with replaced_outputs(record_dir, "depth", settings, inputs, keep=keep) as new:
+        def where(s, n):
+            return new / reader.depth_path(s, n).relative_to(record_dir)
+
+        skipped += _write_maps(reader, names, splits, model, profile, True, skip_bad, progress,
+                               where)
+        if skipped:
+            save_json(new / "depth_skipped.json", skipped)
+    return record_dir
+
+
+def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress,
+                where=None) -> list[str]:
+    """The stage's loop: every map not yet there (all of them unless `reuse`), written to
+    `where(split, name)` (default: its place, `reader.depth_path`)."""
+    where = where or reader.depth_path
     skipped: list[str] = []
     batch = max(1, profile.depth_batch)
     # Images of the next batch are decoded in threads (PIL releases the GIL) while the model
@@ -250,14 +292,14 @@ def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress
     pool = ThreadPoolExecutor(max_workers=max(1, min(profile.num_workers, 8)))
     try:
         for s in splits:
-            todo = [n for n in names[s] if not (reuse and reader.depth_path(s, n).exists())]
+            todo = [n for n in names[s] if not (reuse and where(s, n).exists())]
             chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
             bar = tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo)
             if model is None:  # gt: no images to read, no model to run
                 for chunk in chunks:
                     for n in chunk:
                         gt = _gt_depth(reader, s, n)
-                        save_image(reader.depth_path(s, n), depth_to_uint16(gt))
+                        save_image(where(s, n), depth_to_uint16(gt))
                     bar.update(len(chunk))
                 bar.close()
                 continue
@@ -283,7 +325,7 @@ def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress
                 for group in loaded.values():  # one forward per image size
                     depth = model.estimate_depth(_images_to_tensor([im for _, im in group]))
                     for (n, _), d in zip(group, depth.numpy()):
-                        save_image(reader.depth_path(s, n), depth_to_uint16(d))
+                        save_image(where(s, n), depth_to_uint16(d))
                 bar.update(len(chunk))
             bar.close()
     finally:

@@ -6,7 +6,7 @@ Each stage records its settings in `<stage>.json` next to its outputs, together 
 of what it consumed (the upstream stage's record, the input files): a re-run with other
 settings or from changed inputs is refused unless `force=True` (docs/method.md §0), so no
 output ever silently comes from stale inputs. `stage_lock` lets one run at a time write a
-stage's outputs.
+stage's outputs; `replaced_outputs` lets a forced run replace a whole folder of them at once.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -368,9 +369,13 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
 def write_stage_record(out_dir: str | os.PathLike, stage: str, settings: dict,
                        inputs: dict | None = None) -> None:
     """Write `<out_dir>/<stage>.json` (settings and inputs) as `check_stage_settings` does."""
+    save_json(Path(out_dir) / f"{stage}.json", _record(settings, inputs))
+
+
+def _record(settings: dict, inputs: dict | None) -> dict:
+    """What a stage record holds: the settings, and the inputs under INPUTS_KEY if any."""
     settings, inputs = _as_recorded(settings), _as_recorded(inputs or {})
-    save_json(Path(out_dir) / f"{stage}.json",
-              {**settings, INPUTS_KEY: inputs} if inputs else settings)
+    return {**settings, INPUTS_KEY: inputs} if inputs else settings
 
 
 @contextlib.contextmanager
@@ -378,9 +383,11 @@ def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
     """Hold `<out_dir>/.<stage>.lock` while a stage writes there: a second run of the same
     stage on the same outputs stops at once with one clear message instead of interleaving
     its files with the first one's. The lock is the operating system's, so a killed run
-    never leaves it held."""
+    never leaves it held. A swap of `replaced_outputs` that a kill cut short is put in order
+    first (`finish_interrupted_swap`)."""
     from filelock import FileLock, Timeout
 
+    finish_interrupted_swap(out_dir)
     folder = ensure_dir(out_dir)
     path = folder / f".{stage}.lock"
     lock = FileLock(path, timeout=0)
@@ -396,3 +403,82 @@ def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
         yield path
     finally:
         lock.release()
+
+
+# ------------------------------------------------------------------------------ forced runs
+#
+# A stage whose outputs are a folder of files (depth maps, crops) cannot replace them one by
+# one under --force: an interruption would leave some new files, some old ones and a record
+# that describes neither. A forced run writes a complete new folder beside the old one and
+# swaps the two with renames, so the live folder always holds one complete run and its record.
+
+
+def _beside(folder: Path, tag: str) -> Path:
+    """`.<name>.<tag>` next to `folder`: hidden, so no dataset reader lists it as images."""
+    return folder.parent / f".{folder.name}.{tag}"
+
+
+def finish_interrupted_swap(folder: str | os.PathLike) -> None:
+    """Put `folder` in order after a `replaced_outputs` swap that was cut short: between its
+    two renames (no `folder`, the old one at `.<name>.old`) the old outputs go back, since the
+    record in them describes them; after them only the old copy's removal is left to do."""
+    folder = Path(folder)
+    old = _beside(folder, "old")
+    if not old.exists():
+        return
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(old, folder)
+
+
+@contextlib.contextmanager
+def replaced_outputs(folder: str | os.PathLike, stage: str, settings: dict,
+                     inputs: dict | None = None, keep=()) -> Iterator[Path]:
+    """Yield the folder `.<name>.new` beside `folder` for a forced run to write its outputs
+    into (it holds the new `<stage>.json` from the start); when the block succeeds, swap it
+    in for `folder`.
+
+    Why: a forced run that deleted the old outputs first and was then interrupted left a
+    partial set, and a record of settings that no complete set had. Here an interruption or
+    an error leaves `folder` untouched (its outputs and record whole), and the new folder
+    waits: the same forced command, run again, continues in it (outputs already there are
+    kept), while other settings or inputs start it afresh. `keep` names files of `folder`
+    that this run does not redo (the other split's outputs, say); they are hard-linked
+    (copied where a link is impossible) into the new folder. The swap is two renames
+    (`folder` → `.<name>.old`, new → `folder`), then the old copy is removed; a kill between
+    the renames is undone by the next `stage_lock` on `folder` (`finish_interrupted_swap`).
+    Call it inside `stage_lock(folder, stage)`, after `check_stage_settings(..., write=False)`.
+    """
+    folder = Path(folder)
+    new, old = _beside(folder, "new"), _beside(folder, "old")
+    wanted = _record(settings, inputs)
+    if new.exists() and _record_or_none(new / f"{stage}.json") != wanted:
+        shutil.rmtree(new)  # begun for other settings or inputs: of no use now
+    ensure_dir(new)
+    save_json(new / f"{stage}.json", wanted)  # what the folder is being made for
+    for path in map(Path, keep):
+        target = new / path.relative_to(folder)
+        if path.is_file() and not target.exists():
+            ensure_dir(target.parent)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+    yield new
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.rename(folder, old)
+    try:
+        os.rename(new, folder)
+    except OSError as err:
+        raise DepthGError(f"cannot move the new outputs {new} into place at {folder} "
+                          f"({err.strerror or err}); run the same command again") from None
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _record_or_none(path: Path) -> dict | None:
+    try:
+        return load_json(path) if path.is_file() else None
+    except DepthGError:
+        return None
