@@ -39,38 +39,32 @@ def _hub_weights(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
 
 
-def fetch_hub(item: Item, ledger: Ledger, dry_run: bool) -> str:
+def fetch_hub(item: Item, ledger: Ledger) -> str:
+    """Make a hub item present: in the cache (downloaded if need be), a backbone linked where
+    `load_backbone` reads it; recorded in the ledger."""
     allow = (["*.json", "model.safetensors"] if item.kind == "backbone"
              else ["*.json", "*.safetensors", "*.txt"])
-    snap = hub_snapshot(item.hub_repo, allow, download=not dry_run)
-    if snap is None:
-        return "missing"
+    snap = hub_snapshot(item.hub_repo, allow)
     weights = _hub_weights(snap)
-    if not weights and item.kind == "depth" and not dry_run:  # a repo without safetensors
+    if not weights and item.kind == "depth":  # a repo without safetensors
         snap = hub_snapshot(item.hub_repo, ["*.json", "*.bin", "*.txt"])
         weights = _hub_weights(snap)
     if not weights:
-        return "missing" if dry_run else _no_weights(item, snap)
+        raise DepthGError(f"{item.hub_repo} in the hub cache ({snap}) holds no weight file "
+                          "(.safetensors or .bin); delete that folder and run again")
     source = f"hf://{item.hub_repo}@{snap.name}"
     if not ledger.get(source):
         ledger.record(source, revision=snap.name, path=str(snap),
                       files={p.name: p.resolve().name for p in weights})
     if item.kind == "backbone":
-        return _link_backbone(item, weights[0], dry_run)
+        return _link_backbone(item, weights[0])
     return f"in the hub cache: {snap}"
 
 
-def _no_weights(item: Item, snap: Path) -> str:
-    raise DepthGError(f"{item.hub_repo} in the hub cache ({snap}) holds no weight file "
-                      "(.safetensors or .bin); delete that folder and run again")
-
-
-def _link_backbone(item: Item, weights: Path, dry_run: bool) -> str:
+def _link_backbone(item: Item, weights: Path) -> str:
     dest = item.dest
     if dest.exists():
         return f"present ({dest})"
-    if dry_run:
-        return f"in the hub cache; would link {dest}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         dest.symlink_to(weights.resolve())

@@ -41,7 +41,7 @@ def fetch_item(item: Item, ledger: Ledger, progress: bool = True, keep_archive: 
                check: bool = True, verify: bool = False) -> str:
     """Make one item present; returns what was done."""
     if item.hub_repo:
-        return fetch_hub(item, ledger, dry_run=False)
+        return fetch_hub(item, ledger)
     now = status(item)
     if now == "present":
         if item.url and item.archive is None:
