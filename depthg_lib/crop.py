@@ -37,6 +37,7 @@ from .io import (
     read_rgb,
     record_digest,
     recorded_inputs,
+    replaced_outputs,
     save_image,
     stage_lock,
     stamp_files,
@@ -122,7 +123,10 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     unless `force`; so too when the images, labels, depth maps or the depth stage's record
     changed since the crops were cut (`crop_inputs`). Depth must exist first (chapter 01).
     With `skip_bad`, an image that cannot be read is left out and listed in
-    `<split>_skipped.txt`. One run at a time (`io.stage_lock`).
+    `<split>_skipped.txt`. One run at a time (`io.stage_lock`). A forced run over earlier
+    crops cuts the new ones in a folder beside them and swaps it in whole
+    (`io.replaced_outputs`): interrupted, it leaves the old crops and `crop.json`, and the
+    same command continues; a split it does not cut is left out of the new folder.
     """
     profile = load_profile(profile)
     reader = reader_for_profile(profile)
@@ -150,8 +154,15 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
                 "has_labels": reader.has_labels}
     command = f"python -m depthg_lib.crop --profile {profile_arg(profile)} --split {split}"
     with stage_lock(crop_dir, "crop"):
-        resume = check_stage_settings(crop_dir, "crop", settings, force=force,
-                                      inputs=crop_inputs(reader, splits), command=command)
+        inputs = crop_inputs(reader, splits)
+        replace = force and (crop_dir / "crop.json").is_file()
+        resume = check_stage_settings(crop_dir, "crop", settings, force=force, inputs=inputs,
+                                      command=command, write=not replace)
+        if replace:  # cut beside the old crops, which stay whole until the new set replaces them
+            with replaced_outputs(crop_dir, "crop", settings, inputs) as new:
+                for s in splits:
+                    _crop_split(reader, profile, new, s, skip_bad, progress)
+            return crop_dir
         if not resume:  # fresh folder, or --force: earlier bookkeeping no longer applies
             for s in set(reader.splits) | set(splits):
                 for path in (_journal_file(crop_dir, s), _names_file(crop_dir, s),

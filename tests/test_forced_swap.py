@@ -1,0 +1,161 @@
+"""A forced depth or crop run interrupted part-way leaves the outputs of the last complete run
+with the record that describes them, byte for byte; the same forced command then continues
+where it stopped and swaps the whole new set in (`io.replaced_outputs`)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from depthg_lib import io
+from depthg_lib.config import load_profile
+from depthg_lib.crop import CropReader, require_current_crops, run_crop_stage
+from depthg_lib.data.readers import SynthScenesReader
+from depthg_lib.data.synthscenes import generate
+from depthg_lib.depth import run_depth_stage
+from depthg_lib.errors import DepthGError
+
+torch.set_num_threads(1)
+N_TRAIN, N_VAL, SIZE = 3, 1, 32
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scenes")
+    generate(root / "ss", N_TRAIN, N_VAL, SIZE, seed=3, progress=False)
+    return root
+
+
+@pytest.fixture
+def gt(scenes, tmp_path):
+    """A profile whose depth maps come from ground truth, on a fresh copy of the dataset."""
+    shutil.copytree(scenes / "ss", tmp_path / "data" / "ss")
+    return load_profile("test", data_root=str(tmp_path / "data"), dataset_dir="ss",
+                        synth_n_train=N_TRAIN, synth_n_val=N_VAL, synth_size=SIZE,
+                        synth_seed=3, depth_backend="gt")
+
+
+def _synth(profile):
+    return profile.replace(depth_backend="synth", depth_model="random", depth_batch=1)
+
+
+def _files(folder):
+    """Every file under `folder` (relative name → bytes), the lock file aside."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.endswith(".lock")}
+
+
+def _interrupt_on_load(monkeypatch, after):
+    """Ctrl-C once `after` images have been read (patched on the reader class, so whatever
+    module runs the stage's loop)."""
+    real, calls = SynthScenesReader.load_image, []
+
+    def load_image(self, split, name):
+        if len(calls) >= after:
+            raise KeyboardInterrupt
+        calls.append(name)
+        return real(self, split, name)
+
+    monkeypatch.setattr(SynthScenesReader, "load_image", load_image)
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.parent.glob(f".{folder.name}.*"))
+
+
+def test_an_interrupted_forced_depth_run_keeps_the_old_maps_and_record(gt, monkeypatch):
+    out = run_depth_stage(gt, progress=False)
+    before = _files(out)
+    assert "depth.json" in before and len(before) == 1 + N_TRAIN + N_VAL
+
+    _interrupt_on_load(monkeypatch, after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_depth_stage(_synth(gt), force=True, progress=False, device="cpu")
+    monkeypatch.undo()
+    assert _files(out) == before  # maps and record byte-identical
+    begun = out.parent / f".{out.name}.new"
+    made = {p.relative_to(begun): p.stat().st_mtime_ns for p in begun.rglob("*.png")}
+    assert 0 < len(made) < N_TRAIN + N_VAL  # part of the new set, beside the old one
+
+    # the next plain command: the old maps are still valid for their profile ...
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    assert run_depth_stage(gt, progress=False) == out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamps
+    run_crop_stage(gt, split="all", progress=False)  # and crop accepts them
+    # ... and the new backend without --force is refused, naming the command
+    with pytest.raises(DepthGError, match="--force"):
+        run_depth_stage(_synth(gt), progress=False, device="cpu")
+
+    # the forced command again: continues in the new folder, then swaps every map in
+    run_depth_stage(_synth(gt), force=True, progress=False, device="cpu")
+    after = _files(out)
+    assert set(after) == set(before) and after["depth.json"] != before["depth.json"]
+    assert all(after[name] != before[name] for name in before if name.endswith(".png"))
+    assert {rel: (out / rel).stat().st_mtime_ns for rel in made} == made  # not redone
+    assert _leftovers(out) == []
+    with pytest.raises(DepthGError, match="depth"):  # the crops of the old maps: refused
+        require_current_crops(_synth(gt), "train", "kNN")
+
+
+def test_a_forced_depth_run_of_one_split_keeps_the_other(gt):
+    out = run_depth_stage(gt, progress=False)
+    before = _files(out)
+    run_depth_stage(gt, split="train", force=True, progress=False)
+    after = _files(out)
+    assert after == before  # same settings: same maps; val kept, record with both splits
+    run_crop_stage(gt, split="all", progress=False)
+    require_current_crops(gt, "val", "kNN")
+
+
+def test_an_interrupted_forced_crop_run_keeps_the_old_crops_and_record(gt, monkeypatch):
+    run_depth_stage(gt, progress=False)
+    crop_dir = run_crop_stage(gt, split="all", progress=False)
+    before = _files(crop_dir)
+    run_depth_stage(_synth(gt), force=True, progress=False, device="cpu")
+    with pytest.raises(DepthGError, match="crop --profile test --split all --force"):
+        run_crop_stage(_synth(gt), split="all", progress=False)
+
+    _interrupt_on_load(monkeypatch, after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_crop_stage(_synth(gt), split="all", force=True, progress=False)
+    monkeypatch.undo()
+    assert _files(crop_dir) == before  # crops, names files and crop.json byte-identical
+    assert len(CropReader(crop_dir, "train")) == 5 * N_TRAIN
+
+    # the next plain command still refuses the old crops, naming the forced one ...
+    with pytest.raises(DepthGError, match="crop --profile test --split all --force"):
+        run_crop_stage(_synth(gt), split="all", progress=False)
+    # ... which replaces them all, and kNN and training accept what it made
+    run_crop_stage(_synth(gt), split="all", force=True, progress=False)
+    after = _files(crop_dir)
+    assert set(after) == set(before) and after["crop.json"] != before["crop.json"]
+    changed = [n for n in before if n.startswith("depth/")]
+    assert changed and all(after[n] != before[n] for n in changed)
+    assert _leftovers(crop_dir) == []
+    for split in ("train", "val"):
+        require_current_crops(_synth(gt), split, "kNN")
+
+
+def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(tmp_path):
+    live = tmp_path / "out"
+    (live / "sub").mkdir(parents=True)
+    (live / "sub" / "a.png").write_bytes(b"old")
+    io.write_stage_record(live, "demo", {"k": 1})
+    before = _files(live)
+    with io.stage_lock(live, "demo"):
+        io.check_stage_settings(live, "demo", {"k": 2}, force=True, write=False)
+        with io.replaced_outputs(live, "demo", {"k": 2}) as new:
+            (new / "sub").mkdir()
+            (new / "sub" / "a.png").write_bytes(b"new")
+    assert (live / "sub" / "a.png").read_bytes() == b"new" and _leftovers(live) == []
+
+    (live / "sub" / "a.png").write_bytes(b"old")
+    io.write_stage_record(live, "demo", {"k": 1})
+    live.rename(tmp_path / ".out.old")  # killed after the first rename
+    with io.stage_lock(live, "demo"):
+        assert _files(live) == before  # the old outputs are back, whole
+    shutil.copytree(live, tmp_path / ".out.old")  # killed after the second rename
+    with io.stage_lock(live, "demo"):
+        assert _files(live) == before and _leftovers(live) == []
