@@ -58,6 +58,7 @@ from .viz import class_palette
 from .viz import evaluation as viz
 
 CLUSTER_ALPHA = 2.0  # docs/method.md §9: log-softmax of cluster similarities × 2
+N_EXAMPLES = 4  # example predictions kept for the chapter's figure
 
 
 def _head_code(head, feats: torch.Tensor) -> torch.Tensor:
@@ -192,7 +193,6 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
 def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: bool = False,
              device: str = "auto", split: str = "val", max_images: int | None = None,
              progress: bool = True, out_dir: str | Path | None = None, write: bool = True,
-             batch_size: int | None = None, n_examples: int = 4,
              crf_workers: int | None = None, force: bool = False) -> dict:
     """Score a checkpoint on a labelled split (§9) and write `metrics.json` + figures.
 
@@ -214,7 +214,7 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     path, model, backbone = _load_model(profile, checkpoint, dev)
     if not write:
         return _score(profile, reader, split, names, path, model, backbone, dev, crf,
-                      batch_size, n_examples, crf_workers, progress)
+                      crf_workers, progress)
     meta = getattr(model, "meta", None)
     trained_with = (None if is_released(model) or not isinstance(meta, dict)
                     else (meta.get("profile") or {}).get("name"))
@@ -229,7 +229,7 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
                 return done
         (out / "evaluate.json").unlink(missing_ok=True)  # outputs below belong to no record yet
         metrics = _score(profile, reader, split, names, path, model, backbone, dev, crf,
-                         batch_size, n_examples, crf_workers, progress)
+                         crf_workers, progress)
         arrays = metrics.pop("arrays")
         metrics["figures"] = _write_figures(out, metrics, arrays, profile, reader)
         save_json(out / "metrics.json", metrics)
@@ -295,8 +295,8 @@ def _predict(model, backbone, images, labels, dev, runner) -> tuple[np.ndarray, 
     return cluster_pred, linear_pred
 
 
-def _score(profile, reader, split, names, path, model, backbone, dev, crf, batch_size,
-           n_examples, crf_workers, progress) -> dict:
+def _score(profile, reader, split, names, path, model, backbone, dev, crf, crf_workers,
+           progress) -> dict:
     """The metrics of one pass over the split, with their arrays (nothing written)."""
     n = profile.n_classes
     n_clusters = int(model.cluster_probe.clusters.shape[0])
@@ -304,19 +304,17 @@ def _score(profile, reader, split, names, path, model, backbone, dev, crf, batch
     drop_extra = profile.fidelity == "released"
     cluster_hist = np.zeros((n + extra, n), dtype=np.int64)
     linear_hist = np.zeros((n, n), dtype=np.int64)
-    if batch_size is None:
-        batch_size = 16 if dev.type == "cuda" else 4
     examples = {"image": [], "label": [], "cluster": [], "linear": []}
     started = time.time()
     runner = CRFRunner(workers=crf_workers) if crf else None
     try:
-        loader = make_loader(profile, reader, split, names, batch_size)
+        loader = make_loader(profile, reader, split, names, 16 if dev.type == "cuda" else 4)
         for images, labels in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
             cluster_pred, linear_pred = _predict(model, backbone, images, labels, dev, runner)
             target = as_targets(labels, n)
             cluster_hist += confusion_histogram(cluster_pred, target, n, extra, drop_extra)
             linear_hist += confusion_histogram(linear_pred, target, n)
-            for i in range(min(len(images), n_examples - len(examples["image"]))):
+            for i in range(min(len(images), N_EXAMPLES - len(examples["image"]))):
                 for key, arr in zip(examples, (images, labels, cluster_pred, linear_pred)):
                     examples[key].append(np.asarray(arr[i]))
     finally:
@@ -394,7 +392,7 @@ def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile,
 @torch.no_grad()
 def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int | None = None,
                     device: str = "auto", seed: int = 0, progress: bool = True,
-                    max_fit_points: int = 100_000, batch_size: int | None = None) -> dict:
+                    max_fit_points: int = 100_000) -> dict:
     """k-means (k = n_classes) on raw backbone patch features, Hungarian-matched (ablation).
 
     No training at all: patch features of the evaluated images are L2-normalised and
@@ -410,7 +408,7 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
         names = names[:max_images]
     backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
                              device=dev).eval()
-    batch_size = batch_size or (16 if dev.type == "cuda" else 4)
+    batch_size = 16 if dev.type == "cuda" else 4
     n = profile.n_classes
     rng = np.random.default_rng(seed)
 
