@@ -12,7 +12,7 @@ from ..errors import DepthGError
 from .downloads import LEDGER, Ledger, download, remote_size, verify_file
 from .extract import extract_zip
 from .hub import fetch_hub, hub_snapshot
-from .sources import Item, base_urls, data_root, extra_items, format_size, plan
+from .sources import Item, base_urls, extra_items, format_size, plan
 
 
 def status(item: Item) -> str:
@@ -123,7 +123,7 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
     if root is not None:
         profile = profile.replace(data_root=str(Path(root).expanduser().resolve()))
     todo = plan(profile, only=only, dino_url=dino_url, stego_url=stego_url)
-    droot = data_root(profile)
+    droot = profile.paths.data_root
     if items:
         todo += extra_items(items, droot, base_urls(dino_url, stego_url)[1])
     if dry_run:

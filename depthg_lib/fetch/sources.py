@@ -74,17 +74,13 @@ def base_urls(dino: str | None = None, stego: str | None = None) -> tuple[str, s
     return dino.rstrip("/") + "/", stego.rstrip("/") + "/"
 
 
-def data_root(profile: Profile) -> Path:
-    return profile.paths.data_root
-
-
 def released_checkpoint_path(profile: Profile | str) -> Path | None:
     """Where a profile's released checkpoint lives (`<data_root>/models/released/<file>`), or
     None when none was released for it."""
     profile = load_profile(profile)
     name = shipped_name(profile)
     name = STEGO_CHECKPOINTS.get(name) or DEPTHG_CHECKPOINTS.get(name)
-    return data_root(profile) / "models" / "released" / name if name else None
+    return profile.paths.data_root / "models" / "released" / name if name else None
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -157,7 +153,7 @@ def _dataset_items(profile: Profile, stego: str) -> list[Item]:
     if profile.dataset not in DATASETS:
         return []  # SynthScenes is generated (chapter 00); `directory` is the user's own
     stem, size, extracted = DATASETS[profile.dataset]
-    return [archive_item(stem, profile.paths.dataset_dir, data_root(profile), stego, size,
+    return [archive_item(stem, profile.paths.dataset_dir, profile.paths.data_root, stego, size,
                          extracted, dataset=profile.dataset)]
 
 
