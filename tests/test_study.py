@@ -1,7 +1,10 @@
 """The study (chapter 06): its statistics, its results file, and a tiny run end to end."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,7 +103,8 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     profile = load_profile("test", data_root=str(root / "data"), synth_n_train=4,
                            synth_n_val=4, synth_size=64, res=48, eval_res=48, knn_store=6,
-                           samples=4, fps_min_samples=3, batch_size=4, ablation_steps=2)
+                           samples=4, fps_min_samples=3, batch_size=4, ablation_steps=2,
+                           study_nuisance=[1.0])
     out = root / "out"
     results = study.run_study(profile, out_dir=out, seeds=2, device="cpu", progress=False,
                               n_boot=40)
@@ -113,8 +117,9 @@ def test_results_file_has_the_schema_outside_checks_read(tiny):
     assert results == __import__("json").loads((out / "results.json").read_text())
     assert results["splits"]["train"] == profile.synth_seed
     assert len({results["splits"][k] for k in ("train", "tune", "report")}) == 3
-    assert results["seeds"] == [0, 1] and results["knob"]["settings"] == ["0"]
-    assert results["complete"] and results["runs_done"] == 4
+    assert results["seeds"] == [0, 1]
+    assert results["knob"]["settings"] == ["0", "0+nuisance1"]
+    assert results["complete"] and results["runs_done"] == 8
     for arm in ("stego-corrected", "depthg-corrected"):
         scores = results["arms"][arm]["0"]
         assert len(scores["unsup"]) == len(scores["linear"]) == 2
@@ -163,7 +168,7 @@ def test_resume_trains_nothing_and_another_report_seed_reuses_the_heads(tiny, mo
     assert again["arms"] == results["arms"] and again["ci95"] == results["ci95"]
     partial = study.run_study(profile, out_dir=out, seeds=3, device="cpu", progress=False,
                               n_boot=40, write_only=True)  # a third seed, not run: reported so
-    assert not partial["complete"] and (partial["runs_done"], partial["runs_total"]) == (4, 6)
+    assert not partial["complete"] and (partial["runs_done"], partial["runs_total"]) == (8, 12)
     monkeypatch.undo()
     ckpt = study.Study.run_dir(_FakeStudy(out), "stego-corrected", 0.0, 0) / "checkpoints" \
         / "final.pt"
@@ -199,3 +204,113 @@ def test_plateau_line_reads_the_last_quarter_of_every_curve():
     line = plateau_line({"validation": {"split": "tune", "knob": "0", "curves": curves}})
     assert "step 50 → 70" in line and "-1.25 (b)" in line and "+0.30 (a)" in line
     assert plateau_line({"validation": {"split": "tune", "knob": "0", "curves": {}}}) is None
+
+
+def _tiny_study(profile, out):
+    return study.Study(profile, out, 2, "cpu", False, 40, "test")
+
+
+def test_nuisance_reaches_every_reader_identically(tiny, monkeypatch):
+    """Arms (their training cache, kNN and report features) and baselines (k-means, linear
+    probe) read the same nuisanced features: the clean ones plus `Nuisance.add` of each
+    source, and a second, fresh study computes them bit for bit again."""
+    from depthg_lib.nuisance import crop_sources, image_sources
+    from depthg_lib.study import runner
+    from depthg_lib.study.splits import Setting
+
+    profile, out, _ = tiny
+    st = _tiny_study(profile, out)
+    clean, noisy = Setting(0.0), Setting(0.0, 1.0)
+    kd0, kd1 = st.knob(clean), st.knob(noisy)
+    nz = st.nuisance(noisy)
+    fid = profile.fidelity
+    train0 = np.asarray(kd0.train_data[fid][1]["train"].feats, dtype=np.float32)
+    want = nz.add(torch.from_numpy(train0), crop_sources(len(train0))).numpy()
+    got = np.asarray(kd1.train_data[fid][1]["train"].feats, dtype=np.float32)
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)  # the fp16 cache
+    report = image_sources(len(kd0.report[fid].feats), f"report{profile.report_seed}")
+    assert torch.equal(kd1.report[fid].feats, nz.add(kd0.report[fid].feats, report))
+    assert torch.equal(kd1.report[fid].feats_flip, nz.add(kd0.report[fid].feats_flip, report))
+    # what each reader is handed during a study
+    seen = {}
+    real_fit, real_probe = runner.fit_centroids, runner.linear_probe_raw
+
+    def fit(vectors, k, seed, *a, **kw):
+        seen.setdefault("kmeans", vectors.clone())
+        return real_fit(vectors, k, seed, *a, **kw)
+
+    def probe(cache, *a, **kw):
+        seen.setdefault("probe", np.asarray(cache.feats, dtype=np.float32).copy())
+        return real_probe(cache, *a, **kw)
+
+    def arm(variant, run_dir, seed, data=None, **kw):
+        seen.setdefault("arm", (data.cache_dir, data.knn.copy()))
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(runner, "fit_centroids", fit)
+    monkeypatch.setattr(runner, "linear_probe_raw", probe)
+    monkeypatch.setattr(runner.ablation, "run_arm", arm)
+    other = _tiny_study(profile, out.parent / "out_readers")
+    other.baseline_rows(noisy, 0)
+    with pytest.raises(RuntimeError, match="stop"):
+        other.arm_row("stego-corrected", noisy, 0)
+    np.testing.assert_array_equal(seen["probe"], got)
+    assert torch.equal(seen["kmeans"], runner.cached_feats(kd1.train_data[fid][1]["train"]))
+    cache_dir, knn = seen["arm"]
+    np.testing.assert_array_equal(np.load(Path(cache_dir) / "feats_train.npy"),
+                                  kd1.train_data[fid][1]["train"].feats)
+    np.testing.assert_array_equal(knn, kd1.train_data[fid][0].knn)
+    # deterministic: a second study, built from scratch, adds the same nuisance
+    again = _tiny_study(profile, out).knob(noisy)
+    assert torch.equal(again.report[fid].feats, kd1.report[fid].feats)
+
+
+def test_shipped_heads_rescore_without_their_run_folders(tiny, tmp_path, monkeypatch):
+    """--report-seed on a clone without run folders: the shipped heads are scored, nothing is
+    trained, and the numbers are the run folders' (fp16 weights moved one of them by 0.1)."""
+    from depthg_lib.study import runner, shipped
+
+    profile, out, results = tiny
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "weights")
+    monkeypatch.setattr(runner, "load_shipped",
+                        lambda head_id: shipped.load_shipped(head_id, tmp_path / "weights"))
+    monkeypatch.setattr(runner, "ship_head", lambda *a: shipped.ship_head(
+        *a, folder=tmp_path / "weights"))
+    heads = {r["head_id"] for r in study.runner.Store(out).rows if "head_id" in r}
+    assert study.run_study(profile, out_dir=out, seeds=2, ship=True, progress=False) == {
+        "shipped": len(heads)} and len(heads) >= 8  # the study's arms and the regime check's
+    fresh = tmp_path / "fresh"  # no run folders, no store: a fresh clone
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a shipped head was trained again")
+
+    monkeypatch.setattr(runner.ablation, "run_arm", no_training)
+    again = study.run_study(profile, out_dir=fresh, seeds=2, report_seed=profile.report_seed,
+                            device="cpu", progress=False, n_boot=40)
+    for arm, by_knob in results["arms"].items():
+        for knob, scores in by_knob.items():
+            got = again["arms"][arm][knob]
+            assert got["unsup"] == scores["unsup"] and got["linear"] == scores["linear"]
+
+
+def test_claims_are_read_from_the_numbers():
+    from depthg_lib.study.report import claims
+
+    def result(head_lo, depth_lo):
+        ci = {"diff": head_lo + 2, "lo": head_lo, "hi": head_lo + 4, "seeds": 5, "images": 96}
+        d = {"diff": depth_lo + 1, "lo": depth_lo, "hi": depth_lo + 2, "seeds": 5,
+             "images": 96}
+        return {"knob": {"settings": ["0", "0+nuisance1"],
+                         "labels": {"0": "camouflage 0", "0+nuisance1": "nuisance 1"}},
+                "ci95": {"stego-corrected vs kmeans_raw_train_fit": {
+                    "0": {"unsup": {**ci, "diff": -2.0, "lo": -4.0, "hi": 0.5}},
+                    "0+nuisance1": {"unsup": ci}},
+                    "depthg-corrected vs stego-corrected": {"0+nuisance1": {"unsup": d}}}}
+
+    win = claims(result(1.5, -1.0))
+    assert win["head"].startswith("the head helps when") and "nuisance 1" in win["head"]
+    assert "+3.5 [+1.5, +5.5]" in win["head"] and win["head_wins"][0]["setting"] == "0+nuisance1"
+    assert win["depth"].startswith("depth does not help")
+    lose = claims(result(-0.5, 0.5))
+    assert lose["head"].startswith("the head does not beat") and not lose["head_wins"]
+    assert lose["depth"].startswith("depth helps when nuisance 1")

@@ -28,11 +28,21 @@ every pass over the seeds. `--report-seed S` re-scores the stored heads on a rep
 your choosing without training anything again.
 """
 
-from .report import BASELINES, RESULT_KEYS, ci_lines, head_margin, results_table, summarize
-from .runner import Study, run_study
+from .report import (
+    BASELINES,
+    RESULT_KEYS,
+    ci_lines,
+    claims,
+    head_margin,
+    prediction_checks,
+    results_table,
+    summarize,
+)
+from .runner import Study, rescore_published, run_study
 from .splits import KNOB, knob_key, knob_profile, split_dir
 from .stats import linear_miou, paired_bootstrap, unsup_miou, verdict
 
-__all__ = ["BASELINES", "KNOB", "RESULT_KEYS", "Study", "ci_lines", "head_margin",
+__all__ = ["BASELINES", "KNOB", "RESULT_KEYS", "Study", "ci_lines", "claims", "head_margin",
+           "prediction_checks", "rescore_published",
            "knob_key", "knob_profile", "linear_miou", "paired_bootstrap", "results_table",
            "run_study", "split_dir", "summarize", "unsup_miou", "verdict"]

@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--write-only", action="store_true",
                         help="train nothing: write results and figures from what is stored")
+    parser.add_argument("--ship", action="store_true",
+                        help="copy the stored heads to depthg_lib/weights/study and stop")
     parser.add_argument("--summary", metavar="RESULTS", default=None,
                         help="only print the README paragraph of a results file and stop")
     args = parser.parse_args(argv)
@@ -52,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
                             progress=not args.no_progress, resume=args.resume,
                             force=args.force, n_boot=args.n_boot,
                             publish=REPO_ROOT / "docs" / "study" if args.publish else None,
-                            command=command, write_only=args.write_only)
+                            command=command, write_only=args.write_only, ship=args.ship)
     except KeyboardInterrupt:  # the command that continues: never --force, always --resume
         again = [a for a in given if a != "--force"] + ([] if args.resume else ["--resume"])
         print("interrupted: the runs stored so far are kept; continue with "
               f"`python -m depthg_lib.study {shlex.join(again)}`", file=sys.stderr)
         return 130
+    if args.ship:
+        print(f"{results['shipped']} heads shipped to depthg_lib/weights/study")
+        return 0
     print(results_table(results))
     for line in ci_lines(results):
         print(line)

@@ -40,6 +40,7 @@ from .scoring import (
     score_linear_raw,
 )
 from .shifts import SHIFT_NAMES, f_statistics, placed_shifts
+from .shipped import load_shipped, ship_head
 from .splits import (
     KNOB,
     KnobData,
@@ -134,6 +135,7 @@ class Study:
         self.regime_rows: dict = {}
         self.started = time.time()
         self.write_only = False  # True: only summarise what is stored, train nothing
+        self.no_training = False  # True: score stored or shipped heads only (--report-seed)
         self.objective_version = OBJECTIVE_VERSION
 
     # -- identities: a stored row is reused only when everything it depends on is equal --
@@ -226,12 +228,29 @@ class Study:
             base = base.replace(depth_decay_share=0.0, fps_sample_decay_share=0.0)
         return ablation.arm_profile(base, arm, steps, max(1, steps // 8))
 
-    def train_arm(self, arm: str, knob: Setting, seed: int, variant: Profile, tag: str = ""):
+    def train_arm(self, arm: str, knob: Setting, seed: int, variant: Profile, tag: str = "",
+                  head_id: str | None = None):
+        """The trained head: the run folder's, else the shipped one of `head_id`, else (unless
+        `no_training`) trained now. None when it is neither there nor to be trained."""
+        final = self.run_dir(arm, knob, seed, tag) / "checkpoints" / "final.pt"
+        if not final.exists() and head_id is not None:
+            model = load_shipped(head_id)
+            if model is not None or self.no_training:
+                return model
+        if self.no_training and not final.exists():
+            return None
         kd = self.knob(knob)
         data, _ = kd.train_data[variant.fidelity]
         ckpt = ablation.run_arm(variant, self.run_dir(arm, knob, seed, tag), seed, data=data,
                                 device=str(self.device), progress=self.progress)
         return load_checkpoint(ckpt, profile=variant)
+
+    def head_identity(self, arm: str, knob: Setting, seed: int, regime: str = "") -> str:
+        """What a trained head depends on (not the report split): its shipped file's name."""
+        variant = self.variant(arm, knob, regime)
+        return digest({"kind": "head", "arm": arm, "seed": seed, "knob": knob_key(knob),
+                       "objective": OBJECTIVE_VERSION, "train": profile_values(variant),
+                       "data": self.data_identity(knob)})
 
     def shifted_base(self, base: Profile, kd: KnobData) -> Profile:
         values = {k: getattr(base, k) for k in ("shift_intra", "shift_inter", "shift_neg")}
@@ -263,7 +282,10 @@ class Study:
         tag = f"_{regime}" if regime and variant_key(self.variant(arm, knob, regime)) != \
             variant_key(self.variant(arm, knob)) else ""
         variant = self.variant(arm, knob, regime)
-        model = self.train_arm(arm, knob, seed, variant, tag)
+        model = self.train_arm(arm, knob, seed, variant, tag,
+                               self.head_identity(arm, knob, seed, regime))
+        if model is None:
+            return None
         kd = self.knob(knob)
         report = kd.report[variant.fidelity]
         n = self.profile.n_classes
@@ -285,6 +307,7 @@ class Study:
                "tune_unsup": unsup_miou(tune["unsup"].sum(0)),
                "tune_linear": linear_miou(tune["linear"].sum(0)),
                "run_dir": str(self.run_dir(arm, knob, seed, tag)),
+               "head_id": self.head_identity(arm, knob, seed, regime),
                "seconds": round(time.time() - t0, 1)}
         return self.store.add(row, hists)
 
@@ -394,7 +417,7 @@ class Study:
                                        "data": self.data_identity(knob),
                                        "tune_seed": p.tune_seed})
                     row = self.store.find(identity)
-                    if row is None and self.write_only:
+                    if row is None and (self.write_only or self.no_training):
                         continue
                     if row is None:
                         model = self.train_arm(arm, knob, 0, variant, tag=f"_shift{o:+g}")
@@ -456,6 +479,19 @@ class Study:
         if self.write_only or not results:
             results = self.write(results_path, publish)
         return results
+
+    def ship(self) -> dict:
+        """Copy every stored head of this study to depthg_lib/weights/study."""
+        shipped = {}
+        for row in self.store.rows:
+            if row["kind"] not in ("arm", "regime") or "head_id" not in row:
+                continue
+            ckpt = Path(row["run_dir"]) / "checkpoints" / "final.pt"
+            if ckpt.exists():
+                ship_head(ckpt, row["head_id"], {k: row[k] for k in (
+                    "name", "knob", "seed", "regime", "steps", "unsup", "linear")})
+                shipped[row["head_id"]] = row["name"]
+        return {"shipped": len(shipped)}
 
     def write(self, results_path: Path, publish: Path | None) -> dict:
         results = summarize(self)
@@ -527,7 +563,8 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
               seeds: int | None = None, report_seed: int | None = None, device: str = "auto",
               progress: bool = True, resume: bool = True, force: bool = False,
               n_boot: int = 1000, publish: str | os.PathLike | None = None,
-              command: str | None = None, write_only: bool = False) -> dict:
+              command: str | None = None, write_only: bool = False, ship: bool = False
+              ) -> dict:
     """Run (or resume) the study of `profile` and return its results (also in
     `<out>/results.json`, default `runs/<profile>/study`). `publish` is a folder (e.g.
     `docs/study`) that receives the results file and figures, which also go to `figures/`.
@@ -551,4 +588,20 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
     with torch.random.fork_rng(devices=[]):
         study = Study(profile, out, n, device, progress, n_boot, command)
         study.write_only = write_only
+        study.no_training = report_seed is not None
+        if ship:
+            return study.ship()
         return study.run(out / "results.json", Path(publish) if publish else None)
+
+
+def rescore_published(report_seed: int, seeds: int = 3, profile: str = "study",
+                      out_dir: str | os.PathLike | None = None, device: str = "auto",
+                      progress: bool = False) -> dict:
+    """The published study's shipped heads scored on a report split of your choosing, without
+    training: the settings at the first camouflage setting (clean and every nuisance strength)
+    and the first `seeds` seeds — the part that fits in a few minutes on a laptop CPU."""
+    p = load_profile(profile)
+    p = p.replace(study_knob=list(p.study_knob[:1]))
+    out = Path(out_dir) if out_dir is not None else (p.paths.run_dir / f"rescore{report_seed}")
+    return run_study(p, out_dir=out, seeds=seeds, report_seed=report_seed, device=device,
+                     progress=progress, resume=True, n_boot=500)

@@ -1,0 +1,75 @@
+"""The study's trained heads, shipped with the repository (weights only, float32).
+
+`python -m depthg_lib.study --report-seed S` re-scores the published study's heads on a report
+split of one's choosing without training: a head whose run folder is not on this machine is
+read from `depthg_lib/weights/study/<head id>.safetensors`, where the head id is the digest of
+everything the head depends on (arm, setting, seed, training settings, data, objective) — the
+same id on a fresh clone, so a head is only ever used for the run that made it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import TrainedModel, read_checkpoint
+from ..errors import DepthGError
+from ..io import atomic_path, load_json, save_json
+from ..models import DepthGModel
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights" / "study"
+MANIFEST = "manifest.json"
+PARTS = ("head", "cluster_probe", "linear_probe")
+
+
+def shipped_path(head_id: str, folder: Path = SHIPPED_DIR) -> Path:
+    return folder / f"{head_id}.safetensors"
+
+
+def ship_head(ckpt: Path, head_id: str, info: dict, folder: Path = SHIPPED_DIR) -> Path:
+    """Write the head and probes of a finished run as safetensors, and its manifest entry."""
+    from safetensors.torch import save_file
+
+    state = read_checkpoint(ckpt)
+    # float32: fp16 weights moved a tiny study's mIoU in the first decimal (tested); the
+    # study's ~40 heads take ~5 MB as they are
+    tensors = {f"{part}.{k}": v.detach().to(torch.float32).contiguous()
+               for part in PARTS for k, v in state[part].items()}
+    out = shipped_path(head_id, folder)
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp))
+    manifest = load_json(folder / MANIFEST) if (folder / MANIFEST).exists() else {"heads": {}}
+    manifest["heads"][head_id] = {
+        **info, "backbone": state["backbone"], "backbone_dim": state["backbone_dim"],
+        "code_dim": state["code_dim"], "n_classes": state["n_classes"],
+        "extra_clusters": state.get("extra_clusters", 0),
+        "dropout": state["profile"].get("dropout", True),
+        "nonlinear": state["profile"].get("nonlinear", True), "dtype": "float32"}
+    save_json(folder / MANIFEST, manifest)
+    return out
+
+
+def load_shipped(head_id: str, folder: Path = SHIPPED_DIR) -> TrainedModel | None:
+    """The shipped head of this id, or None."""
+    path = shipped_path(head_id, folder)
+    if not path.exists():
+        return None
+    from safetensors.torch import load_file
+
+    manifest = load_json(folder / MANIFEST)
+    info = manifest.get("heads", {}).get(head_id)
+    if info is None:
+        raise DepthGError(f"{path} has no entry in {folder / MANIFEST}; ship the study's heads "
+                          "again: python -m depthg_lib.study --profile study --ship")
+    tensors = load_file(str(path))
+    model = DepthGModel(info["backbone_dim"], info["code_dim"], info["n_classes"],
+                        info["extra_clusters"], info["dropout"], info["nonlinear"])
+    for part in PARTS:
+        module = getattr(model, part)
+        prefix = f"{part}."
+        module.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items()
+                                if k.startswith(prefix)})
+    model.eval()
+    return TrainedModel(model.head, model.cluster_probe, model.linear_probe, info["backbone"],
+                        {"profile": {}, "path": str(path), "shipped": True})
