@@ -124,7 +124,7 @@ def test_depth_backend_switch_then_crop_refuses_or_redoes(profile):
     _crop_matches_sources(synth)
 
 
-def test_interrupted_forced_depth_leaves_no_old_map_to_crop(profile, monkeypatch):
+def test_interrupted_forced_depth_leaves_the_old_maps_whole_to_crop(profile, monkeypatch):
     from depthg_lib import depth as depth_mod
 
     _stages(profile)
@@ -141,8 +141,9 @@ def test_interrupted_forced_depth_leaves_no_old_map_to_crop(profile, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         run_depth_stage(profile.replace(depth_batch=1), force=True, progress=False)
     monkeypatch.undo()
-    with pytest.raises(DepthGError, match="depth"):  # changed inputs, or missing maps
-        run_crop_stage(profile, split="all", force=True, progress=False)
+    run_crop_stage(profile, split="all", force=True, progress=False)  # the old maps, untouched
+    _crop_matches_sources(profile)
+    _crop_matches_sources(profile, "val")
 
 
 # -- an image replaced in place ----------------------------------------------------------------
