@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from .config import Profile, load_profile, profile_arg
@@ -29,6 +28,7 @@ from .depth_models import DEFAULT_MODELS, DepthModel, load_depth_model
 from .depth_models import resolve_model_dir as resolve_model_dir  # re-exported
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
+from .evalset import to_tensor
 from .io import (
     check_stage_settings,
     load_json,
@@ -72,7 +72,7 @@ def compare_with_ground_truth(reader, split: str, names: Sequence[str],
         if model is None:
             estimate = load_depth_png(reader.depth_path(split, name), fidelity)
         else:
-            estimate = model.estimate_depth(_images_to_tensor([image]))[0].numpy()
+            estimate = model.estimate_depth(to_tensor([image]).contiguous())[0].numpy()
         images.append(image)
         estimates.append(estimate)
         truths.append(_gt_depth(reader, split, name))
@@ -87,11 +87,6 @@ def mean_agreement(estimates: Sequence[np.ndarray], references: Sequence[np.ndar
 
 
 # --------------------------------------------------------------------------- stage
-
-def _images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
-    arr = np.stack(images).astype(np.float32) / 255.0
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-
 
 def _prerequisite_command(profile: Profile) -> str:
     """The command that creates the images this stage reads."""
@@ -323,7 +318,8 @@ def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress
                         continue
                     loaded.setdefault(image.shape[:2], []).append((n, image))
                 for group in loaded.values():  # one forward per image size
-                    depth = model.estimate_depth(_images_to_tensor([im for _, im in group]))
+                    depth = model.estimate_depth(
+                        to_tensor([im for _, im in group]).contiguous())
                     for (n, _), d in zip(group, depth.numpy()):
                         save_image(where(s, n), depth_to_uint16(d))
                 bar.update(len(chunk))
