@@ -3,7 +3,6 @@ equivalent shift against the trainer's own schedule, FPS's transposed reads, the
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
