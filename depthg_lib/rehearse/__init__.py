@@ -1,7 +1,7 @@
 """Rehearse a paper profile at its scale on stand-ins, before anyone downloads the data.
 
-    python -m depthg_lib.rehearse --profile cocostuff27-vits8 --scale 0.01 --out /tmp/rehearse
-    python -m depthg_lib.rehearse --clean --out /tmp/rehearse
+    python -m depthg_lib.rehearse --profile cocostuff27-vits8 --scale 0.01 --out DIR
+    python -m depthg_lib.rehearse --clean --out DIR
 
 Stand-in data in the dataset's real tree, formats, image sizes and `round(F × N)` counts
 (`standin`), stand-in backbone weights of the real architecture (`standin_models`), then the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from ..config import available_profiles, load_profile
@@ -15,7 +16,7 @@ from . import runner
 from .project import table
 from .standin import supported
 
-DEFAULT_OUT = "/tmp/depthg-rehearse"
+DEFAULT_OUT = str(Path(tempfile.gettempdir()) / "depthg-rehearse")
 
 
 def _scale(text: str) -> float:

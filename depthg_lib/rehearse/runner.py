@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def check_out(out: Path, original: Profile) -> None:
         if _inside(out, folder) or _inside(folder, out):
             raise DepthGError(f"--out {out} overlaps {folder}: a rehearsal writes stand-in data "
                               "and must never mix with a real dataset or the repository; choose "
-                              "a folder outside both, e.g. /tmp/rehearse")
+                              f"a folder outside both, e.g. {Path(tempfile.gettempdir())}"
+                              "/depthg-rehearse")
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise DepthGError(f"--out {out} is not empty and holds no {MARKER}: not a rehearsal "
                           "folder; choose an empty or new folder")
