@@ -17,6 +17,7 @@ run continues where it stopped and numbering never shifts; the finished split ge
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -123,10 +124,8 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     unless `force`; so too when the images, labels, depth maps or the depth stage's record
     changed since the crops were cut (`crop_inputs`). Depth must exist first (chapter 01).
     With `skip_bad`, an image that cannot be read is left out and listed in
-    `<split>_skipped.txt`. One run at a time (`io.stage_lock`). A forced run over earlier
-    crops cuts the new ones in a folder beside them and swaps it in whole
-    (`io.replaced_outputs`): interrupted, it leaves the old crops and `crop.json`, and the
-    same command continues; a split it does not cut is left out of the new folder.
+    `<split>_skipped.txt`. One run at a time (`io.stage_lock`). A forced run cuts beside the
+    old crops, which it swaps whole for the new set only once that is complete.
     """
     profile = load_profile(profile)
     reader = reader_for_profile(profile)
@@ -158,18 +157,15 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
         replace = force and (crop_dir / "crop.json").is_file()
         resume = check_stage_settings(crop_dir, "crop", settings, force=force, inputs=inputs,
                                       command=command, write=not replace)
-        if replace:  # cut beside the old crops, which stay whole until the new set replaces them
-            with replaced_outputs(crop_dir, "crop", settings, inputs) as new:
-                for s in splits:
-                    _crop_split(reader, profile, new, s, skip_bad, progress)
-            return crop_dir
-        if not resume:  # fresh folder, or --force: earlier bookkeeping no longer applies
+        if not (resume or replace):  # no record: earlier bookkeeping is of no known run
             for s in set(reader.splits) | set(splits):
                 for path in (_journal_file(crop_dir, s), _names_file(crop_dir, s),
                              _skipped_file(crop_dir, s)):
                     path.unlink(missing_ok=True)
-        for s in splits:
-            _crop_split(reader, profile, crop_dir, s, skip_bad, progress)
+        with (replaced_outputs(crop_dir, "crop", settings, inputs) if replace
+              else contextlib.nullcontext(crop_dir)) as out:  # io.replaced_outputs says why
+            for s in splits:
+                _crop_split(reader, profile, out, s, skip_bad, progress)
     return crop_dir
 
 
