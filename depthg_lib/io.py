@@ -455,6 +455,8 @@ def replaced_outputs(folder: str | os.PathLike, stage: str, settings: dict,
     wanted = _record(settings, inputs)
     if new.exists() and _record_or_none(new / f"{stage}.json") != wanted:
         shutil.rmtree(new)  # begun for other settings or inputs: of no use now
+    for stray in new.rglob(".*.tmp*"):
+        stray.unlink()  # the temporary file of a write that a kill cut short (atomic_path)
     ensure_dir(new)
     save_json(new / f"{stage}.json", wanted)  # what the folder is being made for
     for path in map(Path, keep):

@@ -4,13 +4,18 @@ where it stopped and swaps the whole new set in (`io.replaced_outputs`)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from depthg_lib import io
-from depthg_lib.config import load_profile
+from depthg_lib.config import REPO_ROOT, load_profile
 from depthg_lib.crop import CropReader, require_current_crops, run_crop_stage
 from depthg_lib.data.readers import SynthScenesReader
 from depthg_lib.data.synthscenes import generate
@@ -59,6 +64,10 @@ def _interrupt_on_load(monkeypatch, after):
         return real(self, split, name)
 
     monkeypatch.setattr(SynthScenesReader, "load_image", load_image)
+
+
+def _maps(folder):
+    return [p for p in folder.rglob("*.png") if not p.name.startswith(".")]  # no temp files
 
 
 def _leftovers(folder):
@@ -159,3 +168,40 @@ def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(tmp_path):
     shutil.copytree(live, tmp_path / ".out.old")  # killed after the second rename
     with io.stage_lock(live, "demo"):
         assert _files(live) == before and _leftovers(live) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_real_signal_to_a_forced_depth_run_keeps_the_old_maps(tmp_path, sig):
+    """The depth command, stopped for real once part of its new maps exist; then the same
+    command finishes the job."""
+    profile_file = tmp_path / "tiny.yaml"
+    profile_file.write_text(f"extends: test\ndata_root: {tmp_path / 'data'}\n"
+                            "synth_n_train: 48\nsynth_n_val: 0\ndepth_batch: 1\n")
+    profile = load_profile(profile_file)
+    generate(profile.paths.dataset_dir, 48, 0, profile.synth_size, seed=3, progress=False)
+    out = run_depth_stage(profile.replace(depth_backend="gt"), progress=False)
+    before = _files(out)
+    command = [sys.executable, "-m", "depthg_lib.depth", "--profile", str(profile_file),
+               "--force", "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    begun = out.parent / f".{out.name}.new"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and not _maps(begun):
+        assert time.monotonic() < deadline, "the forced depth run never wrote a map"
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be stopped part-way"
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert _files(out) == before  # the old maps and depth.json, byte for byte
+    assert 0 < len(_maps(begun)) < 48
+
+    done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    after = _files(out)
+    assert set(after) == set(before) and all(after[n] != before[n] for n in before)
+    assert _leftovers(out) == []
