@@ -634,6 +634,17 @@ def study_markdown(results: dict) -> str:
     lines += ["## Results: which predictions held", "",
               "| prediction | outcome | numbers |", "|---|---|---|"]
     lines += [f"| {p} | {v} | {n} |" for p, v, n in prediction_checks(results)]
+    diag_path = REPO_ROOT / "docs" / "study" / "diagnosis.json"
+    if diag_path.exists():
+        from .diagnose import diagnosis_table
+
+        lines += ["", "## What F looks like and what the codes learn (tune split, seed 0)", "",
+                  "Mean cosine similarity of patch pairs (`python -m depthg_lib.study.diagnose`, "
+                  "`diagnosis.json`): *by image* = within-image minus across-image similarity "
+                  "of different-class pairs (what a per-image offset adds), *by position* = "
+                  "same grid position minus other positions across images (what a position "
+                  "pattern adds), *class gap* = same minus different class across images.", "",
+                  diagnosis_table(load_json(diag_path))]
     reg = regime_table(results)
     if reg:
         lines += ["", "## The regime check (one seed, camouflage 0)", "", reg]

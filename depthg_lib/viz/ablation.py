@@ -103,11 +103,14 @@ def arm_table_figure(results: dict):
     arms = list(results["arms"])
     if not arms:
         return None
-    fig, axes = plt.subplots(1, len(knobs), figsize=(3.2 + 1.1 * (len(arms) + 3)
-                                                     * len(knobs), 4.2), squeeze=False,
-                             sharey=True)
+    cols = min(2, len(knobs))
+    rows = -(-len(knobs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 + 1.2 * (len(arms) + 2) * cols,
+                                                  3.6 * rows), squeeze=False, sharey=True)
     labels = results.get("knob", {}).get("labels", {})
-    for ax, knob in zip(axes[0], knobs):
+    for ax in axes.flat[len(knobs):]:
+        ax.set_visible(False)
+    for ax, knob in zip(axes.flat, knobs):
         names = arms + ["kmeans_raw_train_fit", "kmeans_raw_transductive"]
         for i, name in enumerate(names):
             if name in results["arms"]:
@@ -125,6 +128,7 @@ def arm_table_figure(results: dict):
                       rotation_mode="anchor")
         ax.set_title(labels.get(knob, f"{results['knob']['name']} {knob}"), fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("unsupervised mIoU, report (%)")
+    for row in axes:
+        row[0].set_ylabel("unsupervised mIoU, report (%)")
     fig.tight_layout()
     return fig
