@@ -205,3 +205,24 @@ def test_a_real_signal_to_a_forced_depth_run_keeps_the_old_maps(tmp_path, sig):
     after = _files(out)
     assert set(after) == set(before) and all(after[n] != before[n] for n in before)
     assert _leftovers(out) == []
+
+
+def test_the_same_forced_run_continues_in_its_folder_and_other_settings_start_afresh(tmp_path):
+    live = tmp_path / "out"
+    io.write_stage_record(live, "demo", {"k": 1})
+    for found in (["demo.json"], ["a.png", "demo.json"]):  # interrupted twice, same settings
+        with pytest.raises(KeyboardInterrupt), io.replaced_outputs(live, "demo", {"k": 2}) as new:
+            assert sorted(p.name for p in new.iterdir()) == found
+            (new / "a.png").write_bytes(b"new")
+            (new / ".b.png.x1y2.tmp.png").write_bytes(b"half")  # a write cut short by a kill
+            raise KeyboardInterrupt
+        assert io.load_json(live / "demo.json") == {"k": 1}
+    with io.replaced_outputs(live, "demo", {"k": 2}) as new:
+        assert sorted(p.name for p in new.iterdir()) == ["a.png", "demo.json"]
+    assert io.load_json(live / "demo.json") == {"k": 2}
+    (tmp_path / ".out.new").mkdir()
+    (tmp_path / ".out.new" / "c.png").write_bytes(b"of k=2")
+    io.write_stage_record(tmp_path / ".out.new", "demo", {"k": 2})
+    with io.replaced_outputs(live, "demo", {"k": 3}) as new:  # begun for other settings
+        assert sorted(p.name for p in new.iterdir()) == ["demo.json"]
+    assert sorted(p.name for p in live.iterdir()) == ["demo.json"]
