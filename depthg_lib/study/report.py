@@ -441,6 +441,10 @@ def claims(results: dict) -> dict:
                 "unsupervised mIoU points with the interval above 0 at any setting of this "
                 f"study: its best is {label[best[1]]} at {setting_label(results, best[0])}, "
                 f"{_fmt(best[2])}")
+        small = [(k, a, c) for k, a, c in head_rows if c["lo"] > 0]
+        if small:
+            head += ("; it is above k-means by less than 3 points at " + "; ".join(
+                f"{setting_label(results, k)} ({label[a]} {_fmt(c)})" for k, a, c in small))
     else:
         head = "no head has been compared with k-means yet"
     helps = [(k, c) for k, c in depth_rows if c["lo"] > 0]

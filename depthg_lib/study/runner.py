@@ -481,16 +481,24 @@ class Study:
         return results
 
     def ship(self) -> dict:
-        """Copy every stored head of this study to depthg_lib/weights/study."""
+        """Copy every current head of this study (its arms and the regime check's runs) to
+        depthg_lib/weights/study, named by its head identity."""
         shipped = {}
         for row in self.store.rows:
-            if row["kind"] not in ("arm", "regime") or "head_id" not in row:
+            if row["kind"] not in ("arm", "regime"):
                 continue
+            knob = Setting.from_key(row["knob"])
+            regime = "" if row["kind"] == "arm" else row.get("regime", "")
+            if row["id"] != self.arm_identity(row["name"], knob, row["seed"], regime):
+                continue  # a row of older settings
+            head_id = self.head_identity(row["name"], knob, row["seed"], regime)
             ckpt = Path(row["run_dir"]) / "checkpoints" / "final.pt"
             if ckpt.exists():
-                ship_head(ckpt, row["head_id"], {k: row[k] for k in (
-                    "name", "knob", "seed", "regime", "steps", "unsup", "linear")})
-                shipped[row["head_id"]] = row["name"]
+                ship_head(ckpt, head_id, {"name": row["name"], "knob": row["knob"],
+                                          "seed": row["seed"], "regime": regime or "study",
+                                          "steps": row.get("steps"), "unsup": row["unsup"],
+                                          "linear": row["linear"]})
+                shipped[head_id] = row["name"]
         return {"shipped": len(shipped)}
 
     def write(self, results_path: Path, publish: Path | None) -> dict:
