@@ -285,8 +285,12 @@ def test_shipped_heads_rescore_without_their_run_folders(tiny, tmp_path, monkeyp
         raise AssertionError("a shipped head was trained again")
 
     monkeypatch.setattr(runner.ablation, "run_arm", no_training)
-    again = study.run_study(profile, out_dir=fresh, seeds=2, report_seed=profile.report_seed,
-                            device="cpu", progress=False, n_boot=40)
+    # another report split: scored from the run folders, and from the shipped heads alone
+    results = study.run_study(profile, out_dir=out, seeds=2, report_seed=99, device="cpu",
+                              progress=False, n_boot=40)
+    again = study.run_study(profile, out_dir=fresh, seeds=2, report_seed=99, device="cpu",
+                            progress=False, n_boot=40)
+    assert again["runs_done"] == results["runs_done"] == 8
     for arm, by_knob in results["arms"].items():
         for knob, scores in by_knob.items():
             got = again["arms"][arm][knob]

@@ -247,9 +247,12 @@ class Study:
 
     def head_identity(self, arm: str, knob: Setting, seed: int, regime: str = "") -> str:
         """What a trained head depends on (not the report split): its shipped file's name."""
-        variant = self.variant(arm, knob, regime)
+        train = profile_values(self.variant(arm, knob, regime))
+        # where the data lie, the profile's name and the report split do not change the head
+        for key in ("data_root", "name", "description", "report_seed"):
+            train.pop(key)
         return digest({"kind": "head", "arm": arm, "seed": seed, "knob": knob_key(knob),
-                       "objective": OBJECTIVE_VERSION, "train": profile_values(variant),
+                       "objective": OBJECTIVE_VERSION, "train": train,
                        "data": self.data_identity(knob)})
 
     def shifted_base(self, base: Profile, kd: KnobData) -> Profile:
