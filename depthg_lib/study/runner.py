@@ -237,8 +237,8 @@ class Study:
             model = load_shipped(head_id)
             if model is not None or self.no_training:
                 return model
-        if self.no_training and not final.exists():
-            return None
+        if self.no_training:  # score what is there, never train
+            return load_checkpoint(final, profile=variant) if final.exists() else None
         kd = self.knob(knob)
         data, _ = kd.train_data[variant.fidelity]
         ckpt = ablation.run_arm(variant, self.run_dir(arm, knob, seed, tag), seed, data=data,
