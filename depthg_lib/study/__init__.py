@@ -28,6 +28,7 @@ every pass over the seeds. `--report-seed S` re-scores the stored heads on a rep
 your choosing without training anything again.
 """
 
+from .launch import rescore_published, run_study
 from .report import (
     BASELINES,
     RESULT_KEYS,
@@ -38,7 +39,7 @@ from .report import (
     results_table,
     summarize,
 )
-from .runner import Study, rescore_published, run_study
+from .runner import Study
 from .splits import KNOB, knob_key, knob_profile, split_dir
 from .stats import linear_miou, paired_bootstrap, unsup_miou, verdict
 

@@ -29,6 +29,8 @@ from ..checkpoint import load_checkpoint
 from ..config import REPO_ROOT, load_profile
 from ..errors import run_cli
 from ..io import save_json
+from .readme import diagnosis_table
+from .runner import Study
 from .scoring import head_codes
 from .splits import knob_key
 
@@ -88,23 +90,9 @@ def diagnose(study) -> dict:
     return out
 
 
-def diagnosis_table(diag: dict) -> str:
-    """Markdown: one row per (setting, representation)."""
-    lines = ["| setting | representation | within image, same / different class | across "
-             "images, same / different class | by image | by position | class gap |",
-             "|---|---|---|---|---:|---:|---:|"]
-    for knob, entry in diag.get("settings", {}).items():
-        for name, s in entry.items():
-            lines.append(f"| {knob} | {name} | {s['within_same']:.2f} / {s['within_diff']:.2f}"
-                         f" | {s['across_same']:.2f} / {s['across_diff']:.2f} | "
-                         f"{s['by_image']:+.2f} | {s['by_position']:+.2f} | "
-                         f"{s['class_gap']:+.2f} |")
-    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    from .runner import Study
-
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.study.diagnose",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="study")

@@ -15,17 +15,21 @@ from .. import ablation
 from ..config import REPO_ROOT, Profile
 from ..env import machine_name
 from ..io import atomic_path, load_json, save_json
-from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..viz import ablation as viz
-from .splits import KNOB, KNOB_MEANING, knob_key, split_size
-from .stats import METRICS, paired_bootstrap, verdict
-
-
-def nuisance_spec(strength: float) -> dict:
-    from .runner import nuisance_spec as spec
-
-    return spec(strength)
+from .claims import claims, prediction_checks, setting_label
+from .readme import (
+    BASELINES,
+    ci_lines,
+    head_margin,
+    plateau_line,
+    readme_summary,
+    regime_table,
+    results_table,
+    study_markdown,
+)
+from .splits import KNOB, KNOB_MEANING, knob_key, nuisance_spec, split_size
+from .stats import METRICS, last_quarter, paired_bootstrap, verdict
 
 NUISANCE_MEANING = (
     "structured, class-free signal added to the frozen features after the backbone "
@@ -33,14 +37,10 @@ NUISANCE_MEANING = (
     "per-source-image offset, a position-dependent pattern over the patch grid and a few "
     "high-norm outlier tokens, each of size strength × the clean features' mean norm "
     "(outliers 4×), in low-rank subspaces; the same for every arm and baseline")
-BASELINES = {
-    "kmeans_raw_train_fit": "k-means on raw backbone features, fitted on the training crops",
-    "kmeans_raw_transductive": "k-means on raw backbone features, fitted on the report images",
-    "linear_raw": "linear probe on raw backbone features (trained on the training crops)",
-    "head_cluster_probe": "the trained head's cluster probe (reference arm)",
-    "head_kmeans_codes": "k-means on the trained head's codes, fitted on the training crops",
-    "head_linear_probe": "the trained head's linear probe (reference arm)",
-}
+# the chapters and the command line import the tables and claims from here
+__all__ = ["BASELINES", "RESULT_KEYS", "ci_lines", "claims", "head_margin", "plateau_line",
+           "prediction_checks", "publish_results", "readme_summary", "regime_table",
+           "results_table", "setting_label", "study_markdown", "summarize", "write_figures"]
 RESULT_KEYS = ("splits", "seeds", "knob", "arms", "baselines", "ci95", "command", "machine",
                "date")
 
@@ -67,9 +67,6 @@ def _stack(study, rows: list[dict], key: str) -> np.ndarray:
     return np.stack([study.store.hists(r)[key] for r in rows])
 
 
-def last_quarter(n_points: int) -> int:
-    """How many validations back "the last quarter" of a curve of n_points starts."""
-    return max(1, n_points // 4)
 
 
 def read_curve(log: Path) -> list[tuple[int, float, float]]:
@@ -301,390 +298,31 @@ def publish_results(results: dict, results_path: Path, figures: list[Path],
                 shutil.copyfile(fig, target)
 
 
-def results_table(results: dict, knob: str | None = None) -> str:
-    """Markdown: per arm, mean ± std over seeds of report mIoU (unsup., linear, k-means on
-    codes), then the baselines."""
-    knob = knob or results["knob"]["settings"][0]
-    lines = [f"| {setting_label(results, knob)} | seeds | unsup. mIoU | linear mIoU | "
-             "k-means on codes |",
-             "|---|---:|---:|---:|---:|"]
-
-    def cell(values):
-        if not values:
-            return "—"
-        if len(values) == 1:  # one seed: no spread to show
-            return f"{values[0]:.1f}"
-        return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
-
-    for arm, by_knob in results["arms"].items():
-        v = by_knob.get(knob, {})
-        label = results.get("arm_labels", {}).get(arm, arm)
-        lines.append(f"| {label} | {len(v.get('unsup', []))} | {cell(v.get('unsup'))} | "
-                     f"{cell(v.get('linear'))} | {cell(v.get('kmeans_codes'))} |")
-    for name in results["baselines"]:
-        if name.startswith("head_"):
-            continue
-        vals = results.get("baselines_per_seed", {}).get(name, {}).get(knob, [])
-        unsup = cell(vals) if "kmeans" in name else "—"
-        linear = cell(vals) if name == "linear_raw" else "—"
-        lines.append(f"| {BASELINES.get(name, name)} | {len(vals)} | {unsup} | {linear} | — |")
-    return "\n".join(lines)
 
 
-def ci_lines(results: dict, knob: str | None = None) -> list[str]:
-    """One sentence per paired difference at a knob setting, read from the results."""
-    knob = knob or results["knob"]["settings"][0]
-    out = []
-    for name, by_knob in results["ci95"].items():
-        for metric, ci in by_knob.get(knob, {}).items():
-            out.append(f"{name} ({metric} mIoU): {ci['diff']:+.1f} points, 95 % CI "
-                       f"[{ci['lo']:+.1f}, {ci['hi']:+.1f}] over {ci['seeds']} seeds × "
-                       f"{ci['images']} images — {ci['verdict']}")
-    return out
 
 
-def head_margin(results: dict, knob: str | None = None) -> dict | None:
-    """The head (reference arm, unsupervised) minus k-means on raw features fitted on train."""
-    knob = knob or results["knob"]["settings"][0]
-    ref = results.get("reference_arm")
-    return results["ci95"].get(f"{ref} vs kmeans_raw_train_fit", {}).get(knob, {}).get("unsup")
 
 
-def readme_summary(results: dict) -> str:
-    """A short paragraph for the README: the head − k-means margin and DepthG − STEGO at each
-    knob setting, with their intervals, the run's state, machine, date and command."""
-    ref = results.get("reference_arm", "depthg-corrected")
-    partner = ablation.stego_partner(ref)
-    parts = []
-    for knob in results["knob"]["settings"]:
-        bits = []
-        m = head_margin(results, knob)
-        if m is not None:
-            bits.append(f"head − k-means on raw features (fitted on train) {m['diff']:+.1f} "
-                        f"[{m['lo']:+.1f}, {m['hi']:+.1f}]")
-        d = results["ci95"].get(f"{ref} vs {partner}", {}).get(knob, {}).get("unsup")
-        if d is not None:
-            bits.append(f"DepthG − STEGO {d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]")
-        if bits:
-            parts.append(f"{setting_label(results, knob)}: " + "; ".join(bits))
-    state = ("complete" if results.get("complete") else
-             f"{results['runs_done']} of {results['runs_total']} runs so far")
-    return (f"Study ({state}; objective version {results.get('objective_version')}; report "
-            f"split seed {results['splits']['report']}, "
-            f"{results['splits']['n_report_images']} images, seeds {results['seeds']}; "
-            f"unsupervised mIoU points, 95 % CI): " + ". ".join(parts) +
-            f". {results['machine']}, {results['date']}, `{results['command']}`.")
 
 
-def plateau_line(results: dict) -> str | None:
-    """How much the tune-split cluster probe still moved over the last quarter of training:
-    near 0 for every arm means the arms were compared at a plateau."""
-    val = results.get("validation") or {}
-    curves = {a: c for a, c in (val.get("curves") or {}).items()
-              if c.get("gain_last_quarter") is not None}
-    if not curves:
-        return None
-    gains = {a: c["gain_last_quarter"] for a, c in curves.items()}
-    steps = next(iter(curves.values()))["step"]
-    quarter = last_quarter(len(steps))
-    lo, hi = min(gains, key=gains.get), max(gains, key=gains.get)
-    return (f"Plateau: over the last validations (step {steps[-1 - quarter]} → {steps[-1]}) "
-            f"the {val['split']}-split cluster-probe mIoU (camouflage {val['knob']}, mean over "
-            f"seeds) moved between {gains[lo]:+.2f} ({lo}) and {gains[hi]:+.2f} ({hi}) points.")
 
 
-def setting_label(results: dict, knob: str) -> str:
-    return results.get("knob", {}).get("labels", {}).get(knob, f"{KNOB} {knob}")
 
 
-def _ci(results: dict, name: str, knob: str, metric: str = "unsup") -> dict | None:
-    return results.get("ci95", {}).get(name, {}).get(knob, {}).get(metric)
 
 
-def _fmt(ci: dict) -> str:
-    return f"{ci['diff']:+.1f} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]"
 
 
-HEAD_ARMS = ("stego-corrected", "depthg-corrected")
 
 
-def claims(results: dict) -> dict:
-    """The study's closing claims, each a sentence with its intervals, read from the results:
-    `head` (when does a head beat k-means on the raw features by ≥ 3 unsupervised mIoU points
-    with an interval above 0?) and `depth` (when does DepthG beat STEGO with an interval above
-    0?). Also the settings behind each, so that a chapter can show them."""
-    keys = results["knob"]["settings"]
-    head_rows, depth_rows = [], []
-    for knob in keys:
-        for arm in HEAD_ARMS:
-            ci = _ci(results, f"{arm} vs kmeans_raw_train_fit", knob)
-            if ci:
-                head_rows.append((knob, arm, ci))
-        ci = _ci(results, "depthg-corrected vs stego-corrected", knob)
-        if ci:
-            depth_rows.append((knob, ci))
-    label = {"stego-corrected": "STEGO", "depthg-corrected": "DepthG"}
-    wins = [(k, a, c) for k, a, c in head_rows if c["lo"] > 0 and c["diff"] >= 3]
-    if wins:
-        head = ("the head helps when the features carry class-free structure: it beats "
-                "k-means on the raw features (fitted on train) by ≥ 3 unsupervised mIoU points "
-                "with the interval above 0 at " + "; ".join(
-                    f"{setting_label(results, k)} ({label[a]} {_fmt(c)})" for k, a, c in wins))
-        others = [(k, a, c) for k, a, c in head_rows if (k, a, c) not in wins]
-        if others:
-            best = max(others, key=lambda r: r[2]["diff"])
-            head += (f", and not elsewhere (best other: {setting_label(results, best[0])}, "
-                     f"{label[best[1]]} {_fmt(best[2])})")
-    elif head_rows:
-        best = max(head_rows, key=lambda r: r[2]["diff"])
-        head = ("the head does not beat k-means on the raw features (fitted on train) by ≥ 3 "
-                "unsupervised mIoU points with the interval above 0 at any setting of this "
-                f"study: its best is {label[best[1]]} at {setting_label(results, best[0])}, "
-                f"{_fmt(best[2])}")
-        small = [(k, a, c) for k, a, c in head_rows if c["lo"] > 0]
-        if small:
-            head += ("; it is above k-means by less than 3 points at " + "; ".join(
-                f"{setting_label(results, k)} ({label[a]} {_fmt(c)})" for k, a, c in small))
-    else:
-        head = "no head has been compared with k-means yet"
-    helps = [(k, c) for k, c in depth_rows if c["lo"] > 0]
-    hurts = [(k, c) for k, c in depth_rows if c["hi"] < 0]
-    if helps:
-        depth = ("depth helps when " + "; ".join(
-            f"{setting_label(results, k)}: DepthG − STEGO {_fmt(c)}" for k, c in helps))
-    elif depth_rows:
-        depth = ("depth does not help at any setting of this study (DepthG − STEGO, "
-                 "unsupervised mIoU: " + "; ".join(
-                     f"{setting_label(results, k)} {_fmt(c)}" for k, c in depth_rows) + ")")
-    else:
-        depth = "DepthG and STEGO have not been compared yet"
-    if hurts and not helps:
-        depth += "; it hurts at " + ", ".join(setting_label(results, k) for k, _ in hurts)
-    return {"head": head, "depth": depth,
-            "head_wins": [{"setting": k, "arm": a, **c} for k, a, c in wins],
-            "depth_helps": [{"setting": k, **c} for k, c in helps]}
 
 
-def _verdict(ok: bool | None) -> str:
-    return {True: "held", False: "failed", None: "not tested yet"}[ok]
 
 
-def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
-    """(prediction, held / failed / not tested yet, the numbers) for docs/study/PREDICTIONS.md's
-    testable predictions, each decided by a rule fixed with the predictions."""
-    out = []
-    reg = results.get("regime", {})
-    st, dg = reg.get("stego-corrected", {}), reg.get("depthg-corrected", {})
-    gains = {n: r.get("tune_gain_last_quarter") for n, r in st.items()}
-    ok = all(g is not None and abs(g) <= 1 for g in gains.values()) if gains else None
-    out.append(("R1 STEGO flat over the last quarter in every regime", _verdict(ok),
-                ", ".join(f"{n} {g:+.2f}" for n, g in gains.items() if g is not None)))
-    if {"short-steps", "short-share", "long-share"} <= set(st) & set(dg):
-        d = {n: dg[n]["tune_unsup"] - st[n]["tune_unsup"] for n in st if n in dg}
-        ok = (d["short-steps"] <= -2 and abs(d["short-share"]) <= 1.5
-              and abs(d["long-share"]) <= 1.5)
-        out.append(("R2 DepthG − STEGO on tune: several points below with the decay in steps "
-                    "over a short run, within ± 1.5 with the schedule as a share",
-                    _verdict(ok), ", ".join(f"{n} {v:+.1f}" for n, v in d.items())))
-    else:
-        out.append(("R2 DepthG − STEGO by regime", _verdict(None), ""))
-    cam = [k for k in results["knob"]["settings"]
-           if not results["knob"].get("nuisance", {}).get(k)]
-    cis = {k: _ci(results, "depthg-corrected vs stego-corrected", k) for k in cam}
-    done = [c for c in cis.values() if c]
-    ok = all(c["lo"] <= 0 <= c["hi"] for c in done) if len(done) == len(cam) else None
-    out.append(("C1 DepthG − STEGO contains 0 at every camouflage setting", _verdict(ok),
-                "; ".join(f"{setting_label(results, k)} {_fmt(c)}" for k, c in cis.items()
-                          if c)))
-    cis = {(k, a): _ci(results, f"{a} vs kmeans_raw_train_fit", k) for k in cam
-           for a in HEAD_ARMS}
-    done = [c for c in cis.values() if c]
-    ok = all(c["lo"] <= 0 for c in done) if len(done) == len(cis) else None
-    out.append(("C2 head − k-means below 0 or no detectable difference without nuisance",
-                _verdict(ok), "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} "
-                                        f"{_fmt(c)}" for (k, a), c in cis.items() if c)))
-    nui = sorted([k for k in results["knob"]["settings"]
-                  if results["knob"].get("nuisance", {}).get(k)],
-                 key=lambda k: results["knob"]["nuisance"][k])
-    base = cam[0] if cam else None
-    per = results.get("baselines", {})
-    km, lin = per.get("kmeans_raw_train_fit", {}), per.get("linear_raw", {})
-    if nui and base and all(km.get(k) is not None and lin.get(k) is not None
-                            for k in [base] + nui):
-        strong = nui[-1]
-        ok = km[strong] / lin[strong] <= 0.4 and lin[base] - lin[strong] <= 3
-        out.append(("N0 k-means falls to about a third of the linear probe or less, the "
-                    "linear probe by ≤ 3 points", _verdict(ok),
-                    "; ".join(f"{setting_label(results, k)}: k-means {km[k]:.1f}, linear "
-                              f"{lin[k]:.1f}" for k in [base] + nui)))
-        heads = results.get("baselines", {})
-        arms = results.get("arms", {})
-        falls = []
-        for k in nui:
-            for a in HEAD_ARMS:
-                v0, v1 = arms.get(a, {}).get(base, {}).get("unsup"), arms.get(a, {}).get(
-                    k, {}).get("unsup")
-                if v0 and v1:
-                    falls.append((k, a, np.mean(v0) - np.mean(v1), km[base] - km[k]))
-        ok = all(f[2] < f[3] for f in falls) if len(falls) == 2 * len(nui) else None
-        share = {k: results.get("premise", {}).get(k, {}).get("knn_same_source")
-                 for k in [base] + nui}
-        out.append(("N1 the heads fall less than k-means under the nuisance (and the kNN "
-                    "pairs turn into same-source pairs)", _verdict(ok),
-                    "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} falls "
-                              f"{h:.1f}, k-means {m:.1f}" for k, a, h, m in falls)
-                    + ("; kNN same-source share " + ", ".join(
-                        f"{setting_label(results, k)} {v:.2f}" for k, v in share.items()
-                        if v is not None) if any(v is not None for v in share.values())
-                       else "")))
-        del heads
-    else:
-        out.append(("N0/N1 the nuisance settings", _verdict(None), ""))
-    out.append(("N2 the position pattern hurts head and k-means alike; N3 the outliers cost "
-                "little", "not tested by these runs",
-                "the three kinds ran together; their separate effect on the raw baselines is in "
-                "nuisance_levels.json"))
-    cis = {(k, a): _ci(results, f"{a} vs kmeans_raw_train_fit", k) for k in nui
-           for a in HEAD_ARMS}
-    if nui and all(cis.get((nui[-1], a)) for a in HEAD_ARMS):
-        strong = [cis[(nui[-1], a)] for a in HEAD_ARMS]
-        ok = all(c["diff"] >= 3 and c["lo"] > 0 for c in strong)
-        out.append(("N4 at the strongest nuisance both heads beat k-means by ≥ 3 with the "
-                    "interval above 0", _verdict(ok), "; ".join(
-                        f"{setting_label(results, k)} {a.split('-')[0]} {_fmt(c)}"
-                        for (k, a), c in cis.items() if c)))
-    else:
-        out.append(("N4 the head against k-means under nuisance", _verdict(None), ""))
-    d0 = _ci(results, "depthg-corrected vs stego-corrected", base) if base else None
-    dn = {k: _ci(results, "depthg-corrected vs stego-corrected", k) for k in nui}
-    if d0 and nui and all(dn.values()):
-        ok = all(c["diff"] >= 0 and c["diff"] > d0["diff"] for c in dn.values())
-        out.append(("N5 DepthG − STEGO ≥ 0 under nuisance and larger than without",
-                    _verdict(ok), "; ".join(f"{setting_label(results, k)} {_fmt(c)}"
-                                            for k, c in {base: d0, **dn}.items())))
-    else:
-        out.append(("N5 depth under nuisance", _verdict(None), ""))
-    return out
 
 
-def regime_table(results: dict) -> str | None:
-    reg = results.get("regime") or {}
-    if not reg:
-        return None
-    lines = ["| arm | regime | steps | depth decay every | S decay every | tune unsup. | "
-             "tune linear | tune gain, last quarter | report unsup. |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for arm, by in reg.items():
-        for name, r in by.items():
-            g = r.get("tune_gain_last_quarter")
-            lines.append(f"| {arm} | {name} | {r['steps']} | {r['depth_decay_every']} | "
-                         f"{r['fps_sample_decay_every']} | {r['tune_unsup']:.1f} | "
-                         f"{r['tune_linear']:.1f} | {'—' if g is None else f'{g:+.2f}'} | "
-                         f"{r['report_unsup']:.1f} |")
-    return "\n".join(lines)
 
 
-def predictions_text() -> str | None:
-    path = REPO_ROOT / "docs" / "study" / "PREDICTIONS.md"
-    return path.read_text().strip() if path.exists() else None
 
 
-def study_markdown(results: dict) -> str:
-    """docs/study/README.md: what was run, the predictions (as written before the runs),
-    which held, the claims, every table and interval, the premise, figures."""
-    s = results["splits"]
-    nz = results.get("nuisance", {})
-    lines = [
-        "# The study of chapter 06 (generated — do not edit)",
-        "",
-        "Written by `python -m depthg_lib.study --publish` from `results.json` beside this "
-        "file; every number below is read from it. The predictions section is "
-        "`PREDICTIONS.md`, copied as it was written before the runs.",
-        "",
-        f"- command: `{results['command']}`",
-        f"- machine: {results['machine']}, date: {results['date']}, load average at the last "
-        f"write: {results.get('load_average')}",
-        f"- state: {'complete' if results['complete'] else 'incomplete'} — "
-        f"{results['runs_done']} of {results['runs_total']} training runs stored; resume with "
-        "the same command and `--resume`",
-        f"- splits (SynthScenes seeds): train {s['train']} ({s['n_train_images']} images), "
-        f"tune {s['tune']} ({s['n_tune_images']}), report {s['report']} "
-        f"({s['n_report_images']}), {s['image_size']} px",
-        f"- training seeds: {results['seeds']}; per run: " + ", ".join(
-            f"{k} {v}" for k, v in results["training"].items()),
-        f"- knobs: {results['knob']['meaning']}; settings: " + ", ".join(
-            setting_label(results, k) for k in results["knob"]["settings"]),
-        *([f"- nuisance: {nz['meaning']}; strengths chosen on tune from the raw features "
-           "alone (`nuisance_levels.json`)"] if nz else []),
-        f"- shifts: {results['shifts'].get('note', 'the profile’s')}",
-        f"- backbone: {results['backbone']['name']} — {results['backbone']['saw']}",
-        f"- intervals: {results['ci_method']}",
-        f"- objective: version {results.get('objective_version')} of `losses.OBJECTIVE_VERSION`"
-        + ("" if results.get("objective_version") == OBJECTIVE_VERSION else
-           f" — **older than this library's version {OBJECTIVE_VERSION}**: these runs predate "
-           "the fidelity fixes; `--resume` redoes every arm with the current objective"),
-        "",
-        "## Summary",
-        "",
-        readme_summary(results),
-        "",
-    ]
-    c = claims(results)
-    lines += ["## Claims (read from the results)", "", f"- {c['head'][0].upper()}{c['head'][1:]}.",
-              f"- {c['depth'][0].upper()}{c['depth'][1:]}.", ""]
-    pred = predictions_text()
-    if pred:
-        lines += [pred, ""]
-    lines += ["## Results: which predictions held", "",
-              "| prediction | outcome | numbers |", "|---|---|---|"]
-    lines += [f"| {p} | {v} | {n} |" for p, v, n in prediction_checks(results)]
-    diag_path = REPO_ROOT / "docs" / "study" / "diagnosis.json"
-    if diag_path.exists():
-        from .diagnose import diagnosis_table
-
-        lines += ["", "## What F looks like and what the codes learn (tune split, seed 0)", "",
-                  "Mean cosine similarity of patch pairs (`python -m depthg_lib.study.diagnose`, "
-                  "`diagnosis.json`): *by image* = within-image minus across-image similarity "
-                  "of different-class pairs (what a per-image offset adds), *by position* = "
-                  "same grid position minus other positions across images (what a position "
-                  "pattern adds), *class gap* = same minus different class across images.", "",
-                  diagnosis_table(load_json(diag_path))]
-    reg = regime_table(results)
-    if reg:
-        lines += ["", "## The regime check (one seed, camouflage 0)", "", reg]
-    for knob in results["knob"]["settings"]:
-        lines += ["", f"## {setting_label(results, knob)}", "", results_table(results, knob),
-                  ""]
-        pr = results.get("premise", {}).get(knob)
-        if pr:
-            a, f = pr["auroc"], pr["fps_thing_share"]
-            lines += [f"Premise on tune: same-class AUROC feature {a['feature']:.3f}, depth "
-                      f"{a['depth']:.3f}, both {a['both']:.3f} (depth adds "
-                      f"{a['depth_gain']:+.3f}); FPS puts {100 * f['fps']:.0f} % of points on "
-                      f"things, random points {100 * f['random']:.0f} %."]
-            sim = pr.get("similarity")
-            if sim:
-                lines += [f"F on tune (mean cosine similarity, same / different class): within "
-                          f"an image {sim['intra']['same_class']:.3f} / "
-                          f"{sim['intra']['different_class']:.3f}, across images "
-                          f"{sim['cross']['same_class']:.3f} / "
-                          f"{sim['cross']['different_class']:.3f}; kNN positives from the same "
-                          f"source image: {100 * pr.get('knn_same_source', 0):.0f} %."]
-            lines += [""]
-        placed = results.get("shifts", {}).get("placed", {}).get(knob)
-        if placed:
-            f = placed["f"]
-            lines += ["Shifts placed by F (mean ± std of centred F per term, clean → now): " +
-                      "; ".join(f"{g} {f['clean'][g]['mean']:.3f} ± {f['clean'][g]['std']:.3f}"
-                                f" → {f['now'][g]['mean']:.3f} ± {f['now'][g]['std']:.3f}"
-                                for g in ("intra", "inter", "neg")) +
-                      f"; placed {placed['shifts']}; tuned offsets "
-                      f"{results['shifts'].get('offsets', {}).get(knob)}.", ""]
-        lines += [f"- {line}" for line in ci_lines(results, knob)]
-    plateau = plateau_line(results)
-    lines += ["", "## Figures", "", *([plateau, ""] if plateau else []),
-              "![the knobs: head − k-means and DepthG − STEGO with 95 % intervals]"
-              "(study_knob.png)", "",
-              "![validation curves](study_validation.png)", "",
-              "![unsupervised mIoU per arm](study_arms.png)", ""]
-    return "\n".join(lines)

@@ -7,22 +7,18 @@ is run again rather than mixed in.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from .. import ablation
 from ..checkpoint import load_checkpoint
-from ..config import Profile, load_profile, profile_arg
+from ..config import Profile
 from ..env import resolve_device
 from ..errors import DepthGError
-from ..io import json_digest, load_json, save_json, save_npz
+from ..io import save_json
 from ..knn import same_source_share
 from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
@@ -32,6 +28,7 @@ from .report import publish_results, summarize, write_figures
 from .scoring import (
     MAX_FIT_POINTS,
     cached_feats,
+    feature_similarity,
     fit_centroids,
     head_codes,
     linear_probe_raw,
@@ -40,21 +37,23 @@ from .scoring import (
     score_linear_raw,
 )
 from .shifts import SHIFT_NAMES, f_statistics, placed_shifts
-from .shipped import load_shipped, ship_head
+from .shipped import load_shipped
 from .splits import (
     KNOB,
+    NUISANCE_DEFAULTS,
     KnobData,
     Setting,
     apply_nuisance,
     clean_scale,
     knob_key,
     knob_profile,
+    nuisance_spec,
     prepare_knob,
     split_size,
 )
 from .stats import METRICS, linear_miou, unsup_miou
+from .store import Store, digest, profile_values
 
-STORE_VERSION = 1
 # the regime check (one seed, the reference arm and STEGO): short vs long runs, the decay
 # schedules fixed in steps (`depth_decay_every`, as the earlier study ran) or as a share of
 # the run (`depth_decay_share`, the released proportions); name → (steps in units of the
@@ -63,43 +62,10 @@ STORE_VERSION = 1
 REGIMES = {"short-steps": (1, False), "short-share": (1, True), "long-share": (5, True)}
 
 
-class Store:
-    """`store.json`: one row per finished (kind, name, knob, seed) with its identity; the
-    per-image matrices of a row live in `hists/<id>.npz`. Written after every row."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.path = folder / "store.json"
-        data = load_json(self.path) if self.path.exists() else {}
-        if data and data.get("version") != STORE_VERSION:
-            data = {}
-        self.rows: list[dict] = data.get("rows", [])
-
-    def find(self, identity: str) -> dict | None:
-        return next((r for r in self.rows if r["id"] == identity), None)
-
-    def add(self, row: dict, hists: dict[str, np.ndarray]) -> dict:
-        if hists:
-            save_npz(self.folder / "hists" / f"{row['id']}.npz", **hists)
-        self.rows = [r for r in self.rows if r["id"] != row["id"]] + [row]
-        save_json(self.path, {"version": STORE_VERSION, "rows": self.rows})
-        return row
-
-    def hists(self, row: dict) -> dict[str, np.ndarray]:
-        with np.load(self.folder / "hists" / f"{row['id']}.npz") as z:
-            return {k: z[k] for k in z.files}
 
 
-def digest(obj) -> str:
-    """A short, stable digest of a JSON-able description (the identity of a stored row)."""
-    return json_digest(obj)
 
 
-def profile_values(profile: Profile) -> dict:
-    """A profile's settings as part of a row's identity: not the study's own design (its
-    knobs, arms, seeds, candidates), so that growing the study keeps the rows it has."""
-    return {k: v for k, v in dataclasses.asdict(profile).items()
-            if k != "source" and not k.startswith("study_") and k != "ablation_seeds"}
 
 
 def study_arms(profile: Profile) -> list[str]:
@@ -483,26 +449,6 @@ class Study:
             results = self.write(results_path, publish)
         return results
 
-    def ship(self) -> dict:
-        """Copy every current head of this study (its arms and the regime check's runs) to
-        depthg_lib/weights/study, named by its head identity."""
-        shipped = {}
-        for row in self.store.rows:
-            if row["kind"] not in ("arm", "regime"):
-                continue
-            knob = Setting.from_key(row["knob"])
-            regime = "" if row["kind"] == "arm" else row.get("regime", "")
-            if row["id"] != self.arm_identity(row["name"], knob, row["seed"], regime):
-                continue  # a row of older settings
-            head_id = self.head_identity(row["name"], knob, row["seed"], regime)
-            ckpt = Path(row["run_dir"]) / "checkpoints" / "final.pt"
-            if ckpt.exists():
-                ship_head(ckpt, head_id, {"name": row["name"], "knob": row["knob"],
-                                          "seed": row["seed"], "regime": regime or "study",
-                                          "steps": row.get("steps"), "unsup": row["unsup"],
-                                          "linear": row["linear"]})
-                shipped[head_id] = row["name"]
-        return {"shipped": len(shipped)}
 
     def write(self, results_path: Path, publish: Path | None) -> dict:
         results = summarize(self)
@@ -513,15 +459,8 @@ class Study:
         return results
 
 
-NUISANCE_DEFAULTS: dict = {}  # Nuisance's own defaults (kinds, rank, outliers, seed)
 
 
-def nuisance_spec(strength: float) -> dict:
-    """What a nuisance setting is, without its measured scale (part of a row's identity)."""
-    spec = Nuisance(float(strength), scale=1.0, dim=1024, **NUISANCE_DEFAULTS).identity()
-    spec.pop("scale")
-    spec.pop("dim")
-    return spec
 
 
 def variant_key(variant: Profile) -> str:
@@ -541,78 +480,7 @@ def study_settings(profile: Profile) -> list[Setting]:
     return knobs + [Setting(first, float(s)) for s in profile.study_nuisance if s]
 
 
-@torch.no_grad()
-def feature_similarity(images, n_classes: int, pairs: int = 20000, seed: int = 0) -> dict:
-    """What F looks like: mean cosine similarity of patch pairs in one image and across two
-    images, for the same and for different classes (tune split, patch labels by majority)."""
-    import torch.nn.functional as F
-
-    feats = F.normalize(images.feats.float(), dim=1)
-    n, d, h, w = feats.shape
-    lab = torch.from_numpy(images.labels).float()[:, None]
-    # a patch's label: the label at its centre
-    lab = F.interpolate(lab, size=(h, w), mode="nearest")[:, 0].long().reshape(n, -1)
-    flat = feats.permute(0, 2, 3, 1).reshape(n, h * w, d)
-    rng = np.random.default_rng(seed)
-    out = {}
-    for where in ("intra", "cross"):
-        a = rng.integers(0, n, pairs)
-        b = a if where == "intra" else (a + rng.integers(1, n, pairs)) % n
-        i, j = rng.integers(0, h * w, pairs), rng.integers(0, h * w, pairs)
-        sim = (flat[a, i] * flat[b, j]).sum(-1).numpy()
-        la, lb = lab[a, i].numpy(), lab[b, j].numpy()
-        valid = (la >= 0) & (lb >= 0) & (la < n_classes) & (lb < n_classes)
-        same = valid & (la == lb)
-        diff = valid & (la != lb)
-        out[where] = {"same_class": round(float(sim[same].mean()), 4),
-                      "different_class": round(float(sim[diff].mean()), 4),
-                      "gap": round(float(sim[same].mean() - sim[diff].mean()), 4)}
-    return out
 
 
-def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
-              seeds: int | None = None, report_seed: int | None = None, device: str = "auto",
-              progress: bool = True, resume: bool = True, force: bool = False,
-              n_boot: int = 1000, publish: str | os.PathLike | None = None,
-              command: str | None = None, write_only: bool = False, ship: bool = False
-              ) -> dict:
-    """Run (or resume) the study of `profile` and return its results (also in
-    `<out>/results.json`, default `runs/<profile>/study`). `publish` is a folder (e.g.
-    `docs/study`) that receives the results file and figures, which also go to `figures/`.
-    `write_only` trains and scores nothing new: it writes the results of what is stored."""
-    profile = load_profile(profile)
-    if report_seed is not None:
-        profile = profile.replace(report_seed=int(report_seed))
-    out = Path(out_dir) if out_dir is not None else profile.paths.run_dir / "study"
-    store = out / "store.json"
-    if force and out.exists():
-        shutil.rmtree(out / "hists", ignore_errors=True)
-        store.unlink(missing_ok=True)
-    elif store.exists() and not resume:
-        raise DepthGError(f"{store} holds an earlier study; continue it with --resume or "
-                          "start over with --force")
-    out.mkdir(parents=True, exist_ok=True)
-    n = profile.ablation_seeds if seeds is None else int(seeds)
-    if command is None:
-        command = f"python -m depthg_lib.study --profile {profile_arg(profile)} --seeds {n}" + (
-            f" --report-seed {report_seed}" if report_seed is not None else "")
-    with torch.random.fork_rng(devices=[]):
-        study = Study(profile, out, n, device, progress, n_boot, command)
-        study.write_only = write_only
-        study.no_training = report_seed is not None
-        if ship:
-            return study.ship()
-        return study.run(out / "results.json", Path(publish) if publish else None)
 
 
-def rescore_published(report_seed: int, seeds: int = 3, profile: str = "study",
-                      out_dir: str | os.PathLike | None = None, device: str = "auto",
-                      progress: bool = False) -> dict:
-    """The published study's shipped heads scored on a report split of your choosing, without
-    training: the settings at the first camouflage setting (clean and every nuisance strength)
-    and the first `seeds` seeds — the part that fits in a few minutes on a laptop CPU."""
-    p = load_profile(profile)
-    p = p.replace(study_knob=list(p.study_knob[:1]))
-    out = Path(out_dir) if out_dir is not None else (p.paths.run_dir / f"rescore{report_seed}")
-    return run_study(p, out_dir=out, seeds=seeds, report_seed=report_seed, device=device,
-                     progress=progress, resume=True, n_boot=500)

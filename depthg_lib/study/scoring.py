@@ -111,3 +111,32 @@ def score_linear_raw(probe, images: ImageSet, n_classes: int) -> np.ndarray:
     logits = F.interpolate(probe(feats), size=images.labels.shape[1:], mode="bilinear",
                            align_corners=False)
     return per_image_histograms(logits.argmax(1).numpy(), images.labels, n_classes, n_classes)
+
+
+@torch.no_grad()
+def feature_similarity(images, n_classes: int, pairs: int = 20000, seed: int = 0) -> dict:
+    """What F looks like: mean cosine similarity of patch pairs in one image and across two
+    images, for the same and for different classes (tune split, patch labels by majority)."""
+    import torch.nn.functional as F
+
+    feats = F.normalize(images.feats.float(), dim=1)
+    n, d, h, w = feats.shape
+    lab = torch.from_numpy(images.labels).float()[:, None]
+    # a patch's label: the label at its centre
+    lab = F.interpolate(lab, size=(h, w), mode="nearest")[:, 0].long().reshape(n, -1)
+    flat = feats.permute(0, 2, 3, 1).reshape(n, h * w, d)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for where in ("intra", "cross"):
+        a = rng.integers(0, n, pairs)
+        b = a if where == "intra" else (a + rng.integers(1, n, pairs)) % n
+        i, j = rng.integers(0, h * w, pairs), rng.integers(0, h * w, pairs)
+        sim = (flat[a, i] * flat[b, j]).sum(-1).numpy()
+        la, lb = lab[a, i].numpy(), lab[b, j].numpy()
+        valid = (la >= 0) & (lb >= 0) & (la < n_classes) & (lb < n_classes)
+        same = valid & (la == lb)
+        diff = valid & (la != lb)
+        out[where] = {"same_class": round(float(sim[same].mean()), 4),
+                      "different_class": round(float(sim[diff].mean()), 4),
+                      "gap": round(float(sim[same].mean() - sim[diff].mean()), 4)}
+    return out

@@ -17,6 +17,7 @@ from ..checkpoint import TrainedModel, read_checkpoint
 from ..errors import DepthGError
 from ..io import atomic_path, load_json, save_json
 from ..models import DepthGModel
+from .splits import Setting
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights" / "study"
 MANIFEST = "manifest.json"
@@ -73,3 +74,25 @@ def load_shipped(head_id: str, folder: Path = SHIPPED_DIR) -> TrainedModel | Non
     model.eval()
     return TrainedModel(model.head, model.cluster_probe, model.linear_probe, info["backbone"],
                         {"profile": {}, "path": str(path), "shipped": True})
+
+
+def ship_heads(study) -> dict:
+    """Copy every current head of this study (its arms and the regime check's runs) to
+    depthg_lib/weights/study, named by its head identity."""
+    shipped = {}
+    for row in study.store.rows:
+        if row["kind"] not in ("arm", "regime"):
+            continue
+        knob = Setting.from_key(row["knob"])
+        regime = "" if row["kind"] == "arm" else row.get("regime", "")
+        if row["id"] != study.arm_identity(row["name"], knob, row["seed"], regime):
+            continue  # a row of older settings
+        head_id = study.head_identity(row["name"], knob, row["seed"], regime)
+        ckpt = Path(row["run_dir"]) / "checkpoints" / "final.pt"
+        if ckpt.exists():
+            ship_head(ckpt, head_id, {"name": row["name"], "knob": row["knob"],
+                                      "seed": row["seed"], "regime": regime or "study",
+                                      "steps": row.get("steps"), "unsup": row["unsup"],
+                                      "linear": row["linear"]})
+            shipped[head_id] = row["name"]
+    return {"shipped": len(shipped)}

@@ -317,3 +317,14 @@ def apply_nuisance(kd: KnobData, nuisance: Nuisance, profile: Profile, backbone,
     ref = tune[profile.fidelity] if profile.fidelity in tune else next(iter(tune.values()))
     premise = measure_premise(ref, profile, backbone)
     return KnobData(kd.knob, kd.profile, train_data, tune, report, premise)
+
+
+NUISANCE_DEFAULTS: dict = {}  # Nuisance's own defaults (kinds, rank, outliers, seed)
+
+
+def nuisance_spec(strength: float) -> dict:
+    """What a nuisance setting is, without its measured scale (part of a row's identity)."""
+    spec = Nuisance(float(strength), scale=1.0, dim=1024, **NUISANCE_DEFAULTS).identity()
+    spec.pop("scale")
+    spec.pop("dim")
+    return spec

@@ -63,3 +63,8 @@ def verdict(ci: dict) -> str:
     if ci["hi"] < 0:
         return "hurts (interval below 0)"
     return "no detectable difference (interval contains 0)"
+
+
+def last_quarter(n_points: int) -> int:
+    """How many validations back "the last quarter" of a curve of n_points starts."""
+    return max(1, n_points // 4)

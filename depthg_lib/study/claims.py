@@ -1,0 +1,182 @@
+"""The study's closing claims and the checks of its written predictions, read from a results
+file (docs/study/results.json): every sentence is built from the intervals stored there."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .splits import KNOB
+
+
+def setting_label(results: dict, knob: str) -> str:
+    return results.get("knob", {}).get("labels", {}).get(knob, f"{KNOB} {knob}")
+
+
+def ci_at(results: dict, name: str, knob: str, metric: str = "unsup") -> dict | None:
+    return results.get("ci95", {}).get(name, {}).get(knob, {}).get(metric)
+
+
+def fmt_ci(ci: dict) -> str:
+    return f"{ci['diff']:+.1f} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]"
+
+
+HEAD_ARMS = ("stego-corrected", "depthg-corrected")
+
+
+def claims(results: dict) -> dict:
+    """The study's closing claims, each a sentence with its intervals, read from the results:
+    `head` (when does a head beat k-means on the raw features by ≥ 3 unsupervised mIoU points
+    with an interval above 0?) and `depth` (when does DepthG beat STEGO with an interval above
+    0?). Also the settings behind each, so that a chapter can show them."""
+    keys = results["knob"]["settings"]
+    head_rows, depth_rows = [], []
+    for knob in keys:
+        for arm in HEAD_ARMS:
+            ci = ci_at(results, f"{arm} vs kmeans_raw_train_fit", knob)
+            if ci:
+                head_rows.append((knob, arm, ci))
+        ci = ci_at(results, "depthg-corrected vs stego-corrected", knob)
+        if ci:
+            depth_rows.append((knob, ci))
+    label = {"stego-corrected": "STEGO", "depthg-corrected": "DepthG"}
+    wins = [(k, a, c) for k, a, c in head_rows if c["lo"] > 0 and c["diff"] >= 3]
+    if wins:
+        head = ("the head helps when the features carry class-free structure: it beats "
+                "k-means on the raw features (fitted on train) by ≥ 3 unsupervised mIoU points "
+                "with the interval above 0 at " + "; ".join(
+                    f"{setting_label(results, k)} ({label[a]} {fmt_ci(c)})" for k, a, c in wins))
+        others = [(k, a, c) for k, a, c in head_rows if (k, a, c) not in wins]
+        if others:
+            best = max(others, key=lambda r: r[2]["diff"])
+            head += (f", and not elsewhere (best other: {setting_label(results, best[0])}, "
+                     f"{label[best[1]]} {fmt_ci(best[2])})")
+    elif head_rows:
+        best = max(head_rows, key=lambda r: r[2]["diff"])
+        head = ("the head does not beat k-means on the raw features (fitted on train) by ≥ 3 "
+                "unsupervised mIoU points with the interval above 0 at any setting of this "
+                f"study: its best is {label[best[1]]} at {setting_label(results, best[0])}, "
+                f"{fmt_ci(best[2])}")
+        small = [(k, a, c) for k, a, c in head_rows if c["lo"] > 0]
+        if small:
+            head += ("; it is above k-means by less than 3 points at " + "; ".join(
+                f"{setting_label(results, k)} ({label[a]} {fmt_ci(c)})" for k, a, c in small))
+    else:
+        head = "no head has been compared with k-means yet"
+    helps = [(k, c) for k, c in depth_rows if c["lo"] > 0]
+    hurts = [(k, c) for k, c in depth_rows if c["hi"] < 0]
+    if helps:
+        depth = ("depth helps when " + "; ".join(
+            f"{setting_label(results, k)}: DepthG − STEGO {fmt_ci(c)}" for k, c in helps))
+    elif depth_rows:
+        depth = ("depth does not help at any setting of this study (DepthG − STEGO, "
+                 "unsupervised mIoU: " + "; ".join(
+                     f"{setting_label(results, k)} {fmt_ci(c)}" for k, c in depth_rows) + ")")
+    else:
+        depth = "DepthG and STEGO have not been compared yet"
+    if hurts and not helps:
+        depth += "; it hurts at " + ", ".join(setting_label(results, k) for k, _ in hurts)
+    return {"head": head, "depth": depth,
+            "head_wins": [{"setting": k, "arm": a, **c} for k, a, c in wins],
+            "depth_helps": [{"setting": k, **c} for k, c in helps]}
+
+
+def outcome(ok: bool | None) -> str:
+    return {True: "held", False: "failed", None: "not tested yet"}[ok]
+
+
+def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
+    """(prediction, held / failed / not tested yet, the numbers) for docs/study/PREDICTIONS.md's
+    testable predictions, each decided by a rule fixed with the predictions."""
+    out = []
+    reg = results.get("regime", {})
+    st, dg = reg.get("stego-corrected", {}), reg.get("depthg-corrected", {})
+    gains = {n: r.get("tune_gain_last_quarter") for n, r in st.items()}
+    ok = all(g is not None and abs(g) <= 1 for g in gains.values()) if gains else None
+    out.append(("R1 STEGO flat over the last quarter in every regime", outcome(ok),
+                ", ".join(f"{n} {g:+.2f}" for n, g in gains.items() if g is not None)))
+    if {"short-steps", "short-share", "long-share"} <= set(st) & set(dg):
+        d = {n: dg[n]["tune_unsup"] - st[n]["tune_unsup"] for n in st if n in dg}
+        ok = (d["short-steps"] <= -2 and abs(d["short-share"]) <= 1.5
+              and abs(d["long-share"]) <= 1.5)
+        out.append(("R2 DepthG − STEGO on tune: several points below with the decay in steps "
+                    "over a short run, within ± 1.5 with the schedule as a share",
+                    outcome(ok), ", ".join(f"{n} {v:+.1f}" for n, v in d.items())))
+    else:
+        out.append(("R2 DepthG − STEGO by regime", outcome(None), ""))
+    cam = [k for k in results["knob"]["settings"]
+           if not results["knob"].get("nuisance", {}).get(k)]
+    cis = {k: ci_at(results, "depthg-corrected vs stego-corrected", k) for k in cam}
+    done = [c for c in cis.values() if c]
+    ok = all(c["lo"] <= 0 <= c["hi"] for c in done) if len(done) == len(cam) else None
+    out.append(("C1 DepthG − STEGO contains 0 at every camouflage setting", outcome(ok),
+                "; ".join(f"{setting_label(results, k)} {fmt_ci(c)}" for k, c in cis.items()
+                          if c)))
+    cis = {(k, a): ci_at(results, f"{a} vs kmeans_raw_train_fit", k) for k in cam
+           for a in HEAD_ARMS}
+    done = [c for c in cis.values() if c]
+    ok = all(c["lo"] <= 0 for c in done) if len(done) == len(cis) else None
+    out.append(("C2 head − k-means below 0 or no detectable difference without nuisance",
+                outcome(ok), "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} "
+                                        f"{fmt_ci(c)}" for (k, a), c in cis.items() if c)))
+    nui = sorted([k for k in results["knob"]["settings"]
+                  if results["knob"].get("nuisance", {}).get(k)],
+                 key=lambda k: results["knob"]["nuisance"][k])
+    base = cam[0] if cam else None
+    per = results.get("baselines", {})
+    km, lin = per.get("kmeans_raw_train_fit", {}), per.get("linear_raw", {})
+    if nui and base and all(km.get(k) is not None and lin.get(k) is not None
+                            for k in [base] + nui):
+        strong = nui[-1]
+        ok = km[strong] / lin[strong] <= 0.4 and lin[base] - lin[strong] <= 3
+        out.append(("N0 k-means falls to about a third of the linear probe or less, the "
+                    "linear probe by ≤ 3 points", outcome(ok),
+                    "; ".join(f"{setting_label(results, k)}: k-means {km[k]:.1f}, linear "
+                              f"{lin[k]:.1f}" for k in [base] + nui)))
+        heads = results.get("baselines", {})
+        arms = results.get("arms", {})
+        falls = []
+        for k in nui:
+            for a in HEAD_ARMS:
+                v0, v1 = arms.get(a, {}).get(base, {}).get("unsup"), arms.get(a, {}).get(
+                    k, {}).get("unsup")
+                if v0 and v1:
+                    falls.append((k, a, np.mean(v0) - np.mean(v1), km[base] - km[k]))
+        ok = all(f[2] < f[3] for f in falls) if len(falls) == 2 * len(nui) else None
+        share = {k: results.get("premise", {}).get(k, {}).get("knn_same_source")
+                 for k in [base] + nui}
+        out.append(("N1 the heads fall less than k-means under the nuisance (and the kNN "
+                    "pairs turn into same-source pairs)", outcome(ok),
+                    "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} falls "
+                              f"{h:.1f}, k-means {m:.1f}" for k, a, h, m in falls)
+                    + ("; kNN same-source share " + ", ".join(
+                        f"{setting_label(results, k)} {v:.2f}" for k, v in share.items()
+                        if v is not None) if any(v is not None for v in share.values())
+                       else "")))
+        del heads
+    else:
+        out.append(("N0/N1 the nuisance settings", outcome(None), ""))
+    out.append(("N2 the position pattern hurts head and k-means alike; N3 the outliers cost "
+                "little", "not tested by these runs",
+                "the three kinds ran together; their separate effect on the raw baselines is in "
+                "nuisance_levels.json"))
+    cis = {(k, a): ci_at(results, f"{a} vs kmeans_raw_train_fit", k) for k in nui
+           for a in HEAD_ARMS}
+    if nui and all(cis.get((nui[-1], a)) for a in HEAD_ARMS):
+        strong = [cis[(nui[-1], a)] for a in HEAD_ARMS]
+        ok = all(c["diff"] >= 3 and c["lo"] > 0 for c in strong)
+        out.append(("N4 at the strongest nuisance both heads beat k-means by ≥ 3 with the "
+                    "interval above 0", outcome(ok), "; ".join(
+                        f"{setting_label(results, k)} {a.split('-')[0]} {fmt_ci(c)}"
+                        for (k, a), c in cis.items() if c)))
+    else:
+        out.append(("N4 the head against k-means under nuisance", outcome(None), ""))
+    d0 = ci_at(results, "depthg-corrected vs stego-corrected", base) if base else None
+    dn = {k: ci_at(results, "depthg-corrected vs stego-corrected", k) for k in nui}
+    if d0 and nui and all(dn.values()):
+        ok = all(c["diff"] >= 0 and c["diff"] > d0["diff"] for c in dn.values())
+        out.append(("N5 DepthG − STEGO ≥ 0 under nuisance and larger than without",
+                    outcome(ok), "; ".join(f"{setting_label(results, k)} {fmt_ci(c)}"
+                                            for k, c in {base: d0, **dn}.items())))
+    else:
+        out.append(("N5 depth under nuisance", outcome(None), ""))
+    return out

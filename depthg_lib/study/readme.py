@@ -1,0 +1,249 @@
+"""docs/study/README.md and the tables and sentences the chapters print: markdown built from
+a results file alone, so that a chapter and the README show the same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ablation
+from ..config import REPO_ROOT
+from ..io import load_json
+from ..losses import OBJECTIVE_VERSION
+from .claims import claims, prediction_checks, setting_label
+from .stats import last_quarter
+
+BASELINES = {
+    "kmeans_raw_train_fit": "k-means on raw backbone features, fitted on the training crops",
+    "kmeans_raw_transductive": "k-means on raw backbone features, fitted on the report images",
+    "linear_raw": "linear probe on raw backbone features (trained on the training crops)",
+    "head_cluster_probe": "the trained head's cluster probe (reference arm)",
+    "head_kmeans_codes": "k-means on the trained head's codes, fitted on the training crops",
+    "head_linear_probe": "the trained head's linear probe (reference arm)",
+}
+
+
+def results_table(results: dict, knob: str | None = None) -> str:
+    """Markdown: per arm, mean ± std over seeds of report mIoU (unsup., linear, k-means on
+    codes), then the baselines."""
+    knob = knob or results["knob"]["settings"][0]
+    lines = [f"| {setting_label(results, knob)} | seeds | unsup. mIoU | linear mIoU | "
+             "k-means on codes |",
+             "|---|---:|---:|---:|---:|"]
+
+    def cell(values):
+        if not values:
+            return "—"
+        if len(values) == 1:  # one seed: no spread to show
+            return f"{values[0]:.1f}"
+        return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+
+    for arm, by_knob in results["arms"].items():
+        v = by_knob.get(knob, {})
+        label = results.get("arm_labels", {}).get(arm, arm)
+        lines.append(f"| {label} | {len(v.get('unsup', []))} | {cell(v.get('unsup'))} | "
+                     f"{cell(v.get('linear'))} | {cell(v.get('kmeans_codes'))} |")
+    for name in results["baselines"]:
+        if name.startswith("head_"):
+            continue
+        vals = results.get("baselines_per_seed", {}).get(name, {}).get(knob, [])
+        unsup = cell(vals) if "kmeans" in name else "—"
+        linear = cell(vals) if name == "linear_raw" else "—"
+        lines.append(f"| {BASELINES.get(name, name)} | {len(vals)} | {unsup} | {linear} | — |")
+    return "\n".join(lines)
+
+
+def ci_lines(results: dict, knob: str | None = None) -> list[str]:
+    """One sentence per paired difference at a knob setting, read from the results."""
+    knob = knob or results["knob"]["settings"][0]
+    out = []
+    for name, by_knob in results["ci95"].items():
+        for metric, ci in by_knob.get(knob, {}).items():
+            out.append(f"{name} ({metric} mIoU): {ci['diff']:+.1f} points, 95 % CI "
+                       f"[{ci['lo']:+.1f}, {ci['hi']:+.1f}] over {ci['seeds']} seeds × "
+                       f"{ci['images']} images — {ci['verdict']}")
+    return out
+
+
+def head_margin(results: dict, knob: str | None = None) -> dict | None:
+    """The head (reference arm, unsupervised) minus k-means on raw features fitted on train."""
+    knob = knob or results["knob"]["settings"][0]
+    ref = results.get("reference_arm")
+    return results["ci95"].get(f"{ref} vs kmeans_raw_train_fit", {}).get(knob, {}).get("unsup")
+
+
+def readme_summary(results: dict) -> str:
+    """A short paragraph for the README: the head − k-means margin and DepthG − STEGO at each
+    knob setting, with their intervals, the run's state, machine, date and command."""
+    ref = results.get("reference_arm", "depthg-corrected")
+    partner = ablation.stego_partner(ref)
+    parts = []
+    for knob in results["knob"]["settings"]:
+        bits = []
+        m = head_margin(results, knob)
+        if m is not None:
+            bits.append(f"head − k-means on raw features (fitted on train) {m['diff']:+.1f} "
+                        f"[{m['lo']:+.1f}, {m['hi']:+.1f}]")
+        d = results["ci95"].get(f"{ref} vs {partner}", {}).get(knob, {}).get("unsup")
+        if d is not None:
+            bits.append(f"DepthG − STEGO {d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]")
+        if bits:
+            parts.append(f"{setting_label(results, knob)}: " + "; ".join(bits))
+    state = ("complete" if results.get("complete") else
+             f"{results['runs_done']} of {results['runs_total']} runs so far")
+    return (f"Study ({state}; objective version {results.get('objective_version')}; report "
+            f"split seed {results['splits']['report']}, "
+            f"{results['splits']['n_report_images']} images, seeds {results['seeds']}; "
+            f"unsupervised mIoU points, 95 % CI): " + ". ".join(parts) +
+            f". {results['machine']}, {results['date']}, `{results['command']}`.")
+
+
+def plateau_line(results: dict) -> str | None:
+    """How much the tune-split cluster probe still moved over the last quarter of training:
+    near 0 for every arm means the arms were compared at a plateau."""
+    val = results.get("validation") or {}
+    curves = {a: c for a, c in (val.get("curves") or {}).items()
+              if c.get("gain_last_quarter") is not None}
+    if not curves:
+        return None
+    gains = {a: c["gain_last_quarter"] for a, c in curves.items()}
+    steps = next(iter(curves.values()))["step"]
+    quarter = last_quarter(len(steps))
+    lo, hi = min(gains, key=gains.get), max(gains, key=gains.get)
+    return (f"Plateau: over the last validations (step {steps[-1 - quarter]} → {steps[-1]}) "
+            f"the {val['split']}-split cluster-probe mIoU (camouflage {val['knob']}, mean over "
+            f"seeds) moved between {gains[lo]:+.2f} ({lo}) and {gains[hi]:+.2f} ({hi}) points.")
+
+
+def regime_table(results: dict) -> str | None:
+    reg = results.get("regime") or {}
+    if not reg:
+        return None
+    lines = ["| arm | regime | steps | depth decay every | S decay every | tune unsup. | "
+             "tune linear | tune gain, last quarter | report unsup. |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for arm, by in reg.items():
+        for name, r in by.items():
+            g = r.get("tune_gain_last_quarter")
+            lines.append(f"| {arm} | {name} | {r['steps']} | {r['depth_decay_every']} | "
+                         f"{r['fps_sample_decay_every']} | {r['tune_unsup']:.1f} | "
+                         f"{r['tune_linear']:.1f} | {'—' if g is None else f'{g:+.2f}'} | "
+                         f"{r['report_unsup']:.1f} |")
+    return "\n".join(lines)
+
+
+def predictions_text() -> str | None:
+    path = REPO_ROOT / "docs" / "study" / "PREDICTIONS.md"
+    return path.read_text().strip() if path.exists() else None
+
+
+def study_markdown(results: dict) -> str:
+    """docs/study/README.md: what was run, the predictions (as written before the runs),
+    which held, the claims, every table and interval, the premise, figures."""
+    s = results["splits"]
+    nz = results.get("nuisance", {})
+    lines = [
+        "# The study of chapter 06 (generated — do not edit)",
+        "",
+        "Written by `python -m depthg_lib.study --publish` from `results.json` beside this "
+        "file; every number below is read from it. The predictions section is "
+        "`PREDICTIONS.md`, copied as it was written before the runs.",
+        "",
+        f"- command: `{results['command']}`",
+        f"- machine: {results['machine']}, date: {results['date']}, load average at the last "
+        f"write: {results.get('load_average')}",
+        f"- state: {'complete' if results['complete'] else 'incomplete'} — "
+        f"{results['runs_done']} of {results['runs_total']} training runs stored; resume with "
+        "the same command and `--resume`",
+        f"- splits (SynthScenes seeds): train {s['train']} ({s['n_train_images']} images), "
+        f"tune {s['tune']} ({s['n_tune_images']}), report {s['report']} "
+        f"({s['n_report_images']}), {s['image_size']} px",
+        f"- training seeds: {results['seeds']}; per run: " + ", ".join(
+            f"{k} {v}" for k, v in results["training"].items()),
+        f"- knobs: {results['knob']['meaning']}; settings: " + ", ".join(
+            setting_label(results, k) for k in results["knob"]["settings"]),
+        *([f"- nuisance: {nz['meaning']}; strengths chosen on tune from the raw features "
+           "alone (`nuisance_levels.json`)"] if nz else []),
+        f"- shifts: {results['shifts'].get('note', 'the profile’s')}",
+        f"- backbone: {results['backbone']['name']} — {results['backbone']['saw']}",
+        f"- intervals: {results['ci_method']}",
+        f"- objective: version {results.get('objective_version')} of `losses.OBJECTIVE_VERSION`"
+        + ("" if results.get("objective_version") == OBJECTIVE_VERSION else
+           f" — **older than this library's version {OBJECTIVE_VERSION}**: these runs predate "
+           "the fidelity fixes; `--resume` redoes every arm with the current objective"),
+        "",
+        "## Summary",
+        "",
+        readme_summary(results),
+        "",
+    ]
+    c = claims(results)
+    lines += ["## Claims (read from the results)", "", f"- {c['head'][0].upper()}{c['head'][1:]}.",
+              f"- {c['depth'][0].upper()}{c['depth'][1:]}.", ""]
+    pred = predictions_text()
+    if pred:
+        lines += [pred, ""]
+    lines += ["## Results: which predictions held", "",
+              "| prediction | outcome | numbers |", "|---|---|---|"]
+    lines += [f"| {p} | {v} | {n} |" for p, v, n in prediction_checks(results)]
+    diag_path = REPO_ROOT / "docs" / "study" / "diagnosis.json"
+    if diag_path.exists():
+        lines += ["", "## What F looks like and what the codes learn (tune split, seed 0)", "",
+                  "Mean cosine similarity of patch pairs (`python -m depthg_lib.study.diagnose`, "
+                  "`diagnosis.json`): *by image* = within-image minus across-image similarity "
+                  "of different-class pairs (what a per-image offset adds), *by position* = "
+                  "same grid position minus other positions across images (what a position "
+                  "pattern adds), *class gap* = same minus different class across images.", "",
+                  diagnosis_table(load_json(diag_path))]
+    reg = regime_table(results)
+    if reg:
+        lines += ["", "## The regime check (one seed, camouflage 0)", "", reg]
+    for knob in results["knob"]["settings"]:
+        lines += ["", f"## {setting_label(results, knob)}", "", results_table(results, knob),
+                  ""]
+        pr = results.get("premise", {}).get(knob)
+        if pr:
+            a, f = pr["auroc"], pr["fps_thing_share"]
+            lines += [f"Premise on tune: same-class AUROC feature {a['feature']:.3f}, depth "
+                      f"{a['depth']:.3f}, both {a['both']:.3f} (depth adds "
+                      f"{a['depth_gain']:+.3f}); FPS puts {100 * f['fps']:.0f} % of points on "
+                      f"things, random points {100 * f['random']:.0f} %."]
+            sim = pr.get("similarity")
+            if sim:
+                lines += [f"F on tune (mean cosine similarity, same / different class): within "
+                          f"an image {sim['intra']['same_class']:.3f} / "
+                          f"{sim['intra']['different_class']:.3f}, across images "
+                          f"{sim['cross']['same_class']:.3f} / "
+                          f"{sim['cross']['different_class']:.3f}; kNN positives from the same "
+                          f"source image: {100 * pr.get('knn_same_source', 0):.0f} %."]
+            lines += [""]
+        placed = results.get("shifts", {}).get("placed", {}).get(knob)
+        if placed:
+            f = placed["f"]
+            lines += ["Shifts placed by F (mean ± std of centred F per term, clean → now): " +
+                      "; ".join(f"{g} {f['clean'][g]['mean']:.3f} ± {f['clean'][g]['std']:.3f}"
+                                f" → {f['now'][g]['mean']:.3f} ± {f['now'][g]['std']:.3f}"
+                                for g in ("intra", "inter", "neg")) +
+                      f"; placed {placed['shifts']}; tuned offsets "
+                      f"{results['shifts'].get('offsets', {}).get(knob)}.", ""]
+        lines += [f"- {line}" for line in ci_lines(results, knob)]
+    plateau = plateau_line(results)
+    lines += ["", "## Figures", "", *([plateau, ""] if plateau else []),
+              "![the knobs: head − k-means and DepthG − STEGO with 95 % intervals]"
+              "(study_knob.png)", "",
+              "![validation curves](study_validation.png)", "",
+              "![unsupervised mIoU per arm](study_arms.png)", ""]
+    return "\n".join(lines)
+
+
+def diagnosis_table(diag: dict) -> str:
+    """Markdown: one row per (setting, representation)."""
+    lines = ["| setting | representation | within image, same / different class | across "
+             "images, same / different class | by image | by position | class gap |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for knob, entry in diag.get("settings", {}).items():
+        for name, s in entry.items():
+            lines.append(f"| {knob} | {name} | {s['within_same']:.2f} / {s['within_diff']:.2f}"
+                         f" | {s['across_same']:.2f} / {s['across_diff']:.2f} | "
+                         f"{s['by_image']:+.2f} | {s['by_position']:+.2f} | "
+                         f"{s['class_gap']:+.2f} |")
+    return "\n".join(lines)
