@@ -87,6 +87,16 @@ def outcome(ok: bool | None) -> str:
 def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
     """(prediction, held / failed / not tested yet, the numbers) for docs/study/PREDICTIONS.md's
     testable predictions, each decided by a rule fixed with the predictions."""
+    settings = results["knob"]["settings"]
+    nuisance = results["knob"].get("nuisance", {})
+    cam = [k for k in settings if not nuisance.get(k)]
+    nui = sorted([k for k in settings if nuisance.get(k)], key=lambda k: nuisance[k])
+    return (regime_checks(results) + camouflage_checks(results, cam)
+            + nuisance_checks(results, cam[0] if cam else None, nui))
+
+
+def regime_checks(results: dict) -> list[tuple[str, str, str]]:
+    """R1, R2: the regime check's tune-split numbers (one seed, camouflage 0)."""
     out = []
     reg = results.get("regime", {})
     st, dg = reg.get("stego-corrected", {}), reg.get("depthg-corrected", {})
@@ -103,8 +113,12 @@ def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
                     outcome(ok), ", ".join(f"{n} {v:+.1f}" for n, v in d.items())))
     else:
         out.append(("R2 DepthG − STEGO by regime", outcome(None), ""))
-    cam = [k for k in results["knob"]["settings"]
-           if not results["knob"].get("nuisance", {}).get(k)]
+    return out
+
+
+def camouflage_checks(results: dict, cam: list[str]) -> list[tuple[str, str, str]]:
+    """C1, C2: the settings without nuisance."""
+    out = []
     cis = {k: ci_at(results, "depthg-corrected vs stego-corrected", k) for k in cam}
     done = [c for c in cis.values() if c]
     ok = all(c["lo"] <= 0 <= c["hi"] for c in done) if len(done) == len(cam) else None
@@ -117,48 +131,63 @@ def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
     ok = all(c["lo"] <= 0 for c in done) if len(done) == len(cis) else None
     out.append(("C2 head − k-means below 0 or no detectable difference without nuisance",
                 outcome(ok), "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} "
-                                        f"{fmt_ci(c)}" for (k, a), c in cis.items() if c)))
-    nui = sorted([k for k in results["knob"]["settings"]
-                  if results["knob"].get("nuisance", {}).get(k)],
-                 key=lambda k: results["knob"]["nuisance"][k])
-    base = cam[0] if cam else None
+                                       f"{fmt_ci(c)}" for (k, a), c in cis.items() if c)))
+    return out
+
+
+def nuisance_checks(results: dict, base: str | None, nui: list[str]
+                    ) -> list[tuple[str, str, str]]:
+    """N0–N5: the nuisance settings against `base`, the first setting without nuisance."""
     per = results.get("baselines", {})
     km, lin = per.get("kmeans_raw_train_fit", {}), per.get("linear_raw", {})
     if nui and base and all(km.get(k) is not None and lin.get(k) is not None
                             for k in [base] + nui):
-        strong = nui[-1]
-        ok = km[strong] / lin[strong] <= 0.4 and lin[base] - lin[strong] <= 3
-        out.append(("N0 k-means falls to about a third of the linear probe or less, the "
-                    "linear probe by ≤ 3 points", outcome(ok),
-                    "; ".join(f"{setting_label(results, k)}: k-means {km[k]:.1f}, linear "
-                              f"{lin[k]:.1f}" for k in [base] + nui)))
-        heads = results.get("baselines", {})
-        arms = results.get("arms", {})
-        falls = []
-        for k in nui:
-            for a in HEAD_ARMS:
-                v0, v1 = arms.get(a, {}).get(base, {}).get("unsup"), arms.get(a, {}).get(
-                    k, {}).get("unsup")
-                if v0 and v1:
-                    falls.append((k, a, np.mean(v0) - np.mean(v1), km[base] - km[k]))
-        ok = all(f[2] < f[3] for f in falls) if len(falls) == 2 * len(nui) else None
-        share = {k: results.get("premise", {}).get(k, {}).get("knn_same_source")
-                 for k in [base] + nui}
-        out.append(("N1 the heads fall less than k-means under the nuisance (and the kNN "
-                    "pairs turn into same-source pairs)", outcome(ok),
-                    "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} falls "
-                              f"{h:.1f}, k-means {m:.1f}" for k, a, h, m in falls)
-                    + ("; kNN same-source share " + ", ".join(
-                        f"{setting_label(results, k)} {v:.2f}" for k, v in share.items()
-                        if v is not None) if any(v is not None for v in share.values())
-                       else "")))
-        del heads
+        out = fall_checks(results, base, nui, km, lin)
     else:
-        out.append(("N0/N1 the nuisance settings", outcome(None), ""))
+        out = [("N0/N1 the nuisance settings", outcome(None), "")]
     out.append(("N2 the position pattern hurts head and k-means alike; N3 the outliers cost "
                 "little", "not tested by these runs",
                 "the three kinds ran together; their separate effect on the raw baselines is in "
                 "nuisance_levels.json"))
+    return out + nuisance_margin_checks(results, base, nui)
+
+
+def fall_checks(results: dict, base: str, nui: list[str], km: dict, lin: dict
+                ) -> list[tuple[str, str, str]]:
+    """N0, N1: how far k-means, the linear probe and the heads fall under the nuisance."""
+    out = []
+    strong = nui[-1]
+    ok = km[strong] / lin[strong] <= 0.4 and lin[base] - lin[strong] <= 3
+    out.append(("N0 k-means falls to about a third of the linear probe or less, the "
+                "linear probe by ≤ 3 points", outcome(ok),
+                "; ".join(f"{setting_label(results, k)}: k-means {km[k]:.1f}, linear "
+                          f"{lin[k]:.1f}" for k in [base] + nui)))
+    arms = results.get("arms", {})
+    falls = []
+    for k in nui:
+        for a in HEAD_ARMS:
+            v0, v1 = arms.get(a, {}).get(base, {}).get("unsup"), arms.get(a, {}).get(
+                k, {}).get("unsup")
+            if v0 and v1:
+                falls.append((k, a, np.mean(v0) - np.mean(v1), km[base] - km[k]))
+    ok = all(f[2] < f[3] for f in falls) if len(falls) == 2 * len(nui) else None
+    share = {k: results.get("premise", {}).get(k, {}).get("knn_same_source")
+             for k in [base] + nui}
+    out.append(("N1 the heads fall less than k-means under the nuisance (and the kNN "
+                "pairs turn into same-source pairs)", outcome(ok),
+                "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} falls "
+                          f"{h:.1f}, k-means {m:.1f}" for k, a, h, m in falls)
+                + ("; kNN same-source share " + ", ".join(
+                    f"{setting_label(results, k)} {v:.2f}" for k, v in share.items()
+                    if v is not None) if any(v is not None for v in share.values())
+                   else "")))
+    return out
+
+
+def nuisance_margin_checks(results: dict, base: str | None, nui: list[str]
+                           ) -> list[tuple[str, str, str]]:
+    """N4, N5: the heads against k-means, and DepthG against STEGO, under the nuisance."""
+    out = []
     cis = {(k, a): ci_at(results, f"{a} vs kmeans_raw_train_fit", k) for k in nui
            for a in HEAD_ARMS}
     if nui and all(cis.get((nui[-1], a)) for a in HEAD_ARMS):
@@ -176,7 +205,7 @@ def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
         ok = all(c["diff"] >= 0 and c["diff"] > d0["diff"] for c in dn.values())
         out.append(("N5 DepthG − STEGO ≥ 0 under nuisance and larger than without",
                     outcome(ok), "; ".join(f"{setting_label(results, k)} {fmt_ci(c)}"
-                                            for k, c in {base: d0, **dn}.items())))
+                                           for k, c in {base: d0, **dn}.items())))
     else:
         out.append(("N5 depth under nuisance", outcome(None), ""))
     return out

@@ -139,9 +139,26 @@ def predictions_text() -> str | None:
 def study_markdown(results: dict) -> str:
     """docs/study/README.md: what was run, the predictions (as written before the runs),
     which held, the claims, every table and interval, the premise, figures."""
+    lines = run_lines(results) + claim_lines(results) + diagnosis_lines()
+    reg = regime_table(results)
+    if reg:
+        lines += ["", "## The regime check (one seed, camouflage 0)", "", reg]
+    for knob in results["knob"]["settings"]:
+        lines += setting_lines(results, knob)
+    plateau = plateau_line(results)
+    lines += ["", "## Figures", "", *([plateau, ""] if plateau else []),
+              "![the knobs: head − k-means and DepthG − STEGO with 95 % intervals]"
+              "(study_knob.png)", "",
+              "![validation curves](study_validation.png)", "",
+              "![unsupervised mIoU per arm](study_arms.png)", ""]
+    return "\n".join(lines)
+
+
+def run_lines(results: dict) -> list[str]:
+    """The README's head: what ran where, on which splits and seeds, and its summary."""
     s = results["splits"]
     nz = results.get("nuisance", {})
-    lines = [
+    return [
         "# The study of chapter 06 (generated — do not edit)",
         "",
         "Written by `python -m depthg_lib.study --publish` from `results.json` beside this "
@@ -176,8 +193,12 @@ def study_markdown(results: dict) -> str:
         readme_summary(results),
         "",
     ]
+
+
+def claim_lines(results: dict) -> list[str]:
+    """The claims, the predictions as written before the runs and which of them held."""
     c = claims(results)
-    lines += ["## Claims (read from the results)", "", f"- {c['head'][0].upper()}{c['head'][1:]}.",
+    lines = ["## Claims (read from the results)", "", f"- {c['head'][0].upper()}{c['head'][1:]}.",
               f"- {c['depth'][0].upper()}{c['depth'][1:]}.", ""]
     pred = predictions_text()
     if pred:
@@ -185,54 +206,53 @@ def study_markdown(results: dict) -> str:
     lines += ["## Results: which predictions held", "",
               "| prediction | outcome | numbers |", "|---|---|---|"]
     lines += [f"| {p} | {v} | {n} |" for p, v, n in prediction_checks(results)]
+    return lines
+
+
+def diagnosis_lines() -> list[str]:
+    """What F and the codes look like (docs/study/diagnosis.json), when it has been written."""
     diag_path = REPO_ROOT / "docs" / "study" / "diagnosis.json"
-    if diag_path.exists():
-        lines += ["", "## What F looks like and what the codes learn (tune split, seed 0)", "",
-                  "Mean cosine similarity of patch pairs (`python -m depthg_lib.study.diagnose`, "
-                  "`diagnosis.json`): *by image* = within-image minus across-image similarity "
-                  "of different-class pairs (what a per-image offset adds), *by position* = "
-                  "same grid position minus other positions across images (what a position "
-                  "pattern adds), *class gap* = same minus different class across images.", "",
-                  diagnosis_table(load_json(diag_path))]
-    reg = regime_table(results)
-    if reg:
-        lines += ["", "## The regime check (one seed, camouflage 0)", "", reg]
-    for knob in results["knob"]["settings"]:
-        lines += ["", f"## {setting_label(results, knob)}", "", results_table(results, knob),
-                  ""]
-        pr = results.get("premise", {}).get(knob)
-        if pr:
-            a, f = pr["auroc"], pr["fps_thing_share"]
-            lines += [f"Premise on tune: same-class AUROC feature {a['feature']:.3f}, depth "
-                      f"{a['depth']:.3f}, both {a['both']:.3f} (depth adds "
-                      f"{a['depth_gain']:+.3f}); FPS puts {100 * f['fps']:.0f} % of points on "
-                      f"things, random points {100 * f['random']:.0f} %."]
-            sim = pr.get("similarity")
-            if sim:
-                lines += [f"F on tune (mean cosine similarity, same / different class): within "
-                          f"an image {sim['intra']['same_class']:.3f} / "
-                          f"{sim['intra']['different_class']:.3f}, across images "
-                          f"{sim['cross']['same_class']:.3f} / "
-                          f"{sim['cross']['different_class']:.3f}; kNN positives from the same "
-                          f"source image: {100 * pr.get('knn_same_source', 0):.0f} %."]
-            lines += [""]
-        placed = results.get("shifts", {}).get("placed", {}).get(knob)
-        if placed:
-            f = placed["f"]
-            lines += ["Shifts placed by F (mean ± std of centred F per term, clean → now): " +
-                      "; ".join(f"{g} {f['clean'][g]['mean']:.3f} ± {f['clean'][g]['std']:.3f}"
-                                f" → {f['now'][g]['mean']:.3f} ± {f['now'][g]['std']:.3f}"
-                                for g in ("intra", "inter", "neg")) +
-                      f"; placed {placed['shifts']}; tuned offsets "
-                      f"{results['shifts'].get('offsets', {}).get(knob)}.", ""]
-        lines += [f"- {line}" for line in ci_lines(results, knob)]
-    plateau = plateau_line(results)
-    lines += ["", "## Figures", "", *([plateau, ""] if plateau else []),
-              "![the knobs: head − k-means and DepthG − STEGO with 95 % intervals]"
-              "(study_knob.png)", "",
-              "![validation curves](study_validation.png)", "",
-              "![unsupervised mIoU per arm](study_arms.png)", ""]
-    return "\n".join(lines)
+    if not diag_path.exists():
+        return []
+    return ["", "## What F looks like and what the codes learn (tune split, seed 0)", "",
+            "Mean cosine similarity of patch pairs (`python -m depthg_lib.study.diagnose`, "
+            "`diagnosis.json`): *by image* = within-image minus across-image similarity "
+            "of different-class pairs (what a per-image offset adds), *by position* = "
+            "same grid position minus other positions across images (what a position "
+            "pattern adds), *class gap* = same minus different class across images.", "",
+            diagnosis_table(load_json(diag_path))]
+
+
+def setting_lines(results: dict, knob: str) -> list[str]:
+    """One knob setting: its table, the premise, the placed shifts, its intervals."""
+    lines = ["", f"## {setting_label(results, knob)}", "", results_table(results, knob), ""]
+    pr = results.get("premise", {}).get(knob)
+    if pr:
+        a, f = pr["auroc"], pr["fps_thing_share"]
+        lines += [f"Premise on tune: same-class AUROC feature {a['feature']:.3f}, depth "
+                  f"{a['depth']:.3f}, both {a['both']:.3f} (depth adds "
+                  f"{a['depth_gain']:+.3f}); FPS puts {100 * f['fps']:.0f} % of points on "
+                  f"things, random points {100 * f['random']:.0f} %."]
+        sim = pr.get("similarity")
+        if sim:
+            lines += [f"F on tune (mean cosine similarity, same / different class): within "
+                      f"an image {sim['intra']['same_class']:.3f} / "
+                      f"{sim['intra']['different_class']:.3f}, across images "
+                      f"{sim['cross']['same_class']:.3f} / "
+                      f"{sim['cross']['different_class']:.3f}; kNN positives from the same "
+                      f"source image: {100 * pr.get('knn_same_source', 0):.0f} %."]
+        lines += [""]
+    placed = results.get("shifts", {}).get("placed", {}).get(knob)
+    if placed:
+        f = placed["f"]
+        lines += ["Shifts placed by F (mean ± std of centred F per term, clean → now): " +
+                  "; ".join(f"{g} {f['clean'][g]['mean']:.3f} ± {f['clean'][g]['std']:.3f}"
+                            f" → {f['now'][g]['mean']:.3f} ± {f['now'][g]['std']:.3f}"
+                            for g in ("intra", "inter", "neg")) +
+                  f"; placed {placed['shifts']}; tuned offsets "
+                  f"{results['shifts'].get('offsets', {}).get(knob)}.", ""]
+    lines += [f"- {line}" for line in ci_lines(results, knob)]
+    return lines
 
 
 def diagnosis_table(diag: dict) -> str:

@@ -162,34 +162,8 @@ def summarize(study) -> dict:
             baselines.setdefault(name, {})[key] = round(float(np.mean(vals)), 3) if vals \
                 else None
             per_seed.setdefault(name, {})[key] = [round(v, 3) for v in vals]
-        # paired differences over the seeds both sides have
-        pairs = []
-        for arm in study.arms:
-            partner = ablation.stego_partner(arm)
-            if arm != partner and partner in rows:
-                pairs += [(arm, partner, "arm", m) for m in ("unsup", "linear")]
-        if {"depthg-corrected", "depthg-released"} <= set(study.arms):
-            pairs += [("depthg-corrected", "depthg-released", "arm", m)
-                      for m in ("unsup", "linear")]
-        for arm in dict.fromkeys([ref, f"stego-{p.fidelity}"]):
-            if arm in rows and rows[arm]:
-                pairs += [(arm, "kmeans_raw_train_fit", "baseline", "unsup"),
-                          (arm, "kmeans_raw_transductive", "baseline", "unsup"),
-                          (arm, "linear_raw", "baseline", "linear")]
-        for a, b, kind_b, metric in pairs:
-            ra = {r["seed"]: r for r in rows[a]}
-            rb = {r["seed"]: r for r in (rows[b] if kind_b == "arm" else base_rows[b])}
-            seeds = [s for s in study.seeds if s in ra and s in rb]
-            if not seeds:
-                continue
-            ha = _stack(study, [ra[s] for s in seeds], metric)
-            hb = _stack(study, [rb[s] for s in seeds], metric)
-            ci = paired_bootstrap(ha, hb, METRICS[metric], n_boot=study.n_boot, seed=0)
-            ci = {k: round(v, 3) if isinstance(v, float) else v for k, v in ci.items()}
-            ci["verdict"] = verdict(ci)
-            ci95.setdefault(f"{a} vs {b}", {}).setdefault(key, {})[metric] = ci
-    premise = {knob_key(k): study.premise(k) for k in study.knobs
-               if study.store.find(study.premise_identity(k)) is not None}
+        for pair, ci in paired_intervals(study, ref, rows, base_rows).items():
+            ci95.setdefault(pair, {})[key] = ci
     done = sum(len(v2["unsup"]) for v in arms.values() for v2 in v.values())
     return {
         "schema": 1,
@@ -198,6 +172,58 @@ def summarize(study) -> dict:
         "complete": bool(complete),
         "runs_done": done,
         "runs_total": len(study.seeds) * len(study.knobs) * len(study.arms),
+        **setting_facts(study),
+        "arms": arms,
+        "arm_labels": {a: ablation.ARMS[a] for a in study.arms},
+        "reference_arm": ref,
+        "baselines": baselines,
+        "baselines_per_seed": per_seed,
+        "baseline_labels": BASELINES,
+        "ci95": ci95,
+        **run_facts(study),
+    }
+
+
+def paired_pairs(study, ref: str, rows: dict) -> list[tuple[str, str, str, str]]:
+    """(a, b, b's kind, metric) for every paired difference the results report."""
+    pairs = []
+    for arm in study.arms:
+        partner = ablation.stego_partner(arm)
+        if arm != partner and partner in rows:
+            pairs += [(arm, partner, "arm", m) for m in ("unsup", "linear")]
+    if {"depthg-corrected", "depthg-released"} <= set(study.arms):
+        pairs += [("depthg-corrected", "depthg-released", "arm", m)
+                  for m in ("unsup", "linear")]
+    for arm in dict.fromkeys([ref, f"stego-{study.profile.fidelity}"]):
+        if arm in rows and rows[arm]:
+            pairs += [(arm, "kmeans_raw_train_fit", "baseline", "unsup"),
+                      (arm, "kmeans_raw_transductive", "baseline", "unsup"),
+                      (arm, "linear_raw", "baseline", "linear")]
+    return pairs
+
+
+def paired_intervals(study, ref: str, rows: dict, base_rows: dict) -> dict:
+    """"a vs b" → metric → paired bootstrap interval, over the seeds both sides have."""
+    out = {}
+    for a, b, kind_b, metric in paired_pairs(study, ref, rows):
+        ra = {r["seed"]: r for r in rows[a]}
+        rb = {r["seed"]: r for r in (rows[b] if kind_b == "arm" else base_rows[b])}
+        seeds = [s for s in study.seeds if s in ra and s in rb]
+        if not seeds:
+            continue
+        ha = _stack(study, [ra[s] for s in seeds], metric)
+        hb = _stack(study, [rb[s] for s in seeds], metric)
+        ci = paired_bootstrap(ha, hb, METRICS[metric], n_boot=study.n_boot, seed=0)
+        ci = {k: round(v, 3) if isinstance(v, float) else v for k, v in ci.items()}
+        ci["verdict"] = verdict(ci)
+        out.setdefault(f"{a} vs {b}", {})[metric] = ci
+    return out
+
+
+def setting_facts(study) -> dict:
+    """What the study ran on: its splits, seeds, knob settings and nuisance, the regime check."""
+    p = study.profile
+    return {
         "splits": {"train": p.synth_seed, "tune": p.tune_seed, "report": p.report_seed,
                    "n_train_images": p.synth_n_train, "n_tune_images": split_size(p, "tune"),
                    "n_report_images": split_size(p, "report"), "image_size": p.synth_size},
@@ -211,36 +237,22 @@ def summarize(study) -> dict:
                      "scale": {knob_key(k): round(study.nuisance(k).scale, 4)
                                for k in study.knobs if k.nuisance and k in study.knob_data}},
         "regime": regime_summary(study),
-        "arms": arms,
-        "arm_labels": {a: ablation.ARMS[a] for a in study.arms},
-        "reference_arm": ref,
-        "baselines": baselines,
-        "baselines_per_seed": per_seed,
-        "baseline_labels": BASELINES,
-        "ci95": ci95,
+    }
+
+
+def run_facts(study) -> dict:
+    """How the study ran: intervals, premise, curves, shifts, training, backbone, machine."""
+    p = study.profile
+    return {
         "ci_method": (f"paired bootstrap over training seeds and report images "
                       f"({study.n_boot} draws, percentile interval); unsupervised mIoU is "
                       "re-matched (Hungarian) in every draw"),
-        "premise": premise,
+        "premise": {knob_key(k): study.premise(k) for k in study.knobs
+                    if study.store.find(study.premise_identity(k)) is not None},
         "validation": {"split": "tune", "knob": knob_key(study.knobs[0]),
                        "curves": validation_curves(study, study.knobs[0])},
-        "shifts": {**study.tuning,
-                   "profile": {"shift_intra": p.shift_intra, "shift_inter": p.shift_inter,
-                               "shift_neg": p.shift_neg},
-                   "offsets": {knob_key(k): {a: study.offsets.get((k.key, a), 0.0)
-                                             for a in study.arms} for k in study.knobs},
-                   "placed": {knob_key(k): {"shifts": r["shifts"], "f": r["f"]}
-                              for k in study.knobs if k.nuisance
-                              for r in [_placement(study, k)] if r}},
-        "training": {"steps": study.steps, "batch_size": p.batch_size, "lr": p.lr,
-                     "val_every": study.val_every, "res": p.res, "dim": p.dim,
-                     "samples": p.samples, "depth_backend": p.depth_backend,
-                     "depth_decay_every": ablation.schedule_every(
-                         p.depth_decay_share, study.steps, p.depth_decay_every),
-                     "depth_decay_factor": p.depth_decay_factor,
-                     "fps_sample_decay_every": ablation.schedule_every(
-                         p.fps_sample_decay_share, study.steps, p.fps_sample_decay_every),
-                     "fps_sample_decay_factor": p.fps_sample_decay_factor},
+        "shifts": shift_facts(study),
+        "training": training_facts(study),
         "backbone": {"name": p.backbone, "weights_identity": profile_weights_identity(p),
                      "saw": backbone_saw(p)},
         "command": study.command,
@@ -250,6 +262,33 @@ def summarize(study) -> dict:
         "seconds_this_process": round(time.time() - study.started),
         "seconds_stored_runs": round(sum(r.get("seconds", 0) for r in study.store.rows)),
     }
+
+
+def shift_facts(study) -> dict:
+    """The loss shifts: how they were tuned, the profile's, the offsets and the placed ones."""
+    p = study.profile
+    return {**study.tuning,
+            "profile": {"shift_intra": p.shift_intra, "shift_inter": p.shift_inter,
+                        "shift_neg": p.shift_neg},
+            "offsets": {knob_key(k): {a: study.offsets.get((k.key, a), 0.0)
+                                      for a in study.arms} for k in study.knobs},
+            "placed": {knob_key(k): {"shifts": r["shifts"], "f": r["f"]}
+                       for k in study.knobs if k.nuisance
+                       for r in [_placement(study, k)] if r}}
+
+
+def training_facts(study) -> dict:
+    """Every arm's training settings (steps, batch, schedules)."""
+    p = study.profile
+    return {"steps": study.steps, "batch_size": p.batch_size, "lr": p.lr,
+            "val_every": study.val_every, "res": p.res, "dim": p.dim,
+            "samples": p.samples, "depth_backend": p.depth_backend,
+            "depth_decay_every": ablation.schedule_every(
+                p.depth_decay_share, study.steps, p.depth_decay_every),
+            "depth_decay_factor": p.depth_decay_factor,
+            "fps_sample_decay_every": ablation.schedule_every(
+                p.fps_sample_decay_share, study.steps, p.fps_sample_decay_every),
+            "fps_sample_decay_factor": p.fps_sample_decay_factor}
 
 
 def backbone_saw(profile: Profile) -> str:
