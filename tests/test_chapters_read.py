@@ -12,7 +12,6 @@ import pytest
 from depthg_lib.config import chapters
 
 NAMES = [p.stem for p in chapters()]
-NO_SUMMARY_YET = {"06_ablation"}  # the study's chapter: its Summary comes with the new study
 
 
 def _cells(name):
@@ -20,9 +19,7 @@ def _cells(name):
     return [(c["cell_type"], "".join(c["source"])) for c in json.loads(path.read_text())["cells"]]
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="no Summary yet"))
-    if n in NO_SUMMARY_YET else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_a_chapter_ends_with_a_summary_whose_numbers_a_cell_prints(name):
     cells = _cells(name)
     headings = [(i, line) for i, (kind, text) in enumerate(cells) if kind == "markdown"
