@@ -274,7 +274,8 @@ def test_shipped_heads_rescore_without_their_run_folders(tiny, tmp_path, monkeyp
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "weights")
     monkeypatch.setattr(runner, "load_shipped",
                         lambda head_id: shipped.load_shipped(head_id, tmp_path / "weights"))
-    monkeypatch.setattr(runner, "ship_head", lambda *a: shipped.ship_head(
+    ship_head = shipped.ship_head  # shipped.ship_heads copies each head with it
+    monkeypatch.setattr(shipped, "ship_head", lambda *a: ship_head(
         *a, folder=tmp_path / "weights"))
     heads = {r["head_id"] for r in study.runner.Store(out).rows if "head_id" in r}
     assert study.run_study(profile, out_dir=out, seeds=2, ship=True, progress=False) == {
