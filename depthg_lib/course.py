@@ -233,7 +233,7 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
         stale = _mark_stale(run, todo)
         run.save()
     if stale:
-        print(f"now stale (an earlier chapter ran again): {', '.join(stale)}; bring them up to "
+        print(f"now stale: {', '.join(stale)}; bring them up to "
               f"date with `{_command(run.profile)}`")
     print(f"course '{run.profile.name}': {len(todo)} chapter(s) in "
           f"{time.perf_counter() - total_start:.0f} s this run; summary in {run.summary_path}")
@@ -374,15 +374,19 @@ def _chapter_inputs(notebook: Path, run: _Run) -> dict:
 
 def _mark_stale(run: _Run, todo: list[Path]) -> list[str]:
     """Chapters not run now whose recorded run no longer matches their inputs (an earlier
-    chapter ran again, the library changed): marked `stale` in the summary."""
+    chapter ran again, the library changed): marked `stale` in the summary, each named with
+    what changed."""
     stale = []
     for notebook in run.every:
         entry = run.entries.get(notebook.stem)
         if notebook in todo or not entry or entry.get("status") != "ok":
             continue
-        if entry.get("fingerprint") != _fingerprint(_chapter_inputs(notebook, run)):
+        inputs = _chapter_inputs(notebook, run)
+        if entry.get("fingerprint") != _fingerprint(inputs):
             entry["status"] = "stale"
-            stale.append(notebook.stem)
+            why = [w if w.endswith("again") else f"{w} changed"
+                   for w in _why(entry.get("inputs"), inputs).split(", ") if w]
+            stale.append(f"{notebook.stem} ({'; '.join(why) or 'its inputs changed'})")
     return stale
 
 

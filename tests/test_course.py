@@ -145,6 +145,23 @@ def test_library_source_is_part_of_the_fingerprint(sandbox, monkeypatch, capsys,
     assert "skipped" not in out and "library changed" in out
 
 
+def test_stale_chapters_are_named_with_what_changed(sandbox, capsys, monkeypatch):
+    """Running a later chapter after a library edit names the earlier ones stale for the
+    library, not because 'an earlier chapter ran again' (it did not)."""
+    import depthg_lib.course as course_mod
+
+    root, profile = sandbox
+    for name in ("00_data", "01_depth"):
+        _notebook(root / "nb" / f"{name}.ipynb", "x = 1")
+    run_course(str(profile), notebook_dir=root / "nb")
+    capsys.readouterr()
+    monkeypatch.setattr(course_mod, "library_digest", lambda: "v2")
+    summary = run_course(str(profile), notebook_dir=root / "nb", only="01")
+    assert summary["notebooks"]["00_data"]["status"] == "stale"
+    out = capsys.readouterr().out
+    assert "now stale: 00_data (library changed)" in out and "ran again" not in out
+
+
 def test_rerunning_one_chapter_makes_later_ones_stale(sandbox, capsys):
     root, profile = sandbox
     for name in ("00_data", "01_depth", "02_crop"):
@@ -153,7 +170,7 @@ def test_rerunning_one_chapter_makes_later_ones_stale(sandbox, capsys):
     summary = run_course(str(profile), notebook_dir=root / "nb", only="01", force=True)
     assert summary["notebooks"]["02_crop"]["status"] == "stale"
     assert summary["notebooks"]["00_data"]["status"] == "ok"
-    assert "now stale (an earlier chapter ran again): 02_crop" in capsys.readouterr().out
+    assert "now stale: 02_crop (chapter 01 ran again)" in capsys.readouterr().out
     run_course(str(profile), notebook_dir=root / "nb")
     out = capsys.readouterr().out
     assert out.count("skipped") == 2 and "02_crop: running (chapter 01 ran again changed)" in out
