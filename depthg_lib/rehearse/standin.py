@@ -36,22 +36,22 @@ _BASES = 3  # rendered scenes per image size
 
 @dataclass(frozen=True)
 class DatasetFacts:
-    """What a real dataset holds: split sizes, image size(s), the average bytes per image
-    file of the real archive (to compare the stand-in's disk with)."""
+    """What a real dataset holds: split sizes and image size(s); the comments give the real
+    archive's average bytes per image file, which the stand-in's noise level is set to
+    approach."""
 
     counts: dict[str, int]
     sizes: tuple[tuple[int, int], ...]
-    real_image_bytes: float
     noise: float  # std of the noise added to the upscaled render, in grey levels
 
 
 FACTS = {
     # curated STEGO lists; COCO 2017's train images average ≈ 160 kB (18 GB / 118k)
-    "cocostuff27": DatasetFacts({"train": 49_629, "val": 2_175}, _COCO_SIZES, 160e3, 24.0),
+    "cocostuff27": DatasetFacts({"train": 49_629, "val": 2_175}, _COCO_SIZES, 24.0),
     # leftImg8bit_trainvaltest.zip: ≈ 11 GB for 5,000 PNGs of 2048×1024
-    "cityscapes": DatasetFacts({"train": 2_975, "val": 500}, ((2048, 1024),), 2.2e6, 0.5),
+    "cityscapes": DatasetFacts({"train": 2_975, "val": 500}, ((2048, 1024),), 0.5),
     # IIC's Potsdam: 38 tiles of 6000² halved, cut into 200², stored as uncompressed uint8 .mat
-    "potsdam": DatasetFacts({"train": 4_545, "val": 855}, ((200, 200),), 160e3, 6.0),
+    "potsdam": DatasetFacts({"train": 4_545, "val": 855}, ((200, 200),), 6.0),
 }
 
 

@@ -49,7 +49,7 @@ class stopwatch:  # noqa: N801 — used as a context manager, like a function
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *_exc_info):
         self.clock.add(self.label, time.perf_counter() - self.wall, self.items,
                        time.process_time() - self.cpu)
 
