@@ -1,12 +1,11 @@
 """Atomic writes, stage records and robust image reading shared by every stage.
 
-Nothing is lost: every output is written to a temporary file in the same folder and renamed
-into place, so an interrupted run never leaves a partial file, and a re-run skips what exists.
-Each stage records its settings in `<stage>.json` next to its outputs, together with a digest
-of what it consumed (the upstream stage's record, the input files): a re-run with other
-settings or from changed inputs is refused unless `force=True` (docs/method.md §0), so no
-output ever silently comes from stale inputs. `stage_lock` lets one run at a time write a
-stage's outputs; `replaced_outputs` lets a forced run replace a whole folder of them at once.
+Every output is written to a temporary file beside it and renamed into place, so an interrupted
+run never leaves a partial file. Each stage records its settings, and a digest of what it
+consumed, in `<stage>.json` beside its outputs: a re-run with other settings or from changed
+inputs is refused unless `force=True` (docs/method.md §0), so no output silently comes from
+stale inputs. `stage_lock` lets one run at a time write a stage's outputs; `replaced_outputs`
+lets a forced run replace a whole folder of them at once.
 """
 
 from __future__ import annotations
@@ -23,28 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from filelock import FileLock, Timeout
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DepthGError
 
-
-def _default_file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _default_file_mode()  # mkstemp makes 0600 files; outputs get the usual mode
-
-
-_NAME_MAX = 255  # bytes in one file name on the usual file systems
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK  # mkstemp makes 0600 files; outputs get the usual mode
 
 
 def _name_max(folder: Path) -> int:
     try:
         return os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):
-        return _NAME_MAX
+        return 255  # bytes in one file name on the usual file systems
 
 
 def ensure_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
@@ -68,9 +60,8 @@ def ensure_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    The temporary name starts with a dot and fits in one file name even when `path`'s own
-    name is nearly as long as the file system allows (then it is a short hash of it).
-    """
+    The temporary name starts with a dot; when `path`'s own name is nearly as long as the file
+    system allows, it is a short hash of that name instead."""
     path = Path(path)
     ensure_dir(path.parent)
     limit = _name_max(path.parent)
@@ -99,8 +90,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                                   "move it or choose another output") from None
             raise DepthGError(f"cannot write {path} ({err.strerror or err})") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:
@@ -120,86 +110,66 @@ def load_json(path: str | os.PathLike) -> Any:
 
 
 def save_image(path: str | os.PathLike, array: np.ndarray, **save_kwargs: Any) -> None:
-    """Save an array as an image atomically. uint16 arrays become 16-bit PNGs."""
-    path = Path(path)
-    if array.dtype == np.uint16:
-        img = Image.fromarray(array)  # mode I;16
-    else:
-        img = Image.fromarray(array)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(path.suffix.lower(), None)
+    """Save an array as an image atomically. uint16 arrays become 16-bit PNGs (mode I;16)."""
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(Path(path).suffix.lower())
     with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt, **save_kwargs)
+        Image.fromarray(array).save(tmp, format=fmt, **save_kwargs)
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike, what: str, if_missing: str = "", if_bad: str = ""):
+    """The loaded image at `path`; missing or unreadable, one DepthGError naming it."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            yield img
+    except FileNotFoundError:
+        raise DepthGError(f"{what} {path} does not exist{if_missing}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DepthGError(f"cannot read {what} {path} ({type(err).__name__}: {err}){if_bad}"
+                          ) from None
 
 
 def read_rgb(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
     """Read any image (greyscale, RGBA, palette, 16-bit) as RGB uint8 (H, W, 3).
 
-    `exif=True` turns the picture upright as its EXIF orientation says (a phone photo), for
-    images without labels; dataset images stay as stored, since their labels are too.
-    A corrupt or truncated file raises a `DepthGError` naming it.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if exif:
-                from PIL import ImageOps
-
-                img = ImageOps.exif_transpose(img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                top = arr.max() if arr.max() > 0 else 1.0
-                arr = np.round(arr / top * 255).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
-            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-                img = img.convert("RGBA")
-                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(background, img)
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except FileNotFoundError:
-        raise DepthGError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DepthGError(
-            f"cannot read image {path} ({type(err).__name__}: {err}); replace or delete the "
-            "file") from None  # stages that can leave it out add their --skip-bad hint
+    `exif=True` turns a picture upright as its EXIF orientation says (a phone photo without
+    labels); dataset images stay as stored, since their labels are too."""
+    # stages that can leave a bad image out add their --skip-bad hint to the error
+    with _opened(path, "image", if_bad="; replace or delete the file") as img:
+        if exif:
+            img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(img, dtype=np.float64)
+            top = arr.max() if arr.max() > 0 else 1.0
+            arr = np.round(arr / top * 255).astype(np.uint8)
+            return np.repeat(arr[..., None], 3, axis=2)
+        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+            img = img.convert("RGBA")
+            background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(background, img)
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
 def read_label(path: str | os.PathLike) -> np.ndarray:
     """Read a label PNG as it is stored (uint8 or wider integer ids), naming the file on error."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return np.asarray(img).copy()
-    except FileNotFoundError:
-        raise DepthGError(f"label {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DepthGError(f"cannot read label {path} ({type(err).__name__}: {err})") from None
+    with _opened(path, "label") as img:
+        return np.asarray(img).copy()
 
 
 def read_depth_png(path: str | os.PathLike,
                    remedy: str = "re-run the depth stage (python -m depthg_lib.depth)"
                    ) -> np.ndarray:
-    """A stored depth map as it is stored: uint16 (16-bit PNG, docs/method.md §2) or uint8 (the
-    released code's 8-bit maps), one channel. A wider PNG is accepted if its values fit
-    0..65535, else it was not written by the depth stage: an error. Errors name the file and
-    end with `remedy` (what the calling stage suggests)."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            arr = np.asarray(img)
-    except FileNotFoundError:
-        raise DepthGError(f"depth map {path} does not exist; {remedy}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DepthGError(f"cannot read depth map {path} ({type(err).__name__}: {err}); delete "
-                          f"it and {remedy}") from None
+    """A stored depth map, one channel, as stored: uint16 (docs/method.md §2) or uint8 (the
+    released code's maps). A wider PNG must hold values in 0..65535. Errors name the file and
+    end with `remedy`, what the calling stage suggests."""
+    with _opened(path, "depth map", f"; {remedy}", f"; delete it and {remedy}") as img:
+        arr = np.asarray(img)
     if arr.ndim == 3:
         arr = arr[..., 0]  # an RGB(A) depth PNG: its channels are equal
     if arr.dtype not in (np.uint8, np.uint16):
@@ -210,18 +180,14 @@ def read_depth_png(path: str | os.PathLike,
 
 
 def json_digest(obj, length: int = 16) -> str:
-    """The first `length` hex digits of the sha256 of `obj` as JSON with sorted keys (values
-    that JSON lacks written with str): a short, stable name for a description."""
+    """A short, stable name for a description: its sha256 as JSON with sorted keys."""
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _as_recorded(settings: dict) -> dict:
@@ -242,21 +208,18 @@ HASH_LIMIT = 64 << 20  # input sets up to this many bytes are hashed; larger one
 
 def stamp_files(paths, root: str | os.PathLike | None = None, what: str = "",
                 hash_limit: int = HASH_LIMIT) -> dict:
-    """One digest of a set of input files: each file's name (relative to `root`), size, and
-    content hash — or, when the set is larger than `hash_limit` bytes, its mtime (cheap, and
-    still changes when a file is replaced in place). A missing file counts as such."""
-    root = Path(root) if root is not None else None
+    """One digest of a set of input files: each one's name (relative to `root`), size and
+    content hash — or, for a set over `hash_limit` bytes, its mtime (cheap, and still changes
+    when a file is replaced in place). A missing file counts as such."""
     stats = []
-    for p in paths:
-        p = Path(p)
+    for p in map(Path, paths):
         try:
             st = p.stat()
             stats.append((p, st.st_size, st.st_mtime_ns))
         except FileNotFoundError:
             stats.append((p, -1, 0))
     stats.sort(key=lambda item: str(item[0]))
-    total = sum(max(size, 0) for _, size, _ in stats)
-    by_content = total <= hash_limit
+    by_content = sum(max(size, 0) for _, size, _ in stats) <= hash_limit
     digest = hashlib.sha256(b"content\n" if by_content else b"mtime\n")
     for p, size, mtime in stats:
         name = p.relative_to(root).as_posix() if root is not None and p.is_relative_to(root) \
@@ -267,28 +230,32 @@ def stamp_files(paths, root: str | os.PathLike | None = None, what: str = "",
             "digest": digest.hexdigest()[:32]}
 
 
-def record_digest(path: str | os.PathLike, split: str | None = None, what: str = "") -> dict:
-    """Digest of a stage record (settings + inputs; with `split`, only the inputs that are
-    shared or belong to that split), as an input entry of the next stage. No record → None."""
-    path = Path(path)
-    what = what or f"the record {path}"
+def _read_record(path: Path) -> tuple[dict, dict] | None:
+    """(settings, inputs) of the stage record at `path`; None when there is none."""
     if not path.exists():
+        return None
+    settings = load_json(path)
+    inputs = settings.pop(INPUTS_KEY, None)
+    return settings, inputs if isinstance(inputs, dict) else {}
+
+
+def record_digest(path: str | os.PathLike, split: str | None = None, what: str = "") -> dict:
+    """Digest of a stage record (settings + inputs; with `split`, only the inputs shared or of
+    that split), as an input entry of the next stage; its digest is None without a record."""
+    what = what or f"the record {path}"
+    record = _read_record(Path(path))
+    if record is None:
         return {"what": what, "digest": None}
-    record = load_json(path)
-    inputs = record.pop(INPUTS_KEY, None) or {}
-    if split is not None:
-        inputs = {k: v for k, v in inputs.items() if "/" not in k or k.startswith(f"{split}/")}
-    inputs = {k: v.get("digest") if isinstance(v, dict) else v for k, v in inputs.items()}
-    return {"what": what, "digest": json_digest({"settings": record, "inputs": inputs}, 32)}
+    settings, inputs = record
+    inputs = {k: v.get("digest") if isinstance(v, dict) else v for k, v in inputs.items()
+              if split is None or "/" not in k or k.startswith(f"{split}/")}
+    return {"what": what, "digest": json_digest({"settings": settings, "inputs": inputs}, 32)}
 
 
 def recorded_inputs(out_dir: str | os.PathLike, stage: str) -> dict:
     """The input entries `<out_dir>/<stage>.json` holds ({} when none)."""
-    record = Path(out_dir) / f"{stage}.json"
-    if not record.exists():
-        return {}
-    inputs = load_json(record).get(INPUTS_KEY)
-    return inputs if isinstance(inputs, dict) else {}
+    record = _read_record(Path(out_dir) / f"{stage}.json")
+    return record[1] if record else {}
 
 
 def changed_inputs(old: dict, new: dict) -> list[str]:
@@ -310,12 +277,8 @@ def changed_inputs(old: dict, new: dict) -> list[str]:
 
 def recorded_settings_differ(out_dir: str | os.PathLike, stage: str, settings: dict) -> bool:
     """True when `<out_dir>/<stage>.json` exists and records other settings than these."""
-    record = Path(out_dir) / f"{stage}.json"
-    if not record.exists():
-        return False
-    old = load_json(record)
-    old.pop(INPUTS_KEY, None)
-    return old != _as_recorded(settings)
+    record = _read_record(Path(out_dir) / f"{stage}.json")
+    return record is not None and record[0] != _as_recorded(settings)
 
 
 def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
@@ -325,45 +288,40 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
     settings, or from inputs that changed since, unless `force`.
 
     `inputs` maps a key (`train/images`, `depth`, ...) to an entry of `stamp_files` or
-    `record_digest`; only the keys given are compared (a stage run on one split leaves the
-    other split's entries alone), new keys are added. `command` is the stage's command line
-    without `--force`, quoted in the refusal. Returns True when outputs already there were
-    made with these same settings from these same inputs (finished items may be skipped),
-    False when the folder is fresh or `force` replaced the record. With `write=False` a fresh
-    or forced run leaves the old record in place: a stage that writes its new outputs beside
-    the old and swaps them in calls `write_stage_record` after the swap, so an interruption
-    never leaves a record that describes outputs not yet there.
+    `record_digest`; only the keys given are compared, new ones are added. `command` (without
+    `--force`) is quoted in the refusal. True when the outputs there were made with these
+    settings from these inputs (finished items may be skipped). With `write=False` a fresh or
+    forced run leaves the old record: a stage that swaps in new outputs whole writes its record
+    after the swap (`write_stage_record`), so no record ever describes outputs not yet there.
     """
-    record = Path(out_dir) / f"{stage}.json"
+    path = Path(out_dir) / f"{stage}.json"
     settings = _as_recorded(settings)
     if INPUTS_KEY in settings:
         raise ValueError(f"{INPUTS_KEY!r} is reserved for the inputs of a stage record")
     inputs = _as_recorded(inputs or {})
-    if record.exists() and not force:
-        old = load_json(record)
-        old_inputs = old.pop(INPUTS_KEY, None)
-        problems = []
-        if old != settings:
-            diff = {k: (old.get(k), settings.get(k)) for k in set(old) | set(settings)
-                    if old.get(k) != settings.get(k)}
-            changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
-            problems.append(f"was written with other settings ({changes})")
-        changed = changed_inputs(old_inputs or {}, inputs)
-        if changed:
-            problems.append("was made from inputs that changed since: " + "; ".join(changed))
-        if problems:
-            fix = (f"redo the stage with `{command} --force`" if command else
-                   f"re-run with --force to replace the outputs in {out_dir}, or choose "
-                   "another output folder")
-            raise DepthGError(f"{record} {' and '.join(problems)}; {fix}")
-        if inputs:  # a record of an older version (no inputs) or a new split: add them
-            merged = {**(old_inputs or {}), **inputs}
-            if merged != old_inputs:
-                save_json(record, {**settings, INPUTS_KEY: merged})
-        return True
-    if write:
-        write_stage_record(out_dir, stage, settings, inputs)
-    return False
+    record = None if force else _read_record(path)
+    if record is None:
+        if write:
+            write_stage_record(out_dir, stage, settings, inputs)
+        return False
+    old, old_inputs = record
+    problems = []
+    if old != settings:
+        changes = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}"
+                            for k in sorted(set(old) | set(settings))
+                            if old.get(k) != settings.get(k))
+        problems.append(f"was written with other settings ({changes})")
+    changed = changed_inputs(old_inputs, inputs)
+    if changed:
+        problems.append("was made from inputs that changed since: " + "; ".join(changed))
+    if problems:
+        fix = (f"redo the stage with `{command} --force`" if command else
+               f"re-run with --force to replace the outputs in {out_dir}, or choose "
+               "another output folder")
+        raise DepthGError(f"{path} {' and '.join(problems)}; {fix}")
+    if {**old_inputs, **inputs} != old_inputs:  # a record without inputs, or a new split
+        save_json(path, {**settings, INPUTS_KEY: {**old_inputs, **inputs}})
+    return True
 
 
 def write_stage_record(out_dir: str | os.PathLike, stage: str, settings: dict,
@@ -380,13 +338,10 @@ def _record(settings: dict, inputs: dict | None) -> dict:
 
 @contextlib.contextmanager
 def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
-    """Hold `<out_dir>/.<stage>.lock` while a stage writes there: a second run of the same
-    stage on the same outputs stops at once with one clear message instead of interleaving
-    its files with the first one's. The lock is the operating system's, so a killed run
-    never leaves it held. A swap of `replaced_outputs` that a kill cut short is put in order
-    first (`finish_interrupted_swap`)."""
-    from filelock import FileLock, Timeout
-
+    """Hold `<out_dir>/.<stage>.lock` while a stage writes there: a second run of it on the
+    same outputs stops at once instead of interleaving its files with the first one's. The
+    operating system holds the lock, so a killed run never leaves it held. A swap of
+    `replaced_outputs` cut short by a kill is put in order first."""
     finish_interrupted_swap(out_dir)
     folder = ensure_dir(out_dir)
     path = folder / f".{stage}.lock"
@@ -407,10 +362,10 @@ def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
 
 # ------------------------------------------------------------------------------ forced runs
 #
-# A stage whose outputs are a folder of files (depth maps, crops) cannot replace them one by
-# one under --force: an interruption would leave some new files, some old ones and a record
-# that describes neither. A forced run writes a complete new folder beside the old one and
-# swaps the two with renames, so the live folder always holds one complete run and its record.
+# A forced run cannot replace a folder of outputs (depth maps, crops) file by file: an
+# interruption would leave some new files, some old ones and a record that describes neither.
+# It writes a complete new folder beside the old one and swaps the two with renames, so the
+# live folder always holds one complete run and its record.
 
 
 def _beside(folder: Path, tag: str) -> Path:
@@ -419,37 +374,29 @@ def _beside(folder: Path, tag: str) -> Path:
 
 
 def finish_interrupted_swap(folder: str | os.PathLike) -> None:
-    """Put `folder` in order after a `replaced_outputs` swap that was cut short: between its
-    two renames (no `folder`, the old one at `.<name>.old`) the old outputs go back, since the
-    record in them describes them; after them only the old copy's removal is left to do."""
+    """Put `folder` in order after a `replaced_outputs` swap cut short: between its two renames
+    (no `folder`, the old one at `.<name>.old`) the old outputs, which their record describes,
+    go back; after them only the old copy's removal is left to do."""
     folder = Path(folder)
     old = _beside(folder, "old")
-    if not old.exists():
-        return
-    if folder.exists():
+    if old.exists() and folder.exists():
         shutil.rmtree(old, ignore_errors=True)
-    else:
+    elif old.exists():
         os.rename(old, folder)
 
 
 @contextlib.contextmanager
 def replaced_outputs(folder: str | os.PathLike, stage: str, settings: dict,
                      inputs: dict | None = None, keep=()) -> Iterator[Path]:
-    """Yield the folder `.<name>.new` beside `folder` for a forced run to write its outputs
-    into (it holds the new `<stage>.json` from the start); when the block succeeds, swap it
-    in for `folder`.
+    """Yield `.<name>.new` beside `folder` (holding the new `<stage>.json` from the start) for a
+    forced run to write into; when the block succeeds, swap it in for `folder`.
 
-    Why: a forced run that deleted the old outputs first and was then interrupted left a
-    partial set, and a record of settings that no complete set had. Here an interruption or
-    an error leaves `folder` untouched (its outputs and record whole), and the new folder
-    waits: the same forced command, run again, continues in it (outputs already there are
-    kept), while other settings or inputs start it afresh. `keep` names files of `folder`
-    that this run does not redo (the other split's outputs, say); they are hard-linked
-    (copied where a link is impossible) into the new folder. The swap is two renames
-    (`folder` → `.<name>.old`, new → `folder`), then the old copy is removed; a kill between
-    the renames is undone by the next `stage_lock` on `folder` (`finish_interrupted_swap`).
-    Call it inside `stage_lock(folder, stage)`, after `check_stage_settings(..., write=False)`.
-    """
+    An interruption or an error leaves `folder` whole; the same forced command, run again,
+    continues in the new folder, while other settings or inputs start it afresh. `keep` names
+    files of `folder` this run does not redo (the other split's); they are hard-linked (or
+    copied) into the new folder. The swap is two renames (`folder` → `.<name>.old`, new →
+    `folder`); a kill between them is undone by the next `stage_lock` on `folder`. Call it
+    inside `stage_lock(folder, stage)`, after `check_stage_settings(..., write=False)`."""
     folder = Path(folder)
     new, old = _beside(folder, "new"), _beside(folder, "old")
     wanted = _record(settings, inputs)
