@@ -1,17 +1,13 @@
 """Five-crop (chapter 02, docs/method.md §3, §11): each image becomes its four corners and
-its centre.
+its centre, whose nearest neighbours (chapter 03) more often share a class than whole images'.
 
     python -m depthg_lib.crop --profile P [--split train|val|all] [--force] [--skip-bad]
 
-Smaller views hold fewer objects, so the nearest neighbours mined from them (chapter 03) are
-more often of the same class. Image, label and depth are cut with the same boxes in one pass
-and written as `<crop_dir>/{img,label,depth}/<split>/<n>.jpg|png|_zoedepth.png` with
-n = 5·index + k (index = position in the reader's sorted names, k = 0..4 in torchvision's order
-top-left, top-right, bottom-left, bottom-right, centre). Labels are stored +1 (0 = ignore).
-
-Resumable: a journal `<split>_progress.txt` records each finished image, so an interrupted
-run continues where it stopped and numbering never shifts; the finished split gets
-`<split>_names.txt` (line n: `n<TAB>source name`), which is what `CropReader` reads.
+Image, label and depth are cut with the same boxes into
+`<crop_dir>/{img,label,depth}/<split>/<n>.jpg|png|_zoedepth.png`, n = 5·index + k (index in
+the reader's sorted names, k in torchvision's order TL, TR, BL, BR, centre); labels stored +1
+(0 = ignore). A journal `<split>_progress.txt` lets an interrupted run continue without
+renumbering; a finished split gets `<split>_names.txt` (`n<TAB>source name`) for `CropReader`.
 """
 
 from __future__ import annotations
@@ -23,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .config import Profile, load_profile, profile_arg
 from .data.base import IGNORE
@@ -30,6 +27,7 @@ from .data.readers import reader_for_profile
 from .depth import depth_problems, present_splits, require_current_depth
 from .errors import DepthGError, run_cli
 from .io import (
+    atomic_path,
     changed_inputs,
     check_stage_settings,
     load_json,
@@ -49,19 +47,12 @@ N_CROPS = 5
 _FORMAT = 1  # bump when the output layout changes
 
 
-# --------------------------------------------------------------------------------------------
-# The boxes
-
-
 def five_crop_boxes(height: int, width: int, ratio: float = 0.5) -> list[tuple[int, int, int, int]]:
     """The five (top, left, h, w) boxes of torchvision's `five_crop`, h = ⌊ratio·H⌋, w = ⌊ratio·W⌋.
 
-    Order: top-left, top-right, bottom-left, bottom-right, centre. The centre box starts at
-    round((H − h) / 2), round((W − w) / 2), Python's half-to-even rounding as in torchvision.
-    docs/method.md §3 words the crop as square (ratio × min(H, W)); the released code (golden
-    `g_five_crop_*`) passes (int(H·ratio), int(W·ratio)), so a non-square image gives
-    non-square crops — we follow the code.
-    """
+    The centre box starts at round((H − h) / 2), round((W − w) / 2) (half to even, as
+    torchvision). docs/method.md §3 words the crop as square; the released code (golden
+    `g_five_crop_*`) crops (int(H·ratio), int(W·ratio)), and so do we."""
     height, width = int(height), int(width)
     h, w = int(height * ratio), int(width * ratio)
     if not 0 < ratio <= 1 or h < 1 or w < 1:
@@ -88,10 +79,6 @@ def dominant_class_share(label: np.ndarray) -> float:
     return float(np.bincount(values.astype(np.int64)).max() / values.size)
 
 
-# --------------------------------------------------------------------------------------------
-# Output layout
-
-
 def crop_paths(crop_dir: str | os.PathLike, split: str, n: int) -> dict[str, Path]:
     """Where crop n of a split lives (docs/method.md §11)."""
     crop_dir = Path(crop_dir)
@@ -100,33 +87,19 @@ def crop_paths(crop_dir: str | os.PathLike, split: str, n: int) -> dict[str, Pat
             "depth": crop_dir / "depth" / split / f"{n}_zoedepth.png"}
 
 
-def _names_file(crop_dir: Path, split: str) -> Path:
-    return crop_dir / f"{split}_names.txt"
-
-
-def _journal_file(crop_dir: Path, split: str) -> Path:
-    return crop_dir / f"{split}_progress.txt"
-
-
-def _skipped_file(crop_dir: Path, split: str) -> Path:
-    return crop_dir / f"{split}_skipped.txt"
-
-
-# --------------------------------------------------------------------------------------------
-# The stage
+def _listing(crop_dir: Path, split: str, kind: str) -> Path:
+    """`<split>_<kind>.txt`: `names` (finished split), `progress` (journal) or `skipped`."""
+    return crop_dir / f"{split}_{kind}.txt"
 
 
 def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = False,
                    skip_bad: bool = False, progress: bool = True) -> Path:
     """Five-crop image, label and depth of a split (`train`, `val` or `all`); returns crop_dir.
 
-    Skips what is finished, writes atomically and refuses to mix settings (`crop.json`)
-    unless `force`; so too when the images, labels, depth maps or the depth stage's record
-    changed since the crops were cut (`crop_inputs`). Depth must exist first (chapter 01).
-    With `skip_bad`, an image that cannot be read is left out and listed in
-    `<split>_skipped.txt`. One run at a time (`io.stage_lock`). A forced run cuts beside the
-    old crops, which it swaps whole for the new set only once that is complete.
-    """
+    Skips what is finished; other settings (`crop.json`) or changed inputs (`crop_inputs`) are
+    refused unless `force`, which cuts beside the old crops and swaps the complete set in.
+    Depth must exist first (chapter 01). With `skip_bad` an unreadable image is left out and
+    listed in `<split>_skipped.txt`."""
     profile = load_profile(profile)
     reader = reader_for_profile(profile)
     crop_dir = profile.paths.crop_dir
@@ -159,9 +132,8 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
                                       command=command, write=not replace)
         if not (resume or replace):  # no record: earlier bookkeeping is of no known run
             for s in set(reader.splits) | set(splits):
-                for path in (_journal_file(crop_dir, s), _names_file(crop_dir, s),
-                             _skipped_file(crop_dir, s)):
-                    path.unlink(missing_ok=True)
+                for kind in ("progress", "names", "skipped"):
+                    _listing(crop_dir, s, kind).unlink(missing_ok=True)
         with (replaced_outputs(crop_dir, "crop", settings, inputs) if replace
               else contextlib.nullcontext(crop_dir)) as out:  # io.replaced_outputs says why
             for s in splits:
@@ -170,8 +142,8 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
 
 
 def crop_inputs(reader, splits) -> dict[str, dict]:
-    """What the crops of `splits` are cut from (`crop.json` records it): per split, the depth
-    stage's record (its part for that split), the images, labels and depth maps."""
+    """What the crops of `splits` are cut from, per split: the depth stage's record (its part
+    for that split), the images, labels and depth maps (`crop.json` records it)."""
     depth_record = reader.depth_record_dir() / "depth.json"
     inputs = {}
     for s in splits:
@@ -182,10 +154,9 @@ def crop_inputs(reader, splits) -> dict[str, dict]:
 
 
 def require_current_crops(profile: Profile, split: str, who: str) -> None:
-    """Refuse (for stage `who`: kNN, training) crops of `split` that no longer match what they
-    were cut from: the whole chain crops ← depth maps ← images is checked, not only the crop
-    files, so a forced depth stage or a replaced image is noticed downstream too. Without the
-    dataset folder (deleted once cropped) the crops stand on their own."""
+    """Refuse (for stage `who`) crops of `split` that no longer match the chain crops ← depth
+    maps ← images, so a forced depth stage or a replaced image is noticed downstream too.
+    Without the dataset folder (deleted once cropped) the crops stand on their own."""
     reader = reader_for_profile(profile)
     try:
         reader.names(split)
@@ -211,33 +182,27 @@ def _read_journal(crop_dir: Path, split: str) -> tuple[dict[str, int], dict[str,
     """name → image index of finished images, and name → reason of skipped ones."""
     done: dict[str, int] = {}
     skipped: dict[str, str] = {}
-    journal = _journal_file(crop_dir, split)
+    journal, names = _listing(crop_dir, split, "progress"), _listing(crop_dir, split, "names")
     if journal.exists():
-        text = journal.read_text()
-        lines = text.split("\n")
-        if not text.endswith("\n"):
-            lines = lines[:-1]  # a line cut short by an interruption
-        for line in lines:
+        for line in journal.read_text().split("\n")[:-1]:  # the last: empty, or cut short
             parts = line.split("\t")
             if len(parts) >= 2 and parts[0] == "skip":
                 skipped[parts[1]] = parts[2] if len(parts) > 2 else ""
             elif len(parts) == 2 and parts[0].isdigit():
                 done[parts[1]] = int(parts[0])
-    elif _names_file(crop_dir, split).exists():  # a finished split: its final record
-        for line in _names_file(crop_dir, split).read_text().splitlines():
+    elif names.exists():  # a finished split: its final record
+        for line in names.read_text().splitlines():
             n, name = line.split("\t", 1)
             done.setdefault(name, int(n) // N_CROPS)
-        if _skipped_file(crop_dir, split).exists():
-            for line in _skipped_file(crop_dir, split).read_text().splitlines():
-                name, _, reason = line.partition("\t")
-                skipped[name] = reason
+        skipped_file = _listing(crop_dir, split, "skipped")
+        if skipped_file.exists():
+            skipped.update(line.partition("\t")[::2]
+                           for line in skipped_file.read_text().splitlines())
     return done, skipped
 
 
 def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: bool,
                 progress: bool) -> None:
-    from tqdm.auto import tqdm
-
     names = reader.names(split)
     done, skipped = _read_journal(crop_dir, split)
     unknown = sorted(set(done) - set(names))
@@ -249,8 +214,8 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: 
     todo = [n for n in names
             if not (n in skipped and skip_bad)
             and not (n in done and _finished(crop_dir, split, done[n], reader.has_labels))]
-    journal = _journal_file(crop_dir, split)
-    if not todo and not journal.exists() and _names_file(crop_dir, split).exists():
+    journal = _listing(crop_dir, split, "progress")
+    if not todo and not journal.exists() and _listing(crop_dir, split, "names").exists():
         return  # finished earlier with these settings: touch nothing
     _require_depth(reader, profile, split, [n for n in todo if n not in done], skip_bad)
 
@@ -270,8 +235,7 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: 
                     raise
                 if not skip_bad:
                     raise DepthGError(f"{err}; or pass --skip-bad to leave {split}/{name} out "
-                                      f"(listed in {_skipped_file(crop_dir, split).name})"
-                                      ) from None
+                                      f"(listed in {split}_skipped.txt)") from None
                 reason = str(err).replace("\t", " ").replace("\n", " ")
                 skipped[name] = reason
                 log.write(f"skip\t{name}\t{reason}\n")
@@ -316,13 +280,9 @@ def _readable(reader, split, name) -> bool:
 
 
 def _finished(crop_dir: Path, split: str, index: int, has_labels: bool) -> bool:
-    for k in range(N_CROPS):
-        paths = crop_paths(crop_dir, split, N_CROPS * index + k)
-        if not paths["img"].exists() or not paths["depth"].exists():
-            return False
-        if has_labels and not paths["label"].exists():
-            return False
-    return True
+    kinds = ("img", "depth", "label") if has_labels else ("img", "depth")
+    return all(crop_paths(crop_dir, split, N_CROPS * index + k)[kind].exists()
+               for k in range(N_CROPS) for kind in kinds)
 
 
 def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: float) -> None:
@@ -353,12 +313,10 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
 
 def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dict) -> None:
     """Write the final name record, drop strays of an earlier, longer run, close the journal."""
-    from .io import atomic_path
-
     order = sorted(done.items(), key=lambda item: item[1])
     if [i for _, i in order] != list(range(len(order))):
-        raise DepthGError(f"{_journal_file(crop_dir, split)} is inconsistent (image numbers "
-                          "are not 0, 1, 2, ...); re-run with --force")
+        raise DepthGError(f"{_listing(crop_dir, split, 'progress')} is inconsistent (image "
+                          "numbers are not 0, 1, 2, ...); re-run with --force")
     count = N_CROPS * len(order)
     for sub in ("img", "label", "depth"):
         folder = crop_dir / sub / split
@@ -370,57 +328,45 @@ def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dic
                 path.unlink()  # the temp file of an interrupted atomic write
             elif stem.isdigit() and int(stem) >= count:
                 path.unlink()
-    with atomic_path(_names_file(crop_dir, split)) as tmp:
+    with atomic_path(_listing(crop_dir, split, "names")) as tmp:
         tmp.write_text("".join(f"{N_CROPS * i + k}\t{name}\n" for name, i in order
                                for k in range(N_CROPS)))
-    skipped_file = _skipped_file(crop_dir, split)
+    skipped_file = _listing(crop_dir, split, "skipped")
     if skipped:
         with atomic_path(skipped_file) as tmp:
             tmp.write_text("".join(f"{name}\t{why}\n" for name, why in sorted(skipped.items())))
     else:
         skipped_file.unlink(missing_ok=True)
-    _journal_file(crop_dir, split).unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Reading the crops back
+    _listing(crop_dir, split, "progress").unlink(missing_ok=True)
 
 
 class CropReader:
-    """The five-cropped split as a sequence: `load(n) -> (image, label, depth)`.
-
-    image uint8 (h, w, 3); label uint8 (h, w) class ids with 255 = ignore (the stored +1
-    undone; all 255 for a dataset without labels); depth uint16 (h, w) as the depth stage
-    wrote it (an 8-bit depth PNG is widened ×257, so 255 ↦ 65535).
-    """
+    """The five-cropped split as a sequence: `load(n) -> (image, label, depth)`: uint8 (h, w, 3);
+    uint8 (h, w) class ids, 255 = ignore (all 255 without labels); uint16 (h, w) depth as the
+    depth stage wrote it (an 8-bit depth PNG widened ×257, so 255 ↦ 65535)."""
 
     def __init__(self, crop_dir: str | os.PathLike, split: str, profile: str | None = None):
         self.crop_dir = Path(crop_dir)
         self.split = split
-        names_file = _names_file(self.crop_dir, split)
+        names_file = _listing(self.crop_dir, split, "names")
         if not names_file.is_file():
             what = ("does not exist" if not self.crop_dir.exists()
                     else f"has no finished {split} split ({names_file.name} is missing)")
             raise DepthGError(
                 f"five-crop folder {self.crop_dir} {what}; run `python -m depthg_lib.crop "
                 f"--profile {profile or '<profile>'} --split {split}` (chapter 02) first")
-        self._sources = []
-        for line in names_file.read_text().splitlines():
-            n, name = line.split("\t", 1)
-            self._sources.append(name)
+        self._sources = [line.split("\t", 1)[1] for line in names_file.read_text().splitlines()]
         self.has_labels = (self.crop_dir / "label" / split).is_dir()
         self._digest: dict | None = None
 
     def digest(self) -> dict:
-        """What these crops are, as an input entry for the stages that read them (kNN, the
-        frozen-feature cache, training): the crop record's part for this split (settings and
-        what the crops were cut from), the names file and every crop file."""
+        """These crops as an input entry of the stages that read them: the crop record's part
+        for this split, the names file and every crop file."""
         if self._digest is None:
-            files = [_names_file(self.crop_dir, self.split)]
-            for n in range(len(self)):
-                paths = crop_paths(self.crop_dir, self.split, n)
-                files += [paths["img"], paths["depth"]] + ([paths["label"]] if self.has_labels
-                                                           else [])
+            kinds = ("img", "depth", "label") if self.has_labels else ("img", "depth")
+            files = [_listing(self.crop_dir, self.split, "names")]
+            files += [crop_paths(self.crop_dir, self.split, n)[kind]
+                      for n in range(len(self)) for kind in kinds]
             where = f"the {self.split} crops in {self.crop_dir}"
             stamp = stamp_files(files, self.crop_dir, what=where)
             record = record_digest(self.crop_dir / "crop.json", split=self.split)
@@ -466,10 +412,6 @@ class CropReader:
             raise IndexError(f"crop {n} out of range: {self.split} has {len(self)} crops")
 
 
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m depthg_lib.crop",
@@ -486,8 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     crop_dir = run_crop_stage(args.profile, split=args.split, force=args.force,
                               skip_bad=args.skip_bad, progress=not args.no_progress)
     for split in ("train", "val"):
-        if _names_file(crop_dir, split).exists():
-            skipped = _skipped_file(crop_dir, split)
+        if _listing(crop_dir, split, "names").exists():
+            skipped = _listing(crop_dir, split, "skipped")
             n_skipped = len(skipped.read_text().splitlines()) if skipped.exists() else 0
             print(f"{split}: {len(CropReader(crop_dir, split))} crops"
                   + (f", {n_skipped} images skipped (see {skipped})" if n_skipped else ""))
