@@ -1,13 +1,10 @@
 """Stage 01 — monocular depth for every image (docs/method.md §2).
 
-The backends (`zoedepth`, `depth_anything`, `synth`) are `depthg_lib.depth_models`; `gt`,
-SynthScenes ground truth, needs the image names, so this stage reads it through the reader.
-The stored format — per image, min–max normalised depth as a 16-bit PNG at
-`reader.depth_path(split, name)`, read back as the released code's 8 bits with
-`load_depth_png(..., "released")` — is `depthg_lib.depth_format`. The names of both are
-importable from here too.
-
     python -m depthg_lib.depth --profile test [--split all] [--force] [--skip-bad]
+
+The backends (`zoedepth`, `depth_anything`, `synth`) are `depth_models`; `gt`, SynthScenes
+ground truth, is read through the reader. The stored format (per image, min–max normalised,
+a 16-bit PNG at `reader.depth_path(split, name)`) is `depth_format`.
 """
 
 from __future__ import annotations
@@ -15,23 +12,23 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .config import Profile, load_profile, profile_arg
+from .data import reader_for_profile
+from .data.synthscenes import FAR_DEPTH
 from .depth_format import STAGE_COMMAND, depth_to_uint16, load_depth_png, normalise_depth
-from .depth_format import depth_from_uint16 as depth_from_uint16  # re-exported
 from .depth_models import DEFAULT_MODELS, DepthModel, load_depth_model
-from .depth_models import resolve_model_dir as resolve_model_dir  # re-exported
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .evalset import to_tensor
 from .io import (
     check_stage_settings,
     load_json,
+    prefetched,
     recorded_inputs,
     recorded_settings_differ,
     replaced_outputs,
@@ -46,12 +43,10 @@ def _command(profile_name: str = "<profile>", extra: str = "") -> str:
 
 
 def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """How close an estimate is to a reference depth, both min–max normalised first.
-
-    `mae`: mean |d̂_est − d̂_ref| in [0,1]; `spearman`: rank correlation ρ of the pixel values
-    (scale- and shift-free, the fair number for relative depth).
-    """
-    from scipy.stats import spearmanr
+    """How close an estimate is to a reference depth, both min–max normalised first: `mae`,
+    mean |d̂_est − d̂_ref| in [0,1]; `spearman`, rank correlation ρ of the pixel values (scale-
+    and shift-free, the fair number for relative depth)."""
+    from scipy.stats import spearmanr  # scipy.stats is slow to import; only chapter 01 needs it
 
     a, b = normalise_depth(estimate).ravel(), normalise_depth(reference).ravel()
     rho = spearmanr(a, b).statistic if a.std() > 0 and b.std() > 0 else float("nan")
@@ -61,11 +56,9 @@ def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, fl
 def compare_with_ground_truth(reader, split: str, names: Sequence[str],
                               model: DepthModel | None = None,
                               fidelity: str = "corrected") -> tuple[list, list, list]:
-    """(images, estimates, ground truths) for some SynthScenes images, for figures and numbers.
-
-    The estimate is the stored depth map (`model=None`, read as `fidelity` says) or a fresh
-    prediction of `model`; ground truth is clipped at the far plane like the `gt` backend.
-    """
+    """(images, estimates, ground truths) of some SynthScenes images: the estimate is the
+    stored map (`model=None`, read as `fidelity` says) or `model`'s prediction; ground truth is
+    clipped at the far plane like the `gt` backend's."""
     images, estimates, truths = [], [], []
     for name in names:
         image = reader.load_image(split, name)
@@ -86,8 +79,6 @@ def mean_agreement(estimates: Sequence[np.ndarray], references: Sequence[np.ndar
     return {key: float(np.nanmean([s[key] for s in scores])) for key in ("mae", "spearman")}
 
 
-# --------------------------------------------------------------------------- stage
-
 def _prerequisite_command(profile: Profile) -> str:
     """The command that creates the images this stage reads."""
     if profile.dataset == "synthscenes":
@@ -95,17 +86,11 @@ def _prerequisite_command(profile: Profile) -> str:
                 f"{profile.paths.dataset_dir} --n-train {profile.synth_n_train} --n-val "
                 f"{profile.synth_n_val} --size {profile.synth_size} --seed {profile.synth_seed}`")
     return (f"put the {profile.dataset} data there (docs/method.md §11) and check it with "
-            "`python -m "
-            f"depthg_lib.data check --profile {profile_arg(profile)}`")
+            f"`python -m depthg_lib.data check --profile {profile_arg(profile)}`")
 
 
 def _list_names(reader, profile: Profile, splits: Sequence[str]) -> dict[str, list[str]]:
-    names = {}
-    for s in splits:
-        try:
-            names[s] = list(reader.names(s))
-        except DepthGError:
-            names[s] = []
+    names = {s: _names_or_none(reader, s) for s in splits}
     if not any(names.values()):
         raise DepthGError(
             f"no images found for split(s) {', '.join(splits)} in {profile.paths.dataset_dir}; "
@@ -113,17 +98,8 @@ def _list_names(reader, profile: Profile, splits: Sequence[str]) -> dict[str, li
     return names
 
 
-def _try_load(reader, split: str, name: str) -> np.ndarray | DepthGError:
-    try:
-        return reader.load_image(split, name)
-    except DepthGError as err:
-        return err
-
-
 def _gt_depth(reader, split: str, name: str) -> np.ndarray:
     """SynthScenes ground truth in metres; sky (and anything beyond) is the far plane."""
-    from .data.synthscenes import FAR_DEPTH
-
     depth = reader.load_gt_depth(split, name)
     if depth is None:
         raise DepthGError(f"depth backend 'gt' needs ground-truth depth, but the reader has none "
@@ -134,11 +110,9 @@ def _gt_depth(reader, split: str, name: str) -> np.ndarray:
 
 def stage_settings(profile: Profile, model: DepthModel | None) -> dict:
     """What `depth.json` holds: backend, model id, weights checksum, resolution, format."""
-    if model is None:  # gt
-        base = {"backend": "gt", "model": DEFAULT_MODELS["gt"], "weights_sha256": None,
-                "resolution": "native"}
-    else:
-        base = model.settings()
+    base = model.settings() if model is not None else {  # None: gt
+        "backend": "gt", "model": DEFAULT_MODELS["gt"], "weights_sha256": None,
+        "resolution": "native"}
     return {**base, "format": "png16, per-image min-max, larger = farther"}
 
 
@@ -159,11 +133,8 @@ def expected_model_id(profile: Profile) -> str:
 
 
 def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]:
-    """Why the stored depth maps of `splits` are not what `profile` asks for now: made with
-    another backend or model than the profile names, or from other images than the splits
-    hold now (`depth.json` says). [] when they fit, or when no record says."""
-    from .io import load_json
-
+    """Why the stored depth maps of `splits` are not what `profile` asks for now (another
+    backend or model, other images; `depth.json` says): [] when they fit or no record says."""
     record = reader.depth_record_dir() / "depth.json"
     if not record.is_file():
         return []
@@ -197,20 +168,14 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
     """Write a depth PNG for every image of `split` (train, val, or all: train and val where
     the dataset has one); returns the folder.
 
-    Resumable: with the same settings, images whose depth map exists are skipped; every map
-    is written to a temporary file and renamed. Other settings than `depth.json` records, or
-    images that changed since it recorded them, are refused unless `force`, which writes the
-    new maps beside the old ones and swaps them in whole (`_replace_maps`). One run at a time
-    (`io.stage_lock`). A corrupt image
-    stops the stage naming the file, or is skipped (listed in `depth_skipped.json`) with
-    `skip_bad`.
-    """
+    With the same settings, existing maps are skipped; other settings than `depth.json`
+    records, or changed images, are refused unless `force`, which writes the new maps beside
+    the old and swaps them in whole (`_replace_maps`). A corrupt image stops the stage naming
+    the file, or with `skip_bad` is skipped (listed in `depth_skipped.json`)."""
     profile = load_profile(profile)
     if split not in ("train", "val", "all"):
         raise DepthGError(f"split must be train, val or all, found {split!r}")
     dev = resolve_device(device)
-    from .data import reader_for_profile
-
     reader = reader_for_profile(profile)
     if split != "all" and split not in reader.splits:
         reader.names(split)  # the reader says how to get that split (a folder without val/)
@@ -253,9 +218,9 @@ def _names_or_none(reader, split: str) -> list[str]:
 
 def _replace_maps(reader, names, splits, kept, model, profile, settings, inputs, skip_bad,
                   progress) -> Path:
-    """A forced run: the maps of `splits` are made in a folder beside the old ones, which
-    also gets the maps (and the recorded inputs, skipped images) of the `kept` splits, and is
-    swapped in whole (`io.replaced_outputs`): an interruption leaves the old maps and record."""
+    """A forced run: the maps of `splits` are made in a folder beside the old ones, which also
+    gets the maps, recorded inputs and skipped images of the `kept` splits, and is swapped in
+    whole (`io.replaced_outputs`): an interruption leaves the old maps and record."""
     record_dir = reader.depth_record_dir()
     old_inputs = recorded_inputs(record_dir, "depth")
     inputs = {**{k: v for k, v in old_inputs.items() if k.split("/")[0] in kept}, **inputs}
@@ -277,38 +242,29 @@ def _replace_maps(reader, names, splits, kept, model, profile, settings, inputs,
 
 def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress,
                 where=None) -> list[str]:
-    """The stage's loop: every map not yet there (all of them unless `reuse`), written to
-    `where(split, name)` (default: its place, `reader.depth_path`)."""
+    """Write every map not yet there (all unless `reuse`) to `where(split, name)` (default
+    `reader.depth_path`); the next batch's images are decoded meanwhile (`io.prefetched`)."""
     where = where or reader.depth_path
     skipped: list[str] = []
-    batch = max(1, profile.depth_batch)
-    # Images of the next batch are decoded in threads (PIL releases the GIL) while the model
-    # works on this one.
-    pool = ThreadPoolExecutor(max_workers=max(1, min(profile.num_workers, 8)))
-    try:
-        for s in splits:
-            todo = [n for n in names[s] if not (reuse and where(s, n).exists())]
-            chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
-            bar = tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo)
+    for s in splits:
+        todo = [n for n in names[s] if not (reuse and where(s, n).exists())]
+        with tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo) as bar:
             if model is None:  # gt: no images to read, no model to run
-                for chunk in chunks:
-                    for n in chunk:
-                        gt = _gt_depth(reader, s, n)
-                        save_image(where(s, n), depth_to_uint16(gt))
-                    bar.update(len(chunk))
-                bar.close()
+                for n in todo:
+                    save_image(where(s, n), depth_to_uint16(_gt_depth(reader, s, n)))
+                    bar.update(1)
                 continue
 
-            def submit(chunk, s=s):
-                return [(n, pool.submit(_try_load, reader, s, n)) for n in chunk]
+            def load(n, s=s):
+                try:
+                    return n, reader.load_image(s, n)
+                except DepthGError as err:
+                    return n, err
 
-            pending = submit(chunks[0]) if chunks else []
-            for i, chunk in enumerate(chunks):
-                current = pending
-                pending = submit(chunks[i + 1]) if i + 1 < len(chunks) else []
-                loaded: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
-                for n, future in current:
-                    image = future.result()
+            for batch in prefetched(load, todo, max(1, profile.depth_batch),
+                                    min(profile.num_workers, 8)):
+                sizes: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
+                for n, image in batch:
                     if isinstance(image, DepthGError):
                         if not skip_bad:
                             raise DepthGError(f"{image}, or pass --skip-bad to leave it out "
@@ -316,20 +272,14 @@ def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress
                         skipped.append(f"{s}/{n}")
                         tqdm.write(f"skipped {s}/{n}: {image}", file=sys.stderr)
                         continue
-                    loaded.setdefault(image.shape[:2], []).append((n, image))
-                for group in loaded.values():  # one forward per image size
-                    depth = model.estimate_depth(
-                        to_tensor([im for _, im in group]).contiguous())
+                    sizes.setdefault(image.shape[:2], []).append((n, image))
+                for group in sizes.values():  # one forward per image size
+                    depth = model.estimate_depth(to_tensor([im for _, im in group]).contiguous())
                     for (n, _), d in zip(group, depth.numpy()):
                         save_image(where(s, n), depth_to_uint16(d))
-                bar.update(len(chunk))
-            bar.close()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+                bar.update(len(batch))
     return skipped
 
-
-# --------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(

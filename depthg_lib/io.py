@@ -17,7 +17,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,19 @@ def read_depth_png(path: str | os.PathLike,
             raise DepthGError(f"depth map {path} holds values outside 0..65535; {remedy}")
         arr = arr.astype(np.uint16)
     return arr
+
+
+def prefetched(load: Callable, items: Sequence, batch: int, workers: int) -> Iterator[list]:
+    """Yield `[load(x) for x in items[i:i + batch]]` batch by batch, the next batch loading in
+    `workers` threads meanwhile (PIL and file reads release the GIL)."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        def submit(start):
+            return [pool.submit(load, x) for x in items[start:start + batch]]
+
+        pending = submit(0)
+        for start in range(0, len(items), batch):
+            current, pending = pending, submit(start + batch)
+            yield [f.result() for f in current]
 
 
 def json_digest(obj, length: int = 16) -> str:

@@ -14,7 +14,6 @@ reduced to its top-(k+1) at once.
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,14 @@ from tqdm.auto import tqdm
 from .config import Profile, load_profile, profile_arg
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
-from .io import check_stage_settings, save_npz, sha256_file, stage_lock, write_stage_record
+from .io import (
+    check_stage_settings,
+    prefetched,
+    save_npz,
+    sha256_file,
+    stage_lock,
+    write_stage_record,
+)
 from .models import profile_weights_identity
 from .transforms import resize_center_crop
 
@@ -221,18 +227,6 @@ def stage_settings(profile: Profile, n: int, split: str) -> dict:
             "K": min(profile.knn_store, n), "N": n, "split": split}
 
 
-def _batches(load, n: int, batch: int, workers: int):
-    """Yield [load(i) for i in a batch], decoding the next batch in threads meanwhile."""
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        def submit(start):
-            return [pool.submit(load, i) for i in range(start, min(start + batch, n))]
-
-        pending = submit(0) if n else []
-        for start in range(0, n, batch):
-            current, pending = pending, (submit(start + batch) if start + batch < n else [])
-            yield [f.result() for f in current]
-
-
 def featurise_crops(reader, backbone, res: int, fidelity: str, device: torch.device,
                     batch: int = 32, workers: int = 2, progress: bool = True) -> torch.Tensor:
     """(N, D) unit-norm global features of every crop, on `device`."""
@@ -245,7 +239,7 @@ def featurise_crops(reader, backbone, res: int, fidelity: str, device: torch.dev
 
     feats = []
     bar = tqdm(total=n, desc="features", unit="crop", disable=not progress)
-    for images in _batches(load, n, batch, workers):
+    for images in prefetched(load, range(n), batch, workers):
         feats.append(global_features(backbone, torch.stack(images).to(device)))
         bar.update(len(images))
     bar.close()

@@ -16,13 +16,13 @@ from depthg_lib.data.synthscenes import FAR_DEPTH, generate
 from depthg_lib.depth import (
     compare_with_ground_truth,
     depth_agreement,
-    depth_from_uint16,
     depth_to_uint16,
     load_depth_model,
     load_depth_png,
     mean_agreement,
     run_depth_stage,
 )
+from depthg_lib.depth_format import depth_from_uint16
 from depthg_lib.errors import DepthGError, run_cli
 
 torch.set_num_threads(1)

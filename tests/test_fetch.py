@@ -321,7 +321,7 @@ def test_hub_cache_resolves_depth_model_and_dinov2_offline(hub, tmp_path):
     import torch
     from safetensors.torch import save
 
-    from depthg_lib.depth import load_depth_model, resolve_model_dir
+    from depthg_lib.depth_models import load_depth_model, resolve_model_dir
 
     repo = "depth-anything/Depth-Anything-V2-Small-hf"
     snap = _put_in_hub_cache(hub, repo, _tiny_depth_anything_files(tmp_path))
