@@ -2,26 +2,19 @@
 
     python -m depthg_lib.predict photo.jpg my_folder/ --out predictions/ [--checkpoint C]
 
-Without `--checkpoint` the checkpoint shipped with the library is used
-(`depthg_lib/weights/depthg_embedded.pt`, trained on SynthScenes with the embedded ViT).
-Images of any size and mode are resized so that both sides are multiples of the backbone's
-patch size (aspect kept; shorter side near the profile's `eval_res`, longer side capped at
-twice that), segmented as in evaluation (codes averaged with the mirrored image, cluster
-probe), and the label map is resized back to the original size (nearest).
+Without `--checkpoint` the shipped head is used (`depthg_lib/weights/depthg_embedded.pt`,
+trained on SynthScenes with the embedded ViT). Each image, turned upright as its EXIF
+orientation says, is resized to multiples of the patch size (aspect kept, shorter side near
+`eval_res`, longer side at most twice that), segmented as in evaluation and its label map
+resized back (nearest).
 
-Photos are turned upright as their EXIF orientation says before they are segmented.
-Per image, `--out` receives `<name>_label.png` (colour-coded clusters), `<name>_overlay.png`
-(the colours over the image) and `<name>_ids.png` (raw cluster ids, uint8); once per folder,
-`legend.png` / `legend.json`. A folder whose legend describes another checkpoint or probe is
-refused (its colours would no longer mean what its legend says) unless `--force`, which
-first deletes the outputs that legend lists. A program that owns its output folder (the
-course's chapter 05 in its run folder) passes `owner=`: the legend records it, and a later
-run with the same owner replaces those outputs without `force`; a folder it did not write
-(another owner, or none and another checkpoint file) stays protected. Sub-folders of an
-input folder are not searched; they are listed as skipped. Clusters are named after classes
-when the checkpoint carries a cluster → class matching (written by `python -m
-depthg_lib.evaluate` beside it, or stored in the checkpoint under `cluster_assignment`);
-otherwise they are just "cluster k".
+Per image `--out` receives `<name>_label.png` (colour-coded), `<name>_overlay.png` and
+`<name>_ids.png` (raw ids, uint8); per folder `legend.png` / `legend.json`. A folder whose
+legend describes another checkpoint or probe is refused (its colours would lie) unless
+`--force`, which first deletes the outputs that legend lists, or unless the same `owner=`
+wrote it (the course's chapter 05 in its run folder). Sub-folders of an input folder are
+listed as skipped, not searched. Clusters are named after classes when the checkpoint carries
+a cluster → class matching (`python -m depthg_lib.evaluate` writes one beside it).
 """
 
 from __future__ import annotations
@@ -32,20 +25,30 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
+from tqdm.auto import tqdm
 
-from .env import device_arg
+from .checkpoint import load_checkpoint
+from .config import load_profile
+from .crf import dense_crf, require_crf
+from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
-from .io import load_json, read_rgb, save_image, save_json
+from .evalset import to_tensor
+from .evaluate import assignment_file, probe_log_probs
+from .io import atomic_path, ensure_dir, load_json, read_rgb, save_image, save_json, sha256_file
+from .models import load_backbone
 from .released import is_released
+from .viz import colorize, label_palette, overlay
+from .viz.evaluation import plot_legend
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "depthg_embedded.pt"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 TRAIN_HINT = "python -m depthg_lib.train --profile demo"
+_OUTPUT_SUFFIXES = ("_label.png", "_overlay.png", "_ids.png")
 
 
 @dataclass
@@ -71,18 +74,13 @@ class Segmenter:
         names = []
         for k in range(self.n_clusters):
             cls = self.cluster_to_class[k] if self.cluster_to_class is not None else -1
-            if cls >= 0 and self.class_names and cls < len(self.class_names):
-                names.append(f"cluster {k} → {self.class_names[cls]}")
-            else:
-                names.append(f"cluster {k}")
+            known = 0 <= cls < len(self.class_names or [])
+            names.append(f"cluster {k} → {self.class_names[cls]}" if known else f"cluster {k}")
         return names
 
     def palette(self) -> np.ndarray:
         """One colour per cluster: its matched class's colour when known, else a stable one."""
-        from .viz import label_palette
-
-        base = label_palette(self.n_clusters + len(self.class_names or []))
-        pal = base[: self.n_clusters].copy()
+        pal = label_palette(self.n_clusters + len(self.class_names or []))[: self.n_clusters]
         if self.cluster_to_class is not None:
             classes = (np.asarray(self.class_colors, dtype=np.uint8) if self.class_colors
                        else label_palette(len(self.class_names or []) or self.n_clusters))
@@ -92,65 +90,40 @@ class Segmenter:
         return pal
 
 
-def _missing_default_message(path: Path) -> str:
-    return (f"the default checkpoint {path} is not there (it ships with the library once "
-            f"trained). Train one with `{TRAIN_HINT}` and pass it with --checkpoint "
-            "runs/demo/train/checkpoints/final.pt")
-
-
-def _read_assignment(checkpoint: Path, meta: dict) -> dict | None:
-    from .evaluate import assignment_file
-
-    side = assignment_file(checkpoint)
-    if side.exists():
-        return load_json(side)
-    stored = meta.get("cluster_assignment")
-    return stored if isinstance(stored, dict) else None
-
-
 def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "cpu",
                    profile=None) -> Segmenter:
-    """Load a checkpoint (default: the shipped one) and its backbone for prediction.
-
-    With `profile`, a checkpoint made for another backbone or code dimension is refused.
-    """
+    """Load a checkpoint (default: the shipped one) and its backbone for prediction; with
+    `profile`, a checkpoint made for another backbone or code dimension is refused."""
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    if not path.exists() and checkpoint is None:
+        raise DepthGError(f"the default checkpoint {path} is not there (it ships with the "
+                          f"library once trained). Train one with `{TRAIN_HINT}` and pass it "
+                          "with --checkpoint runs/demo/train/checkpoints/final.pt")
     if not path.exists():
-        raise DepthGError(_missing_default_message(path) if checkpoint is None else
-                          f"checkpoint {path} does not exist; train one with `{TRAIN_HINT}`")
-    from .checkpoint import load_checkpoint
-    from .env import resolve_device
-    from .models import load_backbone
-
+        raise DepthGError(f"checkpoint {path} does not exist; train one with `{TRAIN_HINT}`")
     dev = resolve_device(device)
     model = load_checkpoint(path, profile=profile, device=dev)
     saved = dict(model.meta.get("profile") or {})
-    weights = saved.get("backbone_weights") or None
-    if profile is not None:
-        from .config import load_profile
-
-        weights = load_profile(profile).backbone_weights or None
+    weights = (load_profile(profile).backbone_weights if profile is not None
+               else saved.get("backbone_weights")) or None
     backbone = (model.backbone() if is_released(model) else
                 load_backbone(model.backbone_name, weights=weights, device=dev)).eval()
-    n_clusters = int(model.cluster_probe.clusters.shape[0])
-    seg = Segmenter(model=model, backbone=backbone, checkpoint=path,
-                    eval_res=int(saved.get("eval_res", 320)),
-                    patch_size=int(getattr(backbone, "patch_size", 0)
-                                   or model.meta.get("patch_size", 8)),
-                    n_clusters=n_clusters)
-    assignment = _read_assignment(path, model.meta)
-    if assignment:
-        seg.cluster_to_class = [int(c) for c in assignment.get("cluster_to_class", [])]
-        seg.class_names = list(assignment.get("class_names") or []) or None
-        colors = assignment.get("class_colors")
-        seg.class_colors = [tuple(c) for c in colors] if colors else None
-    return seg
+    side = assignment_file(path)  # written by evaluation; else stored in the checkpoint
+    found = load_json(side) if side.exists() else model.meta.get("cluster_assignment")
+    found = found if isinstance(found, dict) else {}
+    colors = found.get("class_colors")
+    return Segmenter(
+        model=model, backbone=backbone, checkpoint=path, eval_res=int(saved.get("eval_res", 320)),
+        patch_size=int(getattr(backbone, "patch_size", 0) or model.meta.get("patch_size", 8)),
+        n_clusters=int(model.cluster_probe.clusters.shape[0]),
+        cluster_to_class=[int(c) for c in found.get("cluster_to_class", [])] if found else None,
+        class_names=list(found.get("class_names") or []) or None,
+        class_colors=[tuple(c) for c in colors] if colors else None)
 
 
 def working_size(height: int, width: int, patch: int, target: int) -> tuple[int, int]:
     """(h, w) multiples of `patch`, aspect kept: shorter side ≈ `target`, longer ≤ 2·target."""
-    scale = target / min(height, width)
-    scale = min(scale, 2 * target / max(height, width))
+    scale = min(target / min(height, width), 2 * target / max(height, width))
     h = max(patch, int(round(height * scale / patch)) * patch)
     w = max(patch, int(round(width * scale / patch)) * patch)
     return h, w
@@ -162,8 +135,6 @@ def as_rgb(image) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_rgb(image, exif=True)
     if isinstance(image, Image.Image):
-        from PIL import ImageOps
-
         return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
     arr = np.asarray(image)
     if arr.dtype.kind == "f":
@@ -180,33 +151,23 @@ def as_rgb(image) -> np.ndarray:
 
 @torch.no_grad()
 def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) -> np.ndarray:
-    """One image → label map (H, W) uint8 at the image's own size.
-
-    `probe="cluster"`: unsupervised cluster ids; `"linear"`: the linear probe's class ids.
-    """
-    from .evaluate import CLUSTER_ALPHA, flip_averaged_codes, to_tensor
-
+    """One image → label map (H, W) uint8 at its own size: cluster ids (`probe="cluster"`) or
+    the linear probe's class ids (`"linear"`)."""
+    if probe not in ("cluster", "linear"):
+        raise DepthGError(f"probe must be 'cluster' or 'linear', got {probe!r}")
     rgb = as_rgb(image)
     height, width = rgb.shape[:2]
     h, w = working_size(height, width, seg.patch_size, seg.eval_res)
     work = rgb if (h, w) == (height, width) else np.asarray(
         Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
     x = to_tensor([work]).to(seg.device)
-    code = flip_averaged_codes(seg.backbone, seg.model.head, x)
-    code = F.interpolate(code.float(), size=(h, w), mode="bilinear", align_corners=False)
-    if probe == "cluster":
-        log_probs = seg.model.cluster_probe(code, alpha=CLUSTER_ALPHA, log_probs=True)
-    elif probe == "linear":
-        log_probs = torch.log_softmax(seg.model.linear_probe(code), dim=1)
-    else:
-        raise DepthGError(f"probe must be 'cluster' or 'linear', got {probe!r}")
+    cluster, linear = probe_log_probs(seg.model, seg.backbone, x, (h, w))
+    log_probs = (cluster if probe == "cluster" else linear)[0]
     if crf:
-        from .crf import dense_crf, require_crf
-
         require_crf()
-        labels = dense_crf(work, log_probs[0].cpu().numpy()).argmax(0)
+        labels = dense_crf(work, log_probs.cpu().numpy()).argmax(0)
     else:
-        labels = log_probs[0].argmax(0).cpu().numpy()
+        labels = log_probs.argmax(0).cpu().numpy()
     labels = labels.astype(np.uint8)
     if (h, w) != (height, width):
         labels = np.asarray(Image.fromarray(labels).resize((width, height), Image.NEAREST))
@@ -246,20 +207,17 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: Path | None = N
                    ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files to segment (folders expanded, sorted) and inputs skipped with the reason."""
     files, skipped = [], []
+    excluded = exclude.resolve() if exclude is not None else None
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            if exclude is not None and path.resolve() == exclude.resolve():
-                skipped.append((str(path), "the output folder itself"))
-                continue
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not p.name.startswith("."))
-            subfolders = sorted(p for p in path.iterdir()
-                                if p.is_dir() and not p.name.startswith(".")
-                                and (exclude is None or p.resolve() != exclude.resolve()))
+        if path.is_dir() and path.resolve() == excluded:
+            skipped.append((str(path), "the output folder itself"))
+        elif path.is_dir():
+            shown = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+            found = [p for p in shown if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
             skipped += [(str(p), "a sub-folder (not searched; pass it as an input to segment "
-                                 "its images)") for p in subfolders]
+                                 "its images)") for p in shown
+                        if p.is_dir() and p.resolve() != excluded]
             if not found:
                 skipped.append((str(path), "folder holds no images (looked for "
                                            f"{', '.join(IMAGE_SUFFIXES)})"))
@@ -285,17 +243,9 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                   probe: str = "cluster", crf: bool = False, profile=None,
                   progress: bool = True, force: bool = False,
                   owner: str | None = None) -> PredictionReport:
-    """Segment image files and folders into `out`; bad inputs are skipped and listed.
-
-    When nothing at all could be segmented, one `DepthGError` lists why. An `out` folder
-    whose legend describes another checkpoint or probe is refused unless `force`, or unless
-    it was written with the same `owner` (who may replace what it wrote itself).
-    """
-    from tqdm.auto import tqdm
-
-    from .io import ensure_dir
-    from .viz import colorize, overlay
-
+    """Segment image files and folders into `out`; bad inputs are skipped and listed, and
+    one `DepthGError` says why when nothing at all could be segmented. See the module
+    docstring for when an `out` written before is refused (`force`, `owner`)."""
     out = Path(out)
     files, skipped = collect_inputs(inputs, exclude=out)
     if not files:
@@ -306,8 +256,6 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     report = PredictionReport(out=out, skipped=skipped)
     palette = seg.palette()
     if probe == "linear":
-        from .viz import label_palette
-
         n = int(getattr(seg.model.linear_probe, "n_classes", 0) or seg.n_clusters)
         palette = (np.asarray(seg.class_colors, dtype=np.uint8) if seg.class_colors
                    else label_palette(n))
@@ -335,15 +283,6 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     return report
 
 
-_OUTPUT_SUFFIXES = ("_label.png", "_overlay.png", "_ids.png")
-
-
-def _checkpoint_identity(path: Path) -> str:
-    from .io import sha256_file
-
-    return sha256_file(path) if Path(path).is_file() else str(path)
-
-
 def _legend(seg: Segmenter, palette: np.ndarray, probe: str) -> dict:
     """What `legend.json` says: which checkpoint and probe, and each id's name and colour."""
     if probe == "linear":
@@ -354,30 +293,30 @@ def _legend(seg: Segmenter, palette: np.ndarray, probe: str) -> dict:
     else:
         entries = seg.cluster_names()
         title = "clusters" + (" (matched to classes)" if seg.cluster_to_class else "")
-    return {"checkpoint": str(seg.checkpoint),
-            "checkpoint_sha256": _checkpoint_identity(seg.checkpoint), "probe": probe,
-            "title": title,
+    ckpt = Path(seg.checkpoint)
+    return {"checkpoint": str(ckpt),
+            "checkpoint_sha256": sha256_file(ckpt) if ckpt.is_file() else str(ckpt),
+            "probe": probe, "title": title,
             "entries": [{"id": k, "name": e, "color": [int(c) for c in palette[k]]}
                         for k, e in enumerate(entries)]}
 
 
 def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
-    """The image stems an existing legend of `out` describes, if it says what `legend` says;
-    another legend is refused, or with `force` (or when the same owner wrote it) its
-    outputs are deleted first."""
+    """The image stems an existing legend of `out` lists, if it says what `legend` says;
+    another legend is refused, or with `force` (or the same owner) its outputs are deleted."""
     path = out / "legend.json"
     if not path.exists():
         return []
     old = load_json(path)
-    same = all(old.get(k) == legend[k] for k in ("checkpoint_sha256", "probe", "entries"))
-    if same:
+    if all(old.get(k) == legend[k] for k in ("checkpoint_sha256", "probe", "entries")):
         return list(old.get("outputs", []))
     if not force and not _owned(old, legend):
-        what = ("another probe" if old.get("probe") != legend["probe"] and
-                old.get("checkpoint_sha256") == legend["checkpoint_sha256"]
-                else f"the outputs of another checkpoint ({old.get('checkpoint', '?')})"
-                if old.get("checkpoint_sha256") != legend["checkpoint_sha256"]
-                else "other cluster names or colours")
+        if old.get("checkpoint_sha256") != legend["checkpoint_sha256"]:
+            what = f"the outputs of another checkpoint ({old.get('checkpoint', '?')})"
+        elif old.get("probe") != legend["probe"]:
+            what = "another probe"
+        else:
+            what = "other cluster names or colours"
         raise DepthGError(f"{path} describes {what}; its images would no longer match it. "
                           "Choose another --out folder, or pass --force to delete those "
                           "outputs and write new ones")
@@ -389,8 +328,7 @@ def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
 
 def _owned(old: dict, legend: dict) -> bool:
     """Whether the writer of `legend` owns the folder `old` describes: the same owner wrote
-    it — or no owner was recorded (a folder written before owners were) and it describes the
-    same checkpoint file, retrained in place."""
+    it, or none was recorded (an older folder) and it is the same checkpoint file."""
     owner = legend.get("owner")
     if not owner:
         return False
@@ -400,13 +338,7 @@ def _owned(old: dict, legend: dict) -> bool:
 
 
 def _write_legend(out: Path, legend: dict, palette: np.ndarray, stems: list[str]) -> None:
-    import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
-
-    from .viz.evaluation import plot_legend
-
     fig = plot_legend(palette, [e["name"] for e in legend["entries"]], title=legend["title"])
-    from .io import atomic_path
-
     with atomic_path(out / "legend.png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -430,10 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="replace the outputs of another checkpoint or probe in --out")
     args = parser.parse_args(argv)
-    report = predict_files(args.inputs, args.out, checkpoint=args.checkpoint,
-                           device=args.device, probe=args.probe, crf=args.crf,
-                           profile=args.profile, force=args.force)
-    print(report)
+    print(predict_files(args.inputs, args.out, checkpoint=args.checkpoint, device=args.device,
+                        probe=args.probe, crf=args.crf, profile=args.profile, force=args.force))
     return 0
 
 
