@@ -1,14 +1,11 @@
 """Stage 03 — nearest neighbours of every training crop (docs/method.md §4).
 
-Each crop is described by one vector: the backbone's last-layer patch tokens, mean-pooled
-and unit-normalised. Two crops are neighbours when the cosine similarity of those vectors is
-high; training later draws a positive partner among a crop's first `knn_k` neighbours.
-
-The similarity matrix of N crops is N×N — 250 GB of float32 for N = 250k — so it is never
-formed: rows are processed in blocks of `block` queries, each block's (block × N) scores
-reduced to its top-(k+1) at once.
-
     python -m depthg_lib.knn --profile test [--split train] [--force] [--device cpu]
+
+A crop is one vector, its last-layer patch tokens mean-pooled and unit-normalised; neighbours
+are the crops of highest cosine similarity, among which training draws a positive partner.
+The N×N similarity matrix (250 GB of float32 for N = 250k) is never formed: queries go in
+blocks, each block's (block × N) scores reduced to its top-(k+1) at once.
 """
 
 from __future__ import annotations
@@ -22,20 +19,23 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile, load_profile, profile_arg
+from .crop import CropReader, require_current_crops
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .io import (
+    changed_inputs,
     check_stage_settings,
     prefetched,
+    read_rgb,
+    recorded_inputs,
     save_npz,
     sha256_file,
     stage_lock,
     write_stage_record,
 )
-from .models import profile_weights_identity
+from .models import load_backbone, profile_weights_identity
 from .transforms import resize_center_crop
 
-# --------------------------------------------------------------------------- features
 
 def pool_features(feature_maps: torch.Tensor) -> torch.Tensor:
     """(B,D,h,w) patch-token map → (B,D) unit-norm global feature (mean over h,w, then L2)."""
@@ -44,27 +44,20 @@ def pool_features(feature_maps: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def global_features(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(B,3,H,W) in [0,1] → (B,D): mean-pooled last-layer patch tokens, unit norm
-    (docs/method.md §4).
+    """(B,3,H,W) in [0,1] → (B,D): mean-pooled last-layer patch tokens, unit norm (§4).
 
-    The released kNN script ran the featuriser in training mode, so its pooled features had
-    Dropout2d(p=0.1) applied (golden README note 6) — random and not reproducible. This
-    faithful mode skips that dropout: features are deterministic, neighbours reproducible.
-    """
+    The released kNN script ran the featuriser in training mode, with Dropout2d(p=0.1) on
+    the features (golden README note 6); we skip it, so neighbours are reproducible."""
     return pool_features(backbone(images))
 
 
 def resize_for_knn(image: np.ndarray, res: int, fidelity: str = "released") -> torch.Tensor:
-    """uint8 (H,W,3) → (3,res,res) float in [0,1]: shorter side to `res`, centre crop.
-
-    `released` resizes with nearest neighbour as STEGO's transform does (golden README note 7;
-    `nearest-exact` matches PIL's nearest); `corrected` uses antialiased bilinear.
-    """
+    """uint8 (H,W,3) → (3,res,res) float in [0,1]: shorter side to `res`, centre crop;
+    `released` resizes with nearest neighbour as STEGO's transform (golden README note 7),
+    `corrected` with antialiased bilinear."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
     return resize_center_crop(x, res, "nearest" if fidelity == "released" else "bilinear")
 
-
-# --------------------------------------------------------------------------- mining
 
 def _similarity_block(queries, feats):
     """Cosine scores of one block of queries against all items: (block, N), never (N, N)."""
@@ -105,13 +98,9 @@ def topk_neighbours(feats: np.ndarray | torch.Tensor, k: int, block: int = 4096,
                     progress: bool = False) -> np.ndarray:
     """int64 (N, k+1): row i = [i, its k most cosine-similar other items, best first].
 
-    `feats` must be unit-norm rows (then the dot product is the cosine). Column 0 is the
-    item itself even when duplicates score as high (its own score is set aside, then put
-    first). Equal scores go to the lower index, exactly (every item tied at the cut is
-    considered). Work is done `block` rows at a time — numpy arrays on the CPU, torch tensors
-    on their own device — so the largest matrix ever held is (block × N). With k ≥ N−1 every
-    other item is listed (N columns).
-    """
+    `feats`: unit-norm rows, numpy (CPU) or torch (its own device). Column 0 is the item itself
+    even when duplicates score as high; equal scores go to the lower index, exactly. The
+    largest matrix held is (block × N). With k ≥ N−1 every other item is listed (N columns)."""
     n = len(feats)
     if n == 0:
         return np.zeros((0, k + 1), dtype=np.int64)
@@ -137,8 +126,6 @@ def topk_neighbours(feats: np.ndarray | torch.Tensor, k: int, block: int = 4096,
     return out
 
 
-# --------------------------------------------------------------------------- measures
-
 def majority_classes(labels, ignore: int = 255) -> np.ndarray:
     """Most frequent class of each label map (ties → lower id); −1 where all pixels ignore."""
     result = []
@@ -151,11 +138,9 @@ def majority_classes(labels, ignore: int = 255) -> np.ndarray:
 
 def neighbour_agreement(nns: np.ndarray, majority: np.ndarray, k: int | None = None,
                         groups: np.ndarray | None = None) -> float:
-    """Share of (crop, neighbour) pairs among columns 1..k whose majority classes agree.
-
-    With `groups` (source image of each crop: crops n = 5·index + k give `n // 5`), pairs of
-    crops of the same image are left out: they overlap, so they agree for free.
-    """
+    """Share of (crop, neighbour) pairs among columns 1..k whose majority classes agree; with
+    `groups` (each crop's source image, `n // 5`), pairs of overlapping crops of one image,
+    which agree for free, are left out."""
     k = nns.shape[1] - 1 if k is None else min(k, nns.shape[1] - 1)
     q = majority[nns[:, :1]]
     nb = majority[nns[:, 1:k + 1]]
@@ -172,11 +157,9 @@ def same_source_share(nns: np.ndarray, groups: np.ndarray, k: int | None = None)
 
 
 def chance_agreement(majority: np.ndarray, groups: np.ndarray | None = None) -> float:
-    """The same share for a uniformly random pair of distinct crops (exact, no sampling).
-
-    Σ_c n_c(n_c − 1) / (m(m − 1)) over the m crops with a majority class; with `groups`, over
-    pairs from different images: (Σ_c n_c² − Σ_{c,g} n_cg²) / (m² − Σ_g m_g²).
-    """
+    """The same share for a uniformly random pair of distinct crops, exactly: Σ_c n_c(n_c − 1)
+    / (m(m − 1)) over the m crops with a majority class; with `groups`, over pairs from
+    different images: (Σ_c n_c² − Σ_{c,g} n_cg²) / (m² − Σ_g m_g²)."""
     ok = majority >= 0
     valid = majority[ok]
     m = len(valid)
@@ -193,8 +176,6 @@ def chance_agreement(majority: np.ndarray, groups: np.ndarray | None = None) -> 
     return float(same / pairs) if pairs > 0 else float("nan")
 
 
-# --------------------------------------------------------------------------- stage
-
 def knn_record_path(profile: Profile, split: str = "train") -> Path:
     """`<knn file>.knn.json`: the settings a kNN file was mined with (one per file, because
     the `nns/` folder is shared by every profile and split)."""
@@ -203,10 +184,8 @@ def knn_record_path(profile: Profile, split: str = "train") -> Path:
 
 
 def _open_crops(profile: Profile, split: str):
-    """The crops of a split; missing ones are an error naming the crop command (chapter 02),
-    and so are crops cut from depth maps or images that changed since."""
-    from .crop import CropReader, require_current_crops
-
+    """The crops of a split; missing ones, or ones cut from inputs that changed since, are an
+    error naming the crop command (chapter 02)."""
     reader = CropReader.from_profile(profile, split)
     if len(reader) == 0:
         raise DepthGError(f"no {split} crops in {profile.paths.crop_dir}; create them with "
@@ -230,8 +209,6 @@ def stage_settings(profile: Profile, n: int, split: str) -> dict:
 def featurise_crops(reader, backbone, res: int, fidelity: str, device: torch.device,
                     batch: int = 32, workers: int = 2, progress: bool = True) -> torch.Tensor:
     """(N, D) unit-norm global features of every crop, on `device`."""
-    from .io import read_rgb
-
     n = len(reader)
 
     def load(i):
@@ -251,11 +228,8 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
     """Mine and save `nns` (N, min(knn_store, N)) int64 for the crops of `split`.
 
     Skipped when the file exists and its record (`knn_record_path`) holds the same settings
-    and the same crops (`CropReader.digest`); other settings or changed crops are refused
-    unless `force`. One run at a time (`io.stage_lock`). A re-mined file is written beside
-    the old one and renamed over it, and only then is its record written: an interrupted
-    run leaves the old file and its record, both complete.
-    """
+    and crops; other ones are refused unless `force`. The record is written only after the
+    file, so an interrupted run leaves the old file and its record, both complete."""
     profile = load_profile(profile)
     if split not in ("train", "val"):
         raise DepthGError(f"split must be train or val, found {split!r}")
@@ -279,8 +253,6 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
 
 def _mine(profile: Profile, reader, settings: dict, out: Path, device: str,
           progress: bool) -> Path:
-    from .models import load_backbone
-
     dev = resolve_device(device)
     backbone = load_backbone(profile.backbone, profile.backbone_weights or None, device=dev)
     patch = getattr(backbone, "patch_size", 1)
@@ -298,11 +270,8 @@ def _mine(profile: Profile, reader, settings: dict, out: Path, device: str,
 
 
 def require_current_knn(profile: Profile | str, crops, split: str = "train") -> None:
-    """Refuse a kNN file mined from other crops than `crops` (a `CropReader`) holds now:
-    what training calls before it reads the neighbours, so a re-cut split is never paired
-    with the neighbours of the old one."""
-    from .io import changed_inputs, recorded_inputs
-
+    """Refuse a kNN file mined from other crops than `crops` (a `CropReader`) holds now, so
+    training never pairs a re-cut split with the neighbours of the old one."""
     profile = load_profile(profile)
     record = knn_record_path(profile, split)
     recorded = recorded_inputs(record.parent, record.name[: -len(".json")])
@@ -314,20 +283,18 @@ def require_current_knn(profile: Profile | str, crops, split: str = "train") -> 
             f"{profile_arg(profile)} --split {split} --force`")
 
 
-def load_knn(path: str | Path) -> np.ndarray:
-    """The `nns` array of a kNN file, with an error that names the command if it is missing."""
-    path = Path(path)
-    if not path.exists():
-        raise DepthGError(f"kNN file {path} does not exist; create it with "
-                          f"`python -m depthg_lib.knn --profile <your profile>`")
-    with np.load(path) as data:
-        if "nns" not in data:
-            raise DepthGError(f"{path} has no key 'nns' (found {sorted(data)}); re-create it "
-                              f"with `python -m depthg_lib.knn --profile <your profile> --force`")
-        return data["nns"].astype(np.int64)
+def load_knn(path: str | Path, profile: str = "<your profile>") -> np.ndarray:
+    """The `nns` array of a kNN file; missing or unreadable, an error naming the command."""
+    command = f"python -m depthg_lib.knn --profile {profile}"
+    if not Path(path).exists():
+        raise DepthGError(f"kNN file {path} does not exist; mine the neighbours first: {command}")
+    try:
+        with np.load(path) as data:
+            return data["nns"].astype(np.int64)
+    except (KeyError, ValueError, OSError) as err:
+        raise DepthGError(f"cannot read key 'nns' from {path} ({err}); re-create it: {command} "
+                          "--force") from None
 
-
-# --------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(

@@ -24,7 +24,7 @@ from ..data.base import IGNORE
 from ..data.readers import reader_for_profile
 from ..errors import DepthGError
 from ..io import record_digest
-from ..knn import knn_record_path, require_current_knn
+from ..knn import knn_record_path, load_knn, require_current_knn
 from ..models import profile_weights_identity
 from .distributed import barrier
 from .seeds import ORDER, POSITIVE, step_seed
@@ -135,14 +135,7 @@ def open_train_data(profile: Profile) -> TrainData:
                           f"python -m depthg_lib.crop --profile {arg}")
     require_current_crops(profile, "train", "training")  # crops ← depth ← images, all current
     knn_file = profile.paths.knn_file("train")
-    if not knn_file.exists():
-        raise DepthGError(f"kNN file {knn_file} does not exist; mine the neighbours first: "
-                          f"python -m depthg_lib.knn --profile {arg}")
-    try:
-        nns = np.load(knn_file)["nns"]
-    except (KeyError, ValueError, OSError) as err:
-        raise DepthGError(f"cannot read key 'nns' from {knn_file} ({err}); re-create it: "
-                          f"python -m depthg_lib.knn --profile {arg} --force") from None
+    nns = load_knn(knn_file, arg)
     require_current_knn(profile, train)
     if len(nns) != n:
         raise DepthGError(f"kNN file {knn_file} has {len(nns)} rows but {crop_dir} holds {n} "
