@@ -1,19 +1,9 @@
 """What the course's evidence says (chapter 07): every number read from a file, none typed in.
 
-- `course_findings(profile)` — the key numbers the chapters recorded for a profile
-  (`runs/<profile>/results/*.json`, written by `results.record`), each beside its baseline and
-  with the chapter that measured it; a number a chapter has not recorded yet is reported as
-  missing with the command that makes it.
-- `released_objective(profile)` — what the released code optimises with a profile's settings:
-  with D ≡ 1 the depth term is a uniform attraction inside each image, i.e. the intra term with
-  a lower shift s′ = s_intra − w_depth(1 − s_depth)/w_intra (exercise 04.6), and s′ moves back
-  towards s_intra as the depth weight and shift decay (docs/method.md §6.1, §8).
-- `fps_read_overlap(depth, grid_hw, n)` — the share of the points the released sampler reads
-  that are points FPS chose (it reads them transposed, docs/method.md §7.1).
-- `paper_rows()` — the numbers the papers report, from the profiles' `paper:` blocks, with
-  their source, and the rows the blocks add beside them (raw-feature baselines, evaluations
-  of the released checkpoints); `course_rows(profile, study)` — this course's numbers in the
-  same units. The study's conclusions in words are in `conclusions`.
+The chapters' recorded numbers beside their baselines (`course_findings`), what the released
+objective amounts to (`released_objective`, docs/method.md §6.1, §8), how much of FPS the
+released sampler reads (`fps_read_overlap`, §7.1), and the papers' numbers beside the course's
+(`paper_rows`, `course_rows`). The study's conclusions in words are in `conclusions`.
 """
 
 from __future__ import annotations
@@ -56,17 +46,15 @@ def _premise(r: dict) -> list[Finding]:
     """Chapter 01: how well depth, features and both tell 'same class' for pixel pairs."""
     if "premise_feature_auroc" not in r:
         return []
-    gain = r.get("premise_depth_gain")
+    feat, depth, gain = r["premise_feature_auroc"], r["premise_depth_auroc"], r.get(
+        "premise_depth_gain")
     return [Finding(
-        "01", "same-class AUROC of pixel pairs: features / depth / gain of both over "
-              "features",
-        f"{r['premise_feature_auroc']:.3f} / {r['premise_depth_auroc']:.3f} / "
-        f"{_fmt(gain, 3) if gain is None else f'{gain:+.3f}'}",
+        "01", "same-class AUROC of pixel pairs: features / depth / gain of both over features",
+        f"{feat:.3f} / {depth:.3f} / {'—' if gain is None else f'{gain:+.3f}'}",
         "0.5 = no information",
-        "depth says 'same class' "
-        f"{'better' if r['premise_depth_auroc'] > 0.5 else 'no better'} than chance, and "
-        f"{'less' if r['premise_depth_auroc'] < r['premise_feature_auroc'] else 'more'} "
-        "than the features do; the gain is what it adds to them")]
+        f"depth says 'same class' {'better' if depth > 0.5 else 'no better'} than chance, and "
+        f"{'less' if depth < feat else 'more'} than the features do; the gain is what it adds "
+        "to them")]
 
 
 def _knn_purity(r: dict) -> list[Finding]:
@@ -131,11 +119,8 @@ _READERS = {"01_generate_depth": ("premise (same-class AUROC)", _premise),
 
 
 def course_findings(profile: Profile | str) -> list[Finding]:
-    """The chapters' recorded numbers for `profile`, each beside its baseline (see module doc).
-
-    Readings compare a number with its baseline and say which side it is on; they do not
-    judge whether a difference is larger than its noise — chapter 06's intervals do that.
-    """
+    """The chapters' recorded numbers for `profile` (`results.record`), each beside its
+    baseline; a reading says which side it is on, not whether that beats the noise (ch. 06)."""
     name = load_profile(profile).name
     out: list[Finding] = []
     for chapter, (measure, read) in _READERS.items():
@@ -143,12 +128,15 @@ def course_findings(profile: Profile | str) -> list[Finding]:
     return out
 
 
+def _table(header: str, align: str, rows) -> str:
+    """A Markdown table: `header` and `align` are the cells of its first two lines."""
+    return "\n".join([f"| {header} |", f"|{align}|"] + [f"| {' | '.join(r)} |" for r in rows])
+
+
 def findings_markdown(findings: Sequence[Finding]) -> str:
     """A Markdown table of `course_findings`."""
-    lines = ["| ch. | measure | value | baseline | reading |", "|---|---|---:|---|---|"]
-    lines += [f"| {f.chapter} | {f.measure} | {f.value} | {f.baseline} | {f.reading} |"
-              for f in findings]
-    return "\n".join(lines)
+    return _table("ch. | measure | value | baseline | reading", "---|---|---:|---|---",
+                  ((f.chapter, f.measure, f.value, f.baseline, f.reading) for f in findings))
 
 
 # ------------------------------------------------------------------ the released objective
@@ -161,7 +149,7 @@ def effective_intra_shift(w_intra: float, s_intra: float, w_depth: float,
 
 
 def depth_schedule(profile: Profile, step: int) -> tuple[float, float]:
-    """(w_depth, s_depth) used at training step `step` (0-based): both are multiplied by
+    """(w_depth, s_depth) at training step `step` (0-based): both decay by
     `depth_decay_factor` after every step k > 0 with k % `depth_decay_every` == 0."""
     decays = max(step - 1, 0) // profile.depth_decay_every
     f = profile.depth_decay_factor ** decays
@@ -173,8 +161,7 @@ def released_objective(profile: Profile | str) -> dict:
     the equivalent intra shift s′ at the first and the last step (meaningful with D ≡ 1)."""
     p = load_profile(profile)
     w_i, s_i = p.weights["intra"], p.shifts["intra"]
-    first = depth_schedule(p, 0)
-    last = depth_schedule(p, p.steps - 1)
+    first, last = depth_schedule(p, 0), depth_schedule(p, p.steps - 1)
     return {"profile": p.name, "fidelity": p.fidelity, "sampling": p.sampling,
             "use_depth": p.use_depth, "d_is_one": p.use_depth and p.fidelity == "released",
             "steps": p.steps, "w_intra": w_i, "s_intra": s_i,
@@ -185,12 +172,8 @@ def released_objective(profile: Profile | str) -> dict:
 
 
 def fps_read_overlap(depth: np.ndarray | torch.Tensor, grid_hw: Sequence[int], n: int) -> float:
-    """Share of the n×n points the released sampler reads that FPS chose: the read position's
-    nearest feature-grid cell among the cells FPS chose (FPS run as released).
-
-    The released code passes FPS's (row, col) fractions as (x, y) to `grid_sample`, so it reads
-    each chosen cell mirrored about the diagonal and scaled by (h − 1)/h (docs/method.md §7.1).
-    """
+    """Share of the n×n points the released sampler reads (nearest grid cell) that FPS chose:
+    it passes (row, col) as (x, y), mirroring each cell about the diagonal (method.md §7.1)."""
     grid = (int(grid_hw[0]), int(grid_hw[1]))
     chosen = {tuple(c) for c in fps_cells(depth, grid, n, "released").tolist()}
     coords = fps_coords(one_depth_map(depth), grid, n, "released")
@@ -213,13 +196,11 @@ def dataset_name(p: Profile) -> str:
 def backbone_name(p: Profile) -> str:
     """"DINO ViT-B/8" for `vit_base_patch8_224.dino`; the timm name otherwise."""
     name = p.backbone
-    size = {"small": "S", "base": "B"}
-    for key, letter in size.items():
-        patch = name.split(f"vit_{key}_patch", 1)
-        if len(patch) == 2:
-            family = "DINO" if name.endswith(".dino") else name.rsplit(".", 1)[-1]
-            return f"{family} ViT-{letter}/{patch[1].split('_')[0]}"
-    return name
+    match = re.search(r"vit_(small|base)_patch([^_]*)", name)
+    if match is None:
+        return name
+    family = "DINO" if name.endswith(".dino") else name.rsplit(".", 1)[-1]
+    return f"{family} ViT-{match.group(1)[0].upper()}/{match.group(2)}"
 
 
 def _row(profile: str, p: Profile, method: str, kind: str, block: dict, note=None) -> dict:
@@ -231,10 +212,8 @@ def _row(profile: str, p: Profile, method: str, kind: str, block: dict, note=Non
 
 
 def paper_rows() -> list[dict]:
-    """Every shipped profile with a `paper:` block: its name, dataset, backbone, method, the
-    reported numbers (None where the profile does not source one), CRF, source and note —
-    then the block's `others` (a baseline, an evaluation of the released checkpoint), each
-    with its own source (`kind` "paper" or "other")."""
+    """Every shipped profile's `paper:` block as rows (kind "paper"; None = not sourced),
+    each followed by the block's `others` (kind "other": baselines, released checkpoints)."""
     rows = []
     for name in available_profiles():
         block = paper_numbers(name)
@@ -255,19 +234,29 @@ def sourced(rows: Sequence[dict]) -> list[dict]:
 def paper_markdown(rows: Sequence[dict]) -> str:
     """A Markdown table of `paper_rows`, grouped by dataset and backbone so that what one
     could compare sits together (— = not sourced in the profile; CRF said where known)."""
-    lines = ["| dataset · backbone | method | unsupervised Acc / mIoU | linear Acc / mIoU | "
-             "source |", "|---|---|---:|---:|---|"]
     order = sorted(rows, key=lambda r: (r["dataset"], r["backbone"], r["kind"] != "paper",
                                         r["method"] != "DepthG"))
-    for r in order:
-        crf = {True: ", with CRF", False: ", without CRF", None: ""}[r["crf"]]
-        method = (f"**{r['method']}** (paper{crf})" if r["kind"] == "paper" else
-                  r["method"] + (f" ({crf[2:]})" if crf else ""))
-        unsup = f"{_as_given(r['unsup_acc'])} / {_as_given(r['unsup_miou'])}"
-        linear = f"{_as_given(r['linear_acc'])} / {_as_given(r['linear_miou'])}"
-        lines.append(f"| {r['dataset']} · {r['backbone']} | {method} | {unsup} | {linear} | "
-                     f"{_link(r['source'])} |")
-    return "\n".join(lines)
+    return _table(_HEADER + "source", _ALIGN, (_cells(r, _as_given, _method(r), _link(r["source"]))
+                                               for r in order))
+
+
+_HEADER = "dataset · backbone | method | unsupervised Acc / mIoU | linear Acc / mIoU | "
+_ALIGN = "---|---|---:|---:|---"
+
+
+def _cells(r: dict, fmt, method: str, source: str) -> tuple[str, ...]:
+    """One row of `paper_markdown` or `course_markdown`."""
+    return (f"{r['dataset']} · {r['backbone']}", method,
+            f"{fmt(r['unsup_acc'])} / {fmt(r['unsup_miou'])}",
+            f"{fmt(r['linear_acc'])} / {fmt(r['linear_miou'])}", source)
+
+
+def _method(r: dict) -> str:
+    """The method of a paper row, bold for the paper's own, with its CRF setting."""
+    crf = {True: ", with CRF", False: ", without CRF", None: ""}[r["crf"]]
+    if r["kind"] == "paper":
+        return f"**{r['method']}** (paper{crf})"
+    return r["method"] + (f" ({crf[2:]})" if crf else "")
 
 
 def _as_given(x: float | None) -> str:
@@ -279,8 +268,7 @@ def _as_given(x: float | None) -> str:
 
 
 def _link(source: str) -> str:
-    """A source with its web addresses as short links (`leonsick/depthg#2`), so that a table
-    of sources fits a page; the rest of the text stays as it is."""
+    """A source with its web addresses as short links (`leonsick/depthg#2`) to fit a page."""
     def short(match: re.Match) -> str:
         url = match.group(1)
         issue = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)/(?:issues|pull)/(\d+)", url)
@@ -292,56 +280,52 @@ def _link(source: str) -> str:
 
 
 def course_rows(profile: Profile | str, study: dict | None = None) -> list[dict]:
-    """This course's own numbers in the papers' units (Acc and mIoU in %, unsupervised and
-    linear probe): chapter 05's head and k-means baseline for `profile`, and the study's
-    DepthG and STEGO arms (mean over seeds; the study stores mIoU only)."""
+    """This course's own numbers in the papers' units (Acc and mIoU in %): chapter 05's head
+    and k-means baseline for `profile`, and the study's arms (mean over seeds; mIoU only)."""
     p = load_profile(profile)
-    rows = []
     r = read_results(p.name, "05_evaluate")
-    where = "chapter 05 of this run (one seed)"
+    here = {"dataset": dataset_name(p), "backbone": p.backbone,
+            "source": "chapter 05 of this run (one seed)"}
+    rows = []
     if "unsupervised_miou" in r:
-        rows.append({"dataset": dataset_name(p), "backbone": p.backbone, "method":
-                     "DepthG head (chapter 05)", "unsup_acc": r.get("unsupervised_acc"),
-                     "unsup_miou": r["unsupervised_miou"], "linear_acc": r.get("linear_acc"),
-                     "linear_miou": r.get("linear_miou"), "source": where})
+        rows.append(_course_row(here, "DepthG head (chapter 05)", r.get("unsupervised_acc"),
+                                r["unsupervised_miou"], r.get("linear_acc"), r.get("linear_miou")))
     if "kmeans_miou" in r:
-        rows.append({"dataset": dataset_name(p), "backbone": p.backbone, "method":
-                     "backbone features, no head: k-means (chapter 05)",
-                     "unsup_acc": r.get("kmeans_acc"), "unsup_miou": r["kmeans_miou"],
-                     "linear_acc": None, "linear_miou": None, "source": where})
-    if not study:
-        return rows
-    per_seed = study.get("baselines_per_seed", {})
-    for knob in study["knob"]["settings"]:
-        where = {"dataset": f"SynthScenes ({study['knob']['name']} {knob})",
-                 "backbone": study.get("backbone", {}).get("name", "?"), "unsup_acc": None,
-                 "linear_acc": None}
+        rows.append(_course_row(here, "backbone features, no head: k-means (chapter 05)",
+                                r.get("kmeans_acc"), r["kmeans_miou"]))
+    per_seed = (study or {}).get("baselines_per_seed", {})
+    for knob in study["knob"]["settings"] if study else ():
+        here = {"dataset": f"SynthScenes ({study['knob']['name']} {knob})",
+                "backbone": study.get("backbone", {}).get("name", "?")}
         for arm in ("depthg-corrected", "stego-corrected", "depthg-released", "stego-released"):
             v = study.get("arms", {}).get(arm, {}).get(knob, {})
             if v.get("unsup"):
-                rows.append({**where, "method": study.get("arm_labels", {}).get(arm, arm),
-                             "unsup_miou": float(np.mean(v["unsup"])),
-                             "linear_miou": float(np.mean(v["linear"])),
-                             "source": f"study, mean of {len(v['unsup'])} seeds"})
+                here["source"] = f"study, mean of {len(v['unsup'])} seeds"
+                rows.append(_course_row(here, study.get("arm_labels", {}).get(arm, arm), None,
+                                        _mean(v["unsup"]), None, _mean(v["linear"])))
         km = per_seed.get("kmeans_raw_train_fit", {}).get(knob)
         lin = per_seed.get("linear_raw", {}).get(knob)
         if km or lin:
-            rows.append({**where, "method": "backbone features, no head: k-means (train fit) "
-                         "/ linear probe", "unsup_miou": float(np.mean(km)) if km else None,
-                         "linear_miou": float(np.mean(lin)) if lin else None,
-                         "source": f"study, mean of {len(km or lin)} seeds"})
+            here["source"] = f"study, mean of {len(km or lin)} seeds"
+            rows.append(_course_row(here, "backbone features, no head: k-means (train fit) / "
+                                    "linear probe", None, _mean(km), None, _mean(lin)))
     return rows
+
+
+def _mean(values) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _course_row(where: dict, method: str, unsup_acc, unsup_miou, linear_acc=None,
+                linear_miou=None) -> dict:
+    return {**where, "method": method, "unsup_acc": unsup_acc, "unsup_miou": unsup_miou,
+            "linear_acc": linear_acc, "linear_miou": linear_miou}
 
 
 def course_markdown(rows: Sequence[dict]) -> str:
     """A Markdown table of `course_rows`, in the columns of `paper_markdown`."""
-    lines = ["| dataset · backbone | method | unsupervised Acc / mIoU | linear Acc / mIoU | from |",
-             "|---|---|---:|---:|---|"]
-    for r in rows:
-        lines.append(f"| {r['dataset']} · {r['backbone']} | {r['method']} | "
-                     f"{_fmt(r['unsup_acc'])} / {_fmt(r['unsup_miou'])} | "
-                     f"{_fmt(r['linear_acc'])} / {_fmt(r['linear_miou'])} | {r['source']} |")
-    return "\n".join(lines)
+    return _table(_HEADER + "from", _ALIGN,
+                  (_cells(r, _fmt, r["method"], r["source"]) for r in rows))
 
 
 def groups(rows: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -353,9 +337,8 @@ def groups(rows: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
 
 
 def relations(rows: Sequence[dict]) -> list[str]:
-    """Within each dataset and backbone: every head's unsupervised mIoU minus the raw
-    features' ("no head") row, and every other row minus the paper's own — the comparisons
-    that mean something across tables of different datasets."""
+    """Within each dataset and backbone: every row's unsupervised mIoU minus the raw features'
+    ("no head") row and minus the paper's own — comparisons that hold across datasets."""
     out = []
     for (dataset, backbone), group in groups(rows).items():
         scored = [r for r in group if r["unsup_miou"] is not None]
