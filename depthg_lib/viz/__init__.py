@@ -1,12 +1,6 @@
-"""Figures shared by the chapters, the runner and the tests (one module per topic).
-
-`depthg_lib.viz.scenes` (SynthScenes), `.method` (chapter 04), `.evaluation` (chapter 05),
-`.embedded` (appendix A1), `.data` (chapters 01–03). Helpers every topic uses live here:
-`label_palette` (n stable colours), `class_palette` (a dataset's class colours), `colorize`,
-`overlay`, `class_legend` (the classes a figure shows, by colour) and `draw_depth` (the one
-depth convention of the course: near = bright, a power scale so that the far sky does not
-turn the scene black, and a colour bar).
-"""
+"""Figures shared by the chapters, the runner and the tests: one module per topic, and here
+the helpers every topic uses (palettes, `colorize`, `class_legend`, `draw_depth`: the course's
+one depth convention)."""
 
 from __future__ import annotations
 
@@ -20,6 +14,19 @@ from matplotlib.patches import Patch
 from ..data.synthscenes import CLASSES as SYNTH_CLASSES
 
 
+def hide_ticks(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def titled(fig, title: str = ""):
+    """`fig` with its (optional) title, laid out: the end of most figure functions."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def label_palette(n: int, seed: int = 0) -> np.ndarray:
     """`n` distinct RGB colours (uint8), stable for a seed; index 255 is drawn black."""
     base = matplotlib.colormaps["tab20"].colors + matplotlib.colormaps["tab20b"].colors
@@ -31,12 +38,8 @@ def label_palette(n: int, seed: int = 0) -> np.ndarray:
 
 
 def class_palette(reader=None, n: int | None = None) -> np.ndarray:
-    """The colours a dataset's classes are drawn in: (n, 3) uint8.
-
-    `reader` (a dataset reader, or anything with `class_colors` and `n_classes`): its own
-    colour table when it has one for all `n` classes (default: its `n_classes`), else a
-    stable `label_palette(n)`. Without a reader: the SynthScenes class table.
-    """
+    """(n, 3) uint8 colours of a dataset's classes: the reader's `class_colors` when it has
+    them for all `n` (default its `n_classes`), else `label_palette(n)`; no reader: SynthScenes."""
     if reader is None:
         colours = [c.color for c in SYNTH_CLASSES]
         n = len(colours) if n is None else n
@@ -48,11 +51,17 @@ def class_palette(reader=None, n: int | None = None) -> np.ndarray:
     return label_palette(n)
 
 
+def auto_palette(labels, at_least: int = 0) -> np.ndarray:
+    """`label_palette` for every class id that occurs in `labels` (255 = ignore excluded)."""
+    top = max(int(np.max(a[a != 255], initial=0)) for a in map(np.asarray, labels))
+    return label_palette(max(top + 1, at_least))
+
+
 def colorize(label: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
     """Class-id map (H, W) → RGB uint8 (H, W, 3); ignore (255) and unknown ids are black."""
     label = np.asarray(label)
     if palette is None:
-        palette = label_palette(int(label[label != 255].max(initial=0)) + 1)
+        palette = auto_palette([label])
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: len(palette)] = palette[:256]
     lut[255] = 0
@@ -67,8 +76,8 @@ def overlay(image: np.ndarray, label_rgb: np.ndarray, alpha: float = 0.5) -> np.
 
 def class_legend(fig, palette: np.ndarray, names: Sequence[str] | None = None,
                  labels: Sequence[np.ndarray] | None = None, ncol: int | None = None):
-    """A legend under the figure: one swatch per class that occurs in `labels` (all classes of
-    the palette without labels; 255 = ignore is never listed). Returns the legend (or None)."""
+    """A legend under the figure, one swatch per class that occurs in `labels` (without labels:
+    every class of the palette; never 255 = ignore). Returns the legend (or None)."""
     n = len(palette)
     if labels is None:
         present = list(range(n))
@@ -93,8 +102,7 @@ DEPTH_GAMMA = 0.4       # a power scale: the near range, where the objects are, 
 
 
 def depth_values(depth) -> np.ndarray:
-    """Depth as floats: 8/16-bit PNG values scaled to [0, 1]; floats (normalised or metric)
-    unchanged."""
+    """Depth as floats: 8/16-bit PNG values scaled to [0, 1]; floats unchanged."""
     depth = np.asarray(depth)
     if depth.dtype in (np.uint8, np.uint16):
         return depth / float(np.iinfo(depth.dtype).max)
@@ -111,12 +119,8 @@ def depth_norm(*depths) -> PowerNorm:
 
 def draw_depth(ax, depth, norm: PowerNorm | None = None, colorbar: bool = True,
                label: str = "depth (near = bright)"):
-    """Draw a depth map in the course's one convention and (by default) its colour bar.
-
-    Larger = farther as stored, drawn with near = bright (like inverse depth) on a power scale
-    (γ = DEPTH_GAMMA): the sky, one far plane, would otherwise stretch a linear scale so that
-    every object sits in the darkest few colours. The colour bar is labelled in the map's own
-    values (normalised 0..1, or metres for ground truth)."""
+    """A depth map in the course's one convention, near = bright on a power scale (a linear one
+    would let the far sky push every object into the darkest colours), and its colour bar."""
     im = ax.imshow(depth_values(depth), cmap=DEPTH_CMAP, norm=norm or depth_norm(depth),
                    interpolation="nearest")
     if colorbar:

@@ -1,9 +1,5 @@
-"""Figures of the data stages: dataset samples and the five crops (chapters 00–02).
-
-Every function returns a matplotlib Figure, so notebooks, the runner and tests draw the same
-thing. Depth follows the course's one convention (`viz.draw_depth`: near = bright, power scale,
-colour bar); a crop is drawn on its source image's scale. Label figures carry a class legend.
-"""
+"""Figures of the data stages (chapters 00–02): the five crops, as boxes and as the later
+stages read them back; a crop's depth is drawn on its source image's scale."""
 
 from __future__ import annotations
 
@@ -13,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from . import class_legend, colorize, depth_norm, depth_values, draw_depth, label_palette
+from . import auto_palette, class_legend, colorize, depth_norm, depth_values, draw_depth
 
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
 BOX_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
@@ -51,7 +47,7 @@ def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarra
     """Rows image / label / depth; first column the whole image with boxes, then crops 0..4;
     a legend of the classes in the label (names from `class_names`)."""
     if palette is None and label is not None:
-        palette = label_palette(int(label[label != 255].max(initial=0)) + 1)
+        palette = auto_palette([label])
     rows = [("image", image), ("label", None if label is None else colorize(label, palette)),
             ("depth", None if depth is None else depth_values(depth))]
     norm = None if depth is None else depth_norm(depth)
@@ -90,8 +86,7 @@ def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None
     depth scale for all shown crops), with a legend of the classes shown."""
     loaded = [crop_reader.load(n) for n in ns]
     if palette is None:
-        top = max(int(lab[lab != 255].max(initial=0)) for _, lab, _ in loaded)
-        palette = label_palette(top + 1)
+        palette = auto_palette([lab for _, lab, _ in loaded])
     norm = depth_norm(*[d for _, _, d in loaded])
     fig, axes = plt.subplots(3, len(ns), figsize=(2.1 * len(ns) + 0.5, 7.2), squeeze=False)
     for c, (n, (image, label, depth)) in enumerate(zip(ns, loaded)):
@@ -110,14 +105,11 @@ def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None
 def dominant_share_figure(whole: Sequence[float], crops: Sequence[float]):
     """Histogram of the share of the most frequent class: whole images against their crops."""
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    bins = np.linspace(0, 1, 21)
-    whole = np.asarray(whole, dtype=np.float64)
-    crops = np.asarray(crops, dtype=np.float64)
-    whole, crops = whole[np.isfinite(whole)], crops[np.isfinite(crops)]
-    ax.hist(whole, bins=bins, alpha=0.6, density=True,
-            label=f"whole images (mean {whole.mean():.2f})" if whole.size else "whole images")
-    ax.hist(crops, bins=bins, alpha=0.6, density=True,
-            label=f"five crops (mean {crops.mean():.2f})" if crops.size else "five crops")
+    for values, name in ((whole, "whole images"), (crops, "five crops")):
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        ax.hist(v, bins=np.linspace(0, 1, 21), alpha=0.6, density=True,
+                label=f"{name} (mean {v.mean():.2f})" if v.size else name)
     ax.set_xlabel("share of labelled pixels in the most frequent class")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)

@@ -12,12 +12,7 @@ import numpy as np
 from matplotlib.patches import ConnectionPatch, FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from ..data.synthscenes import CLASS_NAMES
-from . import class_legend, class_palette, colorize, depth_norm, draw_depth
-
-
-def _off(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
+from . import class_legend, class_palette, colorize, depth_norm, draw_depth, hide_ticks, titled
 
 
 def objective_figure():
@@ -78,7 +73,7 @@ def correspondence_figure(image: np.ndarray, pair: dict, seed: int = 0, n_lines:
         fig.add_artist(ConnectionPatch((c + 0.5, r + 0.5), (tx, ty), "data", "data",
                                        axesA=axes[1], axesB=axes[2], color="yellow", lw=0.8))
     for ax in axes:
-        _off(ax)
+        hide_ticks(ax)
     fig.tight_layout()
     return fig
 
@@ -96,26 +91,37 @@ def pca_rgb(features) -> np.ndarray:
     return proj.reshape(*f.shape[:3], 3)
 
 
+def _rows(images, rows: dict, size: float, label_size=None, width_pad: float = 0.0):
+    """Columns of images; first row the images, then one row per name of `rows`, whose panels
+    are drawn by `draw(ax, j)`. Returns (fig, axes)."""
+    fig, axes = plt.subplots(1 + len(rows), len(images), squeeze=False,
+                             figsize=(size * len(images) + width_pad, size * (1 + len(rows))))
+    for j, img in enumerate(images):
+        axes[0, j].imshow(img)
+        for i, draw in enumerate(rows.values()):
+            draw(axes[1 + i, j], j)
+    for ax in axes.flat:
+        hide_ticks(ax)
+    for i, name in enumerate(("image", *rows)):
+        axes[i, 0].set_ylabel(name, fontsize=label_size)
+    return fig, axes
+
+
+def _labels(maps, palette):
+    """A `_rows` drawer of class maps."""
+    return lambda ax, j: ax.imshow(colorize(maps[j], palette), interpolation="nearest")
+
+
 def show_patch_pca(images: Sequence[np.ndarray], features, labels=None, palette=None,
                    title: str = "", class_names: Sequence[str] = CLASS_NAMES):
     """Rows: image, PCA of patch features as RGB, (optional) ground truth with a class legend
     (SynthScenes' names by default: the embedded models are trained on it)."""
     rgb = pca_rgb(features)
-    rows = 3 if labels is not None else 2
-    fig, axes = plt.subplots(rows, len(images), figsize=(2 * len(images), 2 * rows),
-                             squeeze=False)
-    for j, img in enumerate(images):
-        axes[0, j].imshow(img)
-        axes[1, j].imshow(rgb[j], interpolation="nearest")
-        if labels is not None:
-            axes[2, j].imshow(colorize(labels[j], palette), interpolation="nearest")
-        for i in range(rows):
-            _off(axes[i, j])
-    for i, name in enumerate(("image", "PCA of patches", "ground truth")[:rows]):
-        axes[i, 0].set_ylabel(name)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    rows = {"PCA of patches": lambda ax, j: ax.imshow(rgb[j], interpolation="nearest")}
+    if labels is not None:
+        rows["ground truth"] = _labels(labels, palette)
+    fig, _ = _rows(images, rows, 2)
+    titled(fig, title)
     if labels is not None:
         class_legend(fig, class_palette() if palette is None else palette, class_names,
                      list(labels))
@@ -134,32 +140,18 @@ def show_attention(images: Sequence[np.ndarray], attention, title: str = ""):
             if i == 0:
                 axes[0, h + 1].set_title(f"head {h}", fontsize=9)
         for ax in axes[i]:
-            _off(ax)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+            hide_ticks(ax)
+    return titled(fig, title)
 
 
 def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palette=None,
                 title: str = "", class_names: Sequence[str] = CLASS_NAMES):
     """Columns of images; rows: image, ground truth (patch level), then one row per method
     of Hungarian-matched k-means classes (`segmentations`: name → (N,h,w) class maps)."""
-    rows = 2 + len(segmentations)
-    fig, axes = plt.subplots(rows, len(images), figsize=(1.9 * len(images), 1.9 * rows),
-                             squeeze=False)
-    for j, img in enumerate(images):
-        axes[0, j].imshow(img)
-        axes[1, j].imshow(colorize(labels[j], palette), interpolation="nearest")
-        for i, seg in enumerate(segmentations.values()):
-            axes[2 + i, j].imshow(colorize(seg[j], palette), interpolation="nearest")
-        for i in range(rows):
-            _off(axes[i, j])
-    for i, name in enumerate(("image", "ground truth", *segmentations)):
-        axes[i, 0].set_ylabel(name, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    rows = {"ground truth": _labels(labels, palette)}
+    rows.update({name: _labels(seg, palette) for name, seg in segmentations.items()})
+    fig, _ = _rows(images, rows, 1.9, label_size=9)
+    titled(fig, title)
     class_legend(fig, class_palette() if palette is None else palette, class_names,
                  [*labels, *(m for seg in segmentations.values() for m in seg)])
     return fig
@@ -170,28 +162,19 @@ def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str =
     stored format, docs/method.md §2), drawn in the course's depth convention (near = bright,
     power scale, colour bar)."""
 
-    def norm(d):
-        d = np.asarray(d, dtype=np.float64)
-        return (d - d.min()) / max(d.max() - d.min(), 1e-8)
-
-    rows = 2 + len(predictions)
-    fig, axes = plt.subplots(rows, len(images), figsize=(1.9 * len(images) + 0.5, 1.9 * rows),
-                             squeeze=False)
     unit = depth_norm(np.zeros(1), np.ones(1))
-    for j, img in enumerate(images):
-        axes[0, j].imshow(img)
-        last = j == len(images) - 1
-        draw_depth(axes[1, j], norm(gt[j]), unit, colorbar=last)
-        for i, pred in enumerate(predictions.values()):
-            draw_depth(axes[2 + i, j], norm(pred[j]), unit, colorbar=last)
-        for i in range(rows):
-            _off(axes[i, j])
-    for i, name in enumerate(("image", "ground truth", *predictions)):
-        axes[i, 0].set_ylabel(name, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+
+    def depth_row(maps):
+        def draw(ax, j):
+            d = np.asarray(maps[j], dtype=np.float64)
+            draw_depth(ax, (d - d.min()) / max(d.max() - d.min(), 1e-8), unit,
+                       colorbar=j == len(images) - 1)
+        return draw
+
+    rows = {"ground truth": depth_row(gt)}
+    rows.update({name: depth_row(pred) for name, pred in predictions.items()})
+    fig, _ = _rows(images, rows, 1.9, label_size=9, width_pad=0.5)
+    return titled(fig, title)
 
 
 def read_pretrain_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -227,7 +210,4 @@ def plot_pretrain_log(log: dict | str | os.PathLike, title: str = ""):
     for ax in axes:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return titled(fig, title)

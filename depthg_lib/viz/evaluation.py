@@ -1,8 +1,5 @@
-"""Figures of chapter 05 (evaluation) and of `depthg_lib.predict`.
-
-Every function returns a matplotlib Figure; callers save or show it. Predictions of the
-cluster probe are drawn in the colour of the class their cluster was matched to (Hungarian),
-so that ground truth, clusters and the linear probe can be compared by colour.
+"""Figures of chapter 05 (evaluation) and of `depthg_lib.predict`. Clusters are drawn in the
+colour of their Hungarian-matched class, so that they compare with the ground truth by colour.
 """
 
 from __future__ import annotations
@@ -14,16 +11,12 @@ import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
 from ..transforms import resize_center_crop
-from . import class_legend, colorize, label_palette, overlay
+from . import auto_palette, class_legend, colorize, hide_ticks, overlay
 
 
 def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str = ""):
-    """Confusion matrix, ground truth down the rows, (matched) prediction across.
-
-    `histogram` is (prediction × ground truth) as `evaluate.confusion_histogram` counts it;
-    each ground-truth row is drawn as shares summing to 1 (where the class's pixels went), so
-    rare classes stay visible.
-    """
+    """Confusion matrix of a (prediction × ground truth) histogram, ground truth down the rows,
+    each row as shares of the class's pixels so that rare classes stay visible."""
     mat = np.asarray(histogram, dtype=np.float64).T
     mat = mat / np.maximum(mat.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
@@ -49,8 +42,8 @@ def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str
 
 
 def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = "per-class IoU"):
-    """Grouped horizontal bars: one group per class, one bar per method (e.g. unsupervised,
-    linear). Values in percent; undefined IoUs (class absent) are left empty."""
+    """Grouped horizontal bars: one group per class, one bar per method, in percent; an
+    undefined IoU (class absent) is left empty."""
     methods = list(ious)
     classes = list(next(iter(ious.values())))
     n, m = len(classes), len(methods)
@@ -58,8 +51,7 @@ def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = 
     height = 0.8 / m
     y = np.arange(n)
     for k, method in enumerate(methods):
-        vals = [ious[method].get(c) for c in classes]
-        vals = [np.nan if v is None else v for v in vals]
+        vals = [np.nan if ious[method].get(c) is None else ious[method][c] for c in classes]
         ax.barh(y + (k - (m - 1) / 2) * height, vals, height=height, label=method)
     ax.set_yticks(y)
     ax.set_yticklabels(classes, fontsize=8)
@@ -90,24 +82,25 @@ def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                   palette: np.ndarray | None = None, class_names: Sequence[str] | None = None):
     """Grid: image | ground truth | unsupervised (clusters in matched class colours) | linear,
     with a legend of the classes shown (unmatched clusters are black)."""
-    if palette is None:
-        top = max(int(np.max(lab[lab != 255], initial=0)) for lab in labels) + 1
-        palette = label_palette(top)
     cols = [("image", list(images)), ("ground truth", list(labels)),
             ("unsupervised", [clusters_to_classes(p, cluster_to_class) for p in cluster_preds])]
     if linear_preds is not None:
         cols.append(("linear probe", list(linear_preds)))
-    rows = len(images)
+    return _label_columns(cols, auto_palette(labels) if palette is None else palette,
+                          class_names, hide_ticks)
+
+
+def _label_columns(cols, palette, class_names, hide):
+    """One column per (title, arrays): the first RGB images, the rest class maps, one row per
+    image, `hide(ax)` on every panel, and a legend of the classes shown."""
+    rows = len(cols[0][1])
     fig, axes = plt.subplots(rows, len(cols), figsize=(2.2 * len(cols), 2.2 * rows),
                              squeeze=False)
     for j, (name, arrays) in enumerate(cols):
         for i, arr in enumerate(arrays):
-            ax = axes[i, j]
-            ax.imshow(arr if j == 0 else colorize(arr, palette), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(name, fontsize=9)
+            axes[i, j].imshow(arr if j == 0 else colorize(arr, palette), interpolation="nearest")
+            hide(axes[i, j])
+        axes[0, j].set_title(name, fontsize=9)
     fig.tight_layout()
     class_legend(fig, palette, class_names, [a for _, arrays in cols[1:] for a in arrays])
     return fig
@@ -121,33 +114,18 @@ def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarra
     """Image | (ground truth) | prediction without CRF | with CRF, one row per image, with a
     legend of the classes shown."""
     if palette is None:
-        top = max(int(np.max(np.asarray(a)[np.asarray(a) != 255], initial=0))
-                  for a in [*before, *after, *([] if labels is None else labels)])
-        n_matched = 0 if cluster_to_class is None else len(cluster_to_class)
-        palette = label_palette(max(top + 1, n_matched))
-    cols = [("image", list(images))]
-    if labels is not None:
-        cols.append(("ground truth", list(labels)))
+        palette = auto_palette([*before, *after, *([] if labels is None else labels)],
+                               0 if cluster_to_class is None else len(cluster_to_class))
+    cols = [("image", list(images))] + ([] if labels is None else [("ground truth", list(labels))])
     cols += [("without CRF", [clusters_to_classes(p, cluster_to_class) for p in before]),
              ("with dense CRF", [clusters_to_classes(p, cluster_to_class) for p in after])]
-    rows = len(images)
-    fig, axes = plt.subplots(rows, len(cols), figsize=(2.2 * len(cols), 2.2 * rows),
-                             squeeze=False)
-    for j, (name, arrays) in enumerate(cols):
-        for i, arr in enumerate(arrays):
-            axes[i, j].imshow(arr if j == 0 else colorize(arr, palette), interpolation="nearest")
-            axes[i, j].axis("off")
-            if i == 0:
-                axes[i, j].set_title(name, fontsize=9)
-    fig.tight_layout()
-    class_legend(fig, palette, class_names, [a for _, arrays in cols[1:] for a in arrays])
-    return fig
+    return _label_columns(cols, palette, class_names, lambda ax: ax.axis("off"))
 
 
 def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarray],
                    class_names: Sequence[str] | None = None):
-    """A small (clusters × classes) count matrix with the Hungarian matching outlined, and the
-    same matrix with rows reordered so matched pairs sit on the diagonal."""
+    """A (clusters × classes) count matrix with the Hungarian matching outlined, and with its
+    rows reordered so that matched pairs sit on the diagonal."""
     hist = np.asarray(histogram)
     rows, cols = assignment
     n_rows, n = hist.shape
@@ -212,8 +190,8 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
 
 def plot_resize_modes(image: np.ndarray, size: int):
-    """The released evaluation resizes images with nearest neighbour (docs/method.md §9, golden
-    README note 7); `corrected` uses bilinear. Both crops side by side, and their difference."""
+    """Nearest (released, docs/method.md §9) and bilinear (corrected) resizing of one image side
+    by side, and their difference."""
     nearest = resize_center_crop(image, size, "nearest")
     bilinear = resize_center_crop(image, size, "bilinear")
     diff = np.abs(nearest.astype(np.int16) - bilinear.astype(np.int16)).mean(axis=2)

@@ -1,9 +1,4 @@
-"""Figures of chapters 01 (depth) and 03 (nearest neighbours).
-
-Every function returns a matplotlib Figure. Depth follows the course's one convention
-(`viz.draw_depth`: near = bright, power scale, colour bar); errors get a separate sequential
-map. Label rows carry a class legend.
-"""
+"""Figures of chapters 01 (depth) and 03 (nearest neighbours)."""
 
 from __future__ import annotations
 
@@ -12,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import class_legend, colorize, depth_norm, draw_depth
+from . import class_legend, colorize, depth_norm, draw_depth, hide_ticks
 
 ERROR_CMAP = "viridis"
 
@@ -26,11 +21,8 @@ def _norm(depth: np.ndarray) -> np.ndarray:
 def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarray],
                      references: Sequence[np.ndarray], estimate_name: str = "estimate",
                      reference_name: str = "ground truth"):
-    """One row per image: image | estimate | reference | |error| of the normalised maps.
-
-    Both maps are min–max normalised first (the stage stores them so), so the error map shows
-    disagreement in *relative* depth; its panel title gives the mean absolute error.
-    """
+    """One row per image: image | estimate | reference | |error|, all min–max normalised as
+    the stage stores them, so the error is disagreement in *relative* depth."""
     rows = len(images)
     fig, axes = plt.subplots(rows, 4, figsize=(11.2, 2.6 * rows), squeeze=False)
     norm = depth_norm(np.zeros(1), np.ones(1))  # both maps are normalised to [0, 1]
@@ -53,10 +45,8 @@ def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarra
 def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int = 5,
              palette: np.ndarray | None = None, majority: np.ndarray | None = None,
              class_names: Sequence[str] | None = None):
-    """Each query crop (framed) beside its k nearest crops; with `palette`, label rows below.
-
-    With `majority` (class per crop), each title names the crop's majority class and a
-    neighbour sharing the query's class gets a ✓.
+    """Each query crop (framed) beside its k nearest crops; with `palette`, label rows below;
+    with `majority` (class per crop), titles name it and a neighbour sharing the query's gets ✓.
     """
     k = min(k, nns.shape[1] - 1)
     per_query = 2 if palette is not None else 1
@@ -70,8 +60,7 @@ def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int = 5,
             image, label, _ = crop_reader.load(int(n))
             ax = axes[r * per_query, c]
             ax.imshow(image)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            hide_ticks(ax)
             title = "query" if c == 0 else f"#{c}"
             if majority is not None:
                 cls = int(majority[n])

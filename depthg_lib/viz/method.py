@@ -1,17 +1,5 @@
-"""Figures of the method (chapter 04): where the S×S points are read, and what F, C and D
-look like for one query point.
-
-- `plot_sampling` — random points vs depth-guided FPS over a depth map, and the released
-  quirk: FPS chooses cells, the released sampler reads them mirrored about the diagonal
-  (golden README §2); `corrected` reads them where FPS chose.
-- `plot_correlations` — for one query point, the feature correlation F, the code
-  correlation C and the depth correlation D (corrected: 1 − |d̂_q − d̂|; released: ≡ 1) over
-  the whole feature grid, against the same image and optionally a second one.
-- `plot_depth_correlation` — the P×P depth correlation of one image's sample points as
-  released (all ones) and corrected (similar depth attracts).
-
-Every function returns a matplotlib Figure; callers save or show it.
-"""
+"""Figures of the method (chapter 04): where the S×S points are read (random, FPS, and the
+released sampler's mirrored reads), and what F, C and D look like for one query point."""
 
 from __future__ import annotations
 
@@ -50,8 +38,8 @@ def _scatter(ax, cells, grid_hw, hw, marker="o", colour="white", size=14):
 
 
 def _sampling_bottom_row(fig, bottom, d, norm, grid_hw, n_low: int, seed: int):
-    """plot_sampling's bottom row: random and corrected FPS points at the lower density (FPS
-    with its selection order), and a top view of the unprojected points; returns that axis."""
+    """plot_sampling's bottom row at the lower density: random points, corrected FPS with its
+    selection order, and a top view of the unprojected points (returned)."""
     hw = tuple(d.shape[-2:])
     low = fps_cells(d, grid_hw, n_low, "corrected")
     rand_low = read_positions(random_coords(1, n_low, torch.Generator().manual_seed(seed)),
@@ -83,13 +71,9 @@ def _sampling_bottom_row(fig, bottom, d, norm, grid_hw, n_low: int, seed: int):
 
 def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | None = None,
                   seed: int = 0, n_low: int | None = None):
-    """Where the n×n points go, over the depth map (near = bright, colour bar).
-
-    Top row: random points, corrected FPS and released FPS (chosen vs read). At a density near
-    the grid's own, any spread-out rule looks like a regular grid, so the bottom row shows FPS
-    at a lower density `n_low` (default ≈ grid/3) with its selection order, and a top view of
-    the unprojected 3D points — the space in which FPS spreads them.
-    """
+    """Where the n×n points go over the depth map: random, corrected FPS and released FPS
+    (chosen vs read); at a density near the grid's own any spread-out rule looks regular, so
+    the bottom row repeats it at `n_low` (≈ grid/3) with a top view of the 3D points."""
     d = one_depth_map(depth)
     hw = tuple(d.shape[-2:])
     grid_hw = tuple(grid_hw)
@@ -126,8 +110,8 @@ def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | Non
 
 def correlation_to_point(maps: torch.Tensor, point: Sequence[int],
                          other: torch.Tensor | None = None) -> np.ndarray:
-    """Cosine similarity of the vector at ``point`` (row, col) of maps (C,h,w) to every
-    position of ``other`` (C,h',w') (default: the same maps) — one row of F or C."""
+    """Cosine similarity of the vector at `point` (row, col) of maps (C,h,w) to every position
+    of `other` (default: the same maps) — one row of F or C."""
     maps = torch.as_tensor(maps).float()
     other = maps if other is None else torch.as_tensor(other).float()
     query = F.normalize(maps[:, point[0], point[1]], dim=0)
@@ -135,8 +119,8 @@ def correlation_to_point(maps: torch.Tensor, point: Sequence[int],
 
 
 def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int]):
-    """Corrected D of a point to every cell, ``1 − |d̂_q − d̂|`` on the feature grid, and the
-    released D (1 wherever depth > 0, 0 at exact zeros), both (h, w)."""
+    """Corrected D of a point to every cell, `1 − |d̂_q − d̂|`, and the released D (1 wherever
+    depth > 0), both (h, w) on the feature grid."""
     dn = normalized_depth(one_depth_map(depth), tuple(grid_hw))[0, 0]
     corrected = 1 - (dn - dn[point[0], point[1]]).abs()
     raw = grid_depth(one_depth_map(depth), tuple(grid_hw))[0, 0]
@@ -170,24 +154,19 @@ def _correlation_columns(feats, codes, point, depth, image, feats_b, codes_b, im
 def _draw_column(fig, ax, col, point, grid_hw) -> None:
     """One panel of plot_correlations, with the query point starred on image a's panels."""
     title, data, lim, which = col
+    x, y = [point[1]], [point[0]]  # on a map of the feature grid
     if isinstance(lim, str):  # the depth map itself
         draw_depth(ax, one_depth_map(data)[0, 0].numpy())
-        ih, iw = one_depth_map(data).shape[-2:]
-        x, y = _to_pixels(np.array([point]), grid_hw, (ih, iw))
-        ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
+        x, y = _to_pixels(np.array([point]), grid_hw, one_depth_map(data).shape[-2:])
     elif lim is None:
         ax.imshow(data)
-        if which == "a":
-            ih, iw = np.asarray(data).shape[:2]
-            x, y = _to_pixels(np.array([point]), grid_hw, (ih, iw))
-            ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
+        x, y = _to_pixels(np.array([point]), grid_hw, np.asarray(data).shape[:2])
     else:
         im = ax.imshow(data, cmap="coolwarm" if lim[0] < 0 else "viridis",
                        vmin=lim[0], vmax=lim[1])
-        if which == "a":
-            ax.scatter([point[1]], [point[0]], s=60, marker="*", c="yellow",
-                       edgecolors="black")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if which == "a":
+        ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
@@ -195,12 +174,8 @@ def _draw_column(fig, ax, col, point, grid_hw) -> None:
 def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=None,
                       image: np.ndarray | None = None, feats_b=None, codes_b=None,
                       image_b: np.ndarray | None = None):
-    """F, C (and D) of one query point (row, col on the feature grid) as maps.
-
-    feats (D,h,w), codes (K,h,w) of image a; with ``feats_b``/``codes_b`` also the maps
-    against a second image (what the positive and negative terms see). D is shown in both
-    fidelities: corrected attracts points at similar depth, released is constant.
-    """
+    """F, C and D (both fidelities) of one query point (row, col on the feature grid) of image
+    a as maps; with `feats_b`/`codes_b` also against image b, as the inter terms see them."""
     feats = torch.as_tensor(feats).float()
     h, w = feats.shape[-2:]
     cols = _correlation_columns(feats, codes, point, depth, image, feats_b, codes_b, image_b)
@@ -226,8 +201,8 @@ def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=No
 
 
 def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0):
-    """The P×P depth correlation D of one image's n×n random sample points, released vs
-    corrected, points sorted by depth so that the structure is visible."""
+    """The P×P depth correlation D of one image's n×n random points, released vs corrected,
+    sorted by depth so that the structure shows."""
     d = one_depth_map(depth)
     coords = random_coords(1, n, torch.Generator().manual_seed(seed))
     released = depth_correlation(d, d, (n, n), "released").reshape(n * n, n * n)

@@ -1,5 +1,4 @@
-"""Figures of SynthScenes (docs/method.md §1): image, label, depth and instances side by side,
-and the class table, so chapters and tests draw the same thing."""
+"""Figures of SynthScenes (docs/method.md §1): image, label, depth and instances side by side."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import numpy as np
 from ..data.synthscenes import CLASSES, Scene
 from ..errors import DepthGError
 from ..io import read_label, read_rgb
-from . import class_legend, class_palette, colorize, depth_norm, draw_depth
+from . import class_legend, class_palette, colorize, depth_norm, draw_depth, hide_ticks
 
 
 def colorize_instances(instance: np.ndarray) -> np.ndarray:
@@ -30,26 +29,17 @@ def _load_dir(root: Path, n: int, split: str) -> list[Scene]:
     if not imgs:
         raise DepthGError(f"no images in {root / 'imgs' / split}; make the dataset with "
                           f"`python -m depthg_lib.data.synthscenes --out {root} ...`")
-    scenes = []
-    for img in imgs:
-        name = img.stem
-        scenes.append(Scene(image=read_rgb(img),
-                            label=read_label(root / "labels" / split / f"{name}.png"),
-                            depth=np.load(root / "depth_gt" / split / f"{name}.npy"),
-                            instance=read_label(root / "instances" / split / f"{name}.png"),
-                            camera={}))
-    return scenes
+    names = [img.stem for img in imgs]
+    return [Scene(image=read_rgb(img), label=read_label(root / "labels" / split / f"{n}.png"),
+                  depth=np.load(root / "depth_gt" / split / f"{n}.npy"),
+                  instance=read_label(root / "instances" / split / f"{n}.png"), camera={})
+            for img, n in zip(imgs, names)]
 
 
 def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
                 split: str = "val"):
-    """Columns of scenes, rows image / label (class colours) / depth / instances, with a legend
-    of the classes shown.
-
-    Accepts `Scene`s or a folder written by `generate` (first `n` images of `split`). Depth is
-    the ground truth in scene units, drawn in the course's convention (`viz.draw_depth`: near =
-    bright, power scale, one colour bar for the row).
-    """
+    """Columns of scenes (or the first `n` of a `generate` folder's `split`), rows image /
+    label / ground-truth depth / instances, with a legend of the classes shown."""
     if isinstance(scenes_or_dir, str | os.PathLike):
         scenes = _load_dir(Path(scenes_or_dir), n, split)
     else:
@@ -69,8 +59,7 @@ def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
                            label="depth (scene units, near = bright)")
             else:
                 ax.imshow(panel, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            hide_ticks(ax)
             if j == 0:
                 ax.set_ylabel(rows[i])
     fig.tight_layout()

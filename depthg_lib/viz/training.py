@@ -1,8 +1,5 @@
-"""Figures of a training run (chapter 04): loss terms, schedules and probe scores per step.
-
-All read `log.csv` as written by `depthg_lib.train`: one row per step (the validation columns
-filled at validation steps only), and first a row of step -1 with the untrained head's scores.
-"""
+"""Figures of a training run (chapter 04) from its `log.csv`: one row per step (validation
+columns at validation steps only), first a row of step -1 with the untrained head's scores."""
 
 from __future__ import annotations
 
@@ -47,11 +44,14 @@ def updates(log) -> dict[str, np.ndarray]:
     return {k: v[keep] for k, v in log.items()}
 
 
+def _panel(ax):
+    """`ax`, or the axis of a new figure of one panel."""
+    return plt.subplots(figsize=(6, 3.5))[1] if ax is None else ax
+
+
 def plot_loss_terms(log, ax=None):
     """Each DepthG loss term (unweighted) and the weighted total, against steps."""
-    log = updates(log)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+    log, ax = updates(log), _panel(ax)
     for key, label in TERM_LABELS.items():
         if key in log and np.isfinite(log[key]).any():
             ax.plot(log["step"], log[key], label=label, lw=1)
@@ -75,9 +75,7 @@ def plot_loss_terms(log, ax=None):
 
 def plot_probe_losses(log, ax=None):
     """The two probe losses (trained on the detached code) against steps."""
-    log = updates(log)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+    log, ax = updates(log), _panel(ax)
     ax.plot(log["step"], log["linear_loss"], label="linear probe (CE)")
     ax.plot(log["step"], log["cluster_loss"], label="cluster probe")
     ax.set_xlabel("step")
@@ -88,9 +86,7 @@ def plot_probe_losses(log, ax=None):
 
 def plot_schedule(log, ax=None):
     """Sample grid S (left axis) and depth-term weight (right axis) against steps."""
-    log = updates(log)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+    log, ax = updates(log), _panel(ax)
     ax.step(log["step"], log["samples"], where="post", color="C0", lw=3, alpha=0.6)
     ax.set_ylabel("S (sample grid S×S)", color="C0")
     ax.set_xlabel("step")
@@ -104,11 +100,8 @@ def plot_schedule(log, ax=None):
 def plot_probe_scores(log, ax=None, baselines: Mapping[str, float] | None = None):
     """Validation mIoU of the linear and (Hungarian-matched) cluster probes, with
     `baselines` (name → mIoU %, e.g. k-means on the raw features) as horizontal lines."""
-    log = _log(log)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
-    have = "val_linear_miou" in log and np.isfinite(log["val_linear_miou"]).any()
-    if not have:
+    log, ax = _log(log), _panel(ax)
+    if "val_linear_miou" not in log or not np.isfinite(log["val_linear_miou"]).any():
         ax.text(0.5, 0.5, "no validation crops", ha="center", va="center",
                 transform=ax.transAxes)
         return ax
@@ -130,8 +123,7 @@ def plot_probe_scores(log, ax=None, baselines: Mapping[str, float] | None = None
 
 
 def plot_training(log, title: str | None = None, baselines: Mapping[str, float] | None = None):
-    """All four panels of a run in one figure; `baselines` (name → mIoU %) are drawn as lines
-    on the probe scores (what the head must beat, e.g. k-means on the raw features)."""
+    """All four panels of a run in one figure, `baselines` (name → mIoU %) on the probe scores."""
     log = _log(log)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.0))
     plot_loss_terms(log, axes[0, 0])
