@@ -6,17 +6,11 @@ dense CRF), one confusion histogram over the split, clusters matched to classes 
     python -m depthg_lib.evaluate --profile demo [--crf] [--checkpoint C] [--split val]
                                   [--max-images N] [--force]
 
-writes `metrics.json` and figures (confusion matrix, per-class IoU, examples) to
-`runs/<profile>/eval/` (for another run of the same profile: `<its run folder>/eval/`; for a
-checkpoint of another profile's run or inside the installed package, such as the shipped head:
-`runs/<profile>/eval_<label>/` — another run's folder is never written into), and the
-cluster → class matching beside the checkpoint (`<checkpoint>.classes.json`; in the evaluation
-folder when the checkpoint is another profile's, the package's or not writable) so that
-`depthg_lib.predict` can name what each cluster is.
-
-`evaluate.json` records the settings and digests of what was scored (the checkpoint's
-sha256, the split's images and labels): a re-run with nothing changed returns the stored
-result instead of scoring again; anything changed is scored afresh (`--force`: always).
+writes `metrics.json` and figures to a folder the profile owns (`eval_dir_for`) and the
+cluster → class matching beside the checkpoint (`<checkpoint>.classes.json`, or in that
+folder when the checkpoint is not this profile's to write beside), which `depthg_lib.predict`
+reads to name the clusters. `evaluate.json` records the settings and the digests of what was
+scored: a re-run with nothing changed returns the stored result (`--force`: score again).
 """
 
 from __future__ import annotations
@@ -41,15 +35,7 @@ from .config import Profile, load_profile, positive_int, profile_arg, runs_root
 from .crf import CRFRunner, require_crf
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
-from .evalset import (  # noqa: F401 - re-exported (predict, notebooks)
-    as_targets,
-    class_names,
-    make_loader,
-    open_split,
-    resize_crop,
-    split_inputs,
-    to_tensor,
-)
+from .evalset import as_targets, class_names, make_loader, open_split, split_inputs, to_tensor
 from .io import INPUTS_KEY, load_json, save_json, save_npz, sha256_file, stage_lock
 from .metrics import confusion_histogram, scores
 from .models import load_backbone, profile_weights_identity
@@ -59,11 +45,6 @@ from .viz import evaluation as viz
 
 CLUSTER_ALPHA = 2.0  # docs/method.md §9: log-softmax of cluster similarities × 2
 N_EXAMPLES = 4  # example predictions kept for the chapter's figure
-
-
-def _head_code(head, feats: torch.Tensor) -> torch.Tensor:
-    out = head(feats)
-    return out[-1] if isinstance(out, (tuple, list)) else out
 
 
 @torch.no_grad()
@@ -76,7 +57,8 @@ def flip_averaged_codes(backbone, head, images: torch.Tensor) -> torch.Tensor:
         feats = feats.float()
     else:
         feats = backbone(both)
-    codes = _head_code(head, feats).float()
+    codes = head(feats)
+    codes = (codes[-1] if isinstance(codes, (tuple, list)) else codes).float()
     plain, mirrored = codes.chunk(2)
     return (plain + mirrored.flip(dims=[3])) / 2
 
@@ -84,11 +66,8 @@ def flip_averaged_codes(backbone, head, images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def probe_log_probs(model, backbone, images: torch.Tensor, size: tuple[int, int]
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cluster, linear) log-probabilities at `size` for a batch of [0,1] images
-    (docs/method.md §9).
-
-    Codes are upsampled bilinearly *before* the probes, as released.
-    """
+    """(cluster, linear) log-probabilities at `size` for a batch of [0,1] images (§9); the
+    codes are upsampled bilinearly *before* the probes, as released."""
     code = flip_averaged_codes(backbone, model.head, images)
     code = F.interpolate(code, size=size, mode="bilinear", align_corners=False)
     cluster = model.cluster_probe(code, alpha=CLUSTER_ALPHA, log_probs=True)
@@ -115,12 +94,9 @@ def eval_dir_for(profile: Profile, checkpoint: str | Path | None,
                  trained_with: str | None = None) -> Path:
     """Where evaluating `checkpoint` with `profile` writes: always a folder this profile owns.
 
-    The profile's own checkpoint → `runs/<profile>/eval`. Another run of this profile
-    (`X/checkpoints/final.pt`, what `train(out_dir=X)` writes) → `X/eval`; any other file
-    `Y/model.pt` of it → `Y/eval_model`. A checkpoint of another profile's run (trained with
-    another profile, `trained_with`, or in another profile's run folder) or inside the installed
-    package (the shipped head) → `runs/<profile>/eval_<label>`: another run's folder is never
-    written into.
+    Its own checkpoint → `runs/<profile>/eval`; another run of it (`X/checkpoints/final.pt`)
+    → `X/eval`, any other file `Y/model.pt` → `Y/eval_model`; the shipped head or another
+    profile's checkpoint (`is_foreign`) → `runs/<profile>/eval_<label>`.
     """
     if checkpoint is None:
         return profile.paths.eval_dir
@@ -147,25 +123,21 @@ def is_foreign(profile: Profile, checkpoint: str | Path, trained_with: str | Non
 
 
 def _label(ckpt: Path) -> str:
-    """A folder name that says which checkpoint was scored: `<run>-<stem>`, e.g.
-    `other-train-final` for `runs/other/train/checkpoints/final.pt`."""
+    """`<run>-<stem>`, e.g. `other-train-final` for `runs/other/train/checkpoints/final.pt`."""
     runs = runs_root().resolve()
-    parts = list(ckpt.relative_to(runs).parts) if ckpt.is_relative_to(runs) else \
-        list(ckpt.parts[-4:])
+    parts = ckpt.relative_to(runs).parts if ckpt.is_relative_to(runs) else ckpt.parts[-4:]
     parts = [p for p in parts[:-1] if p not in ("checkpoints", "/")] + [ckpt.stem]
     return "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", p) for p in parts[-4:])
 
 
 def assignment_file(checkpoint: str | Path) -> Path:
     """Sidecar beside a checkpoint holding its cluster → class matching (read by predict)."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.stem + ".classes.json")
+    return Path(checkpoint).with_suffix(".classes.json")
 
 
 def assignment_target(checkpoint: Path, out: Path, foreign: bool = False) -> Path:
-    """Where evaluation writes the matching: beside the checkpoint, or in `out` when the
-    checkpoint is the package's, another profile's run (`foreign`), or its folder is not
-    writable."""
+    """Beside the checkpoint, or in `out` for the package's, another profile's (`foreign`) or
+    one in a folder we cannot write."""
     side = assignment_file(checkpoint)
     if foreign or in_package(checkpoint) or not os.access(side.parent, os.W_OK | os.X_OK):
         return out / side.name
@@ -178,16 +150,17 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
         hint = (f"train it first: python -m depthg_lib.train --profile {profile_arg(profile)}"
                 if checkpoint is None else "check the path given with --checkpoint")
         raise DepthGError(f"checkpoint {path} does not exist; {hint}")
-    model = load_checkpoint(path, profile=profile, device=device)
-    for part in (model.head, model.cluster_probe, model.linear_probe):
-        part.to(device).eval()
-    if is_released(model):  # a released checkpoint carries its own backbone
-        backbone = model.backbone()
-    else:
-        backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
-                                 device=device)
-    backbone.eval()
-    return path, model, backbone
+    model = load_checkpoint(path, profile=profile, device=device)  # in eval mode on `device`
+    if is_released(model):  # a released checkpoint brings its own backbone
+        return path, model, model.backbone().eval()
+    return path, model, load_backbone(profile.backbone, weights=profile.backbone_weights or None,
+                                      device=device).eval()
+
+
+def _split(profile: Profile, split: str, max_images: int | None):
+    """(reader, names) of the split's first `max_images` images; labels checked here."""
+    reader, names = open_split(profile, split)
+    return reader, names if max_images is None else names[:max_images]
 
 
 def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: bool = False,
@@ -196,11 +169,9 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
              crf_workers: int | None = None, force: bool = False) -> dict:
     """Score a checkpoint on a labelled split (§9) and write `metrics.json` + figures.
 
-    Returns the metrics dict (what `metrics.json` holds) plus, under `"arrays"`, the
-    histograms and a few example predictions for the chapter's figures (`arrays.npz`).
-    `write=False` (e.g. a quick CRF comparison on a few images) writes nothing. When the
-    folder's record (`evaluate.json`) shows these settings on this same checkpoint, images
-    and labels, the stored result is returned (`"reused": True`) unless `force`.
+    Returns what `metrics.json` holds plus, under `"arrays"`, the histograms and a few example
+    predictions (`arrays.npz`). `write=False` writes nothing. A result recorded for the same
+    settings, checkpoint and split is returned as stored (`"reused": True`) unless `force`.
     """
     profile = load_profile(profile)
     if max_images is not None and max_images < 1:
@@ -208,9 +179,7 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     if crf:
         require_crf()
     dev = resolve_device(device)
-    reader, names = open_split(profile, split)  # labels checked against images here
-    if max_images is not None:
-        names = names[:max_images]
+    reader, names = _split(profile, split, max_images)
     path, model, backbone = _load_model(profile, checkpoint, dev)
     if not write:
         return _score(profile, reader, split, names, path, model, backbone, dev, crf,
@@ -325,20 +294,12 @@ def _score(profile, reader, split, names, path, model, backbone, dev, crf, crf_w
     classes = class_names(reader, n)
     meta = getattr(model, "meta", {}) or {}
     return {
-        "profile": profile.name,
-        "fidelity": profile.fidelity,
-        "checkpoint": str(path),
-        "checkpoint_step": meta.get("step"),
-        "backbone": profile.backbone,
-        "dataset": profile.dataset,
-        "split": split,
-        "n_images": len(names),
-        "eval_res": profile.eval_res,
-        "crf": bool(crf),
+        "profile": profile.name, "fidelity": profile.fidelity, "checkpoint": str(path),
+        "checkpoint_step": meta.get("step"), "backbone": profile.backbone,
+        "dataset": profile.dataset, "split": split, "n_images": len(names),
+        "eval_res": profile.eval_res, "crf": bool(crf),
         "crf_fell_back": bool(runner.fell_back) if runner is not None else None,
-        "device": str(dev),
-        "seconds": round(seconds, 2),
-        "class_names": classes,
+        "device": str(dev), "seconds": round(seconds, 2), "class_names": classes,
         "unsupervised": _summary(unsup, classes, cluster_hist),
         "linear": _summary(linear, classes, linear_hist),
         "profile_settings": dataclasses.asdict(profile),
@@ -353,20 +314,16 @@ def _num(x: float) -> float | None:
 
 
 def _summary(result: dict, class_names: list[str], histogram: np.ndarray) -> dict:
-    return {
-        "acc": _num(result["acc"]),
-        "miou": _num(result["miou"]),
-        "iou": {name: _num(v) for name, v in zip(class_names, result["iou"])},
-        "cluster_to_class": [int(c) for c in result["cluster_to_class"]],
-        "histogram": histogram.tolist(),
-    }
+    return {"acc": _num(result["acc"]), "miou": _num(result["miou"]),
+            "iou": {name: _num(v) for name, v in zip(class_names, result["iou"])},
+            "cluster_to_class": [int(c) for c in result["cluster_to_class"]],
+            "histogram": histogram.tolist()}
 
 
 def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile,
                    reader) -> list[str]:
     names = metrics["class_names"]
     matched, examples = arrays["matched_histogram"], arrays["examples"]
-    written = []
     figs = {
         "confusion.png": viz.plot_confusion(matched[: len(names), : len(names)], names,
                                             title="unsupervised (clusters matched to classes)"),
@@ -375,15 +332,13 @@ def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile,
     }
     if examples["image"] is not None:
         figs["examples.png"] = viz.plot_examples(
-            list(examples["image"]), list(examples["label"]), list(examples["cluster"]),
-            list(examples["linear"]),
+            *(list(examples[k]) for k in ("image", "label", "cluster", "linear")),
             cluster_to_class=np.asarray(metrics["unsupervised"]["cluster_to_class"]),
             palette=class_palette(reader, profile.n_classes))
     for fname, fig in figs.items():
         fig.savefig(out / fname, dpi=110, bbox_inches="tight")
         plt.close(fig)
-        written.append(fname)
-    return written
+    return list(figs)
 
 
 # ------------------------------------------------------------------------------ baseline
@@ -393,19 +348,15 @@ def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile,
 def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int | None = None,
                     device: str = "auto", seed: int = 0, progress: bool = True,
                     max_fit_points: int = 100_000) -> dict:
-    """k-means (k = n_classes) on raw backbone patch features, Hungarian-matched (ablation).
+    """k-means (k = n_classes) on raw backbone patch features, Hungarian-matched: no training.
 
-    No training at all: patch features of the evaluated images are L2-normalised and
-    clustered (fit on up to `max_fit_points` patches drawn evenly from the same split —
-    label-free, so allowed); each pixel takes the centroid of highest cosine similarity,
-    upsampled bilinearly to label size like the cluster probe's scores. Two passes over the
-    split keep memory bounded on the paper datasets.
+    Fit on up to `max_fit_points` L2-normalised patches drawn evenly from the split (label-free,
+    so allowed); each pixel takes the centroid of highest cosine similarity, upsampled to label
+    size like the cluster probe. Two passes over the split keep memory bounded.
     """
     profile = load_profile(profile)
     dev = resolve_device(device)
-    reader, names = open_split(profile, split)
-    if max_images is not None:
-        names = names[:max_images]
+    reader, names = _split(profile, split, max_images)
     backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
                              device=dev).eval()
     batch_size = 16 if dev.type == "cuda" else 4
@@ -479,8 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         km = kmeans_baseline(args.profile, split=args.split, max_images=args.max_images,
                              device=args.device)
         print(f"  {'k-means':12s} Acc {km['acc']:6.2f}  mIoU {km['miou']:6.2f}")
-        out = Path(metrics["out_dir"])
-        save_json(out / "kmeans.json", km)
+        save_json(Path(metrics["out_dir"]) / "kmeans.json", km)
     return 0
 
 

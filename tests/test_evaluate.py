@@ -141,10 +141,10 @@ def test_resize_crop_shorter_side_then_centre(hw):
     image = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
     label = (np.arange(h * w).reshape(h, w) % 7).astype(np.uint8)
     label[0, 0] = 255
-    img, lab = ev.resize_crop(image, 24, label)
+    img, lab = evalset.resize_crop(image, 24, label)
     assert img.shape == (24, 24, 3) and lab.shape == (24, 24)
     assert set(np.unique(lab)) <= set(np.unique(label))  # nearest: no new label values
-    img_b, _ = ev.resize_crop(image, 24, None, image_mode="bilinear")
+    img_b, _ = evalset.resize_crop(image, 24, None, image_mode="bilinear")
     assert img_b.shape == (24, 24, 3)
 
 

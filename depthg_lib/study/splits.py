@@ -16,7 +16,7 @@ from ..crop import CropReader, run_crop_stage
 from ..data import get_reader, synthscenes
 from ..depth import normalise_depth, run_depth_stage
 from ..errors import DepthGError
-from ..evaluate import resize_crop, to_tensor
+from ..evalset import resize_crop, to_tensor
 from ..features import CachedSplit, source_digest
 from ..io import atomic_path, json_digest, load_json, save_json
 from ..knn import load_knn, pool_features, run_knn_stage, topk_neighbours
