@@ -3,20 +3,15 @@
     python -m depthg_lib.course --profile demo [--only 01,04] [--force] [--device cpu|cuda]
     python -m depthg_lib.course --profile my_profile.yaml      # a profile file of your own
 
-Each notebook is executed with papermill into `runs/<profile>/`, its `parameters` cell
-overridden with (profile, device, seed, force); `profile` is the shipped profile's name or
-the resolved path of a profile file, so the chapters read exactly the file given here.
-A notebook whose executed copy is complete and whose inputs are unchanged is skipped unless
-`--force`. Its inputs: its source, the profile's values, the shipped weights' checksums,
-the source of `depthg_lib`, device and seed — and the runs of the chapters before it, so
-re-running one chapter (`--only 01 --force`) makes every later chapter stale, to be re-run
-next time. A chapter whose code is unchanged and only its prose (markdown, comments) edited
-re-executes alone: its run still stands for the chapters after it. `runs/<profile>/
-summary.json` records per notebook the seconds it took, its status (`running` from the
-moment it starts, then `ok`, `failed`, `interrupted` or `stale`) and the key numbers it
-reported (`depthg_lib.results.record`). A failing notebook stops the run with its name, the
-cell and the error's last line; Ctrl-C or SIGTERM stops it as `interrupted`; either way
-earlier outputs are kept and the next run starts again at that chapter.
+Each notebook is executed with papermill into `runs/<profile>/`, its `parameters` cell set
+to (profile, device, seed, force). A chapter is skipped unless `--force` when its executed copy
+is complete and its inputs unchanged: its source, the profile's values, the shipped weights,
+the library's source, device, seed and the runs of the chapters before it (so re-running one
+makes every later one stale; an edit of its prose alone does not). `runs/<profile>/
+summary.json` records per chapter its seconds, status (`running`, then `ok`, `failed`,
+`interrupted` or `stale`) and key numbers (`results.record`). A failure stops the run naming
+the cell and the error; Ctrl-C or SIGTERM stops it as `interrupted`; the next run starts again
+at that chapter.
 """
 
 from __future__ import annotations
@@ -49,26 +44,23 @@ from .results import read_results
 MANIFEST = Path(__file__).resolve().parent / "weights" / "manifest.json"
 
 
+LIB_DIR = Path(__file__).resolve().parent
+
+
 def _select(all_chapters: list[Path], only: str | None) -> list[Path]:
     if not only:
         return all_chapters
     wanted = [w.strip() for w in only.split(",") if w.strip()]
-    chosen = [p for p in all_chapters if any(p.stem.startswith(w) for w in wanted)]
     missing = [w for w in wanted if not any(p.stem.startswith(w) for p in all_chapters)]
     if missing:
-        names = ", ".join(p.stem for p in all_chapters)
         raise DepthGError(f"--only {only}: no chapter starts with {', '.join(missing)}; "
-                          f"chapters are: {names}")
-    return chosen
+                          f"chapters are: {', '.join(p.stem for p in all_chapters)}")
+    return [p for p in all_chapters if any(p.stem.startswith(w) for w in wanted)]
 
 
-LIB_DIR = Path(__file__).resolve().parent
-
-
-def library_digest(lib_dir: Path | None = None) -> str:
+def library_digest(lib_dir: Path = LIB_DIR) -> str:
     """sha256 over the library's Python source (this runner excluded: nothing imports it),
     so that editing, say, `losses.py` makes every chapter that uses the library stale."""
-    lib_dir = LIB_DIR if lib_dir is None else lib_dir
     digest = hashlib.sha256()
     for path in sorted(lib_dir.rglob("*.py")):
         if path.name == "course.py" and path.parent == lib_dir or "__pycache__" in path.parts:
@@ -81,9 +73,8 @@ def library_digest(lib_dir: Path | None = None) -> str:
 def _inputs(notebook: Path, profile: Profile, device: str, seed: int, library: str,
             earlier: dict[str, str | None]) -> dict:
     """What a chapter's result depends on, part by part (so a re-run can say why): its
-    source, the profile's values (wherever `extends:` took them from), the shipped weights
-    (their checksums in the manifest), the library's source, device and seed, and the run
-    of every earlier chapter (`earlier`: chapter → its run id, None if never run here)."""
+    source, the profile's values, the shipped weights' checksums, the library's source,
+    device, seed and the run of every earlier chapter (`earlier`: chapter → run id or None)."""
     def h(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -95,10 +86,6 @@ def _inputs(notebook: Path, profile: Profile, device: str, seed: int, library: s
     return {"notebook": h(_source_only(notebook)),
             "profile": json_digest(values), "weights": json_digest(shas), "library": library,
             "device, seed": h(f"{device}|{seed}"), "earlier chapters": dict(earlier)}
-
-
-def _fingerprint(inputs: dict) -> str:
-    return json_digest(inputs)
 
 
 def _why(old: dict | None, new: dict) -> str:
@@ -120,18 +107,16 @@ def _source_only(notebook: Path) -> str:
 
 
 def code_digest(notebook: Path) -> str:
-    """Digest of the chapter's code alone: its code cells without comments or blank lines.
-    A change to its prose (markdown, a comment) re-executes the chapter, so its executed
-    copy shows the new text, but cannot change what it writes: the chapters after it stay
-    up to date."""
+    """Digest of the chapter's code cells without comments or blank lines: a prose edit
+    re-executes the chapter (its copy shows the new text) but leaves later ones up to date."""
     cells = json.loads(notebook.read_text())["cells"]
     code = [_without_comments("".join(c["source"])) for c in cells if c["cell_type"] == "code"]
     return json_digest(code)
 
 
 def _without_comments(source: str) -> str:
-    """Python source without `#` comments and blank lines (the source as it is, if it does
-    not tokenize: IPython syntax such as `!pip`)."""
+    """Python source without `#` comments and blank lines (as it is if it does not tokenize,
+    e.g. IPython's `!pip`)."""
     lines = source.splitlines()
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -145,7 +130,7 @@ def _without_comments(source: str) -> str:
 
 def _failure_message(err: Exception, executed: Path) -> tuple[str, str]:
     """(cell, last line) of a papermill execution error; cells counted from 1 in the source
-    notebook (papermill's injected-parameters cell is not counted)."""
+    notebook (without papermill's injected-parameters cell)."""
     index = getattr(err, "cell_index", None)
     if index is None:
         cell = f"execution count {getattr(err, 'exec_count', '?')}"
@@ -166,9 +151,9 @@ def _failure_message(err: Exception, executed: Path) -> tuple[str, str]:
 
 
 def _kernel_config():
-    """Encrypt the kernel's local sockets (CurveZMQ, keys made per run) where pyzmq can:
-    ipykernel warns at every chapter otherwise."""
-    import zmq
+    """Encrypt the kernel's local sockets (CurveZMQ) where pyzmq can: ipykernel warns at every
+    chapter otherwise."""
+    import zmq  # zmq, traitlets and papermill load only when a chapter runs
     from traitlets.config import Config
 
     if not zmq.has("curve"):
@@ -177,9 +162,9 @@ def _kernel_config():
 
 
 def _declared(notebook: Path, values: dict) -> dict:
-    """Only the parameters the chapter's parameters cell declares (e.g. 07 has no `force`):
+    """Only the parameters the chapter's parameters cell declares (07 has no `force`):
     papermill warns about any other."""
-    import papermill
+    import papermill  # see _kernel_config
 
     names = papermill.inspect_notebook(str(notebook))
     return {k: v for k, v in values.items() if k in names}
@@ -217,9 +202,7 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
                device: str = "auto", seed: int | None = None, kernel: str = "python3",
                notebook_dir: Path = NOTEBOOK_DIR) -> dict:
     """Run the chapters for a profile; returns the summary (also written to summary.json).
-
-    One course run at a time per run folder (`io.stage_lock`); SIGTERM is handled as Ctrl-C:
-    the chapter under way is recorded as `interrupted` and `KeyboardInterrupt` raised."""
+    SIGTERM is handled as Ctrl-C: the chapter under way is recorded as `interrupted`."""
     run = _start(profile_name, force, device, seed, kernel, chapters(notebook_dir))
     todo = _select(run.every, only)
     if not todo:
@@ -252,8 +235,7 @@ def _start(profile_name: str, force: bool, device: str, seed: int | None, kernel
 
     seed = profile.seed if seed is None else seed
     summary.update(profile=profile.name, device=device, seed=seed, machine=machine_name())
-    # The chapters read the very file given here (a profile outside the library is passed
-    # as its path: an edited copy named like a shipped profile never runs the shipped one).
+    # a profile outside the library is passed as its path: the chapters read that very file
     arg = profile_arg(profile)
     if arg != profile.name:
         arg = str(Path(arg).resolve())
@@ -269,8 +251,8 @@ def _command(profile: Profile) -> str:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM raises `KeyboardInterrupt` as Ctrl-C does, so a killed run cleans up after
-    itself (temporary notebooks, the kernel) and records where it stopped."""
+    """SIGTERM raises `KeyboardInterrupt` as Ctrl-C does, so a killed run cleans up (temporary
+    notebooks, the kernel) and records where it stopped."""
     def interrupt(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -286,12 +268,11 @@ def _sigterm_as_interrupt():
 
 
 def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
-    """Run one chapter unless its executed copy is complete and its inputs unchanged. It is
-    recorded as `running` before it starts and as `ok` only once its executed copy is in
-    place; interrupted or failed, it says so, and the next run does it again."""
+    """Run one chapter unless its executed copy is complete and its inputs unchanged; it is
+    `running` until its executed copy is in place, then `ok` (or `failed`, `interrupted`)."""
     out = run.profile.paths.run_dir / notebook.name
     inputs = _chapter_inputs(notebook, run)
-    fingerprint = _fingerprint(inputs)
+    fingerprint = json_digest(inputs)
     old = run.entries.get(notebook.stem, {})
     if (not run.force and out.exists() and old.get("status") == "ok"
             and old.get("fingerprint") == fingerprint):
@@ -320,8 +301,8 @@ def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
 
 
 def _same_outputs(old: dict, inputs: dict, code: str, force: bool) -> bool:
-    """True when a re-run cannot change what the chapter's earlier (ok) run wrote: only its
-    prose changed (markdown, comments), so the chapters after it stay up to date."""
+    """True when only the chapter's prose changed since its ok run: it cannot change what that
+    run wrote, so the chapters after it stay up to date."""
     before = old.get("inputs") or {}
     return (not force and old.get("status") == "ok" and old.get("code") == code
             and all(before.get(k) == v for k, v in inputs.items() if k != "notebook"))
@@ -330,7 +311,7 @@ def _same_outputs(old: dict, inputs: dict, code: str, force: bool) -> bool:
 def _execute(run: _Run, notebook: Path, out: Path) -> None:
     """papermill into a temporary copy renamed onto `out` when the chapter completes; a
     failed run's copy becomes `<chapter>.failed.ipynb`, an interrupted one's is removed."""
-    import papermill
+    import papermill  # see _kernel_config
 
     failed = out.with_name(f"{notebook.stem}.failed.ipynb")
     with atomic_path(out) as partial:
@@ -350,8 +331,8 @@ def _execute(run: _Run, notebook: Path, out: Path) -> None:
 
 def _record_stop(run: _Run, notebook: Path, entry: dict, err: BaseException,
                  seconds: float) -> None:
-    """Record a chapter that did not finish: `failed` (raised as one `DepthGError` naming the
-    cell and the error) or `interrupted`."""
+    """Record a chapter that did not finish: `interrupted`, or `failed` (raised as one
+    `DepthGError` naming the cell and the error)."""
     entry["seconds"] = round(seconds, 1)
     if not isinstance(err, Exception):  # KeyboardInterrupt: Ctrl-C or SIGTERM
         entry["status"] = "interrupted"
@@ -373,16 +354,15 @@ def _chapter_inputs(notebook: Path, run: _Run) -> dict:
 
 
 def _mark_stale(run: _Run, todo: list[Path]) -> list[str]:
-    """Chapters not run now whose recorded run no longer matches their inputs (an earlier
-    chapter ran again, the library changed): marked `stale` in the summary, each named with
-    what changed."""
+    """Mark `stale` the chapters not run now whose recorded run no longer matches their
+    inputs; returns them, each named with what changed."""
     stale = []
     for notebook in run.every:
         entry = run.entries.get(notebook.stem)
         if notebook in todo or not entry or entry.get("status") != "ok":
             continue
         inputs = _chapter_inputs(notebook, run)
-        if entry.get("fingerprint") != _fingerprint(inputs):
+        if entry.get("fingerprint") != json_digest(inputs):
             entry["status"] = "stale"
             why = [w if w.endswith("again") else f"{w} changed"
                    for w in _why(entry.get("inputs"), inputs).split(", ") if w]
