@@ -5,11 +5,7 @@
 
 Stand-in data in the dataset's real tree, formats, image sizes and `round(F × N)` counts
 (`standin`), stand-in backbone weights of the real architecture (`standin_models`), then the
-library's own stages, each in a child process whose wall time, CPU time, peak memory, files
-and disk are recorded (`runner`); compute a CPU cannot finish at full scale runs on a measured
-sample and is projected (`project`). docs/scaling.md has the measured rows.
+library's own stages (`stages`), each in a child process whose wall time, CPU time, peak memory,
+files and disk are recorded (`runner`); compute a CPU cannot finish at full scale runs on a
+measured sample and is projected (`project`). docs/scaling.md has the measured rows.
 """
-
-from .cli import main, rehearse
-
-__all__ = ["main", "rehearse"]

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from ..config import available_profiles, load_profile
 from ..errors import DepthGError
-from ..io import save_json
+from ..io import load_json, save_json
 from . import runner
 from .project import table
-from .standin import supported
+from .published import SHIPPED, publish
+from .standin import FACTS
 
 DEFAULT_OUT = str(Path(tempfile.gettempdir()) / "depthg-rehearse")
 
@@ -36,34 +37,28 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Stages: " + ", ".join(runner.STAGE_ORDER) + ". Resumable: the same command "
                "again skips stages already measured and continues an interrupted one. "
                "docs/scaling.md explains the table.")
-    parser.add_argument("--profile", help="a paper profile (cocostuff27-vits8, "
-                        "cityscapes-vitb8, ...) or its YAML file")
-    parser.add_argument("--scale", type=_scale, default=0.01,
-                        help="F: share of the dataset's images to stand in, round(F×N) per split "
-                             "(default 0.01; 1 = the full size)")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help=f"rehearsal folder, outside the repository and any real data "
-                             f"(default {DEFAULT_OUT})")
-    parser.add_argument("--sample", type=int, default=2,
-                        help="images / crops on which the compute a CPU cannot do at full scale "
-                             "is timed (depth net, kNN features, evaluation; default 2); 0 skips "
-                             "those samples")
-    parser.add_argument("--steps", type=int, default=1, help="training steps run (default 1)")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="training batch (default: the profile's; projections scale to it)")
-    parser.add_argument("--knn-blocks", type=int, default=1,
-                        help="top-k blocks mined at full size before the rest of the table is "
-                             "filled with stand-in ids (default 1)")
-    parser.add_argument("--only", help="comma-separated stages to run (those before must be "
-                        "done)")
-    parser.add_argument("--force", action="store_true", help="re-run stages already measured")
-    parser.add_argument("--clean", action="store_true",
-                        help="remove the rehearsal folder --out (all it wrote) and stop")
-    parser.add_argument("--publish", action="store_true",
-                        help="record --out's rehearsal in the library's measurements.json (what "
-                             "the fetch dry run prints); run nothing")
-    parser.add_argument("--table", action="store_true",
-                        help="print the table of what --out holds; run nothing")
+    add = parser.add_argument
+    add("--profile", help="a paper profile (cocostuff27-vits8, cityscapes-vitb8, ...) or its "
+        "YAML file")
+    add("--scale", type=_scale, default=0.01, help="F: share of the dataset's images to stand "
+        "in, round(F×N) per split (default 0.01; 1 = the full size)")
+    add("--out", default=DEFAULT_OUT, help="rehearsal folder, outside the repository and any "
+        f"real data (default {DEFAULT_OUT})")
+    add("--sample", type=int, default=2, help="images / crops on which the compute a CPU cannot "
+        "do at full scale is timed (depth net, kNN features, evaluation; default 2); 0 skips "
+        "those samples")
+    add("--steps", type=int, default=1, help="training steps run (default 1)")
+    add("--batch", type=int, default=None,
+        help="training batch (default: the profile's; projections scale to it)")
+    add("--knn-blocks", type=int, default=1, help="top-k blocks mined at full size before the "
+        "rest of the table is filled with stand-in ids (default 1)")
+    add("--only", help="comma-separated stages to run (those before must be done)")
+    add("--force", action="store_true", help="re-run stages already measured")
+    add("--clean", action="store_true",
+        help="remove the rehearsal folder --out (all it wrote) and stop")
+    add("--publish", action="store_true", help="record --out's rehearsal in the library's "
+        "measurements.json (what the fetch dry run prints); run nothing")
+    add("--table", action="store_true", help="print the table of what --out holds; run nothing")
     return parser
 
 
@@ -72,14 +67,14 @@ def rehearse(profile: str, scale: float, out: Path, sample: int = 2, steps: int 
              force: bool = False, command: str = "") -> str:
     """Run the rehearsal's stages into `out`; returns the table (also in `out/table.md`)."""
     original = load_profile(profile)
-    if not supported(original.dataset):
+    if original.dataset not in FACTS:
         raise DepthGError(f"profile {original.name} reads dataset {original.dataset!r}; a "
                           "rehearsal stands in for cocostuff27, cityscapes and potsdam only")
     out = Path(out).expanduser().resolve()
     runner.check_out(out, original)
     settings = {"profile": original.name, "scale": scale, "sample": sample, "steps": steps,
                 "batch": batch, "knn_blocks": knn_blocks}
-    runner.open_rehearsal(out, profile, settings, command)
+    runner.open_rehearsal(out, original, settings, command)
     for stage in only or runner.STAGE_ORDER:
         print(f"[rehearse {original.name} F={scale:g}] {stage} ...", flush=True)
         rec = runner.run_stage(out, stage, settings, force=force)
@@ -91,14 +86,12 @@ def rehearse(profile: str, scale: float, out: Path, sample: int = 2, steps: int 
 
 
 def write_table(out: Path) -> str:
-    from ..io import load_json
-
     record = load_json(out / runner.MARKER)
-    original = load_profile(record["profile source"])
-    text = table(runner.measured(out), original.dataset, original)
+    stages = runner.measured(out)
+    text = table(stages, load_profile(record["profile source"]))
     (out / "table.md").write_text(text + "\n")
     save_json(out / "table.json", {"machine": record["machine"], "command": record["command"],
-                                   "stages": runner.measured(out)})
+                                   "stages": stages})
     return text
 
 
@@ -111,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.table or args.publish:
         print(write_table(out.resolve()))
         if args.publish:
-            from .published import SHIPPED, publish
-
             entry = publish(out.resolve())
             print(f"recorded {entry['profile']} (F = {entry['scale']:g}) in {SHIPPED}")
         return 0

@@ -16,6 +16,11 @@ ASSUMPTIONS = (f"GPU column: FLOPs at an assumed {GPU_TFLOPS:.0f} TFLOP/s effect
                "(decoding, writing, five-crop) as on this CPU")
 
 
+NOTES = {"weights": "downloaded once", "data": "downloaded and extracted (not timed here)",
+         "depth": "CPU column: the embedded depth net, not ZoeDepth",
+         "crop": "CPU stage, one process", "evaluate": "no CRF"}
+
+
 def _per(clock: dict, label: str) -> float | None:
     """CPU seconds per item (records without CPU times: wall seconds)."""
     entry = clock.get(label)
@@ -24,22 +29,20 @@ def _per(clock: dict, label: str) -> float | None:
 
 def _seconds(clock: dict, label: str) -> float:
     entry = clock.get(label)
-    if not entry:
-        return 0.0
-    return entry.get("cpu_seconds", entry["seconds"])
+    return entry.get("cpu_seconds", entry["seconds"]) if entry else 0.0
 
 
-def full_counts(dataset: str) -> dict[str, int]:
-    return dict(FACTS[dataset].counts)
-
-
-def scale_of(record: dict, dataset: str) -> float:
+def scale_of(records: dict[str, dict], dataset: str) -> float:
     """The share of the full dataset this rehearsal really held (after rounding)."""
-    images = record.get("images") or {}
-    full = full_counts(dataset)
-    if images:
-        return sum(images.values()) / sum(full.values())
-    return float("nan")
+    images = ((records.get("data") or {}).get("detail") or {}).get("images")
+    return sum(images.values()) / sum(FACTS[dataset].counts.values()) if images else float("nan")
+
+
+def totals(rec: dict) -> tuple[float, float, int]:
+    """A stage's wall and CPU seconds summed over its attempts, and their peak RSS."""
+    attempts = rec["attempts"]
+    return (sum(a["wall_s"] for a in attempts), sum(a["cpu_s"] for a in attempts),
+            max(a["peak_rss_bytes"] for a in attempts))
 
 
 def project(stage: str, rec: dict, dataset: str, original, f: float) -> dict:
@@ -47,31 +50,24 @@ def project(stage: str, rec: dict, dataset: str, original, f: float) -> dict:
     projected. `f` = share of the dataset rehearsed; `original` = the paper profile."""
     d = rec.get("detail") or {}
     clock = d.get("clock", {})
-    full = full_counts(dataset)
-    n_all, n_train, n_val = sum(full.values()), full["train"], full["val"]
+    full = FACTS[dataset].counts
     disk = rec.get("disk", {}).get("bytes", 0)
-    out = {"cpu_s": None, "gpu_s": None, "disk_bytes": disk / f if f else None, "note": ""}
-    if stage == "weights":
-        out.update(disk_bytes=disk, note="downloaded once")
-    elif stage == "data":
-        out["note"] = "downloaded and extracted (not timed here)"
-    elif stage == "depth":
+    grows = stage not in ("weights", "train", "evaluate")  # outputs that grow with the data
+    out = {"cpu_s": None, "gpu_s": None, "disk_bytes": (disk / f if f else None) if grows else disk,
+           "note": NOTES.get(stage, "")}
+    if stage == "depth":
         out["cpu_s"] = _seconds(clock, "depth stage (embedded net)") / f
-        out["gpu_s"] = n_all / ZOEDEPTH_PER_S
-        out["note"] = "CPU column: the embedded depth net, not ZoeDepth"
+        out["gpu_s"] = sum(full.values()) / ZOEDEPTH_PER_S
     elif stage == "crop":
         out["cpu_s"] = out["gpu_s"] = _seconds(clock, "five-crop") / f
-        out["note"] = "CPU stage, one process"
     elif stage == "knn":
-        out.update(_project_knn(d, clock, n_train * 5, f))
+        out.update(_project_knn(d, clock, full["train"] * 5, f))
     elif stage == "train":
-        out.update(_project_train(d, clock, original, n_val * 5))
-        out["disk_bytes"] = disk
+        out.update(_project_train(d, clock, original, full["val"] * 5))
     elif stage == "evaluate":
         per = _per(clock, "forward + flip")
-        out["cpu_s"] = per * n_val if per else None
-        out["gpu_s"] = d["flops per image"] * n_val / (GPU_TFLOPS * 1e12)
-        out.update(disk_bytes=disk, note="no CRF")
+        out["cpu_s"] = per * full["val"] if per else None
+        out["gpu_s"] = d["flops per image"] * full["val"] / (GPU_TFLOPS * 1e12)
     return out
 
 
@@ -127,9 +123,9 @@ def human_bytes(b: float | None) -> str:
     return f"{b:.0f} B"
 
 
-def table(records: dict[str, dict], dataset: str, original) -> str:
+def table(records: dict[str, dict], original) -> str:
     """The markdown table a rehearsal prints: measured at F, then projected to F = 1."""
-    f = scale_of(records.get("data", {}).get("detail") or {}, dataset)
+    f = scale_of(records, original.dataset)
     rows = ["| stage | files | wall | CPU | peak RSS | disk | what ran | full run: this CPU | "
             "full run: one GPU | full disk | note |",
             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
@@ -137,16 +133,12 @@ def table(records: dict[str, dict], dataset: str, original) -> str:
         if rec.get("status") != "ok":
             rows.append(f"| {stage} | {rec.get('status')} | | | | | | | | | |")
             continue
-        attempts = rec["attempts"]
-        wall = sum(a["wall_s"] for a in attempts)
-        cpu = sum(a["cpu_s"] for a in attempts)
-        rss = max(a["peak_rss_bytes"] for a in attempts)
-        ran = rec["detail"].get("what ran", {})
-        what = "; ".join(f"{k}: {v}" for k, v in ran.items())
-        p = project(stage, rec, dataset, original, f)
-        disk = human_bytes(rec["disk"]["bytes"])
+        wall, cpu, rss = totals(rec)
+        what = "; ".join(f"{k}: {v}" for k, v in rec["detail"].get("what ran", {}).items())
+        p = project(stage, rec, original.dataset, original, f)
         rows.append(f"| {stage} | {rec['disk']['files']:,} | {human_seconds(wall)} | "
-                    f"{human_seconds(cpu)} | {human_bytes(rss)} | {disk} | {what} | "
+                    f"{human_seconds(cpu)} | {human_bytes(rss)} | "
+                    f"{human_bytes(rec['disk']['bytes'])} | {what} | "
                     f"{human_seconds(p['cpu_s'])} | {human_seconds(p['gpu_s'])} | "
                     f"{human_bytes(p['disk_bytes'])} | {p['note']} |")
     return "\n".join(rows) + f"\n\nF = {f:.4g} of the full dataset. {ASSUMPTIONS}."

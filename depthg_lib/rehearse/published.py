@@ -9,33 +9,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import load_profile
 from ..io import load_json, save_json
+from . import runner
+from .project import human_bytes, human_seconds, project, scale_of, totals
 
 SHIPPED = Path(__file__).with_name("measurements.json")
 
 
 def summarise(out: Path) -> dict:
     """One rehearsal folder as the entry the shipped file keeps."""
-    from ..config import load_profile
-    from . import runner
-    from .project import project, scale_of
-
     record = load_json(out / runner.MARKER)
     original = load_profile(record["profile source"])
     stages = runner.measured(out)
-    f = scale_of((stages.get("data") or {}).get("detail") or {}, original.dataset)
+    f = scale_of(stages, original.dataset)
     rows = {}
     for stage, rec in stages.items():
         if rec.get("status") != "ok":
             rows[stage] = {"status": rec.get("status")}
             continue
         p = project(stage, rec, original.dataset, original, f)
-        attempts = rec["attempts"]
+        wall, cpu, rss = totals(rec)
         rows[stage] = {"status": "ok", "files": rec["disk"]["files"],
-                       "disk_bytes": rec["disk"]["bytes"],
-                       "wall_s": round(sum(a["wall_s"] for a in attempts), 1),
-                       "cpu_s": round(sum(a["cpu_s"] for a in attempts), 1),
-                       "peak_rss_bytes": max(a["peak_rss_bytes"] for a in attempts),
+                       "disk_bytes": rec["disk"]["bytes"], "wall_s": round(wall, 1),
+                       "cpu_s": round(cpu, 1), "peak_rss_bytes": rss,
                        "what_ran": rec["detail"].get("what ran", {}),
                        "projected": {k: (round(v, 1) if isinstance(v, float) else v)
                                      for k, v in p.items()}}
@@ -48,11 +45,9 @@ def summarise(out: Path) -> dict:
 
 def _command(name: str, settings: dict) -> str:
     """The command line that repeats a rehearsal (its folder left as DIR)."""
-    parts = [f"python -m depthg_lib.rehearse --profile {name} --scale {settings['scale']:g}",
-             f"--sample {settings['sample']} --steps {settings['steps']}"]
-    if settings.get("batch"):
-        parts.append(f"--batch {settings['batch']}")
-    return " ".join(parts + ["--out DIR"])
+    batch = f" --batch {settings['batch']}" if settings.get("batch") else ""
+    return (f"python -m depthg_lib.rehearse --profile {name} --scale {settings['scale']:g} "
+            f"--sample {settings['sample']} --steps {settings['steps']}{batch} --out DIR")
 
 
 def publish(out: Path, path: Path = SHIPPED) -> dict:
@@ -66,17 +61,13 @@ def publish(out: Path, path: Path = SHIPPED) -> dict:
 def lookup(profile_name: str, path: Path = SHIPPED) -> dict | None:
     """The entry of a profile; a `stego-*` twin falls back to its DepthG profile (the same
     data, backbone and sizes; only the loss differs)."""
-    if not path.is_file():
-        return None
-    shipped = load_json(path)
+    shipped = load_json(path) if path.is_file() else {}
     return shipped.get(profile_name) or shipped.get(profile_name.removeprefix("stego-"))
 
 
 def dry_run_lines(profile_name: str, path: Path = SHIPPED) -> list[str]:
     """What the fetch dry run adds: the run's own disk and time, from the shipped rehearsal
     of this profile; one line saying there is none otherwise."""
-    from .project import human_bytes, human_seconds
-
     entry = lookup(profile_name, path)
     if entry is None:
         return [f"the run itself: no rehearsal of {profile_name} is recorded; estimate its disk "

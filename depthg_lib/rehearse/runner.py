@@ -13,8 +13,8 @@ Layout of `<out>` (nothing of it ever goes into a real dataset's folder):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import json
 import os
 import shutil
 import subprocess
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from ..config import REPO_ROOT, Profile, load_profile, profile_arg
+from ..env import machine_name
 from ..errors import DepthGError
 from ..io import load_json, save_json
 
@@ -31,7 +32,11 @@ MARKER = "REHEARSAL.json"
 STAGE_ORDER = ("weights", "data", "depth", "crop", "knn", "train", "evaluate")
 
 
-def standin_profile(out: Path, original: Profile, sample: int, batch: int | None) -> Path:
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def standin_profile(out: Path, original: Profile, sample: int, batch: int | None) -> None:
     """Write `<out>/profile/<name>.yaml`: `extends` the paper profile, and changes only where
     data and weights are read from, the depth network (the embedded one), the validation
     crops during training (`sample`) and, if asked, the batch."""
@@ -48,23 +53,14 @@ def standin_profile(out: Path, original: Profile, sample: int, batch: int | None
         lines.append(f"batch_size: {batch}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def check_out(out: Path, original: Profile) -> None:
     """Refuse an output folder that is, or is inside, a real data or runs folder, or the
     repository; or a non-empty folder that is not a rehearsal's."""
-    real = [original.paths.data_root, original.paths.dataset_dir, REPO_ROOT]
-    for folder in real:
-        if _inside(out, folder) or _inside(folder, out):
+    for folder in (original.paths.data_root, original.paths.dataset_dir, REPO_ROOT):
+        mine, theirs = out.resolve(), folder.resolve()
+        if mine.is_relative_to(theirs) or theirs.is_relative_to(mine):
             raise DepthGError(f"--out {out} overlaps {folder}: a rehearsal writes stand-in data "
                               "and must never mix with a real dataset or the repository; choose "
                               f"a folder outside both, e.g. {Path(tempfile.gettempdir())}"
@@ -93,48 +89,35 @@ def _git_commit() -> str | None:
         return None
 
 
-def open_rehearsal(out: Path, profile: str, settings: dict, command: str) -> dict:
+def open_rehearsal(out: Path, original: Profile, settings: dict, command: str) -> None:
     """Create or reopen `<out>`: the same profile and scale continue (stages already measured
     with the same settings are kept); another profile or scale is refused."""
-    original = load_profile(profile)
     out.mkdir(parents=True, exist_ok=True)
     marker = out / MARKER
-    if marker.is_file():
-        old = load_json(marker)
-        for key in ("profile", "scale"):
-            if old["settings"].get(key) != settings[key]:
-                raise DepthGError(f"{out} holds a rehearsal of {key} {old['settings'].get(key)!r}"
-                                  f", not {settings[key]!r}; use another --out, or remove it with "
-                                  f"`python -m depthg_lib.rehearse --clean --out {out}`")
-    from ..env import machine_name
-
-    record = {"what": "depthg rehearsal: stand-in data and weights, never a real dataset",
-              "settings": settings, "profile source": profile_arg(original),
-              "machine": machine_name(), "command": command, "commit": _git_commit(),
-              "updated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-    if marker.is_file():
-        record["created"] = load_json(marker).get("created", record["updated"])
-    else:
-        record["created"] = record["updated"]
-    save_json(marker, record)
+    old = load_json(marker) if marker.is_file() else {"settings": settings}
+    for key in ("profile", "scale"):
+        if old["settings"].get(key) != settings[key]:
+            raise DepthGError(f"{out} holds a rehearsal of {key} {old['settings'].get(key)!r}"
+                              f", not {settings[key]!r}; use another --out, or remove it with "
+                              f"`python -m depthg_lib.rehearse --clean --out {out}`")
+    now = _now()
+    save_json(marker, {"what": "depthg rehearsal: stand-in data and weights, never a real dataset",
+                       "settings": settings, "profile source": profile_arg(original),
+                       "machine": machine_name(), "command": command, "commit": _git_commit(),
+                       "updated": now, "created": old.get("created", now)})
     standin_profile(out, original, settings["sample"], settings.get("batch"))
-    return record
 
 
 def _disk(paths: list[Path]) -> dict:
     """Bytes on disk and file count under `paths` (files or folders)."""
     size = files = 0
     for root in paths:
-        if root.is_file():
-            size, files = size + root.stat().st_blocks * 512, files + 1
-            continue
-        for folder, _dirs, names in os.walk(root):
+        walk = [(root.parent, [], [root.name])] if root.is_file() else os.walk(root)
+        for folder, _dirs, names in walk:
             for name in names:
-                try:
+                with contextlib.suppress(OSError):
                     size += os.stat(os.path.join(folder, name)).st_blocks * 512
                     files += 1
-                except OSError:
-                    pass
     return {"bytes": size, "files": files}
 
 
@@ -154,15 +137,14 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
     settings is not run again (unless `force`). An interrupted or failed stage runs again
     (the library's stages resume) and its attempts add up."""
     path = out / "stages" / f"{stage}.json"
-    old = load_json(path) if path.is_file() else None
-    if old and old.get("status") == "ok" and old.get("settings") == settings and not force:
+    old = load_json(path) if path.is_file() else {}
+    same = old.get("settings") == settings and not force  # a forced stage is measured afresh
+    if same and old.get("status") == "ok":
         return old
-    resumed = old and old.get("settings") == settings and not force
-    attempts = old["attempts"] if resumed else []  # a forced stage is measured afresh
+    attempts = old["attempts"] if same else []
     log = out / "logs" / f"{stage}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DEPTHG_RUNS": str(out / "runs"), "PYTHONWARNINGS": "ignore"}
-    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    started = _now()
     detail_file = out / "stages" / f"{stage}.detail.json"
     detail_file.unlink(missing_ok=True)
     record = {"stage": stage, "settings": settings, "status": "running", "attempts": attempts}
@@ -171,7 +153,8 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
         fh.write(f"--- {started}: stage {stage}\n")
         fh.flush()
         begin = time.perf_counter()
-        argv = [sys.executable, "-m", "depthg_lib.rehearse.child", stage, str(out)]
+        argv = [sys.executable, "-m", "depthg_lib.rehearse.stages", stage, str(out)]
+        env = {**os.environ, "DEPTHG_RUNS": str(out / "runs"), "PYTHONWARNINGS": "ignore"}
         child = subprocess.Popen(argv + (["--force"] if force else []), stdout=fh,
                                  stderr=subprocess.STDOUT, env=env)
         _pid, status, usage = os.wait4(child.pid, 0)
@@ -193,9 +176,5 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
 
 def measured(out: Path) -> dict[str, dict]:
     """The recorded stages of a rehearsal folder, in stage order."""
-    found = {}
-    for stage in STAGE_ORDER:
-        path = out / "stages" / f"{stage}.json"
-        if path.is_file():
-            found[stage] = json.loads(path.read_text())
-    return found
+    paths = {stage: out / "stages" / f"{stage}.json" for stage in STAGE_ORDER}
+    return {stage: load_json(path) for stage, path in paths.items() if path.is_file()}

@@ -1,21 +1,30 @@
-"""What each rehearsal stage does, in the child process that the runner measures.
+"""What each rehearsal stage does, in the child process that `runner.run_stage` measures:
 
-Each function runs the library's own stage on the stand-ins at scale F and returns what it
-saw: counts, sizes, the seconds of the parts it timed, and `what ran` — which parts are the
-real code at this scale ("full") and which compute ran on a measured sample only ("sample").
+    python -m depthg_lib.rehearse.stages STAGE OUT [--force]
+
+Each stage runs the library's own stage on the stand-ins at scale F and returns what it saw:
+counts, sizes, the seconds of the parts it timed, and `what ran` — which parts are the real
+code at this scale ("full") and which compute ran on a measured sample only ("sample"). Each
+imports the library's stage inside itself: a child's peak memory counts only what it ran.
+`--force` (the rehearsal's): the library's stage redoes its outputs instead of resuming, so
+that a re-measured stage is measured doing its work.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
-from ..config import Profile
+from ..config import Profile, load_profile
+from ..errors import DepthGError, run_cli
+from ..io import load_json, save_json
 from .standin_models import unit_rows, vit_forward_flops, vit_shape, write_backbone_standin
-from .timing import BlockLimiter, Clock, marked, stopwatch, timed
+from .timing import BlockLimiter, Clock, stopwatch, timed
 
 
 @dataclass
@@ -23,9 +32,7 @@ class Context:
     """One stage's view of the rehearsal: its profile (the paper profile with the stand-in
     data root and weights) and the rehearsal's settings."""
 
-    out: Path
-    profile: Profile  # the rehearsal's copy
-    original: Profile  # the paper profile as shipped (steps, val_images, batch as released)
+    profile: Profile
     scale: float
     sample: int
     steps: int
@@ -107,8 +114,6 @@ def available_memory() -> int | None:
 
 def check_memory(need: int, p: Profile) -> None:
     """Refuse to start a top-k whose score block and its partitioned copy would not fit."""
-    from ..errors import DepthGError
-
     free = available_memory()
     if free is not None and need > 0.8 * free:
         raise DepthGError(f"the top-k of {p.name} needs about {need / 1e9:.1f} GB (a block of "
@@ -138,7 +143,7 @@ def stage_knn(ctx: Context) -> dict:
     del backbone
     check_memory(min(p.knn_block, n) * n * 4 * 2 + n * width * 4, p)
     limiter = BlockLimiter(ctx.knn_blocks, clock)
-    real_topk, real_feats, real_tqdm = knn.topk_neighbours, knn.featurise_crops, knn.tqdm
+    real_topk = knn.topk_neighbours
 
     def topk(feats, k, block=4096, progress=False):
         out = real_topk(feats, k, block=block, progress=True)
@@ -149,13 +154,13 @@ def stage_knn(ctx: Context) -> dict:
             out[done:, 1:] = rng.integers(0, len(feats), size=(len(feats) - done, k))
         return out
 
-    knn.topk_neighbours, knn.tqdm = topk, limiter
-    knn.featurise_crops = lambda reader, *a, **k: torch.from_numpy(unit_rows(len(reader), width))
-    try:
-        with stopwatch(clock, "stage (stand-in features)"):
-            knn.run_knn_stage(p, split="train", progress=False, device="cpu", force=ctx.force)
-    finally:
-        knn.topk_neighbours, knn.featurise_crops, knn.tqdm = real_topk, real_feats, real_tqdm
+    def standin_features(reader, *_args, **_kwargs):
+        return torch.from_numpy(unit_rows(len(reader), width))
+
+    with (mock.patch.multiple(knn, topk_neighbours=topk, tqdm=limiter,
+                              featurise_crops=standin_features),
+          stopwatch(clock, "stage (stand-in features)")):
+        knn.run_knn_stage(p, split="train", progress=False, device="cpu", force=ctx.force)
     k_store = min(p.knn_store, n)
     return {"crops": n, "dim": width, "K": k_store, "block": p.knn_block,
             "blocks run": limiter.ran, "blocks": limiter.total,
@@ -181,7 +186,8 @@ def stage_train(ctx: Context) -> dict:
         return "validation forward" if "validation" in c.inside else "train forward"
 
     with (timed(features, "featurize", clock, forward_label, count=lambda a: len(a[1])),
-          marked(validation.Validation, "__call__", clock, "validation"),
+          timed(validation.Validation, "__call__", clock, "validation", count=lambda a: 1,
+                mark="validation"),
           timed(trainer.Trainer, "step", clock, "head step", count=lambda a: 1),
           timed(loop, "save_checkpoint", clock, "checkpoint", count=lambda a: 1)):
         with stopwatch(clock, "train()"):
@@ -216,3 +222,18 @@ def stage_evaluate(ctx: Context) -> dict:
 STAGES = {"weights": stage_weights, "data": stage_data, "depth": stage_depth,
           "crop": stage_crop, "knn": stage_knn, "train": stage_train,
           "evaluate": stage_evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    stage, out, *flags = sys.argv[1:] if argv is None else argv
+    out = Path(out)
+    settings = load_json(out / "REHEARSAL.json")["settings"]
+    ctx = Context(profile=load_profile(out / "profile" / f"{settings['profile']}.yaml"),
+                  scale=settings["scale"], sample=settings["sample"], steps=settings["steps"],
+                  knn_blocks=settings["knn_blocks"], force="--force" in flags)
+    save_json(out / "stages" / f"{stage}.detail.json", STAGES[stage](ctx))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

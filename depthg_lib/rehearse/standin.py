@@ -2,10 +2,9 @@
 
 A rehearsal must go through the readers the real data goes through, so each stand-in is
 written in its dataset's own tree (docs/method.md §11) with `round(F × N)` images per split
-(at least one), N the real split size. Pixels are cheap: a few SynthScenes scenes are rendered
-small, upscaled to the real size, given noise (so that the encoded files weigh about what the
-real ones do) and encoded once; every file is then a byte copy of one of these bases, in turn.
-Contents repeat, sizes, formats and counts are the real ones.
+(at least one). A few SynthScenes scenes are rendered small, upscaled to the real size, given
+noise (so that the encoded files weigh about what the real ones do) and encoded once; every
+file is a byte copy of one of these bases, in turn.
 """
 
 from __future__ import annotations
@@ -17,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
-from ..errors import DepthGError
+from ..data.readers import get_reader
+from ..data.synthscenes.layout import render_scene
 
 # Cityscapes fine annotations: images per city (train 2,975, val 500).
 _CITIES = {
@@ -53,10 +54,10 @@ FACTS = {
     # IIC's Potsdam: 38 tiles of 6000² halved, cut into 200², stored as uncompressed uint8 .mat
     "potsdam": DatasetFacts({"train": 4_545, "val": 855}, ((200, 200),), 6.0),
 }
-
-
-def supported(dataset: str) -> bool:
-    return dataset in FACTS
+# the split lists a reader reads (Cityscapes lists its folders instead)
+_LISTS = {"cocostuff27": {split: f"curated/{split}2017/Coco164kFull_Stuff_Coarse_7.txt"
+                          for split in ("train", "val")},
+          "potsdam": {"train": "labelled_train.txt", "val": "labelled_test.txt"}}
 
 
 def scaled_count(n: int, scale: float) -> int:
@@ -66,17 +67,16 @@ def scaled_count(n: int, scale: float) -> int:
 
 def split_names(dataset: str, split: str, n: int) -> list[str]:
     """`n` names in the dataset's own naming, spread over the whole split (all cities)."""
-    total = FACTS[dataset].counts[split]
+    counts = FACTS[dataset].counts
+    total, offset = counts[split], 0 if split == "train" else counts["train"]
     if dataset == "cityscapes":
         full = [f"{city}_{seq:06d}_000019" for city, count in _CITIES[split].items()
                 for seq in range(count)]
     elif dataset == "cocostuff27":
         rng = np.random.default_rng(2017)  # COCO ids: 12 digits, sparse, train ∩ val = ∅
-        ids = rng.choice(581_929, size=sum(FACTS[dataset].counts.values()), replace=False)
-        offset = 0 if split == "train" else FACTS[dataset].counts["train"]
+        ids = rng.choice(581_929, size=sum(counts.values()), replace=False)
         full = [f"{i + 1:012d}" for i in sorted(ids[offset:offset + total])]
     else:
-        offset = 0 if split == "train" else FACTS[dataset].counts["train"]
         full = [str(offset + i) for i in range(total)]
     keep = np.unique(np.linspace(0, total - 1, n).round().astype(np.int64))
     return [full[i] for i in keep]
@@ -96,8 +96,6 @@ def _label_values(dataset: str, classes: np.ndarray) -> np.ndarray:
 
 def _render(seed: int, size: tuple[int, int], noise: float) -> tuple[np.ndarray, np.ndarray]:
     """(image uint8 (H, W, 3), class ids (H, W)) at `size` = (W, H): a small render upscaled."""
-    from ..data.synthscenes.layout import render_scene
-
     width, height = size
     small = (max(8, height // 4), max(8, width // 4))
     scene = render_scene(seed, small)
@@ -118,7 +116,7 @@ def _encode(array: np.ndarray, fmt: str) -> bytes:
 
 
 def _encode_mat(key: str, array: np.ndarray) -> bytes:
-    import scipy.io
+    import scipy.io  # only Potsdam's .mat files need scipy
 
     buf = io.BytesIO()
     scipy.io.savemat(buf, {key: array})
@@ -158,13 +156,6 @@ def _write(path: Path, data: bytes) -> bool:
 def write_standin(dataset: str, root: Path, scale: float, progress: bool = True) -> dict:
     """The stand-in tree of `dataset` under `root` at scale F; resumable (files already there
     are kept); split lists are written last. Returns counts and bytes per kind."""
-    if not supported(dataset):
-        raise DepthGError(f"no stand-in for dataset {dataset!r}; a rehearsal covers "
-                          f"{', '.join(FACTS)}")
-    from tqdm.auto import tqdm
-
-    from ..data.readers import get_reader
-
     reader = get_reader(dataset, root)
     bases = render_bases(dataset)
     out = {"written": 0, "images": {}, "bytes": {"image": 0, "label": 0}}
@@ -177,14 +168,6 @@ def write_standin(dataset: str, root: Path, scale: float, progress: bool = True)
                                ("label", reader.label_path(split, name))):
                 out["written"] += _write(path, files[kind])
                 out["bytes"][kind] += len(files[kind])
-        _write_list(dataset, root, split, names)
+        if dataset in _LISTS:
+            _write(root / _LISTS[dataset][split], "".join(f"{n}\n" for n in names).encode())
     return out
-
-
-def _write_list(dataset: str, root: Path, split: str, names: list[str]) -> None:
-    text = "".join(f"{n}\n" for n in names).encode()
-    if dataset == "cocostuff27":
-        folder = {"train": "train2017", "val": "val2017"}[split]
-        _write(root / "curated" / folder / "Coco164kFull_Stuff_Coarse_7.txt", text)
-    elif dataset == "potsdam":
-        _write(root / {"train": "labelled_train.txt", "val": "labelled_test.txt"}[split], text)

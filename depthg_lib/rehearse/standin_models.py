@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import atomic_path
+from ..models import build_timm_vit
+
 
 def write_backbone_standin(name: str, path: Path) -> dict:
     """The timm architecture of backbone `name` with fixed-seed random weights, saved as a
     `.pth` state dict (timm layout): the file the stages then load like a downloaded one."""
-    from ..io import atomic_path
-    from ..models import build_timm_vit
-
     if path.is_file():
         return {"file": str(path), "bytes": path.stat().st_size, "written": False}
     with torch.random.fork_rng(devices=[]):
@@ -29,8 +29,6 @@ def write_backbone_standin(name: str, path: Path) -> dict:
 
 def vit_shape(name: str) -> tuple[int, int, int]:
     """(embedding width, blocks, patch size) of backbone `name`, built without weights."""
-    from ..models import build_timm_vit
-
     with torch.device("meta"):
         vit = build_timm_vit(name)
     patch = vit.patch_embed.patch_size

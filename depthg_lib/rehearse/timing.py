@@ -1,6 +1,6 @@
-"""Timers laid over library functions for one rehearsal stage, and the two stand-ins that
-replace compute a CPU cannot finish at full scale. Every replacement is undone on exit and
-is named in the stage's record (`what ran`)."""
+"""Timers laid over library functions for one rehearsal stage, and the stand-in that stops the
+top-k a CPU cannot finish at full scale. Every replacement is undone on exit and is named in
+the stage's record (`what ran`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import contextlib
 import functools
 import time
 from collections import defaultdict
+from types import SimpleNamespace
+from unittest import mock
 
 
 class Clock:
@@ -39,19 +41,16 @@ class Clock:
                     "per_item": self.per_item(k)} for k in self.seconds}
 
 
-class stopwatch:  # noqa: N801 — used as a context manager, like a function
-    """`with stopwatch(clock, label, items):` adds the block's wall and CPU seconds."""
-
-    def __init__(self, clock: Clock, label: str, items: int = 1):
-        self.clock, self.label, self.items = clock, label, items
-
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *_exc_info):
-        self.clock.add(self.label, time.perf_counter() - self.wall, self.items,
-                       time.process_time() - self.cpu)
+@contextlib.contextmanager
+def stopwatch(clock: Clock, label: str, items: int = 1):
+    """`with stopwatch(clock, label, items) as watch:` adds the block's wall and CPU seconds,
+    for `watch.items` items (the block may set them once it knows)."""
+    watch = SimpleNamespace(items=items)
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield watch
+    finally:
+        clock.add(label, time.perf_counter() - wall, watch.items, time.process_time() - cpu)
 
 
 def _len0(args) -> int:
@@ -62,48 +61,25 @@ def _len0(args) -> int:
         return 1
 
 
-@contextlib.contextmanager
-def timed(owner, attr: str, clock: Clock, label, count=_len0):
-    """Replace `owner.attr` by a wrapper that adds its time to `clock` under `label(…)`
-    (a string, or a function of the Clock giving one: to tell validation from training)."""
+def timed(owner, attr: str, clock: Clock, label, count=_len0, mark: str = ""):
+    """Replace `owner.attr`, for a `with` block, by a wrapper that adds its time to `clock`
+    under `label(…)` (a string, or a function of the Clock giving one: to tell validation from
+    training); `mark` is in `clock.inside` while the wrapped function runs."""
     original = getattr(owner, attr)
 
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
-        start, cpu = time.perf_counter(), time.process_time()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            name = label(clock) if callable(label) else label
-            clock.add(name, time.perf_counter() - start, count(args), time.process_time() - cpu)
-
-    setattr(owner, attr, wrapper)
-    try:
-        yield
-    finally:
-        setattr(owner, attr, original)
-
-
-@contextlib.contextmanager
-def marked(owner, attr: str, clock: Clock, mark: str):
-    """While `owner.attr` runs, `mark` is in `clock.inside` (and its time is counted)."""
-    original = getattr(owner, attr)
-
-    @functools.wraps(original)
-    def wrapper(*args, **kwargs):
-        clock.inside.add(mark)
+        if mark:
+            clock.inside.add(mark)
         start, cpu = time.perf_counter(), time.process_time()
         try:
             return original(*args, **kwargs)
         finally:
             clock.inside.discard(mark)
-            clock.add(mark, time.perf_counter() - start, 1, time.process_time() - cpu)
+            name = label(clock) if callable(label) else label
+            clock.add(name, time.perf_counter() - start, count(args), time.process_time() - cpu)
 
-    setattr(owner, attr, wrapper)
-    try:
-        yield
-    finally:
-        setattr(owner, attr, original)
+    return mock.patch.object(owner, attr, wrapper)
 
 
 class BlockLimiter:

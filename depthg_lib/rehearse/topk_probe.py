@@ -13,9 +13,11 @@ import argparse
 import json
 import resource
 import time
+from unittest import mock
 
 from .. import knn
 from ..config import positive_int
+from ..errors import run_cli
 from .standin_models import unit_rows
 from .timing import BlockLimiter, Clock
 
@@ -24,13 +26,10 @@ def probe(crops: int, dim: int, block: int, blocks: int) -> dict:
     start = time.perf_counter()
     feats = unit_rows(crops, dim)
     made = time.perf_counter() - start
-    clock, real = Clock(), knn.tqdm
+    clock = Clock()
     limiter = BlockLimiter(blocks, clock)
-    knn.tqdm = limiter
-    try:
+    with mock.patch.object(knn, "tqdm", limiter):
         knn.topk_neighbours(feats, 29, block=block, progress=True)
-    finally:
-        knn.tqdm = real
     return {"crops": crops, "dim": dim, "block": block, "blocks run": limiter.ran,
             "blocks": limiter.total, "features s": round(made, 2),
             "seconds per block": round(clock.seconds["top-k block"] / max(1, limiter.ran), 2),
@@ -52,6 +51,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..errors import run_cli
-
     run_cli(main)
