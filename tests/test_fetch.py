@@ -19,6 +19,7 @@ from fakes_data import make_cityscapes
 
 from depthg_lib import fetch as F
 from depthg_lib.errors import DepthGError
+from depthg_lib.fetch import downloads, sources
 
 
 class Storage(http.server.ThreadingHTTPServer):
@@ -128,8 +129,8 @@ def served(storage, tmp_path, monkeypatch):
     storage.files["/stego/pytorch_data/cityscapes.zip"] = archive
     storage.files["/stego/saved_models/cityscapes_vit_base_1.ckpt"] = ckpt
     storage.files["/dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth"] = dino
-    monkeypatch.setenv(F.ENV_STEGO, storage.url + "stego")
-    monkeypatch.setenv(F.ENV_DINO, storage.url + "dino/")
+    monkeypatch.setenv(sources.ENV_STEGO, storage.url + "stego")
+    monkeypatch.setenv(sources.ENV_DINO, storage.url + "dino/")
     monkeypatch.setenv("DEPTHG_BACKBONE_DIR", str(tmp_path / "backbones"))
     return {"zip": archive, "ckpt": ckpt, "dino": dino}
 
@@ -139,7 +140,7 @@ def _sha(data: bytes) -> str:
 
 
 def _ledger(tmp_path) -> dict:
-    return json.loads((tmp_path / "data" / F.LEDGER).read_text())["files"]
+    return json.loads((tmp_path / "data" / downloads.LEDGER).read_text())["files"]
 
 
 # ------------------------------------------------------------------------------ HTTP
@@ -198,12 +199,13 @@ def test_corrupted_download_is_refused(served, storage, profile, tmp_path):
 
 def test_a_known_checksum_refuses_a_first_download(storage, tmp_path):
     storage.files["/f.bin"] = b"payload"
-    ledger = F.Ledger(tmp_path / "ledger.json")
+    ledger = downloads.Ledger(tmp_path / "ledger.json")
     with pytest.raises(DepthGError, match="checksum mismatch"):
-        F.download(storage.url + "f.bin", tmp_path / "f.bin", ledger, _sha(b"other"), False)
+        downloads.download(storage.url + "f.bin", tmp_path / "f.bin", ledger, _sha(b"other"),
+                           False)
     assert not (tmp_path / "f.bin").exists()
-    assert F.download(storage.url + "f.bin", tmp_path / "f.bin", ledger, _sha(b"payload"),
-                      False) == _sha(b"payload")
+    assert downloads.download(storage.url + "f.bin", tmp_path / "f.bin", ledger,
+                              _sha(b"payload"), False) == _sha(b"payload")
 
 
 def test_truncated_present_file_is_caught(served, profile, tmp_path):
@@ -220,7 +222,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(served, storage, profile, t
     out = capsys.readouterr().out
     assert "cityscapes.zip" in out and "cityscapes_vit_base_1.ckpt" in out
     assert "dino_vitbase8_pretrain.pth" in out and "from the server" in out
-    assert F.format_size(len(served["ckpt"])) in out and "disk needed about" in out
+    assert sources.format_size(len(served["ckpt"])) in out and "disk needed about" in out
     assert not (tmp_path / "data").exists() and not (tmp_path / "backbones").exists()
     assert all(method == "HEAD" for method, _, _ in storage.log)
 
@@ -229,7 +231,7 @@ def test_offline_is_one_clear_error(profile, tmp_path, monkeypatch):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv(F.ENV_STEGO, f"http://127.0.0.1:{port}/")
+    monkeypatch.setenv(sources.ENV_STEGO, f"http://127.0.0.1:{port}/")
     with pytest.raises(DepthGError, match="cannot reach 127.0.0.1.*looks offline"):
         F.fetch(profile, only=("checkpoint",), progress=False)
 
@@ -239,7 +241,7 @@ def test_zip_slip_is_refused(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("../outside.txt", "x")
     with pytest.raises(DepthGError, match="outside the folder"):
-        F.extract_zip(archive, tmp_path / "data" / "evil")
+        downloads.extract_zip(archive, tmp_path / "data" / "evil")
     assert not (tmp_path / "data" / "outside.txt").exists()
     assert not (tmp_path / "data" / "evil").exists()
 
@@ -360,9 +362,9 @@ def test_every_paper_profile_has_a_plan(monkeypatch, tmp_path):
     for name in available_profiles():
         profile = load_profile(name)
         kinds = {item.kind for item in F.plan(profile, root=tmp_path)}
-        if profile.dataset in F.DATASETS:
+        if profile.dataset in sources.DATASETS:
             assert {"backbone", "depth", "dataset"} <= kinds, name
     (item,) = F.plan("cocostuff27-vits8", root=tmp_path, only=("backbone",))
     assert item.url.endswith("dino_deitsmall8_300ep_pretrain/dino_deitsmall8_300ep_pretrain.pth")
     (item,) = F.plan("stego-potsdam-vits8", root=tmp_path, only=("checkpoint",))
-    assert item.url == F.STEGO_URL + "saved_models/potsdam_test.ckpt" and not item.manual
+    assert item.url == sources.STEGO_URL + "saved_models/potsdam_test.ckpt" and not item.manual

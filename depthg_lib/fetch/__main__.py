@@ -1,6 +1,6 @@
 """`python -m depthg_lib.fetch`: see the package docstring and `--help`."""
 
 from ..errors import run_cli
-from .cli import main
+from .run import main
 
 run_cli(main)

@@ -1,15 +1,20 @@
-"""HTTP downloads that resume (a `.part` file and a Range request), with a progress bar, and the
-ledger that records each file's sha256 and size so that later runs can check them."""
+"""Files from the network: HTTP downloads that resume (a `.part` file and a Range request) with
+a progress bar, the ledger that records each file's sha256 and size so that later runs can check
+them, and the atomic extraction of a downloaded archive into the folder a reader reads."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import http.client
 import os
+import re
+import shutil
 import socket
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -22,17 +27,13 @@ LEDGER = "fetch-ledger.json"
 CHUNK = 1 << 20
 
 
-# ------------------------------------------------------------------------------ the ledger
-
 class Ledger:
     """sha256 and size of everything fetched, keyed by source (`<data_root>/fetch-ledger.json`)."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.entries: dict = {}
-        if path.exists():
-            data = load_json(path)
-            self.entries = data.get("files", {}) if isinstance(data, dict) else {}
+        data = load_json(path) if path.exists() else {}
+        self.entries: dict = data.get("files", {}) if isinstance(data, dict) else {}
 
     def get(self, source: str) -> dict:
         return self.entries.get(source, {})
@@ -41,16 +42,6 @@ class Ledger:
         values["recorded"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self.entries[source] = {**self.entries.get(source, {}), **values}
         save_json(self.path, {"format": 1, "files": self.entries})
-
-
-# ------------------------------------------------------------------------------ HTTP
-
-def _offline_error(url: str, dest: Path, err: object) -> DepthGError:
-    host = urllib.parse.urlsplit(url).netloc
-    return DepthGError(
-        f"cannot reach {host} to download {url} ({err}); this machine looks offline. Run "
-        f"`python -m depthg_lib.fetch` on a machine with a network and copy {dest} here, or "
-        f"point {ENV_DINO} / {ENV_STEGO} at a reachable mirror")
 
 
 def remote_size(url: str, timeout: float = 5.0) -> int | None:
@@ -68,7 +59,8 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int | 
     """Write the response body to `part` — appended when the server resumed at `have` (206),
     from scratch otherwise; returns the whole file's size when the server says it."""
     if have and resp.status == 206:
-        start = _range_start(resp.headers.get("Content-Range", ""))
+        found = re.match(r"\S+\s+(\d+)-", resp.headers.get("Content-Range", ""))  # bytes 9-10/11
+        start = int(found[1]) if found else None
         if start != have:
             raise DepthGError(f"the server resumed {url} at byte {start}, not {have}; "
                               f"delete {part} and run again")
@@ -81,10 +73,7 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int | 
                desc=part.name.removesuffix(".part"), disable=not progress, leave=False)
     try:
         with open(part, mode) as fh:
-            while True:
-                chunk = resp.read(CHUNK)
-                if not chunk:
-                    break
+            for chunk in iter(lambda: resp.read(CHUNK), b""):
                 fh.write(chunk)
                 bar.update(len(chunk))
     except (OSError, http.client.HTTPException, socket.timeout) as err:
@@ -100,12 +89,9 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int | 
 
 def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
              progress: bool = True, timeout: float = 30.0) -> str:
-    """Download `url` to `dest` through `dest.part`, resuming a previous partial download.
-
-    The digest is checked against `expected_sha256` or the ledger's record of this source
-    (a mismatch deletes the partial file and is refused), then recorded; only then is the
-    file renamed into place. Returns the sha256.
-    """
+    """Download `url` to `dest` through `dest.part`, resuming a previous partial download; the
+    sha256 is checked against `expected_sha256` or the ledger's record (a mismatch deletes the
+    part), recorded, and only then is the file renamed into place. Returns the sha256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -126,7 +112,11 @@ def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
                           f"address (base URLs: --dino-url/--stego-url, ${ENV_DINO}/"
                           f"${ENV_STEGO})") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        raise _offline_error(url, dest, getattr(err, "reason", err)) from None
+        raise DepthGError(
+            f"cannot reach {urllib.parse.urlsplit(url).netloc} to download {url} "
+            f"({getattr(err, 'reason', err)}); this machine looks offline. Run `python -m "
+            f"depthg_lib.fetch` on a machine with a network and copy {dest} here, or point "
+            f"{ENV_DINO} / {ENV_STEGO} at a reachable mirror") from None
     with resp:
         total = _write_body(resp, part, have, url, progress)
     got = part.stat().st_size
@@ -134,13 +124,6 @@ def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
         raise DepthGError(f"download of {url} was interrupted at {got} of {total} bytes; run "
                           f"the same command again to resume from {part}")
     return _finish(url, part, dest, ledger, expected_sha256, got)
-
-
-def _range_start(content_range: str) -> int | None:
-    try:  # "bytes 100-199/200"
-        return int(content_range.split()[1].split("-")[0])
-    except (IndexError, ValueError):
-        return None
 
 
 def _finish(url, part: Path, dest: Path, ledger: Ledger, expected: str, size: int) -> str:
@@ -171,4 +154,40 @@ def verify_file(url: str, dest: Path, ledger: Ledger, deep: bool) -> str:
         raise DepthGError(f"{dest} does not have the sha256 recorded in {ledger.path} when it "
                           "was downloaded; delete it and run the same command again")
     return "present, sha256 verified" if deep else "present"
+
+
+def extract_zip(archive: Path, dest: Path) -> Path:
+    """Extract `archive` into `dest` atomically: into a temporary folder beside it, then one
+    rename. A single top-level folder in the archive (STEGO's `cityscapes/`…) becomes `dest`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".extract-{dest.name}-*"):  # an interrupted earlier run
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".extract-{dest.name}-", dir=dest.parent))
+    try:
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                root = tmp.resolve()
+                members = zf.infolist()
+                for info in tqdm(members, desc=f"extract {archive.name}", unit="file",
+                                 leave=False, disable=len(members) < 1000):
+                    target = (tmp / info.filename).resolve()
+                    if not target.is_relative_to(root):
+                        raise DepthGError(f"archive {archive} holds {info.filename!r}, a path "
+                                          "outside the folder it extracts to; refusing it")
+                    zf.extract(info, tmp)
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise DepthGError(f"cannot extract {archive} ({type(err).__name__}: {err}); delete "
+                              "it and run the same command again to download it anew") from None
+        entries = [p for p in tmp.iterdir() if p.name != "__MACOSX"]
+        src = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+        if dest.exists():
+            if any(dest.iterdir()):
+                raise DepthGError(f"{dest} already holds files; move it away to extract "
+                                  f"{archive} there")
+            dest.rmdir()
+        os.replace(src, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 

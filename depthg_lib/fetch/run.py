@@ -1,18 +1,33 @@
-"""Running a fetch: the state of each item, the dry-run table with the disk it needs, and making
-every item of a profile's plan present."""
+"""Running a fetch: the state of each item, the dry-run table with the disk it needs, making
+every item of a profile's plan present, and the command line (`main`)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 from pathlib import Path
 
-from ..config import Profile, load_profile
+from ..config import Profile
+from ..data.readers import get_reader
 from ..errors import DepthGError
-from .downloads import LEDGER, Ledger, download, remote_size, verify_file
-from .extract import extract_zip
+from ..rehearse.published import dry_run_lines
+from .downloads import LEDGER, Ledger, download, extract_zip, remote_size, verify_file
 from .hub import fetch_hub, hub_snapshot
-from .sources import Item, base_urls, extra_items, format_size, plan
+from .sources import (
+    DINO_URL,
+    ENV_DINO,
+    ENV_STEGO,
+    KINDS,
+    STEGO_URL,
+    Item,
+    base_urls,
+    extra_items,
+    format_size,
+    plan,
+    released_checkpoint_path,
+    with_root,
+)
 
 
 def status(item: Item) -> str:
@@ -62,8 +77,6 @@ def fetch_item(item: Item, ledger: Ledger, progress: bool = True, keep_archive: 
         item.archive.unlink()
     done = f"extracted to {item.dest}"
     if check and item.dataset:
-        from ..data.readers import get_reader
-
         report = get_reader(item.dataset, item.dest).check()
         print(report)
         if not report.usable:
@@ -77,7 +90,7 @@ def fetch_item(item: Item, ledger: Ledger, progress: bool = True, keep_archive: 
 def describe_plan(items: list[Item], root: Path, probe: bool = True) -> str:
     """The dry-run table: each item, its state, its size and where it goes; then the disk."""
     lines = [f"{'kind':<11}{'item':<44}{'state':<28}{'size':<22}destination"]
-    need = 0.0
+    need, todo = 0.0, 0
     for item in items:
         state = status(item)
         size, label = item.size, "estimated"
@@ -94,22 +107,17 @@ def describe_plan(items: list[Item], root: Path, probe: bool = True) -> str:
             lines.append(f"{'':<11}by hand: {item.manual}")
         if state not in ("present", "manual"):
             need += size + (item.extracted if item.archive is not None else 0)
-    free = shutil.disk_usage(_existing_parent(root)).free
+            todo += 1
+    there = Path(root).resolve()
+    free = shutil.disk_usage(next(p for p in (there, *there.parents) if p.exists())).free
     lines.append("")
-    lines.append(f"would fetch: {sum(status(i) not in ('present', 'manual') for i in items)} "
-                 f"item(s); disk needed about {format_size(need)} (archives are deleted after "
-                 f"extraction unless --keep-archives); free at {root}: {format_size(free)}")
+    lines.append(f"would fetch: {todo} item(s); disk needed about {format_size(need)} (archives "
+                 f"are deleted after extraction unless --keep-archives); free at {root}: "
+                 f"{format_size(free)}")
     if need > free:
         lines.append("NOT ENOUGH DISK: choose another --root (or data_root in a copy of the "
                      "profile)")
     return "\n".join(lines)
-
-
-def _existing_parent(path: Path) -> Path:
-    path = Path(path).resolve()
-    while not path.exists():
-        path = path.parent
-    return path
 
 
 def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
@@ -119,9 +127,7 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
           stego_url: str | None = None) -> list[tuple[Item, str]]:
     """Fetch what `profile` needs (see the module docstring); returns (item, outcome) pairs.
     A dry run prints the plan and changes nothing."""
-    profile = load_profile(profile)
-    if root is not None:
-        profile = profile.replace(data_root=str(Path(root).expanduser().resolve()))
+    profile = with_root(profile, root)
     todo = plan(profile, only=only, dino_url=dino_url, stego_url=stego_url)
     droot = profile.paths.data_root
     if items:
@@ -129,8 +135,6 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
     if dry_run:
         print(f"profile {profile.name}: data_root {droot}")
         print(describe_plan(todo, droot))
-        from ..rehearse.published import dry_run_lines
-
         print("\n".join(["", *dry_run_lines(profile.name)]))
         return [(item, "dry run") for item in todo]
     if not todo:
@@ -145,3 +149,42 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
         done.append((item, outcome))
     return done
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m depthg_lib.fetch",
+        description="Download what a paper profile needs (backbone, depth model, dataset, "
+                    "released checkpoint) to where it reads it; docs/reproduction.md §1, §6.")
+    add = parser.add_argument
+    add("--profile", required=True, help="profile name or YAML file")
+    add("--dry-run", action="store_true",
+        help="print what would be fetched and the disk it needs; change nothing")
+    add("--root", default=None, help="data folder instead of the profile's data_root (the "
+        "stages read it only if the profile's data_root says so too)")
+    add("--only", action="append", choices=KINDS, help="fetch only this kind (repeatable)")
+    add("--item", action="append", default=[],
+        help="also fetch a catalog archive by name (potsdamraw)")
+    add("--keep-archives", action="store_true", help="keep the downloaded zips after extraction")
+    add("--verify", action="store_true", help="re-hash present files against the ledger's sha256")
+    add("--no-check", action="store_true", help="skip the data check after extracting a dataset")
+    add("--quiet", action="store_true", help="no progress bars")
+    add("--dino-url", default=None,
+        help=f"base URL of the DINO release (default ${ENV_DINO} or {DINO_URL})")
+    add("--stego-url", default=None,
+        help=f"base URL of STEGO's storage (default ${ENV_STEGO} or {STEGO_URL})")
+    add("--released-path", action="store_true",
+        help="print the path of the profile's released checkpoint if present")
+    args = parser.parse_args(argv)
+    if args.released_path:
+        path = released_checkpoint_path(args.profile)
+        if path is not None and path.is_file():
+            print(path)
+        return 0
+    results = fetch(args.profile, root=args.root, only=tuple(args.only) if args.only else None,
+                    items=args.item, dry_run=args.dry_run, progress=not args.quiet,
+                    keep_archives=args.keep_archives, check=not args.no_check,
+                    verify=args.verify, dino_url=args.dino_url, stego_url=args.stego_url)
+    manual = [item for item, outcome in results if outcome.startswith("NOT FETCHED")]
+    if manual and not args.dry_run:
+        print(f"{len(manual)} item(s) must be placed by hand (see above); the rest is in place")
+    return 0

@@ -83,28 +83,26 @@ def released_checkpoint_path(profile: Profile | str) -> Path | None:
     return profile.paths.data_root / "models" / "released" / name if name else None
 
 
-# ------------------------------------------------------------------------------ the plan
+def with_root(profile: Profile | str, root: str | os.PathLike | None) -> Profile:
+    """The profile, with `root` (if given) replacing its data_root."""
+    profile = load_profile(profile)
+    if root is None:
+        return profile
+    return profile.replace(data_root=str(Path(root).expanduser().resolve()))
+
 
 def plan(profile: Profile | str, root: str | os.PathLike | None = None,
          only: tuple[str, ...] | None = None, dino_url: str | None = None,
          stego_url: str | None = None) -> list[Item]:
     """The items a profile needs (optionally only some kinds), with `root` replacing its
     data_root."""
-    profile = load_profile(profile)
-    if root is not None:
-        profile = profile.replace(data_root=str(Path(root).expanduser().resolve()))
+    profile = with_root(profile, root)
     dino, stego = base_urls(dino_url, stego_url)
-    items: list[Item] = []
-    kinds = only or KINDS
-    if "backbone" in kinds:
-        items += _backbone_items(profile, dino)
-    if "depth" in kinds:
-        items += _depth_items(profile)
-    if "dataset" in kinds:
-        items += _dataset_items(profile, stego)
-    if "checkpoint" in kinds:
-        items += _checkpoint_items(profile, stego)
-    return items
+    items = {"backbone": lambda: _backbone_items(profile, dino),
+             "depth": lambda: _depth_items(profile),
+             "dataset": lambda: _dataset_items(profile, stego),
+             "checkpoint": lambda: _checkpoint_items(profile, stego)}
+    return [item for kind in KINDS if kind in (only or KINDS) for item in items[kind]()]
 
 
 def _backbone_items(profile: Profile, dino: str) -> list[Item]:
@@ -172,19 +170,15 @@ def _checkpoint_items(profile: Profile, stego: str) -> list[Item]:
 
 def extra_items(names: list[str], root: Path, stego: str) -> list[Item]:
     """Catalog entries asked for by name (`--item potsdamraw`)."""
+    archives = {**{stem: (size, out) for stem, size, out in DATASETS.values()}, **EXTRA_ARCHIVES}
     out = []
     for name in names:
         stem = name.removesuffix(".zip")
-        if stem in EXTRA_ARCHIVES:
-            size, extracted = EXTRA_ARCHIVES[stem]
-        elif stem in {s for s, _, _ in DATASETS.values()}:
-            size, extracted = next((a, b) for s, a, b in DATASETS.values() if s == stem)
-        else:
+        if stem not in archives:
             known = sorted(EXTRA_ARCHIVES) + sorted(s for s, _, _ in DATASETS.values())
             raise DepthGError(f"unknown item {name!r}; items: {', '.join(known)}")
-        out.append(archive_item(stem, root / stem, root, stego, size, extracted))
+        out.append(archive_item(stem, root / stem, root, stego, *archives[stem]))
     return out
-
 
 
 def format_size(n: float) -> str:
