@@ -1,27 +1,19 @@
 """Released STEGO / DepthG models: import their Lightning checkpoints, and the paper's numbers.
 
-STEGO and DepthG publish trained models as PyTorch-Lightning `.ckpt` files of one layout
-(docs/reproduction.md §6): the frozen DINO ViT under `net.model.*`, the head under
-`net.cluster1.*` / `net.cluster2.*`, the probes `cluster_probe.clusters` and `linear_probe.*`,
-and the training config as a pickled omegaconf `DictConfig` in `hyper_parameters["cfg"]`.
-
-- `load_released(path)` → `ReleasedModel`: backbone weights from the file itself (never
-  downloaded), head and probes, the config as a plain dict. `codes(images)` gives the released
-  network's codes `net(img)[1]` for float images in [0, 1]. The file is read with a restricted
-  unpickler: tensors and plain containers are rebuilt, every other class it names (omegaconf,
-  Lightning callbacks, numpy scalars…) becomes an inert stand-in, so neither omegaconf nor
-  Lightning is needed and nothing in the file runs.
-- DINO resizes its position embedding its own way (bicubic with a scale factor of
-  (n + 0.1) / 28, not timm's exact n × n grid); `dino_interpolate_pos_embed` does the same,
-  so codes at the evaluation size (320 px) match the released code.
-- `paper_numbers(profile)` reads a profile's own `paper:` block: what the paper reports for
-  it, with the source. Those numbers are for comparison only, never written into a result.
+The released `.ckpt` files share one layout (docs/reproduction.md §6): the frozen DINO ViT under
+`net.model.*`, the head under `net.cluster1.*` / `net.cluster2.*`, the probes
+`cluster_probe.clusters` and `linear_probe.*`, the training config as a pickled omegaconf
+`DictConfig` in `hyper_parameters["cfg"]`. `load_released` reads one with a restricted
+unpickler: tensors and plain containers are rebuilt, every other class the file names becomes
+an inert stand-in, so neither omegaconf nor Lightning is needed and nothing in the file runs.
+`paper_numbers(profile)` reads what the paper reports for a profile, for comparison only.
 """
 
 from __future__ import annotations
 
 import builtins
 import collections
+import functools
 import math
 import os
 import pickle
@@ -74,14 +66,9 @@ class Pickled:
         return f"<pickled {self.pickled_name}>"
 
 
-_STAND_INS: dict[str, type] = {}
-
-
+@functools.cache  # one class per name, so that stand-ins of one class compare alike
 def _stand_in(module: str, name: str) -> type:
-    qual = f"{module}.{name}"
-    if qual not in _STAND_INS:
-        _STAND_INS[qual] = type(name, (Pickled,), {"pickled_name": qual, "__module__": __name__})
-    return _STAND_INS[qual]
+    return type(name, (Pickled,), {"pickled_name": f"{module}.{name}", "__module__": __name__})
 
 
 def _safe_reconstructor(cls, base, state):
@@ -93,8 +80,13 @@ def _safe_reconstructor(cls, base, state):
     raise pickle.UnpicklingError(f"refusing to rebuild {cls!r} through copyreg")
 
 
-_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "bool", "complex",
-             "str", "bytes", "bytearray", "slice", "range"}
+# plain containers and values, and the copyreg hook of old protocols (for stand-ins only)
+_PLAIN = {**{f"builtins.{n}": getattr(builtins, n) for n in (
+    "dict", "list", "tuple", "set", "frozenset", "int", "float", "bool", "complex", "str",
+    "bytes", "bytearray", "slice", "range")},
+    "collections.OrderedDict": collections.OrderedDict,
+    "collections.defaultdict": collections.defaultdict,
+    "copyreg._reconstructor": _safe_reconstructor}
 
 
 def _torch_allowed() -> dict:
@@ -104,11 +96,9 @@ def _torch_allowed() -> dict:
 
         return dict(_get_allowed_globals())
     except Exception:  # private API moved: the few functions every checkpoint needs
-        import torch._utils as tu
-
-        return {f"torch._utils.{n}": getattr(tu, n) for n in
+        return {f"torch._utils.{n}": getattr(torch._utils, n) for n in
                 ("_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state")
-                if hasattr(tu, n)}
+                if hasattr(torch._utils, n)}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -118,27 +108,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
         qual = f"{module}.{name}"
         if _RestrictedUnpickler._allowed is None:
             _RestrictedUnpickler._allowed = _torch_allowed()
-        if qual in self._allowed:
-            return self._allowed[qual]
-        if module == "builtins" and name in _BUILTINS:
-            return getattr(builtins, name)
-        if qual in ("collections.OrderedDict", "collections.defaultdict"):
-            return getattr(collections, name)
-        if qual == "copyreg._reconstructor":
-            return _safe_reconstructor
+        found = self._allowed.get(qual) or _PLAIN.get(qual)
+        if found is not None:
+            return found
         if module == "torch" or module.startswith("torch."):
             raise pickle.UnpicklingError(f"the file needs {qual}, which the safe loader does "
                                          "not rebuild")
         return _stand_in(module, name)
 
 
-def _restricted_load(file, **kwargs):
-    return _RestrictedUnpickler(file, **kwargs).load()
-
-
 # torch.load(pickle_module=...) needs a module-like object with Unpickler and load.
-_RESTRICTED_PICKLE = types.SimpleNamespace(__name__="depthg_restricted_pickle",
-                                           Unpickler=_RestrictedUnpickler, load=_restricted_load)
+_RESTRICTED_PICKLE = types.SimpleNamespace(
+    __name__="depthg_restricted_pickle", Unpickler=_RestrictedUnpickler,
+    load=lambda file, **kwargs: _RestrictedUnpickler(file, **kwargs).load())
 
 
 def plain(obj):
@@ -211,13 +193,9 @@ def is_released_checkpoint(path: str | os.PathLike) -> bool:
 
 def dino_interpolate_pos_embed(pos_embed: torch.Tensor, height: int, width: int,
                                patch: int) -> torch.Tensor:
-    """DINO's position embedding for an image of height × width pixels.
-
-    As in DINO's `interpolate_pos_encoding`: unchanged for a square image with the training
-    number of patches; otherwise the patch grid is resized bicubically with scale factors
-    (h/p + 0.1) / n and (w/p + 0.1) / n — the +0.1 avoids a floating-point rounding down, and
-    the resampling positions follow the scale factor, not the exact output size as in timm.
-    """
+    """DINO's position embedding for a height × width image, as its `interpolate_pos_encoding`:
+    the patch grid resized bicubically by the scale factor (rows + 0.1) / n (not to the exact
+    size as in timm), so that codes at the evaluation size match the released code."""
     n = pos_embed.shape[1] - 1
     rows, cols = height // patch, width // patch
     if rows * cols == n and height == width:
@@ -325,13 +303,9 @@ class ReleasedModel(nn.Module):
         return self.dino
 
     @torch.no_grad()
-    def feats(self, images: torch.Tensor) -> torch.Tensor:
-        return self.dino(images.to(self.device))
-
-    @torch.no_grad()
     def codes(self, images: torch.Tensor) -> torch.Tensor:
-        """The released network's codes (B, dim, H/p, W/p) of images (B,3,H,W) in [0, 1]."""
-        return self.head(self.feats(images)).float()
+        """The released network's codes `net(img)[1]` (B, dim, H/p, W/p) of [0, 1] images."""
+        return self.head(self.dino(images.to(self.device))).float()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.codes(images)
@@ -349,34 +323,28 @@ def _sub(sd: dict, prefix: str) -> dict:
 
 
 def _released_modules(sd: dict[str, torch.Tensor]):
-    """The released network's sizes read off its tensors, and its four parts with those
-    tensors loaded strictly: DINO ViT, segmentation head, cluster probe, linear probe."""
-    c = int(sd["net.cluster1.0.weight"].shape[1])
-    d = int(sd["net.cluster1.0.weight"].shape[0])
+    """The released network's four parts, sized by its tensors and loaded strictly: DINO ViT,
+    segmentation head, cluster probe, linear probe."""
+    d, c = sd["net.cluster1.0.weight"].shape[:2]
     k = int(sd["linear_probe.weight"].shape[0])
-    e = int(sd["cluster_probe.clusters"].shape[0]) - k
     patch = int(sd["net.model.patch_embed.proj.weight"].shape[-1])
-    tokens = int(sd["net.model.pos_embed"].shape[1])
-    depth = _n_blocks(sd)
-    hidden = int(sd["net.model.blocks.0.mlp.fc1.weight"].shape[0])
     nonlinear = "net.cluster2.0.weight" in sd
-    heads = max(1, c // HEAD_DIM)
-    name = _TIMM_NAMES.get((c, patch), f"released-vit-{c}-p{patch}")
-    dino = DinoViT(c, depth, heads, patch, tokens, hidden, name)
+    dino = DinoViT(c, _n_blocks(sd), max(1, c // HEAD_DIM), patch,
+                   int(sd["net.model.pos_embed"].shape[1]),
+                   int(sd["net.model.blocks.0.mlp.fc1.weight"].shape[0]),
+                   _TIMM_NAMES.get((c, patch), f"released-vit-{c}-p{patch}"))
     dino.load_state_dict(_sub(sd, "net.model."), strict=True)
     head = SegmentationHead(c, d, dropout=True, nonlinear=nonlinear)
     head_sd = {f"linear.{n}": v for n, v in _sub(sd, "net.cluster1.0.").items()}
     if nonlinear:
         head_sd.update({f"nonlinear.{n}": v for n, v in _sub(sd, "net.cluster2.").items()})
     head.load_state_dict(head_sd, strict=True)
-    cluster = ClusterProbe(d, k + e)
+    cluster = ClusterProbe(d, int(sd["cluster_probe.clusters"].shape[0]))
     cluster.load_state_dict({"clusters": sd["cluster_probe.clusters"]}, strict=True)
     linear = LinearProbe(d, k)
     linear.load_state_dict({"conv.weight": sd["linear_probe.weight"],
                             "conv.bias": sd["linear_probe.bias"]}, strict=True)
-    dims = {"c": c, "d": d, "k": k, "e": e, "patch": patch, "depth": depth,
-            "nonlinear": nonlinear, "heads": heads, "name": name}
-    return dims, (dino, head, cluster, linear)
+    return dino, head, cluster, linear
 
 
 def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -> ReleasedModel:
@@ -400,26 +368,26 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
         raise _not_released(path, f"its dino_feat_type is {config['dino_feat_type']!r}; only "
                             "'feat' (last-layer tokens) is supported")
     try:
-        dims, (dino, head, cluster, linear) = _released_modules(sd)
+        dino, head, cluster, linear = _released_modules(sd)
     except (KeyError, ValueError, RuntimeError, IndexError) as err:
         raise _not_released(path, f"its tensors do not fit the released network "
                             f"({type(err).__name__}: {str(err).splitlines()[0][:300]})") from None
-    c, d, k, e = dims["c"], dims["d"], dims["k"], dims["e"]
-    patch, depth, nonlinear, heads, name = (dims[n] for n in (
-        "patch", "depth", "nonlinear", "heads", "name"))
+    c, d, k = dino.dim, head.linear.out_channels, linear.n_classes
+    e = cluster.n_classes - k
     if e < 0:
         raise _not_released(path, f"cluster_probe has {k + e} centroids for {k} classes")
     model_type = config.get("model_type")
     if model_type in _MODEL_TYPES and _MODEL_TYPES[model_type] != c:
         raise _not_released(path, f"its config says {model_type} but the ViT is {c}-dimensional")
-    n_classes = int(hp.get("n_classes", k))
+    n_classes, nonlinear = int(hp.get("n_classes", k)), head.nonlinear is not None
     meta = {
-        "format": RELEASED_FORMAT, "path": str(path), "backbone": name,
+        "format": RELEASED_FORMAT, "path": str(path), "backbone": dino.name,
         "step": ckpt.get("global_step"), "epoch": ckpt.get("epoch"),
         "lightning_version": ckpt.get("pytorch-lightning_version"),
         "n_classes": n_classes, "code_dim": d, "extra_clusters": e, "backbone_dim": c,
-        "patch_size": patch, "heads": heads, "depth": depth, "nonlinear": nonlinear,
-        "profile": {"backbone": name, "dim": d, "n_classes": n_classes, "extra_clusters": e,
+        "patch_size": dino.patch_size, "heads": dino.blocks[0].attn.heads,
+        "depth": len(dino.blocks), "nonlinear": nonlinear,
+        "profile": {"backbone": dino.name, "dim": d, "n_classes": n_classes, "extra_clusters": e,
                     "nonlinear": nonlinear, "res": config.get("res"),
                     "dataset": config.get("dataset_name")},
     }
@@ -427,11 +395,8 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
 
 
 def check_fits_profile(model: ReleasedModel, profile) -> None:
-    """Refuse a released model made for another number of classes than a profile's dataset.
-
-    Its backbone and code size need not match the profile's training settings (STEGO's
-    released files carry their own dims): evaluation uses the file's own network.
-    """
+    """Refuse a released model made for another number of classes than a profile's dataset;
+    its backbone and code size may differ (evaluation uses the file's own network)."""
     profile = load_profile(profile)
     if model.n_classes != profile.n_classes:
         raise DepthGError(f"released checkpoint {model.meta['path']} does not fit profile "
@@ -446,40 +411,34 @@ _METRICS = ("acc", "miou")
 
 
 def paper_numbers(profile) -> dict | None:
-    """The `paper:` block of a profile's own file (not inherited: a STEGO twin has its own),
-    checked: `source` (a citation), `crf` (true/false/null), `unsupervised` and `linear` with
-    `acc` and `miou` in percent or null, and `others`: rows beside it (a baseline, a released
-    checkpoint scored again), each with `method`, its own `source` and the same numbers."""
-    profile = load_profile(profile)
-    where = profile.source
-    raw = yaml.safe_load(Path(where).read_text()) or {}
-    block = raw.get("paper")
+    """The checked `paper:` block of a profile's own file (not inherited: a STEGO twin has its
+    own): `source` (a citation), `crf`, `unsupervised` and `linear` acc and miou in percent or
+    null, a `note`, and `others`: rows beside it (a baseline, a released checkpoint scored
+    again), each with a `method`, its own `source` and the same numbers."""
+    where = load_profile(profile).source
+    block = (yaml.safe_load(Path(where).read_text()) or {}).get("paper")
     if block is None:
         return None
-    if not isinstance(block, dict) or not str(block.get("source") or "").strip():
-        raise DepthGError(f"profile {where}: paper: must be a mapping with a source (the "
-                          "paper, its arXiv id and the table)")
-    unknown = set(block) - {"source", "note", "crf", "unsupervised", "linear", "others"}
-    if unknown:
-        raise DepthGError(f"profile {where}: paper: has unknown keys {sorted(unknown)}")
-    out = _paper_row(block, where, "paper")
-    out["note"] = block.get("note")
+    out = {**_paper_row(block, where, "paper", ("source",), ("note", "others")),
+           "note": block.get("note")}
     others = block.get("others") or []
     if not isinstance(others, list):
         raise DepthGError(f"profile {where}: paper.others must be a list of rows")
-    out["others"] = []
-    for i, row in enumerate(others):
-        name, keys = f"paper.others[{i}]", {"method", "source", "crf", "unsupervised", "linear"}
-        if not (isinstance(row, dict) and all(str(row.get(k) or "").strip() for k in
-                                              ("method", "source")) and set(row) <= keys):
-            raise DepthGError(f"profile {where}: {name} must be a mapping with a method and a "
-                              "source (and crf, unsupervised, linear)")
-        out["others"].append({"method": str(row["method"]), **_paper_row(row, where, name)})
+    out["others"] = [{"method": str(row["method"]),
+                      **_paper_row(row, where, f"paper.others[{i}]", ("method", "source"))}
+                     for i, row in enumerate(others)]
     return out
 
 
-def _paper_row(block: dict, where, name: str) -> dict:
+def _paper_row(block, where, name: str, required: tuple, extra: tuple = ()) -> dict:
     """source, crf and the two probes' numbers of one reported row, checked."""
+    if not isinstance(block, dict) or not all(str(block.get(k) or "").strip() for k in required):
+        raise DepthGError(f"profile {where}: {name} must be a mapping with a "
+                          f"{' and a '.join(required)} (the source: the paper, its arXiv id and "
+                          "the table)")
+    unknown = set(block) - {"source", "crf", "unsupervised", "linear", *required, *extra}
+    if unknown:
+        raise DepthGError(f"profile {where}: {name} has unknown keys {sorted(unknown)}")
     if block.get("crf") not in (True, False, None):
         raise DepthGError(f"profile {where}: {name}.crf must be true, false or null")
     out = {"source": str(block["source"]), "crf": block.get("crf")}
@@ -488,8 +447,7 @@ def _paper_row(block: dict, where, name: str) -> dict:
         if not isinstance(numbers, dict) or set(numbers) - set(_METRICS):
             raise DepthGError(f"profile {where}: {name}.{probe} must map acc and miou to "
                               "numbers")
-        for metric in _METRICS:
-            value = numbers.get(metric)
+        for metric, value in numbers.items():
             if value is not None and (isinstance(value, bool)
                                       or not isinstance(value, (int, float))
                                       or not 0 <= value <= 100):

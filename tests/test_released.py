@@ -311,7 +311,7 @@ def test_codes_equal_an_independent_vit_at_its_native_size(released):
     mid = F.relu(F.conv2d(feats, head["net.cluster2.0.weight"], head["net.cluster2.0.bias"]))
     code = code + F.conv2d(mid, head["net.cluster2.2.weight"], head["net.cluster2.2.bias"])
     model = load_released(released)
-    assert (model.feats(images).double() - feats).abs().max().item() < 1e-4
+    assert (model.backbone()(images).double() - feats).abs().max().item() < 1e-4
     assert (model.codes(images).double() - code).abs().max().item() < 1e-4
 
 
