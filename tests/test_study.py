@@ -196,7 +196,7 @@ def test_runs_made_with_another_objective_are_not_reused(tiny, monkeypatch):
 
 
 def test_plateau_line_reads_the_last_quarter_of_every_curve():
-    from depthg_lib.study.report import plateau_line
+    from depthg_lib.study.readme import plateau_line
 
     steps = [0, 10, 20, 30, 40, 50, 60, 70]
     curves = {"a": {"step": steps, "gain_last_quarter": 0.3},
@@ -299,7 +299,7 @@ def test_shipped_heads_rescore_without_their_run_folders(tiny, tmp_path, monkeyp
 
 
 def test_claims_are_read_from_the_numbers():
-    from depthg_lib.study.report import claims
+    from depthg_lib.study.claims import claims
 
     def result(head_lo, depth_lo):
         ci = {"diff": head_lo + 2, "lo": head_lo, "hi": head_lo + 4, "seeds": 5, "images": 96}

@@ -11,7 +11,7 @@ from ..env import device_arg
 from ..errors import run_cli
 from ..io import load_json
 from .launch import run_study
-from .report import ci_lines, readme_summary, results_table
+from .readme import ci_lines, readme_summary, results_table
 
 
 def main(argv: list[str] | None = None) -> int:

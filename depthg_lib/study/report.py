@@ -1,7 +1,8 @@
-"""The study's results file, its tables and sentences, and its figures — all read from data."""
+"""The study's results file (schema: `RESULT_KEYS`) and its figures, built from the store."""
 
 from __future__ import annotations
 
+import csv
 import datetime
 import os
 import shutil
@@ -17,17 +18,8 @@ from ..env import machine_name
 from ..io import atomic_path, load_json, save_json
 from ..models import profile_weights_identity
 from ..viz import ablation as viz
-from .claims import claims, prediction_checks, setting_label
-from .readme import (
-    BASELINES,
-    ci_lines,
-    head_margin,
-    plateau_line,
-    readme_summary,
-    regime_table,
-    results_table,
-    study_markdown,
-)
+from .readme import BASELINES, study_markdown
+from .scoring import RAW_BASELINES
 from .splits import KNOB, KNOB_MEANING, knob_key, nuisance_spec, split_size
 from .stats import METRICS, last_quarter, paired_bootstrap, verdict
 
@@ -37,10 +29,6 @@ NUISANCE_MEANING = (
     "per-source-image offset, a position-dependent pattern over the patch grid and a few "
     "high-norm outlier tokens, each of size strength × the clean features' mean norm "
     "(outliers 4×), in low-rank subspaces; the same for every arm and baseline")
-# the chapters and the command line import the tables and claims from here
-__all__ = ["BASELINES", "RESULT_KEYS", "ci_lines", "claims", "head_margin", "plateau_line",
-           "prediction_checks", "publish_results", "readme_summary", "regime_table",
-           "results_table", "setting_label", "study_markdown", "summarize", "write_figures"]
 RESULT_KEYS = ("splits", "seeds", "knob", "arms", "baselines", "ci95", "command", "machine",
                "date")
 
@@ -53,26 +41,17 @@ def reference_arm(profile: Profile, arms: list[str]) -> str:
 
 def _rows(study, kind: str, name: str, knob) -> list[dict]:
     """Stored rows of the current identities, one per seed of this study, in seed order."""
-    found = []
-    for seed in study.seeds:
-        identity = (study.arm_identity(name, knob, seed) if kind == "arm"
-                    else study.baseline_identity(name, knob, seed))
-        row = study.store.find(identity)
-        if row is not None:
-            found.append(row)
-    return found
+    identity = study.arm_identity if kind == "arm" else study.baseline_identity
+    found = [study.store.find(identity(name, knob, seed)) for seed in study.seeds]
+    return [row for row in found if row is not None]
 
 
 def _stack(study, rows: list[dict], key: str) -> np.ndarray:
     return np.stack([study.store.hists(r)[key] for r in rows])
 
 
-
-
 def read_curve(log: Path) -> list[tuple[int, float, float]]:
     """(updates done, tune cluster mIoU, tune linear mIoU) of each validation in a run's log."""
-    import csv
-
     if not log.exists():
         return []
     with open(log, newline="") as fh:
@@ -81,36 +60,29 @@ def read_curve(log: Path) -> list[tuple[int, float, float]]:
             for r in rows]
 
 
+def gain_last_quarter(values) -> float | None:
+    """How much a tune curve still moved over its last quarter (None: too short to say)."""
+    quarter = last_quarter(len(values))
+    return round(float(values[-1] - values[-1 - quarter]), 3) if len(values) > quarter else None
+
+
 def validation_curves(study, knob) -> dict:
     """Per arm: validation steps and the mean over seeds of the tune-split probe scores."""
     curves = {}
     for arm in study.arms:
-        per_seed = []
-        for seed in study.seeds:
-            curve = read_curve(study.run_dir(arm, knob, seed) / "log.csv")
-            if curve:
-                per_seed.append(curve)
+        per_seed = [read_curve(study.run_dir(arm, knob, seed) / "log.csv")
+                    for seed in study.seeds]
+        per_seed = [c for c in per_seed if c]
         if not per_seed:
             continue
         n = min(len(c) for c in per_seed)
         arr = np.array([c[:n] for c in per_seed])  # (seeds, points, 3)
+        cluster = arr[:, :, 1].mean(0)
         curves[arm] = {"step": arr[0, :, 0].astype(int).tolist(),
-                       "val_cluster_miou": np.round(arr[:, :, 1].mean(0), 3).tolist(),
+                       "val_cluster_miou": np.round(cluster, 3).tolist(),
                        "val_linear_miou": np.round(arr[:, :, 2].mean(0), 3).tolist(),
-                       "seeds": len(per_seed)}
-        values = arr[:, :, 1].mean(0)
-        quarter = last_quarter(n)
-        curves[arm]["gain_last_quarter"] = round(float(values[-1] - values[-1 - quarter]), 3) \
-            if n > quarter else None
+                       "seeds": len(per_seed), "gain_last_quarter": gain_last_quarter(cluster)}
     return curves
-
-
-def _placement(study, knob) -> dict | None:
-    try:
-        return study.placement(knob) if (knob in study.knob_data
-                                         or not study.write_only) else None
-    except KeyError:
-        return None
 
 
 def regime_summary(study) -> dict:
@@ -120,66 +92,52 @@ def regime_summary(study) -> dict:
     for arm, by_regime in study.regime_rows.items():
         for name, row in by_regime.items():
             curve = read_curve(Path(row["run_dir"]) / "log.csv")
-            quarter = last_quarter(len(curve))
-            gain = (round(curve[-1][1] - curve[-1 - quarter][1], 3)
-                    if len(curve) > quarter else None)
             out.setdefault(arm, {})[name] = {
-                "steps": row["steps"], "depth_decay_every": row["depth_decay_every"],
-                "fps_sample_decay_every": row["fps_sample_decay_every"],
+                **{k: row[k] for k in ("steps", "depth_decay_every", "fps_sample_decay_every")},
                 "tune_unsup": round(row["tune_unsup"], 3),
                 "tune_linear": round(row["tune_linear"], 3),
                 "report_unsup": round(row["unsup"], 3), "report_linear": round(row["linear"], 3),
                 "tune_curve": [[c[0], round(c[1], 3), round(c[2], 3)] for c in curve],
-                "tune_gain_last_quarter": gain, "seed": row["seed"]}
+                "tune_gain_last_quarter": gain_last_quarter([c[1] for c in curve]),
+                "seed": row["seed"]}
     return out
 
 
 def summarize(study) -> dict:
     """The results file: splits, seeds, knob, arms, baselines, paired CIs, premise, curves."""
-    p = study.profile
     arms, baselines, per_seed, ci95 = {}, {}, {}, {}
-    ref = reference_arm(p, study.arms)
+    ref = reference_arm(study.profile, study.arms)
     complete = True
     for knob in study.knobs:
         key = knob_key(knob)
         rows = {arm: _rows(study, "arm", arm, knob) for arm in study.arms}
-        base_rows = {name: _rows(study, "baseline", name, knob)
-                     for name in ("kmeans_raw_train_fit", "kmeans_raw_transductive",
-                                  "linear_raw")}
+        base_rows = {name: _rows(study, "baseline", name, knob) for name in RAW_BASELINES}
         complete &= all(len(r) == len(study.seeds) for r in rows.values())
         for arm, rs in rows.items():
             arms.setdefault(arm, {})[key] = {
-                "unsup": [round(r["unsup"], 3) for r in rs],
-                "linear": [round(r["linear"], 3) for r in rs],
-                "kmeans_codes": [round(r["kmeans_codes"], 3) for r in rs],
+                **{m: [round(r[m], 3) for r in rs] for m in ("unsup", "linear", "kmeans_codes")},
                 "seeds": [r["seed"] for r in rs]}
         values = {name: [r["unsup" if "kmeans" in name else "linear"] for r in rs]
                   for name, rs in base_rows.items()}
-        values["head_cluster_probe"] = [r["unsup"] for r in rows.get(ref, [])]
-        values["head_kmeans_codes"] = [r["kmeans_codes"] for r in rows.get(ref, [])]
-        values["head_linear_probe"] = [r["linear"] for r in rows.get(ref, [])]
+        for name, metric in (("head_cluster_probe", "unsup"),
+                             ("head_kmeans_codes", "kmeans_codes"),
+                             ("head_linear_probe", "linear")):
+            values[name] = [r[metric] for r in rows.get(ref, [])]
         for name, vals in values.items():
-            baselines.setdefault(name, {})[key] = round(float(np.mean(vals)), 3) if vals \
-                else None
+            baselines.setdefault(name, {})[key] = (round(float(np.mean(vals)), 3) if vals
+                                                   else None)
             per_seed.setdefault(name, {})[key] = [round(v, 3) for v in vals]
         for pair, ci in paired_intervals(study, ref, rows, base_rows).items():
             ci95.setdefault(pair, {})[key] = ci
-    done = sum(len(v2["unsup"]) for v in arms.values() for v2 in v.values())
     return {
-        "schema": 1,
-        "profile": p.name,
-        "objective_version": study.objective_version,
-        "complete": bool(complete),
-        "runs_done": done,
+        "schema": 1, "profile": study.profile.name,
+        "objective_version": study.objective_version, "complete": bool(complete),
+        "runs_done": sum(len(v2["unsup"]) for v in arms.values() for v2 in v.values()),
         "runs_total": len(study.seeds) * len(study.knobs) * len(study.arms),
         **setting_facts(study),
-        "arms": arms,
-        "arm_labels": {a: ablation.ARMS[a] for a in study.arms},
-        "reference_arm": ref,
-        "baselines": baselines,
-        "baselines_per_seed": per_seed,
-        "baseline_labels": BASELINES,
-        "ci95": ci95,
+        "arms": arms, "arm_labels": {a: ablation.ARMS[a] for a in study.arms},
+        "reference_arm": ref, "baselines": baselines, "baselines_per_seed": per_seed,
+        "baseline_labels": BASELINES, "ci95": ci95,
         **run_facts(study),
     }
 
@@ -222,20 +180,19 @@ def paired_intervals(study, ref: str, rows: dict, base_rows: dict) -> dict:
 
 def setting_facts(study) -> dict:
     """What the study ran on: its splits, seeds, knob settings and nuisance, the regime check."""
-    p = study.profile
+    p, knobs = study.profile, study.knobs
     return {
         "splits": {"train": p.synth_seed, "tune": p.tune_seed, "report": p.report_seed,
                    "n_train_images": p.synth_n_train, "n_tune_images": split_size(p, "tune"),
                    "n_report_images": split_size(p, "report"), "image_size": p.synth_size},
         "seeds": list(study.seeds),
-        "knob": {"name": KNOB, "settings": [knob_key(k) for k in study.knobs],
-                 "meaning": KNOB_MEANING,
-                 "labels": {knob_key(k): k.label for k in study.knobs},
-                 "camouflage": {knob_key(k): k.camouflage for k in study.knobs},
-                 "nuisance": {knob_key(k): k.nuisance for k in study.knobs}},
+        "knob": {"name": KNOB, "settings": [knob_key(k) for k in knobs],
+                 "meaning": KNOB_MEANING, "labels": {knob_key(k): k.label for k in knobs},
+                 "camouflage": {knob_key(k): k.camouflage for k in knobs},
+                 "nuisance": {knob_key(k): k.nuisance for k in knobs}},
         "nuisance": {"meaning": NUISANCE_MEANING, "spec": nuisance_spec(1.0),
                      "scale": {knob_key(k): round(study.nuisance(k).scale, 4)
-                               for k in study.knobs if k.nuisance and k in study.knob_data}},
+                               for k in knobs if k.nuisance and k in study.knob_data}},
         "regime": regime_summary(study),
     }
 
@@ -264,6 +221,15 @@ def run_facts(study) -> dict:
     }
 
 
+def _placement(study, knob) -> dict | None:
+    """The placed shifts of a nuisance setting; None where `write_only` cannot compute them."""
+    try:
+        return study.placement(knob) if (knob in study.knob_data
+                                         or not study.write_only) else None
+    except KeyError:
+        return None
+
+
 def shift_facts(study) -> dict:
     """The loss shifts: how they were tuned, the profile's, the offsets and the placed ones."""
     p = study.profile
@@ -279,15 +245,15 @@ def shift_facts(study) -> dict:
 
 def training_facts(study) -> dict:
     """Every arm's training settings (steps, batch, schedules)."""
-    p = study.profile
-    return {"steps": study.steps, "batch_size": p.batch_size, "lr": p.lr,
+    p, steps = study.profile, study.steps
+    return {"steps": steps, "batch_size": p.batch_size, "lr": p.lr,
             "val_every": study.val_every, "res": p.res, "dim": p.dim,
             "samples": p.samples, "depth_backend": p.depth_backend,
             "depth_decay_every": ablation.schedule_every(
-                p.depth_decay_share, study.steps, p.depth_decay_every),
+                p.depth_decay_share, steps, p.depth_decay_every),
             "depth_decay_factor": p.depth_decay_factor,
             "fps_sample_decay_every": ablation.schedule_every(
-                p.fps_sample_decay_share, study.steps, p.fps_sample_decay_every),
+                p.fps_sample_decay_share, steps, p.fps_sample_decay_every),
             "fps_sample_decay_factor": p.fps_sample_decay_factor}
 
 
@@ -296,8 +262,8 @@ def backbone_saw(profile: Profile) -> str:
     if not profile.backbone.startswith("embedded"):
         return f"{profile.backbone}: its own pretraining data (not SynthScenes)"
     manifest = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
-    entry = load_json(manifest).get("vit", {}) if manifest.exists() else {}
-    training = entry.get("training", {})
+    training = (load_json(manifest).get("vit", {}) if manifest.exists() else {}).get(
+        "training", {})
     data = training.get("data", {})
     seen = (f"{data.get('n_train', '?')} SynthScenes images of seed {data.get('seed', '?')} at "
             f"{data.get('size', '?')} px, {training.get('steps', '?')} self-supervised steps, "
@@ -306,62 +272,28 @@ def backbone_saw(profile: Profile) -> str:
             "pretraining for this study, so camouflaged things are new to the backbone")
 
 
-def write_figures(results: dict, folder: Path) -> list[Path]:
-    """The validation curves and DepthG − STEGO against the knob, as PNGs in `folder`."""
-    written = []
-    folder.mkdir(parents=True, exist_ok=True)
+def write_results(study, results_path: Path, publish: Path | None) -> dict:
+    """The results file and its figures beside it; with `publish` (docs/study) copies of both
+    there and in figures/, and the generated README."""
+    results = summarize(study)
+    save_json(results_path, results)
+    figures = []
     for name, draw in (("validation", viz.validation_curves), ("knob", viz.knob_effect),
                        ("arms", viz.arm_table_figure)):
         fig = draw(results)
-        if fig is None:
-            continue
-        path = folder / f"study_{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
-def publish_results(results: dict, results_path: Path, figures: list[Path],
-                    docs_dir: Path) -> None:
-    """Copy the results file and figures to `docs_dir` (docs/study) and figures/."""
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    if results_path.resolve() != (docs_dir / "results.json").resolve():
-        save_json(docs_dir / "results.json", results)
-    with atomic_path(docs_dir / "README.md") as tmp:
+        if fig is not None:
+            figures.append(results_path.parent / f"study_{name}.png")
+            fig.savefig(figures[-1], dpi=110, bbox_inches="tight")
+            plt.close(fig)
+    if publish is None:
+        return results
+    publish.mkdir(parents=True, exist_ok=True)
+    if results_path.resolve() != (publish / "results.json").resolve():
+        save_json(publish / "results.json", results)
+    with atomic_path(publish / "README.md") as tmp:
         tmp.write_text(study_markdown(results) + "\n")
-    fig_dir = REPO_ROOT / "figures"
     for fig in figures:
-        for target in (docs_dir / fig.name, fig_dir / fig.name):
+        for target in (publish / fig.name, REPO_ROOT / "figures" / fig.name):
             if fig.resolve() != target.resolve():
                 shutil.copyfile(fig, target)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+    return results
