@@ -32,7 +32,8 @@ def test_a_gpu_this_machine_lacks_is_refused():
 
 @pytest.mark.parametrize("module, args", [
     ("depthg_lib.depth", ["--profile", "test"]), ("depthg_lib.knn", ["--profile", "test"]),
-    ("depthg_lib.train.cli", ["--profile", "test"]), ("depthg_lib.evaluate", ["--profile", "test"]),
+    ("depthg_lib.train.__main__", ["--profile", "test"]),
+    ("depthg_lib.evaluate", ["--profile", "test"]),
     ("depthg_lib.predict", ["photos/"]), ("depthg_lib.study.__main__", ["--profile", "test"])])
 def test_cli_stops_at_the_argument(module, args, capsys):
     """Every command with --device refuses `tpu` before any work (even work it would skip)."""

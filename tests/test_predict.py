@@ -178,8 +178,8 @@ def _real_checkpoint(path: Path, profile):
     """A checkpoint in train.py's format with an untrained head on the `embedded-random` ViT."""
     import dataclasses
 
-    from depthg_lib.models import load_backbone
-    from depthg_lib.train import CHECKPOINT_FORMAT, DepthGModel
+    from depthg_lib.checkpoint import CHECKPOINT_FORMAT
+    from depthg_lib.models import DepthGModel, load_backbone
 
     backbone = load_backbone(profile.backbone)
     torch.manual_seed(0)

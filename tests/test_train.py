@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from depthg_lib import train as T
-from depthg_lib.checkpoint import portable_profile
+from depthg_lib.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, portable_profile
 from depthg_lib.config import load_profile
 from depthg_lib.errors import DepthGError
 
@@ -171,19 +171,19 @@ def test_checkpoint_holds_what_evaluation_needs(tmp_path):
                 "code_dim", "n_classes", "head", "cluster_probe", "linear_probe", "optimizers",
                 "schedule", "rng"):
         assert key in state
-    assert state["format"] == T.CHECKPOINT_FORMAT and state["step"] == 2
+    assert state["format"] == CHECKPOINT_FORMAT and state["step"] == 2
     assert state["profile"] == portable_profile(p)
-    model = T.load_checkpoint(path, profile=p)
+    model = load_checkpoint(path, profile=p)
     images = torch.from_numpy(tiny_crops(2, 5).images).permute(0, 3, 1, 2)[:, :, :32, :32]
     codes = model.codes(images)
     assert codes.shape == (2, 8, 4, 4) and torch.isfinite(codes).all()
     with pytest.raises(DepthGError, match="code_dim"):
-        T.load_checkpoint(path, profile=p.replace(dim=16))
+        load_checkpoint(path, profile=p.replace(dim=16))
     with pytest.raises(DepthGError, match="backbone"):
-        T.load_checkpoint(path, profile=p.replace(backbone="vit_small_patch8_224.dino"))
+        load_checkpoint(path, profile=p.replace(backbone="vit_small_patch8_224.dino"))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DepthGError, match="junk.pt"):
-        T.load_checkpoint(tmp_path / "junk.pt")
+        load_checkpoint(tmp_path / "junk.pt")
 
 
 # ------------------------------------------------------------------------------ NaN

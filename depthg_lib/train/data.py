@@ -1,11 +1,7 @@
 """What training reads: crops, their kNN table, batches per step and the feature cache.
-
-Before any work, training checks what it is about to read: the crops must still match the
-depth maps and images they were cut from, and those depth maps the images and the profile's
-depth backend (`crop.require_current_crops`); the kNN table must have been mined from the
-crops there now (`knn.require_current_knn`); the profile's
-`n_classes` must be the dataset's class count, and `TrainData.inputs` digests the crops and
-the kNN record so that a later run notices when they changed (`io.check_stage_settings`).
+Before any work it checks that the crops still match their depth maps and images, the kNN
+table those crops, and `n_classes` the dataset; `TrainData.inputs` digests crops and kNN
+record, so a later run notices when they changed.
 """
 
 from __future__ import annotations
@@ -67,12 +63,9 @@ class ArrayCrops:
 
 @dataclass
 class TrainData:
-    """What training reads: training crops, their kNN table, validation crops (or None).
-
-    `cache_dir` is where the frozen-feature cache goes; `key` names the crops in its record.
-    `knn_record` digests the kNN stage's record and `n_classes` is the dataset's class count
-    (both set by `open_train_data`; None for data made in memory).
-    """
+    """Training crops, their kNN table, validation crops (or None); where the feature cache
+    goes and the `key` naming the crops in its record; the kNN record's digest and the
+    dataset's class count (None for data made in memory)."""
 
     train: object
     knn: np.ndarray
@@ -83,8 +76,8 @@ class TrainData:
     n_classes: int | None = None
 
     def inputs(self) -> dict:
-        """What a run trains on, as the input entries of its record `train.json`: the train
-        and val crops' digests and the kNN record's (or the kNN table's contents)."""
+        """The input entries of `train.json`: the train and val crops' digests and the kNN
+        record's (or the kNN table's contents)."""
         found = {}
         for split, source in (("train", self.train), ("val", self.val)):
             digest = getattr(source, "digest", None)
@@ -124,8 +117,8 @@ def dataset_classes(profile: Profile) -> int | None:
 
 
 def open_train_data(profile: Profile) -> TrainData:
-    """The profile's crops and kNN file; a stage not yet run is named with its command, a kNN
-    file mined from other crops than those there now is refused (`require_current_knn`)."""
+    """The profile's crops and kNN file; a stage not yet run, or run on other inputs than
+    those there now, is named with its command."""
     arg = profile_arg(profile)
     crop_dir = profile.paths.crop_dir
     train = CropReader(crop_dir, "train", profile=arg)  # names the crop command if missing
@@ -160,11 +153,9 @@ def open_train_data(profile: Profile) -> TrainData:
 class StepSampler(torch.utils.data.Sampler):
     """Yields, per step, this rank's share of the step's crops and their positives.
 
-    The crop order is an endless chain of permutations (one per epoch, seeded by (seed, epoch));
-    step k takes items k·B … (k+1)·B−1 of it and draws each positive uniformly among kNN
-    columns 1..knn_k with a generator seeded by (seed, k). Rank r of W takes the r-th of W
-    equal slices, so W ranks see exactly the batch one process would.
-    """
+    The crop order is an endless chain of permutations, one per epoch seeded by (seed, epoch);
+    step k takes items k·B … (k+1)·B−1 and draws each positive among kNN columns 1..knn_k,
+    seeded by (seed, k). Rank r of W takes the r-th of W slices of that batch."""
 
     def __init__(self, knn: np.ndarray, knn_k: int, batch_size: int, seed: int,
                  start: int, stop: int, rank: int = 0, world: int = 1):
@@ -212,7 +203,8 @@ class CropBatches(torch.utils.data.Dataset):
     def __init__(self, source, res: int, fidelity: str):
         self.source, self.res, self.fidelity = source, res, fidelity
 
-    def _load(self, ids):
+    def load(self, ids):
+        """(images, labels, depth (B,1,H,W)) of crops `ids`, prepared for training."""
         items = [featcache.prepare_crop(*self.source.load(int(i)), self.res, self.fidelity)
                  for i in ids]
         return (torch.from_numpy(np.stack([it[0] for it in items])),
@@ -220,8 +212,8 @@ class CropBatches(torch.utils.data.Dataset):
                 torch.from_numpy(np.stack([it[2] for it in items]))[:, None])
 
     def __getitem__(self, item):
-        image, label, depth = self._load(item["idx"])
-        image_pos, _, depth_pos = self._load(item["pos"])
+        image, label, depth = self.load(item["idx"])
+        image_pos, _, depth_pos = self.load(item["pos"])
         return {"step": item["step"], "image": image, "image_pos": image_pos, "label": label,
                 "depth": depth, "depth_pos": depth_pos}
 

@@ -1,9 +1,5 @@
-"""Several processes (torchrun): rank and world size, barriers, averaged numbers.
-
-One process is the special case W = 1, where every helper here does nothing. With W > 1 each
-rank trains on its B/W crops of every step, draws its negatives and dropout masks on its own
-shard, and DDP averages the gradients (`trainer.Trainer`): the ranks stay identical, and the
-logged numbers are the mean over ranks.
+"""Several processes (torchrun): rank and world size, barriers, numbers averaged over ranks.
+With one process (W = 1) every helper here does nothing; `trainer.Trainer` says what W > 1 does.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The training run: refuse to mix runs, resume, loop over steps, validate, checkpoint.
-
-One run at a time writes a run folder (`io.stage_lock`). Its record `train.json` holds the
-settings and the digests of what it trained on (crops, kNN record; `TrainData.inputs`): a
-later run in the same folder from changed inputs is refused unless `--force`.
+Its record `train.json` holds the settings and the digests of what it trained on
+(`TrainData.inputs`): a later run in its folder from changed inputs is refused unless `force`.
 """
 
 from __future__ import annotations
@@ -88,14 +86,6 @@ def _flush(pending: list[dict], world: int) -> list[dict]:
     return rows
 
 
-def _first_bad(rows: list[dict]) -> tuple[int, str, float] | None:
-    for row in rows:
-        for k in STEP_VALUES:
-            if not math.isfinite(row[k]):
-                return row["step"], k, row[k]
-    return None
-
-
 def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
           device: str | torch.device = "auto", resume: bool = False, seed: int | None = None,
           steps: int | None = None, progress: bool = True, *, force: bool = False,
@@ -103,13 +93,9 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
     """Train the head of `profile` and return its final checkpoint (docs/method.md §8).
 
     `out_dir` defaults to `runs/<profile>/train`; `steps` and `seed` override the profile's.
-    A finished run with the same settings is not repeated; an unfinished one needs `resume`
-    (continue from `checkpoints/last.pt`) or `force` (start over). `data` replaces the
-    profile's crops and kNN table (toy runs, tests). `log_every` is how often step numbers
-    are synchronised and written (default: every step on CPU, every 25 on CUDA); the CSV
-    holds every step either way. Crops, kNN table and `n_classes` are checked before any
-    work; a run folder made from other crops or neighbours is refused unless `force`.
-    """
+    A finished run is not repeated; an unfinished one needs `resume` or `force` (start over).
+    `data` replaces the profile's crops and kNN table (toy runs, tests). Step numbers are
+    synchronised every `log_every` steps (default: 1 on CPU, 25 on CUDA)."""
     profile = load_profile(profile)
     command = f"python -m depthg_lib.train --profile {profile_arg(profile)}"
     command += (f" --out {out_dir}" if out_dir is not None else "") + (
@@ -125,8 +111,6 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
         torch.cuda.set_device(device)
     log_every = log_every or (25 if device.type == "cuda" else 1)
     out = Path(out_dir) if out_dir is not None else profile.paths.train_dir
-    ckpt_dir = out / "checkpoints"
-    last, final = ckpt_dir / "last.pt", ckpt_dir / "final.pt"
     try:
         with contextlib.ExitStack() as held:
             if rank == 0:  # the only writer of the run folder
@@ -135,8 +119,8 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
             check_class_count(profile, data)
             backbone = load_frozen_backbone(profile, device)  # checked before train.json is
             _check_sample_grid(profile, backbone)  # written: a refused run leaves no record
-            done = _check_previous_run(out, last, final, profile, seed, total_steps, resume,
-                                       force, rank, world, data, command)
+            done = _check_previous_run(out, profile, seed, total_steps, resume, force, rank,
+                                       world, data, command)
             if done is not None:
                 return done
             if data.cache_dir is None:
@@ -150,12 +134,11 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
             distributed.stop()
 
 
-def _check_previous_run(out, last, final, profile, seed, total_steps, resume, force, rank,
-                        world, data, command) -> Path | None:
-    """Refuse to mix runs: returns the final checkpoint if this exact run is already done.
-
-    Other settings, or other crops / neighbours than the run recorded, are refused unless
-    `force` (which starts over)."""
+def _check_previous_run(out, profile, seed, total_steps, resume, force, rank, world, data,
+                        command) -> Path | None:
+    """Refuse to mix runs (other settings or inputs, unless `force`, which starts over);
+    returns the final checkpoint if this exact run is already done."""
+    last, final = out / "checkpoints" / "last.pt", out / "checkpoints" / "final.pt"
     if rank == 0:
         if force:
             for old in (last, previous_path(last), final, out / "log.csv"):
@@ -212,7 +195,7 @@ class Run:
         return self.out / "checkpoints" / "final.pt"
 
     def due(self, done: int) -> tuple[bool, bool]:
-        """(validate, checkpoint) after `done` steps; the same on every rank (each flush is a
+        """(validate, checkpoint) after `done` steps; the same on every rank (a flush is a
         collective under DDP)."""
         p, end = self.profile, done == self.total_steps
         validate = self.data.val is not None and (done % p.val_every == 0 or end)
@@ -240,9 +223,8 @@ def _train(run: Run, resume: bool, progress: bool) -> Path:
 
 
 def _loop(run: Run, loader, validate, progress: bool) -> None:
-    """The steps (docs/method.md §8): features, one trainer step (codes, objective, backward,
-    Adam, schedules); every `log_every` steps the numbers are synchronised, checked finite
-    and written; validation and checkpoints when due."""
+    """The steps (docs/method.md §8): features, one trainer step; every `log_every` steps the
+    numbers are synchronised, checked finite and written; validation, checkpoints when due."""
     log = RunLog(run.out, run.start, enabled=run.rank == 0)
     if run.start == 0 and validate is not None:  # where the curve starts: the untrained head
         log.write([{"step": BEFORE_TRAINING, **validate(run.trainer.model)}])
@@ -283,8 +265,8 @@ def _check_sample_grid(profile: Profile, backbone) -> None:
 
 
 def _resume(run: Run) -> int:
-    """Load the latest checkpoint (or the one before it, if the latest is unreadable) into the
-    trainer and the random generators; returns its step (0 when there is none)."""
+    """Load the latest readable checkpoint (`last.pt`, else `previous.pt`) into the trainer and
+    the random generators; returns its step (0 when there is none)."""
     if not (run.last.exists() or previous_path(run.last).exists()):
         return 0
     state, source = read_latest(run.last, run.device)
@@ -301,8 +283,8 @@ def _resume(run: Run) -> int:
 
 
 def _loader(run: Run, caches: dict) -> torch.utils.data.DataLoader:
-    """Batches of steps start..total_steps − 1 in their seeded order (docs/method.md §8 step 1):
-    cached features when `precompute_features`, else crops to run the backbone on."""
+    """Batches of steps start..total_steps − 1 in their seeded order (§8 step 1): cached
+    features when `precompute_features`, else crops to run the backbone on."""
     p = run.profile
     sampler = StepSampler(run.data.knn, p.knn_k, p.batch_size, run.seed, run.start,
                           run.total_steps, run.rank, run.world)
@@ -324,7 +306,8 @@ def _features(batch: dict, backbone) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _stop_if_diverged(rows: list[dict], log: RunLog, run: Run) -> None:
     """Log up to the first non-finite number and stop with an error naming step and term."""
-    bad = _first_bad(rows)
+    bad = next(((row["step"], k, row[k]) for row in rows for k in STEP_VALUES
+                if not math.isfinite(row[k])), None)
     if bad is None:
         return
     log.write([r for r in rows if r["step"] <= bad[0]])

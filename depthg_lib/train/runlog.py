@@ -71,8 +71,5 @@ class RunLog:
 
 
 def _fmt(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v)
-    return v
+    """A log.csv cell: empty for None, a float's shortest exact form (repr)."""
+    return "" if v is None else repr(v) if isinstance(v, float) else v

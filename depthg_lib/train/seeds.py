@@ -1,8 +1,6 @@
-"""Seeds of the training run's random streams: exact resume needs no saved sampler state.
-
-Everything random in step k — which crops, which positives, dropout masks, sample points —
-is drawn from a generator seeded by (seed, step, rank, stream) alone, so a run interrupted
-at step k and resumed logs the same numbers as one that never stopped.
+"""Seeds of the training run's random streams: everything random in step k (crops, positives,
+dropout masks, sample points) is drawn from a generator seeded by (seed, step, rank, stream)
+alone, so a resumed run logs the same numbers as one that never stopped, with no saved state.
 """
 
 from __future__ import annotations

@@ -31,13 +31,10 @@ class Schedule:
         return cls(profile.samples, profile.weight_depth, profile.shift_depth)
 
     def advance(self, step: int, profile: Profile) -> None:
-        """Apply the decays due after `step`.
-
-        Depth weight and shift: × factor every `depth_decay_every` steps, never at step 0.
-        Sample count S: `max(int(S·factor), fps_min_samples)` every `fps_sample_decay_every`
-        steps, at step 0 too in `released` (the released quirk: 11×11 only at step 0, 9×9
-        from step 1), not at step 0 in `corrected`.
-        """
+        """Apply the decays due after `step`: depth weight and shift × factor every
+        `depth_decay_every` steps, never at step 0; S ← max(int(S·factor), fps_min_samples)
+        every `fps_sample_decay_every` steps, at step 0 only in `released` (its quirk: 11×11
+        at step 0 alone, 9×9 from step 1)."""
         if step > 0 and step % profile.depth_decay_every == 0:
             self.weight_depth *= profile.depth_decay_factor
             self.shift_depth *= profile.depth_decay_factor
@@ -48,7 +45,7 @@ class Schedule:
 
 
 def loss_settings(p: Profile, sch: Schedule) -> LossSettings:
-    """The objective's settings at this step: the profile's, with the scheduled S, w_depth and
+    """The objective's settings at this step: the profile's, with the scheduled S, w_depth,
     s_depth (docs/method.md §8 step 6)."""
     return LossSettings(
         shifts={**p.shifts, "depth": sch.shift_depth},
@@ -77,17 +74,11 @@ def check_shapes(feats, feats_pos, label, depth, depth_pos, samples: int) -> Non
 class Trainer:
     """Head, probes, their three Adam optimisers and the schedules; `step` trains one step.
 
-    Under `torch.distributed` (W > 1 processes) the model is wrapped in
-    DistributedDataParallel: rank r gets its B/W crops of the step's batch, computes the loss
-    on them alone and DDP averages the gradients, so every rank takes the same optimiser step
-    and all hold the same parameters afterwards (tests/test_ddp.py, torchrun on two CPU
-    ranks). That step is one process's step of the mean loss only for the terms that look at
-    one image (and its positive) at a time. The rest is per rank: negatives are drawn among
-    the rank's own B/W crops (`negative_permutations` on its shard), dropout masks — the
-    head's and the loss's feature dropout — are seeded by (seed, step, rank), and `pointwise`
-    centring adds back the mean of F over the rank's shard. The test checks one process's
-    step to float tolerance with those three switched off.
-    """
+    With W > 1 processes the model is wrapped in DistributedDataParallel: rank r computes the
+    loss on its B/W crops of the step and DDP averages the gradients, so all ranks take the
+    same step. That equals one process's step only for the per-image terms: negatives are
+    drawn within the rank's shard, dropout masks seeded by (seed, step, rank), and `pointwise`
+    centring uses the shard's mean of F (tests/test_ddp.py switches those three off)."""
 
     def __init__(self, profile: Profile, backbone_dim: int, device: torch.device,
                  seed: int = 0, rank: int = 0, world: int = 1):
@@ -104,12 +95,10 @@ class Trainer:
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizers = {
-            "head": torch.optim.Adam(self.model.head.parameters(), lr=profile.lr),
-            "cluster_probe": torch.optim.Adam(self.model.cluster_probe.parameters(),
-                                              lr=profile.probe_lr),
-            "linear_probe": torch.optim.Adam(self.model.linear_probe.parameters(),
-                                             lr=profile.probe_lr)}
+        self.optimizers = {  # one per part, named as the part (and its checkpoint entry)
+            k: torch.optim.Adam(getattr(self.model, k).parameters(), lr=lr) for k, lr in
+            (("head", profile.lr), ("cluster_probe", profile.probe_lr),
+             ("linear_probe", profile.probe_lr))}
         self.schedule = Schedule.start(profile)
 
     def step(self, step: int, feats: torch.Tensor, feats_pos: torch.Tensor, label: torch.Tensor,
@@ -147,16 +136,12 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"head": self.model.head.state_dict(),
-                "cluster_probe": self.model.cluster_probe.state_dict(),
-                "linear_probe": self.model.linear_probe.state_dict(),
+        return {**{k: getattr(self.model, k).state_dict() for k in self.optimizers},
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                 "schedule": dataclasses.asdict(self.schedule)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.head.load_state_dict(state["head"])
-        self.model.cluster_probe.load_state_dict(state["cluster_probe"])
-        self.model.linear_probe.load_state_dict(state["linear_probe"])
         for k, opt in self.optimizers.items():
+            getattr(self.model, k).load_state_dict(state[k])
             opt.load_state_dict(state["optimizers"][k])
         self.schedule = Schedule(**state["schedule"])

@@ -10,6 +10,7 @@ from .. import features as featcache
 from ..config import Profile
 from ..metrics import confusion_histogram, scores
 from ..models import DepthGModel
+from .data import CropBatches
 
 
 class Validation:
@@ -22,7 +23,7 @@ class Validation:
         k = profile.val_images
         self.ids = (np.arange(n) if not k or k >= n
                     else np.unique(np.linspace(0, n - 1, k).round().astype(np.int64)))
-        self.cached, self.source = cached, source
+        self.cached, self.crops = cached, CropBatches(source, profile.res, profile.fidelity)
 
     def _batches(self):
         for start in range(0, len(self.ids), self.batch):
@@ -32,10 +33,7 @@ class Validation:
                 label = torch.from_numpy(np.ascontiguousarray(self.cached.labels[ids]))
                 yield feats.to(self.device).float(), label
                 continue
-            items = [featcache.prepare_crop(*self.source.load(int(i)), self.profile.res,
-                                            self.profile.fidelity) for i in ids]
-            images = torch.from_numpy(np.stack([it[0] for it in items]))
-            label = torch.from_numpy(np.stack([it[1] for it in items]))
+            images, label, _ = self.crops.load(ids)
             yield featcache.featurize(self.backbone, images.to(self.device)).float(), label
 
     @torch.no_grad()
