@@ -56,6 +56,14 @@ def test_missing_split_names_expected_path(tmp_path, dataset, maker, removed):
     assert "MISSING" in str(report)
 
 
+def test_unreadable_synthscenes_class_table_names_the_file(tmp_path):
+    root = make_synth(tmp_path / "s", n_train=1, n_val=1)
+    (root / "synthscenes.json").write_text('{"classes": [{"colour": [1, 2, 3]}]}')
+    with pytest.raises(DepthGError, match="synthscenes.json is not a SynthScenes class table.*"
+                                          "re-generate"):
+        get_reader("synthscenes", root).class_names
+
+
 def test_unknown_split(tmp_path):
     with pytest.raises(DepthGError, match="splits are train, val"):
         get_reader("synthscenes", make_synth(tmp_path / "s")).names("test")
@@ -125,7 +133,7 @@ def test_image_label_mismatch_lists_unmatched_names(tmp_path, capsys):
     Image.fromarray(extra).save(root / "labels" / "train" / "orphan.png")
     report = get_reader("synthscenes", root).check()
     train = report.splits["train"]
-    assert (train.images, train.labels, train.n_without_label) == (8, 6, 3)
+    assert (train.images, train.labels, len(train.without_label)) == (8, 6, 3)
     assert train.without_label == ["train_00002", "train_00005", "train_00006"]
     assert train.label_only == ["orphan"] and not report.usable
     assert data_main(["check", "--dataset", "synthscenes", "--root", str(root)]) == 1

@@ -1,10 +1,8 @@
 """What every dataset reader offers, and the report `python -m depthg_lib.data check` prints.
 
 A reader hides one dataset's folder layout (docs/method.md §1, §11) behind the same few calls,
-so the stages never spell out a path: `names(split)`, `image_path`, `label_path`, `depth_path`,
-`load_image`, `load_label`. Split names are always `train` and `val`; each reader maps them
-to its own folders (`train2017`, `labelled_test.txt`, ...). Labels come back as uint8 class
-ids `0..C-1` with 255 = ignore, whatever the dataset stores.
+so the stages never spell out a path. Splits are always `train` and `val`; labels come back as
+uint8 class ids `0..C-1` with 255 = ignore, whatever the dataset stores.
 """
 
 from __future__ import annotations
@@ -38,11 +36,8 @@ class SplitReport:
     labels: int | None = None  # None: the dataset has no labels
     depth: int = 0
     missing_images: list[str] = field(default_factory=list)  # listed, file absent
-    without_label: list[str] = field(default_factory=list)  # first few names
-    n_without_label: int = 0
+    without_label: list[str] = field(default_factory=list)
     label_only: list[str] = field(default_factory=list)  # labels whose image is absent
-    n_label_only: int = 0
-    n_missing_images: int = 0
     bad: list[str] = field(default_factory=list)  # unreadable files (deep check)
     stale_depth: bool = False  # depth maps made from other images (depth.json says)
     error: str = ""  # the split could not be read at all
@@ -77,16 +72,13 @@ class CheckReport:
             parts.append(f"depth {rep.depth}/{rep.images}"
                          + (" (STALE: made from other images)" if rep.stale_depth else ""))
             lines.append(f"  {rep.split:<5}  " + ", ".join(parts) + f"   ({rep.where})")
-            for title, names, total in (
-                    ("listed but image file absent", rep.missing_images, rep.n_missing_images),
-                    ("images without a label", rep.without_label, rep.n_without_label),
-                    ("labels without an image", rep.label_only, rep.n_label_only)):
-                if total:
-                    more = f", ... ({total} in all)" if total > len(names) else ""
-                    lines.append(f"         {title}: {', '.join(names)}{more}")
-            if rep.bad:
-                lines.append(f"         unreadable: {', '.join(rep.bad[:_SHOW])}"
-                             + (f", ... ({len(rep.bad)} in all)" if len(rep.bad) > _SHOW else ""))
+            for title, names in (("listed but image file absent", rep.missing_images),
+                                 ("images without a label", rep.without_label),
+                                 ("labels without an image", rep.label_only),
+                                 ("unreadable", rep.bad)):
+                if names:
+                    more = f", ... ({len(names)} in all)" if len(names) > _SHOW else ""
+                    lines.append(f"         {title}: {', '.join(names[:_SHOW])}{more}")
         if self.notes:
             lines += ["", "notes:"] + [f"  - {n}" for n in self.notes]
         if self.problems:
@@ -103,6 +95,11 @@ class DatasetReader:
     class_names: tuple[str, ...] = ()
     has_labels: bool = True
     splits: tuple[str, ...] = SPLITS
+    tree: str = ""  # the expected layout, as the check prints it
+    # A name's files relative to the root: {split} (through `split_dirs`), {name} and what
+    # `_fields(name)` adds. The depth stage writes 16-bit min–max normalised PNGs (§2).
+    layout: dict[str, str] = {"depth": "depth/{split}/{name}.png"}
+    split_dirs: dict[str, str] = {}
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(os.path.expanduser(str(root)))
@@ -120,16 +117,22 @@ class DatasetReader:
         """The folder or list file a split is read from (for messages and the check)."""
         raise NotImplementedError
 
+    def _fields(self, name: str) -> dict[str, str]:
+        return {}
+
+    def _path(self, kind: str, split: str, name: str) -> Path:
+        self._check_split(split)
+        return self.root / self.layout[kind].format(
+            split=self.split_dirs.get(split, split), name=name, **self._fields(name))
+
     def image_path(self, split: str, name: str) -> Path:
-        raise NotImplementedError
+        return self._path("image", split, name)
 
     def label_path(self, split: str, name: str) -> Path | None:
-        return None
+        return self._path("label", split, name) if "label" in self.layout else None
 
     def depth_path(self, split: str, name: str) -> Path:
-        """Where the depth stage writes the 16-bit min–max normalised depth PNG
-        (docs/method.md §2)."""
-        return self.root / "depth" / split / f"{name}.png"
+        return self._path("depth", split, name)
 
     def _label_names(self, split: str) -> set[str] | None:
         """Names that have a label file, when they can be listed cheaply (for the check)."""
@@ -140,7 +143,7 @@ class DatasetReader:
         return validate_label(raw, self.n_classes, path)
 
     def expected_tree(self) -> str:
-        raise NotImplementedError
+        return self.tree
 
     # -- the common interface -----------------------------------------------------------
     def names(self, split: str) -> list[str]:
@@ -171,8 +174,7 @@ class DatasetReader:
         return None
 
     def depth_record_dir(self) -> Path:
-        """The folder above every depth map (`<root>/depth` in most layouts), where the depth
-        stage keeps its record `depth.json`."""
+        """The folder above every depth map, where the depth stage keeps `depth.json`."""
         parents = set()
         for s in self.splits:
             try:
@@ -186,8 +188,8 @@ class DatasetReader:
         return Path(os.path.commonpath(sorted(parents)))
 
     def input_stamps(self, split: str, kinds: tuple[str, ...] = ("images",)) -> dict[str, dict]:
-        """Digests of a split's files of each kind (`images`, `labels`, `depth`), keyed
-        `<split>/<kind>`: what a stage records as its inputs (`io.check_stage_settings`)."""
+        """Digests of a split's `images`, `labels` or `depth`, keyed `<split>/<kind>`: what a
+        stage records as its inputs (`io.check_stage_settings`)."""
         names = self.names(split)
         paths = {"images": self.image_path, "labels": self.label_path, "depth": self.depth_path}
         words = {"images": "images", "labels": "labels", "depth": "depth maps"}
@@ -203,28 +205,24 @@ class DatasetReader:
         return stamps
 
     def stale_depth(self, split: str) -> list[str]:
-        """What changed in a split's images since the depth stage recorded them ([] when
-        nothing did, or when no record says)."""
+        """What changed in a split's images since the depth stage recorded them ([] if none)."""
         recorded = recorded_inputs(self.depth_record_dir(), "depth")
         if f"{split}/images" not in recorded:
             return []
         return changed_inputs(recorded, self.input_stamps(split, ("images",)))
 
     def check(self, deep: bool = False, profile_arg: str | None = None) -> CheckReport:
-        """Count what is present and missing per split; `deep` also opens every file.
-
-        Depth maps made from other images than the split now holds (an image replaced in
-        place, a regenerated dataset) are a problem, named with the command that redoes them
-        (`profile_arg` is what that command passes to --profile).
-        """
+        """Count what is present and missing per split; `deep` also opens every file. Depth
+        maps made from other images than the split now holds are a problem, named with the
+        command that redoes them (`profile_arg` is what it passes to --profile)."""
         report = CheckReport(self.name, self.root, self.expected_tree())
         if not self.root.is_dir():
             report.problems.append(f"dataset folder {self.root} does not exist")
             return report
         report.notes += self._extra_notes()
+        redo = f"python -m depthg_lib.depth --profile {profile_arg or '<profile>'}"
         for split in self.splits:
-            rep = SplitReport(split, where=str(self._split_location(split)))
-            report.splits[split] = rep
+            rep = report.splits[split] = SplitReport(split, str(self._split_location(split)))
             try:
                 names = self.names(split)
             except DepthGError as err:
@@ -235,36 +233,9 @@ class DatasetReader:
                     report.notes.append(f"split {split}: missing {rep.where} (needed for "
                                         "evaluation and validation)")
                 continue
-            exists = {n: self.image_path(split, n).is_file() for n in names}
-            present = [n for n in names if exists[n]]
-            absent = [n for n in names if not exists[n]]
-            rep.images = len(present)
-            rep.n_missing_images, rep.missing_images = len(absent), absent[:_SHOW]
-            if absent:
-                report.problems.append(f"split {split}: {len(absent)} listed images are absent, "
-                                       f"e.g. {self.image_path(split, absent[0])}")
-            if not present:
-                (report.problems if split == "train" else report.notes).append(
-                    f"split {split}: no images in {rep.where}")
-            if self.has_labels:
-                self._check_labels(split, names, present, rep, report)
-            rep.depth = sum(self.depth_path(split, n).is_file() for n in present)
-            stale = self.stale_depth(split) if rep.depth else []
-            if stale:
-                rep.stale_depth = True
-                report.problems.append(
-                    f"split {split}: the depth maps in {self.depth_record_dir()} were made from "
-                    f"other images ({'; '.join(stale)}); redo them with `python -m "
-                    f"depthg_lib.depth --profile {profile_arg or '<profile>'} --force`")
-            if deep:
-                rep.bad = self._deep_check(split, present)
-                if rep.bad:
-                    report.problems.append(f"split {split}: {len(rep.bad)} unreadable files "
-                                           f"(first: {rep.bad[0]}); replace them or run the "
-                                           "stages with --skip-bad")
+            self._check_files(split, names, rep, report, deep, redo)
         if any(r.depth < r.images for r in report.splits.values() if not r.error):
-            report.notes.append("depth maps are written by `python -m depthg_lib.depth "
-                                f"--profile {profile_arg or '<profile>'}` (chapter 01); missing "
+            report.notes.append(f"depth maps are written by `{redo}` (chapter 01); missing "
                                 "ones are normal before it")
         return report
 
@@ -272,23 +243,46 @@ class DatasetReader:
     def _extra_notes(self) -> list[str]:
         return []
 
-    def _check_labels(self, split, names, present, rep, report) -> None:
-        labelled = self._label_names(split)
-        if labelled is None:
-            labelled = {n for n in names if self.label_path(split, n).is_file()}
-        without = [n for n in present if n not in labelled]
-        image_set = set(present)
-        only = sorted(n for n in labelled if n not in image_set)
-        rep.labels = len(labelled)
-        rep.n_without_label, rep.without_label = len(without), without[:_SHOW]
-        rep.n_label_only, rep.label_only = len(only), only[:_SHOW]
-        if without:
+    def _check_files(self, split, names, rep, report, deep: bool, redo: str) -> None:
+        """One split of `check`: images, labels, depth maps and (`deep`) unreadable files."""
+        exists = {n: self.image_path(split, n).is_file() for n in names}
+        present = [n for n in names if exists[n]]
+        rep.images = len(present)
+        rep.missing_images = [n for n in names if not exists[n]]
+        if rep.missing_images:
             report.problems.append(
-                f"split {split}: {len(without)} of {len(present)} images have no label, e.g. "
-                f"{self.label_path(split, without[0])} is missing")
-        if only:
-            report.notes.append(f"split {split}: {len(only)} labels have no image (ignored), "
-                                f"e.g. {only[0]}")
+                f"split {split}: {len(rep.missing_images)} listed images are absent, e.g. "
+                f"{self.image_path(split, rep.missing_images[0])}")
+        if not present:
+            (report.problems if split == "train" else report.notes).append(
+                f"split {split}: no images in {rep.where}")
+        if self.has_labels:
+            labelled = self._label_names(split)
+            if labelled is None:
+                labelled = {n for n in names if self.label_path(split, n).is_file()}
+            rep.labels = len(labelled)
+            rep.without_label = [n for n in present if n not in labelled]
+            rep.label_only = sorted(labelled - set(present))
+            if rep.without_label:
+                report.problems.append(
+                    f"split {split}: {len(rep.without_label)} of {len(present)} images have no "
+                    f"label, e.g. {self.label_path(split, rep.without_label[0])} is missing")
+            if rep.label_only:
+                report.notes.append(f"split {split}: {len(rep.label_only)} labels have no image "
+                                    f"(ignored), e.g. {rep.label_only[0]}")
+        rep.depth = sum(self.depth_path(split, n).is_file() for n in present)
+        stale = self.stale_depth(split) if rep.depth else []
+        if stale:
+            rep.stale_depth = True
+            report.problems.append(
+                f"split {split}: the depth maps in {self.depth_record_dir()} were made from "
+                f"other images ({'; '.join(stale)}); redo them with `{redo} --force`")
+        if deep:
+            rep.bad = self._deep_check(split, present)
+            if rep.bad:
+                report.problems.append(f"split {split}: {len(rep.bad)} unreadable files (first: "
+                                       f"{rep.bad[0]}); replace them or run the stages with "
+                                       "--skip-bad")
 
     def _deep_check(self, split: str, names: list[str]) -> list[str]:
         from tqdm.auto import tqdm

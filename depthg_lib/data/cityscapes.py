@@ -1,10 +1,9 @@
 """Cityscapes-27 (docs/method.md §11): torchvision's fine/semantic layout, class = labelId − 7.
 
-Images `leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png`, labels
-`gtFine/<split>/<city>/<...>_gtFine_labelIds.png`. As in STEGO, the labelIds 7..33 become the
-27 classes 0..26 and the ids below 7 (unlabeled, ego vehicle, rectification border, out of
-roi, static, dynamic, ground) become ignore. A name is the file stem without its suffix,
-e.g. `aachen_000000_000019`; its city is the part before the last two `_`.
+As in STEGO, the labelIds 7..33 become the 27 classes 0..26 and the ids below 7 (unlabeled,
+ego vehicle, rectification border, out of roi, static, dynamic, ground) become ignore. A name
+is the file stem without its suffix, e.g. `aachen_000000_000019`; its city is the part before
+the last two `_`.
 """
 
 from __future__ import annotations
@@ -29,16 +28,24 @@ CLASS_NAMES = (
 )
 
 
-def city_of(name: str) -> str:
-    return name.rsplit("_", 2)[0]
-
-
 class CityscapesReader(DatasetReader):
     """torchvision `Cityscapes(mode="fine", target_type="semantic")` folders."""
 
     name = "cityscapes"
     n_classes = 27
     class_names = CLASS_NAMES
+    layout = {"image": "leftImg8bit/{split}/{city}/{name}" + _IMG_SUFFIX,
+              "label": "gtFine/{split}/{city}/{name}" + _LABEL_SUFFIX,
+              "depth": "depth/{split}/{city}/{name}_zoedepth.png"}
+    tree = """\
+<root>/                                 profile: <data_root>/<dataset_dir>
+  leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+  gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png   labelIds 0..33
+  depth/{train,val}/<city>/<city>_<seq>_<frame>_zoedepth.png
+                                        written by python -m depthg_lib.depth"""
+
+    def _fields(self, name):
+        return {"city": name.rsplit("_", 2)[0]}
 
     def _split_location(self, split):
         return self.root / "leftImg8bit" / split
@@ -48,18 +55,6 @@ class CityscapesReader(DatasetReader):
         if not folder.is_dir():
             raise self._missing(split, folder)
         return [p.name[: -len(_IMG_SUFFIX)] for p in folder.glob(f"*/*{_IMG_SUFFIX}")]
-
-    def image_path(self, split, name):
-        self._check_split(split)
-        return self.root / "leftImg8bit" / split / city_of(name) / f"{name}{_IMG_SUFFIX}"
-
-    def label_path(self, split, name):
-        self._check_split(split)
-        return self.root / "gtFine" / split / city_of(name) / f"{name}{_LABEL_SUFFIX}"
-
-    def depth_path(self, split, name):
-        self._check_split(split)
-        return self.root / "depth" / split / city_of(name) / f"{name}_zoedepth.png"
 
     def _label_names(self, split):
         folder = self.root / "gtFine" / split
@@ -78,14 +73,3 @@ class CityscapesReader(DatasetReader):
         out = ids - FIRST_ID
         out[(out < 0) | (ids == IGNORE)] = IGNORE
         return out.astype(np.uint8)
-
-    def expected_tree(self):
-        return _TREE
-
-
-_TREE = """\
-<root>/                                 profile: <data_root>/<dataset_dir>
-  leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
-  gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png   labelIds 0..33
-  depth/{train,val}/<city>/<city>_<seq>_<frame>_zoedepth.png
-                                        written by python -m depthg_lib.depth"""

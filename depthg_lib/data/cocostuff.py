@@ -15,7 +15,6 @@ from pathlib import Path
 from ..errors import DepthGError
 from .base import DatasetReader, lookup_label
 
-_SPLIT_DIRS = {"train": "train2017", "val": "val2017"}
 _CURATED = "Coco164kFull_Stuff_Coarse_7.txt"
 MAPPING_FILE = Path(__file__).with_name("cocostuff27.json")
 
@@ -41,13 +40,23 @@ class CocoStuff27Reader(DatasetReader):
     name = "cocostuff27"
     n_classes = 27
     class_names = CLASS_NAMES
+    split_dirs = {"train": "train2017", "val": "val2017"}
+    layout = {"image": "images/{split}/{name}.jpg", "label": "annotations/{split}/{name}.png",
+              "depth": "depth/{split}/{name}_zoedepth.png"}
+    tree = """\
+<root>/                                 profile: <data_root>/<dataset_dir>
+  curated/train2017/Coco164kFull_Stuff_Coarse_7.txt   image ids used for training
+  curated/val2017/Coco164kFull_Stuff_Coarse_7.txt     image ids used for evaluation
+  images/{train2017,val2017}/<id>.jpg                 COCO 2017 images
+  annotations/{train2017,val2017}/<id>.png            stuffthingmaps: fine ids 0..181, 255
+  depth/{train2017,val2017}/<id>_zoedepth.png         written by python -m depthg_lib.depth"""
 
     @cached_property
     def _table(self) -> dict[int, int]:
         return fine_to_coarse()
 
     def _split_location(self, split):
-        return self.root / "curated" / _SPLIT_DIRS[split] / _CURATED
+        return self.root / "curated" / self.split_dirs[split] / _CURATED
 
     def _list(self, split):
         path = self._split_location(split)
@@ -62,29 +71,5 @@ class CocoStuff27Reader(DatasetReader):
             raise DepthGError(f"curated list {path} is empty; expected one image id per line")
         return names
 
-    def image_path(self, split, name):
-        self._check_split(split)
-        return self.root / "images" / _SPLIT_DIRS[split] / f"{name}.jpg"
-
-    def label_path(self, split, name):
-        self._check_split(split)
-        return self.root / "annotations" / _SPLIT_DIRS[split] / f"{name}.png"
-
-    def depth_path(self, split, name):
-        self._check_split(split)
-        return self.root / "depth" / _SPLIT_DIRS[split] / f"{name}_zoedepth.png"
-
     def _map_label(self, raw, path):
         return lookup_label(raw, self._table, path, "COCO-Stuff fine id")
-
-    def expected_tree(self):
-        return _TREE
-
-
-_TREE = """\
-<root>/                                 profile: <data_root>/<dataset_dir>
-  curated/train2017/Coco164kFull_Stuff_Coarse_7.txt   image ids used for training
-  curated/val2017/Coco164kFull_Stuff_Coarse_7.txt     image ids used for evaluation
-  images/{train2017,val2017}/<id>.jpg                 COCO 2017 images
-  annotations/{train2017,val2017}/<id>.png            stuffthingmaps: fine ids 0..181, 255
-  depth/{train2017,val2017}/<id>_zoedepth.png         written by python -m depthg_lib.depth"""

@@ -62,6 +62,16 @@ class PotsdamReader(DatasetReader):
     name = "potsdam"
     n_classes = 3
     class_names = CLASS_NAMES
+    layout = {"image": "imgs/{name}.mat", "label": "gt/{name}.mat",
+              "depth": "depth/{name}_zoedepth.png"}
+    tree = """\
+<root>/                                 profile: <data_root>/<dataset_dir>
+  labelled_train.txt                    ids of split train (one per line)
+  labelled_test.txt                     ids of split val
+  unlabelled_train.txt, all.txt         optional, not read
+  imgs/<id>.mat                         key img: (H, W, 4), channels R, G, B, infrared
+  gt/<id>.mat                           key gt: (H, W) ids 0..5, 255 = ignore
+  depth/<id>_zoedepth.png               written by python -m depthg_lib.depth"""
 
     def _split_location(self, split):
         return self.root / _LISTS[split]
@@ -75,18 +85,6 @@ class PotsdamReader(DatasetReader):
         if not names:
             raise DepthGError(f"split list {path} is empty; expected one image id per line")
         return names
-
-    def image_path(self, split, name):
-        self._check_split(split)
-        return self.root / "imgs" / f"{name}.mat"
-
-    def label_path(self, split, name):
-        self._check_split(split)
-        return self.root / "gt" / f"{name}.mat"
-
-    def depth_path(self, split, name):
-        self._check_split(split)
-        return self.root / "depth" / f"{name}_zoedepth.png"
 
     def load_image(self, split, name):
         path = self.image_path(split, name)
@@ -104,16 +102,3 @@ class PotsdamReader(DatasetReader):
                 raise DepthGError(f"label {path} holds non-integer values; expected ids 0..5")
             gt = gt.astype(np.int64)
         return lookup_label(gt, SIX_TO_THREE, path, "Potsdam class id (0..5)")
-
-    def expected_tree(self):
-        return _TREE
-
-
-_TREE = """\
-<root>/                                 profile: <data_root>/<dataset_dir>
-  labelled_train.txt                    ids of split train (one per line)
-  labelled_test.txt                     ids of split val
-  unlabelled_train.txt, all.txt         optional, not read
-  imgs/<id>.mat                         key img: (H, W, 4), channels R, G, B, infrared
-  gt/<id>.mat                           key gt: (H, W) ids 0..5, 255 = ignore
-  depth/<id>_zoedepth.png               written by python -m depthg_lib.depth"""
