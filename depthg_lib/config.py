@@ -1,10 +1,8 @@
 """Profiles: one typed, validated configuration object per run (docs/method.md §10).
 
-A profile is a YAML file in `depthg_lib/profiles/` (or any path). It may start with
-`extends: <other profile>` and then lists only what differs. Loading checks every key: an
-unknown key, a wrong type or an out-of-range value is one `DepthGError` naming the file, the
-key and the nearest valid key. Functions take the values they need, not the whole profile,
-where that stays readable; `Profile.paths` says where each stage reads and writes.
+A profile is a YAML file in `depthg_lib/profiles/` (or any path); after `extends: <other>` it
+lists only what differs. An unknown key, a wrong type or an out-of-range value is one
+`DepthGError` naming the file, the key and the nearest valid key.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from .errors import DepthGError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
 def runs_root() -> Path:
@@ -33,12 +32,10 @@ def runs_root() -> Path:
     return Path(os.environ.get("DEPTHG_RUNS") or REPO_ROOT / "runs")
 
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-
-
 def chapters(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     """The numbered chapters (`NN_*.ipynb`) in order; appendices (`A1_*`) are not run."""
-    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+
 
 DATASETS = ("synthscenes", "cocostuff27", "cityscapes", "potsdam", "directory")
 DEPTH_BACKENDS = ("synth", "gt", "zoedepth", "depth_anything")
@@ -188,27 +185,17 @@ class Paths:
         root = Path(os.path.expanduser(profile.data_root))
         self.data_root = root if root.is_absolute() else REPO_ROOT / root
         self.dataset_dir = self.data_root / (profile.dataset_dir or profile.dataset)
+        # cropped/<dataset>_five_crop_<ratio>/{img,label,depth}/<split>/
+        self.crop_dir = (self.data_root / "cropped"
+                         / f"{self.dataset_dir.name}_five_crop_{profile.crop_ratio}")
         self.run_dir = runs_root() / profile.name
-
-    @property
-    def crop_dir(self) -> Path:
-        """`cropped/<dataset>_five_crop_<ratio>/{img,label,depth}/<split>/` (docs/method.md §11)."""
-        name = self.dataset_dir.name
-        return self.data_root / "cropped" / f"{name}_five_crop_{self.profile.crop_ratio}"
+        self.train_dir, self.eval_dir = self.run_dir / "train", self.run_dir / "eval"
 
     def knn_file(self, split: str = "train") -> Path:
         """`nns/nns_<model>_<dataset>_<split>_five_<res>.npz` (docs/method.md §11)."""
         model = self.profile.backbone.replace("/", "_")
         name = f"nns_{model}_{self.dataset_dir.name}_{split}_five_{self.profile.knn_res}.npz"
         return self.data_root / "nns" / name
-
-    @property
-    def train_dir(self) -> Path:
-        return self.run_dir / "train"
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.run_dir / "eval"
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
@@ -232,8 +219,8 @@ def available_profiles() -> list[str]:
 
 
 def profile_arg(profile: Profile) -> str:
-    """What to pass to --profile to get this profile back: its name if it is a shipped one,
-    else its file (so that error messages name a command that works)."""
+    """What to pass to --profile to get this profile back (in the commands errors name): its
+    name if it is a shipped one, else its file."""
     source = Path(profile.source) if profile.source else None
     if source is None or source.parent.resolve() == PROFILE_DIR.resolve():
         return profile.name
@@ -298,7 +285,7 @@ def _check_type(path, key, value):
     hint = typing.get_type_hints(Profile)[key]
     expected = hint if isinstance(hint, type) else typing.get_origin(hint)
     if isinstance(hint, types.UnionType):
-        expected = tuple(a for a in typing.get_args(hint))
+        expected = typing.get_args(hint)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is int and isinstance(value, bool) or not isinstance(value, expected):
@@ -340,10 +327,9 @@ def _validate(profile: Profile, path) -> None:
 
 
 def _own_name(path: Path, name: str) -> str:
-    """A profile's name, and so its run folder `runs/<name>/`: the file's name — but a file
-    outside the library named like a shipped profile (an edited `elsewhere/test.yaml`) is
-    `<name>-<8 hex digits of the sha256 of its resolved path>`, so that it never writes into,
-    or marks stale, the shipped profile's run."""
+    """A profile's name, and so its run folder: the file's — but a file outside the library
+    named like a shipped profile is `<name>-<8 hex digits of its path's sha256>`, so that it
+    never writes into, or marks stale, the shipped profile's run."""
     shipped = PROFILE_DIR / f"{name}.yaml"
     if not shipped.exists() or path.resolve() == shipped.resolve():
         return name
@@ -352,8 +338,7 @@ def _own_name(path: Path, name: str) -> str:
 
 def shipped_name(profile: Profile) -> str:
     """The name a profile's file gives itself, before `_own_name`'s suffix: an edited copy of a
-    shipped profile runs in its own folder but is still that profile for what was released
-    for it (its checkpoint)."""
+    shipped profile is still that profile for what was released for it (its checkpoint)."""
     head, _, _ = profile.name.rpartition("-")
     if head and profile.source and _own_name(Path(profile.source), head) == profile.name:
         return head
