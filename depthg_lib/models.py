@@ -1,14 +1,9 @@
 """The model (docs/method.md §5): frozen ViT backbone, segmentation head, cluster and linear probes.
 
-- `load_backbone(name, weights, device)` — the one entry point to every backbone: DINO
-  ViT-S/8 and ViT-B/8, DINOv2 ViT-S/14 and ViT-B/14 (timm), and the course's embedded ViT.
-  It returns a frozen, eval-mode module taking float images (B,3,H,W) in [0,1] and giving the
-  last-layer patch tokens as a map (B, dim, H/p, W/p). Weights come from a local file only
-  (original DINO key layout or timm's, ``.pth`` or ``.safetensors``) — never the network.
-- `SegmentationHead` — ``code = linear(drop(f)) + nonlinear(drop(f))`` (STEGO's head).
-- `ClusterProbe` — unsupervised probe: cosine similarity of codes to learnable centroids
-  (released ``ClusterLookup``, golden ``e_cluster_lookup``).
-- `LinearProbe` — supervised evaluation probe on the detached code.
+`load_backbone(name, weights, device)` is the one entry point to every backbone (DINO ViT-S/8
+and ViT-B/8, DINOv2 ViT-S/14 and ViT-B/14 through timm, the course's embedded ViT): a frozen
+module taking [0,1] images (B,3,H,W) to last-layer patch tokens (B, dim, H/p, W/p), its
+weights read from a local file only (DINO or timm layout, `.pth` or `.safetensors`).
 """
 
 from __future__ import annotations
@@ -27,19 +22,13 @@ from .errors import DepthGError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# timm name → the original checkpoint's file name (facebookresearch/dino, dinov2)
-TIMM_BACKBONES = {
-    "vit_small_patch8_224.dino": "dino_deitsmall8_pretrain.pth",
-    "vit_base_patch8_224.dino": "dino_vitbase8_pretrain.pth",
-    "vit_small_patch14_dinov2.lvd142m": "dinov2_vits14_pretrain.pth",
-    "vit_base_patch14_dinov2.lvd142m": "dinov2_vitb14_pretrain.pth",
-}
-ALIASES = {
-    "dino_vits8": "vit_small_patch8_224.dino",
-    "dino_vitb8": "vit_base_patch8_224.dino",
-    "dinov2_vits14": "vit_small_patch14_dinov2.lvd142m",
-    "dinov2_vitb14": "vit_base_patch14_dinov2.lvd142m",
-}
+# alias → timm name, and the original checkpoint's file name (facebookresearch/dino, dinov2)
+_TIMM = {"dino_vits8": ("vit_small_patch8_224.dino", "dino_deitsmall8_pretrain.pth"),
+         "dino_vitb8": ("vit_base_patch8_224.dino", "dino_vitbase8_pretrain.pth"),
+         "dinov2_vits14": ("vit_small_patch14_dinov2.lvd142m", "dinov2_vits14_pretrain.pth"),
+         "dinov2_vitb14": ("vit_base_patch14_dinov2.lvd142m", "dinov2_vitb14_pretrain.pth")}
+TIMM_BACKBONES = dict(_TIMM.values())
+ALIASES = {alias: name for alias, (name, _) in _TIMM.items()}
 EMBEDDED = ("embedded", "embedded-random")
 BACKBONES = tuple(TIMM_BACKBONES) + EMBEDDED
 RANDOM_SEED = 0  # `embedded-random` and weights="random": the same weights every time
@@ -58,9 +47,7 @@ def backbone_weights_dir() -> Path:
     """Where backbone weights are looked for when none is given: ``$DEPTHG_BACKBONE_DIR`` or
     ``data/models/backbones`` in the repository."""
     env = os.environ.get("DEPTHG_BACKBONE_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "models" / "backbones"
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "data/models/backbones"
 
 
 def default_weights_candidates(name: str) -> list[Path]:
@@ -69,27 +56,10 @@ def default_weights_candidates(name: str) -> list[Path]:
     return [root / f"{name}.safetensors", root / f"{name}.pth", root / TIMM_BACKBONES[name]]
 
 
-def normalised_input(images: torch.Tensor, name: str, patch: int, mean: torch.Tensor,
-                     std: torch.Tensor) -> torch.Tensor:
-    """Check a (B,3,H,W) batch a ViT can tokenise, scale uint8 to [0,1], ImageNet-normalise."""
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise DepthGError(f"{name} takes images (B,3,H,W), got {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        images = images.float() / 255.0
-    h, w = images.shape[-2:]
-    if h < patch or w < patch:
-        raise DepthGError(f"{name} needs images of at least {patch}×{patch} px, got {h}×{w}")
-    return (images - mean.to(images.dtype)) / std.to(images.dtype)
-
-
 class FrozenViT(nn.Module):
-    """What every frozen ViT here shares: [0,1] images (B,3,H,W) → last-layer patch tokens as
-    a map (B, dim, H/p, W/p).
-
-    Normalises internally, runs without gradient and stays in eval mode even when a parent
-    module is put in training mode (the backbone is never trained, docs/method.md §5). A
-    subclass says only how normalised images become patch tokens (`patch_tokens`).
-    """
+    """What every frozen ViT here shares: [0,1] (or uint8) images (B,3,H,W) → last-layer patch
+    tokens as a map (B, dim, H/p, W/p), normalised inside, without gradient, always in eval
+    mode (docs/method.md §5). A subclass says how normalised images become `patch_tokens`."""
 
     def __init__(self, name: str, dim: int, patch_size: int, mean, std):
         super().__init__()
@@ -108,9 +78,15 @@ class FrozenViT(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = normalised_input(images, self.name, self.patch_size, self.mean, self.std)
-        b, _, h, w = x.shape
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise DepthGError(f"{self.name} takes images (B,3,H,W), got {tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        b, _, h, w = images.shape
         p = self.patch_size
+        if h < p or w < p:
+            raise DepthGError(f"{self.name} needs images of at least {p}×{p} px, got {h}×{w}")
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         return self.patch_tokens(x).transpose(1, 2).reshape(b, self.dim, h // p, w // p)
 
 
@@ -165,8 +141,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_vit_weights(vit: nn.Module, path: str | os.PathLike, name: str) -> None:
     """Load a checkpoint into a timm ViT, checking every key and shape first."""
-    # timm (and the torchvision, hub code it pulls in) takes seconds to import: only here and
-    # in build_timm_vit, so the embedded backbone and the rest of the library do without it
+    # heavy: timm takes seconds to import; the embedded backbone does without it
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     raw = _strip_layout(read_state_dict(path))
@@ -206,7 +181,7 @@ def _shape_error(path, name, wrong) -> DepthGError:
 
 def build_timm_vit(name: str) -> nn.Module:
     """The timm architecture of a backbone, random weights, any input size (no download)."""
-    import timm  # heavy: seconds to import (see load_vit_weights)
+    import timm  # heavy: seconds to import, only for the timm backbones
 
     return timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
 
@@ -230,20 +205,17 @@ def _check_materialised(vit: nn.Module, path) -> None:
 
 
 def weights_identity(name: str, weights: str | os.PathLike | None = None) -> str:
-    """What identifies the weights `load_backbone(name, weights)` would load, for the stages'
-    settings records: new weights must invalidate kNN tables and feature caches made with old
-    ones. The shipped embedded ViT → its manifest sha256; a file → name, size and mtime;
-    random weights → "random"; missing → ""."""
+    """What identifies the weights `load_backbone(name, weights)` would load, so that new
+    weights invalidate the kNN tables and feature caches made with old ones: the shipped
+    embedded ViT's manifest sha256, a file's path, size and mtime, "random", or "" (none)."""
     name = canonical_backbone_name(name)
     if name == "embedded-random" or weights == "random":
         return "random"
     if name in EMBEDDED and weights is None:
         return "sha256:" + str(embedded.read_manifest().get("vit", {}).get("sha256", ""))
-    if weights is None:
-        weights = next((p for p in default_weights_candidates(name) if p.is_file()), None)
-        if weights is None:
-            return ""
-    path = Path(weights)
+    path = Path(weights) if weights is not None else _found_weights(name)
+    if path is None:
+        return ""
     if not path.is_file():
         return str(path)
     st = path.stat()
@@ -255,6 +227,10 @@ def profile_weights_identity(profile) -> str:
     return weights_identity(profile.backbone, profile.backbone_weights or None)
 
 
+def _found_weights(name: str) -> Path | None:
+    return next((p for p in default_weights_candidates(name) if p.is_file()), None)
+
+
 def load_backbone(name: str, weights: str | os.PathLike | None = None,
                   device: str | torch.device = "cpu") -> Backbone:
     """Frozen backbone ``name`` on ``device`` with weights from a local file (docs/method.md §5).
@@ -264,47 +240,36 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None,
     ``"random"`` = fixed-seed random weights (benchmarks and tests only).
     """
     name = canonical_backbone_name(name)
-    if name in EMBEDDED:
-        if name == "embedded-random" or weights == "random":
-            vit = _seeded(embedded.build_embedded_vit)
-        elif weights is None:
-            vit = _on_meta(embedded.build_embedded_vit)
-            vit.load_state_dict(embedded.load_embedded_state_dict("vit"), strict=True,
-                                assign=True)
-            _check_materialised(vit, embedded.weights_path("vit"))
-        else:
-            vit = _on_meta(embedded.build_embedded_vit)
-            load_vit_weights(vit, weights, name)
-            _check_materialised(vit, weights)
-        model = Backbone(vit, name, embedded.EMBEDDED_MEAN, embedded.EMBEDDED_STD)
-        return model.to(device)
-    if weights == "random":
-        vit = _seeded(lambda: build_timm_vit(name))
+    own = name in EMBEDDED
+    build = embedded.build_embedded_vit if own else lambda: build_timm_vit(name)
+    if name == "embedded-random" or weights == "random":
+        vit = _seeded(build)
+    elif own and weights is None:  # the shipped weights
+        vit = _on_meta(build)
+        vit.load_state_dict(embedded.load_embedded_state_dict("vit"), strict=True, assign=True)
+        _check_materialised(vit, embedded.weights_path("vit"))
     else:
-        vit = _on_meta(lambda: build_timm_vit(name))
+        vit = _on_meta(build)
+        weights = _found_weights(name) if weights is None else weights
         if weights is None:
             candidates = default_weights_candidates(name)
-            found = next((p for p in candidates if p.is_file()), None)
-            if found is None:
-                raise DepthGError(
-                    f"no weights for backbone {name}: looked for "
-                    f"{', '.join(map(str, candidates))}. "
-                    f"Put the original checkpoint ({TIMM_BACKBONES[name]}, from the DINO/DINOv2 "
-                    f"repository) or timm's model.safetensors for {name} at {candidates[0]}, or "
-                    "set `backbone_weights: /path/to/file` in the profile")
-            weights = found
+            raise DepthGError(
+                f"no weights for backbone {name}: looked for {', '.join(map(str, candidates))}. "
+                f"Put the original checkpoint ({TIMM_BACKBONES[name]}, from the DINO/DINOv2 "
+                f"repository) or timm's model.safetensors for {name} at {candidates[0]}, or "
+                "set `backbone_weights: /path/to/file` in the profile")
         load_vit_weights(vit, weights, name)
         _check_materialised(vit, weights)
-    return Backbone(vit, name, IMAGENET_MEAN, IMAGENET_STD).to(device)
+    mean, std = ((embedded.EMBEDDED_MEAN, embedded.EMBEDDED_STD) if own
+                 else (IMAGENET_MEAN, IMAGENET_STD))
+    return Backbone(vit, name, mean, std).to(device)
 
 
 # --------------------------------------------------------------------------- head, probes
 
 class SegmentationHead(nn.Module):
-    """STEGO head: ``code = linear(drop(f)) + nonlinear(drop(f))`` with 1×1 convolutions.
-
-    Each branch draws its own Dropout2d(0.1) mask, as released; nonlinear = conv→ReLU→conv.
-    """
+    """STEGO head: ``code = linear(drop(f)) + nonlinear(drop(f))``, 1×1 convolutions, each
+    branch with its own Dropout2d(0.1) mask as released; nonlinear = conv→ReLU→conv."""
 
     def __init__(self, in_dim: int, code_dim: int, dropout: bool = True, nonlinear: bool = True):
         super().__init__()
@@ -321,11 +286,10 @@ class SegmentationHead(nn.Module):
 
 
 class ClusterProbe(nn.Module):
-    """K learnable centroids; cosine similarity of unit-norm codes to unit-norm centroids.
+    """K learnable centroids scored by cosine similarity (released ``ClusterLookup``).
 
-    ``forward(x, alpha=None)`` → (loss, probs): hard one-hot assignment when alpha is None,
-    else softmax(alpha·similarity); loss = −mean over pixels of Σ_k probs·similarity.
-    ``log_probs=True`` → log-softmax(alpha·similarity) (evaluation, alpha = 2; docs/method.md §9).
+    ``forward(x, alpha)`` → (loss, probs): one-hot when alpha is None, else softmax(alpha·sim);
+    loss = −mean of Σ_k probs·sim. ``log_probs=True`` → log-softmax(alpha·sim) (§9, alpha 2).
     """
 
     def __init__(self, dim: int, n_classes: int):
@@ -378,11 +342,9 @@ class LinearProbe(nn.Module):
 
 
 class DepthGModel(nn.Module):
-    """Head and both probes in one module (one DDP wrapper synchronises all three).
-
-    `forward` returns the codes of image and positive and the two probe losses, computed on
-    the detached code: the probes measure the head, they never train it (docs/method.md §5).
-    """
+    """Head and both probes in one module (one DDP wrapper synchronises all three); `forward`
+    gives the codes of image and positive and the probe losses on the detached code: the
+    probes measure the head, they never train it (docs/method.md §5)."""
 
     def __init__(self, backbone_dim: int, code_dim: int, n_classes: int, extra_clusters: int = 0,
                  dropout: bool = True, nonlinear: bool = True):
