@@ -1,25 +1,12 @@
 """The arms of chapter 06's factorial: what does each ingredient of DepthG buy, on one budget?
 
 STEGO → DepthG changes two things at once: the depth term (docs/method.md §6.1) and where the
-S×S training points lie (depth-guided FPS, §7.1). The factorial separates them — every arm is
-the profile with only these settings replaced, and every arm trains with the same steps,
-seeds, crops, kNN table, backbone and sample-count schedule:
-
-| arm | depth term | sampling points |
-|---|---|---|
-| `stego-<fidelity>` | off | random |
-| `depth-<fidelity>` | on | random |
-| `fps-<fidelity>` | off | depth-guided FPS |
-| `depthg-<fidelity>` | on | depth-guided FPS |
-
-each in `released` fidelity (the released code: constant depth correlation, transposed FPS
-points, 8-bit depth, nearest resizing; §13) and `corrected` fidelity (what the paper means).
-`stego-released` and `stego-corrected` differ only in how crops are resized, so every arm has a
-STEGO partner that shares all but the ingredient under test. The sample-count decay
-(`fps_sample_decay`) stays as the profile says in every arm: it is a schedule of S, not part
-of either ingredient.
-
-`run_arm` trains one (arm, seed) resumably; `depthg_lib.study` runs the whole design.
+S×S training points lie (depth-guided FPS, §7.1). Each arm — `stego` (neither), `depth`, `fps`,
+`depthg` (both) — is the profile with only these settings replaced, in `released` fidelity
+(the released code, §13) or `corrected` (what the paper means), so every arm has a STEGO
+partner that shares all but the ingredient under test. Steps, seeds, crops, kNN table,
+backbone and the sample-count schedule (a schedule of S, not an ingredient) are the same in
+every arm. `run_arm` trains one (arm, seed) resumably; `depthg_lib.study` runs the design.
 """
 
 from __future__ import annotations
@@ -33,21 +20,21 @@ from .io import recorded_settings_differ
 from .train import TrainData, train
 from .train import stage_settings as train_settings
 
-FIDELITY_LABELS = {"released": "released", "corrected": "corrected"}
+FIDELITIES = ("corrected", "released")
 INGREDIENTS = {  # base name → (depth term on, FPS on), label
     "stego": ((False, False), "STEGO"),
     "depth": ((True, False), "+ depth term"),
     "fps": ((False, True), "+ FPS"),
     "depthg": ((True, True), "DepthG (both)"),
 }
-ARMS = {f"{base}-{fid}": f"{label}, {fid}" for fid in ("corrected", "released")
+ARMS = {f"{base}-{fid}": f"{label}, {fid}" for fid in FIDELITIES
         for base, (_, label) in INGREDIENTS.items()}
 
 
 def arm_factors(arm: str) -> tuple[bool, bool, str]:
     """(depth term on, FPS on, fidelity) of an arm name such as `depthg-corrected`."""
     base, _, fidelity = arm.partition("-")
-    if base not in INGREDIENTS or fidelity not in FIDELITY_LABELS:
+    if base not in INGREDIENTS or fidelity not in FIDELITIES:
         raise DepthGError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)} "
                           "(set `study_arms` in the profile)")
     return (*INGREDIENTS[base][0], fidelity)
@@ -65,13 +52,9 @@ def schedule_every(share: float, steps: int, every: int) -> int:
 
 def arm_profile(profile: Profile, arm: str, steps: int | None = None,
                 val_every: int | None = None) -> Profile:
-    """The profile an arm trains with: only the settings that define the arm change, plus the
-    budget every arm shares (`steps`, default `ablation_steps` or `steps`).
-
-    With `depth_decay_share` / `fps_sample_decay_share` set, the decays happen after every
-    that share of the arm's steps, so a longer or shorter run keeps the schedule's proportions
-    (the released COCO-Stuff recipe: depth decay ×0.6 every 250 of 5,000 steps = 0.05, the
-    sample count ×0.9 every 1,000 = 0.2)."""
+    """The profile an arm trains with: the settings that define the arm, the budget every arm
+    shares (`steps`, default `ablation_steps` or `steps`) and the decay schedules, as a share
+    of the run where `*_decay_share` is set (the released COCO-Stuff recipe: 0.05 and 0.2)."""
     depth, fps, fidelity = arm_factors(arm)
     steps = steps or profile.ablation_steps or profile.steps
     val_every = min(val_every or steps, steps)
@@ -86,12 +69,9 @@ def arm_profile(profile: Profile, arm: str, steps: int | None = None,
 
 def run_arm(variant: Profile, run_dir: str | os.PathLike, seed: int, data: TrainData | None = None,
             device: str = "auto", progress: bool = True, force: bool = False) -> Path:
-    """Train one (arm, seed) into `run_dir` and return its final checkpoint.
-
-    A finished run with the same settings is reused; an interrupted one resumes from its last
-    checkpoint; a run folder holding other settings (or other backbone weights) starts over —
-    its result was not recorded, so nothing is lost.
-    """
+    """Train one (arm, seed) into `run_dir` and return its final checkpoint: a finished run
+    of the same settings is reused, an interrupted one resumes, one of other settings (or
+    backbone weights) starts over."""
     run_dir = Path(run_dir)
     stale = force or recorded_settings_differ(run_dir, "train", train_settings(variant, seed))
     ckpts = run_dir / "checkpoints"

@@ -1,13 +1,7 @@
 """The course's conclusions in words (chapter 07's Summary and hypotheses), read from a study
-results file (`docs/study/results.json`) so that the sentences change when the numbers do.
-
-- `study_conclusions(results)` — one sentence per comparison (head against k-means on the raw
-  features, each ingredient against STEGO), each with its paired 95 % intervals;
-- `hypothesis_tests(results)` — chapter 07's hypotheses H1–H5 against what the file holds.
-
-The reader walks `ci95[comparison]` down to each {diff, lo, hi}, so a file with another level
-of settings (a second knob) is read as well.
-"""
+results file (`docs/study/results.json`) so that the sentences change when the numbers do:
+`study_conclusions` (one sentence per comparison, with its paired 95 % intervals) and
+`hypothesis_tests` (chapter 07's H1–H5 against what the file holds)."""
 
 from __future__ import annotations
 
@@ -15,8 +9,8 @@ import numpy as np
 
 
 def _intervals(node, path=()):
-    """(path, interval) for every {diff, lo, hi} mapping below `node`: the results file's
-    `ci95[comparison][knob setting][probe]`, and any deeper level a newer schema adds."""
+    """(path, interval) for every {diff, lo, hi} below `node`: `ci95[comparison][setting]
+    [probe]`, and any deeper level of settings (a second knob) as well."""
     if isinstance(node, dict) and {"diff", "lo", "hi"} <= set(node):
         yield path, node
     elif isinstance(node, dict):
@@ -24,19 +18,18 @@ def _intervals(node, path=()):
             yield from _intervals(child, (*path, str(key)))
 
 
-def verdict(lo: float, hi: float) -> str:
+def verdict(lo: float, hi: float, up: str = "helps", down: str = "hurts") -> str:
     """What a 95 % interval of a difference says, from its two ends only."""
     if lo > 0:
-        return "helps"
+        return up
     if hi < 0:
-        return "hurts"
+        return down
     return "no detectable difference"
 
 
 def study_intervals(results: dict, comparison: str, probe: str = "unsup") -> list[tuple]:
     """[(setting, diff, lo, hi)] of one comparison ("depth-corrected vs stego-corrected") for
-    one probe, one entry per knob setting (settings joined by ", " where there are several
-    levels); [] where the file does not hold it."""
+    one probe, one per knob setting; [] where the file does not hold it."""
     knob = (results.get("knob") or {}).get("name", "setting")
     out = []
     for path, ci in _intervals((results.get("ci95") or {}).get(comparison, {})):
@@ -55,10 +48,8 @@ def _span(entries: list[tuple]) -> str:
 
 
 def _overall(entries: list[tuple], up: str = "helps", down: str = "hurts") -> str:
-    """What the intervals say together, in the comparison's own words (`up` where an
-    interval lies above 0, `down` below it)."""
-    words = {"helps": up, "hurts": down, "no detectable difference": "no detectable difference"}
-    said = [words[verdict(lo, hi)] for _, _, lo, hi in entries]
+    """What the intervals say together, in the comparison's own words for above / below 0."""
+    said = [verdict(lo, hi, up, down) for _, _, lo, hi in entries]
     if len(set(said)) == 1:
         if len(said) == 1:
             return said[0]
@@ -86,9 +77,7 @@ CONCLUSIONS = (
 
 
 def study_conclusions(results: dict) -> list[str]:
-    """The study's conclusions in sentences, each with its paired 95 % intervals (points of
-    mIoU), read from the results file — the words follow the numbers. Comparisons the file
-    does not hold are left out."""
+    """One sentence per comparison the file holds, with its paired 95 % intervals."""
     ref = results.get("reference_arm", "depthg-corrected")
     out = []
     for comparison, probe, words, up, down in CONCLUSIONS:
@@ -101,8 +90,7 @@ def study_conclusions(results: dict) -> list[str]:
 
 
 def hypothesis_tests(results: dict) -> dict[str, str]:
-    """Chapter 07's hypotheses H1–H5 against what the study's results file holds: for each,
-    the interval that bears on it and what it says, or why the study cannot test it."""
+    """H1–H5: the interval that bears on each and what it says, or why it cannot be tested."""
     out = {}
     h1 = study_intervals(results, "depth-released vs stego-released")
     if h1:
@@ -130,8 +118,7 @@ def hypothesis_tests(results: dict) -> dict[str, str]:
                 spreads.append((arm, setting, float(np.std(v["unsup"], ddof=1)),
                                 len(v["unsup"])))
     if spreads:
-        lo = min(spreads, key=lambda s: s[2])
-        hi = max(spreads, key=lambda s: s[2])
+        lo, hi = min(spreads, key=lambda s: s[2]), max(spreads, key=lambda s: s[2])
         out["H4"] = (f"One run's spread: the standard deviation over {lo[3]} seeds of one arm's "
                      f"unsupervised mIoU is between {lo[2]:.1f} ({lo[0]}, setting {lo[1]}) and "
                      f"{hi[2]:.1f} points ({hi[0]}, setting {hi[1]}); a gap of that size between "

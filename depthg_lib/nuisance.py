@@ -1,26 +1,18 @@
 """The study's nuisance knob: structured, class-free signal added to the frozen features.
 
 An experimental device of the course (docs/method.md, "The nuisance knob"), not part of
-DepthG. Real ViT features carry signal that says nothing about the class of a patch: a
-per-image offset, a pattern tied to the position on the patch grid (Denoising Vision
-Transformers, 2024) and a few high-norm outlier tokens (Vision Transformers Need Registers,
-2024). Clustering on unit-normalised features is dominated by such directions; a linear probe
-can learn to ignore them. The knob adds the three to the backbone's output, after the
-backbone and before anything reads it (kNN mining, training, every baseline, scoring), at a
-strength `s` (0 = the features as they are):
+DepthG. Real ViT features carry signal that says nothing about a patch's class; clustering on
+unit-normalised features is dominated by it, a linear probe can learn to ignore it. At
+strength `s`, in units of m (the clean training features' mean patch norm), after the backbone
+and before anything reads the features, three kinds in low-rank subspaces:
 
-- **offset**: per *source image*, a vector in a fixed `rank`-dimensional subspace, of norm
-  ≈ s · m (m = the mean patch-feature norm of the clean training features), added to every
-  patch. The five crops of a source image share it (one camera, one scene).
-- **pattern**: the same for every image — a smooth function of the patch's position on the
-  input's grid (a few low-frequency waves) in another `rank`-dimensional subspace, of RMS norm
-  s · m over the grid.
-- **outliers**: per source image, `n_outliers` patch positions of the input's grid (drawn per
-  source, the same for its crops and its mirror image) receive a vector of norm
-  `outlier_gain` · s · m along one shared direction.
+- **offset**: per *source image* (its five crops share it), a vector of norm ≈ s·m;
+- **pattern**: a smooth function of the grid position (Denoising Vision Transformers, 2024),
+  the same for every image, of RMS norm s·m;
+- **outliers**: per source, `n_outliers` grid positions get `outlier_gain`·s·m along one
+  direction (Vision Transformers Need Registers, 2024).
 
-Everything is a function of (seed, the source's name, the grid position): the same source
-gets the same nuisance in every arm, baseline and run, and nothing depends on labels.
+All a function of (seed, source name, grid position): the same in every arm, baseline and run.
 """
 
 from __future__ import annotations
@@ -63,16 +55,12 @@ class Nuisance:
 
     def identity(self) -> dict:
         """What a stored result depends on (the scale rounded: it is measured in float)."""
-        d = asdict(self)
-        d["scale"] = round(self.scale, 4)
-        d["kinds"] = list(self.kinds)
-        return d
+        return {**asdict(self), "scale": round(self.scale, 4), "kinds": list(self.kinds)}
 
     @property
     def off(self) -> bool:
         return self.strength == 0 or not self.kinds
 
-    # -- the fixed parts: subspaces and the grid pattern ---------------------------------
     def basis(self) -> torch.Tensor:
         """(dim, 2·rank + 1) orthonormal columns: offsets, pattern, outlier direction."""
         g = np.random.default_rng([self.seed, 1]).standard_normal((self.dim, 2 * self.rank + 1))
@@ -94,13 +82,9 @@ class Nuisance:
         q = self.basis()[:, self.rank:2 * self.rank]
         return torch.einsum("dr,rhw->dhw", q, torch.from_numpy(coeff).float())
 
-    # -- per source ------------------------------------------------------------------------
-    def _source_rng(self, source: str) -> np.random.Generator:
-        return np.random.default_rng([self.seed, 3, zlib.crc32(source.encode())])
-
     def source_parts(self, source: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """(offset coefficients (rank,), outlier positions (n_outliers,) on an h×w grid)."""
-        rng = self._source_rng(source)
+        rng = np.random.default_rng([self.seed, 3, zlib.crc32(source.encode())])
         coeff = rng.standard_normal(self.rank)
         coeff /= np.linalg.norm(coeff) + 1e-12
         where = rng.choice(h * w, size=min(self.n_outliers, h * w), replace=False)
@@ -118,14 +102,14 @@ class Nuisance:
             return out
         n, _, h, w = out.shape
         q = self.basis()
+        offsets = q[:, :self.rank]
         amp = self.strength * self.scale
         if "pattern" in self.kinds:
             out += amp * self.pattern(h, w)[None]
         for i, source in enumerate(sources):
             coeff, where = self.source_parts(source, h, w)
             if "offset" in self.kinds:
-                out[i] += (amp * (q[:, :self.rank] @ torch.from_numpy(coeff).float()))[:, None,
-                                                                                     None]
+                out[i] += (amp * (offsets @ torch.from_numpy(coeff).float()))[:, None, None]
             if "outliers" in self.kinds:
                 ys, xs = np.unravel_index(where, (h, w))
                 out[i][:, ys, xs] += (self.outlier_gain * amp * q[:, -1])[:, None]

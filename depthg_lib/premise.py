@@ -1,19 +1,12 @@
-"""Does DepthG's premise hold on a dataset? Two measurements a learner can run on any split.
+"""Does DepthG's premise hold on a dataset? Two measurements on plain arrays, so that the
+chapters, the study and the tests call the same code (docs/method.md §6.1, §7.1):
 
-DepthG rests on two claims (docs/method.md §6.1, §7.1):
-
-1. *Depth similarity says "same class"*: two points of one image at similar depth tend to
-   belong to the same class, so code correlation may be pulled towards depth correlation.
-   `same_class_auroc` measures how well "same class" for random pixel pairs of one image is
-   predicted by feature similarity, by depth similarity, and by both together (a logistic
-   regression on the two scores, fitted on half the images and scored on the other half):
-   the gain of *both* over *features* is what depth can add to what the backbone knows.
-2. *FPS puts points on things*: farthest point sampling in 3D spreads the S×S training points
-   over the scene instead of over the image plane, so small near objects get more of them.
-   `fps_thing_share` compares the share of sampled points that land on thing classes under
-   depth-guided FPS and under uniform random points.
-
-Both take plain arrays, so the chapters, the study and the tests call the same code.
+1. *Depth similarity says "same class"*: `same_class_auroc` — how well feature similarity,
+   depth similarity and both together predict "same class" for random pixel pairs of one
+   image; the gain of *both* over *features* is what depth adds to what the backbone knows.
+2. *FPS puts points on things*: `fps_thing_share` — the share of the S×S training points on
+   thing classes under depth-guided FPS (spread over the scene in 3D, so small near objects
+   get more) and under uniform random points.
 """
 
 from __future__ import annotations
@@ -40,17 +33,12 @@ def _check(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray) -> Non
 
 def pixel_pairs(labels: np.ndarray, pairs_per_image: int, exclude: Sequence[int] = (),
                 seed: int = 0) -> list[np.ndarray]:
-    """Random pixel pairs inside each image, both ends on a labelled, non-excluded pixel.
-
-    Returns one (P, 4) int array per image: rows (y1, x1, y2, x2). Pairs are drawn uniformly
-    over the valid pixels, so large regions contribute more pairs, as they do to the loss.
-    """
+    """Per image, (P, 4) rows (y1, x1, y2, x2) of random pairs of labelled, non-excluded
+    pixels, uniform over them (large regions give more pairs, as they do to the loss)."""
     rng = np.random.default_rng(seed)
     out = []
     for lab in labels:
-        valid = lab != IGNORE
-        for c in exclude:
-            valid &= lab != c
+        valid = (lab != IGNORE) & ~np.isin(lab, exclude)
         ys, xs = np.nonzero(valid)
         if len(ys) < 2:
             out.append(np.zeros((0, 4), dtype=np.int64))
@@ -76,11 +64,8 @@ def _features_at(features: torch.Tensor, points: np.ndarray, size: tuple[int, in
 def pair_scores(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
                 pairs_per_image: int = 2000, exclude: Sequence[int] = (), seed: int = 0
                 ) -> dict[str, np.ndarray]:
-    """For random same-image pixel pairs: feature cosine, depth closeness, same-class flag.
-
-    depth: per-image normalised (N,H,W); closeness is −|d1 − d2|, so larger = more similar,
-    like the cosine. Returns arrays `feature`, `depth`, `same` and `image` (the image index).
-    """
+    """For random same-image pixel pairs: `feature` cosine, `depth` closeness −|d1 − d2| (of
+    per-image normalised depth: larger = more similar), `same` class, and their `image`."""
     _check(features, depth, labels)
     size = labels.shape[1:]
     feat, dep, same, image = [], [], [], []
@@ -102,12 +87,9 @@ def pair_scores(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
 def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
                      pairs_per_image: int = 2000, exclude: Sequence[int] = (),
                      seed: int = 0) -> dict[str, float]:
-    """How well feature similarity, depth similarity and both predict "same class" (AUROC).
-
-    `both` is a logistic regression on the two scores fitted on the even-numbered images and
-    scored on the odd ones (and vice versa, averaged), so it never scores pairs it was fitted
-    on; `depth_gain` = both − feature is what depth adds on top of the features.
-    """
+    """AUROC of feature similarity, depth similarity and `both` for "same class"; `both` is a
+    logistic regression on the two fitted on the even images and scored on the odd ones (and
+    vice versa), so it never scores its own pairs; `depth_gain` = both − feature."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
@@ -136,12 +118,9 @@ def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarr
 
 def fps_thing_share(depth: np.ndarray, labels: np.ndarray, thing_ids: Sequence[int],
                     grid_hw: tuple[int, int], n: int, seed: int = 0) -> dict[str, float]:
-    """Share of the n×n training points that land on thing pixels: FPS vs random points.
-
-    depth (N,H,W) per-image normalised, labels (N,H,W). Points are chosen on the feature grid
-    `grid_hw` as in training (corrected fidelity, so they are read where they were chosen) and
-    looked up in the label map at full resolution (nearest pixel).
-    """
+    """Share of the n×n training points on thing pixels, FPS vs random: chosen on the feature
+    grid `grid_hw` as in training (corrected fidelity) from per-image normalised depth, looked
+    up in the (N, H, W) labels at full resolution."""
     if depth.shape != labels.shape or depth.ndim != 3:
         raise DepthGError(f"depth {depth.shape} and labels {labels.shape} must both be (N,H,W)")
     d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
