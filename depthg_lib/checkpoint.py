@@ -1,13 +1,10 @@
 """Training checkpoints: what `train` writes, and the trained model `evaluate` and `predict`
 load back (docs/method.md §8, §9).
 
-A checkpoint is one `torch.save`d dict (format `CHECKPOINT_FORMAT`, loadable with
-`weights_only=True`): the head, both probes, their optimisers, the schedule, the global RNG
-states (exact resume), the profile it was trained with and what identifies the backbone.
-
-Writing `last.pt` keeps the checkpoint it replaces as `previous.pt` beside it, and the new
-file reaches the disk (fsync) before it takes the name: whatever cuts a write short, one of
-the two is whole, and `read_latest` resumes from it.
+One `torch.save`d dict (`CHECKPOINT_FORMAT`, loadable with `weights_only=True`): head, probes,
+optimisers, schedule, RNG states (exact resume), the profile and what identifies the backbone.
+Writing `last.pt` keeps the one it replaces as `previous.pt` and fsyncs before the rename:
+whatever cuts a write short, one of the two is whole, and `read_latest` resumes from it.
 """
 
 from __future__ import annotations
@@ -88,27 +85,25 @@ def save_checkpoint(path: Path, trainer_state: dict, profile: Profile, step: int
 
 def previous_path(path: str | os.PathLike) -> Path:
     """`previous.pt` beside `last.pt`: the checkpoint before the latest one."""
-    return Path(path).with_name("previous" + Path(path).suffix)
+    return Path(path).with_stem("previous")
 
 
 def read_latest(path: str | os.PathLike, device="cpu") -> tuple[dict, Path]:
-    """The checkpoint at `path` (`last.pt`) and its path — or, when that file is missing or
-    unreadable (a write cut short, a file damaged later), the intact checkpoint beside it with
-    the most steps (`previous.pt`, or `final.pt` of a finished run), with a one-line note.
-    Nothing intact: one error that says what each file is and how to start over."""
+    """The checkpoint at `path` (`last.pt`) and its path, or, when that one is missing or
+    damaged, the intact one beside it with the most steps (`previous.pt`, `final.pt`) with a
+    note; nothing intact: one error saying how to start over."""
     path = Path(path)
     try:
         return read_checkpoint(path, device), path
     except DepthGError as err:
         first = err
     found, damaged = [], []
-    for other in (previous_path(path), path.with_name("final" + path.suffix)):
-        if not other.exists():
-            continue
+    for other in (previous_path(path), path.with_stem("final")):
         try:
             found.append((read_checkpoint(other, device), other))
-        except DepthGError:
-            damaged.append(other.name)
+        except DepthGError:  # missing or damaged
+            if other.exists():
+                damaged.append(other.name)
     if not found:
         if not damaged:
             raise first
@@ -144,8 +139,7 @@ def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
 
 
 def _remedy(path: Path) -> str:
-    """What repairs an unreadable checkpoint: a run's own files are rewritten by resuming it
-    (from the intact one beside it); any other file has to be made again."""
+    """What repairs an unreadable checkpoint: resuming its run rewrites a run's own files."""
     if path.parent.name == "checkpoints" and path.stem in ("last", "previous", "final"):
         siblings = [p.name for p in path.parent.glob("*" + path.suffix) if p != path]
         if siblings:
@@ -158,8 +152,7 @@ def _remedy(path: Path) -> str:
 def check_compatible(state: dict, profile: Profile, path: Path) -> None:
     """Refuse a checkpoint made for another backbone, code size or number of classes."""
     want = {"backbone": profile.backbone, "code_dim": profile.dim,
-            "n_classes": profile.n_classes,
-            "extra_clusters": profile.extra_clusters}
+            "n_classes": profile.n_classes, "extra_clusters": profile.extra_clusters}
     got = {k: state.get(k, 0 if k == "extra_clusters" else None) for k in want}
     if got != want:
         diff = ", ".join(f"{k} {got[k]!r} vs {want[k]!r}" for k in want if got[k] != want[k])
@@ -204,16 +197,14 @@ class TrainedModel:
 def load_checkpoint(path: str | os.PathLike, profile: Profile | str | None = None,
                     device: str | torch.device = "cpu") -> TrainedModel:
     """Load a training checkpoint; with `profile`, refuse one made for another backbone/size.
-
-    A released STEGO/DepthG Lightning checkpoint is imported by `load_released` instead (its
-    backbone travels inside the file; docs/reproduction.md §6).
+    A released STEGO/DepthG checkpoint is imported by `load_released` (docs/reproduction.md §6).
     """
     path = Path(path)
     device = torch.device(device)
     if is_released_checkpoint(path):
         model = load_released(path, device=device)
         if profile is not None:
-            check_fits_profile(model, load_profile(profile))
+            check_fits_profile(model, profile)
         return model
     state = read_checkpoint(path, device)
     if profile is not None:
@@ -230,11 +221,9 @@ def load_checkpoint(path: str | os.PathLike, profile: Profile | str | None = Non
     model = DepthGModel(state["backbone_dim"], state["code_dim"], state["n_classes"],
                         state.get("extra_clusters", 0), saved.get("dropout", True),
                         saved.get("nonlinear", True))
-    model.head.load_state_dict(state["head"])
-    model.cluster_probe.load_state_dict(state["cluster_probe"])
-    model.linear_probe.load_state_dict(state["linear_probe"])
+    for part in ("head", "cluster_probe", "linear_probe"):
+        getattr(model, part).load_state_dict(state[part])
     model.to(device).eval()
-    meta = {k: v for k, v in state.items() if k not in _STATE_KEYS}
-    meta["path"] = str(path)
+    meta = {k: v for k, v in state.items() if k not in _STATE_KEYS} | {"path": str(path)}
     return TrainedModel(model.head, model.cluster_probe, model.linear_probe, state["backbone"],
                         meta, device)
