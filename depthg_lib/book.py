@@ -3,14 +3,10 @@
     python -m depthg_lib.book --profile demo            # runs/demo/book/index.html
     python -m depthg_lib.book --profile test --browser   # ... then open it in headless Chromium
 
-`make book PROFILE=...` runs the course first (finished chapters are skipped), then this.
-The builder assembles a Sphinx source folder from the run (`runs/<profile>/.book/src`): the
-executed chapters as they are (nothing is executed again), a landing page made from
-`book/index.md` with the run's profile, machine and date, and the notes in `docs/`. Sphinx
-(MyST-NB, sphinx-book-theme, MathJax from the `sphinx-mathjax-offline` package) builds it with
-warnings as errors and no network; the result is checked to reference no remote script, style
-sheet, font or image, and to show no Markdown table as raw text, before it replaces
-`runs/<profile>/book/` (the checks, and the look in a browser, are in `book_check`).
+`make book PROFILE=...` runs the course first, then this. A Sphinx source folder is assembled
+in `runs/<profile>/.book/src` (the executed chapters as they are, a landing page from
+`book/index.md`, the notes in `docs/`) and built offline with warnings as errors; the result
+replaces `runs/<profile>/book/` once `book_check` finds no remote file and no raw table in it.
 """
 
 from __future__ import annotations
@@ -38,8 +34,6 @@ NOTES = ("method", "reproduction", "benchmarks", "scaling")  # docs/<name>.md, i
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
-
-# -- reading the run --------------------------------------------------------------------------
 
 def chapter_title(notebook: dict, fallback: str) -> str:
     """The first `# ` heading of a notebook (its title in the book)."""
@@ -95,8 +89,8 @@ def run_date(run_dir: Path, names: list[str]) -> str:
 
 
 def static_widgets(notebook: dict) -> dict:
-    """Replace widget outputs (tqdm's notebook bars) by their final text, since a static page
-    cannot run the widget scripts: `name: 100%|██████████| 8/8 [00:01<00:00, 6.1it/s]`."""
+    """Replace widget outputs (tqdm's notebook bars) by their final text, which a static page
+    can show: `name: 100%|██████████| 8/8 [00:01<00:00, 6.1it/s]`."""
     state = notebook.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):
@@ -130,8 +124,8 @@ def _widget_text(model_id: str, state: dict) -> str | None:
 
 
 def hide_injected_parameters(notebook: dict) -> dict:
-    """Papermill adds a cell "# Parameters" after the chapter's own parameters cell; the page
-    shows the chapter's cell once (each chapter prints the profile it ran), not both."""
+    """Hide papermill's "# Parameters" cell: the page shows the chapter's own parameters cell
+    (and each chapter prints the profile it ran)."""
     for cell in notebook.get("cells", []):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -139,14 +133,12 @@ def hide_injected_parameters(notebook: dict) -> dict:
     return notebook
 
 
-# -- assembling and building ------------------------------------------------------------------
-
-def _write_if_changed(path: Path, data: bytes) -> None:
+def _write_if_changed(path: Path, data: bytes) -> Path:
     """Keep the file's time stamp when nothing changed, so that Sphinx re-reads only what did."""
-    if path.exists() and path.read_bytes() == data:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    if not (path.exists() and path.read_bytes() == data):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return path
 
 
 def _duration(seconds: float) -> str:
@@ -157,22 +149,21 @@ def _duration(seconds: float) -> str:
 # the landing page's names for the numbers chapters record (results.record); others are
 # shown with their key's words
 KEY_LABELS = {
-    "train_images": "training images", "classes_present": "classes present",
+    "train_images": "training images",
     "mae": "depth MAE", "spearman": "depth Spearman ρ", "synth_mae": "embedded depth MAE",
     "synth_spearman": "embedded depth Spearman ρ", "premise_feature_auroc": "features AUROC",
     "premise_depth_auroc": "depth AUROC", "premise_depth_gain": "depth adds (AUROC)",
     "train_crops": "training crops", "val_crops": "validation crops",
     "neighbour_purity": "kNN purity", "neighbour_purity_other_images":
     "kNN purity, other images", "chance_purity_other_images": "chance purity, other images",
-    "same_image_share": "neighbours from the same image", "crops": "crops",
-    "steps": "steps", "final_loss": "final loss", "val_linear_miou": "val. linear mIoU",
+    "same_image_share": "neighbours from the same image", "val_linear_miou": "val. linear mIoU",
     "val_cluster_miou": "val. cluster mIoU", "fps_thing_share": "FPS points on things",
     "random_thing_share": "random points on things", "thing_pixel_share": "thing pixels",
     "unsupervised_miou": "cluster probe mIoU", "unsupervised_acc": "cluster probe Acc",
     "linear_miou": "linear probe mIoU", "linear_acc": "linear probe Acc",
     "kmeans_miou": "k-means mIoU", "kmeans_acc": "k-means Acc",
     "majority_miou": "majority-class mIoU", "majority_acc": "majority-class Acc",
-    "head_minus_kmeans": "head − k-means (mIoU)", "findings_recorded": "findings recorded",
+    "head_minus_kmeans": "head − k-means (mIoU)",
     "released_fps_read_overlap": "released FPS reads its choices",
     "cityscapes_shift_first": "Cityscapes s′ at step 0",
     "miou_stego-corrected": "STEGO mIoU", "miou_depthg-corrected": "DepthG mIoU",
@@ -184,9 +175,7 @@ def key_number(key: str, value) -> str:
     """`label value` for the landing page: a share as a percentage, scores (in %) with one
     decimal, smaller numbers with three significant digits, counts and words as they are."""
     label = KEY_LABELS.get(key) or key.replace("_", " ").replace("miou", "mIoU")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"{label} {value}"
-    if isinstance(value, int):
+    if not isinstance(value, float):
         return f"{label} {value}"
     if key.endswith(("_share", "_overlap")):
         return f"{label} {value:.1%}"
@@ -241,9 +230,8 @@ def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
         notebook = hide_injected_parameters(
             static_widgets(json.loads((run_dir / f"{name}.ipynb").read_text())))
         titles[name] = chapter_title(notebook, name)
-        path = src / "chapters" / f"{name}.ipynb"
-        _write_if_changed(path, json.dumps(notebook, indent=1, ensure_ascii=False).encode())
-        written.append(path)
+        written.append(_write_if_changed(src / "chapters" / f"{name}.ipynb", json.dumps(
+            notebook, indent=1, ensure_ascii=False).encode()))
     notes = {}
     for name in NOTES:
         note = docs_dir / f"{name}.md"
@@ -251,20 +239,14 @@ def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
             text = html_anchors_as_targets(note.read_text())
             notes[name] = next((line[2:].strip() for line in text.splitlines()
                                 if line.startswith("# ")), name)
-            path = src / "notes" / f"{name}.md"
-            _write_if_changed(path, text.encode())
-            written.append(path)
+            written.append(_write_if_changed(src / "notes" / f"{name}.md", text.encode()))
     if not figure.exists():
         raise DepthGError(f"{figure} is missing: the landing page shows it; restore it with "
                           f"`git checkout -- {figure.relative_to(REPO_ROOT)}`")
-    path = src / "figures" / figure.name
-    _write_if_changed(path, figure.read_bytes())
-    written.append(path)
+    written.append(_write_if_changed(src / "figures" / figure.name, figure.read_bytes()))
     index = landing_page(summary, titles, notes, profile_name=profile_name,
                          date=run_date(run_dir, names))
-    path = src / "index.md"
-    _write_if_changed(path, index.encode())
-    written.append(path)
+    written.append(_write_if_changed(src / "index.md", index.encode()))
     for stale in [p for p in src.rglob("*") if p.is_file() and p not in written]:
         stale.unlink()  # a chapter or note that is gone must not stay in the book
     return written
@@ -323,8 +305,6 @@ def build_book(run_dir: Path, names: list[str] | None = None, profile_name: str 
     publish.rename(out_dir)
     return out_dir
 
-
-# -- command line -----------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.book",

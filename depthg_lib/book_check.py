@@ -5,8 +5,11 @@ content cut off or wider than the text column. `depthg_lib.book` runs them on ev
 
 from __future__ import annotations
 
+import functools
+import http.server
 import re
 import shutil
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,11 +27,8 @@ def remote_references(html_dir: Path) -> list[str]:
     from another host (plain hyperlinks to other sites are fine: nothing loads them)."""
     found = []
     for path in sorted(html_dir.rglob("*")):
-        if path.suffix == ".html":
-            pattern = _REMOTE_HTML
-        elif path.suffix == ".css":
-            pattern = _REMOTE_CSS
-        else:
+        pattern = {".html": _REMOTE_HTML, ".css": _REMOTE_CSS}.get(path.suffix)
+        if pattern is None:
             continue
         for match in pattern.finditer(path.read_text(errors="replace")):
             found.append(f"{path.relative_to(html_dir)}: {match.group(0)[:160]}")
@@ -72,9 +72,8 @@ class _ReadableText(HTMLParser):
 
 
 def raw_markdown_tables(html_dir: Path) -> list[str]:
-    """`page: line` for every Markdown table rule (`|---|---|`) a reader would see as text on
-    a page: a table that was not rendered (MyST-NB renders notebook Markdown output as
-    CommonMark, without tables, unless `nb_render_markdown_format` says otherwise)."""
+    """`page: line` for every Markdown table rule (`|---|---|`) a reader would see as text: a
+    table MyST-NB did not render (see `nb_render_markdown_format`)."""
     found = []
     for path in sorted(Path(html_dir).rglob("*.html")):
         reader = _ReadableText()
@@ -85,15 +84,10 @@ def raw_markdown_tables(html_dir: Path) -> list[str]:
     return found
 
 
-# -- looking at it in a browser ---------------------------------------------------------------
-
 def find_chromium() -> str | None:
     """Debian's `chromium` (Playwright's own browser download needs the network)."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    found = map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))
+    return next(filter(None, found), None)
 
 
 def browser_check(book_dir: Path, names: list[str], screenshot: Path | None = None,
@@ -101,13 +95,10 @@ def browser_check(book_dir: Path, names: list[str], screenshot: Path | None = No
                   timeout_ms: int = 30_000) -> dict:
     """Open the book in headless Chromium with every other host cut off and look at it.
 
-    Returns a report: chapters listed on the landing page, per chapter the images (loaded or
-    not), typeset formulas and tables, console errors, blocked requests, search hits for
-    `query` and their snippets; its `problems` list is empty when all is well (a raw table,
-    content cut off or sticking out of the column, a hit without a snippet are problems).
-    Writes a screenshot of chapter 04 (from its first formula down to the next figure) to
-    `screenshot` if given.
-    """
+    Returns a report: chapters listed on the landing page, per chapter its images, formulas
+    and tables, console errors, blocked requests, search hits for `query` and their snippets,
+    and `problems` (empty when all is well). Writes a screenshot of chapter 04 to `screenshot`
+    if given."""
     from playwright.sync_api import sync_playwright
 
     chromium = chromium or find_chromium()
@@ -124,7 +115,7 @@ def browser_check(book_dir: Path, names: list[str], screenshot: Path | None = No
 
             def only_local(route):
                 url = route.request.url
-                if url.startswith(base) or url.startswith("data:") or url.startswith("blob:"):
+                if url.startswith((base, "data:", "blob:")):
                     route.continue_()
                 else:
                     report["blocked"].append(url)
@@ -155,10 +146,6 @@ def browser_check(book_dir: Path, names: list[str], screenshot: Path | None = No
 
 def _serve(folder: Path):
     """A quiet local web server for `folder` on a free port, and its base address."""
-    import functools
-    import http.server
-    import threading
-
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
