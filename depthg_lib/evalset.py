@@ -21,11 +21,8 @@ from .transforms import resize_center_crop
 
 def resize_crop(image: np.ndarray, size: int, label: np.ndarray | None = None,
                 image_mode: str = "nearest") -> tuple[np.ndarray, np.ndarray | None]:
-    """An evaluation image (and its label) resized and centre-cropped to `size` (§9).
-
-    Labels always use nearest; images use nearest as released (`image_mode="bilinear"` for
-    the corrected fidelity). `transforms.resize_center_crop` does the work.
-    """
+    """An evaluation image (and its label, always nearest) resized and centre-cropped to
+    `size` (§9); images nearest as released, `image_mode="bilinear"` for the corrected fidelity."""
     out_label = None if label is None else resize_center_crop(label, size, "nearest")
     return resize_center_crop(image, size, image_mode), out_label
 
@@ -56,17 +53,13 @@ def _file_size(path) -> tuple[int, int] | None:
 def check_label_sizes(reader, split: str, names: Sequence[str]) -> None:
     """Every label of the split as large as its image (file headers only: seconds for
     thousands of images); the first that is not is one clear error naming both files."""
-    image_path = getattr(reader, "image_path", None)
-    label_path = getattr(reader, "label_path", None)
-    if image_path is None or label_path is None:
+    if not hasattr(reader, "image_path"):
         return  # a reader without files: `EvalSet` checks each pair as it loads it
     for name in names:
-        lp = label_path(split, name)
-        if lp is None:
-            continue
-        ip = image_path(split, name)
-        image_hw, label_hw = _file_size(ip), _file_size(lp)
-        if image_hw is not None and label_hw is not None and image_hw != label_hw:
+        lp, ip = reader.label_path(split, name), reader.image_path(split, name)
+        label_hw = None if lp is None else _file_size(lp)
+        image_hw = None if label_hw is None else _file_size(ip)
+        if image_hw is not None and image_hw != label_hw:
             raise size_mismatch(lp, label_hw, ip, image_hw)
 
 
@@ -91,8 +84,7 @@ def open_split(profile: Profile, split: str):
 
 
 def split_inputs(reader, split: str) -> dict:
-    """Digests of the split's images and labels (`DatasetReader.input_stamps`), {} for a
-    reader that cannot say."""
+    """Digests of the split's images and labels, {} for a reader that cannot say."""
     stamps = getattr(reader, "input_stamps", None)
     return stamps(split, ("images", "labels")) if callable(stamps) else {}
 
@@ -146,7 +138,3 @@ def class_names(reader, n: int) -> list[str]:
     names = list(getattr(reader, "class_names", None) or [])
     return names[:n] if len(names) >= n else [f"class {k}" for k in range(n)]
 
-
-__all__ = ["EvalSet", "as_targets", "check_label_sizes", "class_names", "collate",
-           "make_loader", "open_split", "resize_crop", "size_mismatch", "split_inputs",
-           "to_tensor"]
