@@ -33,15 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from depthg_lib import embedded  # noqa: E402
-from depthg_lib.data.synthscenes import CLASS_NAMES, N_CLASSES  # noqa: E402
+from depthg_lib.data.synthscenes import CLASS_NAMES, N_CLASSES, generate  # noqa: E402
 from depthg_lib.errors import run_cli  # noqa: E402
 from depthg_lib.io import save_json, sha256_file  # noqa: E402
 from depthg_lib.pretrain import quality  # noqa: E402
-from depthg_lib.pretrain.common import (  # noqa: E402
-    PRETRAIN_DATA_SEED,
-    ensure_synthscenes,
-    load_split,
-)
+from depthg_lib.pretrain.common import PRETRAIN_DATA_SEED, load_split  # noqa: E402
 from depthg_lib.pretrain.export import load_checkpoint_vit, record_quality  # noqa: E402
 
 RESULT = REPO / "benchmarks" / "results" / "embedded_quality.json"
@@ -187,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"another (selection {SELECTION_SEED}, report {REPORT_SEED})")
     torch.set_num_threads(args.threads)
     data = args.data or str(REPO / "data" / f"synthscenes_eval_{args.seed}")
-    ensure_synthscenes(data, n_train=args.n_train, n_val=args.n_val, size=args.size,
-                       seed=args.seed)
+    generate(data, n_train=args.n_train, n_val=args.n_val, size=args.size, seed=args.seed)
     val = load_split(data, "val", depth=True, labels=True, limit=args.n_val)
     role = {SELECTION_SEED: "selection seed", REPORT_SEED: "report seed"}.get(args.seed, "seed")
     setting = {"data": f"SynthScenes {role} {args.seed}, {args.n_train} train / "

@@ -1,4 +1,4 @@
-"""CLI: `python -m depthg_lib.pretrain {data,vit,depth,export} ...` (see the package docstring).
+"""Train and export the embedded models (see the package docstring).
 
     python -m depthg_lib.pretrain data                       # render the pretraining scenes
     python -m depthg_lib.pretrain vit --out runs/pretrain/vit [--resume] [--export]
@@ -11,18 +11,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import torch
 
+from ..data import synthscenes
 from ..errors import run_cli
-from .common import (
-    DEFAULT_DATA_DIR,
-    PRETRAIN_DATA_SEED,
-    command_line,
-    data_record,
-    ensure_synthscenes,
-)
+from .common import DEFAULT_DATA_DIR, PRETRAIN_DATA_SEED, data_record
 from .depth import DepthPretrainConfig, train_depth
 from .export import export_run
 from .vit import ViTPretrainConfig, train_vit
@@ -84,8 +80,8 @@ def _render_data(args: argparse.Namespace, n_train: int) -> None:
     same = record and (record.get("n_train"), record.get("size"), record.get("seed")) == (
         n_train, args.size, args.data_seed)
     if not (getattr(args, "resume", False) and same):
-        ensure_synthscenes(args.data, n_train=n_train, n_val=0, size=args.size,
-                           seed=args.data_seed)
+        synthscenes.generate(args.data, n_train=n_train, n_val=0, size=args.size,
+                             seed=args.data_seed)
 
 
 def _train(args: argparse.Namespace, argv: list[str] | None, n_train: int) -> None:
@@ -99,8 +95,9 @@ def _train(args: argparse.Namespace, argv: list[str] | None, n_train: int) -> No
     command_file = out / "command.txt"
     if not args.resume or not command_file.exists():
         out.mkdir(parents=True, exist_ok=True)
-        command_file.write_text(
-            command_line(argv).replace(" --export", "").replace(" --resume", "") + "\n")
+        args_text = " ".join(sys.argv[1:] if argv is None else argv)
+        command_file.write_text("python -m depthg_lib.pretrain " + args_text.replace(
+            " --export", "").replace(" --resume", "") + "\n")
     print(json.dumps(train(str(out), cfg, args.data, resume=args.resume)))
     if args.export:
         _print_export(export_run(args.cmd, out, args.weights_dir))

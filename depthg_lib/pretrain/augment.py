@@ -26,13 +26,10 @@ def _coin(n: int, p: float, gen: torch.Generator) -> torch.Tensor:
 
 def random_resized_crop(images: torch.Tensor, idx: torch.Tensor, size: int,
                         scale: tuple[float, float], gen: torch.Generator,
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3), return_geometry: bool = False
-                        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Crop a box of area fraction in `scale` from `images[idx]`, resize to size×size, flip p=.5.
-
-    With `return_geometry`, also the boxes (n, 4: x0, y0, x1, y1 in source pixels) and the flip
-    flags (n,), so that patches of two views of one image can be put in correspondence.
-    """
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Crop a box of area fraction in `scale` from `images[idx]`, resize to size×size, flip p=.5;
+    also the boxes (n, 4: x0, y0, x1, y1 in source pixels) and flip flags (n,)."""
     n = len(idx)
     h, w = images.shape[-2:]
     area = _uniform(n, *scale, gen) * h * w
@@ -46,17 +43,13 @@ def random_resized_crop(images: torch.Tensor, idx: torch.Tensor, size: int,
     out = roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=2,
                     aligned=True)
     flip = _coin(n, 0.5, gen)
-    out = torch.where(flip[:, None, None, None], out.flip(-1), out)
-    return (out, boxes[:, 1:], flip) if return_geometry else out
+    return torch.where(flip[:, None, None, None], out.flip(-1), out), boxes[:, 1:], flip
 
 
 def correspondence(src_boxes: torch.Tensor, src_flip: torch.Tensor, dst_boxes: torch.Tensor,
                    dst_flip: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the patch centres of view `src` (a grid×grid patch grid) fall in view `dst`.
-
-    Returns grid_sample coordinates (n, grid, grid, 2) in [-1, 1] (x, y; align_corners=False)
-    into `dst`'s patch map, and a mask (n, grid, grid) of centres that lie inside `dst`.
-    """
+    """Where the patch centres of view `src` (grid×grid patches) fall in view `dst`: grid_sample
+    coordinates (n, grid, grid, 2) in [-1, 1] (align_corners=False), and which lie inside."""
     c = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid  # patch centres in [0,1]
     u = c.view(1, 1, grid).expand(len(src_boxes), grid, grid)
     v = c.view(1, grid, 1).expand(len(src_boxes), grid, grid)
@@ -106,11 +99,6 @@ def color_jitter(x: torch.Tensor, gen: torch.Generator, p: float = 0.8, brightne
     return x.clamp(0, 1)
 
 
-def random_grayscale(x: torch.Tensor, gen: torch.Generator, p: float = 0.2) -> torch.Tensor:
-    grey = (x * _GREY).sum(1, keepdim=True).expand_as(x)
-    return torch.where(_coin(x.shape[0], p, gen)[:, None, None, None], grey, x)
-
-
 def gaussian_blur(x: torch.Tensor, gen: torch.Generator, p: float,
                   sigma: tuple[float, float] = (0.1, 1.0)) -> torch.Tensor:
     """Separable Gaussian blur with a per-image sigma (5-tap kernel: these images are small)."""
@@ -127,43 +115,32 @@ def gaussian_blur(x: torch.Tensor, gen: torch.Generator, p: float,
     return y.view_as(x)
 
 
-def solarize(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
-    on = _coin(x.shape[0], p, gen)[:, None, None, None]
-    return torch.where(on & (x >= 0.5), 1 - x, x)
-
-
 def dino_view(images: torch.Tensor, idx: torch.Tensor, size: int, scale: tuple[float, float],
               gen: torch.Generator, blur_p: float, solarize_p: float,
-              return_geometry: bool = False,
-              jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
-              grey_p: float = 0.2):
+              jitter: tuple[float, float, float, float], grey_p: float):
     """One DINO view of `images[idx]`: crop+flip, colour jitter (brightness, contrast,
-    saturation, hue), grey, blur, solarize (with `return_geometry`: also the crop boxes and
-    flip flags)."""
-    v, boxes, flip = random_resized_crop(images, idx, size, scale, gen, return_geometry=True)
+    saturation, hue), grey, blur, solarize; also the crop boxes and flip flags."""
+    v, boxes, flip = random_resized_crop(images, idx, size, scale, gen)
     b, c, s, h = jitter
     v = color_jitter(v, gen, brightness=b, contrast=c, saturation=s, hue=h)
-    v = random_grayscale(v, gen, p=grey_p)
+    grey = (v * _GREY).sum(1, keepdim=True).expand_as(v)
+    v = torch.where(_coin(v.shape[0], grey_p, gen)[:, None, None, None], grey, v)
     v = gaussian_blur(v, gen, blur_p)
-    v = solarize(v, gen, solarize_p)
-    return (v, boxes, flip) if return_geometry else v
+    on = _coin(v.shape[0], solarize_p, gen)[:, None, None, None]
+    return torch.where(on & (v >= 0.5), 1 - v, v), boxes, flip
 
 
 def view_pair(image: np.ndarray, seed: int = 0, size: int = 64, patch: int = 8,
               scale: tuple[float, float] = (0.16, 0.64)) -> dict:
-    """Two random crops of one (H,W,3) uint8 image (geometry only, no colour) and where each
-    patch of view 1 lies in view 2: the pairs the local VICRegL term pulls together (A1's
-    figure). Keys: views (2 of size×size×3 in [0,1]), boxes, flips, xy, inside."""
+    """Two random crops of one (H,W,3) uint8 image (geometry only) and where each patch of view 1
+    lies in view 2: the pairs the local VICRegL term pulls together (A1's figure). Keys: views
+    (2 of size×size×3 in [0,1]), boxes, flips, xy, inside."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
     idx = torch.zeros(1, dtype=torch.long)
-    views, boxes, flips = [], [], []
-    for _ in range(2):
-        v, b, f = random_resized_crop(x, idx, size, scale, gen, return_geometry=True)
-        views.append(v[0].permute(1, 2, 0).numpy())
-        boxes.append(b[0])
-        flips.append(f)
-    xy, inside = correspondence(boxes[0][None], flips[0], boxes[1][None], flips[1],
-                                size // patch)
-    return {"views": views, "boxes": boxes, "flips": flips, "xy": xy[0].numpy(),
+    crops = [random_resized_crop(x, idx, size, scale, gen) for _ in range(2)]
+    (_, b1, f1), (_, b2, f2) = crops
+    xy, inside = correspondence(b1, f1, b2, f2, size // patch)
+    return {"views": [v[0].permute(1, 2, 0).numpy() for v, _, _ in crops],
+            "boxes": [b1[0], b2[0]], "flips": [f1, f2], "xy": xy[0].numpy(),
             "inside": inside[0].numpy()}

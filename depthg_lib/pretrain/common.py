@@ -1,9 +1,8 @@
-"""What both pretraining runs share: data on disk, schedules, checkpoints, CSV logs.
+"""What both pretraining runs share: data on disk, the schedule, the trainer's state, the loop.
 
-A run lives in one folder (`--out`): `config.json` (settings; a resume with other settings is
-refused), `checkpoint.pt` (written atomically every few minutes and at the end, with the RNG
-state, so an interrupted run resumed with `--resume` continues exactly where it stopped) and
-`log.csv` (one row per logged step).
+A run lives in one folder (`--out`): `pretrain_<kind>.json` (settings; a resume with other
+settings is refused), `checkpoint.pt` (written atomically every few minutes and at the end, with
+the generator's state, so `--resume` continues exactly where the run stopped) and `log.csv`.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +22,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import synthscenes
+from ..embedded import EMBEDDED_MEAN, EMBEDDED_STD
 from ..errors import DepthGError
 from ..io import atomic_path, check_stage_settings, load_json, read_label, read_rgb
 
 # Seeds: pretraining data never overlaps the evaluation data of the quality bars.
 PRETRAIN_DATA_SEED = 1000
 DEFAULT_DATA_DIR = Path("data/synthscenes_pretrain")
-
-
-# --------------------------------------------------------------------------- data
-
-def ensure_synthscenes(data_dir: str | os.PathLike, n_train: int, n_val: int, size: int,
-                       seed: int) -> Path:
-    """Render SynthScenes into `data_dir` (resumable; `generate` refuses other settings)."""
-    return synthscenes.generate(data_dir, n_train=n_train, n_val=n_val, size=size, seed=seed)
+_MEAN = torch.tensor(EMBEDDED_MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(EMBEDDED_STD).view(1, 3, 1, 1)
 
 
 def data_record(data_dir: str | os.PathLike) -> dict:
@@ -66,6 +60,11 @@ def load_split(data_dir: str | os.PathLike, split: str = "train", depth: bool = 
     return out
 
 
+def normalise_rgb(images: torch.Tensor) -> torch.Tensor:
+    """[0,1] RGB (B,3,H,W) → the embedded models' input (ImageNet mean and std)."""
+    return (images - _MEAN) / _STD
+
+
 def minmax_normalise(depth: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Per-image min–max normalisation over the last two axes (docs/method.md §2 storage format)."""
     lo = depth.amin(dim=(-2, -1), keepdim=True)
@@ -73,35 +72,56 @@ def minmax_normalise(depth: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (depth - lo) / (hi - lo).clamp_min(eps)
 
 
-# --------------------------------------------------------------------------- schedules
-
-def cosine(step: int, total: int, start: float, end: float, warmup: int = 0,
-           warmup_from: float = 0.0) -> float:
-    """Linear warm-up from `warmup_from` to `start`, then half-cosine from `start` to `end`."""
+def cosine(step: int, total: int, start: float, end: float, warmup: int = 0) -> float:
+    """Linear warm-up from 0 to `start`, then half-cosine from `start` to `end`."""
     if step < warmup:
-        return warmup_from + (start - warmup_from) * step / max(1, warmup)
+        return start * step / max(1, warmup)
     t = (step - warmup) / max(1, total - warmup)
     return end + 0.5 * (start - end) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-# --------------------------------------------------------------------------- run folder
+class Trainer:
+    """Model, AdamW and the one generator every random draw comes from, all in the checkpoint,
+    so a resumed run continues exactly; subclasses build `opt` and define `step()`."""
 
-def machine_description() -> str:
-    threads = torch.get_num_threads()
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
-            f"({threads} torch thread{'s' * (threads > 1)}), python {platform.python_version()}, "
-            f"torch {torch.__version__}")
+    key = "net"  # the model's name in the checkpoint
 
+    def __init__(self, cfg: Any, images: torch.Tensor, build: Callable[[], torch.nn.Module]):
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        self.images = images  # (N,3,H,W) uint8
+        self.model = build()
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step_idx = 0
 
-def command_line(argv: list[str] | None = None) -> str:
-    """The command that started this run, as `python -m depthg_lib.pretrain ...`."""
-    return "python -m depthg_lib.pretrain " + " ".join(sys.argv[1:] if argv is None else argv)
+    def state_dict(self) -> dict:
+        return {self.key: self.model.state_dict(), "opt": self.opt.state_dict(),
+                "gen": self.gen.get_state(), "step": self.step_idx,
+                "config": dataclasses.asdict(self.cfg)}
 
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state[self.key])
+        self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"])
+        self.step_idx = state["step"]
 
-def result_settings(cfg: Any) -> dict:
-    """A config's settings that change the result (not logging / checkpoint cadence)."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items()
-            if k not in ("log_every", "checkpoint_minutes")}
+    def set_lr(self) -> float:
+        """This step's learning rate: linear warm-up, then cosine to `min_lr`."""
+        cfg = self.cfg
+        lr = cosine(self.step_idx, cfg.steps, cfg.lr, cfg.min_lr,
+                    warmup=int(cfg.warmup_frac * cfg.steps))
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def update(self, loss: torch.Tensor, clip: float) -> float:
+        """One optimiser step on `loss` (gradient norm clipped to `clip`); the norm before it."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.opt.step()
+        self.step_idx += 1
+        return float(grad_norm)
 
 
 class RunDir:
@@ -109,7 +129,6 @@ class RunDir:
 
     def __init__(self, out: str | os.PathLike, kind: str, settings: dict, resume: bool):
         self.out = Path(out)
-        self.kind = kind
         self.ckpt = self.out / "checkpoint.pt"
         self.log_path = self.out / "log.csv"
         if self.ckpt.exists() and not resume:
@@ -119,27 +138,29 @@ class RunDir:
         check_stage_settings(self.out, f"pretrain_{kind}", settings)
 
     def load(self) -> dict | None:
+        """The checkpoint (None for a new run); log rows past it go, as those steps run again."""
         if not self.ckpt.exists():
             return None
         try:
-            return torch.load(self.ckpt, map_location="cpu", weights_only=False)
+            state = torch.load(self.ckpt, map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is the same problem
             raise DepthGError(f"cannot read checkpoint {self.ckpt} ({err}); delete it to start "
                               "the run again") from None
+        if self.log_path.exists():
+            with open(self.log_path) as fh:
+                reader = csv.DictReader(fh)
+                rows = [r for r in reader if int(r["step"]) <= state["trainer"]["step"]]
+            with atomic_path(self.log_path) as tmp, open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=reader.fieldnames)
+                writer.writeheader()
+                writer.writerows(rows)
+        return state
 
     def save(self, state: dict) -> None:
         with atomic_path(self.ckpt) as tmp:
             torch.save(state, tmp)
 
-    def log(self, row: dict, resumed_at: int | None = None) -> None:
-        """Append one row; on the first call after a resume, drop rows past the checkpoint."""
-        if resumed_at is not None and self.log_path.exists():
-            with open(self.log_path) as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resumed_at]
-            with atomic_path(self.log_path) as tmp, open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(row))
-                writer.writeheader()
-                writer.writerows(rows)
+    def log(self, row: dict) -> None:
         new = not self.log_path.exists()
         with open(self.log_path, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(row))
@@ -152,12 +173,11 @@ class RunDir:
 class Timer:
     """Wall time accumulated across resumes, and a 'time for a checkpoint?' clock."""
 
-    def __init__(self, elapsed: float = 0.0, every_s: float = 180.0):
+    def __init__(self, elapsed: float, every_s: float):
         self.start = time.time() - elapsed
         self.every_s = every_s
         self.last_save = time.time()
 
-    @property
     def elapsed(self) -> float:
         return time.time() - self.start
 
@@ -168,35 +188,41 @@ class Timer:
         return False
 
 
-def run_training(run: RunDir, trainer, cfg, data_dir, n_images: int, desc: str) -> dict:
-    """The loop both pretrainings share: resume from `run`, step, log every `cfg.log_every`
-    steps, checkpoint every `cfg.checkpoint_minutes` and at the end (tqdm progress)."""
+def _machine() -> str:
+    threads = torch.get_num_threads()
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+            f"({threads} torch thread{'s' * (threads > 1)}), python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def run_training(out: str, kind: str, architecture: dict, cfg: Any, data_dir: str, resume: bool,
+                 make: Callable[[torch.Tensor, dict], Trainer]) -> dict:
+    """Run (or resume) a pretraining in `out`: `make(images, data)` builds the trainer; log
+    every `cfg.log_every` steps, checkpoint every `cfg.checkpoint_minutes` and at the end."""
+    settings = {"kind": kind, "architecture": architecture, **{
+        k: v for k, v in dataclasses.asdict(cfg).items()
+        if k not in ("log_every", "checkpoint_minutes")}}  # these do not change the result
+    run = RunDir(out, kind, settings, resume)
+    data = load_split(data_dir, "train", depth=kind == "depth", limit=cfg.n_train)
+    images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous()
+    trainer = make(images, data)
     state = run.load()
-    timer = Timer(every_s=cfg.checkpoint_minutes * 60)
-    resumed_at = None
     if state is not None:
         trainer.load_state_dict(state["trainer"])
-        timer = Timer(state["elapsed_s"], every_s=cfg.checkpoint_minutes * 60)
-        resumed_at = trainer.step_idx
-    bar = tqdm(total=cfg.steps, initial=trainer.step_idx, desc=desc,
+    timer = Timer(state["elapsed_s"] if state else 0.0, every_s=cfg.checkpoint_minutes * 60)
+    bar = tqdm(total=cfg.steps, initial=trainer.step_idx, desc=f"pretrain {kind}",
                mininterval=1 if sys.stderr.isatty() else 60)
     renderer = data_record(data_dir).get("renderer_version")
-
-    def save() -> None:
-        run.save({"trainer": trainer.state_dict(), "elapsed_s": timer.elapsed,
-                  "machine": machine_description(), "n_images": n_images,
-                  "renderer_version": renderer})
-
     while trainer.step_idx < cfg.steps:
         stats = trainer.step()
         step = trainer.step_idx
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
-            run.log({"step": step, "elapsed_s": round(timer.elapsed, 1), **stats},
-                    resumed_at=resumed_at)
-            resumed_at = None
+            run.log({"step": step, "elapsed_s": round(timer.elapsed(), 1), **stats})
             bar.set_postfix(loss=f"{stats['loss']:.3f}")
         if timer.due() or step == cfg.steps:
-            save()
+            run.save({"trainer": trainer.state_dict(), "elapsed_s": timer.elapsed(),
+                      "machine": _machine(), "n_images": len(images),
+                      "renderer_version": renderer})
     bar.close()
-    return {"steps": trainer.step_idx, "elapsed_s": timer.elapsed}
+    return {"steps": trainer.step_idx, "elapsed_s": timer.elapsed()}

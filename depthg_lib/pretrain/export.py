@@ -1,13 +1,12 @@
 """Export a finished pretraining run as the shipped fp16 `.safetensors` + manifest entry.
 
 The manifest (`depthg_lib/weights/manifest.json`) describes exactly the files that ship: sha256,
-size, architecture, the training command, data seed and size, training time and machine, and
-(once `benchmarks/embedded_quality.py --update-manifest` has run) the quality figures.
+size, architecture, training command, data, time and machine, and (once
+`benchmarks/embedded_quality.py --update-manifest` has run) the quality figures.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from safetensors.torch import save_file
 
 from .. import embedded
 from ..errors import DepthGError
-from ..io import atomic_path, save_json, sha256_file
-from .common import DEFAULT_DATA_DIR, data_record
+from ..io import atomic_path, load_json, save_json, sha256_file
 
 OBJECTIVES = {
     "vit": "self-supervised VICRegL-style: VICReg on the CLS tokens of two global views and on "
@@ -28,17 +26,8 @@ OBJECTIVES = {
 }
 
 
-def _renderer_version(cfg: dict) -> int | None:
-    """Renderer version of the default pretraining scenes, if they match the run's settings."""
-    rec = data_record(DEFAULT_DATA_DIR)
-    same = (rec.get("seed"), rec.get("size"), rec.get("n_train")) == (
-        cfg["data_seed"], cfg["data_size"], cfg["n_train"])
-    return rec.get("renderer_version") if same else None
-
-
 def vit_backbone_state(trainer_state: dict) -> dict[str, torch.Tensor]:
-    """The ViT's own weights in a pretraining checkpoint, keyed as `build_embedded_vit` names
-    them (the expanders are left behind)."""
+    """The ViT's weights in a pretraining checkpoint, named as in `build_embedded_vit`."""
     prefix = "backbone."
     return {k[len(prefix):]: v for k, v in trainer_state["student"].items()
             if k.startswith(prefix)}
@@ -54,14 +43,6 @@ def load_checkpoint_vit(path: str | Path) -> tuple[torch.nn.Module, int]:
     vit = embedded.build_embedded_vit()
     vit.load_state_dict(vit_backbone_state(state), strict=True)
     return vit.eval(), state["step"]
-
-
-def _exported_state(kind: str, trainer_state: dict) -> dict[str, torch.Tensor]:
-    if kind == "vit":
-        sd = vit_backbone_state(trainer_state)
-    else:
-        sd = dict(trainer_state["net"])
-    return {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
 
 
 def _finished_run(kind: str, out: Path, allow_partial: bool) -> dict:
@@ -80,44 +61,14 @@ def _finished_run(kind: str, out: Path, allow_partial: bool) -> dict:
     return ckpt
 
 
-def _training_record(ckpt: dict) -> dict:
-    """What the manifest says about how the weights were trained."""
+def _entry(kind: str, out: Path, ckpt: dict, path: Path, model: torch.nn.Module) -> dict:
+    """The manifest entry of the exported file: what it is and how it was trained."""
     state, cfg = ckpt["trainer"], ckpt["trainer"]["config"]
-    return {
-        "steps": state["step"], "planned_steps": cfg["steps"], "seed": cfg["seed"],
-        "data": {"dataset": "SynthScenes", "seed": cfg["data_seed"],
-                 "size": cfg["data_size"], "n_train": ckpt.get("n_images", cfg["n_train"]),
-                 "renderer_version": ckpt.get("renderer_version", _renderer_version(cfg))},
-        "wall_time_s": round(ckpt["elapsed_s"], 1),
-        "machine": ckpt.get("machine"),
-        "config": cfg,
-    }
-
-
-def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None,
-               allow_partial: bool = False) -> dict:
-    """Write `<weights_dir>/<file>.safetensors` from `<out>/checkpoint.pt`; update the manifest."""
-    out = Path(out)
-    weights_dir = Path(weights_dir) if weights_dir else embedded.WEIGHTS_DIR
-    ckpt = _finished_run(kind, out, allow_partial)
-    sd = _exported_state(kind, ckpt["trainer"])
-    # the exported state must load into the library's architecture
-    model = embedded.build_embedded_vit() if kind == "vit" else embedded.build_embedded_depth_net()
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()},
-                          strict=True)
-    path = weights_dir / embedded.WEIGHT_FILES[kind]
-    with atomic_path(path) as tmp:
-        save_file(sd, str(tmp), metadata={"kind": kind, "format": "pt"})
-    # the training curves ship beside the weights (appendix A1 plots them)
-    log_name = f"embedded_{kind}_log.csv"
-    if (out / "log.csv").exists():
-        with atomic_path(weights_dir / log_name) as tmp:
-            tmp.write_bytes((out / "log.csv").read_bytes())
     command_file = out / "command.txt"
     train_cmd = command_file.read_text().strip() if command_file.exists() else None
-    entry = {
+    return {
         "file": path.name,
-        "log": log_name if (out / "log.csv").exists() else None,
+        "log": f"embedded_{kind}_log.csv" if (out / "log.csv").exists() else None,
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
         "dtype": "float16",
@@ -128,22 +79,50 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
         "objective": OBJECTIVES[kind],
         "command": f"{train_cmd} && python -m depthg_lib.pretrain export {kind} --out {out}"
                    if train_cmd else None,
-        "training": _training_record(ckpt),
+        "training": {
+            "steps": state["step"], "planned_steps": cfg["steps"], "seed": cfg["seed"],
+            "data": {"dataset": "SynthScenes", "seed": cfg["data_seed"],
+                     "size": cfg["data_size"], "n_train": ckpt.get("n_images", cfg["n_train"]),
+                     "renderer_version": ckpt.get("renderer_version")},
+            "wall_time_s": round(ckpt["elapsed_s"], 1),
+            "machine": ckpt.get("machine"),
+            "config": cfg,
+        },
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quality": None,
     }
+
+
+def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None,
+               allow_partial: bool = False) -> dict:
+    """Write `<weights_dir>/<file>.safetensors` from `<out>/checkpoint.pt`; update the manifest."""
+    out = Path(out)
+    weights_dir = Path(weights_dir) if weights_dir else embedded.WEIGHTS_DIR
+    ckpt = _finished_run(kind, out, allow_partial)
+    sd = vit_backbone_state(ckpt["trainer"]) if kind == "vit" else ckpt["trainer"]["net"]
+    sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+    # the exported state must load into the library's architecture
+    model = embedded.build_embedded_vit() if kind == "vit" else embedded.build_embedded_depth_net()
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()},
+                          strict=True)
+    path = weights_dir / embedded.WEIGHT_FILES[kind]
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata={"kind": kind, "format": "pt"})
+    if (out / "log.csv").exists():  # the training curves ship beside the weights (A1 plots them)
+        with atomic_path(weights_dir / f"embedded_{kind}_log.csv") as tmp:
+            tmp.write_bytes((out / "log.csv").read_bytes())
     manifest_path = weights_dir / embedded.MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[kind] = entry
+    manifest = load_json(manifest_path) if manifest_path.exists() else {}
+    manifest[kind] = _entry(kind, out, ckpt, path, model)
     save_json(manifest_path, manifest)
-    return entry
+    return manifest[kind]
 
 
 def record_quality(kind: str, quality: dict, weights_dir: str | Path | None = None) -> None:
     """Store benchmark figures in the manifest entry of the weights they were measured on."""
     weights_dir = Path(weights_dir) if weights_dir else embedded.WEIGHTS_DIR
     manifest_path = weights_dir / embedded.MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text())
+    manifest = load_json(manifest_path)
     entry = manifest[kind]
     if sha256_file(weights_dir / entry["file"]) != entry["sha256"]:
         raise DepthGError(f"{weights_dir / entry['file']} does not match {manifest_path}; "

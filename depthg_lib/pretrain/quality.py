@@ -1,14 +1,10 @@
 """Quality bars of the embedded models, measured on SynthScenes never seen in training.
 
-ViT: k-means (as many clusters as classes) on patch features, Hungarian-matched to patch-level
-labels (majority label of each 8×8 patch), mIoU in percent; baselines are the same
-architecture with random weights and k-means on each patch's mean RGB colour. A linear probe
-(logistic regression fitted on the L2-normalised patch features of separate training scenes,
-scored on the validation scenes) and its per-class IoU go beside it: k-means asks whether the
-classes already are clusters, the probe whether they are linearly readable at all.
+ViT: on patch features against patch labels (majority of each 8×8 patch), k-means
+Hungarian-matched mIoU asks whether the classes already are clusters, a linear probe whether
+they are linearly readable at all; baselines are random weights and each patch's mean RGB.
 Depth: on per-image min–max normalised depth (docs/method.md §2), MAE against that of the best
-constant map (the training set's mean normalised depth map), and Spearman rank correlation per
-image.
+constant map (the training set's mean), and the per-image Spearman rank correlation.
 """
 
 from __future__ import annotations
@@ -20,18 +16,15 @@ from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 
-from ..embedded import EMBEDDED_MEAN, EMBEDDED_STD
 from ..metrics import confusion_histogram, scores
-from .common import minmax_normalise
+from .common import minmax_normalise, normalise_rgb
 
 IGNORE = 255
 
 
-def to_normalised_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N,H,W,3) → float (N,3,H,W) normalised with the embedded models' mean/std."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
-    return (x - torch.tensor(EMBEDDED_MEAN).view(1, 3, 1, 1)) / torch.tensor(
-        EMBEDDED_STD).view(1, 3, 1, 1)
+def _unit_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N,H,W,3) → float (N,3,H,W) in [0,1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
 
 
 @torch.no_grad()
@@ -42,7 +35,7 @@ def vit_patch_features(vit: torch.nn.Module, images: np.ndarray, batch: int = 16
     p = vit.patch_embed.patch_size[0]
     out = []
     for i in range(0, len(images), batch):
-        x = to_normalised_tensor(images[i:i + batch])
+        x = normalise_rgb(_unit_tensor(images[i:i + batch]))
         tok = vit.forward_features(x)[:, vit.num_prefix_tokens:]
         out.append(tok.reshape(len(x), x.shape[-2] // p, x.shape[-1] // p, -1))
     return torch.cat(out)
@@ -50,8 +43,7 @@ def vit_patch_features(vit: torch.nn.Module, images: np.ndarray, batch: int = 16
 
 def patch_mean_rgb(images: np.ndarray, patch: int = 8) -> torch.Tensor:
     """Mean RGB colour of each patch (N, h, w, 3) in [0,1]: the colour baseline."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
-    return F.avg_pool2d(x, patch).permute(0, 2, 3, 1)
+    return F.avg_pool2d(_unit_tensor(images), patch).permute(0, 2, 3, 1)
 
 
 def patch_labels(labels: np.ndarray, patch: int = 8) -> np.ndarray:
@@ -76,8 +68,7 @@ def _percent(res: dict) -> dict:
 def kmeans_segment(features: torch.Tensor, labels: np.ndarray, n_classes: int, seed: int = 0,
                    normalise: bool = True, n_init: int = 3) -> tuple[np.ndarray, dict]:
     """k-means with `n_classes` clusters on (N,h,w,D) features, Hungarian-matched to (N,h,w)
-    patch labels (`metrics.scores`, docs/method.md §9); returns the class map (N,h,w) of every
-    patch and the scores in %."""
+    patch labels (docs/method.md §9): the class map (N,h,w) and the scores in %."""
     x = features.reshape(-1, features.shape[-1]).double()
     if normalise:
         x = F.normalize(x, dim=1)
@@ -95,7 +86,7 @@ def kmeans_segment(features: torch.Tensor, labels: np.ndarray, n_classes: int, s
 def vit_cls_attention(vit: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
     """Attention of the CLS token to every patch in the last block, per head: (N, heads, h, w)."""
     vit.eval()
-    x = to_normalised_tensor(images)
+    x = normalise_rgb(_unit_tensor(images))
     p = vit.patch_embed.patch_size[0]
     tok = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
     for blk in vit.blocks[:-1]:
@@ -113,14 +104,10 @@ def vit_cls_attention(vit: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
 def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats: torch.Tensor,
                  val_labels: np.ndarray, n_classes: int, normalise: bool = True,
                  c: float = 1.0, max_iter: int = 300, max_train: int | None = 120_000) -> dict:
-    """Logistic regression (multinomial, sklearn lbfgs) on (N,h,w,D) train patch features →
-    class of every val patch; per-class IoU, mIoU (classes present or predicted) and accuracy
-    in %.
-
-    Features are L2-normalised when `normalise` (the ViT's; not the mean-RGB baseline's, whose
-    length is its brightness) and then standardised with the train statistics, so `c` means
-    the same for every feature set. Patches labelled ignore are left out of fit and score.
-    """
+    """Logistic regression on (N,h,w,D) train patch features → class of every val patch;
+    per-class IoU, mIoU and accuracy in %. Features are L2-normalised when `normalise` (not the
+    mean RGB, whose length is its brightness), then standardised so `c` means the same for
+    every feature set; ignored patches are left out of fit and score."""
     def flat(f: torch.Tensor) -> np.ndarray:
         x = f.reshape(-1, f.shape[-1]).double()
         return (F.normalize(x, dim=1) if normalise else x).numpy()
@@ -143,8 +130,8 @@ def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats:
 def feature_quality(train_feats: torch.Tensor, train_plabels: np.ndarray,
                     val_feats: torch.Tensor, val_plabels: np.ndarray, n_classes: int,
                     normalise: bool = True, kmeans_seeds: int = 1) -> dict:
-    """The quality row of one set of frozen patch features: linear probe (fit on train, scored
-    on val) and k-means + Hungarian on val (mean over `kmeans_seeds` initialisations)."""
+    """One set of frozen patch features: linear probe (fit on train, scored on val) and k-means
+    on val (mean over `kmeans_seeds` initialisations)."""
     lin = linear_probe(train_feats, train_plabels, val_feats, val_plabels, n_classes,
                        normalise=normalise)
     runs = [kmeans_segment(val_feats, val_plabels, n_classes, k, normalise=normalise)[1]
@@ -157,8 +144,8 @@ def feature_quality(train_feats: torch.Tensor, train_plabels: np.ndarray,
 
 def meets_backbone_bar(row: dict, linear_min: float = 70.0, class_min: float = 35.0,
                        kmeans_min: float = 35.0) -> bool:
-    """The bar set for a backbone that makes the course's chapters read well: linear-probe
-    mIoU ≥ 70, every class present ≥ 35 IoU under the probe, k-means mIoU ≥ 35."""
+    """A backbone the chapters read well with: linear-probe mIoU ≥ 70, every class present ≥ 35
+    IoU under the probe, k-means mIoU ≥ 35."""
     ious = [v for v in row["linear"]["iou"] if v is not None]
     return bool(row["linear"]["miou"] >= linear_min and min(ious) >= class_min
                 and row["kmeans"]["miou"] >= kmeans_min)
@@ -170,8 +157,7 @@ def depth_quality(pred: torch.Tensor, gt: np.ndarray, mean_map: np.ndarray) -> d
     g = minmax_normalise(torch.from_numpy(gt).double()).numpy()
     mae = float(np.abs(p - g).mean())
     const = float(np.abs(mean_map[None] - g).mean())
-    rhos = [spearmanr(pi.ravel(), gi.ravel())[0] for pi, gi in zip(p, g)]
-    rho = float(np.nanmean(rhos))
+    rho = float(np.nanmean([spearmanr(pi.ravel(), gi.ravel())[0] for pi, gi in zip(p, g)]))
     return {"mae": mae, "constant_mae": const, "mae_ratio": mae / const, "spearman": rho,
             "passes": bool(mae <= 0.5 * const and rho >= 0.85)}
 
