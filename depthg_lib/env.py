@@ -14,15 +14,12 @@ from .errors import DepthGError
 
 _PACKAGES = ("torch", "torchvision", "timm", "transformers", "numpy", "scipy",
              "scikit-learn", "pillow", "matplotlib", "papermill", "pydensecrf2")
-
-
 DEVICES = "auto, cpu, cuda or cuda:N (N = the GPU's number)"
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """`auto` → CUDA when present, else CPU; anything else than cpu or an existing CUDA GPU
-    (a typo, `tpu`, a GPU number beyond those present) is one clear error listing the choices,
-    never torch's traceback."""
+    """`auto` → CUDA when present, else CPU; anything but cpu or an existing CUDA GPU (a typo,
+    `tpu`, a GPU number beyond those present) is one clear error listing the choices."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(device, torch.device):
@@ -46,8 +43,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def device_arg(value: str) -> str:
-    """argparse `type` of every `--device`: a device this machine cannot use stops the
-    command at once, before any work, with `resolve_device`'s message."""
+    """argparse `type` of every `--device`: a device this machine lacks stops the command
+    before any work, with `resolve_device`'s message."""
     try:
         resolve_device(value)
     except DepthGError as err:

@@ -1,9 +1,6 @@
-"""The library's one exception type, and the CLI wrapper that prints it in one line.
-
-Every error a learner can cause (missing file, wrong shape, stage run out of order) is a
-`DepthGError` whose message says what was expected, what was found, which file, and which
-command fixes it. CLIs print that message alone and exit non-zero: no traceback from deep
-inside torch or PIL.
+"""The library's one exception type for what a learner can fix, and the CLI wrapper that
+prints it as one line (what was expected, what was found, the file, the fixing command)
+instead of a traceback from deep inside torch or PIL.
 """
 
 from __future__ import annotations

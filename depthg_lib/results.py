@@ -9,8 +9,8 @@ from .io import load_json, save_json
 
 
 def profile_name(profile) -> str:
-    """The name of a profile given as its name, its YAML file (what the course runner passes
-    to the notebooks for a profile outside the library) or the `Profile` itself."""
+    """The name of a profile given as its name, its YAML file (the course runner passes that
+    for a profile outside the library) or the `Profile` itself."""
     if isinstance(profile, config.Profile):
         return profile.name
     if str(profile).endswith((".yaml", ".yml")):
