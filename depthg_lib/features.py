@@ -3,15 +3,10 @@ frozen-feature cache (docs/method.md §8).
 
 The backbone is frozen and training applies no augmentation, so a crop's features never
 change: with `precompute_features` they are computed once (fp16, one `.npy` memory map per
-split) and every later step reads them instead of running the ViT twice per image. Dropout is
-still drawn per step, on the cached features. The cache lives in
-`<data_root>/features/<crops>_<backbone>_<res>_<fidelity>/` (the fidelity decides how crops
-are resized and the depth units), shared by every run and ablation variant with the same
-crops, backbone, weights, resolution and fidelity; `features.json` records those settings
-and a cache made with other settings is rebuilt, never mixed. Each split is also keyed by
-the digest of the crops it was made from (`source_digest`: the crop record, names file and
-crop files), so crops cut afresh from a regenerated dataset — same folder, same counts —
-rebuild the split instead of training on the old features, labels and depth.
+split; dropout is still drawn per step). The cache lives in
+`<data_root>/features/<crops>_<backbone>_<res>_<fidelity>/`; `features.json` records its
+settings (a cache made with others is rebuilt, never mixed) and, per split, the digest of the
+crops it was made from, so crops cut afresh from a regenerated dataset rebuild the split.
 """
 
 from __future__ import annotations
@@ -36,31 +31,18 @@ CACHE_VERSION = 1
 FEATURE_DTYPE = np.float16
 
 
-# ------------------------------------------------------------------------- crop → inputs
-
-def depth_units(depth: np.ndarray, fidelity: str) -> np.ndarray:
-    """Stored 16-bit depth → the units the loss expects (float32): `released` the 8-bit
-    integers 0..255 of the released loader, `corrected` [0, 1] (`depth_from_uint16`)."""
-    return depth_from_uint16(depth, fidelity)
-
-
 def prepare_crop(image: np.ndarray, label: np.ndarray, depth: np.ndarray, res: int,
                  fidelity: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One crop at training size: image uint8 (3,res,res), label uint8, depth float32.
-
-    Labels always keep nearest-neighbour values. `released`: image and depth nearest as well
-    (STEGO's transform, golden README note 7; the released loader treats the depth PNG like a
-    label). `corrected`: image and depth bilinear (PIL, antialiased when shrinking), as the
-    kNN and evaluation stages resize in that fidelity — depth is a continuous quantity.
-    """
+    """One crop at training size: image uint8 (3,res,res), label uint8, depth float32 in the
+    loss's units (`depth_from_uint16`). Labels are resized nearest; image and depth nearest
+    in `released` (STEGO's transform, golden README note 7), bilinear in `corrected`, as the
+    kNN and evaluation stages resize: depth is a continuous quantity."""
     smooth = "nearest" if fidelity == "released" else "bilinear"
     image = resize_center_crop(np.asarray(image, dtype=np.uint8), res, smooth)
     label = resize_center_crop(np.asarray(label, dtype=np.uint8), res, "nearest")
-    d = resize_center_crop(depth_units(depth, fidelity), res, smooth)
+    d = resize_center_crop(depth_from_uint16(depth, fidelity), res, smooth)
     return image.transpose(2, 0, 1).copy(), label, d.astype(np.float32)
 
-
-# ------------------------------------------------------------------------- the cache
 
 @dataclass
 class CachedSplit:
@@ -81,25 +63,16 @@ class CachedSplit:
         return {"folder": self.folder, "split": self.split, "_arrays": None}
 
     def __len__(self) -> int:
-        return len(self._open()["labels"])
+        return len(self.labels)
 
-    @property
-    def feats(self) -> np.ndarray:
-        return self._open()["feats"]
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._open()["labels"]
-
-    @property
-    def depth(self) -> np.ndarray:
-        return self._open()["depth"]
+    feats = property(lambda self: self._open()["feats"])
+    labels = property(lambda self: self._open()["labels"])
+    depth = property(lambda self: self._open()["depth"])
 
 
 def cache_bytes(n_crops: int, dim: int, grid_hw: tuple[int, int], res: int) -> int:
     """Disk bytes of one split's cache: fp16 features + uint8 labels + float32 depth."""
-    per_crop = dim * grid_hw[0] * grid_hw[1] * 2 + res * res * (1 + 4)
-    return n_crops * per_crop
+    return n_crops * (dim * grid_hw[0] * grid_hw[1] * 2 + res * res * (1 + 4))
 
 
 def check_budget(need: int, budget_gb: float, folder: Path) -> None:
@@ -135,10 +108,8 @@ def open_cache(folder: Path, split: str, settings: dict, source=None) -> CachedS
     meta = load_json(record)
     if meta.get("settings") != _jsonable(settings) or split not in meta.get("splits", {}):
         return None
-    if source is not None:
-        recorded = meta["splits"][split].get("inputs")
-        if recorded != source_digest(source):
-            return None
+    if source is not None and meta["splits"][split].get("inputs") != source_digest(source):
+        return None
     if not all((folder / f"{k}_{split}.npy").exists() for k in ("feats", "labels", "depth")):
         return None
     return CachedSplit(folder, split)
@@ -152,12 +123,9 @@ def _jsonable(settings: dict) -> dict:
 def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelity: str,
                 settings: dict, device: torch.device, batch_size: int = 32,
                 budget_gb: float = 20.0, progress: bool = True, reserved: int = 0) -> CachedSplit:
-    """Featurise every crop of `source` once and write the split's memory maps atomically.
-
-    `source` is anything with `__len__` and `load(n) -> (image, label, depth)` (a
-    `CropReader`). `reserved` is bytes other splits of the same cache take (budget check).
-    A split made from other crops than `source` holds now is rebuilt (`source_digest`).
-    """
+    """Featurise every crop of `source` (`__len__` and `load(n) -> (image, label, depth)`, a
+    `CropReader`) once and write the split's memory maps atomically, unless the cache holds
+    it already; `reserved`: bytes other splits of the cache take (budget check)."""
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(folder / ".features.lock"):  # two trainings sharing a cache: one builds it
         return _build_cache(source, split, folder, backbone, res=res, fidelity=fidelity,
@@ -182,15 +150,12 @@ def _build_cache(source, split, folder, backbone, *, res, fidelity, settings, de
     grid = (res // p, res // p)
     check_budget(cache_bytes(n, backbone.dim, grid, res) + reserved, budget_gb, folder)
 
+    layout = {"feats": (FEATURE_DTYPE, (n, backbone.dim, *grid)),
+              "labels": (np.uint8, (n, res, res)), "depth": (np.float32, (n, res, res))}
     with contextlib.ExitStack() as stack:
-        tmp = {k: stack.enter_context(atomic_path(folder / f"{k}_{split}.npy"))
-               for k in ("feats", "labels", "depth")}
-        feats = np.lib.format.open_memmap(tmp["feats"], mode="w+", dtype=FEATURE_DTYPE,
-                                          shape=(n, backbone.dim, *grid))
-        labels = np.lib.format.open_memmap(tmp["labels"], mode="w+", dtype=np.uint8,
-                                           shape=(n, res, res))
-        depth = np.lib.format.open_memmap(tmp["depth"], mode="w+", dtype=np.float32,
-                                          shape=(n, res, res))
+        arrays = {k: np.lib.format.open_memmap(
+            stack.enter_context(atomic_path(folder / f"{k}_{split}.npy")), mode="w+",
+            dtype=dtype, shape=shape) for k, (dtype, shape) in layout.items()}
         bar = tqdm(total=n, desc=f"features {split}", disable=not progress, leave=False)
         for start in range(0, n, batch_size):
             idx = range(start, min(n, start + batch_size))
@@ -201,28 +166,25 @@ def _build_cache(source, split, folder, backbone, *, res, fidelity, settings, de
                 raise DepthGError(f"backbone {settings.get('backbone')} returned a "
                                   f"{tuple(f.shape[-2:])} feature grid for {res}px crops, "
                                   f"expected {grid}")
-            feats[idx.start:idx.stop] = f.float().cpu().numpy().astype(FEATURE_DTYPE)
-            labels[idx.start:idx.stop] = np.stack([it[1] for it in items])
-            depth[idx.start:idx.stop] = np.stack([it[2] for it in items])
+            arrays["feats"][idx.start:idx.stop] = f.float().cpu().numpy().astype(FEATURE_DTYPE)
+            for column, key in ((1, "labels"), (2, "depth")):
+                arrays[key][idx.start:idx.stop] = np.stack([it[column] for it in items])
             bar.update(len(idx))
         bar.close()
-        for arr in (feats, labels, depth):
+        for arr in arrays.values():
             arr.flush()
-        del feats, labels, depth
+        del arrays  # the memory maps are closed before the files take their names
     meta["splits"][split] = {"n": n, "grid": list(grid), "dim": backbone.dim, "inputs": inputs}
     save_json(record, meta)
     return CachedSplit(folder, split)
 
 
+@torch.no_grad()
 def featurize(backbone, images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B,3,H,W) on the backbone's device → frozen features (B,D,h,w), no gradient.
-
-    On CUDA the ViT runs in bf16 autocast with channels-last input (the GPU path).
-    """
+    """uint8 (B,3,H,W) on the backbone's device → frozen features (B,D,h,w); on CUDA in bf16
+    autocast with channels-last input."""
     x = images.float().div_(255.0)
-    with torch.no_grad():
-        if x.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return backbone(x)
-        return backbone(x)
+    if x.is_cuda:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return backbone(x.contiguous(memory_format=torch.channels_last))
+    return backbone(x)
