@@ -21,26 +21,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import io
 from .config import Profile, load_profile, profile_arg
 from .data.base import IGNORE
 from .data.readers import reader_for_profile
 from .depth import depth_problems, present_splits, require_current_depth
 from .errors import DepthGError, run_cli
-from .io import (
-    atomic_path,
-    changed_inputs,
-    check_stage_settings,
-    load_json,
-    read_depth_png,
-    read_label,
-    read_rgb,
-    record_digest,
-    recorded_inputs,
-    replaced_outputs,
-    save_image,
-    stage_lock,
-    stamp_files,
-)
 
 JPEG_QUALITY = 95
 N_CROPS = 5
@@ -125,16 +111,16 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
                 "jpeg_quality": JPEG_QUALITY, "jpeg_subsampling": "4:4:4", "label_offset": 1,
                 "has_labels": reader.has_labels}
     command = f"python -m depthg_lib.crop --profile {profile_arg(profile)} --split {split}"
-    with stage_lock(crop_dir, "crop"):
+    with io.stage_lock(crop_dir, "crop"):
         inputs = crop_inputs(reader, splits)
         replace = force and (crop_dir / "crop.json").is_file()
-        resume = check_stage_settings(crop_dir, "crop", settings, force=force, inputs=inputs,
+        resume = io.check_stage_settings(crop_dir, "crop", settings, force=force, inputs=inputs,
                                       command=command, write=not replace)
         if not (resume or replace):  # no record: earlier bookkeeping is of no known run
             for s in set(reader.splits) | set(splits):
                 for kind in ("progress", "names", "skipped"):
                     _listing(crop_dir, s, kind).unlink(missing_ok=True)
-        with (replaced_outputs(crop_dir, "crop", settings, inputs) if replace
+        with (io.replaced_outputs(crop_dir, "crop", settings, inputs) if replace
               else contextlib.nullcontext(crop_dir)) as out:  # io.replaced_outputs says why
             for s in splits:
                 _crop_split(reader, profile, out, s, skip_bad, progress)
@@ -147,7 +133,7 @@ def crop_inputs(reader, splits) -> dict[str, dict]:
     depth_record = reader.depth_record_dir() / "depth.json"
     inputs = {}
     for s in splits:
-        inputs[f"{s}/depth-record"] = record_digest(
+        inputs[f"{s}/depth-record"] = io.record_digest(
             depth_record, split=s, what=f"the depth stage's record {depth_record} ({s} part)")
         inputs.update(reader.input_stamps(s, ("images", "labels", "depth")))
     return inputs
@@ -171,7 +157,7 @@ def require_current_crops(profile: Profile, split: str, who: str) -> None:
             f"{who}: the {split} crops in {crop_dir} were cut from depth maps that "
             f"{' and '.join(problems)}; redo the depth maps with `python -m depthg_lib.depth "
             f"--profile {arg} --force`, then the crops with {redo}")
-    changed = changed_inputs(recorded_inputs(crop_dir, "crop"), crop_inputs(reader, [split]))
+    changed = io.changed_inputs(io.recorded_inputs(crop_dir, "crop"), crop_inputs(reader, [split]))
     if changed:
         raise DepthGError(
             f"{who}: the {split} crops in {crop_dir} were cut from inputs that changed since: "
@@ -258,7 +244,7 @@ def _require_depth(reader, profile, split, todo, skip_bad) -> None:
     if not missing:
         return
     skipped_file = reader.depth_record_dir() / "depth_skipped.json"
-    skipped = set(load_json(skipped_file)) if skipped_file.is_file() else set()
+    skipped = set(io.load_json(skipped_file)) if skipped_file.is_file() else set()
     if all(f"{split}/{n}" in skipped for n in missing):  # unreadable: the depth stage left them
         raise DepthGError(
             f"five-crop: {len(missing)} {split} images have no depth map because the depth "
@@ -290,7 +276,7 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
     image = reader.load_image(split, name)
     label = reader.load_label(split, name)
     depth_file = reader.depth_path(split, name)
-    depth = read_depth_png(depth_file, "re-run the depth stage, or pass --skip-bad")
+    depth = io.read_depth_png(depth_file, "re-run the depth stage, or pass --skip-bad")
     height, width = image.shape[:2]
     for what, arr, path in (("label", label, reader.label_path(split, name)),
                             ("depth map", depth, depth_file)):
@@ -305,10 +291,10 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
     for k, box in enumerate(five_crop_boxes(height, width, ratio)):
         paths = crop_paths(crop_dir, split, N_CROPS * index + k)
         if stored_label is not None:
-            save_image(paths["label"], crop_array(stored_label, box))
-        save_image(paths["depth"], crop_array(depth, box))
+            io.save_image(paths["label"], crop_array(stored_label, box))
+        io.save_image(paths["depth"], crop_array(depth, box))
         # quality 95 as released; no chroma subsampling, so a crop loses as little as it can
-        save_image(paths["img"], crop_array(image, box), quality=JPEG_QUALITY, subsampling=0)
+        io.save_image(paths["img"], crop_array(image, box), quality=JPEG_QUALITY, subsampling=0)
 
 
 def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dict) -> None:
@@ -328,12 +314,12 @@ def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dic
                 path.unlink()  # the temp file of an interrupted atomic write
             elif stem.isdigit() and int(stem) >= count:
                 path.unlink()
-    with atomic_path(_listing(crop_dir, split, "names")) as tmp:
+    with io.atomic_path(_listing(crop_dir, split, "names")) as tmp:
         tmp.write_text("".join(f"{N_CROPS * i + k}\t{name}\n" for name, i in order
                                for k in range(N_CROPS)))
     skipped_file = _listing(crop_dir, split, "skipped")
     if skipped:
-        with atomic_path(skipped_file) as tmp:
+        with io.atomic_path(skipped_file) as tmp:
             tmp.write_text("".join(f"{name}\t{why}\n" for name, why in sorted(skipped.items())))
     else:
         skipped_file.unlink(missing_ok=True)
@@ -368,8 +354,8 @@ class CropReader:
             files += [crop_paths(self.crop_dir, self.split, n)[kind]
                       for n in range(len(self)) for kind in kinds]
             where = f"the {self.split} crops in {self.crop_dir}"
-            stamp = stamp_files(files, self.crop_dir, what=where)
-            record = record_digest(self.crop_dir / "crop.json", split=self.split)
+            stamp = io.stamp_files(files, self.crop_dir, what=where)
+            record = io.record_digest(self.crop_dir / "crop.json", split=self.split)
             both = hashlib.sha256(f"{stamp['digest']}|{record['digest']}".encode())
             self._digest = {"what": where, "files": len(self), "digest": both.hexdigest()[:32]}
         return self._digest
@@ -396,13 +382,13 @@ class CropReader:
 
     def load(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         paths = self.paths(n)
-        image = read_rgb(paths["img"])
+        image = io.read_rgb(paths["img"])
         if self.has_labels:
-            stored = read_label(paths["label"])
+            stored = io.read_label(paths["label"])
             label = np.where(stored == 0, IGNORE, stored.astype(np.int64) - 1).astype(np.uint8)
         else:
             label = np.full(image.shape[:2], IGNORE, dtype=np.uint8)
-        depth = read_depth_png(paths["depth"], "re-run the crop stage with --force")
+        depth = io.read_depth_png(paths["depth"], "re-run the crop stage with --force")
         if depth.dtype == np.uint8:
             depth = depth.astype(np.uint16) * 257
         return image, label, depth

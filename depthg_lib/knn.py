@@ -18,21 +18,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import io
 from .config import Profile, load_profile, profile_arg
 from .crop import CropReader, require_current_crops
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
-from .io import (
-    changed_inputs,
-    check_stage_settings,
-    prefetched,
-    read_rgb,
-    recorded_inputs,
-    save_npz,
-    sha256_file,
-    stage_lock,
-    write_stage_record,
-)
 from .models import load_backbone, profile_weights_identity
 from .transforms import resize_center_crop
 
@@ -197,7 +187,7 @@ def _open_crops(profile: Profile, split: str):
 
 def stage_settings(profile: Profile, n: int, split: str) -> dict:
     weights = profile.backbone_weights
-    sha = (sha256_file(weights) if weights and Path(weights).is_file()
+    sha = (io.sha256_file(weights) if weights and Path(weights).is_file()
            else profile_weights_identity(profile))
     return {"backbone": profile.backbone, "backbone_weights": weights or None,
             "weights_sha256": sha, "resolution": profile.knn_res,
@@ -212,11 +202,11 @@ def featurise_crops(reader, backbone, res: int, fidelity: str, device: torch.dev
     n = len(reader)
 
     def load(i):
-        return resize_for_knn(read_rgb(reader.paths(i)["img"]), res, fidelity)
+        return resize_for_knn(io.read_rgb(reader.paths(i)["img"]), res, fidelity)
 
     feats = []
     bar = tqdm(total=n, desc="features", unit="crop", disable=not progress)
-    for images in prefetched(load, range(n), batch, workers):
+    for images in io.prefetched(load, range(n), batch, workers):
         feats.append(global_features(backbone, torch.stack(images).to(device)))
         bar.update(len(images))
     bar.close()
@@ -241,13 +231,13 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
     stage = record.name[: -len(".json")]
     command = f"python -m depthg_lib.knn --profile {profile_arg(profile)} --split {split}"
     inputs = {f"{split}/crops": reader.digest()}
-    with stage_lock(record.parent, stage):
-        reuse = check_stage_settings(record.parent, stage, settings, force, inputs=inputs,
+    with io.stage_lock(record.parent, stage):
+        reuse = io.check_stage_settings(record.parent, stage, settings, force, inputs=inputs,
                                      command=command, write=False)
         if reuse and out.exists():
             return out
         _mine(profile, reader, settings, out, device, progress)
-        write_stage_record(record.parent, stage, settings, inputs)
+        io.write_stage_record(record.parent, stage, settings, inputs)
         return out
 
 
@@ -265,7 +255,7 @@ def _mine(profile: Profile, reader, settings: dict, out: Path, device: str,
     if feats.device.type == "cpu":
         feats = feats.numpy()  # numpy's partition beats torch's topk on the CPU
     nns = topk_neighbours(feats, settings["K"] - 1, block=profile.knn_block, progress=progress)
-    save_npz(out, nns=nns)
+    io.save_npz(out, nns=nns)
     return out
 
 
@@ -274,9 +264,9 @@ def require_current_knn(profile: Profile | str, crops, split: str = "train") -> 
     training never pairs a re-cut split with the neighbours of the old one."""
     profile = load_profile(profile)
     record = knn_record_path(profile, split)
-    recorded = recorded_inputs(record.parent, record.name[: -len(".json")])
+    recorded = io.recorded_inputs(record.parent, record.name[: -len(".json")])
     key = f"{split}/crops"
-    if key in recorded and changed_inputs(recorded, {key: crops.digest()}):
+    if key in recorded and io.changed_inputs(recorded, {key: crops.digest()}):
         raise DepthGError(
             f"the neighbours in {profile.paths.knn_file(split)} were mined from other crops than "
             f"{crops.crop_dir} now holds; re-mine them with `python -m depthg_lib.knn --profile "
