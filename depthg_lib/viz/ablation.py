@@ -38,21 +38,18 @@ def validation_curves(results: dict):
 def _knob_axis(results: dict, which: str) -> list[tuple[float, str]]:
     """(x, key) of the settings along one knob: `camouflage` (no nuisance) or `nuisance`
     (at the first camouflage setting, nuisance 0 included)."""
-    knob = results["knob"]
-    keys = knob["settings"]
-    cam = knob.get("camouflage") or {k: float(k) for k in keys}
-    nui = knob.get("nuisance") or {k: 0.0 for k in keys}
+    keys = results["knob"]["settings"]
+    cam = results["knob"].get("camouflage") or {k: float(k) for k in keys}
+    nui = results["knob"].get("nuisance") or {}
     if which == "camouflage":
         return [(float(cam[k]), k) for k in keys if not nui.get(k)]
-    first = cam[keys[0]] if keys else 0.0
-    return [(float(nui.get(k, 0.0)), k) for k in keys if cam[k] == first]
+    return [(float(nui.get(k, 0.0)), k) for k in keys if cam[k] == cam[keys[0]]]
 
 
 def knob_effect(results: dict, metric: str = "unsup"):
     """The study's answers along each knob (camouflage, nuisance), 95 % CIs on the report
     split: each head minus k-means on the raw features (fitted on train), and DepthG − STEGO."""
-    ci95 = results.get("ci95", {})
-    comparisons = {name: by_knob for name, by_knob in ci95.items()
+    comparisons = {name: by_knob for name, by_knob in results.get("ci95", {}).items()
                    if name.endswith(" vs kmeans_raw_train_fit")
                    or name.split(" vs ")[1].startswith("stego-")}
     if not comparisons:
@@ -70,17 +67,17 @@ def knob_effect(results: dict, metric: str = "unsup"):
             pts = [(x, by_knob[k][metric]) for x, k in axis if metric in by_knob.get(k, {})]
             if not pts:
                 continue
-            dx = (i - (len(comparisons) - 1) / 2) * 0.025 * span
-            d = np.array([p[1]["diff"] for p in pts])
-            err = np.array([[p[1]["diff"] - p[1]["lo"], p[1]["hi"] - p[1]["diff"]]
-                            for p in pts]).T
+            x, ci = zip(*pts)
+            d = np.array([c["diff"] for c in ci])
+            err = np.array([[c["diff"] - c["lo"], c["hi"] - c["diff"]] for c in ci]).T
             style = _style(a)
             if b == "kmeans_raw_train_fit":
                 label, style["linestyle"] = f"{a} − k-means (train fit)", ":"
             else:
                 label = f"{a} − {b}"
-            ax.errorbar(np.array([p[0] for p in pts]) + dx, d, yerr=err, marker="o",
-                        capsize=4, label=label, **style)
+            dx = (i - (len(comparisons) - 1) / 2) * 0.025 * span
+            ax.errorbar(np.array(x) + dx, d, yerr=err, marker="o", capsize=4, label=label,
+                        **style)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(xs_all)
         pad = 0.12 * span

@@ -15,11 +15,6 @@ BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
 BOX_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
 
 
-def _blank(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, color="#777777",
-            transform=ax.transAxes)
-
-
 def draw_five_crop(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], ax=None,
                    title: str | None = None):
     """An image with its five crop boxes drawn and numbered k = 0..4."""
@@ -58,7 +53,8 @@ def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarra
             ax = axes[r, c]
             ax.axis("off")
             if full is None:
-                _blank(ax, f"no {what}")
+                ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", fontsize=8,
+                        color="#777777", transform=ax.transAxes)
                 continue
             if c == 0 and r == 0:
                 draw_five_crop(full, boxes, ax=ax, title="whole image")

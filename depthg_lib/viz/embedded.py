@@ -177,18 +177,13 @@ def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str =
     return titled(fig, title)
 
 
-def read_pretrain_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A pretraining `log.csv` as columns of floats."""
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
-
-
 def plot_pretrain_log(log: dict | str | os.PathLike, title: str = ""):
     """Losses and collapse monitors of a ViT run (VICRegL terms, feature spread), or depth
-    losses."""
+    losses; `log` is a pretraining `log.csv` or its columns."""
     if not isinstance(log, dict):
-        log = read_pretrain_log(log)
+        with open(log) as fh:
+            rows = list(csv.DictReader(fh))
+        log = {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
     step = log["step"]
     if "var_local" in log:  # VICRegL
         fig, axes = plt.subplots(1, 3, figsize=(12, 3))

@@ -1,28 +1,19 @@
 """SynthScenes: procedurally ray-cast outdoor scenes with exact labels and depth
-(docs/method.md §1).
+(docs/method.md §1), the course's default dataset: no download, a CPU is enough.
 
-The course's default dataset: it needs no download and runs on a fresh CPU machine. Every
-image is ray-cast in numpy, vectorised over pixels: a pinhole camera looks at a ground plane
-whose material regions (grass, road, sand, water) are procedural, buildings stand in the
-background, and things (box, sphere, cylinder, cone, tree, person) stand on the ground. Label,
-depth and instance of a pixel all come from the same first hit, so they agree exactly.
-
-Appearance is drawn so that colour alone does not give the class away: per-instance colours
-from overlapping hue ranges, the same texture families for every thing class, Lambertian
-shading with cast shadows, fog and sensor noise.
-
-World frame: x right, y forward, z up, ground at z = 0, camera at (0, 0, height). Depth is the
-distance along the optical axis (not along the ray); rays are scaled so that their forward
-component is 1, which makes the ray parameter `t` equal to that depth.
+A pinhole camera looks at a ground of procedural regions (grass, road, sand, water), buildings
+behind and things (box, sphere, cylinder, cone, tree, person) on it; label, depth and instance
+of a pixel come from the same first hit. Overlapping hue ranges, shared textures, shadows, fog
+and sensor noise keep colour alone from giving the class away. World frame: x right,
+y forward, z up, camera at (0, 0, height); rays have forward component 1, so a hit's ray
+parameter is its depth along the optical axis.
 
     scene = render_scene(seed=0, size=128)      # one image, in memory
     generate("data/synthscenes", n_train=500, n_val=100, size=128, seed=0)   # STEGO layout
     python -m depthg_lib.data.synthscenes --out DIR --n-train N --n-val M --size S --seed K
 
-The parts, in reading order: `classes` (the class table), `shapes` (ray intersections),
-`scene` (what a scene is made of), `noise` and `materials` (appearance), `render`
-(`render_layout`: ray casting), `layout` (`sample_layout`: a random scene from a seed),
-`generate` (the dataset on disk and the command line).
+Reading order: `classes`, `shapes` (ray intersections), `scene`, `noise` and `materials`
+(appearance), `render` (ray casting), `layout` (a random scene from a seed), `generate`.
 """
 
 from .classes import (

@@ -36,13 +36,9 @@ def _write_scene(paths: dict[str, Path], scene: Scene) -> None:
 
 def generate(out_dir, n_train: int, n_val: int, size: int, seed: int, progress: bool = True,
              force: bool = False, camouflage: float = 0.0) -> Path:
-    """Render a SynthScenes dataset into `out_dir` (STEGO layout); resumable, deterministic.
-
-    Image i of a split is drawn from `default_rng([seed, split_id, i])`, so an interrupted run
-    continues where it stopped and the same arguments give byte-identical files. A re-run with
-    other arguments is refused unless `force=True`, which deletes the old images first.
-    `camouflage` is the share of things dressed like the ground they stand on (`sample_layout`).
-    """
+    """Render a SynthScenes dataset into `out_dir` (STEGO layout), resumable: image i of a
+    split comes from `default_rng([seed, split_id, i])`, so the same arguments give identical
+    files. Other arguments are refused unless `force` (which deletes the old images first)."""
     for name, value, low in (("n_train", n_train, 0), ("n_val", n_val, 0), ("size", size, 16),
                              ("seed", seed, 0)):
         if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:

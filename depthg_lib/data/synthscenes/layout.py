@@ -98,8 +98,7 @@ def _ground_looks(rng) -> tuple[Look, Look, bool, Look, Look]:
 
 
 def _place_roads(rng, lake: Blob | None, beach: float, marked: bool) -> list[Road]:
-    """None, one or two roads, each leading away from the camera or crossing the view,
-    redrawn (up to 16 times) while it would run through the lake."""
+    """None, one or two roads, each leading away from the camera or crossing the view."""
     roads: list[Road] = []
     n_roads = 0 if rng.random() < 0.25 else 1 + int(rng.random() < 0.25)
     for _ in range(n_roads):
@@ -230,8 +229,7 @@ def _sample_building(rng, fov_rad, ground: Ground, table):
             scale = _u(rng, 0.22, 0.4) if pattern == "bricks" else _u(rng, 0.5, 2.0)
         look = Look(facade, second, pattern=pattern, scale=scale, axis=(0.0, 0.0, 1.0),
                     offset=_u(rng, 0, 1))
-        return SceneObject(BUILDING, 0, ((Box((x, y), half, 0.0, height, yaw), look),)), (x, y,
-                                                                                          radius)
+        return SceneObject(BUILDING, 0, ((Box((x, y), half, 0.0, height, yaw), look),))
     return None
 
 
@@ -245,10 +243,8 @@ def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
                   n_buildings: int | None = None, camouflage: float = 0.0) -> Layout:
     """Draw a random scene description; `n_things`/`n_buildings` override the counts.
 
-    `camouflage` (0..1, the study's knob): each thing, with this probability, wears the look
-    (colours and texture) of the ground it stands on, so that appearance alone cannot tell it
-    from the ground. The coin comes from its own stream: the layout, and every scene at
-    camouflage 0, stay what the seed gave before.
+    `camouflage` (0..1, the study's knob): the chance that a thing wears the look of the ground
+    it stands on. Its coins have their own stream, so the layout stays what the seed gives.
     """
     rng = np.random.default_rng(rng)
     camera = Camera(height=_u(rng, 1.0, 2.6), pitch=_u(rng, -24.0, 0.0), fov=_u(rng, 60.0, 90.0),
@@ -263,9 +259,9 @@ def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
     if n_buildings is None:
         n_buildings = _pick(rng, (0, 1, 1, 2, 2, 3, 3, 4, 5))
     for _ in range(n_buildings):
-        drawn = _sample_building(rng, fov_rad, ground, table)
-        if drawn is not None:
-            objects.append(drawn[0])
+        building = _sample_building(rng, fov_rad, ground, table)
+        if building is not None:
+            objects.append(building)
 
     if n_things is None:
         n_things = 4 + int(rng.random() * 6)

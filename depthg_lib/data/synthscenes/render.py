@@ -40,9 +40,8 @@ def _bounding_sphere(obj: SceneObject):
 
 @dataclass
 class _Rays:
-    """One ray per pixel, d = forward + x · right − y · up with forward = (0, cos p, sin p) and
-    up = (0, −sin p, cos p): forward component 1, so a hit's parameter t is its depth along
-    the optical axis. The camera stands at (0, 0, h)."""
+    """One ray per pixel from (0, 0, h), d = forward + x · right − y · up with forward =
+    (0, cos p, sin p), up = (0, −sin p, cos p): a hit's parameter t is its depth."""
 
     H: int
     W: int
@@ -111,8 +110,7 @@ def _hits(r: _Rays, tbest: np.ndarray, idx: np.ndarray) -> _Hits:
 
 
 def _surfaces(layout: Layout, parts: list, hits: _Hits, ids: np.ndarray, f: float, table):
-    """Per hit: normal, albedo, class, instance and whether it is water, one surface (the
-    ground or a part) at a time."""
+    """Per hit: normal, albedo, class, instance and whether it is water, one surface at a time."""
     n = hits.idx.size
     normal = [np.zeros(n, F32), np.zeros(n, F32), np.ones(n, F32)]
     alb = [np.empty(n, F32) for _ in range(3)]
@@ -148,8 +146,8 @@ def _surfaces(layout: Layout, parts: list, hits: _Hits, ids: np.ndarray, f: floa
 
 
 def _sunlight(layout: Layout, hits: _Hits, normal: list) -> np.ndarray:
-    """Lambertian sun per hit, 0 in cast shadow (a shadow ray against every object whose
-    bounding sphere it passes)."""
+    """Lambertian sun per hit, 0 in cast shadow (tested against the objects whose bounding
+    sphere the shadow ray passes)."""
     nx, ny, nz = normal
     lx, ly, lz = (F32(v) for v in layout.sky.sun_dir)
     ndl = np.maximum(nx * lx + ny * ly + nz * lz, 0.0)

@@ -1,5 +1,4 @@
-"""What a SynthScenes image is made of: looks, objects, ground, camera, sky, layout, and
-the rendered `Scene`."""
+"""What a SynthScenes image is made of, and the rendered `Scene`."""
 
 from __future__ import annotations
 
@@ -14,11 +13,8 @@ from .shapes import Shape
 
 @dataclass(frozen=True)
 class Look:
-    """Surface appearance: two colours (RGB in 0..1) mixed by a procedural pattern.
-
-    pattern: plain | noise | stripes | checker | leaves | windows | bricks; `scale` is the
-    pattern period in metres; `axis` orients stripes (3-D) and checkers (its x, y).
-    """
+    """Two colours (RGB in 0..1) mixed by a pattern (plain, noise, stripes, checker, leaves,
+    windows, bricks) of period `scale` metres; `axis` orients stripes and checkers."""
 
     color: tuple[float, float, float]
     color2: tuple[float, float, float]
