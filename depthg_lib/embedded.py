@@ -1,17 +1,10 @@
-"""The two small models the course ships instead of downloads.
-
-No DINO checkpoint and no depth model can be fetched on a fresh CPU machine, so the library
-carries its own, trained on SynthScenes (docs/method.md §1) by `python -m depthg_lib.pretrain`:
-
-- an embedded ViT (timm `VisionTransformer`, patch 8) trained self-supervised (labels never
-  used); it loads through the same code path as the real DINO backbones (docs/method.md §5);
-- an embedded monocular depth network (a light U-Net) trained on SynthScenes ground-truth
-  depth with a scale-and-shift-invariant loss; it is the `synth` depth backend (docs/method.md §2).
-
-Weights live in `depthg_lib/weights/*.safetensors` (fp16); `manifest.json` beside them records
-each file's sha256, architecture, training command, data seed and quality figures. A missing
-file or a checksum mismatch is one `DepthGError` naming the file and the command that
-re-creates it.
+"""The two small models the course ships instead of downloads (no DINO checkpoint or depth model
+can be fetched on a fresh CPU machine), trained on SynthScenes (docs/method.md §1) by
+`python -m depthg_lib.pretrain`: an embedded ViT (timm, patch 8, self-supervised), loaded like
+the DINO backbones (docs/method.md §5), and a light U-Net for relative depth, the `synth` depth
+backend (docs/method.md §2). `weights/manifest.json` records each fp16 file's sha256,
+architecture, training command and quality; a missing or mismatched file is one DepthGError
+naming it and the command that re-creates it.
 """
 
 from __future__ import annotations
@@ -35,30 +28,23 @@ Kind = Literal["vit", "depth"]
 WEIGHT_FILES: dict[str, str] = {"vit": "embedded_vit.safetensors",
                                 "depth": "embedded_depth.safetensors"}
 
-# Normalisation of [0,1] RGB used in pretraining both models (ImageNet statistics, so the
-# embedded ViT is normalised exactly like the DINO backbones it stands in for).
+# Normalisation of [0,1] RGB for both models: ImageNet's, like the DINO backbones'.
 EMBEDDED_MEAN = (0.485, 0.456, 0.406)
 EMBEDDED_STD = (0.229, 0.224, 0.225)
 
-# Architecture of the embedded ViT: width 128, 6 blocks, 4 heads, patch 8 (1.2M parameters,
-# 2.5 MB in fp16) - sized so self-supervised pretraining fits ~90 min of one shared CPU core
-# (width 192 costs 2-3x more per step). `img_size` is the pretraining resolution of the
-# position embedding; other sizes are interpolated (dynamic_img_size).
+# The embedded ViT (1.2M parameters, 2.5 MB in fp16) is sized so its pretraining fits ~90 min of
+# one CPU core; `img_size` is the pretraining resolution, other sizes are interpolated.
 VIT_CONFIG = dict(img_size=64, patch_size=8, embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0,
                   qkv_bias=True, num_classes=0, global_pool="token", dynamic_img_size=True)
-# Architecture of the embedded depth network: stem width, channels per U-Net level after the
-# stride-2 stem (stride 2**levels).
+# The depth network: stem width, channels per U-Net level after the stride-2 stem.
 DEPTH_CONFIG = dict(stem=16, channels=(24, 48, 96, 128))
-# Shorter side the depth network works at (its training resolution); see EmbeddedDepthModel.
-DEPTH_WORK_SIZE = 128
+DEPTH_WORK_SIZE = 128  # shorter side the depth network works at (its training resolution)
 
 
 def _recreate_command(kind: str) -> str:
     return (f"python -m depthg_lib.pretrain {kind} --out runs/pretrain/{kind} --resume && "
             f"python -m depthg_lib.pretrain export {kind} --out runs/pretrain/{kind}")
 
-
-# --------------------------------------------------------------------------- architectures
 
 def build_embedded_vit() -> nn.Module:
     """The embedded ViT (random weights): a timm VisionTransformer without classifier head."""
@@ -76,15 +62,12 @@ def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 class EmbeddedDepthNet(nn.Module):
     """A light U-Net: normalised (B,3,H,W) → relative depth (B,1,H,W), larger = farther.
 
-    Stride-2 stem, one double-conv block per level, FPN-style decoder (upsample, add a 1×1
-    projection, one conv) and a half-resolution output upsampled bilinearly: depth is smooth
-    almost everywhere, and this keeps a training step cheap on a CPU. The bottleneck adds a
-    global-average-pooled context vector: where the horizon lies and whether sky is present
-    are whole-image cues. H and W must be multiples of `stride`.
+    FPN-style decoder with a half-resolution output upsampled bilinearly (depth is smooth almost
+    everywhere, and a CPU step stays cheap); the bottleneck adds a globally pooled context
+    vector, as the horizon and the sky are whole-image cues. H, W: multiples of `stride`.
     """
 
-    def __init__(self, channels: tuple[int, ...] = DEPTH_CONFIG["channels"],
-                 stem: int = DEPTH_CONFIG["stem"]):
+    def __init__(self, channels: tuple[int, ...], stem: int):
         super().__init__()
         self.stride = 2 ** len(channels)
         self.stem = _conv_bn_relu(3, stem, stride=2)
@@ -119,8 +102,6 @@ def build_embedded_depth_net() -> nn.Module:
     """The embedded depth network (random weights)."""
     return EmbeddedDepthNet(**DEPTH_CONFIG)
 
-
-# --------------------------------------------------------------------------- weights
 
 def weights_path(kind: Kind) -> Path:
     if kind not in WEIGHT_FILES:
@@ -179,16 +160,10 @@ def load_embedded_vit(pretrained: bool = True) -> nn.Module:
     return vit.eval()
 
 
-# --------------------------------------------------------------------------- depth wrapper
-
 class EmbeddedDepthModel(nn.Module):
-    """The `synth` depth backend: `estimate_depth([0,1] images) -> (B,H,W)` relative depth.
-
-    Images are resized so their shorter side is the training resolution (`work_size`, sizes
-    rounded to the network's stride), run through the network, and the prediction is resized
-    back: the network saw 128-px scenes, and the horizon cue does not survive a change of scale.
-    Output is relative (unknown scale and shift), larger = farther; the depth stage min–max
-    normalises it per image (docs/method.md §2).
+    """The `synth` depth backend: `estimate_depth([0,1] images) -> (B,H,W)` relative depth
+    (larger = farther). Images are run with their shorter side at `work_size` (rounded to the
+    stride) and the prediction resized back: the horizon cue does not survive a change of scale.
     """
 
     def __init__(self, pretrained: bool = True, device: str | torch.device = "cpu",
@@ -203,10 +178,6 @@ class EmbeddedDepthModel(nn.Module):
         self.register_buffer("std", torch.tensor(EMBEDDED_STD).view(1, 3, 1, 1))
         self.to(device)
 
-    @property
-    def device(self) -> torch.device:
-        return self.mean.device
-
     def _work_hw(self, h: int, w: int) -> tuple[int, int]:
         s = self.net.stride
         if self.work_size is None:
@@ -219,14 +190,12 @@ class EmbeddedDepthModel(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images (B,3,H,W) in [0,1], got {tuple(images.shape)}")
         h, w = images.shape[-2:]
-        x = (images.to(self.device, torch.float32) - self.mean) / self.std
+        x = (images.to(self.mean.device, torch.float32) - self.mean) / self.std
         wh, ww = self._work_hw(h, w)
-        if (wh, ww) != (h, w):
-            x = F.interpolate(x, size=(wh, ww), mode="bilinear", align_corners=False,
-                              antialias=True)
-        depth = self.net(x)
-        if (wh, ww) != (h, w):
-            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)
+        if (wh, ww) == (h, w):
+            return self.net(x)[:, 0]
+        x = F.interpolate(x, size=(wh, ww), mode="bilinear", align_corners=False, antialias=True)
+        depth = F.interpolate(self.net(x), size=(h, w), mode="bilinear", align_corners=False)
         return depth[:, 0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
