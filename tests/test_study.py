@@ -239,9 +239,9 @@ def test_nuisance_reaches_every_reader_identically(tiny, monkeypatch):
         seen.setdefault("kmeans", vectors.clone())
         return real_fit(vectors, k, seed, *a, **kw)
 
-    def probe(cache, *a, **kw):
-        seen.setdefault("probe", np.asarray(cache.feats, dtype=np.float32).copy())
-        return real_probe(cache, *a, **kw)
+    def probe(feats, *a, **kw):
+        seen.setdefault("probe", np.asarray(feats, dtype=np.float32).copy())
+        return real_probe(feats, *a, **kw)
 
     def arm(variant, run_dir, seed, data=None, **kw):
         seen.setdefault("arm", (data.cache_dir, data.knn.copy()))

@@ -21,9 +21,8 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
               n_boot: int = 1000, publish: str | os.PathLike | None = None,
               command: str | None = None, write_only: bool = False, ship: bool = False
               ) -> dict:
-    """Run (or resume) the study of `profile` and return its results (also in
-    `<out>/results.json`, default `runs/<profile>/study`). `publish` is a folder (e.g.
-    `docs/study`) that receives the results file and figures, which also go to `figures/`.
+    """Run (or resume) the study of `profile`; its results also go to `<out>/results.json`
+    (default `runs/<profile>/study`), with `publish` (docs/study) there and to figures/ too.
     `write_only` trains and scores nothing new: it writes the results of what is stored."""
     profile = load_profile(profile)
     if report_seed is not None:

@@ -25,16 +25,6 @@ from .splits import nuisance_images, prepare_knob
 from .stats import linear_miou, unsup_miou
 
 
-class _Arrays:
-    """The cache interface `linear_probe_raw` reads (len, feats, labels) over arrays."""
-
-    def __init__(self, feats: np.ndarray, labels: np.ndarray):
-        self.feats, self.labels = feats, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
 def raw_scores(profile, strengths, kinds=KINDS, probe_steps: int = 1500,
                max_maps: int = 2000) -> list[dict]:
     """Tune-split k-means and linear-probe mIoU on the raw features at each strength."""
@@ -59,8 +49,8 @@ def raw_scores(profile, strengths, kinds=KINDS, probe_steps: int = 1500,
                                                                      seed),
                                          images.labels, profile.n_classes).sum(0))
               for seed in (0, 1)]
-        probe = linear_probe_raw(_Arrays(feats.numpy(), labels), profile.n_classes,
-                                 probe_steps, profile.batch_size, profile.probe_lr, 0)
+        probe = linear_probe_raw(feats.numpy(), labels, profile.n_classes, probe_steps,
+                                 profile.batch_size, profile.probe_lr, 0)
         lin = linear_miou(score_linear_raw(probe, images, profile.n_classes).sum(0))
         rows.append({"strength": float(s), "kinds": list(kinds),
                      "kmeans": round(float(np.mean(km)), 2), "linear": round(lin, 2),

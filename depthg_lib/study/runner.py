@@ -18,6 +18,7 @@ from ..checkpoint import load_checkpoint
 from ..config import Profile
 from ..env import resolve_device
 from ..errors import DepthGError
+from ..io import json_digest
 from ..knn import same_source_share
 from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
@@ -40,7 +41,6 @@ from .shifts import SHIFT_NAMES, f_statistics, placed_shifts
 from .shipped import load_shipped
 from .splits import (
     KNOB,
-    NUISANCE_DEFAULTS,
     KnobData,
     Setting,
     apply_nuisance,
@@ -52,7 +52,7 @@ from .splits import (
     split_size,
 )
 from .stats import METRICS, linear_miou, unsup_miou
-from .store import Store, digest, profile_values
+from .store import Store, profile_values
 
 # the regime check (one seed, the reference arm and STEGO): name → (steps in units of the
 # study's `ablation_steps`, decay schedules as a share of the run rather than in steps); the
@@ -131,8 +131,8 @@ class Study:
 
     def identity(self, kind: str, knob: Setting, **values) -> str:
         """The digest of a row of `kind` at `knob`: its data and `values`."""
-        return digest({"kind": kind, "knob": knob_key(knob), "data": self.data_identity(knob),
-                       **values})
+        return json_digest({"kind": kind, "knob": knob_key(knob),
+                            "data": self.data_identity(knob), **values})
 
     def head_identity(self, arm: str, knob: Setting, seed: int, regime: str = "") -> str:
         """What a trained head depends on (not the report split): its shipped file's name."""
@@ -186,15 +186,15 @@ class Study:
         """The setting's nuisance, in units of its clean training features' mean norm."""
         kd = self.camouflage_data[float(value.camouflage)]
         return Nuisance(float(value.nuisance), scale=clean_scale(kd, self.profile.fidelity),
-                        dim=self.backbone.dim, **NUISANCE_DEFAULTS)
+                        dim=self.backbone.dim)
 
     def placement(self, knob: Setting) -> dict:
         """The shifts placed by F's statistics at a nuisance setting (`shifts.placed_shifts`),
         stored once: clean and nuisance F per term on the training crops."""
         p = self.profile
-        identity = digest({"kind": "placement", "data": self.data_identity(knob),
-                           "samples": p.samples, "knn_k": p.knn_k, "pointwise": p.pointwise,
-                           "shifts": [p.shift_intra, p.shift_inter, p.shift_neg]})
+        identity = json_digest({"kind": "placement", "data": self.data_identity(knob),
+                                "samples": p.samples, "knn_k": p.knn_k, "pointwise": p.pointwise,
+                                "shifts": [p.shift_intra, p.shift_inter, p.shift_neg]})
         row = self.store.find(identity)
         if row is None:
             now = self.knob(knob).train_data[p.fidelity]
@@ -255,8 +255,8 @@ class Study:
             return row
         t0 = time.time()
         variant = self.variant(arm, knob, regime)
-        tag = f"_{regime}" if regime and digest(profile_values(variant)) != digest(
-            profile_values(self.variant(arm, knob))) else ""
+        tag = f"_{regime}" if regime and profile_values(variant) != profile_values(
+            self.variant(arm, knob)) else ""
         head_id = self.head_identity(arm, knob, seed, regime)
         model = self.train_arm(arm, knob, seed, variant, tag, head_id)
         if model is None:
@@ -297,7 +297,8 @@ class Study:
         for name in todo:
             t0 = time.time()
             if name == "linear_raw":
-                probe = linear_probe_raw(caches["train"], n, self.steps, p.batch_size,
+                train = caches["train"]
+                probe = linear_probe_raw(train.feats, train.labels, n, self.steps, p.batch_size,
                                          p.probe_lr, seed)
                 hists = {"linear": score_linear_raw(probe, report, n)}
             else:
@@ -357,9 +358,8 @@ class Study:
         for o in offsets:
             self.offsets[(knob.key, arm)] = o
             variant = self.variant(arm, knob)
-            identity = digest({"kind": "tune", "arm": arm, "offset": o, "knob": knob_key(knob),
-                               "train": profile_values(variant),
-                               "data": self.data_identity(knob), "tune_seed": p.tune_seed})
+            identity = self.identity("tune", knob, arm=arm, offset=o,
+                                     train=profile_values(variant), tune_seed=p.tune_seed)
             row = self.store.find(identity)
             if row is None and (self.write_only or self.no_training):
                 continue

@@ -81,25 +81,24 @@ def cached_feats(cache, max_maps: int = 2000) -> torch.Tensor:
     return torch.from_numpy(np.asarray(cache.feats[ids], dtype=np.float32))
 
 
-def linear_probe_raw(cache, n_classes: int, steps: int, batch_size: int, lr: float,
+def linear_probe_raw(feats, labels, n_classes: int, steps: int, batch_size: int, lr: float,
                      seed: int) -> torch.nn.Module:
-    """A 1×1 convolution on raw features trained on the training crops' labels (cross-entropy
-    on logits upsampled bilinearly to label size, ignore pixels skipped) — what the head's
-    linear probe does, without the head."""
+    """A 1×1 convolution on raw (N, D, h, w) features trained on the training crops' (N, H, W)
+    labels (arrays or memmaps; cross-entropy on logits upsampled bilinearly to label size,
+    ignore pixels skipped) — what the head's linear probe does, without the head."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        probe = torch.nn.Conv2d(cache.feats.shape[1], n_classes, 1)
+        probe = torch.nn.Conv2d(feats.shape[1], n_classes, 1)
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
-    n = len(cache)
     for _ in range(steps):
-        ids = np.sort(torch.randint(0, n, (batch_size,), generator=gen).numpy())
-        feats = torch.from_numpy(np.asarray(cache.feats[ids], dtype=np.float32))
-        labels = torch.from_numpy(np.asarray(cache.labels[ids])).long()
-        labels[(labels < 0) | (labels >= n_classes)] = -100
-        logits = F.interpolate(probe(feats), size=labels.shape[-2:], mode="bilinear",
+        ids = np.sort(torch.randint(0, len(labels), (batch_size,), generator=gen).numpy())
+        x = torch.from_numpy(np.asarray(feats[ids], dtype=np.float32))
+        target = torch.from_numpy(np.asarray(labels[ids])).long()
+        target[(target < 0) | (target >= n_classes)] = -100
+        logits = F.interpolate(probe(x), size=target.shape[-2:], mode="bilinear",
                                align_corners=False)
-        loss = F.cross_entropy(logits, labels, ignore_index=-100)
+        loss = F.cross_entropy(logits, target, ignore_index=-100)
         opt.zero_grad()
         loss.backward()
         opt.step()

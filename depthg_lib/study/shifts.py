@@ -1,13 +1,10 @@
 """Where the loss shifts go when the features change: placed by F's own statistics.
 
-A shift is a threshold on the (pointwise-centred) feature correlation F: pairs above it attract,
-pairs below it repel. The profile's shifts were tuned on clean features. Added nuisance moves
-and rescales F differently in each term — an offset shared by an image raises F between its own
-points (the intra term) far more than between two images (the kNN and negative terms) — so one
-offset added to all three shifts cannot follow it. `placed_shifts` moves each term's shift with
-its own F: it keeps (mean F − shift) / std F of each term as it was on clean features. It reads
-only unlabelled training crops and their kNN table, the same for every arm; what remains to
-tune on the tune split is one offset around the placed shifts.
+A shift is a threshold on the (pointwise-centred) feature correlation F: pairs above it
+attract, pairs below repel. Nuisance moves F differently per term (an image's shared offset
+raises intra F far more than inter or neg F), so one offset on all three shifts cannot follow
+it; `placed_shifts` keeps each term's (mean F − shift) / std F as it was on clean features,
+read from unlabelled training crops and their kNN table only, the same for every arm.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""The study's trained heads, shipped with the repository (weights only, float32).
-
-`python -m depthg_lib.study --report-seed S` re-scores the published study's heads on a report
-split of one's choosing without training: a head whose run folder is not on this machine is
-read from `depthg_lib/weights/study/<head id>.safetensors`, where the head id is the digest of
-everything the head depends on (arm, setting, seed, training settings, data, objective) — the
-same id on a fresh clone, so a head is only ever used for the run that made it.
-"""
+"""The study's trained heads, shipped with the repository (weights only, float32), so that
+`--report-seed S` scores them without training: `weights/study/<head id>.safetensors`, the id a
+digest of all the head depends on (`Study.head_identity`), the same on a fresh clone."""
 
 from __future__ import annotations
 

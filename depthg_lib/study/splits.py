@@ -16,7 +16,7 @@ from ..crop import CropReader, run_crop_stage
 from ..data import get_reader, synthscenes
 from ..depth import normalise_depth, run_depth_stage
 from ..errors import DepthGError
-from ..evalset import resize_crop, to_tensor
+from ..evalset import as_targets, resize_crop, to_tensor
 from ..features import CachedSplit, source_digest
 from ..io import atomic_path, json_digest, load_json, save_json
 from ..knn import load_knn, pool_features, run_knn_stage, topk_neighbours
@@ -65,26 +65,22 @@ def knob_key(value) -> str:
 
 @dataclass
 class ImageSet:
-    """Whole images of one split at `eval_res` (docs/method.md §9) and their frozen features.
-
-    feats / feats_flip: backbone features of the images and of their mirror images
-    (N, D, h, w); labels (N, H, W) int64 with −1 = ignore; depth (N, H, W) ground truth,
-    min–max normalised per image (premise only); raw_labels uint8 with 255 = ignore.
-    """
+    """Whole images of one split at `eval_res` (docs/method.md §9): backbone features of the
+    images and of their mirror images (N, D, h, w), labels (N, H, W) with −1 = ignore, the raw
+    labels (255 = ignore) and per-image normalised ground-truth depth (for the premise)."""
 
     feats: torch.Tensor
     feats_flip: torch.Tensor
     labels: np.ndarray
     raw_labels: np.ndarray
     depth: np.ndarray
-    images: np.ndarray  # uint8 (N, H0, W0, 3) as rendered (tune: the validation crops)
 
 
 @dataclass
 class KnobData:
-    """What one knob setting needs, prepared once: the profile whose dataset is its train
-    split, per fidelity the training data (crops, kNN, tune crops, feature cache) and the
-    tune and report image sets, and the premise measured on tune."""
+    """One knob setting, prepared once: the profile whose dataset is its train split, per
+    fidelity the training data (crops, kNN, tune crops, cache) and the tune and report image
+    sets, and the premise measured on tune."""
 
     knob: float
     profile: Profile
@@ -124,15 +120,6 @@ def _generate(out: Path, n_train: int, n_val: int, profile: Profile, seed: int, 
                                 seed=seed, progress=progress, **extra)
 
 
-def prepare_train_split(kp: Profile, device: str, progress: bool) -> None:
-    """Chapters 00–03 for the train split at one knob setting (each stage skips done work)."""
-    _generate(kp.paths.dataset_dir, kp.synth_n_train, kp.synth_n_val, kp, kp.synth_seed,
-              kp.synth_camouflage, progress)
-    run_depth_stage(kp, device=device, progress=progress)
-    run_crop_stage(kp, split="all", progress=progress)
-    run_knn_stage(kp, device=device, progress=progress)
-
-
 @torch.no_grad()
 def load_image_set(folder: Path, size: int, fidelity: str, backbone, device,
                    batch_size: int = 16) -> ImageSet:
@@ -144,12 +131,11 @@ def load_image_set(folder: Path, size: int, fidelity: str, backbone, device,
         raise DepthGError(f"{folder} holds no val images; delete the folder and run the study "
                           "again")
     mode = "nearest" if fidelity == "released" else "bilinear"
-    images, resized, raw, depth = [], [], [], []
+    resized, raw, depth = [], [], []
     for name in names:
-        image = reader.load_image("val", name)
-        im, lab = resize_crop(image, size, reader.load_label("val", name), mode)
+        im, lab = resize_crop(reader.load_image("val", name), size,
+                              reader.load_label("val", name), mode)
         d = normalise_depth(reader.load_gt_depth("val", name)).astype(np.float32)
-        images.append(image)
         resized.append(im)
         raw.append(lab)
         depth.append(resize_center_crop(d, size, "bilinear"))
@@ -159,31 +145,30 @@ def load_image_set(folder: Path, size: int, fidelity: str, backbone, device,
         feats.append(backbone(x).float().cpu())
         flips.append(backbone(x.flip(dims=[3])).float().cpu())
     raw = np.stack(raw)
-    target = raw.astype(np.int64)
-    n_classes = len(reader.class_names)
-    target[(target < 0) | (target >= n_classes)] = -1
-    return ImageSet(torch.cat(feats), torch.cat(flips), target, raw, np.stack(depth),
-                    np.stack(images))
+    return ImageSet(torch.cat(feats), torch.cat(flips), as_targets(raw, len(reader.class_names)),
+                    raw, np.stack(depth))
 
 
 def prepare_knob(profile: Profile, knob: float, fidelities, backbone, device, progress
                  ) -> KnobData:
-    """Render, depth, crop and mine the train split; render tune and report; featurise."""
+    """Render, depth, crop and mine the train split (chapters 00–03, each stage skips done
+    work); render tune and report; featurise."""
     kp = knob_profile(profile, knob)
-    prepare_train_split(kp, str(device), progress)
-    folders = {}
-    for role in ("tune", "report"):
-        folders[role] = split_dir(profile, role, knob)
-        seed = profile.tune_seed if role == "tune" else profile.report_seed
+    _generate(kp.paths.dataset_dir, kp.synth_n_train, kp.synth_n_val, kp, kp.synth_seed,
+              kp.synth_camouflage, progress)
+    run_depth_stage(kp, device=str(device), progress=progress)
+    run_crop_stage(kp, split="all", progress=progress)
+    run_knn_stage(kp, device=str(device), progress=progress)
+    folders = {role: split_dir(profile, role, knob) for role in ("tune", "report")}
+    for role, seed in (("tune", profile.tune_seed), ("report", profile.report_seed)):
         _generate(folders[role], 0, split_size(profile, role), profile, seed, knob, progress)
     train_data, tune, report = {}, {}, {}
     crops = CropReader(kp.paths.crop_dir, "train", profile=profile_arg(kp))
     knn = load_knn(kp.paths.knn_file("train"))
     for fidelity in fidelities:
-        tune[fidelity] = load_image_set(folders["tune"], profile.eval_res, fidelity, backbone,
-                                        device)
-        report[fidelity] = load_image_set(folders["report"], profile.eval_res, fidelity,
-                                          backbone, device)
+        tune[fidelity], report[fidelity] = (
+            load_image_set(folders[role], profile.eval_res, fidelity, backbone, device)
+            for role in ("tune", "report"))
         # the tune split is the validation set of every training run (validation curves)
         raw_tune = load_image_set_raw(folders["tune"])
         cache = (kp.paths.data_root / "features" / f"study_{kp.paths.crop_dir.name}_"
@@ -193,9 +178,7 @@ def prepare_knob(profile: Profile, knob: float, fidelities, backbone, device, pr
         variant = kp.replace(fidelity=fidelity)
         data_caches = prepare_caches(variant, data, backbone, device, 0, 1, progress)
         train_data[fidelity] = (data, data_caches)
-    ref = tune[profile.fidelity] if profile.fidelity in tune else next(iter(tune.values()))
-    premise = measure_premise(ref, profile, backbone)
-    return KnobData(knob, kp, train_data, tune, report, premise)
+    return KnobData(knob, kp, train_data, tune, report, measure_premise(tune, profile, backbone))
 
 
 def load_image_set_raw(folder: Path) -> ArrayCrops:
@@ -207,9 +190,11 @@ def load_image_set_raw(folder: Path) -> ArrayCrops:
     return ArrayCrops(images, labels, np.zeros(labels.shape, dtype=np.uint16))
 
 
-def measure_premise(images: ImageSet, profile: Profile, backbone) -> dict:
-    """DepthG's premise on the tune images: AUROC of feature, depth and both for "same
-    class" (sky excluded; ground-truth depth) and FPS's share of points on things."""
+def measure_premise(tune: dict, profile: Profile, backbone) -> dict:
+    """DepthG's premise on the tune images (of the profile's fidelity where there): AUROC of
+    feature, depth and both for "same class" (sky excluded; ground-truth depth) and FPS's
+    share of points on things."""
+    images = tune.get(profile.fidelity) or next(iter(tune.values()))
     auroc = same_class_auroc(images.feats, images.depth, images.raw_labels,
                              pairs_per_image=2000, exclude=(synthscenes.SKY,), seed=0)
     grid = (profile.res // backbone.patch_size,) * 2
@@ -221,10 +206,6 @@ def measure_premise(images: ImageSet, profile: Profile, backbone) -> dict:
 
 
 # ------------------------------------------------------------------------- the nuisance knob
-
-def nuisance_digest(nuisance: Nuisance) -> str:
-    return json_digest(nuisance.identity(), 12)
-
 
 def clean_scale(kd: KnobData, fidelity: str) -> float:
     """The mean patch-feature norm of the clean training features (the nuisance's unit)."""
@@ -240,9 +221,9 @@ def write_nuisance_cache(clean: CachedSplit, folder: Path, split: str, settings:
     folder.mkdir(parents=True, exist_ok=True)
     record = folder / "features.json"
     meta = load_json(record) if record.exists() else {}
-    if meta.get("settings") != json.loads(json.dumps(settings, default=str)):
-        meta = {"version": 1, "settings": json.loads(json.dumps(settings, default=str)),
-                "splits": {}}
+    settings = json.loads(json.dumps(settings, default=str))  # as the JSON file holds them
+    if meta.get("settings") != settings:
+        meta = {"version": 1, "settings": settings, "splits": {}}
     if meta["splits"].get(split, {}).get("inputs") == inputs and all(
             (folder / f"{k}_{split}.npy").exists() for k in ("feats", "labels", "depth")):
         return
@@ -289,7 +270,7 @@ def apply_nuisance(kd: KnobData, nuisance: Nuisance, profile: Profile, backbone,
     such a backbone), the training-time validation crops, and the tune and report images."""
     if nuisance.off:
         return kd
-    tag = nuisance_digest(nuisance)
+    tag = json_digest(nuisance.identity(), 12)
     train_data, tune, report = {}, {}, {}
     for fidelity, (data, caches) in kd.train_data.items():
         folder = Path(f"{data.cache_dir}_nuisance{tag}")
@@ -314,17 +295,11 @@ def apply_nuisance(kd: KnobData, nuisance: Nuisance, profile: Profile, backbone,
         tune[fidelity] = nuisance_images(kd.tune[fidelity], nuisance, f"tune{profile.tune_seed}")
         report[fidelity] = nuisance_images(kd.report[fidelity], nuisance,
                                            f"report{profile.report_seed}")
-    ref = tune[profile.fidelity] if profile.fidelity in tune else next(iter(tune.values()))
-    premise = measure_premise(ref, profile, backbone)
-    return KnobData(kd.knob, kd.profile, train_data, tune, report, premise)
-
-
-NUISANCE_DEFAULTS: dict = {}  # Nuisance's own defaults (kinds, rank, outliers, seed)
+    return KnobData(kd.knob, kd.profile, train_data, tune, report,
+                    measure_premise(tune, profile, backbone))
 
 
 def nuisance_spec(strength: float) -> dict:
     """What a nuisance setting is, without its measured scale (part of a row's identity)."""
-    spec = Nuisance(float(strength), scale=1.0, dim=1024, **NUISANCE_DEFAULTS).identity()
-    spec.pop("scale")
-    spec.pop("dim")
-    return spec
+    spec = Nuisance(float(strength), scale=1.0, dim=1024).identity()
+    return {k: v for k, v in spec.items() if k not in ("scale", "dim")}

@@ -10,15 +10,11 @@ from ..metrics import scores
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, metric, n_boot: int = 1000, seed: int = 0,
                      level: float = 0.95) -> dict:
-    """Mean over seeds of metric(a) − metric(b), with a bootstrap interval over seeds and images.
+    """Mean over seeds of metric(a) − metric(b) and its percentile interval at `level`.
 
-    `a`, `b`: per-seed, per-image confusion matrices (S, N, K, C) of two methods scored on the
-    same N images with the same S seeds (seed s of `a` is paired with seed s of `b`). One
-    bootstrap draw resamples S seeds and N images with replacement — the same draw for both
-    methods, so what they share cancels — and recomputes the metric on the summed matrices
-    (Hungarian matching included). Returns the point estimate `diff`, the percentile interval
-    (`lo`, `hi`) at `level`, and the counts.
-    """
+    `a`, `b`: per-seed, per-image confusion matrices (S, N, K, C) of two methods on the same
+    images and seeds. Each draw resamples seeds and images with replacement, the same draw for
+    both (what they share cancels), and recomputes the metric on the summed matrices."""
     a, b = np.asarray(a), np.asarray(b)
     if a.ndim != 4 or b.ndim != 4 or a.shape[:2] != b.shape[:2]:
         raise DepthGError(f"paired_bootstrap needs (seeds, images, K, C) arrays with the same "

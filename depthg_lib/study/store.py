@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Profile
-from ..io import json_digest, load_json, save_json, save_npz
+from ..io import load_json, save_json, save_npz
 
 STORE_VERSION = 1
 
@@ -39,11 +39,6 @@ class Store:
     def hists(self, row: dict) -> dict[str, np.ndarray]:
         with np.load(self.folder / "hists" / f"{row['id']}.npz") as z:
             return {k: z[k] for k in z.files}
-
-
-def digest(obj) -> str:
-    """A short, stable digest of a JSON-able description (the identity of a stored row)."""
-    return json_digest(obj)
 
 
 def profile_values(profile: Profile) -> dict:
