@@ -41,10 +41,8 @@ from .errors import DepthGError, run_cli
 from .io import atomic_path, ensure_dir, json_digest, load_json, save_json, stage_lock
 from .results import read_results
 
-MANIFEST = Path(__file__).resolve().parent / "weights" / "manifest.json"
-
-
 LIB_DIR = Path(__file__).resolve().parent
+MANIFEST = LIB_DIR / "weights" / "manifest.json"
 
 
 def _select(all_chapters: list[Path], only: str | None) -> list[Path]:
@@ -156,9 +154,7 @@ def _kernel_config():
     import zmq  # zmq, traitlets and papermill load only when a chapter runs
     from traitlets.config import Config
 
-    if not zmq.has("curve"):
-        return Config()
-    return Config({"KernelManager": {"transport_encryption": "auto"}})
+    return Config({"KernelManager": {"transport_encryption": "auto"}} if zmq.has("curve") else {})
 
 
 def _declared(notebook: Path, values: dict) -> dict:

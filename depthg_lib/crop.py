@@ -115,7 +115,7 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
         inputs = crop_inputs(reader, splits)
         replace = force and (crop_dir / "crop.json").is_file()
         resume = io.check_stage_settings(crop_dir, "crop", settings, force=force, inputs=inputs,
-                                      command=command, write=not replace)
+                                         command=command, write=not replace)
         if not (resume or replace):  # no record: earlier bookkeeping is of no known run
             for s in set(reader.splits) | set(splits):
                 for kind in ("progress", "names", "skipped"):

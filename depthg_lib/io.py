@@ -59,10 +59,8 @@ def ensure_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
-
-    The temporary name starts with a dot; when `path`'s own name is nearly as long as the file
-    system allows, it is a short hash of that name instead."""
+    """Yield a temporary path beside `path` (a dot name, hashed if `path`'s is near the file
+    system's limit); rename it onto `path` only if the block succeeds."""
     path = Path(path)
     ensure_dir(path.parent)
     limit = _name_max(path.parent)
@@ -209,12 +207,9 @@ def _as_recorded(settings: dict) -> dict:
     return json.loads(json.dumps(settings, default=str))
 
 
-# ------------------------------------------------------------------------------ provenance
-#
 # A stage's record `<stage>.json` holds its settings and, under INPUTS_KEY, one entry per thing
-# it consumed: `{"what": words for messages, "digest": ..., "files": n}`. Keys look like
-# `train/images` (split-specific) or `dataset` (shared), so a downstream stage can digest just
-# the part of an upstream record that its split depends on (`record_digest(path, split)`).
+# it consumed, `{"what": words for messages, "digest": ..., "files": n}`, keyed `train/images`
+# (one split's) or `dataset` (shared): a later stage digests only its split's part of it.
 
 INPUTS_KEY = "inputs"
 HASH_LIMIT = 64 << 20  # input sets up to this many bytes are hashed; larger ones use mtimes
@@ -298,16 +293,11 @@ def recorded_settings_differ(out_dir: str | os.PathLike, stage: str, settings: d
 def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
                          force: bool = False, inputs: dict | None = None,
                          command: str | None = None, write: bool = True) -> bool:
-    """Record `settings` (and `inputs`) in `<out_dir>/<stage>.json`; refuse a re-run with other
-    settings, or from inputs that changed since, unless `force`.
-
-    `inputs` maps a key (`train/images`, `depth`, ...) to an entry of `stamp_files` or
-    `record_digest`; only the keys given are compared, new ones are added. `command` (without
-    `--force`) is quoted in the refusal. True when the outputs there were made with these
-    settings from these inputs (finished items may be skipped). With `write=False` a fresh or
-    forced run leaves the old record: a stage that swaps in new outputs whole writes its record
-    after the swap (`write_stage_record`), so no record ever describes outputs not yet there.
-    """
+    """Record `settings` and `inputs` (entries of `stamp_files`, `record_digest`; only the keys
+    given are compared) in `<out_dir>/<stage>.json`; refuse other settings or changed inputs
+    unless `force`, quoting `command`. True when outputs there may be reused. With
+    `write=False` a fresh or forced run leaves the old record, for a stage that swaps its new
+    outputs in whole and then calls `write_stage_record`."""
     path = Path(out_dir) / f"{stage}.json"
     settings = _as_recorded(settings)
     if INPUTS_KEY in settings:
@@ -352,10 +342,9 @@ def _record(settings: dict, inputs: dict | None) -> dict:
 
 @contextlib.contextmanager
 def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
-    """Hold `<out_dir>/.<stage>.lock` while a stage writes there: a second run of it on the
-    same outputs stops at once instead of interleaving its files with the first one's. The
-    operating system holds the lock, so a killed run never leaves it held. A swap of
-    `replaced_outputs` cut short by a kill is put in order first."""
+    """Hold `<out_dir>/.<stage>.lock` (an OS lock: a killed run never leaves it held) while a
+    stage writes there, so a second run stops at once instead of interleaving its files; a
+    `replaced_outputs` swap cut short is put in order first."""
     finish_interrupted_swap(out_dir)
     folder = ensure_dir(out_dir)
     path = folder / f".{stage}.lock"
@@ -374,12 +363,8 @@ def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
         lock.release()
 
 
-# ------------------------------------------------------------------------------ forced runs
-#
-# A forced run cannot replace a folder of outputs (depth maps, crops) file by file: an
-# interruption would leave some new files, some old ones and a record that describes neither.
-# It writes a complete new folder beside the old one and swaps the two with renames, so the
-# live folder always holds one complete run and its record.
+# A forced run replacing a folder of outputs file by file, if interrupted, would leave a mix and
+# a record describing neither: it writes a new folder beside the old and swaps them by renames.
 
 
 def _beside(folder: Path, tag: str) -> Path:
@@ -388,9 +373,8 @@ def _beside(folder: Path, tag: str) -> Path:
 
 
 def finish_interrupted_swap(folder: str | os.PathLike) -> None:
-    """Put `folder` in order after a `replaced_outputs` swap cut short: between its two renames
-    (no `folder`, the old one at `.<name>.old`) the old outputs, which their record describes,
-    go back; after them only the old copy's removal is left to do."""
+    """Finish a `replaced_outputs` swap cut short: between its renames (`folder` → `.<name>.old`,
+    new → `folder`) the old outputs go back; after them only the old copy is left to remove."""
     folder = Path(folder)
     old = _beside(folder, "old")
     if old.exists() and folder.exists():
@@ -402,15 +386,11 @@ def finish_interrupted_swap(folder: str | os.PathLike) -> None:
 @contextlib.contextmanager
 def replaced_outputs(folder: str | os.PathLike, stage: str, settings: dict,
                      inputs: dict | None = None, keep=()) -> Iterator[Path]:
-    """Yield `.<name>.new` beside `folder` (holding the new `<stage>.json` from the start) for a
-    forced run to write into; when the block succeeds, swap it in for `folder`.
-
-    An interruption or an error leaves `folder` whole; the same forced command, run again,
-    continues in the new folder, while other settings or inputs start it afresh. `keep` names
-    files of `folder` this run does not redo (the other split's); they are hard-linked (or
-    copied) into the new folder. The swap is two renames (`folder` → `.<name>.old`, new →
-    `folder`); a kill between them is undone by the next `stage_lock` on `folder`. Call it
-    inside `stage_lock(folder, stage)`, after `check_stage_settings(..., write=False)`."""
+    """Yield `.<name>.new` beside `folder`, holding the new `<stage>.json`, for a forced run to
+    write into; swap it in for `folder` when the block succeeds. Interrupted, `folder` stays
+    whole and the same command continues in the new folder. `keep`: files of `folder` this run
+    does not redo, hard-linked (or copied) over. Call it inside `stage_lock(folder, stage)`
+    after `check_stage_settings(..., write=False)`."""
     folder = Path(folder)
     new, old = _beside(folder, "new"), _beside(folder, "old")
     wanted = _record(settings, inputs)

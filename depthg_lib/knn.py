@@ -233,7 +233,7 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
     inputs = {f"{split}/crops": reader.digest()}
     with io.stage_lock(record.parent, stage):
         reuse = io.check_stage_settings(record.parent, stage, settings, force, inputs=inputs,
-                                     command=command, write=False)
+                                        command=command, write=False)
         if reuse and out.exists():
             return out
         _mine(profile, reader, settings, out, device, progress)
