@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..metrics import scores
-from .core import IGNORE, Wrong, as_array, call, close_to, register, toy_labels, written
+from .core import IGNORE, as_array, as_tuple, call, close_to, register, toy_labels, written
 
 
 @register("00.1", "class_shares(labels, n_classes): the share of labelled pixels per class",
@@ -39,9 +39,7 @@ def _check_00_2(fn):
         hist = np.zeros((len(shares), len(shares)), dtype=np.int64)
         hist[int(np.argmax(counts))] = counts  # every pixel predicted as the majority class
         ref = scores(hist, hungarian=False)
-        got = call(fn, shares.copy())
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            raise Wrong("return a pair (acc, miou), both in percent")
+        got = as_tuple(call(fn, shares.copy()), 2, "a pair (acc, miou), both in percent")
         close_to(got[0], ref["acc"], 0.01, "acc (percent)")
         close_to(got[1], ref["miou"], 0.01, "miou (percent)", mistakes={
             "mIoU averages only over classes that occur: a class with no pixels (and never "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..reference import clamped_loss, pair_loss
-from .core import Wrong, as_array, as_dict, call, close_to, register, written
+from .core import Wrong, as_array, as_dict, as_tuple, call, close_to, register, written
 
 
 def _rand_case(seed: int, shape=(2, 3, 3, 3, 3)):
@@ -112,9 +112,7 @@ def _check_04_4(fn):
     sim = torch.einsum("bchw,kc->bkhw", torch.nn.functional.normalize(codes, dim=1),
                        torch.nn.functional.normalize(centroids, dim=1))
     want_loss, want_assign = -sim.max(1).values.mean(), sim.argmax(1)
-    got = call(fn, codes.clone(), centroids.clone())
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        raise Wrong("return a pair (loss, assignment)")
+    got = as_tuple(call(fn, codes.clone(), centroids.clone()), 2, "a pair (loss, assignment)")
     dots = torch.einsum("bchw,kc->bkhw", codes, centroids)
     close_to(got[1], want_assign.numpy(), 0, "assignment", mistakes={
         "the assignment uses raw dot products: normalise codes and centroids":

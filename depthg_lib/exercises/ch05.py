@@ -28,13 +28,6 @@ def _check_05_1(fn):
         close_to(got["miou"], want["miou"], 1e-6, "miou")
 
 
-def _matched_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
-    n = int(max(pred.max(), truth.max())) + 1
-    hist = np.zeros((n, n), dtype=np.int64)
-    np.add.at(hist, (pred, truth), 1)
-    return scores(hist)["acc"]
-
-
 @register("05.2", "kmeans_on_codes(codes, n_clusters, seed): cluster (N, D) vectors by "
                    "direction (cosine k-means) and return N cluster ids", "code",
            "L2-normalise the rows first, then sklearn.cluster.KMeans(n_clusters, n_init=3, "
@@ -50,7 +43,7 @@ def _check_05_2(fn):
         raise Wrong(f"return one cluster id per row: shape {got.shape}, expected {truth.shape}")
     if got.min() < 0:
         raise Wrong("cluster ids must be ≥ 0")
-    acc = _matched_accuracy(got, truth)
+    acc = scores(confusion_histogram(got, truth, int(max(got.max(), truth.max())) + 1))["acc"]
     if acc < 99:
         raise Wrong(f"only {acc:.0f} % of the points are grouped by direction: the vectors "
                      "have very different lengths — normalise them")

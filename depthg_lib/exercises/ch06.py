@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from .core import Wrong, as_array, call, close_to, register, written
+from .core import Wrong, as_array, as_tuple, call, close_to, register, written
 
 
 def _t_interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -28,9 +28,7 @@ def _check_06_1(fn):
         a = seed_effect + 1.0 + rng.normal(0, 0.4, n)
         b = seed_effect + rng.normal(0, 0.4, n)
         want = _t_interval(a - b)
-        got = call(fn, a.copy(), b.copy())
-        if not isinstance(got, (tuple, list)) or len(got) != 3:
-            raise Wrong("return a triple (diff, lo, hi)")
+        got = as_tuple(call(fn, a.copy(), b.copy()), 3, "a triple (diff, lo, hi)")
         got = [float(as_array(v)) for v in got]
         unpaired = stats.ttest_ind(a, b).confidence_interval(0.95)
         normal_half = 1.96 * (a - b).std(ddof=1) / math.sqrt(n)
@@ -51,9 +49,7 @@ def _check_06_2(fn):
         d = rng.normal(0.8, 1.5, n)
         draws = np.random.default_rng(0).choice(d, (20_000, n), replace=True).mean(1)
         want = np.percentile(draws, [2.5, 97.5])
-        got = call(fn, d.copy(), 4000, 1)
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            raise Wrong("return a pair (lo, hi)")
+        got = as_tuple(call(fn, d.copy(), 4000, 1), 2, "a pair (lo, hi)")
         lo, hi = (float(as_array(v)) for v in got)
         if math.isclose(lo, hi, abs_tol=1e-9):
             raise Wrong("the interval has no width: resample WITH replacement (a draw without "

@@ -1,11 +1,9 @@
 """The exercises' registry and the helpers every chapter's checks use.
 
-A check raises `Wrong` with a sentence saying what is off; `verdict`/`check` turn that into
-✓ or ✗. The exercise's hint is shown only when asked for (`hint=True`, or a second wrong try
-of the same exercise), since a hint often gives half the answer away; an exercise not
-answered yet (None, `...`, or a function whose body is still `...`) gets one line and no hint,
-so an executed chapter shows no answer. Checks run the learner's answer on small seeded toy
-inputs and compare with the library, never with a stored answer.
+A check raises `Wrong` with a sentence saying what is off; `verdict`/`check` turn that into ✓ or
+✗. A hint often gives half the answer away, so it is shown only when asked for (`hint=True`, or
+a second wrong try); an exercise not answered yet gets one line, so an executed chapter shows
+no answer.
 """
 
 from __future__ import annotations
@@ -56,10 +54,8 @@ def register(id: str, title: str, kind: str, hint: str):
 
 def written(id: str, title: str, kind: str, hint: str) -> None:
     """An exercise answered in words (its worked answer is in solutions/): no check."""
-    REGISTRY[id] = Exercise(id, title, kind, hint, None)
+    register(id, title, kind, hint)(None)
 
-
-# ------------------------------------------------------------------------------- helpers
 
 def call(fn, *args, **kwargs):
     """The learner's function called on toy inputs; not a function, or None back, is Wrong."""
@@ -86,12 +82,9 @@ def _agrees(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
 
 
 def close_to(got, want, tol: float, what: str, mistakes: dict[str, Any] | None = None) -> None:
-    """Wrong unless `got` has `want`'s shape and agrees within `tol` everywhere.
-
-    `mistakes` maps a sentence explaining a typical mistake to the value that mistake gives
-    on these inputs: an answer equal to it (where it differs from `want`) is told that
-    sentence, which teaches more than "off by 0.03".
-    """
+    """Wrong unless `got` has `want`'s shape and agrees within `tol` everywhere. `mistakes` maps
+    a sentence on a typical mistake to the value it gives here: an answer equal to it is told
+    that sentence, which teaches more than "off by 0.03"."""
     got, want = as_array(got, what), np.asarray(want, dtype=np.float64)
     for why, mistaken in (mistakes or {}).items():
         mistaken = np.asarray(mistaken, dtype=np.float64)
@@ -99,9 +92,16 @@ def close_to(got, want, tol: float, what: str, mistakes: dict[str, Any] | None =
             raise Wrong(why)
     if got.shape != want.shape:
         raise Wrong(f"{what} has shape {got.shape}, expected {want.shape}")
-    if not np.allclose(got, want, atol=tol, rtol=0, equal_nan=True):
+    if not _agrees(got, want, tol):
         worst = np.nanmax(np.abs(got - want)) if got.size else 0.0
         raise Wrong(f"{what} is off by up to {worst:.4g} (tolerance {tol:g})")
+
+
+def as_tuple(answer, n: int, what: str) -> tuple | list:
+    """The answer as a tuple or list of `n` items (Wrong telling `what` to return if not)."""
+    if not isinstance(answer, (tuple, list)) or len(answer) != n:
+        raise Wrong(f"return {what}")
+    return answer
 
 
 def as_dict(answer, keys: tuple[str, ...]) -> dict:
@@ -124,8 +124,6 @@ def toy_labels(seed: int, n: int = 3, h: int = 12, w: int = 14, classes: int = 5
     return lab
 
 
-# ------------------------------------------------------------------ 00 · setup and data
-
 def get(exercise: str) -> Exercise:
     """The registered exercise `exercise` ("04.1"); DepthGError naming the valid ids if none."""
     try:
@@ -145,8 +143,7 @@ def list_exercises(chapter: str | None = None) -> list[Exercise]:
 
 
 def unanswered(answer: Any) -> bool:
-    """None, `...`, or a function whose body is still only `...` (the chapters' templates):
-    its byte code does nothing but return None."""
+    """None, `...`, or a function whose body (byte code) only returns None: the templates."""
     if answer is None or answer is Ellipsis:
         return True
     code = getattr(answer, "__code__", None)
@@ -178,23 +175,18 @@ _WRONG_TRIES: dict[str, int] = {}  # wrong answers per exercise in this kernel
 
 
 def check(exercise: str, answer: Any, hint: bool = False) -> bool:
-    """Check an answer to `exercise` ("04.1") and print ✓ or ✗; returns passed.
-
-    The hint is printed with `hint=True`, or from the second wrong answer to the same exercise
-    on; a wrong answer before that says how to ask for it. An unanswered exercise prints one
-    line ("not answered yet") and, unless asked, no hint.
-    """
+    """Check an answer to `exercise` ("04.1") and print ✓ or ✗ (with the hint when asked for,
+    or from the second wrong answer on); returns passed."""
     passed, message = verdict(exercise, answer)
-    ex = get(exercise)
     if passed:
         print(f"✓ {message}.")
         return True
-    if ex.checker is not None and not unanswered(answer):
-        _WRONG_TRIES[ex.id] = _WRONG_TRIES.get(ex.id, 0) + 1
-    if hint or _WRONG_TRIES.get(ex.id, 0) >= 2:
-        print(f"✗ {message}\n  hint: {ex.hint}")
-    elif ex.checker is not None and not unanswered(answer):
-        print(f"✗ {message}\n  (check again, or pass hint=True, for a hint)")
-    else:
-        print(f"✗ {message}")
+    ex = get(exercise)
+    tried = ex.checker is not None and not unanswered(answer)
+    _WRONG_TRIES[ex.id] = _WRONG_TRIES.get(ex.id, 0) + int(tried)
+    if hint or _WRONG_TRIES[ex.id] >= 2:
+        message += f"\n  hint: {ex.hint}"
+    elif tried:
+        message += "\n  (check again, or pass hint=True, for a hint)"
+    print(f"✗ {message}")
     return False
