@@ -15,15 +15,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .. import checkpoint
 from .. import features as featcache
-from ..checkpoint import (
-    check_compatible,
-    previous_path,
-    read_checkpoint,
-    read_latest,
-    save_checkpoint,
-    set_rng_state,
-)
 from ..config import Profile, load_profile, profile_arg
 from ..env import resolve_device
 from ..errors import DepthGError
@@ -141,7 +134,7 @@ def _check_previous_run(out, profile, seed, total_steps, resume, force, rank, wo
     last, final = out / "checkpoints" / "last.pt", out / "checkpoints" / "final.pt"
     if rank == 0:
         if force:
-            for old in (last, previous_path(last), final, out / "log.csv"):
+            for old in (last, checkpoint.previous_path(last), final, out / "log.csv"):
                 old.unlink(missing_ok=True)
             shutil.rmtree(out / "tb", ignore_errors=True)
         check_stage_settings(out, "train", stage_settings(profile, seed), force=force,
@@ -150,7 +143,7 @@ def _check_previous_run(out, profile, seed, total_steps, resume, force, rank, wo
     if resume:
         return None
     if final.exists():
-        step = read_checkpoint(final)["step"]
+        step = checkpoint.read_checkpoint(final)["step"]
         if step == total_steps:
             return final
         if step < total_steps:
@@ -161,8 +154,8 @@ def _check_previous_run(out, profile, seed, total_steps, resume, force, rank, wo
                           f"{total_steps} asked for; use it as it is (`{command} --steps "
                           f"{step}`) or start over with `{command} --steps {total_steps} "
                           "--force`")
-    if last.exists() or previous_path(last).exists():
-        step = read_latest(last)[0]["step"]
+    if last.exists() or checkpoint.previous_path(last).exists():
+        step = checkpoint.read_latest(last)[0]["step"]
         raise DepthGError(f"{out} holds an unfinished run (checkpoint at step {step}); continue "
                           f"it with `{command} --resume` or start over with `{command} --force`")
     return None
@@ -267,12 +260,12 @@ def _check_sample_grid(profile: Profile, backbone) -> None:
 def _resume(run: Run) -> int:
     """Load the latest readable checkpoint (`last.pt`, else `previous.pt`) into the trainer and
     the random generators; returns its step (0 when there is none)."""
-    if not (run.last.exists() or previous_path(run.last).exists()):
+    if not (run.last.exists() or checkpoint.previous_path(run.last).exists()):
         return 0
-    state, source = read_latest(run.last, run.device)
-    check_compatible(state, run.profile, source)
+    state, source = checkpoint.read_latest(run.last, run.device)
+    checkpoint.check_compatible(state, run.profile, source)
     run.trainer.load_state_dict(state)
-    set_rng_state({**state["rng"], "torch": state["rng"]["torch"].cpu()})
+    checkpoint.set_rng_state({**state["rng"], "torch": state["rng"]["torch"].cpu()})
     start = int(state["step"])
     if start > run.total_steps:
         raise DepthGError(f"checkpoint {source} is at step {start}, beyond --steps "
@@ -321,8 +314,8 @@ def _stop_if_diverged(rows: list[dict], log: RunLog, run: Run) -> None:
 def _checkpoint(run: Run, done: int) -> None:
     """`checkpoints/last.pt` after `done` steps (the one before kept as `previous.pt`)."""
     if run.rank == 0:
-        save_checkpoint(run.last, run.trainer.state_dict(), run.profile, done, run.seed,
-                        run.backbone)
+        checkpoint.save_checkpoint(run.last, run.trainer.state_dict(), run.profile, done,
+                                   run.seed, run.backbone)
     run.last_saved = done
 
 

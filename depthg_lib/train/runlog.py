@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
@@ -40,11 +41,9 @@ class RunLog:
         self._fh = open(self.path, "a", newline="")
         self._csv = csv.DictWriter(self._fh, LOG_COLUMNS)
         if tensorboard:
-            try:  # optional: importing tensorboard is slow, and without it the CSV suffices
+            with contextlib.suppress(ImportError):  # optional and slow to import: CSV suffices
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                SummaryWriter = None
-            if SummaryWriter is not None:
+
                 self.writer = SummaryWriter(str(out / "tb"), purge_step=start)
 
     def write(self, rows: list[dict]) -> None:
