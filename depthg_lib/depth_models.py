@@ -1,11 +1,8 @@
-"""The depth backends of stage 01 (docs/method.md §2): one interface,
-`estimate_depth(images) -> depth`, images `(B,3,H,W)` float in [0,1], depth `(B,H,W)` float with
-**larger = farther** (relative; the stage min–max normalises each map).
-
-- `zoedepth`, `depth_anything`: transformers models, read from a local directory or the
-  Hugging Face cache only (never the network);
-- `synth`: the embedded depth network shipped with the library (`depthg_lib.embedded`);
-- `gt`: SynthScenes ground truth, read by image name in the stage (`depthg_lib.depth`).
+"""The depth backends of stage 01 (docs/method.md §2): `estimate_depth(images) -> depth`, images
+(B,3,H,W) float in [0,1], depth (B,H,W) float, **larger = farther** (relative; the stage
+min–max normalises each map). `zoedepth` and `depth_anything` are transformers models read
+from a local folder or the Hugging Face cache (never the network); `synth` is the embedded
+depth network; `gt` (SynthScenes ground truth) is read by name in the stage.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ import torch
 
 from .config import DEPTH_BACKENDS, REPO_ROOT
 from .depth_format import STAGE_COMMAND
+from .embedded import DEPTH_WORK_SIZE, EmbeddedDepthModel, read_manifest
 from .env import resolve_device
 from .errors import DepthGError
 from .io import sha256_file
@@ -57,17 +55,13 @@ class DepthModel:
 class TransformersDepthModel(DepthModel):
     """`zoedepth` or `depth_anything` through `AutoModelForDepthEstimation`.
 
-    ZoeDepth predicts metric depth (metres, larger = farther) and is returned as is.
-    Depth-Anything predicts *relative inverse* depth (disparity up to scale and shift,
-    larger = nearer); it is returned negated, which keeps the order of every pair of pixels
-    and so makes larger = farther — after min–max normalisation that is 1 − normalised
-    disparity. (1/disparity is not usable: the unknown shift can make it negative.)
-    ZoeDepth's processor pads the image and the model predicts at 2× the padded size;
-    `post_process_depth_estimation` with `source_sizes` removes the padding and resizes to
-    the input size.
+    ZoeDepth's metric depth is returned as is (its padding removed through `source_sizes`).
+    Depth-Anything's relative disparity (larger = nearer, up to scale and shift) is negated:
+    that keeps every pair's order, and 1/disparity could be negative.
     """
 
     def __init__(self, backend: str, model_dir: Path, model_id: str, device: torch.device):
+        # heavy: transformers takes seconds to import, and only these two backends need it
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
         from transformers.utils import logging as hf_logging
 
@@ -112,16 +106,10 @@ class TransformersDepthModel(DepthModel):
 
 
 class SynthDepthModel(DepthModel):
-    """`synth`: the embedded depth network (relative depth, larger = farther).
-
-    `model="random"` builds it with random weights — for tests and for showing the chapter
-    before the shipped weights exist; its output is then meaningless, and says so in
-    `model_id` (`embedded-random`).
-    """
+    """`synth`: the embedded depth network (relative depth, larger = farther); `model="random"`
+    gives random weights (tests), named `embedded-random` so that nobody mistakes its output."""
 
     def __init__(self, model: str | None, device: torch.device):
-        from .embedded import DEPTH_WORK_SIZE, EmbeddedDepthModel, read_manifest
-
         random_init = model == "random"
         if model not in (None, "", "embedded", "random"):
             raise DepthGError(f"depth backend 'synth' takes depth_model '' (shipped weights) or "
@@ -143,10 +131,8 @@ def _weights_digest(model_dir: Path) -> str | None:
     """sha256 over the weight files of a transformers folder (one digest of their digests)."""
     files = sorted(p for p in Path(model_dir).iterdir()
                    if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
-    if not files:
-        return None
-    if len(files) == 1:
-        return sha256_file(files[0])
+    if len(files) <= 1:
+        return sha256_file(files[0]) if files else None
     digest = hashlib.sha256()
     for p in files:
         digest.update(f"{p.name}:{sha256_file(p)}\n".encode())
@@ -155,12 +141,8 @@ def _weights_digest(model_dir: Path) -> str | None:
 
 def resolve_model_dir(backend: str, model: str | None = None,
                       model_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
-    """(model id, local folder) for a transformers backend, without touching the network.
-
-    Looks, in order, at `model` as a folder, at `<model_dir>/<model id>` (default
-    `data/models/<model id>`), and at the Hugging Face cache. Nothing found → one
-    `DepthGError` naming the model id and the folder to put it in.
-    """
+    """(model id, local folder) for a transformers backend, never from the network: `model`
+    as a folder, `<model_dir>/<model id>` (default `data/models/`), or the Hugging Face cache."""
     model_id = model or DEFAULT_MODELS[backend]
     base = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     as_dir = Path(os.path.expanduser(model_id))
@@ -170,7 +152,7 @@ def resolve_model_dir(backend: str, model: str | None = None,
     if local.is_dir():
         return model_id, local
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # heavy import, for these backends only
 
         return model_id, Path(snapshot_download(model_id, local_files_only=True))
     except Exception:  # not in the cache, or not a valid repo id: the same advice either way
@@ -185,12 +167,8 @@ def resolve_model_dir(backend: str, model: str | None = None,
 
 def load_depth_model(backend: str, model: str | None = None, device: str | torch.device = "cpu",
                      model_dir: str | os.PathLike | None = None) -> DepthModel:
-    """The depth model of `backend` (`zoedepth`, `depth_anything`, `synth`), ready to use.
-
-    `model` is a model id or folder (transformers backends) or `random` (synth, random init);
-    None = the backend's default. `gt` has no image → depth model: the stage reads the ground
-    truth by name (`run_depth_stage`).
-    """
+    """The depth model of `backend` (`zoedepth`, `depth_anything`, `synth`), ready to use;
+    `model`: a model id or folder (transformers), `random` (synth), None = the default."""
     if backend not in DEPTH_BACKENDS:
         raise DepthGError(f"unknown depth backend {backend!r}; expected one of "
                           f"{', '.join(DEPTH_BACKENDS)}")
