@@ -1,14 +1,10 @@
 """Dense CRF refinement of per-pixel class scores (docs/method.md §9), with a pool that cannot hang.
 
-A fully connected CRF (Krähenbühl & Koltun 2011, through `pydensecrf2`) sharpens the coarse
-patch-level predictions along colour edges of the image. Parameters are the released ones:
-10 mean-field iterations, a Gaussian (smoothness) kernel with sxy 1 and weight 3, and a
-bilateral (appearance) kernel with sxy 67, srgb 3 and weight 4 on the image in BGR 0..255.
-
-STEGO runs the CRF in a `multiprocessing.Pool` that is known to hang (fork after torch has
-started its thread pools). Here images go to a bounded `concurrent.futures` process pool
-started with *spawn* (this module imports only numpy, so workers start fast), every image
-has a timeout, and anything the pool fails to return is computed in this process instead.
+A fully connected CRF (Krähenbühl & Koltun 2011, `pydensecrf2`) sharpens the coarse predictions
+along colour edges, with the released parameters. STEGO's `multiprocessing.Pool` is known to
+hang (fork after torch started its threads); here a bounded *spawn* process pool (this module
+imports only numpy, so workers start fast) has a timeout per image, and whatever it fails to
+return is computed in this process instead.
 """
 
 from __future__ import annotations
@@ -24,6 +20,8 @@ import numpy as np
 
 from .errors import DepthGError
 
+# the released parameters: mean-field iterations, the Gaussian (smoothness) kernel, and the
+# bilateral (appearance) kernel on the image in BGR 0..255
 ITERATIONS = 10
 GAUSSIAN_SXY, GAUSSIAN_COMPAT = 1, 3
 BILATERAL_SXY, BILATERAL_SRGB, BILATERAL_COMPAT = 67, 3, 4
@@ -48,17 +46,13 @@ def require_crf() -> None:
 
 
 def _softmax(log_probs: np.ndarray) -> np.ndarray:
-    z = log_probs - log_probs.max(axis=0, keepdims=True)
-    e = np.exp(z)
+    e = np.exp(log_probs - log_probs.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)
 
 
 def dense_crf(image: np.ndarray, log_probs: np.ndarray, iterations: int = ITERATIONS) -> np.ndarray:
-    """Refine class scores with a dense CRF.
-
-    image: RGB uint8 (H, W, 3); log_probs: (C, H, W) log-probabilities (or any logits: they
-    go through a softmax). Returns the CRF's marginals Q, float32 (C, H, W).
-    """
+    """The dense CRF's marginals Q, float32 (C, H, W), of an RGB uint8 image (H, W, 3) and its
+    class scores (C, H, W): log-probabilities or any logits (they go through a softmax)."""
     import pydensecrf.densecrf as dcrf  # optional dependency (the `crf` extra)
 
     image = np.asarray(image)
@@ -91,16 +85,10 @@ def default_workers() -> int:
 
 
 class CRFRunner:
-    """Run `dense_crf` over batches of images, in a bounded process pool or in-process.
-
-    Use as a context manager (the pool lives across batches):
-
-        with CRFRunner(workers=4, timeout=120) as crf:
-            q = crf(images, log_probs)      # (B, H, W, 3) uint8, (B, C, H, W) → (B, C, H, W)
-
-    `workers=0` runs in this process. If an image takes longer than `timeout` seconds or the
-    pool breaks, the pool is shut down for good and every unfinished image of this and later
-    batches is computed in this process (with a warning): slower, but it always finishes.
+    """`dense_crf` over batches of images in a bounded process pool (`workers=0`: in this
+    process); `with CRFRunner(workers=4) as crf: q = crf(images, log_probs)`. An image over
+    `timeout` seconds or a broken pool shuts the pool down for good, and every unfinished
+    image of this and later batches is computed here (with a warning): slower, but it ends.
     """
 
     def __init__(self, workers: int | None = None, timeout: float = 120.0):
@@ -159,9 +147,8 @@ class CRFRunner:
                               "continuing in this process", RuntimeWarning, stacklevel=2)
                 self.fell_back = True
                 self.close()
-        for i, res in enumerate(results):
-            if res is None:
-                results[i] = dense_crf(images[i], log_probs[i])
+        results = [dense_crf(im, lp) if q is None else q  # what the pool did not return
+                   for q, im, lp in zip(results, images, log_probs)]
         if argmax:
             return np.stack([q.argmax(0) for q in results])
         return np.stack(results)
