@@ -91,16 +91,13 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     crop_dir = profile.paths.crop_dir
     if split == "all":  # train must exist; val is cropped when the dataset has one
         splits = list(present_splits(reader))
-    elif split in reader.splits:
-        splits = [split]
-    elif split in ("train", "val"):
-        reader.names(split)  # the reader says how to get that split (a folder without val/)
+    elif split in reader.splits or split in ("train", "val"):
         splits = [split]
     else:
         raise DepthGError(f"crop: unknown split {split!r}; choose one of "
                           f"{', '.join(reader.splits)} or all")
-    for s in splits:
-        reader.names(s)  # a missing dataset or split fails here, before anything is written
+    for s in splits:  # a missing dataset or split (a folder without val/) fails here, saying
+        reader.names(s)  # how to get it, before anything is written
     # what the crops are cut from must be there and current before crop.json is written: a
     # refused run leaves no record that a later, valid run would have to --force past
     require_current_depth(profile, reader, splits, "five-crop")
