@@ -1,6 +1,6 @@
-"""Files from the network: HTTP downloads that resume (a `.part` file and a Range request) with
-a progress bar, the ledger that records each file's sha256 and size so that later runs can check
-them, and the atomic extraction of a downloaded archive into the folder a reader reads."""
+"""Files from the network: HTTP downloads that resume (a `.part` file and a Range request), the
+ledger of their sha256 and size that later runs check, the atomic extraction of an archive into
+the folder a reader reads, and models through the Hugging Face hub cache."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from huggingface_hub import constants, snapshot_download
 from tqdm.auto import tqdm
 
 from ..errors import DepthGError
 from ..io import load_json, save_json, sha256_file
-from .sources import ENV_DINO, ENV_STEGO
+from .sources import ENV_DINO, ENV_STEGO, Item
 
 LEDGER = "fetch-ledger.json"
 CHUNK = 1 << 20
@@ -55,9 +56,9 @@ def remote_size(url: str, timeout: float = 5.0) -> int | None:
         return None
 
 
-def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int | None:
+def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int:
     """Write the response body to `part` — appended when the server resumed at `have` (206),
-    from scratch otherwise; returns the whole file's size when the server says it."""
+    from scratch otherwise; returns the bytes in `part`, refusing a short or broken body."""
     if have and resp.status == 206:
         found = re.match(r"\S+\s+(\d+)-", resp.headers.get("Content-Range", ""))  # bytes 9-10/11
         start = int(found[1]) if found else None
@@ -71,20 +72,21 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int | 
     total = have + int(length) if length is not None else None
     bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
                desc=part.name.removesuffix(".part"), disable=not progress, leave=False)
+    broken = ""
     try:
         with open(part, mode) as fh:
             for chunk in iter(lambda: resp.read(CHUNK), b""):
                 fh.write(chunk)
                 bar.update(len(chunk))
     except (OSError, http.client.HTTPException, socket.timeout) as err:
-        got = part.stat().st_size if part.exists() else 0
-        raise DepthGError(
-            f"download of {url} was interrupted at {got} of {total or '?'} bytes "
-            f"({type(err).__name__}); run the same command again to resume from {part}"
-        ) from None
+        broken = f" ({type(err).__name__})"
     finally:
         bar.close()
-    return total
+    got = part.stat().st_size if part.exists() else 0
+    if broken or (total is not None and got != total):
+        raise DepthGError(f"download of {url} was interrupted at {got} of {total or '?'} bytes"
+                          f"{broken}; run the same command again to resume from {part}")
+    return got
 
 
 def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
@@ -103,9 +105,8 @@ def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
                                       timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:  # nothing after `have`: the part may be complete
-            total = remote_size(url)
-            if total is not None and total == have:
-                return _finish(url, part, dest, ledger, expected_sha256, total)
+            if remote_size(url) == have:
+                return _finish(url, part, dest, ledger, expected_sha256, have)
             part.unlink()
             return download(url, dest, ledger, expected_sha256, progress, timeout)
         raise DepthGError(f"downloading {url} failed: HTTP {err.code} {err.reason}; check the "
@@ -118,11 +119,7 @@ def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
             f"depthg_lib.fetch` on a machine with a network and copy {dest} here, or point "
             f"{ENV_DINO} / {ENV_STEGO} at a reachable mirror") from None
     with resp:
-        total = _write_body(resp, part, have, url, progress)
-    got = part.stat().st_size
-    if total is not None and got != total:
-        raise DepthGError(f"download of {url} was interrupted at {got} of {total} bytes; run "
-                          f"the same command again to resume from {part}")
+        got = _write_body(resp, part, have, url, progress)
     return _finish(url, part, dest, ledger, expected_sha256, got)
 
 
@@ -191,3 +188,58 @@ def extract_zip(archive: Path, dest: Path) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
+
+def hub_snapshot(repo: str, allow: list[str] | None = None, download: bool = True) -> Path | None:
+    """The local snapshot folder of a hub repo: from the cache, else downloaded (unless
+    offline or `download` is False, then None)."""
+    try:
+        return Path(snapshot_download(repo, local_files_only=True, allow_patterns=allow))
+    except Exception:  # not cached (the hub raises several types for that)
+        pass
+    if not download:
+        return None
+    if constants.HF_HUB_OFFLINE:
+        raise DepthGError(f"{repo} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+                          "and HF_HUB_OFFLINE is set; unset it on a machine with a network, or "
+                          "copy the cache folder models--" + repo.replace("/", "--") + " there")
+    try:
+        return Path(snapshot_download(repo, allow_patterns=allow))
+    except Exception as err:
+        raise DepthGError(
+            f"cannot download {repo} from the Hugging Face hub ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}); on a machine with a network run the same "
+            f"command, then copy {constants.HF_HUB_CACHE}/models--{repo.replace('/', '--')} "
+            "to the same place here") from None
+
+
+def _hub_weights(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+
+
+def fetch_hub(item: Item, ledger: Ledger) -> str:
+    """Make a hub item present: in the cache (downloaded if need be), a backbone linked where
+    `load_backbone` reads it; recorded in the ledger."""
+    allow = (["*.json", "model.safetensors"] if item.kind == "backbone"
+             else ["*.json", "*.safetensors", "*.txt"])
+    snap = hub_snapshot(item.hub_repo, allow)
+    weights = _hub_weights(snap)
+    if not weights and item.kind == "depth":  # a repo without safetensors
+        snap = hub_snapshot(item.hub_repo, ["*.json", "*.bin", "*.txt"])
+        weights = _hub_weights(snap)
+    if not weights:
+        raise DepthGError(f"{item.hub_repo} in the hub cache ({snap}) holds no weight file "
+                          "(.safetensors or .bin); delete that folder and run again")
+    source = f"hf://{item.hub_repo}@{snap.name}"
+    if not ledger.get(source):
+        ledger.record(source, revision=snap.name, path=str(snap),
+                      files={p.name: p.resolve().name for p in weights})
+    if item.kind != "backbone":
+        return f"in the hub cache: {snap}"
+    if item.dest.exists():
+        return f"present ({item.dest})"
+    item.dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        item.dest.symlink_to(weights[0].resolve())
+    except OSError:
+        shutil.copyfile(weights[0], item.dest)
+    return f"linked {item.dest} → hub cache"

@@ -11,23 +11,9 @@ from pathlib import Path
 from ..config import Profile
 from ..data.readers import get_reader
 from ..errors import DepthGError
-from ..rehearse.published import dry_run_lines
-from .downloads import LEDGER, Ledger, download, extract_zip, remote_size, verify_file
-from .hub import fetch_hub, hub_snapshot
-from .sources import (
-    DINO_URL,
-    ENV_DINO,
-    ENV_STEGO,
-    KINDS,
-    STEGO_URL,
-    Item,
-    base_urls,
-    extra_items,
-    format_size,
-    plan,
-    released_checkpoint_path,
-    with_root,
-)
+from ..rehearse.project import dry_run_lines
+from . import downloads, sources
+from .sources import Item, base_urls, extra_items, format_size, plan, with_root
 
 
 def status(item: Item) -> str:
@@ -35,8 +21,7 @@ def status(item: Item) -> str:
     if item.hub_repo:
         if item.kind == "backbone" and item.dest.exists():
             return "present"
-        snap = hub_snapshot(item.hub_repo, download=False)
-        if snap is None:
+        if downloads.hub_snapshot(item.hub_repo, download=False) is None:
             return "missing"
         return "present" if item.kind != "backbone" else "in the hub cache, not linked"
     if item.dest.exists() and (item.dest.is_file() or any(item.dest.iterdir())):
@@ -52,26 +37,26 @@ def status(item: Item) -> str:
     return "missing"
 
 
-def fetch_item(item: Item, ledger: Ledger, progress: bool = True, keep_archive: bool = False,
-               check: bool = True, verify: bool = False) -> str:
+def fetch_item(item: Item, ledger: downloads.Ledger, progress: bool = True,
+               keep_archive: bool = False, check: bool = True, verify: bool = False) -> str:
     """Make one item present; returns what was done."""
     if item.hub_repo:
-        return fetch_hub(item, ledger)
+        return downloads.fetch_hub(item, ledger)
     now = status(item)
     if now == "present":
         if item.url and item.archive is None:
-            return verify_file(item.url, item.dest, ledger, deep=verify)
+            return downloads.verify_file(item.url, item.dest, ledger, deep=verify)
         return "present"
     if item.manual:
         return "NOT FETCHED: " + item.manual
     if item.archive is None:
-        download(item.url, item.dest, ledger, item.sha256, progress)
+        downloads.download(item.url, item.dest, ledger, progress=progress)
         return f"downloaded to {item.dest}"
     if not item.archive.exists():
-        download(item.url, item.archive, ledger, item.sha256, progress)
+        downloads.download(item.url, item.archive, ledger, progress=progress)
     elif ledger.get(item.url):
-        verify_file(item.url, item.archive, ledger, deep=verify)
-    extract_zip(item.archive, item.dest)
+        downloads.verify_file(item.url, item.archive, ledger, deep=verify)
+    downloads.extract_zip(item.archive, item.dest)
     ledger.record(item.url, extracted_to=str(item.dest))
     if not keep_archive:
         item.archive.unlink()
@@ -95,7 +80,7 @@ def describe_plan(items: list[Item], root: Path, probe: bool = True) -> str:
         state = status(item)
         size, label = item.size, "estimated"
         if probe and item.url and state not in ("present", "manual"):
-            measured = remote_size(item.url)
+            measured = downloads.remote_size(item.url)
             if measured is not None:
                 size, label = measured, "from the server"
         shown = f"{format_size(size)} ({label})" if size else "?"
@@ -121,7 +106,7 @@ def describe_plan(items: list[Item], root: Path, probe: bool = True) -> str:
 
 
 def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
-          only: tuple[str, ...] | None = None, items: list[str] | None = None,
+          only: list[str] | None = None, items: list[str] | None = None,
           dry_run: bool = False, progress: bool = True, keep_archives: bool = False,
           check: bool = True, verify: bool = False, dino_url: str | None = None,
           stego_url: str | None = None) -> list[tuple[Item, str]]:
@@ -140,7 +125,7 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
     if not todo:
         print(f"profile {profile.name} needs nothing from the network")
         return []
-    ledger = Ledger(droot / LEDGER)
+    ledger = downloads.Ledger(droot / downloads.LEDGER)
     done = []
     for item in todo:
         outcome = fetch_item(item, ledger, progress=progress, keep_archive=keep_archives,
@@ -161,30 +146,29 @@ def main(argv: list[str] | None = None) -> int:
         help="print what would be fetched and the disk it needs; change nothing")
     add("--root", default=None, help="data folder instead of the profile's data_root (the "
         "stages read it only if the profile's data_root says so too)")
-    add("--only", action="append", choices=KINDS, help="fetch only this kind (repeatable)")
-    add("--item", action="append", default=[],
+    add("--only", action="append", choices=sources.KINDS,
+        help="fetch only this kind (repeatable)")
+    add("--item", action="append", default=[], dest="items", metavar="ITEM",
         help="also fetch a catalog archive by name (potsdamraw)")
     add("--keep-archives", action="store_true", help="keep the downloaded zips after extraction")
     add("--verify", action="store_true", help="re-hash present files against the ledger's sha256")
-    add("--no-check", action="store_true", help="skip the data check after extracting a dataset")
-    add("--quiet", action="store_true", help="no progress bars")
-    add("--dino-url", default=None,
-        help=f"base URL of the DINO release (default ${ENV_DINO} or {DINO_URL})")
-    add("--stego-url", default=None,
-        help=f"base URL of STEGO's storage (default ${ENV_STEGO} or {STEGO_URL})")
+    add("--no-check", action="store_false", dest="check",
+        help="skip the data check after extracting a dataset")
+    add("--quiet", action="store_false", dest="progress", help="no progress bars")
+    add("--dino-url", default=None, help="base URL of the DINO release (default "
+        f"${sources.ENV_DINO} or {sources.DINO_URL})")
+    add("--stego-url", default=None, help="base URL of STEGO's storage (default "
+        f"${sources.ENV_STEGO} or {sources.STEGO_URL})")
     add("--released-path", action="store_true",
         help="print the path of the profile's released checkpoint if present")
-    args = parser.parse_args(argv)
-    if args.released_path:
-        path = released_checkpoint_path(args.profile)
+    args = vars(parser.parse_args(argv))
+    if args.pop("released_path"):
+        path = sources.released_checkpoint_path(args["profile"])
         if path is not None and path.is_file():
             print(path)
         return 0
-    results = fetch(args.profile, root=args.root, only=tuple(args.only) if args.only else None,
-                    items=args.item, dry_run=args.dry_run, progress=not args.quiet,
-                    keep_archives=args.keep_archives, check=not args.no_check,
-                    verify=args.verify, dino_url=args.dino_url, stego_url=args.stego_url)
+    results = fetch(**args)
     manual = [item for item, outcome in results if outcome.startswith("NOT FETCHED")]
-    if manual and not args.dry_run:
+    if manual and not args["dry_run"]:
         print(f"{len(manual)} item(s) must be placed by hand (see above); the rest is in place")
     return 0

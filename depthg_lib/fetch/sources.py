@@ -1,6 +1,5 @@
-"""What each profile needs and where it comes from: the release URLs, the catalog of backbones,
-depth models, dataset archives and released checkpoints, and `plan`, which turns a profile into
-the list of `Item`s to fetch."""
+"""What each profile needs and where it comes from: the catalog of backbones, depth models,
+dataset archives and released checkpoints, and `plan`, a profile's list of `Item`s to fetch."""
 
 from __future__ import annotations
 
@@ -19,17 +18,12 @@ ENV_DINO, ENV_STEGO = "DEPTHG_DINO_URL", "DEPTHG_STEGO_URL"
 KINDS = ("backbone", "depth", "dataset", "checkpoint")
 MB, GB = 1e6, 1e9
 
-# timm name → (path under the DINO release, estimated size in bytes)
-DINO_FILES = {
-    "vit_small_patch8_224.dino": ("dino_deitsmall8_300ep_pretrain/"
-                                  "dino_deitsmall8_300ep_pretrain.pth", 87 * MB),
-    "vit_base_patch8_224.dino": ("dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth", 344 * MB),
-}
-# timm name → (hub repo, estimated size); the weights file is model.safetensors
-HUB_BACKBONES = {
-    "vit_small_patch14_dinov2.lvd142m": ("timm/vit_small_patch14_dinov2.lvd142m", 88 * MB),
-    "vit_base_patch14_dinov2.lvd142m": ("timm/vit_base_patch14_dinov2.lvd142m", 347 * MB),
-}
+# timm name → (the DINO release's <stem>/<stem>.pth, estimated size in bytes)
+DINO_FILES = {"vit_small_patch8_224.dino": ("dino_deitsmall8_300ep_pretrain", 87 * MB),
+              "vit_base_patch8_224.dino": ("dino_vitbase8_pretrain", 344 * MB)}
+# timm name → estimated size; from the hub repo timm/<name>, its model.safetensors
+HUB_BACKBONES = {"vit_small_patch14_dinov2.lvd142m": 88 * MB,
+                 "vit_base_patch14_dinov2.lvd142m": 347 * MB}
 DEPTH_SIZES = {"Intel/zoedepth-nyu": 1.4 * GB,
                "depth-anything/Depth-Anything-V2-Small-hf": 0.1 * GB}
 # profile dataset → (STEGO archive stem, estimated archive size, estimated extracted size)
@@ -62,7 +56,6 @@ class Item:
     archive: Path | None = None  # download location of a zip to extract into dest
     size: float = 0  # bytes to download (an estimate)
     extracted: float = 0  # bytes after extraction
-    sha256: str = ""  # expected digest when known in advance
     manual: str = ""  # not downloadable: how to get it
     dataset: str = ""  # reader to check after extraction
     note: str = ""
@@ -86,16 +79,14 @@ def released_checkpoint_path(profile: Profile | str) -> Path | None:
 def with_root(profile: Profile | str, root: str | os.PathLike | None) -> Profile:
     """The profile, with `root` (if given) replacing its data_root."""
     profile = load_profile(profile)
-    if root is None:
-        return profile
-    return profile.replace(data_root=str(Path(root).expanduser().resolve()))
+    return profile if root is None else profile.replace(
+        data_root=str(Path(root).expanduser().resolve()))
 
 
 def plan(profile: Profile | str, root: str | os.PathLike | None = None,
          only: tuple[str, ...] | None = None, dino_url: str | None = None,
          stego_url: str | None = None) -> list[Item]:
-    """The items a profile needs (optionally only some kinds), with `root` replacing its
-    data_root."""
+    """The items a profile needs (optionally only some kinds)."""
     profile = with_root(profile, root)
     dino, stego = base_urls(dino_url, stego_url)
     items = {"backbone": lambda: _backbone_items(profile, dino),
@@ -106,27 +97,25 @@ def plan(profile: Profile | str, root: str | os.PathLike | None = None,
 
 
 def _backbone_items(profile: Profile, dino: str) -> list[Item]:
-    name = canonical_backbone_name(profile.backbone)
+    name, chosen = canonical_backbone_name(profile.backbone), profile.backbone_weights
     if name in EMBEDDED:
         return []
     folder = backbone_weights_dir()
-    if name in DINO_FILES:
-        rel, size = DINO_FILES[name]
-        chosen = profile.backbone_weights
-        dest = Path(chosen) if chosen else folder / f"{name}.pth"
-        original = folder / Path(rel).name
-        if not profile.backbone_weights and not dest.exists() and original.exists():
-            dest = original  # placed by hand under its release name, which load_backbone reads
-        note = ""
-        shadow = folder / f"{name}.safetensors"
-        if not profile.backbone_weights and shadow.exists() and "small" in name:
-            note = (f"{shadow} exists and is read before {dest.name}; timm's ViT-S/8 file is "
-                    "not the 300-epoch checkpoint the released code used — move it away")
-        return [Item(Path(rel).name, "backbone", dest, url=dino + rel, size=size, note=note)]
-    repo, size = HUB_BACKBONES[name]
-    dest = (Path(profile.backbone_weights) if profile.backbone_weights
-            else folder / f"{name}.safetensors")
-    return [Item(repo, "backbone", dest, hub_repo=repo, size=size)]
+    if name not in DINO_FILES:
+        dest = Path(chosen) if chosen else folder / f"{name}.safetensors"
+        return [Item(f"timm/{name}", "backbone", dest, hub_repo=f"timm/{name}",
+                     size=HUB_BACKBONES[name])]
+    stem, size = DINO_FILES[name]
+    dest, note = Path(chosen) if chosen else folder / f"{name}.pth", ""
+    if not chosen:
+        if not dest.exists() and (folder / f"{stem}.pth").exists():
+            dest = folder / f"{stem}.pth"  # placed by hand under its release name, also read
+        if (folder / f"{name}.safetensors").exists() and "small" in name:
+            note = (f"{folder / f'{name}.safetensors'} exists and is read before {dest.name}; "
+                    "timm's ViT-S/8 file is not the 300-epoch checkpoint the released code "
+                    "used — move it away")
+    return [Item(f"{stem}.pth", "backbone", dest, url=f"{dino}{stem}/{stem}.pth", size=size,
+                 note=note)]
 
 
 def _depth_items(profile: Profile) -> list[Item]:
