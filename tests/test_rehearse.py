@@ -14,9 +14,9 @@ from depthg_lib import knn
 from depthg_lib.config import REPO_ROOT, load_profile
 from depthg_lib.data.readers import get_reader
 from depthg_lib.errors import DepthGError
-from depthg_lib.rehearse import published, runner, standin
+from depthg_lib.rehearse import runner, standin
 from depthg_lib.rehearse.cli import rehearse
-from depthg_lib.rehearse.project import project
+from depthg_lib.rehearse.project import dry_run_lines, project
 from depthg_lib.rehearse.timing import BlockLimiter, Clock
 
 PAPER = ["cocostuff27-vits8", "cocostuff27-vitb8", "cityscapes-vitb8", "potsdam-vits8",
@@ -191,14 +191,13 @@ def test_out_must_not_overlap_real_data_or_the_repository(tmp_path):
 
 def test_dry_run_lines_come_from_the_shipped_rehearsal(tmp_path):
     path = tmp_path / "measurements.json"
-    assert "no rehearsal" in published.dry_run_lines("cityscapes-vitb8", path)[0]
+    assert "no rehearsal" in dry_run_lines("cityscapes-vitb8", path)[0]
     row = {"status": "ok", "peak_rss_bytes": 2e9,
            "projected": {"disk_bytes": 3e9, "gpu_s": 600.0, "cpu_s": 6000.0}}
     path.write_text('{"cityscapes-vitb8": ' + __import__("json").dumps(
         {"scale": 1, "machine": "cpu2-vm", "date": "2026-12-06",
          "stages": {"crop": row, "knn": row}}) + "}")
-    lines = published.dry_run_lines("cityscapes-vitb8", path)
+    lines = dry_run_lines("cityscapes-vitb8", path)
     assert "measured at full size" in lines[0]
     assert "6.0 GB" in lines[-1] and "20 min" in lines[-1]
-    assert "measured at full size" in published.dry_run_lines("stego-cityscapes-vitb8",
-                                                              path)[0]
+    assert "measured at full size" in dry_run_lines("stego-cityscapes-vitb8", path)[0]

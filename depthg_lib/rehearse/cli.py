@@ -13,8 +13,7 @@ from ..config import available_profiles, load_profile
 from ..errors import DepthGError
 from ..io import load_json, save_json
 from . import runner
-from .project import table
-from .published import SHIPPED, publish
+from .project import SHIPPED, publish, stage_rows, table
 from .standin import FACTS
 
 DEFAULT_OUT = str(Path(tempfile.gettempdir()) / "depthg-rehearse")
@@ -88,7 +87,7 @@ def rehearse(profile: str, scale: float, out: Path, sample: int = 2, steps: int 
 def write_table(out: Path) -> str:
     record = load_json(out / runner.MARKER)
     stages = runner.measured(out)
-    text = table(stages, load_profile(record["profile source"]))
+    text = table(*stage_rows(stages, load_profile(record["profile source"])))
     (out / "table.md").write_text(text + "\n")
     save_json(out / "table.json", {"machine": record["machine"], "command": record["command"],
                                    "stages": stages})

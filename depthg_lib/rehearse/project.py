@@ -1,13 +1,24 @@
 """From what a rehearsal measured at scale F to the full run: on this CPU, and on the
 profile's device (one CUDA GPU). The CPU projection scales measured costs by how each stage
 grows (docs/scaling.md); the GPU projection divides FLOPs by an *assumed* throughput, and the
-depth network's by an assumed image rate — both are assumptions, named in every table."""
+depth network's by an assumed image rate — both are assumptions, named in every table.
+
+The rehearsals shipped with the library (`measurements.json`, written by `--publish`) are what
+`python -m depthg_lib.fetch --dry-run` (and so `make reproduce DRY_RUN=1`) prints as the run's
+disk and time.
+"""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+from ..config import load_profile
+from ..io import load_json, save_json
+from . import runner
 from .standin import FACTS
+
+SHIPPED = Path(__file__).with_name("measurements.json")
 
 GPU_TFLOPS = 100.0  # effective fp32/TF32 throughput of one H100 on ViT forwards (assumed)
 ZOEDEPTH_PER_S = 20.0  # ZoeDepth images per second on one H100 (assumed; docs/scaling.md)
@@ -36,13 +47,6 @@ def scale_of(records: dict[str, dict], dataset: str) -> float:
     """The share of the full dataset this rehearsal really held (after rounding)."""
     images = ((records.get("data") or {}).get("detail") or {}).get("images")
     return sum(images.values()) / sum(FACTS[dataset].counts.values()) if images else float("nan")
-
-
-def totals(rec: dict) -> tuple[float, float, int]:
-    """A stage's wall and CPU seconds summed over its attempts, and their peak RSS."""
-    attempts = rec["attempts"]
-    return (sum(a["wall_s"] for a in attempts), sum(a["cpu_s"] for a in attempts),
-            max(a["peak_rss_bytes"] for a in attempts))
 
 
 def project(stage: str, rec: dict, dataset: str, original, f: float) -> dict:
@@ -123,22 +127,107 @@ def human_bytes(b: float | None) -> str:
     return f"{b:.0f} B"
 
 
-def table(records: dict[str, dict], original) -> str:
-    """The markdown table a rehearsal prints: measured at F, then projected to F = 1."""
+def stage_rows(records: dict[str, dict], original) -> tuple[float, dict[str, dict]]:
+    """F and, per recorded stage, what was measured (summed over its attempts) and projected."""
     f = scale_of(records, original.dataset)
-    rows = ["| stage | files | wall | CPU | peak RSS | disk | what ran | full run: this CPU | "
-            "full run: one GPU | full disk | note |",
-            "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+    rows = {}
     for stage, rec in records.items():
         if rec.get("status") != "ok":
-            rows.append(f"| {stage} | {rec.get('status')} | | | | | | | | | |")
+            rows[stage] = {"status": rec.get("status")}
             continue
-        wall, cpu, rss = totals(rec)
-        what = "; ".join(f"{k}: {v}" for k, v in rec["detail"].get("what ran", {}).items())
-        p = project(stage, rec, original.dataset, original, f)
-        rows.append(f"| {stage} | {rec['disk']['files']:,} | {human_seconds(wall)} | "
-                    f"{human_seconds(cpu)} | {human_bytes(rss)} | "
-                    f"{human_bytes(rec['disk']['bytes'])} | {what} | "
-                    f"{human_seconds(p['cpu_s'])} | {human_seconds(p['gpu_s'])} | "
-                    f"{human_bytes(p['disk_bytes'])} | {p['note']} |")
-    return "\n".join(rows) + f"\n\nF = {f:.4g} of the full dataset. {ASSUMPTIONS}."
+        attempts = rec["attempts"]
+        rows[stage] = {"status": "ok", "files": rec["disk"]["files"],
+                       "disk_bytes": rec["disk"]["bytes"],
+                       "wall_s": sum(a["wall_s"] for a in attempts),
+                       "cpu_s": sum(a["cpu_s"] for a in attempts),
+                       "peak_rss_bytes": max(a["peak_rss_bytes"] for a in attempts),
+                       "what_ran": rec["detail"].get("what ran", {}),
+                       "projected": project(stage, rec, original.dataset, original, f)}
+    return f, rows
+
+
+def table(f: float, rows: dict[str, dict]) -> str:
+    """The markdown table a rehearsal prints: measured at F, then projected to F = 1."""
+    lines = ["| stage | files | wall | CPU | peak RSS | disk | what ran | full run: this CPU | "
+             "full run: one GPU | full disk | note |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+    for stage, row in rows.items():
+        if row["status"] != "ok":
+            lines.append(f"| {stage} | {row['status']} | | | | | | | | | |")
+            continue
+        p, what = row["projected"], "; ".join(f"{k}: {v}" for k, v in row["what_ran"].items())
+        lines.append(f"| {stage} | {row['files']:,} | {human_seconds(row['wall_s'])} | "
+                     f"{human_seconds(row['cpu_s'])} | {human_bytes(row['peak_rss_bytes'])} | "
+                     f"{human_bytes(row['disk_bytes'])} | {what} | "
+                     f"{human_seconds(p['cpu_s'])} | {human_seconds(p['gpu_s'])} | "
+                     f"{human_bytes(p['disk_bytes'])} | {p['note']} |")
+    return "\n".join(lines) + f"\n\nF = {f:.4g} of the full dataset. {ASSUMPTIONS}."
+
+
+def summarise(out: Path) -> dict:
+    """One rehearsal folder as the entry the shipped file keeps."""
+    record = load_json(out / runner.MARKER)
+    original = load_profile(record["profile source"])
+    f, rows = stage_rows(runner.measured(out), original)
+    for row in rows.values():
+        if row["status"] == "ok":
+            row.update(wall_s=round(row["wall_s"], 1), cpu_s=round(row["cpu_s"], 1),
+                       projected={k: (round(v, 1) if isinstance(v, float) else v)
+                                  for k, v in row["projected"].items()})
+    settings = record["settings"]
+    return {"profile": original.name, "scale": settings["scale"], "share": f,
+            "settings": settings, "machine": record["machine"], "commit": record["commit"],
+            "date": record["updated"][:10],
+            "command": _command(original.name, settings), "stages": rows}
+
+
+def _command(name: str, settings: dict) -> str:
+    """The command line that repeats a rehearsal (its folder left as DIR)."""
+    batch = f" --batch {settings['batch']}" if settings.get("batch") else ""
+    return (f"python -m depthg_lib.rehearse --profile {name} --scale {settings['scale']:g} "
+            f"--sample {settings['sample']} --steps {settings['steps']}{batch} --out DIR")
+
+
+def publish(out: Path, path: Path = SHIPPED) -> dict:
+    entry = summarise(out)
+    shipped = load_json(path) if path.is_file() else {}
+    shipped[entry["profile"]] = entry
+    save_json(path, dict(sorted(shipped.items())))
+    return entry
+
+
+def lookup(profile_name: str, path: Path = SHIPPED) -> dict | None:
+    """The entry of a profile; a `stego-*` twin falls back to its DepthG profile (the same
+    data, backbone and sizes; only the loss differs)."""
+    shipped = load_json(path) if path.is_file() else {}
+    return shipped.get(profile_name) or shipped.get(profile_name.removeprefix("stego-"))
+
+
+def dry_run_lines(profile_name: str, path: Path = SHIPPED) -> list[str]:
+    """What the fetch dry run adds: the run's own disk and time, from the shipped rehearsal
+    of this profile; one line saying there is none otherwise."""
+    entry = lookup(profile_name, path)
+    if entry is None:
+        return [f"the run itself: no rehearsal of {profile_name} is recorded; estimate its disk "
+                f"and time with `python -m depthg_lib.rehearse --profile {profile_name}`"]
+    how = ("measured at full size" if entry["scale"] == 1
+           else f"measured at F = {entry['scale']:g} and scaled to the full size")
+    lines = [f"the run itself (rehearsal on stand-ins, {how}, {entry['machine']}, "
+             f"{entry['date']}; docs/scaling.md):"]
+    disk = gpu = 0.0
+    for stage, row in entry["stages"].items():
+        if row.get("status") != "ok" or stage in ("weights", "data"):
+            continue
+        p = row["projected"]
+        disk += p.get("disk_bytes") or 0.0
+        gpu += p.get("gpu_s") or 0.0
+        lines.append(f"  {stage:<9} disk {human_bytes(p.get('disk_bytes')):>9}   one GPU "
+                     f"{human_seconds(p.get('gpu_s')):>8}   this CPU "
+                     f"{human_seconds(p.get('cpu_s')):>8}   peak RSS at F "
+                     f"{human_bytes(row['peak_rss_bytes'])}")
+    missing = [s for s in ("depth", "crop", "knn", "train", "evaluate")
+               if (entry["stages"].get(s) or {}).get("status") != "ok"]
+    lines.append(f"  outputs need about {human_bytes(disk)} beside the data; about "
+                 f"{human_seconds(gpu)} on one GPU (projected: assumed throughput)"
+                 + (f"; not rehearsed: {', '.join(missing)}" if missing else ""))
+    return lines

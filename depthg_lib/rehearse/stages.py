@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from ..config import Profile, load_profile
+from ..data.readers import reader_for_profile
 from ..errors import DepthGError, run_cli
 from ..io import load_json, save_json
-from .standin_models import unit_rows, vit_forward_flops, vit_shape, write_backbone_standin
+from .standin import unit_rows, vit_forward_flops, vit_shape, write_backbone_standin, write_standin
 from .timing import BlockLimiter, Clock, stopwatch, timed
 
 
@@ -46,9 +47,6 @@ def stage_weights(ctx: Context) -> dict:
 
 
 def stage_data(ctx: Context) -> dict:
-    from ..data.readers import reader_for_profile
-    from .standin import write_standin
-
     clock = Clock()
     with stopwatch(clock, "write stand-ins") as watch:
         written = write_standin(ctx.profile.dataset, ctx.profile.paths.dataset_dir, ctx.scale,
@@ -66,7 +64,6 @@ def stage_data(ctx: Context) -> dict:
 def stage_depth(ctx: Context) -> dict:
     """The real stage on every image with the embedded depth net (the rehearsal profile's
     depth backend: ZoeDepth's weights are not on this machine, and its cost is projected)."""
-    from ..data.readers import reader_for_profile
     from ..depth import run_depth_stage
 
     clock = Clock()
@@ -134,7 +131,7 @@ def stage_knn(ctx: Context) -> dict:
     reader = CropReader.from_profile(p, "train")
     n = len(reader)
     backbone = load_backbone(p.backbone, p.backbone_weights, device="cpu")
-    width, blocks, patch = vit_shape(p.backbone)
+    width = vit_shape(p.backbone)[0]
     m = min(ctx.sample, n)
     if m:
         with stopwatch(clock, "features (real backbone)", m):
@@ -164,7 +161,7 @@ def stage_knn(ctx: Context) -> dict:
     k_store = min(p.knn_store, n)
     return {"crops": n, "dim": width, "K": k_store, "block": p.knn_block,
             "blocks run": limiter.ran, "blocks": limiter.total,
-            "flops per crop": vit_forward_flops(width, blocks, patch, p.knn_res),
+            "flops per crop": vit_forward_flops(p.backbone, p.knn_res),
             "bytes": {"features": n * width * 4, "score block": min(p.knn_block, n) * n * 4,
                       "table": n * k_store * 8},
             "clock": clock.summary(),
@@ -194,10 +191,9 @@ def stage_train(ctx: Context) -> dict:
             final = loop.train(ctx.profile, steps=ctx.steps, device="cpu", progress=False,
                                force=True)
     p = ctx.profile
-    width, blocks, patch = vit_shape(p.backbone)
     return {"steps run": ctx.steps, "batch": p.batch_size, "checkpoint": str(final),
             "checkpoint bytes": Path(final).stat().st_size,
-            "flops per crop": vit_forward_flops(width, blocks, patch, p.res),
+            "flops per crop": vit_forward_flops(p.backbone, p.res),
             "clock": clock.summary(),
             "what ran": {"full": "crops, kNN table and checkpoints of full N; the real trainer",
                          "sample": f"{ctx.steps} step(s) of batch {p.batch_size}; validation "
@@ -212,9 +208,8 @@ def stage_evaluate(ctx: Context) -> dict:
         with stopwatch(clock, "evaluate()"):
             ev.evaluate(ctx.profile, device="cpu", max_images=max(1, ctx.sample),
                         progress=False, force=True)
-    width, blocks, patch = vit_shape(ctx.profile.backbone)
     return {"images": max(1, ctx.sample), "clock": clock.summary(),
-            "flops per image": 2 * vit_forward_flops(width, blocks, patch, ctx.profile.eval_res),
+            "flops per image": 2 * vit_forward_flops(ctx.profile.backbone, ctx.profile.eval_res),
             "what ran": {"sample": f"the real evaluation on {max(1, ctx.sample)} val image(s) "
                                    f"at {ctx.profile.eval_res} px (no CRF)"}}
 

@@ -1,4 +1,5 @@
-"""Stand-in datasets: the real layout, file formats, image sizes and counts, fake pixels.
+"""Stand-ins: datasets in the real layout, formats, image sizes and counts with fake pixels;
+backbone weights and kNN features of the real shapes; the FLOPs of a ViT forward.
 
 A rehearsal must go through the readers the real data goes through, so each stand-in is
 written in its dataset's own tree (docs/method.md §11) with `round(F × N)` images per split
@@ -15,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data.readers import get_reader
 from ..data.synthscenes.layout import render_scene
+from ..io import atomic_path
+from ..models import build_timm_vit
 
 # Cityscapes fine annotations: images per city (train 2,975, val 500).
 _CITIES = {
@@ -37,9 +41,8 @@ _BASES = 3  # rendered scenes per image size
 
 @dataclass(frozen=True)
 class DatasetFacts:
-    """What a real dataset holds: split sizes and image size(s); the comments give the real
-    archive's average bytes per image file, which the stand-in's noise level is set to
-    approach."""
+    """A real dataset's split sizes and image size(s); the comments give its archive's average
+    bytes per image, which the stand-in's noise level is set to approach."""
 
     counts: dict[str, int]
     sizes: tuple[tuple[int, int], ...]
@@ -171,3 +174,45 @@ def write_standin(dataset: str, root: Path, scale: float, progress: bool = True)
         if dataset in _LISTS:
             _write(root / _LISTS[dataset][split], "".join(f"{n}\n" for n in names).encode())
     return out
+
+
+def write_backbone_standin(name: str, path: Path) -> dict:
+    """The timm architecture of backbone `name` with fixed-seed random weights, saved as a
+    `.pth` state dict (timm layout): the file the stages then load like a downloaded one."""
+    if path.is_file():
+        return {"file": str(path), "bytes": path.stat().st_size, "written": False}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        vit = build_timm_vit(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(vit.state_dict(), tmp)
+    return {"file": str(path), "bytes": path.stat().st_size, "written": True,
+            "parameters": sum(p.numel() for p in vit.parameters())}
+
+
+def vit_shape(name: str) -> tuple[int, int, int]:
+    """(embedding width, blocks, patch size) of backbone `name`, built without weights."""
+    with torch.device("meta"):
+        vit = build_timm_vit(name)
+    patch = vit.patch_embed.patch_size
+    patch = patch[0] if isinstance(patch, tuple | list) else patch
+    return int(vit.embed_dim), len(vit.blocks), int(patch)
+
+
+def vit_forward_flops(name: str, res: int) -> float:
+    """FLOPs of one forward of backbone `name` at res × res: per block the linear layers (12·d²
+    per token: qkv 3d², projection d², MLP 8d²) and attention (2·T²·d), two per multiply-add."""
+    width, blocks, patch = vit_shape(name)
+    tokens = (res // patch) ** 2 + 1
+    return 2.0 * blocks * (tokens * 12 * width * width + 2 * tokens * tokens * width)
+
+
+def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """(n, dim) float32 random unit rows: stand-in kNN features of the real N and D."""
+    rng = np.random.default_rng(seed)
+    feats = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 65536):  # in slices: no float64 copy of the whole table
+        part = rng.standard_normal((min(65536, n - start), dim), dtype=np.float32)
+        feats[start:start + len(part)] = part / np.linalg.norm(part, axis=1, keepdims=True)
+    return feats

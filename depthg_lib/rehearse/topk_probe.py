@@ -18,7 +18,7 @@ from unittest import mock
 from .. import knn
 from ..config import positive_int
 from ..errors import run_cli
-from .standin_models import unit_rows
+from .standin import unit_rows
 from .timing import BlockLimiter, Clock
 
 
