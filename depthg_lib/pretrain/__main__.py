@@ -73,17 +73,6 @@ def _print_export(entry: dict) -> None:
     print(json.dumps({k: entry[k] for k in ("file", "sha256", "bytes")}, indent=2))
 
 
-def _render_data(args: argparse.Namespace, n_train: int) -> None:
-    """Render the scenes unless a resumed run finds the ones it started with (even if the
-    renderer moved on since)."""
-    record = data_record(args.data)
-    same = record and (record.get("n_train"), record.get("size"), record.get("seed")) == (
-        n_train, args.size, args.data_seed)
-    if not (getattr(args, "resume", False) and same):
-        synthscenes.generate(args.data, n_train=n_train, n_val=0, size=args.size,
-                             seed=args.data_seed)
-
-
 def _train(args: argparse.Namespace, argv: list[str] | None, n_train: int) -> None:
     config, train = _KINDS[args.cmd]
     changes = {"seed": args.seed, "data_seed": args.data_seed, "data_size": args.size,
@@ -110,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     n_train = args.n_train or 5000
-    _render_data(args, n_train)
+    # a resumed run keeps the scenes it started with, even if the renderer moved on since
+    record = data_record(args.data)
+    same = (record.get("n_train"), record.get("size"), record.get("seed")) == (
+        n_train, args.size, args.data_seed)
+    if not (getattr(args, "resume", False) and same):
+        synthscenes.generate(args.data, n_train=n_train, n_val=0, size=args.size,
+                             seed=args.data_seed)
     if args.cmd in _KINDS:
         _train(args, argv, n_train)
     return 0

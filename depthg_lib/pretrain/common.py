@@ -124,50 +124,34 @@ class Trainer:
         return float(grad_norm)
 
 
-class RunDir:
-    """A training run's folder: settings record, atomic checkpoints, CSV log."""
+def _load_checkpoint(out: Path) -> dict | None:
+    """The run's checkpoint (None for a new run); log rows past it go, as those steps run again."""
+    ckpt, log = out / "checkpoint.pt", out / "log.csv"
+    if not ckpt.exists():
+        return None
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is the same problem
+        raise DepthGError(f"cannot read checkpoint {ckpt} ({err}); delete it to start the run "
+                          "again") from None
+    if log.exists():
+        with open(log) as fh:
+            reader = csv.DictReader(fh)
+            rows = [r for r in reader if int(r["step"]) <= state["trainer"]["step"]]
+        with atomic_path(log) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=reader.fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+    return state
 
-    def __init__(self, out: str | os.PathLike, kind: str, settings: dict, resume: bool):
-        self.out = Path(out)
-        self.ckpt = self.out / "checkpoint.pt"
-        self.log_path = self.out / "log.csv"
-        if self.ckpt.exists() and not resume:
-            raise DepthGError(
-                f"{self.ckpt} exists: pass --resume to continue that run, or choose another --out")
-        self.out.mkdir(parents=True, exist_ok=True)
-        check_stage_settings(self.out, f"pretrain_{kind}", settings)
 
-    def load(self) -> dict | None:
-        """The checkpoint (None for a new run); log rows past it go, as those steps run again."""
-        if not self.ckpt.exists():
-            return None
-        try:
-            state = torch.load(self.ckpt, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is the same problem
-            raise DepthGError(f"cannot read checkpoint {self.ckpt} ({err}); delete it to start "
-                              "the run again") from None
-        if self.log_path.exists():
-            with open(self.log_path) as fh:
-                reader = csv.DictReader(fh)
-                rows = [r for r in reader if int(r["step"]) <= state["trainer"]["step"]]
-            with atomic_path(self.log_path) as tmp, open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=reader.fieldnames)
-                writer.writeheader()
-                writer.writerows(rows)
-        return state
-
-    def save(self, state: dict) -> None:
-        with atomic_path(self.ckpt) as tmp:
-            torch.save(state, tmp)
-
-    def log(self, row: dict) -> None:
-        new = not self.log_path.exists()
-        with open(self.log_path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
-                             for k, v in row.items()})
+def _log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 class Timer:
@@ -202,11 +186,16 @@ def run_training(out: str, kind: str, architecture: dict, cfg: Any, data_dir: st
     settings = {"kind": kind, "architecture": architecture, **{
         k: v for k, v in dataclasses.asdict(cfg).items()
         if k not in ("log_every", "checkpoint_minutes")}}  # these do not change the result
-    run = RunDir(out, kind, settings, resume)
+    out = Path(out)
+    if (out / "checkpoint.pt").exists() and not resume:
+        raise DepthGError(f"{out / 'checkpoint.pt'} exists: pass --resume to continue that run, "
+                          "or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    check_stage_settings(out, f"pretrain_{kind}", settings)
     data = load_split(data_dir, "train", depth=kind == "depth", limit=cfg.n_train)
     images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous()
     trainer = make(images, data)
-    state = run.load()
+    state = _load_checkpoint(out)
     if state is not None:
         trainer.load_state_dict(state["trainer"])
     timer = Timer(state["elapsed_s"] if state else 0.0, every_s=cfg.checkpoint_minutes * 60)
@@ -218,11 +207,12 @@ def run_training(out: str, kind: str, architecture: dict, cfg: Any, data_dir: st
         step = trainer.step_idx
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
-            run.log({"step": step, "elapsed_s": round(timer.elapsed(), 1), **stats})
+            _log(out / "log.csv", {"step": step, "elapsed_s": round(timer.elapsed(), 1), **stats})
             bar.set_postfix(loss=f"{stats['loss']:.3f}")
         if timer.due() or step == cfg.steps:
-            run.save({"trainer": trainer.state_dict(), "elapsed_s": timer.elapsed(),
-                      "machine": _machine(), "n_images": len(images),
-                      "renderer_version": renderer})
+            with atomic_path(out / "checkpoint.pt") as tmp:
+                torch.save({"trainer": trainer.state_dict(), "elapsed_s": timer.elapsed(),
+                            "machine": _machine(), "n_images": len(images),
+                            "renderer_version": renderer}, tmp)
     bar.close()
     return {"steps": trainer.step_idx, "elapsed_s": timer.elapsed()}
