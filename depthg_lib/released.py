@@ -226,22 +226,15 @@ class _Attention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class _Block(nn.Module):
     """DINO's pre-norm transformer block (key names as in DINO and timm)."""
 
     def __init__(self, dim: int, heads: int, hidden: int):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
-        self.attn, self.mlp = _Attention(dim, heads), _Mlp(dim, hidden)
+        self.attn = _Attention(dim, heads)
+        self.mlp = nn.Sequential(collections.OrderedDict(
+            fc1=nn.Linear(dim, hidden), act=nn.GELU(), fc2=nn.Linear(hidden, dim)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -273,12 +266,9 @@ class DinoViT(FrozenViT):
 
 
 class ReleasedModel(nn.Module):
-    """A released checkpoint, imported: backbone, head and probes in eval mode.
-
-    Duck-types the course's trained model (`head`, `cluster_probe`, `linear_probe`,
-    `backbone()`, `codes()`, `meta`, `backbone_name`), so evaluation and prediction can take
-    either. `config` is the training config read from the file, as plain dicts.
-    """
+    """A released checkpoint, imported, in eval mode: it duck-types the course's trained model
+    (`checkpoint.TrainedModel`), so evaluation and prediction take either; `config` is the
+    file's training config as plain dicts."""
 
     def __init__(self, dino: DinoViT, head: SegmentationHead, cluster_probe: ClusterProbe,
                  linear_probe: LinearProbe, config: dict, meta: dict):
@@ -286,9 +276,8 @@ class ReleasedModel(nn.Module):
         self.dino, self.head = dino, head
         self.cluster_probe, self.linear_probe = cluster_probe, linear_probe
         self.config, self.meta = config, meta
-        self.backbone_name = meta["backbone"]
-        self.n_classes, self.code_dim = meta["n_classes"], meta["code_dim"]
-        self.extra_clusters = meta["extra_clusters"]
+        self.backbone_name, self.n_classes = meta["backbone"], meta["n_classes"]
+        self.code_dim, self.extra_clusters = meta["code_dim"], meta["extra_clusters"]
         self.eval()
 
     @property
