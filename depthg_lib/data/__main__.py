@@ -1,13 +1,11 @@
-"""`python -m depthg_lib.data check --dataset NAME --root DIR`: is this folder usable?
-
-Prints the layout the reader expects, then per split what is present and missing, with
-counts and the first unmatched names; exits 1 when the stages could not run on it.
-"""
+"""`python -m depthg_lib.data check --dataset NAME --root DIR`: the expected layout, then per
+split what is present and missing; exits 1 when the stages could not run on the folder."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..config import load_profile, profile_arg
 from ..errors import DepthGError, run_cli
 from .readers import READERS, get_reader
 
@@ -26,8 +24,6 @@ def main(argv: list[str] | None = None) -> int:
 
     arg = None
     if args.profile:
-        from ..config import load_profile, profile_arg
-
         profile = load_profile(args.profile)
         dataset = args.dataset or profile.dataset
         root = args.root or profile.paths.dataset_dir

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..errors import DepthGError
 from ..io import changed_inputs, read_label, read_rgb, recorded_inputs, stamp_files
@@ -285,8 +286,6 @@ class DatasetReader:
                                        "--skip-bad")
 
     def _deep_check(self, split: str, names: list[str]) -> list[str]:
-        from tqdm.auto import tqdm
-
         bad = []
         for name in tqdm(names, desc=f"open {split}", leave=False):
             try:

@@ -23,7 +23,7 @@ CLASS_NAMES = ("roads and cars", "buildings and clutter", "vegetation and trees"
 
 def read_mat(path: Path, key: str) -> np.ndarray:
     """One array from a .mat file; a missing, corrupt or key-less file names itself."""
-    import scipy.io
+    import scipy.io  # heavy, and needed for Potsdam only
 
     try:
         content = scipy.io.loadmat(path)
