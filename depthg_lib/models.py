@@ -9,6 +9,7 @@ weights read from a local file only (DINO or timm layout, `.pth` or `.safetensor
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -108,21 +109,12 @@ class Backbone(FrozenViT):
 
 def _strip_layout(sd: dict) -> dict:
     """Original DINO training checkpoints → a plain backbone state dict (timm key names)."""
-    for key in ("teacher", "model", "state_dict"):
-        if key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-            break
-    out = {}
-    for k, v in sd.items():
-        if not isinstance(v, torch.Tensor):
-            continue
-        for prefix in ("module.", "backbone."):
-            while k.startswith(prefix):
-                k = k[len(prefix):]
-        if k.startswith("head."):  # DINO projection head / classifier: not the backbone
-            continue
-        out[k] = v
-    return out
+    sd = next((sd[k] for k in ("teacher", "model", "state_dict") if isinstance(sd.get(k), dict)),
+              sd)
+    tensors = {re.sub(r"^(backbone\.)+", "", re.sub(r"^(module\.)+", "", k)): v
+               for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    # DINO's projection head / classifier is not the backbone
+    return {k: v for k, v in tensors.items() if not k.startswith("head.")}
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
