@@ -73,9 +73,8 @@ _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
 _YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
 
 
-def color_jitter(x: torch.Tensor, gen: torch.Generator, p: float = 0.8, brightness: float = 0.4,
-                 contrast: float = 0.4, saturation: float = 0.2, hue: float = 0.1
-                 ) -> torch.Tensor:
+def color_jitter(x: torch.Tensor, gen: torch.Generator, brightness: float, contrast: float,
+                 saturation: float, hue: float, p: float = 0.8) -> torch.Tensor:
     """Brightness, contrast, saturation, then a hue rotation (in YIQ), each image its own draw."""
     n = x.shape[0]
     on = _coin(n, p, gen).float().view(n, 1, 1, 1)
@@ -121,8 +120,7 @@ def dino_view(images: torch.Tensor, idx: torch.Tensor, size: int, scale: tuple[f
     """One DINO view of `images[idx]`: crop+flip, colour jitter (brightness, contrast,
     saturation, hue), grey, blur, solarize; also the crop boxes and flip flags."""
     v, boxes, flip = random_resized_crop(images, idx, size, scale, gen)
-    b, c, s, h = jitter
-    v = color_jitter(v, gen, brightness=b, contrast=c, saturation=s, hue=h)
+    v = color_jitter(v, gen, *jitter)
     grey = (v * _GREY).sum(1, keepdim=True).expand_as(v)
     v = torch.where(_coin(v.shape[0], grey_p, gen)[:, None, None, None], grey, v)
     v = gaussian_blur(v, gen, blur_p)

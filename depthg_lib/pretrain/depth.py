@@ -89,8 +89,7 @@ class DepthTrainer(Trainer):
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         y = torch.where(flip[:, None, None], y.flip(-1), y)
         # mild photometric jitter: depth must not hinge on exact colours
-        x = augment.color_jitter(x, gen, p=0.8, brightness=0.2, contrast=0.2, saturation=0.2,
-                                 hue=0.03)
+        x = augment.color_jitter(x, gen, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03)
         # re-normalise the crop's target so it is min–max normalised like the stored format
         return normalise_rgb(x), minmax_normalise(y)
 

@@ -27,6 +27,12 @@ def _unit_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
 
 
+def _rows(features: torch.Tensor, normalise: bool) -> torch.Tensor:
+    """(N,h,w,D) features as float64 rows, L2-normalised when `normalise`."""
+    x = features.reshape(-1, features.shape[-1]).double()
+    return F.normalize(x, dim=1) if normalise else x
+
+
 @torch.no_grad()
 def vit_patch_features(vit: torch.nn.Module, images: np.ndarray, batch: int = 16
                        ) -> torch.Tensor:
@@ -69,9 +75,7 @@ def kmeans_segment(features: torch.Tensor, labels: np.ndarray, n_classes: int, s
                    normalise: bool = True, n_init: int = 3) -> tuple[np.ndarray, dict]:
     """k-means with `n_classes` clusters on (N,h,w,D) features, Hungarian-matched to (N,h,w)
     patch labels (docs/method.md §9): the class map (N,h,w) and the scores in %."""
-    x = features.reshape(-1, features.shape[-1]).double()
-    if normalise:
-        x = F.normalize(x, dim=1)
+    x = _rows(features, normalise)
     y = labels.reshape(-1)
     keep = y != IGNORE
     km = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed).fit(
@@ -108,11 +112,7 @@ def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats:
     per-class IoU, mIoU and accuracy in %. Features are L2-normalised when `normalise` (not the
     mean RGB, whose length is its brightness), then standardised so `c` means the same for
     every feature set; ignored patches are left out of fit and score."""
-    def flat(f: torch.Tensor) -> np.ndarray:
-        x = f.reshape(-1, f.shape[-1]).double()
-        return (F.normalize(x, dim=1) if normalise else x).numpy()
-
-    x_tr, y_tr = flat(train_feats), train_labels.reshape(-1)
+    x_tr, y_tr = _rows(train_feats, normalise).numpy(), train_labels.reshape(-1)
     keep = y_tr != IGNORE
     x_tr, y_tr = x_tr[keep], y_tr[keep]
     if max_train is not None and len(y_tr) > max_train:  # deterministic subsample
@@ -121,7 +121,7 @@ def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats:
     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8
     clf = LogisticRegression(C=c, max_iter=max_iter)
     clf.fit((x_tr - mu) / sd, y_tr)
-    x_va = (flat(val_feats) - mu) / sd
+    x_va = (_rows(val_feats, normalise).numpy() - mu) / sd
     pred = clf.classes_[clf.predict_proba(x_va).argmax(1)]
     hist = confusion_histogram(pred, val_labels.reshape(-1), n_classes)
     return _percent(scores(hist, hungarian=False))
