@@ -104,9 +104,6 @@ def build_embedded_depth_net() -> nn.Module:
 
 
 def weights_path(kind: Kind) -> Path:
-    if kind not in WEIGHT_FILES:
-        raise DepthGError(
-            f"unknown embedded model {kind!r}; expected one of {sorted(WEIGHT_FILES)}")
     return WEIGHTS_DIR / WEIGHT_FILES[kind]
 
 

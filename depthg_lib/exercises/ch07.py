@@ -1,5 +1,4 @@
-"""Exercises of chapter 07 · What the evidence says: their self-checks
-(`exercises.check("07.1", ...)`)."""
+"""Exercises of chapter 07 · What the evidence says: checks (`exercises.check("07.1", ...)`)."""
 
 from __future__ import annotations
 
