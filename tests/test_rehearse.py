@@ -15,9 +15,9 @@ from depthg_lib.config import REPO_ROOT, load_profile
 from depthg_lib.data.readers import get_reader
 from depthg_lib.errors import DepthGError
 from depthg_lib.rehearse import runner, standin
-from depthg_lib.rehearse.cli import rehearse
 from depthg_lib.rehearse.project import dry_run_lines, project
-from depthg_lib.rehearse.timing import BlockLimiter, Clock
+from depthg_lib.rehearse.runner import rehearse
+from depthg_lib.rehearse.stages import BlockLimiter, Clock
 
 PAPER = ["cocostuff27-vits8", "cocostuff27-vitb8", "cityscapes-vitb8", "potsdam-vits8",
          "stego-cocostuff27-vits8", "stego-cocostuff27-vitb8", "stego-cityscapes-vitb8",

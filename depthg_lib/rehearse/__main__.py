@@ -1,5 +1,5 @@
 from ..errors import run_cli
-from .cli import main
+from .runner import main
 
 if __name__ == "__main__":
     run_cli(main)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ..config import load_profile
 from ..io import load_json, save_json
-from . import runner
 from .standin import FACTS
 
 SHIPPED = Path(__file__).with_name("measurements.json")
@@ -164,11 +163,10 @@ def table(f: float, rows: dict[str, dict]) -> str:
     return "\n".join(lines) + f"\n\nF = {f:.4g} of the full dataset. {ASSUMPTIONS}."
 
 
-def summarise(out: Path) -> dict:
-    """One rehearsal folder as the entry the shipped file keeps."""
-    record = load_json(out / runner.MARKER)
+def summarise(record: dict, stages: dict[str, dict]) -> dict:
+    """A rehearsal (its REHEARSAL.json and stage records) as the entry the shipped file keeps."""
     original = load_profile(record["profile source"])
-    f, rows = stage_rows(runner.measured(out), original)
+    f, rows = stage_rows(stages, original)
     for row in rows.values():
         if row["status"] == "ok":
             row.update(wall_s=round(row["wall_s"], 1), cpu_s=round(row["cpu_s"], 1),
@@ -188,8 +186,8 @@ def _command(name: str, settings: dict) -> str:
             f"--sample {settings['sample']} --steps {settings['steps']}{batch} --out DIR")
 
 
-def publish(out: Path, path: Path = SHIPPED) -> dict:
-    entry = summarise(out)
+def publish(record: dict, stages: dict[str, dict], path: Path = SHIPPED) -> dict:
+    entry = summarise(record, stages)
     shipped = load_json(path) if path.is_file() else {}
     shipped[entry["profile"]] = entry
     save_json(path, dict(sorted(shipped.items())))

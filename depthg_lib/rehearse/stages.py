@@ -2,19 +2,23 @@
 
     python -m depthg_lib.rehearse.stages STAGE OUT [--force]
 
-Each stage runs the library's own stage on the stand-ins at scale F and returns what it saw:
-counts, sizes, the seconds of the parts it timed, and `what ran` — which parts are the real
-code at this scale ("full") and which compute ran on a measured sample only ("sample"). Each
-imports the library's stage inside itself: a child's peak memory counts only what it ran.
-`--force` (the rehearsal's): the library's stage redoes its outputs instead of resuming, so
-that a re-measured stage is measured doing its work.
+Each stage runs the library's own stage on the stand-ins at scale F (`--force`: redoing its
+outputs) under timers laid over library functions, and returns what it saw: counts, sizes, the
+seconds of the parts it timed, and `what ran` — the real code at this scale ("full") or compute
+timed on a sample only ("sample"). Each imports the library's stage inside itself: a child's
+peak memory counts only what it ran.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import re
 import sys
-from dataclasses import dataclass
+import time
+from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -25,28 +29,101 @@ from ..data.readers import reader_for_profile
 from ..errors import DepthGError, run_cli
 from ..io import load_json, save_json
 from .standin import unit_rows, vit_forward_flops, vit_shape, write_backbone_standin, write_standin
-from .timing import BlockLimiter, Clock, stopwatch, timed
 
 
-@dataclass
-class Context:
-    """One stage's view of the rehearsal: its profile (the paper profile with the stand-in
-    data root and weights) and the rehearsal's settings."""
+class Clock:
+    """Wall and CPU seconds and item counts per label, summed over calls. Projections use
+    the CPU seconds (this process's, all threads): on a shared machine the wall time of a
+    low-priority process mostly measures the others."""
 
-    profile: Profile
-    scale: float
-    sample: int
-    steps: int
-    knn_blocks: int
-    force: bool = False  # redo the library stage's outputs instead of resuming
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.items: dict[str, int] = defaultdict(int)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.inside: set[str] = set()
+
+    def add(self, label: str, seconds: float, items: int = 1, cpu: float = 0.0) -> None:
+        self.seconds[label] += seconds
+        self.cpu[label] += cpu
+        self.items[label] += items
+        self.calls[label] += 1
+
+    def per_item(self, label: str) -> float | None:
+        """CPU seconds per item."""
+        n = self.items.get(label, 0)
+        return self.cpu[label] / n if n else None
+
+    def summary(self) -> dict:
+        return {k: {"seconds": round(self.seconds[k], 4), "cpu_seconds": round(self.cpu[k], 4),
+                    "items": self.items[k], "calls": self.calls[k],
+                    "per_item": self.per_item(k)} for k in self.seconds}
 
 
-def stage_weights(ctx: Context) -> dict:
+@contextlib.contextmanager
+def stopwatch(clock: Clock, label: str, items: int = 1):
+    """`with stopwatch(clock, label, items) as watch:` adds the block's wall and CPU seconds,
+    for `watch.items` items (the block may set them once it knows)."""
+    watch = SimpleNamespace(items=items)
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield watch
+    finally:
+        clock.add(label, time.perf_counter() - wall, watch.items, time.process_time() - cpu)
+
+
+def _len0(args) -> int:
+    try:
+        return len(args[0])
+    except (IndexError, TypeError):
+        return 1
+
+
+def timed(owner, attr: str, clock: Clock, label, count=_len0, mark: str = ""):
+    """Replace `owner.attr`, for a `with` block, by a wrapper that adds its time to `clock`
+    under `label(…)` (a string, or a function of the Clock giving one: to tell validation from
+    training); `mark` is in `clock.inside` while the wrapped function runs ("" marks nothing)."""
+    original = getattr(owner, attr)
+
+    @functools.wraps(original)
+    def wrapper(*args, **kwargs):
+        clock.inside.add(mark)
+        try:
+            with stopwatch(clock, label(clock) if callable(label) else label, count(args)):
+                return original(*args, **kwargs)
+        finally:
+            clock.inside.discard(mark)
+
+    return mock.patch.object(owner, attr, wrapper)
+
+
+class BlockLimiter:
+    """Stands in for `tqdm` inside `knn.topk_neighbours`: yields the first `limit` block
+    starts, timing each (the real code computes those blocks at full N), then ends the loop.
+    `ran` and `total` count blocks: rows past `ran` blocks were not mined."""
+
+    def __init__(self, limit: int, clock: Clock):
+        self.limit, self.clock = limit, clock
+        self.ran = self.total = 0
+
+    def __call__(self, iterable, **_kwargs):
+        starts = list(iterable)
+        self.total = len(starts)
+        last, cpu = time.perf_counter(), time.process_time()
+        for start in starts[: self.limit]:
+            yield start
+            now, cpu_now = time.perf_counter(), time.process_time()
+            self.clock.add("top-k block", now - last, 1, cpu_now - cpu)
+            self.ran += 1
+            last, cpu = now, cpu_now
+
+
+def stage_weights(ctx: SimpleNamespace) -> dict:
     info = write_backbone_standin(ctx.profile.backbone, Path(ctx.profile.backbone_weights))
     return {**info, "what ran": {"full": "random weights of the real architecture, saved"}}
 
 
-def stage_data(ctx: Context) -> dict:
+def stage_data(ctx: SimpleNamespace) -> dict:
     clock = Clock()
     with stopwatch(clock, "write stand-ins") as watch:
         written = write_standin(ctx.profile.dataset, ctx.profile.paths.dataset_dir, ctx.scale,
@@ -61,7 +138,7 @@ def stage_data(ctx: Context) -> dict:
                                  "check the fetch runs after extraction"}}
 
 
-def stage_depth(ctx: Context) -> dict:
+def stage_depth(ctx: SimpleNamespace) -> dict:
     """The real stage on every image with the embedded depth net (the rehearsal profile's
     depth backend: ZoeDepth's weights are not on this machine, and its cost is projected)."""
     from ..depth import run_depth_stage
@@ -76,7 +153,7 @@ def stage_depth(ctx: Context) -> dict:
                                  "embedded depth net instead of ZoeDepth"}}
 
 
-def stage_crop(ctx: Context) -> dict:
+def stage_crop(ctx: SimpleNamespace) -> dict:
     from ..crop import CropReader, run_crop_stage
 
     clock = Clock()
@@ -86,26 +163,21 @@ def stage_crop(ctx: Context) -> dict:
     return {"crops": crops, "clock": clock.summary(), "what ran": {"full": "the real stage"}}
 
 
-def _subset(reader, n: int):
+class _First:
     """The first `n` crops of a `CropReader`, as `featurise_crops` reads them."""
-    class Subset:
-        def __len__(self):
-            return n
 
-        def paths(self, i):
-            return reader.paths(i)
-    return Subset()
+    def __init__(self, reader, n: int):
+        self.paths, self.n = reader.paths, n
+
+    def __len__(self) -> int:
+        return self.n
 
 
 def available_memory() -> int | None:
     """MemAvailable of /proc/meminfo in bytes (None where there is none)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/meminfo") as fh:
+        found = re.search(r"^MemAvailable:\s+(\d+)", fh.read(), re.M)
+        return int(found[1]) * 1024 if found else None
     return None
 
 
@@ -119,7 +191,7 @@ def check_memory(need: int, p: Profile) -> None:
                           "knn_block in a copy of the profile, or run on a larger machine")
 
 
-def stage_knn(ctx: Context) -> dict:
+def stage_knn(ctx: SimpleNamespace) -> dict:
     """Features: the real backbone on a sample of crops. Mining: the real stage at full N
     with stand-in unit features of the real width; the first `knn_blocks` blocks of the top-k
     at full size, the rows after them filled with random ids."""
@@ -135,7 +207,7 @@ def stage_knn(ctx: Context) -> dict:
     m = min(ctx.sample, n)
     if m:
         with stopwatch(clock, "features (real backbone)", m):
-            knn.featurise_crops(_subset(reader, m), backbone, p.knn_res, p.fidelity,
+            knn.featurise_crops(_First(reader, m), backbone, p.knn_res, p.fidelity,
                                 torch.device("cpu"), batch=max(1, m), workers=1, progress=False)
     del backbone
     check_memory(min(p.knn_block, n) * n * 4 * 2 + n * width * 4, p)
@@ -171,7 +243,7 @@ def stage_knn(ctx: Context) -> dict:
                          "sample": f"backbone features of {m} crops at {p.knn_res} px"}}
 
 
-def stage_train(ctx: Context) -> dict:
+def stage_train(ctx: SimpleNamespace) -> dict:
     """The real trainer for `steps` steps at the profile's batch; forwards, head steps,
     validation and checkpoints timed apart."""
     from .. import features
@@ -200,7 +272,7 @@ def stage_train(ctx: Context) -> dict:
                                    f"on {p.val_images} crop(s)"}}
 
 
-def stage_evaluate(ctx: Context) -> dict:
+def stage_evaluate(ctx: SimpleNamespace) -> dict:
     from .. import evaluate as ev
 
     clock = Clock()
@@ -220,12 +292,13 @@ STAGES = {"weights": stage_weights, "data": stage_data, "depth": stage_depth,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """A stage's `ctx`: the rehearsal's settings (scale, sample, steps, knn_blocks...), its
+    profile (the paper profile with the stand-in data root and weights) and `force`."""
     stage, out, *flags = sys.argv[1:] if argv is None else argv
     out = Path(out)
     settings = load_json(out / "REHEARSAL.json")["settings"]
-    ctx = Context(profile=load_profile(out / "profile" / f"{settings['profile']}.yaml"),
-                  scale=settings["scale"], sample=settings["sample"], steps=settings["steps"],
-                  knn_blocks=settings["knn_blocks"], force="--force" in flags)
+    profile = load_profile(out / "profile" / f"{settings['profile']}.yaml")
+    ctx = SimpleNamespace(**{**settings, "profile": profile, "force": "--force" in flags})
     save_json(out / "stages" / f"{stage}.detail.json", STAGES[stage](ctx))
     return 0
 

@@ -18,8 +18,8 @@ from unittest import mock
 from .. import knn
 from ..config import positive_int
 from ..errors import run_cli
+from .stages import BlockLimiter, Clock
 from .standin import unit_rows
-from .timing import BlockLimiter, Clock
 
 
 def probe(crops: int, dim: int, block: int, blocks: int) -> dict:
