@@ -92,15 +92,10 @@ def in_package(path: str | Path) -> bool:
 
 def eval_dir_for(profile: Profile, checkpoint: str | Path | None,
                  trained_with: str | None = None) -> Path:
-    """Where evaluating `checkpoint` with `profile` writes: always a folder this profile owns.
-
-    Its own checkpoint → `runs/<profile>/eval`; another run of it (`X/checkpoints/final.pt`)
-    → `X/eval`, any other file `Y/model.pt` → `Y/eval_model`; the shipped head or another
-    profile's checkpoint (`is_foreign`) → `runs/<profile>/eval_<label>`.
-    """
-    if checkpoint is None:
-        return profile.paths.eval_dir
-    ckpt = Path(checkpoint).resolve()
+    """Where evaluating `checkpoint` with `profile` writes, always a folder the profile owns: its
+    own checkpoint → `runs/<profile>/eval`, another run's `X/checkpoints/final.pt` → `X/eval`,
+    `Y/model.pt` → `Y/eval_model`, the shipped head or another profile's → `<run>/eval_<label>`."""
+    ckpt = Path(checkpoint or default_checkpoint(profile)).resolve()
     if ckpt == default_checkpoint(profile).resolve():
         return profile.paths.eval_dir
     if in_package(ckpt):
@@ -115,10 +110,9 @@ def eval_dir_for(profile: Profile, checkpoint: str | Path | None,
 def is_foreign(profile: Profile, checkpoint: str | Path, trained_with: str | None = None) -> bool:
     """True for a checkpoint of another profile's run: trained with a profile of another name,
     or lying in another profile's run folder (`runs/<other>/...`)."""
-    ckpt = Path(checkpoint).resolve()
     if trained_with is not None and trained_with != profile.name:
         return True
-    runs = runs_root().resolve()
+    ckpt, runs = Path(checkpoint).resolve(), runs_root().resolve()
     return ckpt.is_relative_to(runs) and not ckpt.is_relative_to(profile.paths.run_dir.resolve())
 
 
@@ -167,12 +161,9 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
              device: str = "auto", split: str = "val", max_images: int | None = None,
              progress: bool = True, out_dir: str | Path | None = None, write: bool = True,
              crf_workers: int | None = None, force: bool = False) -> dict:
-    """Score a checkpoint on a labelled split (§9) and write `metrics.json` + figures.
-
-    Returns what `metrics.json` holds plus, under `"arrays"`, the histograms and a few example
-    predictions (`arrays.npz`). `write=False` writes nothing. A result recorded for the same
-    settings, checkpoint and split is returned as stored (`"reused": True`) unless `force`.
-    """
+    """Score a checkpoint on a labelled split (§9); returns what `metrics.json` holds and, under
+    `"arrays"`, what `arrays.npz` holds. `write=False` writes nothing; a result recorded for the
+    same settings and inputs is returned as stored (`"reused": True`) unless `force`."""
     profile = load_profile(profile)
     if max_images is not None and max_images < 1:
         raise DepthGError(f"max_images must be at least 1, got {max_images}")
@@ -268,9 +259,8 @@ def _score(profile, reader, split, names, path, model, backbone, dev, crf, crf_w
            progress) -> dict:
     """The metrics of one pass over the split, with their arrays (nothing written)."""
     n = profile.n_classes
-    n_clusters = int(model.cluster_probe.clusters.shape[0])
-    extra = max(0, n_clusters - n)
-    drop_extra = profile.fidelity == "released"
+    extra = max(0, int(model.cluster_probe.clusters.shape[0]) - n)
+    drop_extra = profile.fidelity == "released"  # docs/method.md §9: as released
     cluster_hist = np.zeros((n + extra, n), dtype=np.int64)
     linear_hist = np.zeros((n, n), dtype=np.int64)
     examples = {"image": [], "label": [], "cluster": [], "linear": []}
@@ -289,17 +279,16 @@ def _score(profile, reader, split, names, path, model, backbone, dev, crf, crf_w
     finally:
         if runner is not None:
             runner.close()
-    seconds = time.time() - started
+    seconds = round(time.time() - started, 2)
     unsup, linear = scores(cluster_hist, hungarian=True), scores(linear_hist, hungarian=False)
     classes = class_names(reader, n)
-    meta = getattr(model, "meta", {}) or {}
     return {
         "profile": profile.name, "fidelity": profile.fidelity, "checkpoint": str(path),
-        "checkpoint_step": meta.get("step"), "backbone": profile.backbone,
-        "dataset": profile.dataset, "split": split, "n_images": len(names),
-        "eval_res": profile.eval_res, "crf": bool(crf),
+        "checkpoint_step": (getattr(model, "meta", {}) or {}).get("step"),
+        "backbone": profile.backbone, "dataset": profile.dataset, "split": split,
+        "n_images": len(names), "eval_res": profile.eval_res, "crf": bool(crf),
         "crf_fell_back": bool(runner.fell_back) if runner is not None else None,
-        "device": str(dev), "seconds": round(seconds, 2), "class_names": classes,
+        "device": str(dev), "seconds": seconds, "class_names": classes,
         "unsupervised": _summary(unsup, classes, cluster_hist),
         "linear": _summary(linear, classes, linear_hist),
         "profile_settings": dataclasses.asdict(profile),
@@ -348,19 +337,15 @@ def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile,
 def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int | None = None,
                     device: str = "auto", seed: int = 0, progress: bool = True,
                     max_fit_points: int = 100_000) -> dict:
-    """k-means (k = n_classes) on raw backbone patch features, Hungarian-matched: no training.
-
-    Fit on up to `max_fit_points` L2-normalised patches drawn evenly from the split (label-free,
-    so allowed); each pixel takes the centroid of highest cosine similarity, upsampled to label
-    size like the cluster probe. Two passes over the split keep memory bounded.
-    """
+    """k-means (k = n_classes) on raw patch features, Hungarian-matched: the no-training floor.
+    Fit on up to `max_fit_points` unit-norm patches of the split (label-free); each pixel takes
+    the most similar centroid, upsampled like the cluster probe; two passes bound the memory."""
     profile = load_profile(profile)
     dev = resolve_device(device)
     reader, names = _split(profile, split, max_images)
     backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
                              device=dev).eval()
-    batch_size = 16 if dev.type == "cuda" else 4
-    n = profile.n_classes
+    batch_size, n = 16 if dev.type == "cuda" else 4, profile.n_classes
     rng = np.random.default_rng(seed)
 
     def features(images):

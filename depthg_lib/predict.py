@@ -2,19 +2,14 @@
 
     python -m depthg_lib.predict photo.jpg my_folder/ --out predictions/ [--checkpoint C]
 
-Without `--checkpoint` the shipped head is used (`depthg_lib/weights/depthg_embedded.pt`,
-trained on SynthScenes with the embedded ViT). Each image, turned upright as its EXIF
-orientation says, is resized to multiples of the patch size (aspect kept, shorter side near
-`eval_res`, longer side at most twice that), segmented as in evaluation and its label map
-resized back (nearest).
-
-Per image `--out` receives `<name>_label.png` (colour-coded), `<name>_overlay.png` and
-`<name>_ids.png` (raw ids, uint8); per folder `legend.png` / `legend.json`. A folder whose
-legend describes another checkpoint or probe is refused (its colours would lie) unless
-`--force`, which first deletes the outputs that legend lists, or unless the same `owner=`
-wrote it (the course's chapter 05 in its run folder). Sub-folders of an input folder are
-listed as skipped, not searched. Clusters are named after classes when the checkpoint carries
-a cluster → class matching (`python -m depthg_lib.evaluate` writes one beside it).
+Without `--checkpoint` the shipped head is used (`weights/depthg_embedded.pt`). Each image,
+upright as its EXIF orientation says, is resized to multiples of the patch size (aspect kept),
+segmented as in evaluation and its label map resized back (nearest). `--out` receives
+`<name>_label.png`, `<name>_overlay.png` and `<name>_ids.png` (raw ids) per image and
+`legend.png` / `legend.json`; a folder whose legend describes another checkpoint or probe is
+refused (its colours would lie) unless `--force` deletes the outputs it lists, or the same
+`owner=` wrote it (chapter 05 in its run folder). Clusters are named after classes when
+`python -m depthg_lib.evaluate` has written a cluster → class matching beside the checkpoint.
 """
 
 from __future__ import annotations
@@ -158,8 +153,7 @@ def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) ->
     rgb = as_rgb(image)
     height, width = rgb.shape[:2]
     h, w = working_size(height, width, seg.patch_size, seg.eval_res)
-    work = rgb if (h, w) == (height, width) else np.asarray(
-        Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    work = _resized(rgb, h, w, Image.BILINEAR)
     x = to_tensor([work]).to(seg.device)
     cluster, linear = probe_log_probs(seg.model, seg.backbone, x, (h, w))
     log_probs = (cluster if probe == "cluster" else linear)[0]
@@ -169,9 +163,13 @@ def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) ->
     else:
         labels = log_probs.argmax(0).cpu().numpy()
     labels = labels.astype(np.uint8)
-    if (h, w) != (height, width):
-        labels = np.asarray(Image.fromarray(labels).resize((width, height), Image.NEAREST))
-    return labels
+    return _resized(labels, height, width, Image.NEAREST)
+
+
+def _resized(image: np.ndarray, height: int, width: int, method) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), method))
 
 
 def predict(images, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
@@ -243,9 +241,8 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                   probe: str = "cluster", crf: bool = False, profile=None,
                   progress: bool = True, force: bool = False,
                   owner: str | None = None) -> PredictionReport:
-    """Segment image files and folders into `out`; bad inputs are skipped and listed, and
-    one `DepthGError` says why when nothing at all could be segmented. See the module
-    docstring for when an `out` written before is refused (`force`, `owner`)."""
+    """Segment image files and folders (not their sub-folders) into `out`; bad inputs are
+    skipped and listed, one `DepthGError` when nothing could be segmented."""
     out = Path(out)
     files, skipped = collect_inputs(inputs, exclude=out)
     if not files:
