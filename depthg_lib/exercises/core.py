@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import DepthGError
+from ..metrics import as_numpy
 
 IGNORE = 255
 KINDS = ("pen", "code", "experiment")
@@ -69,10 +69,8 @@ def call(fn, *args, **kwargs):
 
 def as_array(x, name: str = "your answer") -> np.ndarray:
     """A number, array or tensor as a float64 array (Wrong if it is none of those)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
     try:
-        return np.asarray(x, dtype=np.float64)
+        return np.asarray(as_numpy(x), dtype=np.float64)
     except (TypeError, ValueError):
         raise Wrong(f"{name} is not a number or an array of numbers: {x!r}") from None
 
