@@ -56,8 +56,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def portable_profile(profile: Profile) -> dict:
-    """The profile as stored in a checkpoint: a source inside the repository is kept relative
-    to it, so a shipped checkpoint names no folder of the machine that trained it."""
+    """The profile as stored: its source relative to the repository, so that a shipped
+    checkpoint names no folder of the machine that trained it."""
     values = dataclasses.asdict(profile)
     source = Path(values.get("source") or "")
     if source.is_absolute() and source.resolve().is_relative_to(REPO_ROOT):

@@ -129,8 +129,8 @@ class CRFRunner:
     def __call__(self, images: Sequence[np.ndarray] | np.ndarray,
                  log_probs: Sequence[np.ndarray] | np.ndarray, argmax: bool = False
                  ) -> np.ndarray:
-        """Marginals (B, C, H, W) — or, with `argmax`, labels (B, H, W), which also allows
-        score maps with different numbers of classes in one call."""
+        """Marginals (B, C, H, W), or labels (B, H, W) with `argmax` (then the score maps may
+        differ in their number of classes)."""
         images = [np.asarray(im) for im in images]
         log_probs = [np.asarray(lp, dtype=np.float32) for lp in log_probs]
         if len(images) != len(log_probs):

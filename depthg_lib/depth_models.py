@@ -142,7 +142,7 @@ def _weights_digest(model_dir: Path) -> str | None:
 def resolve_model_dir(backend: str, model: str | None = None,
                       model_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
     """(model id, local folder) for a transformers backend, never from the network: `model`
-    as a folder, `<model_dir>/<model id>` (default `data/models/`), or the Hugging Face cache."""
+    as a folder, `<model_dir>/<model id>` (default data/models/), or the Hugging Face cache."""
     model_id = model or DEFAULT_MODELS[backend]
     base = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     as_dir = Path(os.path.expanduser(model_id))

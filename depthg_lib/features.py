@@ -46,8 +46,8 @@ def prepare_crop(image: np.ndarray, label: np.ndarray, depth: np.ndarray, res: i
 
 @dataclass
 class CachedSplit:
-    """Read-only memory maps of one split: feats (N,D,h,w) fp16, labels (N,res,res) uint8,
-    depth (N,res,res) float32. Opened lazily so DataLoader workers never pickle the data."""
+    """Read-only memory maps of one split (feats fp16, labels uint8, depth float32), opened
+    lazily so that DataLoader workers never pickle the data."""
 
     folder: Path
     split: str
@@ -90,8 +90,7 @@ def check_budget(need: int, budget_gb: float, folder: Path) -> None:
 
 
 def source_digest(source) -> str | None:
-    """The digest of what a split's cache is made from: `source.digest()` (a `CropReader`),
-    or None for a source that cannot say (in-memory crops: keyed by settings alone)."""
+    """`source.digest()` of a `CropReader`; None for in-memory crops (keyed by settings alone)."""
     digest = getattr(source, "digest", None)
     if not callable(digest):
         return None
@@ -100,8 +99,7 @@ def source_digest(source) -> str | None:
 
 
 def open_cache(folder: Path, split: str, settings: dict, source=None) -> CachedSplit | None:
-    """The cached split if it exists and was made with exactly these settings — and, given
-    `source`, from the crops it holds now (`source_digest`) — else None."""
+    """The cached split if made with these settings (and, given `source`, its crops), else None."""
     record = folder / "features.json"
     if not record.exists():
         return None

@@ -45,8 +45,7 @@ def canonical_backbone_name(name: str) -> str:
 
 
 def backbone_weights_dir() -> Path:
-    """Where backbone weights are looked for when none is given: ``$DEPTHG_BACKBONE_DIR`` or
-    ``data/models/backbones`` in the repository."""
+    """Where default backbone weights are: ``$DEPTHG_BACKBONE_DIR`` or data/models/backbones."""
     env = os.environ.get("DEPTHG_BACKBONE_DIR")
     return Path(env) if env else Path(__file__).resolve().parent.parent / "data/models/backbones"
 
@@ -225,12 +224,9 @@ def _found_weights(name: str) -> Path | None:
 
 def load_backbone(name: str, weights: str | os.PathLike | None = None,
                   device: str | torch.device = "cpu") -> Backbone:
-    """Frozen backbone ``name`` on ``device`` with weights from a local file (docs/method.md §5).
-
-    weights: a ``.pth``/``.safetensors`` file in DINO or timm layout; None = the default
-    location (`default_weights_candidates`, or the shipped file for ``embedded``);
-    ``"random"`` = fixed-seed random weights (benchmarks and tests only).
-    """
+    """Frozen backbone ``name`` on ``device`` (docs/method.md §5); weights: a file in DINO or
+    timm layout, None (the default location, or the shipped file for ``embedded``) or
+    ``"random"`` (fixed-seed random weights, for benchmarks and tests)."""
     name = canonical_backbone_name(name)
     own = name in EMBEDDED
     build = embedded.build_embedded_vit if own else lambda: build_timm_vit(name)
@@ -278,11 +274,8 @@ class SegmentationHead(nn.Module):
 
 
 class ClusterProbe(nn.Module):
-    """K learnable centroids scored by cosine similarity (released ``ClusterLookup``).
-
-    ``forward(x, alpha)`` → (loss, probs): one-hot when alpha is None, else softmax(alpha·sim);
-    loss = −mean of Σ_k probs·sim. ``log_probs=True`` → log-softmax(alpha·sim) (§9, alpha 2).
-    """
+    """K learnable centroids scored by cosine similarity (released ``ClusterLookup``): one-hot
+    (alpha None) or softmax(alpha·sim) with loss −mean Σ probs·sim, or log-softmax (§9)."""
 
     def __init__(self, dim: int, n_classes: int):
         super().__init__()
@@ -320,8 +313,8 @@ class LinearProbe(nn.Module):
         return self.conv(code)
 
     def loss(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the *detached* code's logits, upsampled bilinearly to the label
-        size; pixels labelled 255, −1 or anything outside 0..n_classes−1 are ignored."""
+        """Cross-entropy of the *detached* code's logits upsampled to the labels; pixels outside
+        0..n_classes−1 (255, −1) are ignored."""
         logits = self(code.detach())
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
                                align_corners=False)
