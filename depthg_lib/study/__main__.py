@@ -63,10 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.ship:
         print(f"{results['shipped']} heads shipped to depthg_lib/weights/study")
         return 0
-    print(results_table(results))
-    for line in ci_lines(results):
-        print(line)
-    print(f"{results['runs_done']} of {results['runs_total']} runs stored")
+    print("\n".join([results_table(results), *ci_lines(results),
+                     f"{results['runs_done']} of {results['runs_total']} runs stored"]))
     return 0
 
 

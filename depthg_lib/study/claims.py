@@ -20,7 +20,13 @@ def fmt_ci(ci: dict) -> str:
     return f"{ci['diff']:+.1f} [{ci['lo']:+.1f}, {ci['hi']:+.1f}]"
 
 
+def at(results: dict, knob: str, ci: dict, who: str = "") -> str:
+    """"camouflage 1 stego +0.4 [-0.9, +1.6]": a setting's interval, and whose it is."""
+    return f"{setting_label(results, knob)} {who.split('-')[0] + ' ' if who else ''}{fmt_ci(ci)}"
+
+
 HEAD_ARMS = ("stego-corrected", "depthg-corrected")
+DEPTH = "depthg-corrected vs stego-corrected"
 
 
 def claims(results: dict) -> dict:
@@ -29,15 +35,9 @@ def claims(results: dict) -> dict:
     with an interval above 0?) and `depth` (when does DepthG beat STEGO with an interval above
     0?). Also the settings behind each, so that a chapter can show them."""
     keys = results["knob"]["settings"]
-    head_rows, depth_rows = [], []
-    for knob in keys:
-        for arm in HEAD_ARMS:
-            ci = ci_at(results, f"{arm} vs kmeans_raw_train_fit", knob)
-            if ci:
-                head_rows.append((knob, arm, ci))
-        ci = ci_at(results, "depthg-corrected vs stego-corrected", knob)
-        if ci:
-            depth_rows.append((knob, ci))
+    head_rows = [(k, a, c) for k in keys for a in HEAD_ARMS
+                 if (c := ci_at(results, f"{a} vs kmeans_raw_train_fit", k))]
+    depth_rows = [(k, c) for k in keys if (c := ci_at(results, DEPTH, k))]
     label = {"stego-corrected": "STEGO", "depthg-corrected": "DepthG"}
     wins = [(k, a, c) for k, a, c in head_rows if c["lo"] > 0 and c["diff"] >= 3]
     if wins:
@@ -69,8 +69,8 @@ def claims(results: dict) -> dict:
             f"{setting_label(results, k)}: DepthG − STEGO {fmt_ci(c)}" for k, c in helps))
     elif depth_rows:
         depth = ("depth does not help at any setting of this study (DepthG − STEGO, "
-                 "unsupervised mIoU: " + "; ".join(
-                     f"{setting_label(results, k)} {fmt_ci(c)}" for k, c in depth_rows) + ")")
+                 "unsupervised mIoU: " + "; ".join(at(results, k, c) for k, c in depth_rows)
+                 + ")")
     else:
         depth = "DepthG and STEGO have not been compared yet"
     if hurts and not helps:
@@ -97,13 +97,12 @@ def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
 
 def regime_checks(results: dict) -> list[tuple[str, str, str]]:
     """R1, R2: the regime check's tune-split numbers (one seed, camouflage 0)."""
-    out = []
     reg = results.get("regime", {})
     st, dg = reg.get("stego-corrected", {}), reg.get("depthg-corrected", {})
     gains = {n: r.get("tune_gain_last_quarter") for n, r in st.items()}
     ok = all(g is not None and abs(g) <= 1 for g in gains.values()) if gains else None
-    out.append(("R1 STEGO flat over the last quarter in every regime", outcome(ok),
-                ", ".join(f"{n} {g:+.2f}" for n, g in gains.items() if g is not None)))
+    out = [("R1 STEGO flat over the last quarter in every regime", outcome(ok),
+            ", ".join(f"{n} {g:+.2f}" for n, g in gains.items() if g is not None))]
     if {"short-steps", "short-share", "long-share"} <= set(st) & set(dg):
         d = {n: dg[n]["tune_unsup"] - st[n]["tune_unsup"] for n in st if n in dg}
         ok = (d["short-steps"] <= -2 and abs(d["short-share"]) <= 1.5
@@ -118,20 +117,17 @@ def regime_checks(results: dict) -> list[tuple[str, str, str]]:
 
 def camouflage_checks(results: dict, cam: list[str]) -> list[tuple[str, str, str]]:
     """C1, C2: the settings without nuisance."""
-    out = []
-    cis = {k: ci_at(results, "depthg-corrected vs stego-corrected", k) for k in cam}
+    cis = {k: ci_at(results, DEPTH, k) for k in cam}
     done = [c for c in cis.values() if c]
     ok = all(c["lo"] <= 0 <= c["hi"] for c in done) if len(done) == len(cam) else None
-    out.append(("C1 DepthG − STEGO contains 0 at every camouflage setting", outcome(ok),
-                "; ".join(f"{setting_label(results, k)} {fmt_ci(c)}" for k, c in cis.items()
-                          if c)))
+    out = [("C1 DepthG − STEGO contains 0 at every camouflage setting", outcome(ok),
+            "; ".join(at(results, k, c) for k, c in cis.items() if c))]
     cis = {(k, a): ci_at(results, f"{a} vs kmeans_raw_train_fit", k) for k in cam
            for a in HEAD_ARMS}
     done = [c for c in cis.values() if c]
     ok = all(c["lo"] <= 0 for c in done) if len(done) == len(cis) else None
     out.append(("C2 head − k-means below 0 or no detectable difference without nuisance",
-                outcome(ok), "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} "
-                                       f"{fmt_ci(c)}" for (k, a), c in cis.items() if c)))
+                outcome(ok), "; ".join(at(results, k, c, a) for (k, a), c in cis.items() if c)))
     return out
 
 
@@ -155,19 +151,17 @@ def nuisance_checks(results: dict, base: str | None, nui: list[str]
 def fall_checks(results: dict, base: str, nui: list[str], km: dict, lin: dict
                 ) -> list[tuple[str, str, str]]:
     """N0, N1: how far k-means, the linear probe and the heads fall under the nuisance."""
-    out = []
     strong = nui[-1]
     ok = km[strong] / lin[strong] <= 0.4 and lin[base] - lin[strong] <= 3
-    out.append(("N0 k-means falls to about a third of the linear probe or less, the "
-                "linear probe by ≤ 3 points", outcome(ok),
-                "; ".join(f"{setting_label(results, k)}: k-means {km[k]:.1f}, linear "
-                          f"{lin[k]:.1f}" for k in [base] + nui)))
+    out = [("N0 k-means falls to about a third of the linear probe or less, the "
+            "linear probe by ≤ 3 points", outcome(ok),
+            "; ".join(f"{setting_label(results, k)}: k-means {km[k]:.1f}, linear "
+                      f"{lin[k]:.1f}" for k in [base] + nui))]
     arms = results.get("arms", {})
     falls = []
     for k in nui:
         for a in HEAD_ARMS:
-            v0, v1 = arms.get(a, {}).get(base, {}).get("unsup"), arms.get(a, {}).get(
-                k, {}).get("unsup")
+            v0, v1 = (arms.get(a, {}).get(s, {}).get("unsup") for s in (base, k))
             if v0 and v1:
                 falls.append((k, a, np.mean(v0) - np.mean(v1), km[base] - km[k]))
     ok = all(f[2] < f[3] for f in falls) if len(falls) == 2 * len(nui) else None
@@ -187,25 +181,22 @@ def fall_checks(results: dict, base: str, nui: list[str], km: dict, lin: dict
 def nuisance_margin_checks(results: dict, base: str | None, nui: list[str]
                            ) -> list[tuple[str, str, str]]:
     """N4, N5: the heads against k-means, and DepthG against STEGO, under the nuisance."""
-    out = []
     cis = {(k, a): ci_at(results, f"{a} vs kmeans_raw_train_fit", k) for k in nui
            for a in HEAD_ARMS}
     if nui and all(cis.get((nui[-1], a)) for a in HEAD_ARMS):
         strong = [cis[(nui[-1], a)] for a in HEAD_ARMS]
         ok = all(c["diff"] >= 3 and c["lo"] > 0 for c in strong)
-        out.append(("N4 at the strongest nuisance both heads beat k-means by ≥ 3 with the "
-                    "interval above 0", outcome(ok), "; ".join(
-                        f"{setting_label(results, k)} {a.split('-')[0]} {fmt_ci(c)}"
-                        for (k, a), c in cis.items() if c)))
+        out = [("N4 at the strongest nuisance both heads beat k-means by ≥ 3 with the "
+                "interval above 0", outcome(ok),
+                "; ".join(at(results, k, c, a) for (k, a), c in cis.items() if c))]
     else:
-        out.append(("N4 the head against k-means under nuisance", outcome(None), ""))
-    d0 = ci_at(results, "depthg-corrected vs stego-corrected", base) if base else None
-    dn = {k: ci_at(results, "depthg-corrected vs stego-corrected", k) for k in nui}
+        out = [("N4 the head against k-means under nuisance", outcome(None), "")]
+    d0 = ci_at(results, DEPTH, base) if base else None
+    dn = {k: ci_at(results, DEPTH, k) for k in nui}
     if d0 and nui and all(dn.values()):
         ok = all(c["diff"] >= 0 and c["diff"] > d0["diff"] for c in dn.values())
         out.append(("N5 DepthG − STEGO ≥ 0 under nuisance and larger than without",
-                    outcome(ok), "; ".join(f"{setting_label(results, k)} {fmt_ci(c)}"
-                                           for k, c in {base: d0, **dn}.items())))
+                    outcome(ok), "; ".join(at(results, k, c) for k, c in {base: d0, **dn}.items())))
     else:
         out.append(("N5 depth under nuisance", outcome(None), ""))
     return out

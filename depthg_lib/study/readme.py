@@ -9,7 +9,7 @@ from .. import ablation
 from ..config import REPO_ROOT
 from ..io import load_json
 from ..losses import OBJECTIVE_VERSION
-from .claims import claims, prediction_checks, setting_label
+from .claims import claims, fmt_ci, prediction_checks, setting_label
 from .stats import last_quarter
 
 BASELINES = {
@@ -55,13 +55,10 @@ def results_table(results: dict, knob: str | None = None) -> str:
 def ci_lines(results: dict, knob: str | None = None) -> list[str]:
     """One sentence per paired difference at a knob setting, read from the results."""
     knob = knob or results["knob"]["settings"][0]
-    out = []
-    for name, by_knob in results["ci95"].items():
-        for metric, ci in by_knob.get(knob, {}).items():
-            out.append(f"{name} ({metric} mIoU): {ci['diff']:+.1f} points, 95 % CI "
-                       f"[{ci['lo']:+.1f}, {ci['hi']:+.1f}] over {ci['seeds']} seeds × "
-                       f"{ci['images']} images — {ci['verdict']}")
-    return out
+    return [f"{name} ({metric} mIoU): {ci['diff']:+.1f} points, 95 % CI [{ci['lo']:+.1f}, "
+            f"{ci['hi']:+.1f}] over {ci['seeds']} seeds × {ci['images']} images — {ci['verdict']}"
+            for name, by_knob in results["ci95"].items()
+            for metric, ci in by_knob.get(knob, {}).items()]
 
 
 def head_margin(results: dict, knob: str | None = None) -> dict | None:
@@ -75,17 +72,12 @@ def readme_summary(results: dict) -> str:
     """A short paragraph for the README: the head − k-means margin and DepthG − STEGO at each
     knob setting, with their intervals, the run's state, machine, date and command."""
     ref = results.get("reference_arm", "depthg-corrected")
-    partner = ablation.stego_partner(ref)
+    depth = results["ci95"].get(f"{ref} vs {ablation.stego_partner(ref)}", {})
     parts = []
     for knob in results["knob"]["settings"]:
-        bits = []
-        m = head_margin(results, knob)
-        if m is not None:
-            bits.append(f"head − k-means on raw features (fitted on train) {m['diff']:+.1f} "
-                        f"[{m['lo']:+.1f}, {m['hi']:+.1f}]")
-        d = results["ci95"].get(f"{ref} vs {partner}", {}).get(knob, {}).get("unsup")
-        if d is not None:
-            bits.append(f"DepthG − STEGO {d['diff']:+.1f} [{d['lo']:+.1f}, {d['hi']:+.1f}]")
+        bits = [f"{what} {fmt_ci(ci)}" for what, ci in (
+            ("head − k-means on raw features (fitted on train)", head_margin(results, knob)),
+            ("DepthG − STEGO", depth.get(knob, {}).get("unsup"))) if ci is not None]
         if bits:
             parts.append(f"{setting_label(results, knob)}: " + "; ".join(bits))
     state = ("complete" if results.get("complete") else
@@ -129,11 +121,6 @@ def regime_table(results: dict) -> str | None:
                          f"{r['tune_linear']:.1f} | {'—' if g is None else f'{g:+.2f}'} | "
                          f"{r['report_unsup']:.1f} |")
     return "\n".join(lines)
-
-
-def predictions_text() -> str | None:
-    path = REPO_ROOT / "docs" / "study" / "PREDICTIONS.md"
-    return path.read_text().strip() if path.exists() else None
 
 
 def study_markdown(results: dict) -> str:
@@ -200,9 +187,9 @@ def claim_lines(results: dict) -> list[str]:
     c = claims(results)
     lines = ["## Claims (read from the results)", "", f"- {c['head'][0].upper()}{c['head'][1:]}.",
               f"- {c['depth'][0].upper()}{c['depth'][1:]}.", ""]
-    pred = predictions_text()
-    if pred:
-        lines += [pred, ""]
+    pred = REPO_ROOT / "docs" / "study" / "PREDICTIONS.md"
+    if pred.exists() and pred.read_text().strip():
+        lines += [pred.read_text().strip(), ""]
     lines += ["## Results: which predictions held", "",
               "| prediction | outcome | numbers |", "|---|---|---|"]
     lines += [f"| {p} | {v} | {n} |" for p, v, n in prediction_checks(results)]

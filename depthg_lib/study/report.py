@@ -33,21 +33,11 @@ RESULT_KEYS = ("splits", "seeds", "knob", "arms", "baselines", "ci95", "command"
                "date")
 
 
-def reference_arm(profile: Profile, arms: list[str]) -> str:
-    """The arm whose head the baseline table shows: DepthG in the profile's fidelity."""
-    want = f"depthg-{profile.fidelity}"
-    return want if want in arms else arms[-1]
-
-
 def _rows(study, kind: str, name: str, knob) -> list[dict]:
     """Stored rows of the current identities, one per seed of this study, in seed order."""
     identity = study.arm_identity if kind == "arm" else study.baseline_identity
     found = [study.store.find(identity(name, knob, seed)) for seed in study.seeds]
     return [row for row in found if row is not None]
-
-
-def _stack(study, rows: list[dict], key: str) -> np.ndarray:
-    return np.stack([study.store.hists(r)[key] for r in rows])
 
 
 def read_curve(log: Path) -> list[tuple[int, float, float]]:
@@ -106,7 +96,9 @@ def regime_summary(study) -> dict:
 def summarize(study) -> dict:
     """The results file: splits, seeds, knob, arms, baselines, paired CIs, premise, curves."""
     arms, baselines, per_seed, ci95 = {}, {}, {}, {}
-    ref = reference_arm(study.profile, study.arms)
+    # the arm whose head the baseline table shows: DepthG in the profile's fidelity
+    ref = f"depthg-{study.profile.fidelity}"
+    ref = ref if ref in study.arms else study.arms[-1]
     complete = True
     for knob in study.knobs:
         key = knob_key(knob)
@@ -169,8 +161,7 @@ def paired_intervals(study, ref: str, rows: dict, base_rows: dict) -> dict:
         seeds = [s for s in study.seeds if s in ra and s in rb]
         if not seeds:
             continue
-        ha = _stack(study, [ra[s] for s in seeds], metric)
-        hb = _stack(study, [rb[s] for s in seeds], metric)
+        ha, hb = (np.stack([study.store.hists(r[s])[metric] for s in seeds]) for r in (ra, rb))
         ci = paired_bootstrap(ha, hb, METRICS[metric], n_boot=study.n_boot, seed=0)
         ci = {k: round(v, 3) if isinstance(v, float) else v for k, v in ci.items()}
         ci["verdict"] = verdict(ci)

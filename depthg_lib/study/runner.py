@@ -129,6 +129,12 @@ class Study:
             ident["nuisance"] = nuisance_spec(knob.nuisance)
         return ident
 
+    def add_row(self, identity: str, kind: str, name: str, knob: Setting, seed: int,
+                hists: dict | None = None, **values) -> dict:
+        """Store a finished row (and its per-image matrices) at once."""
+        return self.store.add({"id": identity, "kind": kind, "name": name,
+                               "knob": knob_key(knob), "seed": seed, **values}, hists or {})
+
     def identity(self, kind: str, knob: Setting, **values) -> str:
         """The digest of a row of `kind` at `knob`: its data and `values`."""
         return json_digest({"kind": kind, "knob": knob_key(knob),
@@ -204,9 +210,8 @@ class Study:
                      for name, (data, caches) in (("clean", clean), ("now", now))}
             shifts = placed_shifts({k: getattr(p, k) for k in SHIFT_NAMES.values()},
                                    stats["clean"], stats["now"])
-            row = self.store.add({"id": identity, "kind": "placement", "name": "placement",
-                                  "knob": knob_key(knob), "seed": 0, "f": stats,
-                                  "shifts": shifts}, {})
+            row = self.add_row(identity, "placement", "placement", knob, 0, f=stats,
+                               shifts=shifts)
         return row
 
     # -- one trained run -------------------------------------------------------------------
@@ -269,19 +274,17 @@ class Study:
         hists["kmeans_codes"] = score_centroids(
             head_codes(model.head, report.feats, report.feats_flip), cents, report.labels, n)
         tune = score_head(model, kd.tune[variant.fidelity], n)
-        row = {"id": identity, "kind": "arm" if not tag else "regime",
-               "name": arm, "knob": knob_key(knob), "seed": seed, "regime": regime,
-               "steps": variant.steps, "depth_decay_every": variant.depth_decay_every,
-               "fps_sample_decay_every": variant.fps_sample_decay_every,
-               "shift_offset": self.offsets.get((knob.key, arm), 0.0),
-               "unsup": unsup_miou(hists["unsup"].sum(0)),
-               "linear": linear_miou(hists["linear"].sum(0)),
-               "kmeans_codes": unsup_miou(hists["kmeans_codes"].sum(0)),
-               "tune_unsup": unsup_miou(tune["unsup"].sum(0)),
-               "tune_linear": linear_miou(tune["linear"].sum(0)),
-               "run_dir": str(self.run_dir(arm, knob, seed, tag)), "head_id": head_id,
-               "seconds": round(time.time() - t0, 1)}
-        return self.store.add(row, hists)
+        return self.add_row(
+            identity, "arm" if not tag else "regime", arm, knob, seed, hists, regime=regime,
+            steps=variant.steps, depth_decay_every=variant.depth_decay_every,
+            fps_sample_decay_every=variant.fps_sample_decay_every,
+            shift_offset=self.offsets.get((knob.key, arm), 0.0),
+            unsup=unsup_miou(hists["unsup"].sum(0)), linear=linear_miou(hists["linear"].sum(0)),
+            kmeans_codes=unsup_miou(hists["kmeans_codes"].sum(0)),
+            tune_unsup=unsup_miou(tune["unsup"].sum(0)),
+            tune_linear=linear_miou(tune["linear"].sum(0)),
+            run_dir=str(self.run_dir(arm, knob, seed, tag)), head_id=head_id,
+            seconds=round(time.time() - t0, 1))
 
     # -- baselines and the premise ---------------------------------------------------------
     def baseline_rows(self, knob: Setting, seed: int) -> None:
@@ -307,10 +310,9 @@ class Study:
                 cents = fit_centroids(fit_on, n, seed)
                 hists = {"unsup": score_centroids(report.feats, cents, report.labels, n)}
             key = next(iter(hists))
-            row = {"id": self.baseline_identity(name, knob, seed),
-                   "kind": "baseline", "name": name, "knob": knob_key(knob), "seed": seed,
-                   key: METRICS[key](hists[key].sum(0)), "seconds": round(time.time() - t0, 1)}
-            self.store.add(row, hists)
+            self.add_row(self.baseline_identity(name, knob, seed), "baseline", name, knob, seed,
+                         hists, **{key: METRICS[key](hists[key].sum(0))},
+                         seconds=round(time.time() - t0, 1))
 
     def premise(self, knob: Setting) -> dict:
         """Same-class AUROC of feature and depth similarity, FPS's share of points on things,
@@ -325,9 +327,8 @@ class Study:
             knn = kd.train_data[p.fidelity][0].knn
             prem["knn_same_source"] = round(same_source_share(
                 knn, np.arange(len(knn)) // 5, p.knn_k), 4)
-            row = self.store.add({"id": self.premise_identity(knob), "kind": "premise",
-                                  "name": "premise", "knob": knob_key(knob), "seed": 0,
-                                  "premise": prem}, {})
+            row = self.add_row(self.premise_identity(knob), "premise", "premise", knob, 0,
+                               premise=prem)
         return row["premise"]
 
     # -- shifts, tuned on tune -------------------------------------------------------------
@@ -366,11 +367,9 @@ class Study:
             if row is None:
                 model = self.train_arm(arm, knob, 0, variant, tag=f"_shift{o:+g}")
                 hists = score_head(model, self.knob(knob).tune[variant.fidelity], p.n_classes)
-                row = self.store.add({"id": identity, "kind": "tune", "name": arm,
-                                      "offset": o, "knob": knob_key(knob), "seed": 0,
-                                      "tune_unsup": unsup_miou(hists["unsup"].sum(0)),
-                                      "tune_linear": linear_miou(hists["linear"].sum(0))},
-                                     hists)
+                row = self.add_row(identity, "tune", arm, knob, 0, hists, offset=o,
+                                   tune_unsup=unsup_miou(hists["unsup"].sum(0)),
+                                   tune_linear=linear_miou(hists["linear"].sum(0)))
             found.append({"offset": o, "tune_unsup_miou": round(row["tune_unsup"], 3),
                           "tune_linear_miou": round(row["tune_linear"], 3)})
         best = max(found, key=lambda c: c["tune_unsup_miou"])["offset"] if found else 0.0

@@ -62,10 +62,9 @@ def load_shipped(head_id: str, folder: Path = SHIPPED_DIR) -> TrainedModel | Non
     model = DepthGModel(info["backbone_dim"], info["code_dim"], info["n_classes"],
                         info["extra_clusters"], info["dropout"], info["nonlinear"])
     for part in PARTS:
-        module = getattr(model, part)
-        prefix = f"{part}."
-        module.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items()
-                                if k.startswith(prefix)})
+        getattr(model, part).load_state_dict({k.removeprefix(f"{part}."): v.float()
+                                              for k, v in tensors.items()
+                                              if k.startswith(f"{part}.")})
     model.eval()
     return TrainedModel(model.head, model.cluster_probe, model.linear_probe, info["backbone"],
                         {"profile": {}, "path": str(path), "shipped": True})
