@@ -1,5 +1,4 @@
-"""Training checkpoints: what `train` writes, and the trained model `evaluate` and `predict`
-load back (docs/method.md §8, §9).
+"""Training checkpoints: what `train` writes, and the model `evaluate` and `predict` load back.
 
 One `torch.save`d dict (`CHECKPOINT_FORMAT`, loadable with `weights_only=True`): head, probes,
 optimisers, schedule, RNG states (exact resume), the profile and what identifies the backbone.

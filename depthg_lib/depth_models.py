@@ -96,11 +96,8 @@ class TransformersDepthModel(DepthModel):
         inputs = self.processor(images=list(pixels), return_tensors="pt")
         outputs = self.model(pixel_values=inputs["pixel_values"].to(self.device))
         sizes = [(h, w)] * b
-        if self.backend == "zoedepth":
-            post = self.processor.post_process_depth_estimation(
-                outputs, source_sizes=sizes, target_sizes=sizes)
-        else:
-            post = self.processor.post_process_depth_estimation(outputs, target_sizes=sizes)
+        padded = {"source_sizes": sizes} if self.backend == "zoedepth" else {}
+        post = self.processor.post_process_depth_estimation(outputs, target_sizes=sizes, **padded)
         depth = torch.stack([p["predicted_depth"].reshape(h, w) for p in post]).float().cpu()
         return -depth if self.backend == "depth_anything" else depth
 
@@ -117,8 +114,8 @@ class SynthDepthModel(DepthModel):
         self.backend, self.device = "synth", device
         self.model_id = "embedded-random" if random_init else "embedded"
         self.net = EmbeddedDepthModel(pretrained=not random_init, device=device)
-        entry = {} if random_init else read_manifest().get("depth", {})
-        self.weights_sha256 = entry.get("sha256")
+        self.weights_sha256 = (None if random_init
+                               else read_manifest().get("depth", {}).get("sha256"))
         self.resolution = DEPTH_WORK_SIZE
 
     @torch.no_grad()

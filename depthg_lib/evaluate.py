@@ -1,7 +1,5 @@
-"""Chapter 05: evaluate a trained head — unsupervised (Hungarian) and linear-probe scores.
-
-docs/method.md §9 as released: flip-averaged codes, each probe's argmax (after an optional
-dense CRF), one confusion histogram over the split, clusters matched to classes (Hungarian).
+"""Chapter 05: a trained head's unsupervised (Hungarian) and linear-probe scores, as released
+(docs/method.md §9): flip-averaged codes, each probe's argmax, optionally after a dense CRF.
 
     python -m depthg_lib.evaluate --profile demo [--crf] [--checkpoint C] [--split val]
                                   [--max-images N] [--force]

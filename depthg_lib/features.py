@@ -2,11 +2,10 @@
 frozen-feature cache (docs/method.md §8).
 
 The backbone is frozen and training applies no augmentation, so a crop's features never
-change: with `precompute_features` they are computed once (fp16, one `.npy` memory map per
-split; dropout is still drawn per step). The cache lives in
-`<data_root>/features/<crops>_<backbone>_<res>_<fidelity>/`; `features.json` records its
-settings (a cache made with others is rebuilt, never mixed) and, per split, the digest of the
-crops it was made from, so crops cut afresh from a regenerated dataset rebuild the split.
+change: with `precompute_features` they are computed once (fp16 memory maps; dropout is still
+drawn per step) into `<data_root>/features/<crops>_<backbone>_<res>_<fidelity>/`, whose
+`features.json` records the settings (other settings: rebuilt, never mixed) and, per split,
+the digest of the crops, so crops cut afresh from a regenerated dataset rebuild the split.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The model (docs/method.md §5): frozen ViT backbone, segmentation head, cluster and linear probes.
 
-`load_backbone(name, weights, device)` is the one entry point to every backbone (DINO ViT-S/8
-and ViT-B/8, DINOv2 ViT-S/14 and ViT-B/14 through timm, the course's embedded ViT): a frozen
-module taking [0,1] images (B,3,H,W) to last-layer patch tokens (B, dim, H/p, W/p), its
-weights read from a local file only (DINO or timm layout, `.pth` or `.safetensors`).
+`load_backbone` is the one entry point to every backbone (DINO and DINOv2 ViTs through timm,
+the course's embedded ViT), its weights read from a local file only, never the network.
 """
 
 from __future__ import annotations
