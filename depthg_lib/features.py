@@ -125,55 +125,49 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
     it already; `reserved`: bytes other splits of the cache take (budget check)."""
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(folder / ".features.lock"):  # two trainings sharing a cache: one builds it
-        return _build_cache(source, split, folder, backbone, res=res, fidelity=fidelity,
-                            settings=settings, device=device, batch_size=batch_size,
-                            budget_gb=budget_gb, progress=progress, reserved=reserved)
+        cached = open_cache(folder, split, settings, source=source)
+        if cached is not None:
+            return cached
+        inputs = source_digest(source)
+        record = folder / "features.json"
+        meta = load_json(record) if record.exists() else {}
+        if meta.get("settings") != _jsonable(settings):  # other settings: start afresh
+            meta = {"version": CACHE_VERSION, "settings": _jsonable(settings), "splits": {}}
+            for old in folder.glob("*.npy") if folder.exists() else []:
+                old.unlink()
+        n = len(source)
+        p = backbone.patch_size
+        grid = (res // p, res // p)
+        check_budget(cache_bytes(n, backbone.dim, grid, res) + reserved, budget_gb, folder)
 
-
-def _build_cache(source, split, folder, backbone, *, res, fidelity, settings, device,
-                 batch_size, budget_gb, progress, reserved) -> CachedSplit:
-    cached = open_cache(folder, split, settings, source=source)
-    if cached is not None:
-        return cached
-    inputs = source_digest(source)
-    record = folder / "features.json"
-    meta = load_json(record) if record.exists() else {}
-    if meta.get("settings") != _jsonable(settings):  # other settings: start the cache afresh
-        meta = {"version": CACHE_VERSION, "settings": _jsonable(settings), "splits": {}}
-        for old in folder.glob("*.npy") if folder.exists() else []:
-            old.unlink()
-    n = len(source)
-    p = backbone.patch_size
-    grid = (res // p, res // p)
-    check_budget(cache_bytes(n, backbone.dim, grid, res) + reserved, budget_gb, folder)
-
-    layout = {"feats": (FEATURE_DTYPE, (n, backbone.dim, *grid)),
-              "labels": (np.uint8, (n, res, res)), "depth": (np.float32, (n, res, res))}
-    with contextlib.ExitStack() as stack:
-        arrays = {k: np.lib.format.open_memmap(
-            stack.enter_context(atomic_path(folder / f"{k}_{split}.npy")), mode="w+",
-            dtype=dtype, shape=shape) for k, (dtype, shape) in layout.items()}
-        bar = tqdm(total=n, desc=f"features {split}", disable=not progress, leave=False)
-        for start in range(0, n, batch_size):
-            idx = range(start, min(n, start + batch_size))
-            items = [prepare_crop(*source.load(i), res, fidelity) for i in idx]
-            images = torch.from_numpy(np.stack([it[0] for it in items])).to(device)
-            f = featurize(backbone, images)
-            if f.shape[-2:] != grid:
-                raise DepthGError(f"backbone {settings.get('backbone')} returned a "
-                                  f"{tuple(f.shape[-2:])} feature grid for {res}px crops, "
-                                  f"expected {grid}")
-            arrays["feats"][idx.start:idx.stop] = f.float().cpu().numpy().astype(FEATURE_DTYPE)
-            for column, key in ((1, "labels"), (2, "depth")):
-                arrays[key][idx.start:idx.stop] = np.stack([it[column] for it in items])
-            bar.update(len(idx))
-        bar.close()
-        for arr in arrays.values():
-            arr.flush()
-        del arrays  # the memory maps are closed before the files take their names
-    meta["splits"][split] = {"n": n, "grid": list(grid), "dim": backbone.dim, "inputs": inputs}
-    save_json(record, meta)
-    return CachedSplit(folder, split)
+        layout = {"feats": (FEATURE_DTYPE, (n, backbone.dim, *grid)),
+                  "labels": (np.uint8, (n, res, res)), "depth": (np.float32, (n, res, res))}
+        with contextlib.ExitStack() as stack:
+            arrays = {k: np.lib.format.open_memmap(
+                stack.enter_context(atomic_path(folder / f"{k}_{split}.npy")), mode="w+",
+                dtype=dtype, shape=shape) for k, (dtype, shape) in layout.items()}
+            bar = tqdm(total=n, desc=f"features {split}", disable=not progress, leave=False)
+            for start in range(0, n, batch_size):
+                idx = range(start, min(n, start + batch_size))
+                items = [prepare_crop(*source.load(i), res, fidelity) for i in idx]
+                images = torch.from_numpy(np.stack([it[0] for it in items])).to(device)
+                f = featurize(backbone, images)
+                if f.shape[-2:] != grid:
+                    raise DepthGError(f"backbone {settings.get('backbone')} returned a "
+                                      f"{tuple(f.shape[-2:])} feature grid for {res}px crops, "
+                                      f"expected {grid}")
+                arrays["feats"][idx.start:idx.stop] = f.float().cpu().numpy()
+                for column, key in ((1, "labels"), (2, "depth")):
+                    arrays[key][idx.start:idx.stop] = np.stack([it[column] for it in items])
+                bar.update(len(idx))
+            bar.close()
+            for arr in arrays.values():
+                arr.flush()
+            del arrays  # the memory maps are closed before the files take their names
+        meta["splits"][split] = {"n": n, "grid": list(grid), "dim": backbone.dim,
+                                 "inputs": inputs}
+        save_json(record, meta)
+        return CachedSplit(folder, split)
 
 
 @torch.no_grad()
