@@ -22,13 +22,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     `tpu`, a GPU number beyond those present) is one clear error listing the choices."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(device, torch.device):
-        parsed = device
-    else:
-        try:
-            parsed = torch.device(str(device).strip().lower())
-        except (RuntimeError, ValueError):
-            parsed = None
+    try:
+        parsed = torch.device(str(device).strip().lower())
+    except (RuntimeError, ValueError):
+        parsed = None
     if parsed is None or parsed.type not in ("cpu", "cuda"):
         raise DepthGError(f"unknown device {str(device)!r}; use --device {DEVICES}")
     if parsed.type == "cuda":
