@@ -184,8 +184,7 @@ def extract_zip(archive: Path, dest: Path) -> Path:
             dest.rmdir()
         os.replace(src, dest)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

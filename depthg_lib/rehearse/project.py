@@ -1,12 +1,7 @@
-"""From what a rehearsal measured at scale F to the full run: on this CPU, and on the
-profile's device (one CUDA GPU). The CPU projection scales measured costs by how each stage
-grows (docs/scaling.md); the GPU projection divides FLOPs by an *assumed* throughput, and the
-depth network's by an assumed image rate — both are assumptions, named in every table.
-
-The rehearsals shipped with the library (`measurements.json`, written by `--publish`) are what
-`python -m depthg_lib.fetch --dry-run` (and so `make reproduce DRY_RUN=1`) prints as the run's
-disk and time.
-"""
+"""From what a rehearsal measured at scale F to the full run on this CPU (measured costs scaled
+by how each stage grows, docs/scaling.md) and on one GPU (FLOPs over an *assumed* throughput,
+named in every table); and the rehearsals shipped in `measurements.json` (`--publish`), which
+`python -m depthg_lib.fetch --dry-run` prints as the run's disk and time."""
 
 from __future__ import annotations
 
@@ -194,17 +189,11 @@ def publish(record: dict, stages: dict[str, dict], path: Path = SHIPPED) -> dict
     return entry
 
 
-def lookup(profile_name: str, path: Path = SHIPPED) -> dict | None:
-    """The entry of a profile; a `stego-*` twin falls back to its DepthG profile (the same
-    data, backbone and sizes; only the loss differs)."""
-    shipped = load_json(path) if path.is_file() else {}
-    return shipped.get(profile_name) or shipped.get(profile_name.removeprefix("stego-"))
-
-
 def dry_run_lines(profile_name: str, path: Path = SHIPPED) -> list[str]:
-    """What the fetch dry run adds: the run's own disk and time, from the shipped rehearsal
-    of this profile; one line saying there is none otherwise."""
-    entry = lookup(profile_name, path)
+    """What the fetch dry run adds: the run's own disk and time, from the shipped rehearsal of
+    the profile (a `stego-*` twin's is its DepthG profile's: the same data, backbone and sizes)."""
+    shipped = load_json(path) if path.is_file() else {}
+    entry = shipped.get(profile_name) or shipped.get(profile_name.removeprefix("stego-"))
     if entry is None:
         return [f"the run itself: no rehearsal of {profile_name} is recorded; estimate its disk "
                 f"and time with `python -m depthg_lib.rehearse --profile {profile_name}`"]

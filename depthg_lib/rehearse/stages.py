@@ -2,12 +2,10 @@
 
     python -m depthg_lib.rehearse.stages STAGE OUT [--force]
 
-Each stage runs the library's own stage on the stand-ins at scale F (`--force`: redoing its
-outputs) under timers laid over library functions, and returns what it saw: counts, sizes, the
-seconds of the parts it timed, and `what ran` — the real code at this scale ("full") or compute
-timed on a sample only ("sample"). Each imports the library's stage inside itself: a child's
-peak memory counts only what it ran.
-"""
+Each runs the library's stage on the stand-ins (`--force`: redoing its outputs) under timers
+laid over library functions, and returns counts, sizes, the seconds of the parts it timed, and
+`what ran`: the real code at this scale ("full") or compute timed on a sample ("sample"). Each
+imports the library's stage inside itself: a child's peak memory counts only what it ran."""
 
 from __future__ import annotations
 

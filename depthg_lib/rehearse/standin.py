@@ -1,12 +1,8 @@
-"""Stand-ins: datasets in the real layout, formats, image sizes and counts with fake pixels;
-backbone weights and kNN features of the real shapes; the FLOPs of a ViT forward.
-
-A rehearsal must go through the readers the real data goes through, so each stand-in is
-written in its dataset's own tree (docs/method.md §11) with `round(F × N)` images per split
-(at least one). A few SynthScenes scenes are rendered small, upscaled to the real size, given
-noise (so that the encoded files weigh about what the real ones do) and encoded once; every
-file is a byte copy of one of these bases, in turn.
-"""
+"""Stand-ins: datasets in the real tree (docs/method.md §11), formats, image sizes and
+`round(F × N)` counts, read by the real readers; backbone weights and kNN features of the real
+shapes; the FLOPs of a ViT forward. A few SynthScenes scenes are rendered small, upscaled,
+given noise (so that files weigh about what the real ones do) and encoded once; every file is a
+byte copy of one of these bases."""
 
 from __future__ import annotations
 
