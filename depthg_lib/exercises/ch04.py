@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..reference import clamped_loss, pair_loss
+from ..sampling import fps_coords
 from .core import Wrong, as_array, as_dict, as_tuple, call, close_to, register, written
 
 
@@ -124,8 +125,6 @@ def _check_04_4(fn):
            "unproject: every 3D point is proportional to d; which change scales all distances "
            "by one factor?")
 def _check_04_5(answer):
-    from ..sampling import fps_coords
-
     a = as_dict(answer, ("scale", "offset", "square"))
     g = torch.Generator().manual_seed(13)
     depth = torch.nn.functional.avg_pool2d(torch.rand(3, 1, 32, 32, generator=g), 4, 1, 0)
