@@ -35,14 +35,15 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
+def _first_heading(markdown: str, fallback: str) -> str:
+    """The text of the first `# ` heading (a chapter's or note's title in the book)."""
+    return next((ln[2:].strip() for ln in markdown.splitlines() if ln.startswith("# ")), fallback)
+
+
 def chapter_title(notebook: dict, fallback: str) -> str:
-    """The first `# ` heading of a notebook (its title in the book)."""
-    for cell in notebook.get("cells", []):
-        if cell.get("cell_type") == "markdown":
-            for line in "".join(cell.get("source", "")).splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return fallback
+    cells = notebook.get("cells", [])
+    return _first_heading("\n".join("".join(c.get("source", "")) for c in cells
+                                   if c.get("cell_type") == "markdown"), fallback)
 
 
 def check_run(run_dir: Path, names: list[str], profile_name: str) -> dict:
@@ -79,12 +80,9 @@ def check_run(run_dir: Path, names: list[str], profile_name: str) -> dict:
 
 def run_date(run_dir: Path, names: list[str]) -> str:
     """When the last chapter of the run finished (papermill's record in the notebooks)."""
-    ends = []
-    for name in names:
-        meta = json.loads((run_dir / f"{name}.ipynb").read_text()).get("metadata", {})
-        end = meta.get("papermill", {}).get("end_time")
-        if end:
-            ends.append(datetime.fromisoformat(end))
+    meta = [json.loads((run_dir / f"{n}.ipynb").read_text()).get("metadata", {}) for n in names]
+    ends = [m.get("papermill", {}).get("end_time") for m in meta]
+    ends = [datetime.fromisoformat(end) for end in ends if end]
     return max(ends).strftime("%Y-%m-%d %H:%M UTC") if ends else "date not recorded"
 
 
@@ -237,8 +235,7 @@ def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
         note = docs_dir / f"{name}.md"
         if note.exists():
             text = html_anchors_as_targets(note.read_text())
-            notes[name] = next((line[2:].strip() for line in text.splitlines()
-                                if line.startswith("# ")), name)
+            notes[name] = _first_heading(text, name)
             written.append(_write_if_changed(src / "notes" / f"{name}.md", text.encode()))
     if not figure.exists():
         raise DepthGError(f"{figure} is missing: the landing page shows it; restore it with "
