@@ -16,8 +16,7 @@ are in `solutions/NN_<chapter>.py`, run through their checks by `tests/test_exer
 from __future__ import annotations
 
 from . import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07  # noqa: F401  (registration)
-from .ch04 import OUTCOMES, TOY_SHIFTS, toy_shift_outcome
-from .core import KINDS, REGISTRY, Exercise, check, get, list_exercises, verdict
+from .ch04 import toy_shift_outcome
+from .core import KINDS, REGISTRY, check, get, list_exercises, verdict
 
-__all__ = ["Exercise", "KINDS", "REGISTRY", "TOY_SHIFTS", "OUTCOMES", "check", "get",
-           "list_exercises", "toy_shift_outcome", "verdict"]
+__all__ = ["KINDS", "REGISTRY", "check", "get", "list_exercises", "toy_shift_outcome", "verdict"]
