@@ -19,8 +19,6 @@ ZOEDEPTH_PER_S = 20.0  # ZoeDepth images per second on one H100 (assumed; docs/s
 ASSUMPTIONS = (f"GPU column: FLOPs at an assumed {GPU_TFLOPS:.0f} TFLOP/s effective on one "
                f"H100 and ZoeDepth at an assumed {ZOEDEPTH_PER_S:.0f} images/s; CPU-side work "
                "(decoding, writing, five-crop) as on this CPU")
-
-
 NOTES = {"weights": "downloaded once", "data": "downloaded and extracted (not timed here)",
          "depth": "CPU column: the embedded depth net, not ZoeDepth",
          "crop": "CPU stage, one process", "evaluate": "no CRF"}
@@ -28,8 +26,7 @@ NOTES = {"weights": "downloaded once", "data": "downloaded and extracted (not ti
 
 def _per(clock: dict, label: str) -> float | None:
     """CPU seconds per item (records without CPU times: wall seconds)."""
-    entry = clock.get(label)
-    return entry["per_item"] if entry else None
+    return (clock.get(label) or {}).get("per_item")
 
 
 def _seconds(clock: dict, label: str) -> float:

@@ -107,13 +107,10 @@ class BlockLimiter:
     def __call__(self, iterable, **_kwargs):
         starts = list(iterable)
         self.total = len(starts)
-        last, cpu = time.perf_counter(), time.process_time()
         for start in starts[: self.limit]:
-            yield start
-            now, cpu_now = time.perf_counter(), time.process_time()
-            self.clock.add("top-k block", now - last, 1, cpu_now - cpu)
+            with stopwatch(self.clock, "top-k block"):
+                yield start  # the caller computes the block before asking for the next
             self.ran += 1
-            last, cpu = now, cpu_now
 
 
 def stage_weights(ctx: SimpleNamespace) -> dict:
