@@ -84,9 +84,8 @@ def _now() -> str:
 
 
 def standin_profile(out: Path, original: Profile, sample: int, batch: int | None) -> None:
-    """Write `<out>/profile/<name>.yaml`: `extends` the paper profile, and changes only where
-    data and weights are read from, the depth network (the embedded one), the validation
-    crops during training (`sample`) and, if asked, the batch."""
+    """Write `<out>/profile/<name>.yaml`: the paper profile with only where data and weights are
+    read from, the depth net (embedded), the validation crops and, if asked, the batch changed."""
     path = out / "profile" / f"{original.name}.yaml"
     lines = [f"# Rehearsal copy of {original.name} (python -m depthg_lib.rehearse): stand-in "
              "data and weights.",
@@ -181,9 +180,8 @@ def stage_outputs(stage: str, profile: Profile, out: Path) -> list[Path]:
 
 
 def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dict:
-    """Run one stage in a child process and record it; a stage already recorded with the same
-    settings is not run again (unless `force`). An interrupted or failed stage runs again
-    (the library's stages resume) and its attempts add up."""
+    """Run one stage in a child process and record it, unless recorded with the same settings
+    (and not `force`); an interrupted or failed stage runs again, its attempts adding up."""
     path = out / "stages" / f"{stage}.json"
     old = load_json(path) if path.is_file() else {}
     same = old.get("settings") == settings and not force  # a forced stage is measured afresh

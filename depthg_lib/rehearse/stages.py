@@ -30,9 +30,8 @@ from .standin import unit_rows, vit_forward_flops, vit_shape, write_backbone_sta
 
 
 class Clock:
-    """Wall and CPU seconds and item counts per label, summed over calls. Projections use
-    the CPU seconds (this process's, all threads): on a shared machine the wall time of a
-    low-priority process mostly measures the others."""
+    """Wall and CPU seconds and item counts per label, summed over calls. Projections use the
+    CPU seconds: on a shared machine a low-priority process's wall time measures the others."""
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
@@ -96,9 +95,8 @@ def timed(owner, attr: str, clock: Clock, label, count=_len0, mark: str = ""):
 
 
 class BlockLimiter:
-    """Stands in for `tqdm` inside `knn.topk_neighbours`: yields the first `limit` block
-    starts, timing each (the real code computes those blocks at full N), then ends the loop.
-    `ran` and `total` count blocks: rows past `ran` blocks were not mined."""
+    """Stands in for `tqdm` inside `knn.topk_neighbours`: yields the first `limit` of its `total`
+    block starts, timing each (computed for real at full N); rows past `ran` blocks are unmined."""
 
     def __init__(self, limit: int, clock: Clock):
         self.limit, self.clock = limit, clock
@@ -187,9 +185,8 @@ def check_memory(need: int, p: Profile) -> None:
 
 
 def stage_knn(ctx: SimpleNamespace) -> dict:
-    """Features: the real backbone on a sample of crops. Mining: the real stage at full N
-    with stand-in unit features of the real width; the first `knn_blocks` blocks of the top-k
-    at full size, the rows after them filled with random ids."""
+    """Features: the real backbone on a sample of crops. Mining: the real stage at full N on
+    stand-in unit features; `knn_blocks` top-k blocks for real, the rows after them random ids."""
     from .. import knn
     from ..crop import CropReader
     from ..models import load_backbone
@@ -239,8 +236,7 @@ def stage_knn(ctx: SimpleNamespace) -> dict:
 
 
 def stage_train(ctx: SimpleNamespace) -> dict:
-    """The real trainer for `steps` steps at the profile's batch; forwards, head steps,
-    validation and checkpoints timed apart."""
+    """The real trainer for `steps` steps; forwards, head steps, validation, checkpoints timed."""
     from .. import features
     from ..train import loop, trainer, validation
 

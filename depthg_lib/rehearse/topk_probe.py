@@ -3,8 +3,7 @@
     python -m depthg_lib.rehearse.topk_probe --crops 248145 --dim 384 --block 4096 --blocks 1
 
 `knn.topk_neighbours` on stand-in unit features of N × D, stopped after `--blocks` blocks of
-the real size (each block scores `block` rows against all N): seconds per block and the
-process's peak RSS, as JSON. What a rehearsal's kNN stage measures when the crops exist.
+the real size: seconds per block and peak RSS as JSON, what the rehearsal's kNN stage measures.
 """
 
 from __future__ import annotations
