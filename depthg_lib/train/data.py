@@ -78,11 +78,8 @@ class TrainData:
     def inputs(self) -> dict:
         """The input entries of `train.json`: the train and val crops' digests and the kNN
         record's (or the kNN table's contents)."""
-        found = {}
-        for split, source in (("train", self.train), ("val", self.val)):
-            digest = getattr(source, "digest", None)
-            if callable(digest):
-                found[f"{split}/crops"] = digest()
+        found = {f"{split}/crops": source.digest() for split, source in
+                 (("train", self.train), ("val", self.val)) if hasattr(source, "digest")}
         found["knn"] = self.knn_record or array_digest("the kNN table", self.knn)
         return found
 
