@@ -45,11 +45,6 @@ def require_crf() -> None:
                           "without --crf")
 
 
-def _softmax(log_probs: np.ndarray) -> np.ndarray:
-    e = np.exp(log_probs - log_probs.max(axis=0, keepdims=True))
-    return e / e.sum(axis=0, keepdims=True)
-
-
 def dense_crf(image: np.ndarray, log_probs: np.ndarray, iterations: int = ITERATIONS) -> np.ndarray:
     """The dense CRF's marginals Q, float32 (C, H, W), of an RGB uint8 image (H, W, 3) and its
     class scores (C, H, W): log-probabilities or any logits (they go through a softmax)."""
@@ -63,7 +58,8 @@ def dense_crf(image: np.ndarray, log_probs: np.ndarray, iterations: int = ITERAT
     n, h, w = log_probs.shape
     if (h, w) != image.shape[:2]:
         raise ValueError(f"scores {log_probs.shape[1:]} and image {image.shape[:2]} differ in size")
-    probs = np.clip(_softmax(log_probs), 1e-5, 1.0)  # as pydensecrf's unary_from_softmax
+    e = np.exp(log_probs - log_probs.max(axis=0, keepdims=True))  # softmax, then as
+    probs = np.clip(e / e.sum(axis=0, keepdims=True), 1e-5, 1.0)  # unary_from_softmax
     unary = np.ascontiguousarray(-np.log(probs).reshape(n, -1), dtype=np.float32)
     bgr = np.ascontiguousarray(image[:, :, ::-1])  # docs/method.md §9: the released code feeds BGR
     crf = dcrf.DenseCRF2D(w, h, n)

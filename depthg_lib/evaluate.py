@@ -127,15 +127,6 @@ def assignment_file(checkpoint: str | Path) -> Path:
     return Path(checkpoint).with_suffix(".classes.json")
 
 
-def assignment_target(checkpoint: Path, out: Path, foreign: bool = False) -> Path:
-    """Beside the checkpoint, or in `out` for the package's, another profile's (`foreign`) or
-    one in a folder we cannot write."""
-    side = assignment_file(checkpoint)
-    if foreign or in_package(checkpoint) or not os.access(side.parent, os.W_OK | os.X_OK):
-        return out / side.name
-    return side
-
-
 def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.device):
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(profile)
     if not path.exists():
@@ -191,9 +182,12 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
         arrays = metrics.pop("arrays")
         metrics["figures"] = _write_figures(out, metrics, arrays, profile, reader)
         save_json(out / "metrics.json", metrics)
-        save_npz(out / "arrays.npz", **_flat(arrays))
-        if max_images is None:
-            side = assignment_target(path, out, foreign)
+        save_npz(out / "arrays.npz", **{k: v for k, v in arrays.items() if k != "examples"},
+                 **{f"example_{k}": v for k, v in arrays["examples"].items() if v is not None})
+        if max_images is None:  # the matching for predict: beside the checkpoint if we may
+            side = assignment_file(path)
+            if foreign or in_package(path) or not os.access(side.parent, os.W_OK | os.X_OK):
+                side = out / side.name
             save_json(side, {
                 "cluster_to_class": metrics["unsupervised"]["cluster_to_class"],
                 "class_names": metrics["class_names"],
@@ -233,12 +227,6 @@ def _reuse(out: Path, record: dict) -> dict | None:
     arrays = {k: flat[k] for k in ("cluster_histogram", "linear_histogram", "matched_histogram")}
     arrays["examples"] = {k: examples.get(k) for k in ("image", "label", "cluster", "linear")}
     return {**metrics, "out_dir": str(out), "arrays": arrays, "reused": True}
-
-
-def _flat(arrays: dict) -> dict:
-    flat = {k: v for k, v in arrays.items() if k != "examples"}
-    flat.update({f"example_{k}": v for k, v in arrays["examples"].items() if v is not None})
-    return flat
 
 
 def _predict(model, backbone, images, labels, dev, runner) -> tuple[np.ndarray, np.ndarray]:
@@ -373,20 +361,6 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
 # ------------------------------------------------------------------------------ CLI
 
 
-def _report(metrics: dict) -> str:
-    lines = [f"{metrics['profile']} {metrics['split']} ({metrics['n_images']} images, "
-             f"CRF {'on' if metrics['crf'] else 'off'})"]
-    for kind in ("unsupervised", "linear"):
-        m = metrics[kind]
-        lines.append(f"  {kind:12s} Acc {m['acc']:6.2f}  mIoU {m['miou']:6.2f}")
-    if metrics.get("reused"):
-        lines.append("  nothing changed since the last evaluation: its stored result "
-                     "(--force scores again)")
-    if "out_dir" in metrics:
-        lines.append(f"  written to {metrics['out_dir']}/metrics.json")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.evaluate",
                                      description="Score a trained DepthG head (docs/method.md §9).")
@@ -408,7 +382,14 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate(args.profile, checkpoint=args.checkpoint, crf=args.crf,
                        device=args.device, split=args.split, max_images=args.max_images,
                        out_dir=args.out, force=args.force)
-    print(_report(metrics))
+    print(f"{metrics['profile']} {metrics['split']} ({metrics['n_images']} images, "
+          f"CRF {'on' if metrics['crf'] else 'off'})")
+    for kind in ("unsupervised", "linear"):
+        print(f"  {kind:12s} Acc {metrics[kind]['acc']:6.2f}  mIoU {metrics[kind]['miou']:6.2f}")
+    if metrics.get("reused"):
+        print("  nothing changed since the last evaluation: its stored result (--force scores "
+              "again)")
+    print(f"  written to {metrics['out_dir']}/metrics.json")
     if args.kmeans:
         km = kmeans_baseline(args.profile, split=args.split, max_images=args.max_images,
                              device=args.device)

@@ -300,13 +300,6 @@ class ReleasedModel(nn.Module):
         return self.codes(images)
 
 
-def _n_blocks(sd: dict) -> int:
-    ids = {int(k.split(".")[3]) for k in sd if k.startswith("net.model.blocks.")}
-    if ids != set(range(len(ids))):
-        raise ValueError(f"ViT blocks {sorted(ids)} are not numbered 0..n-1")
-    return len(ids)
-
-
 def _sub(sd: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
@@ -318,7 +311,10 @@ def _released_modules(sd: dict[str, torch.Tensor]):
     k = int(sd["linear_probe.weight"].shape[0])
     patch = int(sd["net.model.patch_embed.proj.weight"].shape[-1])
     nonlinear = "net.cluster2.0.weight" in sd
-    dino = DinoViT(c, _n_blocks(sd), max(1, c // HEAD_DIM), patch,
+    blocks = {int(k.split(".")[3]) for k in sd if k.startswith("net.model.blocks.")}
+    if blocks != set(range(len(blocks))):
+        raise ValueError(f"ViT blocks {sorted(blocks)} are not numbered 0..n-1")
+    dino = DinoViT(c, len(blocks), max(1, c // HEAD_DIM), patch,
                    int(sd["net.model.pos_embed"].shape[1]),
                    int(sd["net.model.blocks.0.mlp.fc1.weight"].shape[0]),
                    _TIMM_NAMES.get((c, patch), f"released-vit-{c}-p{patch}"))
