@@ -32,26 +32,23 @@ def raw_scores(profile, strengths, kinds=KINDS, probe_steps: int = 1500,
     backbone = load_frozen_backbone(profile, device)
     kd = prepare_knob(profile, float(profile.study_knob[0]), [profile.fidelity], backbone,
                       device, False)
-    _, caches = kd.train_data[profile.fidelity]
-    train = caches["train"]
+    train = kd.train_data[profile.fidelity][1]["train"]
     ids = np.unique(np.linspace(0, len(train) - 1, max_maps).round().astype(int))
     clean = torch.from_numpy(np.asarray(train.feats[ids], dtype=np.float32))
     labels = np.asarray(train.labels[ids])
     scale = mean_norm(np.asarray(train.feats[:500], dtype=np.float32))
     sources = [crop_sources(len(train))[i] for i in ids]
-    tune = kd.tune[profile.fidelity]
+    n, tune = profile.n_classes, kd.tune[profile.fidelity]
     rows = []
     for s in strengths:
         nz = Nuisance(float(s), scale=scale, dim=clean.shape[1], kinds=tuple(kinds))
         feats = nz.add(clean, sources)
         images = nuisance_images(tune, nz, f"tune{profile.tune_seed}")
-        km = [unsup_miou(score_centroids(images.feats, fit_centroids(feats, profile.n_classes,
-                                                                     seed),
-                                         images.labels, profile.n_classes).sum(0))
-              for seed in (0, 1)]
-        probe = linear_probe_raw(feats.numpy(), labels, profile.n_classes, probe_steps,
-                                 profile.batch_size, profile.probe_lr, 0)
-        lin = linear_miou(score_linear_raw(probe, images, profile.n_classes).sum(0))
+        km = [unsup_miou(score_centroids(images.feats, fit_centroids(feats, n, seed),
+                                         images.labels, n).sum(0)) for seed in (0, 1)]
+        probe = linear_probe_raw(feats.numpy(), labels, n, probe_steps, profile.batch_size,
+                                 profile.probe_lr, 0)
+        lin = linear_miou(score_linear_raw(probe, images, n).sum(0))
         rows.append({"strength": float(s), "kinds": list(kinds),
                      "kmeans": round(float(np.mean(km)), 2), "linear": round(lin, 2),
                      "ratio": round(float(np.mean(km)) / lin, 3), "scale": round(scale, 4)})
