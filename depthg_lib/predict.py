@@ -227,15 +227,6 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: Path | None = N
     return files, skipped
 
 
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem, k = path.stem, 1
-    while stem in used:
-        k += 1
-        stem = f"{path.stem}_{k}"
-    used.add(stem)
-    return stem
-
-
 def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                   checkpoint: str | os.PathLike | None = None, device: str = "cpu",
                   probe: str = "cluster", crf: bool = False, profile=None,
@@ -266,7 +257,11 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
             report.skipped.append((str(path), "not a readable image file"))
             continue
         labels = segment(seg, rgb, probe=probe, crf=crf)
-        stem = _unique_stem(path, used)
+        stem, k = path.stem, 1
+        while stem in used:  # a.png and a.jpg: a, a_2
+            k += 1
+            stem = f"{path.stem}_{k}"
+        used.add(stem)
         colour = colorize(labels, palette)
         save_image(out / f"{stem}_label.png", colour)
         save_image(out / f"{stem}_overlay.png", overlay(rgb, colour))
@@ -275,8 +270,12 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     if not report.written:
         raise DepthGError("no image could be segmented: " +
                           "; ".join(f"{p}: {r}" for p, r in report.skipped))
+    fig = plot_legend(palette, [e["name"] for e in legend["entries"]], title=legend["title"])
+    with atomic_path(out / "legend.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
     stems = sorted(set(earlier) | {p.name[: -len("_label.png")] for p in report.written})
-    _write_legend(out, legend, palette, stems)
+    save_json(out / "legend.json", {**legend, "outputs": stems})
     return report
 
 
@@ -332,14 +331,6 @@ def _owned(old: dict, legend: dict) -> bool:
     if "owner" in old:
         return old["owner"] == owner
     return old.get("checkpoint") == legend["checkpoint"]
-
-
-def _write_legend(out: Path, legend: dict, palette: np.ndarray, stems: list[str]) -> None:
-    fig = plot_legend(palette, [e["name"] for e in legend["entries"]], title=legend["title"])
-    with atomic_path(out / "legend.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    save_json(out / "legend.json", {**legend, "outputs": stems})
 
 
 def main(argv: list[str] | None = None) -> int:
