@@ -237,8 +237,7 @@ def _predict(model, backbone, images, labels, dev, runner) -> tuple[np.ndarray, 
         return cluster_lp.argmax(1).cpu().numpy(), linear_lp.argmax(1).cpu().numpy()
     # both probes' maps in one round through the pool
     maps = [*cluster_lp.float().cpu().numpy(), *linear_lp.float().cpu().numpy()]
-    cluster_pred, linear_pred = np.split(runner(list(images) * 2, maps, argmax=True), 2)
-    return cluster_pred, linear_pred
+    return tuple(np.split(runner(list(images) * 2, maps, argmax=True), 2))
 
 
 def _score(profile, reader, split, names, path, model, backbone, dev, crf, crf_workers,
@@ -342,9 +341,7 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
     for images, _ in tqdm(make_loader(profile, reader, split, names, batch_size),
                           desc="k-means: fit features", disable=not progress):
         f = features(images).permute(0, 2, 3, 1).flatten(1, 2).cpu().numpy()
-        for patches in f:
-            take = min(per_image, len(patches))
-            points.append(patches[rng.choice(len(patches), take, replace=False)])
+        points += [p[rng.choice(len(p), min(per_image, len(p)), replace=False)] for p in f]
     km = KMeans(n_clusters=n, n_init=3, random_state=seed).fit(np.concatenate(points))
     centroids = F.normalize(torch.from_numpy(km.cluster_centers_).float(), dim=1).to(dev)
     hist = np.zeros((n, n), dtype=np.int64)

@@ -342,7 +342,7 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
         raise _not_released(path, f"its state_dict lacks {', '.join(missing[:4])}"
                             f"{' …' if len(missing) > 4 else ''}")
     hp = ckpt.get("hyper_parameters") or {}
-    config = plain(hp.get("cfg")) if hp.get("cfg") is not None else {}
+    config = plain(hp.get("cfg"))
     config = config if isinstance(config, dict) else {}
     if any(k.startswith("net.depth_downscaling.") for k in sd) or config.get("arch") not in (
             None, "dino"):
