@@ -319,3 +319,95 @@ def test_claims_are_read_from_the_numbers():
     lose = claims(result(-0.5, 0.5))
     assert lose["head"].startswith("the head does not beat") and not lose["head_wins"]
     assert lose["depth"].startswith("depth helps when nuisance 1")
+
+
+def test_fit_cache_fits_again_when_the_training_features_or_the_head_change(tmp_path):
+    """A kept fit is read back only for the same training features, head and settings."""
+    from types import SimpleNamespace
+
+    from depthg_lib.io import save_json
+    from depthg_lib.study.fits import FitCache, fit_identity
+
+    def features(digest):  # the cache record of the training crops' features
+        save_json(tmp_path / "feats" / "features.json", {
+            "settings": {"res": 48}, "splits": {"train": {"inputs": {"digest": digest}}}})
+
+    features("a")
+    cache = SimpleNamespace(folder=tmp_path / "feats", split="train")
+    head = torch.nn.Conv2d(4, 3, 1)
+    fits, made = FitCache(tmp_path / "fits"), []
+
+    def fit():
+        made.append(1)
+        return torch.full((2, 3), float(len(made)))
+
+    def centroids():
+        return fits.centroids(fit_identity("kmeans_codes", cache, 0, 2, head), fit)
+
+    first = centroids()
+    assert torch.equal(centroids(), first) and len(made) == 1 and fits.hits == 1
+    assert fits.centroids(fit_identity("kmeans_codes", cache, 1, 2, head), fit)[0, 0] == 2
+    with torch.no_grad():
+        head.bias.add_(1e-3)  # another head
+    assert centroids()[0, 0] == 3
+    features("b")  # the crops cut afresh: their features are others
+    assert centroids()[0, 0] == 4 and fits.hits == 1
+    for path in (tmp_path / "fits").glob("*.npz"):
+        path.write_bytes(b"damaged")
+    assert centroids()[0, 0] == 5  # an unreadable file is fitted again, not an error
+    nothing_kept = FitCache(None)
+    nothing_kept.centroids(fit_identity("kmeans_codes", cache, 0, 2, head), fit)
+    assert len(made) == 6 and nothing_kept.hits == 0
+
+
+def test_rescoring_another_report_split_reuses_the_fits_on_the_training_crops(
+        tiny, tmp_path, monkeypatch):
+    """`rescore_published` keeps the k-means and linear-probe fits on the training crops: a
+    second report split fits only the transductive k-means and gives the numbers fitting
+    afresh gives; a changed head has its codes' k-means fitted again."""
+    import shutil
+
+    from depthg_lib.study import runner
+
+    profile, out, _ = tiny
+    calls = []
+    real_fit, real_probe, real_load = (runner.fit_centroids, runner.linear_probe_raw,
+                                       runner.load_checkpoint)
+    monkeypatch.setattr(runner, "fit_centroids",
+                        lambda *a, **k: calls.append("kmeans") or real_fit(*a, **k))
+    monkeypatch.setattr(runner, "linear_probe_raw",
+                        lambda *a, **k: calls.append("probe") or real_probe(*a, **k))
+
+    def copy(name):  # the tiny study's run folders (its heads), none of its stored rows
+        shutil.copytree(out / "runs", tmp_path / name / "runs")
+        return tmp_path / name
+
+    def rescore(name, report_seed, **kw):
+        calls.clear()
+        return study.rescore_published(report_seed, profile=profile, out_dir=copy(name),
+                                       device="cpu", **kw)
+
+    first = rescore("a", 98)
+    settings = len(first["knob"]["settings"])
+    assert first["seeds"] == [0] and first["runs_done"] == 2 * settings
+    assert calls.count("probe") == settings and calls.count("kmeans") > 2 * settings
+    kept = rescore("b", 97)
+    assert calls == ["kmeans"] * settings  # the transductive k-means alone
+    fresh = study.run_study(profile.replace(study_knob=profile.study_knob[:1]),
+                            out_dir=copy("c"), seeds=1, report_seed=97, device="cpu",
+                            progress=False, n_boot=500, fits_dir=tmp_path / "fresh_fits")
+    assert calls.count("probe") == settings
+    assert kept["arms"] == fresh["arms"] and kept["baselines"] == fresh["baselines"]
+    assert kept["ci95"] == fresh["ci95"]
+
+    def nudged(*a, **k):  # another head (retrained, say)
+        model = real_load(*a, **k)
+        with torch.no_grad():
+            next(model.head.parameters()).add_(1e-3)
+        return model
+
+    monkeypatch.setattr(runner, "load_checkpoint", nudged)
+    rescore("d", 96)
+    heads = [r for r in study.runner.Store(tmp_path / "d").rows if r["kind"] in ("arm",
+                                                                                  "regime")]
+    assert "probe" not in calls and calls.count("kmeans") == settings + len(heads)

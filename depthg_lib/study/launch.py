@@ -11,6 +11,7 @@ import torch
 
 from ..config import Profile, load_profile, profile_arg
 from ..errors import DepthGError
+from .fits import FitCache
 from .runner import Study
 from .shipped import ship_heads
 
@@ -19,11 +20,13 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
               seeds: int | None = None, report_seed: int | None = None, device: str = "auto",
               progress: bool = True, resume: bool = True, force: bool = False,
               n_boot: int = 1000, publish: str | os.PathLike | None = None,
-              command: str | None = None, write_only: bool = False, ship: bool = False
-              ) -> dict:
+              command: str | None = None, write_only: bool = False, ship: bool = False,
+              fits_dir: str | os.PathLike | None = None) -> dict:
     """Run (or resume) the study of `profile`; its results also go to `<out>/results.json`
     (default `runs/<profile>/study`), with `publish` (docs/study) there and to figures/ too.
-    `write_only` trains and scores nothing new: it writes the results of what is stored."""
+    `write_only` trains and scores nothing new: it writes the results of what is stored.
+    `fits_dir` keeps the fits on the training crops (default with `report_seed`:
+    `<out>/rescore_fits`; none otherwise)."""
     profile = load_profile(profile)
     if report_seed is not None:
         profile = profile.replace(report_seed=int(report_seed))
@@ -44,19 +47,26 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
         study = Study(profile, out, n, device, progress, n_boot, command)
         study.write_only = write_only
         study.no_training = report_seed is not None
+        # re-scoring keeps the fits on the training crops for the next report split
+        study.fits = FitCache(fits_dir if fits_dir is not None or report_seed is None
+                              else out / "rescore_fits")
         if ship:
             return ship_heads(study)
         return study.run(out / "results.json", Path(publish) if publish else None)
 
 
-def rescore_published(report_seed: int, seeds: int = 3, profile: str = "study",
+def rescore_published(report_seed: int, seeds: int = 1, profile: Profile | str = "study",
                       out_dir: str | os.PathLike | None = None, device: str = "auto",
                       progress: bool = False) -> dict:
     """The published study's shipped heads scored on a report split of your choosing, without
     training: the settings at the first camouflage setting (clean and every nuisance strength)
-    and the first `seeds` seeds — the part that fits in a few minutes on a laptop CPU."""
+    and the first `seeds` training seeds. One seed (the default) fits in a few minutes on a
+    laptop CPU; its intervals are over the report images only — a seed interval needs
+    `seeds` > 1 (each seed adds its heads and baselines). The fits on the training crops are
+    kept in `rescore_fits/` beside the output folder, for the next report split."""
     p = load_profile(profile)
     p = p.replace(study_knob=list(p.study_knob[:1]))
     out = Path(out_dir) if out_dir is not None else (p.paths.run_dir / f"rescore{report_seed}")
     return run_study(p, out_dir=out, seeds=seeds, report_seed=report_seed, device=device,
-                     progress=progress, resume=True, n_boot=500)
+                     progress=progress, resume=True, n_boot=500,
+                     fits_dir=out.parent / "rescore_fits")

@@ -24,6 +24,7 @@ from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..nuisance import Nuisance
 from ..train.loop import load_frozen_backbone
+from .fits import FitCache, fit_identity
 from .report import write_results
 from .scoring import (
     MAX_FIT_POINTS,
@@ -113,6 +114,7 @@ class Study:
         self.write_only = False  # True: only summarise what is stored, train nothing
         self.no_training = False  # True: score stored or shipped heads only (--report-seed)
         self.objective_version = OBJECTIVE_VERSION
+        self.fits = FitCache(None)  # report-independent fits kept on disk (re-scoring only)
 
     # -- identities: a stored row is reused only when everything it depends on is equal --
     def report_identity(self) -> dict:
@@ -270,7 +272,9 @@ class Study:
         report = kd.report[variant.fidelity]
         hists = score_head(model, report, n)
         _, caches = kd.train_data[variant.fidelity]
-        cents = fit_centroids(head_codes(model.head, cached_feats(caches["train"])), n, seed)
+        cents = self.fits.centroids(
+            fit_identity("kmeans_codes", caches["train"], seed, n, model.head),
+            lambda: fit_centroids(head_codes(model.head, cached_feats(caches["train"])), n, seed))
         hists["kmeans_codes"] = score_centroids(
             head_codes(model.head, report.feats, report.feats_flip), cents, report.labels, n)
         tune = score_head(model, kd.tune[variant.fidelity], n)
@@ -301,13 +305,17 @@ class Study:
             t0 = time.time()
             if name == "linear_raw":
                 train = caches["train"]
-                probe = linear_probe_raw(train.feats, train.labels, n, self.steps, p.batch_size,
-                                         p.probe_lr, seed)
+                probe = self.fits.probe(
+                    fit_identity(name, train, seed, n, steps=self.steps, batch=p.batch_size,
+                                 lr=p.probe_lr),
+                    lambda: linear_probe_raw(caches["train"].feats, caches["train"].labels, n,
+                                             self.steps, p.batch_size, p.probe_lr, seed))
                 hists = {"linear": score_linear_raw(probe, report, n)}
             else:
-                fit_on = (cached_feats(caches["train"]) if name == "kmeans_raw_train_fit"
-                          else report.feats)
-                cents = fit_centroids(fit_on, n, seed)
+                cents = self.fits.centroids(  # on train: kept; on report: fitted each time
+                    fit_identity(name, caches["train"], seed, n),
+                    lambda: fit_centroids(cached_feats(caches["train"]), n, seed)) \
+                    if name == "kmeans_raw_train_fit" else fit_centroids(report.feats, n, seed)
                 hists = {"unsup": score_centroids(report.feats, cents, report.labels, n)}
             key = next(iter(hists))
             self.add_row(self.baseline_identity(name, knob, seed), "baseline", name, knob, seed,
