@@ -237,7 +237,7 @@ def stage_knn(ctx: SimpleNamespace) -> dict:
 
 def stage_train(ctx: SimpleNamespace) -> dict:
     """The real trainer for `steps` steps; forwards, head steps, validation, checkpoints timed."""
-    from .. import features
+    from .. import checkpoint, features
     from ..train import loop, trainer, validation
 
     clock = Clock()
@@ -249,7 +249,7 @@ def stage_train(ctx: SimpleNamespace) -> dict:
           timed(validation.Validation, "__call__", clock, "validation", count=lambda a: 1,
                 mark="validation"),
           timed(trainer.Trainer, "step", clock, "head step", count=lambda a: 1),
-          timed(loop, "save_checkpoint", clock, "checkpoint", count=lambda a: 1)):
+          timed(checkpoint, "save_checkpoint", clock, "checkpoint", count=lambda a: 1)):
         with stopwatch(clock, "train()"):
             final = loop.train(ctx.profile, steps=ctx.steps, device="cpu", progress=False,
                                force=True)
