@@ -34,12 +34,6 @@ def _seconds(clock: dict, label: str) -> float:
     return entry.get("cpu_seconds", entry["seconds"]) if entry else 0.0
 
 
-def scale_of(records: dict[str, dict], dataset: str) -> float:
-    """The share of the full dataset this rehearsal really held (after rounding)."""
-    images = ((records.get("data") or {}).get("detail") or {}).get("images")
-    return sum(images.values()) / sum(FACTS[dataset].counts.values()) if images else float("nan")
-
-
 def project(stage: str, rec: dict, dataset: str, original, f: float) -> dict:
     """{"cpu_s", "gpu_s", "disk_bytes", "note"} of the full run of `stage`; None = not
     projected. `f` = share of the dataset rehearsed; `original` = the paper profile."""
@@ -119,8 +113,11 @@ def human_bytes(b: float | None) -> str:
 
 
 def stage_rows(records: dict[str, dict], original) -> tuple[float, dict[str, dict]]:
-    """F and, per recorded stage, what was measured (summed over its attempts) and projected."""
-    f = scale_of(records, original.dataset)
+    """F (the share of the full dataset really held, after rounding) and, per recorded stage,
+    what was measured (summed over its attempts) and projected."""
+    images = ((records.get("data") or {}).get("detail") or {}).get("images")
+    full = sum(FACTS[original.dataset].counts.values())
+    f = sum(images.values()) / full if images else float("nan")
     rows = {}
     for stage, rec in records.items():
         if rec.get("status") != "ok":
