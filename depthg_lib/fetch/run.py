@@ -110,7 +110,7 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
           dry_run: bool = False, progress: bool = True, keep_archives: bool = False,
           check: bool = True, verify: bool = False, dino_url: str | None = None,
           stego_url: str | None = None) -> list[tuple[Item, str]]:
-    """Fetch what `profile` needs (see the module docstring); returns (item, outcome) pairs.
+    """Fetch what `profile` needs (see the package docstring); returns (item, outcome) pairs.
     A dry run prints the plan and changes nothing."""
     profile = with_root(profile, root)
     todo = plan(profile, only=only, dino_url=dino_url, stego_url=stego_url)
