@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,13 +192,30 @@ def test_out_must_not_overlap_real_data_or_the_repository(tmp_path):
 
 def test_dry_run_lines_come_from_the_shipped_rehearsal(tmp_path):
     path = tmp_path / "measurements.json"
-    assert "no rehearsal" in dry_run_lines("cityscapes-vitb8", path)[0]
+    shipped = load_profile("cityscapes-vitb8")
+    assert "no rehearsal" in dry_run_lines(shipped, path)[0]
     row = {"status": "ok", "peak_rss_bytes": 2e9,
            "projected": {"disk_bytes": 3e9, "gpu_s": 600.0, "cpu_s": 6000.0}}
     path.write_text('{"cityscapes-vitb8": ' + __import__("json").dumps(
         {"scale": 1, "machine": "cpu2-vm", "date": "2026-12-06",
          "stages": {"crop": row, "knn": row}}) + "}")
-    lines = dry_run_lines("cityscapes-vitb8", path)
+    lines = dry_run_lines(shipped, path)
     assert "measured at full size" in lines[0]
     assert "6.0 GB" in lines[-1] and "20 min" in lines[-1]
-    assert "measured at full size" in dry_run_lines("stego-cityscapes-vitb8", path)[0]
+    assert "measured at full size" in dry_run_lines(load_profile("stego-cityscapes-vitb8"),
+                                                     path)[0]
+
+
+def test_dry_run_of_an_edited_copy_reads_its_shipped_profiles_rehearsal(tmp_path):
+    """A copy of a shipped profile runs under `<name>-<hex>`; its rehearsal is the shipped
+    profile's, and a missing one is suggested with a --profile that loads the copy."""
+    copy = tmp_path / "cityscapes-vitb8.yaml"
+    copy.write_text(Path(load_profile("cityscapes-vitb8").source).read_text())
+    mine = load_profile(copy)
+    assert mine.name != "cityscapes-vitb8"
+    path = tmp_path / "measurements.json"
+    missing = dry_run_lines(mine, path)[0]
+    assert f"--profile {copy}" in missing and mine.name not in missing
+    path.write_text('{"cityscapes-vitb8": {"scale": 1, "machine": "m", "date": "d", '
+                    '"stages": {}}}')
+    assert "measured at full size" in dry_run_lines(mine, path)[0]

@@ -120,7 +120,7 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
     if dry_run:
         print(f"profile {profile.name}: data_root {droot}")
         print(describe_plan(todo, droot))
-        print("\n".join(["", *dry_run_lines(profile.name)]))
+        print("\n".join(["", *dry_run_lines(profile)]))
         return [(item, "dry run") for item in todo]
     if not todo:
         print(f"profile {profile.name} needs nothing from the network")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..config import load_profile
+from ..config import Profile, load_profile, profile_arg, shipped_name
 from ..io import load_json, save_json
 from .standin import FACTS
 
@@ -183,14 +183,16 @@ def publish(record: dict, stages: dict[str, dict], path: Path = SHIPPED) -> dict
     return entry
 
 
-def dry_run_lines(profile_name: str, path: Path = SHIPPED) -> list[str]:
+def dry_run_lines(profile: Profile, path: Path = SHIPPED) -> list[str]:
     """What the fetch dry run adds: the run's own disk and time, from the shipped rehearsal of
-    the profile (a `stego-*` twin's is its DepthG profile's: the same data, backbone and sizes)."""
+    the profile (a `stego-*` twin's is its DepthG profile's: the same data, backbone and sizes;
+    an edited copy's is the shipped profile's it was copied from)."""
+    name = shipped_name(profile)
     shipped = load_json(path) if path.is_file() else {}
-    entry = shipped.get(profile_name) or shipped.get(profile_name.removeprefix("stego-"))
+    entry = shipped.get(name) or shipped.get(name.removeprefix("stego-"))
     if entry is None:
-        return [f"the run itself: no rehearsal of {profile_name} is recorded; estimate its disk "
-                f"and time with `python -m depthg_lib.rehearse --profile {profile_name}`"]
+        return [f"the run itself: no rehearsal of {name} is recorded; estimate its disk and "
+                f"time with `python -m depthg_lib.rehearse --profile {profile_arg(profile)}`"]
     how = ("measured at full size" if entry["scale"] == 1
            else f"measured at F = {entry['scale']:g} and scaled to the full size")
     lines = [f"the run itself (rehearsal on stand-ins, {how}, {entry['machine']}, "
