@@ -4,8 +4,13 @@ projections, its folder rules, and what the fetch dry run prints from it."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +201,7 @@ def test_dry_run_lines_come_from_the_shipped_rehearsal(tmp_path):
     assert "no rehearsal" in dry_run_lines(shipped, path)[0]
     row = {"status": "ok", "peak_rss_bytes": 2e9,
            "projected": {"disk_bytes": 3e9, "gpu_s": 600.0, "cpu_s": 6000.0}}
-    path.write_text('{"cityscapes-vitb8": ' + __import__("json").dumps(
+    path.write_text('{"cityscapes-vitb8": ' + json.dumps(
         {"scale": 1, "machine": "cpu2-vm", "date": "2026-12-06",
          "stages": {"crop": row, "knn": row}}) + "}")
     lines = dry_run_lines(shipped, path)
@@ -219,3 +224,46 @@ def test_dry_run_of_an_edited_copy_reads_its_shipped_profiles_rehearsal(tmp_path
     path.write_text('{"cityscapes-vitb8": {"scale": 1, "machine": "m", "date": "d", '
                     '"stages": {}}}')
     assert "measured at full size" in dry_run_lines(mine, path)[0]
+
+
+SLEEPER = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+WAITER = """
+import json, sys
+from depthg_lib.rehearse.runner import _run_child
+with open(sys.argv[1], "w") as log:
+    rc, usage, got = _run_child([sys.executable, "-c", sys.argv[2]], log, None)
+print(json.dumps({"rc": rc, "signals": got}), flush=True)
+"""
+
+
+def test_a_signal_to_the_rehearsal_stops_its_stage_child_and_is_reported(tmp_path):
+    """SIGTERM to the rehearsal reaches the stage's child (in its own process group) once,
+    and the parent lives on to record the attempt — it never leaves the child running."""
+    log = tmp_path / "child.log"
+    parent = subprocess.Popen([sys.executable, "-c", WAITER, str(log), SLEEPER],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    deadline = time.monotonic() + 30
+    while not (log.is_file() and log.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child_pid = int(log.read_text())
+    parent.send_signal(signal.SIGTERM)
+    out, _ = parent.communicate(timeout=30)
+    assert json.loads(out) == {"rc": -signal.SIGTERM, "signals": [signal.SIGTERM]}
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)
+
+
+def test_an_interrupted_stage_records_its_attempt_and_files_then_stops(tmp_path, monkeypatch):
+    original = load_profile("potsdam-vits8")
+    settings = {"profile": original.name, "scale": 0.0005, "sample": 0, "steps": 1,
+                "batch": None, "knn_blocks": 1}
+    out = tmp_path / "rh"
+    runner.open_rehearsal(out, original, settings, "python -m depthg_lib.rehearse")
+    usage = types.SimpleNamespace(ru_utime=1.5, ru_stime=0.5, ru_maxrss=1024)
+    monkeypatch.setattr(runner, "_run_child", lambda *a: (-15, usage, [15]))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_stage(out, "depth", settings)
+    record = runner.measured(out)["depth"]
+    assert record["status"] == "interrupted"
+    assert record["attempts"][-1]["cpu_s"] == 2.0
+    assert {"files_before", "files_after"} <= set(record["attempts"][-1])

@@ -19,6 +19,7 @@ import datetime
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -179,6 +180,29 @@ def stage_outputs(stage: str, profile: Profile, out: Path) -> list[Path]:
             "evaluate": [run_dir / "eval"]}[stage]
 
 
+def _run_child(argv: list[str], log, env: dict) -> tuple[int, object, list[int]]:
+    """Run a stage's child in its own process group and wait for it; SIGINT or SIGTERM to the
+    rehearsal is passed on once, so the child stops as a stage does and its attempt is still
+    measured and recorded (a child in the terminal's group would get Ctrl-C twice, and one that
+    outlived its parent would go on unmeasured)."""
+    child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                             process_group=0)
+    received: list[int] = []
+
+    def forward(signum, _frame):
+        received.append(signum)
+        child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _pid, status, usage = os.wait4(child.pid, 0)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, usage, received
+
+
 def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dict:
     """Run one stage in a child process and record it, unless recorded with the same settings
     (and not `force`); an interrupted or failed stage runs again, its attempts adding up."""
@@ -195,27 +219,29 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
     detail_file.unlink(missing_ok=True)
     record = {"stage": stage, "settings": settings, "status": "running", "attempts": attempts}
     save_json(path, record)
+    profile = load_profile(out / "profile" / f"{settings['profile']}.yaml")
+    before = _disk(stage_outputs(stage, profile, out))["files"]
     with open(log, "a") as fh:
         fh.write(f"--- {started}: stage {stage}\n")
         fh.flush()
         begin = time.perf_counter()
         argv = [sys.executable, "-m", "depthg_lib.rehearse.stages", stage, str(out)]
         env = {**os.environ, "DEPTHG_RUNS": str(out / "runs"), "PYTHONWARNINGS": "ignore"}
-        child = subprocess.Popen(argv + (["--force"] if force else []), stdout=fh,
-                                 stderr=subprocess.STDOUT, env=env)
-        _pid, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
+        rc, usage, signals = _run_child(argv + (["--force"] if force else []), fh, env)
+    disk = _disk(stage_outputs(stage, profile, out))
     attempts.append({"started": started, "wall_s": round(time.perf_counter() - begin, 2),
                      "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-                     "peak_rss_bytes": usage.ru_maxrss * 1024, "rc": child.returncode})
-    profile = load_profile(out / "profile" / f"{settings['profile']}.yaml")
-    record.update(disk=_disk(stage_outputs(stage, profile, out)),
-                  detail=load_json(detail_file) if detail_file.is_file() else None)
-    record["status"] = "ok" if child.returncode == 0 and record["detail"] else "failed"
+                     "peak_rss_bytes": usage.ru_maxrss * 1024, "rc": rc,
+                     "files_before": before, "files_after": disk["files"]})
+    record.update(disk=disk, detail=load_json(detail_file) if detail_file.is_file() else None)
+    record["status"] = ("interrupted" if signals else
+                        "ok" if rc == 0 and record["detail"] else "failed")
     save_json(path, record)
+    if signals:
+        raise KeyboardInterrupt
     if record["status"] != "ok":
         tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
-        raise DepthGError(f"rehearsal stage {stage} failed (exit {child.returncode}): {tail[0]}"
+        raise DepthGError(f"rehearsal stage {stage} failed (exit {rc}): {tail[0]}"
                           f" — full output in {log}; run the same command again to resume")
     return record
 
