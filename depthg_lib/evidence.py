@@ -268,13 +268,14 @@ def _as_given(x: float | None) -> str:
 
 
 def _link(source: str) -> str:
-    """A source with its web addresses as short links (`leonsick/depthg#2`) to fit a page."""
+    """A source with its web addresses as short links (`leonsick/depthg#2`, a page of another
+    site by its host) so that the papers' table fits the book's column."""
     def short(match: re.Match) -> str:
         url = match.group(1)
         issue = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)/(?:issues|pull)/(\d+)", url)
         repo = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)/?", url)
         text = (f"{issue.group(1)}#{issue.group(2)}" if issue else repo.group(1) if repo
-                else url.split("//", 1)[-1])
+                else url.split("//", 1)[-1].split("/", 1)[0])
         return f"[{text}]({url})"
     return re.sub(r"(https?://[^\s),]+)", short, source)
 

@@ -3,6 +3,8 @@ equivalent shift against the trainer's own schedule, FPS's transposed reads, the
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -132,3 +134,13 @@ def test_course_rows_read_chapter_05_and_the_study(tmp_path, monkeypatch):
     assert rows[2]["unsup_miou"] == 21.0 and rows[2]["linear_miou"] == 32.0
     assert rows[3]["unsup_miou"] == 28.0 and rows[3]["linear_miou"] is None
     assert evidence.course_markdown(rows).count("\n") == 1 + len(rows)
+
+
+def test_the_papers_table_has_no_word_too_long_for_the_book_column():
+    """Every source's web address shows as a short link (an issue, a repository, a host): the
+    table's widest words set its narrowest width, and chapter 07's must fit the book's column."""
+    md = evidence.paper_markdown(evidence.paper_rows())
+    shown = re.sub(r"\]\([^)]*\)", "]", md)  # a link's address is not on the page
+    words = [w for line in shown.splitlines()[2:] for w in line.split()]
+    assert max(map(len, words)) <= 24, max(words, key=len)
+    assert "[paperswithcode.com](https://paperswithcode.com/paper/" in md
