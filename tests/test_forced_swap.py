@@ -26,6 +26,16 @@ torch.set_num_threads(1)
 N_TRAIN, N_VAL, SIZE = 3, 1, 32
 
 
+@pytest.fixture(autouse=True)
+def _children_hear_sigint():
+    """The runner starts with SIGINT handled, as under a terminal: a shell's background job
+    (`make test &`, CI scripts) starts with it ignored, and a child inherits that — Ctrl-C
+    would never arrive. A handled signal is reset to the default in the child."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     root = tmp_path_factory.mktemp("scenes")
