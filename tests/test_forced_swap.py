@@ -23,17 +23,8 @@ from depthg_lib.depth import run_depth_stage
 from depthg_lib.errors import DepthGError
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("children_hear_sigint")
 N_TRAIN, N_VAL, SIZE = 3, 1, 32
-
-
-@pytest.fixture(autouse=True)
-def _children_hear_sigint():
-    """The runner starts with SIGINT handled, as under a terminal: a shell's background job
-    (`make test &`, CI scripts) starts with it ignored, and a child inherits that — Ctrl-C
-    would never arrive. A handled signal is reset to the default in the child."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="module")

@@ -23,18 +23,8 @@ import pytest
 
 from depthg_lib.config import REPO_ROOT, load_profile
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("children_hear_sigint")]
 PROC_LOCKS = Path("/proc/locks")
-
-
-@pytest.fixture(autouse=True)
-def _children_hear_sigint():
-    """The runner starts with SIGINT handled, as under a terminal: a shell's background job
-    (`make test &`, CI scripts) starts with it ignored, and a child inherits that — Ctrl-C
-    would never arrive. A handled signal is reset to the default in the child."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="module")
