@@ -208,6 +208,7 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: 
             fh.writelines(f"{i}\t{name}\n" for name, i in sorted(done.items(), key=lambda x: x[1]))
             fh.writelines(f"skip\t{name}\t{why}\n" for name, why in skipped.items())
     next_index = max(done.values(), default=-1) + 1
+    room = io.DiskRoom(crop_dir, len(todo), f"{split} images to crop")
     with open(journal, "a") as log:
         for name in tqdm(todo, desc=f"five-crop {split}", unit="img", disable=not progress):
             index = done.get(name, next_index)
@@ -224,6 +225,7 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: 
                 log.write(f"skip\t{name}\t{reason}\n")
                 log.flush()
                 continue
+            room.wrote()
             if name not in done:
                 done[name] = index
                 next_index += 1

@@ -26,6 +26,7 @@ from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .evalset import to_tensor
 from .io import (
+    DiskRoom,
     check_stage_settings,
     load_json,
     prefetched,
@@ -248,10 +249,12 @@ def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress
     skipped: list[str] = []
     for s in splits:
         todo = [n for n in names[s] if not (reuse and where(s, n).exists())]
+        room = DiskRoom(where(s, todo[0]).parent if todo else ".", len(todo), f"{s} depth maps")
         with tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo) as bar:
             if model is None:  # gt: no images to read, no model to run
                 for n in todo:
                     save_image(where(s, n), depth_to_uint16(_gt_depth(reader, s, n)))
+                    room.wrote()
                     bar.update(1)
                 continue
 
@@ -277,6 +280,7 @@ def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress
                     depth = model.estimate_depth(to_tensor([im for _, im in group]).contiguous())
                     for (n, _), d in zip(group, depth.numpy()):
                         save_image(where(s, n), depth_to_uint16(d))
+                    room.wrote(len(group))
                 bar.update(len(batch))
     return skipped
 

@@ -92,6 +92,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+class DiskRoom:
+    """Stops a long stage before its disk fills up: once `PROBE` items are written, the space
+    they took is projected over the rest and compared with what is free there — one clear error
+    naming the folder, instead of "No space left on device" part-way (the stage resumes)."""
+
+    PROBE = 20
+
+    def __init__(self, folder: str | os.PathLike, items: int, what: str):
+        self.folder, self.items, self.what, self.done = Path(folder), items, what, 0
+        self.free = self._free()
+
+    def _free(self) -> int:
+        folder = self.folder
+        while not folder.exists():
+            folder = folder.parent
+        return shutil.disk_usage(folder).free
+
+    def wrote(self, n: int = 1) -> None:
+        before, self.done = self.done, self.done + n
+        if not before < self.PROBE <= self.done:
+            return
+        free = self._free()
+        need = max(self.free - free, 0) / self.done * (self.items - self.done)
+        if need > free:
+            raise DepthGError(
+                f"{self.folder}: the remaining {self.items - self.done:,} {self.what} need about "
+                f"{need / 1e9:.1f} GB and {free / 1e9:.1f} GB is free there; make room (or point "
+                "data_root at a bigger disk), then run the same command again: what is written "
+                "is kept")
+
+
 def save_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
