@@ -1,10 +1,13 @@
-"""Fixtures shared by the test files that send real signals to real runners."""
+"""Fixtures shared by several test files: real signals to real runners, a disk that fills."""
 
 from __future__ import annotations
 
 import signal
+from types import SimpleNamespace
 
 import pytest
+
+from depthg_lib import io
 
 
 @pytest.fixture
@@ -15,3 +18,16 @@ def children_hear_sigint():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def disk_free(monkeypatch):
+    """`disk_free(a, b, …)`: the free bytes `shutil.disk_usage` reports, call by call (the last
+    repeats), with `io.DiskRoom` judging after its first 2 items."""
+    monkeypatch.setattr(io.DiskRoom, "PROBE", 2)
+
+    def report(*free: int) -> None:
+        left = list(free)
+        monkeypatch.setattr(io.shutil, "disk_usage", lambda _: SimpleNamespace(
+            free=left.pop(0) if len(left) > 1 else left[0]))
+    return report

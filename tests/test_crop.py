@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from hypothesis import strategies as st
 from PIL import Image
 from torchvision.transforms.functional import five_crop
 
-from depthg_lib import io
 from depthg_lib.config import load_profile
 from depthg_lib.crop import (
     CropReader,
@@ -166,18 +164,15 @@ def test_figures(tmp_path):
     matplotlib.pyplot.close("all")
 
 
-def test_a_disk_too_small_for_the_crops_stops_the_stage_early_and_it_resumes(tmp_path,
-                                                                            monkeypatch):
+def test_a_disk_too_small_for_the_crops_stops_the_stage_early_and_it_resumes(tmp_path, disk_free):
     """After the first images, their space is projected over the rest: a disk that cannot hold
     it stops the stage with one error naming the folder, before it fills, and the same command
     finishes once there is room."""
     profile = _synth_profile(tmp_path, n_train=6, n_val=0)
-    monkeypatch.setattr(io.DiskRoom, "PROBE", 2)
-    free = iter([10**9, 6 * 10**8])  # the first 2 images took 0.4 GB: the other 4 need 0.8 GB
-    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: SimpleNamespace(free=next(free)))
+    disk_free(10**9, 6 * 10**8)  # the first 2 images took 0.4 GB: the other 4 need 0.8 GB
     with pytest.raises(DepthGError, match=r"the remaining 4 train images to crop need about "
                                           r"0\.8 GB and 0\.6 GB is free there"):
         run_crop_stage(profile, progress=False)
-    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: SimpleNamespace(free=10**12))
+    disk_free(10**12)
     out = run_crop_stage(profile, progress=False)
     assert len(CropReader(out, "train")) == 5 * 6

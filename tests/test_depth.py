@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import torch
 from PIL import Image
 
 from depthg_lib import depth as depth_mod
-from depthg_lib import io
 from depthg_lib.config import load_profile
 from depthg_lib.data import reader_for_profile
 from depthg_lib.data.synthscenes import FAR_DEPTH, generate
@@ -379,19 +377,16 @@ def test_cli(data_root, tmp_path, capsys):
     assert len(list((data_root / "ss" / "depth" / "val").glob("*.png"))) == N_VAL
 
 
-def test_a_disk_too_small_for_the_maps_stops_the_stage_early_and_it_resumes(data_root,
-                                                                           monkeypatch):
+def test_a_disk_too_small_for_the_maps_stops_the_stage_early_and_it_resumes(data_root, disk_free):
     """The first batch's space, projected over the rest, must fit what is free: otherwise one
     error naming the folder before the disk fills; the same command finishes once there is
     room, keeping the maps already written."""
     profile = _profile(data_root)
-    monkeypatch.setattr(io.DiskRoom, "PROBE", 2)
-    free = iter([10**9, 10**8])  # the first 3 maps took 0.9 GB: the last train map needs 0.3
-    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: SimpleNamespace(free=next(free)))
+    disk_free(10**9, 10**8)  # the first 3 maps took 0.9 GB: the last train map needs 0.3
     with pytest.raises(DepthGError, match=r"the remaining 1 train depth maps need about 0\.3 GB "
                                           r"and 0\.1 GB is free there"):
         run_depth_stage(profile, progress=False)
-    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: SimpleNamespace(free=10**12))
+    disk_free(10**12)
     out = run_depth_stage(profile, progress=False)
     reader = reader_for_profile(profile)
     assert all(reader.depth_path(s, n).is_file() for s, n in _all_names(reader))
