@@ -92,6 +92,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def free_bytes(path: str | os.PathLike) -> int:
+    """Free space on the disk that holds `path`, or would hold it (its nearest existing folder)."""
+    there = Path(path).resolve()
+    return shutil.disk_usage(next(p for p in (there, *there.parents) if p.exists())).free
+
+
 class DiskRoom:
     """Stops a long stage before its disk fills up: once `PROBE` items are written, the space
     they took is projected over the rest and compared with what is free there — one clear error
@@ -101,19 +107,13 @@ class DiskRoom:
 
     def __init__(self, folder: str | os.PathLike, items: int, what: str):
         self.folder, self.items, self.what, self.done = Path(folder), items, what, 0
-        self.free = self._free()
-
-    def _free(self) -> int:
-        folder = self.folder
-        while not folder.exists():
-            folder = folder.parent
-        return shutil.disk_usage(folder).free
+        self.free = free_bytes(self.folder)
 
     def wrote(self, n: int = 1) -> None:
         before, self.done = self.done, self.done + n
         if not before < self.PROBE <= self.done:
             return
-        free = self._free()
+        free = free_bytes(self.folder)
         need = max(self.free - free, 0) / self.done * (self.items - self.done)
         if need > free:
             raise DepthGError(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from pathlib import Path
 
 from ..config import Profile
 from ..data.readers import get_reader
 from ..errors import DepthGError
+from ..io import free_bytes
 from ..rehearse.project import dry_run_lines
 from . import downloads, sources
 from .sources import Item, base_urls, extra_items, format_size, plan, with_root
@@ -93,8 +93,7 @@ def describe_plan(items: list[Item], root: Path, probe: bool = True) -> str:
         if state not in ("present", "manual"):
             need += size + (item.extracted if item.archive is not None else 0)
             todo += 1
-    there = Path(root).resolve()
-    free = shutil.disk_usage(next(p for p in (there, *there.parents) if p.exists())).free
+    free = free_bytes(root)
     lines.append("")
     lines.append(f"would fetch: {todo} item(s); disk needed about {format_size(need)} (archives "
                  f"are deleted after extraction unless --keep-archives); free at {root}: "

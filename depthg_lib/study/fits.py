@@ -10,7 +10,6 @@ another name, and a file whose description differs, or that cannot be read, is f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from ..io import json_digest, load_json, save_npz
+from ..train.data import array_digest
 
 
 def features_record(cache) -> dict:
@@ -30,11 +30,8 @@ def features_record(cache) -> dict:
 
 def weights_digest(module: torch.nn.Module) -> str:
     """The digest of a module's weights: a head trained or shipped anew is another head."""
-    h = hashlib.sha256()
-    for name, value in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(value.detach().cpu().float().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    arrays = [v.detach().cpu().float().numpy() for _, v in sorted(module.state_dict().items())]
+    return array_digest("head weights", *arrays)["digest"][:16]
 
 
 def fit_identity(kind: str, cache, seed: int, k: int, head=None, **settings) -> dict:
