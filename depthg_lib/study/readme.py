@@ -202,7 +202,7 @@ def diagnosis_lines() -> list[str]:
     if not diag_path.exists():
         return []
     return ["", "## What F looks like and what the codes learn (tune split, seed 0)", "",
-            "Mean cosine similarity of patch pairs (`python -m depthg_lib.study.diagnose`, "
+            "Mean cosine similarity of patch pairs (`python tools/study_diagnose.py`, "
             "`diagnosis.json`): *by image* = within-image minus across-image similarity "
             "of different-class pairs (what a per-image offset adds), *by position* = "
             "same grid position minus other positions across images (what a position "

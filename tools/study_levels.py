@@ -1,6 +1,6 @@
 """Choosing the nuisance strengths on the tune split, from the raw features alone.
 
-    python -m depthg_lib.study.levels --profile study --strengths 0,0.5,1 [--kinds offset]
+    python tools/study_levels.py --profile study --strengths 0,0.5,1 [--kinds offset]
 
 For each strength: k-means on the nuisanced raw features of the training crops (2 seeds) and a
 linear probe on them (1,500 steps), both scored on the tune split. No head is trained, so the
@@ -16,13 +16,18 @@ import json
 import numpy as np
 import torch
 
-from ..config import load_profile
-from ..errors import run_cli
-from ..nuisance import KINDS, Nuisance, crop_sources, mean_norm
-from ..train.loop import load_frozen_backbone
-from .scoring import fit_centroids, linear_probe_raw, score_centroids, score_linear_raw
-from .splits import nuisance_images, prepare_knob
-from .stats import linear_miou, unsup_miou
+from depthg_lib.config import load_profile
+from depthg_lib.errors import run_cli
+from depthg_lib.nuisance import KINDS, Nuisance, crop_sources, mean_norm
+from depthg_lib.study.scoring import (
+    fit_centroids,
+    linear_probe_raw,
+    score_centroids,
+    score_linear_raw,
+)
+from depthg_lib.study.splits import nuisance_images, prepare_knob
+from depthg_lib.study.stats import linear_miou, unsup_miou
+from depthg_lib.train.loop import load_frozen_backbone
 
 
 def raw_scores(profile, strengths, kinds=KINDS, probe_steps: int = 1500,
@@ -56,7 +61,7 @@ def raw_scores(profile, strengths, kinds=KINDS, probe_steps: int = 1500,
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m depthg_lib.study.levels",
+    parser = argparse.ArgumentParser(prog="python tools/study_levels.py",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="study")
     parser.add_argument("--strengths", default="0,0.5,1")

@@ -1,6 +1,6 @@
 """What F looks like and what the codes learn, at each setting of a finished study.
 
-    python -m depthg_lib.study.diagnose --profile study --out DIR [--publish]
+    python tools/study_diagnose.py --profile study --out DIR [--publish]
 
 On the tune images as the arms saw them, for the raw features and each arm's seed-0 codes:
 the mean cosine similarity of patch pairs within one image and across two, of the same class
@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
-from ..config import REPO_ROOT, load_profile
-from ..errors import run_cli
-from ..io import save_json
-from .readme import diagnosis_table
-from .runner import Study
-from .scoring import class_means, head_codes, patch_vectors
-from .splits import knob_key
+from depthg_lib.checkpoint import load_checkpoint
+from depthg_lib.config import REPO_ROOT, load_profile
+from depthg_lib.errors import run_cli
+from depthg_lib.io import save_json
+from depthg_lib.study.readme import diagnosis_table
+from depthg_lib.study.runner import Study
+from depthg_lib.study.scoring import class_means, head_codes, patch_vectors
+from depthg_lib.study.splits import knob_key
 
 
 @torch.no_grad()
@@ -72,7 +72,7 @@ def diagnose(study) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m depthg_lib.study.diagnose",
+    parser = argparse.ArgumentParser(prog="python tools/study_diagnose.py",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="study")
     parser.add_argument("--out", required=True, help="the study's folder (--out of the study)")
