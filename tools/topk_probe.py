@@ -1,9 +1,10 @@
-"""The kNN stage's memory-critical part alone, at a full-size N, without crops:
+"""The kNN stage's memory-critical part alone, at a full-size N, without crops (a developer's
+probe beside the rehearsal; docs/scaling.md):
 
-    python -m depthg_lib.rehearse.topk_probe --crops 248145 --dim 384 --block 4096 --blocks 1
+    python tools/topk_probe.py --crops 248145 --dim 384 --block 4096 --blocks 1
 
 `knn.topk_neighbours` on stand-in unit features of N × D, stopped after `--blocks` blocks of
-the real size: seconds per block and peak RSS as JSON, what the rehearsal's kNN stage measures.
+the real size: seconds per block and peak RSS as JSON.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import resource
 import time
 from unittest import mock
 
-from .. import knn
-from ..config import positive_int
-from ..errors import run_cli
-from .stages import BlockLimiter, Clock
-from .standin import unit_rows
+from depthg_lib import knn
+from depthg_lib.config import positive_int
+from depthg_lib.errors import run_cli
+from depthg_lib.rehearse.stages import BlockLimiter, Clock
+from depthg_lib.rehearse.standin import unit_rows
 
 
 def probe(crops: int, dim: int, block: int, blocks: int) -> dict:
@@ -38,7 +39,7 @@ def probe(crops: int, dim: int, block: int, blocks: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m depthg_lib.rehearse.topk_probe",
+    parser = argparse.ArgumentParser(prog="python tools/topk_probe.py",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", type=positive_int, required=True)
     parser.add_argument("--dim", type=positive_int, default=384)
