@@ -1,15 +1,9 @@
-"""The DepthG objective for a batch: one entry point, `depthg_loss`, for training.
+"""The DepthG objective for a batch: `depthg_loss`, the one entry point training calls.
 
-Notation (docs/method.md §6): ``F`` feature correlation, ``C`` code correlation, ``D`` depth
-correlation, all between two S×S grids of sample points. The objective is written twice:
-plainly, one function per equation, in `depthg_lib.reference` (read that first), and fast in
-`depthg_lib.kernels`; tests/test_reference.py checks that the two agree in values and
-gradients. This module checks the arguments, draws the sample points and the negatives, and
-hands them to the kernels:
-
-- `LossSettings` — what the objective computes (the profile's loss fields, one object);
-- `depthg_loss` — the reduced terms and their weighted total for one batch;
-- `depthg_loss_terms` — the same inputs, every un-reduced tensor (golden ``c_*``).
+``F`` feature, ``C`` code and ``D`` depth correlation between two S×S grids of sample points
+(docs/method.md §6). `depthg_lib.reference` writes the objective plainly, `depthg_lib.kernels`
+fast; this module draws the sample points and the negatives and hands them to the kernels.
+`depthg_loss_terms` returns every un-reduced tensor (golden ``c_*``).
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ from collections.abc import Mapping
 
 import torch
 
-from .config import check_fidelity
 from .errors import DepthGError
 from .kernels import (
     PointReader,
@@ -30,21 +23,18 @@ from .kernels import (
 )
 from .sampling import fps_coords, grid_depth, random_coords, sampling_grid
 
-TERMS = ("intra", "inter", "neg", "depth")
+# Bump when what the objective computes changes, so stored results made with the old one are
+# redone (2: corrected D reads the stored per-image depth, released negatives follow STEGO).
 OBJECTIVE_VERSION = 2
-"""Bump when what the objective computes changes, so stored results made with the old one are
-redone rather than mixed with new ones (2: corrected D reads the stored per-image depth,
-released negatives follow STEGO's rule)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class LossSettings:
-    """What the objective computes (docs/method.md §6, §6.1, §7; the profile's fields).
+    """What the objective computes: the profile's loss fields (docs/method.md §6, §6.1, §7).
 
-    ``shifts`` and ``weights``: s and w per term (intra, inter, neg, depth; the weights are
-    needed only by `depthg_loss`, which sums the terms). ``n_samples``:
-    S, the side of the sample grid (not needed when the caller passes ``coords``).
-    ``feature_dropout``: the released Dropout2d on the loss's own copy of the features.
+    ``shifts``/``weights`` per term (intra, inter, neg, depth); ``n_samples`` is S (unused
+    when the caller passes ``coords``); ``feature_dropout`` the released Dropout2d on the
+    loss's own copy of the features. Training validates these through the profile.
     """
 
     shifts: Mapping[str, float]
@@ -65,24 +55,15 @@ class LossSettings:
         return (0.0 if self.zero_clamp else -9999.0), (0.8 if self.stabilize else None)
 
 
-NEG_RULES = ("shift", "derangement", "stego")
-
-
 def negative_permutations(batch: int, k: int, generator: torch.Generator | None = None,
                           rule: str = "shift", device=None) -> torch.Tensor:
     """k maps of the batch onto itself that never pair an image with itself, shape (k, B).
 
-    ``shift`` (default): ``b ↦ (b + s) mod B`` with a random shift s ≠ 0, distinct for each
-    of the k draws. The batch is in random order, so each image's negative is a uniformly
-    random other image, and the k negatives of an image are k different images; a shift
-    also lets `depthg_loss` read the negatives without copying them. ``derangement``: a
-    uniformly random permutation without fixed points. ``stego``: the released rule (a random
-    permutation whose fixed points i move to i+1 mod B, so an image may serve twice).
-    `depthg_loss` draws ``stego`` in `released` fidelity and ``shift`` in `corrected`; it takes
-    any of them through ``neg_perms``, which replays a released draw exactly.
+    ``shift``: ``b ↦ (b + s) mod B``, s ≠ 0 distinct per draw while B allows (the batch is in
+    random order, so a negative is a random other image; the kernels read shifts without
+    copying). ``stego``: the released rule, a random permutation whose fixed points i move
+    to i+1 mod B (an image may serve twice).
     """
-    if rule not in NEG_RULES:
-        raise DepthGError(f"rule must be one of {NEG_RULES}, got {rule!r}")
     if k > 0 and batch < 2:
         raise DepthGError(f"negative samples need a batch of at least 2 images, got {batch}; "
                           "use a larger batch or neg_samples=0")
@@ -90,107 +71,42 @@ def negative_permutations(batch: int, k: int, generator: torch.Generator | None 
     ar = torch.arange(batch, device=gen_dev)
     if k == 0:
         perms = torch.zeros((0, batch), dtype=torch.long, device=gen_dev)
-    elif rule == "shift":
-        if k <= batch - 1:
+    elif rule == "stego":
+        perms = torch.stack([torch.randperm(batch, generator=generator, device=gen_dev)
+                             for _ in range(k)])
+        perms = torch.where(perms == ar, perms + 1, perms) % batch
+    else:
+        if k < batch:
             shifts = torch.randperm(batch - 1, generator=generator, device=gen_dev)[:k] + 1
         else:
             shifts = torch.randint(1, batch, (k,), generator=generator, device=gen_dev)
-        perms = (ar[None] + shifts[:, None]) % batch
-    else:
-        rows = []
-        for _ in range(k):
-            perm = torch.randperm(batch, generator=generator, device=gen_dev)
-            if rule == "stego":
-                perm = torch.where(perm == ar, perm + 1, perm) % batch
-            else:
-                for _try in range(100):
-                    if not bool((perm == ar).any()):
-                        break
-                    perm = torch.randperm(batch, generator=generator, device=gen_dev)
-                else:  # practically unreachable; a cyclic shift is a derangement
-                    perm = (ar + 1) % batch
-            rows.append(perm)
-        perms = torch.stack(rows)
+        perms = (ar + shifts[:, None]) % batch
     return perms.to(device) if device is not None else perms
 
 
-def _check_batch(maps, need_depth: bool) -> None:
-    feats, feats_pos, codes, codes_pos, depth, depth_pos = maps
-    b = feats.shape[0]
-    for name, t in (("feats", feats), ("feats_pos", feats_pos), ("codes", codes),
-                    ("codes_pos", codes_pos)):
-        if t.dim() != 4 or t.shape[0] != b:
-            raise DepthGError(f"{name} must be (B,C,h,w) with B={b}, got {tuple(t.shape)}")
-    if feats.shape[-2:] != codes.shape[-2:] or feats_pos.shape[-2:] != codes_pos.shape[-2:]:
-        raise DepthGError(f"features and codes must share the grid: feats {tuple(feats.shape)}, "
-                          f"codes {tuple(codes.shape)}, feats_pos {tuple(feats_pos.shape)}, "
-                          f"codes_pos {tuple(codes_pos.shape)}")
-    if need_depth:
-        for name, t in (("depth", depth), ("depth_pos", depth_pos)):
-            if t is None or t.dim() != 4 or t.shape[0] != b or t.shape[1] != 1:
-                found = None if t is None else tuple(t.shape)
-                raise DepthGError(f"{name} must be (B,1,H,W) with B={b}, got {found}")
-
-
-def _check_settings(settings: LossSettings, coords, weighted: bool) -> None:
-    check_fidelity(settings.fidelity)
-    need = TERMS if settings.use_depth else TERMS[:3]
-    named = (("weights", settings.weights), ("shifts", settings.shifts))
-    for name, values in named if weighted else named[1:]:
-        missing = [t for t in need if t not in (values or {})]
-        if missing:
-            raise DepthGError(f"{name} needs the keys {list(need)}, missing {missing}")
-    n = settings.n_samples
-    if coords is None and (n is None or n < 1):
-        raise DepthGError(f"n_samples must be a positive integer, got {n!r}")
-
-
 def _sample_points(maps, settings: LossSettings, generator, coords):
-    """coords1, coords2 (B,S,S,2): given, or drawn (random or FPS on the depth, §7)."""
+    """coords1, coords2 (B,S,S,2): given, or drawn (random, or FPS on the depth, §7)."""
     feats, feats_pos, _, _, depth, depth_pos = maps
-    b, dev, n = feats.shape[0], feats.device, settings.n_samples
+    b, dev, n, fidelity = feats.shape[0], feats.device, settings.n_samples, settings.fidelity
     if coords is not None:
-        c1, c2 = coords
-        if c1.dim() != 4 or c1.shape[0] != b or c1.shape[-1] != 2 or c1.shape != c2.shape:
-            raise DepthGError(f"coords must be two (B,S,S,2) tensors with B={b}, got "
-                              f"{tuple(c1.shape)} and {tuple(c2.shape)}")
-        return c1.to(dev), c2.to(dev)
+        return coords[0].to(dev), coords[1].to(dev)
     if settings.sampling == "random":
         c1 = random_coords(b, n, generator=generator)
         c2 = random_coords(b, n, generator=generator)
         return c1.to(dev), c2.to(dev)
-    if settings.sampling == "fps":
-        grid, grid_pos = feats.shape[-2:], feats_pos.shape[-2:]
-        if depth.shape == depth_pos.shape and tuple(grid) == tuple(grid_pos):
-            # one greedy loop for both batches: the steps cost the same for 2B clouds
-            both = fps_coords(torch.cat([depth, depth_pos]), grid, n, settings.fidelity)
-            return both[:b], both[b:]
-        return (fps_coords(depth, grid, n, settings.fidelity),
-                fps_coords(depth_pos, grid_pos, n, settings.fidelity))
-    raise DepthGError(f"sampling must be 'random' or 'fps', got {settings.sampling!r}")
-
-
-def _negatives(settings: LossSettings, b: int, generator, neg_perms, dev) -> torch.Tensor:
-    """(k, B) maps of the batch onto itself: given (checked), or drawn by the fidelity's rule
-    (released: STEGO's permutations; corrected: distinct batch shifts; §6)."""
-    if neg_perms is None:
-        rule = "stego" if settings.fidelity == "released" else "shift"
-        return negative_permutations(b, settings.neg_samples, generator, rule=rule, device=dev)
-    perms = torch.as_tensor(neg_perms, dtype=torch.long).to(dev)
-    ar = torch.arange(b, device=dev)
-    if (perms.dim() != 2 or perms.shape[1] != b or bool((perms < 0).any())
-            or bool((perms >= b).any()) or bool((perms == ar).any())):
-        raise DepthGError(f"neg_perms must be (k, {b}) maps into 0..{b - 1} that never pair "
-                          f"an image with itself, got {perms.tolist()}")
-    return perms
+    grid, grid_pos = feats.shape[-2:], feats_pos.shape[-2:]
+    if depth.shape == depth_pos.shape and grid == grid_pos:
+        # one greedy loop for both batches: the steps cost the same for 2B clouds
+        both = fps_coords(torch.cat([depth, depth_pos]), grid, n, fidelity)
+        return both[:b], both[b:]
+    return fps_coords(depth, grid, n, fidelity), fps_coords(depth_pos, grid_pos, n, fidelity)
 
 
 def _depth_correlation(depth, grid_hw, grid1, s: int, fidelity: str) -> torch.Tensor:
     """D of every image's points with themselves, (1,B,P,P), no gradient (§6.1)."""
     b = depth.shape[0]
     with torch.no_grad():
-        if fidelity == "released":
-            # depth resized to S×S, not read at the sample points (golden README §1)
+        if fidelity == "released":  # depth resized to S×S, not read at the points (golden §1)
             d = depth.float()
             dd = depth_correlation(d, d, (s, s))
         else:  # d̂ as stored (per source image), read where the features are read
@@ -200,23 +116,21 @@ def _depth_correlation(depth, grid_hw, grid1, s: int, fidelity: str) -> torch.Te
     return dd.reshape(1, b, s * s, s * s)
 
 
-def _objective(maps, settings: LossSettings, generator, coords, neg_perms, weighted=True):
-    """Shared core: every pair term of the batch, un-reduced, in one layout.
-
-    Returns coords1, coords2, perms and a dict with ``cd`` = C and ``target`` = F − shift
-    (after pointwise centring), both (G,B,P,P) for the groups G = [intra, inter, neg_1..k]
-    (P = S² points); with the depth term also ``depth_target`` = D − shift_depth (1,B,P,P)
-    and ``depth_corr`` = D. Random draws, in this order: coords1, coords2 (random sampling),
-    the negatives, the dropout masks.
-    """
-    _check_settings(settings, coords, weighted)
-    need_depth = settings.use_depth or (settings.sampling == "fps" and coords is None)
-    _check_batch(maps, need_depth)
+def _objective(maps, settings: LossSettings, generator, coords, neg_perms):
+    """Every pair term of the batch, un-reduced: coords1, coords2, the negatives and a dict
+    with ``cd`` = C and ``target`` = F − shift, (G,B,P,P) for the groups [intra, inter,
+    neg_1..k], and with the depth term ``depth_corr`` = D and ``depth_target`` = D − shift.
+    Random draws, in this order: coords1, coords2 (random sampling), the negatives (STEGO's
+    rule in `released`, batch shifts in `corrected`), the dropout masks."""
     feats, feats_pos, codes, codes_pos, depth, _ = maps
-    b = feats.shape[0]
+    b, dev = feats.shape[0], feats.device
     codes, codes_pos = codes.float(), codes_pos.float()  # no-op for float32 (autograd-safe)
     coords1, coords2 = _sample_points(maps, settings, generator, coords)
-    perms = _negatives(settings, b, generator, neg_perms, feats.device)
+    if neg_perms is None:
+        rule = "stego" if settings.fidelity == "released" else "shift"
+        perms = negative_permutations(b, settings.neg_samples, generator, rule, dev)
+    else:
+        perms = torch.as_tensor(neg_perms, dtype=torch.long).to(dev)
     s = coords1.shape[1]
     grid1 = sampling_grid(coords1, settings.fidelity).reshape(b, s * s, 2)
     grid2 = sampling_grid(coords2, settings.fidelity).reshape(b, s * s, 2)
@@ -234,16 +148,11 @@ def _objective(maps, settings: LossSettings, generator, coords, neg_perms, weigh
 def depthg_loss_terms(feats, feats_pos, codes, codes_pos, depth, depth_pos,
                       settings: LossSettings, *, generator=None, coords=None,
                       neg_perms=None) -> dict[str, torch.Tensor]:
-    """Every un-reduced term of the objective, named and shaped as the released forward.
-
-    ``pos_intra_loss``/``pos_intra_cd``, ``pos_inter_loss``/``pos_inter_cd`` (B,S,S,S,S),
-    ``neg_inter_loss``/``neg_inter_cd`` (k·B,S,S,S,S) negative-major, ``depth_feat_loss`` and
-    ``depth_feat_cd`` (the depth correlation D, as released names it), plus ``coords1``,
-    ``coords2``, ``neg_perms``. The weights are not used.
-    """
+    """Every un-reduced term, named and shaped as the released forward: ``pos_intra_*``,
+    ``pos_inter_*`` (B,S,S,S,S), ``neg_inter_*`` (k·B,S,S,S,S) negative-major,
+    ``depth_feat_*`` (``_loss`` and ``_cd``), plus ``coords1``, ``coords2``, ``neg_perms``."""
     maps = (feats, feats_pos, codes, codes_pos, depth, depth_pos)
-    coords1, coords2, perms, terms = _objective(maps, settings, generator, coords, neg_perms,
-                                                weighted=False)
+    coords1, coords2, perms, terms = _objective(maps, settings, generator, coords, neg_perms)
     s = coords1.shape[1]
 
     def unfold(t):  # (G,B,P,P) → (G·B,S,S,S,S), group-major as the released torch.cat
@@ -265,14 +174,11 @@ def depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, settings: 
                 *, generator=None, coords=None, neg_perms=None) -> dict[str, torch.Tensor]:
     """The DepthG objective for one batch (docs/method.md §6, §6.1, §7): training's entry point.
 
-    feats/feats_pos (B,D,h,w) backbone features of the images and their kNN positives, codes
-    (B,K,h,w) the head's output, depth/depth_pos (B,1,H,W) (released: 0..255 as loaded).
-    Random draws, in this order from ``generator``: coords1, coords2 (random sampling), the
-    negatives (`negative_permutations`: STEGO's rule in `released`, batch shifts in
-    `corrected`), the dropout masks. ``coords`` = (coords1, coords2) and ``neg_perms`` (k,B)
-    replace the draws (golden tests). Returns scalar ``pos_intra``, ``pos_inter``,
-    ``neg_inter``, ``depth`` (0 when ``use_depth`` is off), ``total`` (weighted sum) and the
-    detached ``coords1``, ``coords2``.
+    feats/feats_pos (B,D,h,w) features of the images and their positives, codes (B,K,h,w),
+    depth/depth_pos (B,1,H,W) (released: 0..255). ``coords`` = (coords1, coords2) and
+    ``neg_perms`` (k,B) replace the draws (golden tests). Returns scalar ``pos_intra``,
+    ``pos_inter``, ``neg_inter``, ``depth`` (0 without ``use_depth``), their weighted sum
+    ``total``, and the detached ``coords1``, ``coords2``.
     """
     maps = (feats, feats_pos, codes, codes_pos, depth, depth_pos)
     coords1, coords2, _, terms = _objective(maps, settings, generator, coords, neg_perms)
@@ -293,5 +199,5 @@ def depthg_loss(feats, feats_pos, codes, codes_pos, depth, depth_pos, settings: 
     return out
 
 
-__all__ = ["LossSettings", "depth_correlation", "depthg_loss", "depthg_loss_terms",
-           "negative_permutations"]
+
+__all__ = ["LossSettings", "depthg_loss", "depthg_loss_terms", "negative_permutations"]
