@@ -13,7 +13,6 @@ renumbering; a finished split gets `<split>_names.txt` (`n<TAB>source name`) for
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -83,9 +82,8 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     """Five-crop image, label and depth of a split (`train`, `val` or `all`); returns crop_dir.
 
     Skips what is finished; other settings (`crop.json`) or changed inputs (`crop_inputs`) are
-    refused unless `force`, which cuts beside the old crops and swaps the complete set in.
-    Depth must exist first (chapter 01). With `skip_bad` an unreadable image is left out and
-    listed in `<split>_skipped.txt`."""
+    refused unless `force`. With `skip_bad` an unreadable image is listed in
+    `<split>_skipped.txt` instead of stopping the stage."""
     profile = load_profile(profile)
     reader = reader_for_profile(profile)
     crop_dir = profile.paths.crop_dir
@@ -110,17 +108,13 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     command = f"python -m depthg_lib.crop --profile {profile_arg(profile)} --split {split}"
     with io.stage_lock(crop_dir, "crop"):
         inputs = crop_inputs(reader, splits)
-        replace = force and (crop_dir / "crop.json").is_file()
-        resume = io.check_stage_settings(crop_dir, "crop", settings, force=force, inputs=inputs,
-                                         command=command, write=not replace)
-        if not (resume or replace):  # no record: earlier bookkeeping is of no known run
+        if not io.check_stage_settings(crop_dir, "crop", settings, force=force, inputs=inputs,
+                                       command=command):  # fresh: old bookkeeping is of no run
             for s in set(reader.splits) | set(splits):
                 for kind in ("progress", "names", "skipped"):
                     _listing(crop_dir, s, kind).unlink(missing_ok=True)
-        with (io.replaced_outputs(crop_dir, "crop", settings, inputs) if replace
-              else contextlib.nullcontext(crop_dir)) as out:  # io.replaced_outputs says why
-            for s in splits:
-                _crop_split(reader, profile, out, s, skip_bad, progress)
+        for s in splits:
+            _crop_split(reader, profile, crop_dir, s, skip_bad, progress)
     return crop_dir
 
 

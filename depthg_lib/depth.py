@@ -32,7 +32,6 @@ from .io import (
     prefetched,
     recorded_inputs,
     recorded_settings_differ,
-    replaced_outputs,
     save_image,
     save_json,
     stage_lock,
@@ -167,15 +166,10 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
                     skip_bad: bool = False, device: str = "auto",
                     progress: bool = True) -> Path:
     """Write a depth PNG for every image of `split` (train, val, or all: train and val where
-    the dataset has one); returns the folder.
-
-    With the same settings, existing maps are skipped; other settings than `depth.json`
-    records, or changed images, are refused unless `force`, which writes the new maps beside
-    the old and swaps them in whole (`_replace_maps`). A corrupt image stops the stage naming
-    the file, or with `skip_bad` is skipped (listed in `depth_skipped.json`)."""
+    the dataset has one); returns the folder. Existing maps of the same settings are kept;
+    other settings than `depth.json` records, or changed images, are refused unless `force`.
+    A corrupt image stops the stage, or with `skip_bad` is listed in `depth_skipped.json`."""
     profile = load_profile(profile)
-    if split not in ("train", "val", "all"):
-        raise DepthGError(f"split must be train, val or all, found {split!r}")
     dev = resolve_device(device)
     reader = reader_for_profile(profile)
     if split != "all" and split not in reader.splits:
@@ -193,13 +187,10 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
         # contents or mtimes), so that a replaced image or a regenerated dataset is noticed
         inputs = {k: v for s in splits for k, v in reader.input_stamps(s, ("images",)).items()}
         other_settings = recorded_settings_differ(record_dir, "depth", settings)
-        replace = force and (record_dir / "depth.json").is_file()
+        if force and not other_settings:  # the other splits' maps stay, and so does their part
+            inputs = {**recorded_inputs(record_dir, "depth"), **inputs}
         reuse = check_stage_settings(record_dir, "depth", settings, force, inputs=inputs,
-                                     command=command, write=not replace)
-        if replace:
-            kept = () if other_settings else [s for s in reader.splits if s not in splits]
-            return _replace_maps(reader, names, splits, kept, model, profile, settings, inputs,
-                                 skip_bad, progress)
+                                     command=command)
         if not reuse:  # fresh or forced: no map of an earlier run may survive an interruption
             for s in (reader.splits if other_settings else splits):
                 for n in names.get(s) or _names_or_none(reader, s):
@@ -217,35 +208,10 @@ def _names_or_none(reader, split: str) -> list[str]:
         return []
 
 
-def _replace_maps(reader, names, splits, kept, model, profile, settings, inputs, skip_bad,
-                  progress) -> Path:
-    """A forced run: the maps of `splits` are made in a folder beside the old ones, which also
-    gets the maps, recorded inputs and skipped images of the `kept` splits, and is swapped in
-    whole (`io.replaced_outputs`): an interruption leaves the old maps and record."""
-    record_dir = reader.depth_record_dir()
-    old_inputs = recorded_inputs(record_dir, "depth")
-    inputs = {**{k: v for k, v in old_inputs.items() if k.split("/")[0] in kept}, **inputs}
-    inputs = dict(sorted(inputs.items()))
-    keep = [reader.depth_path(s, n) for s in kept for n in _names_or_none(reader, s)]
-    old_skipped = record_dir / "depth_skipped.json"
-    skipped = [e for e in (load_json(old_skipped) if old_skipped.is_file() else [])
-               if e.split("/")[0] in kept]
-    with replaced_outputs(record_dir, "depth", settings, inputs, keep=keep) as new:
-        def where(s, n):
-            return new / reader.depth_path(s, n).relative_to(record_dir)
-
-        skipped += _write_maps(reader, names, splits, model, profile, True, skip_bad, progress,
-                               where)
-        if skipped:
-            save_json(new / "depth_skipped.json", skipped)
-    return record_dir
-
-
-def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress,
-                where=None) -> list[str]:
-    """Write every map not yet there (all unless `reuse`) to `where(split, name)` (default
-    `reader.depth_path`); the next batch's images are decoded meanwhile (`io.prefetched`)."""
-    where = where or reader.depth_path
+def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress) -> list[str]:
+    """Write every map not yet there (all unless `reuse`); the next batch's images are decoded
+    meanwhile (`io.prefetched`)."""
+    where = reader.depth_path
     skipped: list[str] = []
     for s in splits:
         todo = [n for n in names[s] if not (reuse and where(s, n).exists())]

@@ -1,11 +1,8 @@
 """Atomic writes, stage records and robust image reading shared by every stage.
 
-Every output is written to a temporary file beside it and renamed into place, so an interrupted
-run never leaves a partial file. Each stage records its settings, and a digest of what it
-consumed, in `<stage>.json` beside its outputs: a re-run with other settings or from changed
-inputs is refused unless `force=True` (docs/method.md §0), so no output silently comes from
-stale inputs. `stage_lock` lets one run at a time write a stage's outputs; `replaced_outputs`
-lets a forced run replace a whole folder of them at once.
+Every output is written beside its name and renamed into place. Each stage records its settings
+and a digest of what it consumed in `<stage>.json`: a re-run with other settings or from changed
+inputs is refused unless `force=True` (docs/method.md §0); `stage_lock`: one writer at a time.
 """
 
 from __future__ import annotations
@@ -33,13 +30,6 @@ os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK  # mkstemp makes 0600 files; outputs get the usual mode
 
 
-def _name_max(folder: Path) -> int:
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        return 255  # bytes in one file name on the usual file systems
-
-
 def ensure_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
     """Create `folder` (and parents); a file in the way or no permission is one DepthGError."""
     folder = Path(folder)
@@ -59,23 +49,15 @@ def ensure_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (a dot name, hashed if `path`'s is near the file
-    system's limit); rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path` (a dot name, hashed if `path`'s is near the usual
+    255-byte limit); rename it onto `path` only if the block succeeds."""
     path = Path(path)
     ensure_dir(path.parent)
-    limit = _name_max(path.parent)
-    if len(path.name.encode()) > limit:
-        raise DepthGError(f"cannot write {path}: its file name is {len(path.name.encode())} "
-                          f"bytes, more than the {limit} this file system allows; rename the "
-                          "input or choose a shorter name")
+    size = len(path.name.encode())
     prefix = f".{path.name}."
-    if len(prefix.encode()) + 8 + len(".tmp") + len(path.suffix.encode()) > limit:
+    if size + 16 + len(path.suffix) > 255:
         prefix = f".{hashlib.sha1(path.name.encode()).hexdigest()[:16]}."
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + path.suffix, dir=path.parent)
-    except OSError as err:
-        raise DepthGError(f"cannot write {path} ({err.strerror or err}); choose a folder you "
-                          "can write to") from None
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, _FILE_MODE)
@@ -87,6 +69,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             if err.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
                 raise DepthGError(f"cannot write {path}: a folder of that name is in the way; "
                                   "move it or choose another output") from None
+            if err.errno == errno.ENAMETOOLONG:
+                raise DepthGError(f"cannot write {path}: its file name is {size} bytes, more "
+                                  "than this file system allows; choose a shorter name") from None
             raise DepthGError(f"cannot write {path} ({err.strerror or err})") from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -125,7 +110,7 @@ class DiskRoom:
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def load_json(path: str | os.PathLike) -> Any:
@@ -166,11 +151,8 @@ def _opened(path: str | os.PathLike, what: str, if_missing: str = "", if_bad: st
 
 
 def read_rgb(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
-    """Read any image (greyscale, RGBA, palette, 16-bit) as RGB uint8 (H, W, 3).
-
-    `exif=True` turns a picture upright as its EXIF orientation says (a phone photo without
-    labels); dataset images stay as stored, since their labels are too."""
-    # stages that can leave a bad image out add their --skip-bad hint to the error
+    """Read any image (greyscale, RGBA, palette, 16-bit) as RGB uint8 (H, W, 3); `exif=True`
+    turns an unlabelled photo upright (dataset images stay as stored, as their labels are)."""
     with _opened(path, "image", if_bad="; replace or delete the file") as img:
         if exif:
             img = ImageOps.exif_transpose(img)
@@ -195,9 +177,8 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
 def read_depth_png(path: str | os.PathLike,
                    remedy: str = "re-run the depth stage (python -m depthg_lib.depth)"
                    ) -> np.ndarray:
-    """A stored depth map, one channel, as stored: uint16 (docs/method.md §2) or uint8 (the
-    released code's maps). A wider PNG must hold values in 0..65535. Errors name the file and
-    end with `remedy`, what the calling stage suggests."""
+    """A stored depth map, one channel: uint16 (docs/method.md §2) or uint8 (the released
+    code's maps); errors name the file and end with `remedy`."""
     with _opened(path, "depth map", f"; {remedy}", f"; delete it and {remedy}") as img:
         arr = np.asarray(img)
     if arr.ndim == 3:
@@ -238,9 +219,8 @@ def _as_recorded(settings: dict) -> dict:
     return json.loads(json.dumps(settings, default=str))
 
 
-# A stage's record `<stage>.json` holds its settings and, under INPUTS_KEY, one entry per thing
-# it consumed, `{"what": words for messages, "digest": ..., "files": n}`, keyed `train/images`
-# (one split's) or `dataset` (shared): a later stage digests only its split's part of it.
+# A stage record holds its settings and, under INPUTS_KEY, `{"what", "digest", "files"}` per
+# input, keyed `train/images` (one split's) or `dataset` (shared).
 
 INPUTS_KEY = "inputs"
 HASH_LIMIT = 64 << 20  # input sets up to this many bytes are hashed; larger ones use mtimes
@@ -326,14 +306,10 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
                          command: str | None = None, write: bool = True) -> bool:
     """Record `settings` and `inputs` (entries of `stamp_files`, `record_digest`; only the keys
     given are compared) in `<out_dir>/<stage>.json`; refuse other settings or changed inputs
-    unless `force`, quoting `command`. True when outputs there may be reused. With
-    `write=False` a fresh or forced run leaves the old record, for a stage that swaps its new
-    outputs in whole and then calls `write_stage_record`."""
+    unless `force`, quoting `command`. True when outputs there may be reused. `write=False`:
+    the caller writes the record once its outputs are complete (`write_stage_record`)."""
     path = Path(out_dir) / f"{stage}.json"
-    settings = _as_recorded(settings)
-    if INPUTS_KEY in settings:
-        raise ValueError(f"{INPUTS_KEY!r} is reserved for the inputs of a stage record")
-    inputs = _as_recorded(inputs or {})
+    settings, inputs = _as_recorded(settings), _as_recorded(inputs or {})
     record = None if force else _read_record(path)
     if record is None:
         if write:
@@ -361,22 +337,16 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
 
 def write_stage_record(out_dir: str | os.PathLike, stage: str, settings: dict,
                        inputs: dict | None = None) -> None:
-    """Write `<out_dir>/<stage>.json` (settings and inputs) as `check_stage_settings` does."""
-    save_json(Path(out_dir) / f"{stage}.json", _record(settings, inputs))
-
-
-def _record(settings: dict, inputs: dict | None) -> dict:
-    """What a stage record holds: the settings, and the inputs under INPUTS_KEY if any."""
+    """Write `<out_dir>/<stage>.json`: the settings, and the inputs under INPUTS_KEY if any."""
     settings, inputs = _as_recorded(settings), _as_recorded(inputs or {})
-    return {**settings, INPUTS_KEY: inputs} if inputs else settings
+    save_json(Path(out_dir) / f"{stage}.json", {**settings, INPUTS_KEY: inputs} if inputs
+              else settings)
 
 
 @contextlib.contextmanager
 def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
     """Hold `<out_dir>/.<stage>.lock` (an OS lock: a killed run never leaves it held) while a
-    stage writes there, so a second run stops at once instead of interleaving its files; a
-    `replaced_outputs` swap cut short is put in order first."""
-    finish_interrupted_swap(out_dir)
+    stage writes there, so a second run stops at once instead of interleaving its files."""
     folder = ensure_dir(out_dir)
     path = folder / f".{stage}.lock"
     lock = FileLock(path, timeout=0)
@@ -392,67 +362,3 @@ def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
         yield path
     finally:
         lock.release()
-
-
-# A forced run replacing a folder of outputs file by file, if interrupted, would leave a mix and
-# a record describing neither: it writes a new folder beside the old and swaps them by renames.
-
-
-def _beside(folder: Path, tag: str) -> Path:
-    """`.<name>.<tag>` next to `folder`: hidden, so no dataset reader lists it as images."""
-    return folder.parent / f".{folder.name}.{tag}"
-
-
-def finish_interrupted_swap(folder: str | os.PathLike) -> None:
-    """Finish a `replaced_outputs` swap cut short: between its renames (`folder` → `.<name>.old`,
-    new → `folder`) the old outputs go back; after them only the old copy is left to remove."""
-    folder = Path(folder)
-    old = _beside(folder, "old")
-    if old.exists() and folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-    elif old.exists():
-        os.rename(old, folder)
-
-
-@contextlib.contextmanager
-def replaced_outputs(folder: str | os.PathLike, stage: str, settings: dict,
-                     inputs: dict | None = None, keep=()) -> Iterator[Path]:
-    """Yield `.<name>.new` beside `folder`, holding the new `<stage>.json`, for a forced run to
-    write into; swap it in for `folder` when the block succeeds. Interrupted, `folder` stays
-    whole and the same command continues in the new folder. `keep`: files of `folder` this run
-    does not redo, hard-linked (or copied) over. Call it inside `stage_lock(folder, stage)`
-    after `check_stage_settings(..., write=False)`."""
-    folder = Path(folder)
-    new, old = _beside(folder, "new"), _beside(folder, "old")
-    wanted = _record(settings, inputs)
-    if new.exists() and _record_or_none(new / f"{stage}.json") != wanted:
-        shutil.rmtree(new)  # begun for other settings or inputs: of no use now
-    for stray in new.rglob(".*.tmp*"):
-        stray.unlink()  # the temporary file of a write that a kill cut short (atomic_path)
-    ensure_dir(new)
-    save_json(new / f"{stage}.json", wanted)  # what the folder is being made for
-    for path in map(Path, keep):
-        target = new / path.relative_to(folder)
-        if path.is_file() and not target.exists():
-            ensure_dir(target.parent)
-            try:
-                os.link(path, target)
-            except OSError:
-                shutil.copy2(path, target)
-    yield new
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.rename(folder, old)
-    try:
-        os.rename(new, folder)
-    except OSError as err:
-        raise DepthGError(f"cannot move the new outputs {new} into place at {folder} "
-                          f"({err.strerror or err}); run the same command again") from None
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _record_or_none(path: Path) -> dict | None:
-    try:
-        return load_json(path) if path.is_file() else None
-    except DepthGError:
-        return None
