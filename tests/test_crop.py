@@ -144,22 +144,18 @@ def test_figures(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from depthg_lib.viz.data import (
-        dominant_share_figure,
-        draw_five_crop,
-        show_crops,
-        show_five_crop,
-    )
+    from depthg_lib.viz import label_palette
+    from depthg_lib.viz.data import dominant_share_figure, show_crops, show_five_crop
 
     profile = _synth_profile(tmp_path, n_train=2, n_val=0)
     reader = reader_for_profile(profile)
     image = reader.load_image("train", "train_00000")
     boxes = five_crop_boxes(*image.shape[:2])
-    assert len(draw_five_crop(image, boxes).axes[0].patches) == 5
-    fig = show_five_crop(image, reader.load_label("train", "train_00000"), None, boxes)
-    assert len(fig.axes) == 18
+    palette = label_palette(reader.n_classes)
+    fig = show_five_crop(image, reader.load_label("train", "train_00000"), None, boxes, palette)
+    assert len(fig.axes) == 18 and len(fig.axes[0].patches) == 5  # the five boxes
     crops = CropReader(run_crop_stage(profile, progress=False), "train")
-    assert len(show_crops(crops, [0, 4, 9]).axes) == 9 + 1  # + the depth colour bar
+    assert len(show_crops(crops, [0, 4, 9], palette).axes) == 9 + 1  # + the depth colour bar
     assert len(dominant_share_figure([0.5, 0.6], [0.9, 1.0]).axes) == 1
     matplotlib.pyplot.close("all")
 

@@ -1,6 +1,5 @@
-"""Figures shared by the chapters, the runner and the tests: one module per topic, and here
-the helpers every topic uses (palettes, `colorize`, `class_legend`, `draw_depth`: the course's
-one depth convention)."""
+"""Figures of the chapters and the runner, one module per topic; here the helpers they share
+(palettes, `colorize`, `class_legend`, and `draw_depth`: the course's one depth convention)."""
 
 from __future__ import annotations
 
@@ -19,11 +18,13 @@ def hide_ticks(ax) -> None:
     ax.set_yticks([])
 
 
-def titled(fig, title: str = ""):
-    """`fig` with its (optional) title, laid out: the end of most figure functions."""
+def titled(fig, title: str = "", legend: tuple | None = None):
+    """`fig` with its (optional) title, laid out, then `class_legend(fig, *legend)`."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if legend is not None:
+        class_legend(fig, *legend)
     return fig
 
 
@@ -38,8 +39,8 @@ def label_palette(n: int, seed: int = 0) -> np.ndarray:
 
 
 def class_palette(reader=None, n: int | None = None) -> np.ndarray:
-    """(n, 3) uint8 colours of a dataset's classes: the reader's `class_colors` when it has
-    them for all `n` (default its `n_classes`), else `label_palette(n)`; no reader: SynthScenes."""
+    """(n, 3) uint8 class colours: the reader's `class_colors` if it has `n` (default its
+    `n_classes`), else `label_palette(n)`; no reader: SynthScenes'."""
     if reader is None:
         colours = [c.color for c in SYNTH_CLASSES]
         n = len(colours) if n is None else n
@@ -51,21 +52,12 @@ def class_palette(reader=None, n: int | None = None) -> np.ndarray:
     return label_palette(n)
 
 
-def auto_palette(labels, at_least: int = 0) -> np.ndarray:
-    """`label_palette` for every class id that occurs in `labels` (255 = ignore excluded)."""
-    top = max(int(np.max(a[a != 255], initial=0)) for a in map(np.asarray, labels))
-    return label_palette(max(top + 1, at_least))
-
-
-def colorize(label: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
+def colorize(label: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Class-id map (H, W) → RGB uint8 (H, W, 3); ignore (255) and unknown ids are black."""
-    label = np.asarray(label)
-    if palette is None:
-        palette = auto_palette([label])
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: len(palette)] = palette[:256]
     lut[255] = 0
-    return lut[label.astype(np.int64).clip(0, 255)]
+    return lut[np.asarray(label).astype(np.int64).clip(0, 255)]
 
 
 def overlay(image: np.ndarray, label_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -74,27 +66,21 @@ def overlay(image: np.ndarray, label_rgb: np.ndarray, alpha: float = 0.5) -> np.
     return mixed.round().clip(0, 255).astype(np.uint8)
 
 
-def class_legend(fig, palette: np.ndarray, names: Sequence[str] | None = None,
-                 labels: Sequence[np.ndarray] | None = None, ncol: int | None = None):
-    """A legend under the figure, one swatch per class that occurs in `labels` (without labels:
-    every class of the palette; never 255 = ignore). Returns the legend (or None)."""
-    n = len(palette)
-    if labels is None:
-        present = list(range(n))
-    else:
-        found = np.unique(np.concatenate([np.asarray(x).ravel() for x in labels]))
-        present = [int(k) for k in found if k < n and k != 255]
+def class_legend(fig, palette: np.ndarray, names: Sequence[str] | None,
+                 labels: Sequence[np.ndarray], ncol: int | None = None) -> None:
+    """A legend under the figure: a swatch per class occurring in `labels` (255 = ignore: none)."""
+    found = np.unique(np.concatenate([np.asarray(x).ravel() for x in labels]))
+    present = [int(k) for k in found if k < len(palette) and k != 255]
     if not present:
-        return None
+        return
     handles = [Patch(facecolor=np.asarray(palette[k]) / 255.0, edgecolor="black",
                      label=names[k] if names is not None and k < len(names) else f"class {k}")
                for k in present]
     ncol = ncol or min(6, len(handles))
     rows = -(-len(handles) // ncol)
-    height = fig.get_figheight()
-    fig.subplots_adjust(bottom=min(0.45, (0.3 * rows + 0.15) / height))
-    return fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8,
-                      frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.subplots_adjust(bottom=min(0.45, (0.3 * rows + 0.15) / fig.get_figheight()))
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
 
 
 DEPTH_CMAP = "magma_r"  # near = bright, far (the sky) = dark
@@ -119,8 +105,8 @@ def depth_norm(*depths) -> PowerNorm:
 
 def draw_depth(ax, depth, norm: PowerNorm | None = None, colorbar: bool = True,
                label: str = "depth (near = bright)"):
-    """A depth map in the course's one convention, near = bright on a power scale (a linear one
-    would let the far sky push every object into the darkest colours), and its colour bar."""
+    """Depth near = bright on a power scale (a linear one lets the far sky push every object
+    into the darkest colours), with its colour bar."""
     im = ax.imshow(depth_values(depth), cmap=DEPTH_CMAP, norm=norm or depth_norm(depth),
                    interpolation="nearest")
     if colorbar:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import titled
+
 COLOURS = {"stego": "#4c72b0", "depth": "#dd8452", "fps": "#55a868", "depthg": "#c44e52"}
 
 
@@ -31,8 +33,7 @@ def validation_curves(results: dict):
         ax.set_title(f"{title}, tune split ({results['knob']['name']} {knob})")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
+    return titled(fig)
 
 
 def _knob_axis(results: dict, which: str) -> list[tuple[float, str]]:
@@ -90,8 +91,7 @@ def knob_effect(results: dict, metric: str = "unsup"):
     axes[0][0].set_ylabel(f"{'unsupervised' if metric == 'unsup' else 'linear'} mIoU "
                           "difference (points)")
     axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return titled(fig)
 
 
 def arm_table_figure(results: dict):
@@ -127,5 +127,4 @@ def arm_table_figure(results: dict):
         ax.grid(axis="y", alpha=0.3)
     for row in axes:
         row[0].set_ylabel("unsupervised mIoU, report (%)")
-    fig.tight_layout()
-    return fig
+    return titled(fig)

@@ -9,40 +9,31 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from . import auto_palette, class_legend, colorize, depth_norm, depth_values, draw_depth
+from . import colorize, depth_norm, depth_values, draw_depth, titled
 
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
 BOX_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
 
 
-def draw_five_crop(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], ax=None,
-                   title: str | None = None):
-    """An image with its five crop boxes drawn and numbered k = 0..4."""
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5 * image.shape[0] / image.shape[1]))
+def _draw_boxes(ax, image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> None:
+    """The image with its five crop boxes drawn and numbered k = 0..4."""
     ax.imshow(image)
     inset = max(0.5, 0.01 * min(image.shape[:2]))  # so that boxes sharing an edge both show
     for k, (top, left, h, w) in enumerate(boxes):
+        colour = BOX_COLOURS[k % len(BOX_COLOURS)]
         ax.add_patch(Rectangle((left - 0.5 + inset, top - 0.5 + inset), w - 2 * inset,
-                               h - 2 * inset, fill=False, linewidth=2,
-                               edgecolor=BOX_COLOURS[k % len(BOX_COLOURS)]))
+                               h - 2 * inset, fill=False, linewidth=2, edgecolor=colour))
         ax.text(left + 2 + inset, top + 2 + inset, str(k), va="top", ha="left", fontsize=9,
                 color="white", fontweight="bold",
-                bbox=dict(facecolor=BOX_COLOURS[k % len(BOX_COLOURS)], pad=1, linewidth=0))
-    ax.set_title(title or f"{image.shape[0]}×{image.shape[1]}, five boxes of "
-                 f"{boxes[0][2]}×{boxes[0][3]}", fontsize=9)
-    ax.axis("off")
-    return fig or ax.figure
+                bbox=dict(facecolor=colour, pad=1, linewidth=0))
+    ax.set_title("whole image", fontsize=9)
 
 
 def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarray | None,
-                   boxes: Sequence[tuple[int, int, int, int]], palette: np.ndarray | None = None,
+                   boxes: Sequence[tuple[int, int, int, int]], palette: np.ndarray,
                    class_names: Sequence[str] | None = None):
     """Rows image / label / depth; first column the whole image with boxes, then crops 0..4;
-    a legend of the classes in the label (names from `class_names`)."""
-    if palette is None and label is not None:
-        palette = auto_palette([label])
+    a legend of the classes in the label."""
     rows = [("image", image), ("label", None if label is None else colorize(label, palette)),
             ("depth", None if depth is None else depth_values(depth))]
     norm = None if depth is None else depth_norm(depth)
@@ -57,7 +48,7 @@ def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarra
                         color="#777777", transform=ax.transAxes)
                 continue
             if c == 0 and r == 0:
-                draw_five_crop(full, boxes, ax=ax, title="whole image")
+                _draw_boxes(ax, full, boxes)
                 continue
             top, left, h, w = (0, 0, *full.shape[:2]) if c == 0 else boxes[c - 1]
             part = full[top:top + h, left:left + w]
@@ -70,19 +61,14 @@ def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarra
             elif r == 0:
                 ax.set_title(f"{c - 1}: {BOX_NAMES[c - 1]}", fontsize=9,
                              color=BOX_COLOURS[(c - 1) % len(BOX_COLOURS)])
-    fig.tight_layout()
-    if label is not None:
-        class_legend(fig, palette, class_names, [label])
-    return fig
+    return titled(fig, legend=None if label is None else (palette, class_names, [label]))
 
 
-def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None,
+def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray,
                class_names: Sequence[str] | None = None):
     """Crops as the later stages read them back (`CropReader.load`): image, label, depth (one
-    depth scale for all shown crops), with a legend of the classes shown."""
+    depth scale for all), with a legend of the classes shown."""
     loaded = [crop_reader.load(n) for n in ns]
-    if palette is None:
-        palette = auto_palette([lab for _, lab, _ in loaded])
     norm = depth_norm(*[d for _, _, d in loaded])
     fig, axes = plt.subplots(3, len(ns), figsize=(2.1 * len(ns) + 0.5, 7.2), squeeze=False)
     for c, (n, (image, label, depth)) in enumerate(zip(ns, loaded)):
@@ -93,9 +79,7 @@ def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray | None = None
         for r in range(3):
             axes[r, c].axis("off")
         axes[0, c].set_title(f"crop {n}\n{name} [{k}]", fontsize=8)
-    fig.tight_layout()
-    class_legend(fig, palette, class_names, [lab for _, lab, _ in loaded])
-    return fig
+    return titled(fig, legend=(palette, class_names, [lab for _, lab, _ in loaded]))
 
 
 def dominant_share_figure(whole: Sequence[float], crops: Sequence[float]):
@@ -109,5 +93,4 @@ def dominant_share_figure(whole: Sequence[float], crops: Sequence[float]):
     ax.set_xlabel("share of labelled pixels in the most frequent class")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return titled(fig)

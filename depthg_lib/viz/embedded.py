@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.patches import ConnectionPatch, FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from ..data.synthscenes import CLASS_NAMES
-from . import class_legend, class_palette, colorize, depth_norm, draw_depth, hide_ticks, titled
+from . import class_palette, colorize, depth_norm, draw_depth, hide_ticks, titled
 
 
 def objective_figure():
@@ -47,8 +47,7 @@ def objective_figure():
     ax.text(5.0, 3.75, "VICReg = 25·invariance (MSE) + 25·variance (std ≥ 1 per dim) + "
             "1·covariance (off-diagonal²)", ha="center", fontsize=8.5, color="#aa2222")
     ax.set_title("Self-supervised objective of the embedded ViT (VICRegL-style)", fontsize=11)
-    fig.tight_layout()
-    return fig
+    return titled(fig)
 
 
 def correspondence_figure(image: np.ndarray, pair: dict, seed: int = 0, n_lines: int = 12):
@@ -74,13 +73,12 @@ def correspondence_figure(image: np.ndarray, pair: dict, seed: int = 0, n_lines:
                                        axesA=axes[1], axesB=axes[2], color="yellow", lw=0.8))
     for ax in axes:
         hide_ticks(ax)
-    fig.tight_layout()
-    return fig
+    return titled(fig)
 
 
 def pca_rgb(features) -> np.ndarray:
-    """(N,h,w,D) patch features → (N,h,w,3) in [0,1]: the first three principal components,
-    fitted on all patches of all images together (so colours compare across images)."""
+    """(N,h,w,D) patch features → (N,h,w,3) in [0,1]: the first three principal components of
+    all images' patches together (so colours compare across images)."""
     f = np.asarray(features, dtype=np.float64)
     x = f.reshape(-1, f.shape[-1])
     x = x - x.mean(0)
@@ -92,8 +90,8 @@ def pca_rgb(features) -> np.ndarray:
 
 
 def _rows(images, rows: dict, size: float, label_size=None, width_pad: float = 0.0):
-    """Columns of images; first row the images, then one row per name of `rows`, whose panels
-    are drawn by `draw(ax, j)`. Returns (fig, axes)."""
+    """Columns of images; first row the images, then a row per name of `rows`, its panels
+    drawn by `draw(ax, j)`."""
     fig, axes = plt.subplots(1 + len(rows), len(images), squeeze=False,
                              figsize=(size * len(images) + width_pad, size * (1 + len(rows))))
     for j, img in enumerate(images):
@@ -104,7 +102,7 @@ def _rows(images, rows: dict, size: float, label_size=None, width_pad: float = 0
         hide_ticks(ax)
     for i, name in enumerate(("image", *rows)):
         axes[i, 0].set_ylabel(name, fontsize=label_size)
-    return fig, axes
+    return fig
 
 
 def _labels(maps, palette):
@@ -112,20 +110,15 @@ def _labels(maps, palette):
     return lambda ax, j: ax.imshow(colorize(maps[j], palette), interpolation="nearest")
 
 
-def show_patch_pca(images: Sequence[np.ndarray], features, labels=None, palette=None,
+def show_patch_pca(images: Sequence[np.ndarray], features, labels, palette=None,
                    title: str = "", class_names: Sequence[str] = CLASS_NAMES):
-    """Rows: image, PCA of patch features as RGB, (optional) ground truth with a class legend
-    (SynthScenes' names by default: the embedded models are trained on it)."""
+    """Rows: image, PCA of patch features as RGB, ground truth with a class legend (SynthScenes'
+    names and colours by default: the embedded models are trained on it)."""
+    palette = class_palette() if palette is None else palette
     rgb = pca_rgb(features)
-    rows = {"PCA of patches": lambda ax, j: ax.imshow(rgb[j], interpolation="nearest")}
-    if labels is not None:
-        rows["ground truth"] = _labels(labels, palette)
-    fig, _ = _rows(images, rows, 2)
-    titled(fig, title)
-    if labels is not None:
-        class_legend(fig, class_palette() if palette is None else palette, class_names,
-                     list(labels))
-    return fig
+    fig = _rows(images, {"PCA of patches": lambda ax, j: ax.imshow(rgb[j], interpolation="nearest"),
+                         "ground truth": _labels(labels, palette)}, 2)
+    return titled(fig, title, (palette, class_names, list(labels)))
 
 
 def show_attention(images: Sequence[np.ndarray], attention, title: str = ""):
@@ -148,13 +141,12 @@ def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palet
                 title: str = "", class_names: Sequence[str] = CLASS_NAMES):
     """Columns of images; rows: image, ground truth (patch level), then one row per method
     of Hungarian-matched k-means classes (`segmentations`: name → (N,h,w) class maps)."""
+    palette = class_palette() if palette is None else palette
     rows = {"ground truth": _labels(labels, palette)}
     rows.update({name: _labels(seg, palette) for name, seg in segmentations.items()})
-    fig, _ = _rows(images, rows, 1.9, label_size=9)
-    titled(fig, title)
-    class_legend(fig, class_palette() if palette is None else palette, class_names,
-                 [*labels, *(m for seg in segmentations.values() for m in seg)])
-    return fig
+    fig = _rows(images, rows, 1.9, label_size=9)
+    shown = [*labels, *(m for seg in segmentations.values() for m in seg)]
+    return titled(fig, title, (palette, class_names, shown))
 
 
 def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str = ""):
@@ -173,17 +165,15 @@ def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str =
 
     rows = {"ground truth": depth_row(gt)}
     rows.update({name: depth_row(pred) for name, pred in predictions.items()})
-    fig, _ = _rows(images, rows, 1.9, label_size=9, width_pad=0.5)
-    return titled(fig, title)
+    return titled(_rows(images, rows, 1.9, label_size=9, width_pad=0.5), title)
 
 
-def plot_pretrain_log(log: dict | str | os.PathLike, title: str = ""):
+def plot_pretrain_log(path: str | os.PathLike, title: str = ""):
     """Losses and collapse monitors of a ViT run (VICRegL terms, feature spread), or depth
-    losses; `log` is a pretraining `log.csv` or its columns."""
-    if not isinstance(log, dict):
-        with open(log) as fh:
-            rows = list(csv.DictReader(fh))
-        log = {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
+    losses, from a pretraining `log.csv`."""
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    log = {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
     step = log["step"]
     if "var_local" in log:  # VICRegL
         fig, axes = plt.subplots(1, 3, figsize=(12, 3))

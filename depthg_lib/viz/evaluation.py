@@ -1,6 +1,5 @@
-"""Figures of chapter 05 (evaluation) and of `depthg_lib.predict`. Clusters are drawn in the
-colour of their Hungarian-matched class, so that they compare with the ground truth by colour.
-"""
+"""Figures of chapter 05 (evaluation) and of `depthg_lib.predict`; clusters are drawn in their
+Hungarian-matched class's colour, so that they compare with the ground truth by colour."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
 from ..transforms import resize_center_crop
-from . import auto_palette, class_legend, colorize, hide_ticks, overlay
+from . import colorize, hide_ticks, overlay, titled
 
 
 def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str = ""):
@@ -37,8 +36,7 @@ def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str
                         color="black" if mat[i, j] > 0.6 * mat.max() else "white")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the class's pixels")
     ax.set_title(title or "confusion matrix")
-    fig.tight_layout()
-    return fig
+    return titled(fig)
 
 
 def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = "per-class IoU"):
@@ -60,34 +58,28 @@ def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = 
     ax.set_xlabel("IoU (%)")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return titled(fig)
 
 
-def clusters_to_classes(pred: np.ndarray, cluster_to_class: Sequence[int] | None) -> np.ndarray:
+def clusters_to_classes(pred: np.ndarray, cluster_to_class: Sequence[int]) -> np.ndarray:
     """Map cluster ids to their matched class ids (unmatched → 255, drawn black)."""
-    pred = np.asarray(pred)
-    if cluster_to_class is None:
-        return pred
     lut = np.full(max(256, len(cluster_to_class)), 255, dtype=np.int64)
     for c, k in enumerate(cluster_to_class):
         if k >= 0:
             lut[c] = k
-    return lut[pred.astype(np.int64)].astype(np.uint8)
+    return lut[np.asarray(pred).astype(np.int64)].astype(np.uint8)
 
 
 def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                  cluster_preds: Sequence[np.ndarray], linear_preds: Sequence[np.ndarray] | None,
-                  cluster_to_class: Sequence[int] | None = None,
-                  palette: np.ndarray | None = None, class_names: Sequence[str] | None = None):
+                  cluster_preds: Sequence[np.ndarray], linear_preds: Sequence[np.ndarray],
+                  cluster_to_class: Sequence[int], palette: np.ndarray,
+                  class_names: Sequence[str] | None = None):
     """Grid: image | ground truth | unsupervised (clusters in matched class colours) | linear,
     with a legend of the classes shown (unmatched clusters are black)."""
     cols = [("image", list(images)), ("ground truth", list(labels)),
-            ("unsupervised", [clusters_to_classes(p, cluster_to_class) for p in cluster_preds])]
-    if linear_preds is not None:
-        cols.append(("linear probe", list(linear_preds)))
-    return _label_columns(cols, auto_palette(labels) if palette is None else palette,
-                          class_names, hide_ticks)
+            ("unsupervised", [clusters_to_classes(p, cluster_to_class) for p in cluster_preds]),
+            ("linear probe", list(linear_preds))]
+    return _label_columns(cols, palette, class_names, hide_ticks)
 
 
 def _label_columns(cols, palette, class_names, hide):
@@ -101,35 +93,28 @@ def _label_columns(cols, palette, class_names, hide):
             axes[i, j].imshow(arr if j == 0 else colorize(arr, palette), interpolation="nearest")
             hide(axes[i, j])
         axes[0, j].set_title(name, fontsize=9)
-    fig.tight_layout()
-    class_legend(fig, palette, class_names, [a for _, arrays in cols[1:] for a in arrays])
-    return fig
+    return titled(fig, legend=(palette, class_names, [a for _, arr in cols[1:] for a in arr]))
 
 
 def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarray],
-                        after: Sequence[np.ndarray], labels: Sequence[np.ndarray] | None = None,
-                        cluster_to_class: Sequence[int] | None = None,
-                        palette: np.ndarray | None = None,
+                        after: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                        cluster_to_class: Sequence[int], palette: np.ndarray,
                         class_names: Sequence[str] | None = None):
-    """Image | (ground truth) | prediction without CRF | with CRF, one row per image, with a
+    """Image | ground truth | prediction without CRF | with CRF, one row per image, with a
     legend of the classes shown."""
-    if palette is None:
-        palette = auto_palette([*before, *after, *([] if labels is None else labels)],
-                               0 if cluster_to_class is None else len(cluster_to_class))
-    cols = [("image", list(images))] + ([] if labels is None else [("ground truth", list(labels))])
-    cols += [("without CRF", [clusters_to_classes(p, cluster_to_class) for p in before]),
-             ("with dense CRF", [clusters_to_classes(p, cluster_to_class) for p in after])]
+    cols = [("image", list(images)), ("ground truth", list(labels)),
+            ("without CRF", [clusters_to_classes(p, cluster_to_class) for p in before]),
+            ("with dense CRF", [clusters_to_classes(p, cluster_to_class) for p in after])]
     return _label_columns(cols, palette, class_names, lambda ax: ax.axis("off"))
 
 
 def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarray],
-                   class_names: Sequence[str] | None = None):
+                   class_names: Sequence[str]):
     """A (clusters × classes) count matrix with the Hungarian matching outlined, and with its
     rows reordered so that matched pairs sit on the diagonal."""
     hist = np.asarray(histogram)
     rows, cols = assignment
     n_rows, n = hist.shape
-    names = list(class_names) if class_names is not None else [f"class {k}" for k in range(n)]
     order = np.empty(n, dtype=np.int64)
     order[np.asarray(cols)] = np.asarray(rows)
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.1 * n, 0.55 * n_rows + 1.8))
@@ -143,7 +128,7 @@ def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarr
                 ax.text(j, i, str(int(mat[i, j])), ha="center", va="center", fontsize=8,
                         color="white" if mat[i, j] > 0.6 * hist.max() else "black")
         ax.set_xticks(range(n))
-        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+        ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(mat.shape[0]))
         ax.set_yticklabels(ylabels, fontsize=8)
         ax.set_title(title, fontsize=9)
@@ -153,8 +138,7 @@ def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarr
         axes[1].add_patch(Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, lw=2, color="red"))
     axes[0].set_xlabel("ground-truth class")
     axes[1].set_xlabel("ground-truth class")
-    fig.tight_layout()
-    return fig
+    return titled(fig)
 
 
 def plot_legend(palette: np.ndarray, labels: Sequence[str], title: str = "legend"):
@@ -184,9 +168,7 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                 axes[i, j].set_title(name, fontsize=9)
         if titles is not None:
             axes[i, 0].set_title(titles[i], fontsize=8)
-    fig.tight_layout()
-    class_legend(fig, palette, names, labels, ncol=4)
-    return fig
+    return titled(fig, legend=(palette, names, labels, 4))
 
 
 def plot_resize_modes(image: np.ndarray, size: int):
@@ -202,5 +184,4 @@ def plot_resize_modes(image: np.ndarray, size: int):
         ax.imshow(arr, cmap="magma" if arr.ndim == 2 else None, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return titled(fig)

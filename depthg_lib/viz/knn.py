@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import class_legend, colorize, depth_norm, draw_depth, hide_ticks
+from . import colorize, depth_norm, draw_depth, hide_ticks, titled
 
 ERROR_CMAP = "viridis"
 
@@ -19,8 +19,7 @@ def _norm(depth: np.ndarray) -> np.ndarray:
 
 
 def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarray],
-                     references: Sequence[np.ndarray], estimate_name: str = "estimate",
-                     reference_name: str = "ground truth"):
+                     references: Sequence[np.ndarray], estimate_name: str = "estimate"):
     """One row per image: image | estimate | reference | |error|, all min–max normalised as
     the stage stores them, so the error is disagreement in *relative* depth."""
     rows = len(images)
@@ -33,55 +32,43 @@ def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarra
         draw_depth(axes[r, 1], e, norm, colorbar=False)
         draw_depth(axes[r, 2], g, norm, label="normalised depth (near = bright)")
         im = axes[r, 3].imshow(err, cmap=ERROR_CMAP, vmin=0, vmax=1)
-        for c, name in enumerate(("image", estimate_name, reference_name,
+        for c, name in enumerate(("image", estimate_name, "ground truth",
                                   f"|error|, mean {err.mean():.3f}")):
             axes[r, c].set_title(name, fontsize=9)
             axes[r, c].axis("off")
         fig.colorbar(im, ax=axes[r, 3], fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    return fig
+    return titled(fig)
 
 
-def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int = 5,
-             palette: np.ndarray | None = None, majority: np.ndarray | None = None,
-             class_names: Sequence[str] | None = None):
-    """Each query crop (framed) beside its k nearest crops; with `palette`, label rows below;
-    with `majority` (class per crop), titles name it and a neighbour sharing the query's gets ✓.
-    """
+def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int, palette: np.ndarray,
+             majority: np.ndarray, class_names: Sequence[str] | None = None):
+    """Each query crop (framed) beside its k nearest crops, their labels below; titles name the
+    majority class (per crop), ✓ on a neighbour sharing the query's."""
     k = min(k, nns.shape[1] - 1)
-    per_query = 2 if palette is not None else 1
     shown = []
-    fig, axes = plt.subplots(len(queries) * per_query, k + 1,
-                             figsize=(1.7 * (k + 1), 1.9 * per_query * len(queries)),
+    fig, axes = plt.subplots(2 * len(queries), k + 1, figsize=(1.7 * (k + 1), 3.8 * len(queries)),
                              squeeze=False)
     for r, q in enumerate(queries):
         row = nns[q, : k + 1]
         for c, n in enumerate(row):
             image, label, _ = crop_reader.load(int(n))
-            ax = axes[r * per_query, c]
+            ax, axl = axes[2 * r, c], axes[2 * r + 1, c]
             ax.imshow(image)
             hide_ticks(ax)
-            title = "query" if c == 0 else f"#{c}"
-            if majority is not None:
-                cls = int(majority[n])
-                name = (class_names[cls] if class_names is not None and 0 <= cls < len(class_names)
-                        else str(cls))
-                same = c > 0 and cls == int(majority[row[0]])
-                title += f"\n{name}{' ✓' if same else ''}"
-            ax.set_title(title, fontsize=8)
+            cls = int(majority[n])
+            name = str(cls)
+            if class_names is not None and 0 <= cls < len(class_names):
+                name = class_names[cls]
+            same = " ✓" if c > 0 and cls == int(majority[row[0]]) else ""
+            ax.set_title(f"{'query' if c == 0 else f'#{c}'}\n{name}{same}", fontsize=8)
             if c == 0:
                 for spine in ax.spines.values():
                     spine.set_edgecolor("#e6194b")
                     spine.set_linewidth(3)
-            if palette is not None:
-                axl = axes[r * per_query + 1, c]
-                axl.imshow(colorize(label, palette), interpolation="nearest")
-                axl.axis("off")
-                shown.append(label)
-    fig.tight_layout()
-    if palette is not None:
-        class_legend(fig, palette, class_names, shown)
-    return fig
+            axl.imshow(colorize(label, palette), interpolation="nearest")
+            axl.axis("off")
+            shown.append(label)
+    return titled(fig, legend=(palette, class_names, shown))
 
 
 def agreement_bars(values: Mapping[str, float], title: str = ""):
@@ -95,7 +82,5 @@ def agreement_bars(values: Mapping[str, float], title: str = ""):
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("same majority class")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    ax.set_title(title)
+    return titled(fig)

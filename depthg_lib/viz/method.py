@@ -22,7 +22,7 @@ from ..sampling import (
     read_positions,
     sample,
 )
-from . import depth_norm, draw_depth
+from . import depth_norm, draw_depth, titled
 
 
 def _to_pixels(cells: np.ndarray, grid_hw, image_hw) -> tuple[np.ndarray, np.ndarray]:
@@ -70,14 +70,14 @@ def _sampling_bottom_row(fig, bottom, d, norm, grid_hw, n_low: int, seed: int):
 
 
 def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | None = None,
-                  seed: int = 0, n_low: int | None = None):
+                  seed: int = 0):
     """Where the n×n points go over the depth map: random, corrected FPS and released FPS
     (chosen vs read); at a density near the grid's own any spread-out rule looks regular, so
-    the bottom row repeats it at `n_low` (≈ grid/3) with a top view of the 3D points."""
+    the bottom row repeats it at ≈ grid/3 with a top view of the 3D points."""
     d = one_depth_map(depth)
     hw = tuple(d.shape[-2:])
     grid_hw = tuple(grid_hw)
-    n_low = n_low or max(2, min(grid_hw) // 3)
+    n_low = max(2, min(grid_hw) // 3)
     rand = read_positions(random_coords(1, n, torch.Generator().manual_seed(seed)), grid_hw)
     corrected = read_positions(fps_coords(d, grid_hw, n, "corrected"), grid_hw)
     chosen = fps_cells(d, grid_hw, n, "released")
@@ -104,18 +104,14 @@ def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | Non
     fig.suptitle(f"sample points on a {grid_hw[0]}×{grid_hw[1]} feature grid: {n}×{n} (top, "
                  f"{n * n / (grid_hw[0] * grid_hw[1]):.0%} of the cells) and {n_low}×{n_low} "
                  "(bottom)", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return titled(fig)
 
 
-def correlation_to_point(maps: torch.Tensor, point: Sequence[int],
-                         other: torch.Tensor | None = None) -> np.ndarray:
-    """Cosine similarity of the vector at `point` (row, col) of maps (C,h,w) to every position
-    of `other` (default: the same maps) — one row of F or C."""
-    maps = torch.as_tensor(maps).float()
-    other = maps if other is None else torch.as_tensor(other).float()
-    query = F.normalize(maps[:, point[0], point[1]], dim=0)
-    return torch.einsum("c,chw->hw", query, F.normalize(other, dim=0)).numpy()
+def correlation_to_point(maps: torch.Tensor, point: Sequence[int]) -> np.ndarray:
+    """Cosine similarity of the vector at `point` (row, col) of maps (C,h,w) to every position:
+    one row of F or C."""
+    maps = F.normalize(torch.as_tensor(maps).float(), dim=0)
+    return torch.einsum("c,chw->hw", maps[:, point[0], point[1]], maps).numpy()
 
 
 def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int]):
@@ -128,32 +124,21 @@ def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int
     return corrected.numpy(), released.numpy()
 
 
-def _correlation_columns(feats, codes, point, depth, image, feats_b, codes_b, image_b):
-    """plot_correlations' panels: (title, data, value range or None/"depth", image a or b)."""
-    h, w = feats.shape[-2:]
-    cols = []
-    if image is not None:
-        cols.append(("image a, query point", image, None, "a"))
-    cols.append(("F: features, a → a", correlation_to_point(feats, point), (-1, 1), "a"))
-    if codes is not None:
-        cols.append(("C: codes, a → a", correlation_to_point(codes, point), (-1, 1), "a"))
+def _correlation_columns(feats, codes, point, depth, image):
+    """plot_correlations' panels: (title, data, value range, or None = image, "depth")."""
+    cols = [] if image is None else [("image a, query point", image, None)]
+    cols += [("F: features, a → a", correlation_to_point(feats, point), (-1, 1)),
+             ("C: codes, a → a", correlation_to_point(codes, point), (-1, 1))]
     if depth is not None:
-        corrected, released = depth_similarity_to_point(depth, (h, w), point)
-        cols.append(("depth a", depth, "depth", "a"))
-        cols.append(("D corrected: 1 − |d̂_q − d̂|", corrected, (0, 1), "a"))
-        cols.append(("D released (≡ 1)", released, (0, 1), "a"))
-    if feats_b is not None:
-        if image_b is not None:
-            cols.append(("image b", image_b, None, "b"))
-        cols.append(("F: a → b", correlation_to_point(feats, point, feats_b), (-1, 1), "b"))
-        if codes is not None and codes_b is not None:
-            cols.append(("C: a → b", correlation_to_point(codes, point, codes_b), (-1, 1), "b"))
+        corrected, released = depth_similarity_to_point(depth, feats.shape[-2:], point)
+        cols += [("depth a", depth, "depth"), ("D corrected: 1 − |d̂_q − d̂|", corrected, (0, 1)),
+                 ("D released (≡ 1)", released, (0, 1))]
     return cols
 
 
 def _draw_column(fig, ax, col, point, grid_hw) -> None:
-    """One panel of plot_correlations, with the query point starred on image a's panels."""
-    title, data, lim, which = col
+    """One panel of plot_correlations, with the query point starred."""
+    title, data, lim = col
     x, y = [point[1]], [point[0]]  # on a map of the feature grid
     if isinstance(lim, str):  # the depth map itself
         draw_depth(ax, one_depth_map(data)[0, 0].numpy())
@@ -165,39 +150,30 @@ def _draw_column(fig, ax, col, point, grid_hw) -> None:
         im = ax.imshow(data, cmap="coolwarm" if lim[0] < 0 else "viridis",
                        vmin=lim[0], vmax=lim[1])
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    if which == "a":
-        ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
+    ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
 
-def plot_correlations(feats, codes=None, point: Sequence[int] = (0, 0), depth=None,
-                      image: np.ndarray | None = None, feats_b=None, codes_b=None,
-                      image_b: np.ndarray | None = None):
-    """F, C and D (both fidelities) of one query point (row, col on the feature grid) of image
-    a as maps; with `feats_b`/`codes_b` also against image b, as the inter terms see them."""
+def plot_correlations(feats, codes, point: Sequence[int] = (0, 0), depth=None,
+                      image: np.ndarray | None = None):
+    """F, C and D (both fidelities) of one query point (row, col on the feature grid) as maps,
+    then the values of F and C on one axis: where does each put them?"""
     feats = torch.as_tensor(feats).float()
-    h, w = feats.shape[-2:]
-    cols = _correlation_columns(feats, codes, point, depth, image, feats_b, codes_b, image_b)
-    maps = {title.split(":")[0]: data for title, data, lim, _ in cols if lim == (-1, 1)
-            and title.endswith("a → a")}
-    hist = codes is not None and len(maps) == 2
-    fig, axes = plt.subplots(1, len(cols) + hist, figsize=(2.7 * (len(cols) + hist), 3.0))
-    axes = np.atleast_1d(axes)
+    cols = _correlation_columns(feats, codes, point, depth, image)
+    fig, axes = plt.subplots(1, len(cols) + 1, figsize=(2.7 * (len(cols) + 1), 3.0))
     for ax, col in zip(axes, cols):
-        _draw_column(fig, ax, col, point, (h, w))
-    if hist:  # the same values as the F and C maps, on one axis: where does each put them?
-        ax = axes[-1]
-        bins = np.linspace(-1, 1, 41)
-        for (name, data), colour in zip(maps.items(), ("#777777", "#d62728")):
-            ax.hist(np.ravel(data), bins=bins, alpha=0.55, color=colour, density=True,
-                    label=f"{name}: sd {np.std(data):.2f}")
-        ax.set_xlabel("correlation with the query", fontsize=8)
-        ax.set_yticks([])
-        ax.set_title("values of F and C (a → a)", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+        _draw_column(fig, ax, col, point, feats.shape[-2:])
+    bins = np.linspace(-1, 1, 41)
+    f_and_c = [(title.split(":")[0], data) for title, data, lim in cols if lim == (-1, 1)]
+    for (name, data), colour in zip(f_and_c, ("#777777", "#d62728")):
+        axes[-1].hist(np.ravel(data), bins=bins, alpha=0.55, color=colour, density=True,
+                      label=f"{name}: sd {np.std(data):.2f}")
+    axes[-1].set_xlabel("correlation with the query", fontsize=8)
+    axes[-1].set_yticks([])
+    axes[-1].set_title("values of F and C (a → a)", fontsize=9)
+    axes[-1].legend(fontsize=7)
+    return titled(fig)
 
 
 def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0):
@@ -221,5 +197,4 @@ def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0)
         ax.set_xlabel("sample point (by depth)")
         ax.set_ylabel("sample point (by depth)")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    return fig
+    return titled(fig)

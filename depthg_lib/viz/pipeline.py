@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from . import titled
+
 STAGES = (
     ("00 data", "SynthScenes\nor a real dataset", "imgs/, labels/"),
     ("01 depth", "monocular depth\nper image", "depth/*.png"),
@@ -41,5 +43,4 @@ def pipeline_figure(highlight: str | None = None):
     ax.set_xlim(-0.1, len(STAGES) * (width + gap))
     ax.set_ylim(-0.05, 2.1)
     ax.axis("off")
-    fig.tight_layout()
-    return fig
+    return titled(fig)

@@ -12,11 +12,11 @@ import numpy as np
 from ..data.synthscenes import CLASSES, Scene
 from ..errors import DepthGError
 from ..io import read_label, read_rgb
-from . import class_legend, class_palette, colorize, depth_norm, draw_depth, hide_ticks
+from . import class_palette, colorize, depth_norm, draw_depth, hide_ticks, titled
 
 
 def colorize_instances(instance: np.ndarray) -> np.ndarray:
-    """Instance ids → RGB uint8; 0 (stuff) is dark grey, each id gets a stable bright colour."""
+    """Instance ids → RGB uint8: 0 (stuff) dark grey, each id a stable bright colour."""
     instance = np.asarray(instance).astype(np.int64)
     rng = np.random.default_rng(0)
     lut = (rng.uniform(0.25, 1.0, (int(instance.max(initial=0)) + 1, 3)) * 255).astype(np.uint8)
@@ -62,6 +62,4 @@ def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
             hide_ticks(ax)
             if j == 0:
                 ax.set_ylabel(rows[i])
-    fig.tight_layout()
-    class_legend(fig, palette, [c.name for c in CLASSES], [s.label for s in scenes])
-    return fig
+    return titled(fig, legend=(palette, [c.name for c in CLASSES], [s.label for s in scenes]))

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..errors import DepthGError
+from . import titled
 
 TERM_LABELS = {"pos_intra": "intra-image (self)", "pos_inter": "kNN positive",
                "neg_inter": "negatives", "depth": "depth"}
@@ -33,25 +34,15 @@ def read_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
             for k in rows[0]}
 
 
-def _log(log):
-    return log if isinstance(log, dict) else read_log(log)
-
-
-def updates(log) -> dict[str, np.ndarray]:
+def updates(log: dict) -> dict[str, np.ndarray]:
     """Only the rows of training steps (drops the untrained head's validation row)."""
-    log = _log(log)
     keep = log["step"] >= 0
     return {k: v[keep] for k, v in log.items()}
 
 
-def _panel(ax):
-    """`ax`, or the axis of a new figure of one panel."""
-    return plt.subplots(figsize=(6, 3.5))[1] if ax is None else ax
-
-
-def plot_loss_terms(log, ax=None):
+def _loss_terms(ax, log: dict) -> None:
     """Each DepthG loss term (unweighted) and the weighted total, against steps."""
-    log, ax = updates(log), _panel(ax)
+    log = updates(log)
     for key, label in TERM_LABELS.items():
         if key in log and np.isfinite(log[key]).any():
             ax.plot(log["step"], log[key], label=label, lw=1)
@@ -70,23 +61,21 @@ def plot_loss_terms(log, ax=None):
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    return ax
 
 
-def plot_probe_losses(log, ax=None):
+def _probe_losses(ax, log: dict) -> None:
     """The two probe losses (trained on the detached code) against steps."""
-    log, ax = updates(log), _panel(ax)
+    log = updates(log)
     ax.plot(log["step"], log["linear_loss"], label="linear probe (CE)")
     ax.plot(log["step"], log["cluster_loss"], label="cluster probe")
     ax.set_xlabel("step")
     ax.set_title("probe losses")
     ax.legend(fontsize=8)
-    return ax
 
 
-def plot_schedule(log, ax=None):
+def _schedule(ax, log: dict) -> None:
     """Sample grid S (left axis) and depth-term weight (right axis) against steps."""
-    log, ax = updates(log), _panel(ax)
+    log = updates(log)
     ax.step(log["step"], log["samples"], where="post", color="C0", lw=3, alpha=0.6)
     ax.set_ylabel("S (sample grid S×S)", color="C0")
     ax.set_xlabel("step")
@@ -94,17 +83,15 @@ def plot_schedule(log, ax=None):
     right.step(log["step"], log["weight_depth"], where="post", color="C3", ls="--")
     right.set_ylabel("depth weight", color="C3")
     ax.set_title("schedules: S (solid), depth weight (dashed)")
-    return ax
 
 
-def plot_probe_scores(log, ax=None, baselines: Mapping[str, float] | None = None):
+def _probe_scores(ax, log: dict, baselines: Mapping[str, float] | None) -> None:
     """Validation mIoU of the linear and (Hungarian-matched) cluster probes, with
     `baselines` (name → mIoU %, e.g. k-means on the raw features) as horizontal lines."""
-    log, ax = _log(log), _panel(ax)
     if "val_linear_miou" not in log or not np.isfinite(log["val_linear_miou"]).any():
         ax.text(0.5, 0.5, "no validation crops", ha="center", va="center",
                 transform=ax.transAxes)
-        return ax
+        return
     keep = np.isfinite(log["val_linear_miou"])
     done = log["step"][keep] + 1  # updates done: 0 = the untrained head
     for key, label, style in (("val_linear_miou", "linear mIoU", "C0-"),
@@ -119,18 +106,13 @@ def plot_probe_scores(log, ax=None, baselines: Mapping[str, float] | None = None
     ax.set_ylabel("%")
     ax.set_title("probes on validation crops")
     ax.legend(fontsize=8)
-    return ax
 
 
-def plot_training(log, title: str | None = None, baselines: Mapping[str, float] | None = None):
-    """All four panels of a run in one figure, `baselines` (name → mIoU %) on the probe scores."""
-    log = _log(log)
+def plot_training(log: dict, title: str = "", baselines: Mapping[str, float] | None = None):
+    """The four panels of a run (`read_log`), `baselines` (name → mIoU %) on the probe scores."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.0))
-    plot_loss_terms(log, axes[0, 0])
-    plot_probe_losses(log, axes[0, 1])
-    plot_schedule(log, axes[1, 0])
-    plot_probe_scores(log, axes[1, 1], baselines=baselines)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    _loss_terms(axes[0, 0], log)
+    _probe_losses(axes[0, 1], log)
+    _schedule(axes[1, 0], log)
+    _probe_scores(axes[1, 1], log, baselines)
+    return titled(fig, title)
