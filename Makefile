@@ -38,10 +38,12 @@ clean-runs:
 	rm -rf runs
 
 # The executed chapters of a run as a static website, runs/<profile>/book/index.html (built
-# offline, warnings are errors); the course runs first and skips the chapters already done.
+# offline, warnings are errors) and checked to load nothing from other hosts and to show no
+# raw Markdown table; the course runs first and skips the chapters already done.
 .PHONY: book lab
 book: course
 	$(BIN)/python -m depthg_lib.book --profile $(PROFILE)
+	$(BIN)/python tools/book_check.py --profile $(PROFILE)
 
 # The chapters in JupyterLab with the course's kernel, "Python 3 (depthg)" (installed by venv);
 # their parameters cell reads DEPTHG_PROFILE (= PROFILE). More options: LAB_ARGS="--no-browser".

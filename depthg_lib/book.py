@@ -1,12 +1,10 @@
 """The course as a website: one run's executed chapters turned into a static HTML book.
 
     python -m depthg_lib.book --profile demo            # runs/demo/book/index.html
-    python -m depthg_lib.book --profile test --browser   # ... then open it in headless Chromium
 
-`make book PROFILE=...` runs the course first, then this. A Sphinx source folder is assembled
-in `runs/<profile>/.book/src` (the executed chapters as they are, a landing page from
-`book/index.md`, the notes in `docs/`) and built offline with warnings as errors; the result
-replaces `runs/<profile>/book/` once `book_check` finds no remote file and no raw table in it.
+A Sphinx source folder is assembled in `runs/<profile>/.book/src` (the executed chapters, a
+landing page from `book/index.md`, the notes in `docs/`) and built offline with warnings as
+errors; `make book` runs the course first and `tools/book_check.py` after.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from string import Template
 
-from .book_check import browser_check, raw_markdown_tables, remote_references
 from .config import REPO_ROOT, chapters, load_profile
 from .errors import DepthGError, run_cli
 from .io import load_json
@@ -282,15 +279,6 @@ def build_book(run_dir: Path, names: list[str] | None = None, profile_name: str 
                           f"error(s) (warnings count as errors; all in {warnings}); fix the "
                           f"chapter in notebooks/ or the note in docs/ and run `make book "
                           f"PROFILE={profile_name}` again:\n  {shown}")
-    remote = remote_references(work / "html")
-    if remote:
-        raise DepthGError(f"the book in {work / 'html'} would load files from other hosts, so it "
-                          f"would not work offline: " + "; ".join(remote[:5]))
-    raw = raw_markdown_tables(work / "html")
-    if raw:
-        raise DepthGError(f"the book in {work / 'html'} shows {len(raw)} Markdown table(s) as "
-                          f"raw text (check nb_render_markdown_format in "
-                          f"{BOOK_DIR / 'conf.py'}): " + "; ".join(raw[:5]))
     publish = work / "publish"
     shutil.rmtree(publish, ignore_errors=True)
     shutil.copytree(work / "html", publish, ignore=shutil.ignore_patterns(".buildinfo"))
@@ -307,24 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.book",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="demo", help="the run to publish: runs/<profile>/")
-    parser.add_argument("--browser", action="store_true",
-                        help="then open it in headless Chromium, check every page and write "
-                             "runs/<profile>/book-04.png")
     args = parser.parse_args(argv)
     profile = load_profile(args.profile)
     run_dir = profile.paths.run_dir
     names = [p.stem for p in chapters()]
     out = build_book(run_dir, names, profile.name)
     print(f"book of '{profile.name}': {len(names)} chapters, {out / 'index.html'}")
-    if args.browser:
-        shot = run_dir / "book-04.png"
-        report = browser_check(out, names, screenshot=shot)
-        for name, seen in report["chapters"].items():
-            print(f"  {name}: {seen['images']} image(s), {seen['formulas']} formula(s) typeset")
-        print(f"  search hits: {len(report['search_hits'])}; screenshot: {shot}")
-        if report["problems"]:
-            raise DepthGError(f"the book in {out} has {len(report['problems'])} problem(s) in "
-                              f"the browser: " + "; ".join(report["problems"][:8]))
     return 0
 
 

@@ -3,15 +3,22 @@ as errors, checked for remote references, then opened in headless Chromium (Debi
 `chromium` driven by Playwright; skipped with a message where neither is installed)."""
 
 import base64
+import importlib.util
 import io
 import json
 import re
+import shutil
 
 import pytest
 from PIL import Image
 
-from depthg_lib import book, book_check, config
+from depthg_lib import book, config
 from depthg_lib.errors import DepthGError
+
+_SPEC = importlib.util.spec_from_file_location(
+    "book_check", config.REPO_ROOT / "tools" / "book_check.py")
+book_check = importlib.util.module_from_spec(_SPEC)  # a developer tool, outside the library
+_SPEC.loader.exec_module(book_check)
 
 NAMES = ["00_intro", "04_train"]
 STATE = "application/vnd.jupyter.widget-state+json"
@@ -239,3 +246,15 @@ def test_the_book_in_a_browser(built):
     assert any(h.startswith("chapters/04_train.html") for h in report["search_hits"])
     assert any("farthest point sampling" in t for t in report["search_snippets"])  # not titles only
     assert shot.exists() and shot.stat().st_size > 5_000
+
+
+def test_the_check_tool_passes_a_clean_book_and_names_a_remote_file(built, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv("DEPTHG_RUNS", str(tmp_path))
+    book_dir = tmp_path / "test" / "book"
+    shutil.copytree(built, book_dir)
+    assert book_check.main(["--profile", "test"]) == 0
+    page = book_dir / "chapters" / "00_intro.html"
+    page.write_text(page.read_text() + '<script src="https://cdn.example.org/x.js"></script>')
+    with pytest.raises(DepthGError, match="1 problem.*00_intro.html.*cdn.example.org"):
+        book_check.main(["--profile", "test"])

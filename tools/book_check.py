@@ -1,10 +1,13 @@
-"""Checks of a built course book: what it would fetch from other hosts, Markdown tables a reader
-would see as raw `|---|` text, and — in headless Chromium — images, formulas, search, and
-content cut off or wider than the text column. `depthg_lib.book` runs them on every build.
+"""Developer checks of a built course book (`make book` runs the first two): what it would
+fetch from other hosts, Markdown tables a reader would see as raw `|---|` text, and with
+`--browser`, in headless Chromium, images, formulas, search and content cut off.
+
+    .venv/bin/python tools/book_check.py --profile demo [--browser]
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import http.server
 import re
@@ -13,7 +16,8 @@ import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
-from .errors import DepthGError
+from depthg_lib.config import chapters, load_profile
+from depthg_lib.errors import DepthGError, run_cli
 
 _REMOTE_HTML = re.compile(
     r"<(?:script|img|iframe|source|audio|video)\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^\"'\s>]+"
@@ -275,3 +279,35 @@ def _screenshot(page, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=True,
                     clip={"x": 0, "y": box["top"], "width": 1280, "height": height})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tools/book_check.py",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="demo", help="the run whose book to check")
+    parser.add_argument("--browser", action="store_true",
+                        help="also open it in headless Chromium and write "
+                             "runs/<profile>/book-04.png")
+    args = parser.parse_args(argv)
+    run_dir = load_profile(args.profile).paths.run_dir
+    book = run_dir / "book"
+    if not (book / "index.html").exists():
+        raise DepthGError(f"{book} holds no book: `make book PROFILE={args.profile}` builds it")
+    problems = [f"loads from another host: {r}" for r in remote_references(book)]
+    problems += [f"raw Markdown table: {t}" for t in raw_markdown_tables(book)]
+    if args.browser:
+        shot = run_dir / "book-04.png"
+        report = browser_check(book, [p.stem for p in chapters()], screenshot=shot)
+        for name, seen in report["chapters"].items():
+            print(f"  {name}: {seen['images']} image(s), {seen['formulas']} formula(s) typeset")
+        print(f"  search hits: {len(report['search_hits'])}; screenshot: {shot}")
+        problems += report["problems"]
+    if problems:
+        raise DepthGError(f"the book in {book} has {len(problems)} problem(s) (fix the chapter "
+                          f"or book/conf.py, then `make book`): " + "; ".join(problems[:8]))
+    print(f"book of '{args.profile}': no problem found in {book}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
