@@ -4,7 +4,7 @@ the folder a reader reads, and models through the Hugging Face hub cache."""
 
 from __future__ import annotations
 
-import datetime as _dt
+import datetime
 import http.client
 import os
 import re
@@ -33,26 +33,24 @@ class Ledger:
 
     def __init__(self, path: Path):
         self.path = path
-        data = load_json(path) if path.exists() else {}
-        self.entries: dict = data.get("files", {}) if isinstance(data, dict) else {}
+        self.entries: dict = load_json(path)["files"] if path.exists() else {}
 
     def get(self, source: str) -> dict:
         return self.entries.get(source, {})
 
     def record(self, source: str, **values) -> None:
-        values["recorded"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self.entries[source] = {**self.entries.get(source, {}), **values}
+        values["recorded"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        self.entries[source] = {**self.get(source), **values}
         save_json(self.path, {"format": 1, "files": self.entries})
 
 
 def remote_size(url: str, timeout: float = 5.0) -> int | None:
     """Content-Length from a HEAD request; None when the server cannot be asked."""
     try:
-        req = urllib.request.Request(url, method="HEAD")
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            return int(length) if length is not None else None
-    except (OSError, ValueError, http.client.HTTPException):
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
+                                    timeout=timeout) as resp:
+            return int(resp.headers["Content-Length"])
+    except (OSError, ValueError, TypeError, http.client.HTTPException):
         return None
 
 
@@ -61,27 +59,23 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int:
     from scratch otherwise; returns the bytes in `part`, refusing a short or broken body."""
     if have and resp.status == 206:
         found = re.match(r"\S+\s+(\d+)-", resp.headers.get("Content-Range", ""))  # bytes 9-10/11
-        start = int(found[1]) if found else None
-        if start != have:
-            raise DepthGError(f"the server resumed {url} at byte {start}, not {have}; "
-                              f"delete {part} and run again")
-        mode = "ab"
+        if not found or int(found[1]) != have:
+            raise DepthGError(f"the server resumed {url} at byte {found and found[1]}, not "
+                              f"{have}; delete {part} and run again")
     else:
-        have, mode = 0, "wb"  # the server sent the whole file (or nothing was there)
+        have = 0  # the server sent the whole file (or nothing was there)
     length = resp.headers.get("Content-Length")
     total = have + int(length) if length is not None else None
-    bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=part.name.removesuffix(".part"), disable=not progress, leave=False)
     broken = ""
-    try:
-        with open(part, mode) as fh:
-            for chunk in iter(lambda: resp.read(CHUNK), b""):
-                fh.write(chunk)
-                bar.update(len(chunk))
-    except (OSError, http.client.HTTPException, socket.timeout) as err:
-        broken = f" ({type(err).__name__})"
-    finally:
-        bar.close()
+    with tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=part.name.removesuffix(".part"), disable=not progress, leave=False) as bar:
+        try:
+            with open(part, "ab" if have else "wb") as fh:
+                for chunk in iter(lambda: resp.read(CHUNK), b""):
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException, socket.timeout) as err:
+            broken = f" ({type(err).__name__})"
     got = part.stat().st_size if part.exists() else 0
     if broken or (total is not None and got != total):
         raise DepthGError(f"download of {url} was interrupted at {got} of {total or '?'} bytes"
@@ -91,9 +85,9 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int:
 
 def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
              progress: bool = True, timeout: float = 30.0) -> str:
-    """Download `url` to `dest` through `dest.part`, resuming a previous partial download; the
-    sha256 is checked against `expected_sha256` or the ledger's record (a mismatch deletes the
-    part), recorded, and only then is the file renamed into place. Returns the sha256."""
+    """Download `url` to `dest` through `dest.part`, resuming a partial download; the sha256 is
+    checked against `expected_sha256` or the ledger's record (a mismatch deletes the part),
+    recorded, and only then is the file renamed into place. Returns the sha256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -112,7 +106,7 @@ def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
         raise DepthGError(f"downloading {url} failed: HTTP {err.code} {err.reason}; check the "
                           f"address (base URLs: --dino-url/--stego-url, ${ENV_DINO}/"
                           f"${ENV_STEGO})") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+    except (OSError, http.client.HTTPException) as err:  # URLError is an OSError
         raise DepthGError(
             f"cannot reach {urllib.parse.urlsplit(url).netloc} to download {url} "
             f"({getattr(err, 'reason', err)}); this machine looks offline. Run `python -m "
@@ -153,6 +147,21 @@ def verify_file(url: str, dest: Path, ledger: Ledger, deep: bool) -> str:
     return "present, sha256 verified" if deep else "present"
 
 
+def _extract_members(archive: Path, into: Path) -> None:
+    """Every member of `archive` into `into`, refusing one that would land outside it."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in tqdm(zf.infolist(), desc=f"extract {archive.name}", unit="file",
+                             leave=False):
+                if not (into / info.filename).resolve().is_relative_to(into.resolve()):
+                    raise DepthGError(f"archive {archive} holds {info.filename!r}, a path "
+                                      "outside the folder it extracts to; refusing it")
+                zf.extract(info, into)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DepthGError(f"cannot extract {archive} ({type(err).__name__}: {err}); delete it "
+                          "and run the same command again to download it anew") from None
+
+
 def extract_zip(archive: Path, dest: Path) -> Path:
     """Extract `archive` into `dest` atomically: into a temporary folder beside it, then one
     rename. A single top-level folder in the archive (STEGO's `cityscapes/`…) becomes `dest`."""
@@ -161,20 +170,7 @@ def extract_zip(archive: Path, dest: Path) -> Path:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".extract-{dest.name}-", dir=dest.parent))
     try:
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                root = tmp.resolve()
-                members = zf.infolist()
-                for info in tqdm(members, desc=f"extract {archive.name}", unit="file",
-                                 leave=False, disable=len(members) < 1000):
-                    target = (tmp / info.filename).resolve()
-                    if not target.is_relative_to(root):
-                        raise DepthGError(f"archive {archive} holds {info.filename!r}, a path "
-                                          "outside the folder it extracts to; refusing it")
-                    zf.extract(info, tmp)
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise DepthGError(f"cannot extract {archive} ({type(err).__name__}: {err}); delete "
-                              "it and run the same command again to download it anew") from None
+        _extract_members(archive, tmp)
         entries = [p for p in tmp.iterdir() if p.name != "__MACOSX"]
         src = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
         if dest.exists():
@@ -194,38 +190,33 @@ def hub_snapshot(repo: str, allow: list[str] | None = None, download: bool = Tru
     try:
         return Path(snapshot_download(repo, local_files_only=True, allow_patterns=allow))
     except Exception:  # not cached (the hub raises several types for that)
-        pass
-    if not download:
-        return None
+        if not download:
+            return None
+    cached = f"{constants.HF_HUB_CACHE}/models--{repo.replace('/', '--')}"
     if constants.HF_HUB_OFFLINE:
         raise DepthGError(f"{repo} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
                           "and HF_HUB_OFFLINE is set; unset it on a machine with a network, or "
-                          "copy the cache folder models--" + repo.replace("/", "--") + " there")
+                          f"copy the cache folder {cached} there")
     try:
         return Path(snapshot_download(repo, allow_patterns=allow))
     except Exception as err:
         raise DepthGError(
             f"cannot download {repo} from the Hugging Face hub ({type(err).__name__}: "
             f"{str(err).splitlines()[0][:200]}); on a machine with a network run the same "
-            f"command, then copy {constants.HF_HUB_CACHE}/models--{repo.replace('/', '--')} "
-            "to the same place here") from None
-
-
-def _hub_weights(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+            f"command, then copy {cached} to the same place here") from None
 
 
 def fetch_hub(item: Item, ledger: Ledger) -> str:
     """Make a hub item present: in the cache (downloaded if need be), a backbone linked where
     `load_backbone` reads it; recorded in the ledger."""
-    allow = (["*.json", "model.safetensors"] if item.kind == "backbone"
-             else ["*.json", "*.safetensors", "*.txt"])
-    snap = hub_snapshot(item.hub_repo, allow)
-    weights = _hub_weights(snap)
-    if not weights and item.kind == "depth":  # a repo without safetensors
-        snap = hub_snapshot(item.hub_repo, ["*.json", "*.bin", "*.txt"])
-        weights = _hub_weights(snap)
-    if not weights:
+    patterns = [["*.json", "model.safetensors"]] if item.kind == "backbone" else [
+        ["*.json", "*.safetensors", "*.txt"], ["*.json", "*.bin", "*.txt"]]  # .bin: older repos
+    for allow in patterns:
+        snap = hub_snapshot(item.hub_repo, allow)
+        weights = sorted(p for p in snap.iterdir() if p.suffix in (".safetensors", ".bin"))
+        if weights:
+            break
+    else:
         raise DepthGError(f"{item.hub_repo} in the hub cache ({snap}) holds no weight file "
                           "(.safetensors or .bin); delete that folder and run again")
     source = f"hf://{item.hub_repo}@{snap.name}"

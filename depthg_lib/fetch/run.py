@@ -7,13 +7,13 @@ import argparse
 import os
 from pathlib import Path
 
-from ..config import Profile
+from ..config import Profile, load_profile
 from ..data.readers import get_reader
 from ..errors import DepthGError
 from ..io import free_bytes
-from ..rehearse.project import dry_run_lines
+from ..rehearse.project import dry_run_lines, human_bytes
 from . import downloads, sources
-from .sources import Item, base_urls, extra_items, format_size, plan, with_root
+from .sources import Item, plan
 
 
 def status(item: Item) -> str:
@@ -33,7 +33,7 @@ def status(item: Item) -> str:
         return "downloaded, not extracted"
     part = target.with_name(target.name + ".part")
     if part.exists():
-        return f"partial ({format_size(part.stat().st_size)} so far)"
+        return f"partial ({human_bytes(part.stat().st_size)} so far)"
     return "missing"
 
 
@@ -42,8 +42,7 @@ def fetch_item(item: Item, ledger: downloads.Ledger, progress: bool = True,
     """Make one item present; returns what was done."""
     if item.hub_repo:
         return downloads.fetch_hub(item, ledger)
-    now = status(item)
-    if now == "present":
+    if status(item) == "present":
         if item.url and item.archive is None:
             return downloads.verify_file(item.url, item.dest, ledger, deep=verify)
         return "present"
@@ -60,30 +59,29 @@ def fetch_item(item: Item, ledger: downloads.Ledger, progress: bool = True,
     ledger.record(item.url, extracted_to=str(item.dest))
     if not keep_archive:
         item.archive.unlink()
-    done = f"extracted to {item.dest}"
-    if check and item.dataset:
-        report = get_reader(item.dataset, item.dest).check()
-        print(report)
-        if not report.usable:
-            raise DepthGError(f"{item.dest} was extracted from {item.key} but the data check "
-                              "above finds it unusable; delete the folder and run again, or "
-                              "fix what the check lists")
-        done += ", data check: usable"
-    return done
+    if not (check and item.dataset):
+        return f"extracted to {item.dest}"
+    report = get_reader(item.dataset, item.dest).check()
+    print(report)
+    if not report.usable:
+        raise DepthGError(f"{item.dest} was extracted from {item.key} but the data check above "
+                          "finds it unusable; delete the folder and run again, or fix what the "
+                          "check lists")
+    return f"extracted to {item.dest}, data check: usable"
 
 
-def describe_plan(items: list[Item], root: Path, probe: bool = True) -> str:
+def describe_plan(items: list[Item], root: Path) -> str:
     """The dry-run table: each item, its state, its size and where it goes; then the disk."""
     lines = [f"{'kind':<11}{'item':<44}{'state':<28}{'size':<22}destination"]
     need, todo = 0.0, 0
     for item in items:
         state = status(item)
         size, label = item.size, "estimated"
-        if probe and item.url and state not in ("present", "manual"):
+        if item.url and state not in ("present", "manual"):
             measured = downloads.remote_size(item.url)
             if measured is not None:
                 size, label = measured, "from the server"
-        shown = f"{format_size(size)} ({label})" if size else "?"
+        shown = f"{human_bytes(size)} ({label})" if size else "?"
         dest = item.dest if not item.hub_repo or item.kind == "backbone" else "hub cache"
         lines.append(f"{item.kind:<11}{item.key:<44}{state:<28}{shown:<22}{dest}")
         if item.note:
@@ -94,10 +92,9 @@ def describe_plan(items: list[Item], root: Path, probe: bool = True) -> str:
             need += size + (item.extracted if item.archive is not None else 0)
             todo += 1
     free = free_bytes(root)
-    lines.append("")
-    lines.append(f"would fetch: {todo} item(s); disk needed about {format_size(need)} (archives "
-                 f"are deleted after extraction unless --keep-archives); free at {root}: "
-                 f"{format_size(free)}")
+    lines += ["", f"would fetch: {todo} item(s); disk needed about {human_bytes(need)} (archives "
+              f"are deleted after extraction unless --keep-archives); free at {root}: "
+              f"{human_bytes(free)}"]
     if need > free:
         lines.append("NOT ENOUGH DISK: choose another --root (or data_root in a copy of the "
                      "profile)")
@@ -105,17 +102,16 @@ def describe_plan(items: list[Item], root: Path, probe: bool = True) -> str:
 
 
 def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
-          only: list[str] | None = None, items: list[str] | None = None,
-          dry_run: bool = False, progress: bool = True, keep_archives: bool = False,
-          check: bool = True, verify: bool = False, dino_url: str | None = None,
-          stego_url: str | None = None) -> list[tuple[Item, str]]:
-    """Fetch what `profile` needs (see the package docstring); returns (item, outcome) pairs.
-    A dry run prints the plan and changes nothing."""
-    profile = with_root(profile, root)
+          only: list[str] | None = None, dry_run: bool = False, progress: bool = True,
+          keep_archives: bool = False, check: bool = True, verify: bool = False,
+          dino_url: str | None = None, stego_url: str | None = None) -> list[tuple[Item, str]]:
+    """Fetch what `profile` needs (under `root` instead of its data_root if given); returns
+    (item, outcome) pairs. A dry run prints the plan and changes nothing."""
+    profile = load_profile(profile)
+    if root is not None:
+        profile = profile.replace(data_root=str(Path(root).expanduser().resolve()))
     todo = plan(profile, only=only, dino_url=dino_url, stego_url=stego_url)
     droot = profile.paths.data_root
-    if items:
-        todo += extra_items(items, droot, base_urls(dino_url, stego_url)[1])
     if dry_run:
         print(f"profile {profile.name}: data_root {droot}")
         print(describe_plan(todo, droot))
@@ -123,7 +119,6 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
         return [(item, "dry run") for item in todo]
     if not todo:
         print(f"profile {profile.name} needs nothing from the network")
-        return []
     ledger = downloads.Ledger(droot / downloads.LEDGER)
     done = []
     for item in todo:
@@ -147,27 +142,17 @@ def main(argv: list[str] | None = None) -> int:
         "stages read it only if the profile's data_root says so too)")
     add("--only", action="append", choices=sources.KINDS,
         help="fetch only this kind (repeatable)")
-    add("--item", action="append", default=[], dest="items", metavar="ITEM",
-        help="also fetch a catalog archive by name (potsdamraw)")
     add("--keep-archives", action="store_true", help="keep the downloaded zips after extraction")
     add("--verify", action="store_true", help="re-hash present files against the ledger's sha256")
     add("--no-check", action="store_false", dest="check",
         help="skip the data check after extracting a dataset")
     add("--quiet", action="store_false", dest="progress", help="no progress bars")
-    add("--dino-url", default=None, help="base URL of the DINO release (default "
-        f"${sources.ENV_DINO} or {sources.DINO_URL})")
-    add("--stego-url", default=None, help="base URL of STEGO's storage (default "
-        f"${sources.ENV_STEGO} or {sources.STEGO_URL})")
-    add("--released-path", action="store_true",
-        help="print the path of the profile's released checkpoint if present")
-    args = vars(parser.parse_args(argv))
-    if args.pop("released_path"):
-        path = sources.released_checkpoint_path(args["profile"])
-        if path is not None and path.is_file():
-            print(path)
-        return 0
-    results = fetch(**args)
+    add("--dino-url", help=f"base URL of the DINO release (default ${sources.ENV_DINO} or "
+        f"{sources.DINO_URL})")
+    add("--stego-url", help=f"base URL of STEGO's storage (default ${sources.ENV_STEGO} or "
+        f"{sources.STEGO_URL})")
+    results = fetch(**vars(parser.parse_args(argv)))
     manual = [item for item, outcome in results if outcome.startswith("NOT FETCHED")]
-    if manual and not args["dry_run"]:
+    if manual:
         print(f"{len(manual)} item(s) must be placed by hand (see above); the rest is in place")
     return 0

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ..config import Profile, load_profile, shipped_name
 from ..depth_models import DEFAULT_MODELS
-from ..errors import DepthGError
 from ..models import EMBEDDED, backbone_weights_dir, canonical_backbone_name
 
 DINO_URL = "https://dl.fbaipublicfiles.com/dino/"
@@ -30,7 +29,6 @@ DEPTH_SIZES = {"Intel/zoedepth-nyu": 1.4 * GB,
 DATASETS = {"cocostuff27": ("cocostuff", 20 * GB, 21 * GB),
             "cityscapes": ("cityscapes", 11.5 * GB, 12 * GB),
             "potsdam": ("potsdam", 1.5 * GB, 1.6 * GB)}
-EXTRA_ARCHIVES = {"potsdamraw": (3 * GB, 3.2 * GB)}  # STEGO's raw Potsdam; no reader uses it
 # profile → released checkpoint file. STEGO's are public; DepthG's are on a shared drive.
 STEGO_CHECKPOINTS = {"stego-cocostuff27-vitb8": "cocostuff27_vit_base_5.ckpt",
                      "stego-cityscapes-vitb8": "cityscapes_vit_base_1.ckpt",
@@ -39,7 +37,6 @@ DEPTHG_CHECKPOINTS = {"cocostuff27-vits8": "cocostuff_vits.ckpt",
                       "cocostuff27-vitb8": "cocostuff_vitb.ckpt",
                       "cityscapes-vitb8": "cityscapes_vitb.ckpt",
                       "potsdam-vits8": "potsdam_vits.ckpt"}
-CHECKPOINT_SIZES = {"vit_small": 95 * MB, "vit_base": 350 * MB}
 DEPTHG_DRIVE = ("the Google Drive folder linked from the DepthG repository's README "
                 "(github.com/leonsick/depthg, 'pretrained models')")
 
@@ -61,34 +58,20 @@ class Item:
     note: str = ""
 
 
-def base_urls(dino: str | None = None, stego: str | None = None) -> tuple[str, str]:
-    dino = dino or os.environ.get(ENV_DINO) or DINO_URL
-    stego = stego or os.environ.get(ENV_STEGO) or STEGO_URL
-    return dino.rstrip("/") + "/", stego.rstrip("/") + "/"
-
-
 def released_checkpoint_path(profile: Profile | str) -> Path | None:
-    """Where a profile's released checkpoint lives (`<data_root>/models/released/<file>`), or
-    None when none was released for it."""
+    """`<data_root>/models/released/<file>`, or None when no checkpoint was released for it."""
     profile = load_profile(profile)
     name = shipped_name(profile)
     name = STEGO_CHECKPOINTS.get(name) or DEPTHG_CHECKPOINTS.get(name)
     return profile.paths.data_root / "models" / "released" / name if name else None
 
 
-def with_root(profile: Profile | str, root: str | os.PathLike | None) -> Profile:
-    """The profile, with `root` (if given) replacing its data_root."""
-    profile = load_profile(profile)
-    return profile if root is None else profile.replace(
-        data_root=str(Path(root).expanduser().resolve()))
-
-
-def plan(profile: Profile | str, root: str | os.PathLike | None = None,
-         only: tuple[str, ...] | None = None, dino_url: str | None = None,
-         stego_url: str | None = None) -> list[Item]:
+def plan(profile: Profile | str, only: tuple[str, ...] | None = None,
+         dino_url: str | None = None, stego_url: str | None = None) -> list[Item]:
     """The items a profile needs (optionally only some kinds)."""
-    profile = with_root(profile, root)
-    dino, stego = base_urls(dino_url, stego_url)
+    profile = load_profile(profile)
+    dino = (dino_url or os.environ.get(ENV_DINO) or DINO_URL).rstrip("/") + "/"
+    stego = (stego_url or os.environ.get(ENV_STEGO) or STEGO_URL).rstrip("/") + "/"
     items = {"backbone": lambda: _backbone_items(profile, dino),
              "depth": lambda: _depth_items(profile),
              "dataset": lambda: _dataset_items(profile, stego),
@@ -129,19 +112,14 @@ def _depth_items(profile: Profile) -> list[Item]:
     return [Item(model, "depth", Path(), hub_repo=model, size=DEPTH_SIZES.get(model, 0.5 * GB))]
 
 
-def archive_item(stem: str, dest: Path, root: Path, stego: str, size: float, extracted: float,
-                 dataset: str = "") -> Item:
-    return Item(f"{stem}.zip", "dataset", dest, url=f"{stego}pytorch_data/{stem}.zip",
-                archive=root / "downloads" / f"{stem}.zip", size=size, extracted=extracted,
-                dataset=dataset)
-
-
 def _dataset_items(profile: Profile, stego: str) -> list[Item]:
     if profile.dataset not in DATASETS:
         return []  # SynthScenes is generated (chapter 00); `directory` is the user's own
     stem, size, extracted = DATASETS[profile.dataset]
-    return [archive_item(stem, profile.paths.dataset_dir, profile.paths.data_root, stego, size,
-                         extracted, dataset=profile.dataset)]
+    return [Item(f"{stem}.zip", "dataset", profile.paths.dataset_dir,
+                 url=f"{stego}pytorch_data/{stem}.zip", size=size, extracted=extracted,
+                 archive=profile.paths.data_root / "downloads" / f"{stem}.zip",
+                 dataset=profile.dataset)]
 
 
 def _checkpoint_items(profile: Profile, stego: str) -> list[Item]:
@@ -149,27 +127,9 @@ def _checkpoint_items(profile: Profile, stego: str) -> list[Item]:
     if dest is None:
         return []
     name = shipped_name(profile)
-    size = CHECKPOINT_SIZES["vit_base" if "vitb" in name else "vit_small"]
+    size = 350 * MB if "vitb" in name else 95 * MB
     if name in STEGO_CHECKPOINTS:
         return [Item(dest.name, "checkpoint", dest, url=f"{stego}saved_models/{dest.name}",
                      size=size)]
     return [Item(dest.name, "checkpoint", dest, size=size,
                  manual=f"download {dest.name} from {DEPTHG_DRIVE} and put it at {dest}")]
-
-
-def extra_items(names: list[str], root: Path, stego: str) -> list[Item]:
-    """Catalog entries asked for by name (`--item potsdamraw`)."""
-    archives = {**{stem: (size, out) for stem, size, out in DATASETS.values()}, **EXTRA_ARCHIVES}
-    out = []
-    for name in names:
-        stem = name.removesuffix(".zip")
-        if stem not in archives:
-            known = sorted(EXTRA_ARCHIVES) + sorted(s for s, _, _ in DATASETS.values())
-            raise DepthGError(f"unknown item {name!r}; items: {', '.join(known)}")
-        out.append(archive_item(stem, root / stem, root, stego, *archives[stem]))
-    return out
-
-
-def format_size(n: float) -> str:
-    """Bytes as the plan shows them: GB from half a gigabyte, MB from one megabyte."""
-    return f"{n / GB:.1f} GB" if n >= 0.5 * GB else f"{n / MB:.0f} MB" if n >= MB else f"{n:.0f} B"
