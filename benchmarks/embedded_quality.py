@@ -27,23 +27,117 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy.stats import spearmanr
+from sklearn.linear_model import LogisticRegression
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from depthg_lib import embedded  # noqa: E402
 from depthg_lib.data.synthscenes import CLASS_NAMES, N_CLASSES, generate  # noqa: E402
-from depthg_lib.errors import run_cli  # noqa: E402
-from depthg_lib.io import save_json, sha256_file  # noqa: E402
+from depthg_lib.errors import DepthGError, run_cli  # noqa: E402
+from depthg_lib.io import load_json, save_json, sha256_file  # noqa: E402
+from depthg_lib.metrics import confusion_histogram, scores  # noqa: E402
 from depthg_lib.pretrain import quality  # noqa: E402
-from depthg_lib.pretrain.common import PRETRAIN_DATA_SEED, load_split  # noqa: E402
-from depthg_lib.pretrain.export import load_checkpoint_vit, record_quality  # noqa: E402
+from depthg_lib.pretrain.common import (  # noqa: E402
+    PRETRAIN_DATA_SEED,
+    load_split,
+    minmax_normalise,
+)
+from depthg_lib.pretrain.export import vit_backbone_state  # noqa: E402
 
 RESULT = REPO / "benchmarks" / "results" / "embedded_quality.json"
 SELECTION_SEED = 424242  # looked at while choosing recipes and checkpoints
 REPORT_SEED = 8080  # looked at once, for the final check
 THINGS = ("box", "sphere", "cylinder", "cone", "person")
+
+
+def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats: torch.Tensor,
+                 val_labels: np.ndarray, n_classes: int, normalise: bool = True,
+                 c: float = 1.0, max_iter: int = 300, max_train: int | None = 120_000) -> dict:
+    """Logistic regression on (N,h,w,D) train patch features → class of every val patch;
+    per-class IoU, mIoU and accuracy in %. Features are L2-normalised when `normalise` (not the
+    mean RGB, whose length is its brightness), then standardised so `c` means the same for
+    every feature set; ignored patches are left out of fit and score."""
+    x_tr, y_tr = quality.patch_rows(train_feats, normalise).numpy(), train_labels.reshape(-1)
+    keep = y_tr != quality.IGNORE
+    x_tr, y_tr = x_tr[keep], y_tr[keep]
+    if max_train is not None and len(y_tr) > max_train:  # deterministic subsample
+        idx = np.random.default_rng(0).choice(len(y_tr), max_train, replace=False)
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8
+    clf = LogisticRegression(C=c, max_iter=max_iter)
+    clf.fit((x_tr - mu) / sd, y_tr)
+    x_va = (quality.patch_rows(val_feats, normalise).numpy() - mu) / sd
+    pred = clf.classes_[clf.predict_proba(x_va).argmax(1)]
+    hist = confusion_histogram(pred, val_labels.reshape(-1), n_classes)
+    return quality.percent_scores(scores(hist, hungarian=False))
+
+
+def feature_quality(train_feats: torch.Tensor, train_plabels: np.ndarray,
+                    val_feats: torch.Tensor, val_plabels: np.ndarray, n_classes: int,
+                    normalise: bool = True, kmeans_seeds: int = 1) -> dict:
+    """One set of frozen patch features: linear probe (fit on train, scored on val) and k-means
+    on val (mean over `kmeans_seeds` initialisations)."""
+    lin = linear_probe(train_feats, train_plabels, val_feats, val_plabels, n_classes,
+                       normalise=normalise)
+    runs = [quality.kmeans_segment(val_feats, val_plabels, n_classes, k, normalise=normalise)[1]
+            for k in range(kmeans_seeds)]
+    km = {"miou": float(np.mean([r["miou"] for r in runs])),
+          "acc": float(np.mean([r["acc"] for r in runs])), "iou": runs[0]["iou"],
+          "miou_seeds": [round(r["miou"], 2) for r in runs]}
+    return {"linear": lin, "kmeans": km}
+
+
+def meets_backbone_bar(row: dict, linear_min: float = 70.0, class_min: float = 35.0,
+                       kmeans_min: float = 35.0) -> bool:
+    """A backbone the chapters read well with: linear-probe mIoU ≥ 70, every class present ≥ 35
+    IoU under the probe, k-means mIoU ≥ 35."""
+    ious = [v for v in row["linear"]["iou"] if v is not None]
+    return bool(row["linear"]["miou"] >= linear_min and min(ious) >= class_min
+                and row["kmeans"]["miou"] >= kmeans_min)
+
+
+def depth_quality(pred: torch.Tensor, gt: np.ndarray, mean_map: np.ndarray) -> dict:
+    """Min–max normalised MAE vs the constant mean map, and mean per-image Spearman rho."""
+    p = minmax_normalise(pred.double()).numpy()
+    g = minmax_normalise(torch.from_numpy(gt).double()).numpy()
+    mae = float(np.abs(p - g).mean())
+    const = float(np.abs(mean_map[None] - g).mean())
+    rho = float(np.nanmean([spearmanr(pi.ravel(), gi.ravel())[0] for pi, gi in zip(p, g)]))
+    return {"mae": mae, "constant_mae": const, "mae_ratio": mae / const, "spearman": rho,
+            "passes": bool(mae <= 0.5 * const and rho >= 0.85)}
+
+
+def mean_normalised_depth(depth: np.ndarray) -> np.ndarray:
+    """The training set's mean min–max normalised depth map (the best-constant baseline)."""
+    return minmax_normalise(torch.from_numpy(depth).double()).mean(0).numpy()
+
+
+def load_checkpoint_vit(path: str | Path) -> tuple[torch.nn.Module, int]:
+    """The embedded ViT (eval mode) with the backbone of a pretraining checkpoint, and its step."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)["trainer"]
+    except (OSError, KeyError, RuntimeError) as err:
+        raise DepthGError(f"{path} is not a pretraining checkpoint ({err}); pass the "
+                          "checkpoint.pt of a `python -m depthg_lib.pretrain vit` run") from None
+    vit = embedded.build_embedded_vit()
+    vit.load_state_dict(vit_backbone_state(state), strict=True)
+    return vit.eval(), state["step"]
+
+
+def record_quality(kind: str, figures: dict) -> None:
+    """Store benchmark figures in the manifest entry of the weights they were measured on."""
+    manifest_path = embedded.WEIGHTS_DIR / embedded.MANIFEST_NAME
+    manifest = load_json(manifest_path)
+    entry = manifest[kind]
+    if sha256_file(embedded.WEIGHTS_DIR / entry["file"]) != entry["sha256"]:
+        raise DepthGError(f"{embedded.WEIGHTS_DIR / entry['file']} does not match "
+                          f"{manifest_path}; re-export before recording quality figures")
+    entry["quality"] = {**figures, "weights_sha256": entry["sha256"]}
+    save_json(manifest_path, manifest)
 
 
 def _vit(checkpoint: str | None) -> tuple[torch.nn.Module, str]:
@@ -61,10 +155,10 @@ def vit_table(train: dict, val: dict, rows: dict[str, str | None], n_classes: in
 
     def add(name: str, source: str, tr, va, normalise: bool = True) -> None:
         t0 = time.time()
-        row = quality.feature_quality(tr, tr_lab, va, va_lab, n_classes, normalise=normalise,
+        row = feature_quality(tr, tr_lab, va, va_lab, n_classes, normalise=normalise,
                                       kmeans_seeds=kmeans_seeds)
         row["weights"] = source
-        row["passes"] = quality.meets_backbone_bar(row)
+        row["passes"] = meets_backbone_bar(row)
         row["seconds"] = round(time.time() - t0, 1)
         out[name] = row
         lin = row["linear"]
@@ -142,10 +236,10 @@ def _vit_results(args: argparse.Namespace, data: str, val: dict, setting: dict) 
 def _depth_results(args: argparse.Namespace, val: dict, setting: dict) -> dict:
     model, source = _depth(args.depth_checkpoint)
     ref = load_split(args.train_data, "train", depth=True, limit=2000)
-    mean_map = quality.mean_normalised_depth(ref["depth"])
+    mean_map = mean_normalised_depth(ref["depth"])
     x = torch.from_numpy(val["images"]).permute(0, 3, 1, 2).float() / 255
     pred = torch.cat([model.estimate_depth(x[i:i + 32]) for i in range(0, len(x), 32)])
-    res = quality.depth_quality(pred, val["depth"], mean_map)
+    res = depth_quality(pred, val["depth"], mean_map)
     print(f"Depth on min-max normalised depth, {setting['data']}:")
     print(f"  MAE {res['mae']:.4f}  vs constant mean map {res['constant_mae']:.4f} "
           f"(ratio {res['mae_ratio']:.3f}, bar <= 0.5)")

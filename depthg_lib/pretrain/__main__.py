@@ -1,6 +1,5 @@
 """Train and export the embedded models (see the package docstring).
 
-    python -m depthg_lib.pretrain data                       # render the pretraining scenes
     python -m depthg_lib.pretrain vit --out runs/pretrain/vit [--resume] [--export]
     python -m depthg_lib.pretrain depth --out runs/pretrain/depth [--resume] [--export]
     python -m depthg_lib.pretrain export vit --out runs/pretrain/vit
@@ -27,7 +26,7 @@ from .vit import ViTPretrainConfig, train_vit
 _KINDS = {"vit": (ViTPretrainConfig, train_vit), "depth": (DepthPretrainConfig, train_depth)}
 
 
-def _data_args(q: argparse.ArgumentParser) -> None:
+def _train_args(q: argparse.ArgumentParser, kind: str) -> None:
     q.add_argument("--data", default=str(DEFAULT_DATA_DIR),
                    help="SynthScenes folder for pretraining (rendered if missing)")
     q.add_argument("--n-train", type=int, default=None, help="scenes to render / use")
@@ -35,9 +34,6 @@ def _data_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--data-seed", type=int, default=PRETRAIN_DATA_SEED,
                    help="SynthScenes seed (never the evaluation seed 2024)")
     q.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-
-
-def _train_args(q: argparse.ArgumentParser, kind: str) -> None:
     q.add_argument("--out", required=True, help="run folder (checkpoint, log.csv)")
     q.add_argument("--resume", action="store_true", help="continue the run in --out")
     q.add_argument("--steps", type=int, default=None)
@@ -50,22 +46,18 @@ def _train_args(q: argparse.ArgumentParser, kind: str) -> None:
     q.add_argument("--export", action="store_true",
                    help="when finished, export the weights into depthg_lib/weights/")
     q.add_argument("--weights-dir", default=None, help="export target (default: the library's)")
-    _data_args(q)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m depthg_lib.pretrain", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    _data_args(sub.add_parser("data", help="render the pretraining SynthScenes"))
     for kind in _KINDS:
         _train_args(sub.add_parser(kind, help=f"train the embedded {kind}"), kind)
     q = sub.add_parser("export", help="write a finished run's fp16 safetensors + manifest entry")
     q.add_argument("kind", choices=list(_KINDS))
     q.add_argument("--out", required=True, help="run folder")
     q.add_argument("--weights-dir", default=None)
-    q.add_argument("--allow-partial", action="store_true",
-                   help="export a run that has not reached its planned steps")
     return p
 
 
@@ -95,7 +87,7 @@ def _train(args: argparse.Namespace, argv: list[str] | None, n_train: int) -> No
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "export":
-        _print_export(export_run(args.kind, args.out, args.weights_dir, args.allow_partial))
+        _print_export(export_run(args.kind, args.out, args.weights_dir))
         return 0
     torch.set_num_threads(args.threads)
     n_train = args.n_train or 5000
@@ -103,11 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     record = data_record(args.data)
     same = (record.get("n_train"), record.get("size"), record.get("seed")) == (
         n_train, args.size, args.data_seed)
-    if not (getattr(args, "resume", False) and same):
+    if not (args.resume and same):
         synthscenes.generate(args.data, n_train=n_train, n_val=0, size=args.size,
                              seed=args.data_seed)
-    if args.cmd in _KINDS:
-        _train(args, argv, n_train)
+    _train(args, argv, n_train)
     return 0
 
 

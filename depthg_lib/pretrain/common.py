@@ -46,7 +46,7 @@ def load_split(data_dir: str | os.PathLike, split: str = "train", depth: bool = 
     paths = sorted((data_dir / "imgs" / split).glob("*.jpg"))[:limit]
     if not paths:
         raise DepthGError(f"no images in {data_dir / 'imgs' / split}; render them with "
-                          f"`python -m depthg_lib.pretrain data --data {data_dir}`")
+                          f"`python -m depthg_lib.data.synthscenes --out {data_dir} ...`")
     out: dict[str, Any] = {"names": np.array([p.stem for p in paths])}
     out["images"] = np.stack([read_rgb(p) for p in tqdm(paths, desc=f"load {split}",
                                                          disable=len(paths) < 500)])

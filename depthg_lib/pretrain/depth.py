@@ -1,14 +1,9 @@
 """Supervised training of the embedded depth network on SynthScenes ground-truth depth.
 
-Target: per-image min–max normalised depth d̂ ∈ [0,1], larger = farther, sky = 1 (the depth
-stage's format, docs/method.md §2). Loss (MiDaS-style): the prediction p is aligned to d̂ per
-image by least squares, `(s, t) = argmin Σ_i (s·p_i + t − d̂_i)²`, then
-`L = mean_i |s·p_i + t − d̂_i| + α · Σ_scales mean |∇(s·p + t − d̂)|` (4 scales, α = 0.5): free
-in scale and shift, it asks for depth *order and edges*. A third term, `β · mean_i |minmax(p)_i
-− d̂_i|` (β = 1), asks the same of the prediction min–max normalised as the depth stage stores
-it: without it the extremes (nearest point, sky) drifted, and with them every stored value.
-Training sees whole 128-px scenes (flipped, mildly jittered): the horizon is a whole-image cue.
-"""
+Target: per-image min–max normalised depth (docs/method.md §2). Loss: MiDaS-style scale-and-
+shift-invariant L1 + α·multi-scale gradient matching (α = 0.5), plus β·L1 of the min–max
+normalised prediction (β = 1), without which the extremes (nearest point, sky) drifted and with
+them every stored value. Whole 128-px scenes: the horizon is a whole-image cue."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Export a finished pretraining run as the shipped fp16 `.safetensors` + manifest entry.
-
-The manifest (`depthg_lib/weights/manifest.json`) describes exactly the files that ship: sha256,
-size, architecture, training command, data, time and machine, and (once
-`benchmarks/embedded_quality.py --update-manifest` has run) the quality figures.
-"""
+"""Export a finished pretraining run as the shipped fp16 `.safetensors` + manifest entry
+(sha256, size, architecture, training command, data, time and machine; the quality figures are
+added by `benchmarks/embedded_quality.py --update-manifest`)."""
 
 from __future__ import annotations
 
@@ -33,19 +30,7 @@ def vit_backbone_state(trainer_state: dict) -> dict[str, torch.Tensor]:
             if k.startswith(prefix)}
 
 
-def load_checkpoint_vit(path: str | Path) -> tuple[torch.nn.Module, int]:
-    """The embedded ViT (eval mode) with the backbone of a pretraining checkpoint, and its step."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["trainer"]
-    except (OSError, KeyError, RuntimeError) as err:
-        raise DepthGError(f"{path} is not a pretraining checkpoint ({err}); pass the "
-                          "checkpoint.pt of a `python -m depthg_lib.pretrain vit` run") from None
-    vit = embedded.build_embedded_vit()
-    vit.load_state_dict(vit_backbone_state(state), strict=True)
-    return vit.eval(), state["step"]
-
-
-def _finished_run(kind: str, out: Path, allow_partial: bool) -> dict:
+def _finished_run(kind: str, out: Path) -> dict:
     """The run's checkpoint, refused (with the command that fixes it) if absent or unfinished."""
     ckpt_path = out / "checkpoint.pt"
     if not ckpt_path.exists():
@@ -53,11 +38,9 @@ def _finished_run(kind: str, out: Path, allow_partial: bool) -> dict:
                           f"`python -m depthg_lib.pretrain {kind} --out {out}`")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     state, cfg = ckpt["trainer"], ckpt["trainer"]["config"]
-    if state["step"] < cfg["steps"] and not allow_partial:
-        raise DepthGError(
-            f"{ckpt_path} is at step {state['step']} of {cfg['steps']}; finish it with "
-            f"`python -m depthg_lib.pretrain {kind} --out {out} --resume`, or pass "
-            "--allow-partial to export it anyway")
+    if state["step"] < cfg["steps"]:
+        raise DepthGError(f"{ckpt_path} is at step {state['step']} of {cfg['steps']}; finish it "
+                          f"with `python -m depthg_lib.pretrain {kind} --out {out} --resume`")
     return ckpt
 
 
@@ -93,12 +76,11 @@ def _entry(kind: str, out: Path, ckpt: dict, path: Path, model: torch.nn.Module)
     }
 
 
-def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None,
-               allow_partial: bool = False) -> dict:
+def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None) -> dict:
     """Write `<weights_dir>/<file>.safetensors` from `<out>/checkpoint.pt`; update the manifest."""
     out = Path(out)
     weights_dir = Path(weights_dir) if weights_dir else embedded.WEIGHTS_DIR
-    ckpt = _finished_run(kind, out, allow_partial)
+    ckpt = _finished_run(kind, out)
     sd = vit_backbone_state(ckpt["trainer"]) if kind == "vit" else ckpt["trainer"]["net"]
     sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
     # the exported state must load into the library's architecture
@@ -116,16 +98,3 @@ def export_run(kind: str, out: str | Path, weights_dir: str | Path | None = None
     manifest[kind] = _entry(kind, out, ckpt, path, model)
     save_json(manifest_path, manifest)
     return manifest[kind]
-
-
-def record_quality(kind: str, quality: dict, weights_dir: str | Path | None = None) -> None:
-    """Store benchmark figures in the manifest entry of the weights they were measured on."""
-    weights_dir = Path(weights_dir) if weights_dir else embedded.WEIGHTS_DIR
-    manifest_path = weights_dir / embedded.MANIFEST_NAME
-    manifest = load_json(manifest_path)
-    entry = manifest[kind]
-    if sha256_file(weights_dir / entry["file"]) != entry["sha256"]:
-        raise DepthGError(f"{weights_dir / entry['file']} does not match {manifest_path}; "
-                          "re-export before recording quality figures")
-    entry["quality"] = {**quality, "weights_sha256": entry["sha256"]}
-    save_json(manifest_path, manifest)

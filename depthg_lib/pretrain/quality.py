@@ -1,23 +1,16 @@
-"""Quality bars of the embedded models, measured on SynthScenes never seen in training.
-
-ViT: on patch features against patch labels (majority of each 8×8 patch), k-means
-Hungarian-matched mIoU asks whether the classes already are clusters, a linear probe whether
-they are linearly readable at all; baselines are random weights and each patch's mean RGB.
-Depth: on per-image min–max normalised depth (docs/method.md §2), MAE against that of the best
-constant map (the training set's mean), and the per-image Spearman rank correlation.
-"""
+"""What the embedded ViT's patch features hold: patch labels (majority of each 8×8 patch),
+k-means Hungarian-matched to them, CLS attention (chapter A1); the linear probe and the depth
+bars are in benchmarks/embedded_quality.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
-from sklearn.linear_model import LogisticRegression
 
 from ..metrics import confusion_histogram, scores
-from .common import minmax_normalise, normalise_rgb
+from .common import normalise_rgb
 
 IGNORE = 255
 
@@ -27,7 +20,7 @@ def _unit_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
 
 
-def _rows(features: torch.Tensor, normalise: bool) -> torch.Tensor:
+def patch_rows(features: torch.Tensor, normalise: bool) -> torch.Tensor:
     """(N,h,w,D) features as float64 rows, L2-normalised when `normalise`."""
     x = features.reshape(-1, features.shape[-1]).double()
     return F.normalize(x, dim=1) if normalise else x
@@ -65,7 +58,7 @@ def patch_labels(labels: np.ndarray, patch: int = 8) -> np.ndarray:
     return maj.reshape(n, h // patch, w // patch)
 
 
-def _percent(res: dict) -> dict:
+def percent_scores(res: dict) -> dict:
     """metrics.scores' figures as this module records them: IoU rounded, None where undefined."""
     return {"miou": res["miou"], "acc": res["acc"],
             "iou": [None if np.isnan(v) else round(float(v), 2) for v in res["iou"]]}
@@ -75,14 +68,14 @@ def kmeans_segment(features: torch.Tensor, labels: np.ndarray, n_classes: int, s
                    normalise: bool = True, n_init: int = 3) -> tuple[np.ndarray, dict]:
     """k-means with `n_classes` clusters on (N,h,w,D) features, Hungarian-matched to (N,h,w)
     patch labels (docs/method.md §9): the class map (N,h,w) and the scores in %."""
-    x = _rows(features, normalise)
+    x = patch_rows(features, normalise)
     y = labels.reshape(-1)
     keep = y != IGNORE
     km = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed).fit(
         x[torch.from_numpy(keep)].numpy())
     clusters = km.predict(x.numpy())
     res = scores(confusion_histogram(clusters[keep], y[keep], n_classes))
-    matched = {**_percent(res), "cluster_to_class": res["cluster_to_class"].tolist()}
+    matched = {**percent_scores(res), "cluster_to_class": res["cluster_to_class"].tolist()}
     return res["cluster_to_class"][clusters].reshape(labels.shape), matched
 
 
@@ -103,65 +96,3 @@ def vit_cls_attention(vit: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
     attn = (q[:, :, :1] @ k.transpose(-2, -1) * attn_mod.scale).softmax(-1)[..., 0, :]
     attn = attn[..., vit.num_prefix_tokens:]
     return attn.reshape(b, attn_mod.num_heads, x.shape[-2] // p, x.shape[-1] // p)
-
-
-def linear_probe(train_feats: torch.Tensor, train_labels: np.ndarray, val_feats: torch.Tensor,
-                 val_labels: np.ndarray, n_classes: int, normalise: bool = True,
-                 c: float = 1.0, max_iter: int = 300, max_train: int | None = 120_000) -> dict:
-    """Logistic regression on (N,h,w,D) train patch features → class of every val patch;
-    per-class IoU, mIoU and accuracy in %. Features are L2-normalised when `normalise` (not the
-    mean RGB, whose length is its brightness), then standardised so `c` means the same for
-    every feature set; ignored patches are left out of fit and score."""
-    x_tr, y_tr = _rows(train_feats, normalise).numpy(), train_labels.reshape(-1)
-    keep = y_tr != IGNORE
-    x_tr, y_tr = x_tr[keep], y_tr[keep]
-    if max_train is not None and len(y_tr) > max_train:  # deterministic subsample
-        idx = np.random.default_rng(0).choice(len(y_tr), max_train, replace=False)
-        x_tr, y_tr = x_tr[idx], y_tr[idx]
-    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8
-    clf = LogisticRegression(C=c, max_iter=max_iter)
-    clf.fit((x_tr - mu) / sd, y_tr)
-    x_va = (_rows(val_feats, normalise).numpy() - mu) / sd
-    pred = clf.classes_[clf.predict_proba(x_va).argmax(1)]
-    hist = confusion_histogram(pred, val_labels.reshape(-1), n_classes)
-    return _percent(scores(hist, hungarian=False))
-
-
-def feature_quality(train_feats: torch.Tensor, train_plabels: np.ndarray,
-                    val_feats: torch.Tensor, val_plabels: np.ndarray, n_classes: int,
-                    normalise: bool = True, kmeans_seeds: int = 1) -> dict:
-    """One set of frozen patch features: linear probe (fit on train, scored on val) and k-means
-    on val (mean over `kmeans_seeds` initialisations)."""
-    lin = linear_probe(train_feats, train_plabels, val_feats, val_plabels, n_classes,
-                       normalise=normalise)
-    runs = [kmeans_segment(val_feats, val_plabels, n_classes, k, normalise=normalise)[1]
-            for k in range(kmeans_seeds)]
-    km = {"miou": float(np.mean([r["miou"] for r in runs])),
-          "acc": float(np.mean([r["acc"] for r in runs])), "iou": runs[0]["iou"],
-          "miou_seeds": [round(r["miou"], 2) for r in runs]}
-    return {"linear": lin, "kmeans": km}
-
-
-def meets_backbone_bar(row: dict, linear_min: float = 70.0, class_min: float = 35.0,
-                       kmeans_min: float = 35.0) -> bool:
-    """A backbone the chapters read well with: linear-probe mIoU ≥ 70, every class present ≥ 35
-    IoU under the probe, k-means mIoU ≥ 35."""
-    ious = [v for v in row["linear"]["iou"] if v is not None]
-    return bool(row["linear"]["miou"] >= linear_min and min(ious) >= class_min
-                and row["kmeans"]["miou"] >= kmeans_min)
-
-
-def depth_quality(pred: torch.Tensor, gt: np.ndarray, mean_map: np.ndarray) -> dict:
-    """Min–max normalised MAE vs the constant mean map, and mean per-image Spearman rho."""
-    p = minmax_normalise(pred.double()).numpy()
-    g = minmax_normalise(torch.from_numpy(gt).double()).numpy()
-    mae = float(np.abs(p - g).mean())
-    const = float(np.abs(mean_map[None] - g).mean())
-    rho = float(np.nanmean([spearmanr(pi.ravel(), gi.ravel())[0] for pi, gi in zip(p, g)]))
-    return {"mae": mae, "constant_mae": const, "mae_ratio": mae / const, "spearman": rho,
-            "passes": bool(mae <= 0.5 * const and rho >= 0.85)}
-
-
-def mean_normalised_depth(depth: np.ndarray) -> np.ndarray:
-    """The training set's mean min–max normalised depth map (the best-constant baseline)."""
-    return minmax_normalise(torch.from_numpy(depth).double()).mean(0).numpy()

@@ -1,19 +1,10 @@
-"""Self-supervised pretraining of the embedded ViT (labels never used): the shipped recipe.
-
-VICRegL-style dense VICReg. Two global views (64-px crops of a 128-px scene: random box, flip,
-gentle colour jitter, rare grey, blur) go through the ViT; an expander MLP maps the CLS token
-and every patch token to E = 256 dimensions. For matched embeddings (z, z') the VICReg loss is
-
-    L(z, z') = λ · mean ||z − z'||²                         (invariance, λ = 25)
-             + μ · mean_d max(0, 1 − std(z_d))  [both sides] (variance, μ = 25)
-             + ν · Σ_{d≠e} cov(z)_{de}² / E     [both sides] (covariance, ν = 1)
-
-on the two CLS tokens (weight 0.5) and on every pair of patches that see the same scene point
-(weight 1; exact, since the crop boxes and flips are known: `augment.correspondence`). Variance
-and covariance over thousands of patches prevent collapse without negatives or a teacher.
-The colour jitter is gentle because SynthScenes' classes differ mostly by colour. What else
-was tried, with its numbers: docs/pretraining_history.md.
-"""
+"""Self-supervised pretraining of the embedded ViT (labels never used): the shipped recipe,
+VICRegL-style dense VICReg. Two gently jittered 64-px crops of a 128-px scene go through the
+ViT; expanders map the CLS and patch tokens to 256 dimensions, and VICReg (invariance λ = 25,
+variance μ = 25, covariance ν = 1) pulls together the two CLS tokens (weight 0.5) and every pair
+of patches that see the same scene point (exact: `augment.correspondence`). Colour jitter is
+gentle as SynthScenes' classes differ mostly by colour; what else was tried:
+docs/pretraining_history.md."""
 
 from __future__ import annotations
 
