@@ -8,7 +8,6 @@ import numpy as np
 from .. import ablation
 from ..config import REPO_ROOT
 from ..io import load_json
-from ..losses import OBJECTIVE_VERSION
 from .claims import claims, fmt_ci, prediction_checks, setting_label
 from .stats import last_quarter
 
@@ -170,10 +169,7 @@ def run_lines(results: dict) -> list[str]:
         f"- shifts: {results['shifts'].get('note', 'the profile’s')}",
         f"- backbone: {results['backbone']['name']} — {results['backbone']['saw']}",
         f"- intervals: {results['ci_method']}",
-        f"- objective: version {results.get('objective_version')} of `losses.OBJECTIVE_VERSION`"
-        + ("" if results.get("objective_version") == OBJECTIVE_VERSION else
-           f" — **older than this library's version {OBJECTIVE_VERSION}**: these runs predate "
-           "the fidelity fixes; `--resume` redoes every arm with the current objective"),
+        f"- objective: version {results.get('objective_version')} of `losses.OBJECTIVE_VERSION`",
         "",
         "## Summary",
         "",
@@ -182,18 +178,22 @@ def run_lines(results: dict) -> list[str]:
     ]
 
 
+def claims_markdown(results: dict) -> str:
+    """The two claims as bullets, then the table of which predictions held (chapter 06)."""
+    said = claims(results)
+    return "\n".join([f"- {said['head'][0].upper()}{said['head'][1:]}.",
+                      f"- {said['depth'][0].upper()}{said['depth'][1:]}.", "",
+                      "| prediction | outcome | numbers |", "|---|---|---|",
+                      *(f"| {p} | {v} | {n} |" for p, v, n in prediction_checks(results))])
+
+
 def claim_lines(results: dict) -> list[str]:
     """The claims, the predictions as written before the runs and which of them held."""
-    c = claims(results)
-    lines = ["## Claims (read from the results)", "", f"- {c['head'][0].upper()}{c['head'][1:]}.",
-              f"- {c['depth'][0].upper()}{c['depth'][1:]}.", ""]
+    bullets, table = claims_markdown(results).split("\n\n")
     pred = REPO_ROOT / "docs" / "study" / "PREDICTIONS.md"
-    if pred.exists() and pred.read_text().strip():
-        lines += [pred.read_text().strip(), ""]
-    lines += ["## Results: which predictions held", "",
-              "| prediction | outcome | numbers |", "|---|---|---|"]
-    lines += [f"| {p} | {v} | {n} |" for p, v, n in prediction_checks(results)]
-    return lines
+    written = [pred.read_text().strip(), ""] if pred.exists() else []
+    return ["## Claims (read from the results)", "", bullets, "", *written,
+            "## Results: which predictions held", "", table]
 
 
 def diagnosis_lines() -> list[str]:
@@ -229,15 +229,6 @@ def setting_lines(results: dict, knob: str) -> list[str]:
                       f"{sim['cross']['different_class']:.3f}; kNN positives from the same "
                       f"source image: {100 * pr.get('knn_same_source', 0):.0f} %."]
         lines += [""]
-    placed = results.get("shifts", {}).get("placed", {}).get(knob)
-    if placed:
-        f = placed["f"]
-        lines += ["Shifts placed by F (mean ± std of centred F per term, clean → now): " +
-                  "; ".join(f"{g} {f['clean'][g]['mean']:.3f} ± {f['clean'][g]['std']:.3f}"
-                            f" → {f['now'][g]['mean']:.3f} ± {f['now'][g]['std']:.3f}"
-                            for g in ("intra", "inter", "neg")) +
-                  f"; placed {placed['shifts']}; tuned offsets "
-                  f"{results['shifts'].get('offsets', {}).get(knob)}.", ""]
     lines += [f"- {line}" for line in ci_lines(results, knob)]
     return lines
 

@@ -29,6 +29,10 @@ NUISANCE_MEANING = (
     "per-source-image offset, a position-dependent pattern over the patch grid and a few "
     "high-norm outlier tokens, each of size strength × the clean features' mean norm "
     "(outliers 4×), in low-rank subspaces; the same for every arm and baseline")
+SHIFTS_NOTE = ("clean features: the profile's shifts (tuned for the embedded ViT); each nuisance "
+               "setting: the shifts placed by F's statistics on the training crops "
+               "(study.shifts.placed_shifts), the same rule for every arm, not tuned further by "
+               "training")
 RESULT_KEYS = ("splits", "seeds", "knob", "arms", "baselines", "ci95", "command", "machine",
                "date")
 
@@ -222,13 +226,10 @@ def _placement(study, knob) -> dict | None:
 
 
 def shift_facts(study) -> dict:
-    """The loss shifts: how they were tuned, the profile's, the offsets and the placed ones."""
+    """The loss shifts: the profile's, the offset at the nuisance settings, the placed ones."""
     p = study.profile
-    return {**study.tuning,
-            "profile": {"shift_intra": p.shift_intra, "shift_inter": p.shift_inter,
-                        "shift_neg": p.shift_neg},
-            "offsets": {knob_key(k): {a: study.offsets.get((k.key, a), 0.0)
-                                      for a in study.arms} for k in study.knobs},
+    return {"note": SHIFTS_NOTE, "offset": study.offset,
+            "profile": {k: getattr(p, k) for k in ("shift_intra", "shift_inter", "shift_neg")},
             "placed": {knob_key(k): {"shifts": r["shifts"], "f": r["f"]}
                        for k in study.knobs if k.nuisance
                        for r in [_placement(study, k)] if r}}

@@ -1,12 +1,11 @@
-"""The study's run: tune the shifts, then every (seed, knob): baselines and the factorial's arms.
-
-Each finished row goes to `store.json` at once (its per-image matrices to `hists/`), keyed by
-a digest of everything it depends on, so an interrupted study resumes and a changed setting
-is run again rather than mixed in.
-"""
+"""The study's run: every (seed, setting): baselines and the factorial's arms, after the regime
+check's short runs. Each finished row goes to `store.json` at once (its per-image matrices to
+`hists/`), keyed by a digest of everything it depends on, so an interrupted study resumes and a
+changed setting is run again rather than mixed in."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ..checkpoint import load_checkpoint
 from ..config import Profile
 from ..env import resolve_device
 from ..errors import DepthGError
-from ..io import json_digest
+from ..io import json_digest, load_json, save_json, save_npz
 from ..knn import same_source_share
 from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
@@ -53,19 +52,46 @@ from .splits import (
     split_size,
 )
 from .stats import METRICS, linear_miou, unsup_miou
-from .store import Store, profile_values
+
+STORE_VERSION = 1
+
+
+class Store:
+    """`store.json`: one row per finished (kind, name, knob, seed) with its identity, written
+    after every row; a row's per-image matrices live in `hists/<id>.npz`."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.path = folder / "store.json"
+        data = load_json(self.path) if self.path.exists() else {}
+        self.rows: list[dict] = data.get("rows", []) if data.get("version") == STORE_VERSION else []
+
+    def find(self, identity: str) -> dict | None:
+        return next((r for r in self.rows if r["id"] == identity), None)
+
+    def add(self, row: dict, hists: dict[str, np.ndarray]) -> dict:
+        if hists:
+            save_npz(self.folder / "hists" / f"{row['id']}.npz", **hists)
+        self.rows = [r for r in self.rows if r["id"] != row["id"]] + [row]
+        save_json(self.path, {"version": STORE_VERSION, "rows": self.rows})
+        return row
+
+    def hists(self, row: dict) -> dict[str, np.ndarray]:
+        with np.load(self.folder / "hists" / f"{row['id']}.npz") as z:
+            return {k: z[k] for k in z.files}
+
+
+def profile_values(profile: Profile) -> dict:
+    """A profile's settings as part of a row's identity, less the study's own design (knobs,
+    arms, seeds), so that growing the study keeps the rows it has."""
+    return {k: v for k, v in dataclasses.asdict(profile).items()
+            if k != "source" and not k.startswith("study_") and k != "ablation_seeds"}
+
 
 # the regime check (one seed, the reference arm and STEGO): name → (steps in units of the
 # study's `ablation_steps`, decay schedules as a share of the run rather than in steps); the
 # row with the arms' own steps and schedule is their seed-0 run, stored once
 REGIMES = {"short-steps": (1, False), "short-share": (1, True), "long-share": (5, True)}
-TUNED_NOTE = ("clean features: the profile's shifts (tuned for the embedded ViT); each nuisance "
-              "setting: one offset added to the three shifts, tuned per arm on tune from the "
-              "same candidates")
-PLACED_NOTE = ("clean features: the profile's shifts (tuned for the embedded ViT); each nuisance "
-               "setting: the shifts placed by F's statistics on the training crops "
-               "(study.shifts.placed_shifts), the same rule for every arm, not tuned further by "
-               "training")
 
 
 def study_arms(profile: Profile) -> list[str]:
@@ -107,8 +133,11 @@ class Study:
         self.camouflage_data: dict[float, KnobData] = {}
         self.steps = profile.ablation_steps or profile.steps
         self.val_every = max(1, self.steps // 8)
-        self.offsets: dict[tuple[str, str], float] = {}  # (setting key, arm) → tuned offset
-        self.tuning: dict = {}
+        offsets = list(profile.study_shift_offsets)
+        if len(offsets) > 1:
+            raise DepthGError(f"profile {profile.name}: study_shift_offsets takes one offset "
+                              f"(added to the shifts placed by F), found {offsets}")
+        self.offset = float(offsets[0]) if offsets else 0.0  # at the nuisance settings
         self.regime_rows: dict = {}
         self.started = time.time()
         self.write_only = False  # True: only summarise what is stored, train nothing
@@ -190,6 +219,9 @@ class Study:
         return KnobData(knob, knob_profile(self.profile, float(knob.camouflage)), {}, {}, {},
                         {})
 
+    def shift_offset(self, knob: Setting) -> float:
+        return self.offset if knob.nuisance else 0.0
+
     def nuisance(self, value: Setting) -> Nuisance:
         """The setting's nuisance, in units of its clean training features' mean norm."""
         kd = self.camouflage_data[float(value.camouflage)]
@@ -226,7 +258,7 @@ class Study:
     def variant(self, arm: str, knob: Setting, regime: str = "") -> Profile:
         """The profile `arm` trains with at `knob` under `regime`: steps, schedules, and the
         shifts placed for the setting plus the offset tuned for the arm there."""
-        offset = self.offsets.get((knob.key, arm), 0.0)
+        offset = self.shift_offset(knob)
         shifts = (self.placement(knob)["shifts"] if knob.nuisance else
                   {k: getattr(self.profile, k) for k in SHIFT_NAMES.values()})
         times, share = REGIMES[regime] if regime else (1, True)
@@ -282,7 +314,7 @@ class Study:
             identity, "arm" if not tag else "regime", arm, knob, seed, hists, regime=regime,
             steps=variant.steps, depth_decay_every=variant.depth_decay_every,
             fps_sample_decay_every=variant.fps_sample_decay_every,
-            shift_offset=self.offsets.get((knob.key, arm), 0.0),
+            shift_offset=self.shift_offset(knob),
             unsup=unsup_miou(hists["unsup"].sum(0)), linear=linear_miou(hists["linear"].sum(0)),
             kmeans_codes=unsup_miou(hists["kmeans_codes"].sum(0)),
             tune_unsup=unsup_miou(tune["unsup"].sum(0)),
@@ -339,52 +371,6 @@ class Study:
                                premise=prem)
         return row["premise"]
 
-    # -- shifts, tuned on tune -------------------------------------------------------------
-    def tune_shifts(self) -> None:
-        """Per nuisance setting and arm, the shift offset (added to all three shifts) with the
-        best unsupervised mIoU on the tune split — the same candidates, hence the same budget,
-        for every arm; one training seed. The clean features keep the profile's shifts (tuned
-        for the embedded ViT, docs/reproduction.md)."""
-        offsets = [float(o) for o in self.profile.study_shift_offsets]
-        tuned = [k for k in self.knobs if k.nuisance]
-        self.offsets = {}
-        self.tuning = {"tuned": bool(tuned) and len(offsets) > 1,
-                       "split": "tune", "seed": 0, "candidates": offsets,
-                       "criterion": "unsupervised mIoU on the tune split",
-                       "note": TUNED_NOTE if len(offsets) > 1 else PLACED_NOTE,
-                       "per_setting": {}}
-        for knob in tuned:
-            for arm in self.arms:
-                if len(offsets) < 2:
-                    self.offsets[(knob.key, arm)] = offsets[0] if offsets else 0.0
-                else:
-                    self.tune_offset(knob, arm, offsets)
-
-    def tune_offset(self, knob: Setting, arm: str, offsets: list[float]) -> None:
-        """Train `arm` at `knob` with each candidate offset (one seed), keep the best on tune."""
-        p = self.profile
-        found = []
-        for o in offsets:
-            self.offsets[(knob.key, arm)] = o
-            variant = self.variant(arm, knob)
-            identity = self.identity("tune", knob, arm=arm, offset=o,
-                                     train=profile_values(variant), tune_seed=p.tune_seed)
-            row = self.store.find(identity)
-            if row is None and (self.write_only or self.no_training):
-                continue
-            if row is None:
-                model = self.train_arm(arm, knob, 0, variant, tag=f"_shift{o:+g}")
-                hists = score_head(model, self.knob(knob).tune[variant.fidelity], p.n_classes)
-                row = self.add_row(identity, "tune", arm, knob, 0, hists, offset=o,
-                                   tune_unsup=unsup_miou(hists["unsup"].sum(0)),
-                                   tune_linear=linear_miou(hists["linear"].sum(0)))
-            found.append({"offset": o, "tune_unsup_miou": round(row["tune_unsup"], 3),
-                          "tune_linear_miou": round(row["tune_linear"], 3)})
-        best = max(found, key=lambda c: c["tune_unsup_miou"])["offset"] if found else 0.0
-        self.offsets[(knob.key, arm)] = best
-        self.tuning["per_setting"].setdefault(knob.key, {})[arm] = {
-            "candidates": found, "offset": best, "complete": len(found) == len(offsets)}
-
     # -- everything ------------------------------------------------------------------------
     def regime(self, names) -> None:
         """Short vs long runs, schedules in steps vs as a share: one seed, STEGO and the
@@ -403,7 +389,6 @@ class Study:
         after every seed."""
         short = [n for n, (times, _) in REGIMES.items() if times == 1]
         self.regime(short)
-        self.tune_shifts()
         bar = tqdm(total=len(self.seeds) * len(self.knobs) * len(self.arms), desc="study",
                    disable=not self.progress)
         results = {}
