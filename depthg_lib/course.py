@@ -1,17 +1,10 @@
 """The course runner: every numbered chapter, in order, headless, for one profile.
 
     python -m depthg_lib.course --profile demo [--only 01,04] [--force] [--device cpu|cuda]
-    python -m depthg_lib.course --profile my_profile.yaml      # a profile file of your own
 
-Each notebook is executed with papermill into `runs/<profile>/`, its `parameters` cell set
-to (profile, device, seed, force). A chapter is skipped unless `--force` when its executed copy
-is complete and its inputs unchanged: its source, the profile's values, the shipped weights,
-the library's source, device, seed and the runs of the chapters before it (so re-running one
-makes every later one stale; an edit of its prose alone does not). `runs/<profile>/
-summary.json` records per chapter its seconds, status (`running`, then `ok`, `failed`,
-`interrupted` or `stale`) and key numbers (`results.record`). A failure stops the run naming
-the cell and the error; Ctrl-C or SIGTERM stops it as `interrupted`; the next run starts again
-at that chapter.
+Each chapter runs under papermill into `runs/<profile>/`; it is skipped (unless `--force`) while
+its executed copy is complete and its inputs unchanged (code, profile, weights, library, device,
+seed, earlier chapters' runs). `summary.json` records per chapter seconds, status and key numbers.
 """
 
 from __future__ import annotations
@@ -57,8 +50,8 @@ def _select(all_chapters: list[Path], only: str | None) -> list[Path]:
 
 
 def library_digest(lib_dir: Path = LIB_DIR) -> str:
-    """sha256 over the library's Python source (this runner excluded: nothing imports it),
-    so that editing, say, `losses.py` makes every chapter that uses the library stale."""
+    """sha256 of the library's source but this runner (nothing imports it): an edit of the
+    library makes every chapter stale."""
     digest = hashlib.sha256()
     for path in sorted(lib_dir.rglob("*.py")):
         if path.name == "course.py" and path.parent == lib_dir or "__pycache__" in path.parts:
@@ -66,24 +59,6 @@ def library_digest(lib_dir: Path = LIB_DIR) -> str:
         digest.update(f"{path.relative_to(lib_dir).as_posix()}\n".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _inputs(notebook: Path, profile: Profile, device: str, seed: int, library: str,
-            earlier: dict[str, str | None]) -> dict:
-    """What a chapter's result depends on, part by part (so a re-run can say why): its
-    source, the profile's values, the shipped weights' checksums, the library's source,
-    device, seed and the run of every earlier chapter (`earlier`: chapter → run id or None)."""
-    def h(text: str) -> str:
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    values = {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
-    shas = {}
-    if MANIFEST.exists():  # the checksums only: recording a new quality figure changes nothing
-        shas = {name: entry.get("sha256") for name, entry in load_json(MANIFEST).items()
-                if isinstance(entry, dict)}
-    return {"notebook": h(_source_only(notebook)),
-            "profile": json_digest(values), "weights": json_digest(shas), "library": library,
-            "device, seed": h(f"{device}|{seed}"), "earlier chapters": dict(earlier)}
 
 
 def _why(old: dict | None, new: dict) -> str:
@@ -98,17 +73,15 @@ def _why(old: dict | None, new: dict) -> str:
     return ", ".join(parts)
 
 
-def _source_only(notebook: Path) -> str:
-    """The notebook's cell sources, so that stray outputs or metadata do not force a re-run."""
-    cells = json.loads(notebook.read_text())["cells"]
-    return json.dumps([[c["cell_type"], "".join(c["source"])] for c in cells])
+def _cells(notebook: Path) -> list[dict]:
+    return json.loads(notebook.read_text())["cells"]
 
 
 def code_digest(notebook: Path) -> str:
-    """Digest of the chapter's code cells without comments or blank lines: a prose edit
-    re-executes the chapter (its copy shows the new text) but leaves later ones up to date."""
-    cells = json.loads(notebook.read_text())["cells"]
-    code = [_without_comments("".join(c["source"])) for c in cells if c["cell_type"] == "code"]
+    """Digest of the code cells without comments or blank lines: a prose edit re-executes the
+    chapter (its copy shows the new text) but leaves later ones up to date."""
+    code = [_without_comments("".join(c["source"])) for c in _cells(notebook)
+            if c["cell_type"] == "code"]
     return json_digest(code)
 
 
@@ -134,11 +107,9 @@ def _failure_message(err: Exception, executed: Path) -> tuple[str, str]:
         cell = f"execution count {getattr(err, 'exec_count', '?')}"
     else:
         try:
-            tags = [c.get("metadata", {}).get("tags", [])
-                    for c in json.loads(executed.read_text())["cells"]]
+            tags = [c.get("metadata", {}).get("tags", []) for c in _cells(executed)]
             tags = [t for t in tags if "papermill-error-cell-tag" not in t]  # added after the run
-            injected = [i for i, t in enumerate(tags) if "injected-parameters" in t]
-            index -= sum(1 for i in injected if i < index)
+            index -= sum(1 for i, t in enumerate(tags) if "injected-parameters" in t and i < index)
         except (OSError, ValueError, KeyError):
             pass
         cell = f"cell {index + 1}"
@@ -146,24 +117,6 @@ def _failure_message(err: Exception, executed: Path) -> tuple[str, str]:
     ename = getattr(err, "ename", type(err).__name__)
     last = f"{ename}: {evalue}" if evalue is not None else str(err).strip().splitlines()[-1]
     return cell, last.strip().splitlines()[-1] if last.strip() else ename
-
-
-def _kernel_config():
-    """Encrypt the kernel's local sockets (CurveZMQ) where pyzmq can: ipykernel warns at every
-    chapter otherwise."""
-    import zmq  # zmq, traitlets and papermill load only when a chapter runs
-    from traitlets.config import Config
-
-    return Config({"KernelManager": {"transport_encryption": "auto"}} if zmq.has("curve") else {})
-
-
-def _declared(notebook: Path, values: dict) -> dict:
-    """Only the parameters the chapter's parameters cell declares (07 has no `force`):
-    papermill warns about any other."""
-    import papermill  # see _kernel_config
-
-    names = papermill.inspect_notebook(str(notebook))
-    return {k: v for k, v in values.items() if k in names}
 
 
 @dataclasses.dataclass
@@ -174,7 +127,6 @@ class _Run:
     arg: str  # what the chapters get as `profile`
     device: str
     seed: int
-    kernel: str
     force: bool
     library: str
     every: list[Path]
@@ -189,17 +141,35 @@ class _Run:
         return self.summary["notebooks"]
 
     def save(self) -> None:
-        self.summary["total_seconds"] = round(sum(e.get("seconds", 0)
-                                                  for e in self.entries.values()), 1)
+        seconds = sum(e.get("seconds", 0) for e in self.entries.values())
+        self.summary["total_seconds"] = round(seconds, 1)
         save_json(self.summary_path, self.summary)
+
+    def inputs(self, notebook: Path) -> dict:
+        """What a chapter's result depends on, part by part (so a re-run can say why); the
+        notebook by its cells only, so that stray outputs or metadata do not count."""
+        def h(text: str) -> str:
+            return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+        values = {k: v for k, v in dataclasses.asdict(self.profile).items() if k != "source"}
+        shas = {}
+        if MANIFEST.exists():  # the checksums only: a new quality figure changes nothing
+            shas = {name: entry.get("sha256") for name, entry in load_json(MANIFEST).items()
+                    if isinstance(entry, dict)}
+        cells = json.dumps([[c["cell_type"], "".join(c["source"])] for c in _cells(notebook)])
+        earlier = {p.stem: self.entries.get(p.stem, {}).get("run")
+                   for p in self.every if p < notebook}
+        return {"notebook": h(cells), "profile": json_digest(values),
+                "weights": json_digest(shas), "library": self.library,
+                "device, seed": h(f"{self.device}|{self.seed}"), "earlier chapters": earlier}
 
 
 def run_course(profile_name: str, only: str | None = None, force: bool = False,
-               device: str = "auto", seed: int | None = None, kernel: str = "python3",
+               device: str = "auto", seed: int | None = None,
                notebook_dir: Path = NOTEBOOK_DIR) -> dict:
     """Run the chapters for a profile; returns the summary (also written to summary.json).
     SIGTERM is handled as Ctrl-C: the chapter under way is recorded as `interrupted`."""
-    run = _start(profile_name, force, device, seed, kernel, chapters(notebook_dir))
+    run = _start(profile_name, force, device, seed, chapters(notebook_dir))
     todo = _select(run.every, only)
     if not todo:
         raise DepthGError(f"no chapters found in {notebook_dir}")
@@ -219,7 +189,7 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
     return run.summary
 
 
-def _start(profile_name: str, force: bool, device: str, seed: int | None, kernel: str,
+def _start(profile_name: str, force: bool, device: str, seed: int | None,
            every: list[Path]) -> _Run:
     """Load the profile and the summary of earlier runs, and set what the chapters inherit."""
     profile = load_profile(profile_name)
@@ -237,7 +207,7 @@ def _start(profile_name: str, force: bool, device: str, seed: int | None, kernel
         arg = str(Path(arg).resolve())
     os.environ["DEPTHG_PROFILE"] = arg  # for anything a chapter starts itself
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    return _Run(profile=profile, arg=arg, device=device, seed=seed, kernel=kernel, force=force,
+    return _Run(profile=profile, arg=arg, device=device, seed=seed, force=force,
                 library=library_digest(), every=every, summary=summary)
 
 
@@ -267,7 +237,7 @@ def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
     """Run one chapter unless its executed copy is complete and its inputs unchanged; it is
     `running` until its executed copy is in place, then `ok` (or `failed`, `interrupted`)."""
     out = run.profile.paths.run_dir / notebook.name
-    inputs = _chapter_inputs(notebook, run)
+    inputs = run.inputs(notebook)
     fingerprint = json_digest(inputs)
     old = run.entries.get(notebook.stem, {})
     if (not run.force and out.exists() and old.get("status") == "ok"
@@ -277,7 +247,10 @@ def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
     why = "" if run.force else _why(old.get("inputs"), inputs)
     print(f"{label}: running{f' ({why} changed)' if why else ''} ...", flush=True)
     code = code_digest(notebook)
-    same = _same_outputs(old, inputs, code, run.force)
+    # only the prose changed since an ok run: what it wrote is the same, later chapters stay
+    before = old.get("inputs") or {}
+    same = (not run.force and old.get("status") == "ok" and old.get("code") == code
+            and all(before.get(k) == v for k, v in inputs.items() if k != "notebook"))
     entry = {"status": "running", "fingerprint": fingerprint, "inputs": inputs, "code": code,
              "run": old.get("run") if same else None}
     run.entries[notebook.stem] = entry
@@ -296,28 +269,26 @@ def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
     print(f"{label}: ok in {seconds:.1f} s{'  ' + shown if shown else ''}", flush=True)
 
 
-def _same_outputs(old: dict, inputs: dict, code: str, force: bool) -> bool:
-    """True when only the chapter's prose changed since its ok run: it cannot change what that
-    run wrote, so the chapters after it stay up to date."""
-    before = old.get("inputs") or {}
-    return (not force and old.get("status") == "ok" and old.get("code") == code
-            and all(before.get(k) == v for k, v in inputs.items() if k != "notebook"))
-
-
 def _execute(run: _Run, notebook: Path, out: Path) -> None:
     """papermill into a temporary copy renamed onto `out` when the chapter completes; a
     failed run's copy becomes `<chapter>.failed.ipynb`, an interrupted one's is removed."""
-    import papermill  # see _kernel_config
+    import papermill  # papermill, zmq and traitlets load only when a chapter runs
+    import zmq
+    from traitlets.config import Config
 
+    # encrypted kernel sockets where pyzmq can (ipykernel warns at every chapter otherwise);
+    # only the parameters the chapter declares (07 has no `force`; papermill warns otherwise)
+    config = Config({"KernelManager": {"transport_encryption": "auto"}} if zmq.has("curve")
+                    else {})
+    declared = papermill.inspect_notebook(str(notebook))
+    values = {"profile": run.arg, "device": run.device, "seed": run.seed, "force": run.force}
     failed = out.with_name(f"{notebook.stem}.failed.ipynb")
     with atomic_path(out) as partial:
         try:
             papermill.execute_notebook(
-                str(notebook), str(partial), kernel_name=run.kernel, language="python",
-                parameters=_declared(notebook, {"profile": run.arg, "device": run.device,
-                                                "seed": run.seed, "force": run.force}),
-                cwd=str(notebook.parent), progress_bar=False, log_output=False,
-                config=_kernel_config())
+                str(notebook), str(partial), kernel_name="python3", language="python",
+                parameters={k: v for k, v in values.items() if k in declared},
+                cwd=str(notebook.parent), progress_bar=False, log_output=False, config=config)
         except Exception:  # papermill wraps every kernel error
             if partial.exists():
                 partial.replace(failed)
@@ -344,11 +315,6 @@ def _record_stop(run: _Run, notebook: Path, entry: dict, err: BaseException,
                       f"{run_dir}") from None
 
 
-def _chapter_inputs(notebook: Path, run: _Run) -> dict:
-    earlier = {p.stem: run.entries.get(p.stem, {}).get("run") for p in run.every if p < notebook}
-    return _inputs(notebook, run.profile, run.device, run.seed, run.library, earlier)
-
-
 def _mark_stale(run: _Run, todo: list[Path]) -> list[str]:
     """Mark `stale` the chapters not run now whose recorded run no longer matches their
     inputs; returns them, each named with what changed."""
@@ -357,7 +323,7 @@ def _mark_stale(run: _Run, todo: list[Path]) -> list[str]:
         entry = run.entries.get(notebook.stem)
         if notebook in todo or not entry or entry.get("status") != "ok":
             continue
-        inputs = _chapter_inputs(notebook, run)
+        inputs = run.inputs(notebook)
         if entry.get("fingerprint") != json_digest(inputs):
             entry["status"] = "stale"
             why = [w if w.endswith("again") else f"{w} changed"
