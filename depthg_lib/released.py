@@ -1,12 +1,8 @@
 """Released STEGO / DepthG models: import their Lightning checkpoints, and the paper's numbers.
 
-The released `.ckpt` files share one layout (docs/reproduction.md §6): the frozen DINO ViT under
-`net.model.*`, the head under `net.cluster1.*` / `net.cluster2.*`, the probes
-`cluster_probe.clusters` and `linear_probe.*`, the training config as a pickled omegaconf
-`DictConfig` in `hyper_parameters["cfg"]`. `load_released` reads one with a restricted
-unpickler: tensors and plain containers are rebuilt, every other class the file names becomes
-an inert stand-in, so neither omegaconf nor Lightning is needed and nothing in the file runs.
-`paper_numbers(profile)` reads what the paper reports for a profile, for comparison only.
+The released `.ckpt` files share one layout (docs/reproduction.md §6). `load_released` reads one
+with torch's `weights_only` loader, every non-torch class the file names (omegaconf, Lightning)
+allowed as an inert stand-in: neither package is needed and nothing in the file runs.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ import functools
 import math
 import os
 import pickle
-import types
 import zipfile
 from pathlib import Path
 
@@ -37,10 +32,8 @@ from .models import (
     SegmentationHead,
 )
 
-RELEASED_FORMAT = "released-lightning"
 DOCS = "docs/reproduction.md §6"
-# DINO's ViTs all use 64-dimensional attention heads (ViT-S/8: 6 heads, ViT-B/8: 12).
-HEAD_DIM = 64
+HEAD_DIM = 64  # DINO's attention heads (ViT-S/8: 6 heads, ViT-B/8: 12)
 _MODEL_TYPES = {"vit_small": 384, "vit_base": 768}
 _TIMM_NAMES = {(384, 8): "vit_small_patch8_224.dino", (768, 8): "vit_base_patch8_224.dino"}
 _REQUIRED = ("net.model.cls_token", "net.model.pos_embed", "net.model.patch_embed.proj.weight",
@@ -48,16 +41,16 @@ _REQUIRED = ("net.model.cls_token", "net.model.pos_embed", "net.model.patch_embe
              "linear_probe.weight", "linear_probe.bias")
 
 
-# ------------------------------------------------------------------ restricted unpickling
+# ------------------------------------------------------------------ safe unpickling
 
 class Pickled:
     """Inert stand-in for a class a checkpoint names but we do not import (omegaconf nodes,
     Lightning callbacks…): it keeps the constructor arguments and the pickled state."""
 
-    pickled_name = "?"
+    pickled_name, args, state = "?", (), None
 
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs, self.state = args, kwargs, None
+    def __init__(self, *args, **_kwargs):
+        self.args = args
 
     def __setstate__(self, state):
         self.state = state
@@ -67,60 +60,27 @@ class Pickled:
 
 
 @functools.cache  # one class per name, so that stand-ins of one class compare alike
-def _stand_in(module: str, name: str) -> type:
-    return type(name, (Pickled,), {"pickled_name": f"{module}.{name}", "__module__": __name__})
+def _stand_in(qual: str) -> type:
+    return type(qual.rpartition(".")[2], (Pickled,), {"pickled_name": qual, "__module__": __name__})
 
 
-def _safe_reconstructor(cls, base, state):
-    """`copyreg._reconstructor` of old pickle protocols, for stand-ins only."""
-    if isinstance(cls, type) and issubclass(cls, Pickled):
-        obj = cls()
-        obj.state = state
-        return obj
-    raise pickle.UnpicklingError(f"refusing to rebuild {cls!r} through copyreg")
-
-
-# plain containers and values, and the copyreg hook of old protocols (for stand-ins only)
-_PLAIN = {**{f"builtins.{n}": getattr(builtins, n) for n in (
+_PLAIN = {f"builtins.{n}": getattr(builtins, n) for n in (
     "dict", "list", "tuple", "set", "frozenset", "int", "float", "bool", "complex", "str",
-    "bytes", "bytearray", "slice", "range")},
+    "bytes", "bytearray", "slice", "range")} | {
     "collections.OrderedDict": collections.OrderedDict,
-    "collections.defaultdict": collections.defaultdict,
-    "copyreg._reconstructor": _safe_reconstructor}
+    "collections.defaultdict": collections.defaultdict}
 
 
-def _torch_allowed() -> dict:
-    """What torch's own `weights_only` loader rebuilds (tensors, storages, dtypes…)."""
-    try:  # torch's private API, imported here so that its absence is caught
-        from torch._weights_only_unpickler import _get_allowed_globals
-
-        return dict(_get_allowed_globals())
-    except Exception:  # private API moved: the few functions every checkpoint needs
-        return {f"torch._utils.{n}": getattr(torch._utils, n) for n in
-                ("_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state")
-                if hasattr(torch._utils, n)}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    _allowed: dict | None = None
-
-    def find_class(self, module, name):
-        qual = f"{module}.{name}"
-        if _RestrictedUnpickler._allowed is None:
-            _RestrictedUnpickler._allowed = _torch_allowed()
-        found = self._allowed.get(qual) or _PLAIN.get(qual)
-        if found is not None:
-            return found
-        if module == "torch" or module.startswith("torch."):
+def _allowed_globals(path: Path) -> list:
+    """For torch's `weights_only` loader: every global the file names beyond torch's own,
+    plain containers as themselves and anything else as an inert stand-in."""
+    allowed = []
+    for qual in torch.serialization.get_unsafe_globals_in_checkpoint(path):
+        if qual.startswith("torch."):
             raise pickle.UnpicklingError(f"the file needs {qual}, which the safe loader does "
                                          "not rebuild")
-        return _stand_in(module, name)
-
-
-# torch.load(pickle_module=...) needs a module-like object with Unpickler and load.
-_RESTRICTED_PICKLE = types.SimpleNamespace(
-    __name__="depthg_restricted_pickle", Unpickler=_RestrictedUnpickler,
-    load=lambda file, **kwargs: _RestrictedUnpickler(file, **kwargs).load())
+        allowed.append((_PLAIN.get(qual) or _stand_in(qual), qual))
+    return allowed
 
 
 def plain(obj):
@@ -162,8 +122,8 @@ def read_lightning_file(path: str | os.PathLike) -> dict:
                           "depthg_lib.fetch --profile PROFILE --only checkpoint` or put the file "
                           f"there ({DOCS})")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False,
-                          pickle_module=_RESTRICTED_PICKLE)
+        with torch.serialization.safe_globals(_allowed_globals(path)):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # not a torch file, truncated, or refused by the unpickler
         raise _not_released(path, f"it cannot be read ({type(err).__name__}: {err})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
@@ -284,10 +244,6 @@ class ReleasedModel(nn.Module):
     def device(self) -> torch.device:
         return self.dino.pos_embed.device
 
-    @property
-    def profile(self) -> dict:
-        return self.meta["profile"]
-
     def backbone(self) -> DinoViT:
         return self.dino
 
@@ -295,9 +251,6 @@ class ReleasedModel(nn.Module):
     def codes(self, images: torch.Tensor) -> torch.Tensor:
         """The released network's codes `net(img)[1]` (B, dim, H/p, W/p) of [0, 1] images."""
         return self.head(self.dino(images.to(self.device))).float()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.codes(images)
 
 
 def _sub(sd: dict, prefix: str) -> dict:
@@ -366,8 +319,7 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
         raise _not_released(path, f"its config says {model_type} but the ViT is {c}-dimensional")
     n_classes, nonlinear = int(hp.get("n_classes", k)), head.nonlinear is not None
     meta = {
-        "format": RELEASED_FORMAT, "path": str(path), "backbone": dino.name,
-        "step": ckpt.get("global_step"), "epoch": ckpt.get("epoch"),
+        "path": str(path), "backbone": dino.name, "step": ckpt.get("global_step"),
         "lightning_version": ckpt.get("pytorch-lightning_version"),
         "n_classes": n_classes, "code_dim": d, "extra_clusters": e, "backbone_dim": c,
         "patch_size": dino.patch_size, "heads": dino.blocks[0].attn.heads,

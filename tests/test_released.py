@@ -355,8 +355,10 @@ def test_lightning_1x_layout_with_callback_classes_and_extra_clusters(tmp_path):
 
 def test_nothing_in_the_file_runs(tmp_path):
     marker = tmp_path / "pwned"
-    path = write_released(tmp_path / "evil.ckpt", extra={"payload": Evil(marker)})
-    load_released(path)
+    path = tmp_path / "evil.ckpt"
+    save({"payload": Evil(marker), "state_dict": _state_dict()}, path)
+    with pytest.raises(DepthGError, match="is not a released STEGO/DepthG"):  # os is blocked
+        load_released(path)
     assert not marker.exists()
 
 
