@@ -2,14 +2,9 @@
 
     python -m depthg_lib.predict photo.jpg my_folder/ --out predictions/ [--checkpoint C]
 
-Without `--checkpoint` the shipped head is used (`weights/depthg_embedded.pt`). Each image,
-upright as its EXIF orientation says, is resized to multiples of the patch size (aspect kept),
-segmented as in evaluation and its label map resized back (nearest). `--out` receives
-`<name>_label.png`, `<name>_overlay.png` and `<name>_ids.png` (raw ids) per image and
-`legend.png` / `legend.json`; a folder whose legend describes another checkpoint or probe is
-refused (its colours would lie) unless `--force` deletes the outputs it lists, or the same
-`owner=` wrote it (chapter 05 in its run folder). Clusters are named after classes when
-`python -m depthg_lib.evaluate` has written a cluster → class matching beside the checkpoint.
+Images (upright as their EXIF says) are segmented as in evaluation at multiples of the patch
+size; `--out` gets `<name>_label/_overlay/_ids.png` and a legend, which guards the folder
+against outputs of another checkpoint or probe (`--force` replaces them).
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt  # no backend switch: notebooks keep inline figures
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint
@@ -103,14 +98,12 @@ def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "c
                else saved.get("backbone_weights")) or None
     backbone = (model.backbone() if is_released(model) else
                 load_backbone(model.backbone_name, weights=weights, device=dev)).eval()
-    side = assignment_file(path)  # written by evaluation; else stored in the checkpoint
-    found = load_json(side) if side.exists() else model.meta.get("cluster_assignment")
-    found = found if isinstance(found, dict) else {}
+    side = assignment_file(path)  # written by evaluation
+    found = load_json(side) if side.exists() else {}
     colors = found.get("class_colors")
     return Segmenter(
         model=model, backbone=backbone, checkpoint=path, eval_res=int(saved.get("eval_res", 320)),
-        patch_size=int(getattr(backbone, "patch_size", 0) or model.meta.get("patch_size", 8)),
-        n_clusters=int(model.cluster_probe.clusters.shape[0]),
+        patch_size=backbone.patch_size, n_clusters=int(model.cluster_probe.clusters.shape[0]),
         cluster_to_class=[int(c) for c in found.get("cluster_to_class", [])] if found else None,
         class_names=list(found.get("class_names") or []) or None,
         class_colors=[tuple(c) for c in colors] if colors else None)
@@ -124,33 +117,16 @@ def working_size(height: int, width: int, patch: int, target: int) -> tuple[int,
     return h, w
 
 
-def as_rgb(image) -> np.ndarray:
-    """Any image (path, PIL image, grey/RGBA/float array) → RGB uint8 (H, W, 3); files and
-    PIL images upright as their EXIF orientation says."""
-    if isinstance(image, (str, os.PathLike)):
-        return read_rgb(image, exif=True)
-    if isinstance(image, Image.Image):
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
-    arr = np.asarray(image)
-    if arr.dtype.kind == "f":
-        arr = np.round(np.clip(arr, 0, 1) * 255)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
-        raise DepthGError(f"an image must be (H, W), (H, W, 3) or (H, W, 4), got shape "
-                          f"{arr.shape}")
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr[..., :3].clip(0, 255).astype(np.uint8))
-
-
 @torch.no_grad()
 def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) -> np.ndarray:
-    """One image → label map (H, W) uint8 at its own size: cluster ids (`probe="cluster"`) or
-    the linear probe's class ids (`"linear"`)."""
+    """An RGB uint8 image → label map (H, W) uint8 at its own size: cluster ids or (`probe=
+    "linear"`) the linear probe's class ids."""
     if probe not in ("cluster", "linear"):
         raise DepthGError(f"probe must be 'cluster' or 'linear', got {probe!r}")
-    rgb = as_rgb(image)
+    rgb = np.asarray(image)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise DepthGError(f"segment takes an RGB uint8 image (H, W, 3), got {rgb.dtype} "
+                          f"{rgb.shape}; read files with depthg_lib.io.read_rgb")
     height, width = rgb.shape[:2]
     h, w = working_size(height, width, seg.patch_size, seg.eval_res)
     work = _resized(rgb, h, w, Image.BILINEAR)
@@ -170,16 +146,6 @@ def _resized(image: np.ndarray, height: int, width: int, method) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
     return np.asarray(Image.fromarray(image).resize((width, height), method))
-
-
-def predict(images, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
-            probe: str = "cluster", crf: bool = False) -> list[np.ndarray]:
-    """Label maps (H, W) uint8 for images (arrays, PIL images or paths; one or a list)."""
-    if isinstance(images, (str, os.PathLike, Image.Image)) or (
-            isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object):
-        images = [images]
-    seg = load_segmenter(checkpoint, device)
-    return [segment(seg, im, probe=probe, crf=crf) for im in images]
 
 
 # ------------------------------------------------------------------------------ files
@@ -298,15 +264,15 @@ def _legend(seg: Segmenter, palette: np.ndarray, probe: str) -> dict:
 
 
 def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
-    """The image stems an existing legend of `out` lists, if it says what `legend` says;
-    another legend is refused, or with `force` (or the same owner) its outputs are deleted."""
+    """The image stems `out`'s legend lists if it says what `legend` says; another legend is
+    refused, or with `force` (or the same owner) its outputs are deleted."""
     path = out / "legend.json"
     if not path.exists():
         return []
     old = load_json(path)
     if all(old.get(k) == legend[k] for k in ("checkpoint_sha256", "probe", "entries")):
         return list(old.get("outputs", []))
-    if not force and not _owned(old, legend):
+    if not force and not (legend.get("owner") and old.get("owner") == legend["owner"]):
         if old.get("checkpoint_sha256") != legend["checkpoint_sha256"]:
             what = f"the outputs of another checkpoint ({old.get('checkpoint', '?')})"
         elif old.get("probe") != legend["probe"]:
@@ -320,17 +286,6 @@ def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
         for suffix in _OUTPUT_SUFFIXES:
             (out / f"{stem}{suffix}").unlink(missing_ok=True)
     return []
-
-
-def _owned(old: dict, legend: dict) -> bool:
-    """Whether the writer of `legend` owns the folder `old` describes: the same owner wrote
-    it, or none was recorded (an older folder) and it is the same checkpoint file."""
-    owner = legend.get("owner")
-    if not owner:
-        return False
-    if "owner" in old:
-        return old["owner"] == owner
-    return old.get("checkpoint") == legend["checkpoint"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,52 +48,21 @@ def test_working_size_is_patch_multiple_and_keeps_aspect(hw):
         assert abs(h / w - hw[0] / hw[1]) < 0.35
 
 
-GREY = np.array([[0, 64], [128, 255]], np.uint8)  # a 2×2 image, one value per pixel
-RGBA = np.array([[[10, 20, 30, 0], [40, 50, 60, 255]], [[70, 80, 90, 9], [1, 2, 3, 4]]],
-                np.uint8)
-
-
-@pytest.mark.parametrize("arr,want", [
-    (GREY, np.repeat(GREY[..., None], 3, axis=2)),  # grey: the value in all three channels
-    (GREY[..., None], np.repeat(GREY[..., None], 3, axis=2)),
-    (RGBA, RGBA[..., :3]),  # alpha dropped, colours kept (not composited)
-    (RGBA[..., :3], RGBA[..., :3]),
-    # floats are in [0, 1]: ·255, rounded, clipped
-    (np.array([[[0.0, 0.5, 1.0], [-0.2, 1.7, 0.1]]], np.float32),
-     np.array([[[0, 128, 255], [0, 255, 26]]], np.uint8)),
-    (np.array([[0.2, 0.998]], np.float64), np.array([[[51] * 3, [254] * 3]], np.uint8)),
-])
-def test_as_rgb_keeps_the_pixels_of_any_mode(arr, want):
-    out = pr.as_rgb(arr)
-    assert out.dtype == np.uint8 and out.flags.c_contiguous
-    np.testing.assert_array_equal(out, want)
-
-
-def test_as_rgb_reads_pil_images_as_their_pixels():
-    rgba = Image.fromarray(RGBA, "RGBA")
-    np.testing.assert_array_equal(pr.as_rgb(Image.fromarray(GREY, "L")),
-                                  np.repeat(GREY[..., None], 3, axis=2))
-    assert pr.as_rgb(rgba).shape == (2, 2, 3)
-    np.testing.assert_array_equal(pr.as_rgb(rgba)[0, 1], [40, 50, 60])  # opaque: as it is
-    with pytest.raises(DepthGError, match="got shape"):
-        pr.as_rgb(np.zeros((2, 2, 2), np.uint8))
-
-
 def test_segment_returns_original_size_labels(fake_segmenter):
     for h, w in [(37, 53), (64, 64), (20, 90)]:
         labels = pr.segment(fake_segmenter, _red_blue(h, w))
         assert labels.shape == (h, w) and labels.dtype == np.uint8
         # red → cluster 1, blue → cluster 0 (see the fake cluster probe)
         assert labels[h // 2, 2] == 1 and labels[h // 2, w - 3] == 0
-
-
-def test_predict_list_and_single(fake_segmenter):
-    one = pr.predict(_red_blue(24, 40))
-    many = pr.predict([_red_blue(24, 40), Image.fromarray(_red_blue(16, 16))])
-    assert len(one) == 1 and len(many) == 2
-    np.testing.assert_array_equal(one[0], many[0])
-    linear = pr.predict(_red_blue(24, 40), probe="linear")[0]
+    linear = pr.segment(fake_segmenter, _red_blue(24, 40), probe="linear")
     assert linear[12, 1] == 0 and linear[12, 38] == 1
+
+
+def test_segment_refuses_what_is_not_rgb(fake_segmenter):
+    with pytest.raises(DepthGError, match="RGB uint8 image"):
+        pr.segment(fake_segmenter, np.zeros((8, 8), np.uint8))
+    with pytest.raises(DepthGError, match="RGB uint8 image"):
+        pr.segment(fake_segmenter, np.zeros((8, 8, 3), np.float32))
 
 
 def test_predict_files_writes_outputs_and_skips_bad_ones(fake_segmenter, tmp_path):
@@ -211,8 +180,8 @@ def test_real_checkpoint_predicts_any_size(real_run, tmp_path):
     profile, ckpt = real_run
     seg = pr.load_segmenter(ckpt, "cpu")
     assert seg.patch_size == 8 and seg.n_clusters == profile.n_classes
-    maps = pr.predict([np.zeros((19, 45, 3), np.uint8), np.full((64, 30), 200, np.uint8)],
-                      checkpoint=ckpt)
+    maps = [pr.segment(seg, np.zeros((19, 45, 3), np.uint8)),
+            pr.segment(seg, np.full((64, 30, 3), 200, np.uint8), probe="linear")]
     assert [m.shape for m in maps] == [(19, 45), (64, 30)]
     assert all(m.max() < profile.n_classes for m in maps)
 
@@ -246,8 +215,6 @@ def test_exif_orientation_is_applied_before_segmenting(fake_segmenter, tmp_path)
     ids = np.asarray(Image.open(tmp_path / "out" / "phone_ids.png"))
     assert ids.shape == (50, 30)
     np.testing.assert_array_equal(ids, pr.segment(fake_segmenter, upright))
-    assert pr.predict(tmp_path / "phone.jpg")[0].shape == (50, 30)
-    assert pr.as_rgb(Image.open(tmp_path / "phone.jpg")).shape == (50, 30, 3)
 
 
 def test_legend_of_earlier_outputs_is_never_overwritten(monkeypatch, tmp_path):
