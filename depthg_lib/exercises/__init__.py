@@ -1,17 +1,7 @@
-"""Self-checks for the chapters' exercises (pen and paper, code, experiment).
-
-A check never compares with a stored answer: it runs the learner's function (or takes their
-numbers) on small seeded toy inputs and compares with what the library computes, so it tests
-the idea, not a typed-in value, in well under a second.
-
-    from depthg_lib import exercises
-    exercises.check("04.1", dL_dC)       # prints ✓ or ✗, returns True/False
-    exercises.check("04.1", dL_dC, hint=True)  # ... and the hint (also on a second wrong try)
-    exercises.list_exercises("04")       # the chapter's exercises and which have checks
-
-`ch00` … `ch07` register each chapter's exercises in `core.REGISTRY`; the reference solutions
-are in `solutions/NN_<chapter>.py`, run through their checks by `tests/test_exercises.py`.
-"""
+"""Self-checks of the chapters' exercises: a check runs the learner's function (or takes their
+numbers) on small seeded toy inputs against the library, so it tests the idea, not a typed-in
+value. `exercises.check("04.1", dL_dC, hint=True)` prints ✓ or ✗; `list_exercises("04")`.
+`ch00` … `ch07` register the checks; reference solutions: `solutions/NN_<chapter>.py`."""
 
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ def _check_01_1(fn):
     rng = np.random.default_rng(5)
     maps = [rng.random((7, 9)) * 30 + 2, -rng.random((5, 5)) * 4, np.full((4, 6), 3.5)]
     for d in maps:
-        got = call(fn, d.copy())
         offset_kept = {"dividing by the maximum keeps the offset: subtract the minimum first":
                        d / d.max()} if d.min() > 0 else None
-        close_to(got, normalise_depth(d), 1e-5, "normalise(depth)", mistakes=offset_kept)
+        close_to(call(fn, d.copy()), normalise_depth(d), 1e-5, "normalise(depth)",
+                 mistakes=offset_kept)
 
 
 @register("01.2", "distort(d): a change of depth that keeps Spearman ρ = 1 but has MAE ≥ 0.1",
@@ -48,9 +48,7 @@ def _check_01_3(fn):
     for n in (40, 200):
         pos = rng.random(n) < 0.35
         s = np.round(rng.normal(size=n) + pos, 1)  # rounded: ties on purpose
-        want = roc_auc_score(pos, s)
-        got = float(as_array(call(fn, s.copy(), pos.copy())))
-        close_to(got, want, 1e-6, "auroc", mistakes={
+        close_to(call(fn, s.copy(), pos.copy()), roc_auc_score(pos, s), 1e-6, "auroc", mistakes={
             "ties are counted as losses: a tie between a positive and a negative counts one "
             "half": (np.subtract.outer(s[pos], s[~pos]) > 0).mean()})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..crop import crop_array, dominant_class_share, five_crop_boxes
-from .core import Wrong, as_array, as_dict, call, close_to, register, toy_labels, written
+from .core import Wrong, as_dict, call, close_to, register, toy_labels, written
 
 
 @register("02.1", "boxes(H, W, r): the five (top, left, h, w) crop boxes, torchvision's order",
@@ -47,13 +47,13 @@ def _check_02_2(answer):
            "np.nanmean over all crops")
 def _check_02_3(fn):
     labels = toy_labels(8, n=4, h=20, w=26, classes=4)
+    whole = {"that is the share of the whole maps: cut the five crops first":
+             np.nanmean([dominant_class_share(x) for x in labels])}
     for ratio in (0.3, 0.5, 1.0):
         want = np.nanmean([dominant_class_share(crop_array(lab, b)) for lab in labels
                            for b in five_crop_boxes(*lab.shape, ratio=ratio)])
-        got = float(as_array(call(fn, labels.copy(), ratio)))
-        close_to(got, want, 1e-6, f"mean_dominant_share (ratio {ratio})", mistakes={
-            "that is the share of the whole maps: cut the five crops first":
-                np.nanmean([dominant_class_share(x) for x in labels])})
+        close_to(call(fn, labels.copy(), ratio), want, 1e-6,
+                 f"mean_dominant_share (ratio {ratio})", mistakes=whole)
 
 
 written("02.4", "Why is crop k of image i stored as number 5i + k, and who relies on it?",

@@ -20,8 +20,7 @@ def _check_05_1(fn):
         hist[:, -1] = 0
         hist[-1, -1] = 0
         want = scores(hist)
-        got = call(fn, hist.copy())
-        got = as_dict(got, ("acc", "miou"))
+        got = as_dict(call(fn, hist.copy()), ("acc", "miou"))
         close_to(got["acc"], want["acc"], 1e-6, "acc", mistakes={
             "cluster i is not class i: match clusters to classes first":
                 scores(hist, hungarian=False)["acc"]})

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from ..config import load_profile
 from ..evidence import depth_schedule, effective_intra_shift
-from .core import Wrong, as_array, as_dict, call, close_to, register, written
+from .core import Wrong, as_dict, call, close_to, register, written
 
 PAPER_PROFILES = ("cityscapes-vitb8", "cocostuff27-vits8", "potsdam-vits8")
 
@@ -24,7 +24,7 @@ def _check_07_1(fn):
                                 depth_decay_factor=factor)
         for step in (0, 1, every, every + 1, 3 * every + 1, 17 * every):
             want = effective_intra_shift(w_i, s_i, *depth_schedule(sched, step))
-            got = float(as_array(call(fn, step, w_i, s_i, w_d, s_d, every, factor)))
+            got = call(fn, step, w_i, s_i, w_d, s_d, every, factor)
             off = factor ** (step // every)
             close_to(got, want, 1e-6, f"shift_at(step={step}, every={every})", mistakes={
                 f"step {step}, every {every}: the decay after step k is applied from step "

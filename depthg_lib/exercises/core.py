@@ -1,10 +1,6 @@
-"""The exercises' registry and the helpers every chapter's checks use.
-
-A check raises `Wrong` with a sentence saying what is off; `verdict`/`check` turn that into ✓ or
-✗. A hint often gives half the answer away, so it is shown only when asked for (`hint=True`, or
-a second wrong try); an exercise not answered yet gets one line, so an executed chapter shows
-no answer.
-"""
+"""The exercises' registry and the helpers of every chapter's checks: a check raises `Wrong`
+saying what is off, `check` prints ✓ or ✗. A hint often gives half the answer away: it shows
+only when asked for or after a second wrong try; an unanswered template gets one line."""
 
 from __future__ import annotations
 
@@ -23,12 +19,12 @@ KINDS = ("pen", "code", "experiment")
 
 
 class Wrong(Exception):
-    """Raised inside a check: the answer is not right yet; the message says what is off."""
+    """The answer is not right yet; the message says what is off."""
 
 
 @dataclass(frozen=True)
 class Exercise:
-    """One exercise: where it is, what it asks in a line, a hint, and its check (or None)."""
+    """One exercise: what it asks in a line, a hint, and its check (None: answered in words)."""
 
     id: str
     title: str
@@ -58,7 +54,7 @@ def written(id: str, title: str, kind: str, hint: str) -> None:
 
 
 def call(fn, *args, **kwargs):
-    """The learner's function called on toy inputs; not a function, or None back, is Wrong."""
+    """The learner's function on toy inputs; not a function, or None back, is Wrong."""
     if not callable(fn):
         raise Wrong(f"expected a function, got {type(fn).__name__}")
     out = fn(*args, **kwargs)
@@ -68,7 +64,7 @@ def call(fn, *args, **kwargs):
 
 
 def as_array(x, name: str = "your answer") -> np.ndarray:
-    """A number, array or tensor as a float64 array (Wrong if it is none of those)."""
+    """A number, array or tensor as a float64 array (else Wrong)."""
     try:
         return np.asarray(as_numpy(x), dtype=np.float64)
     except (TypeError, ValueError):
@@ -80,10 +76,11 @@ def _agrees(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
 
 
 def close_to(got, want, tol: float, what: str, mistakes: dict[str, Any] | None = None) -> None:
-    """Wrong unless `got` has `want`'s shape and agrees within `tol` everywhere. `mistakes` maps
-    a sentence on a typical mistake to the value it gives here: an answer equal to it is told
-    that sentence, which teaches more than "off by 0.03"."""
+    """Wrong unless `got` agrees with `want` within `tol`. `mistakes`: a sentence on a typical
+    mistake → the value it gives here; an answer equal to it is told that sentence."""
     got, want = as_array(got, what), np.asarray(want, dtype=np.float64)
+    if want.ndim == 0 and got.size == 1:  # a number, however wrapped
+        got = got.reshape(())
     for why, mistaken in (mistakes or {}).items():
         mistaken = np.asarray(mistaken, dtype=np.float64)
         if _agrees(got, mistaken, tol) and not _agrees(want, mistaken, tol):
@@ -96,14 +93,14 @@ def close_to(got, want, tol: float, what: str, mistakes: dict[str, Any] | None =
 
 
 def as_tuple(answer, n: int, what: str) -> tuple | list:
-    """The answer as a tuple or list of `n` items (Wrong telling `what` to return if not)."""
+    """The answer as a tuple or list of `n` items (else Wrong: return `what`)."""
     if not isinstance(answer, (tuple, list)) or len(answer) != n:
         raise Wrong(f"return {what}")
     return answer
 
 
 def as_dict(answer, keys: tuple[str, ...]) -> dict:
-    """The answer as a dict holding every key in `keys` (Wrong naming those missing)."""
+    """The answer as a dict holding every key in `keys` (else Wrong naming those missing)."""
     if not isinstance(answer, dict):
         raise Wrong(f"expected a dict with keys {list(keys)}, got {type(answer).__name__}")
     missing = [k for k in keys if k not in answer or answer[k] is None]
@@ -123,7 +120,7 @@ def toy_labels(seed: int, n: int = 3, h: int = 12, w: int = 14, classes: int = 5
 
 
 def get(exercise: str) -> Exercise:
-    """The registered exercise `exercise` ("04.1"); DepthGError naming the valid ids if none."""
+    """The exercise `exercise` ("04.1"); DepthGError naming the valid ids if none."""
     try:
         return REGISTRY[exercise]
     except KeyError:
@@ -173,8 +170,8 @@ _WRONG_TRIES: dict[str, int] = {}  # wrong answers per exercise in this kernel
 
 
 def check(exercise: str, answer: Any, hint: bool = False) -> bool:
-    """Check an answer to `exercise` ("04.1") and print ✓ or ✗ (with the hint when asked for,
-    or from the second wrong answer on); returns passed."""
+    """Print ✓ or ✗ for an answer to `exercise` ("04.1"), with the hint when asked for or from
+    the second wrong try on; returns passed."""
     passed, message = verdict(exercise, answer)
     if passed:
         print(f"✓ {message}.")
