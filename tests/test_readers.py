@@ -54,14 +54,13 @@ def test_every_reader_reads_its_layout(tmp_path, dataset):
     report = reader.check()
     assert report.usable, str(report)
     assert all(r.depth == r.images for r in report.splits.values())
-    assert "<root>/" in reader.expected_tree()
+    assert "<root>/" in reader.tree
 
 
 def test_synthscenes_class_table_and_gt_depth(tmp_path):
     root = make_synth(tmp_path / "s", n_train=2, n_val=1)
     reader = get_reader("synthscenes", root)
     assert reader.n_classes == 12 and reader.class_names[3] == "class3"
-    assert reader.thing_flags[6] and not reader.thing_flags[5]
     assert reader.class_colors[1] == (20, 100, 190)
     depth = reader.load_gt_depth("train", "train_00001")
     assert depth.dtype == np.float32
@@ -136,12 +135,12 @@ def test_potsdam_six_to_three_classes(tmp_path):
     assert reader.depth_path("train", "2") == root / "depth/2_zoedepth.png"
 
 
-def test_potsdam_float_and_channel_first_images(tmp_path):
+def test_potsdam_float_images(tmp_path):
     root = make_potsdam(tmp_path / "p")
-    rgb = np.random.default_rng(0).uniform(0, 1, (4, 20, 20)).astype(np.float32)
+    rgb = np.random.default_rng(0).uniform(0, 1, (20, 20, 4)).astype(np.float32)
     scipy.io.savemat(root / "imgs/1.mat", {"img": rgb})
     image = get_reader("potsdam", root).load_image("train", "1")
-    np.testing.assert_array_equal(image, np.round(rgb[:3].transpose(1, 2, 0) * 255))
+    np.testing.assert_array_equal(image, np.round(rgb[..., :3] * 255))
 
 
 def test_directory_is_recursive_sorted_and_skips_depth(tmp_path):
@@ -188,3 +187,14 @@ def test_check_cli_as_a_module(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr  # an empty train split is unusable
     assert "2 images, 2 labels" in done.stdout and "split train: no images in" in done.stdout
     assert "verdict: NOT usable" in done.stdout
+
+
+def test_wide_label_value_names_the_file(tmp_path):
+    """A 16-bit label with an id past 255 is refused, not clipped to ignore."""
+    root = make_synth(tmp_path / "s", n_train=1, n_val=1)
+    path = root / "labels/train/train_00000.png"
+    wide = np.asarray(Image.open(path)).astype(np.uint16)
+    wide[0, 0] = 300
+    Image.fromarray(wide).save(path)
+    with pytest.raises(DepthGError, match=r"train_00000\.png holds value 300"):
+        get_reader("synthscenes", root).load_label("train", "train_00000")

@@ -22,6 +22,3 @@ WRITTEN
 # recorded in the run folder and the manifest through dataclasses.asdict; export reads it back
 # from that record (pretrain/vit.py, pretrain/depth.py)
 _.data_size
-# data/readers.py: read only by tests/test_readers.py so far; data/ had another owner when the
-# check came in — use it (thing/stuff split) or remove it with its test
-_.thing_flags

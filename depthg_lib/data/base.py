@@ -141,10 +141,8 @@ class DatasetReader:
 
     def _map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """Stored ids → `0..C-1`, 255 ignore. Default: stored ids are already class ids."""
-        return validate_label(raw, self.n_classes, path)
-
-    def expected_tree(self) -> str:
-        return self.tree
+        return lookup_label(raw, {i: i for i in range(self.n_classes)}, path,
+                            f"class id (0..{self.n_classes - 1})")
 
     # -- the common interface -----------------------------------------------------------
     def names(self, split: str) -> list[str]:
@@ -216,7 +214,7 @@ class DatasetReader:
         """Count what is present and missing per split; `deep` also opens every file. Depth
         maps made from other images than the split now holds are a problem, named with the
         command that redoes them (`profile_arg` is what it passes to --profile)."""
-        report = CheckReport(self.name, self.root, self.expected_tree())
+        report = CheckReport(self.name, self.root, self.tree)
         if not self.root.is_dir():
             report.problems.append(f"dataset folder {self.root} does not exist")
             return report
@@ -315,36 +313,16 @@ class DatasetReader:
             f"Check the layout with: {check_command(self.name, self.root)}")
 
 
-def validate_label(label: np.ndarray, n_classes: int, path: Path) -> np.ndarray:
-    """Ids must be in `0..C-1` or 255; anything else names the file and the value."""
-    label = np.asarray(label)
-    if label.dtype != np.uint8:
-        if label.size and (label.min() < 0 or label.max() > 255):
-            value = label.min() if label.min() < 0 else label.max()
-            raise DepthGError(f"label {path} holds value {int(value)}; expected class ids "
-                              f"0..{n_classes - 1} or 255 (ignore)")
-        label = label.astype(np.uint8)
-    bad = (label >= n_classes) & (label != IGNORE)
-    if bad.any():
-        raise DepthGError(f"label {path} holds value {int(label[bad][0])}; expected class ids "
-                          f"0..{n_classes - 1} or 255 (ignore)")
-    return label
-
-
 def lookup_label(raw: np.ndarray, table: dict[int, int], path: Path, what: str) -> np.ndarray:
-    """Map stored ids through `table` (missing → error naming the value); 255 stays ignore."""
-    raw = np.asarray(raw)
+    """Map stored ids through `table`; 255 stays ignore, any other id names the file and value."""
+    ids = np.asarray(raw).astype(np.int64)
     lut = np.full(256, -1, dtype=np.int16)
-    for src, dst in table.items():
-        lut[src] = dst
+    lut[list(table)] = list(table.values())
     lut[IGNORE] = IGNORE
-    if raw.size and (raw.min() < 0 or raw.max() > 255):
-        value = raw.min() if raw.min() < 0 else raw.max()
-        raise DepthGError(f"label {path} holds value {int(value)}, which is not a {what}")
-    mapped = lut[raw.astype(np.int64)]
+    mapped = np.where((ids >= 0) & (ids <= 255), lut[ids.clip(0, 255)], -1)
     if (mapped < 0).any():
-        raise DepthGError(f"label {path} holds value {int(raw[mapped < 0][0])}, which is not a "
-                          f"{what} (known: {min(table)}..{max(table)}, 255 = ignore)")
+        raise DepthGError(f"label {path} holds value {int(ids[mapped < 0][0])}, which is not a "
+                          f"{what}; 255 = ignore")
     return mapped.astype(np.uint8)
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DepthGError
-from .base import IGNORE, DatasetReader
+from .base import IGNORE, DatasetReader, lookup_label
 
 _IMG_SUFFIX = "_leftImg8bit.png"
 _LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -26,6 +25,9 @@ CLASS_NAMES = (
     "terrain", "sky", "person", "rider", "car", "truck", "bus", "caravan", "trailer", "train",
     "motorcycle", "bicycle",
 )
+# labelIds 7..33 → classes 0..26, the ids below 7 → ignore
+_LABEL_IDS = {i: i - FIRST_ID if i >= FIRST_ID else IGNORE
+              for i in range(FIRST_ID + len(CLASS_NAMES))}
 
 
 class CityscapesReader(DatasetReader):
@@ -63,13 +65,5 @@ class CityscapesReader(DatasetReader):
         return {p.name[: -len(_LABEL_SUFFIX)] for p in folder.glob(f"*/*{_LABEL_SUFFIX}")}
 
     def _map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        ids = np.asarray(raw).astype(np.int64)
-        top = FIRST_ID + self.n_classes - 1
-        bad = (ids > top) & (ids != IGNORE)
-        if bad.any() or (ids.size and ids.min() < 0):
-            value = ids[bad][0] if bad.any() else ids.min()
-            raise DepthGError(f"label {path} holds labelId {int(value)}; Cityscapes labelIds "
-                              f"are 0..{top} (255 = ignore). Is this a *_labelIds.png file?")
-        out = ids - FIRST_ID
-        out[(out < 0) | (ids == IGNORE)] = IGNORE
-        return out.astype(np.uint8)
+        return lookup_label(raw, _LABEL_IDS, path, "Cityscapes labelId (0..33): is this a "
+                            "*_labelIds.png file?")

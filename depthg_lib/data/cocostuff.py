@@ -72,4 +72,4 @@ class CocoStuff27Reader(DatasetReader):
         return names
 
     def _map_label(self, raw, path):
-        return lookup_label(raw, self._table, path, "COCO-Stuff fine id")
+        return lookup_label(raw, self._table, path, "COCO-Stuff fine id (0..181)")

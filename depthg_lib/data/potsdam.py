@@ -39,14 +39,9 @@ def read_mat(path: Path, key: str) -> np.ndarray:
 
 
 def mat_to_rgb(array: np.ndarray, path: Path) -> np.ndarray:
-    """(H, W, C≥3) or (C≥3, H, W), uint8 or float in [0, 1] → RGB uint8 (H, W, 3)."""
-    if array.ndim != 3:
+    """(H, W, C≥3), uint8 or float in [0, 1] → RGB uint8 (H, W, 3)."""
+    if array.ndim != 3 or array.shape[-1] < 3:
         raise DepthGError(f"{path}: image array has shape {array.shape}; expected (H, W, 4)")
-    if array.shape[-1] not in (3, 4) and array.shape[0] in (3, 4):
-        array = np.moveaxis(array, 0, -1)
-    if array.shape[-1] < 3:
-        raise DepthGError(f"{path}: image array has shape {array.shape}; expected at least "
-                          "3 channels (R, G, B)")
     rgb = array[..., :3]
     if rgb.dtype != np.uint8:
         rgb = rgb.astype(np.float64)
@@ -93,12 +88,6 @@ class PotsdamReader(DatasetReader):
     def load_label(self, split, name):
         path = self.label_path(split, name)
         gt = read_mat(path, "gt")
-        if gt.ndim == 3 and 1 in (gt.shape[0], gt.shape[-1]):
-            gt = gt.reshape(gt.shape[1:] if gt.shape[0] == 1 else gt.shape[:-1])
         if gt.ndim != 2:
             raise DepthGError(f"label {path} has shape {gt.shape}; expected (H, W) class ids")
-        if gt.dtype.kind == "f":
-            if not np.all(np.isfinite(gt) & (gt == np.round(gt))):
-                raise DepthGError(f"label {path} holds non-integer values; expected ids 0..5")
-            gt = gt.astype(np.int64)
         return lookup_label(gt, SIX_TO_THREE, path, "Potsdam class id (0..5)")

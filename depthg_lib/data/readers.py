@@ -29,9 +29,6 @@ class _ScannedReader(DatasetReader):
         super().__init__(root)
         self._paths: dict[str, dict[str, Path]] = {}
 
-    def _scan(self, split) -> dict[str, Path]:
-        raise NotImplementedError
-
     def _list(self, split):
         return list(self._scan(split))
 
@@ -52,21 +49,21 @@ class SynthScenesReader(_ScannedReader):
     _root_hint = ("Generate it first: chapter 00, or python -m depthg_lib.data.synthscenes "
                   "--out DIR --n-train N --n-val M --size S")
 
-    # The class table comes from the dataset's own `synthscenes.json` when present, so that a
-    # folder made by another version of the generator still names its classes right.
     @cached_property
-    def _classes(self) -> list[tuple[str, bool, tuple | None]]:
+    def _classes(self) -> list[tuple[str, tuple | None]]:
+        """(name, colour) per class from the folder's own `synthscenes.json`, so a folder made by
+        another version of the generator still names its classes right."""
         path = self.root / "synthscenes.json"
         if path.is_file():
             try:
                 classes = json.loads(path.read_text()).get("classes")
                 if classes:
-                    return [(str(c["name"]), bool(c.get("is_thing", False)),
-                             tuple(c["color"]) if c.get("color") else None) for c in classes]
+                    return [(str(c["name"]), tuple(c["color"]) if c.get("color") else None)
+                            for c in classes]
             except (OSError, ValueError, AttributeError, KeyError, TypeError) as err:
                 raise DepthGError(f"{path} is not a SynthScenes class table ({err}); "
                                   "re-generate the SynthScenes folder (chapter 00)") from None
-        return [(c.name, c.is_thing, c.color) for c in SYNTH_CLASSES]
+        return [(c.name, c.color) for c in SYNTH_CLASSES]
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -77,13 +74,9 @@ class SynthScenesReader(_ScannedReader):
         return len(self._classes)
 
     @property
-    def thing_flags(self) -> tuple[bool, ...]:
-        return tuple(c[1] for c in self._classes)
-
-    @property
     def class_colors(self) -> tuple | None:
         """RGB colour per class from the class table (figures), or None if it has none."""
-        colors = [c[2] for c in self._classes]
+        colors = [c[1] for c in self._classes]
         return None if any(c is None for c in colors) else tuple(colors)
 
     def _split_location(self, split):
