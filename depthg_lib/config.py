@@ -1,8 +1,6 @@
-"""Profiles: one typed, validated configuration object per run (docs/method.md §10).
-
-A profile is a YAML file in `depthg_lib/profiles/` (or any path); after `extends: <other>` it
-lists only what differs. An unknown key, a wrong type or an out-of-range value is one
-`DepthGError` naming the file, the key and the nearest valid key.
+"""Profiles: one typed, validated configuration per run (docs/method.md §10), a YAML file in
+`depthg_lib/profiles/` or anywhere, listing after `extends: <other>` only what differs. A bad
+key, type or value is one `DepthGError` naming the file, the key and the nearest valid key.
 """
 
 from __future__ import annotations
@@ -44,7 +42,6 @@ SAMPLINGS = ("fps", "random")
 
 
 def check_fidelity(fidelity: str) -> str:
-    """`fidelity` if it is one of FIDELITIES, else one DepthGError naming the choices."""
     if fidelity not in FIDELITIES:
         raise DepthGError(f"fidelity must be one of {FIDELITIES}, got {fidelity!r}")
     return fidelity
@@ -164,13 +161,11 @@ class Profile:
 
     @property
     def weights(self) -> dict[str, float]:
-        return {"intra": self.weight_intra, "inter": self.weight_inter,
-                "neg": self.weight_neg, "depth": self.weight_depth}
+        return {k: getattr(self, f"weight_{k}") for k in ("intra", "inter", "neg", "depth")}
 
     @property
     def shifts(self) -> dict[str, float]:
-        return {"intra": self.shift_intra, "inter": self.shift_inter,
-                "neg": self.shift_neg, "depth": self.shift_depth}
+        return {k: getattr(self, f"shift_{k}") for k in ("intra", "inter", "neg", "depth")}
 
     @property
     def paths(self) -> Paths:
@@ -219,8 +214,7 @@ def available_profiles() -> list[str]:
 
 
 def profile_arg(profile: Profile) -> str:
-    """What to pass to --profile to get this profile back (in the commands errors name): its
-    name if it is a shipped one, else its file."""
+    """What to pass to --profile to get this profile back: its name if shipped, else its file."""
     source = Path(profile.source) if profile.source else None
     if source is None or source.parent.resolve() == PROFILE_DIR.resolve():
         return profile.name
@@ -228,7 +222,7 @@ def profile_arg(profile: Profile) -> str:
 
 
 def positive_int(text: str) -> int:
-    """argparse `type=` for counts such as --max-images or --steps: an integer ≥ 1."""
+    """argparse `type=` for counts such as --max-images: an integer ≥ 1."""
     try:
         value = int(text)
     except ValueError:
@@ -327,9 +321,8 @@ def _validate(profile: Profile, path) -> None:
 
 
 def _own_name(path: Path, name: str) -> str:
-    """A profile's name, and so its run folder: the file's — but a file outside the library
-    named like a shipped profile is `<name>-<8 hex digits of its path's sha256>`, so that it
-    never writes into, or marks stale, the shipped profile's run."""
+    """The file's name — but `<name>-<8 hex of its path's sha256>` for a file outside the library
+    named like a shipped profile, so that it never writes into the shipped profile's run."""
     shipped = PROFILE_DIR / f"{name}.yaml"
     if not shipped.exists() or path.resolve() == shipped.resolve():
         return name
@@ -337,26 +330,22 @@ def _own_name(path: Path, name: str) -> str:
 
 
 def shipped_name(profile: Profile) -> str:
-    """The name a profile's file gives itself, before `_own_name`'s suffix: an edited copy of a
-    shipped profile is still that profile for what was released for it (its checkpoint)."""
+    """The name before `_own_name`'s suffix: an edited copy of a shipped profile is still that
+    profile for what was released for it (its checkpoint)."""
     head, _, _ = profile.name.rpartition("-")
     if head and profile.source and _own_name(Path(profile.source), head) == profile.name:
         return head
     return profile.name
 
 
-def load_profile(name_or_path: str | os.PathLike, **overrides) -> Profile:
+def load_profile(name_or_path: str | os.PathLike | Profile, **overrides) -> Profile:
     """Load and validate a profile by name (`test`, `demo`, ...) or by YAML path."""
-    if isinstance(name_or_path, Profile):
-        return name_or_path.replace(**overrides) if overrides else name_or_path
-    path = _profile_file(name_or_path)
-    values = _read_yaml(path)
-    values["name"] = _own_name(path, values.get("name", path.stem))
-    values.update(overrides)
-    for key in list(values):
-        if key not in _FIELDS:
-            raise DepthGError(_unknown_key_message(path, key))
-        values[key] = _check_type(path, key, values[key])
-    profile = Profile(**values, source=str(path))
-    _validate(profile, path)
-    return profile
+    profile = name_or_path
+    if not isinstance(profile, Profile):
+        path = _profile_file(name_or_path)
+        values = _read_yaml(path)
+        values["name"] = _own_name(path, values.get("name", path.stem))
+        values = {key: _check_type(path, key, value) for key, value in values.items()}
+        profile = Profile(**values, source=str(path))
+        _validate(profile, path)
+    return profile.replace(**overrides) if overrides else profile
