@@ -1,13 +1,8 @@
-"""Five-crop (chapter 02, docs/method.md §3, §11): each image becomes its four corners and
-its centre, whose nearest neighbours (chapter 03) more often share a class than whole images'.
-
-    python -m depthg_lib.crop --profile P [--split train|val|all] [--force] [--skip-bad]
-
-Image, label and depth are cut with the same boxes into
-`<crop_dir>/{img,label,depth}/<split>/<n>.jpg|png|_zoedepth.png`, n = 5·index + k (index in
-the reader's sorted names, k in torchvision's order TL, TR, BL, BR, centre); labels stored +1
-(0 = ignore). A journal `<split>_progress.txt` lets an interrupted run continue without
-renumbering; a finished split gets `<split>_names.txt` (`n<TAB>source name`) for `CropReader`.
+"""Stage 02 — five-crop (docs/method.md §3, §11): image, label and depth cut with the same
+boxes into `<crop_dir>/{img,label,depth}/<split>/<n>.jpg|png|_zoedepth.png`, n = 5·index + k
+(k in torchvision's order TL, TR, BL, BR, centre); labels stored +1 (0 = ignore). A journal
+`<split>_progress.txt` lets an interrupted run continue without renumbering; a finished split
+gets `<split>_names.txt` (`n<TAB>source name`) for `CropReader`.
 """
 
 from __future__ import annotations
@@ -33,11 +28,8 @@ _FORMAT = 1  # bump when the output layout changes
 
 
 def five_crop_boxes(height: int, width: int, ratio: float = 0.5) -> list[tuple[int, int, int, int]]:
-    """The five (top, left, h, w) boxes of torchvision's `five_crop`, h = ⌊ratio·H⌋, w = ⌊ratio·W⌋.
-
-    The centre box starts at round((H − h) / 2), round((W − w) / 2) (half to even, as
-    torchvision). docs/method.md §3 words the crop as square; the released code (golden
-    `g_five_crop_*`) crops (int(H·ratio), int(W·ratio)), and so do we."""
+    """The five (top, left, h, w) boxes of torchvision's `five_crop`, h = ⌊ratio·H⌋, w = ⌊ratio·W⌋,
+    not square: as the released code (golden `g_five_crop_*`); centre offsets round half to even."""
     height, width = int(height), int(width)
     h, w = int(height * ratio), int(width * ratio)
     if not 0 < ratio <= 1 or h < 1 or w < 1:
@@ -73,7 +65,6 @@ def crop_paths(crop_dir: str | os.PathLike, split: str, n: int) -> dict[str, Pat
 
 
 def _listing(crop_dir: Path, split: str, kind: str) -> Path:
-    """`<split>_<kind>.txt`: `names` (finished split), `progress` (journal) or `skipped`."""
     return crop_dir / f"{split}_{kind}.txt"
 
 
@@ -87,17 +78,10 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     profile = load_profile(profile)
     reader = reader_for_profile(profile)
     crop_dir = profile.paths.crop_dir
-    if split == "all":  # train must exist; val is cropped when the dataset has one
-        splits = list(present_splits(reader))
-    elif split in reader.splits or split in ("train", "val"):
-        splits = [split]
-    else:
-        raise DepthGError(f"crop: unknown split {split!r}; choose one of "
-                          f"{', '.join(reader.splits)} or all")
-    for s in splits:  # a missing dataset or split (a folder without val/) fails here, saying
-        reader.names(s)  # how to get it, before anything is written
-    # what the crops are cut from must be there and current before crop.json is written: a
-    # refused run leaves no record that a later, valid run would have to --force past
+    splits = list(present_splits(reader)) if split == "all" else [split]
+    for s in splits:  # a missing dataset or split fails here, saying how to get it
+        reader.names(s)
+    # checked before crop.json is written: a refused run leaves no record to --force past
     require_current_depth(profile, reader, splits, "five-crop")
     for s in splits:
         _require_depth(reader, profile, s, reader.names(s), skip_bad)
@@ -119,8 +103,7 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
 
 
 def crop_inputs(reader, splits) -> dict[str, dict]:
-    """What the crops of `splits` are cut from, per split: the depth stage's record (its part
-    for that split), the images, labels and depth maps (`crop.json` records it)."""
+    """What the crops of `splits` are cut from: the depth record's part, images, labels, maps."""
     depth_record = reader.depth_record_dir() / "depth.json"
     inputs = {}
     for s in splits:
@@ -132,15 +115,13 @@ def crop_inputs(reader, splits) -> dict[str, dict]:
 
 def require_current_crops(profile: Profile, split: str, who: str) -> None:
     """Refuse (for stage `who`) crops of `split` that no longer match the chain crops ← depth
-    maps ← images, so a forced depth stage or a replaced image is noticed downstream too.
-    Without the dataset folder (deleted once cropped) the crops stand on their own."""
+    maps ← images; without the dataset folder (deleted once cropped) they stand on their own."""
     reader = reader_for_profile(profile)
     try:
         reader.names(split)
     except DepthGError:
         return
-    crop_dir = profile.paths.crop_dir
-    arg = profile_arg(profile)
+    crop_dir, arg = profile.paths.crop_dir, profile_arg(profile)
     redo = f"`python -m depthg_lib.crop --profile {arg} --force`"
     problems = depth_problems(profile, reader, [split])
     if problems:
@@ -157,8 +138,7 @@ def require_current_crops(profile: Profile, split: str, who: str) -> None:
 
 def _read_journal(crop_dir: Path, split: str) -> tuple[dict[str, int], dict[str, str]]:
     """name → image index of finished images, and name → reason of skipped ones."""
-    done: dict[str, int] = {}
-    skipped: dict[str, str] = {}
+    done, skipped = {}, {}
     journal, names = _listing(crop_dir, split, "progress"), _listing(crop_dir, split, "names")
     if journal.exists():
         for line in journal.read_text().split("\n")[:-1]:  # the last: empty, or cut short
@@ -182,12 +162,6 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: 
                 progress: bool) -> None:
     names = reader.names(split)
     done, skipped = _read_journal(crop_dir, split)
-    unknown = sorted(set(done) - set(names))
-    if unknown:
-        raise DepthGError(
-            f"{crop_dir} holds crops of {len(unknown)} {split} images that the dataset no "
-            f"longer lists (e.g. {unknown[0]}); re-run with --force to crop the split afresh")
-    # what is left: new images, and numbered ones whose files went missing
     todo = [n for n in names
             if not (n in skipped and skip_bad)
             and not (n in done and _finished(crop_dir, split, done[n], reader.has_labels))]
@@ -230,7 +204,6 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: 
 
 
 def _require_depth(reader, profile, split, todo, skip_bad) -> None:
-    """Cropping needs the depth stage's output; say which command writes it."""
     missing = [n for n in todo if not reader.depth_path(split, n).is_file()]
     if skip_bad and missing:  # a bad image has no depth: it will be skipped, not an error
         missing = [n for n in missing if _readable(reader, split, n)]
@@ -265,7 +238,6 @@ def _finished(crop_dir: Path, split: str, index: int, has_labels: bool) -> bool:
 
 
 def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: float) -> None:
-    """Read image, label and depth of one source image and write its five crops."""
     image = reader.load_image(split, name)
     label = reader.load_label(split, name)
     depth_file = reader.depth_path(split, name)
@@ -291,7 +263,7 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
 
 
 def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dict) -> None:
-    """Write the final name record, drop strays of an earlier, longer run, close the journal."""
+    """Write the names record, drop strays (of a longer run, or temp files), close the journal."""
     order = sorted(done.items(), key=lambda item: item[1])
     if [i for _, i in order] != list(range(len(order))):
         raise DepthGError(f"{_listing(crop_dir, split, 'progress')} is inconsistent (image "
@@ -303,9 +275,7 @@ def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dic
             continue
         for path in folder.iterdir():
             stem = path.name.split(".")[0].split("_")[0]
-            if path.name.startswith("."):
-                path.unlink()  # the temp file of an interrupted atomic write
-            elif stem.isdigit() and int(stem) >= count:
+            if path.name.startswith(".") or (stem.isdigit() and int(stem) >= count):
                 path.unlink()
     with io.atomic_path(_listing(crop_dir, split, "names")) as tmp:
         tmp.write_text("".join(f"{N_CROPS * i + k}\t{name}\n" for name, i in order
@@ -320,9 +290,8 @@ def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dic
 
 
 class CropReader:
-    """The five-cropped split as a sequence: `load(n) -> (image, label, depth)`: uint8 (h, w, 3);
-    uint8 (h, w) class ids, 255 = ignore (all 255 without labels); uint16 (h, w) depth as the
-    depth stage wrote it (an 8-bit depth PNG widened ×257, so 255 ↦ 65535)."""
+    """A five-cropped split: `load(n) -> (image, label, depth)`, uint8 RGB, uint8 ids (255 =
+    ignore), uint16 depth (an 8-bit depth PNG widened ×257)."""
 
     def __init__(self, crop_dir: str | os.PathLike, split: str, profile: str | None = None):
         self.crop_dir = Path(crop_dir)
@@ -339,8 +308,7 @@ class CropReader:
         self._digest: dict | None = None
 
     def digest(self) -> dict:
-        """These crops as an input entry of the stages that read them: the crop record's part
-        for this split, the names file and every crop file."""
+        """These crops as an input entry: the crop record's split part and every file."""
         if self._digest is None:
             kinds = ("img", "depth", "label") if self.has_labels else ("img", "depth")
             files = [_listing(self.crop_dir, self.split, "names")]
@@ -398,8 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", required=True, help="profile name or YAML file")
     parser.add_argument("--split", default="all", choices=("train", "val", "all"),
                         help="which split to crop (default: all)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace crops made with other settings")
+    parser.add_argument("--force", action="store_true", help="redo every crop")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out unreadable images (listed in <split>_skipped.txt)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -1,10 +1,6 @@
-"""Stage 01 — monocular depth for every image (docs/method.md §2).
-
-    python -m depthg_lib.depth --profile test [--split all] [--force] [--skip-bad]
-
-The backends (`zoedepth`, `depth_anything`, `synth`) are `depth_models`; `gt`, SynthScenes
-ground truth, is read through the reader. The stored format (per image, min–max normalised,
-a 16-bit PNG at `reader.depth_path(split, name)`) is `depth_format`.
+"""Stage 01 — monocular depth for every image (docs/method.md §2): the backends are
+`depth_models` (`gt`, SynthScenes ground truth, is read through the reader), the stored format
+is `depth_format`.
 """
 
 from __future__ import annotations
@@ -43,9 +39,8 @@ def _command(profile_name: str = "<profile>", extra: str = "") -> str:
 
 
 def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """How close an estimate is to a reference depth, both min–max normalised first: `mae`,
-    mean |d̂_est − d̂_ref| in [0,1]; `spearman`, rank correlation ρ of the pixel values (scale-
-    and shift-free, the fair number for relative depth)."""
+    """`mae` of the min–max normalised maps and `spearman` ρ of their pixels (scale- and
+    shift-free, the fair number for relative depth)."""
     from scipy.stats import spearmanr  # scipy.stats is slow to import; only chapter 01 needs it
 
     a, b = normalise_depth(estimate).ravel(), normalise_depth(reference).ravel()
@@ -56,9 +51,8 @@ def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, fl
 def compare_with_ground_truth(reader, split: str, names: Sequence[str],
                               model: DepthModel | None = None,
                               fidelity: str = "corrected") -> tuple[list, list, list]:
-    """(images, estimates, ground truths) of some SynthScenes images: the estimate is the
-    stored map (`model=None`, read as `fidelity` says) or `model`'s prediction; ground truth is
-    clipped at the far plane like the `gt` backend's."""
+    """(images, estimates, ground truths) of SynthScenes images; the estimate is the stored map
+    (`model=None`) or `model`'s prediction."""
     images, estimates, truths = [], [], []
     for name in names:
         image = reader.load_image(split, name)
@@ -80,7 +74,6 @@ def mean_agreement(estimates: Sequence[np.ndarray], references: Sequence[np.ndar
 
 
 def _prerequisite_command(profile: Profile) -> str:
-    """The command that creates the images this stage reads."""
     if profile.dataset == "synthscenes":
         return (f"run chapter 00, or `python -m depthg_lib.data.synthscenes --out "
                 f"{profile.paths.dataset_dir} --n-train {profile.synth_n_train} --n-val "
@@ -100,16 +93,11 @@ def _list_names(reader, profile: Profile, splits: Sequence[str]) -> dict[str, li
 
 def _gt_depth(reader, split: str, name: str) -> np.ndarray:
     """SynthScenes ground truth in metres; sky (and anything beyond) is the far plane."""
-    depth = reader.load_gt_depth(split, name)
-    if depth is None:
-        raise DepthGError(f"depth backend 'gt' needs ground-truth depth, but the reader has none "
-                          f"for {split}/{name}; use another depth_backend")
-    depth = np.asarray(depth, dtype=np.float32)
+    depth = np.asarray(reader.load_gt_depth(split, name), dtype=np.float32)
     return np.where(np.isfinite(depth), np.minimum(depth, FAR_DEPTH), FAR_DEPTH)
 
 
 def stage_settings(profile: Profile, model: DepthModel | None) -> dict:
-    """What `depth.json` holds: backend, model id, weights checksum, resolution, format."""
     base = model.settings() if model is not None else {  # None: gt
         "backend": "gt", "model": DEFAULT_MODELS["gt"], "weights_sha256": None,
         "resolution": "native"}
@@ -117,8 +105,7 @@ def stage_settings(profile: Profile, model: DepthModel | None) -> dict:
 
 
 def present_splits(reader) -> tuple[str, ...]:
-    """The splits `all` means: train, and val where the dataset has one (a folder of one's own
-    photos without `val/` is all train)."""
+    """The splits `all` means: train, and val where the dataset has one."""
     return tuple(s for s in reader.splits if s == "train" or _names_or_none(reader, s))
 
 
@@ -133,8 +120,8 @@ def expected_model_id(profile: Profile) -> str:
 
 
 def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]:
-    """Why the stored depth maps of `splits` are not what `profile` asks for now (another
-    backend or model, other images; `depth.json` says): [] when they fit or no record says."""
+    """Why the stored maps of `splits` are not what `profile` asks for now (another model,
+    other images): [] when they fit or `depth.json` is absent."""
     record = reader.depth_record_dir() / "depth.json"
     if not record.is_file():
         return []
@@ -154,7 +141,6 @@ def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]
 
 
 def require_current_depth(profile: Profile, reader, splits: Sequence[str], who: str) -> None:
-    """Refuse (for stage `who`, e.g. "five-crop") depth maps that `depth_problems` finds."""
     problems = depth_problems(profile, reader, splits)
     if problems:
         raise DepthGError(
@@ -183,8 +169,6 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
     settings = stage_settings(profile, model)
     command = _command(profile_arg(profile), "" if split == "all" else f" --split {split}")
     with stage_lock(record_dir, "depth"):
-        # what the maps are made from: the images of each split run now (names, sizes and
-        # contents or mtimes), so that a replaced image or a regenerated dataset is noticed
         inputs = {k: v for s in splits for k, v in reader.input_stamps(s, ("images",)).items()}
         other_settings = recorded_settings_differ(record_dir, "depth", settings)
         if force and not other_settings:  # the other splits' maps stay, and so does their part
@@ -258,11 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                     "(per-image min-max normalised, larger = farther). docs/method.md §2.")
     parser.add_argument("--profile", required=True, help="profile name or YAML path")
     parser.add_argument("--split", default="all", choices=("train", "val", "all"))
-    parser.add_argument("--force", action="store_true",
-                        help="recompute everything, replacing outputs made with other settings")
+    parser.add_argument("--force", action="store_true", help="recompute every map")
     parser.add_argument("--skip-bad", action="store_true",
-                        help="skip unreadable images (listed in depth_skipped.json) instead of "
-                             "stopping")
+                        help="skip unreadable images (listed in depth_skipped.json)")
     parser.add_argument("--device", default="auto", type=device_arg,
                         help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

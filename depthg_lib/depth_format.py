@@ -16,7 +16,7 @@ STAGE_COMMAND = "python -m depthg_lib.depth"
 
 
 def normalise_depth(depth: np.ndarray) -> np.ndarray:
-    """Per-image min–max normalisation to [0,1] (float32); a constant map becomes all 0."""
+    """Per-image min–max normalisation to [0,1] (float32); a constant map becomes 0."""
     depth = np.asarray(depth, dtype=np.float64)
     lo, hi = float(depth.min()), float(depth.max())
     if not np.isfinite(lo) or not np.isfinite(hi):
@@ -32,11 +32,9 @@ def depth_to_uint16(depth: np.ndarray) -> np.ndarray:
 
 
 def depth_from_uint16(stored: np.ndarray, fidelity: str = "corrected") -> np.ndarray:
-    """Stored depth → what training reads (float32): `corrected`, `u / 65535` in [0,1];
-    `released`, the released loader's 8-bit integers 0..255 (not divided by 255; golden
-    README). Its depth script floored d̂·255 (note 7); `u // 257` (65535 = 255·257) equals that
-    except within 1/514 below an integer, where 16-bit rounding lifts it. 8-bit input (the
-    released code's PNGs) is those integers already."""
+    """Stored depth → float32: `corrected`, u / 65535 in [0,1]; `released`, the released
+    loader's integers 0..255 (golden README note 7: its floor(d̂·255) is `u // 257` but within
+    1/514 below an integer). 8-bit input (the released code's PNGs) is those integers already."""
     stored = np.asarray(stored)
     check_fidelity(fidelity)
     if stored.dtype == np.uint8:

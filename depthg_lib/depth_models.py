@@ -1,8 +1,7 @@
-"""The depth backends of stage 01 (docs/method.md §2): `estimate_depth(images) -> depth`, images
-(B,3,H,W) float in [0,1], depth (B,H,W) float, **larger = farther** (relative; the stage
-min–max normalises each map). `zoedepth` and `depth_anything` are transformers models read
-from a local folder or the Hugging Face cache (never the network); `synth` is the embedded
-depth network; `gt` (SynthScenes ground truth) is read by name in the stage.
+"""The depth backends of stage 01 (docs/method.md §2): `estimate_depth` maps (B,3,H,W) images in
+[0,1] to (B,H,W) relative depth, larger = farther. `zoedepth` and `depth_anything` are
+transformers models read from a local folder or the Hugging Face cache, never the network;
+`synth` is the embedded depth network.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .config import DEPTH_BACKENDS, REPO_ROOT
-from .depth_format import STAGE_COMMAND
+from .config import REPO_ROOT
 from .embedded import DEPTH_WORK_SIZE, EmbeddedDepthModel, read_manifest
 from .env import resolve_device
 from .errors import DepthGError
@@ -29,7 +27,7 @@ DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "models"
 
 
 class DepthModel:
-    """Common face of the backends: `estimate_depth` plus what the stage records about it."""
+    """Common face of the backends: `estimate_depth`, and `settings` for `depth.json`."""
 
     backend: str = ""
     model_id: str = ""
@@ -42,7 +40,6 @@ class DepthModel:
         raise NotImplementedError
 
     def settings(self) -> dict:
-        """What `depth.json` records, so that outputs of another model are never mixed in."""
         return {"backend": self.backend, "model": self.model_id,
                 "weights_sha256": self.weights_sha256, "resolution": self.resolution}
 
@@ -53,12 +50,8 @@ class DepthModel:
 
 
 class TransformersDepthModel(DepthModel):
-    """`zoedepth` or `depth_anything` through `AutoModelForDepthEstimation`.
-
-    ZoeDepth's metric depth is returned as is (its padding removed through `source_sizes`).
-    Depth-Anything's relative disparity (larger = nearer, up to scale and shift) is negated:
-    that keeps every pair's order, and 1/disparity could be negative.
-    """
+    """`zoedepth` (metric depth, padding removed through `source_sizes`) or `depth_anything`
+    (relative disparity, negated: 1/disparity could be negative) via transformers."""
 
     def __init__(self, backend: str, model_dir: Path, model_id: str, device: torch.device):
         # heavy: transformers takes seconds to import, and only these two backends need it
@@ -103,8 +96,7 @@ class TransformersDepthModel(DepthModel):
 
 
 class SynthDepthModel(DepthModel):
-    """`synth`: the embedded depth network (relative depth, larger = farther); `model="random"`
-    gives random weights (tests), named `embedded-random` so that nobody mistakes its output."""
+    """`synth`: the embedded depth network; `model="random"`, random weights (`embedded-random`)."""
 
     def __init__(self, model: str | None, device: torch.device):
         random_init = model == "random"
@@ -120,12 +112,11 @@ class SynthDepthModel(DepthModel):
 
     @torch.no_grad()
     def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
-        self._check(images)
         return self.net.estimate_depth(images.to(self.device)).float().cpu()
 
 
 def _weights_digest(model_dir: Path) -> str | None:
-    """sha256 over the weight files of a transformers folder (one digest of their digests)."""
+    """sha256 of a transformers folder's weight file, or one digest of their digests."""
     files = sorted(p for p in Path(model_dir).iterdir()
                    if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
     if len(files) <= 1:
@@ -138,8 +129,8 @@ def _weights_digest(model_dir: Path) -> str | None:
 
 def resolve_model_dir(backend: str, model: str | None = None,
                       model_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
-    """(model id, local folder) for a transformers backend, never from the network: `model`
-    as a folder, `<model_dir>/<model id>` (default data/models/), or the Hugging Face cache."""
+    """(model id, local folder) of a transformers backend: `model` as a folder,
+    `<model_dir>/<model id>` (default data/models/), or the Hugging Face cache."""
     model_id = model or DEFAULT_MODELS[backend]
     base = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     as_dir = Path(os.path.expanduser(model_id))
@@ -164,16 +155,9 @@ def resolve_model_dir(backend: str, model: str | None = None,
 
 def load_depth_model(backend: str, model: str | None = None, device: str | torch.device = "cpu",
                      model_dir: str | os.PathLike | None = None) -> DepthModel:
-    """The depth model of `backend` (`zoedepth`, `depth_anything`, `synth`), ready to use;
-    `model`: a model id or folder (transformers), `random` (synth), None = the default."""
-    if backend not in DEPTH_BACKENDS:
-        raise DepthGError(f"unknown depth backend {backend!r}; expected one of "
-                          f"{', '.join(DEPTH_BACKENDS)}")
+    """The model of `backend` (`zoedepth`, `depth_anything`, `synth`; `gt` has none): `model` a
+    model id or folder (transformers), `random` (synth), None = the default."""
     device = resolve_device(device)
-    if backend == "gt":
-        raise DepthGError("depth backend 'gt' reads SynthScenes ground truth by image name and "
-                          "has no image → depth model; run it through run_depth_stage / "
-                          f"`{STAGE_COMMAND} --profile <profile>` with depth_backend: gt")
     if backend == "synth":
         return SynthDepthModel(model or None, device)
     model_id, folder = resolve_model_dir(backend, model, model_dir)

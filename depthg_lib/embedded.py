@@ -1,10 +1,7 @@
-"""The two small models the course ships instead of downloads (no DINO checkpoint or depth model
-can be fetched on a fresh CPU machine), trained on SynthScenes (docs/method.md §1) by
-`python -m depthg_lib.pretrain`: an embedded ViT (timm, patch 8, self-supervised), loaded like
-the DINO backbones (docs/method.md §5), and a light U-Net for relative depth, the `synth` depth
-backend (docs/method.md §2). `weights/manifest.json` records each fp16 file's sha256,
-architecture, training command and quality; a missing or mismatched file is one DepthGError
-naming it and the command that re-creates it.
+"""The two small models the course ships, trained on SynthScenes by `python -m
+depthg_lib.pretrain`: a ViT (timm, patch 8) loaded like the DINO backbones (docs/method.md §5),
+and a light U-Net, the `synth` depth backend (§2). `weights/manifest.json` records each fp16
+file's sha256 and the command that made it; a missing or mismatched file is one DepthGError.
 """
 
 from __future__ import annotations
@@ -32,8 +29,7 @@ WEIGHT_FILES: dict[str, str] = {"vit": "embedded_vit.safetensors",
 EMBEDDED_MEAN = (0.485, 0.456, 0.406)
 EMBEDDED_STD = (0.229, 0.224, 0.225)
 
-# The embedded ViT (1.2M parameters, 2.5 MB in fp16) is sized so its pretraining fits ~90 min of
-# one CPU core; `img_size` is the pretraining resolution, other sizes are interpolated.
+# 1.2M parameters, pretrained in ~90 min of one CPU core at `img_size` (others interpolated).
 VIT_CONFIG = dict(img_size=64, patch_size=8, embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0,
                   qkv_bias=True, num_classes=0, global_pool="token", dynamic_img_size=True)
 # The depth network: stem width, channels per U-Net level after the stride-2 stem.
@@ -47,7 +43,6 @@ def _recreate_command(kind: str) -> str:
 
 
 def build_embedded_vit() -> nn.Module:
-    """The embedded ViT (random weights): a timm VisionTransformer without classifier head."""
     # heavy: timm takes seconds to import, and most callers never build a ViT
     from timm.models.vision_transformer import VisionTransformer
 
@@ -60,12 +55,9 @@ def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class EmbeddedDepthNet(nn.Module):
-    """A light U-Net: normalised (B,3,H,W) → relative depth (B,1,H,W), larger = farther.
-
-    FPN-style decoder with a half-resolution output upsampled bilinearly (depth is smooth almost
-    everywhere, and a CPU step stays cheap); the bottleneck adds a globally pooled context
-    vector, as the horizon and the sky are whole-image cues. H, W: multiples of `stride`.
-    """
+    """A light U-Net: normalised (B,3,H,W) → relative depth (B,1,H,W), H, W multiples of
+    `stride`; a half-resolution FPN decoder (depth is smooth, a CPU step cheap) and a pooled
+    context vector at the bottleneck (horizon and sky are whole-image cues)."""
 
     def __init__(self, channels: tuple[int, ...], stem: int):
         super().__init__()
@@ -82,9 +74,6 @@ class EmbeddedDepthNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        if size[0] % self.stride or size[1] % self.stride:
-            raise ValueError(f"EmbeddedDepthNet needs H, W multiples of {self.stride}, "
-                             f"got {tuple(size)}; use EmbeddedDepthModel.estimate_depth")
         x = self.stem(x)
         skips = []
         for i, block in enumerate(self.down):
@@ -99,7 +88,6 @@ class EmbeddedDepthNet(nn.Module):
 
 
 def build_embedded_depth_net() -> nn.Module:
-    """The embedded depth network (random weights)."""
     return EmbeddedDepthNet(**DEPTH_CONFIG)
 
 
@@ -158,29 +146,18 @@ def load_embedded_vit(pretrained: bool = True) -> nn.Module:
 
 
 class EmbeddedDepthModel(nn.Module):
-    """The `synth` depth backend: `estimate_depth([0,1] images) -> (B,H,W)` relative depth
-    (larger = farther). Images are run with their shorter side at `work_size` (rounded to the
-    stride) and the prediction resized back: the horizon cue does not survive a change of scale.
-    """
+    """The `synth` backend: `estimate_depth([0,1] images) -> (B,H,W)`, run with the shorter side
+    at DEPTH_WORK_SIZE and resized back (the horizon cue does not survive a change of scale)."""
 
-    def __init__(self, pretrained: bool = True, device: str | torch.device = "cpu",
-                 work_size: int | None = DEPTH_WORK_SIZE):
+    def __init__(self, pretrained: bool = True, device: str | torch.device = "cpu"):
         super().__init__()
         self.net = build_embedded_depth_net()
         if pretrained:
             self.net.load_state_dict(load_embedded_state_dict("depth"), strict=True)
         self.net.eval()
-        self.work_size = work_size
         self.register_buffer("mean", torch.tensor(EMBEDDED_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(EMBEDDED_STD).view(1, 3, 1, 1))
         self.to(device)
-
-    def _work_hw(self, h: int, w: int) -> tuple[int, int]:
-        s = self.net.stride
-        if self.work_size is None:
-            return -(-h // s) * s, -(-w // s) * s
-        scale = self.work_size / min(h, w)
-        return max(s, round(h * scale / s) * s), max(s, round(w * scale / s) * s)
 
     @torch.no_grad()
     def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
@@ -188,7 +165,8 @@ class EmbeddedDepthModel(nn.Module):
             raise ValueError(f"expected images (B,3,H,W) in [0,1], got {tuple(images.shape)}")
         h, w = images.shape[-2:]
         x = (images.to(self.mean.device, torch.float32) - self.mean) / self.std
-        wh, ww = self._work_hw(h, w)
+        s, scale = self.net.stride, DEPTH_WORK_SIZE / min(h, w)
+        wh, ww = max(s, round(h * scale / s) * s), max(s, round(w * scale / s) * s)
         if (wh, ww) == (h, w):
             return self.net(x)[:, 0]
         x = F.interpolate(x, size=(wh, ww), mode="bilinear", align_corners=False, antialias=True)

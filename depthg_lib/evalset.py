@@ -1,8 +1,5 @@
-"""What evaluation reads: a labelled split, resized and centre-cropped (docs/method.md §9).
-
-`open_split` checks the split before any work: it has labels, the profile's `n_classes` is
-the dataset's, every label is as large as its image (a smaller one would be scored against
-the wrong pixels); `split_inputs` digests its images and labels for the evaluation record.
+"""What evaluation reads: a labelled split, resized and centre-cropped (docs/method.md §9),
+checked before any work by `open_split`.
 """
 
 from __future__ import annotations
@@ -21,8 +18,7 @@ from .transforms import resize_center_crop
 
 def resize_crop(image: np.ndarray, size: int, label: np.ndarray | None = None,
                 image_mode: str = "nearest") -> tuple[np.ndarray, np.ndarray | None]:
-    """An evaluation image (and its label, always nearest) resized and centre-cropped to
-    `size` (§9); images nearest as released, `image_mode="bilinear"` for the corrected fidelity."""
+    """An evaluation image (and its label, always nearest) resized and centre-cropped (§9)."""
     out_label = None if label is None else resize_center_crop(label, size, "nearest")
     return resize_center_crop(image, size, image_mode), out_label
 
@@ -51,10 +47,7 @@ def _file_size(path) -> tuple[int, int] | None:
 
 
 def check_label_sizes(reader, split: str, names: Sequence[str]) -> None:
-    """Every label of the split as large as its image (file headers only: seconds for
-    thousands of images); the first that is not is one clear error naming both files."""
-    if not hasattr(reader, "image_path"):
-        return  # a reader without files: `EvalSet` checks each pair as it loads it
+    """Every label as large as its image (file headers only: seconds for thousands)."""
     for name in names:
         lp, ip = reader.label_path(split, name), reader.image_path(split, name)
         label_hw = None if lp is None else _file_size(lp)
@@ -64,7 +57,8 @@ def check_label_sizes(reader, split: str, names: Sequence[str]) -> None:
 
 
 def open_split(profile: Profile, split: str):
-    """(reader, names) of a labelled split, checked as the module docstring says."""
+    """(reader, names) of a split with labels, `n_classes` classes and labels as large as their
+    images (a smaller one would be scored against the wrong pixels)."""
     reader = reader_for_profile(profile)
     if not reader.has_labels:
         raise DepthGError(f"the {profile.dataset} data in {profile.paths.dataset_dir} has no "

@@ -1,18 +1,13 @@
-"""What the training step reads: crops at training size, depth in the fidelity's units, and the
-frozen-feature cache (docs/method.md §8).
-
-The backbone is frozen and training applies no augmentation, so a crop's features never
-change: with `precompute_features` they are computed once (fp16 memory maps; dropout is still
-drawn per step) into `<data_root>/features/<crops>_<backbone>_<res>_<fidelity>/`, whose
-`features.json` records the settings (other settings: rebuilt, never mixed) and, per split,
-the digest of the crops, so crops cut afresh from a regenerated dataset rebuild the split.
+"""What the training step reads: crops at training size, and the frozen-feature cache
+(docs/method.md §8). The backbone is frozen and crops are not augmented, so with
+`precompute_features` a crop's features are computed once into fp16 memory maps; `features.json`
+records the settings (others: rebuilt) and each split's crop digest (new crops: rebuilt).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .depth_format import depth_from_uint16
 from .errors import DepthGError
-from .io import atomic_path, load_json, save_json
+from .io import atomic_path, free_bytes, load_json, save_json
 from .transforms import resize_center_crop
 
 CACHE_VERSION = 1
@@ -32,10 +27,9 @@ FEATURE_DTYPE = np.float16
 
 def prepare_crop(image: np.ndarray, label: np.ndarray, depth: np.ndarray, res: int,
                  fidelity: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One crop at training size: image uint8 (3,res,res), label uint8, depth float32 in the
-    loss's units (`depth_from_uint16`). Labels are resized nearest; image and depth nearest
-    in `released` (STEGO's transform, golden README note 7), bilinear in `corrected`, as the
-    kNN and evaluation stages resize: depth is a continuous quantity."""
+    """One crop at training size: image uint8 (3,res,res), label uint8 (nearest), depth float32
+    in the loss's units; image and depth nearest as released (golden README note 7), bilinear
+    when `corrected`."""
     smooth = "nearest" if fidelity == "released" else "bilinear"
     image = resize_center_crop(np.asarray(image, dtype=np.uint8), res, smooth)
     label = resize_center_crop(np.asarray(label, dtype=np.uint8), res, "nearest")
@@ -45,8 +39,7 @@ def prepare_crop(image: np.ndarray, label: np.ndarray, depth: np.ndarray, res: i
 
 @dataclass
 class CachedSplit:
-    """Read-only memory maps of one split (feats fp16, labels uint8, depth float32), opened
-    lazily so that DataLoader workers never pickle the data."""
+    """Read-only memory maps of one split, opened lazily: DataLoader workers never pickle them."""
 
     folder: Path
     split: str
@@ -76,8 +69,7 @@ def cache_bytes(n_crops: int, dim: int, grid_hw: tuple[int, int], res: int) -> i
 
 def check_budget(need: int, budget_gb: float, folder: Path) -> None:
     """Refuse a cache larger than the profile's `feature_cache_gb` or the free disk."""
-    folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(folder).free
+    free = free_bytes(folder)
     fix = ("raise `feature_cache_gb` in the profile, free disk space, or set "
            "`precompute_features: false` to featurise on the fly")
     if need > budget_gb * 1e9:
@@ -120,9 +112,8 @@ def _jsonable(settings: dict) -> dict:
 def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelity: str,
                 settings: dict, device: torch.device, batch_size: int = 32,
                 budget_gb: float = 20.0, progress: bool = True, reserved: int = 0) -> CachedSplit:
-    """Featurise every crop of `source` (`__len__` and `load(n) -> (image, label, depth)`, a
-    `CropReader`) once and write the split's memory maps atomically, unless the cache holds
-    it already; `reserved`: bytes other splits of the cache take (budget check)."""
+    """Featurise every crop of `source` (`len`, `load(n)`) into the split's memory maps, unless
+    the cache holds it; `reserved`: bytes other splits take (budget check)."""
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(folder / ".features.lock"):  # two trainings sharing a cache: one builds it
         cached = open_cache(folder, split, settings, source=source)
@@ -172,8 +163,7 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
 
 @torch.no_grad()
 def featurize(backbone, images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B,3,H,W) on the backbone's device → frozen features (B,D,h,w); on CUDA in bf16
-    autocast with channels-last input."""
+    """uint8 (B,3,H,W) → frozen features (B,D,h,w); on CUDA in bf16, channels-last."""
     x = images.float().div_(255.0)
     if x.is_cuda:
         with torch.autocast("cuda", dtype=torch.bfloat16):

@@ -1,11 +1,6 @@
-"""Stage 03 — nearest neighbours of every training crop (docs/method.md §4).
-
-    python -m depthg_lib.knn --profile test [--split train] [--force] [--device cpu]
-
-A crop is one vector, its last-layer patch tokens mean-pooled and unit-normalised; neighbours
-are the crops of highest cosine similarity, among which training draws a positive partner.
-The N×N similarity matrix (250 GB of float32 for N = 250k) is never formed: queries go in
-blocks, each block's (block × N) scores reduced to its top-(k+1) at once.
+"""Stage 03 — nearest neighbours of every training crop (docs/method.md §4): a crop is its
+mean-pooled, unit-norm last-layer patch tokens; neighbours are the crops of highest cosine
+similarity. The N×N matrix (250 GB for N = 250k) is never formed: queries go in blocks.
 """
 
 from __future__ import annotations
@@ -34,17 +29,14 @@ def pool_features(feature_maps: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def global_features(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(B,3,H,W) in [0,1] → (B,D): mean-pooled last-layer patch tokens, unit norm (§4).
-
-    The released kNN script ran the featuriser in training mode, with Dropout2d(p=0.1) on
-    the features (golden README note 6); we skip it, so neighbours are reproducible."""
+    """(B,3,H,W) in [0,1] → (B,D), without the released script's feature dropout (golden README
+    note 6), so neighbours are reproducible."""
     return pool_features(backbone(images))
 
 
 def resize_for_knn(image: np.ndarray, res: int, fidelity: str = "released") -> torch.Tensor:
-    """uint8 (H,W,3) → (3,res,res) float in [0,1]: shorter side to `res`, centre crop;
-    `released` resizes with nearest neighbour as STEGO's transform (golden README note 7),
-    `corrected` with antialiased bilinear."""
+    """uint8 (H,W,3) → (3,res,res) float in [0,1]; nearest as released (golden README note 7),
+    antialiased bilinear when `corrected`."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
     return resize_center_crop(x, res, "nearest" if fidelity == "released" else "bilinear")
 
@@ -86,11 +78,9 @@ def _rank_in_row(rows: np.ndarray) -> np.ndarray:
 
 def topk_neighbours(feats: np.ndarray | torch.Tensor, k: int, block: int = 4096,
                     progress: bool = False) -> np.ndarray:
-    """int64 (N, k+1): row i = [i, its k most cosine-similar other items, best first].
-
-    `feats`: unit-norm rows, numpy (CPU) or torch (its own device). Column 0 is the item itself
-    even when duplicates score as high; equal scores go to the lower index, exactly. The
-    largest matrix held is (block × N). With k ≥ N−1 every other item is listed (N columns)."""
+    """int64 (N, k+1): row i = [i, its k most cosine-similar other items, best first]; `feats`
+    unit-norm rows, numpy or torch (its own device). Ties go to the lower index; with k ≥ N−1
+    every other item is listed."""
     n = len(feats)
     if n == 0:
         return np.zeros((0, k + 1), dtype=np.int64)
@@ -128,9 +118,8 @@ def majority_classes(labels, ignore: int = 255) -> np.ndarray:
 
 def neighbour_agreement(nns: np.ndarray, majority: np.ndarray, k: int | None = None,
                         groups: np.ndarray | None = None) -> float:
-    """Share of (crop, neighbour) pairs among columns 1..k whose majority classes agree; with
-    `groups` (each crop's source image, `n // 5`), pairs of overlapping crops of one image,
-    which agree for free, are left out."""
+    """Share of (crop, neighbour) pairs in columns 1..k whose majority classes agree; `groups`
+    (each crop's source image) leaves out pairs of one image, which agree for free."""
     k = nns.shape[1] - 1 if k is None else min(k, nns.shape[1] - 1)
     q = majority[nns[:, :1]]
     nb = majority[nns[:, 1:k + 1]]
@@ -147,9 +136,8 @@ def same_source_share(nns: np.ndarray, groups: np.ndarray, k: int | None = None)
 
 
 def chance_agreement(majority: np.ndarray, groups: np.ndarray | None = None) -> float:
-    """The same share for a uniformly random pair of distinct crops, exactly: Σ_c n_c(n_c − 1)
-    / (m(m − 1)) over the m crops with a majority class; with `groups`, over pairs from
-    different images: (Σ_c n_c² − Σ_{c,g} n_cg²) / (m² − Σ_g m_g²)."""
+    """The same share for a random pair of distinct crops: Σ_c n_c(n_c − 1) / (m(m − 1)); with
+    `groups`, pairs from different images: (Σ_c n_c² − Σ_{c,g} n_cg²) / (m² − Σ_g m_g²)."""
     ok = majority >= 0
     valid = majority[ok]
     m = len(valid)
@@ -167,15 +155,12 @@ def chance_agreement(majority: np.ndarray, groups: np.ndarray | None = None) -> 
 
 
 def knn_record_path(profile: Profile, split: str = "train") -> Path:
-    """`<knn file>.knn.json`: the settings a kNN file was mined with (one per file, because
-    the `nns/` folder is shared by every profile and split)."""
+    """`<knn file>.knn.json`, one per file: `nns/` is shared by every profile and split."""
     path = profile.paths.knn_file(split)
     return path.with_name(f"{path.stem}.knn.json")
 
 
 def _open_crops(profile: Profile, split: str):
-    """The crops of a split; missing ones, or ones cut from inputs that changed since, are an
-    error naming the crop command (chapter 02)."""
     reader = CropReader.from_profile(profile, split)
     if len(reader) == 0:
         raise DepthGError(f"no {split} crops in {profile.paths.crop_dir}; create them with "
@@ -215,14 +200,10 @@ def featurise_crops(reader, backbone, res: int, fidelity: str, device: torch.dev
 
 def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = False,
                   device: str = "auto", progress: bool = True) -> Path:
-    """Mine and save `nns` (N, min(knn_store, N)) int64 for the crops of `split`.
-
-    Skipped when the file exists and its record (`knn_record_path`) holds the same settings
-    and crops; other ones are refused unless `force`. The record is written only after the
-    file, so an interrupted run leaves the old file and its record, both complete."""
+    """Mine and save `nns` (N, min(knn_store, N)) int64 for the crops of `split`; skipped when
+    its record holds the same settings and crops, refused for others unless `force`. The record
+    is written after the file, so an interruption leaves the old pair complete."""
     profile = load_profile(profile)
-    if split not in ("train", "val"):
-        raise DepthGError(f"split must be train or val, found {split!r}")
     reader = _open_crops(profile, split)
     n = len(reader)
     out = profile.paths.knn_file(split)
@@ -260,8 +241,7 @@ def _mine(profile: Profile, reader, settings: dict, out: Path, device: str,
 
 
 def require_current_knn(profile: Profile | str, crops, split: str = "train") -> None:
-    """Refuse a kNN file mined from other crops than `crops` (a `CropReader`) holds now, so
-    training never pairs a re-cut split with the neighbours of the old one."""
+    """Refuse a kNN file mined from other crops than `crops` (a `CropReader`) holds now."""
     profile = load_profile(profile)
     record = knn_record_path(profile, split)
     recorded = io.recorded_inputs(record.parent, record.name[: -len(".json")])
@@ -293,8 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                     "similarity of mean-pooled backbone features (docs/method.md §4).")
     parser.add_argument("--profile", required=True, help="profile name or YAML path")
     parser.add_argument("--split", default="train", choices=("train", "val"))
-    parser.add_argument("--force", action="store_true",
-                        help="re-mine, replacing a file made with other settings")
+    parser.add_argument("--force", action="store_true", help="mine again")
     parser.add_argument("--device", default="auto", type=device_arg,
                         help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")

@@ -1,10 +1,7 @@
-"""The one resize-and-centre-crop every stage uses (training, kNN, evaluation, figures).
-
-STEGO's torchvision `Resize(size)` (shorter side → size, longer `int(size · long / short)`) and
-`CenterCrop(size)` (offsets `int(round(margin / 2))`, halves to the even neighbour), so that
-every stage cuts at the same pixel. `nearest` as released (golden README note 7), `bilinear`
-for the corrected fidelity: numpy arrays with PIL (same dtype out), float tensors (C,H,W) with
-torch (`nearest-exact`, equal to PIL's nearest, or antialiased bilinear).
+"""The one resize-and-centre-crop every stage uses: STEGO's `Resize(size)` (longer side
+`int(size · long / short)`) and `CenterCrop(size)` (offsets round half to even), so every stage
+cuts at the same pixel; numpy arrays through PIL, float tensors (C,H,W) through torch
+(`nearest-exact`, equal to PIL's nearest, or antialiased bilinear).
 """
 
 from __future__ import annotations
@@ -14,16 +11,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import DepthGError
-
-RESAMPLE_MODES = ("nearest", "bilinear")
-
 
 def resize_center_crop(x, size: int, mode: str = "nearest"):
     """Shorter side → `size`, then the centre `size`×`size` of a numpy array (H, W[, C]) or a
-    float tensor (C, H, W); `mode` "nearest" or "bilinear"."""
-    if mode not in RESAMPLE_MODES:
-        raise DepthGError(f"resize mode must be one of {RESAMPLE_MODES}, got {mode!r}")
+    float tensor (C, H, W); `mode` "nearest" (as released) or "bilinear"."""
     tensor = isinstance(x, torch.Tensor)
     h, w = x.shape[-2:] if tensor else np.shape(x)[:2]
     if h <= w:

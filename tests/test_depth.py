@@ -209,11 +209,6 @@ def test_synth_backend_shipped_weights_or_clear_error():
             load_depth_model("synth")
 
 
-def test_gt_backend_has_no_model():
-    with pytest.raises(DepthGError, match="run_depth_stage"):
-        load_depth_model("gt")
-
-
 # --------------------------------------------------------------------------- format
 
 def test_uint16_storage_and_released_quantisation():
