@@ -1,5 +1,6 @@
 """The study (chapter 06): its statistics, its results file, and a tiny run end to end."""
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depthg_lib import ablation, study
+from depthg_lib import ablation, config, study
 from depthg_lib.config import load_profile
 from depthg_lib.data import synthscenes
 from depthg_lib.errors import DepthGError
@@ -266,19 +267,20 @@ def test_nuisance_reaches_every_reader_identically(tiny, monkeypatch):
 
 
 def test_shipped_heads_rescore_without_their_run_folders(tiny, tmp_path, monkeypatch):
-    """--report-seed on a clone without run folders: the shipped heads are scored, nothing is
-    trained, and the numbers are the run folders' (fp16 weights moved one of them by 0.1)."""
+    """--report-seed on a clone without run folders: the heads shipped by tools/study_ship.py
+    are scored, nothing is trained, and the numbers are the run folders' (fp16 weights moved
+    one of them by 0.1)."""
     from depthg_lib.study import runner, shipped
 
+    spec = importlib.util.spec_from_file_location(
+        "study_ship", config.REPO_ROOT / "tools" / "study_ship.py")
+    study_ship = importlib.util.module_from_spec(spec)  # a developer tool, outside the library
+    spec.loader.exec_module(study_ship)
     profile, out, results = tiny
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "weights")
     monkeypatch.setattr(runner, "load_shipped",
                         lambda head_id: shipped.load_shipped(head_id, tmp_path / "weights"))
-    ship_head = shipped.ship_head  # shipped.ship_heads copies each head with it
-    monkeypatch.setattr(shipped, "ship_head", lambda *a: ship_head(
-        *a, folder=tmp_path / "weights"))
     heads = {r["head_id"] for r in study.runner.Store(out).rows if "head_id" in r}
-    assert study.run_study(profile, out_dir=out, seeds=2, ship=True, progress=False) == {
+    assert study_ship.ship_heads(_tiny_study(profile, out), tmp_path / "weights") == {
         "shipped": len(heads)} and len(heads) >= 8  # the study's arms and the regime check's
     fresh = tmp_path / "fresh"  # no run folders, no store: a fresh clone
 

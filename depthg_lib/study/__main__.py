@@ -32,12 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write docs/study/results.json and the figures")
     parser.add_argument("--device", default="auto", type=device_arg,
                         help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--n-boot", type=positive_int, default=1000)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--write-only", action="store_true",
                         help="train nothing: write results and figures from what is stored")
-    parser.add_argument("--ship", action="store_true",
-                        help="copy the stored heads to depthg_lib/weights/study and stop")
     parser.add_argument("--summary", metavar="RESULTS", default=None,
                         help="only print the README paragraph of a results file and stop")
     args = parser.parse_args(argv)
@@ -52,17 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         results = run_study(args.profile, out_dir=args.out, seeds=args.seeds,
                             report_seed=args.report_seed, device=args.device,
                             progress=not args.no_progress, resume=args.resume,
-                            force=args.force, n_boot=args.n_boot,
+                            force=args.force,
                             publish=REPO_ROOT / "docs" / "study" if args.publish else None,
-                            command=command, write_only=args.write_only, ship=args.ship)
+                            command=command, write_only=args.write_only)
     except KeyboardInterrupt:  # the command that continues: never --force, always --resume
         again = [a for a in given if a != "--force"] + ([] if args.resume else ["--resume"])
         print("interrupted: the runs stored so far are kept; continue with "
               f"`python -m depthg_lib.study {shlex.join(again)}`", file=sys.stderr)
         return 130
-    if args.ship:
-        print(f"{results['shipped']} heads shipped to depthg_lib/weights/study")
-        return 0
     print("\n".join([results_table(results), *ci_lines(results),
                      f"{results['runs_done']} of {results['runs_total']} runs stored"]))
     return 0

@@ -1,5 +1,5 @@
-"""Starting a study and re-scoring the published heads: the entry points of chapter 06's
-study (`python -m depthg_lib.study`), above the runner that does the work."""
+"""The entry points of chapter 06's study (`python -m depthg_lib.study`): starting or resuming a
+study, and re-scoring the published heads on another report split."""
 
 from __future__ import annotations
 
@@ -13,20 +13,18 @@ from ..config import Profile, load_profile, profile_arg
 from ..errors import DepthGError
 from .fits import FitCache
 from .runner import Study
-from .shipped import ship_heads
 
 
 def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
               seeds: int | None = None, report_seed: int | None = None, device: str = "auto",
               progress: bool = True, resume: bool = True, force: bool = False,
               n_boot: int = 1000, publish: str | os.PathLike | None = None,
-              command: str | None = None, write_only: bool = False, ship: bool = False,
+              command: str | None = None, write_only: bool = False,
               fits_dir: str | os.PathLike | None = None) -> dict:
-    """Run (or resume) the study of `profile`; its results also go to `<out>/results.json`
-    (default `runs/<profile>/study`), with `publish` (docs/study) there and to figures/ too.
-    `write_only` trains and scores nothing new: it writes the results of what is stored.
-    `fits_dir` keeps the fits on the training crops (default with `report_seed`:
-    `<out>/rescore_fits`; none otherwise)."""
+    """Run (or resume) the study of `profile` into `<out>/results.json` (default
+    `runs/<profile>/study`), with `publish` (docs/study) there too. `write_only` trains and
+    scores nothing new; `report_seed` re-scores the stored or shipped heads without training,
+    keeping the fits on the training crops in `fits_dir` (default `<out>/rescore_fits`)."""
     profile = load_profile(profile)
     if report_seed is not None:
         profile = profile.replace(report_seed=int(report_seed))
@@ -43,15 +41,13 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
     if command is None:
         command = f"python -m depthg_lib.study --profile {profile_arg(profile)} --seeds {n}" + (
             f" --report-seed {report_seed}" if report_seed is not None else "")
+    if fits_dir is None and report_seed is not None:
+        fits_dir = out / "rescore_fits"
     with torch.random.fork_rng(devices=[]):
         study = Study(profile, out, n, device, progress, n_boot, command)
         study.write_only = write_only
         study.no_training = report_seed is not None
-        # re-scoring keeps the fits on the training crops for the next report split
-        study.fits = FitCache(fits_dir if fits_dir is not None or report_seed is None
-                              else out / "rescore_fits")
-        if ship:
-            return ship_heads(study)
+        study.fits = FitCache(fits_dir)
         return study.run(out / "results.json", Path(publish) if publish else None)
 
 
@@ -59,11 +55,9 @@ def rescore_published(report_seed: int, seeds: int = 1, profile: Profile | str =
                       out_dir: str | os.PathLike | None = None, device: str = "auto",
                       progress: bool = False) -> dict:
     """The published study's shipped heads scored on a report split of your choosing, without
-    training: the settings at the first camouflage setting (clean and every nuisance strength)
-    and the first `seeds` training seeds. One seed (the default) fits in a few minutes on a
-    laptop CPU; its intervals are over the report images only — a seed interval needs
-    `seeds` > 1 (each seed adds its heads and baselines). The fits on the training crops are
-    kept in `rescore_fits/` beside the output folder, for the next report split."""
+    training: the first camouflage setting (clean and every nuisance strength), the first
+    `seeds` training seeds (one: intervals over the report images only). The fits on the
+    training crops are kept in `rescore_fits/` beside the output folder."""
     p = load_profile(profile)
     p = p.replace(study_knob=list(p.study_knob[:1]))
     out = Path(out_dir) if out_dir is not None else (p.paths.run_dir / f"rescore{report_seed}")

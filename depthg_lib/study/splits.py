@@ -50,11 +50,6 @@ class Setting:
         text = f"{KNOB} {float(self.camouflage):g}"
         return text if not self.nuisance else f"{text}, nuisance {float(self.nuisance):g}"
 
-    @classmethod
-    def from_key(cls, key: str) -> Setting:
-        base, _, nuisance = str(key).partition("+nuisance")
-        return cls(float(base), float(nuisance) if nuisance else 0.0)
-
 
 def knob_key(value) -> str:
     """The JSON key of a knob setting: `0`, `0.5`, ... or a `Setting`'s key."""
