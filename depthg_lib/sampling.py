@@ -88,43 +88,17 @@ def farthest_point_indices(points: torch.Tensor, m: int) -> torch.Tensor:
         # A chosen point's distance to the set is exactly 0, so it can only be picked again
         # when every remaining distance is 0 (duplicate points): detect that, then redo
         # those clouds excluding the chosen set explicitly, as released.
-        loop = _fps_loop_numpy if pts.device.type == "cpu" else _fps_loop
-        sel = loop(pts, m, exclude=False)
+        sel = _fps_loop(pts, m, exclude=False)
         ordered = torch.sort(sel, dim=1).values
         repeats = (ordered[:, 1:] == ordered[:, :-1]).any(dim=1)
         if bool(repeats.any()):
-            sel[repeats] = loop(pts[:, repeats], m, exclude=True)
+            sel[repeats] = _fps_loop(pts[:, repeats], m, exclude=True)
     return sel
 
 
-def _fps_loop_numpy(pts: torch.Tensor, m: int, exclude: bool) -> torch.Tensor:
-    """The greedy steps on CPU in numpy: `_fps_loop`'s float32 operations in the same order,
-    at a fraction of the per-call overhead, which dominates ops on 10⁴ numbers."""
-    x, y, z = pts.numpy()  # (B,N) planes, views
-    b, n = x.shape
-    rows = np.arange(b)
-    sel = np.zeros((m, b), dtype=np.int64)
-    min_dist = np.full((b, n), np.inf, dtype=np.float32)
-    dist, tmp = np.empty((b, n), dtype=np.float32), np.empty((b, n), dtype=np.float32)
-    for step in range(1, m):
-        idx = sel[step - 1]
-        np.subtract(x, x[rows, idx][:, None], out=dist)
-        np.multiply(dist, dist, out=dist)
-        np.subtract(y, y[rows, idx][:, None], out=tmp)
-        np.multiply(tmp, tmp, out=tmp)
-        np.add(dist, tmp, out=dist)  # (dx² + dy²) + dz², as released
-        np.subtract(z, z[rows, idx][:, None], out=tmp)
-        np.multiply(tmp, tmp, out=tmp)
-        np.add(dist, tmp, out=dist)
-        np.minimum(min_dist, dist, out=min_dist)
-        if exclude:
-            min_dist[rows, idx] = -np.inf
-        np.argmax(min_dist, axis=1, out=sel[step])  # first maximum on ties
-    return torch.from_numpy(np.ascontiguousarray(sel.T))
-
-
 def _fps_loop(pts: torch.Tensor, m: int, exclude: bool) -> torch.Tensor:
-    """The greedy steps in torch on (3,B,N) planes (CUDA: no host sync)."""
+    """The greedy steps on (3,B,N) planes, ~7 small ops each, all images at once (on CUDA
+    without a host sync)."""
     _, b, n = pts.shape
     dev = pts.device
     sel = torch.zeros((m, b), dtype=torch.long, device=dev)  # row s: the s-th choice per image

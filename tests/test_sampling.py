@@ -79,18 +79,6 @@ def test_duplicate_points_are_never_chosen_twice():
     assert inds[0].tolist() == list(range(64))
 
 
-@pytest.mark.parametrize("exclude", [False, True])
-def test_torch_and_numpy_greedy_loops_agree(d_fps, exclude):
-    """CPU runs the loop in numpy, CUDA in torch: same float32 steps, same choices."""
-    from depthg_lib.sampling import _fps_loop, _fps_loop_numpy
-
-    gen = torch.Generator().manual_seed(0)
-    depth = torch.cat([torch.from_numpy(d_fps["depth"]),
-                       (torch.rand(5, 1, 28, 28, generator=gen) * 255).round()])
-    pts = depth_to_points(depth).permute(1, 0, 2).contiguous()
-    assert torch.equal(_fps_loop(pts, 121, exclude), _fps_loop_numpy(pts, 121, exclude))
-
-
 def test_corrected_coords_are_cell_centres_in_selection_order(d_fps):
     depth = torch.from_numpy(d_fps["depth"])
     h = w = 28
