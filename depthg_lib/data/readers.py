@@ -1,9 +1,5 @@
-"""`get_reader(dataset, root)`: the one door to every dataset, plus the two simple layouts.
-
-SynthScenes (docs/method.md §1) is written by `depthg_lib.data.synthscenes` in the STEGO layout;
-`directory` is any folder of the learner's own images (no labels). The real datasets live in
-`cocostuff.py`, `cityscapes.py` and `potsdam.py` (docs/method.md §11).
-"""
+"""`get_reader(dataset, root)`: the one door to every dataset, plus the two simple layouts:
+SynthScenes (docs/method.md §1) and `directory`, any folder of the learner's own images."""
 
 from __future__ import annotations
 
@@ -105,10 +101,7 @@ class SynthScenesReader(_ScannedReader):
         path = self.root / "depth_gt" / split / f"{name}.npy"
         try:
             depth = np.load(path)
-        except FileNotFoundError:
-            raise DepthGError(f"ground-truth depth {path} does not exist; re-generate the "
-                              "SynthScenes folder (chapter 00)") from None
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError) as err:  # absent too
             raise DepthGError(f"cannot read ground-truth depth {path} ({err}); re-generate "
                               "the SynthScenes folder (chapter 00)") from None
         return np.asarray(depth, dtype=np.float32)

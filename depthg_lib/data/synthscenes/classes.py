@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 # Stuff first, then things.
 
@@ -41,11 +38,3 @@ FAR_DEPTH = 100.0
 SKY, GRASS, ROAD, SAND, WATER, BUILDING, BOX, SPHERE, CYLINDER, CONE, TREE, PERSON = range(12)
 THING_IDS = tuple(i for i, c in enumerate(CLASSES) if c.is_thing)
 
-
-def class_shares(labels: Sequence[np.ndarray] | np.ndarray) -> dict[str, float]:
-    """Fraction of all pixels that each class covers, by class name."""
-    counts = np.zeros(256, dtype=np.int64)
-    for lab in labels:
-        counts += np.bincount(np.asarray(lab).ravel(), minlength=256)
-    total = max(int(counts[:N_CLASSES].sum()), 1)
-    return {name: float(counts[i]) / total for i, name in enumerate(CLASS_NAMES)}

@@ -233,12 +233,6 @@ def _sample_building(rng, fov_rad, ground: Ground, table):
     return None
 
 
-def camouflaged(parts, ground: Ground, material: int):
-    """The parts of a thing re-dressed in the look of the ground material it stands on."""
-    look = {GRASS: ground.grass, ROAD: ground.road_look, SAND: ground.sand_look}[material]
-    return tuple((shape, look) for shape, _ in parts)
-
-
 def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
                   n_buildings: int | None = None, camouflage: float = 0.0) -> Layout:
     """Draw a random scene description; `n_things`/`n_buildings` override the counts.
@@ -282,8 +276,9 @@ def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
                 continue
             placed.append((x, y, radius))
             parts = tuple((_moved(shape, x, y), look) for shape, look in parts)
-            if coins.random() < camouflage:
-                parts = camouflaged(parts, ground, int(mat[0]))
+            if coins.random() < camouflage:  # dressed like the ground it stands on
+                look = {GRASS: ground.grass, ROAD: ground.road_look, SAND: ground.sand_look}
+                parts = tuple((shape, look[int(mat[0])]) for shape, _ in parts)
             objects.append(SceneObject(cls, len(placed), parts))
             break
     return Layout(camera=camera, sky=sky, ground=ground, objects=tuple(objects),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import namedtuple
 
 import numpy as np
 
@@ -38,35 +38,11 @@ def _bounding_sphere(obj: SceneObject):
     return center, 0.5 * math.dist(lo, hi)
 
 
-@dataclass
-class _Rays:
-    """One ray per pixel from (0, 0, h), d = forward + x · right − y · up with forward =
-    (0, cos p, sin p), up = (0, −sin p, cos p): a hit's parameter t is its depth."""
-
-    H: int
-    W: int
-    h: float
-    cp: float
-    sp: float
-    f: float  # focal length in pixels
-    dx: np.ndarray
-    dy: np.ndarray
-    dz: np.ndarray
-
-
-@dataclass
-class _Hits:
-    """The rays that hit a surface: flat pixel indices, t, direction, point, ray length."""
-
-    idx: np.ndarray
-    t: np.ndarray
-    rdx: np.ndarray
-    rdy: np.ndarray
-    rdz: np.ndarray
-    px: np.ndarray
-    py: np.ndarray
-    pz: np.ndarray
-    ray_len: np.ndarray
+# One ray per pixel from (0, 0, h): d = forward + x · right − y · up, forward = (0, cos p, sin p),
+# up = (0, −sin p, cos p), so a hit's parameter t is its depth; f is the focal length in pixels.
+_Rays = namedtuple("_Rays", "H W h cp sp f dx dy dz")
+# The rays that hit a surface: flat pixel indices, t, direction, point, ray length.
+_Hits = namedtuple("_Hits", "idx t rdx rdy rdz px py pz ray_len")
 
 
 def _rays(cam, size: int | tuple[int, int]) -> _Rays:
