@@ -1,14 +1,8 @@
 """Chapter 05: a trained head's unsupervised (Hungarian) and linear-probe scores, as released
-(docs/method.md §9): flip-averaged codes, each probe's argmax, optionally after a dense CRF.
-
-    python -m depthg_lib.evaluate --profile demo [--crf] [--checkpoint C] [--split val]
-                                  [--max-images N] [--force]
-
-writes `metrics.json` and figures to a folder the profile owns (`eval_dir_for`) and the
-cluster → class matching beside the checkpoint (`<checkpoint>.classes.json`, or in that
-folder when the checkpoint is not this profile's to write beside), which `depthg_lib.predict`
-reads to name the clusters. `evaluate.json` records the settings and the digests of what was
-scored: a re-run with nothing changed returns the stored result (`--force`: score again).
+(docs/method.md §9). `python -m depthg_lib.evaluate --profile demo [--crf] [--checkpoint C]`
+writes `metrics.json` and figures to a folder the profile owns (`eval_dir_for`), the cluster →
+class matching beside the checkpoint for `depthg_lib.predict`, and `evaluate.json`, the record
+of what was scored: a re-run with nothing changed returns the stored result (`--force`: again).
 """
 
 from __future__ import annotations
@@ -55,9 +49,7 @@ def flip_averaged_codes(backbone, head, images: torch.Tensor) -> torch.Tensor:
         feats = feats.float()
     else:
         feats = backbone(both)
-    codes = head(feats)
-    codes = (codes[-1] if isinstance(codes, (tuple, list)) else codes).float()
-    plain, mirrored = codes.chunk(2)
+    plain, mirrored = head(feats).float().chunk(2)
     return (plain + mirrored.flip(dims=[3])) / 2
 
 
@@ -140,16 +132,10 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
                                       device=device).eval()
 
 
-def _split(profile: Profile, split: str, max_images: int | None):
-    """(reader, names) of the split's first `max_images` images; labels checked here."""
-    reader, names = open_split(profile, split)
-    return reader, names if max_images is None else names[:max_images]
-
-
 def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: bool = False,
              device: str = "auto", split: str = "val", max_images: int | None = None,
              progress: bool = True, out_dir: str | Path | None = None, write: bool = True,
-             crf_workers: int | None = None, force: bool = False) -> dict:
+             force: bool = False) -> dict:
     """Score a checkpoint on a labelled split (§9); returns what `metrics.json` holds and, under
     `"arrays"`, what `arrays.npz` holds. `write=False` writes nothing; a result recorded for the
     same settings and inputs is returned as stored (`"reused": True`) unless `force`."""
@@ -159,11 +145,11 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     if crf:
         require_crf()
     dev = resolve_device(device)
-    reader, names = _split(profile, split, max_images)
+    reader, names = open_split(profile, split)  # labels checked here
+    names = names[:max_images]
     path, model, backbone = _load_model(profile, checkpoint, dev)
     if not write:
-        return _score(profile, reader, split, names, path, model, backbone, dev, crf,
-                      crf_workers, progress)
+        return _score(profile, reader, split, names, path, model, backbone, dev, crf, progress)
     meta = getattr(model, "meta", None)
     trained_with = (None if is_released(model) or not isinstance(meta, dict)
                     else (meta.get("profile") or {}).get("name"))
@@ -178,7 +164,7 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
                 return done
         (out / "evaluate.json").unlink(missing_ok=True)  # outputs below belong to no record yet
         metrics = _score(profile, reader, split, names, path, model, backbone, dev, crf,
-                         crf_workers, progress)
+                         progress)
         arrays = metrics.pop("arrays")
         metrics["figures"] = _write_figures(out, metrics, arrays, profile, reader)
         save_json(out / "metrics.json", metrics)
@@ -240,8 +226,7 @@ def _predict(model, backbone, images, labels, dev, runner) -> tuple[np.ndarray, 
     return tuple(np.split(runner(list(images) * 2, maps, argmax=True), 2))
 
 
-def _score(profile, reader, split, names, path, model, backbone, dev, crf, crf_workers,
-           progress) -> dict:
+def _score(profile, reader, split, names, path, model, backbone, dev, crf, progress) -> dict:
     """The metrics of one pass over the split, with their arrays (nothing written)."""
     n = profile.n_classes
     extra = max(0, int(model.cluster_probe.clusters.shape[0]) - n)
@@ -250,7 +235,7 @@ def _score(profile, reader, split, names, path, model, backbone, dev, crf, crf_w
     linear_hist = np.zeros((n, n), dtype=np.int64)
     examples = {"image": [], "label": [], "cluster": [], "linear": []}
     started = time.time()
-    runner = CRFRunner(workers=crf_workers) if crf else None
+    runner = CRFRunner() if crf else None  # workers: DEPTHG_CRF_WORKERS
     try:
         loader = make_loader(profile, reader, split, names, 16 if dev.type == "cuda" else 4)
         for images, labels in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
@@ -327,7 +312,8 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
     the most similar centroid, upsampled like the cluster probe; two passes bound the memory."""
     profile = load_profile(profile)
     dev = resolve_device(device)
-    reader, names = _split(profile, split, max_images)
+    reader, names = open_split(profile, split)  # labels checked here
+    names = names[:max_images]
     backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
                              device=dev).eval()
     batch_size, n = 16 if dev.type == "cuda" else 4, profile.n_classes
@@ -373,8 +359,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default: the run's eval/)")
     parser.add_argument("--force", action="store_true",
                         help="score again even when nothing changed since the last run")
-    parser.add_argument("--kmeans", action="store_true",
-                        help="also score the k-means baseline on raw backbone features")
     args = parser.parse_args(argv)
     metrics = evaluate(args.profile, checkpoint=args.checkpoint, crf=args.crf,
                        device=args.device, split=args.split, max_images=args.max_images,
@@ -387,11 +371,6 @@ def main(argv: list[str] | None = None) -> int:
         print("  nothing changed since the last evaluation: its stored result (--force scores "
               "again)")
     print(f"  written to {metrics['out_dir']}/metrics.json")
-    if args.kmeans:
-        km = kmeans_baseline(args.profile, split=args.split, max_images=args.max_images,
-                             device=args.device)
-        print(f"  {'k-means':12s} Acc {km['acc']:6.2f}  mIoU {km['miou']:6.2f}")
-        save_json(Path(metrics["out_dir"]) / "kmeans.json", km)
     return 0
 
 

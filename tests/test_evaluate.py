@@ -271,11 +271,12 @@ def test_evaluate_scores_writes_metrics_and_figures(fake_stage):
     assert np.asarray(on_disk["unsupervised"]["histogram"]).sum() == 3 * 30 * 32
 
 
-def test_evaluate_with_crf_and_without_writing(fake_stage):
+def test_evaluate_with_crf_and_without_writing(fake_stage, monkeypatch):
     pytest.importorskip("pydensecrf.densecrf")
+    monkeypatch.setenv("DEPTHG_CRF_WORKERS", "0")
     profile, ckpt = fake_stage
     m = ev.evaluate(profile, checkpoint=ckpt, device="cpu", crf=True, max_images=2,
-                    write=False, progress=False, crf_workers=0)
+                    write=False, progress=False)
     assert m["crf"] is True and m["n_images"] == 2 and "out_dir" not in m
     assert m["unsupervised"]["acc"] > 90
     assert not (ckpt.parent.parent / "eval").exists()
@@ -379,8 +380,9 @@ def test_evaluate_with_an_extra_cluster(fake_stage, monkeypatch, fidelity):
     model.cluster_probe = FakeClusterProbe(
         [[0.1, 0.1, 1.0, 0.5], [1.0, 0.1, 0.1, 0.5], [0, 1.0, 0, 0.5], [0.2, 0.2, 1.0, 0.5]])
     monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), model, FakeBackbone()))
+    monkeypatch.setenv("DEPTHG_CRF_WORKERS", "0")
     m = ev.evaluate(profile, checkpoint=ckpt, device="cpu", crf=True, write=False,
-                    progress=False, crf_workers=0)
+                    progress=False)
     hist = np.asarray(m["unsupervised"]["histogram"])
     assert hist.shape == (4, 3)
     # cluster 3 (blue-ish, like cluster 0) counts only when extra clusters are kept
