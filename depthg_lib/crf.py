@@ -1,10 +1,7 @@
 """Dense CRF refinement of per-pixel class scores (docs/method.md §9), with a pool that cannot hang.
 
-A fully connected CRF (Krähenbühl & Koltun 2011, `pydensecrf2`) sharpens the coarse predictions
-along colour edges, with the released parameters. STEGO's `multiprocessing.Pool` is known to
-hang (fork after torch started its threads); here a bounded *spawn* process pool (this module
-imports only numpy, so workers start fast) has a timeout per image, and whatever it fails to
-return is computed in this process instead.
+STEGO's fork-based pool can hang once torch started its threads; here a bounded *spawn* pool
+has a timeout per image, and whatever it fails to return is computed in this process instead.
 """
 
 from __future__ import annotations
@@ -45,29 +42,23 @@ def require_crf() -> None:
                           "without --crf")
 
 
-def dense_crf(image: np.ndarray, log_probs: np.ndarray, iterations: int = ITERATIONS) -> np.ndarray:
+def dense_crf(image: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
     """The dense CRF's marginals Q, float32 (C, H, W), of an RGB uint8 image (H, W, 3) and its
-    class scores (C, H, W): log-probabilities or any logits (they go through a softmax)."""
+    class scores (C, H, W) of the same size: log-probabilities or any logits (softmax first)."""
     import pydensecrf.densecrf as dcrf  # optional dependency (the `crf` extra)
 
-    image = np.asarray(image)
     log_probs = np.asarray(log_probs, dtype=np.float32)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"dense_crf needs an RGB uint8 (H, W, 3) image, got {image.dtype} "
-                         f"{image.shape}")
     n, h, w = log_probs.shape
-    if (h, w) != image.shape[:2]:
-        raise ValueError(f"scores {log_probs.shape[1:]} and image {image.shape[:2]} differ in size")
     e = np.exp(log_probs - log_probs.max(axis=0, keepdims=True))  # softmax, then as
     probs = np.clip(e / e.sum(axis=0, keepdims=True), 1e-5, 1.0)  # unary_from_softmax
     unary = np.ascontiguousarray(-np.log(probs).reshape(n, -1), dtype=np.float32)
-    bgr = np.ascontiguousarray(image[:, :, ::-1])  # docs/method.md §9: the released code feeds BGR
+    bgr = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])  # §9: the released code feeds BGR
     crf = dcrf.DenseCRF2D(w, h, n)
     crf.setUnaryEnergy(unary)
     crf.addPairwiseGaussian(sxy=GAUSSIAN_SXY, compat=GAUSSIAN_COMPAT)
     crf.addPairwiseBilateral(sxy=BILATERAL_SXY, srgb=BILATERAL_SRGB, rgbim=bgr,
                              compat=BILATERAL_COMPAT)
-    q = crf.inference(iterations)
+    q = crf.inference(ITERATIONS)
     return np.asarray(q, dtype=np.float32).reshape(n, h, w)
 
 
@@ -81,11 +72,9 @@ def default_workers() -> int:
 
 
 class CRFRunner:
-    """`dense_crf` over batches of images in a bounded process pool (`workers=0`: in this
-    process); `with CRFRunner(workers=4) as crf: q = crf(images, log_probs)`. An image over
-    `timeout` seconds or a broken pool shuts the pool down for good, and every unfinished
-    image of this and later batches is computed here (with a warning): slower, but it ends.
-    """
+    """`dense_crf` over batches in a bounded process pool (`workers=0`: in this process). An
+    image over `timeout` seconds or a broken pool ends the pool for good (with a warning) and
+    every unfinished image of this and later batches is computed here: slower, but it ends."""
 
     def __init__(self, workers: int | None = None, timeout: float = 120.0):
         require_crf()
@@ -113,24 +102,18 @@ class CRFRunner:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        procs = list((pool._processes or {}).values())  # shutdown forgets them (Python < 3.14)
         pool.shutdown(wait=False, cancel_futures=True)
-        terminate = getattr(pool, "terminate_workers", None)  # Python ≥ 3.14
-        if terminate is not None:
-            terminate()
-        else:
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                if proc.is_alive():
-                    proc.terminate()
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
 
     def __call__(self, images: Sequence[np.ndarray] | np.ndarray,
                  log_probs: Sequence[np.ndarray] | np.ndarray, argmax: bool = False
                  ) -> np.ndarray:
-        """Marginals (B, C, H, W), or labels (B, H, W) with `argmax` (then the score maps may
-        differ in their number of classes)."""
+        """Marginals (B, C, H, W), or labels (B, H, W) with `argmax` (class counts may differ)."""
         images = [np.asarray(im) for im in images]
         log_probs = [np.asarray(lp, dtype=np.float32) for lp in log_probs]
-        if len(images) != len(log_probs):
-            raise ValueError(f"{len(images)} images but {len(log_probs)} score maps")
         results: list[np.ndarray | None] = [None] * len(images)
         pool = self._get_pool()
         if pool is not None:
