@@ -14,10 +14,16 @@ import pytest
 from PIL import Image
 
 from depthg_lib.data import synthscenes as ss
+from depthg_lib.data.synthscenes.classes import BUILDING, GRASS, ROAD, SAND, SPHERE, WATER
+from depthg_lib.data.synthscenes.generate import SPLIT_IDS
+from depthg_lib.data.synthscenes.layout import sample_layout
+from depthg_lib.data.synthscenes.render import render_layout
+from depthg_lib.data.synthscenes.scene import Camera, Layout, Look, SceneObject
+from depthg_lib.data.synthscenes.shapes import Box, Sphere
 from depthg_lib.errors import DepthGError
 
 SEED = 20240611  # used only in these tests
-GROUND = (ss.GRASS, ss.ROAD, ss.SAND, ss.WATER)
+GROUND = (GRASS, ROAD, SAND, WATER)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -36,14 +42,14 @@ def _analytic_ground_depth(camera: dict, shape: tuple[int, int]) -> np.ndarray:
     return np.broadcast_to(t[:, None], (H, W))
 
 
-def _wall_and_sphere_layout(with_sphere: bool = True) -> ss.Layout:
+def _wall_and_sphere_layout(with_sphere: bool = True) -> Layout:
     """Level camera 1.5 m high; a wall whose front face is 19.5 m ahead; a sphere at 8 m."""
-    base = ss.sample_layout(np.random.default_rng([SEED, 5]), n_things=0, n_buildings=0)
-    plain = ss.Look((0.6, 0.6, 0.6), (0.5, 0.5, 0.5), "noise", 1.0)
-    wall = ss.SceneObject(ss.BUILDING, 0, ((ss.Box((0.0, 20.0), (30.0, 0.5), 0.0, 10.0), plain),))
-    ball = ss.SceneObject(ss.SPHERE, 1, ((ss.Sphere((0.0, 8.0, 1.5), 1.0), plain),))
+    base = sample_layout(np.random.default_rng([SEED, 5]), n_things=0, n_buildings=0)
+    plain = Look((0.6, 0.6, 0.6), (0.5, 0.5, 0.5), "noise", 1.0)
+    wall = SceneObject(BUILDING, 0, ((Box((0.0, 20.0), (30.0, 0.5), 0.0, 10.0), plain),))
+    ball = SceneObject(SPHERE, 1, ((Sphere((0.0, 8.0, 1.5), 1.0), plain),))
     ground = replace(base.ground, lake=None, sand=None, roads=())
-    return replace(base, camera=ss.Camera(height=1.5, pitch=0.0, fov=60.0), ground=ground,
+    return replace(base, camera=Camera(height=1.5, pitch=0.0, fov=60.0), ground=ground,
                    objects=(wall, ball) if with_sphere else (wall,))
 
 
@@ -112,11 +118,11 @@ def test_sky_pixels_sit_on_the_far_plane():
 
 
 def test_label_and_depth_come_from_the_same_first_hit():
-    scene = ss.render_layout(_wall_and_sphere_layout(), 64)
+    scene = render_layout(_wall_and_sphere_layout(), 64)
     label, depth = scene.label, scene.depth
     # The sphere straddles the image centre, in front of the wall.
-    assert label[32, 32] == ss.SPHERE and scene.instance[32, 32] == 1
-    sphere, wall = label == ss.SPHERE, label == ss.BUILDING
+    assert label[32, 32] == SPHERE and scene.instance[32, 32] == 1
+    sphere, wall = label == SPHERE, label == BUILDING
     assert sphere.sum() > 30 and wall.sum() > 300
     # Wall pixels: the front face is 19.5 m ahead of a level camera, whatever the ray.
     np.testing.assert_allclose(depth[wall], 19.5, rtol=1e-5)
@@ -132,13 +138,13 @@ def test_label_and_depth_come_from_the_same_first_hit():
     assert depth[sphere].max() < 8.0 and depth[sphere].min() >= 7.0 - 1e-4
     # Sky above the wall's top edge, ground below the horizon.
     assert label[0, 32] == ss.SKY and depth[0, 32] == ss.FAR_DEPTH
-    assert label[63, 32] == ss.GRASS
+    assert label[63, 32] == GRASS
 
 
 def test_the_sphere_casts_a_shadow():
-    with_ball = ss.render_layout(_wall_and_sphere_layout(True), 64)
-    without = ss.render_layout(_wall_and_sphere_layout(False), 64)
-    both = (with_ball.label != ss.SPHERE) & (without.label == with_ball.label)
+    with_ball = render_layout(_wall_and_sphere_layout(True), 64)
+    without = render_layout(_wall_and_sphere_layout(False), 64)
+    both = (with_ball.label != SPHERE) & (without.label == with_ball.label)
     ratio = (with_ball.image.astype(float).sum(-1) + 1) / (without.image.astype(float).sum(-1) + 1)
     changed = both & (np.abs(ratio - 1) > 0.02)
     assert changed.sum() > 5  # the shadow darkens ground or wall ...
@@ -160,7 +166,7 @@ def test_generate_is_deterministic_and_resumable(tmp_path):
     ss.generate(a, n_train=2, n_val=1, size=32, seed=SEED, progress=False)
     assert _files(a) == files_a
     # The files hold what render_scene gives for (seed, split, index).
-    scene = ss.render_scene(np.random.default_rng([SEED, ss.SPLIT_IDS["val"], 0]), 32)
+    scene = ss.render_scene(np.random.default_rng([SEED, SPLIT_IDS["val"], 0]), 32)
     np.testing.assert_array_equal(np.load(a / "depth_gt/val/val_00000.npy"), scene.depth)
     np.testing.assert_array_equal(np.asarray(Image.open(a / "labels/val/val_00000.png")),
                                   scene.label)

@@ -6,29 +6,10 @@ depth, the course's default dataset. Frame: x right, y forward, z up, camera at 
     python -m depthg_lib.data.synthscenes --out DIR --n-train N --n-val M --size S --seed K
 """
 
-from .classes import (
-    BUILDING,
-    CLASS_NAMES,
-    CLASSES,
-    FAR_DEPTH,
-    GRASS,
-    N_CLASSES,
-    ROAD,
-    SAND,
-    SKY,
-    SPHERE,
-    THING_IDS,
-    WATER,
-)
-from .generate import SPLIT_IDS, generate
-from .layout import render_scene, sample_layout
-from .render import render_layout
-from .scene import Camera, Layout, Look, Scene, SceneObject
-from .shapes import Box, Sphere
+from .classes import CLASS_NAMES, CLASSES, FAR_DEPTH, N_CLASSES, SKY, THING_IDS
+from .generate import generate
+from .layout import render_scene
+from .scene import Scene
 
-__all__ = [
-    "BUILDING", "CLASSES", "CLASS_NAMES", "FAR_DEPTH", "GRASS", "N_CLASSES", "ROAD", "SAND",
-    "SKY", "SPHERE", "SPLIT_IDS", "THING_IDS", "WATER", "Box", "Camera", "Layout", "Look",
-    "Scene", "SceneObject", "Sphere", "generate", "render_layout",
-    "render_scene", "sample_layout",
-]
+__all__ = ["CLASSES", "CLASS_NAMES", "FAR_DEPTH", "N_CLASSES", "SKY", "THING_IDS", "Scene",
+           "generate", "render_scene"]
