@@ -139,7 +139,7 @@ def test_top_k_blocks_mined_for_real_match_the_full_search():
         part = knn.topk_neighbours(feats, 3, block=4, progress=True)
     finally:
         knn.tqdm = real
-    assert (limiter.ran, limiter.total) == (1, 3) and clock.items["top-k block"] == 1
+    assert (limiter.ran, limiter.total) == (1, 3) and clock.entries["top-k block"]["items"] == 1
     np.testing.assert_array_equal(part[:4], full[:4])
 
 

@@ -1,7 +1,6 @@
 """From what a rehearsal measured at scale F to the full run on this CPU (measured costs scaled
-by how each stage grows, docs/scaling.md) and on one GPU (FLOPs over an *assumed* throughput,
-named in every table); and the rehearsals shipped in `measurements.json` (`--publish`), which
-`python -m depthg_lib.fetch --dry-run` prints as the run's disk and time."""
+by how each stage grows, docs/scaling.md) and on one GPU (FLOPs over an *assumed* throughput);
+the shipped `measurements.json` (`--publish`) that the fetch dry run prints."""
 
 from __future__ import annotations
 
@@ -25,25 +24,23 @@ NOTES = {"weights": "downloaded once", "data": "downloaded and extracted (not ti
 
 
 def _per(clock: dict, label: str) -> float | None:
-    """CPU seconds per item (records without CPU times: wall seconds)."""
     return (clock.get(label) or {}).get("per_item")
 
 
 def _seconds(clock: dict, label: str) -> float:
+    """CPU seconds (records without CPU times: wall seconds)."""
     entry = clock.get(label)
     return entry.get("cpu_seconds", entry["seconds"]) if entry else 0.0
 
 
 def project(stage: str, rec: dict, dataset: str, original, f: float) -> dict:
-    """{"cpu_s", "gpu_s", "disk_bytes", "note"} of the full run of `stage`; None = not
-    projected. `f` = share of the dataset rehearsed; `original` = the paper profile."""
+    """{"cpu_s", "gpu_s", "disk_bytes", "note"} of the full run of `stage` (None: not
+    projected), from `rec` measured on `f` of the dataset; `original` = the paper profile."""
     d = rec.get("detail") or {}
-    clock = d.get("clock", {})
-    full = FACTS[dataset].counts
-    disk = rec.get("disk", {}).get("bytes", 0)
-    grows = stage not in ("weights", "train", "evaluate")  # outputs that grow with the data
-    out = {"cpu_s": None, "gpu_s": None, "disk_bytes": (disk / f if f else None) if grows else disk,
-           "note": NOTES.get(stage, "")}
+    clock, full, disk = d.get("clock", {}), FACTS[dataset].counts, rec["disk"]["bytes"]
+    if stage not in ("weights", "train", "evaluate"):  # outputs that grow with the data
+        disk = disk / f if f else None
+    out = {"cpu_s": None, "gpu_s": None, "disk_bytes": disk, "note": NOTES.get(stage, "")}
     if stage == "depth":
         out["cpu_s"] = _seconds(clock, "depth stage (embedded net)") / f
         out["gpu_s"] = sum(full.values()) / ZOEDEPTH_PER_S
@@ -61,12 +58,10 @@ def project(stage: str, rec: dict, dataset: str, original, f: float) -> dict:
 
 
 def _project_knn(d: dict, clock: dict, n_full: int, f: float) -> dict:
-    per_crop = _per(clock, "features (real backbone)")
-    block_s = _per(clock, "top-k block")
+    per_crop, block_s = _per(clock, "features (real backbone)"), _per(clock, "top-k block")
     n, dim, block = d["crops"], d["dim"], d["block"]
-    blocks_full = math.ceil(n_full / block)
     # a block's scores and selection grow with N (block × N), the number of blocks too
-    topk = block_s * (n_full / n) * blocks_full if block_s else 0.0
+    topk = block_s * (n_full / n) * math.ceil(n_full / block) if block_s else 0.0
     rest = _seconds(clock, "stage (stand-in features)") - _seconds(clock, "top-k block")
     cpu = (per_crop or 0.0) * n_full + topk + max(rest, 0.0) / f
     gpu = (d["flops per crop"] * n_full + 2.0 * n_full * n_full * dim) / (GPU_TFLOPS * 1e12)
@@ -76,30 +71,26 @@ def _project_knn(d: dict, clock: dict, n_full: int, f: float) -> dict:
 
 
 def _project_train(d: dict, clock: dict, original, val_crops: int) -> dict:
-    fwd = _per(clock, "train forward")  # seconds per crop
-    head = _per(clock, "head step")  # seconds per step
-    val = _per(clock, "validation forward")
+    fwd, val = _per(clock, "train forward"), _per(clock, "validation forward")  # per crop
+    head = _per(clock, "head step")  # per step
     batch, steps = original.batch_size, original.steps
     n_val = original.val_images or val_crops
     validations = steps // original.val_every + 2  # every val_every steps, before and at the end
     cpu = steps * ((fwd or 0.0) * 2 * batch + (head or 0.0) * batch / d["batch"])
     cpu += validations * n_val * (val or fwd or 0.0)
-    flops = d["flops per crop"]
-    gpu = (steps * 2 * batch + validations * n_val) * flops / (GPU_TFLOPS * 1e12)
+    gpu = (steps * 2 * batch + validations * n_val) * d["flops per crop"] / (GPU_TFLOPS * 1e12)
     return {"cpu_s": cpu, "gpu_s": gpu,
             "note": f"{steps:,} steps of batch {batch}; {validations} validations of "
                     f"{n_val:,} crops"}
 
 
 def human_seconds(s: float | None) -> str:
-    if s is None or (isinstance(s, float) and math.isnan(s)):
+    if s is None or math.isnan(s):
         return "—"
-    if s < 120:
-        return f"{s:.1f} s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    if s < 3 * 86400:
-        return f"{s / 3600:.1f} h"
+    for unit, size, fmt, below in (("s", 1, ".1f", 120), ("min", 60, ".0f", 7200),
+                                   ("h", 3600, ".1f", 3 * 86400)):
+        if s < below:
+            return f"{s / size:{fmt}} {unit}"
     return f"{s / 86400:.0f} d"
 
 
@@ -177,16 +168,14 @@ def _command(name: str, settings: dict) -> str:
 
 def publish(record: dict, stages: dict[str, dict], path: Path = SHIPPED) -> dict:
     entry = summarise(record, stages)
-    shipped = load_json(path) if path.is_file() else {}
-    shipped[entry["profile"]] = entry
+    shipped = {**(load_json(path) if path.is_file() else {}), entry["profile"]: entry}
     save_json(path, dict(sorted(shipped.items())))
     return entry
 
 
 def dry_run_lines(profile: Profile, path: Path = SHIPPED) -> list[str]:
-    """What the fetch dry run adds: the run's own disk and time, from the shipped rehearsal of
-    the profile (a `stego-*` twin's is its DepthG profile's: the same data, backbone and sizes;
-    an edited copy's is the shipped profile's it was copied from)."""
+    """The run's own disk and time for the fetch dry run, from the shipped rehearsal of the
+    profile (of a `stego-*` twin: its DepthG profile's, the same data, backbone and sizes)."""
     name = shipped_name(profile)
     shipped = load_json(path) if path.is_file() else {}
     entry = shipped.get(name) or shipped.get(name.removeprefix("stego-"))
@@ -202,8 +191,7 @@ def dry_run_lines(profile: Profile, path: Path = SHIPPED) -> list[str]:
         if row.get("status") != "ok" or stage in ("weights", "data"):
             continue
         p = row["projected"]
-        disk += p.get("disk_bytes") or 0.0
-        gpu += p.get("gpu_s") or 0.0
+        disk, gpu = disk + (p.get("disk_bytes") or 0.0), gpu + (p.get("gpu_s") or 0.0)
         lines.append(f"  {stage:<9} disk {human_bytes(p.get('disk_bytes')):>9}   one GPU "
                      f"{human_seconds(p.get('gpu_s')):>8}   this CPU "
                      f"{human_seconds(p.get('cpu_s')):>8}   peak RSS at F "

@@ -1,15 +1,9 @@
-"""`python -m depthg_lib.rehearse`: run a paper profile's stages on stand-ins at scale F and
-print per stage files, wall time, CPU time, peak memory, disk and the projected full run.
-
-Each stage runs in a child process (`stages`) whose wall time, CPU time and peak memory the
-parent reads (`os.wait4`), and whose outputs' files and disk it counts. The folder `--out`,
-never inside a real dataset's folder or the repository, holds:
-
-    REHEARSAL.json           provenance: profile, scale, settings, machine, command, commit
-    profile/<P>.yaml         the paper profile with the stand-in data root and weights
-    data/, runs/<P>/         its data_root (dataset tree, cropped/, nns/, models/) and runs
-    stages/<stage>.json      the measurements; logs/<stage>.log the child's output
-"""
+"""`python -m depthg_lib.rehearse`: a paper profile's stages on stand-ins at scale F, each in a
+child process (`stages`) whose wall time, CPU time and peak memory the parent reads (`os.wait4`)
+and whose outputs' files and disk it counts. `--out` (never inside a real dataset or the
+repository) holds REHEARSAL.json (profile, scale, settings, machine, command, commit),
+profile/<P>.yaml (the profile on the stand-ins), data/ and runs/<P>/, stages/<stage>.json (the
+measurements) and logs/<stage>.log (the child's output)."""
 
 from __future__ import annotations
 
@@ -39,41 +33,33 @@ DEFAULT_OUT = str(Path(tempfile.gettempdir()) / "depthg-rehearse")
 
 
 def _scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
+    with contextlib.suppress(ValueError):
+        if 0 < float(text) <= 1:
+            return float(text)
+    raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m depthg_lib.rehearse",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-        epilog="Stages: " + ", ".join(STAGE_ORDER) + ". Resumable: the same command "
-               "again skips stages already measured and continues an interrupted one. "
-               "docs/scaling.md explains the table.")
+        description="Run a paper profile's stages on stand-ins at scale F and print per stage "
+                    "files, wall time, CPU time, peak memory, disk and the projected full run.",
+        epilog="Stages: " + ", ".join(STAGE_ORDER) + ". The same command again skips stages "
+               "already measured and continues an interrupted one. docs/scaling.md explains.")
     add = parser.add_argument
-    add("--profile", help="a paper profile (cocostuff27-vits8, cityscapes-vitb8, ...) or its "
-        "YAML file")
-    add("--scale", type=_scale, default=0.01, help="F: share of the dataset's images to stand "
-        "in, round(F×N) per split (default 0.01; 1 = the full size)")
-    add("--out", default=DEFAULT_OUT, help="rehearsal folder, outside the repository and any "
+    add("--profile", help="a paper profile (cocostuff27-vits8, ...) or its YAML file")
+    add("--scale", type=_scale, default=0.01, help="F in (0, 1]: round(F×N) images per split "
+        "stand in (default 0.01)")
+    add("--out", default=DEFAULT_OUT, help=f"rehearsal folder, outside the repository and any "
         f"real data (default {DEFAULT_OUT})")
     add("--sample", type=int, default=2, help="images / crops on which the compute a CPU cannot "
-        "do at full scale is timed (depth net, kNN features, evaluation; default 2); 0 skips "
-        "those samples")
+        "do at full scale is timed (default 2; 0 skips those samples)")
     add("--steps", type=int, default=1, help="training steps run (default 1)")
-    add("--batch", type=int, default=None,
-        help="training batch (default: the profile's; projections scale to it)")
-    add("--knn-blocks", type=int, default=1, help="top-k blocks mined at full size before the "
-        "rest of the table is filled with stand-in ids (default 1)")
+    add("--batch", type=int, help="training batch (default: the profile's)")
+    add("--knn-blocks", type=int, default=1, help="top-k blocks mined for real (default 1)")
     add("--only", help="comma-separated stages to run (those before must be done)")
     add("--force", action="store_true", help="re-run stages already measured")
-    add("--clean", action="store_true",
-        help="remove the rehearsal folder --out (all it wrote) and stop")
+    add("--clean", action="store_true", help="remove the rehearsal folder --out and stop")
     add("--publish", action="store_true", help="record --out's rehearsal in the library's "
         "measurements.json (what the fetch dry run prints); run nothing")
     add("--table", action="store_true", help="print the table of what --out holds; run nothing")
@@ -85,33 +71,29 @@ def _now() -> str:
 
 
 def standin_profile(out: Path, original: Profile, sample: int, batch: int | None) -> None:
-    """Write `<out>/profile/<name>.yaml`: the paper profile with only where data and weights are
-    read from, the depth net (embedded), the validation crops and, if asked, the batch changed."""
-    path = out / "profile" / f"{original.name}.yaml"
-    lines = [f"# Rehearsal copy of {original.name} (python -m depthg_lib.rehearse): stand-in "
-             "data and weights.",
+    """`<out>/profile/<name>.yaml`: the paper profile on the stand-in data and weights, with the
+    embedded depth net, `sample` validation crops and, if asked, another batch."""
+    lines = [f"# Rehearsal copy of {original.name} (python -m depthg_lib.rehearse)",
              f"extends: {Path(original.source).resolve()}",
              f"data_root: {out / 'data'}",
              f"backbone_weights: {out / 'data' / 'models' / 'backbones' / original.backbone}.pth",
              f"val_images: {max(1, sample)}",
              "depth_backend: synth  # the embedded depth net: ZoeDepth is not on this machine",
-             'depth_model: ""']
-    if batch:
-        lines.append(f"batch_size: {batch}")
+             'depth_model: ""'] + ([f"batch_size: {batch}"] if batch else [])
+    path = out / "profile" / f"{original.name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
 
 def check_out(out: Path, original: Profile) -> None:
-    """Refuse an output folder that is, or is inside, a real data or runs folder, or the
-    repository; or a non-empty folder that is not a rehearsal's."""
+    """Refuse an output folder that overlaps a real data folder or the repository, or a
+    non-empty folder that is not a rehearsal's."""
     for folder in (original.paths.data_root, original.paths.dataset_dir, REPO_ROOT):
         mine, theirs = out.resolve(), folder.resolve()
         if mine.is_relative_to(theirs) or theirs.is_relative_to(mine):
             raise DepthGError(f"--out {out} overlaps {folder}: a rehearsal writes stand-in data "
                               "and must never mix with a real dataset or the repository; choose "
-                              f"a folder outside both, e.g. {Path(tempfile.gettempdir())}"
-                              "/depthg-rehearse")
+                              f"a folder outside both, e.g. {DEFAULT_OUT}")
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise DepthGError(f"--out {out} is not empty and holds no {MARKER}: not a rehearsal "
                           "folder; choose an empty or new folder")
@@ -119,27 +101,22 @@ def check_out(out: Path, original: Profile) -> None:
 
 def clean(out: Path) -> int:
     """Remove a rehearsal folder — only one that its marker file says is a rehearsal's."""
-    if not out.exists():
-        print(f"{out}: nothing to remove")
-        return 0
-    if not (out / MARKER).is_file():
+    if out.exists() and not (out / MARKER).is_file():
         raise DepthGError(f"{out} holds no {MARKER}: not a rehearsal folder, not removed")
-    shutil.rmtree(out)
-    print(f"removed {out}")
+    print(f"removed {out}" if out.exists() else f"{out}: nothing to remove")
+    shutil.rmtree(out, ignore_errors=True)
     return 0
 
 
 def _git_commit() -> str | None:
-    try:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
         return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
+    return None
 
 
 def open_rehearsal(out: Path, original: Profile, settings: dict, command: str) -> None:
-    """Create or reopen `<out>`: the same profile and scale continue (stages already measured
-    with the same settings are kept); another profile or scale is refused."""
+    """Create or reopen `<out>`: the same profile and scale continue; another is refused."""
     out.mkdir(parents=True, exist_ok=True)
     marker = out / MARKER
     old = load_json(marker) if marker.is_file() else {"settings": settings}
@@ -148,11 +125,10 @@ def open_rehearsal(out: Path, original: Profile, settings: dict, command: str) -
             raise DepthGError(f"{out} holds a rehearsal of {key} {old['settings'].get(key)!r}"
                               f", not {settings[key]!r}; use another --out, or remove it with "
                               f"`python -m depthg_lib.rehearse --clean --out {out}`")
-    now = _now()
     save_json(marker, {"what": "depthg rehearsal: stand-in data and weights, never a real dataset",
                        "settings": settings, "profile source": profile_arg(original),
                        "machine": machine_name(), "command": command, "commit": _git_commit(),
-                       "updated": now, "created": old.get("created", now)})
+                       "updated": _now(), "created": old.get("created", _now())})
     standin_profile(out, original, settings["sample"], settings.get("batch"))
 
 
@@ -172,19 +148,16 @@ def _disk(paths: list[Path]) -> dict:
 def stage_outputs(stage: str, profile: Profile, out: Path) -> list[Path]:
     """What a stage writes (runs under `<out>/runs`, as the child's DEPTHG_RUNS says)."""
     p, run_dir = profile.paths, out / "runs" / profile.name
-    return {"weights": [Path(profile.backbone_weights)],
-            "data": [d for d in p.dataset_dir.iterdir() if d.name != "depth"]
-            if p.dataset_dir.is_dir() else [],
+    data = [d for d in p.dataset_dir.glob("*") if d.name != "depth"] if stage == "data" else []
+    return {"weights": [Path(profile.backbone_weights)], "data": data,
             "depth": [p.dataset_dir / "depth"], "crop": [p.crop_dir],
             "knn": [p.knn_file("train")], "train": [run_dir / "train"],
             "evaluate": [run_dir / "eval"]}[stage]
 
 
 def _run_child(argv: list[str], log, env: dict) -> tuple[int, object, list[int]]:
-    """Run a stage's child in its own process group and wait for it; SIGINT or SIGTERM to the
-    rehearsal is passed on once, so the child stops as a stage does and its attempt is still
-    measured and recorded (a child in the terminal's group would get Ctrl-C twice, and one that
-    outlived its parent would go on unmeasured)."""
+    """Run a stage's child in its own process group and wait for it, passing SIGINT or SIGTERM
+    on once: the child stops as a stage does and its attempt is still measured and recorded."""
     child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                              process_group=0)
     received: list[int] = []
@@ -206,43 +179,42 @@ def _run_child(argv: list[str], log, env: dict) -> tuple[int, object, list[int]]
 def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dict:
     """Run one stage in a child process and record it, unless recorded with the same settings
     (and not `force`); an interrupted or failed stage runs again, its attempts adding up."""
-    path = out / "stages" / f"{stage}.json"
+    path, detail_file = out / "stages" / f"{stage}.json", out / "stages" / f"{stage}.detail.json"
     old = load_json(path) if path.is_file() else {}
     same = old.get("settings") == settings and not force  # a forced stage is measured afresh
     if same and old.get("status") == "ok":
         return old
-    attempts = old["attempts"] if same else []
-    log = out / "logs" / f"{stage}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    started = _now()
-    detail_file = out / "stages" / f"{stage}.detail.json"
-    detail_file.unlink(missing_ok=True)
-    record = {"stage": stage, "settings": settings, "status": "running", "attempts": attempts}
+    record = {"stage": stage, "settings": settings, "status": "running",
+              "attempts": old["attempts"] if same else []}
     save_json(path, record)
-    profile = load_profile(out / "profile" / f"{settings['profile']}.yaml")
-    before = _disk(stage_outputs(stage, profile, out))["files"]
+    detail_file.unlink(missing_ok=True)
+    outputs = stage_outputs(stage, load_profile(out / "profile" / f"{settings['profile']}.yaml"),
+                            out)
+    before, started, log = _disk(outputs)["files"], _now(), out / "logs" / f"{stage}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "depthg_lib.rehearse.stages", stage, str(out)]
+    env = {**os.environ, "DEPTHG_RUNS": str(out / "runs"), "PYTHONWARNINGS": "ignore"}
     with open(log, "a") as fh:
         fh.write(f"--- {started}: stage {stage}\n")
         fh.flush()
         begin = time.perf_counter()
-        argv = [sys.executable, "-m", "depthg_lib.rehearse.stages", stage, str(out)]
-        env = {**os.environ, "DEPTHG_RUNS": str(out / "runs"), "PYTHONWARNINGS": "ignore"}
         rc, usage, signals = _run_child(argv + (["--force"] if force else []), fh, env)
-    disk = _disk(stage_outputs(stage, profile, out))
-    attempts.append({"started": started, "wall_s": round(time.perf_counter() - begin, 2),
-                     "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-                     "peak_rss_bytes": usage.ru_maxrss * 1024, "rc": rc,
-                     "files_before": before, "files_after": disk["files"]})
+    disk = _disk(outputs)
+    record["attempts"].append({
+        "started": started, "wall_s": round(time.perf_counter() - begin, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_bytes": usage.ru_maxrss * 1024, "rc": rc, "files_before": before,
+        "files_after": disk["files"]})
     record.update(disk=disk, detail=load_json(detail_file) if detail_file.is_file() else None)
-    record["status"] = ("interrupted" if signals else
-                        "ok" if rc == 0 and record["detail"] else "failed")
+    ok = rc == 0 and record["detail"]
+    record["status"] = "interrupted" if signals else "ok" if ok else "failed"
     save_json(path, record)
     if signals:
         raise KeyboardInterrupt
     if record["status"] != "ok":
         tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
-        raise DepthGError(f"rehearsal stage {stage} failed (exit {rc}): {tail[0]}"
-                          f" — full output in {log}; run the same command again to resume")
+        raise DepthGError(f"rehearsal stage {stage} failed (exit {rc}): {tail[0]} — full output "
+                          f"in {log}; run the same command again to resume")
     return record
 
 
@@ -276,11 +248,9 @@ def rehearse(profile: str, scale: float, out: Path, sample: int = 2, steps: int 
 
 
 def write_table(out: Path) -> str:
-    record, stages = load_json(out / MARKER), measured(out)
-    text = table(*stage_rows(stages, load_profile(record["profile source"])))
+    original = load_profile(load_json(out / MARKER)["profile source"])
+    text = table(*stage_rows(measured(out), original))
     (out / "table.md").write_text(text + "\n")
-    save_json(out / "table.json", {"machine": record["machine"], "command": record["command"],
-                                   "stages": stages})
     return text
 
 
@@ -299,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         raise DepthGError("--profile is needed (one of "
                           f"{', '.join(p for p in available_profiles() if '-' in p)})")
     only = [s.strip() for s in args.only.split(",")] if args.only else None
-    unknown = [s for s in only or [] if s not in STAGE_ORDER]
+    unknown = set(only or []) - set(STAGE_ORDER)
     if unknown:
-        raise DepthGError(f"--only: unknown stage(s) {', '.join(unknown)}; stages are "
+        raise DepthGError(f"--only: unknown stage(s) {', '.join(sorted(unknown))}; stages are "
                           f"{', '.join(STAGE_ORDER)}")
     command = shlex.join(["python", "-m", "depthg_lib.rehearse",
                           *(sys.argv[1:] if argv is None else argv)])

@@ -1,11 +1,11 @@
-"""What each rehearsal stage does, in the child process that `runner.run_stage` measures:
+"""The rehearsal's stages, each in the child process that `runner.run_stage` measures:
 
     python -m depthg_lib.rehearse.stages STAGE OUT [--force]
 
-Each runs the library's stage on the stand-ins (`--force`: redoing its outputs) under timers
-laid over library functions, and returns counts, sizes, the seconds of the parts it timed, and
-`what ran`: the real code at this scale ("full") or compute timed on a sample ("sample"). Each
-imports the library's stage inside itself: a child's peak memory counts only what it ran."""
+Each runs the library's stage on the stand-ins under timers laid over library functions and
+returns counts, sizes, the seconds of the parts it timed and `what ran`: the real code at this
+scale ("full") or compute timed on a sample ("sample"). Each imports its library stage inside
+itself, so that a child's peak memory counts only what it ran."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import functools
 import re
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -30,63 +29,50 @@ from .standin import unit_rows, vit_forward_flops, vit_shape, write_backbone_sta
 
 
 class Clock:
-    """Wall and CPU seconds and item counts per label, summed over calls. Projections use the
-    CPU seconds: on a shared machine a low-priority process's wall time measures the others."""
+    """Wall and CPU seconds, items and calls per label, summed. Projections use the CPU seconds:
+    on a shared machine a low-priority process's wall time measures the others."""
 
     def __init__(self):
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.cpu: dict[str, float] = defaultdict(float)
-        self.items: dict[str, int] = defaultdict(int)
-        self.calls: dict[str, int] = defaultdict(int)
+        self.entries: dict[str, dict] = {}
         self.inside: set[str] = set()
 
-    def add(self, label: str, seconds: float, items: int = 1, cpu: float = 0.0) -> None:
-        self.seconds[label] += seconds
-        self.cpu[label] += cpu
-        self.items[label] += items
-        self.calls[label] += 1
+    @contextlib.contextmanager
+    def watch(self, label: str, items: int = 1):
+        """`with clock.watch(label) as w:` adds the block's seconds for `w.items` items (the
+        block may set them once it knows)."""
+        w = SimpleNamespace(items=items)
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield w
+        finally:
+            e = self.entries.setdefault(label, dict(seconds=0.0, cpu_seconds=0.0, items=0, calls=0))
+            e["seconds"] += time.perf_counter() - wall
+            e["cpu_seconds"] += time.process_time() - cpu
+            e["items"] += w.items
+            e["calls"] += 1
 
     def per_item(self, label: str) -> float | None:
         """CPU seconds per item."""
-        n = self.items.get(label, 0)
-        return self.cpu[label] / n if n else None
+        e = self.entries.get(label)
+        return e["cpu_seconds"] / e["items"] if e and e["items"] else None
 
     def summary(self) -> dict:
-        return {k: {"seconds": round(self.seconds[k], 4), "cpu_seconds": round(self.cpu[k], 4),
-                    "items": self.items[k], "calls": self.calls[k],
-                    "per_item": self.per_item(k)} for k in self.seconds}
+        return {k: {"seconds": round(e["seconds"], 4), "cpu_seconds": round(e["cpu_seconds"], 4),
+                    "items": e["items"], "calls": e["calls"], "per_item": self.per_item(k)}
+                for k, e in self.entries.items()}
 
 
-@contextlib.contextmanager
-def stopwatch(clock: Clock, label: str, items: int = 1):
-    """`with stopwatch(clock, label, items) as watch:` adds the block's wall and CPU seconds,
-    for `watch.items` items (the block may set them once it knows)."""
-    watch = SimpleNamespace(items=items)
-    wall, cpu = time.perf_counter(), time.process_time()
-    try:
-        yield watch
-    finally:
-        clock.add(label, time.perf_counter() - wall, watch.items, time.process_time() - cpu)
-
-
-def _len0(args) -> int:
-    try:
-        return len(args[0])
-    except (IndexError, TypeError):
-        return 1
-
-
-def timed(owner, attr: str, clock: Clock, label, count=_len0, mark: str = ""):
-    """Replace `owner.attr`, for a `with` block, by a wrapper that adds its time to `clock`
-    under `label(…)` (a string, or a function of the Clock giving one: to tell validation from
-    training); `mark` is in `clock.inside` while the wrapped function runs ("" marks nothing)."""
+def timed(owner, attr: str, clock: Clock, label, count=lambda args: 1, mark: str = ""):
+    """Patch `owner.attr`, for a `with` block, to add its time to `clock` under `label` (or
+    `label(clock)`: validation apart from training) for `count(args)` items; `mark` is in
+    `clock.inside` while it runs."""
     original = getattr(owner, attr)
 
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
         clock.inside.add(mark)
         try:
-            with stopwatch(clock, label(clock) if callable(label) else label, count(args)):
+            with clock.watch(label(clock) if callable(label) else label, count(args)):
                 return original(*args, **kwargs)
         finally:
             clock.inside.discard(mark)
@@ -106,7 +92,7 @@ class BlockLimiter:
         starts = list(iterable)
         self.total = len(starts)
         for start in starts[: self.limit]:
-            with stopwatch(self.clock, "top-k block"):
+            with self.clock.watch("top-k block"):
                 yield start  # the caller computes the block before asking for the next
             self.ran += 1
 
@@ -118,11 +104,11 @@ def stage_weights(ctx: SimpleNamespace) -> dict:
 
 def stage_data(ctx: SimpleNamespace) -> dict:
     clock = Clock()
-    with stopwatch(clock, "write stand-ins") as watch:
+    with clock.watch("write stand-ins") as w:
         written = write_standin(ctx.profile.dataset, ctx.profile.paths.dataset_dir, ctx.scale,
                                 progress=False)
-        watch.items = sum(written["images"].values())
-    with stopwatch(clock, "data check"):
+        w.items = sum(written["images"].values())
+    with clock.watch("data check"):
         report = reader_for_profile(ctx.profile).check()  # what fetch runs after extracting
     if not report.usable:
         raise RuntimeError(f"the stand-in dataset fails the data check:\n{report}")
@@ -132,14 +118,12 @@ def stage_data(ctx: SimpleNamespace) -> dict:
 
 
 def stage_depth(ctx: SimpleNamespace) -> dict:
-    """The real stage on every image with the embedded depth net (the rehearsal profile's
-    depth backend: ZoeDepth's weights are not on this machine, and its cost is projected)."""
+    """The real stage on every image with the embedded depth net (ZoeDepth's is projected)."""
     from ..depth import run_depth_stage
 
-    clock = Clock()
-    reader = reader_for_profile(ctx.profile)
+    clock, reader = Clock(), reader_for_profile(ctx.profile)
     n = sum(len(reader.names(s)) for s in reader.splits)
-    with stopwatch(clock, "depth stage (embedded net)", n):
+    with clock.watch("depth stage (embedded net)", n):
         run_depth_stage(ctx.profile, progress=False, device="cpu", force=ctx.force)
     return {"images": n, "clock": clock.summary(),
             "what ran": {"full": "the real stage on every image at its real size, with the "
@@ -150,20 +134,10 @@ def stage_crop(ctx: SimpleNamespace) -> dict:
     from ..crop import CropReader, run_crop_stage
 
     clock = Clock()
-    with stopwatch(clock, "five-crop"):
+    with clock.watch("five-crop"):
         run_crop_stage(ctx.profile, split="all", progress=False, force=ctx.force)
     crops = {s: len(CropReader.from_profile(ctx.profile, s)) for s in ("train", "val")}
     return {"crops": crops, "clock": clock.summary(), "what ran": {"full": "the real stage"}}
-
-
-class _First:
-    """The first `n` crops of a `CropReader`, as `featurise_crops` reads them."""
-
-    def __init__(self, reader, n: int):
-        self.paths, self.n = reader.paths, n
-
-    def __len__(self) -> int:
-        return self.n
 
 
 def available_memory() -> int | None:
@@ -184,6 +158,16 @@ def check_memory(need: int, p: Profile) -> None:
                           "knn_block in a copy of the profile, or run on a larger machine")
 
 
+class _First:
+    """The first `n` crops of a `CropReader`, as `featurise_crops` reads them."""
+
+    def __init__(self, reader, n: int):
+        self.paths, self.n = reader.paths, n
+
+    def __len__(self) -> int:
+        return self.n
+
+
 def stage_knn(ctx: SimpleNamespace) -> dict:
     """Features: the real backbone on a sample of crops. Mining: the real stage at full N on
     stand-in unit features; `knn_blocks` top-k blocks for real, the rows after them random ids."""
@@ -193,26 +177,23 @@ def stage_knn(ctx: SimpleNamespace) -> dict:
 
     p, clock = ctx.profile, Clock()
     reader = CropReader.from_profile(p, "train")
-    n = len(reader)
-    backbone = load_backbone(p.backbone, p.backbone_weights, device="cpu")
-    width = vit_shape(p.backbone)[0]
-    m = min(ctx.sample, n)
+    n, width, m = len(reader), vit_shape(p.backbone)[0], min(ctx.sample, len(reader))
     if m:
-        with stopwatch(clock, "features (real backbone)", m):
-            knn.featurise_crops(_First(reader, m), backbone, p.knn_res, p.fidelity,
-                                torch.device("cpu"), batch=max(1, m), workers=1, progress=False)
-    del backbone
+        backbone = load_backbone(p.backbone, p.backbone_weights, device="cpu")
+        with clock.watch("features (real backbone)", m):
+            knn.featurise_crops(_First(reader, m), backbone, p.knn_res, p.fidelity, "cpu",
+                                batch=m, workers=1, progress=False)
+        del backbone
     check_memory(min(p.knn_block, n) * n * 4 * 2 + n * width * 4, p)
-    limiter = BlockLimiter(ctx.knn_blocks, clock)
-    real_topk = knn.topk_neighbours
+    limiter, real_topk = BlockLimiter(ctx.knn_blocks, clock), knn.topk_neighbours
 
     def topk(feats, k, block=4096, progress=False):
         out = real_topk(feats, k, block=block, progress=True)
         done = min(len(feats), limiter.ran * block)
         if done < len(feats):  # rows never mined: random ids, column 0 the crop itself
-            rng = np.random.default_rng(0)
             out[done:, 0] = np.arange(done, len(feats))
-            out[done:, 1:] = rng.integers(0, len(feats), size=(len(feats) - done, k))
+            out[done:, 1:] = np.random.default_rng(0).integers(0, len(feats),
+                                                               size=(len(feats) - done, k))
         return out
 
     def standin_features(reader, *_args, **_kwargs):
@@ -220,7 +201,7 @@ def stage_knn(ctx: SimpleNamespace) -> dict:
 
     with (mock.patch.multiple(knn, topk_neighbours=topk, tqdm=limiter,
                               featurise_crops=standin_features),
-          stopwatch(clock, "stage (stand-in features)")):
+          clock.watch("stage (stand-in features)")):
         knn.run_knn_stage(p, split="train", progress=False, device="cpu", force=ctx.force)
     k_store = min(p.knn_store, n)
     return {"crops": n, "dim": width, "K": k_store, "block": p.knn_block,
@@ -240,24 +221,20 @@ def stage_train(ctx: SimpleNamespace) -> dict:
     from .. import checkpoint, features
     from ..train import loop, trainer, validation
 
-    clock = Clock()
+    clock, p = Clock(), ctx.profile
 
     def forward_label(c):
         return "validation forward" if "validation" in c.inside else "train forward"
 
     with (timed(features, "featurize", clock, forward_label, count=lambda a: len(a[1])),
-          timed(validation.Validation, "__call__", clock, "validation", count=lambda a: 1,
-                mark="validation"),
-          timed(trainer.Trainer, "step", clock, "head step", count=lambda a: 1),
-          timed(checkpoint, "save_checkpoint", clock, "checkpoint", count=lambda a: 1)):
-        with stopwatch(clock, "train()"):
-            final = loop.train(ctx.profile, steps=ctx.steps, device="cpu", progress=False,
-                               force=True)
-    p = ctx.profile
+          timed(validation.Validation, "__call__", clock, "validation", mark="validation"),
+          timed(trainer.Trainer, "step", clock, "head step"),
+          timed(checkpoint, "save_checkpoint", clock, "checkpoint"),
+          clock.watch("train()")):
+        final = loop.train(p, steps=ctx.steps, device="cpu", progress=False, force=True)
     return {"steps run": ctx.steps, "batch": p.batch_size, "checkpoint": str(final),
             "checkpoint bytes": Path(final).stat().st_size,
-            "flops per crop": vit_forward_flops(p.backbone, p.res),
-            "clock": clock.summary(),
+            "flops per crop": vit_forward_flops(p.backbone, p.res), "clock": clock.summary(),
             "what ran": {"full": "crops, kNN table and checkpoints of full N; the real trainer",
                          "sample": f"{ctx.steps} step(s) of batch {p.batch_size}; validation "
                                    f"on {p.val_images} crop(s)"}}
@@ -266,15 +243,14 @@ def stage_train(ctx: SimpleNamespace) -> dict:
 def stage_evaluate(ctx: SimpleNamespace) -> dict:
     from .. import evaluate as ev
 
-    clock = Clock()
-    with timed(ev, "flip_averaged_codes", clock, "forward + flip", count=lambda a: len(a[2])):
-        with stopwatch(clock, "evaluate()"):
-            ev.evaluate(ctx.profile, device="cpu", max_images=max(1, ctx.sample),
-                        progress=False, force=True)
-    return {"images": max(1, ctx.sample), "clock": clock.summary(),
-            "flops per image": 2 * vit_forward_flops(ctx.profile.backbone, ctx.profile.eval_res),
-            "what ran": {"sample": f"the real evaluation on {max(1, ctx.sample)} val image(s) "
-                                   f"at {ctx.profile.eval_res} px (no CRF)"}}
+    clock, p, n = Clock(), ctx.profile, max(1, ctx.sample)
+    with (timed(ev, "flip_averaged_codes", clock, "forward + flip", count=lambda a: len(a[2])),
+          clock.watch("evaluate()")):
+        ev.evaluate(p, device="cpu", max_images=n, progress=False, force=True)
+    return {"images": n, "clock": clock.summary(),
+            "flops per image": 2 * vit_forward_flops(p.backbone, p.eval_res),
+            "what ran": {"sample": f"the real evaluation on {n} val image(s) at {p.eval_res} px "
+                                   "(no CRF)"}}
 
 
 STAGES = {"weights": stage_weights, "data": stage_data, "depth": stage_depth,
@@ -283,14 +259,12 @@ STAGES = {"weights": stage_weights, "data": stage_data, "depth": stage_depth,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """A stage's `ctx`: the rehearsal's settings (scale, sample, steps, knn_blocks...), its
-    profile (the paper profile with the stand-in data root and weights) and `force`."""
+    """A stage's `ctx`: the rehearsal's settings, its stand-in profile and `force`."""
     stage, out, *flags = sys.argv[1:] if argv is None else argv
-    out = Path(out)
-    settings = load_json(out / "REHEARSAL.json")["settings"]
-    profile = load_profile(out / "profile" / f"{settings['profile']}.yaml")
+    settings = load_json(Path(out) / "REHEARSAL.json")["settings"]
+    profile = load_profile(Path(out) / "profile" / f"{settings['profile']}.yaml")
     ctx = SimpleNamespace(**{**settings, "profile": profile, "force": "--force" in flags})
-    save_json(out / "stages" / f"{stage}.detail.json", STAGES[stage](ctx))
+    save_json(Path(out) / "stages" / f"{stage}.detail.json", STAGES[stage](ctx))
     return 0
 
 

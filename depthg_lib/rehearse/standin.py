@@ -1,13 +1,11 @@
 """Stand-ins: datasets in the real tree (docs/method.md §11), formats, image sizes and
-`round(F × N)` counts, read by the real readers; backbone weights and kNN features of the real
-shapes; the FLOPs of a ViT forward. A few SynthScenes scenes are rendered small, upscaled,
-given noise (so that files weigh about what the real ones do) and encoded once; every file is a
-byte copy of one of these bases."""
+`round(F × N)` counts, read by the real readers — every file a byte copy of a few SynthScenes
+scenes rendered small, upscaled and given noise so that files weigh what real ones do; backbone
+weights and kNN features of the real shapes; the FLOPs of a ViT forward."""
 
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +35,7 @@ _BASES = 3  # rendered scenes per image size
 
 @dataclass(frozen=True)
 class DatasetFacts:
-    """A real dataset's split sizes and image size(s); the comments give its archive's average
-    bytes per image, which the stand-in's noise level is set to approach."""
+    """A real dataset's split sizes and image size(s); the noise approaches its bytes per image."""
 
     counts: dict[str, int]
     sizes: tuple[tuple[int, int], ...]
@@ -105,8 +102,8 @@ def _render(seed: int, size: tuple[int, int], noise: float) -> tuple[np.ndarray,
 
 
 def _encode(array: np.ndarray, fmt: str) -> bytes:
-    """A JPEG, a PNG (a fast zlib level: a 2048×1024 noisy PNG takes 0.5 s instead of 4) or
-    Potsdam's .mat, `array` under the variable `fmt` ("img" or "gt")."""
+    """A JPEG, a PNG (a fast zlib level: 0.5 s instead of 4 for 2048×1024) or Potsdam's .mat
+    holding `array` as the variable `fmt` ("img" or "gt")."""
     buf = io.BytesIO()
     if fmt == "jpg":
         Image.fromarray(array).save(buf, format="JPEG", quality=90)
@@ -139,19 +136,17 @@ def render_bases(dataset: str) -> list[dict[str, bytes]]:
 
 
 def _write(path: Path, data: bytes) -> bool:
-    """Write unless present with that size; atomic (temporary name, then rename)."""
+    """Write atomically unless present with that size."""
     if path.is_file() and path.stat().st_size == len(data):
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return True
 
 
 def write_standin(dataset: str, root: Path, scale: float, progress: bool = True) -> dict:
-    """The stand-in tree of `dataset` under `root` at scale F; resumable (files already there
-    are kept); split lists are written last. Returns counts and bytes per kind."""
+    """The stand-in tree of `dataset` under `root` at scale F, resumably, split lists last;
+    returns counts and bytes per kind."""
     reader = get_reader(dataset, root)
     bases = render_bases(dataset)
     out = {"written": 0, "images": {}, "bytes": {"image": 0, "label": 0}}
@@ -170,8 +165,8 @@ def write_standin(dataset: str, root: Path, scale: float, progress: bool = True)
 
 
 def write_backbone_standin(name: str, path: Path) -> dict:
-    """The timm architecture of backbone `name` with fixed-seed random weights, saved as a
-    `.pth` state dict (timm layout): the file the stages then load like a downloaded one."""
+    """Backbone `name`'s timm architecture with fixed-seed random weights as a `.pth` state dict,
+    which the stages load like a downloaded one."""
     if path.is_file():
         return {"file": str(path), "bytes": path.stat().st_size, "written": False}
     with torch.random.fork_rng(devices=[]):
@@ -187,14 +182,13 @@ def vit_shape(name: str) -> tuple[int, int, int]:
     """(embedding width, blocks, patch size) of backbone `name`, built without weights."""
     with torch.device("meta"):
         vit = build_timm_vit(name)
-    patch = vit.patch_embed.patch_size
-    patch = patch[0] if isinstance(patch, tuple | list) else patch
+    patch = np.atleast_1d(vit.patch_embed.patch_size)[0]
     return int(vit.embed_dim), len(vit.blocks), int(patch)
 
 
 def vit_forward_flops(name: str, res: int) -> float:
-    """FLOPs of one forward of backbone `name` at res × res: per block the linear layers (12·d²
-    per token: qkv 3d², projection d², MLP 8d²) and attention (2·T²·d), two per multiply-add."""
+    """FLOPs of one forward at res × res: per block the linear layers (12·d² per token: qkv 3d²,
+    projection d², MLP 8d²) and attention (2·T²·d), two per multiply-add."""
     width, blocks, patch = vit_shape(name)
     tokens = (res // patch) ** 2 + 1
     return 2.0 * blocks * (tokens * 12 * width * width + 2 * tokens * tokens * width)
@@ -202,8 +196,7 @@ def vit_forward_flops(name: str, res: int) -> float:
 
 def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
     """(n, dim) float32 random unit rows: stand-in kNN features of the real N and D."""
-    rng = np.random.default_rng(seed)
-    feats = np.empty((n, dim), dtype=np.float32)
+    rng, feats = np.random.default_rng(seed), np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, 65536):  # in slices: no float64 copy of the whole table
         part = rng.standard_normal((min(65536, n - start), dim), dtype=np.float32)
         feats[start:start + len(part)] = part / np.linalg.norm(part, axis=1, keepdims=True)
