@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import PowerNorm
 from matplotlib.patches import Patch
@@ -16,6 +17,20 @@ from ..data.synthscenes import CLASSES as SYNTH_CLASSES
 def hide_ticks(ax) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def panels(rows: int, cols: int, size: tuple[float, float], pad: float = 0.0,
+           frame: bool = False):
+    """(fig, axes): rows × cols panels of `size` inches (+ `pad` in width), without ticks, and
+    without frames unless `frame` (kept for row labels)."""
+    fig, axes = plt.subplots(rows, cols, squeeze=False,
+                             figsize=(size[0] * cols + pad, size[1] * rows))
+    for ax in axes.flat:
+        if frame:
+            hide_ticks(ax)
+        else:
+            ax.axis("off")
+    return fig, axes
 
 
 def titled(fig, title: str = "", legend: tuple | None = None):

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from . import colorize, depth_norm, depth_values, draw_depth, titled
+from . import colorize, depth_norm, depth_values, draw_depth, panels, titled
 
 BOX_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#ffe119")
 BOX_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
@@ -37,12 +37,10 @@ def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarra
     rows = [("image", image), ("label", None if label is None else colorize(label, palette)),
             ("depth", None if depth is None else depth_values(depth))]
     norm = None if depth is None else depth_norm(depth)
-    fig, axes = plt.subplots(3, 1 + len(boxes), figsize=(2.1 * (1 + len(boxes)) + 0.5, 7.2),
-                             squeeze=False)
+    fig, axes = panels(3, 1 + len(boxes), (2.1, 2.4), 0.5)
     for r, (what, full) in enumerate(rows):
         for c in range(1 + len(boxes)):
             ax = axes[r, c]
-            ax.axis("off")
             if full is None:
                 ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", fontsize=8,
                         color="#777777", transform=ax.transAxes)
@@ -70,14 +68,12 @@ def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray,
     depth scale for all), with a legend of the classes shown."""
     loaded = [crop_reader.load(n) for n in ns]
     norm = depth_norm(*[d for _, _, d in loaded])
-    fig, axes = plt.subplots(3, len(ns), figsize=(2.1 * len(ns) + 0.5, 7.2), squeeze=False)
+    fig, axes = panels(3, len(ns), (2.1, 2.4), 0.5)
     for c, (n, (image, label, depth)) in enumerate(zip(ns, loaded)):
         name, k = crop_reader.source(n)
         axes[0, c].imshow(image)
         axes[1, c].imshow(colorize(label, palette), interpolation="nearest")
         draw_depth(axes[2, c], depth, norm, colorbar=c == len(ns) - 1)
-        for r in range(3):
-            axes[r, c].axis("off")
         axes[0, c].set_title(f"crop {n}\n{name} [{k}]", fontsize=8)
     return titled(fig, legend=(palette, class_names, [lab for _, lab, _ in loaded]))
 

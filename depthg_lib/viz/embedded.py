@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.patches import ConnectionPatch, FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from ..data.synthscenes import CLASS_NAMES
-from . import class_palette, colorize, depth_norm, draw_depth, hide_ticks, titled
+from . import class_palette, colorize, depth_norm, draw_depth, panels, titled
 
 
 def objective_figure():
@@ -55,7 +55,8 @@ def correspondence_figure(image: np.ndarray, pair: dict, seed: int = 0, n_lines:
     that see the same scene point: the pairs the local term pulls together."""
     views, boxes, flips, xy = pair["views"], pair["boxes"], pair["flips"], pair["xy"]
     grid = xy.shape[0]
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    fig, axes = panels(1, 3, (3, 3.2), frame=True)
+    axes = axes[0]
     axes[0].imshow(image)
     for b, c in zip(boxes, ("tab:blue", "tab:orange")):
         axes[0].add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=c,
@@ -71,8 +72,6 @@ def correspondence_figure(image: np.ndarray, pair: dict, seed: int = 0, n_lines:
         tx, ty = (xy[r, c] + 1) / 2 * grid
         fig.add_artist(ConnectionPatch((c + 0.5, r + 0.5), (tx, ty), "data", "data",
                                        axesA=axes[1], axesB=axes[2], color="yellow", lw=0.8))
-    for ax in axes:
-        hide_ticks(ax)
     return titled(fig)
 
 
@@ -92,14 +91,11 @@ def pca_rgb(features) -> np.ndarray:
 def _rows(images, rows: dict, size: float, label_size=None, width_pad: float = 0.0):
     """Columns of images; first row the images, then a row per name of `rows`, its panels
     drawn by `draw(ax, j)`."""
-    fig, axes = plt.subplots(1 + len(rows), len(images), squeeze=False,
-                             figsize=(size * len(images) + width_pad, size * (1 + len(rows))))
+    fig, axes = panels(1 + len(rows), len(images), (size, size), width_pad, frame=True)
     for j, img in enumerate(images):
         axes[0, j].imshow(img)
         for i, draw in enumerate(rows.values()):
             draw(axes[1 + i, j], j)
-    for ax in axes.flat:
-        hide_ticks(ax)
     for i, name in enumerate(("image", *rows)):
         axes[i, 0].set_ylabel(name, fontsize=label_size)
     return fig
@@ -125,15 +121,13 @@ def show_attention(images: Sequence[np.ndarray], attention, title: str = ""):
     """Each image, then the CLS token's attention to the patches for every head."""
     att = np.asarray(attention)
     n, heads = att.shape[:2]
-    fig, axes = plt.subplots(n, heads + 1, figsize=(1.8 * (heads + 1), 1.8 * n), squeeze=False)
+    fig, axes = panels(n, heads + 1, (1.8, 1.8), frame=True)
     for i in range(n):
         axes[i, 0].imshow(images[i])
         for h in range(heads):
             axes[i, h + 1].imshow(att[i, h], cmap="inferno", interpolation="nearest")
             if i == 0:
                 axes[0, h + 1].set_title(f"head {h}", fontsize=9)
-        for ax in axes[i]:
-            hide_ticks(ax)
     return titled(fig, title)
 
 

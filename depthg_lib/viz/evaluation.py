@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
 from ..transforms import resize_center_crop
-from . import colorize, hide_ticks, overlay, titled
+from . import colorize, overlay, panels, titled
 
 
 def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str = ""):
@@ -79,19 +79,16 @@ def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     cols = [("image", list(images)), ("ground truth", list(labels)),
             ("unsupervised", [clusters_to_classes(p, cluster_to_class) for p in cluster_preds]),
             ("linear probe", list(linear_preds))]
-    return _label_columns(cols, palette, class_names, hide_ticks)
+    return _label_columns(cols, palette, class_names, frame=True)
 
 
-def _label_columns(cols, palette, class_names, hide):
+def _label_columns(cols, palette, class_names, frame: bool = False):
     """One column per (title, arrays): the first RGB images, the rest class maps, one row per
-    image, `hide(ax)` on every panel, and a legend of the classes shown."""
-    rows = len(cols[0][1])
-    fig, axes = plt.subplots(rows, len(cols), figsize=(2.2 * len(cols), 2.2 * rows),
-                             squeeze=False)
+    image, and a legend of the classes shown."""
+    fig, axes = panels(len(cols[0][1]), len(cols), (2.2, 2.2), frame=frame)
     for j, (name, arrays) in enumerate(cols):
         for i, arr in enumerate(arrays):
             axes[i, j].imshow(arr if j == 0 else colorize(arr, palette), interpolation="nearest")
-            hide(axes[i, j])
         axes[0, j].set_title(name, fontsize=9)
     return titled(fig, legend=(palette, class_names, [a for _, arr in cols[1:] for a in arr]))
 
@@ -105,7 +102,7 @@ def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarra
     cols = [("image", list(images)), ("ground truth", list(labels)),
             ("without CRF", [clusters_to_classes(p, cluster_to_class) for p in before]),
             ("with dense CRF", [clusters_to_classes(p, cluster_to_class) for p in after])]
-    return _label_columns(cols, palette, class_names, lambda ax: ax.axis("off"))
+    return _label_columns(cols, palette, class_names)
 
 
 def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarray],
@@ -156,14 +153,12 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                      titles: Sequence[str] | None = None):
     """Image | colour-coded prediction | overlay, one row per image, with a legend of the
     entries that occur (e.g. `cluster 3 → road`)."""
-    rows = len(images)
-    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.4 * rows + 0.6), squeeze=False)
+    fig, axes = panels(len(images), 3, (2.5, 2.4 + 0.6 / len(images)))
     for i, (img, lab) in enumerate(zip(images, labels)):
         colour = colorize(lab, palette)
         for j, (arr, name) in enumerate(((img, "image"), (colour, "prediction"),
                                          (overlay(img, colour), "overlay"))):
             axes[i, j].imshow(arr, interpolation="nearest")
-            axes[i, j].axis("off")
             if i == 0:
                 axes[i, j].set_title(name, fontsize=9)
         if titles is not None:
@@ -177,11 +172,10 @@ def plot_resize_modes(image: np.ndarray, size: int):
     nearest = resize_center_crop(image, size, "nearest")
     bilinear = resize_center_crop(image, size, "bilinear")
     diff = np.abs(nearest.astype(np.int16) - bilinear.astype(np.int16)).mean(axis=2)
-    fig, axes = plt.subplots(1, 3, figsize=(8, 2.9))
-    for ax, arr, title in ((axes[0], nearest, "nearest (released)"),
-                           (axes[1], bilinear, "bilinear (corrected)"),
-                           (axes[2], diff, f"|difference|, mean {diff.mean():.1f} grey levels")):
+    fig, axes = panels(1, 3, (8 / 3, 2.9))
+    for ax, arr, title in ((axes[0, 0], nearest, "nearest (released)"),
+                           (axes[0, 1], bilinear, "bilinear (corrected)"),
+                           (axes[0, 2], diff, f"|difference|, mean {diff.mean():.1f} grey levels")):
         ax.imshow(arr, cmap="magma" if arr.ndim == 2 else None, interpolation="nearest")
         ax.set_title(title, fontsize=9)
-        ax.axis("off")
     return titled(fig)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import colorize, depth_norm, draw_depth, hide_ticks, titled
+from . import colorize, depth_norm, draw_depth, panels, titled
 
 ERROR_CMAP = "viridis"
 
@@ -23,7 +23,7 @@ def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarra
     """One row per image: image | estimate | reference | |error|, all min–max normalised as
     the stage stores them, so the error is disagreement in *relative* depth."""
     rows = len(images)
-    fig, axes = plt.subplots(rows, 4, figsize=(11.2, 2.6 * rows), squeeze=False)
+    fig, axes = panels(rows, 4, (2.8, 2.6))
     norm = depth_norm(np.zeros(1), np.ones(1))  # both maps are normalised to [0, 1]
     for r, (img, est, ref) in enumerate(zip(images, estimates, references)):
         e, g = _norm(est), _norm(ref)
@@ -35,7 +35,6 @@ def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarra
         for c, name in enumerate(("image", estimate_name, "ground truth",
                                   f"|error|, mean {err.mean():.3f}")):
             axes[r, c].set_title(name, fontsize=9)
-            axes[r, c].axis("off")
         fig.colorbar(im, ax=axes[r, 3], fraction=0.046, pad=0.04)
     return titled(fig)
 
@@ -46,15 +45,13 @@ def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int, palet
     majority class (per crop), ✓ on a neighbour sharing the query's."""
     k = min(k, nns.shape[1] - 1)
     shown = []
-    fig, axes = plt.subplots(2 * len(queries), k + 1, figsize=(1.7 * (k + 1), 3.8 * len(queries)),
-                             squeeze=False)
+    fig, axes = panels(2 * len(queries), k + 1, (1.7, 1.9), frame=True)
     for r, q in enumerate(queries):
         row = nns[q, : k + 1]
         for c, n in enumerate(row):
             image, label, _ = crop_reader.load(int(n))
             ax, axl = axes[2 * r, c], axes[2 * r + 1, c]
             ax.imshow(image)
-            hide_ticks(ax)
             cls = int(majority[n])
             name = str(cls)
             if class_names is not None and 0 <= cls < len(class_names):

@@ -6,13 +6,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..data.synthscenes import CLASSES, Scene
 from ..errors import DepthGError
 from ..io import read_label, read_rgb
-from . import class_palette, colorize, depth_norm, draw_depth, hide_ticks, titled
+from . import class_palette, colorize, depth_norm, draw_depth, panels, titled
 
 
 def colorize_instances(instance: np.ndarray) -> np.ndarray:
@@ -46,20 +45,18 @@ def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
         scenes = list(scenes_or_dir)[:n]
     palette = class_palette()
     rows = ("image", "label", "depth", "instances")
-    fig, axes = plt.subplots(len(rows), len(scenes), squeeze=False,
-                             figsize=(2.3 * len(scenes) + 0.6, 2.2 * 4 + 0.8))
+    fig, axes = panels(len(rows), len(scenes), (2.3, 2.4), 0.6, frame=True)
     norm = depth_norm(*[s.depth for s in scenes])
     for j, scene in enumerate(scenes):
-        panels = (scene.image, colorize(scene.label, palette), None,
-                  colorize_instances(scene.instance))
-        for i, panel in enumerate(panels):
+        shown = (scene.image, colorize(scene.label, palette), None,
+                 colorize_instances(scene.instance))
+        for i, panel in enumerate(shown):
             ax = axes[i, j]
             if panel is None:
                 draw_depth(ax, scene.depth, norm, colorbar=j == len(scenes) - 1,
                            label="depth (scene units, near = bright)")
             else:
                 ax.imshow(panel, interpolation="nearest")
-            hide_ticks(ax)
             if j == 0:
                 ax.set_ylabel(rows[i])
     return titled(fig, legend=(palette, [c.name for c in CLASSES], [s.label for s in scenes]))
