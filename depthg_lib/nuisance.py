@@ -1,19 +1,9 @@
-"""The study's nuisance knob: structured, class-free signal added to the frozen features.
-
-An experimental device of the course (docs/method.md, "The nuisance knob"), not part of
-DepthG. Real ViT features carry signal that says nothing about a patch's class; clustering on
-unit-normalised features is dominated by it, a linear probe can learn to ignore it. At
-strength `s`, in units of m (the clean training features' mean patch norm), after the backbone
-and before anything reads the features, three kinds in low-rank subspaces:
-
-- **offset**: per *source image* (its five crops share it), a vector of norm ≈ s·m;
-- **pattern**: a smooth function of the grid position (Denoising Vision Transformers, 2024),
-  the same for every image, of RMS norm s·m;
-- **outliers**: per source, `n_outliers` grid positions get `outlier_gain`·s·m along one
-  direction (Vision Transformers Need Registers, 2024).
-
-All a function of (seed, source name, grid position): the same in every arm, baseline and run.
-"""
+"""The study's nuisance knob (docs/method.md, "The nuisance knob"; not part of DepthG): class-free
+signal added to the frozen features, which clustering on unit-normalised features suffers from and
+a linear probe can learn to ignore. At strength s, in units m of the clean features' mean patch
+norm: an `offset` per source image (norm s·m), a smooth `pattern` over the grid (RMS s·m), and
+`outliers` (a few positions per source at outlier_gain·s·m) in orthogonal low-rank subspaces; a
+function of (seed, source name, grid position) only, so the same in every arm and run."""
 
 from __future__ import annotations
 

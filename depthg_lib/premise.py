@@ -1,13 +1,7 @@
-"""Does DepthG's premise hold on a dataset? Two measurements on plain arrays, so that the
-chapters, the study and the tests call the same code (docs/method.md §6.1, §7.1):
-
-1. *Depth similarity says "same class"*: `same_class_auroc` — how well feature similarity,
-   depth similarity and both together predict "same class" for random pixel pairs of one
-   image; the gain of *both* over *features* is what depth adds to what the backbone knows.
-2. *FPS puts points on things*: `fps_thing_share` — the share of the S×S training points on
-   thing classes under depth-guided FPS (spread over the scene in 3D, so small near objects
-   get more) and under uniform random points.
-"""
+"""Does DepthG's premise hold on a dataset (docs/method.md §6.1, §7.1)? `same_class_auroc`: how
+well feature similarity, depth similarity and both predict "same class" for pixel pairs (the gain
+of both over features is what depth adds); `fps_thing_share`: FPS's share of the S×S training
+points on things against random points. On plain arrays: chapters, study and tests share them."""
 
 from __future__ import annotations
 
@@ -33,8 +27,8 @@ def _check(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray) -> Non
 
 def pixel_pairs(labels: np.ndarray, pairs_per_image: int, exclude: Sequence[int] = (),
                 seed: int = 0) -> list[np.ndarray]:
-    """Per image, (P, 4) rows (y1, x1, y2, x2) of random pairs of labelled, non-excluded
-    pixels, uniform over them (large regions give more pairs, as they do to the loss)."""
+    """Per image, (P, 4) rows (y1, x1, y2, x2) of random pairs of labelled, non-excluded pixels
+    (large regions give more pairs, as they do to the loss)."""
     rng = np.random.default_rng(seed)
     out = []
     for lab in labels:
@@ -87,9 +81,9 @@ def pair_scores(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
 def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
                      pairs_per_image: int = 2000, exclude: Sequence[int] = (),
                      seed: int = 0) -> dict[str, float]:
-    """AUROC of feature similarity, depth similarity and `both` for "same class"; `both` is a
-    logistic regression on the two fitted on the even images and scored on the odd ones (and
-    vice versa), so it never scores its own pairs; `depth_gain` = both − feature."""
+    """AUROC of feature similarity, depth similarity and `both` (a logistic regression on the
+    two, fitted on the even images and scored on the odd ones and vice versa) for "same class";
+    `depth_gain` = both − feature."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
@@ -118,9 +112,8 @@ def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarr
 
 def fps_thing_share(depth: np.ndarray, labels: np.ndarray, thing_ids: Sequence[int],
                     grid_hw: tuple[int, int], n: int, seed: int = 0) -> dict[str, float]:
-    """Share of the n×n training points on thing pixels, FPS vs random: chosen on the feature
-    grid `grid_hw` as in training (corrected fidelity) from per-image normalised depth, looked
-    up in the (N, H, W) labels at full resolution."""
+    """Share of the n×n training points on thing pixels, FPS (corrected, on the feature grid
+    `grid_hw` as in training) vs random, looked up in the (N, H, W) labels."""
     if depth.shape != labels.shape or depth.ndim != 3:
         raise DepthGError(f"depth {depth.shape} and labels {labels.shape} must both be (N,H,W)")
     d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
