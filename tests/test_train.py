@@ -251,20 +251,6 @@ def test_sample_grid_larger_than_feature_grid_is_refused(tmp_path):
             steps=1)  # the fixed profile trains in the same folder, no --force
 
 
-def test_disagreeing_shapes_are_refused():
-    p = tiny_profile()
-    trainer = T.Trainer(p, 16, torch.device("cpu"))
-    f = torch.randn(2, 16, 4, 4)
-    lab = torch.zeros(2, 32, 32, dtype=torch.long)
-    d = torch.rand(2, 1, 32, 32)
-    with pytest.raises(DepthGError, match="positives"):
-        trainer.step(0, f, torch.randn(2, 16, 5, 4), lab, d, d)
-    with pytest.raises(DepthGError, match="depth"):
-        trainer.step(0, f, f, lab, torch.rand(3, 1, 32, 32), d)
-    with pytest.raises(DepthGError, match="labels"):
-        trainer.step(0, f, f, lab[:1], d, d)
-
-
 def test_missing_backbone_weights_is_one_clear_error(tmp_path):
     p = tiny_profile(backbone="vit_small_patch8_224.dino",
                      backbone_weights=str(tmp_path / "dino_vits8.pth"))

@@ -1,5 +1,4 @@
-"""`python -m depthg_lib.train` (and `torchrun … -m depthg_lib.train`): the training stage's
-command line."""
+"""`python -m depthg_lib.train` (also under torchrun): the training stage's command line."""
 
 from __future__ import annotations
 

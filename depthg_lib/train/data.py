@@ -1,7 +1,8 @@
-"""What training reads: crops, their kNN table, batches per step and the feature cache.
-Before any work it checks that the crops still match their depth maps and images, the kNN
-table those crops, and `n_classes` the dataset; `TrainData.inputs` digests crops and kNN
-record, so a later run notices when they changed.
+"""What training reads (docs/method.md §8 steps 1–2): crops, their kNN table, each step's
+batch and the feature cache, each checked against what it was made from; `TrainData.inputs`
+digests crops and kNN record, so a later run notices when they changed. Everything random in
+step k is drawn from a generator seeded by (seed, step, rank, stream) alone (`step_seed`), so a
+resumed run logs the numbers of one that never stopped, with no saved state.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from ..io import record_digest
 from ..knn import knn_record_path, load_knn, require_current_knn
 from ..models import profile_weights_identity
 from .distributed import barrier
-from .seeds import ORDER, POSITIVE, step_seed
+
+# The independent random streams of one step (the last part of `step_seed`'s key).
+ORDER, POSITIVE, DROPOUT, LOSS, INIT = range(5)
+
+
+def step_seed(*key: int) -> int:
+    """A 63-bit seed determined by the key (seed, step, rank, stream) alone."""
+    state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
 
 
 def array_digest(what: str, *arrays: np.ndarray) -> dict:
@@ -41,9 +50,6 @@ class ArrayCrops:
     """Crops held in memory, with `CropReader`'s interface (`len`, `load(n)`): toy runs, tests."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, depth: np.ndarray):
-        if not (len(images) == len(labels) == len(depth)):
-            raise DepthGError(f"ArrayCrops needs as many images, labels and depth maps, got "
-                              f"{len(images)}, {len(labels)}, {len(depth)}")
         self.images, self.labels, self.depth = images, labels, depth
         self._digest: dict | None = None
 
@@ -51,7 +57,7 @@ class ArrayCrops:
         return len(self.images)
 
     def digest(self) -> dict:
-        """What these crops are (their contents), as `CropReader.digest` says it for files."""
+        """These crops' contents, as `CropReader.digest` says it for files."""
         if self._digest is None:
             self._digest = array_digest(f"{len(self)} crops held in memory", self.images,
                                         self.labels, self.depth)
@@ -63,9 +69,9 @@ class ArrayCrops:
 
 @dataclass
 class TrainData:
-    """Training crops, their kNN table, validation crops (or None); where the feature cache
-    goes and the `key` naming the crops in its record; the kNN record's digest and the
-    dataset's class count (None for data made in memory)."""
+    """Training crops, their kNN table, validation crops (or None), the feature cache's folder
+    and the `key` naming the crops there; the kNN record's digest and the dataset's class
+    count (None for data made in memory)."""
 
     train: object
     knn: np.ndarray
@@ -76,8 +82,7 @@ class TrainData:
     n_classes: int | None = None
 
     def inputs(self) -> dict:
-        """The input entries of `train.json`: the train and val crops' digests and the kNN
-        record's (or the kNN table's contents)."""
+        """`train.json`'s inputs: the crops' digests and the kNN record's (or table's)."""
         found = {f"{split}/crops": source.digest() for split, source in
                  (("train", self.train), ("val", self.val)) if hasattr(source, "digest")}
         found["knn"] = self.knn_record or array_digest("the kNN table", self.knn)
@@ -103,14 +108,6 @@ def check_class_count(profile: Profile, data: TrainData) -> None:
             raise DepthGError(f"the {split} labels hold class id {top} but profile "
                               f"{profile.name} sets n_classes: {profile.n_classes}; set "
                               f"`n_classes` to the data's class count in {where}")
-
-
-def dataset_classes(profile: Profile) -> int | None:
-    """The dataset's class count (0 or None when it cannot say)."""
-    try:
-        return reader_for_profile(profile).n_classes or None
-    except DepthGError:  # the dataset folder may be gone once cropped
-        return None
 
 
 def open_train_data(profile: Profile) -> TrainData:
@@ -139,12 +136,16 @@ def open_train_data(profile: Profile) -> TrainData:
         val = None
     if val is not None:
         require_current_crops(profile, "val", "training (validation)")
+    try:
+        n_classes = reader_for_profile(profile).n_classes or None
+    except DepthGError:  # the dataset folder may be gone once cropped
+        n_classes = None
     # fidelity is part of the name: it changes the resizing, hence features and depth units
     cache_dir = (profile.paths.data_root / "features" / f"{crop_dir.name}_"
                  f"{profile.backbone.replace('/', '_')}_{profile.res}_{profile.fidelity}")
     return TrainData(train=train, knn=nns, val=val, cache_dir=cache_dir, key=str(crop_dir),
                      knn_record=record_digest(record, what=f"the kNN record {record}"),
-                     n_classes=dataset_classes(profile))
+                     n_classes=n_classes)
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -170,11 +171,9 @@ class StepSampler(torch.utils.data.Sampler):
         return max(0, self.stop - self.start)
 
     def _perm(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perms:
-            if len(self._perms) > 4:
-                self._perms.clear()
+        if epoch not in self._perms:  # the epochs of a batch come in order: keep the latest
             rng = np.random.default_rng(step_seed(self.seed, epoch, 0, ORDER))
-            self._perms[epoch] = rng.permutation(len(self.knn))
+            self._perms = {epoch: rng.permutation(len(self.knn))}
         return self._perms[epoch]
 
     def batch_for(self, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +194,7 @@ class StepSampler(torch.utils.data.Sampler):
 
 
 class CropBatches(torch.utils.data.Dataset):
-    """A whole step's batch from the crops (decoded and resized in the loader's workers)."""
+    """A step's batch from the crops (decoded and resized in the loader's workers)."""
 
     def __init__(self, source, res: int, fidelity: str):
         self.source, self.res, self.fidelity = source, res, fidelity
@@ -204,9 +203,8 @@ class CropBatches(torch.utils.data.Dataset):
         """(images, labels, depth (B,1,H,W)) of crops `ids`, prepared for training."""
         items = [featcache.prepare_crop(*self.source.load(int(i)), self.res, self.fidelity)
                  for i in ids]
-        return (torch.from_numpy(np.stack([it[0] for it in items])),
-                torch.from_numpy(np.stack([it[1] for it in items])),
-                torch.from_numpy(np.stack([it[2] for it in items]))[:, None])
+        images, labels, depth = (torch.from_numpy(np.stack(part)) for part in zip(*items))
+        return images, labels, depth[:, None]
 
     def __getitem__(self, item):
         image, label, depth = self.load(item["idx"])
@@ -222,15 +220,14 @@ class CachedBatches(torch.utils.data.Dataset):
         self.cached = cached
 
     def __getitem__(self, item):
-        c = self.cached
+        c, idx, pos = self.cached, item["idx"], item["pos"]
+        return {"step": item["step"], "feats": _rows(c.feats, idx),
+                "feats_pos": _rows(c.feats, pos), "label": _rows(c.labels, idx),
+                "depth": _rows(c.depth, idx)[:, None], "depth_pos": _rows(c.depth, pos)[:, None]}
 
-        def rows(arr, ids):
-            return torch.from_numpy(np.ascontiguousarray(arr[ids]))
 
-        return {"step": item["step"], "feats": rows(c.feats, item["idx"]),
-                "feats_pos": rows(c.feats, item["pos"]), "label": rows(c.labels, item["idx"]),
-                "depth": rows(c.depth, item["idx"])[:, None],
-                "depth_pos": rows(c.depth, item["pos"])[:, None]}
+def _rows(arr, ids) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arr[ids]))
 
 
 def cache_settings(profile: Profile, data: TrainData, backbone) -> dict:

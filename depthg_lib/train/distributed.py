@@ -1,6 +1,5 @@
 """Several processes (torchrun): rank and world size, barriers, numbers averaged over ranks.
-With one process (W = 1) every helper here does nothing; `trainer.Trainer` says what W > 1 does.
-"""
+With one process (W = 1) each helper does nothing; `trainer.Trainer` says what W > 1 does."""
 
 from __future__ import annotations
 
@@ -18,11 +17,6 @@ def start(device: torch.device) -> tuple[int, int, bool]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return dist.get_rank(), dist.get_world_size(), True
     return 0, 1, False
-
-
-def stop() -> None:
-    """End the process group `start` began."""
-    dist.destroy_process_group()
 
 
 def barrier(world: int) -> None:

@@ -1,5 +1,5 @@
-"""One training step: head and probes forward, the DepthG loss, three Adam steps
-(docs/method.md §8)."""
+"""One training step (docs/method.md §8 steps 3–6): head and probes forward, the DepthG loss,
+one backward, three Adam steps, the schedules."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import Profile
-from ..errors import DepthGError
 from ..losses import LossSettings, depthg_loss
 from ..models import DepthGModel
+from .data import DROPOUT, INIT, LOSS, step_seed
 from .runlog import LOSS_TERMS
-from .seeds import DROPOUT, INIT, LOSS, step_seed
 
 
 @dataclass
@@ -31,10 +30,9 @@ class Schedule:
         return cls(profile.samples, profile.weight_depth, profile.shift_depth)
 
     def advance(self, step: int, profile: Profile) -> None:
-        """Apply the decays due after `step`: depth weight and shift × factor every
-        `depth_decay_every` steps, never at step 0; S ← max(int(S·factor), fps_min_samples)
-        every `fps_sample_decay_every` steps, at step 0 only in `released` (its quirk: 11×11
-        at step 0 alone, 9×9 from step 1)."""
+        """The decays due after `step` (§8 step 6): w_depth and s_depth every
+        `depth_decay_every` steps, never at step 0; S every `fps_sample_decay_every` steps,
+        at step 0 only in `released` (its quirk: 11×11 at step 0 alone, 9×9 from step 1)."""
         if step > 0 and step % profile.depth_decay_every == 0:
             self.weight_depth *= profile.depth_decay_factor
             self.shift_depth *= profile.depth_decay_factor
@@ -46,7 +44,7 @@ class Schedule:
 
 def loss_settings(p: Profile, sch: Schedule) -> LossSettings:
     """The objective's settings at this step: the profile's, with the scheduled S, w_depth,
-    s_depth (docs/method.md §8 step 6)."""
+    s_depth."""
     return LossSettings(
         shifts={**p.shifts, "depth": sch.shift_depth},
         weights={**p.weights, "depth": sch.weight_depth}, n_samples=sch.samples,
@@ -55,30 +53,13 @@ def loss_settings(p: Profile, sch: Schedule) -> LossSettings:
         use_depth=p.use_depth, feature_dropout=p.feature_dropout)
 
 
-def check_shapes(feats, feats_pos, label, depth, depth_pos, samples: int) -> None:
-    """One clear error for a batch whose parts do not fit together."""
-    b, _, h, w = feats.shape
-    if feats_pos.shape != feats.shape:
-        raise DepthGError(f"features of the images {tuple(feats.shape)} and of their positives "
-                          f"{tuple(feats_pos.shape)} differ in shape")
-    for name, t in (("depth", depth), ("depth_pos", depth_pos)):
-        if t.dim() != 4 or t.shape[0] != b or t.shape[1] != 1:
-            raise DepthGError(f"{name} must be (B,1,H,W) with B = {b}, got {tuple(t.shape)}")
-    if label.dim() != 3 or label.shape[0] != b:
-        raise DepthGError(f"labels must be (B,H,W) with B = {b}, got {tuple(label.shape)}")
-    if samples > min(h, w):
-        raise DepthGError(f"the sample grid S = {samples} is larger than the {h}×{w} feature "
-                          "grid; lower `samples` (and `fps_min_samples`) or raise `res`")
-
-
 class Trainer:
     """Head, probes, their three Adam optimisers and the schedules; `step` trains one step.
 
-    With W > 1 processes the model is wrapped in DistributedDataParallel: rank r computes the
-    loss on its B/W crops of the step and DDP averages the gradients, so all ranks take the
-    same step. That equals one process's step only for the per-image terms: negatives are
-    drawn within the rank's shard, dropout masks seeded by (seed, step, rank), and `pointwise`
-    centring uses the shard's mean of F (tests/test_ddp.py switches those three off)."""
+    With W > 1 processes DDP wraps the model: rank r computes the loss on its B/W crops and
+    DDP averages the gradients, so all ranks take the same step. That equals one process's
+    step only for per-image terms: negatives are drawn within the rank's shard, dropout masks
+    seeded by rank, `pointwise` centres on the shard's mean (tests/test_ddp.py)."""
 
     def __init__(self, profile: Profile, backbone_dim: int, device: torch.device,
                  seed: int = 0, rank: int = 0, world: int = 1):
@@ -105,7 +86,6 @@ class Trainer:
              depth: torch.Tensor, depth_pos: torch.Tensor) -> dict:
         """One optimiser step; returns the step's numbers (0-d tensors, not yet synchronised)."""
         p, sch = self.profile, self.schedule
-        check_shapes(feats, feats_pos, label, depth, depth_pos, sch.samples)
         torch.manual_seed(step_seed(self.seed, step, self.rank, DROPOUT))  # head + loss dropout
         gen = torch.Generator(device=feats.device)
         gen.manual_seed(step_seed(self.seed, step, self.rank, LOSS))  # sample points, negatives
@@ -114,8 +94,7 @@ class Trainer:
         if cuda:
             feats = feats.contiguous(memory_format=torch.channels_last)
             feats_pos = feats_pos.contiguous(memory_format=torch.channels_last)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
-        with amp:
+        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
             code, code_pos, linear_loss, cluster_loss = self.net(feats, feats_pos, label)
         terms = depthg_loss(feats.float(), feats_pos.float(), code.float(), code_pos.float(),
                             depth, depth_pos, loss_settings(p, sch), generator=gen)
@@ -125,16 +104,13 @@ class Trainer:
         total.backward()
         for opt in self.optimizers.values():
             opt.step()
+        values = [terms[k] for k in (*LOSS_TERMS, "total")] + [linear_loss, cluster_loss, total]
         record = {"step": step, "samples": sch.samples, "weight_depth": sch.weight_depth,
-                  "shift_depth": sch.shift_depth}
-        values = [terms[k].detach().float() for k in LOSS_TERMS]
-        values += [terms["total"].detach().float(), linear_loss.detach().float(),
-                   cluster_loss.detach().float(), total.detach()]
-        record["values"] = torch.stack([v.reshape(()) for v in values])
+                  "shift_depth": sch.shift_depth,
+                  "values": torch.stack([v.detach().float().reshape(()) for v in values])}
         sch.advance(step, p)
         return record
 
-    # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {**{k: getattr(self.model, k).state_dict() for k in self.optimizers},
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},

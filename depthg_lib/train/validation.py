@@ -14,7 +14,8 @@ from .data import CropBatches
 
 
 class Validation:
-    """Probe metrics on (a subset of) the validation crops, at training resolution."""
+    """Probe metrics on `val_images` of the validation crops (evenly spaced; 0 = all), at
+    training resolution."""
 
     def __init__(self, profile: Profile, source, cached: featcache.CachedSplit | None,
                  backbone, device: torch.device, batch_size: int = 32):
@@ -38,16 +39,14 @@ class Validation:
 
     @torch.no_grad()
     def __call__(self, model: DepthGModel) -> dict[str, float]:
-        p = self.profile
         was_training = model.training
         model.eval()
-        n_cls, extra = p.n_classes, p.extra_clusters
+        n_cls, extra = self.profile.n_classes, self.profile.extra_clusters
         lin = np.zeros((n_cls, n_cls), np.int64)
         clu = np.zeros((n_cls + extra, n_cls), np.int64)
         for feats, label in self._batches():
-            code = model.head(feats).float()
-            code = F.interpolate(code, size=label.shape[-2:], mode="bilinear",
-                                 align_corners=False)
+            code = F.interpolate(model.head(feats).float(), size=label.shape[-2:],
+                                 mode="bilinear", align_corners=False)
             target = label.numpy().astype(np.int64)
             target[(target < 0) | (target >= n_cls)] = -1
             lin += confusion_histogram(model.linear_probe(code).argmax(1).cpu().numpy(), target,
