@@ -44,7 +44,8 @@ def chapter_title(notebook: dict, fallback: str) -> str:
 
 
 def check_run(run_dir: Path, names: list[str], profile_name: str) -> dict:
-    """The run's summary, once every chapter in `names` ran to the end without an error."""
+    """The run's summary, once every chapter in `names` ran to the end (the course keeps a
+    chapter's copy only when no cell raised)."""
     rerun = f"make course PROFILE={profile_name}"
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
@@ -63,15 +64,6 @@ def check_run(run_dir: Path, names: list[str], profile_name: str) -> dict:
             raise DepthGError(f"{executed} has not finished (status "
                               f"'{entry.get('status', 'not run')}' in {summary_path}); "
                               f"`{rerun}` runs it")
-        notebook = json.loads(executed.read_text())
-        for number, cell in enumerate(notebook.get("cells", []), 1):
-            tags = cell.get("metadata", {}).get("tags", [])
-            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            if errors and "raises-exception" not in tags:
-                raise DepthGError(f"{executed}: cell {number} holds an error "
-                                  f"({errors[0].get('ename')}: {errors[0].get('evalue')}); "
-                                  f"re-run the chapter with `python -m depthg_lib.course "
-                                  f"--profile {profile_name} --only {name[:2]} --force`")
     return summary
 
 
@@ -83,11 +75,15 @@ def run_date(run_dir: Path, names: list[str]) -> str:
     return max(ends).strftime("%Y-%m-%d %H:%M UTC") if ends else "date not recorded"
 
 
-def static_widgets(notebook: dict) -> dict:
-    """Replace widget outputs (tqdm's notebook bars) by their final text, which a static page
-    can show: `name: 100%|██████████| 8/8 [00:01<00:00, 6.1it/s]`."""
+def for_the_page(notebook: dict) -> dict:
+    """Widget outputs (tqdm's bars) replaced by their final text, which a static page can show
+    (`name: 100%|██████████| 8/8 [00:01<00:00, 6.1it/s]`), and papermill's "# Parameters" cell
+    hidden (the page shows the chapter's own)."""
     state = notebook.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in notebook.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
         for output in cell.get("outputs", []):
             view = output.get("data", {}).get(WIDGET_VIEW)
             if view is None:
@@ -118,16 +114,6 @@ def _widget_text(model_id: str, state: dict) -> str | None:
     return None
 
 
-def hide_injected_parameters(notebook: dict) -> dict:
-    """Hide papermill's "# Parameters" cell: the page shows the chapter's own parameters cell
-    (and each chapter prints the profile it ran)."""
-    for cell in notebook.get("cells", []):
-        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
-    return notebook
-
-
 def _write_if_changed(path: Path, data: bytes) -> Path:
     """Keep the file's time stamp when nothing changed, so that Sphinx re-reads only what did."""
     if not (path.exists() and path.read_bytes() == data):
@@ -136,32 +122,26 @@ def _write_if_changed(path: Path, data: bytes) -> Path:
     return path
 
 
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
-
-
 # the landing page's names for the numbers chapters record (results.record); others are
 # shown with their key's words
 KEY_LABELS = {
-    "train_images": "training images",
-    "mae": "depth MAE", "spearman": "depth Spearman ρ", "synth_mae": "embedded depth MAE",
-    "synth_spearman": "embedded depth Spearman ρ", "premise_feature_auroc": "features AUROC",
-    "premise_depth_auroc": "depth AUROC", "premise_depth_gain": "depth adds (AUROC)",
-    "train_crops": "training crops", "val_crops": "validation crops",
-    "neighbour_purity": "kNN purity", "neighbour_purity_other_images":
-    "kNN purity, other images", "chance_purity_other_images": "chance purity, other images",
+    "train_images": "training images", "mae": "depth MAE", "spearman": "depth Spearman ρ",
+    "synth_mae": "embedded depth MAE", "synth_spearman": "embedded depth Spearman ρ",
+    "premise_feature_auroc": "features AUROC", "premise_depth_auroc": "depth AUROC",
+    "premise_depth_gain": "depth adds (AUROC)", "train_crops": "training crops",
+    "val_crops": "validation crops", "neighbour_purity": "kNN purity",
+    "neighbour_purity_other_images": "kNN purity, other images",
+    "chance_purity_other_images": "chance purity, other images",
     "same_image_share": "neighbours from the same image", "val_linear_miou": "val. linear mIoU",
     "val_cluster_miou": "val. cluster mIoU", "fps_thing_share": "FPS points on things",
     "random_thing_share": "random points on things", "thing_pixel_share": "thing pixels",
     "unsupervised_miou": "cluster probe mIoU", "unsupervised_acc": "cluster probe Acc",
     "linear_miou": "linear probe mIoU", "linear_acc": "linear probe Acc",
-    "kmeans_miou": "k-means mIoU", "kmeans_acc": "k-means Acc",
-    "majority_miou": "majority-class mIoU", "majority_acc": "majority-class Acc",
-    "head_minus_kmeans": "head − k-means (mIoU)",
+    "kmeans_miou": "k-means mIoU", "kmeans_acc": "k-means Acc", "miou_stego-corrected":
+    "STEGO mIoU", "majority_miou": "majority-class mIoU", "majority_acc": "majority-class Acc",
+    "head_minus_kmeans": "head − k-means (mIoU)", "miou_depthg-corrected": "DepthG mIoU",
     "released_fps_read_overlap": "released FPS reads its choices",
     "cityscapes_shift_first": "Cityscapes s′ at step 0",
-    "miou_stego-corrected": "STEGO mIoU", "miou_depthg-corrected": "DepthG mIoU",
     "miou_kmeans_raw_train_fit": "k-means mIoU",
 }
 
@@ -193,20 +173,21 @@ def landing_page(summary: dict, titles: dict[str, str], notes: dict[str, str], *
         rows.append(f"| [{_cell(title)}](chapters/{name}.ipynb) | {entry.get('seconds', '')} "
                     f"| {_cell(numbers)} |")
     notes_section = ""
-    if notes:
-        notes_section = "## Notes\n\n" + "\n".join(
-            f"- [{_cell(title)}](notes/{name}.md)" for name, title in notes.items())
     toctrees = "```{toctree}\n:hidden:\n:caption: Chapters\n\n"
     toctrees += "\n".join(f"chapters/{name}" for name in titles) + "\n```\n"
     if notes:
+        notes_section = "## Notes\n\n" + "\n".join(
+            f"- [{_cell(title)}](notes/{name}.md)" for name, title in notes.items())
         toctrees += "\n```{toctree}\n:hidden:\n:caption: Notes\n\n"
         toctrees += "\n".join(f"notes/{name}" for name in notes) + "\n```\n"
     seconds = sum(summary.get("notebooks", {}).get(n, {}).get("seconds", 0) for n in titles)
+    minutes, rest = divmod(round(seconds), 60)
+    duration = f"{minutes} min {rest} s" if minutes else f"{rest} s"
     return Template(template.read_text()).substitute(
         profile=profile_name, machine=summary.get("machine", "not recorded"),
         device=summary.get("device", "?"), date=date, n_chapters=len(titles),
-        duration=_duration(seconds), chapter_table="\n".join(rows),
-        notes_section=notes_section, toctrees=toctrees)
+        duration=duration, chapter_table="\n".join(rows), notes_section=notes_section,
+        toctrees=toctrees)
 
 
 def html_anchors_as_targets(text: str) -> str:
@@ -222,8 +203,7 @@ def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
     written = []
     titles = {}
     for name in names:
-        notebook = hide_injected_parameters(
-            static_widgets(json.loads((run_dir / f"{name}.ipynb").read_text())))
+        notebook = for_the_page(json.loads((run_dir / f"{name}.ipynb").read_text()))
         titles[name] = chapter_title(notebook, name)
         written.append(_write_if_changed(src / "chapters" / f"{name}.ipynb", json.dumps(
             notebook, indent=1, ensure_ascii=False).encode()))
@@ -248,22 +228,16 @@ def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
 
 def _original_paths(lines: list[str], src: Path, run_dir: Path, docs_dir: Path) -> list[str]:
     """Warnings name the copies in the source folder; show the files a person edits."""
-    moved = {f"{src.resolve() / 'chapters'}/": f"{run_dir}/", f"{src.resolve() / 'notes'}/":
-             f"{docs_dir}/", f"{src / 'chapters'}/": f"{run_dir}/", f"{src / 'notes'}/":
-             f"{docs_dir}/"}
-    for old, new in moved.items():
-        lines = [line.replace(old, new) for line in lines]
+    for copies, original in (("chapters", run_dir), ("notes", docs_dir)):
+        for folder in (src.resolve() / copies, src / copies):
+            lines = [line.replace(f"{folder}/", f"{original}/") for line in lines]
     return lines
 
 
-def build_book(run_dir: Path, names: list[str] | None = None, profile_name: str | None = None,
-               out_dir: Path | None = None, docs_dir: Path = DOCS_DIR,
+def build_book(run_dir: Path, names: list[str], profile_name: str, docs_dir: Path = DOCS_DIR,
                figure: Path = PIPELINE_FIGURE) -> Path:
-    """Build the book of the run in `run_dir` into `out_dir` (default `run_dir/book`)."""
-    run_dir = Path(run_dir)
-    names = [p.stem for p in chapters()] if names is None else names
-    profile_name = profile_name or run_dir.name
-    out_dir = Path(out_dir) if out_dir else run_dir / "book"
+    """Build the book of the run in `run_dir` into `run_dir/book`, replacing it at once."""
+    out_dir = run_dir / "book"
     work = run_dir / ".book"
     assemble(run_dir, work / "src", names, profile_name, docs_dir=docs_dir, figure=figure)
     warnings = work / "warnings.txt"
