@@ -10,7 +10,6 @@ seed, earlier chapters' runs). `summary.json` records per chapter seconds, statu
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -130,11 +129,8 @@ class _Run:
     force: bool
     library: str
     every: list[Path]
+    summary_path: Path
     summary: dict
-
-    @property
-    def summary_path(self) -> Path:
-        return self.profile.paths.run_dir / "summary.json"
 
     @property
     def entries(self) -> dict:
@@ -167,14 +163,13 @@ class _Run:
 def run_course(profile_name: str, only: str | None = None, force: bool = False,
                device: str = "auto", seed: int | None = None,
                notebook_dir: Path = NOTEBOOK_DIR) -> dict:
-    """Run the chapters for a profile; returns the summary (also written to summary.json).
-    SIGTERM is handled as Ctrl-C: the chapter under way is recorded as `interrupted`."""
+    """Run the chapters for a profile; returns the summary (also written to summary.json)."""
     run = _start(profile_name, force, device, seed, chapters(notebook_dir))
     todo = _select(run.every, only)
     if not todo:
         raise DepthGError(f"no chapters found in {notebook_dir}")
     total_start = time.perf_counter()
-    with stage_lock(run.profile.paths.run_dir, "course"), _sigterm_as_interrupt():
+    with stage_lock(run.profile.paths.run_dir, "course"):
         for leftover in run.profile.paths.run_dir.glob(".[0-9][0-9]_*.ipynb.*.tmp.ipynb"):
             leftover.unlink()  # the copy a killed run (kill -9) could not remove
         for number, notebook in enumerate(todo, 1):
@@ -208,29 +203,18 @@ def _start(profile_name: str, force: bool, device: str, seed: int | None,
     os.environ["DEPTHG_PROFILE"] = arg  # for anything a chapter starts itself
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     return _Run(profile=profile, arg=arg, device=device, seed=seed, force=force,
-                library=library_digest(), every=every, summary=summary)
+                library=library_digest(), every=every, summary_path=summary_path,
+                summary=summary)
 
 
 def _command(profile: Profile) -> str:
     return f"python -m depthg_lib.course --profile {profile_arg(profile)}"
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises `KeyboardInterrupt` as Ctrl-C does, so a killed run cleans up (temporary
-    notebooks, the kernel) and records where it stopped."""
-    def interrupt(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _interrupt(signum, _frame):
+    """SIGTERM as Ctrl-C: a killed run cleans up (temporary notebooks, the kernel) and records
+    where it stopped."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
@@ -342,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_course(args.profile, only=args.only, force=args.force, device=args.device,
                    seed=args.seed)
