@@ -11,7 +11,6 @@ import difflib
 import hashlib
 import math
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +160,8 @@ class Profile:
 
     @property
     def weights(self) -> dict[str, float]:
-        return {k: getattr(self, f"weight_{k}") for k in ("intra", "inter", "neg", "depth")}
+        return {"intra": self.weight_intra, "inter": self.weight_inter,
+                "neg": self.weight_neg, "depth": self.weight_depth}
 
     @property
     def shifts(self) -> dict[str, float]:
@@ -277,9 +277,7 @@ def _unknown_key_message(path, key) -> str:
 
 def _check_type(path, key, value):
     hint = typing.get_type_hints(Profile)[key]
-    expected = hint if isinstance(hint, type) else typing.get_origin(hint)
-    if isinstance(hint, types.UnionType):
-        expected = typing.get_args(hint)
+    expected = hint if isinstance(hint, type) else typing.get_origin(hint)  # list[float]: list
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is int and isinstance(value, bool) or not isinstance(value, expected):

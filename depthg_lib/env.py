@@ -18,7 +18,7 @@ DEVICES = "auto, cpu, cuda or cuda:N (N = the GPU's number)"
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """`auto` → CUDA when present, else CPU; anything but cpu or an existing CUDA GPU (a typo,
+    """`auto` → CUDA when present, else CPU; anything but cpu or a GPU torch sees (a typo,
     `tpu`, a GPU number beyond those present) is one clear error listing the choices."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -28,14 +28,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         parsed = None
     if parsed is None or parsed.type not in ("cpu", "cuda"):
         raise DepthGError(f"unknown device {str(device)!r}; use --device {DEVICES}")
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not count:
-            raise DepthGError(f"device {str(device)!r} was asked for but torch sees no GPU; use "
-                              "--device cpu (or auto)")
-        if parsed.index is not None and parsed.index >= count:
-            raise DepthGError(f"device {str(device)!r} was asked for but torch sees {count} "
-                              f"GPU(s), numbered 0..{count - 1}; use --device {DEVICES}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if parsed.type == "cuda" and (parsed.index or 0) >= count:
+        raise DepthGError(f"device {str(device)!r} was asked for but torch sees {count} GPU(s); "
+                          f"use --device {DEVICES}")
     return parsed
 
 

@@ -1,7 +1,5 @@
-"""The library's one exception type for what a learner can fix, and the CLI wrapper that
-prints it as one line (what was expected, what was found, the file, the fixing command)
-instead of a traceback from deep inside torch or PIL.
-"""
+"""The library's one exception for what a learner can fix, printed by the CLI wrapper as one
+line (what was expected and found, the file, the fix) instead of a deep traceback."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from .io import load_json, save_json
 
 
 def profile_name(profile) -> str:
-    """The name of a profile given as its name, its YAML file (the course runner passes that
-    for a profile outside the library) or the `Profile` itself."""
+    """The name of a profile given as its name, its YAML file (as the course passes a profile
+    outside the library) or the `Profile`."""
     if isinstance(profile, config.Profile):
         return profile.name
     if str(profile).endswith((".yaml", ".yml")):
@@ -23,8 +23,7 @@ def results_file(profile: str, chapter: str):
 
 
 def record(profile: str, chapter: str, **values) -> dict:
-    """Merge `values` (numbers or short strings) into the chapter's results file; `profile`
-    is the profile's name, its file or the `Profile`, the results go under its name."""
+    """Merge `values` (numbers, rounded, or short strings) into the chapter's results file."""
     path = results_file(profile, chapter)
     current = load_json(path) if path.exists() else {}
     for key, value in values.items():
