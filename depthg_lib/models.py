@@ -1,7 +1,6 @@
 """The model (docs/method.md §5): frozen ViT backbone, segmentation head, cluster and linear probes.
 
-`load_backbone` is the one entry point to every backbone (DINO and DINOv2 ViTs through timm,
-the course's embedded ViT), its weights read from a local file only, never the network.
+`load_backbone` is the one entry point to every backbone, its weights read from local files only.
 """
 
 from __future__ import annotations
@@ -49,15 +48,14 @@ def backbone_weights_dir() -> Path:
 
 
 def default_weights_candidates(name: str) -> list[Path]:
-    """Files tried, in order, for a timm backbone without an explicit weights file."""
+    """Files tried, in order, for a timm backbone without a weights file."""
     root = backbone_weights_dir()
     return [root / f"{name}.safetensors", root / f"{name}.pth", root / TIMM_BACKBONES[name]]
 
 
 class FrozenViT(nn.Module):
-    """What every frozen ViT here shares: [0,1] (or uint8) images (B,3,H,W) → last-layer patch
-    tokens as a map (B, dim, H/p, W/p), normalised inside, without gradient, always in eval
-    mode (docs/method.md §5). A subclass says how normalised images become `patch_tokens`."""
+    """[0,1] (or uint8) images (B,3,H,W) → last-layer patch tokens as a map (B, dim, H/p, W/p),
+    normalised inside, no gradient, always in eval mode; subclasses give `patch_tokens`."""
 
     def __init__(self, name: str, dim: int, patch_size: int, mean, std):
         super().__init__()
@@ -70,26 +68,21 @@ class FrozenViT(nn.Module):
     def train(self, mode: bool = True):  # frozen: always eval
         return super().train(False)
 
-    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised images (B,3,H,W) → patch tokens (B, H/p·W/p, dim), no class token."""
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:  # → (B, H/p·W/p, dim)
         raise NotImplementedError
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise DepthGError(f"{self.name} takes images (B,3,H,W), got {tuple(images.shape)}")
         if images.dtype == torch.uint8:
             images = images.float() / 255.0
         b, _, h, w = images.shape
         p = self.patch_size
-        if h < p or w < p:
-            raise DepthGError(f"{self.name} needs images of at least {p}×{p} px, got {h}×{w}")
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         return self.patch_tokens(x).transpose(1, 2).reshape(b, self.dim, h // p, w // p)
 
 
 class Backbone(FrozenViT):
-    """A frozen timm ViT (or the embedded one) as a `FrozenViT`; its weights never train."""
+    """A frozen timm ViT (or the embedded one)."""
 
     def __init__(self, vit: nn.Module, name: str, mean, std):
         patch = vit.patch_embed.patch_size
@@ -105,12 +98,11 @@ class Backbone(FrozenViT):
 
 
 def _strip_layout(sd: dict) -> dict:
-    """Original DINO training checkpoints → a plain backbone state dict (timm key names)."""
+    """DINO training checkpoints (teacher, module./backbone. prefixes, head) → timm key names."""
     sd = next((sd[k] for k in ("teacher", "model", "state_dict") if isinstance(sd.get(k), dict)),
               sd)
     tensors = {re.sub(r"^(backbone\.)+", "", re.sub(r"^(module\.)+", "", k)): v
                for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    # DINO's projection head / classifier is not the backbone
     return {k: v for k, v in tensors.items() if not k.startswith("head.")}
 
 
@@ -147,15 +139,13 @@ def load_vit_weights(vit: nn.Module, path: str | os.PathLike, name: str) -> None
                           f"{err})") from None
     wrong = [(k, expected[k].shape, sd[k].shape) for k in expected
              if k in sd and sd[k].shape != expected[k].shape]
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
     if wrong:
         raise _shape_error(path, name, wrong)
-    if missing or unexpected:
+    if sd.keys() != expected.keys():
         raise DepthGError(
-            f"backbone weights {path} do not match {name}: missing keys {missing[:5]}"
-            f"{' …' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-            f"{' …' if len(unexpected) > 5 else ''} — is it a checkpoint of another model?")
+            f"backbone weights {path} do not match {name}: missing keys "
+            f"{sorted(expected.keys() - sd.keys())[:5]}, unexpected keys "
+            f"{sorted(sd.keys() - expected.keys())[:5]} — is it a checkpoint of another model?")
     # assign=True: a model built on the meta device (no random init) takes the tensors as-is
     vit.load_state_dict({k: v.float().contiguous() for k, v in sd.items()}, strict=True,
                         assign=True)
@@ -175,12 +165,6 @@ def build_timm_vit(name: str) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
 
 
-def _seeded(build):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_SEED)
-        return build()
-
-
 def _on_meta(build):
     """Build the architecture without initialising it (weights are loaded right after)."""
     with torch.device("meta"):
@@ -194,9 +178,8 @@ def _check_materialised(vit: nn.Module, path) -> None:
 
 
 def weights_identity(name: str, weights: str | os.PathLike | None = None) -> str:
-    """What identifies the weights `load_backbone(name, weights)` would load, so that new
-    weights invalidate the kNN tables and feature caches made with old ones: the shipped
-    embedded ViT's manifest sha256, a file's path, size and mtime, "random", or "" (none)."""
+    """What identifies the weights `load_backbone(name, weights)` loads (new weights invalidate
+    what old ones made): the embedded ViT's sha256, a file's path, size and mtime, "random"."""
     name = canonical_backbone_name(name)
     if name == "embedded-random" or weights == "random":
         return "random"
@@ -222,14 +205,15 @@ def _found_weights(name: str) -> Path | None:
 
 def load_backbone(name: str, weights: str | os.PathLike | None = None,
                   device: str | torch.device = "cpu") -> Backbone:
-    """Frozen backbone ``name`` on ``device`` (docs/method.md §5); weights: a file in DINO or
-    timm layout, None (the default location, or the shipped file for ``embedded``) or
-    ``"random"`` (fixed-seed random weights, for benchmarks and tests)."""
+    """Frozen backbone ``name`` on ``device``; weights: a file in DINO or timm layout, None (the
+    default location or shipped file) or ``"random"`` (fixed-seed, for benchmarks and tests)."""
     name = canonical_backbone_name(name)
     own = name in EMBEDDED
     build = embedded.build_embedded_vit if own else lambda: build_timm_vit(name)
     if name == "embedded-random" or weights == "random":
-        vit = _seeded(build)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            vit = build()
     elif own and weights is None:  # the shipped weights
         vit = _on_meta(build)
         vit.load_state_dict(embedded.load_embedded_state_dict("vit"), strict=True, assign=True)
@@ -254,8 +238,8 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None,
 # --------------------------------------------------------------------------- head, probes
 
 class SegmentationHead(nn.Module):
-    """STEGO head: ``code = linear(drop(f)) + nonlinear(drop(f))``, 1×1 convolutions, each
-    branch with its own Dropout2d(0.1) mask as released; nonlinear = conv→ReLU→conv."""
+    """STEGO head: ``code = linear(drop(f)) + nonlinear(drop(f))`` (1×1 convs, conv→ReLU→conv),
+    each branch with its own Dropout2d(0.1) mask as released."""
 
     def __init__(self, in_dim: int, code_dim: int, dropout: bool = True, nonlinear: bool = True):
         super().__init__()
@@ -311,8 +295,8 @@ class LinearProbe(nn.Module):
         return self.conv(code)
 
     def loss(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the *detached* code's logits upsampled to the labels; pixels outside
-        0..n_classes−1 (255, −1) are ignored."""
+        """Cross-entropy of the *detached* code's logits upsampled to the labels; labels outside
+        0..n_classes−1 are ignored."""
         logits = self(code.detach())
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
                                align_corners=False)
@@ -325,9 +309,8 @@ class LinearProbe(nn.Module):
 
 
 class DepthGModel(nn.Module):
-    """Head and both probes in one module (one DDP wrapper synchronises all three); `forward`
-    gives the codes of image and positive and the probe losses on the detached code: the
-    probes measure the head, they never train it (docs/method.md §5)."""
+    """Head and both probes in one module (one DDP wrapper for all three); `forward` gives the
+    codes of image and positive and the probe losses on the detached code (they never train it)."""
 
     def __init__(self, backbone_dim: int, code_dim: int, n_classes: int, extra_clusters: int = 0,
                  dropout: bool = True, nonlinear: bool = True):

@@ -172,35 +172,6 @@ def dino_interpolate_pos_embed(pos_embed: torch.Tensor, height: int, width: int,
     return torch.cat([pos_embed[:, :1], grid], dim=1)
 
 
-class _Attention(nn.Module):
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)  # fused kernels on the GPU
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
-
-
-class _Block(nn.Module):
-    """DINO's pre-norm transformer block (key names as in DINO and timm)."""
-
-    def __init__(self, dim: int, heads: int, hidden: int):
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
-        self.attn = _Attention(dim, heads)
-        self.mlp = nn.Sequential(collections.OrderedDict(
-            fc1=nn.Linear(dim, hidden), act=nn.GELU(), fc2=nn.Linear(hidden, dim)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
 class DinoViT(FrozenViT):
     """The frozen DINO ViT of a released checkpoint: [0,1] images (B,3,H,W) → last-layer
     patch tokens after the final LayerNorm, as a map (B, C, H/p, W/p) (`net(img)[0]`)."""
@@ -212,7 +183,12 @@ class DinoViT(FrozenViT):
         self.patch_embed.proj = nn.Conv2d(3, dim, patch, stride=patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens, dim))
-        self.blocks = nn.ModuleList(_Block(dim, heads, mlp_hidden) for _ in range(depth))
+        # DINO's pre-norm blocks, same key names; timm is heavy to import, so only here
+        from timm.models.vision_transformer import Block
+
+        norm = functools.partial(nn.LayerNorm, eps=1e-6)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_hidden / dim, qkv_bias=True,
+                                          norm_layer=norm) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
     def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -322,7 +298,7 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
         "path": str(path), "backbone": dino.name, "step": ckpt.get("global_step"),
         "lightning_version": ckpt.get("pytorch-lightning_version"),
         "n_classes": n_classes, "code_dim": d, "extra_clusters": e, "backbone_dim": c,
-        "patch_size": dino.patch_size, "heads": dino.blocks[0].attn.heads,
+        "patch_size": dino.patch_size, "heads": dino.blocks[0].attn.num_heads,
         "depth": len(dino.blocks), "nonlinear": nonlinear,
         "profile": {"backbone": dino.name, "dim": d, "n_classes": n_classes, "extra_clusters": e,
                     "nonlinear": nonlinear, "res": config.get("res"),
