@@ -1,7 +1,7 @@
 """Stage 02 — five-crop (docs/method.md §3, §11): image, label and depth cut with the same
 boxes into `<crop_dir>/{img,label,depth}/<split>/<n>.jpg|png|_zoedepth.png`, n = 5·index + k
-(k in torchvision's order TL, TR, BL, BR, centre); labels stored +1 (0 = ignore). A journal
-`<split>_progress.txt` lets an interrupted run continue without renumbering; a finished split
+(k in torchvision's order TL, TR, BL, BR, centre, index the image's place in the sorted names);
+labels stored +1 (0 = ignore). An interrupted run resumes with the same numbers; a finished split
 gets `<split>_names.txt` (`n<TAB>source name`) for `CropReader`.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,17 +65,15 @@ def crop_paths(crop_dir: str | os.PathLike, split: str, n: int) -> dict[str, Pat
             "depth": crop_dir / "depth" / split / f"{n}_zoedepth.png"}
 
 
-def _listing(crop_dir: Path, split: str, kind: str) -> Path:
-    return crop_dir / f"{split}_{kind}.txt"
+def _names_file(crop_dir: Path, split: str) -> Path:
+    return crop_dir / f"{split}_names.txt"
 
 
 def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = False,
-                   skip_bad: bool = False, progress: bool = True) -> Path:
+                   progress: bool = True) -> Path:
     """Five-crop image, label and depth of a split (`train`, `val` or `all`); returns crop_dir.
-
     Skips what is finished; other settings (`crop.json`) or changed inputs (`crop_inputs`) are
-    refused unless `force`. With `skip_bad` an unreadable image is listed in
-    `<split>_skipped.txt` instead of stopping the stage."""
+    refused unless `force`. Images the depth stage left out as unreadable are left out here."""
     profile = load_profile(profile)
     reader = reader_for_profile(profile)
     crop_dir = profile.paths.crop_dir
@@ -83,8 +82,7 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
         reader.names(s)
     # checked before crop.json is written: a refused run leaves no record to --force past
     require_current_depth(profile, reader, splits, "five-crop")
-    for s in splits:
-        _require_depth(reader, profile, s, reader.names(s), skip_bad)
+    names = {s: _with_depth(reader, profile, s) for s in splits}
     settings = {"stage": "crop", "format": _FORMAT, "dataset": profile.dataset,
                 "dataset_dir": profile.paths.dataset_dir.name, "crop_ratio": profile.crop_ratio,
                 "jpeg_quality": JPEG_QUALITY, "jpeg_subsampling": "4:4:4", "label_offset": 1,
@@ -93,12 +91,13 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     with io.stage_lock(crop_dir, "crop"):
         inputs = crop_inputs(reader, splits)
         if not io.check_stage_settings(crop_dir, "crop", settings, force=force, inputs=inputs,
-                                       command=command):  # fresh: old bookkeeping is of no run
+                                       command=command):  # fresh: no crop of an older run stays
             for s in set(reader.splits) | set(splits):
-                for kind in ("progress", "names", "skipped"):
-                    _listing(crop_dir, s, kind).unlink(missing_ok=True)
+                _names_file(crop_dir, s).unlink(missing_ok=True)
+                for sub in ("img", "label", "depth"):
+                    shutil.rmtree(crop_dir / sub / s, ignore_errors=True)
         for s in splits:
-            _crop_split(reader, profile, crop_dir, s, skip_bad, progress)
+            _crop_split(reader, profile, crop_dir, s, names[s], progress)
     return crop_dir
 
 
@@ -136,99 +135,41 @@ def require_current_crops(profile: Profile, split: str, who: str) -> None:
             f"{'; '.join(changed)}; cut them again with {redo}")
 
 
-def _read_journal(crop_dir: Path, split: str) -> tuple[dict[str, int], dict[str, str]]:
-    """name → image index of finished images, and name → reason of skipped ones."""
-    done, skipped = {}, {}
-    journal, names = _listing(crop_dir, split, "progress"), _listing(crop_dir, split, "names")
-    if journal.exists():
-        for line in journal.read_text().split("\n")[:-1]:  # the last: empty, or cut short
-            parts = line.split("\t")
-            if len(parts) >= 2 and parts[0] == "skip":
-                skipped[parts[1]] = parts[2] if len(parts) > 2 else ""
-            elif len(parts) == 2 and parts[0].isdigit():
-                done[parts[1]] = int(parts[0])
-    elif names.exists():  # a finished split: its final record
-        for line in names.read_text().splitlines():
-            n, name = line.split("\t", 1)
-            done.setdefault(name, int(n) // N_CROPS)
-        skipped_file = _listing(crop_dir, split, "skipped")
-        if skipped_file.exists():
-            skipped.update(line.partition("\t")[::2]
-                           for line in skipped_file.read_text().splitlines())
-    return done, skipped
-
-
-def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, skip_bad: bool,
+def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, names: list[str],
                 progress: bool) -> None:
-    names = reader.names(split)
-    done, skipped = _read_journal(crop_dir, split)
-    todo = [n for n in names
-            if not (n in skipped and skip_bad)
-            and not (n in done and _finished(crop_dir, split, done[n], reader.has_labels))]
-    journal = _listing(crop_dir, split, "progress")
-    if not todo and not journal.exists() and _listing(crop_dir, split, "names").exists():
+    """Crop every image not yet finished (image i: crops 5i..5i+4), then list them."""
+    todo = [(i, n) for i, n in enumerate(names)
+            if not _finished(crop_dir, split, i, reader.has_labels)]
+    if not todo and _names_file(crop_dir, split).exists():
         return  # finished earlier with these settings: touch nothing
-    _require_depth(reader, profile, split, [n for n in todo if n not in done], skip_bad)
-
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    if not journal.exists():  # keep the journal whole: seed it from a finished record
-        with open(journal, "w") as fh:
-            fh.writelines(f"{i}\t{name}\n" for name, i in sorted(done.items(), key=lambda x: x[1]))
-            fh.writelines(f"skip\t{name}\t{why}\n" for name, why in skipped.items())
-    next_index = max(done.values(), default=-1) + 1
     room = io.DiskRoom(crop_dir, len(todo), f"{split} images to crop")
-    with open(journal, "a") as log:
-        for name in tqdm(todo, desc=f"five-crop {split}", unit="img", disable=not progress):
-            index = done.get(name, next_index)
-            try:
-                _crop_one(reader, crop_dir, split, name, index, profile.crop_ratio)
-            except DepthGError as err:
-                if name in done:  # a numbered image cannot be dropped now
-                    raise
-                if not skip_bad:
-                    raise DepthGError(f"{err}; or pass --skip-bad to leave {split}/{name} out "
-                                      f"(listed in {split}_skipped.txt)") from None
-                reason = str(err).replace("\t", " ").replace("\n", " ")
-                skipped[name] = reason
-                log.write(f"skip\t{name}\t{reason}\n")
-                log.flush()
-                continue
-            room.wrote()
-            if name not in done:
-                done[name] = index
-                next_index += 1
-                skipped.pop(name, None)
-                log.write(f"{index}\t{name}\n")
-                log.flush()
-    _finish_split(crop_dir, split, done, skipped)
+    for index, name in tqdm(todo, desc=f"five-crop {split}", unit="img", disable=not progress):
+        _crop_one(reader, crop_dir, split, name, index, profile.crop_ratio)
+        room.wrote()
+    for sub in ("img", "label", "depth"):  # temporary files of writes a kill cut short
+        for path in (crop_dir / sub / split).glob(".*"):
+            path.unlink()
+    with io.atomic_path(_names_file(crop_dir, split)) as tmp:
+        tmp.write_text("".join(f"{N_CROPS * i + k}\t{name}\n" for i, name in enumerate(names)
+                               for k in range(N_CROPS)))
 
 
-def _require_depth(reader, profile, split, todo, skip_bad) -> None:
-    missing = [n for n in todo if not reader.depth_path(split, n).is_file()]
-    if skip_bad and missing:  # a bad image has no depth: it will be skipped, not an error
-        missing = [n for n in missing if _readable(reader, split, n)]
-    if not missing:
-        return
-    skipped_file = reader.depth_record_dir() / "depth_skipped.json"
-    skipped = set(io.load_json(skipped_file)) if skipped_file.is_file() else set()
-    if all(f"{split}/{n}" in skipped for n in missing):  # unreadable: the depth stage left them
+def _with_depth(reader, profile, split) -> list[str]:
+    """The images of `split` to crop: all but those the depth stage left out as unreadable."""
+    left_out = reader.depth_record_dir() / "depth_skipped.json"
+    left_out = set(io.load_json(left_out)) if left_out.is_file() else set()
+    names, missing = [], []
+    for n in reader.names(split):
+        if reader.depth_path(split, n).is_file():
+            names.append(n)
+        elif f"{split}/{n}" not in left_out:
+            missing.append(n)
+    if missing:
         raise DepthGError(
-            f"five-crop: {len(missing)} {split} images have no depth map because the depth "
-            f"stage left them out as unreadable (listed in {skipped_file}, e.g. "
-            f"{reader.image_path(split, missing[0])}); leave them out here too with "
-            f"`python -m depthg_lib.crop --profile {profile_arg(profile)} --skip-bad`")
-    raise DepthGError(
-        f"five-crop needs depth maps first: {len(missing)} of {len(todo)} {split} images "
-        f"have none (e.g. {reader.depth_path(split, missing[0])}). Run "
-        f"`python -m depthg_lib.depth --profile {profile_arg(profile)}` (chapter 01) first")
-
-
-def _readable(reader, split, name) -> bool:
-    try:
-        reader.load_image(split, name)
-    except DepthGError:
-        return False
-    return True
+            f"five-crop needs depth maps first: {len(missing)} {split} images have none (e.g. "
+            f"{reader.depth_path(split, missing[0])}). Run `python -m depthg_lib.depth "
+            f"--profile {profile_arg(profile)}` (chapter 01) first")
+    return names
 
 
 def _finished(crop_dir: Path, split: str, index: int, has_labels: bool) -> bool:
@@ -241,7 +182,7 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
     image = reader.load_image(split, name)
     label = reader.load_label(split, name)
     depth_file = reader.depth_path(split, name)
-    depth = io.read_depth_png(depth_file, "re-run the depth stage, or pass --skip-bad")
+    depth = io.read_depth_png(depth_file, "re-run the depth stage with --force")
     height, width = image.shape[:2]
     for what, arr, path in (("label", label, reader.label_path(split, name)),
                             ("depth map", depth, depth_file)):
@@ -262,33 +203,6 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
         io.save_image(paths["img"], crop_array(image, box), quality=JPEG_QUALITY, subsampling=0)
 
 
-def _finish_split(crop_dir: Path, split: str, done: dict[str, int], skipped: dict) -> None:
-    """Write the names record, drop strays (of a longer run, or temp files), close the journal."""
-    order = sorted(done.items(), key=lambda item: item[1])
-    if [i for _, i in order] != list(range(len(order))):
-        raise DepthGError(f"{_listing(crop_dir, split, 'progress')} is inconsistent (image "
-                          "numbers are not 0, 1, 2, ...); re-run with --force")
-    count = N_CROPS * len(order)
-    for sub in ("img", "label", "depth"):
-        folder = crop_dir / sub / split
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            stem = path.name.split(".")[0].split("_")[0]
-            if path.name.startswith(".") or (stem.isdigit() and int(stem) >= count):
-                path.unlink()
-    with io.atomic_path(_listing(crop_dir, split, "names")) as tmp:
-        tmp.write_text("".join(f"{N_CROPS * i + k}\t{name}\n" for name, i in order
-                               for k in range(N_CROPS)))
-    skipped_file = _listing(crop_dir, split, "skipped")
-    if skipped:
-        with io.atomic_path(skipped_file) as tmp:
-            tmp.write_text("".join(f"{name}\t{why}\n" for name, why in sorted(skipped.items())))
-    else:
-        skipped_file.unlink(missing_ok=True)
-    _listing(crop_dir, split, "progress").unlink(missing_ok=True)
-
-
 class CropReader:
     """A five-cropped split: `load(n) -> (image, label, depth)`, uint8 RGB, uint8 ids (255 =
     ignore), uint16 depth (an 8-bit depth PNG widened ×257)."""
@@ -296,7 +210,7 @@ class CropReader:
     def __init__(self, crop_dir: str | os.PathLike, split: str, profile: str | None = None):
         self.crop_dir = Path(crop_dir)
         self.split = split
-        names_file = _listing(self.crop_dir, split, "names")
+        names_file = _names_file(self.crop_dir, split)
         if not names_file.is_file():
             what = ("does not exist" if not self.crop_dir.exists()
                     else f"has no finished {split} split ({names_file.name} is missing)")
@@ -311,7 +225,7 @@ class CropReader:
         """These crops as an input entry: the crop record's split part and every file."""
         if self._digest is None:
             kinds = ("img", "depth", "label") if self.has_labels else ("img", "depth")
-            files = [_listing(self.crop_dir, self.split, "names")]
+            files = [_names_file(self.crop_dir, self.split)]
             files += [crop_paths(self.crop_dir, self.split, n)[kind]
                       for n in range(len(self)) for kind in kinds]
             where = f"the {self.split} crops in {self.crop_dir}"
@@ -367,18 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="all", choices=("train", "val", "all"),
                         help="which split to crop (default: all)")
     parser.add_argument("--force", action="store_true", help="redo every crop")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="leave out unreadable images (listed in <split>_skipped.txt)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     crop_dir = run_crop_stage(args.profile, split=args.split, force=args.force,
-                              skip_bad=args.skip_bad, progress=not args.no_progress)
+                              progress=not args.no_progress)
     for split in ("train", "val"):
-        if _listing(crop_dir, split, "names").exists():
-            skipped = _listing(crop_dir, split, "skipped")
-            n_skipped = len(skipped.read_text().splitlines()) if skipped.exists() else 0
-            print(f"{split}: {len(CropReader(crop_dir, split))} crops"
-                  + (f", {n_skipped} images skipped (see {skipped})" if n_skipped else ""))
+        if _names_file(crop_dir, split).exists():
+            print(f"{split}: {len(CropReader(crop_dir, split))} crops")
     print(f"five-crop output: {crop_dir}")
     return 0
 

@@ -86,16 +86,6 @@ def test_corrupt_and_truncated_images_name_the_file(tmp_path):
     assert not report.usable and len(report.splits["train"].bad) == 2
 
 
-def test_stages_with_skip_bad_offer_it_and_it_works(tmp_path):
-    profile = _profile(tmp_path, n_train=3, n_val=0)
-    reader = reader_for_profile(profile)
-    reader.image_path("train", "train_00001").write_bytes(b"not a jpeg")
-    with pytest.raises(DepthGError, match="train_00001.*or pass --skip-bad"):
-        run_crop_stage(profile, progress=False)
-    run_crop_stage(profile, skip_bad=True, progress=False)  # the hint, followed, works
-    assert len(CropReader.from_profile(profile, "train")) == 10
-
-
 def test_corrupt_mat_file_names_it(tmp_path):
     root = make_potsdam(tmp_path / "p")
     (root / "imgs" / "1.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
@@ -265,7 +255,7 @@ def test_interrupted_run_resumes_with_same_numbering(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_crop_stage(profile, progress=False)
     out = profile.paths.crop_dir
-    assert (out / "train_progress.txt").exists() and not (out / "train_names.txt").exists()
+    assert not (out / "train_names.txt").exists()
     with pytest.raises(DepthGError, match="no finished train split"):
         CropReader(out, "train")
     monkeypatch.setattr(crop_module, "_crop_one", real)
@@ -275,7 +265,6 @@ def test_interrupted_run_resumes_with_same_numbering(tmp_path, monkeypatch):
     assert redone == ["train_00003", "train_00004", "train_00005"]
     crops = CropReader(out, "train")
     assert len(crops) == 30 and crops.source(17) == ("train_00003", 2)
-    assert not (out / "train_progress.txt").exists()
 
 
 def test_other_settings_refused_unless_force(tmp_path):
@@ -293,19 +282,21 @@ def test_other_settings_refused_unless_force(tmp_path):
     assert len(CropReader(out, "train")) == 10
 
 
-def test_skip_bad_leaves_out_unreadable_images(tmp_path):
+def test_crop_names_a_bad_image_and_leaves_out_what_the_depth_stage_left_out(tmp_path):
     profile = _profile(tmp_path, n_train=4, n_val=0)
     reader = reader_for_profile(profile)
-    bad = reader.image_path("train", "train_00001")
-    bad.write_bytes(b"\xff\xd8 broken")
-    with pytest.raises(DepthGError, match="train_00001.jpg"):
+    reader.image_path("train", "train_00001").write_bytes(b"\xff\xd8 broken")
+    with pytest.raises(DepthGError, match="train_00001.jpg.*replace or delete"):
         run_crop_stage(profile, progress=False)
-    out = run_crop_stage(profile, skip_bad=True, progress=False)
+    reader.depth_path("train", "train_00001").unlink()  # as `depth --skip-bad` leaves it
+    with pytest.raises(DepthGError, match="needs depth maps first"):
+        run_crop_stage(profile, progress=False)
+    (reader.depth_record_dir() / "depth_skipped.json").write_text('["train/train_00001"]')
+    out = run_crop_stage(profile, force=True, progress=False)
     crops = CropReader(out, "train")
     assert len(crops) == 15
     assert [crops.source(n)[0] for n in (0, 5, 10)] == ["train_00000", "train_00002",
                                                           "train_00003"]
-    assert (out / "train_skipped.txt").read_text().startswith("train_00001\t")
     assert not (out / "img" / "train" / "15.jpg").exists()
 
 

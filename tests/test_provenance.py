@@ -124,7 +124,7 @@ def test_depth_backend_switch_then_crop_refuses_or_redoes(profile):
     _crop_matches_sources(synth)
 
 
-def test_interrupted_forced_depth_leaves_the_old_maps_whole_to_crop(profile, monkeypatch):
+def test_interrupted_forced_depth_is_refused_by_crop_until_finished(profile, monkeypatch):
     from depthg_lib import depth as depth_mod
 
     _stages(profile)
@@ -141,7 +141,10 @@ def test_interrupted_forced_depth_leaves_the_old_maps_whole_to_crop(profile, mon
     with pytest.raises(KeyboardInterrupt):
         run_depth_stage(profile.replace(depth_batch=1), force=True, progress=False)
     monkeypatch.undo()
-    run_crop_stage(profile, split="all", force=True, progress=False)  # the old maps, untouched
+    with pytest.raises(DepthGError, match="needs depth maps first"):
+        run_crop_stage(profile, split="all", force=True, progress=False)
+    run_depth_stage(profile, progress=False)  # the plain command finishes the maps
+    run_crop_stage(profile, split="all", force=True, progress=False)
     _crop_matches_sources(profile)
     _crop_matches_sources(profile, "val")
 
