@@ -259,7 +259,7 @@ def test_depthg_checkpoints_are_placed_by_hand(tmp_path, capsys, monkeypatch):
 def test_cli(served, profile, tmp_path, capsys):
     from depthg_lib.fetch import main
 
-    assert main(["--profile", profile, "--only", "checkpoint", "--quiet"]) == 0
+    assert main(["--profile", profile, "--only", "checkpoint"]) == 0
     assert "cityscapes_vit_base_1.ckpt" in capsys.readouterr().out
     assert (tmp_path / "data" / "models" / "released" / "cityscapes_vit_base_1.ckpt").is_file()
 

@@ -104,8 +104,7 @@ def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
             part.unlink()
             return download(url, dest, ledger, expected_sha256, progress, timeout)
         raise DepthGError(f"downloading {url} failed: HTTP {err.code} {err.reason}; check the "
-                          f"address (base URLs: --dino-url/--stego-url, ${ENV_DINO}/"
-                          f"${ENV_STEGO})") from None
+                          f"address (base URLs: ${ENV_DINO}, ${ENV_STEGO})") from None
     except (OSError, http.client.HTTPException) as err:  # URLError is an OSError
         raise DepthGError(
             f"cannot reach {urllib.parse.urlsplit(url).netloc} to download {url} "

@@ -4,7 +4,6 @@ every item of a profile's plan present, and the command line (`main`)."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..config import Profile, load_profile
@@ -38,7 +37,7 @@ def status(item: Item) -> str:
 
 
 def fetch_item(item: Item, ledger: downloads.Ledger, progress: bool = True,
-               keep_archive: bool = False, check: bool = True, verify: bool = False) -> str:
+               keep_archive: bool = False, verify: bool = False) -> str:
     """Make one item present; returns what was done."""
     if item.hub_repo:
         return downloads.fetch_hub(item, ledger)
@@ -59,7 +58,7 @@ def fetch_item(item: Item, ledger: downloads.Ledger, progress: bool = True,
     ledger.record(item.url, extracted_to=str(item.dest))
     if not keep_archive:
         item.archive.unlink()
-    if not (check and item.dataset):
+    if not item.dataset:
         return f"extracted to {item.dest}"
     report = get_reader(item.dataset, item.dest).check()
     print(report)
@@ -96,21 +95,17 @@ def describe_plan(items: list[Item], root: Path) -> str:
               f"are deleted after extraction unless --keep-archives); free at {root}: "
               f"{human_bytes(free)}"]
     if need > free:
-        lines.append("NOT ENOUGH DISK: choose another --root (or data_root in a copy of the "
-                     "profile)")
+        lines.append("NOT ENOUGH DISK: set data_root in a copy of the profile to a larger disk")
     return "\n".join(lines)
 
 
-def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
-          only: list[str] | None = None, dry_run: bool = False, progress: bool = True,
-          keep_archives: bool = False, check: bool = True, verify: bool = False,
-          dino_url: str | None = None, stego_url: str | None = None) -> list[tuple[Item, str]]:
-    """Fetch what `profile` needs (under `root` instead of its data_root if given); returns
-    (item, outcome) pairs. A dry run prints the plan and changes nothing."""
+def fetch(profile: Profile | str, only: list[str] | None = None, dry_run: bool = False,
+          progress: bool = True, keep_archives: bool = False,
+          verify: bool = False) -> list[tuple[Item, str]]:
+    """Fetch what `profile` needs; returns (item, outcome) pairs. A dry run prints the plan and
+    changes nothing."""
     profile = load_profile(profile)
-    if root is not None:
-        profile = profile.replace(data_root=str(Path(root).expanduser().resolve()))
-    todo = plan(profile, only=only, dino_url=dino_url, stego_url=stego_url)
+    todo = plan(profile, only=only)
     droot = profile.paths.data_root
     if dry_run:
         print(f"profile {profile.name}: data_root {droot}")
@@ -122,8 +117,7 @@ def fetch(profile: Profile | str, root: str | os.PathLike | None = None,
     ledger = downloads.Ledger(droot / downloads.LEDGER)
     done = []
     for item in todo:
-        outcome = fetch_item(item, ledger, progress=progress, keep_archive=keep_archives,
-                             check=check, verify=verify)
+        outcome = fetch_item(item, ledger, progress, keep_archives, verify)
         print(f"{item.kind:<11}{item.key:<44}{outcome}")
         done.append((item, outcome))
     return done
@@ -133,24 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m depthg_lib.fetch",
         description="Download what a paper profile needs (backbone, depth model, dataset, "
-                    "released checkpoint) to where it reads it; docs/reproduction.md §1, §6.")
+                    "released checkpoint) to where it reads it; docs/reproduction.md §1, §6.",
+        epilog=f"Mirrors: ${sources.ENV_DINO} (default {sources.DINO_URL}), "
+               f"${sources.ENV_STEGO} (default {sources.STEGO_URL}).")
     add = parser.add_argument
     add("--profile", required=True, help="profile name or YAML file")
     add("--dry-run", action="store_true",
         help="print what would be fetched and the disk it needs; change nothing")
-    add("--root", default=None, help="data folder instead of the profile's data_root (the "
-        "stages read it only if the profile's data_root says so too)")
     add("--only", action="append", choices=sources.KINDS,
         help="fetch only this kind (repeatable)")
     add("--keep-archives", action="store_true", help="keep the downloaded zips after extraction")
     add("--verify", action="store_true", help="re-hash present files against the ledger's sha256")
-    add("--no-check", action="store_false", dest="check",
-        help="skip the data check after extracting a dataset")
-    add("--quiet", action="store_false", dest="progress", help="no progress bars")
-    add("--dino-url", help=f"base URL of the DINO release (default ${sources.ENV_DINO} or "
-        f"{sources.DINO_URL})")
-    add("--stego-url", help=f"base URL of STEGO's storage (default ${sources.ENV_STEGO} or "
-        f"{sources.STEGO_URL})")
     results = fetch(**vars(parser.parse_args(argv)))
     manual = [item for item, outcome in results if outcome.startswith("NOT FETCHED")]
     if manual:

@@ -66,12 +66,11 @@ def released_checkpoint_path(profile: Profile | str) -> Path | None:
     return profile.paths.data_root / "models" / "released" / name if name else None
 
 
-def plan(profile: Profile | str, only: tuple[str, ...] | None = None,
-         dino_url: str | None = None, stego_url: str | None = None) -> list[Item]:
-    """The items a profile needs (optionally only some kinds)."""
+def plan(profile: Profile | str, only: tuple[str, ...] | None = None) -> list[Item]:
+    """The items a profile needs (optionally only some kinds), from the mirrors if set."""
     profile = load_profile(profile)
-    dino = (dino_url or os.environ.get(ENV_DINO) or DINO_URL).rstrip("/") + "/"
-    stego = (stego_url or os.environ.get(ENV_STEGO) or STEGO_URL).rstrip("/") + "/"
+    dino = (os.environ.get(ENV_DINO) or DINO_URL).rstrip("/") + "/"
+    stego = (os.environ.get(ENV_STEGO) or STEGO_URL).rstrip("/") + "/"
     items = {"backbone": lambda: _backbone_items(profile, dino),
              "depth": lambda: _depth_items(profile),
              "dataset": lambda: _dataset_items(profile, stego),

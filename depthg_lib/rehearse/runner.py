@@ -56,7 +56,6 @@ def _parser() -> argparse.ArgumentParser:
         "do at full scale is timed (default 2; 0 skips those samples)")
     add("--steps", type=int, default=1, help="training steps run (default 1)")
     add("--batch", type=int, help="training batch (default: the profile's)")
-    add("--knn-blocks", type=int, default=1, help="top-k blocks mined for real (default 1)")
     add("--only", help="comma-separated stages to run (those before must be done)")
     add("--force", action="store_true", help="re-run stages already measured")
     add("--clean", action="store_true", help="remove the rehearsal folder --out and stop")
@@ -225,8 +224,8 @@ def measured(out: Path) -> dict[str, dict]:
 
 
 def rehearse(profile: str, scale: float, out: Path, sample: int = 2, steps: int = 1,
-             batch: int | None = None, knn_blocks: int = 1, only: list[str] | None = None,
-             force: bool = False, command: str = "") -> str:
+             batch: int | None = None, only: list[str] | None = None, force: bool = False,
+             command: str = "") -> str:
     """Run the rehearsal's stages into `out`; returns the table (also in `out/table.md`)."""
     original = load_profile(profile)
     if original.dataset not in FACTS:
@@ -235,7 +234,7 @@ def rehearse(profile: str, scale: float, out: Path, sample: int = 2, steps: int 
     out = Path(out).expanduser().resolve()
     check_out(out, original)
     settings = {"profile": original.name, "scale": scale, "sample": sample, "steps": steps,
-                "batch": batch, "knn_blocks": knn_blocks}
+                "batch": batch, "knn_blocks": 1}  # top-k blocks mined for real
     open_rehearsal(out, original, settings, command)
     for stage in only or STAGE_ORDER:
         print(f"[rehearse {original.name} F={scale:g}] {stage} ...", flush=True)
@@ -275,6 +274,6 @@ def main(argv: list[str] | None = None) -> int:
                           f"{', '.join(STAGE_ORDER)}")
     command = shlex.join(["python", "-m", "depthg_lib.rehearse",
                           *(sys.argv[1:] if argv is None else argv)])
-    print(rehearse(args.profile, args.scale, out, args.sample, args.steps, args.batch,
-                   args.knn_blocks, only, args.force, command))
+    print(rehearse(args.profile, args.scale, out, args.sample, args.steps, args.batch, only,
+                   args.force, command))
     return 0
