@@ -1,10 +1,6 @@
-"""What the course's evidence says (chapter 07): every number read from a file, none typed in.
-
-The chapters' recorded numbers beside their baselines (`course_findings`), what the released
-objective amounts to (`released_objective`, docs/method.md §6.1, §8), how much of FPS the
-released sampler reads (`fps_read_overlap`, §7.1), and the papers' numbers beside the course's
-(`paper_rows`, `course_rows`). The study's conclusions in words are in `conclusions`.
-"""
+"""What the course's evidence says (chapter 07), every number read from a file: the chapters'
+recorded numbers beside their baselines, what the released objective amounts to (method.md §6.1,
+§8), how much of FPS the released sampler reads (§7.1), the papers' numbers beside the course's."""
 
 from __future__ import annotations
 
@@ -46,8 +42,8 @@ def _premise(r: dict) -> list[Finding]:
     """Chapter 01: how well depth, features and both tell 'same class' for pixel pairs."""
     if "premise_feature_auroc" not in r:
         return []
-    feat, depth, gain = r["premise_feature_auroc"], r["premise_depth_auroc"], r.get(
-        "premise_depth_gain")
+    feat, depth = r["premise_feature_auroc"], r["premise_depth_auroc"]
+    gain = r.get("premise_depth_gain")
     return [Finding(
         "01", "same-class AUROC of pixel pairs: features / depth / gain of both over features",
         f"{feat:.3f} / {depth:.3f} / {'—' if gain is None else f'{gain:+.3f}'}",
@@ -119,8 +115,8 @@ _READERS = {"01_generate_depth": ("premise (same-class AUROC)", _premise),
 
 
 def course_findings(profile: Profile | str) -> list[Finding]:
-    """The chapters' recorded numbers for `profile` (`results.record`), each beside its
-    baseline; a reading says which side it is on, not whether that beats the noise (ch. 06)."""
+    """The chapters' recorded numbers for `profile`, each beside its baseline: which side it is
+    on, not whether that beats the noise (chapter 06)."""
     name = load_profile(profile).name
     out: list[Finding] = []
     for chapter, (measure, read) in _READERS.items():
@@ -149,24 +145,22 @@ def effective_intra_shift(w_intra: float, s_intra: float, w_depth: float,
 
 
 def depth_schedule(profile: Profile, step: int) -> tuple[float, float]:
-    """(w_depth, s_depth) at training step `step` (0-based): both decay by
-    `depth_decay_factor` after every step k > 0 with k % `depth_decay_every` == 0."""
+    """(w_depth, s_depth) at step `step`, as the trainer decays them after every step k > 0
+    with k % `depth_decay_every` == 0."""
     decays = max(step - 1, 0) // profile.depth_decay_every
     f = profile.depth_decay_factor ** decays
     return profile.weight_depth * f, profile.shift_depth * f
 
 
 def released_objective(profile: Profile | str) -> dict:
-    """What a profile trains when run as released: its fidelity, sampling and depth use, and
-    the equivalent intra shift s′ at the first and the last step (meaningful with D ≡ 1)."""
+    """What a profile trains as released, and the equivalent intra shift s′ at its first and
+    last step (meaningful with D ≡ 1)."""
     p = load_profile(profile)
     w_i, s_i = p.weights["intra"], p.shifts["intra"]
     first, last = depth_schedule(p, 0), depth_schedule(p, p.steps - 1)
-    return {"profile": p.name, "fidelity": p.fidelity, "sampling": p.sampling,
-            "use_depth": p.use_depth, "d_is_one": p.use_depth and p.fidelity == "released",
-            "steps": p.steps, "w_intra": w_i, "s_intra": s_i,
-            "decay_factor": p.depth_decay_factor, "decay_every": p.depth_decay_every,
-            "w_depth": first[0], "s_depth": first[1],
+    return {"fidelity": p.fidelity, "sampling": p.sampling, "steps": p.steps, "s_intra": s_i,
+            "d_is_one": p.use_depth and p.fidelity == "released",
+            "decay_factor": p.depth_decay_factor,
             "shift_first": effective_intra_shift(w_i, s_i, *first) if p.use_depth else s_i,
             "shift_last": effective_intra_shift(w_i, s_i, *last) if p.use_depth else s_i}
 
@@ -203,12 +197,12 @@ def backbone_name(p: Profile) -> str:
     return f"{family} ViT-{match.group(1)[0].upper()}/{match.group(2)}"
 
 
-def _row(profile: str, p: Profile, method: str, kind: str, block: dict, note=None) -> dict:
+def _row(profile: str, p: Profile, method: str, kind: str, block: dict) -> dict:
     return {"profile": profile, "dataset": dataset_name(p), "backbone": backbone_name(p),
             "method": method, "kind": kind,
             "unsup_acc": block["unsupervised"]["acc"], "unsup_miou": block["unsupervised"]["miou"],
             "linear_acc": block["linear"]["acc"], "linear_miou": block["linear"]["miou"],
-            "crf": block["crf"], "source": block["source"], "note": note}
+            "crf": block["crf"], "source": block["source"]}
 
 
 def paper_rows() -> list[dict]:
@@ -220,8 +214,7 @@ def paper_rows() -> list[dict]:
         if block is None:
             continue
         p = load_profile(name)
-        rows.append(_row(name, p, "DepthG" if p.use_depth else "STEGO", "paper", block,
-                         block["note"]))
+        rows.append(_row(name, p, "DepthG" if p.use_depth else "STEGO", "paper", block))
         rows += [_row(name, p, other["method"], "other", other) for other in block["others"]]
     return rows
 
@@ -232,8 +225,7 @@ def sourced(rows: Sequence[dict]) -> list[dict]:
 
 
 def paper_markdown(rows: Sequence[dict]) -> str:
-    """A Markdown table of `paper_rows`, grouped by dataset and backbone so that what one
-    could compare sits together (— = not sourced in the profile; CRF said where known)."""
+    """A Markdown table of `paper_rows`, grouped by dataset and backbone (— = not sourced)."""
     order = sorted(rows, key=lambda r: (r["dataset"], r["backbone"], r["kind"] != "paper",
                                         r["method"] != "DepthG"))
     return _table(_HEADER + "source", _ALIGN, (_cells(r, _as_given, _method(r), _link(r["source"]))
@@ -268,8 +260,8 @@ def _as_given(x: float | None) -> str:
 
 
 def _link(source: str) -> str:
-    """A source with its web addresses as short links (`leonsick/depthg#2`, a page of another
-    site by its host) so that the papers' table fits the book's column."""
+    """A source with its web addresses as short links (`leonsick/depthg#2`, or the host), so
+    that the papers' table fits the book's column."""
     def short(match: re.Match) -> str:
         url = match.group(1)
         issue = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)/(?:issues|pull)/(\d+)", url)
@@ -281,8 +273,8 @@ def _link(source: str) -> str:
 
 
 def course_rows(profile: Profile | str, study: dict | None = None) -> list[dict]:
-    """This course's own numbers in the papers' units (Acc and mIoU in %): chapter 05's head
-    and k-means baseline for `profile`, and the study's arms (mean over seeds; mIoU only)."""
+    """This course's numbers in the papers' units (%): chapter 05's head and k-means for
+    `profile`, and the study's arms (mean over seeds; mIoU only)."""
     p = load_profile(profile)
     r = read_results(p.name, "05_evaluate")
     here = {"dataset": dataset_name(p), "backbone": p.backbone,
@@ -329,20 +321,16 @@ def course_markdown(rows: Sequence[dict]) -> str:
                   (_cells(r, _fmt, r["method"], r["source"]) for r in rows))
 
 
-def groups(rows: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
-    """Rows by (dataset, backbone), each group's paper row first: what can be compared."""
-    out: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        out.setdefault((r["dataset"], r["backbone"]), []).append(r)
-    return {k: sorted(g, key=lambda r: r.get("kind") != "paper") for k, g in out.items()}
-
-
 def relations(rows: Sequence[dict]) -> list[str]:
-    """Within each dataset and backbone: every row's unsupervised mIoU minus the raw features'
-    ("no head") row and minus the paper's own — comparisons that hold across datasets."""
+    """Per dataset and backbone, each row's unsupervised mIoU minus the raw features' ("no
+    head") row and minus the paper's own: comparisons that hold across datasets."""
+    by_pair: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by_pair.setdefault((r["dataset"], r["backbone"]), []).append(r)
     out = []
-    for (dataset, backbone), group in groups(rows).items():
-        scored = [r for r in group if r["unsup_miou"] is not None]
+    for (dataset, backbone), group in by_pair.items():
+        scored = sorted((r for r in group if r["unsup_miou"] is not None),
+                        key=lambda r: r.get("kind") != "paper")
         raw = next((r for r in scored if "no head" in r["method"]), None)
         paper = next((r for r in scored if r.get("kind") == "paper"), None)
         for r in scored:
