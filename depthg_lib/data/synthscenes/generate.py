@@ -82,13 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-val", type=int, required=True, help="number of validation images")
     parser.add_argument("--size", type=int, required=True, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    parser.add_argument("--camouflage", type=float, default=0.0,
-                        help="share of things dressed like the ground (default 0)")
     parser.add_argument("--force", action="store_true",
                         help="replace a dataset made with other settings")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
-    out = generate(args.out, args.n_train, args.n_val, args.size, args.seed,
-                   progress=not args.no_progress, force=args.force, camouflage=args.camouflage)
+    out = generate(args.out, args.n_train, args.n_val, args.size, args.seed, force=args.force)
     print(f"SynthScenes: {args.n_train} train + {args.n_val} val images of {args.size}px in {out}")
     return 0
