@@ -8,7 +8,7 @@ and of different classes, and across two images at the same grid position. `by_i
 (within- minus across-image, different classes) is what a per-image offset adds,
 `by_position` (same minus other positions) what a position pattern adds, `class_gap` (same
 minus different class across images) what the class says. Written to `<out>/diagnosis.json`
-(and `docs/study/diagnosis.json` with --publish).
+(with --publish also `docs/study/diagnosis.json` and its README section, `diagnosis.md`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from depthg_lib.checkpoint import load_checkpoint
 from depthg_lib.config import REPO_ROOT, load_profile
 from depthg_lib.errors import run_cli
 from depthg_lib.io import save_json
-from depthg_lib.study.readme import diagnosis_table
 from depthg_lib.study.runner import Study
 from depthg_lib.study.scoring import class_means, head_codes, patch_vectors
 from depthg_lib.study.splits import knob_key
@@ -71,6 +70,27 @@ def diagnose(study) -> dict:
     return out
 
 
+def diagnosis_markdown(diag: dict) -> str:
+    """The README's section on F and the codes (docs/study/diagnosis.md): one row per
+    (setting, representation)."""
+    lines = ["## What F looks like and what the codes learn (tune split, seed 0)", "",
+             "Mean cosine similarity of patch pairs (`python tools/study_diagnose.py`, "
+             "`diagnosis.json`): *by image* = within-image minus across-image similarity "
+             "of different-class pairs (what a per-image offset adds), *by position* = "
+             "same grid position minus other positions across images (what a position "
+             "pattern adds), *class gap* = same minus different class across images.", "",
+             "| setting | representation | within image, same / different class | across "
+             "images, same / different class | by image | by position | class gap |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for knob, entry in diag.get("settings", {}).items():
+        for name, s in entry.items():
+            lines.append(f"| {knob} | {name} | {s['within_same']:.2f} / {s['within_diff']:.2f}"
+                         f" | {s['across_same']:.2f} / {s['across_diff']:.2f} | "
+                         f"{s['by_image']:+.2f} | {s['by_position']:+.2f} | "
+                         f"{s['class_gap']:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python tools/study_diagnose.py",
                                      description=__doc__.splitlines()[0])
@@ -85,10 +105,11 @@ def main(argv=None) -> int:
     study = Study(profile, Path(args.out), 1, "cpu", False, 100, "diagnose")
     diag = diagnose(study)
     save_json(Path(args.out) / "diagnosis.json", diag)
-    if args.publish:
+    if args.publish:  # the README's section, included by `python -m depthg_lib.study --publish`
         save_json(REPO_ROOT / "docs" / "study" / "diagnosis.json", diag)
+        (REPO_ROOT / "docs" / "study" / "diagnosis.md").write_text(diagnosis_markdown(diag))
     print(json.dumps(diag)[:200])
-    print(diagnosis_table(diag))
+    print(diagnosis_markdown(diag))
     return 0
 
 

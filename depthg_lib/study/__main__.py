@@ -10,8 +10,8 @@ from ..config import REPO_ROOT, positive_int
 from ..env import device_arg
 from ..errors import run_cli
 from ..io import load_json
-from .launch import run_study
 from .readme import ci_lines, readme_summary, results_table
+from .runner import run_study
 
 
 def main(argv: list[str] | None = None) -> int:

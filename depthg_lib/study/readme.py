@@ -7,7 +7,6 @@ import numpy as np
 
 from .. import ablation
 from ..config import REPO_ROOT
-from ..io import load_json
 from .claims import claims, fmt_ci, prediction_checks, setting_label
 from .stats import last_quarter
 
@@ -15,9 +14,6 @@ BASELINES = {
     "kmeans_raw_train_fit": "k-means on raw backbone features, fitted on the training crops",
     "kmeans_raw_transductive": "k-means on raw backbone features, fitted on the report images",
     "linear_raw": "linear probe on raw backbone features (trained on the training crops)",
-    "head_cluster_probe": "the trained head's cluster probe (reference arm)",
-    "head_kmeans_codes": "k-means on the trained head's codes, fitted on the training crops",
-    "head_linear_probe": "the trained head's linear probe (reference arm)",
 }
 
 
@@ -42,7 +38,7 @@ def results_table(results: dict, knob: str | None = None) -> str:
         lines.append(f"| {label} | {len(v.get('unsup', []))} | {cell(v.get('unsup'))} | "
                      f"{cell(v.get('linear'))} | {cell(v.get('kmeans_codes'))} |")
     for name in results["baselines"]:
-        if name.startswith("head_"):
+        if name.startswith("head_"):  # the head's own probes, in files written before
             continue
         vals = results.get("baselines_per_seed", {}).get(name, {}).get(knob, [])
         unsup = cell(vals) if "kmeans" in name else "—"
@@ -197,17 +193,9 @@ def claim_lines(results: dict) -> list[str]:
 
 
 def diagnosis_lines() -> list[str]:
-    """What F and the codes look like (docs/study/diagnosis.json), when it has been written."""
-    diag_path = REPO_ROOT / "docs" / "study" / "diagnosis.json"
-    if not diag_path.exists():
-        return []
-    return ["", "## What F looks like and what the codes learn (tune split, seed 0)", "",
-            "Mean cosine similarity of patch pairs (`python tools/study_diagnose.py`, "
-            "`diagnosis.json`): *by image* = within-image minus across-image similarity "
-            "of different-class pairs (what a per-image offset adds), *by position* = "
-            "same grid position minus other positions across images (what a position "
-            "pattern adds), *class gap* = same minus different class across images.", "",
-            diagnosis_table(load_json(diag_path))]
+    """What F and the codes look like: docs/study/diagnosis.md (`tools/study_diagnose.py`)."""
+    path = REPO_ROOT / "docs" / "study" / "diagnosis.md"
+    return ["", path.read_text().strip()] if path.exists() else []
 
 
 def setting_lines(results: dict, knob: str) -> list[str]:
@@ -231,17 +219,3 @@ def setting_lines(results: dict, knob: str) -> list[str]:
         lines += [""]
     lines += [f"- {line}" for line in ci_lines(results, knob)]
     return lines
-
-
-def diagnosis_table(diag: dict) -> str:
-    """Markdown: one row per (setting, representation)."""
-    lines = ["| setting | representation | within image, same / different class | across "
-             "images, same / different class | by image | by position | class gap |",
-             "|---|---|---|---|---:|---:|---:|"]
-    for knob, entry in diag.get("settings", {}).items():
-        for name, s in entry.items():
-            lines.append(f"| {knob} | {name} | {s['within_same']:.2f} / {s['within_diff']:.2f}"
-                         f" | {s['across_same']:.2f} / {s['across_diff']:.2f} | "
-                         f"{s['by_image']:+.2f} | {s['by_position']:+.2f} | "
-                         f"{s['class_gap']:+.2f} |")
-    return "\n".join(lines)

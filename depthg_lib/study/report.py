@@ -100,7 +100,7 @@ def regime_summary(study) -> dict:
 def summarize(study) -> dict:
     """The results file: splits, seeds, knob, arms, baselines, paired CIs, premise, curves."""
     arms, baselines, per_seed, ci95 = {}, {}, {}, {}
-    # the arm whose head the baseline table shows: DepthG in the profile's fidelity
+    # the reference arm of the paired intervals: DepthG in the profile's fidelity
     ref = f"depthg-{study.profile.fidelity}"
     ref = ref if ref in study.arms else study.arms[-1]
     complete = True
@@ -115,10 +115,6 @@ def summarize(study) -> dict:
                 "seeds": [r["seed"] for r in rs]}
         values = {name: [r["unsup" if "kmeans" in name else "linear"] for r in rs]
                   for name, rs in base_rows.items()}
-        for name, metric in (("head_cluster_probe", "unsup"),
-                             ("head_kmeans_codes", "kmeans_codes"),
-                             ("head_linear_probe", "linear")):
-            values[name] = [r[metric] for r in rows.get(ref, [])]
         for name, vals in values.items():
             baselines.setdefault(name, {})[key] = (round(float(np.mean(vals)), 3) if vals
                                                    else None)
@@ -253,15 +249,13 @@ def backbone_saw(profile: Profile) -> str:
     """What the frozen backbone was trained on, in words (from the weights manifest)."""
     if not profile.backbone.startswith("embedded"):
         return f"{profile.backbone}: its own pretraining data (not SynthScenes)"
-    manifest = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
-    training = (load_json(manifest).get("vit", {}) if manifest.exists() else {}).get(
-        "training", {})
-    data = training.get("data", {})
-    seen = (f"{data.get('n_train', '?')} SynthScenes images of seed {data.get('seed', '?')} at "
-            f"{data.get('size', '?')} px, {training.get('steps', '?')} self-supervised steps, "
-            "labels never used" if data else "SynthScenes (pretraining seed)")
-    return (f"{seen}; all without camouflage (the knob is newer than the weights) and no new "
-            "pretraining for this study, so camouflaged things are new to the backbone")
+    training = load_json(Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
+                         )["vit"]["training"]
+    data = training["data"]
+    return (f"{data['n_train']} SynthScenes images of seed {data['seed']} at {data['size']} px, "
+            f"{training['steps']} self-supervised steps, labels never used; all without "
+            "camouflage (the knob is newer than the weights) and no new pretraining for this "
+            "study, so camouflaged things are new to the backbone")
 
 
 def write_results(study, results_path: Path, publish: Path | None) -> dict:

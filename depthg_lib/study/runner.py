@@ -1,20 +1,23 @@
-"""The study's run: every (seed, setting): baselines and the factorial's arms, after the regime
-check's short runs. Each finished row goes to `store.json` at once (its per-image matrices to
-`hists/`), keyed by a digest of everything it depends on, so an interrupted study resumes and a
-changed setting is run again rather than mixed in."""
+"""The study's run (`run_study`, `rescore_published`): every (seed, setting): baselines and the
+factorial's arms, after the regime check's short runs. Each finished row goes to `store.json` at
+once (its per-image matrices to `hists/`), keyed by a digest of everything it depends on, so an
+interrupted study resumes and a changed setting is run again rather than mixed in."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from .. import ablation
 from ..checkpoint import load_checkpoint
-from ..config import Profile
+from ..config import Profile, load_profile, profile_arg
 from ..env import resolve_device
 from ..errors import DepthGError
 from ..io import json_digest, load_json, save_json, save_npz
@@ -23,14 +26,15 @@ from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..nuisance import Nuisance
 from ..train.loop import load_frozen_backbone
-from .fits import FitCache, fit_identity
 from .report import write_results
 from .scoring import (
     MAX_FIT_POINTS,
     RAW_BASELINES,
+    FitCache,
     cached_feats,
     feature_similarity,
     fit_centroids,
+    fit_identity,
     head_codes,
     linear_probe_raw,
     score_centroids,
@@ -212,13 +216,6 @@ class Study:
             self.knob_data[value] = kd
         return self.knob_data[value]
 
-    def knob_stub(self, knob: Setting) -> KnobData:
-        """The knob's profile without preparing its data (identities only)."""
-        if knob in self.knob_data:
-            return self.knob_data[knob]
-        return KnobData(knob, knob_profile(self.profile, float(knob.camouflage)), {}, {}, {},
-                        {})
-
     def shift_offset(self, knob: Setting) -> float:
         return self.offset if knob.nuisance else 0.0
 
@@ -257,14 +254,14 @@ class Study:
 
     def variant(self, arm: str, knob: Setting, regime: str = "") -> Profile:
         """The profile `arm` trains with at `knob` under `regime`: steps, schedules, and the
-        shifts placed for the setting plus the offset tuned for the arm there."""
+        shifts placed for the setting plus the profile's offset."""
         offset = self.shift_offset(knob)
         shifts = (self.placement(knob)["shifts"] if knob.nuisance else
                   {k: getattr(self.profile, k) for k in SHIFT_NAMES.values()})
         times, share = REGIMES[regime] if regime else (1, True)
         steps = times * self.steps
         # the study's design (its nuisance strengths) is not the arm's
-        base = self.knob_stub(knob).profile.replace(
+        base = knob_profile(self.profile, float(knob.camouflage)).replace(
             study_nuisance=[], **{k: round(v + offset, 6) for k, v in shifts.items()})
         if not share:
             base = base.replace(depth_decay_share=0.0, fps_sample_decay_share=0.0)
@@ -332,21 +329,20 @@ class Study:
             return
         kd, n = self.knob(knob), p.n_classes
         report = kd.report[p.fidelity]
-        _, caches = kd.train_data[p.fidelity]
+        train = kd.train_data[p.fidelity][1]["train"]
         for name in todo:
             t0 = time.time()
             if name == "linear_raw":
-                train = caches["train"]
                 probe = self.fits.probe(
                     fit_identity(name, train, seed, n, steps=self.steps, batch=p.batch_size,
                                  lr=p.probe_lr),
-                    lambda: linear_probe_raw(caches["train"].feats, caches["train"].labels, n,
-                                             self.steps, p.batch_size, p.probe_lr, seed))
+                    lambda: linear_probe_raw(train.feats, train.labels, n, self.steps,
+                                             p.batch_size, p.probe_lr, seed))
                 hists = {"linear": score_linear_raw(probe, report, n)}
             else:
                 cents = self.fits.centroids(  # on train: kept; on report: fitted each time
-                    fit_identity(name, caches["train"], seed, n),
-                    lambda: fit_centroids(cached_feats(caches["train"]), n, seed)) \
+                    fit_identity(name, train, seed, n),
+                    lambda: fit_centroids(cached_feats(train), n, seed)) \
                     if name == "kmeans_raw_train_fit" else fit_centroids(report.feats, n, seed)
                 hists = {"unsup": score_centroids(report.feats, cents, report.labels, n)}
             key = next(iter(hists))
@@ -383,10 +379,9 @@ class Study:
                     self.regime_rows.setdefault(arm, {})[name] = row
 
     def run(self, results_path: Path, publish: Path | None = None) -> dict:
-        """The regime check's short runs, the shift tuning for the nuisance settings, then per
-        seed every setting (baselines and arms) — the regime check's long runs after the first
-        seed — so that every setting has as many seeds as the time allowed; results written
-        after every seed."""
+        """The regime check's short runs, then per seed every setting (baselines and arms) —
+        the regime check's long runs after the first seed — so that every setting has as many
+        seeds as the time allowed; results written after every seed."""
         short = [n for n, (times, _) in REGIMES.items() if times == 1]
         self.regime(short)
         bar = tqdm(total=len(self.seeds) * len(self.knobs) * len(self.arms), desc="study",
@@ -407,3 +402,54 @@ class Study:
         if self.write_only or not results:
             results = write_results(self, results_path, publish)
         return results
+
+
+def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
+              seeds: int | None = None, report_seed: int | None = None, device: str = "auto",
+              progress: bool = True, resume: bool = True, force: bool = False,
+              n_boot: int = 1000, publish: str | os.PathLike | None = None,
+              command: str | None = None, write_only: bool = False,
+              fits_dir: str | os.PathLike | None = None) -> dict:
+    """Run (or resume) the study of `profile` into `<out>/results.json` (default
+    `runs/<profile>/study`), with `publish` (docs/study) there too. `write_only` trains and
+    scores nothing new; `report_seed` re-scores the stored or shipped heads without training,
+    keeping the fits on the training crops in `fits_dir` (default `<out>/rescore_fits`)."""
+    profile = load_profile(profile)
+    if report_seed is not None:
+        profile = profile.replace(report_seed=int(report_seed))
+    out = Path(out_dir) if out_dir is not None else profile.paths.run_dir / "study"
+    store = out / "store.json"
+    if force and out.exists():
+        shutil.rmtree(out / "hists", ignore_errors=True)
+        store.unlink(missing_ok=True)
+    elif store.exists() and not resume:
+        raise DepthGError(f"{store} holds an earlier study; continue it with --resume or "
+                          "start over with --force")
+    out.mkdir(parents=True, exist_ok=True)
+    n = profile.ablation_seeds if seeds is None else int(seeds)
+    if command is None:
+        command = f"python -m depthg_lib.study --profile {profile_arg(profile)} --seeds {n}" + (
+            f" --report-seed {report_seed}" if report_seed is not None else "")
+    if fits_dir is None and report_seed is not None:
+        fits_dir = out / "rescore_fits"
+    with torch.random.fork_rng(devices=[]):
+        study = Study(profile, out, n, device, progress, n_boot, command)
+        study.write_only = write_only
+        study.no_training = report_seed is not None
+        study.fits = FitCache(fits_dir)
+        return study.run(out / "results.json", Path(publish) if publish else None)
+
+
+def rescore_published(report_seed: int, seeds: int = 1, profile: Profile | str = "study",
+                      out_dir: str | os.PathLike | None = None, device: str = "auto",
+                      progress: bool = False) -> dict:
+    """The published study's shipped heads scored on a report split of your choosing, without
+    training: the first camouflage setting (clean and every nuisance strength), the first
+    `seeds` training seeds (one: intervals over the report images only). The fits on the
+    training crops are kept in `rescore_fits/` beside the output folder."""
+    p = load_profile(profile)
+    p = p.replace(study_knob=list(p.study_knob[:1]))
+    out = Path(out_dir) if out_dir is not None else (p.paths.run_dir / f"rescore{report_seed}")
+    return run_study(p, out_dir=out, seeds=seeds, report_seed=report_seed, device=device,
+                     progress=progress, resume=True, n_boot=500,
+                     fits_dir=out.parent / "rescore_fits")

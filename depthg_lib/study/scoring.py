@@ -1,6 +1,14 @@
-"""Scoring on cached features: trained heads, k-means and linear probes, one matrix per image."""
+"""Scoring on cached features: trained heads, k-means and linear probes, one matrix per image;
+and the fits on the training crops kept on disk while re-scoring (`FitCache`), each named by the
+digest of all it depends on, so that a second report split re-uses them and a changed input
+(training features, head weights, settings) or an unreadable file is fitted again."""
 
 from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -8,7 +16,9 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
 from ..evaluate import CLUSTER_ALPHA
+from ..io import json_digest, load_json, save_npz
 from ..metrics import confusion_histogram
+from ..train.data import array_digest
 from .splits import ImageSet
 
 MAX_FIT_POINTS = 50_000  # k-means fits on at most this many patch vectors
@@ -149,3 +159,60 @@ def feature_similarity(images, n_classes: int, pairs: int = 20000, seed: int = 0
                       "different_class": round(float(diff), 4),
                       "gap": round(float(same - diff), 4)}
     return out
+
+
+def features_record(cache) -> dict:
+    """What a cached split of features is: its folder's record of the settings and inputs."""
+    meta = load_json(Path(cache.folder) / "features.json")
+    return {"settings": meta.get("settings"), "split": meta.get("splits", {}).get(cache.split)}
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """The digest of a module's weights: a head trained or shipped anew is another head."""
+    arrays = [v.detach().cpu().float().numpy() for _, v in sorted(module.state_dict().items())]
+    return array_digest("head weights", *arrays)["digest"][:16]
+
+
+def fit_identity(kind: str, cache, seed: int, k: int, head=None, **settings) -> dict:
+    """What a fit on the training crops of `cache` depends on (`head`: fitted on its codes)."""
+    return {"kind": kind, "features": features_record(cache), "seed": seed, "k": k,
+            "head": weights_digest(head) if head is not None else None, **settings}
+
+
+class FitCache:
+    """Fits by identity in `folder` (None: every fit computed, nothing kept); `hits` counts
+    the fits read back."""
+
+    def __init__(self, folder: str | Path | None):
+        self.folder = Path(folder) if folder is not None else None
+        self.hits = 0
+
+    def get(self, identity: dict, fit: Callable[[], dict[str, np.ndarray]]
+            ) -> dict[str, np.ndarray]:
+        if self.folder is None:
+            return fit()
+        text = json.dumps(identity, sort_keys=True, default=str)
+        path = self.folder / f"{identity['kind']}_{json_digest(identity)}.npz"
+        if path.exists():
+            try:
+                with np.load(path) as z:
+                    if str(z["identity"]) == text:
+                        self.hits += 1
+                        return {k: z[k] for k in z.files if k != "identity"}
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                pass  # unreadable (an older format, a damaged copy): fitted again below
+        arrays = fit()
+        save_npz(path, identity=np.array(text), **arrays)
+        return arrays
+
+    def centroids(self, identity: dict, fit: Callable[[], torch.Tensor]) -> torch.Tensor:
+        got = self.get(identity, lambda: {"centroids": fit().numpy()})
+        return torch.from_numpy(np.asarray(got["centroids"]))
+
+    def probe(self, identity: dict, fit: Callable[[], torch.nn.Conv2d]) -> torch.nn.Conv2d:
+        state = self.get(identity, lambda: {k: v.detach().numpy()
+                                            for k, v in fit().state_dict().items()})
+        weight = torch.from_numpy(np.asarray(state["weight"]))
+        probe = torch.nn.Conv2d(weight.shape[1], weight.shape[0], 1)
+        probe.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+        return probe.eval()

@@ -41,7 +41,7 @@ class Setting:
 
     @property
     def key(self) -> str:
-        """`0`, `1` (camouflage alone) or `0+nuisance2` (camouflage 0, nuisance strength 2)."""
+        """`0`, `1` (camouflage alone) or `0+nuisance2` (camouflage 0, nuisance 2)."""
         base = f"{float(self.camouflage):g}"
         return base if not self.nuisance else f"{base}+nuisance{float(self.nuisance):g}"
 
@@ -60,9 +60,8 @@ def knob_key(value) -> str:
 
 @dataclass
 class ImageSet:
-    """Whole images of one split at `eval_res` (docs/method.md §9): backbone features of the
-    images and of their mirror images (N, D, h, w), labels (N, H, W) with −1 = ignore, the raw
-    labels (255 = ignore) and per-image normalised ground-truth depth (for the premise)."""
+    """Whole images of a split at `eval_res`: features of the images and their mirror images,
+    labels (−1 = ignore), raw labels (255) and normalised ground-truth depth (the premise)."""
 
     feats: torch.Tensor
     feats_flip: torch.Tensor
@@ -73,9 +72,8 @@ class ImageSet:
 
 @dataclass
 class KnobData:
-    """One knob setting, prepared once: the profile whose dataset is its train split, per
-    fidelity the training data (crops, kNN, tune crops, cache) and the tune and report image
-    sets, and the premise measured on tune."""
+    """One setting, prepared once: its profile, per fidelity the training data (crops, kNN,
+    cache) and the tune and report image sets, and the premise measured on tune."""
 
     knob: float
     profile: Profile
@@ -86,8 +84,8 @@ class KnobData:
 
 
 def knob_profile(profile: Profile, knob: float) -> Profile:
-    """The profile at one knob setting: its own dataset at the profile's own camouflage (so
-    chapters 00–03's outputs are reused), else a dataset folder named after the setting."""
+    """The profile at a knob setting: its own dataset at its own camouflage (chapters 00–03's
+    outputs reused), else a dataset folder named after the setting."""
     base = profile.dataset_dir or profile.dataset
     if math.isclose(knob, profile.synth_camouflage):
         return profile
@@ -108,17 +106,16 @@ def split_size(profile: Profile, role: str) -> int:
     return profile.synth_n_val
 
 
-def _generate(out: Path, n_train: int, n_val: int, profile: Profile, seed: int, knob: float,
+def _generate(out: Path, n_train: int, n_val: int, size: int, seed: int, knob: float,
               progress: bool) -> Path:
-    extra = {KNOB: float(knob)} if knob else {}
-    return synthscenes.generate(out, n_train=n_train, n_val=n_val, size=profile.synth_size,
-                                seed=seed, progress=progress, **extra)
+    return synthscenes.generate(out, n_train=n_train, n_val=n_val, size=size, seed=seed,
+                                progress=progress, **({KNOB: float(knob)} if knob else {}))
 
 
 @torch.no_grad()
 def load_image_set(folder: Path, size: int, fidelity: str, backbone, device,
                    batch_size: int = 16) -> ImageSet:
-    """The `val` split of a SynthScenes folder at `size`, resized as evaluation does in this
+    """A SynthScenes folder's `val` split at `size`, resized as evaluation does in this
     fidelity (nearest in `released`, bilinear in `corrected`), with its backbone features."""
     reader = get_reader("synthscenes", folder)
     names = list(reader.names("val"))
@@ -146,17 +143,18 @@ def load_image_set(folder: Path, size: int, fidelity: str, backbone, device,
 
 def prepare_knob(profile: Profile, knob: float, fidelities, backbone, device, progress
                  ) -> KnobData:
-    """Render, depth, crop and mine the train split (chapters 00–03, each stage skips done
-    work); render tune and report; featurise."""
+    """Render, depth, crop and mine the train split (chapters 00–03, done work skipped);
+    render tune and report; featurise."""
     kp = knob_profile(profile, knob)
-    _generate(kp.paths.dataset_dir, kp.synth_n_train, kp.synth_n_val, kp, kp.synth_seed,
-              kp.synth_camouflage, progress)
+    _generate(kp.paths.dataset_dir, kp.synth_n_train, kp.synth_n_val, kp.synth_size,
+              kp.synth_seed, kp.synth_camouflage, progress)
     run_depth_stage(kp, device=str(device), progress=progress)
     run_crop_stage(kp, split="all", progress=progress)
     run_knn_stage(kp, device=str(device), progress=progress)
     folders = {role: split_dir(profile, role, knob) for role in ("tune", "report")}
     for role, seed in (("tune", profile.tune_seed), ("report", profile.report_seed)):
-        _generate(folders[role], 0, split_size(profile, role), profile, seed, knob, progress)
+        _generate(folders[role], 0, split_size(profile, role), profile.synth_size, seed, knob,
+                  progress)
     train_data, tune, report = {}, {}, {}
     crops = CropReader(kp.paths.crop_dir, "train", profile=profile_arg(kp))
     knn = load_knn(kp.paths.knn_file("train"))
@@ -177,7 +175,7 @@ def prepare_knob(profile: Profile, knob: float, fidelities, backbone, device, pr
 
 
 def load_image_set_raw(folder: Path) -> ArrayCrops:
-    """A split's `val` images as crops for training-time validation (depth is never read)."""
+    """A split's `val` images as crops for training-time validation (no depth)."""
     reader = get_reader("synthscenes", folder)
     names = list(reader.names("val"))
     images = np.stack([reader.load_image("val", n) for n in names])
@@ -186,9 +184,8 @@ def load_image_set_raw(folder: Path) -> ArrayCrops:
 
 
 def measure_premise(tune: dict, profile: Profile, backbone) -> dict:
-    """DepthG's premise on the tune images (of the profile's fidelity where there): AUROC of
-    feature, depth and both for "same class" (sky excluded; ground-truth depth) and FPS's
-    share of points on things."""
+    """DepthG's premise on tune: same-class AUROC of feature, depth and both (sky excluded;
+    ground-truth depth) and FPS's share of points on things."""
     images = tune.get(profile.fidelity) or next(iter(tune.values()))
     auroc = same_class_auroc(images.feats, images.depth, images.raw_labels,
                              pairs_per_image=2000, exclude=(synthscenes.SKY,), seed=0)
@@ -200,8 +197,6 @@ def measure_premise(tune: dict, profile: Profile, backbone) -> dict:
             "depth": "ground truth, min-max normalised per image; sky pairs excluded"}
 
 
-# ------------------------------------------------------------------------- the nuisance knob
-
 def clean_scale(kd: KnobData, fidelity: str) -> float:
     """The mean patch-feature norm of the clean training features (the nuisance's unit)."""
     _, caches = kd.train_data[fidelity]
@@ -211,8 +206,8 @@ def clean_scale(kd: KnobData, fidelity: str) -> float:
 def write_nuisance_cache(clean: CachedSplit, folder: Path, split: str, settings: dict,
                          inputs, nuisance: Nuisance, sources: list[str],
                          batch: int = 256) -> None:
-    """A copy of one cached split with the nuisance added to its features (labels and depth
-    as they are), recorded with `settings` so that `prepare_caches` opens it as it is."""
+    """A copy of a cached split with the nuisance added to its features, recorded with
+    `settings` so that `prepare_caches` opens it as it is."""
     folder.mkdir(parents=True, exist_ok=True)
     record = folder / "features.json"
     meta = load_json(record) if record.exists() else {}
@@ -251,8 +246,8 @@ def mine_knn(feats: np.ndarray, store: int, batch: int = 256) -> np.ndarray:
 
 
 def nuisance_images(images: ImageSet, nuisance: Nuisance, split: str) -> ImageSet:
-    """The image set with the nuisance added to its features and to its mirror images'
-    (each image its own source; the mirror image's nuisance sits at the same grid places)."""
+    """The image set with the nuisance added to its features and its mirror images' (each
+    image its own source)."""
     sources = image_sources(len(images.feats), split)
     return dataclasses.replace(images, feats=nuisance.add(images.feats, sources),
                                feats_flip=nuisance.add(images.feats_flip, sources))
@@ -260,9 +255,8 @@ def nuisance_images(images: ImageSet, nuisance: Nuisance, split: str) -> ImageSe
 
 def apply_nuisance(kd: KnobData, nuisance: Nuisance, profile: Profile, backbone, device,
                    progress: bool) -> KnobData:
-    """The knob setting's data with the nuisance added to every frozen feature read: the
-    training crops' cache (and a kNN table mined again from it, as the kNN stage would from
-    such a backbone), the training-time validation crops, and the tune and report images."""
+    """The setting's data with the nuisance added to every feature read: the training crops'
+    cache (its kNN table mined again), the validation crops, the tune and report images."""
     if nuisance.off:
         return kd
     tag = json_digest(nuisance.identity(), 12)
@@ -295,6 +289,6 @@ def apply_nuisance(kd: KnobData, nuisance: Nuisance, profile: Profile, backbone,
 
 
 def nuisance_spec(strength: float) -> dict:
-    """What a nuisance setting is, without its measured scale (part of a row's identity)."""
+    """A nuisance setting without its measured scale (part of a row's identity)."""
     spec = Nuisance(float(strength), scale=1.0, dim=1024).identity()
     return {k: v for k, v in spec.items() if k not in ("scale", "dim")}
