@@ -30,12 +30,9 @@ OBJECTIVE_VERSION = 2
 
 @dataclasses.dataclass(frozen=True)
 class LossSettings:
-    """What the objective computes: the profile's loss fields (docs/method.md §6, §6.1, §7).
-
-    ``shifts``/``weights`` per term (intra, inter, neg, depth); ``n_samples`` is S (unused
-    when the caller passes ``coords``); ``feature_dropout`` the released Dropout2d on the
-    loss's own copy of the features. Training validates these through the profile.
-    """
+    """What the objective computes: the profile's loss fields (docs/method.md §6, §6.1, §7),
+    validated there. ``shifts``/``weights`` per term (intra, inter, neg, depth); ``n_samples``
+    is S; ``feature_dropout`` the released Dropout2d on the loss's own copy of the features."""
 
     shifts: Mapping[str, float]
     weights: Mapping[str, float] | None = None
@@ -56,8 +53,9 @@ class LossSettings:
 
 
 def negative_permutations(batch: int, k: int, generator: torch.Generator | None = None,
-                          rule: str = "shift", device=None) -> torch.Tensor:
-    """k maps of the batch onto itself that never pair an image with itself, shape (k, B).
+                          rule: str = "shift") -> torch.Tensor:
+    """k maps of the batch onto itself that never pair an image with itself, shape (k, B), on
+    the generator's device.
 
     ``shift``: ``b ↦ (b + s) mod B``, s ≠ 0 distinct per draw while B allows (the batch is in
     random order, so a negative is a random other image; the kernels read shifts without
@@ -81,7 +79,7 @@ def negative_permutations(batch: int, k: int, generator: torch.Generator | None 
         else:
             shifts = torch.randint(1, batch, (k,), generator=generator, device=gen_dev)
         perms = (ar + shifts[:, None]) % batch
-    return perms.to(device) if device is not None else perms
+    return perms
 
 
 def _sample_points(maps, settings: LossSettings, generator, coords):
@@ -128,9 +126,8 @@ def _objective(maps, settings: LossSettings, generator, coords, neg_perms):
     coords1, coords2 = _sample_points(maps, settings, generator, coords)
     if neg_perms is None:
         rule = "stego" if settings.fidelity == "released" else "shift"
-        perms = negative_permutations(b, settings.neg_samples, generator, rule, dev)
-    else:
-        perms = torch.as_tensor(neg_perms, dtype=torch.long).to(dev)
+        neg_perms = negative_permutations(b, settings.neg_samples, generator, rule)
+    perms = torch.as_tensor(neg_perms, dtype=torch.long).to(dev)
     s = coords1.shape[1]
     grid1 = sampling_grid(coords1, settings.fidelity).reshape(b, s * s, 2)
     grid2 = sampling_grid(coords2, settings.fidelity).reshape(b, s * s, 2)

@@ -21,11 +21,10 @@ K_RELEASED = 2.0 * math.tan(45.0)  # ≈ 3.23955
 K_CORRECTED = 2.0 * math.tan(math.radians(45.0))  # = 2, a 90° horizontal field of view
 
 
-def random_coords(batch: int, n: int, generator: torch.Generator | None = None,
-                  device: torch.device | str | None = None) -> torch.Tensor:
-    """Uniform sample coordinates in [−1, 1]², shape (B, n, n, 2) (released STEGO sampler)."""
-    if device is None and generator is not None:
-        device = generator.device
+def random_coords(batch: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform sample coordinates in [−1, 1]², shape (B, n, n, 2) (released STEGO sampler), on
+    the generator's device."""
+    device = generator.device if generator is not None else None
     return torch.rand((batch, n, n, 2), generator=generator, device=device) * 2 - 1
 
 

@@ -4,8 +4,8 @@
     torchrun --nproc-per-node 2 -m depthg_lib.train --profile demo     # DDP
 
 Reading order: `data` (crops, kNN table, each step's batch, feature cache, seeds), `trainer`
-(one step, schedules), `validation`, `runlog` (log.csv, TensorBoard), `distributed`, `loop`
-(the run: resume, checkpoints, divergence).
+(one step, schedules, several processes), `validation`, `runlog` (log.csv, TensorBoard),
+`loop` (the run: resume, checkpoints, divergence).
 """
 
 from .data import ArrayCrops, StepSampler, TrainData, open_train_data

@@ -1,9 +1,7 @@
-"""What training reads (docs/method.md §8 steps 1–2): crops, their kNN table, each step's
-batch and the feature cache, each checked against what it was made from; `TrainData.inputs`
-digests crops and kNN record, so a later run notices when they changed. Everything random in
-step k is drawn from a generator seeded by (seed, step, rank, stream) alone (`step_seed`), so a
-resumed run logs the numbers of one that never stopped, with no saved state.
-"""
+"""What training reads (docs/method.md §8 steps 1–2): crops checked against what they were
+made from, their kNN table, each step's batch, the feature cache; `TrainData.inputs` digests
+them for `train.json`. Everything random in step k is seeded by (seed, step, rank, stream)
+alone (`step_seed`), so a resumed run logs the numbers of one that never stopped."""
 
 from __future__ import annotations
 
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from .. import features as featcache
 from ..config import Profile, profile_arg
@@ -23,7 +22,6 @@ from ..errors import DepthGError
 from ..io import record_digest
 from ..knn import knn_record_path, load_knn, require_current_knn
 from ..models import profile_weights_identity
-from .distributed import barrier
 
 # The independent random streams of one step (the last part of `step_seed`'s key).
 ORDER, POSITIVE, DROPOUT, LOSS, INIT = range(5)
@@ -33,6 +31,12 @@ def step_seed(*key: int) -> int:
     """A 63-bit seed determined by the key (seed, step, rank, stream) alone."""
     state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+def barrier(world: int) -> None:
+    """Wait for every process (torchrun); nothing to wait for with one."""
+    if world > 1:
+        dist.barrier()
 
 
 def array_digest(what: str, *arrays: np.ndarray) -> dict:
@@ -116,18 +120,12 @@ def open_train_data(profile: Profile) -> TrainData:
     arg = profile_arg(profile)
     crop_dir = profile.paths.crop_dir
     train = CropReader(crop_dir, "train", profile=arg)  # names the crop command if missing
-    n = len(train)
-    if n == 0:
+    if len(train) == 0:
         raise DepthGError(f"no training crops in {crop_dir}; run the crop stage first: "
                           f"python -m depthg_lib.crop --profile {arg}")
     require_current_crops(profile, "train", "training")  # crops ← depth ← images, all current
-    knn_file = profile.paths.knn_file("train")
-    nns = load_knn(knn_file, arg)
-    require_current_knn(profile, train)
-    if len(nns) != n:
-        raise DepthGError(f"kNN file {knn_file} has {len(nns)} rows but {crop_dir} holds {n} "
-                          f"training crops; re-create it: python -m depthg_lib.knn --profile "
-                          f"{arg} --force")
+    nns = load_knn(profile.paths.knn_file("train"), arg)
+    require_current_knn(profile, train)  # mined from these crops: one row each
     record = knn_record_path(profile, "train")
     try:  # validation crops are optional: without them the probes are not scored
         val = CropReader(crop_dir, "val", profile=arg)
@@ -176,21 +174,16 @@ class StepSampler(torch.utils.data.Sampler):
             self._perms = {epoch: rng.permutation(len(self.knn))}
         return self._perms[epoch]
 
-    def batch_for(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """(crop ids, positive ids) of the whole step, before the split between ranks."""
-        n = len(self.knn)
-        pos = np.arange(step * self.batch, (step + 1) * self.batch)
-        idx = np.array([self._perm(p // n)[p % n] for p in pos], dtype=np.int64)
-        rng = np.random.default_rng(step_seed(self.seed, step, 0, POSITIVE))
-        cols = 1 + rng.integers(0, self.knn_k, size=self.batch)
-        return idx, self.knn[idx, cols].astype(np.int64)
-
     def __iter__(self):
-        share = self.batch // self.world
+        n, share = len(self.knn), self.batch // self.world
+        mine = slice(self.rank * share, (self.rank + 1) * share)
         for step in range(self.start, self.stop):
-            idx, pos = self.batch_for(step)
-            sl = slice(self.rank * share, (self.rank + 1) * share)
-            yield {"step": step, "idx": idx[sl], "pos": pos[sl]}
+            items = np.arange(step * self.batch, (step + 1) * self.batch)
+            idx = np.array([self._perm(i // n)[i % n] for i in items], dtype=np.int64)
+            rng = np.random.default_rng(step_seed(self.seed, step, 0, POSITIVE))
+            cols = 1 + rng.integers(0, self.knn_k, size=self.batch)
+            pos = self.knn[idx, cols].astype(np.int64)
+            yield {"step": step, "idx": idx[mine], "pos": pos[mine]}
 
 
 class CropBatches(torch.utils.data.Dataset):

@@ -24,12 +24,12 @@ from ..env import resolve_device
 from ..errors import DepthGError
 from ..io import atomic_path, check_stage_settings, stage_lock
 from ..models import load_backbone, profile_weights_identity
-from . import distributed
 from .data import (
     CachedBatches,
     CropBatches,
     StepSampler,
     TrainData,
+    barrier,
     check_class_count,
     open_train_data,
     prepare_caches,
@@ -55,10 +55,7 @@ def stage_settings(profile: Profile, seed: int) -> dict:
 def load_frozen_backbone(profile: Profile, device: torch.device):
     """The profile's backbone in eval mode with gradients off (channels-last on CUDA)."""
     backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
-                             device=device)
-    backbone.eval()
-    for prm in backbone.parameters():
-        prm.requires_grad_(False)
+                             device=device).eval().requires_grad_(False)
     if device.type == "cuda":
         backbone = backbone.to(memory_format=torch.channels_last)
     return backbone
@@ -82,7 +79,7 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
     if total_steps < 1:
         raise DepthGError(f"steps must be ≥ 1, got {total_steps}")
     device = resolve_device(device)
-    rank, world, own_group = distributed.start(device)
+    rank, world, own_group = _processes(device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
@@ -101,12 +98,23 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
                 return done
             if data.cache_dir is None:
                 data = dataclasses.replace(data, cache_dir=out / "features")
-            run = Run(profile, data, out, device, seed, total_steps, rank, world, backbone)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                run = Run(profile, data, out, device, seed, total_steps, rank, world, backbone)
                 return run.train(resume, progress and rank == 0)
     finally:
         if own_group:
             dist.destroy_process_group()
+
+
+def _processes(device: torch.device) -> tuple[int, int, bool]:
+    """(rank, world size, whether we started the process group): torchrun sets WORLD_SIZE;
+    `trainer.Trainer` says what W > 1 processes do."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return dist.get_rank(), dist.get_world_size(), True
+    return 0, 1, False
 
 
 def _check_sample_grid(profile: Profile, backbone) -> None:
@@ -129,7 +137,7 @@ def _check_previous_run(out, profile, seed, total_steps, resume, force, rank, wo
             shutil.rmtree(out / "tb", ignore_errors=True)
         check_stage_settings(out, "train", stage_settings(profile, seed), force=force,
                              inputs=data.inputs(), command=command)
-    distributed.barrier(world)
+    barrier(world)
     if resume:
         return None
     if final.exists():
@@ -154,29 +162,27 @@ class Run:
                  seed: int, total_steps: int, rank: int, world: int, backbone):
         self.profile, self.data, self.out, self.device = profile, data, out, device
         self.seed, self.total_steps, self.rank, self.world = seed, total_steps, rank, world
-        self.backbone, self.trainer = backbone, None
+        self.backbone = backbone
+        self.trainer = Trainer(profile, backbone.dim, device, seed, rank, world)
         self.last, self.final = out / "checkpoints" / "last.pt", out / "checkpoints" / "final.pt"
         self.start, self.last_saved = 0, None  # last_saved: this run's latest checkpoint step
         self.log_every = 25 if device.type == "cuda" else 1  # steps between host syncs
 
     def train(self, resume: bool, progress: bool) -> Path:
-        """Set up (head, resume, data), then the steps, then `final.pt`."""
+        """Resume, set up the data, then the steps, then `final.pt`."""
         p, data = self.profile, self.data
-        self.trainer = Trainer(p, self.backbone.dim, self.device, self.seed, self.rank,
-                               self.world)
         if resume:
             self.start = self.resume()
             self.last_saved = self.start or None
         if self.start < self.total_steps:
             caches = (prepare_caches(p, data, self.backbone, self.device, self.rank, self.world,
                                      progress) if p.precompute_features else {})
-            validate = None
-            if self.rank == 0 and data.val is not None:
-                validate = Validation(p, data.val, caches.get("val"), self.backbone, self.device)
+            validate = (Validation(p, data.val, caches.get("val"), self.backbone, self.device)
+                        if self.rank == 0 and data.val is not None else None)
             self.loop(self.loader(caches), validate, progress)
         if self.rank == 0:  # the last checkpoint is the final one
             _copy(self.last, self.final)
-        distributed.barrier(self.world)
+        barrier(self.world)
         return self.final
 
     def resume(self) -> int:
@@ -206,17 +212,16 @@ class Run:
                    else CropBatches(self.data.train, p.res, p.fidelity))
         return torch.utils.data.DataLoader(
             dataset, batch_size=None, sampler=sampler, num_workers=p.num_workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
-            prefetch_factor=4 if p.num_workers else None)
+            pin_memory=self.device.type == "cuda", prefetch_factor=4 if p.num_workers else None)
 
     def loop(self, loader, validate, progress: bool) -> None:
         """The steps: each batch's frozen features (§8 step 2), one trainer step (3–6); every
         `log_every` steps the numbers are synchronised, checked finite and logged; validation
         and checkpoints when due."""
-        log = RunLog(self.out, self.start, enabled=self.rank == 0)
+        p, log = self.profile, RunLog(self.out, self.start, enabled=self.rank == 0)
         if self.start == 0 and validate is not None:  # where the curves start: untrained head
             log.write([{"step": BEFORE_TRAINING, **validate(self.trainer.model)}])
-        bar = tqdm(total=self.total_steps, initial=self.start, desc=f"train {self.profile.name}",
+        bar = tqdm(total=self.total_steps, initial=self.start, desc=f"train {p.name}",
                    disable=not progress, dynamic_ncols=True)
         pending: list[dict] = []
         try:
@@ -228,7 +233,9 @@ class Run:
                                                  batch["label"].long(), batch["depth"],
                                                  batch["depth_pos"]))
                 done = batch["step"] + 1
-                is_val, is_ckpt = self.due(done)
+                end = done == self.total_steps  # due the same on every rank: a flush is collective
+                is_val = self.data.val is not None and (done % p.val_every == 0 or end)
+                is_ckpt = done % p.checkpoint_every == 0 or end
                 if len(pending) >= self.log_every or is_val or is_ckpt:
                     rows = _flush(pending, self.world)
                     pending = []
@@ -237,19 +244,15 @@ class Run:
                         rows[-1].update(validate(self.trainer.model))
                     log.write(rows)
                     bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", S=rows[-1]["samples"])
-                if is_ckpt:
-                    self.checkpoint(done)
+                if is_ckpt:  # last.pt, the one before kept as previous.pt
+                    if self.rank == 0:
+                        checkpoint.save_checkpoint(self.last, self.trainer.state_dict(), p, done,
+                                                   self.seed, self.backbone)
+                    self.last_saved = done
                 bar.update(1)
         finally:
             bar.close()
             log.close()
-
-    def due(self, done: int) -> tuple[bool, bool]:
-        """(validate, checkpoint) after `done` steps; the same on every rank (a flush is a
-        collective under DDP)."""
-        p, end = self.profile, done == self.total_steps
-        validate = self.data.val is not None and (done % p.val_every == 0 or end)
-        return validate, done % p.checkpoint_every == 0 or end
 
     def stop_if_diverged(self, rows: list[dict], log: RunLog) -> None:
         """Log up to the first non-finite number and stop with an error naming step and term."""
@@ -264,13 +267,6 @@ class Run:
                           f"{bad[2]}; {kept}. Lower the learning rate or check the inputs, then "
                           "resume with --resume or start over with --force")
 
-    def checkpoint(self, done: int) -> None:
-        """`checkpoints/last.pt` after `done` steps (the one before kept as `previous.pt`)."""
-        if self.rank == 0:
-            checkpoint.save_checkpoint(self.last, self.trainer.state_dict(), self.profile, done,
-                                       self.seed, self.backbone)
-        self.last_saved = done
-
 
 def _features(batch: dict, backbone) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen features of the crops and their positives: cached, or the ViT's."""
@@ -282,7 +278,10 @@ def _features(batch: dict, backbone) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _flush(pending: list[dict], world: int) -> list[dict]:
     """Pending step records as plain rows, with one device sync (and one all-reduce)."""
-    values = distributed.mean_over_ranks(torch.stack([r["values"] for r in pending]), world)
+    values = torch.stack([r["values"] for r in pending])
+    if world > 1:  # the mean over ranks: every rank flushes at the same steps
+        dist.all_reduce(values)
+        values = values / world
     return [{"step": rec["step"], **{k: rec[k] for k in SCHEDULE}, **dict(zip(STEP_VALUES, vals))}
             for rec, vals in zip(pending, values.cpu().tolist())]
 

@@ -12,14 +12,16 @@ from ..metrics import confusion_histogram, scores
 from ..models import DepthGModel
 from .data import CropBatches
 
+BATCH = 32  # validation crops per forward pass
+
 
 class Validation:
     """Probe metrics on `val_images` of the validation crops (evenly spaced; 0 = all), at
     training resolution."""
 
     def __init__(self, profile: Profile, source, cached: featcache.CachedSplit | None,
-                 backbone, device: torch.device, batch_size: int = 32):
-        self.profile, self.backbone, self.device, self.batch = profile, backbone, device, batch_size
+                 backbone, device: torch.device):
+        self.profile, self.backbone, self.device = profile, backbone, device
         n = len(cached) if cached is not None else len(source)
         k = profile.val_images
         self.ids = (np.arange(n) if not k or k >= n
@@ -27,8 +29,8 @@ class Validation:
         self.cached, self.crops = cached, CropBatches(source, profile.res, profile.fidelity)
 
     def _batches(self):
-        for start in range(0, len(self.ids), self.batch):
-            ids = self.ids[start:start + self.batch]
+        for start in range(0, len(self.ids), BATCH):
+            ids = self.ids[start:start + BATCH]
             if self.cached is not None:
                 feats = torch.from_numpy(np.ascontiguousarray(self.cached.feats[ids]))
                 label = torch.from_numpy(np.ascontiguousarray(self.cached.labels[ids]))
