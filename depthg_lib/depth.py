@@ -82,15 +82,6 @@ def _prerequisite_command(profile: Profile) -> str:
             f"`python -m depthg_lib.data check --profile {profile_arg(profile)}`")
 
 
-def _list_names(reader, profile: Profile, splits: Sequence[str]) -> dict[str, list[str]]:
-    names = {s: _names_or_none(reader, s) for s in splits}
-    if not any(names.values()):
-        raise DepthGError(
-            f"no images found for split(s) {', '.join(splits)} in {profile.paths.dataset_dir}; "
-            f"the depth stage needs the dataset first: {_prerequisite_command(profile)}")
-    return names
-
-
 def _gt_depth(reader, split: str, name: str) -> np.ndarray:
     """SynthScenes ground truth in metres; sky (and anything beyond) is the far plane."""
     depth = np.asarray(reader.load_gt_depth(split, name), dtype=np.float32)
@@ -161,7 +152,11 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
     if split != "all" and split not in reader.splits:
         reader.names(split)  # the reader says how to get that split (a folder without val/)
     splits = present_splits(reader) if split == "all" else (split,)
-    names = _list_names(reader, profile, splits)
+    names = {s: _names_or_none(reader, s) for s in splits}
+    if not any(names.values()):
+        raise DepthGError(
+            f"no images found for split(s) {', '.join(splits)} in {profile.paths.dataset_dir}; "
+            f"the depth stage needs the dataset first: {_prerequisite_command(profile)}")
     record_dir = reader.depth_record_dir()
     backend = profile.depth_backend
     model = None if backend == "gt" else load_depth_model(

@@ -29,12 +29,6 @@ DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "models"
 class DepthModel:
     """Common face of the backends: `estimate_depth`, and `settings` for `depth.json`."""
 
-    backend: str = ""
-    model_id: str = ""
-    weights_sha256: str | None = None
-    resolution: object = None
-    device: torch.device = torch.device("cpu")
-
     def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) float in [0,1] → (B,H,W) float32 on the CPU, larger = farther."""
         raise NotImplementedError
@@ -42,11 +36,6 @@ class DepthModel:
     def settings(self) -> dict:
         return {"backend": self.backend, "model": self.model_id,
                 "weights_sha256": self.weights_sha256, "resolution": self.resolution}
-
-    @staticmethod
-    def _check(images: torch.Tensor) -> None:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images (B,3,H,W) in [0,1], got {tuple(images.shape)}")
 
 
 class TransformersDepthModel(DepthModel):
@@ -82,7 +71,6 @@ class TransformersDepthModel(DepthModel):
 
     @torch.no_grad()
     def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
-        self._check(images)
         b, _, h, w = images.shape
         # The processors were made for 0..255 pictures: hand them uint8, as from a file.
         pixels = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +20,6 @@ from .io import sha256_file
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST_NAME = "manifest.json"
 
-Kind = Literal["vit", "depth"]
 WEIGHT_FILES: dict[str, str] = {"vit": "embedded_vit.safetensors",
                                 "depth": "embedded_depth.safetensors"}
 
@@ -91,7 +89,7 @@ def build_embedded_depth_net() -> nn.Module:
     return EmbeddedDepthNet(**DEPTH_CONFIG)
 
 
-def weights_path(kind: Kind) -> Path:
+def weights_path(kind: str) -> Path:
     return WEIGHTS_DIR / WEIGHT_FILES[kind]
 
 
@@ -111,12 +109,12 @@ def read_manifest() -> dict:
                           f"`git checkout -- {path}`") from None
 
 
-def embedded_weights_available(kind: Kind) -> bool:
+def embedded_weights_available(kind: str) -> bool:
     """True when the weight file exists and the manifest lists it (checksum not verified)."""
     return weights_path(kind).exists() and kind in read_manifest()
 
 
-def load_embedded_state_dict(kind: Kind) -> dict[str, torch.Tensor]:
+def load_embedded_state_dict(kind: str) -> dict[str, torch.Tensor]:
     """Read `weights/<file>.safetensors` as float32 after checking its sha256 in the manifest."""
     path = weights_path(kind)
     entry = read_manifest().get(kind)

@@ -7,7 +7,6 @@ records the settings (others: rebuilt) and each split's crop digest (new crops: 
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .depth_format import depth_from_uint16
 from .errors import DepthGError
-from .io import atomic_path, free_bytes, load_json, save_json
+from .io import as_recorded, atomic_path, free_bytes, load_json, save_json
 from .transforms import resize_center_crop
 
 CACHE_VERSION = 1
@@ -82,11 +81,7 @@ def check_budget(need: int, budget_gb: float, folder: Path) -> None:
 
 def source_digest(source) -> str | None:
     """`source.digest()` of a `CropReader`; None for in-memory crops (keyed by settings alone)."""
-    digest = getattr(source, "digest", None)
-    if not callable(digest):
-        return None
-    value = digest()
-    return value.get("digest") if isinstance(value, dict) else str(value)
+    return source.digest()["digest"] if hasattr(source, "digest") else None
 
 
 def open_cache(folder: Path, split: str, settings: dict, source=None) -> CachedSplit | None:
@@ -95,17 +90,13 @@ def open_cache(folder: Path, split: str, settings: dict, source=None) -> CachedS
     if not record.exists():
         return None
     meta = load_json(record)
-    if meta.get("settings") != _jsonable(settings) or split not in meta.get("splits", {}):
+    if meta.get("settings") != as_recorded(settings) or split not in meta.get("splits", {}):
         return None
     if source is not None and meta["splits"][split].get("inputs") != source_digest(source):
         return None
     if not all((folder / f"{k}_{split}.npy").exists() for k in ("feats", "labels", "depth")):
         return None
     return CachedSplit(folder, split)
-
-
-def _jsonable(settings: dict) -> dict:
-    return json.loads(json.dumps(settings, default=str))
 
 
 @torch.no_grad()
@@ -122,8 +113,8 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
         inputs = source_digest(source)
         record = folder / "features.json"
         meta = load_json(record) if record.exists() else {}
-        if meta.get("settings") != _jsonable(settings):  # other settings: start afresh
-            meta = {"version": CACHE_VERSION, "settings": _jsonable(settings), "splits": {}}
+        if meta.get("settings") != as_recorded(settings):  # other settings: start afresh
+            meta = {"version": CACHE_VERSION, "settings": as_recorded(settings), "splits": {}}
             for old in folder.glob("*.npy") if folder.exists() else []:
                 old.unlink()
         n = len(source)
@@ -142,12 +133,8 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
                 idx = range(start, min(n, start + batch_size))
                 items = [prepare_crop(*source.load(i), res, fidelity) for i in idx]
                 images = torch.from_numpy(np.stack([it[0] for it in items])).to(device)
-                f = featurize(backbone, images)
-                if f.shape[-2:] != grid:
-                    raise DepthGError(f"backbone {settings.get('backbone')} returned a "
-                                      f"{tuple(f.shape[-2:])} feature grid for {res}px crops, "
-                                      f"expected {grid}")
-                arrays["feats"][idx.start:idx.stop] = f.float().cpu().numpy()
+                f = featurize(backbone, images).float().cpu().numpy()
+                arrays["feats"][idx.start:idx.stop] = f
                 for column, key in ((1, "labels"), (2, "depth")):
                     arrays[key][idx.start:idx.stop] = np.stack([it[column] for it in items])
                 bar.update(len(idx))

@@ -214,7 +214,7 @@ def sha256_file(path: str | os.PathLike) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _as_recorded(settings: dict) -> dict:
+def as_recorded(settings: dict) -> dict:
     """`settings` as they read back from their JSON record (tuples → lists, paths → str)."""
     return json.loads(json.dumps(settings, default=str))
 
@@ -226,10 +226,9 @@ INPUTS_KEY = "inputs"
 HASH_LIMIT = 64 << 20  # input sets up to this many bytes are hashed; larger ones use mtimes
 
 
-def stamp_files(paths, root: str | os.PathLike | None = None, what: str = "",
-                hash_limit: int = HASH_LIMIT) -> dict:
+def stamp_files(paths, root: str | os.PathLike | None = None, what: str = "") -> dict:
     """One digest of a set of input files: each one's name (relative to `root`), size and
-    content hash — or, for a set over `hash_limit` bytes, its mtime (cheap, and still changes
+    content hash — or, for a set over HASH_LIMIT bytes, its mtime (cheap, and still changes
     when a file is replaced in place). A missing file counts as such."""
     stats = []
     for p in map(Path, paths):
@@ -239,7 +238,7 @@ def stamp_files(paths, root: str | os.PathLike | None = None, what: str = "",
         except FileNotFoundError:
             stats.append((p, -1, 0))
     stats.sort(key=lambda item: str(item[0]))
-    by_content = sum(max(size, 0) for _, size, _ in stats) <= hash_limit
+    by_content = sum(max(size, 0) for _, size, _ in stats) <= HASH_LIMIT
     digest = hashlib.sha256(b"content\n" if by_content else b"mtime\n")
     for p, size, mtime in stats:
         name = p.relative_to(root).as_posix() if root is not None and p.is_relative_to(root) \
@@ -298,7 +297,7 @@ def changed_inputs(old: dict, new: dict) -> list[str]:
 def recorded_settings_differ(out_dir: str | os.PathLike, stage: str, settings: dict) -> bool:
     """True when `<out_dir>/<stage>.json` exists and records other settings than these."""
     record = _read_record(Path(out_dir) / f"{stage}.json")
-    return record is not None and record[0] != _as_recorded(settings)
+    return record is not None and record[0] != as_recorded(settings)
 
 
 def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
@@ -309,7 +308,7 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
     unless `force`, quoting `command`. True when outputs there may be reused. `write=False`:
     the caller writes the record once its outputs are complete (`write_stage_record`)."""
     path = Path(out_dir) / f"{stage}.json"
-    settings, inputs = _as_recorded(settings), _as_recorded(inputs or {})
+    settings, inputs = as_recorded(settings), as_recorded(inputs or {})
     record = None if force else _read_record(path)
     if record is None:
         if write:
@@ -338,7 +337,7 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
 def write_stage_record(out_dir: str | os.PathLike, stage: str, settings: dict,
                        inputs: dict | None = None) -> None:
     """Write `<out_dir>/<stage>.json`: the settings, and the inputs under INPUTS_KEY if any."""
-    settings, inputs = _as_recorded(settings), _as_recorded(inputs or {})
+    settings, inputs = as_recorded(settings), as_recorded(inputs or {})
     save_json(Path(out_dir) / f"{stage}.json", {**settings, INPUTS_KEY: inputs} if inputs
               else settings)
 

@@ -160,16 +160,6 @@ def knn_record_path(profile: Profile, split: str = "train") -> Path:
     return path.with_name(f"{path.stem}.knn.json")
 
 
-def _open_crops(profile: Profile, split: str):
-    reader = CropReader.from_profile(profile, split)
-    if len(reader) == 0:
-        raise DepthGError(f"no {split} crops in {profile.paths.crop_dir}; create them with "
-                          f"`python -m depthg_lib.crop --profile {profile_arg(profile)} --split "
-                          f"{split}`")
-    require_current_crops(profile, split, "kNN")
-    return reader
-
-
 def stage_settings(profile: Profile, n: int, split: str) -> dict:
     weights = profile.backbone_weights
     sha = (io.sha256_file(weights) if weights and Path(weights).is_file()
@@ -204,39 +194,36 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
     its record holds the same settings and crops, refused for others unless `force`. The record
     is written after the file, so an interruption leaves the old pair complete."""
     profile = load_profile(profile)
-    reader = _open_crops(profile, split)
-    n = len(reader)
-    out = profile.paths.knn_file(split)
-    record = knn_record_path(profile, split)
-    settings = stage_settings(profile, n, split)
+    reader = CropReader.from_profile(profile, split)
+    if len(reader) == 0:
+        raise DepthGError(f"no {split} crops in {profile.paths.crop_dir}; create them with "
+                          f"`python -m depthg_lib.crop --profile {profile_arg(profile)} --split "
+                          f"{split}`")
+    require_current_crops(profile, split, "kNN")
+    out, record = profile.paths.knn_file(split), knn_record_path(profile, split)
+    settings = stage_settings(profile, len(reader), split)
     stage = record.name[: -len(".json")]
     command = f"python -m depthg_lib.knn --profile {profile_arg(profile)} --split {split}"
     inputs = {f"{split}/crops": reader.digest()}
     with io.stage_lock(record.parent, stage):
-        reuse = io.check_stage_settings(record.parent, stage, settings, force, inputs=inputs,
-                                        command=command, write=False)
-        if reuse and out.exists():
+        if io.check_stage_settings(record.parent, stage, settings, force, inputs=inputs,
+                                   command=command, write=False) and out.exists():
             return out
-        _mine(profile, reader, settings, out, device, progress)
+        dev = resolve_device(device)
+        backbone = load_backbone(profile.backbone, profile.backbone_weights or None, device=dev)
+        patch = getattr(backbone, "patch_size", 1)
+        if profile.knn_res % patch:
+            raise DepthGError(f"knn_res {profile.knn_res} (profile {profile.name}) must be a "
+                              f"multiple of the backbone's patch size {patch}")
+        feats = featurise_crops(reader, backbone, profile.knn_res, profile.fidelity, dev,
+                                batch=profile.batch_size, workers=min(profile.num_workers, 8),
+                                progress=progress)
+        if feats.device.type == "cpu":
+            feats = feats.numpy()  # numpy's partition beats torch's topk on the CPU
+        nns = topk_neighbours(feats, settings["K"] - 1, block=profile.knn_block,
+                              progress=progress)
+        io.save_npz(out, nns=nns)
         io.write_stage_record(record.parent, stage, settings, inputs)
-        return out
-
-
-def _mine(profile: Profile, reader, settings: dict, out: Path, device: str,
-          progress: bool) -> Path:
-    dev = resolve_device(device)
-    backbone = load_backbone(profile.backbone, profile.backbone_weights or None, device=dev)
-    patch = getattr(backbone, "patch_size", 1)
-    if profile.knn_res % patch:
-        raise DepthGError(f"knn_res {profile.knn_res} (profile {profile.name}) must be a "
-                          f"multiple of the backbone's patch size {patch}")
-    feats = featurise_crops(reader, backbone, profile.knn_res, profile.fidelity, dev,
-                            batch=profile.batch_size, workers=min(profile.num_workers, 8),
-                            progress=progress)
-    if feats.device.type == "cpu":
-        feats = feats.numpy()  # numpy's partition beats torch's topk on the CPU
-    nns = topk_neighbours(feats, settings["K"] - 1, block=profile.knn_block, progress=progress)
-    io.save_npz(out, nns=nns)
     return out
 
 

@@ -61,16 +61,18 @@ def _files(tmp_path, **contents):
     return [tmp_path / n for n in contents]
 
 
-def test_stamp_files_sees_a_file_replaced_in_place(tmp_path):
+def test_stamp_files_sees_a_file_replaced_in_place(tmp_path, monkeypatch):
     files = _files(tmp_path, a="1", b="2")
     before = io.stamp_files(files, tmp_path)
     assert io.stamp_files(files, tmp_path) == before
     (tmp_path / "b").write_text("3")  # same name, same size
     assert io.stamp_files(files, tmp_path)["digest"] != before["digest"]
     # by mtime (large sets): a rewrite with new content and a later mtime changes it too
-    by_time = io.stamp_files(files, tmp_path, hash_limit=0)
+    monkeypatch.setattr(io, "HASH_LIMIT", 0)
+    by_time = io.stamp_files(files, tmp_path)
     os.utime(tmp_path / "a", ns=(1, 10**18))
-    assert io.stamp_files(files, tmp_path, hash_limit=0)["digest"] != by_time["digest"]
+    assert io.stamp_files(files, tmp_path)["digest"] != by_time["digest"]
+    monkeypatch.undo()
     # names are relative to the root: a moved folder keeps its digest (content mode)
     current = io.stamp_files(files, tmp_path)
     moved = tmp_path / "moved"
