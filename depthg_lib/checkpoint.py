@@ -1,9 +1,8 @@
 """Training checkpoints: what `train` writes, and the model `evaluate` and `predict` load back.
 
-One `torch.save`d dict (`CHECKPOINT_FORMAT`, loadable with `weights_only=True`): head, probes,
-optimisers, schedule, RNG states (exact resume), the profile and what identifies the backbone.
-Writing `last.pt` keeps the one it replaces as `previous.pt` and fsyncs before the rename:
-whatever cuts a write short, one of the two is whole, and `read_latest` resumes from it.
+One `weights_only`-loadable dict: head, probes, optimisers, schedule, RNG states, the profile and
+the backbone's identity. `last.pt` replaces the one before only once whole (kept as
+`previous.pt`), so `read_latest` always finds an intact one.
 """
 
 from __future__ import annotations
@@ -35,9 +34,7 @@ def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {"torch": torch.get_rng_state(),
              "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-             "python": random.getstate(),
-             "sampler": {"scheme": "SeedSequence(seed, step, rank, stream)",
-                         "streams": ["order", "positive", "dropout", "loss", "init"]}}
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -55,8 +52,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def portable_profile(profile: Profile) -> dict:
-    """The profile as stored: its source relative to the repository, so that a shipped
-    checkpoint names no folder of the machine that trained it."""
+    """The profile with its source relative to the repository (no folder of this machine)."""
     values = dataclasses.asdict(profile)
     source = Path(values.get("source") or "")
     if source.is_absolute() and source.resolve().is_relative_to(REPO_ROOT):
@@ -83,14 +79,12 @@ def save_checkpoint(path: Path, trainer_state: dict, profile: Profile, step: int
 
 
 def previous_path(path: str | os.PathLike) -> Path:
-    """`previous.pt` beside `last.pt`: the checkpoint before the latest one."""
     return Path(path).with_stem("previous")
 
 
 def read_latest(path: str | os.PathLike, device="cpu") -> tuple[dict, Path]:
-    """The checkpoint at `path` (`last.pt`) and its path, or, when that one is missing or
-    damaged, the intact one beside it with the most steps (`previous.pt`, `final.pt`) with a
-    note; nothing intact: one error saying how to start over."""
+    """The checkpoint at `path` (`last.pt`) and its path, else (with a note) the intact one
+    beside it with the most steps; nothing intact: one error saying how to start over."""
     path = Path(path)
     try:
         return read_checkpoint(path, device), path
@@ -118,7 +112,7 @@ def read_latest(path: str | os.PathLike, device="cpu") -> tuple[dict, Path]:
 
 
 def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
-    """The raw checkpoint dict; one clear error for a missing, unreadable or foreign file."""
+    """The raw checkpoint dict; one clear error for a missing, damaged or foreign file."""
     path = Path(path)
     if not path.exists():
         raise DepthGError(f"checkpoint {path} does not exist; train one with "
@@ -126,7 +120,7 @@ def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is one clear error
-        # torch's own text is a paragraph of advice for other situations: keep its first line
+        # torch's own text is a paragraph of advice for other cases: its first sentence
         detail = str(err).split(". ")[0].splitlines()[0] if str(err) else ""
         raise DepthGError(f"cannot read checkpoint {path}: the file is truncated or damaged "
                           f"({type(err).__name__}: {detail}); {_remedy(path)}") from None
@@ -138,7 +132,7 @@ def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
 
 
 def _remedy(path: Path) -> str:
-    """What repairs an unreadable checkpoint: resuming its run rewrites a run's own files."""
+    """What repairs an unreadable checkpoint: resuming a run rewrites its own files."""
     if path.parent.name == "checkpoints" and path.stem in ("last", "previous", "final"):
         siblings = [p.name for p in path.parent.glob("*" + path.suffix) if p != path]
         if siblings:
@@ -173,16 +167,11 @@ class TrainedModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _backbone: nn.Module | None = None
 
-    @property
-    def profile(self) -> dict:
-        return self.meta["profile"]
-
     def backbone(self) -> nn.Module:
         """The frozen backbone the head was trained on (loaded on first use)."""
         if self._backbone is None:
-            self._backbone = load_backbone(self.backbone_name,
-                                           weights=self.profile.get("backbone_weights") or None,
-                                           device=self.device)
+            weights = self.meta["profile"].get("backbone_weights") or None
+            self._backbone = load_backbone(self.backbone_name, weights=weights, device=self.device)
         return self._backbone
 
     @torch.no_grad()
@@ -195,9 +184,8 @@ class TrainedModel:
 
 def load_checkpoint(path: str | os.PathLike, profile: Profile | str | None = None,
                     device: str | torch.device = "cpu") -> TrainedModel:
-    """Load a training checkpoint; with `profile`, refuse one made for another backbone/size.
-    A released STEGO/DepthG checkpoint is imported by `load_released` (docs/reproduction.md §6).
-    """
+    """Load a training checkpoint (or import a released one, docs/reproduction.md §6); with
+    `profile`, refuse one made for another backbone or size."""
     path = Path(path)
     device = torch.device(device)
     if is_released_checkpoint(path):

@@ -36,7 +36,7 @@ def test_extra_clusters_are_dropped_as_released_or_kept_on_request():
 
 
 def test_hungarian_match_maximises_matched_pixels():
-    rows, cols = M.hungarian_match(np.array([[1, 7, 0], [6, 2, 0], [0, 0, 3]]))
+    rows, cols = M.scores(np.array([[1, 7, 0], [6, 2, 0], [0, 0, 3]]))["assignment"]
     assert rows.tolist() == [0, 1, 2] and cols.tolist() == [1, 0, 2]
     assert rows.dtype == np.int64 and cols.dtype == np.int64
 
