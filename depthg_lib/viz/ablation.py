@@ -17,8 +17,7 @@ def _style(arm: str) -> dict:
 
 
 def validation_curves(results: dict):
-    """Tune-split probe mIoU against training step, mean over seeds, one line per arm: has
-    training reached a plateau?"""
+    """Tune-split probe mIoU against training step, mean over seeds, a line per arm: a plateau?"""
     curves = results.get("validation", {}).get("curves", {})
     if not curves:
         return None
@@ -47,7 +46,7 @@ def _knob_axis(results: dict, which: str) -> list[tuple[float, str]]:
     return [(float(nui.get(k, 0.0)), k) for k in keys if cam[k] == cam[keys[0]]]
 
 
-def knob_effect(results: dict, metric: str = "unsup"):
+def knob_effect(results: dict):
     """The study's answers along each knob (camouflage, nuisance), 95 % CIs on the report
     split: each head minus k-means on the raw features (fitted on train), and DepthG − STEGO."""
     comparisons = {name: by_knob for name, by_knob in results.get("ci95", {}).items()
@@ -65,7 +64,7 @@ def knob_effect(results: dict, metric: str = "unsup"):
         span = max(1.0, float(xs_all.max() - xs_all.min()))
         for i, (name, by_knob) in enumerate(comparisons.items()):
             a, b = name.split(" vs ")
-            pts = [(x, by_knob[k][metric]) for x, k in axis if metric in by_knob.get(k, {})]
+            pts = [(x, by_knob[k]["unsup"]) for x, k in axis if "unsup" in by_knob.get(k, {})]
             if not pts:
                 continue
             x, ci = zip(*pts)
@@ -88,8 +87,7 @@ def knob_effect(results: dict, metric: str = "unsup"):
                       "nuisance strength (× the clean features' mean norm)")
         ax.grid(alpha=0.3)
         ax.set_title(f"along {which} (report split, 95 % CI)")
-    axes[0][0].set_ylabel(f"{'unsupervised' if metric == 'unsup' else 'linear'} mIoU "
-                          "difference (points)")
+    axes[0][0].set_ylabel("unsupervised mIoU difference (points)")
     axes[0][-1].legend(fontsize=7)
     return titled(fig)
 

@@ -13,7 +13,7 @@ from ..transforms import resize_center_crop
 from . import colorize, overlay, panels, titled
 
 
-def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str = ""):
+def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str):
     """Confusion matrix of a (prediction × ground truth) histogram, ground truth down the rows,
     each row as shares of the class's pixels so that rare classes stay visible."""
     mat = np.asarray(histogram, dtype=np.float64).T
@@ -22,20 +22,17 @@ def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str
     side = max(4.0, 0.32 * n + 2)
     fig, ax = plt.subplots(figsize=(side + 1, side))
     im = ax.imshow(mat, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(mat.shape[1]))
-    ax.set_yticks(range(n))
-    xt = list(class_names) + ["unmatched"] * (mat.shape[1] - n)
-    ax.set_xticklabels(xt, rotation=90, fontsize=8)
-    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xticks(range(mat.shape[1]), [*class_names, *["unmatched"] * (mat.shape[1] - n)],
+                  rotation=90, fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
     if n <= 12:
-        for i in range(mat.shape[0]):
-            for j in range(mat.shape[1]):
-                ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="black" if mat[i, j] > 0.6 * mat.max() else "white")
+        for (i, j), v in np.ndenumerate(mat):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if v > 0.6 * mat.max() else "white")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the class's pixels")
-    ax.set_title(title or "confusion matrix")
+    ax.set_title(title)
     return titled(fig)
 
 
@@ -51,8 +48,7 @@ def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = 
     for k, method in enumerate(methods):
         vals = [np.nan if ious[method].get(c) is None else ious[method][c] for c in classes]
         ax.barh(y + (k - (m - 1) / 2) * height, vals, height=height, label=method)
-    ax.set_yticks(y)
-    ax.set_yticklabels(classes, fontsize=8)
+    ax.set_yticks(y, classes, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("IoU (%)")
@@ -120,14 +116,11 @@ def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarr
                                                                "diagonal")]
     for ax, (mat, ylabels, title) in zip(axes, panels):
         ax.imshow(mat, cmap="Blues")
-        for i in range(mat.shape[0]):
-            for j in range(mat.shape[1]):
-                ax.text(j, i, str(int(mat[i, j])), ha="center", va="center", fontsize=8,
-                        color="white" if mat[i, j] > 0.6 * hist.max() else "black")
-        ax.set_xticks(range(n))
-        ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(mat.shape[0]))
-        ax.set_yticklabels(ylabels, fontsize=8)
+        for (i, j), v in np.ndenumerate(mat):
+            ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=8,
+                    color="white" if v > 0.6 * hist.max() else "black")
+        ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(mat.shape[0]), ylabels, fontsize=8)
         ax.set_title(title, fontsize=9)
     for r, c in zip(rows, cols):
         axes[0].add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2, color="red"))
