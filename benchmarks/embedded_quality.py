@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from depthg_lib import embedded  # noqa: E402
 from depthg_lib.data.synthscenes import CLASS_NAMES, N_CLASSES, generate  # noqa: E402
 from depthg_lib.errors import DepthGError, run_cli  # noqa: E402
-from depthg_lib.io import load_json, save_json, sha256_file  # noqa: E402
+from depthg_lib.io import load_json, read_label, save_json, sha256_file  # noqa: E402
 from depthg_lib.metrics import confusion_histogram, scores  # noqa: E402
 from depthg_lib.pretrain import quality  # noqa: E402
 from depthg_lib.pretrain.common import (  # noqa: E402
@@ -114,6 +114,14 @@ def depth_quality(pred: torch.Tensor, gt: np.ndarray, mean_map: np.ndarray) -> d
 def mean_normalised_depth(depth: np.ndarray) -> np.ndarray:
     """The training set's mean min–max normalised depth map (the best-constant baseline)."""
     return minmax_normalise(torch.from_numpy(depth).double()).mean(0).numpy()
+
+
+def load_labelled(data_dir: str, split: str, limit: int, depth: bool = False) -> dict:
+    """`load_split` plus the label maps (N,H,W) uint8 of the same scenes."""
+    out = load_split(data_dir, split, depth=depth, limit=limit)
+    out["labels"] = np.stack([read_label(Path(data_dir) / "labels" / split / f"{name}.png")
+                              for name in out["names"]])
+    return out
 
 
 def load_checkpoint_vit(path: str | Path) -> tuple[torch.nn.Module, int]:
@@ -222,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _vit_results(args: argparse.Namespace, data: str, val: dict, setting: dict) -> dict:
-    train = load_split(data, "train", labels=True, limit=args.n_train)
+    train = load_labelled(data, "train", args.n_train)
     rows: dict[str, str | None] = {} if args.no_shipped else {"shipped": None}
     for i, cand in enumerate(args.candidate):
         name, _, path = cand.rpartition("=")
@@ -278,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     data = args.data or str(REPO / "data" / f"synthscenes_eval_{args.seed}")
     generate(data, n_train=args.n_train, n_val=args.n_val, size=args.size, seed=args.seed)
-    val = load_split(data, "val", depth=True, labels=True, limit=args.n_val)
+    val = load_labelled(data, "val", args.n_val, depth=True)
     role = {SELECTION_SEED: "selection seed", REPORT_SEED: "report seed"}.get(args.seed, "seed")
     setting = {"data": f"SynthScenes {role} {args.seed}, {args.n_train} train / "
                        f"{len(val['images'])} val scenes of {args.size} px",

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..embedded import EMBEDDED_MEAN, EMBEDDED_STD
 from ..errors import DepthGError
-from ..io import atomic_path, check_stage_settings, load_json, read_label, read_rgb
+from ..io import atomic_path, check_stage_settings, load_json, read_rgb
 
 # Seeds: pretraining data never overlaps the evaluation data of the quality bars.
 PRETRAIN_DATA_SEED = 1000
@@ -40,8 +40,8 @@ def data_record(data_dir: str | os.PathLike) -> dict:
 
 
 def load_split(data_dir: str | os.PathLike, split: str = "train", depth: bool = False,
-               labels: bool = False, limit: int | None = None) -> dict[str, np.ndarray]:
-    """Load a SynthScenes split into memory: images (N,H,W,3) uint8, optional depth / labels."""
+               limit: int | None = None) -> dict[str, np.ndarray]:
+    """Load a SynthScenes split into memory: names, images (N,H,W,3) uint8, optional depth."""
     data_dir = Path(data_dir)
     paths = sorted((data_dir / "imgs" / split).glob("*.jpg"))[:limit]
     if not paths:
@@ -54,9 +54,6 @@ def load_split(data_dir: str | os.PathLike, split: str = "train", depth: bool = 
         out["depth"] = np.stack([
             np.load(data_dir / "depth_gt" / split / f"{p.stem}.npy").astype(np.float32)
             for p in paths])
-    if labels:
-        out["labels"] = np.stack([read_label(data_dir / "labels" / split / f"{p.stem}.png")
-                                  for p in paths])
     return out
 
 
