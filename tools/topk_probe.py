@@ -30,7 +30,7 @@ def probe(crops: int, dim: int, block: int, blocks: int) -> dict:
     limiter = BlockLimiter(blocks, clock)
     with mock.patch.object(knn, "tqdm", limiter):
         knn.topk_neighbours(feats, 29, block=block, progress=True)
-    wall = clock.entries["top-k block"]["seconds"]
+    wall = clock["top-k block"]["seconds"]
     return {"crops": crops, "dim": dim, "block": block, "blocks run": limiter.ran,
             "blocks": limiter.total, "features s": round(made, 2),
             "seconds per block": round(wall / max(1, limiter.ran), 2),

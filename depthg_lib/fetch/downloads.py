@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import http.client
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -57,13 +56,7 @@ def remote_size(url: str, timeout: float = 5.0) -> int | None:
 def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int:
     """Write the response body to `part` — appended when the server resumed at `have` (206),
     from scratch otherwise; returns the bytes in `part`, refusing a short or broken body."""
-    if have and resp.status == 206:
-        found = re.match(r"\S+\s+(\d+)-", resp.headers.get("Content-Range", ""))  # bytes 9-10/11
-        if not found or int(found[1]) != have:
-            raise DepthGError(f"the server resumed {url} at byte {found and found[1]}, not "
-                              f"{have}; delete {part} and run again")
-    else:
-        have = 0  # the server sent the whole file (or nothing was there)
+    have = have if resp.status == 206 else 0  # else the server sent the whole file
     length = resp.headers.get("Content-Length")
     total = have + int(length) if length is not None else None
     broken = ""
@@ -146,21 +139,6 @@ def verify_file(url: str, dest: Path, ledger: Ledger, deep: bool) -> str:
     return "present, sha256 verified" if deep else "present"
 
 
-def _extract_members(archive: Path, into: Path) -> None:
-    """Every member of `archive` into `into`, refusing one that would land outside it."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in tqdm(zf.infolist(), desc=f"extract {archive.name}", unit="file",
-                             leave=False):
-                if not (into / info.filename).resolve().is_relative_to(into.resolve()):
-                    raise DepthGError(f"archive {archive} holds {info.filename!r}, a path "
-                                      "outside the folder it extracts to; refusing it")
-                zf.extract(info, into)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise DepthGError(f"cannot extract {archive} ({type(err).__name__}: {err}); delete it "
-                          "and run the same command again to download it anew") from None
-
-
 def extract_zip(archive: Path, dest: Path) -> Path:
     """Extract `archive` into `dest` atomically: into a temporary folder beside it, then one
     rename. A single top-level folder in the archive (STEGO's `cityscapes/`…) becomes `dest`."""
@@ -169,15 +147,21 @@ def extract_zip(archive: Path, dest: Path) -> Path:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".extract-{dest.name}-", dir=dest.parent))
     try:
-        _extract_members(archive, tmp)
+        with zipfile.ZipFile(archive) as zf:
+            for info in tqdm(zf.infolist(), desc=f"extract {archive.name}", leave=False):
+                if not (tmp / info.filename).resolve().is_relative_to(tmp.resolve()):
+                    raise DepthGError(f"archive {archive} holds {info.filename!r}, a path "
+                                      "outside the folder it extracts to; refusing it")
+                zf.extract(info, tmp)
         entries = [p for p in tmp.iterdir() if p.name != "__MACOSX"]
         src = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
-        if dest.exists():
-            if any(dest.iterdir()):
-                raise DepthGError(f"{dest} already holds files; move it away to extract "
-                                  f"{archive} there")
-            dest.rmdir()
-        os.replace(src, dest)
+        if dest.exists() and any(dest.iterdir()):
+            raise DepthGError(f"{dest} already holds files; move it away to extract {archive} "
+                              "there")
+        os.replace(src, dest)  # onto an empty folder too
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DepthGError(f"cannot extract {archive} ({type(err).__name__}: {err}); delete it "
+                          "and run the same command again to download it anew") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

@@ -12,7 +12,6 @@ import contextlib
 import datetime
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,10 +41,8 @@ def _scale(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m depthg_lib.rehearse",
-        description="Run a paper profile's stages on stand-ins at scale F and print per stage "
-                    "files, wall time, CPU time, peak memory, disk and the projected full run.",
-        epilog="Stages: " + ", ".join(STAGE_ORDER) + ". The same command again skips stages "
-               "already measured and continues an interrupted one. docs/scaling.md explains.")
+        description="Run a paper profile's stages on stand-ins at scale F, resumably, and print "
+                    "what each cost and the projected full run (docs/scaling.md).")
     add = parser.add_argument
     add("--profile", help="a paper profile (cocostuff27-vits8, ...) or its YAML file")
     add("--scale", type=_scale, default=0.01, help="F in (0, 1]: round(F×N) images per split "
@@ -56,9 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         "do at full scale is timed (default 2; 0 skips those samples)")
     add("--steps", type=int, default=1, help="training steps run (default 1)")
     add("--batch", type=int, help="training batch (default: the profile's)")
-    add("--only", help="comma-separated stages to run (those before must be done)")
+    add("--only", help=f"comma-separated stages to run, of {', '.join(STAGE_ORDER)}")
     add("--force", action="store_true", help="re-run stages already measured")
-    add("--clean", action="store_true", help="remove the rehearsal folder --out and stop")
     add("--publish", action="store_true", help="record --out's rehearsal in the library's "
         "measurements.json (what the fetch dry run prints); run nothing")
     add("--table", action="store_true", help="print the table of what --out holds; run nothing")
@@ -67,21 +63,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-def standin_profile(out: Path, original: Profile, sample: int, batch: int | None) -> None:
-    """`<out>/profile/<name>.yaml`: the paper profile on the stand-in data and weights, with the
-    embedded depth net, `sample` validation crops and, if asked, another batch."""
-    lines = [f"# Rehearsal copy of {original.name} (python -m depthg_lib.rehearse)",
-             f"extends: {Path(original.source).resolve()}",
-             f"data_root: {out / 'data'}",
-             f"backbone_weights: {out / 'data' / 'models' / 'backbones' / original.backbone}.pth",
-             f"val_images: {max(1, sample)}",
-             "depth_backend: synth  # the embedded depth net: ZoeDepth is not on this machine",
-             'depth_model: ""'] + ([f"batch_size: {batch}"] if batch else [])
-    path = out / "profile" / f"{original.name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
 
 
 def check_out(out: Path, original: Profile) -> None:
@@ -98,15 +79,6 @@ def check_out(out: Path, original: Profile) -> None:
                           "folder; choose an empty or new folder")
 
 
-def clean(out: Path) -> int:
-    """Remove a rehearsal folder — only one that its marker file says is a rehearsal's."""
-    if out.exists() and not (out / MARKER).is_file():
-        raise DepthGError(f"{out} holds no {MARKER}: not a rehearsal folder, not removed")
-    print(f"removed {out}" if out.exists() else f"{out}: nothing to remove")
-    shutil.rmtree(out, ignore_errors=True)
-    return 0
-
-
 def _git_commit() -> str | None:
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
@@ -115,20 +87,29 @@ def _git_commit() -> str | None:
 
 
 def open_rehearsal(out: Path, original: Profile, settings: dict, command: str) -> None:
-    """Create or reopen `<out>`: the same profile and scale continue; another is refused."""
+    """Create or reopen `<out>` (the same profile and scale continue; another is refused) and
+    write `profile/<name>.yaml`: the paper profile on the stand-in data and weights, with the
+    embedded depth net, `sample` validation crops and, if asked, another batch."""
     out.mkdir(parents=True, exist_ok=True)
     marker = out / MARKER
     old = load_json(marker) if marker.is_file() else {"settings": settings}
     for key in ("profile", "scale"):
         if old["settings"].get(key) != settings[key]:
             raise DepthGError(f"{out} holds a rehearsal of {key} {old['settings'].get(key)!r}"
-                              f", not {settings[key]!r}; use another --out, or remove it with "
-                              f"`python -m depthg_lib.rehearse --clean --out {out}`")
+                              f", not {settings[key]!r}; use another --out, or remove {out}")
     save_json(marker, {"what": "depthg rehearsal: stand-in data and weights, never a real dataset",
                        "settings": settings, "profile source": profile_arg(original),
                        "machine": machine_name(), "command": command, "commit": _git_commit(),
                        "updated": _now(), "created": old.get("created", _now())})
-    standin_profile(out, original, settings["sample"], settings.get("batch"))
+    weights = out / "data" / "models" / "backbones" / f"{original.backbone}.pth"
+    lines = [f"# Rehearsal copy of {original.name} (python -m depthg_lib.rehearse)",
+             f"extends: {Path(original.source).resolve()}", f"data_root: {out / 'data'}",
+             f"backbone_weights: {weights}", f"val_images: {max(1, settings['sample'])}",
+             "depth_backend: synth  # the embedded depth net: ZoeDepth is not on this machine",
+             'depth_model: ""']
+    lines += [f"batch_size: {settings['batch']}"] if settings["batch"] else []
+    (out / "profile").mkdir(exist_ok=True)
+    (out / "profile" / f"{original.name}.yaml").write_text("\n".join(lines) + "\n")
 
 
 def _disk(paths: list[Path]) -> dict:
@@ -238,11 +219,7 @@ def rehearse(profile: str, scale: float, out: Path, sample: int = 2, steps: int 
     open_rehearsal(out, original, settings, command)
     for stage in only or STAGE_ORDER:
         print(f"[rehearse {original.name} F={scale:g}] {stage} ...", flush=True)
-        rec = run_stage(out, stage, settings, force=force)
-        last = rec["attempts"][-1]
-        print(f"  ok: {last['wall_s']:.1f} s wall, peak RSS {last['peak_rss_bytes'] / 1e9:.2f} "
-              f"GB, {rec['disk']['files']:,} files, {rec['disk']['bytes'] / 1e9:.2f} GB",
-              flush=True)
+        run_stage(out, stage, settings, force=force)
     return write_table(out)
 
 
@@ -256,8 +233,6 @@ def write_table(out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = Path(args.out).expanduser().resolve()
-    if args.clean:
-        return clean(out)
     if args.table or args.publish:
         print(write_table(out))
         if args.publish:

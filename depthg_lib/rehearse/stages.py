@@ -14,6 +14,7 @@ import functools
 import re
 import sys
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -28,12 +29,12 @@ from ..io import load_json, save_json
 from .standin import unit_rows, vit_forward_flops, vit_shape, write_backbone_standin, write_standin
 
 
-class Clock:
-    """Wall and CPU seconds, items and calls per label, summed. Projections use the CPU seconds:
-    on a shared machine a low-priority process's wall time measures the others."""
+class Clock(defaultdict):
+    """label → wall and CPU seconds, items and calls, summed. Projections use the CPU seconds: on
+    a shared machine a low-priority process's wall time measures the others."""
 
     def __init__(self):
-        self.entries: dict[str, dict] = {}
+        super().__init__(Counter)
         self.inside: set[str] = set()
 
     @contextlib.contextmanager
@@ -45,21 +46,18 @@ class Clock:
         try:
             yield w
         finally:
-            e = self.entries.setdefault(label, dict(seconds=0.0, cpu_seconds=0.0, items=0, calls=0))
-            e["seconds"] += time.perf_counter() - wall
-            e["cpu_seconds"] += time.process_time() - cpu
-            e["items"] += w.items
-            e["calls"] += 1
+            self[label].update(seconds=time.perf_counter() - wall, items=w.items, calls=1,
+                               cpu_seconds=time.process_time() - cpu)
 
     def per_item(self, label: str) -> float | None:
         """CPU seconds per item."""
-        e = self.entries.get(label)
+        e = self.get(label)
         return e["cpu_seconds"] / e["items"] if e and e["items"] else None
 
     def summary(self) -> dict:
         return {k: {"seconds": round(e["seconds"], 4), "cpu_seconds": round(e["cpu_seconds"], 4),
                     "items": e["items"], "calls": e["calls"], "per_item": self.per_item(k)}
-                for k, e in self.entries.items()}
+                for k, e in self.items()}
 
 
 def timed(owner, attr: str, clock: Clock, label, count=lambda args: 1, mark: str = ""):
@@ -103,41 +101,37 @@ def stage_weights(ctx: SimpleNamespace) -> dict:
 
 
 def stage_data(ctx: SimpleNamespace) -> dict:
-    clock = Clock()
-    with clock.watch("write stand-ins") as w:
+    with ctx.clock.watch("write stand-ins") as w:
         written = write_standin(ctx.profile.dataset, ctx.profile.paths.dataset_dir, ctx.scale,
                                 progress=False)
         w.items = sum(written["images"].values())
-    with clock.watch("data check"):
+    with ctx.clock.watch("data check"):
         report = reader_for_profile(ctx.profile).check()  # what fetch runs after extracting
     if not report.usable:
         raise RuntimeError(f"the stand-in dataset fails the data check:\n{report}")
-    return {**written, "clock": clock.summary(),
-            "what ran": {"full": "stand-in files in the real tree, formats and sizes; the data "
-                                 "check the fetch runs after extraction"}}
+    return {**written, "what ran": {"full": "stand-in files in the real tree, formats and sizes; "
+                                            "the data check the fetch runs after extraction"}}
 
 
 def stage_depth(ctx: SimpleNamespace) -> dict:
     """The real stage on every image with the embedded depth net (ZoeDepth's is projected)."""
     from ..depth import run_depth_stage
 
-    clock, reader = Clock(), reader_for_profile(ctx.profile)
+    reader = reader_for_profile(ctx.profile)
     n = sum(len(reader.names(s)) for s in reader.splits)
-    with clock.watch("depth stage (embedded net)", n):
+    with ctx.clock.watch("depth stage (embedded net)", n):
         run_depth_stage(ctx.profile, progress=False, device="cpu", force=ctx.force)
-    return {"images": n, "clock": clock.summary(),
-            "what ran": {"full": "the real stage on every image at its real size, with the "
-                                 "embedded depth net instead of ZoeDepth"}}
+    return {"images": n, "what ran": {"full": "the real stage on every image at its real size, "
+                                              "with the embedded depth net instead of ZoeDepth"}}
 
 
 def stage_crop(ctx: SimpleNamespace) -> dict:
     from ..crop import CropReader, run_crop_stage
 
-    clock = Clock()
-    with clock.watch("five-crop"):
+    with ctx.clock.watch("five-crop"):
         run_crop_stage(ctx.profile, split="all", progress=False, force=ctx.force)
     crops = {s: len(CropReader.from_profile(ctx.profile, s)) for s in ("train", "val")}
-    return {"crops": crops, "clock": clock.summary(), "what ran": {"full": "the real stage"}}
+    return {"crops": crops, "what ran": {"full": "the real stage"}}
 
 
 def available_memory() -> int | None:
@@ -175,7 +169,7 @@ def stage_knn(ctx: SimpleNamespace) -> dict:
     from ..crop import CropReader
     from ..models import load_backbone
 
-    p, clock = ctx.profile, Clock()
+    p, clock = ctx.profile, ctx.clock
     reader = CropReader.from_profile(p, "train")
     n, width, m = len(reader), vit_shape(p.backbone)[0], min(ctx.sample, len(reader))
     if m:
@@ -209,7 +203,6 @@ def stage_knn(ctx: SimpleNamespace) -> dict:
             "flops per crop": vit_forward_flops(p.backbone, p.knn_res),
             "bytes": {"features": n * width * 4, "score block": min(p.knn_block, n) * n * 4,
                       "table": n * k_store * 8},
-            "clock": clock.summary(),
             "what ran": {"full": "the real stage at full N (crops, record, N×K table, "
                                  f"{limiter.ran} of {limiter.total} top-k blocks of the real "
                                  "size) on stand-in unit features of the real width",
@@ -221,7 +214,7 @@ def stage_train(ctx: SimpleNamespace) -> dict:
     from .. import checkpoint, features
     from ..train import loop, trainer, validation
 
-    clock, p = Clock(), ctx.profile
+    clock, p = ctx.clock, ctx.profile
 
     def forward_label(c):
         return "validation forward" if "validation" in c.inside else "train forward"
@@ -234,7 +227,7 @@ def stage_train(ctx: SimpleNamespace) -> dict:
         final = loop.train(p, steps=ctx.steps, device="cpu", progress=False, force=True)
     return {"steps run": ctx.steps, "batch": p.batch_size, "checkpoint": str(final),
             "checkpoint bytes": Path(final).stat().st_size,
-            "flops per crop": vit_forward_flops(p.backbone, p.res), "clock": clock.summary(),
+            "flops per crop": vit_forward_flops(p.backbone, p.res),
             "what ran": {"full": "crops, kNN table and checkpoints of full N; the real trainer",
                          "sample": f"{ctx.steps} step(s) of batch {p.batch_size}; validation "
                                    f"on {p.val_images} crop(s)"}}
@@ -243,12 +236,11 @@ def stage_train(ctx: SimpleNamespace) -> dict:
 def stage_evaluate(ctx: SimpleNamespace) -> dict:
     from .. import evaluate as ev
 
-    clock, p, n = Clock(), ctx.profile, max(1, ctx.sample)
+    clock, p, n = ctx.clock, ctx.profile, max(1, ctx.sample)
     with (timed(ev, "flip_averaged_codes", clock, "forward + flip", count=lambda a: len(a[2])),
           clock.watch("evaluate()")):
         ev.evaluate(p, device="cpu", max_images=n, progress=False, force=True)
-    return {"images": n, "clock": clock.summary(),
-            "flops per image": 2 * vit_forward_flops(p.backbone, p.eval_res),
+    return {"images": n, "flops per image": 2 * vit_forward_flops(p.backbone, p.eval_res),
             "what ran": {"sample": f"the real evaluation on {n} val image(s) at {p.eval_res} px "
                                    "(no CRF)"}}
 
@@ -259,12 +251,15 @@ STAGES = {"weights": stage_weights, "data": stage_data, "depth": stage_depth,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """A stage's `ctx`: the rehearsal's settings, its stand-in profile and `force`."""
+    """A stage's `ctx`: the rehearsal's settings, its stand-in profile, `force` and a Clock."""
     stage, out, *flags = sys.argv[1:] if argv is None else argv
     settings = load_json(Path(out) / "REHEARSAL.json")["settings"]
     profile = load_profile(Path(out) / "profile" / f"{settings['profile']}.yaml")
-    ctx = SimpleNamespace(**{**settings, "profile": profile, "force": "--force" in flags})
-    save_json(Path(out) / "stages" / f"{stage}.detail.json", STAGES[stage](ctx))
+    ctx = SimpleNamespace(**settings, clock=Clock())
+    ctx.profile, ctx.force = profile, "--force" in flags
+    detail = STAGES[stage](ctx)
+    save_json(Path(out) / "stages" / f"{stage}.detail.json",
+              {**detail, "clock": ctx.clock.summary()})
     return 0
 
 

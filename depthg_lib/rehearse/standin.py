@@ -68,12 +68,9 @@ def split_names(dataset: str, split: str, n: int) -> list[str]:
     if dataset == "cityscapes":
         full = [f"{city}_{seq:06d}_000019" for city, count in _CITIES[split].items()
                 for seq in range(count)]
-    elif dataset == "cocostuff27":
-        rng = np.random.default_rng(2017)  # COCO ids: 12 digits, sparse, train ∩ val = ∅
-        ids = rng.choice(581_929, size=sum(counts.values()), replace=False)
-        full = [f"{i + 1:012d}" for i in sorted(ids[offset:offset + total])]
-    else:
-        full = [str(offset + i) for i in range(total)]
+    else:  # COCO's ids have 12 digits; train ∩ val = ∅
+        full = [f"{offset + i + 1:012d}" if dataset == "cocostuff27" else str(offset + i)
+                for i in range(total)]
     keep = np.unique(np.linspace(0, total - 1, n).round().astype(np.int64))
     return [full[i] for i in keep]
 
