@@ -98,20 +98,15 @@ def _without_comments(source: str) -> str:
     return "\n".join(line.rstrip() for line in lines if line.strip())
 
 
-def _failure_message(err: Exception, executed: Path) -> tuple[str, str]:
-    """(cell, last line) of a papermill execution error; cells counted from 1 in the source
-    notebook (without papermill's injected-parameters cell)."""
-    index = getattr(err, "cell_index", None)
-    if index is None:
-        cell = f"execution count {getattr(err, 'exec_count', '?')}"
-    else:
-        try:
-            tags = [c.get("metadata", {}).get("tags", []) for c in _cells(executed)]
-            tags = [t for t in tags if "papermill-error-cell-tag" not in t]  # added after the run
-            index -= sum(1 for i, t in enumerate(tags) if "injected-parameters" in t and i < index)
-        except (OSError, ValueError, KeyError):
-            pass
-        cell = f"cell {index + 1}"
+def _failure_message(err: Exception, notebook: Path) -> tuple[str, str]:
+    """(cell, last line) of a papermill execution error, the cell counted from 1 in the chapter:
+    papermill's injected-parameters cell, right after the parameters cell, does not count."""
+    index = getattr(err, "cell_index", None)  # only papermill's execution error has it
+    cell = "a cell"
+    if index is not None:
+        tags = [c.get("metadata", {}).get("tags", []) for c in _cells(notebook)]
+        injected = next((i + 1 for i, t in enumerate(tags) if "parameters" in t), 0)
+        cell = f"cell {index if index > injected else index + 1}"
     evalue = getattr(err, "evalue", None)
     ename = getattr(err, "ename", type(err).__name__)
     last = f"{ename}: {evalue}" if evalue is not None else str(err).strip().splitlines()[-1]
@@ -197,9 +192,8 @@ def _start(profile_name: str, force: bool, device: str, seed: int | None,
     seed = profile.seed if seed is None else seed
     summary.update(profile=profile.name, device=device, seed=seed, machine=machine_name())
     # a profile outside the library is passed as its path: the chapters read that very file
-    arg = profile_arg(profile)
-    if arg != profile.name:
-        arg = str(Path(arg).resolve())
+    shipped = profile_arg(profile) == profile.name
+    arg = profile.name if shipped else str(Path(profile.source).resolve())
     os.environ["DEPTHG_PROFILE"] = arg  # for anything a chapter starts itself
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     return _Run(profile=profile, arg=arg, device=device, seed=seed, force=force,
@@ -212,8 +206,7 @@ def _command(profile: Profile) -> str:
 
 
 def _interrupt(signum, _frame):
-    """SIGTERM as Ctrl-C: a killed run cleans up (temporary notebooks, the kernel) and records
-    where it stopped."""
+    """SIGTERM as Ctrl-C: a killed run cleans up (copies, kernel) and records where it stopped."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -291,7 +284,7 @@ def _record_stop(run: _Run, notebook: Path, entry: dict, err: BaseException,
         return
     run_dir = run.profile.paths.run_dir
     failed = run_dir / f"{notebook.stem}.failed.ipynb"
-    cell, last = _failure_message(err, failed)
+    cell, last = _failure_message(err, notebook)
     entry.update(status="failed", error=f"{cell}: {last}")
     run.save()
     raise DepthGError(f"{notebook.name} failed at {cell}: {last} — executed copy up to the "
