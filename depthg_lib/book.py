@@ -38,9 +38,8 @@ def _first_heading(markdown: str, fallback: str) -> str:
 
 
 def chapter_title(notebook: dict, fallback: str) -> str:
-    cells = notebook.get("cells", [])
-    return _first_heading("\n".join("".join(c.get("source", "")) for c in cells
-                                   if c.get("cell_type") == "markdown"), fallback)
+    cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "markdown"]
+    return _first_heading("\n".join("".join(c.get("source", "")) for c in cells), fallback)
 
 
 def check_run(run_dir: Path, names: list[str], profile_name: str) -> dict:
@@ -253,15 +252,14 @@ def build_book(run_dir: Path, names: list[str], profile_name: str, docs_dir: Pat
                           f"error(s) (warnings count as errors; all in {warnings}); fix the "
                           f"chapter in notebooks/ or the note in docs/ and run `make book "
                           f"PROFILE={profile_name}` again:\n  {shown}")
-    publish = work / "publish"
+    publish, old = work / "publish", work / "old"  # html/ stays for the next build
     shutil.rmtree(publish, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     shutil.copytree(work / "html", publish, ignore=shutil.ignore_patterns(".buildinfo"))
     if out_dir.exists():
-        old = work / "old"
-        shutil.rmtree(old, ignore_errors=True)
         out_dir.rename(old)
-        shutil.rmtree(old)
     publish.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
     return out_dir
 
 
