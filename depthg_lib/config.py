@@ -215,10 +215,9 @@ def available_profiles() -> list[str]:
 
 def profile_arg(profile: Profile) -> str:
     """What to pass to --profile to get this profile back: its name if shipped, else its file."""
-    source = Path(profile.source) if profile.source else None
-    if source is None or source.parent.resolve() == PROFILE_DIR.resolve():
+    if not profile.source or Path(profile.source).parent.resolve() == PROFILE_DIR.resolve():
         return profile.name
-    return str(source)
+    return profile.source
 
 
 def positive_int(text: str) -> int:
@@ -259,9 +258,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise DepthGError(f"profile {path} must be a mapping of key: value")
     parent = raw.pop("extends", None)
     raw.pop("paper", None)  # the paper's reported numbers: read by depthg_lib.released only
-    values = {}
-    if parent:
-        values.update(_read_yaml(_profile_file(parent), seen + (path,)))
+    values = _read_yaml(_profile_file(parent), seen + (path,)) if parent else {}
     for key, value in raw.items():
         if key not in _FIELDS or key == "source":
             raise DepthGError(_unknown_key_message(path, key))

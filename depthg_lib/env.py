@@ -36,8 +36,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def device_arg(value: str) -> str:
-    """argparse `type` of every `--device`: a device this machine lacks stops the command
-    before any work, with `resolve_device`'s message."""
+    """argparse `type` of every `--device`: a device this machine lacks stops it before work."""
     try:
         resolve_device(value)
     except DepthGError as err:
