@@ -17,7 +17,7 @@ from .config import Profile, load_profile, profile_arg
 from .data import reader_for_profile
 from .data.synthscenes import FAR_DEPTH
 from .depth_format import STAGE_COMMAND, depth_to_uint16, load_depth_png, normalise_depth
-from .depth_models import DEFAULT_MODELS, DepthModel, load_depth_model
+from .depth_models import DEFAULT_MODELS, load_depth_model
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .evalset import to_tensor
@@ -49,7 +49,7 @@ def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, fl
 
 
 def compare_with_ground_truth(reader, split: str, names: Sequence[str],
-                              model: DepthModel | None = None,
+                              model=None,
                               fidelity: str = "corrected") -> tuple[list, list, list]:
     """(images, estimates, ground truths) of SynthScenes images; the estimate is the stored map
     (`model=None`) or `model`'s prediction."""
@@ -59,7 +59,7 @@ def compare_with_ground_truth(reader, split: str, names: Sequence[str],
         if model is None:
             estimate = load_depth_png(reader.depth_path(split, name), fidelity)
         else:
-            estimate = model.estimate_depth(to_tensor([image]).contiguous())[0].numpy()
+            estimate = model.estimate_depth(to_tensor([image]).contiguous())[0].cpu().numpy()
         images.append(image)
         estimates.append(estimate)
         truths.append(_gt_depth(reader, split, name))
@@ -88,7 +88,7 @@ def _gt_depth(reader, split: str, name: str) -> np.ndarray:
     return np.where(np.isfinite(depth), np.minimum(depth, FAR_DEPTH), FAR_DEPTH)
 
 
-def stage_settings(profile: Profile, model: DepthModel | None) -> dict:
+def stage_settings(profile: Profile, model) -> dict:
     base = model.settings() if model is not None else {  # None: gt
         "backend": "gt", "model": DEFAULT_MODELS["gt"], "weights_sha256": None,
         "resolution": "native"}
@@ -223,7 +223,7 @@ def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress
                     sizes.setdefault(image.shape[:2], []).append((n, image))
                 for group in sizes.values():  # one forward per image size
                     depth = model.estimate_depth(to_tensor([im for _, im in group]).contiguous())
-                    for (n, _), d in zip(group, depth.numpy()):
+                    for (n, _), d in zip(group, depth.cpu().numpy()):
                         save_image(where(s, n), depth_to_uint16(d))
                     room.wrote(len(group))
                 bar.update(len(batch))

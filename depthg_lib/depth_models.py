@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import REPO_ROOT
-from .embedded import DEPTH_WORK_SIZE, EmbeddedDepthModel, read_manifest
+from .embedded import EmbeddedDepthModel
 from .env import resolve_device
 from .errors import DepthGError
 from .io import sha256_file
@@ -26,19 +26,7 @@ _MODEL_TYPES = {"zoedepth": "zoedepth", "depth_anything": "depth_anything"}
 DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "models"
 
 
-class DepthModel:
-    """Common face of the backends: `estimate_depth`, and `settings` for `depth.json`."""
-
-    def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
-        """(B,3,H,W) float in [0,1] → (B,H,W) float32 on the CPU, larger = farther."""
-        raise NotImplementedError
-
-    def settings(self) -> dict:
-        return {"backend": self.backend, "model": self.model_id,
-                "weights_sha256": self.weights_sha256, "resolution": self.resolution}
-
-
-class TransformersDepthModel(DepthModel):
+class TransformersDepthModel:
     """`zoedepth` (metric depth, padding removed through `source_sizes`) or `depth_anything`
     (relative disparity, negated: 1/disparity could be negative) via transformers."""
 
@@ -69,8 +57,14 @@ class TransformersDepthModel(DepthModel):
         size = getattr(self.processor, "size", None)
         self.resolution = dict(size) if size is not None else None
 
+    def settings(self) -> dict:
+        """What `depth.json` records, so that maps of another model are never mixed in."""
+        return {"backend": self.backend, "model": self.model_id,
+                "weights_sha256": self.weights_sha256, "resolution": self.resolution}
+
     @torch.no_grad()
     def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) float in [0,1] → (B,H,W) float32 on the CPU, larger = farther."""
         b, _, h, w = images.shape
         # The processors were made for 0..255 pictures: hand them uint8, as from a file.
         pixels = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
@@ -81,26 +75,6 @@ class TransformersDepthModel(DepthModel):
         post = self.processor.post_process_depth_estimation(outputs, target_sizes=sizes, **padded)
         depth = torch.stack([p["predicted_depth"].reshape(h, w) for p in post]).float().cpu()
         return -depth if self.backend == "depth_anything" else depth
-
-
-class SynthDepthModel(DepthModel):
-    """`synth`: the embedded depth network; `model="random"`, random weights (`embedded-random`)."""
-
-    def __init__(self, model: str | None, device: torch.device):
-        random_init = model == "random"
-        if model not in (None, "", "embedded", "random"):
-            raise DepthGError(f"depth backend 'synth' takes depth_model '' (shipped weights) or "
-                              f"'random' (random init), found {model!r}")
-        self.backend, self.device = "synth", device
-        self.model_id = "embedded-random" if random_init else "embedded"
-        self.net = EmbeddedDepthModel(pretrained=not random_init, device=device)
-        self.weights_sha256 = (None if random_init
-                               else read_manifest().get("depth", {}).get("sha256"))
-        self.resolution = DEPTH_WORK_SIZE
-
-    @torch.no_grad()
-    def estimate_depth(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.estimate_depth(images.to(self.device)).float().cpu()
 
 
 def _weights_digest(model_dir: Path) -> str | None:
@@ -142,11 +116,14 @@ def resolve_model_dir(backend: str, model: str | None = None,
 
 
 def load_depth_model(backend: str, model: str | None = None, device: str | torch.device = "cpu",
-                     model_dir: str | os.PathLike | None = None) -> DepthModel:
+                     model_dir: str | os.PathLike | None = None):
     """The model of `backend` (`zoedepth`, `depth_anything`, `synth`; `gt` has none): `model` a
     model id or folder (transformers), `random` (synth), None = the default."""
     device = resolve_device(device)
     if backend == "synth":
-        return SynthDepthModel(model or None, device)
+        if model not in (None, "", "embedded", "random"):
+            raise DepthGError(f"depth backend 'synth' takes depth_model '' (shipped weights) or "
+                              f"'random' (random init), found {model!r}")
+        return EmbeddedDepthModel(pretrained=model != "random", device=device)
     model_id, folder = resolve_model_dir(backend, model, model_dir)
     return TransformersDepthModel(backend, folder, model_id, device)

@@ -144,15 +144,20 @@ def load_embedded_vit(pretrained: bool = True) -> nn.Module:
 
 
 class EmbeddedDepthModel(nn.Module):
-    """The `synth` backend: `estimate_depth([0,1] images) -> (B,H,W)`, run with the shorter side
-    at DEPTH_WORK_SIZE and resized back (the horizon cue does not survive a change of scale)."""
+    """The `synth` depth backend: `estimate_depth([0,1] images) -> (B,H,W)`, run with the shorter
+    side at `work_size` and resized back (the horizon cue does not survive a change of scale);
+    random weights (`embedded-random`) unless `pretrained`."""
 
-    def __init__(self, pretrained: bool = True, device: str | torch.device = "cpu"):
+    def __init__(self, pretrained: bool = True, device: str | torch.device = "cpu",
+                 work_size: int = DEPTH_WORK_SIZE):
         super().__init__()
         self.net = build_embedded_depth_net()
+        self.model_id, self.weights_sha256 = "embedded-random", None
         if pretrained:
             self.net.load_state_dict(load_embedded_state_dict("depth"), strict=True)
+            self.model_id, self.weights_sha256 = "embedded", read_manifest()["depth"]["sha256"]
         self.net.eval()
+        self.work_size = work_size
         self.register_buffer("mean", torch.tensor(EMBEDDED_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(EMBEDDED_STD).view(1, 3, 1, 1))
         self.to(device)
@@ -163,7 +168,7 @@ class EmbeddedDepthModel(nn.Module):
             raise ValueError(f"expected images (B,3,H,W) in [0,1], got {tuple(images.shape)}")
         h, w = images.shape[-2:]
         x = (images.to(self.mean.device, torch.float32) - self.mean) / self.std
-        s, scale = self.net.stride, DEPTH_WORK_SIZE / min(h, w)
+        s, scale = self.net.stride, self.work_size / min(h, w)
         wh, ww = max(s, round(h * scale / s) * s), max(s, round(w * scale / s) * s)
         if (wh, ww) == (h, w):
             return self.net(x)[:, 0]
@@ -173,3 +178,8 @@ class EmbeddedDepthModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.estimate_depth(images)
+
+    def settings(self) -> dict:
+        """What `depth.json` records, so that maps of another model are never mixed in."""
+        return {"backend": "synth", "model": self.model_id,
+                "weights_sha256": self.weights_sha256, "resolution": self.work_size}
