@@ -326,16 +326,16 @@ def lookup_label(raw: np.ndarray, table: dict[int, int], path: Path, what: str) 
     return mapped.astype(np.uint8)
 
 
-def scan_images(folder: Path, recursive: bool = False,
-                exclude: tuple[str, ...] = ()) -> dict[str, Path]:
-    """name → image file under `folder`; names are relative paths without suffix (posix)."""
+def scan_images(folder: Path, exclude: tuple[str, ...] = ()) -> dict[str, Path]:
+    """name → image file anywhere under `folder` (not in its sub-folders `exclude`); names are
+    relative paths without suffix (posix)."""
     found: dict[str, Path] = {}
     clashes = []
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
         top = here == folder
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and not (top and d in exclude)) if recursive else []
+                             and not (top and d in exclude))
         for fname in sorted(filenames):
             path = here / fname
             if fname.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
