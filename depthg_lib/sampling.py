@@ -35,8 +35,6 @@ def grid_depth(depth: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
     depth = (depth[:, None] if depth.dim() == 3 else depth).float()
     h, w = int(grid_hw[0]), int(grid_hw[1])
     big_h, big_w = depth.shape[-2:]
-    if (big_h, big_w) == (h, w):
-        return depth
     if big_h % h == 0 and big_w % w == 0:
         return F.avg_pool2d(depth, (big_h // h, big_w // w))
     return F.adaptive_avg_pool2d(depth, (h, w))

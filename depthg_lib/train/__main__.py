@@ -15,11 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.train",
                                      description="Train the DepthG head (chapter 04).")
     parser.add_argument("--profile", required=True, help="profile name or YAML file")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from <out>/checkpoints/last.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--force", action="store_true", help="discard an earlier run in <out>")
-    parser.add_argument("--device", default="auto", type=device_arg,
-                        help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", type=device_arg, help="auto, cpu, cuda[:N]")
     parser.add_argument("--steps", type=int, default=None, help="total steps (profile: steps)")
     parser.add_argument("--out", default=None, help="output folder (runs/<profile>/train)")
     parser.add_argument("--seed", type=int, default=None, help="seed (profile: seed)")

@@ -214,12 +214,12 @@ class CachedBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, item):
         c, idx, pos = self.cached, item["idx"], item["pos"]
-        return {"step": item["step"], "feats": _rows(c.feats, idx),
-                "feats_pos": _rows(c.feats, pos), "label": _rows(c.labels, idx),
-                "depth": _rows(c.depth, idx)[:, None], "depth_pos": _rows(c.depth, pos)[:, None]}
+        return {"step": item["step"], "feats": rows(c.feats, idx),
+                "feats_pos": rows(c.feats, pos), "label": rows(c.labels, idx),
+                "depth": rows(c.depth, idx)[:, None], "depth_pos": rows(c.depth, pos)[:, None]}
 
 
-def _rows(arr, ids) -> torch.Tensor:
+def rows(arr, ids) -> torch.Tensor:  # of a memory-mapped cache array
     return torch.from_numpy(np.ascontiguousarray(arr[ids]))
 
 

@@ -1,8 +1,6 @@
 """The training run (docs/method.md §8): refuse to mix runs, resume, loop over the steps,
-validate, checkpoint, stop on divergence. Its record `train.json` holds the settings and the
-digests of what it trained on (`TrainData.inputs`): a later run in its folder from changed
-inputs is refused unless `force`.
-"""
+validate, checkpoint, stop on divergence. `train.json` holds the settings and the digests of
+the inputs (`TrainData.inputs`): a later run there from changed inputs needs `force`."""
 
 from __future__ import annotations
 
@@ -65,11 +63,9 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
           device: str | torch.device = "auto", resume: bool = False, seed: int | None = None,
           steps: int | None = None, progress: bool = True, *, force: bool = False,
           data: TrainData | None = None) -> Path:
-    """Train the head of `profile` and return its final checkpoint (docs/method.md §8).
-
-    `out_dir` defaults to `runs/<profile>/train`; `steps` and `seed` override the profile's.
-    A finished run is not repeated; an unfinished one needs `resume` or `force` (start over).
-    `data` replaces the profile's crops and kNN table (toy runs, tests)."""
+    """Train the head of `profile` in `out_dir` (runs/<profile>/train) and return its final
+    checkpoint. A finished run is not repeated; an unfinished one needs `resume` or `force`
+    (start over). `data` replaces the profile's crops and kNN table (toy runs, tests)."""
     profile = load_profile(profile)
     command = f"python -m depthg_lib.train --profile {profile_arg(profile)}"
     command += (f" --out {out_dir}" if out_dir is not None else "") + (

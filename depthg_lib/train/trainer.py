@@ -63,8 +63,7 @@ class Trainer:
 
     def __init__(self, profile: Profile, backbone_dim: int, device: torch.device,
                  seed: int = 0, rank: int = 0, world: int = 1):
-        self.profile, self.device, self.seed = profile, device, seed
-        self.rank, self.world = rank, world
+        self.profile, self.seed, self.rank = profile, seed, rank
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(step_seed(seed, 0, 0, INIT))
             model = DepthGModel(backbone_dim, profile.dim, profile.n_classes,

@@ -10,7 +10,7 @@ from .. import features as featcache
 from ..config import Profile
 from ..metrics import confusion_histogram, scores
 from ..models import DepthGModel
-from .data import CropBatches
+from .data import CropBatches, rows
 
 BATCH = 32  # validation crops per forward pass
 
@@ -32,12 +32,11 @@ class Validation:
         for start in range(0, len(self.ids), BATCH):
             ids = self.ids[start:start + BATCH]
             if self.cached is not None:
-                feats = torch.from_numpy(np.ascontiguousarray(self.cached.feats[ids]))
-                label = torch.from_numpy(np.ascontiguousarray(self.cached.labels[ids]))
+                feats, label = rows(self.cached.feats, ids), rows(self.cached.labels, ids)
                 yield feats.to(self.device).float(), label
-                continue
-            images, label, _ = self.crops.load(ids)
-            yield featcache.featurize(self.backbone, images.to(self.device)).float(), label
+            else:
+                images, label, _ = self.crops.load(ids)
+                yield featcache.featurize(self.backbone, images.to(self.device)).float(), label
 
     @torch.no_grad()
     def __call__(self, model: DepthGModel) -> dict[str, float]:
