@@ -26,8 +26,6 @@ from .io import (
     check_stage_settings,
     load_json,
     prefetched,
-    recorded_inputs,
-    recorded_settings_differ,
     save_image,
     save_json,
     stage_lock,
@@ -139,19 +137,16 @@ def require_current_depth(profile: Profile, reader, splits: Sequence[str], who: 
             f"redo them with `{_command(profile_arg(profile))} --force`")
 
 
-def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = False,
-                    skip_bad: bool = False, device: str = "auto",
-                    progress: bool = True) -> Path:
-    """Write a depth PNG for every image of `split` (train, val, or all: train and val where
-    the dataset has one); returns the folder. Existing maps of the same settings are kept;
-    other settings than `depth.json` records, or changed images, are refused unless `force`.
-    A corrupt image stops the stage, or with `skip_bad` is listed in `depth_skipped.json`."""
+def run_depth_stage(profile: Profile | str, force: bool = False, skip_bad: bool = False,
+                    device: str = "auto", progress: bool = True) -> Path:
+    """Write a depth PNG for every image of train, and of val where the dataset has one;
+    returns the folder. Existing maps of the same settings are kept; other settings than
+    `depth.json` records, or changed images, are refused unless `force`. A corrupt image stops
+    the stage, or with `skip_bad` is listed in `depth_skipped.json`."""
     profile = load_profile(profile)
     dev = resolve_device(device)
     reader = reader_for_profile(profile)
-    if split != "all" and split not in reader.splits:
-        reader.names(split)  # the reader says how to get that split (a folder without val/)
-    splits = present_splits(reader) if split == "all" else (split,)
+    splits = present_splits(reader)
     names = {s: _names_or_none(reader, s) for s in splits}
     if not any(names.values()):
         raise DepthGError(
@@ -162,19 +157,14 @@ def run_depth_stage(profile: Profile | str, split: str = "all", force: bool = Fa
     model = None if backend == "gt" else load_depth_model(
         backend, profile.depth_model or None, dev, model_dir=profile.paths.data_root / "models")
     settings = stage_settings(profile, model)
-    command = _command(profile_arg(profile), "" if split == "all" else f" --split {split}")
     with stage_lock(record_dir, "depth"):
         inputs = {k: v for s in splits for k, v in reader.input_stamps(s, ("images",)).items()}
-        other_settings = recorded_settings_differ(record_dir, "depth", settings)
-        if force and not other_settings:  # the other splits' maps stay, and so does their part
-            inputs = {**recorded_inputs(record_dir, "depth"), **inputs}
-        reuse = check_stage_settings(record_dir, "depth", settings, force, inputs=inputs,
-                                     command=command)
-        if not reuse:  # fresh or forced: no map of an earlier run may survive an interruption
-            for s in (reader.splits if other_settings else splits):
-                for n in names.get(s) or _names_or_none(reader, s):
+        if not check_stage_settings(record_dir, "depth", settings, force, inputs=inputs,
+                                    command=_command(profile_arg(profile))):
+            for s in reader.splits:  # fresh or forced: no map of an earlier run may stay
+                for n in _names_or_none(reader, s):
                     reader.depth_path(s, n).unlink(missing_ok=True)
-        skipped = _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress)
+        skipped = _write_maps(reader, names, splits, model, profile, skip_bad, progress)
     if skipped:
         save_json(record_dir / "depth_skipped.json", skipped)
     return record_dir
@@ -187,13 +177,12 @@ def _names_or_none(reader, split: str) -> list[str]:
         return []
 
 
-def _write_maps(reader, names, splits, model, profile, reuse, skip_bad, progress) -> list[str]:
-    """Write every map not yet there (all unless `reuse`); the next batch's images are decoded
-    meanwhile (`io.prefetched`)."""
+def _write_maps(reader, names, splits, model, profile, skip_bad, progress) -> list[str]:
+    """Write every map not yet there; the next batch's images are decoded meanwhile."""
     where = reader.depth_path
     skipped: list[str] = []
     for s in splits:
-        todo = [n for n in names[s] if not (reuse and where(s, n).exists())]
+        todo = [n for n in names[s] if not where(s, n).exists()]
         room = DiskRoom(where(s, todo[0]).parent if todo else ".", len(todo), f"{s} depth maps")
         with tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo) as bar:
             if model is None:  # gt: no images to read, no model to run
@@ -236,7 +225,6 @@ def main(argv: list[str] | None = None) -> int:
         description="Stage 01: estimate depth for every image and store it as 16-bit PNGs "
                     "(per-image min-max normalised, larger = farther). docs/method.md §2.")
     parser.add_argument("--profile", required=True, help="profile name or YAML path")
-    parser.add_argument("--split", default="all", choices=("train", "val", "all"))
     parser.add_argument("--force", action="store_true", help="recompute every map")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip unreadable images (listed in depth_skipped.json)")
@@ -244,9 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
-    out = run_depth_stage(args.profile, split=args.split, force=args.force,
-                          skip_bad=args.skip_bad, device=args.device,
-                          progress=not args.no_progress)
+    out = run_depth_stage(args.profile, force=args.force, skip_bad=args.skip_bad,
+                          device=args.device, progress=not args.no_progress)
     print(f"depth maps in {out}")
     return 0
 

@@ -282,12 +282,12 @@ def test_gt_stage_writes_normalised_ground_truth(data_root):
 def test_model_stage_writes_every_image(data_root, hf_models, backend):
     model = str(hf_models["zoedepth"]) if backend == "zoedepth" else "random"
     profile = _profile(data_root, depth_backend=backend, depth_model=model)
-    out = run_depth_stage(profile, split="train", device="cpu", progress=False)
+    out = run_depth_stage(profile, device="cpu", progress=False)
     reader = reader_for_profile(profile)
-    for name in reader.names("train"):
-        d = load_depth_png(reader.depth_path("train", name))
-        assert d.shape == (SIZE, SIZE) and d.min() == 0 and d.max() == 1
-    assert not any(reader.depth_path("val", n).exists() for n in reader.names("val"))
+    for split in ("train", "val"):
+        for name in reader.names(split):
+            d = load_depth_png(reader.depth_path(split, name))
+            assert d.shape == (SIZE, SIZE) and d.min() == 0 and d.max() == 1
     record = json.loads((out / "depth.json").read_text())
     assert record["backend"] == backend and record["model"] in (model, "embedded-random")
 
@@ -341,8 +341,8 @@ def test_corrupt_image_named_or_skipped(data_root):
     bad = reader.image_path("train", bad_name)
     bad.write_bytes(b"\xff\xd8\xff garbage, not a JPEG")
     with pytest.raises(DepthGError, match=bad.name + ".*or pass --skip-bad"):
-        run_depth_stage(profile, split="train", device="cpu", progress=False)
-    out = run_depth_stage(profile, split="train", skip_bad=True, device="cpu", progress=False)
+        run_depth_stage(profile, device="cpu", progress=False)
+    out = run_depth_stage(profile, skip_bad=True, device="cpu", progress=False)
     assert json.loads((out / "depth_skipped.json").read_text()) == [f"train/{bad_name}"]
     assert not reader.depth_path("train", bad_name).exists()
     others = [n for n in reader.names("train") if n != bad_name]
@@ -367,7 +367,7 @@ def test_cli(data_root, tmp_path, capsys):
     yaml = tmp_path / "p.yaml"
     yaml.write_text(f"extends: test\ndata_root: {data_root}\ndataset_dir: ss\n"
                     f"synth_n_train: {N_TRAIN}\nsynth_n_val: {N_VAL}\nsynth_size: {SIZE}\n")
-    assert depth_mod.main(["--profile", str(yaml), "--split", "val", "--no-progress"]) == 0
+    assert depth_mod.main(["--profile", str(yaml), "--no-progress"]) == 0
     assert "depth maps in" in capsys.readouterr().out
     assert len(list((data_root / "ss" / "depth" / "val").glob("*.png"))) == N_VAL
 

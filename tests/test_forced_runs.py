@@ -83,16 +83,6 @@ def test_an_interrupted_forced_depth_run_is_finished_by_the_plain_command(gt, mo
         require_current_crops(_synth(gt), "train", "kNN")
 
 
-def test_a_forced_depth_run_of_one_split_keeps_the_other(gt):
-    out = run_depth_stage(gt, progress=False)
-    before = _files(out)
-    run_depth_stage(gt, split="train", force=True, progress=False)
-    after = _files(out)
-    assert after == before  # same settings: same maps; val kept, record with both splits
-    run_crop_stage(gt, split="all", progress=False)
-    require_current_crops(gt, "val", "kNN")
-
-
 def test_an_interrupted_forced_crop_run_is_finished_by_the_plain_command(gt, monkeypatch):
     run_depth_stage(gt, progress=False)
     crop_dir = run_crop_stage(gt, split="all", progress=False)
