@@ -1,7 +1,6 @@
-"""The course's conclusions in words (chapter 07's Summary and hypotheses), read from a study
-results file (`docs/study/results.json`) so that the sentences change when the numbers do:
-`study_conclusions` (one sentence per comparison, with its paired 95 % intervals) and
-`hypothesis_tests` (chapter 07's H1–H5 against what the file holds)."""
+"""Chapter 07's conclusions in words, read from a study's results file so that the sentences
+change when the numbers do: a sentence per comparison with its paired 95 % intervals, and
+what the file says about the hypotheses H1–H5."""
 
 from __future__ import annotations
 
@@ -9,8 +8,7 @@ import numpy as np
 
 
 def _intervals(node, path=()):
-    """(path, interval) for every {diff, lo, hi} below `node`: `ci95[comparison][setting]
-    [probe]`, and any deeper level of settings (a second knob) as well."""
+    """(path, interval) for every {diff, lo, hi} below `node` (setting levels, then probe)."""
     if isinstance(node, dict) and {"diff", "lo", "hi"} <= set(node):
         yield path, node
     elif isinstance(node, dict):

@@ -70,7 +70,7 @@ def test_sampling_figure_shows_a_lower_density_and_a_top_view():
 
     g = torch.Generator().manual_seed(0)
     depth = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 48, 48, generator=g), 7, 1, 3)
-    fig = plot_sampling(depth[0, 0], (12, 12), 8, seed=0)
+    fig = plot_sampling(depth[0, 0], (12, 12), 8, np.zeros((48, 48, 3), np.uint8), seed=0)
     titles = [ax.get_title() for ax in fig.axes]
     assert any("4×4" in t for t in titles) and "top view of the 3D points" in titles
     top = next(ax for ax in fig.axes if ax.get_title() == "top view of the 3D points")

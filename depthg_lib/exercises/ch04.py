@@ -47,12 +47,9 @@ OUTCOMES = ("collapse", "separate", "scatter")
 
 
 def toy_shift_outcome(shift: float, steps: int = 100, seed: int = 0) -> tuple[str, float, float]:
-    """Chapter 04's two-region toy trained at one shift: (outcome, C within, C across).
-
-    A 6×6 grid whose halves have features ≈ (3, 0) and (0, 3), so F ≈ 1 within a half and ≈ 0
-    across; random 3-dim codes trained with plain F for `steps` Adam steps end `collapse`d
-    (every pair similar), `separate` (within a half only) or `scatter`ed (not even a half).
-    """
+    """Chapter 04's two-region toy at one shift: (outcome, C within, C across). A 6×6 grid whose
+    halves have F ≈ 1 within and ≈ 0 across; random 3-dim codes after `steps` Adam steps end
+    `collapse`d (every pair similar), `separate` (within a half only) or `scatter`ed."""
     g = torch.Generator().manual_seed(seed)
     right = torch.zeros(1, 1, 6, 6)
     right[..., 3:] = 1

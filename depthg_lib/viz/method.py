@@ -69,10 +69,9 @@ def _sampling_bottom_row(fig, bottom, d, norm, grid_hw, n_low: int, seed: int):
     return top
 
 
-def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | None = None,
-                  seed: int = 0):
-    """Where the n×n points go over the depth map: random, corrected FPS and released FPS
-    (chosen vs read); at a density near the grid's own any spread-out rule looks regular, so
+def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray, seed: int = 0):
+    """The image, and where the n×n points go over its depth: random, corrected FPS, released
+    FPS (chosen vs read); near the grid's own density any spread-out rule looks regular, so
     the bottom row repeats it at ≈ grid/3 with a top view of the 3D points."""
     d = one_depth_map(depth)
     hw = tuple(d.shape[-2:])
@@ -86,18 +85,16 @@ def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray | Non
               ("FPS, corrected: read where chosen", [(corrected, "o", "white")]),
               ("FPS, released: chosen (o) vs read (x)",
                [(chosen, "o", "white"), (released, "x", "red")])]
-    ncol = len(panels) + (image is not None)
-    fig, axes = plt.subplots(2, ncol, figsize=(3.5 * ncol, 7.4), squeeze=False)
+    fig, axes = plt.subplots(2, 4, figsize=(14, 7.4))
     norm = depth_norm(d[0, 0].numpy())
-    if image is not None:
-        axes[0, 0].imshow(image)
-        axes[0, 0].set_title("image", fontsize=9)
-    for ax, (title, layers) in zip(axes[0, ncol - len(panels):], panels):
+    axes[0, 0].imshow(image)
+    axes[0, 0].set_title("image", fontsize=9)
+    for ax, (title, layers) in zip(axes[0, 1:], panels):
         draw_depth(ax, d[0, 0].numpy(), norm, colorbar=ax is axes[0, -1])
         for cells, marker, colour in layers:
             _scatter(ax, cells, grid_hw, hw, marker, colour)
         ax.set_title(title, fontsize=9)
-    top = _sampling_bottom_row(fig, axes[1, ncol - 3:], d, norm, grid_hw, n_low, seed)
+    top = _sampling_bottom_row(fig, axes[1, 1:], d, norm, grid_hw, n_low, seed)
     for ax in axes.flat:
         if ax is not top:
             ax.axis("off")
