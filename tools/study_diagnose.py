@@ -19,14 +19,33 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from depthg_lib.checkpoint import load_checkpoint
 from depthg_lib.config import REPO_ROOT, load_profile
 from depthg_lib.errors import run_cli
 from depthg_lib.io import save_json
 from depthg_lib.study.runner import Study
-from depthg_lib.study.scoring import class_means, head_codes, patch_vectors
+from depthg_lib.study.scoring import head_codes
 from depthg_lib.study.splits import knob_key
+
+
+@torch.no_grad()
+def patch_vectors(maps: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """Unit-norm patch vectors (N, h·w, C) of (N, C, h, w) maps, and each patch's label (the
+    label at its centre) for (N, H, W) labels."""
+    x = F.normalize(maps.float(), dim=1)
+    n, c, h, w = x.shape
+    lab = F.interpolate(torch.from_numpy(labels).float()[:, None], size=(h, w),
+                        mode="nearest")[:, 0].long().reshape(n, -1).numpy()
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c), lab
+
+
+def class_means(sim: np.ndarray, la: np.ndarray, lb: np.ndarray, n_classes: int
+                ) -> tuple[np.floating, np.floating]:
+    """Mean similarity of the labelled pairs of the same class and of different classes."""
+    valid = (la >= 0) & (lb >= 0) & (la < n_classes) & (lb < n_classes)
+    return sim[valid & (la == lb)].mean(), sim[valid & (la != lb)].mean()
 
 
 @torch.no_grad()

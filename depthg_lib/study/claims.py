@@ -1,5 +1,5 @@
-"""The study's closing claims and the checks of its written predictions, read from a results
-file (docs/study/results.json): every sentence is built from the intervals stored there."""
+"""The study's closing claims and the checks of its written predictions, each sentence built
+from the intervals of a results file (docs/study/results.json)."""
 
 from __future__ import annotations
 
@@ -25,41 +25,42 @@ def at(results: dict, knob: str, ci: dict, who: str = "") -> str:
     return f"{setting_label(results, knob)} {who.split('-')[0] + ' ' if who else ''}{fmt_ci(ci)}"
 
 
+def listed(results: dict, rows) -> str:
+    """"camouflage 1 (STEGO +3.4 [+0.9, +5.6]); ...": (setting, arm, interval) rows."""
+    return "; ".join(f"{setting_label(results, k)} ({LABEL[a]} {fmt_ci(c)})" for k, a, c in rows)
+
+
 HEAD_ARMS = ("stego-corrected", "depthg-corrected")
+LABEL = {"stego-corrected": "STEGO", "depthg-corrected": "DepthG"}
 DEPTH = "depthg-corrected vs stego-corrected"
 
 
 def claims(results: dict) -> dict:
-    """The study's closing claims, each a sentence with its intervals, read from the results:
-    `head` (when does a head beat k-means on the raw features by ≥ 3 unsupervised mIoU points
-    with an interval above 0?) and `depth` (when does DepthG beat STEGO with an interval above
-    0?). Also the settings behind each, so that a chapter can show them."""
+    """The study's closing claims, read from the results: `head` (does a head beat k-means on
+    the raw features by ≥ 3 unsupervised mIoU points, interval above 0?) and `depth` (does
+    DepthG beat STEGO, interval above 0?), with the settings behind each."""
     keys = results["knob"]["settings"]
     head_rows = [(k, a, c) for k in keys for a in HEAD_ARMS
                  if (c := ci_at(results, f"{a} vs kmeans_raw_train_fit", k))]
     depth_rows = [(k, c) for k in keys if (c := ci_at(results, DEPTH, k))]
-    label = {"stego-corrected": "STEGO", "depthg-corrected": "DepthG"}
     wins = [(k, a, c) for k, a, c in head_rows if c["lo"] > 0 and c["diff"] >= 3]
+    others = [(k, a, c) for k, a, c in head_rows if (k, a, c) not in wins]
+    best = max(others or head_rows, key=lambda r: r[2]["diff"], default=None)
     if wins:
         head = ("the head helps when the features carry class-free structure: it beats "
                 "k-means on the raw features (fitted on train) by ≥ 3 unsupervised mIoU points "
-                "with the interval above 0 at " + "; ".join(
-                    f"{setting_label(results, k)} ({label[a]} {fmt_ci(c)})" for k, a, c in wins))
-        others = [(k, a, c) for k, a, c in head_rows if (k, a, c) not in wins]
+                "with the interval above 0 at " + listed(results, wins))
         if others:
-            best = max(others, key=lambda r: r[2]["diff"])
             head += (f", and not elsewhere (best other: {setting_label(results, best[0])}, "
-                     f"{label[best[1]]} {fmt_ci(best[2])})")
+                     f"{LABEL[best[1]]} {fmt_ci(best[2])})")
     elif head_rows:
-        best = max(head_rows, key=lambda r: r[2]["diff"])
         head = ("the head does not beat k-means on the raw features (fitted on train) by ≥ 3 "
                 "unsupervised mIoU points with the interval above 0 at any setting of this "
-                f"study: its best is {label[best[1]]} at {setting_label(results, best[0])}, "
+                f"study: its best is {LABEL[best[1]]} at {setting_label(results, best[0])}, "
                 f"{fmt_ci(best[2])}")
         small = [(k, a, c) for k, a, c in head_rows if c["lo"] > 0]
         if small:
-            head += ("; it is above k-means by less than 3 points at " + "; ".join(
-                f"{setting_label(results, k)} ({label[a]} {fmt_ci(c)})" for k, a, c in small))
+            head += "; it is above k-means by less than 3 points at " + listed(results, small)
     else:
         head = "no head has been compared with k-means yet"
     helps = [(k, c) for k, c in depth_rows if c["lo"] > 0]

@@ -214,11 +214,7 @@ def run_facts(study) -> dict:
 
 def _placement(study, knob) -> dict | None:
     """The placed shifts of a nuisance setting; None where `write_only` cannot compute them."""
-    try:
-        return study.placement(knob) if (knob in study.knob_data
-                                         or not study.write_only) else None
-    except KeyError:
-        return None
+    return study.placement(knob) if knob in study.knob_data or not study.write_only else None
 
 
 def shift_facts(study) -> dict:
@@ -232,17 +228,12 @@ def shift_facts(study) -> dict:
 
 
 def training_facts(study) -> dict:
-    """Every arm's training settings (steps, batch, schedules)."""
-    p, steps = study.profile, study.steps
-    return {"steps": steps, "batch_size": p.batch_size, "lr": p.lr,
-            "val_every": study.val_every, "res": p.res, "dim": p.dim,
-            "samples": p.samples, "depth_backend": p.depth_backend,
-            "depth_decay_every": ablation.schedule_every(
-                p.depth_decay_share, steps, p.depth_decay_every),
-            "depth_decay_factor": p.depth_decay_factor,
-            "fps_sample_decay_every": ablation.schedule_every(
-                p.fps_sample_decay_share, steps, p.fps_sample_decay_every),
-            "fps_sample_decay_factor": p.fps_sample_decay_factor}
+    """Every arm's training settings (steps, batch, schedules), as its profile holds them."""
+    arm = study.variant(study.arms[0], study.knobs[0])
+    return {k: getattr(arm, k) for k in (
+        "steps", "batch_size", "lr", "val_every", "res", "dim", "samples", "depth_backend",
+        "depth_decay_every", "depth_decay_factor", "fps_sample_decay_every",
+        "fps_sample_decay_factor")}
 
 
 def backbone_saw(profile: Profile) -> str:

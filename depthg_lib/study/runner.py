@@ -32,7 +32,6 @@ from .scoring import (
     RAW_BASELINES,
     FitCache,
     cached_feats,
-    feature_similarity,
     fit_centroids,
     fit_identity,
     head_codes,
@@ -136,7 +135,6 @@ class Study:
         self.knob_data: dict[Setting, KnobData] = {}
         self.camouflage_data: dict[float, KnobData] = {}
         self.steps = profile.ablation_steps or profile.steps
-        self.val_every = max(1, self.steps // 8)
         offsets = list(profile.study_shift_offsets)
         if len(offsets) > 1:
             raise DepthGError(f"profile {profile.name}: study_shift_offsets takes one offset "
@@ -351,15 +349,14 @@ class Study:
                          seconds=round(time.time() - t0, 1))
 
     def premise(self, knob: Setting) -> dict:
-        """Same-class AUROC of feature and depth similarity, FPS's share of points on things,
-        and what F looks like at this setting (`feature_similarity`), on tune."""
+        """Same-class AUROC of feature and depth similarity and FPS's share of points on
+        things, on tune; the share of kNN positives from the same source image, on train."""
         row = self.store.find(self.premise_identity(knob))
         if row is None and self.write_only:
             return {}
         if row is None:
             kd, p = self.knob(knob), self.profile
             prem = dict(kd.premise)
-            prem["similarity"] = feature_similarity(kd.tune[p.fidelity], p.n_classes)
             knn = kd.train_data[p.fidelity][0].knn
             prem["knn_same_source"] = round(same_source_share(
                 knn, np.arange(len(knn)) // 5, p.knn_k), 4)

@@ -123,44 +123,6 @@ def score_linear_raw(probe, images: ImageSet, n_classes: int) -> np.ndarray:
     return per_image_histograms(logits.argmax(1).numpy(), images.labels, n_classes, n_classes)
 
 
-@torch.no_grad()
-def patch_vectors(maps: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-    """Unit-norm patch vectors (N, h·w, C) of (N, C, h, w) maps, and each patch's label (the
-    label at its centre) for (N, H, W) labels."""
-    x = F.normalize(maps.float(), dim=1)
-    n, c, h, w = x.shape
-    lab = F.interpolate(torch.from_numpy(labels).float()[:, None], size=(h, w),
-                        mode="nearest")[:, 0].long().reshape(n, -1).numpy()
-    return x.permute(0, 2, 3, 1).reshape(n, h * w, c), lab
-
-
-def class_means(sim: np.ndarray, la: np.ndarray, lb: np.ndarray, n_classes: int
-                ) -> tuple[np.floating, np.floating]:
-    """Mean similarity of the labelled pairs of the same class and of different classes."""
-    valid = (la >= 0) & (lb >= 0) & (la < n_classes) & (lb < n_classes)
-    return sim[valid & (la == lb)].mean(), sim[valid & (la != lb)].mean()
-
-
-@torch.no_grad()
-def feature_similarity(images, n_classes: int, pairs: int = 20000, seed: int = 0) -> dict:
-    """What F looks like: mean cosine similarity of patch pairs in one image and across two
-    images, for the same and for different classes (tune split)."""
-    flat, lab = patch_vectors(images.feats, images.labels)
-    n, hw = lab.shape
-    rng = np.random.default_rng(seed)
-    out = {}
-    for where in ("intra", "cross"):
-        a = rng.integers(0, n, pairs)
-        b = a if where == "intra" else (a + rng.integers(1, n, pairs)) % n
-        i, j = rng.integers(0, hw, pairs), rng.integers(0, hw, pairs)
-        sim = (flat[a, i] * flat[b, j]).sum(-1).numpy()
-        same, diff = class_means(sim, lab[a, i], lab[b, j], n_classes)
-        out[where] = {"same_class": round(float(same), 4),
-                      "different_class": round(float(diff), 4),
-                      "gap": round(float(same - diff), 4)}
-    return out
-
-
 def features_record(cache) -> dict:
     """What a cached split of features is: its folder's record of the settings and inputs."""
     meta = load_json(Path(cache.folder) / "features.json")
