@@ -198,17 +198,6 @@ def test_corrupted_download_is_refused(served, storage, profile, tmp_path):
     assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
 
 
-def test_a_known_checksum_refuses_a_first_download(storage, tmp_path):
-    storage.files["/f.bin"] = b"payload"
-    ledger = downloads.Ledger(tmp_path / "ledger.json")
-    with pytest.raises(DepthGError, match="checksum mismatch"):
-        downloads.download(storage.url + "f.bin", tmp_path / "f.bin", ledger, _sha(b"other"),
-                           False)
-    assert not (tmp_path / "f.bin").exists()
-    assert downloads.download(storage.url + "f.bin", tmp_path / "f.bin", ledger,
-                              _sha(b"payload"), False) == _sha(b"payload")
-
-
 def test_truncated_present_file_is_caught(served, profile, tmp_path):
     F.fetch(profile, only=("checkpoint",), progress=False)
     dest = tmp_path / "data" / "models" / "released" / "cityscapes_vit_base_1.ckpt"

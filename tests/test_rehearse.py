@@ -183,14 +183,17 @@ def test_top_k_arithmetic_on_a_gpu_is_a_fraction_of_a_second_at_coco_scale():
 
 
 def test_out_must_not_overlap_real_data_or_the_repository(tmp_path):
-    profile = load_profile("cityscapes-vitb8")
-    with pytest.raises(DepthGError, match="overlaps"):
-        runner.check_out(REPO_ROOT / "data" / "rehearse", profile)
+    profile = load_profile("cityscapes-vitb8", data_root=str(tmp_path / "real"))
+    settings = {"profile": profile.name, "scale": 0.01, "sample": 0}
+    for inside in (tmp_path / "real" / "cityscapes" / "rehearse", tmp_path):
+        with pytest.raises(DepthGError, match="overlaps"):
+            runner.open_rehearsal(inside, profile, settings, "")
+    assert not (tmp_path / "real").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "precious.txt").write_text("x")
     with pytest.raises(DepthGError, match="not a rehearsal folder"):
-        runner.check_out(tmp_path / "mine", profile)
-    assert (tmp_path / "mine" / "precious.txt").exists()
+        runner.open_rehearsal(tmp_path / "mine", profile, settings, "")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["precious.txt"]
 
 
 def test_dry_run_lines_come_from_the_shipped_rehearsal(tmp_path):

@@ -76,11 +76,10 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int:
     return got
 
 
-def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
-             progress: bool = True, timeout: float = 30.0) -> str:
+def download(url: str, dest: Path, ledger: Ledger, progress: bool = True) -> str:
     """Download `url` to `dest` through `dest.part`, resuming a partial download; the sha256 is
-    checked against `expected_sha256` or the ledger's record (a mismatch deletes the part),
-    recorded, and only then is the file renamed into place. Returns the sha256."""
+    checked against the ledger's record (a mismatch deletes the part), recorded, and only then
+    is the file renamed into place. Returns the sha256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -88,14 +87,13 @@ def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
-        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                      timeout=timeout)
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30)
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:  # nothing after `have`: the part may be complete
             if remote_size(url) == have:
-                return _finish(url, part, dest, ledger, expected_sha256, have)
+                return _finish(url, part, dest, ledger, have)
             part.unlink()
-            return download(url, dest, ledger, expected_sha256, progress, timeout)
+            return download(url, dest, ledger, progress)
         raise DepthGError(f"downloading {url} failed: HTTP {err.code} {err.reason}; check the "
                           f"address (base URLs: ${ENV_DINO}, ${ENV_STEGO})") from None
     except (OSError, http.client.HTTPException) as err:  # URLError is an OSError
@@ -106,12 +104,11 @@ def download(url: str, dest: Path, ledger: Ledger, expected_sha256: str = "",
             f"{ENV_DINO} / {ENV_STEGO} at a reachable mirror") from None
     with resp:
         got = _write_body(resp, part, have, url, progress)
-    return _finish(url, part, dest, ledger, expected_sha256, got)
+    return _finish(url, part, dest, ledger, got)
 
 
-def _finish(url, part: Path, dest: Path, ledger: Ledger, expected: str, size: int) -> str:
-    digest = sha256_file(part)
-    expected = expected or ledger.get(url).get("sha256", "")
+def _finish(url, part: Path, dest: Path, ledger: Ledger, size: int) -> str:
+    digest, expected = sha256_file(part), ledger.get(url).get("sha256", "")
     if expected and digest != expected:
         part.unlink()
         raise DepthGError(
@@ -213,6 +210,6 @@ def fetch_hub(item: Item, ledger: Ledger) -> str:
     item.dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         item.dest.symlink_to(weights[0].resolve())
-    except OSError:
+    except OSError:  # a file system without links
         shutil.copyfile(weights[0], item.dest)
     return f"linked {item.dest} → hub cache"

@@ -65,20 +65,6 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def check_out(out: Path, original: Profile) -> None:
-    """Refuse an output folder that overlaps a real data folder or the repository, or a
-    non-empty folder that is not a rehearsal's."""
-    for folder in (original.paths.data_root, original.paths.dataset_dir, REPO_ROOT):
-        mine, theirs = out.resolve(), folder.resolve()
-        if mine.is_relative_to(theirs) or theirs.is_relative_to(mine):
-            raise DepthGError(f"--out {out} overlaps {folder}: a rehearsal writes stand-in data "
-                              "and must never mix with a real dataset or the repository; choose "
-                              f"a folder outside both, e.g. {DEFAULT_OUT}")
-    if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise DepthGError(f"--out {out} is not empty and holds no {MARKER}: not a rehearsal "
-                          "folder; choose an empty or new folder")
-
-
 def _git_commit() -> str | None:
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
@@ -87,11 +73,21 @@ def _git_commit() -> str | None:
 
 
 def open_rehearsal(out: Path, original: Profile, settings: dict, command: str) -> None:
-    """Create or reopen `<out>` (the same profile and scale continue; another is refused) and
-    write `profile/<name>.yaml`: the paper profile on the stand-in data and weights, with the
-    embedded depth net, `sample` validation crops and, if asked, another batch."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Create or reopen `<out>` and write `profile/<name>.yaml`: the paper profile on the
+    stand-in data and weights, with the embedded depth net, `sample` validation crops and, if
+    asked, another batch. Refused: an `out` that overlaps a real data folder or the repository,
+    a non-empty folder that is not a rehearsal's, one of another profile or scale."""
+    for folder in (original.paths.data_root, original.paths.dataset_dir, REPO_ROOT):
+        mine, theirs = out.resolve(), folder.resolve()
+        if mine.is_relative_to(theirs) or theirs.is_relative_to(mine):
+            raise DepthGError(f"--out {out} overlaps {folder}: a rehearsal writes stand-in data "
+                              "and must never mix with a real dataset or the repository; choose "
+                              f"a folder outside both, e.g. {DEFAULT_OUT}")
     marker = out / MARKER
+    if out.exists() and any(out.iterdir()) and not marker.is_file():
+        raise DepthGError(f"--out {out} is not empty and holds no {MARKER}: not a rehearsal "
+                          "folder; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
     old = load_json(marker) if marker.is_file() else {"settings": settings}
     for key in ("profile", "scale"):
         if old["settings"].get(key) != settings[key]:
@@ -213,7 +209,6 @@ def rehearse(profile: str, scale: float, out: Path, sample: int = 2, steps: int 
         raise DepthGError(f"profile {original.name} reads dataset {original.dataset!r}; a "
                           "rehearsal stands in for cocostuff27, cityscapes and potsdam only")
     out = Path(out).expanduser().resolve()
-    check_out(out, original)
     settings = {"profile": original.name, "scale": scale, "sample": sample, "steps": steps,
                 "batch": batch, "knn_blocks": 1}  # top-k blocks mined for real
     open_rehearsal(out, original, settings, command)
