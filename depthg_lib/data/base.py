@@ -321,8 +321,8 @@ def lookup_label(raw: np.ndarray, table: dict[int, int], path: Path, what: str) 
     lut[IGNORE] = IGNORE
     mapped = np.where((ids >= 0) & (ids <= 255), lut[ids.clip(0, 255)], -1)
     if (mapped < 0).any():
-        raise DepthGError(f"label {path} holds value {int(ids[mapped < 0][0])}, which is not a "
-                          f"{what}; 255 = ignore")
+        raise DepthGError(f"label {path} holds value {int(ids[mapped < 0][0])}: not a {what} "
+                          "nor 255 (ignore)")
     return mapped.astype(np.uint8)
 
 

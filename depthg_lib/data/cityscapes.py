@@ -65,5 +65,5 @@ class CityscapesReader(DatasetReader):
         return {p.name[: -len(_LABEL_SUFFIX)] for p in folder.glob(f"*/*{_LABEL_SUFFIX}")}
 
     def _map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        return lookup_label(raw, _LABEL_IDS, path, "Cityscapes labelId (0..33): is this a "
-                            "*_labelIds.png file?")
+        return lookup_label(raw, _LABEL_IDS, path,
+                            "Cityscapes labelId (0..33; is the file a *_labelIds.png?)")
