@@ -11,17 +11,15 @@ import dataclasses
 import os
 import random
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from .config import REPO_ROOT, Profile, load_profile, profile_arg
 from .errors import DepthGError
 from .io import atomic_path
-from .models import DepthGModel, load_backbone, profile_weights_identity, weights_identity
+from .models import DepthGModel, TrainedModel, profile_weights_identity, weights_identity
 from .released import check_fits_profile, is_released_checkpoint, load_released
 
 CHECKPOINT_FORMAT = "depthg-checkpoint-1"
@@ -153,33 +151,6 @@ def check_compatible(state: dict, profile: Profile, path: Path) -> None:
             f"checkpoint {path} was trained for profile {state['profile'].get('name')!r} and "
             f"does not fit profile {profile.name!r} ({diff}); evaluate it with its own profile "
             f"or train one: python -m depthg_lib.train --profile {profile_arg(profile)}")
-
-
-@dataclass
-class TrainedModel:
-    """A trained head with its probes (eval mode), and what it was trained with."""
-
-    head: nn.Module
-    cluster_probe: nn.Module
-    linear_probe: nn.Module
-    backbone_name: str
-    meta: dict
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    _backbone: nn.Module | None = None
-
-    def backbone(self) -> nn.Module:
-        """The frozen backbone the head was trained on (loaded on first use)."""
-        if self._backbone is None:
-            weights = self.meta["profile"].get("backbone_weights") or None
-            self._backbone = load_backbone(self.backbone_name, weights=weights, device=self.device)
-        return self._backbone
-
-    @torch.no_grad()
-    def codes(self, images: torch.Tensor) -> torch.Tensor:
-        """Codes (B, code_dim, H/p, W/p) of images (B,3,H,W): uint8 0..255 or float [0,1]."""
-        images = images.to(self.device)
-        x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
-        return self.head(self.backbone()(x)).float()
 
 
 def load_checkpoint(path: str | os.PathLike, profile: Profile | str | None = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -325,3 +326,31 @@ class DepthGModel(nn.Module):
         linear_loss = self.linear_probe.loss(detached, label)
         cluster_loss, _ = self.cluster_probe(detached, None)
         return code, code_pos, linear_loss, cluster_loss
+
+
+@dataclass
+class TrainedModel:
+    """A trained head with its probes (eval mode) and what it was trained with (`meta`): what
+    `checkpoint.load_checkpoint` gives, also for a released file (then with its own backbone)."""
+
+    head: nn.Module
+    cluster_probe: nn.Module
+    linear_probe: nn.Module
+    backbone_name: str
+    meta: dict
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    _backbone: nn.Module | None = None
+
+    def backbone(self) -> nn.Module:
+        """The frozen backbone the head was trained on (loaded on first use)."""
+        if self._backbone is None:
+            weights = self.meta["profile"].get("backbone_weights") or None
+            self._backbone = load_backbone(self.backbone_name, weights=weights, device=self.device)
+        return self._backbone
+
+    @torch.no_grad()
+    def codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Codes (B, code_dim, H/p, W/p) of images (B,3,H,W): uint8 0..255 or float [0,1]."""
+        images = images.to(self.device)
+        x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+        return self.head(self.backbone()(x)).float()

@@ -30,9 +30,11 @@ from .models import (
     FrozenViT,
     LinearProbe,
     SegmentationHead,
+    TrainedModel,
 )
 
 DOCS = "docs/reproduction.md §6"
+RELEASED_FORMAT = "released-lightning"
 HEAD_DIM = 64  # DINO's attention heads (ViT-S/8: 6 heads, ViT-B/8: 12)
 _MODEL_TYPES = {"vit_small": 384, "vit_base": 768}
 _TIMM_NAMES = {(384, 8): "vit_small_patch8_224.dino", (768, 8): "vit_base_patch8_224.dino"}
@@ -134,7 +136,7 @@ def read_lightning_file(path: str | os.PathLike) -> dict:
 
 def is_released(model) -> bool:
     """True for a model imported by `load_released` (it brings its own DINO backbone)."""
-    return isinstance(model, ReleasedModel)
+    return (getattr(model, "meta", None) or {}).get("format") == RELEASED_FORMAT
 
 
 def is_released_checkpoint(path: str | os.PathLike) -> bool:
@@ -201,34 +203,6 @@ class DinoViT(FrozenViT):
         return self.norm(x)[:, 1:]
 
 
-class ReleasedModel(nn.Module):
-    """A released checkpoint, imported, in eval mode: it duck-types the course's trained model
-    (`checkpoint.TrainedModel`), so evaluation and prediction take either; `config` is the
-    file's training config as plain dicts."""
-
-    def __init__(self, dino: DinoViT, head: SegmentationHead, cluster_probe: ClusterProbe,
-                 linear_probe: LinearProbe, config: dict, meta: dict):
-        super().__init__()
-        self.dino, self.head = dino, head
-        self.cluster_probe, self.linear_probe = cluster_probe, linear_probe
-        self.config, self.meta = config, meta
-        self.backbone_name, self.n_classes = meta["backbone"], meta["n_classes"]
-        self.code_dim, self.extra_clusters = meta["code_dim"], meta["extra_clusters"]
-        self.eval()
-
-    @property
-    def device(self) -> torch.device:
-        return self.dino.pos_embed.device
-
-    def backbone(self) -> DinoViT:
-        return self.dino
-
-    @torch.no_grad()
-    def codes(self, images: torch.Tensor) -> torch.Tensor:
-        """The released network's codes `net(img)[1]` (B, dim, H/p, W/p) of [0, 1] images."""
-        return self.head(self.dino(images.to(self.device))).float()
-
-
 def _sub(sd: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
@@ -261,7 +235,7 @@ def _released_modules(sd: dict[str, torch.Tensor]):
     return dino, head, cluster, linear
 
 
-def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -> ReleasedModel:
+def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedModel:
     """Import a released STEGO/DepthG Lightning checkpoint (see the module docstring)."""
     path = Path(path)
     ckpt = read_lightning_file(path)
@@ -295,8 +269,8 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
         raise _not_released(path, f"its config says {model_type} but the ViT is {c}-dimensional")
     n_classes, nonlinear = int(hp.get("n_classes", k)), head.nonlinear is not None
     meta = {
-        "path": str(path), "backbone": dino.name, "step": ckpt.get("global_step"),
-        "lightning_version": ckpt.get("pytorch-lightning_version"),
+        "format": RELEASED_FORMAT, "config": config, "path": str(path), "backbone": dino.name,
+        "step": ckpt.get("global_step"), "lightning_version": ckpt.get("pytorch-lightning_version"),
         "n_classes": n_classes, "code_dim": d, "extra_clusters": e, "backbone_dim": c,
         "patch_size": dino.patch_size, "heads": dino.blocks[0].attn.num_heads,
         "depth": len(dino.blocks), "nonlinear": nonlinear,
@@ -304,16 +278,20 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
                     "nonlinear": nonlinear, "res": config.get("res"),
                     "dataset": config.get("dataset_name")},
     }
-    return ReleasedModel(dino, head, cluster, linear, config, meta).to(device).eval()
+    device = torch.device(device)
+    for part in (dino, head, cluster, linear):
+        part.to(device).eval()
+    return TrainedModel(head, cluster, linear, dino.name, meta, device, dino)
 
 
-def check_fits_profile(model: ReleasedModel, profile) -> None:
+def check_fits_profile(model: TrainedModel, profile) -> None:
     """Refuse a released model made for another number of classes than a profile's dataset;
     its backbone and code size may differ (evaluation uses the file's own network)."""
     profile = load_profile(profile)
-    if model.n_classes != profile.n_classes:
-        raise DepthGError(f"released checkpoint {model.meta['path']} does not fit profile "
-                          f"{profile.name}: it has {model.n_classes} classes, the profile's "
+    meta = model.meta
+    if meta["n_classes"] != profile.n_classes:
+        raise DepthGError(f"released checkpoint {meta['path']} does not fit profile "
+                          f"{profile.name}: it has {meta['n_classes']} classes, the profile's "
                           f"{profile.dataset} data {profile.n_classes}; use the profile of its "
                           "dataset (docs/reproduction.md §6 lists them)")
 

@@ -326,7 +326,7 @@ def test_timm_style_position_resize_would_not_match(released):
 
 def test_config_probes_and_meta_come_from_the_file(released):
     model = load_released(released)
-    assert model.config == CONFIG
+    assert model.meta["config"] == CONFIG
     sd = _state_dict()
     assert torch.equal(model.cluster_probe.clusters.detach(), sd["cluster_probe.clusters"])
     assert torch.equal(model.linear_probe.conv.weight.detach(), sd["linear_probe.weight"])
@@ -335,7 +335,7 @@ def test_config_probes_and_meta_come_from_the_file(released):
     assert (meta["n_classes"], meta["code_dim"], meta["extra_clusters"]) == (K, D, 0)
     assert (meta["patch_size"], meta["heads"], meta["depth"], meta["step"]) == (8, 2, 2, 3)
     assert meta["lightning_version"] == "2.0.1.post0" and meta["profile"]["dim"] == D
-    assert not model.training and not model.backbone().training
+    assert not model.head.training and not model.backbone().training
     # the probes work on the codes as evaluation uses them (alpha 2, log-probabilities)
     code = model.codes(_images(64, 64, n=2))
     assert model.cluster_probe(code, alpha=2, log_probs=True).shape == (2, K, 8, 8)
@@ -346,7 +346,7 @@ def test_lightning_1x_layout_with_callback_classes_and_extra_clusters(tmp_path):
     path = write_released(tmp_path / "pl1.ckpt", lightning="1.4.9",
                           sd=_state_dict(seed=1, nonlinear=False, extra=2))
     model = load_released(path)
-    assert model.head.nonlinear is None and model.extra_clusters == 2
+    assert model.head.nonlinear is None and model.meta["extra_clusters"] == 2
     assert model.cluster_probe.clusters.shape == (K + 2, D)
     images = _images(224, 224)
     ref = reference_codes(_state_dict(seed=1, nonlinear=False, extra=2), images)
