@@ -71,15 +71,6 @@ def mean_agreement(estimates: Sequence[np.ndarray], references: Sequence[np.ndar
     return {key: float(np.nanmean([s[key] for s in scores])) for key in ("mae", "spearman")}
 
 
-def _prerequisite_command(profile: Profile) -> str:
-    if profile.dataset == "synthscenes":
-        return (f"run chapter 00, or `python -m depthg_lib.data.synthscenes --out "
-                f"{profile.paths.dataset_dir} --n-train {profile.synth_n_train} --n-val "
-                f"{profile.synth_n_val} --size {profile.synth_size} --seed {profile.synth_seed}`")
-    return (f"put the {profile.dataset} data there (docs/method.md §11) and check it with "
-            f"`python -m depthg_lib.data check --profile {profile_arg(profile)}`")
-
-
 def _gt_depth(reader, split: str, name: str) -> np.ndarray:
     """SynthScenes ground truth in metres; sky (and anything beyond) is the far plane."""
     depth = np.asarray(reader.load_gt_depth(split, name), dtype=np.float32)
@@ -146,12 +137,9 @@ def run_depth_stage(profile: Profile | str, force: bool = False, skip_bad: bool 
     profile = load_profile(profile)
     dev = resolve_device(device)
     reader = reader_for_profile(profile)
+    reader.names("train")  # no dataset: the reader's error says how to make or get it
     splits = present_splits(reader)
-    names = {s: _names_or_none(reader, s) for s in splits}
-    if not any(names.values()):
-        raise DepthGError(
-            f"no images found for split(s) {', '.join(splits)} in {profile.paths.dataset_dir}; "
-            f"the depth stage needs the dataset first: {_prerequisite_command(profile)}")
+    names = {s: list(reader.names(s)) for s in splits}
     record_dir = reader.depth_record_dir()
     backend = profile.depth_backend
     model = None if backend == "gt" else load_depth_model(

@@ -84,9 +84,8 @@ def free_bytes(path: str | os.PathLike) -> int:
 
 
 class DiskRoom:
-    """Stops a long stage before its disk fills up: once `PROBE` items are written, the space
-    they took is projected over the rest and compared with what is free there — one clear error
-    naming the folder, instead of "No space left on device" part-way (the stage resumes)."""
+    """Stops a long stage before its disk fills up: once `PROBE` items are written, their space,
+    projected over the rest, must fit what is free — else one error naming the folder."""
 
     PROBE = 20
 
@@ -351,12 +350,9 @@ def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
     lock = FileLock(path, timeout=0)
     try:
         lock.acquire()
-    except Timeout:
+    except Timeout:  # (ensure_dir has made sure the folder takes the lock file)
         raise DepthGError(f"another {stage} run is writing to {folder} right now (it holds "
                           f"{path}); wait for it to finish, then run this command again") from None
-    except OSError as err:
-        raise DepthGError(f"cannot create the lock file {path} ({err.strerror or err}); choose "
-                          "a folder you can write to") from None
     try:
         yield path
     finally:

@@ -89,20 +89,13 @@ def topk_neighbours(feats: np.ndarray | torch.Tensor, k: int, block: int = 4096,
     out[:, 0] = np.arange(n)
     if kk == 0:
         return out
-    starts = range(0, n, block)
-    if progress:
-        starts = tqdm(starts, desc="kNN", unit="block")
-    for start in starts:
+    for start in tqdm(range(0, n, block), desc="kNN", unit="block", disable=not progress):
         stop = min(start + block, n)
         sims = _similarity_block(feats[start:stop], feats)
         rows = np.arange(stop - start)
-        if isinstance(sims, torch.Tensor):
-            r = torch.as_tensor(rows, device=sims.device)
-            sims[r, r + start] = -torch.inf
-            out[start:stop, 1:] = _block_topk_torch(sims, kk).cpu().numpy()
-        else:
-            sims[rows, rows + start] = -np.inf
-            out[start:stop, 1:] = _block_topk_numpy(sims, kk)
+        sims[rows, rows + start] = -np.inf  # never an item's own neighbour
+        out[start:stop, 1:] = (_block_topk_torch(sims, kk).cpu().numpy()
+                               if isinstance(sims, torch.Tensor) else _block_topk_numpy(sims, kk))
     return out
 
 
