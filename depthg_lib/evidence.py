@@ -32,12 +32,6 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def _missing(chapter: str, profile_name: str, measure: str) -> Finding:
-    return Finding(chapter[:2], measure, "not recorded", "—",
-                   f"run `python -m depthg_lib.course --profile {profile_name} --only "
-                   f"{chapter[:2]}`")
-
-
 def _premise(r: dict) -> list[Finding]:
     """Chapter 01: how well depth, features and both tell 'same class' for pixel pairs."""
     if "premise_feature_auroc" not in r:
@@ -120,7 +114,9 @@ def course_findings(profile: Profile | str) -> list[Finding]:
     name = load_profile(profile).name
     out: list[Finding] = []
     for chapter, (measure, read) in _READERS.items():
-        out += read(read_results(name, chapter)) or [_missing(chapter, name, measure)]
+        rerun = f"run `python -m depthg_lib.course --profile {name} --only {chapter[:2]}`"
+        out += read(read_results(name, chapter)) or [
+            Finding(chapter[:2], measure, "not recorded", "—", rerun)]
     return out
 
 

@@ -211,12 +211,10 @@ def test_scene_figures(tmp_path):
 
     from depthg_lib.viz.scenes import show_scenes
 
-    scenes = [ss.render_scene(SEED + i, 32) for i in range(3)]
-    fig = show_scenes(scenes, n=2)
-    assert fig.axes[0].images[0].get_array().shape == (32, 32, 3)
-    assert len(fig.axes) == 4 * 2 + 1  # + the depth colour bar
     out = ss.generate(tmp_path, n_train=0, n_val=2, size=32, seed=SEED, progress=False)
-    assert len(show_scenes(out, n=4).axes) == 4 * 2 + 1
+    fig = show_scenes(out, n=4)
+    assert fig.axes[0].images[0].get_array().shape == (32, 32, 3)
+    assert len(fig.axes) == 4 * 2 + 1  # two scenes + the depth colour bar
     with pytest.raises(DepthGError, match="no images"):
         show_scenes(tmp_path, split="train")
     plt.close("all")

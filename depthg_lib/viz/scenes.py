@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ def colorize_instances(instance: np.ndarray) -> np.ndarray:
 
 
 def _load_dir(root: Path, n: int, split: str) -> list[Scene]:
+    """The first `n` scenes of a `generate` folder's `split`."""
     imgs = sorted((root / "imgs" / split).glob("*.jpg"))[:n]
     if not imgs:
         raise DepthGError(f"no images in {root / 'imgs' / split}; make the dataset with "
@@ -35,14 +35,10 @@ def _load_dir(root: Path, n: int, split: str) -> list[Scene]:
             for img, n in zip(imgs, names)]
 
 
-def show_scenes(scenes_or_dir: Sequence[Scene] | str | os.PathLike, n: int = 4,
-                split: str = "val"):
-    """Columns of scenes (or the first `n` of a `generate` folder's `split`), rows image /
-    label / ground-truth depth / instances, with a legend of the classes shown."""
-    if isinstance(scenes_or_dir, str | os.PathLike):
-        scenes = _load_dir(Path(scenes_or_dir), n, split)
-    else:
-        scenes = list(scenes_or_dir)[:n]
+def show_scenes(folder: str | os.PathLike, n: int = 4, split: str = "val"):
+    """Columns of the first `n` scenes of a `generate` folder's `split`, rows image / label /
+    ground-truth depth / instances, with a legend of the classes shown."""
+    scenes = _load_dir(Path(folder), n, split)
     palette = class_palette()
     rows = ("image", "label", "depth", "instances")
     fig, axes = panels(len(rows), len(scenes), (2.3, 2.4), 0.6, frame=True)
