@@ -173,17 +173,14 @@ def hub_snapshot(repo: str, allow: list[str] | None = None, download: bool = Tru
         if not download:
             return None
     cached = f"{constants.HF_HUB_CACHE}/models--{repo.replace('/', '--')}"
-    if constants.HF_HUB_OFFLINE:
-        raise DepthGError(f"{repo} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
-                          "and HF_HUB_OFFLINE is set; unset it on a machine with a network, or "
-                          f"copy the cache folder {cached} there")
     try:
         return Path(snapshot_download(repo, allow_patterns=allow))
     except Exception as err:
-        raise DepthGError(
-            f"cannot download {repo} from the Hugging Face hub ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}); on a machine with a network run the same "
-            f"command, then copy {cached} to the same place here") from None
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else (
+            f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
+        raise DepthGError(f"{repo} is not in the Hugging Face cache and cannot be downloaded "
+                          f"({why}); on a machine with a network run the same command, then "
+                          f"copy {cached} to the same place here") from None
 
 
 def fetch_hub(item: Item, ledger: Ledger) -> str:

@@ -105,7 +105,7 @@ def human_bytes(b: float | None) -> str:
 
 def stage_rows(records: dict[str, dict], original) -> tuple[float, dict[str, dict]]:
     """F (the share of the full dataset really held, after rounding) and, per recorded stage,
-    what was measured (summed over its attempts) and projected."""
+    what was measured (summed over its attempts) and projected, to a tenth."""
     images = ((records.get("data") or {}).get("detail") or {}).get("images")
     full = sum(FACTS[original.dataset].counts.values())
     f = sum(images.values()) / full if images else float("nan")
@@ -114,14 +114,15 @@ def stage_rows(records: dict[str, dict], original) -> tuple[float, dict[str, dic
         if rec.get("status") != "ok":
             rows[stage] = {"status": rec.get("status")}
             continue
-        attempts = rec["attempts"]
+        attempts, projected = rec["attempts"], project(stage, rec, original.dataset, original, f)
         rows[stage] = {"status": "ok", "files": rec["disk"]["files"],
                        "disk_bytes": rec["disk"]["bytes"],
-                       "wall_s": sum(a["wall_s"] for a in attempts),
-                       "cpu_s": sum(a["cpu_s"] for a in attempts),
+                       "wall_s": round(sum(a["wall_s"] for a in attempts), 1),
+                       "cpu_s": round(sum(a["cpu_s"] for a in attempts), 1),
                        "peak_rss_bytes": max(a["peak_rss_bytes"] for a in attempts),
                        "what_ran": rec["detail"].get("what ran", {}),
-                       "projected": project(stage, rec, original.dataset, original, f)}
+                       "projected": {k: round(v, 1) if isinstance(v, float) else v
+                                     for k, v in projected.items()}}
     return f, rows
 
 
@@ -145,25 +146,14 @@ def table(f: float, rows: dict[str, dict]) -> str:
 
 def summarise(record: dict, stages: dict[str, dict]) -> dict:
     """A rehearsal (its REHEARSAL.json and stage records) as the entry the shipped file keeps."""
-    original = load_profile(record["profile source"])
+    original, s = load_profile(record["profile source"]), record["settings"]
     f, rows = stage_rows(stages, original)
-    for row in rows.values():
-        if row["status"] == "ok":
-            row.update(wall_s=round(row["wall_s"], 1), cpu_s=round(row["cpu_s"], 1),
-                       projected={k: (round(v, 1) if isinstance(v, float) else v)
-                                  for k, v in row["projected"].items()})
-    settings = record["settings"]
-    return {"profile": original.name, "scale": settings["scale"], "share": f,
-            "settings": settings, "machine": record["machine"], "commit": record["commit"],
-            "date": record["updated"][:10],
-            "command": _command(original.name, settings), "stages": rows}
-
-
-def _command(name: str, settings: dict) -> str:
-    """The command line that repeats a rehearsal (its folder left as DIR)."""
-    batch = f" --batch {settings['batch']}" if settings.get("batch") else ""
-    return (f"python -m depthg_lib.rehearse --profile {name} --scale {settings['scale']:g} "
-            f"--sample {settings['sample']} --steps {settings['steps']}{batch} --out DIR")
+    batch = f" --batch {s['batch']}" if s.get("batch") else ""
+    command = (f"python -m depthg_lib.rehearse --profile {original.name} --scale {s['scale']:g} "
+               f"--sample {s['sample']} --steps {s['steps']}{batch} --out DIR")  # no local path
+    return {"profile": original.name, "scale": s["scale"], "share": f, "settings": s,
+            "machine": record["machine"], "commit": record["commit"],
+            "date": record["updated"][:10], "command": command, "stages": rows}
 
 
 def publish(record: dict, stages: dict[str, dict], path: Path = SHIPPED) -> dict:

@@ -1,9 +1,7 @@
-"""`python -m depthg_lib.rehearse`: a paper profile's stages on stand-ins at scale F, each in a
-child process (`stages`) whose wall time, CPU time and peak memory the parent reads (`os.wait4`)
-and whose outputs' files and disk it counts. `--out` (never inside a real dataset or the
-repository) holds REHEARSAL.json (profile, scale, settings, machine, command, commit),
-profile/<P>.yaml (the profile on the stand-ins), data/ and runs/<P>/, stages/<stage>.json (the
-measurements) and logs/<stage>.log (the child's output)."""
+"""`python -m depthg_lib.rehearse`: each stage in a child process (`stages`) whose wall and CPU
+time and peak memory the parent reads (`os.wait4`) and whose outputs it counts. `--out` holds
+REHEARSAL.json (provenance), profile/<P>.yaml, data/, runs/<P>/, stages/<stage>.json (the
+measurements) and logs/<stage>.log."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""The rehearsal's stages, each in the child process that `runner.run_stage` measures:
-
-    python -m depthg_lib.rehearse.stages STAGE OUT [--force]
-
-Each runs the library's stage on the stand-ins under timers laid over library functions and
-returns counts, sizes, the seconds of the parts it timed and `what ran`: the real code at this
-scale ("full") or compute timed on a sample ("sample"). Each imports its library stage inside
-itself, so that a child's peak memory counts only what it ran."""
+"""`python -m depthg_lib.rehearse.stages STAGE OUT [--force]`, the child `runner` measures: the
+library's stage on the stand-ins under timers, returning counts, sizes, seconds and `what ran`
+(the real code at this scale, "full", or compute timed on a sample). Each stage imports the
+library's inside itself: a child's peak memory counts only what it ran."""
 
 from __future__ import annotations
 
@@ -39,8 +35,7 @@ class Clock(defaultdict):
 
     @contextlib.contextmanager
     def watch(self, label: str, items: int = 1):
-        """`with clock.watch(label) as w:` adds the block's seconds for `w.items` items (the
-        block may set them once it knows)."""
+        """Add the block's seconds for `w.items` items (`with clock.watch(label) as w:`)."""
         w = SimpleNamespace(items=items)
         wall, cpu = time.perf_counter(), time.process_time()
         try:
@@ -49,8 +44,7 @@ class Clock(defaultdict):
             self[label].update(seconds=time.perf_counter() - wall, items=w.items, calls=1,
                                cpu_seconds=time.process_time() - cpu)
 
-    def per_item(self, label: str) -> float | None:
-        """CPU seconds per item."""
+    def per_item(self, label: str) -> float | None:  # CPU seconds
         e = self.get(label)
         return e["cpu_seconds"] / e["items"] if e and e["items"] else None
 

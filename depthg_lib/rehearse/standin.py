@@ -99,8 +99,7 @@ def _render(seed: int, size: tuple[int, int], noise: float) -> tuple[np.ndarray,
 
 
 def _encode(array: np.ndarray, fmt: str) -> bytes:
-    """A JPEG, a PNG (a fast zlib level: 0.5 s instead of 4 for 2048×1024) or Potsdam's .mat
-    holding `array` as the variable `fmt` ("img" or "gt")."""
+    """A JPEG, a PNG (fast zlib: 0.5 s, not 4, at 2048×1024) or a .mat of variable `fmt`."""
     buf = io.BytesIO()
     if fmt == "jpg":
         Image.fromarray(array).save(buf, format="JPEG", quality=90)
@@ -142,8 +141,7 @@ def _write(path: Path, data: bytes) -> bool:
 
 
 def write_standin(dataset: str, root: Path, scale: float, progress: bool = True) -> dict:
-    """The stand-in tree of `dataset` under `root` at scale F, resumably, split lists last;
-    returns counts and bytes per kind."""
+    """The stand-in tree of `dataset` at scale F, resumably, split lists last; counts, bytes."""
     reader = get_reader(dataset, root)
     bases = render_bases(dataset)
     out = {"written": 0, "images": {}, "bytes": {"image": 0, "label": 0}}
@@ -162,8 +160,7 @@ def write_standin(dataset: str, root: Path, scale: float, progress: bool = True)
 
 
 def write_backbone_standin(name: str, path: Path) -> dict:
-    """Backbone `name`'s timm architecture with fixed-seed random weights as a `.pth` state dict,
-    which the stages load like a downloaded one."""
+    """Fixed-seed random weights of the timm architecture, loaded like a downloaded `.pth`."""
     if path.is_file():
         return {"file": str(path), "bytes": path.stat().st_size, "written": False}
     with torch.random.fork_rng(devices=[]):
