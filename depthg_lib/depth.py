@@ -91,12 +91,8 @@ def present_splits(reader) -> tuple[str, ...]:
 
 def expected_model_id(profile: Profile) -> str:
     """The model id `depth.json` records for the profile's backend (without loading it)."""
-    backend, model = profile.depth_backend, profile.depth_model or None
-    if backend == "synth":
-        return "embedded-random" if model == "random" else "embedded"
-    if backend == "gt":
-        return DEFAULT_MODELS["gt"]
-    return model or DEFAULT_MODELS.get(backend, "")
+    model = profile.depth_model or DEFAULT_MODELS[profile.depth_backend]
+    return "embedded-random" if model == "random" else model
 
 
 def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]:

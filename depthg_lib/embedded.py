@@ -100,10 +100,8 @@ def manifest_path() -> Path:
 def read_manifest() -> dict:
     """The weights manifest ({} when none has been written yet)."""
     path = manifest_path()
-    if not path.exists():
-        return {}
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text()) if path.exists() else {}
     except json.JSONDecodeError as err:
         raise DepthGError(f"{path} is not valid JSON ({err}); restore it with "
                           f"`git checkout -- {path}`") from None

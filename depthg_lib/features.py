@@ -87,14 +87,10 @@ def source_digest(source) -> str | None:
 def open_cache(folder: Path, split: str, settings: dict, source=None) -> CachedSplit | None:
     """The cached split if made with these settings (and, given `source`, its crops), else None."""
     record = folder / "features.json"
-    if not record.exists():
-        return None
-    meta = load_json(record)
-    if meta.get("settings") != as_recorded(settings) or split not in meta.get("splits", {}):
-        return None
-    if source is not None and meta["splits"][split].get("inputs") != source_digest(source):
-        return None
-    if not all((folder / f"{k}_{split}.npy").exists() for k in ("feats", "labels", "depth")):
+    meta = load_json(record) if record.exists() else {}
+    entry = meta["splits"].get(split) if meta.get("settings") == as_recorded(settings) else None
+    if entry is None or entry.get("inputs") != source_digest(source) or not all(
+            (folder / f"{k}_{split}.npy").exists() for k in ("feats", "labels", "depth")):
         return None
     return CachedSplit(folder, split)
 
