@@ -21,8 +21,7 @@ KINDS = ("offset", "pattern", "outliers")
 
 @dataclass(frozen=True)
 class Nuisance:
-    """One nuisance setting: `strength` in units of the clean features' mean norm `scale`
-    (the study's profile check refuses a negative one)."""
+    """One nuisance setting: `strength` in units of the clean features' mean norm `scale`."""
 
     strength: float
     scale: float
@@ -33,6 +32,13 @@ class Nuisance:
     outlier_gain: float = 4.0
     waves: int = 3
     seed: int = 0
+
+    def __post_init__(self):  # tools/study_levels.py passes strengths and kinds from its flags
+        if not (math.isfinite(self.strength) and self.strength >= 0):
+            raise DepthGError(f"nuisance strength must be a number >= 0, got {self.strength!r}")
+        if set(self.kinds) - set(KINDS):
+            raise DepthGError(f"unknown nuisance kinds {sorted(set(self.kinds) - set(KINDS))}; "
+                              f"choose from {KINDS}")
 
     def identity(self) -> dict:
         """What a stored result depends on (the scale rounded: it is measured in float)."""

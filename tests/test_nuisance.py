@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from depthg_lib.config import load_profile
 from depthg_lib.errors import DepthGError
 from depthg_lib.nuisance import Nuisance, crop_sources, image_sources
-from depthg_lib.study.runner import study_settings
 
 
 def _feats(n=10, d=32, h=6, w=6, seed=0):
@@ -53,7 +51,9 @@ def test_sizes_are_as_documented():
 
 
 def test_bad_settings_are_one_clear_error():
-    with pytest.raises(DepthGError, match="study_nuisance must list strengths >= 0"):
-        study_settings(load_profile("study").replace(study_nuisance=[-1.0]))
+    with pytest.raises(DepthGError, match="strength"):
+        Nuisance(-1.0, scale=1.0, dim=32)
+    with pytest.raises(DepthGError, match="unknown nuisance kinds"):
+        Nuisance(1.0, scale=1.0, dim=32, kinds=("offset", "blur"))
     with pytest.raises(DepthGError, match="source names"):
         Nuisance(1.0, scale=1.0, dim=32).add(_feats(3), ["a"])
