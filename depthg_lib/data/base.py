@@ -218,7 +218,6 @@ class DatasetReader:
         if not self.root.is_dir():
             report.problems.append(f"dataset folder {self.root} does not exist")
             return report
-        report.notes += self._extra_notes()
         redo = f"python -m depthg_lib.depth --profile {profile_arg or '<profile>'}"
         for split in self.splits:
             rep = report.splits[split] = SplitReport(split, str(self._split_location(split)))
@@ -239,9 +238,6 @@ class DatasetReader:
         return report
 
     # -- helpers --------------------------------------------------------------------------
-    def _extra_notes(self) -> list[str]:
-        return []
-
     def _check_files(self, split, names, rep, report, deep: bool, redo: str) -> None:
         """One split of `check`: images, labels, depth maps and (`deep`) unreadable files."""
         exists = {n: self.image_path(split, n).is_file() for n in names}

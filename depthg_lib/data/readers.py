@@ -89,12 +89,6 @@ class SynthScenesReader(DatasetReader):
                               "the SynthScenes folder (chapter 00)") from None
         return np.asarray(depth, dtype=np.float32)
 
-    def _extra_notes(self):
-        if not (self.root / "synthscenes.json").is_file():
-            return [f"{self.root / 'synthscenes.json'} is absent: class names come from the "
-                    "library's own table"]
-        return []
-
 
 class DirectoryReader(DatasetReader):
     """Any folder of images, searched recursively, no labels; names are relative paths.
@@ -147,14 +141,6 @@ class DirectoryReader(DatasetReader):
         if path is None:
             raise DepthGError(f"no image named {name!r} in {self._split_location(split)}")
         return path
-
-    def _extra_notes(self):
-        if "val" in self.splits:
-            return []
-        return [f"no val split: every image is in split train, which is all that depth, crop, "
-                f"knn and predict need. A held-out split (for "
-                f"validation) needs the images in {self.root / 'train'} and "
-                f"{self.root / 'val'}"]
 
 
 READERS: dict[str, type[DatasetReader]] = {
