@@ -53,7 +53,7 @@ def test_counts_are_round_f_times_n_and_spread_over_the_split():
 
 @pytest.mark.parametrize("dataset", ["cocostuff27", "cityscapes", "potsdam"])
 def test_standin_is_read_by_the_real_reader_at_real_sizes(tmp_path, dataset):
-    written = standin.write_standin(dataset, tmp_path, TINY[dataset], progress=False)
+    written = standin.write_standin(dataset, tmp_path, TINY[dataset])
     reader = get_reader(dataset, tmp_path)
     assert reader.check().usable
     for split in ("train", "val"):
@@ -64,7 +64,7 @@ def test_standin_is_read_by_the_real_reader_at_real_sizes(tmp_path, dataset):
     assert (image.shape[1], image.shape[0]) in standin.FACTS[dataset].sizes
     assert label.shape == image.shape[:2] and label.max() == 255  # ignore present
     assert label[label != 255].max() < reader.n_classes
-    again = standin.write_standin(dataset, tmp_path, TINY[dataset], progress=False)
+    again = standin.write_standin(dataset, tmp_path, TINY[dataset])
     assert again["written"] == 0  # resumable: nothing rewritten
 
 

@@ -71,14 +71,12 @@ def plan(profile: Profile | str, only: tuple[str, ...] | None = None) -> list[It
     profile = load_profile(profile)
     dino = (os.environ.get(ENV_DINO) or DINO_URL).rstrip("/") + "/"
     stego = (os.environ.get(ENV_STEGO) or STEGO_URL).rstrip("/") + "/"
-    items = {"backbone": lambda: _backbone_items(profile, dino),
-             "depth": lambda: _depth_items(profile),
-             "dataset": lambda: _dataset_items(profile, stego),
-             "checkpoint": lambda: _checkpoint_items(profile, stego)}
-    return [item for kind in KINDS if kind in (only or KINDS) for item in items[kind]()]
+    makers = dict(zip(KINDS, (_backbone_items, _depth_items, _dataset_items, _checkpoint_items)))
+    return [item for kind in KINDS if kind in (only or KINDS)
+            for item in makers[kind](profile, dino, stego)]
 
 
-def _backbone_items(profile: Profile, dino: str) -> list[Item]:
+def _backbone_items(profile: Profile, dino: str, _stego: str) -> list[Item]:
     name, chosen = canonical_backbone_name(profile.backbone), profile.backbone_weights
     if name in EMBEDDED:
         return []
@@ -100,7 +98,7 @@ def _backbone_items(profile: Profile, dino: str) -> list[Item]:
                  note=note)]
 
 
-def _depth_items(profile: Profile) -> list[Item]:
+def _depth_items(profile: Profile, _dino: str, _stego: str) -> list[Item]:
     if profile.depth_backend not in ("zoedepth", "depth_anything"):
         return []
     model = profile.depth_model or DEFAULT_MODELS[profile.depth_backend]
@@ -111,7 +109,7 @@ def _depth_items(profile: Profile) -> list[Item]:
     return [Item(model, "depth", Path(), hub_repo=model, size=DEPTH_SIZES.get(model, 0.5 * GB))]
 
 
-def _dataset_items(profile: Profile, stego: str) -> list[Item]:
+def _dataset_items(profile: Profile, _dino: str, stego: str) -> list[Item]:
     if profile.dataset not in DATASETS:
         return []  # SynthScenes is generated (chapter 00); `directory` is the user's own
     stem, size, extracted = DATASETS[profile.dataset]
@@ -121,7 +119,7 @@ def _dataset_items(profile: Profile, stego: str) -> list[Item]:
                  dataset=profile.dataset)]
 
 
-def _checkpoint_items(profile: Profile, stego: str) -> list[Item]:
+def _checkpoint_items(profile: Profile, _dino: str, stego: str) -> list[Item]:
     dest = released_checkpoint_path(profile)
     if dest is None:
         return []

@@ -36,29 +36,6 @@ def _scale(text: str) -> float:
     raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m depthg_lib.rehearse",
-        description="Run a paper profile's stages on stand-ins at scale F, resumably, and print "
-                    "what each cost and the projected full run (docs/scaling.md).")
-    add = parser.add_argument
-    add("--profile", help="a paper profile (cocostuff27-vits8, ...) or its YAML file")
-    add("--scale", type=_scale, default=0.01, help="F in (0, 1]: round(F×N) images per split "
-        "stand in (default 0.01)")
-    add("--out", default=DEFAULT_OUT, help=f"rehearsal folder, outside the repository and any "
-        f"real data (default {DEFAULT_OUT})")
-    add("--sample", type=int, default=2, help="images / crops on which the compute a CPU cannot "
-        "do at full scale is timed (default 2; 0 skips those samples)")
-    add("--steps", type=int, default=1, help="training steps run (default 1)")
-    add("--batch", type=int, help="training batch (default: the profile's)")
-    add("--only", help=f"comma-separated stages to run, of {', '.join(STAGE_ORDER)}")
-    add("--force", action="store_true", help="re-run stages already measured")
-    add("--publish", action="store_true", help="record --out's rehearsal in the library's "
-        "measurements.json (what the fetch dry run prints); run nothing")
-    add("--table", action="store_true", help="print the table of what --out holds; run nothing")
-    return parser
-
-
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
@@ -119,16 +96,6 @@ def _disk(paths: list[Path]) -> dict:
     return {"bytes": size, "files": files}
 
 
-def stage_outputs(stage: str, profile: Profile, out: Path) -> list[Path]:
-    """What a stage writes (runs under `<out>/runs`, as the child's DEPTHG_RUNS says)."""
-    p, run_dir = profile.paths, out / "runs" / profile.name
-    data = [d for d in p.dataset_dir.glob("*") if d.name != "depth"] if stage == "data" else []
-    return {"weights": [Path(profile.backbone_weights)], "data": data,
-            "depth": [p.dataset_dir / "depth"], "crop": [p.crop_dir],
-            "knn": [p.knn_file("train")], "train": [run_dir / "train"],
-            "evaluate": [run_dir / "eval"]}[stage]
-
-
 def _run_child(argv: list[str], log, env: dict) -> tuple[int, object, list[int]]:
     """Run a stage's child in its own process group and wait for it, passing SIGINT or SIGTERM
     on once: the child stops as a stage does and its attempt is still measured and recorded."""
@@ -162,8 +129,13 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
               "attempts": old["attempts"] if same else []}
     save_json(path, record)
     detail_file.unlink(missing_ok=True)
-    outputs = stage_outputs(stage, load_profile(out / "profile" / f"{settings['profile']}.yaml"),
-                            out)
+    profile = load_profile(out / "profile" / f"{settings['profile']}.yaml")
+    p, run_dir = profile.paths, out / "runs" / profile.name  # what each stage writes
+    outputs = {"weights": [Path(profile.backbone_weights)],
+               "data": [d for d in p.dataset_dir.glob("*") if d.name != "depth"],
+               "depth": [p.dataset_dir / "depth"], "crop": [p.crop_dir],
+               "knn": [p.knn_file("train")], "train": [run_dir / "train"],
+               "evaluate": [run_dir / "eval"]}[stage]
     before, started, log = _disk(outputs)["files"], _now(), out / "logs" / f"{stage}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "depthg_lib.rehearse.stages", stage, str(out)]
@@ -224,7 +196,26 @@ def write_table(out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m depthg_lib.rehearse",
+        description="Run a paper profile's stages on stand-ins at scale F, resumably, and print "
+                    "what each cost and the projected full run (docs/scaling.md).")
+    add = parser.add_argument
+    add("--profile", help="a paper profile (cocostuff27-vits8, ...) or its YAML file")
+    add("--scale", type=_scale, default=0.01, help="F in (0, 1]: round(F×N) images per split "
+        "stand in (default 0.01)")
+    add("--out", default=DEFAULT_OUT, help=f"rehearsal folder, outside the repository and any "
+        f"real data (default {DEFAULT_OUT})")
+    add("--sample", type=int, default=2, help="images / crops on which the compute a CPU cannot "
+        "do at full scale is timed (default 2; 0 skips those samples)")
+    add("--steps", type=int, default=1, help="training steps run (default 1)")
+    add("--batch", type=int, help="training batch (default: the profile's)")
+    add("--only", help=f"comma-separated stages to run, of {', '.join(STAGE_ORDER)}")
+    add("--force", action="store_true", help="re-run stages already measured")
+    add("--publish", action="store_true", help="record --out's rehearsal in the library's "
+        "measurements.json (what the fetch dry run prints); run nothing")
+    add("--table", action="store_true", help="print the table of what --out holds; run nothing")
+    args = parser.parse_args(argv)
     out = Path(args.out).expanduser().resolve()
     if args.table or args.publish:
         print(write_table(out))

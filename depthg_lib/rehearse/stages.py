@@ -96,8 +96,7 @@ def stage_weights(ctx: SimpleNamespace) -> dict:
 
 def stage_data(ctx: SimpleNamespace) -> dict:
     with ctx.clock.watch("write stand-ins") as w:
-        written = write_standin(ctx.profile.dataset, ctx.profile.paths.dataset_dir, ctx.scale,
-                                progress=False)
+        written = write_standin(ctx.profile.dataset, ctx.profile.paths.dataset_dir, ctx.scale)
         w.items = sum(written["images"].values())
     with ctx.clock.watch("data check"):
         report = reader_for_profile(ctx.profile).check()  # what fetch runs after extracting

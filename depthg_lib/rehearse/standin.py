@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..data.readers import get_reader
 from ..data.synthscenes.layout import render_scene
@@ -140,7 +139,7 @@ def _write(path: Path, data: bytes) -> bool:
     return True
 
 
-def write_standin(dataset: str, root: Path, scale: float, progress: bool = True) -> dict:
+def write_standin(dataset: str, root: Path, scale: float) -> dict:
     """The stand-in tree of `dataset` at scale F, resumably, split lists last; counts, bytes."""
     reader = get_reader(dataset, root)
     bases = render_bases(dataset)
@@ -148,7 +147,7 @@ def write_standin(dataset: str, root: Path, scale: float, progress: bool = True)
     for split in ("train", "val"):
         names = split_names(dataset, split, scaled_count(FACTS[dataset].counts[split], scale))
         out["images"][split] = len(names)
-        for i, name in enumerate(tqdm(names, desc=f"stand-in {split}", disable=not progress)):
+        for i, name in enumerate(names):
             files = bases[i % len(bases)]
             for kind, path in (("image", reader.image_path(split, name)),
                                ("label", reader.label_path(split, name))):
