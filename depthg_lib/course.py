@@ -5,6 +5,7 @@
 Each chapter runs under papermill into `runs/<profile>/`; it is skipped (unless `--force`) while
 its executed copy is complete and its inputs unchanged (code, profile, weights, library, device,
 seed, earlier chapters' runs). `summary.json` records per chapter seconds, status and key numbers.
+A failure stops the run naming the cell; Ctrl-C or SIGTERM records the chapter `interrupted`.
 """
 
 from __future__ import annotations
