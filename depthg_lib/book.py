@@ -136,12 +136,12 @@ KEY_LABELS = {
     "random_thing_share": "random points on things", "thing_pixel_share": "thing pixels",
     "unsupervised_miou": "cluster probe mIoU", "unsupervised_acc": "cluster probe Acc",
     "linear_miou": "linear probe mIoU", "linear_acc": "linear probe Acc",
-    "kmeans_miou": "k-means mIoU", "kmeans_acc": "k-means Acc", "miou_stego-corrected":
-    "STEGO mIoU", "majority_miou": "majority-class mIoU", "majority_acc": "majority-class Acc",
-    "head_minus_kmeans": "head − k-means (mIoU)", "miou_depthg-corrected": "DepthG mIoU",
+    "kmeans_miou": "k-means mIoU", "kmeans_acc": "k-means Acc",
+    "majority_miou": "majority-class mIoU", "majority_acc": "majority-class Acc",
+    "head_minus_kmeans": "head − k-means (mIoU)", "miou_kmeans_raw_train_fit": "k-means mIoU",
     "released_fps_read_overlap": "released FPS reads its choices",
     "cityscapes_shift_first": "Cityscapes s′ at step 0",
-    "miou_kmeans_raw_train_fit": "k-means mIoU",
+    "miou_stego-corrected": "STEGO mIoU", "miou_depthg-corrected": "DepthG mIoU",
 }
 
 
