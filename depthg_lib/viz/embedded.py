@@ -168,25 +168,18 @@ def plot_pretrain_log(path: str | os.PathLike, title: str = ""):
     with open(path) as fh:
         rows = list(csv.DictReader(fh))
     log = {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
-    step = log["step"]
     if "var_local" in log:  # VICRegL
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3))
-        for k in ("loss_global", "loss_local"):
-            axes[0].plot(step, log[k], label=k)
-        axes[0].set_title("VICReg losses")
-        for k in ("inv_local", "var_local", "cov_local", "inv_global", "var_global"):
-            axes[1].plot(step, log[k], label=k)
-        axes[1].set_title("terms (variance hinge → 0 = no collapse)")
-        for k in ("std_cls_feat", "std_patch_feat"):
-            axes[2].plot(step, log[k], label=k)
-        axes[2].set_title("backbone feature spread across the batch")
+        shown = [(("loss_global", "loss_local"), "VICReg losses"),
+                 (("inv_local", "var_local", "cov_local", "inv_global", "var_global"),
+                  "terms (variance hinge → 0 = no collapse)"),
+                 (("std_cls_feat", "std_patch_feat"), "backbone feature spread across the batch")]
     else:
-        fig, axes = plt.subplots(1, 1, figsize=(5, 3), squeeze=False)
-        axes = axes[0]
-        for k in ("loss", "ssi_l1", "minmax_mae"):
-            axes[0].plot(step, log[k], label=k)
-        axes[0].set_title("depth losses")
-    for ax in axes:
+        shown = [(("loss", "ssi_l1", "minmax_mae"), "depth losses")]
+    fig, axes = plt.subplots(1, len(shown), figsize=(max(5, 4 * len(shown)), 3), squeeze=False)
+    for ax, (keys, name) in zip(axes[0], shown):
+        for k in keys:
+            ax.plot(log["step"], log[k], label=k)
+        ax.set_title(name)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     return titled(fig, title)

@@ -41,8 +41,7 @@ def updates(log: dict) -> dict[str, np.ndarray]:
 
 
 def _loss_terms(ax, log: dict) -> None:
-    """Each DepthG loss term (unweighted) and the weighted total, against steps."""
-    log = updates(log)
+    """Each DepthG loss term (unweighted) and the weighted total, against training steps."""
     for key, label in TERM_LABELS.items():
         if key in log and np.isfinite(log[key]).any():
             ax.plot(log["step"], log[key], label=label, lw=1)
@@ -65,7 +64,6 @@ def _loss_terms(ax, log: dict) -> None:
 
 def _probe_losses(ax, log: dict) -> None:
     """The two probe losses (trained on the detached code) against steps."""
-    log = updates(log)
     ax.plot(log["step"], log["linear_loss"], label="linear probe (CE)")
     ax.plot(log["step"], log["cluster_loss"], label="cluster probe")
     ax.set_xlabel("step")
@@ -75,7 +73,6 @@ def _probe_losses(ax, log: dict) -> None:
 
 def _schedule(ax, log: dict) -> None:
     """Sample grid S (left axis) and depth-term weight (right axis) against steps."""
-    log = updates(log)
     ax.step(log["step"], log["samples"], where="post", color="C0", lw=3, alpha=0.6)
     ax.set_ylabel("S (sample grid S×S)", color="C0")
     ax.set_xlabel("step")
@@ -111,8 +108,9 @@ def _probe_scores(ax, log: dict, baselines: Mapping[str, float] | None) -> None:
 def plot_training(log: dict, title: str = "", baselines: Mapping[str, float] | None = None):
     """The four panels of a run (`read_log`), `baselines` (name → mIoU %) on the probe scores."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.0))
-    _loss_terms(axes[0, 0], log)
-    _probe_losses(axes[0, 1], log)
-    _schedule(axes[1, 0], log)
+    steps = updates(log)  # the untrained head's row holds scores only
+    _loss_terms(axes[0, 0], steps)
+    _probe_losses(axes[0, 1], steps)
+    _schedule(axes[1, 0], steps)
     _probe_scores(axes[1, 1], log, baselines)
     return titled(fig, title)
