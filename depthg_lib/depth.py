@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import io
 from .config import Profile, load_profile, profile_arg
 from .data import reader_for_profile
 from .data.synthscenes import FAR_DEPTH
@@ -21,19 +22,6 @@ from .depth_models import DEFAULT_MODELS, load_depth_model
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .evalset import to_tensor
-from .io import (
-    DiskRoom,
-    check_stage_settings,
-    load_json,
-    prefetched,
-    save_image,
-    save_json,
-    stage_lock,
-)
-
-
-def _command(profile_name: str = "<profile>", extra: str = "") -> str:
-    return f"{STAGE_COMMAND} --profile {profile_name}{extra}"
 
 
 def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -47,15 +35,14 @@ def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, fl
 
 
 def compare_with_ground_truth(reader, split: str, names: Sequence[str],
-                              model=None,
-                              fidelity: str = "corrected") -> tuple[list, list, list]:
+                              model=None) -> tuple[list, list, list]:
     """(images, estimates, ground truths) of SynthScenes images; the estimate is the stored map
     (`model=None`) or `model`'s prediction."""
     images, estimates, truths = [], [], []
     for name in names:
         image = reader.load_image(split, name)
         if model is None:
-            estimate = load_depth_png(reader.depth_path(split, name), fidelity)
+            estimate = load_depth_png(reader.depth_path(split, name))
         else:
             estimate = model.estimate_depth(to_tensor([image]).contiguous())[0].cpu().numpy()
         images.append(image)
@@ -101,7 +88,7 @@ def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]
     record = reader.depth_record_dir() / "depth.json"
     if not record.is_file():
         return []
-    made = load_json(record)
+    made = io.load_json(record)
     problems = []
     want = (profile.depth_backend, expected_model_id(profile))
     got = (made.get("backend"), made.get("model"))
@@ -121,7 +108,7 @@ def require_current_depth(profile: Profile, reader, splits: Sequence[str], who: 
     if problems:
         raise DepthGError(
             f"{who}: the depth maps in {reader.depth_record_dir()} {' and '.join(problems)}; "
-            f"redo them with `{_command(profile_arg(profile))} --force`")
+            f"redo them with `{STAGE_COMMAND} --profile {profile_arg(profile)} --force`")
 
 
 def run_depth_stage(profile: Profile | str, force: bool = False, skip_bad: bool = False,
@@ -141,16 +128,16 @@ def run_depth_stage(profile: Profile | str, force: bool = False, skip_bad: bool 
     model = None if backend == "gt" else load_depth_model(
         backend, profile.depth_model or None, dev, model_dir=profile.paths.data_root / "models")
     settings = stage_settings(profile, model)
-    with stage_lock(record_dir, "depth"):
+    with io.stage_lock(record_dir, "depth"):
         inputs = {k: v for s in splits for k, v in reader.input_stamps(s, ("images",)).items()}
-        if not check_stage_settings(record_dir, "depth", settings, force, inputs=inputs,
-                                    command=_command(profile_arg(profile))):
+        if not io.check_stage_settings(record_dir, "depth", settings, force, inputs=inputs,
+                                    command=f"{STAGE_COMMAND} --profile {profile_arg(profile)}"):
             for s in reader.splits:  # fresh or forced: no map of an earlier run may stay
                 for n in _names_or_none(reader, s):
                     reader.depth_path(s, n).unlink(missing_ok=True)
         skipped = _write_maps(reader, names, splits, model, profile, skip_bad, progress)
     if skipped:
-        save_json(record_dir / "depth_skipped.json", skipped)
+        io.save_json(record_dir / "depth_skipped.json", skipped)
     return record_dir
 
 
@@ -167,11 +154,11 @@ def _write_maps(reader, names, splits, model, profile, skip_bad, progress) -> li
     skipped: list[str] = []
     for s in splits:
         todo = [n for n in names[s] if not where(s, n).exists()]
-        room = DiskRoom(where(s, todo[0]).parent if todo else ".", len(todo), f"{s} depth maps")
+        room = io.DiskRoom(where(s, todo[0]).parent if todo else ".", len(todo), f"{s} depth maps")
         with tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo) as bar:
             if model is None:  # gt: no images to read, no model to run
                 for n in todo:
-                    save_image(where(s, n), depth_to_uint16(_gt_depth(reader, s, n)))
+                    io.save_image(where(s, n), depth_to_uint16(_gt_depth(reader, s, n)))
                     room.wrote()
                     bar.update(1)
                 continue
@@ -182,7 +169,7 @@ def _write_maps(reader, names, splits, model, profile, skip_bad, progress) -> li
                 except DepthGError as err:
                     return n, err
 
-            for batch in prefetched(load, todo, max(1, profile.depth_batch),
+            for batch in io.prefetched(load, todo, max(1, profile.depth_batch),
                                     min(profile.num_workers, 8)):
                 sizes: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
                 for n, image in batch:
@@ -197,7 +184,7 @@ def _write_maps(reader, names, splits, model, profile, skip_bad, progress) -> li
                 for group in sizes.values():  # one forward per image size
                     depth = model.estimate_depth(to_tensor([im for _, im in group]).contiguous())
                     for (n, _), d in zip(group, depth.cpu().numpy()):
-                        save_image(where(s, n), depth_to_uint16(d))
+                        io.save_image(where(s, n), depth_to_uint16(d))
                     room.wrote(len(group))
                 bar.update(len(batch))
     return skipped
@@ -206,8 +193,7 @@ def _write_maps(reader, names, splits, model, profile, skip_bad, progress) -> li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m depthg_lib.depth",
-        description="Stage 01: estimate depth for every image and store it as 16-bit PNGs "
-                    "(per-image min-max normalised, larger = farther). docs/method.md §2.")
+        description="Stage 01: depth of every image as 16-bit PNGs (docs/method.md §2).")
     parser.add_argument("--profile", required=True, help="profile name or YAML path")
     parser.add_argument("--force", action="store_true", help="recompute every map")
     parser.add_argument("--skip-bad", action="store_true",

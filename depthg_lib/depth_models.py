@@ -1,8 +1,6 @@
-"""The depth backends of stage 01 (docs/method.md §2): `estimate_depth` maps (B,3,H,W) images in
-[0,1] to (B,H,W) relative depth, larger = farther. `zoedepth` and `depth_anything` are
-transformers models read from a local folder or the Hugging Face cache, never the network;
-`synth` is the embedded depth network.
-"""
+"""The depth backends of stage 01 (docs/method.md §2): `estimate_depth`, (B,3,H,W) images in
+[0,1] → (B,H,W) depth, larger = farther; transformers models come from a local folder or the
+Hugging Face cache, never the network."""
 
 from __future__ import annotations
 

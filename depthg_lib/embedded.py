@@ -1,8 +1,6 @@
-"""The two small models the course ships, trained on SynthScenes by `python -m
-depthg_lib.pretrain`: a ViT (timm, patch 8) loaded like the DINO backbones (docs/method.md §5),
-and a light U-Net, the `synth` depth backend (§2). `weights/manifest.json` records each fp16
-file's sha256 and the command that made it; a missing or mismatched file is one DepthGError.
-"""
+"""The two small models the course ships (`python -m depthg_lib.pretrain` trains them): a ViT
+loaded like the DINO backbones (docs/method.md §5) and a U-Net, the `synth` depth backend (§2);
+`weights/manifest.json` records each file's sha256 and the command that made it."""
 
 from __future__ import annotations
 

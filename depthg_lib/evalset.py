@@ -1,6 +1,5 @@
-"""What evaluation reads: a labelled split, resized and centre-cropped (docs/method.md §9),
-checked before any work by `open_split`.
-"""
+"""What evaluation reads: a labelled split, checked by `open_split`, resized and centre-cropped
+(docs/method.md §9)."""
 
 from __future__ import annotations
 

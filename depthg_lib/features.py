@@ -1,8 +1,6 @@
-"""What the training step reads: crops at training size, and the frozen-feature cache
-(docs/method.md §8). The backbone is frozen and crops are not augmented, so with
-`precompute_features` a crop's features are computed once into fp16 memory maps; `features.json`
-records the settings (others: rebuilt) and each split's crop digest (new crops: rebuilt).
-"""
+"""What the training step reads: crops at training size, and the frozen-feature cache (§8):
+frozen backbone, no augmentation, so a crop's features are computed once into fp16 memory maps;
+`features.json` records the settings and each split's crop digest (either changed: rebuilt)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Atomic writes, stage records and robust image reading shared by every stage.
-
-Every output is written beside its name and renamed into place. Each stage records its settings
-and a digest of what it consumed in `<stage>.json`: a re-run with other settings or from changed
-inputs is refused unless `force=True` (docs/method.md §0); `stage_lock`: one writer at a time.
+"""Atomic writes, stage records and robust image reading shared by every stage: each stage
+records its settings and a digest of what it consumed in `<stage>.json`, and a re-run with other
+settings or from changed inputs is refused unless `force=True` (docs/method.md §0).
 """
 
 from __future__ import annotations
@@ -304,8 +302,8 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
                          command: str | None = None, write: bool = True) -> bool:
     """Record `settings` and `inputs` (entries of `stamp_files`, `record_digest`; only the keys
     given are compared) in `<out_dir>/<stage>.json`; refuse other settings or changed inputs
-    unless `force`, quoting `command`. True when outputs there may be reused. `write=False`:
-    the caller writes the record once its outputs are complete (`write_stage_record`)."""
+    unless `force`, quoting `command`. True when outputs there may be reused; `write=False`
+    leaves writing the record (`write_stage_record`) to the caller."""
     path = Path(out_dir) / f"{stage}.json"
     settings, inputs = as_recorded(settings), as_recorded(inputs or {})
     record = None if force else _read_record(path)

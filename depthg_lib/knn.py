@@ -249,8 +249,7 @@ def load_knn(path: str | Path, profile: str = "<your profile>") -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m depthg_lib.knn",
-        description="Stage 03: for every five-cropped image, its nearest crops by cosine "
-                    "similarity of mean-pooled backbone features (docs/method.md §4).")
+        description="Stage 03: the nearest crops of every crop (docs/method.md §4).")
     parser.add_argument("--profile", required=True, help="profile name or YAML path")
     parser.add_argument("--split", default="train", choices=("train", "val"))
     parser.add_argument("--force", action="store_true", help="mine again")

@@ -1,8 +1,6 @@
-"""The one resize-and-centre-crop every stage uses: STEGO's `Resize(size)` (longer side
-`int(size · long / short)`) and `CenterCrop(size)` (offsets round half to even), so every stage
-cuts at the same pixel; numpy arrays through PIL, float tensors (C,H,W) through torch
-(`nearest-exact`, equal to PIL's nearest, or antialiased bilinear).
-"""
+"""The one resize-and-centre-crop every stage uses, STEGO's `Resize` then `CenterCrop` (offsets
+round half to even): numpy arrays through PIL, float tensors through torch (`nearest-exact`
+equals PIL's nearest)."""
 
 from __future__ import annotations
 

@@ -294,7 +294,7 @@ def test_model_stage_writes_every_image(data_root, hf_models, backend):
 
 def test_resume_after_interruption_writes_only_what_is_missing(data_root, monkeypatch):
     profile = _profile(data_root, depth_backend="gt")
-    real_save, written = depth_mod.save_image, []
+    real_save, written = depth_mod.io.save_image, []
 
     def dying_save(path, array):
         if len(written) == 3:
@@ -302,13 +302,13 @@ def test_resume_after_interruption_writes_only_what_is_missing(data_root, monkey
         written.append(path)
         real_save(path, array)
 
-    monkeypatch.setattr(depth_mod, "save_image", dying_save)
+    monkeypatch.setattr(depth_mod.io, "save_image", dying_save)
     with pytest.raises(KeyboardInterrupt):
         run_depth_stage(profile, progress=False)
     first = list(written)
     assert len(first) == 3 and not list((data_root / "ss" / "depth").rglob("*.tmp*"))
 
-    monkeypatch.setattr(depth_mod, "save_image", lambda p, a: (written.append(p),
+    monkeypatch.setattr(depth_mod.io, "save_image", lambda p, a: (written.append(p),
                                                                real_save(p, a)))
     written.clear()
     run_depth_stage(profile, progress=False)

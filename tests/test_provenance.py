@@ -136,8 +136,8 @@ def test_interrupted_forced_depth_is_refused_by_crop_until_finished(profile, mon
         calls.append(1)
         return real(*args, **kwargs)
 
-    real = depth_mod.save_image
-    monkeypatch.setattr(depth_mod, "save_image", fail_after_first)
+    real = depth_mod.io.save_image
+    monkeypatch.setattr(depth_mod.io, "save_image", fail_after_first)
     with pytest.raises(KeyboardInterrupt):
         run_depth_stage(profile.replace(depth_batch=1), force=True, progress=False)
     monkeypatch.undo()
