@@ -36,7 +36,6 @@ from .models import (
 DOCS = "docs/reproduction.md §6"
 RELEASED_FORMAT = "released-lightning"
 HEAD_DIM = 64  # DINO's attention heads (ViT-S/8: 6 heads, ViT-B/8: 12)
-_MODEL_TYPES = {"vit_small": 384, "vit_base": 768}
 _TIMM_NAMES = {(384, 8): "vit_small_patch8_224.dino", (768, 8): "vit_base_patch8_224.dino"}
 _REQUIRED = ("net.model.cls_token", "net.model.pos_embed", "net.model.patch_embed.proj.weight",
              "net.model.norm.weight", "net.cluster1.0.weight", "cluster_probe.clusters",
@@ -46,8 +45,7 @@ _REQUIRED = ("net.model.cls_token", "net.model.pos_embed", "net.model.patch_embe
 # ------------------------------------------------------------------ safe unpickling
 
 class Pickled:
-    """Inert stand-in for a class a checkpoint names but we do not import (omegaconf nodes,
-    Lightning callbacks…): it keeps the constructor arguments and the pickled state."""
+    """Inert stand-in for a class a checkpoint names: keeps its arguments and pickled state."""
 
     pickled_name, args, state = "?", (), None
 
@@ -155,9 +153,8 @@ def is_released_checkpoint(path: str | os.PathLike) -> bool:
 
 def dino_interpolate_pos_embed(pos_embed: torch.Tensor, height: int, width: int,
                                patch: int) -> torch.Tensor:
-    """DINO's position embedding for a height × width image, as its `interpolate_pos_encoding`:
-    the patch grid resized bicubically by the scale factor (rows + 0.1) / n (not to the exact
-    size as in timm), so that codes at the evaluation size match the released code."""
+    """DINO's position embedding for a height × width image (`interpolate_pos_encoding`): resized
+    bicubically by the scale factor (rows + 0.1) / n, not to the exact size as timm does."""
     n = pos_embed.shape[1] - 1
     rows, cols = height // patch, width // patch
     if rows * cols == n and height == width:
@@ -167,9 +164,6 @@ def dino_interpolate_pos_embed(pos_embed: torch.Tensor, height: int, width: int,
     grid = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side),
                          mode="bicubic", align_corners=False)
-    if grid.shape[-2:] != (rows, cols):
-        raise DepthGError(f"position embedding resized to {tuple(grid.shape[-2:])}, expected "
-                          f"{(rows, cols)} for a {height}×{width} image")
     grid = grid.permute(0, 2, 3, 1).reshape(1, rows * cols, dim)
     return torch.cat([pos_embed[:, :1], grid], dim=1)
 
@@ -208,15 +202,12 @@ def _sub(sd: dict, prefix: str) -> dict:
 
 
 def _released_modules(sd: dict[str, torch.Tensor]):
-    """The released network's four parts, sized by its tensors and loaded strictly: DINO ViT,
-    segmentation head, cluster probe, linear probe."""
+    """DINO ViT, head, cluster and linear probe, sized by the tensors and loaded strictly."""
     d, c = sd["net.cluster1.0.weight"].shape[:2]
     k = int(sd["linear_probe.weight"].shape[0])
     patch = int(sd["net.model.patch_embed.proj.weight"].shape[-1])
     nonlinear = "net.cluster2.0.weight" in sd
     blocks = {int(k.split(".")[3]) for k in sd if k.startswith("net.model.blocks.")}
-    if blocks != set(range(len(blocks))):
-        raise ValueError(f"ViT blocks {sorted(blocks)} are not numbered 0..n-1")
     dino = DinoViT(c, len(blocks), max(1, c // HEAD_DIM), patch,
                    int(sd["net.model.pos_embed"].shape[1]),
                    int(sd["net.model.blocks.0.mlp.fc1.weight"].shape[0]),
@@ -260,20 +251,16 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
     except (KeyError, ValueError, RuntimeError, IndexError) as err:
         raise _not_released(path, f"its tensors do not fit the released network "
                             f"({type(err).__name__}: {str(err).splitlines()[0][:300]})") from None
-    c, d, k = dino.dim, head.linear.out_channels, linear.n_classes
+    d, k = head.linear.out_channels, linear.n_classes
     e = cluster.n_classes - k
     if e < 0:
         raise _not_released(path, f"cluster_probe has {k + e} centroids for {k} classes")
-    model_type = config.get("model_type")
-    if model_type in _MODEL_TYPES and _MODEL_TYPES[model_type] != c:
-        raise _not_released(path, f"its config says {model_type} but the ViT is {c}-dimensional")
     n_classes, nonlinear = int(hp.get("n_classes", k)), head.nonlinear is not None
     meta = {
-        "format": RELEASED_FORMAT, "config": config, "path": str(path), "backbone": dino.name,
+        "format": RELEASED_FORMAT, "config": config, "path": str(path),
         "step": ckpt.get("global_step"), "lightning_version": ckpt.get("pytorch-lightning_version"),
-        "n_classes": n_classes, "code_dim": d, "extra_clusters": e, "backbone_dim": c,
-        "patch_size": dino.patch_size, "heads": dino.blocks[0].attn.num_heads,
-        "depth": len(dino.blocks), "nonlinear": nonlinear,
+        "n_classes": n_classes, "code_dim": d, "extra_clusters": e, "patch_size": dino.patch_size,
+        "heads": dino.blocks[0].attn.num_heads, "depth": len(dino.blocks),
         "profile": {"backbone": dino.name, "dim": d, "n_classes": n_classes, "extra_clusters": e,
                     "nonlinear": nonlinear, "res": config.get("res"),
                     "dataset": config.get("dataset_name")},
@@ -302,10 +289,9 @@ _METRICS = ("acc", "miou")
 
 
 def paper_numbers(profile) -> dict | None:
-    """The checked `paper:` block of a profile's own file (not inherited: a STEGO twin has its
-    own): `source` (a citation), `crf`, `unsupervised` and `linear` acc and miou in percent or
-    null, a `note`, and `others`: rows beside it (a baseline, a released checkpoint scored
-    again), each with a `method`, its own `source` and the same numbers."""
+    """The checked `paper:` block of a profile's own file (not inherited): `source`, `crf`, the
+    probes' acc and miou (percent or null), a `note` and `others` (rows beside it, each with a
+    `method` and its own `source`)."""
     where = load_profile(profile).source
     block = (yaml.safe_load(Path(where).read_text()) or {}).get("paper")
     if block is None:
@@ -339,9 +325,7 @@ def _paper_row(block, where, name: str, required: tuple, extra: tuple = ()) -> d
             raise DepthGError(f"profile {where}: {name}.{probe} must map acc and miou to "
                               "numbers")
         for metric, value in numbers.items():
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, (int, float))
-                                      or not 0 <= value <= 100):
+            if value is not None and (type(value) not in (int, float) or not 0 <= value <= 100):
                 raise DepthGError(f"profile {where}: {name}.{probe}.{metric} must be a "
                                   f"percentage or null, found {value!r}")
         out[probe] = {m: (None if numbers.get(m) is None else float(numbers[m]))
