@@ -1,8 +1,6 @@
-"""Stage 02 — five-crop (docs/method.md §3, §11): image, label and depth cut with the same
-boxes into `<crop_dir>/{img,label,depth}/<split>/<n>.jpg|png|_zoedepth.png`, n = 5·index + k
-(k in torchvision's order TL, TR, BL, BR, centre, index the image's place in the sorted names);
-labels stored +1 (0 = ignore). An interrupted run resumes with the same numbers; a finished split
-gets `<split>_names.txt` (`n<TAB>source name`) for `CropReader`.
+"""Stage 02 — five-crop (docs/method.md §3): image, label (+1, 0 = ignore) and depth cut with the
+same boxes into `<crop_dir>/{img,label,depth}/<split>/`, crop n = 5·index + k (k in torchvision's
+order); a finished split gets `<split>_names.txt` (`n<TAB>source name`) for `CropReader`.
 """
 
 from __future__ import annotations
@@ -65,15 +63,10 @@ def crop_paths(crop_dir: str | os.PathLike, split: str, n: int) -> dict[str, Pat
             "depth": crop_dir / "depth" / split / f"{n}_zoedepth.png"}
 
 
-def _names_file(crop_dir: Path, split: str) -> Path:
-    return crop_dir / f"{split}_names.txt"
-
-
 def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = False,
                    progress: bool = True) -> Path:
-    """Five-crop image, label and depth of a split (`train`, `val` or `all`); returns crop_dir.
-    Skips what is finished; other settings (`crop.json`) or changed inputs (`crop_inputs`) are
-    refused unless `force`. Images the depth stage left out as unreadable are left out here."""
+    """Five-crop a split (`train`, `val` or `all`), but what the depth stage left out as unreadable;
+    other settings or changed inputs than `crop.json` records are refused unless `force`."""
     profile = load_profile(profile)
     reader = reader_for_profile(profile)
     crop_dir = profile.paths.crop_dir
@@ -93,7 +86,7 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
         if not io.check_stage_settings(crop_dir, "crop", settings, force=force, inputs=inputs,
                                        command=command):  # fresh: no crop of an older run stays
             for s in set(reader.splits) | set(splits):
-                _names_file(crop_dir, s).unlink(missing_ok=True)
+                (crop_dir / f"{s}_names.txt").unlink(missing_ok=True)
                 for sub in ("img", "label", "depth"):
                     shutil.rmtree(crop_dir / sub / s, ignore_errors=True)
         for s in splits:
@@ -140,7 +133,7 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, names: lis
     """Crop every image not yet finished (image i: crops 5i..5i+4), then list them."""
     todo = [(i, n) for i, n in enumerate(names)
             if not _finished(crop_dir, split, i, reader.has_labels)]
-    if not todo and _names_file(crop_dir, split).exists():
+    if not todo and (crop_dir / f"{split}_names.txt").exists():
         return  # finished earlier with these settings: touch nothing
     room = io.DiskRoom(crop_dir, len(todo), f"{split} images to crop")
     for index, name in tqdm(todo, desc=f"five-crop {split}", unit="img", disable=not progress):
@@ -149,7 +142,7 @@ def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, names: lis
     for sub in ("img", "label", "depth"):  # temporary files of writes a kill cut short
         for path in (crop_dir / sub / split).glob(".*"):
             path.unlink()
-    with io.atomic_path(_names_file(crop_dir, split)) as tmp:
+    with io.atomic_path(crop_dir / f"{split}_names.txt") as tmp:
         tmp.write_text("".join(f"{N_CROPS * i + k}\t{name}\n" for i, name in enumerate(names)
                                for k in range(N_CROPS)))
 
@@ -210,7 +203,7 @@ class CropReader:
     def __init__(self, crop_dir: str | os.PathLike, split: str, profile: str | None = None):
         self.crop_dir = Path(crop_dir)
         self.split = split
-        names_file = _names_file(self.crop_dir, split)
+        names_file = self.crop_dir / f"{split}_names.txt"
         if not names_file.is_file():
             what = ("does not exist" if not self.crop_dir.exists()
                     else f"has no finished {split} split ({names_file.name} is missing)")
@@ -225,7 +218,7 @@ class CropReader:
         """These crops as an input entry: the crop record's split part and every file."""
         if self._digest is None:
             kinds = ("img", "depth", "label") if self.has_labels else ("img", "depth")
-            files = [_names_file(self.crop_dir, self.split)]
+            files = [self.crop_dir / f"{self.split}_names.txt"]
             files += [crop_paths(self.crop_dir, self.split, n)[kind]
                       for n in range(len(self)) for kind in kinds]
             where = f"the {self.split} crops in {self.crop_dir}"
@@ -286,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     crop_dir = run_crop_stage(args.profile, split=args.split, force=args.force,
                               progress=not args.no_progress)
     for split in ("train", "val"):
-        if _names_file(crop_dir, split).exists():
+        if (crop_dir / f"{split}_names.txt").exists():
             print(f"{split}: {len(CropReader(crop_dir, split))} crops")
     print(f"five-crop output: {crop_dir}")
     return 0

@@ -1,7 +1,5 @@
-"""Stage 01 — monocular depth for every image (docs/method.md §2): the backends are
-`depth_models` (`gt`, SynthScenes ground truth, is read through the reader), the stored format
-is `depth_format`.
-"""
+"""Stage 01 — monocular depth for every image (docs/method.md §2), by a `depth_models` backend
+or (`gt`) SynthScenes ground truth, stored as `depth_format` says."""
 
 from __future__ import annotations
 
@@ -113,10 +111,9 @@ def require_current_depth(profile: Profile, reader, splits: Sequence[str], who: 
 
 def run_depth_stage(profile: Profile | str, force: bool = False, skip_bad: bool = False,
                     device: str = "auto", progress: bool = True) -> Path:
-    """Write a depth PNG for every image of train, and of val where the dataset has one;
-    returns the folder. Existing maps of the same settings are kept; other settings than
-    `depth.json` records, or changed images, are refused unless `force`. A corrupt image stops
-    the stage, or with `skip_bad` is listed in `depth_skipped.json`."""
+    """Write a depth PNG for every image not yet done (other settings or images than `depth.json`
+    records: refused unless `force`); a corrupt image stops it, or with `skip_bad` is listed in
+    `depth_skipped.json`. Returns the folder."""
     profile = load_profile(profile)
     dev = resolve_device(device)
     reader = reader_for_profile(profile)

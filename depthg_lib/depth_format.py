@@ -1,6 +1,5 @@
-"""How depth maps are stored and read back (docs/method.md §2): per image, min–max normalised
-depth (larger = farther) as a 16-bit PNG, `round(d̂ · 65535)`; the depth stage writes them.
-"""
+"""How depth maps are stored (docs/method.md §2): per image, min–max normalised depth (larger =
+farther) as a 16-bit PNG, `round(d̂ · 65535)`."""
 
 from __future__ import annotations
 

@@ -51,9 +51,8 @@ def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class EmbeddedDepthNet(nn.Module):
-    """A light U-Net: normalised (B,3,H,W) → relative depth (B,1,H,W), H, W multiples of
-    `stride`; a half-resolution FPN decoder (depth is smooth, a CPU step cheap) and a pooled
-    context vector at the bottleneck (horizon and sky are whole-image cues)."""
+    """A light U-Net, (B,3,H,W) → (B,1,H,W), H, W multiples of `stride`: a half-resolution decoder
+    (depth is smooth) and a pooled context vector (horizon and sky are whole-image cues)."""
 
     def __init__(self, channels: tuple[int, ...], stem: int):
         super().__init__()
@@ -140,9 +139,8 @@ def load_embedded_vit(pretrained: bool = True) -> nn.Module:
 
 
 class EmbeddedDepthModel(nn.Module):
-    """The `synth` depth backend: `estimate_depth([0,1] images) -> (B,H,W)`, run with the shorter
-    side at `work_size` and resized back (the horizon cue does not survive a change of scale);
-    random weights (`embedded-random`) unless `pretrained`."""
+    """The `synth` depth backend, run with the shorter side at `work_size` and resized back (the
+    horizon cue does not survive a change of scale); `embedded-random` unless `pretrained`."""
 
     def __init__(self, pretrained: bool = True, device: str | torch.device = "cpu",
                  work_size: int = DEPTH_WORK_SIZE):

@@ -224,9 +224,8 @@ HASH_LIMIT = 64 << 20  # input sets up to this many bytes are hashed; larger one
 
 
 def stamp_files(paths, root: str | os.PathLike | None = None, what: str = "") -> dict:
-    """One digest of a set of input files: each one's name (relative to `root`), size and
-    content hash — or, for a set over HASH_LIMIT bytes, its mtime (cheap, and still changes
-    when a file is replaced in place). A missing file counts as such."""
+    """One digest of a set of input files: each one's name (relative to `root`), size and content
+    hash — or, over HASH_LIMIT bytes in all, mtime (cheap, and changes when a file is replaced)."""
     stats = []
     for p in map(Path, paths):
         try:

@@ -1,6 +1,5 @@
-"""Stage 03 — nearest neighbours of every training crop (docs/method.md §4): a crop is its
-mean-pooled, unit-norm last-layer patch tokens; neighbours are the crops of highest cosine
-similarity. The N×N matrix (250 GB for N = 250k) is never formed: queries go in blocks.
+"""Stage 03 — nearest neighbours of every crop by cosine similarity of mean-pooled patch tokens
+(docs/method.md §4); the N×N matrix (250 GB for N = 250k) is never formed: queries go in blocks.
 """
 
 from __future__ import annotations
@@ -78,9 +77,8 @@ def _rank_in_row(rows: np.ndarray) -> np.ndarray:
 
 def topk_neighbours(feats: np.ndarray | torch.Tensor, k: int, block: int = 4096,
                     progress: bool = False) -> np.ndarray:
-    """int64 (N, k+1): row i = [i, its k most cosine-similar other items, best first]; `feats`
-    unit-norm rows, numpy or torch (its own device). Ties go to the lower index; with k ≥ N−1
-    every other item is listed."""
+    """int64 (N, k+1): row i = [i, its k most cosine-similar other items, best first, ties to the
+    lower index]; `feats` unit-norm rows, numpy or torch (on its own device)."""
     n = len(feats)
     if n == 0:
         return np.zeros((0, k + 1), dtype=np.int64)
