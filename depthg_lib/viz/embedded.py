@@ -14,6 +14,17 @@ from matplotlib.patches import ConnectionPatch, FancyArrowPatch, FancyBboxPatch,
 from ..data.synthscenes import CLASS_NAMES
 from . import class_palette, colorize, depth_norm, draw_depth, panels, titled
 
+_BOXES = (  # the objective's schematic: (x, y, width, height, text, colour)
+    (0.1, 1.6, 1.1, 0.8, "scene", "#eeeeee"),
+    (1.8, 2.7, 1.7, 0.8, "view 1\ncrop, flip, colour", "#dbe9f6"),
+    (1.8, 0.5, 1.7, 0.8, "view 2\ncrop, flip, colour", "#f6e3db"),
+    (4.1, 1.4, 1.5, 1.2, "ViT\n(shared)\n+ expanders", "#eeeeee"),
+    (6.3, 2.6, 3.5, 1.0, "global: VICReg(z_cls(1), z_cls(2))", "#e8f3e0"),
+    (6.3, 0.4, 3.5, 1.5, "local: VICReg(z_i(1), z_π(i)(2))\nfor every patch i of one view\n"
+     "and π(i) = the same scene point\nin the other (exact, from the crops)", "#e8f3e0"))
+_ARROWS = (((1.2, 2.0), (1.8, 3.1)), ((1.2, 2.0), (1.8, 0.9)), ((3.5, 3.1), (4.1, 2.3)),
+           ((3.5, 0.9), (4.1, 1.7)), ((5.6, 2.3), (6.3, 3.1)), ((5.6, 1.7), (6.3, 1.2)))
+
 
 def objective_figure():
     """A schematic of the shipped objective: two views, one ViT, VICReg on CLS and on matched
@@ -22,28 +33,12 @@ def objective_figure():
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 4)
     ax.axis("off")
-
-    def box(x, y, w, h, text, color):
-        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color,
+    for x, y, w, h, text, colour in _BOXES:
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=colour,
                                     ec="black", lw=1))
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
-
-    def arrow(a, b):
+    for a, b in _ARROWS:
         ax.add_patch(FancyArrowPatch(a, b, arrowstyle="->", mutation_scale=12))
-
-    box(0.1, 1.6, 1.1, 0.8, "scene", "#eeeeee")
-    box(1.8, 2.7, 1.7, 0.8, "view 1\ncrop, flip, colour", "#dbe9f6")
-    box(1.8, 0.5, 1.7, 0.8, "view 2\ncrop, flip, colour", "#f6e3db")
-    arrow((1.2, 2.0), (1.8, 3.1))
-    arrow((1.2, 2.0), (1.8, 0.9))
-    box(4.1, 1.4, 1.5, 1.2, "ViT\n(shared)\n+ expanders", "#eeeeee")
-    arrow((3.5, 3.1), (4.1, 2.3))
-    arrow((3.5, 0.9), (4.1, 1.7))
-    box(6.3, 2.6, 3.5, 1.0, "global: VICReg(z_cls(1), z_cls(2))", "#e8f3e0")
-    box(6.3, 0.4, 3.5, 1.5, "local: VICReg(z_i(1), z_π(i)(2))\nfor every patch i of one view\n"
-        "and π(i) = the same scene point\nin the other (exact, from the crops)", "#e8f3e0")
-    arrow((5.6, 2.3), (6.3, 3.1))
-    arrow((5.6, 1.7), (6.3, 1.2))
     ax.text(5.0, 3.75, "VICReg = 25·invariance (MSE) + 25·variance (std ≥ 1 per dim) + "
             "1·covariance (off-diagonal²)", ha="center", fontsize=8.5, color="#aa2222")
     ax.set_title("Self-supervised objective of the embedded ViT (VICRegL-style)", fontsize=11)
