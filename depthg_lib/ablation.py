@@ -1,12 +1,8 @@
 """The arms of chapter 06's factorial: what does each ingredient of DepthG buy, on one budget?
 
-STEGO → DepthG changes two things at once: the depth term (docs/method.md §6.1) and where the
-S×S training points lie (depth-guided FPS, §7.1). Each arm — `stego` (neither), `depth`, `fps`,
-`depthg` (both) — is the profile with only these settings replaced, in `released` fidelity
-(the released code, §13) or `corrected` (what the paper means), so every arm has a STEGO
-partner that shares all but the ingredient under test. Steps, seeds, crops, kNN table,
-backbone and the sample-count schedule (a schedule of S, not an ingredient) are the same in
-every arm. `run_arm` trains one (arm, seed) resumably; `depthg_lib.study` runs the design.
+Each arm — `stego`, `depth` (the depth term, docs/method.md §6.1), `fps` (depth-guided FPS,
+§7.1), `depthg` (both) — in `released` or `corrected` fidelity (§13) is the profile with only
+these settings replaced; everything else is shared. `depthg_lib.study` runs the design.
 """
 
 from __future__ import annotations
@@ -52,9 +48,8 @@ def schedule_every(share: float, steps: int, every: int) -> int:
 
 def arm_profile(profile: Profile, arm: str, steps: int | None = None,
                 val_every: int | None = None) -> Profile:
-    """The profile an arm trains with: the settings that define the arm, the budget every arm
-    shares (`steps`, default `ablation_steps` or `steps`) and the decay schedules, as a share
-    of the run where `*_decay_share` is set (the released COCO-Stuff recipe: 0.05 and 0.2)."""
+    """The profile an arm trains with: its settings, the budget every arm shares (`steps`,
+    default `ablation_steps` or `steps`) and decays as a share of it where `*_decay_share` is."""
     depth, fps, fidelity = arm_factors(arm)
     steps = steps or profile.ablation_steps or profile.steps
     val_every = min(val_every or steps, steps)
@@ -69,9 +64,8 @@ def arm_profile(profile: Profile, arm: str, steps: int | None = None,
 
 def run_arm(variant: Profile, run_dir: str | os.PathLike, seed: int, data: TrainData | None = None,
             device: str = "auto", progress: bool = True, force: bool = False) -> Path:
-    """Train one (arm, seed) into `run_dir` and return its final checkpoint: a finished run
-    of the same settings is reused, an interrupted one resumes, one of other settings (or
-    backbone weights) starts over."""
+    """Train one (arm, seed) into `run_dir`, returning its final checkpoint: a finished run of
+    the same settings is reused, an interrupted one resumes, one of other settings starts over."""
     run_dir = Path(run_dir)
     stale = force or recorded_settings_differ(run_dir, "train", train_settings(variant, seed))
     ckpts = run_dir / "checkpoints"
