@@ -61,12 +61,9 @@ class Segmenter:
 
     def cluster_names(self) -> list[str]:
         """`cluster k → class` where a matching is known, else `cluster k`."""
-        names = []
-        for k in range(self.n_clusters):
-            cls = self.cluster_to_class[k] if self.cluster_to_class is not None else -1
-            known = 0 <= cls < len(self.class_names or [])
-            names.append(f"cluster {k} → {self.class_names[cls]}" if known else f"cluster {k}")
-        return names
+        matched = self.cluster_to_class or [-1] * self.n_clusters
+        return [f"cluster {k} → {self.class_names[c]}" if 0 <= c < len(self.class_names or [])
+                else f"cluster {k}" for k, c in enumerate(matched[: self.n_clusters])]
 
     def palette(self) -> np.ndarray:
         """One colour per cluster: its matched class's colour when known, else a stable one."""
@@ -82,8 +79,8 @@ class Segmenter:
 
 def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "cpu",
                    profile=None) -> Segmenter:
-    """Load a checkpoint (default: the shipped one) and its backbone for prediction; with
-    `profile`, a checkpoint made for another backbone or code dimension is refused."""
+    """A checkpoint (default: the shipped one) and its backbone; with `profile`, one made for
+    another backbone or code size is refused."""
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     if not path.exists() and checkpoint is None:
         raise DepthGError(f"the default checkpoint {path} is not there (it ships with the "
@@ -93,11 +90,12 @@ def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "c
         raise DepthGError(f"checkpoint {path} does not exist; train one with `{TRAIN_HINT}`")
     dev = resolve_device(device)
     model = load_checkpoint(path, profile=profile, device=dev)
-    saved = dict(model.meta.get("profile") or {})
-    weights = (load_profile(profile).backbone_weights if profile is not None
-               else saved.get("backbone_weights")) or None
-    backbone = (model.backbone() if is_released(model) else
-                load_backbone(model.backbone_name, weights=weights, device=dev)).eval()
+    saved = model.meta["profile"]
+    if profile is None or is_released(model):  # the weights it was trained with, or its own
+        backbone = model.backbone()
+    else:
+        backbone = load_backbone(model.backbone_name, device=dev,
+                                 weights=load_profile(profile).backbone_weights or None)
     side = assignment_file(path)  # written by evaluation
     found = load_json(side) if side.exists() else {}
     colors = found.get("class_colors")
@@ -210,9 +208,8 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     report = PredictionReport(out=out, skipped=skipped)
     palette = seg.palette()
     if probe == "linear":
-        n = int(getattr(seg.model.linear_probe, "n_classes", 0) or seg.n_clusters)
         palette = (np.asarray(seg.class_colors, dtype=np.uint8) if seg.class_colors
-                   else label_palette(n))
+                   else label_palette(seg.model.linear_probe.n_classes))
     legend = {**_legend(seg, palette, probe), **({"owner": owner} if owner else {})}
     earlier = _check_legend(out, legend, force)
     used: set[str] = set()
