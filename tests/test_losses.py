@@ -153,6 +153,10 @@ def test_negative_permutations_at_the_smallest_sizes():
     for seed in range(10):  # more draws than other images: shifts repeat, never 0
         perms = negative_permutations(3, 6, torch.Generator().manual_seed(seed))
         assert not (perms == torch.arange(3)).any()
+    gen = torch.Generator().manual_seed(0)
+    every = negative_permutations(4, 3, gen)  # as many draws as other images: each once
+    assert sorted(int(s) for s in every[:, 0]) == [1, 2, 3]
+    assert negative_permutations(4, 4, gen).shape == (4, 4)  # one more: still k rows
 
 
 # ------------------------------------------------------------------ options and corrected

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from depthg_lib.errors import DepthGError
 from depthg_lib.sampling import (
@@ -59,6 +60,8 @@ def test_fps_coords_match_golden(d_fps, device, key, grid, n):
 def test_pooling_matches_golden(d_fps):
     pooled = grid_depth(torch.from_numpy(d_fps["depth"]), (14, 14))
     assert torch.equal(pooled, torch.from_numpy(d_fps["depth_pooled_14"]))
+    depth = torch.rand(2, 1, 8, 6)  # one side a multiple of the grid, the other not
+    assert torch.equal(grid_depth(depth, (4, 4)), F.adaptive_avg_pool2d(depth, (4, 4)))
 
 
 def test_fps_on_a_batch_equals_fps_per_image(d_fps):
@@ -77,6 +80,14 @@ def test_duplicate_points_are_never_chosen_twice():
     for row in inds:
         assert sorted(row.tolist()) == list(range(64))
     assert inds[0].tolist() == list(range(64))
+
+
+def test_corrected_coords_on_the_smallest_grids():
+    """A 2×2 grid: the four cell centres are the corners ±1; a 1×1 grid: its centre 0."""
+    depth = torch.rand(1, 1, 4, 4)
+    corners = fps_coords(depth, (2, 2), 2, "corrected").reshape(4, 2).tolist()
+    assert sorted(corners) == [[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]]
+    assert fps_coords(depth, (1, 1), 1, "corrected").tolist() == [[[[0.0, 0.0]]]]
 
 
 def test_corrected_coords_are_cell_centres_in_selection_order(d_fps):
