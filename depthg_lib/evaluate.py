@@ -67,7 +67,6 @@ def probe_log_probs(model, backbone, images: torch.Tensor, size: tuple[int, int]
 
 # ------------------------------------------------------------------------------ evaluation
 
-
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -75,8 +74,7 @@ def default_checkpoint(profile: Profile) -> Path:
     return profile.paths.train_dir / "checkpoints" / "final.pt"
 
 
-def in_package(path: str | Path) -> bool:
-    """True for a file inside the installed library (the shipped head): never written to."""
+def in_package(path: str | Path) -> bool:  # the shipped head: never written beside
     return Path(path).resolve().is_relative_to(PACKAGE_DIR)
 
 
@@ -114,8 +112,7 @@ def _label(ckpt: Path) -> str:
     return "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", p) for p in parts[-4:])
 
 
-def assignment_file(checkpoint: str | Path) -> Path:
-    """Sidecar beside a checkpoint holding its cluster → class matching (read by predict)."""
+def assignment_file(checkpoint: str | Path) -> Path:  # the matching predict reads
     return Path(checkpoint).with_suffix(".classes.json")
 
 
@@ -127,18 +124,21 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
         raise DepthGError(f"checkpoint {path} does not exist; {hint}")
     model = load_checkpoint(path, profile=profile, device=device)  # in eval mode on `device`
     if is_released(model):  # a released checkpoint brings its own backbone
-        return path, model, model.backbone().eval()
-    return path, model, load_backbone(profile.backbone, weights=profile.backbone_weights or None,
-                                      device=device).eval()
+        return path, model, model.backbone()
+    return path, model, _profile_backbone(profile, device)
+
+
+def _profile_backbone(profile: Profile, device: torch.device):
+    return load_backbone(profile.backbone, weights=profile.backbone_weights or None, device=device)
 
 
 def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: bool = False,
              device: str = "auto", split: str = "val", max_images: int | None = None,
              progress: bool = True, out_dir: str | Path | None = None, write: bool = True,
              force: bool = False) -> dict:
-    """Score a checkpoint on a labelled split (§9); returns what `metrics.json` holds and, under
-    `"arrays"`, what `arrays.npz` holds. `write=False` writes nothing; a result recorded for the
-    same settings and inputs is returned as stored (`"reused": True`) unless `force`."""
+    """Score a checkpoint on a labelled split (§9): `metrics.json`'s content, with `arrays.npz`'s
+    under `"arrays"`; `write=False` writes nothing, and a result recorded for the same settings
+    and inputs is returned as stored (`"reused": True`) unless `force`."""
     profile = load_profile(profile)
     if max_images is not None and max_images < 1:
         raise DepthGError(f"max_images must be at least 1, got {max_images}")
@@ -150,9 +150,8 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     path, model, backbone = _load_model(profile, checkpoint, dev)
     if not write:
         return _score(profile, reader, split, names, path, model, backbone, dev, crf, progress)
-    meta = getattr(model, "meta", None)
-    trained_with = (None if is_released(model) or not isinstance(meta, dict)
-                    else (meta.get("profile") or {}).get("name"))
+    meta = {} if is_released(model) else getattr(model, "meta", None) or {}
+    trained_with = (meta.get("profile") or {}).get("name")
     foreign = is_foreign(profile, path, trained_with)
     out = Path(out_dir) if out_dir is not None else eval_dir_for(profile, checkpoint,
                                                                  trained_with)
@@ -302,20 +301,18 @@ def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile,
 
 # ------------------------------------------------------------------------------ baseline
 
-
 @torch.no_grad()
 def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int | None = None,
                     device: str = "auto", seed: int = 0, progress: bool = True,
                     max_fit_points: int = 100_000) -> dict:
     """k-means (k = n_classes) on raw patch features, Hungarian-matched: the no-training floor.
-    Fit on up to `max_fit_points` unit-norm patches of the split (label-free); each pixel takes
-    the most similar centroid, upsampled like the cluster probe; two passes bound the memory."""
+    Fit on up to `max_fit_points` unit-norm patches of the split, label-free; then each pixel
+    takes the most similar centroid, upsampled like the cluster probe."""
     profile = load_profile(profile)
     dev = resolve_device(device)
     reader, names = open_split(profile, split)  # labels checked here
     names = names[:max_images]
-    backbone = load_backbone(profile.backbone, weights=profile.backbone_weights or None,
-                             device=dev).eval()
+    backbone = _profile_backbone(profile, dev)
     batch_size, n = 16 if dev.type == "cuda" else 4, profile.n_classes
     rng = np.random.default_rng(seed)
 
@@ -343,7 +340,6 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
 
 # ------------------------------------------------------------------------------ CLI
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.evaluate",
                                      description="Score a trained DepthG head (docs/method.md §9).")
@@ -368,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("unsupervised", "linear"):
         print(f"  {kind:12s} Acc {metrics[kind]['acc']:6.2f}  mIoU {metrics[kind]['miou']:6.2f}")
     if metrics.get("reused"):
-        print("  nothing changed since the last evaluation: its stored result (--force scores "
-              "again)")
+        print("  nothing changed since the last evaluation: its stored result (--force: again)")
     print(f"  written to {metrics['out_dir']}/metrics.json")
     return 0
 
