@@ -21,7 +21,7 @@ from .errors import DepthGError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# alias → timm name, and the original checkpoint's file name (facebookresearch/dino, dinov2)
+# alias → timm name, and the original checkpoint's file name
 _TIMM = {"dino_vits8": ("vit_small_patch8_224.dino", "dino_deitsmall8_pretrain.pth"),
          "dino_vitb8": ("vit_base_patch8_224.dino", "dino_vitbase8_pretrain.pth"),
          "dinov2_vits14": ("vit_small_patch14_dinov2.lvd142m", "dinov2_vits14_pretrain.pth"),
@@ -34,7 +34,7 @@ RANDOM_SEED = 0  # `embedded-random` and weights="random": the same weights ever
 
 
 def canonical_backbone_name(name: str) -> str:
-    """Resolve an alias (``dino_vits8``…) to the timm name; unknown names are an error."""
+    """The timm name of an alias (``dino_vits8``…); unknown names are an error."""
     name = ALIASES.get(name, name)
     if name not in BACKBONES:
         raise DepthGError(f"unknown backbone {name!r}; choose one of {list(BACKBONES)} "
@@ -160,14 +160,13 @@ def _shape_error(path, name, wrong) -> DepthGError:
 
 
 def build_timm_vit(name: str) -> nn.Module:
-    """The timm architecture of a backbone, random weights, any input size (no download)."""
+    """A timm backbone's architecture, random weights, any input size (no download)."""
     import timm  # heavy: seconds to import, only for the timm backbones
 
     return timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
 
 
-def _on_meta(build):
-    """Build the architecture without initialising it (weights are loaded right after)."""
+def _on_meta(build):  # no random init: the weights are loaded right after
     with torch.device("meta"):
         return build()
 
@@ -196,7 +195,6 @@ def weights_identity(name: str, weights: str | os.PathLike | None = None) -> str
 
 
 def profile_weights_identity(profile) -> str:
-    """`weights_identity` of the backbone a profile trains on (its name and weights file)."""
     return weights_identity(profile.backbone, profile.backbone_weights or None)
 
 
@@ -271,9 +269,7 @@ class ClusterProbe(nn.Module):
 
     def forward(self, x: torch.Tensor, alpha: float | None = None, log_probs: bool = False):
         inner = self.similarity(x)
-        if log_probs:
-            if alpha is None:
-                raise DepthGError("ClusterProbe log-probabilities need alpha (2 in evaluation)")
+        if log_probs:  # evaluation (alpha 2)
             return F.log_softmax(inner * alpha, dim=1)
         if alpha is None:
             probs = F.one_hot(inner.argmax(dim=1), self.clusters.shape[0])
