@@ -13,7 +13,8 @@ from depthg_lib import ablation, config, study
 from depthg_lib.config import load_profile
 from depthg_lib.data import synthscenes
 from depthg_lib.errors import DepthGError
-from depthg_lib.study import stats
+from depthg_lib.study import scoring
+from depthg_lib.study.splits import Setting
 
 # ------------------------------------------------------------------------------ statistics
 
@@ -68,8 +69,8 @@ def test_bootstrap_sees_a_clear_win_and_pairing_removes_shared_noise():
 def test_metrics_match_by_hand():
     h = np.array([[3, 0], [1, 4]])  # rows: prediction, columns: class
     # class 0: tp 3, fp 0, fn 1 → 75 %; class 1: tp 4, fp 1, fn 0 → 80 %
-    assert stats.linear_miou(h) == pytest.approx(77.5)
-    assert stats.unsup_miou(h[::-1]) == pytest.approx(77.5)  # clusters matched first
+    assert scoring.linear_miou(h) == pytest.approx(77.5)
+    assert scoring.unsup_miou(h[::-1]) == pytest.approx(77.5)  # clusters matched first
 
 
 # ------------------------------------------------------------------------------ the knob
@@ -145,8 +146,8 @@ def test_study_scores_a_head_as_evaluate_does(tiny):
 
     profile, out, results = tiny
     variant = ablation.arm_profile(profile, "stego-corrected", steps=2)
-    ckpt = study.Study.run_dir(_FakeStudy(out), "stego-corrected", 0.0, 0) / "checkpoints" \
-        / "final.pt"
+    ckpt = study.Study.run_dir(_FakeStudy(out), "stego-corrected", Setting(0.0), 0) \
+        / "checkpoints" / "final.pt"
     report = variant.replace(dataset_dir=study.split_dir(profile, "report", 0.0).name)
     metrics = evaluate(report, ckpt, device="cpu", progress=False, write=False)
     assert results["arms"]["stego-corrected"]["0"]["unsup"][0] == pytest.approx(
@@ -169,8 +170,8 @@ def test_resume_trains_nothing_and_another_report_seed_reuses_the_heads(tiny, mo
                               n_boot=40, write_only=True)  # a third seed, not run: reported so
     assert not partial["complete"] and (partial["runs_done"], partial["runs_total"]) == (8, 12)
     monkeypatch.undo()
-    ckpt = study.Study.run_dir(_FakeStudy(out), "stego-corrected", 0.0, 0) / "checkpoints" \
-        / "final.pt"
+    ckpt = study.Study.run_dir(_FakeStudy(out), "stego-corrected", Setting(0.0), 0) \
+        / "checkpoints" / "final.pt"
     before = ckpt.stat().st_mtime_ns
     other = study.run_study(profile, out_dir=out, seeds=2, report_seed=99, device="cpu",
                             progress=False, n_boot=40)
@@ -183,6 +184,13 @@ def test_resume_trains_nothing_and_another_report_seed_reuses_the_heads(tiny, mo
 def test_splits_must_be_disjoint():
     with pytest.raises(DepthGError, match="three different seeds"):
         load_profile("test", report_seed=7)
+
+
+def test_one_shift_offset_at_the_nuisance_settings(tmp_path):
+    """Offsets are no longer tuned by training: a profile listing several is told to keep one."""
+    profile = load_profile("test", study_shift_offsets=[0.0, 0.1])
+    with pytest.raises(DepthGError, match="study_shift_offsets takes one offset"):
+        study.Study(profile, tmp_path, 1, "cpu", False, 10, "test")
 
 
 def test_runs_made_with_another_objective_are_not_reused(tiny, monkeypatch):
@@ -215,7 +223,6 @@ def test_nuisance_reaches_every_reader_identically(tiny, monkeypatch):
     source, and a second, fresh study computes them bit for bit again."""
     from depthg_lib.nuisance import crop_sources, image_sources
     from depthg_lib.study import runner
-    from depthg_lib.study.splits import Setting
 
     profile, out, _ = tiny
     st = _tiny_study(profile, out)
@@ -232,7 +239,7 @@ def test_nuisance_reaches_every_reader_identically(tiny, monkeypatch):
     assert torch.equal(kd1.report[fid].feats_flip, nz.add(kd0.report[fid].feats_flip, report))
     # what each reader is handed during a study
     seen = {}
-    real_fit, real_probe = runner.fit_centroids, runner.linear_probe_raw
+    real_fit, real_probe = scoring.fit_centroids, scoring.linear_probe_raw
 
     def fit(vectors, k, seed, *a, **kw):
         seen.setdefault("kmeans", vectors.clone())
@@ -246,15 +253,15 @@ def test_nuisance_reaches_every_reader_identically(tiny, monkeypatch):
         seen.setdefault("arm", (data.cache_dir, data.knn.copy()))
         raise RuntimeError("stop")
 
-    monkeypatch.setattr(runner, "fit_centroids", fit)
-    monkeypatch.setattr(runner, "linear_probe_raw", probe)
+    monkeypatch.setattr(scoring, "fit_centroids", fit)
+    monkeypatch.setattr(scoring, "linear_probe_raw", probe)
     monkeypatch.setattr(runner.ablation, "run_arm", arm)
     other = _tiny_study(profile, out.parent / "out_readers")
     other.baseline_rows(noisy, 0)
     with pytest.raises(RuntimeError, match="stop"):
         other.arm_row("stego-corrected", noisy, 0)
     np.testing.assert_array_equal(seen["probe"], got)
-    assert torch.equal(seen["kmeans"], runner.cached_feats(kd1.train_data[fid][1]["train"]))
+    assert torch.equal(seen["kmeans"], scoring.cached_feats(kd1.train_data[fid][1]["train"]))
     cache_dir, knn = seen["arm"]
     np.testing.assert_array_equal(np.load(Path(cache_dir) / "feats_train.npy"),
                                   kd1.train_data[fid][1]["train"].feats)
@@ -345,19 +352,19 @@ def test_fit_cache_fits_again_when_the_training_features_or_the_head_change(tmp_
         return fits.centroids(fit_identity("kmeans_codes", cache, 0, 2, head), fit)
 
     first = centroids()
-    assert torch.equal(centroids(), first) and len(made) == 1 and fits.hits == 1
+    assert torch.equal(centroids(), first) and len(made) == 1
     assert fits.centroids(fit_identity("kmeans_codes", cache, 1, 2, head), fit)[0, 0] == 2
     with torch.no_grad():
         head.bias.add_(1e-3)  # another head
     assert centroids()[0, 0] == 3
     features("b")  # the crops cut afresh: their features are others
-    assert centroids()[0, 0] == 4 and fits.hits == 1
+    assert centroids()[0, 0] == 4
     for path in (tmp_path / "fits").glob("*.npz"):
         path.write_bytes(b"damaged")
     assert centroids()[0, 0] == 5  # an unreadable file is fitted again, not an error
     nothing_kept = FitCache(None)
     nothing_kept.centroids(fit_identity("kmeans_codes", cache, 0, 2, head), fit)
-    assert len(made) == 6 and nothing_kept.hits == 0
+    assert len(made) == 6
 
 
 def test_rescoring_another_report_split_reuses_the_fits_on_the_training_crops(
@@ -371,11 +378,11 @@ def test_rescoring_another_report_split_reuses_the_fits_on_the_training_crops(
 
     profile, out, _ = tiny
     calls = []
-    real_fit, real_probe, real_load = (runner.fit_centroids, runner.linear_probe_raw,
+    real_fit, real_probe, real_load = (scoring.fit_centroids, scoring.linear_probe_raw,
                                        runner.load_checkpoint)
-    monkeypatch.setattr(runner, "fit_centroids",
+    monkeypatch.setattr(scoring, "fit_centroids",
                         lambda *a, **k: calls.append("kmeans") or real_fit(*a, **k))
-    monkeypatch.setattr(runner, "linear_probe_raw",
+    monkeypatch.setattr(scoring, "linear_probe_raw",
                         lambda *a, **k: calls.append("probe") or real_probe(*a, **k))
 
     def copy(name):  # the tiny study's run folders (its heads), none of its stored rows

@@ -27,7 +27,6 @@ from depthg_lib.errors import run_cli
 from depthg_lib.io import save_json
 from depthg_lib.study.runner import Study
 from depthg_lib.study.scoring import head_codes
-from depthg_lib.study.splits import knob_key
 
 
 @torch.no_grad()
@@ -85,7 +84,7 @@ def diagnose(study) -> dict:
             if ckpt.exists():
                 codes = head_codes(load_checkpoint(ckpt).head, images.feats)
                 entry[f"{arm} codes"] = similarity_profile(codes, images.labels, p.n_classes)
-        out["settings"][knob_key(knob)] = entry
+        out["settings"][knob.key] = entry
     return out
 
 

@@ -21,12 +21,13 @@ from depthg_lib.errors import run_cli
 from depthg_lib.nuisance import KINDS, Nuisance, crop_sources, mean_norm
 from depthg_lib.study.scoring import (
     fit_centroids,
+    linear_miou,
     linear_probe_raw,
     score_centroids,
     score_linear_raw,
+    unsup_miou,
 )
 from depthg_lib.study.splits import nuisance_images, prepare_knob
-from depthg_lib.study.stats import linear_miou, unsup_miou
 from depthg_lib.train.loop import load_frozen_backbone
 
 

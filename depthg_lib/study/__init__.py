@@ -8,8 +8,8 @@ from .claims import claims, prediction_checks
 from .readme import head_margin, results_table
 from .report import RESULT_KEYS
 from .runner import Study, rescore_published, run_study
+from .scoring import linear_miou, paired_bootstrap, unsup_miou, verdict
 from .splits import split_dir
-from .stats import linear_miou, paired_bootstrap, unsup_miou, verdict
 
 __all__ = ["RESULT_KEYS", "Study", "claims", "head_margin", "linear_miou", "paired_bootstrap",
            "prediction_checks", "rescore_published", "results_table", "run_study", "split_dir",

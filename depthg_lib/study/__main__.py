@@ -17,8 +17,7 @@ from .runner import run_study
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m depthg_lib.study",
-        description="The fair, resumable study of chapter 06: baselines, the factorial "
-                    "(STEGO, + depth, + FPS, + both) and the camouflage knob.")
+        description="The fair, resumable study of chapter 06 (docs/method.md §10).")
     parser.add_argument("--profile", default="study", help="profile name or YAML path")
     parser.add_argument("--report-seed", type=int, default=None,
                         help="SynthScenes seed of the report split (default: the profile's)")

@@ -86,8 +86,7 @@ def outcome(ok: bool | None) -> str:
 
 
 def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
-    """(prediction, held / failed / not tested yet, the numbers) for docs/study/PREDICTIONS.md's
-    testable predictions, each decided by a rule fixed with the predictions."""
+    """(prediction, outcome, numbers) per testable prediction of docs/study/PREDICTIONS.md."""
     settings = results["knob"]["settings"]
     nuisance = results["knob"].get("nuisance", {})
     cam = [k for k in settings if not nuisance.get(k)]

@@ -1,5 +1,5 @@
-"""docs/study/README.md and the tables and sentences the chapters print: markdown built from
-a results file alone, so that a chapter and the README show the same numbers."""
+"""docs/study/README.md and the tables and sentences the chapters print, from a results file
+alone, so that a chapter and the README show the same numbers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 
 from .. import ablation
 from ..config import REPO_ROOT
-from .claims import claims, fmt_ci, prediction_checks, setting_label
-from .stats import last_quarter
+from .claims import ci_at, claims, fmt_ci, prediction_checks, setting_label
+from .scoring import last_quarter
 
 BASELINES = {
     "kmeans_raw_train_fit": "k-means on raw backbone features, fitted on the training crops",
@@ -18,8 +18,7 @@ BASELINES = {
 
 
 def results_table(results: dict, knob: str | None = None) -> str:
-    """Markdown: per arm, mean ± std over seeds of report mIoU (unsup., linear, k-means on
-    codes), then the baselines."""
+    """Markdown: per arm and baseline, mean ± std over seeds of report mIoU."""
     knob = knob or results["knob"]["settings"][0]
     lines = [f"| {setting_label(results, knob)} | seeds | unsup. mIoU | linear mIoU | "
              "k-means on codes |",
@@ -37,18 +36,16 @@ def results_table(results: dict, knob: str | None = None) -> str:
         label = results.get("arm_labels", {}).get(arm, arm)
         lines.append(f"| {label} | {len(v.get('unsup', []))} | {cell(v.get('unsup'))} | "
                      f"{cell(v.get('linear'))} | {cell(v.get('kmeans_codes'))} |")
-    for name in results["baselines"]:
-        if name.startswith("head_"):  # the head's own probes, in files written before
-            continue
+    for name in (n for n in BASELINES if n in results["baselines"]):
         vals = results.get("baselines_per_seed", {}).get(name, {}).get(knob, [])
         unsup = cell(vals) if "kmeans" in name else "—"
         linear = cell(vals) if name == "linear_raw" else "—"
-        lines.append(f"| {BASELINES.get(name, name)} | {len(vals)} | {unsup} | {linear} | — |")
+        lines.append(f"| {BASELINES[name]} | {len(vals)} | {unsup} | {linear} | — |")
     return "\n".join(lines)
 
 
 def ci_lines(results: dict, knob: str | None = None) -> list[str]:
-    """One sentence per paired difference at a knob setting, read from the results."""
+    """One sentence per paired difference at a knob setting."""
     knob = knob or results["knob"]["settings"][0]
     return [f"{name} ({metric} mIoU): {ci['diff']:+.1f} points, 95 % CI [{ci['lo']:+.1f}, "
             f"{ci['hi']:+.1f}] over {ci['seeds']} seeds × {ci['images']} images — {ci['verdict']}"
@@ -58,21 +55,20 @@ def ci_lines(results: dict, knob: str | None = None) -> list[str]:
 
 def head_margin(results: dict, knob: str | None = None) -> dict | None:
     """The head (reference arm, unsupervised) minus k-means on raw features fitted on train."""
-    knob = knob or results["knob"]["settings"][0]
-    ref = results.get("reference_arm")
-    return results["ci95"].get(f"{ref} vs kmeans_raw_train_fit", {}).get(knob, {}).get("unsup")
+    return ci_at(results, f"{results.get('reference_arm')} vs kmeans_raw_train_fit",
+                 knob or results["knob"]["settings"][0])
 
 
 def readme_summary(results: dict) -> str:
-    """A short paragraph for the README: the head − k-means margin and DepthG − STEGO at each
-    knob setting, with their intervals, the run's state, machine, date and command."""
+    """The README's paragraph: head − k-means and DepthG − STEGO at each setting, with their
+    intervals, the run's state, machine, date and command."""
     ref = results.get("reference_arm", "depthg-corrected")
-    depth = results["ci95"].get(f"{ref} vs {ablation.stego_partner(ref)}", {})
     parts = []
     for knob in results["knob"]["settings"]:
         bits = [f"{what} {fmt_ci(ci)}" for what, ci in (
             ("head − k-means on raw features (fitted on train)", head_margin(results, knob)),
-            ("DepthG − STEGO", depth.get(knob, {}).get("unsup"))) if ci is not None]
+            ("DepthG − STEGO", ci_at(results, f"{ref} vs {ablation.stego_partner(ref)}", knob)))
+            if ci is not None]
         if bits:
             parts.append(f"{setting_label(results, knob)}: " + "; ".join(bits))
     state = ("complete" if results.get("complete") else
@@ -85,8 +81,8 @@ def readme_summary(results: dict) -> str:
 
 
 def plateau_line(results: dict) -> str | None:
-    """How much the tune-split cluster probe still moved over the last quarter of training:
-    near 0 for every arm means the arms were compared at a plateau."""
+    """How much the tune-split cluster probe still moved over the last quarter of training
+    (near 0 for every arm: the arms were compared at a plateau)."""
     val = results.get("validation") or {}
     curves = {a: c for a, c in (val.get("curves") or {}).items()
               if c.get("gain_last_quarter") is not None}
@@ -119,8 +115,7 @@ def regime_table(results: dict) -> str | None:
 
 
 def study_markdown(results: dict) -> str:
-    """docs/study/README.md: what was run, the predictions (as written before the runs),
-    which held, the claims, every table and interval, the premise, figures."""
+    """docs/study/README.md: run, claims, predictions, tables, intervals, figures."""
     lines = run_lines(results) + claim_lines(results) + diagnosis_lines()
     reg = regime_table(results)
     if reg:
@@ -137,7 +132,7 @@ def study_markdown(results: dict) -> str:
 
 
 def run_lines(results: dict) -> list[str]:
-    """The README's head: what ran where, on which splits and seeds, and its summary."""
+    """The README's head: what ran where, on which splits and seeds; the summary."""
     s = results["splits"]
     nz = results.get("nuisance", {})
     return [
@@ -199,7 +194,7 @@ def diagnosis_lines() -> list[str]:
 
 
 def setting_lines(results: dict, knob: str) -> list[str]:
-    """One knob setting: its table, the premise, the placed shifts, its intervals."""
+    """One knob setting: its table, the premise, its intervals."""
     lines = ["", f"## {setting_label(results, knob)}", "", results_table(results, knob), ""]
     pr = results.get("premise", {}).get(knob)
     if pr:

@@ -6,7 +6,6 @@ import csv
 import datetime
 import os
 import shutil
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,12 +15,12 @@ from .. import ablation
 from ..config import REPO_ROOT, Profile
 from ..env import machine_name
 from ..io import atomic_path, load_json, save_json
+from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..viz import ablation as viz
 from .readme import BASELINES, study_markdown
-from .scoring import RAW_BASELINES
-from .splits import KNOB, KNOB_MEANING, knob_key, nuisance_spec, split_size
-from .stats import METRICS, last_quarter, paired_bootstrap, verdict
+from .scoring import METRICS, RAW_BASELINES, last_quarter, paired_bootstrap, verdict
+from .splits import KNOB, KNOB_MEANING, nuisance_spec, split_size
 
 NUISANCE_MEANING = (
     "structured, class-free signal added to the frozen features after the backbone "
@@ -80,8 +79,7 @@ def validation_curves(study, knob) -> dict:
 
 
 def regime_summary(study) -> dict:
-    """The regime check: per arm and regime, the schedule, the tune and report scores and how
-    much the tune curve still moved over its last quarter."""
+    """Per arm and regime: schedule, tune and report scores, the tune curve's late gain."""
     out = {}
     for arm, by_regime in study.regime_rows.items():
         for name, row in by_regime.items():
@@ -91,7 +89,6 @@ def regime_summary(study) -> dict:
                 "tune_unsup": round(row["tune_unsup"], 3),
                 "tune_linear": round(row["tune_linear"], 3),
                 "report_unsup": round(row["unsup"], 3), "report_linear": round(row["linear"], 3),
-                "tune_curve": [[c[0], round(c[1], 3), round(c[2], 3)] for c in curve],
                 "tune_gain_last_quarter": gain_last_quarter([c[1] for c in curve]),
                 "seed": row["seed"]}
     return out
@@ -105,7 +102,7 @@ def summarize(study) -> dict:
     ref = ref if ref in study.arms else study.arms[-1]
     complete = True
     for knob in study.knobs:
-        key = knob_key(knob)
+        key = knob.key
         rows = {arm: _rows(study, "arm", arm, knob) for arm in study.arms}
         base_rows = {name: _rows(study, "baseline", name, knob) for name in RAW_BASELINES}
         complete &= all(len(r) == len(study.seeds) for r in rows.values())
@@ -123,7 +120,7 @@ def summarize(study) -> dict:
             ci95.setdefault(pair, {})[key] = ci
     return {
         "schema": 1, "profile": study.profile.name,
-        "objective_version": study.objective_version, "complete": bool(complete),
+        "objective_version": OBJECTIVE_VERSION, "complete": bool(complete),
         "runs_done": sum(len(v2["unsup"]) for v in arms.values() for v2 in v.values()),
         "runs_total": len(study.seeds) * len(study.knobs) * len(study.arms),
         **setting_facts(study),
@@ -177,12 +174,12 @@ def setting_facts(study) -> dict:
                    "n_train_images": p.synth_n_train, "n_tune_images": split_size(p, "tune"),
                    "n_report_images": split_size(p, "report"), "image_size": p.synth_size},
         "seeds": list(study.seeds),
-        "knob": {"name": KNOB, "settings": [knob_key(k) for k in knobs],
-                 "meaning": KNOB_MEANING, "labels": {knob_key(k): k.label for k in knobs},
-                 "camouflage": {knob_key(k): k.camouflage for k in knobs},
-                 "nuisance": {knob_key(k): k.nuisance for k in knobs}},
+        "knob": {"name": KNOB, "settings": [k.key for k in knobs],
+                 "meaning": KNOB_MEANING, "labels": {k.key: k.label for k in knobs},
+                 "camouflage": {k.key: k.camouflage for k in knobs},
+                 "nuisance": {k.key: k.nuisance for k in knobs}},
         "nuisance": {"meaning": NUISANCE_MEANING, "spec": nuisance_spec(1.0),
-                     "scale": {knob_key(k): round(study.nuisance(k).scale, 4)
+                     "scale": {k.key: round(study.nuisance(k).scale, 4)
                                for k in knobs if k.nuisance and k in study.knob_data}},
         "regime": regime_summary(study),
     }
@@ -195,9 +192,9 @@ def run_facts(study) -> dict:
         "ci_method": (f"paired bootstrap over training seeds and report images "
                       f"({study.n_boot} draws, percentile interval); unsupervised mIoU is "
                       "re-matched (Hungarian) in every draw"),
-        "premise": {knob_key(k): study.premise(k) for k in study.knobs
+        "premise": {k.key: study.premise(k) for k in study.knobs
                     if study.store.find(study.premise_identity(k)) is not None},
-        "validation": {"split": "tune", "knob": knob_key(study.knobs[0]),
+        "validation": {"split": "tune", "knob": study.knobs[0].key,
                        "curves": validation_curves(study, study.knobs[0])},
         "shifts": shift_facts(study),
         "training": training_facts(study),
@@ -207,7 +204,6 @@ def run_facts(study) -> dict:
         "machine": machine_name(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "load_average": [round(x, 1) for x in os.getloadavg()],
-        "seconds_this_process": round(time.time() - study.started),
         "seconds_stored_runs": round(sum(r.get("seconds", 0) for r in study.store.rows)),
     }
 
@@ -222,7 +218,7 @@ def shift_facts(study) -> dict:
     p = study.profile
     return {"note": SHIFTS_NOTE, "offset": study.offset,
             "profile": {k: getattr(p, k) for k in ("shift_intra", "shift_inter", "shift_neg")},
-            "placed": {knob_key(k): {"shifts": r["shifts"], "f": r["f"]}
+            "placed": {k.key: {"shifts": r["shifts"], "f": r["f"]}
                        for k in study.knobs if k.nuisance
                        for r in [_placement(study, k)] if r}}
 
@@ -250,8 +246,7 @@ def backbone_saw(profile: Profile) -> str:
 
 
 def write_results(study, results_path: Path, publish: Path | None) -> dict:
-    """The results file and its figures beside it; with `publish` (docs/study) copies of both
-    there and in figures/, and the generated README."""
+    """The results and figures; with `publish` copies there and in figures/, and the README."""
     results = summarize(study)
     save_json(results_path, results)
     figures = []

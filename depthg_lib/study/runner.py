@@ -24,22 +24,11 @@ from ..io import json_digest, load_json, save_json, save_npz
 from ..knn import same_source_share
 from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
-from ..nuisance import Nuisance
+from ..nuisance import Nuisance, mean_norm
 from ..train.loop import load_frozen_backbone
+from . import scoring
 from .report import write_results
-from .scoring import (
-    MAX_FIT_POINTS,
-    RAW_BASELINES,
-    FitCache,
-    cached_feats,
-    fit_centroids,
-    fit_identity,
-    head_codes,
-    linear_probe_raw,
-    score_centroids,
-    score_head,
-    score_linear_raw,
-)
+from .scoring import FitCache
 from .shifts import SHIFT_NAMES, f_statistics, placed_shifts
 from .shipped import load_shipped
 from .splits import (
@@ -47,14 +36,11 @@ from .splits import (
     KnobData,
     Setting,
     apply_nuisance,
-    clean_scale,
-    knob_key,
     knob_profile,
     nuisance_spec,
     prepare_knob,
     split_size,
 )
-from .stats import METRICS, linear_miou, unsup_miou
 
 STORE_VERSION = 1
 
@@ -91,22 +77,13 @@ def profile_values(profile: Profile) -> dict:
             if k != "source" and not k.startswith("study_") and k != "ablation_seeds"}
 
 
-# the regime check (one seed, the reference arm and STEGO): name → (steps in units of the
-# study's `ablation_steps`, decay schedules as a share of the run rather than in steps); the
-# row with the arms' own steps and schedule is their seed-0 run, stored once
+# the regime check: name → (steps in `ablation_steps`, decay schedules as a share of the run);
+# the regime with the arms' own steps and schedule is their seed-0 run, stored once
 REGIMES = {"short-steps": (1, False), "short-share": (1, True), "long-share": (5, True)}
 
 
-def study_arms(profile: Profile) -> list[str]:
-    arms = list(profile.study_arms) or list(ablation.ARMS)
-    for arm in arms:
-        ablation.arm_factors(arm)  # one clear error for an unknown name
-    return arms
-
-
 def study_settings(profile: Profile) -> list[Setting]:
-    """Every camouflage setting without nuisance, then each nuisance strength at the first
-    camouflage setting (`study_nuisance`; 0 is the first setting itself)."""
+    """Every camouflage setting, then each nuisance strength at the first camouflage."""
     knobs = [Setting(float(k)) for k in profile.study_knob]
     bad = [s for s in profile.study_nuisance
            if not isinstance(s, int | float) or not 0 <= s < 1e3]
@@ -124,12 +101,13 @@ class Study:
                  n_boot: int, command: str):
         self.profile, self.out, self.progress, self.n_boot = profile, out, progress, n_boot
         self.seeds = list(range(seeds))
-        self.arms = study_arms(profile)
+        self.arms = list(profile.study_arms) or list(ablation.ARMS)
         self.knobs = study_settings(profile)
         self.device = resolve_device(device)
         self.command = command
         self.store = Store(out)
         self.backbone = load_frozen_backbone(profile, self.device)
+        # arm_factors: one clear error for an unknown arm name
         self.fidelities = sorted({ablation.arm_factors(a)[2] for a in self.arms}
                                  | {profile.fidelity})
         self.knob_data: dict[Setting, KnobData] = {}
@@ -137,14 +115,12 @@ class Study:
         self.steps = profile.ablation_steps or profile.steps
         offsets = list(profile.study_shift_offsets)
         if len(offsets) > 1:
-            raise DepthGError(f"profile {profile.name}: study_shift_offsets takes one offset "
-                              f"(added to the shifts placed by F), found {offsets}")
+            raise DepthGError(f"{profile.source or profile.name}: study_shift_offsets takes one "
+                              f"offset (added to the placed shifts), not {offsets}; keep one")
         self.offset = float(offsets[0]) if offsets else 0.0  # at the nuisance settings
         self.regime_rows: dict = {}
-        self.started = time.time()
         self.write_only = False  # True: only summarise what is stored, train nothing
         self.no_training = False  # True: score stored or shipped heads only (--report-seed)
-        self.objective_version = OBJECTIVE_VERSION
         self.fits = FitCache(None)  # report-independent fits kept on disk (re-scoring only)
 
     # -- identities: a stored row is reused only when everything it depends on is equal --
@@ -155,7 +131,7 @@ class Study:
 
     def data_identity(self, knob: Setting) -> dict:
         p = self.profile
-        ident = {"knob": knob_key(knob), "train_seed": p.synth_seed, "n_train": p.synth_n_train,
+        ident = {"knob": knob.key, "train_seed": p.synth_seed, "n_train": p.synth_n_train,
                  "size": p.synth_size, "res": p.res, "backbone": p.backbone,
                  "weights": profile_weights_identity(p)}
         if knob.nuisance:
@@ -166,11 +142,11 @@ class Study:
                 hists: dict | None = None, **values) -> dict:
         """Store a finished row (and its per-image matrices) at once."""
         return self.store.add({"id": identity, "kind": kind, "name": name,
-                               "knob": knob_key(knob), "seed": seed, **values}, hists or {})
+                               "knob": knob.key, "seed": seed, **values}, hists or {})
 
     def identity(self, kind: str, knob: Setting, **values) -> str:
         """The digest of a row of `kind` at `knob`: its data and `values`."""
-        return json_digest({"kind": kind, "knob": knob_key(knob),
+        return json_digest({"kind": kind, "knob": knob.key,
                             "data": self.data_identity(knob), **values})
 
     def head_identity(self, arm: str, knob: Setting, seed: int, regime: str = "") -> str:
@@ -192,7 +168,7 @@ class Study:
         return self.identity("baseline", knob, name=name, seed=seed,
                              report=self.report_identity(), fidelity=p.fidelity,
                              steps=self.steps, batch=p.batch_size, probe_lr=p.probe_lr,
-                             max_fit=MAX_FIT_POINTS)
+                             max_fit=scoring.MAX_FIT_POINTS)
 
     def premise_identity(self, knob: Setting) -> str:
         p = self.profile
@@ -220,12 +196,12 @@ class Study:
     def nuisance(self, value: Setting) -> Nuisance:
         """The setting's nuisance, in units of its clean training features' mean norm."""
         kd = self.camouflage_data[float(value.camouflage)]
-        return Nuisance(float(value.nuisance), scale=clean_scale(kd, self.profile.fidelity),
+        train = kd.train_data[self.profile.fidelity][1]["train"]
+        return Nuisance(float(value.nuisance), scale=mean_norm(train.feats[:500]),
                         dim=self.backbone.dim)
 
     def placement(self, knob: Setting) -> dict:
-        """The shifts placed by F's statistics at a nuisance setting (`shifts.placed_shifts`),
-        stored once: clean and nuisance F per term on the training crops."""
+        """The shifts placed by F's statistics on the training crops at a nuisance setting."""
         p = self.profile
         identity = json_digest({"kind": "placement", "data": self.data_identity(knob),
                                 "samples": p.samples, "knn_k": p.knn_k, "pointwise": p.pointwise,
@@ -245,14 +221,12 @@ class Study:
 
     # -- one trained run -------------------------------------------------------------------
     def run_dir(self, arm: str, knob: Setting, seed: int, tag: str = "") -> Path:
-        # the objective's version is in the path: a finished run folder of another objective
-        # would otherwise be reused (training settings do not record it)
-        return (self.out / "runs" / f"objective{OBJECTIVE_VERSION}" / f"{KNOB}{knob_key(knob)}"
+        # the objective in the path: training settings do not record it, its runs would be reused
+        return (self.out / "runs" / f"objective{OBJECTIVE_VERSION}" / f"{KNOB}{knob.key}"
                 / f"{arm}{tag}" / f"seed{seed}")
 
     def variant(self, arm: str, knob: Setting, regime: str = "") -> Profile:
-        """The profile `arm` trains with at `knob` under `regime`: steps, schedules, and the
-        shifts placed for the setting plus the profile's offset."""
+        """The profile `arm` trains with at `knob` under `regime` (steps, schedules, shifts)."""
         offset = self.shift_offset(knob)
         shifts = (self.placement(knob)["shifts"] if knob.nuisance else
                   {k: getattr(self.profile, k) for k in SHIFT_NAMES.values()})
@@ -296,24 +270,25 @@ class Study:
         if model is None:
             return None
         kd, n = self.knob(knob), self.profile.n_classes
-        report = kd.report[variant.fidelity]
-        hists = score_head(model, report, n)
-        _, caches = kd.train_data[variant.fidelity]
+        report, train = kd.report[variant.fidelity], kd.train_data[variant.fidelity][1]["train"]
+        hists = scoring.score_head(model, report, n)
         cents = self.fits.centroids(
-            fit_identity("kmeans_codes", caches["train"], seed, n, model.head),
-            lambda: fit_centroids(head_codes(model.head, cached_feats(caches["train"])), n, seed))
-        hists["kmeans_codes"] = score_centroids(
-            head_codes(model.head, report.feats, report.feats_flip), cents, report.labels, n)
-        tune = score_head(model, kd.tune[variant.fidelity], n)
+            scoring.fit_identity("kmeans_codes", train, seed, n, model.head),
+            lambda: scoring.fit_centroids(
+                scoring.head_codes(model.head, scoring.cached_feats(train)), n, seed))
+        codes = scoring.head_codes(model.head, report.feats, report.feats_flip)
+        hists["kmeans_codes"] = scoring.score_centroids(codes, cents, report.labels, n)
+        tune = scoring.score_head(model, kd.tune[variant.fidelity], n)
         return self.add_row(
             identity, "arm" if not tag else "regime", arm, knob, seed, hists, regime=regime,
             steps=variant.steps, depth_decay_every=variant.depth_decay_every,
             fps_sample_decay_every=variant.fps_sample_decay_every,
             shift_offset=self.shift_offset(knob),
-            unsup=unsup_miou(hists["unsup"].sum(0)), linear=linear_miou(hists["linear"].sum(0)),
-            kmeans_codes=unsup_miou(hists["kmeans_codes"].sum(0)),
-            tune_unsup=unsup_miou(tune["unsup"].sum(0)),
-            tune_linear=linear_miou(tune["linear"].sum(0)),
+            unsup=scoring.unsup_miou(hists["unsup"].sum(0)),
+            linear=scoring.linear_miou(hists["linear"].sum(0)),
+            kmeans_codes=scoring.unsup_miou(hists["kmeans_codes"].sum(0)),
+            tune_unsup=scoring.unsup_miou(tune["unsup"].sum(0)),
+            tune_linear=scoring.linear_miou(tune["linear"].sum(0)),
             run_dir=str(self.run_dir(arm, knob, seed, tag)), head_id=head_id,
             seconds=round(time.time() - t0, 1))
 
@@ -321,7 +296,7 @@ class Study:
     def baseline_rows(self, knob: Setting, seed: int) -> None:
         """k-means (fitted on train or on report) and a linear probe on raw features."""
         p = self.profile
-        todo = [name for name in RAW_BASELINES
+        todo = [name for name in scoring.RAW_BASELINES
                 if self.store.find(self.baseline_identity(name, knob, seed)) is None]
         if not todo or self.write_only:
             return
@@ -332,20 +307,22 @@ class Study:
             t0 = time.time()
             if name == "linear_raw":
                 probe = self.fits.probe(
-                    fit_identity(name, train, seed, n, steps=self.steps, batch=p.batch_size,
-                                 lr=p.probe_lr),
-                    lambda: linear_probe_raw(train.feats, train.labels, n, self.steps,
-                                             p.batch_size, p.probe_lr, seed))
-                hists = {"linear": score_linear_raw(probe, report, n)}
-            else:
-                cents = self.fits.centroids(  # on train: kept; on report: fitted each time
-                    fit_identity(name, train, seed, n),
-                    lambda: fit_centroids(cached_feats(train), n, seed)) \
-                    if name == "kmeans_raw_train_fit" else fit_centroids(report.feats, n, seed)
-                hists = {"unsup": score_centroids(report.feats, cents, report.labels, n)}
+                    scoring.fit_identity(name, train, seed, n, steps=self.steps,
+                                         batch=p.batch_size, lr=p.probe_lr),
+                    lambda: scoring.linear_probe_raw(train.feats, train.labels, n, self.steps,
+                                                     p.batch_size, p.probe_lr, seed))
+                hists = {"linear": scoring.score_linear_raw(probe, report, n)}
+            elif name == "kmeans_raw_train_fit":  # fitted on train: kept
+                cents = self.fits.centroids(
+                    scoring.fit_identity(name, train, seed, n),
+                    lambda: scoring.fit_centroids(scoring.cached_feats(train), n, seed))
+            else:  # fitted on the report images, each time
+                cents = scoring.fit_centroids(report.feats, n, seed)
+            if name != "linear_raw":
+                hists = {"unsup": scoring.score_centroids(report.feats, cents, report.labels, n)}
             key = next(iter(hists))
             self.add_row(self.baseline_identity(name, knob, seed), "baseline", name, knob, seed,
-                         hists, **{key: METRICS[key](hists[key].sum(0))},
+                         hists, **{key: scoring.METRICS[key](hists[key].sum(0))},
                          seconds=round(time.time() - t0, 1))
 
     def premise(self, knob: Setting) -> dict:
@@ -366,8 +343,7 @@ class Study:
 
     # -- everything ------------------------------------------------------------------------
     def regime(self, names) -> None:
-        """Short vs long runs, schedules in steps vs as a share: one seed, STEGO and the
-        reference arm, the first setting (scored on tune and on report)."""
+        """Short vs long runs, schedules in steps vs as a share: one seed, the first setting."""
         fid = self.profile.fidelity
         for name in names:
             for arm in (a for a in (f"stego-{fid}", f"depthg-{fid}") if a in self.arms):
@@ -376,9 +352,8 @@ class Study:
                     self.regime_rows.setdefault(arm, {})[name] = row
 
     def run(self, results_path: Path, publish: Path | None = None) -> dict:
-        """The regime check's short runs, then per seed every setting (baselines and arms) —
-        the regime check's long runs after the first seed — so that every setting has as many
-        seeds as the time allowed; results written after every seed."""
+        """Per seed every setting (the regime check's short runs before, its long ones after
+        the first seed), so that every setting has as many seeds as time allowed."""
         short = [n for n, (times, _) in REGIMES.items() if times == 1]
         self.regime(short)
         bar = tqdm(total=len(self.seeds) * len(self.knobs) * len(self.arms), desc="study",
@@ -407,10 +382,8 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
               n_boot: int = 1000, publish: str | os.PathLike | None = None,
               command: str | None = None, write_only: bool = False,
               fits_dir: str | os.PathLike | None = None) -> dict:
-    """Run (or resume) the study of `profile` into `<out>/results.json` (default
-    `runs/<profile>/study`), with `publish` (docs/study) there too. `write_only` trains and
-    scores nothing new; `report_seed` re-scores the stored or shipped heads without training,
-    keeping the fits on the training crops in `fits_dir` (default `<out>/rescore_fits`)."""
+    """Run (or resume) a study into `<out>/results.json`, and `publish` (docs/study). `write_only`:
+    nothing new; `report_seed`: the stored or shipped heads re-scored, fits kept in `fits_dir`."""
     profile = load_profile(profile)
     if report_seed is not None:
         profile = profile.replace(report_seed=int(report_seed))
@@ -440,10 +413,8 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
 def rescore_published(report_seed: int, seeds: int = 1, profile: Profile | str = "study",
                       out_dir: str | os.PathLike | None = None, device: str = "auto",
                       progress: bool = False) -> dict:
-    """The published study's shipped heads scored on a report split of your choosing, without
-    training: the first camouflage setting (clean and every nuisance strength), the first
-    `seeds` training seeds (one: intervals over the report images only). The fits on the
-    training crops are kept in `rescore_fits/` beside the output folder."""
+    """The shipped heads of the first camouflage setting (clean and nuisance) and `seeds` seeds
+    scored on another report split; the fits on the training crops kept in `rescore_fits/`."""
     p = load_profile(profile)
     p = p.replace(study_knob=list(p.study_knob[:1]))
     out = Path(out_dir) if out_dir is not None else (p.paths.run_dir / f"rescore{report_seed}")

@@ -1,7 +1,7 @@
 """Scoring on cached features: trained heads, k-means and linear probes, one matrix per image;
-and the fits on the training crops kept on disk while re-scoring (`FitCache`), each named by the
-digest of all it depends on, so that a second report split re-uses them and a changed input
-(training features, head weights, settings) or an unreadable file is fitted again."""
+paired bootstrap intervals over seeds and images; and the fits on the training crops kept on disk
+while re-scoring (`FitCache`), each named by the digest of all it depends on, so that a changed
+input (training features, head weights, settings) or an unreadable file is fitted again."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
+from ..errors import DepthGError
 from ..evaluate import CLUSTER_ALPHA
 from ..io import json_digest, load_json, save_npz
-from ..metrics import confusion_histogram
+from ..metrics import confusion_histogram, scores
 from ..train.data import array_digest
 from .splits import ImageSet
 
@@ -36,8 +37,7 @@ def per_image_histograms(pred: np.ndarray, target: np.ndarray, n_clusters: int,
 @torch.no_grad()
 def head_codes(head, feats: torch.Tensor, feats_flip: torch.Tensor | None = None,
                batch_size: int = 64) -> torch.Tensor:
-    """Codes of cached features; with `feats_flip`, averaged with the mirrored image's codes
-    flipped back (docs/method.md §9)."""
+    """Codes of cached features, averaged with `feats_flip`'s flipped back (method.md §9)."""
     head.eval()
     out = []
     for s in range(0, len(feats), batch_size):
@@ -50,8 +50,7 @@ def head_codes(head, feats: torch.Tensor, feats_flip: torch.Tensor | None = None
 
 @torch.no_grad()
 def score_head(model, images: ImageSet, n_classes: int) -> dict[str, np.ndarray]:
-    """Per-image matrices of the cluster probe and the linear probe, as `evaluate` scores a
-    head (flip-averaged codes upsampled bilinearly, cluster log-softmax of 2·cos, argmax)."""
+    """Per-image matrices of the cluster and linear probes, as `evaluate` scores a head."""
     code = head_codes(model.head, images.feats, images.feats_flip)
     code = F.interpolate(code, size=images.labels.shape[1:], mode="bilinear",
                          align_corners=False)
@@ -64,8 +63,7 @@ def score_head(model, images: ImageSet, n_classes: int) -> dict[str, np.ndarray]
 
 def fit_centroids(vectors: torch.Tensor, k: int, seed: int,
                   max_points: int = MAX_FIT_POINTS) -> torch.Tensor:
-    """k-means (3 restarts) on unit-normalised (N, D, h, w) maps' patch vectors; returns
-    unit-norm centroids (k, D). At most `max_points` vectors, drawn evenly per map."""
+    """Unit-norm k-means centroids (k, D) of at most `max_points` unit patch vectors."""
     rng = np.random.default_rng(seed)
     flat = F.normalize(vectors.float(), dim=1).permute(0, 2, 3, 1)
     per_map = max(1, max_points // len(flat))
@@ -93,9 +91,8 @@ def cached_feats(cache, max_maps: int = 2000) -> torch.Tensor:
 
 def linear_probe_raw(feats, labels, n_classes: int, steps: int, batch_size: int, lr: float,
                      seed: int) -> torch.nn.Module:
-    """A 1×1 convolution on raw (N, D, h, w) features trained on the training crops' (N, H, W)
-    labels (arrays or memmaps; cross-entropy on logits upsampled bilinearly to label size,
-    ignore pixels skipped) — what the head's linear probe does, without the head."""
+    """A 1×1 convolution on raw features trained on the crops' labels (cross-entropy on
+    logits upsampled to label size): what the head's linear probe does, without the head."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -123,6 +120,62 @@ def score_linear_raw(probe, images: ImageSet, n_classes: int) -> np.ndarray:
     return per_image_histograms(logits.argmax(1).numpy(), images.labels, n_classes, n_classes)
 
 
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, metric, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> dict:
+    """Mean over seeds of metric(a) − metric(b) of (S, N, K, C) per-seed, per-image matrices,
+    and its percentile interval: each draw resamples seeds and images, the same for both sides
+    (what they share cancels), and recomputes the metric on the summed matrices."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 4 or b.ndim != 4 or a.shape[:2] != b.shape[:2]:
+        raise DepthGError(f"paired_bootstrap needs (seeds, images, K, C) arrays with the same "
+                          f"seeds and images, got {a.shape} and {b.shape}")
+    n_seeds, n_images = a.shape[:2]
+
+    def mean_diff(weights_a, weights_b, seeds):
+        return float(np.mean([metric(weights_a[s]) - metric(weights_b[s]) for s in seeds]))
+
+    point = mean_diff(a.sum(1), b.sum(1), range(n_seeds))
+    rng = np.random.default_rng(seed)
+    draws = np.empty(n_boot)
+    for r in range(n_boot):
+        seeds = rng.integers(0, n_seeds, n_seeds)
+        counts = np.bincount(rng.integers(0, n_images, n_images), minlength=n_images)
+        ha = np.tensordot(counts, a, axes=([0], [1]))  # (S, K, C): images reweighted
+        hb = np.tensordot(counts, b, axes=([0], [1]))
+        draws[r] = mean_diff(ha, hb, seeds)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.nanpercentile(draws, [tail, 100 - tail])
+    return {"diff": point, "lo": float(lo), "hi": float(hi), "level": level,
+            "n_boot": int(n_boot), "seeds": int(n_seeds), "images": int(n_images)}
+
+
+def unsup_miou(histogram: np.ndarray) -> float:
+    """Unsupervised mIoU (%) of a cluster × class matrix: Hungarian matching first."""
+    return float(scores(histogram, hungarian=True)["miou"])
+
+
+def linear_miou(histogram: np.ndarray) -> float:
+    """Linear-probe mIoU (%) of a class × class matrix (no matching)."""
+    return float(scores(histogram, hungarian=False)["miou"])
+
+
+METRICS = {"unsup": unsup_miou, "linear": linear_miou}
+
+
+def verdict(ci: dict) -> str:
+    """Words for an interval: which side of zero it lies on."""
+    if ci["lo"] > 0:
+        return "helps (interval above 0)"
+    if ci["hi"] < 0:
+        return "hurts (interval below 0)"
+    return "no detectable difference (interval contains 0)"
+
+
+def last_quarter(n_points: int) -> int:
+    """How many validations back "the last quarter" of a curve of n_points starts."""
+    return max(1, n_points // 4)
+
+
 def features_record(cache) -> dict:
     """What a cached split of features is: its folder's record of the settings and inputs."""
     meta = load_json(Path(cache.folder) / "features.json")
@@ -142,12 +195,10 @@ def fit_identity(kind: str, cache, seed: int, k: int, head=None, **settings) -> 
 
 
 class FitCache:
-    """Fits by identity in `folder` (None: every fit computed, nothing kept); `hits` counts
-    the fits read back."""
+    """Fits by identity in `folder` (None: every fit computed, nothing kept)."""
 
     def __init__(self, folder: str | Path | None):
         self.folder = Path(folder) if folder is not None else None
-        self.hits = 0
 
     def get(self, identity: dict, fit: Callable[[], dict[str, np.ndarray]]
             ) -> dict[str, np.ndarray]:
@@ -159,7 +210,6 @@ class FitCache:
             try:
                 with np.load(path) as z:
                     if str(z["identity"]) == text:
-                        self.hits += 1
                         return {k: z[k] for k in z.files if k != "identity"}
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 pass  # unreadable (an older format, a damaged copy): fitted again below

@@ -1,10 +1,6 @@
-"""Where the loss shifts go when the features change: placed by F's own statistics.
-
-A shift is a threshold on the (pointwise-centred) feature correlation F: pairs above it
-attract, pairs below repel. Nuisance moves F differently per term (an image's shared offset
-raises intra F far more than inter or neg F), so one offset on all three shifts cannot follow
-it; `placed_shifts` keeps each term's (mean F − shift) / std F as it was on clean features,
-read from unlabelled training crops and their kNN table only, the same for every arm.
+"""Where the loss shifts go when nuisance moves F (an image's offset raises intra F far more
+than inter or neg F): `placed_shifts` keeps each term's (mean F − shift) / std F as it was on
+clean features, read from unlabelled training crops and their kNN table, the same for every arm.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from ..evalset import as_targets, resize_crop, to_tensor
 from ..features import CachedSplit, source_digest
 from ..io import atomic_path, json_digest, load_json, save_json
 from ..knn import load_knn, pool_features, run_knn_stage, topk_neighbours
-from ..nuisance import Nuisance, crop_sources, image_sources, mean_norm
+from ..nuisance import Nuisance, crop_sources, image_sources
 from ..premise import fps_thing_share, same_class_auroc
 from ..train import ArrayCrops, TrainData
 from ..train.data import cache_settings, prepare_caches
@@ -51,17 +51,9 @@ class Setting:
         return text if not self.nuisance else f"{text}, nuisance {float(self.nuisance):g}"
 
 
-def knob_key(value) -> str:
-    """The JSON key of a knob setting: `0`, `0.5`, ... or a `Setting`'s key."""
-    if isinstance(value, Setting):
-        return value.key
-    return f"{float(value):g}"
-
-
 @dataclass
 class ImageSet:
-    """Whole images of a split at `eval_res`: features of the images and their mirror images,
-    labels (−1 = ignore), raw labels (255) and normalised ground-truth depth (the premise)."""
+    """A split's images at `eval_res`: features (and mirrored), labels, raw labels, depth."""
 
     feats: torch.Tensor
     feats_flip: torch.Tensor
@@ -72,8 +64,7 @@ class ImageSet:
 
 @dataclass
 class KnobData:
-    """One setting, prepared once: its profile, per fidelity the training data (crops, kNN,
-    cache) and the tune and report image sets, and the premise measured on tune."""
+    """One setting, prepared once: profile, per fidelity training data and images, premise."""
 
     knob: float
     profile: Profile
@@ -84,20 +75,19 @@ class KnobData:
 
 
 def knob_profile(profile: Profile, knob: float) -> Profile:
-    """The profile at a knob setting: its own dataset at its own camouflage (chapters 00–03's
-    outputs reused), else a dataset folder named after the setting."""
+    """The profile at a knob setting: its own dataset at its own camouflage, else another."""
     base = profile.dataset_dir or profile.dataset
     if math.isclose(knob, profile.synth_camouflage):
         return profile
     return profile.replace(synth_camouflage=float(knob),
-                           dataset_dir=f"{base}_{KNOB}{knob_key(knob)}")
+                           dataset_dir=f"{base}_{KNOB}{float(knob):g}")
 
 
 def split_dir(profile: Profile, role: str, knob: float) -> Path:
     """Folder of the tune or report split's scenes at a knob setting."""
     seed = profile.tune_seed if role == "tune" else profile.report_seed
     base = profile.dataset_dir or profile.dataset
-    return profile.paths.data_root / f"{base}_{role}{seed}_{KNOB}{knob_key(knob)}"
+    return profile.paths.data_root / f"{base}_{role}{seed}_{KNOB}{float(knob):g}"
 
 
 def split_size(profile: Profile, role: str) -> int:
@@ -115,8 +105,7 @@ def _generate(out: Path, n_train: int, n_val: int, size: int, seed: int, knob: f
 @torch.no_grad()
 def load_image_set(folder: Path, size: int, fidelity: str, backbone, device,
                    batch_size: int = 16) -> ImageSet:
-    """A SynthScenes folder's `val` split at `size`, resized as evaluation does in this
-    fidelity (nearest in `released`, bilinear in `corrected`), with its backbone features."""
+    """A folder's `val` split at `size`, resized as evaluation does, with backbone features."""
     reader = get_reader("synthscenes", folder)
     names = list(reader.names("val"))
     if not names:
@@ -143,8 +132,7 @@ def load_image_set(folder: Path, size: int, fidelity: str, backbone, device,
 
 def prepare_knob(profile: Profile, knob: float, fidelities, backbone, device, progress
                  ) -> KnobData:
-    """Render, depth, crop and mine the train split (chapters 00–03, done work skipped);
-    render tune and report; featurise."""
+    """Render, depth, crop and mine the train split (done work skipped); tune and report."""
     kp = knob_profile(profile, knob)
     _generate(kp.paths.dataset_dir, kp.synth_n_train, kp.synth_n_val, kp.synth_size,
               kp.synth_seed, kp.synth_camouflage, progress)
@@ -184,8 +172,7 @@ def load_image_set_raw(folder: Path) -> ArrayCrops:
 
 
 def measure_premise(tune: dict, profile: Profile, backbone) -> dict:
-    """DepthG's premise on tune: same-class AUROC of feature, depth and both (sky excluded;
-    ground-truth depth) and FPS's share of points on things."""
+    """DepthG's premise on tune: same-class AUROC of feature, depth, both; FPS on things."""
     images = tune.get(profile.fidelity) or next(iter(tune.values()))
     auroc = same_class_auroc(images.feats, images.depth, images.raw_labels,
                              pairs_per_image=2000, exclude=(synthscenes.SKY,), seed=0)
@@ -197,17 +184,10 @@ def measure_premise(tune: dict, profile: Profile, backbone) -> dict:
             "depth": "ground truth, min-max normalised per image; sky pairs excluded"}
 
 
-def clean_scale(kd: KnobData, fidelity: str) -> float:
-    """The mean patch-feature norm of the clean training features (the nuisance's unit)."""
-    _, caches = kd.train_data[fidelity]
-    return mean_norm(caches["train"].feats[: min(len(caches["train"]), 500)])
-
-
 def write_nuisance_cache(clean: CachedSplit, folder: Path, split: str, settings: dict,
                          inputs, nuisance: Nuisance, sources: list[str],
                          batch: int = 256) -> None:
-    """A copy of a cached split with the nuisance added to its features, recorded with
-    `settings` so that `prepare_caches` opens it as it is."""
+    """A cached split with the nuisance added, recorded so that `prepare_caches` opens it."""
     folder.mkdir(parents=True, exist_ok=True)
     record = folder / "features.json"
     meta = load_json(record) if record.exists() else {}
@@ -246,8 +226,7 @@ def mine_knn(feats: np.ndarray, store: int, batch: int = 256) -> np.ndarray:
 
 
 def nuisance_images(images: ImageSet, nuisance: Nuisance, split: str) -> ImageSet:
-    """The image set with the nuisance added to its features and its mirror images' (each
-    image its own source)."""
+    """The images with the nuisance added (and to their mirrors; each image its own source)."""
     sources = image_sources(len(images.feats), split)
     return dataclasses.replace(images, feats=nuisance.add(images.feats, sources),
                                feats_flip=nuisance.add(images.feats_flip, sources))
