@@ -8,8 +8,8 @@ of what was scored: a re-run with nothing changed returns the stored result (`--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import json
 import os
 import re
 import time
@@ -28,7 +28,7 @@ from .crf import CRFRunner, require_crf
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .evalset import as_targets, class_names, make_loader, open_split, split_inputs, to_tensor
-from .io import INPUTS_KEY, load_json, save_json, save_npz, sha256_file, stage_lock
+from .io import INPUTS_KEY, as_recorded, load_json, save_json, save_npz, sha256_file, stage_lock
 from .metrics import confusion_histogram, scores
 from .models import load_backbone, profile_weights_identity
 from .released import is_released
@@ -194,7 +194,7 @@ def _record(profile, reader, split, names, path, crf, max_images, dev) -> dict:
                 "backbone_weights_identity": profile_weights_identity(profile)}
     inputs = {"checkpoint": {"what": f"the checkpoint {path}", "files": 1,
                              "digest": sha256_file(path)}, **split_inputs(reader, split)}
-    return json.loads(json.dumps({**settings, INPUTS_KEY: inputs}, default=str))
+    return as_recorded({**settings, INPUTS_KEY: inputs})
 
 
 def _reuse(out: Path, record: dict) -> dict | None:
@@ -234,8 +234,7 @@ def _score(profile, reader, split, names, path, model, backbone, dev, crf, progr
     linear_hist = np.zeros((n, n), dtype=np.int64)
     examples = {"image": [], "label": [], "cluster": [], "linear": []}
     started = time.time()
-    runner = CRFRunner() if crf else None  # workers: DEPTHG_CRF_WORKERS
-    try:
+    with CRFRunner() if crf else contextlib.nullcontext() as runner:  # DEPTHG_CRF_WORKERS
         loader = make_loader(profile, reader, split, names, 16 if dev.type == "cuda" else 4)
         for images, labels in tqdm(loader, desc=f"evaluate {split}", disable=not progress):
             cluster_pred, linear_pred = _predict(model, backbone, images, labels, dev, runner)
@@ -245,9 +244,6 @@ def _score(profile, reader, split, names, path, model, backbone, dev, crf, progr
             for i in range(min(len(images), N_EXAMPLES - len(examples["image"]))):
                 for key, arr in zip(examples, (images, labels, cluster_pred, linear_pred)):
                     examples[key].append(np.asarray(arr[i]))
-    finally:
-        if runner is not None:
-            runner.close()
     seconds = round(time.time() - started, 2)
     unsup, linear = scores(cluster_hist, hungarian=True), scores(linear_hist, hungarian=False)
     classes = class_names(reader, n)
