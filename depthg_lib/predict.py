@@ -82,12 +82,10 @@ def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "c
     """A checkpoint (default: the shipped one) and its backbone; with `profile`, one made for
     another backbone or code size is refused."""
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
-    if not path.exists() and checkpoint is None:
+    if not path.exists() and checkpoint is None:  # load_checkpoint names a missing --checkpoint
         raise DepthGError(f"the default checkpoint {path} is not there (it ships with the "
                           f"library once trained). Train one with `{TRAIN_HINT}` and pass it "
                           "with --checkpoint runs/demo/train/checkpoints/final.pt")
-    if not path.exists():
-        raise DepthGError(f"checkpoint {path} does not exist; train one with `{TRAIN_HINT}`")
     dev = resolve_device(device)
     model = load_checkpoint(path, profile=profile, device=dev)
     saved = model.meta["profile"]
