@@ -96,6 +96,16 @@ def _disk(paths: list[Path]) -> dict:
     return {"bytes": size, "files": files}
 
 
+def stage_outputs(stage: str, profile: Profile, out: Path) -> list[Path]:
+    """What a stage writes (runs under `<out>/runs`, as the child's DEPTHG_RUNS says)."""
+    p, run_dir = profile.paths, out / "runs" / profile.name
+    return {"weights": [Path(profile.backbone_weights)],
+            "data": [d for d in p.dataset_dir.glob("*") if d.name != "depth"],
+            "depth": [p.dataset_dir / "depth"], "crop": [p.crop_dir],
+            "knn": [p.knn_file("train")], "train": [run_dir / "train"],
+            "evaluate": [run_dir / "eval"]}[stage]
+
+
 def _run_child(argv: list[str], log, env: dict) -> tuple[int, object, list[int]]:
     """Run a stage's child in its own process group and wait for it, passing SIGINT or SIGTERM
     on once: the child stops as a stage does and its attempt is still measured and recorded."""
@@ -130,13 +140,8 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
     save_json(path, record)
     detail_file.unlink(missing_ok=True)
     profile = load_profile(out / "profile" / f"{settings['profile']}.yaml")
-    p, run_dir = profile.paths, out / "runs" / profile.name  # what each stage writes
-    outputs = {"weights": [Path(profile.backbone_weights)],
-               "data": [d for d in p.dataset_dir.glob("*") if d.name != "depth"],
-               "depth": [p.dataset_dir / "depth"], "crop": [p.crop_dir],
-               "knn": [p.knn_file("train")], "train": [run_dir / "train"],
-               "evaluate": [run_dir / "eval"]}[stage]
-    before, started, log = _disk(outputs)["files"], _now(), out / "logs" / f"{stage}.log"
+    before, started = _disk(stage_outputs(stage, profile, out))["files"], _now()
+    log = out / "logs" / f"{stage}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "depthg_lib.rehearse.stages", stage, str(out)]
     env = {**os.environ, "DEPTHG_RUNS": str(out / "runs"), "PYTHONWARNINGS": "ignore"}
@@ -145,7 +150,7 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
         fh.flush()
         begin = time.perf_counter()
         rc, usage, signals = _run_child(argv + (["--force"] if force else []), fh, env)
-    disk = _disk(outputs)
+    disk = _disk(stage_outputs(stage, profile, out))
     record["attempts"].append({
         "started": started, "wall_s": round(time.perf_counter() - begin, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
