@@ -86,17 +86,10 @@ def _allowed_globals(path: Path) -> list:
 def plain(obj):
     """Pickled omegaconf containers and nodes → plain dicts, lists and values."""
     if isinstance(obj, Pickled):
-        name = obj.pickled_name
         state = obj.state if isinstance(obj.state, dict) else {}
-        if name.startswith("omegaconf.") and "_content" in state:
-            content = state["_content"]
-            if isinstance(content, dict):
-                return {str(k): plain(v) for k, v in content.items()}
-            if isinstance(content, (list, tuple)):
-                return [plain(v) for v in content]
-            return content  # None, "???" (missing) or an "${interpolation}"
-        if name.startswith("omegaconf.") and "_val" in state:
-            return plain(state["_val"])
+        if obj.pickled_name.startswith("omegaconf.") and ("_content" in state or "_val" in state):
+            # a container's content, a node's value, None, "???" or an "${interpolation}"
+            return plain(state.get("_content", state.get("_val")))
         return repr(obj)
     if isinstance(obj, dict):
         return {k if isinstance(k, (str, int, float, bool)) else repr(k): plain(v)
