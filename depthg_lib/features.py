@@ -24,9 +24,8 @@ FEATURE_DTYPE = np.float16
 
 def prepare_crop(image: np.ndarray, label: np.ndarray, depth: np.ndarray, res: int,
                  fidelity: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One crop at training size: image uint8 (3,res,res), label uint8 (nearest), depth float32
-    in the loss's units; image and depth nearest as released (golden README note 7), bilinear
-    when `corrected`."""
+    """One crop at training size: image uint8 (3,res,res), label uint8, depth float32 in the loss's
+    units; image and depth nearest as released (golden README note 7), else bilinear."""
     smooth = "nearest" if fidelity == "released" else "bilinear"
     image = resize_center_crop(np.asarray(image, dtype=np.uint8), res, smooth)
     label = resize_center_crop(np.asarray(label, dtype=np.uint8), res, "nearest")

@@ -28,14 +28,12 @@ def pool_features(feature_maps: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def global_features(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(B,3,H,W) in [0,1] → (B,D), without the released script's feature dropout (golden README
-    note 6), so neighbours are reproducible."""
+    """(B,3,H,W) in [0,1] → (B,D), without the released feature dropout (golden README note 6)."""
     return pool_features(backbone(images))
 
 
 def resize_for_knn(image: np.ndarray, res: int, fidelity: str = "released") -> torch.Tensor:
-    """uint8 (H,W,3) → (3,res,res) float in [0,1]; nearest as released (golden README note 7),
-    antialiased bilinear when `corrected`."""
+    """uint8 (H,W,3) → (3,res,res) in [0,1]; nearest as released (golden README note 7)."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
     return resize_center_crop(x, res, "nearest" if fidelity == "released" else "bilinear")
 
