@@ -190,12 +190,9 @@ def stage_knn(ctx: SimpleNamespace) -> dict:
                               featurise_crops=standin_features),
           clock.watch("stage (stand-in features)")):
         knn.run_knn_stage(p, split="train", progress=False, device="cpu", force=ctx.force)
-    k_store = min(p.knn_store, n)
-    return {"crops": n, "dim": width, "K": k_store, "block": p.knn_block,
+    return {"crops": n, "dim": width, "K": min(p.knn_store, n), "block": p.knn_block,
             "blocks run": limiter.ran, "blocks": limiter.total,
             "flops per crop": vit_forward_flops(p.backbone, p.knn_res),
-            "bytes": {"features": n * width * 4, "score block": min(p.knn_block, n) * n * 4,
-                      "table": n * k_store * 8},
             "what ran": {"full": "the real stage at full N (crops, record, N×K table, "
                                  f"{limiter.ran} of {limiter.total} top-k blocks of the real "
                                  "size) on stand-in unit features of the real width",
