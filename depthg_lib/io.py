@@ -82,27 +82,34 @@ def free_bytes(path: str | os.PathLike) -> int:
 
 
 class DiskRoom:
-    """Stops a long stage before its disk fills up: once `PROBE` items are written, their space,
-    projected over the rest, must fit what is free — else one error naming the folder."""
+    """Stops a long stage before its disk fills up: once `PROBE` items are written, the bytes
+    they added to `folder`, projected over the rest, must fit what is free — else one error
+    naming the folder. The folder's own growth is measured, not the disk's free space, which
+    other programs writing to the same disk would make look like the stage's."""
 
     PROBE = 20
 
     def __init__(self, folder: str | os.PathLike, items: int, what: str):
         self.folder, self.items, self.what, self.done = Path(folder), items, what, 0
-        self.free = free_bytes(self.folder)
+        self.used = tree_bytes(self.folder)
 
     def wrote(self, n: int = 1) -> None:
         before, self.done = self.done, self.done + n
         if not before < self.PROBE <= self.done:
             return
         free = free_bytes(self.folder)
-        need = max(self.free - free, 0) / self.done * (self.items - self.done)
+        need = (tree_bytes(self.folder) - self.used) / self.done * (self.items - self.done)
         if need > free:
             raise DepthGError(
                 f"{self.folder}: the remaining {self.items - self.done:,} {self.what} need about "
                 f"{need / 1e9:.1f} GB and {free / 1e9:.1f} GB is free there; make room (or point "
                 "data_root at a bigger disk), then run the same command again: what is written "
                 "is kept")
+
+
+def tree_bytes(folder: Path) -> int:
+    """The bytes of the files under `folder` (0 while it does not exist)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:

@@ -23,7 +23,7 @@ def children_hear_sigint():
 @pytest.fixture
 def disk_free(monkeypatch):
     """`disk_free(a, b, …)`: the free bytes `shutil.disk_usage` reports, call by call (the last
-    repeats), with `io.DiskRoom` judging after its first 2 items."""
+    repeats), with `io.DiskRoom` judging after its first 2 items (from the bytes they wrote)."""
     monkeypatch.setattr(io.DiskRoom, "PROBE", 2)
 
     def report(*free: int) -> None:
