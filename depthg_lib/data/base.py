@@ -218,6 +218,7 @@ class DatasetReader:
         if not self.root.is_dir():
             report.problems.append(f"dataset folder {self.root} does not exist")
             return report
+        report.notes += self.check_notes()
         redo = f"python -m depthg_lib.depth --profile {profile_arg or '<profile>'}"
         for split in self.splits:
             rep = report.splits[split] = SplitReport(split, str(self._split_location(split)))
@@ -238,6 +239,10 @@ class DatasetReader:
         return report
 
     # -- helpers --------------------------------------------------------------------------
+    def check_notes(self) -> list[str]:
+        """What `check` should tell about this kind of dataset beyond the counts."""
+        return []
+
     def _check_files(self, split, names, rep, report, deep: bool, redo: str) -> None:
         """One split of `check`: images, labels, depth maps and (`deep`) unreadable files."""
         exists = {n: self.image_path(split, n).is_file() for n in names}

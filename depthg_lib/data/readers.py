@@ -142,6 +142,13 @@ class DirectoryReader(DatasetReader):
             raise DepthGError(f"no image named {name!r} in {self._split_location(split)}")
         return path
 
+    def check_notes(self):
+        if "val" in self.splits:
+            return []
+        return [f"no val split: every image is in split train, which is all that depth, crop, "
+                f"knn and predict need; a held-out split needs the images in "
+                f"{self.root / 'train'} and {self.root / 'val'}"]
+
 
 READERS: dict[str, type[DatasetReader]] = {
     "synthscenes": SynthScenesReader,
