@@ -19,7 +19,7 @@ from depthg_lib.config import load_profile
 from depthg_lib.errors import run_cli
 from depthg_lib.io import atomic_path, load_json, save_json
 from depthg_lib.study.runner import Study
-from depthg_lib.study.shipped import MANIFEST, PARTS, SHIPPED_DIR, shipped_path
+from depthg_lib.study.shipped import MANIFEST, PARTS, SHIPPED_DIR
 from depthg_lib.study.splits import Setting
 
 
@@ -30,7 +30,7 @@ def ship_head(ckpt: Path, head_id: str, info: dict, folder: Path) -> Path:
     # study's ~40 heads take ~5 MB as they are
     tensors = {f"{part}.{k}": v.detach().to(torch.float32).contiguous()
                for part in PARTS for k, v in state[part].items()}
-    out = shipped_path(head_id, folder)
+    out = folder / f"{head_id}.safetensors"  # as study.shipped.load_shipped reads it
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp))
     manifest = load_json(folder / MANIFEST) if (folder / MANIFEST).exists() else {"heads": {}}

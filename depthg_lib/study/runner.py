@@ -190,9 +190,6 @@ class Study:
             self.knob_data[value] = kd
         return self.knob_data[value]
 
-    def shift_offset(self, knob: Setting) -> float:
-        return self.offset if knob.nuisance else 0.0
-
     def nuisance(self, value: Setting) -> Nuisance:
         """The setting's nuisance, in units of its clean training features' mean norm."""
         kd = self.camouflage_data[float(value.camouflage)]
@@ -227,7 +224,7 @@ class Study:
 
     def variant(self, arm: str, knob: Setting, regime: str = "") -> Profile:
         """The profile `arm` trains with at `knob` under `regime` (steps, schedules, shifts)."""
-        offset = self.shift_offset(knob)
+        offset = self.offset if knob.nuisance else 0.0
         shifts = (self.placement(knob)["shifts"] if knob.nuisance else
                   {k: getattr(self.profile, k) for k in SHIFT_NAMES.values()})
         times, share = REGIMES[regime] if regime else (1, True)
@@ -283,7 +280,7 @@ class Study:
             identity, "arm" if not tag else "regime", arm, knob, seed, hists, regime=regime,
             steps=variant.steps, depth_decay_every=variant.depth_decay_every,
             fps_sample_decay_every=variant.fps_sample_decay_every,
-            shift_offset=self.shift_offset(knob),
+            shift_offset=self.offset if knob.nuisance else 0.0,
             unsup=scoring.unsup_miou(hists["unsup"].sum(0)),
             linear=scoring.linear_miou(hists["linear"].sum(0)),
             kmeans_codes=scoring.unsup_miou(hists["kmeans_codes"].sum(0)),

@@ -16,13 +16,9 @@ MANIFEST = "manifest.json"
 PARTS = ("head", "cluster_probe", "linear_probe")
 
 
-def shipped_path(head_id: str, folder: Path = SHIPPED_DIR) -> Path:
-    return folder / f"{head_id}.safetensors"
-
-
 def load_shipped(head_id: str, folder: Path = SHIPPED_DIR) -> TrainedModel | None:
     """The shipped head of this id, or None."""
-    path = shipped_path(head_id, folder)
+    path = folder / f"{head_id}.safetensors"
     if not path.exists():
         return None
     from safetensors.torch import load_file
