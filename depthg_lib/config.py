@@ -137,7 +137,7 @@ class Profile:
     study_n_report: int = 0  # report images; 0 = synth_n_val
     study_knob: list[float] = field(default_factory=lambda: [0.0])  # camouflage settings
     study_arms: list[str] = field(default_factory=list)  # [] = every arm of the factorial
-    study_shift_offsets: list[float] = field(default_factory=lambda: [0.0])  # tuned on tune
+    study_shift_offsets: list[float] = field(default_factory=lambda: [0.0])  # exactly one offset
     # the study's nuisance knob (depthg_lib.nuisance): strengths run at camouflage study_knob[0]
     study_nuisance: list[float] = field(default_factory=list)
     # schedules as a share of an ablation run (ablation.arm_profile); 0 = the *_every steps
