@@ -172,6 +172,19 @@ def test_projection_scales_linear_stages_by_one_over_f_and_top_k_by_n_squared():
     assert k["cpu_s"] == pytest.approx(2.0 * 2 * blocks, rel=1e-3)  # block cost ∝ N
 
 
+def test_a_stage_resumed_after_a_lost_attempt_projects_from_the_files_it_wrote():
+    """A depth stage whose last attempt made the last 7,700 of 51,804 maps timed only those:
+    its CPU is projected over every map, not read as the whole stage's."""
+    original = load_profile("cocostuff27-vits8")
+    rec = _record({"depth stage (embedded net)": 100.0})
+    rec["attempts"][-1].update(files_before=44_104, files_after=51_804)
+    depth = project("depth", rec, "cocostuff27", original, 1.0)
+    assert depth["cpu_s"] == pytest.approx(100.0 * 51_804 / 7_700)
+    fresh = project("depth", _record({"depth stage (embedded net)": 100.0}), "cocostuff27",
+                    original, 1.0)
+    assert fresh["cpu_s"] == pytest.approx(100.0)
+
+
 def test_top_k_arithmetic_on_a_gpu_is_a_fraction_of_a_second_at_coco_scale():
     """docs/scaling.md once put 4.6·10¹³ FLOP at 200 TFLOP/s as 4 minutes (it is 0.23 s)."""
     original = load_profile("cocostuff27-vits8")

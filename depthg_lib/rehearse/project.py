@@ -33,6 +33,14 @@ def _seconds(clock: dict, label: str) -> float:
     return entry.get("cpu_seconds", entry["seconds"]) if entry else 0.0
 
 
+def _resumed_share(rec: dict) -> float:
+    """The share of a linear stage's files its last attempt wrote: an attempt that resumed an
+    earlier, lost one timed only its own part of the work."""
+    last = rec["attempts"][-1]
+    before, after = last.get("files_before", 0), last.get("files_after", 0)
+    return (after - before) / after if before and after > before else 1.0
+
+
 def project(stage: str, rec: dict, dataset: str, original, f: float) -> dict:
     """{"cpu_s", "gpu_s", "disk_bytes", "note"} of the full run of `stage` (None: not
     projected), from `rec` measured on `f` of the dataset; `original` = the paper profile."""
@@ -42,10 +50,10 @@ def project(stage: str, rec: dict, dataset: str, original, f: float) -> dict:
         disk = disk / f if f else None
     out = {"cpu_s": None, "gpu_s": None, "disk_bytes": disk, "note": NOTES.get(stage, "")}
     if stage == "depth":
-        out["cpu_s"] = _seconds(clock, "depth stage (embedded net)") / f
+        out["cpu_s"] = _seconds(clock, "depth stage (embedded net)") / f / _resumed_share(rec)
         out["gpu_s"] = sum(full.values()) / ZOEDEPTH_PER_S
     elif stage == "crop":
-        out["cpu_s"] = out["gpu_s"] = _seconds(clock, "five-crop") / f
+        out["cpu_s"] = out["gpu_s"] = _seconds(clock, "five-crop") / f / _resumed_share(rec)
     elif stage == "knn":
         out.update(_project_knn(d, clock, full["train"] * 5, f))
     elif stage == "train":
