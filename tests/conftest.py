@@ -1,13 +1,16 @@
-"""Fixtures shared by several test files: real signals to real runners, a disk that fills."""
+"""Fixtures shared by several test files: real signals to real runners, a disk that fills, a
+tiny data root to write stage outputs into."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 from types import SimpleNamespace
 
 import pytest
 
 from depthg_lib import io
+from depthg_lib.data.synthscenes import generate
 
 
 @pytest.fixture
@@ -31,3 +34,19 @@ def disk_free(monkeypatch):
         monkeypatch.setattr(io.shutil, "disk_usage", lambda _: SimpleNamespace(
             free=left.pop(0) if len(left) > 1 else left[0]))
     return report
+
+
+@pytest.fixture(scope="session")
+def synth_data_root(tmp_path_factory):
+    """`synth_data_root(dest, n_train, n_val, size)`: a fresh copy, at `dest`, of a data root
+    holding SynthScenes `ss` (seed 3), rendered once per shape for the whole session."""
+    rendered = {}
+
+    def copy(dest, n_train, n_val, size):
+        key = (n_train, n_val, size)
+        if key not in rendered:
+            rendered[key] = tmp_path_factory.mktemp("scenes")
+            generate(rendered[key] / "ss", n_train, n_val, size, seed=3, progress=False)
+        shutil.copytree(rendered[key], dest)
+        return dest
+    return copy

@@ -12,7 +12,7 @@ from PIL import Image
 from depthg_lib import depth as depth_mod
 from depthg_lib.config import load_profile
 from depthg_lib.data import reader_for_profile
-from depthg_lib.data.synthscenes import FAR_DEPTH, generate
+from depthg_lib.data.synthscenes import FAR_DEPTH
 from depthg_lib.depth import (
     compare_with_ground_truth,
     depth_agreement,
@@ -31,20 +31,10 @@ N_TRAIN, N_VAL, SIZE = 4, 2, 32
 
 # --------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    """A tiny SynthScenes folder, rendered once; tests copy it before writing depth."""
-    root = tmp_path_factory.mktemp("scenes")
-    generate(root / "ss", N_TRAIN, N_VAL, SIZE, seed=3, progress=False)
-    return root
-
-
 @pytest.fixture
-def data_root(scenes, tmp_path):
-    import shutil
-
-    shutil.copytree(scenes, tmp_path / "data")
-    return tmp_path / "data"
+def data_root(synth_data_root, tmp_path):
+    """A tiny SynthScenes data root of its own for each test, to write depth maps into."""
+    return synth_data_root(tmp_path / "data", N_TRAIN, N_VAL, SIZE)
 
 
 def _profile(data_root, **overrides):

@@ -4,15 +4,12 @@ result only once it is complete."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
 from depthg_lib.config import load_profile
 from depthg_lib.crop import CropReader, require_current_crops, run_crop_stage
 from depthg_lib.data.readers import SynthScenesReader
-from depthg_lib.data.synthscenes import generate
 from depthg_lib.depth import run_depth_stage
 from depthg_lib.errors import DepthGError
 
@@ -20,18 +17,11 @@ torch.set_num_threads(1)
 N_TRAIN, N_VAL, SIZE = 3, 1, 32
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scenes")
-    generate(root / "ss", N_TRAIN, N_VAL, SIZE, seed=3, progress=False)
-    return root
-
-
 @pytest.fixture
-def gt(scenes, tmp_path):
+def gt(synth_data_root, tmp_path):
     """A profile whose depth maps come from ground truth, on a fresh copy of the dataset."""
-    shutil.copytree(scenes / "ss", tmp_path / "data" / "ss")
-    return load_profile("test", data_root=str(tmp_path / "data"), dataset_dir="ss",
+    root = synth_data_root(tmp_path / "data", N_TRAIN, N_VAL, SIZE)
+    return load_profile("test", data_root=str(root), dataset_dir="ss",
                         synth_n_train=N_TRAIN, synth_n_val=N_VAL, synth_size=SIZE,
                         synth_seed=3, depth_backend="gt")
 
