@@ -141,6 +141,17 @@ def test_negative_permutations_never_pair_an_image_with_itself():
         negative_permutations(1, 3)
 
 
+@pytest.mark.parametrize("k", [3, 8])  # fewer draws than other images, and more
+def test_negative_permutations_come_from_the_generator_only(k):
+    def draw(seed):
+        return negative_permutations(8, k, torch.Generator().manual_seed(seed))
+    torch.manual_seed(1)
+    first = draw(0)
+    torch.manual_seed(2)  # the global stream must not matter
+    assert torch.equal(first, draw(0))
+    assert any(not torch.equal(first, draw(seed)) for seed in range(1, 4))
+
+
 def test_negative_permutations_at_the_smallest_sizes():
     assert negative_permutations(2, 1).tolist() == [[1, 0]]  # two images: each the other's
     assert negative_permutations(2, 2, rule="stego").tolist() == [[1, 0], [1, 0]]
@@ -148,7 +159,8 @@ def test_negative_permutations_at_the_smallest_sizes():
         negative_permutations(1, 1)
     for rule in ("shift", "stego"):  # no negatives: any batch will do, and nothing is drawn
         gen = torch.Generator().manual_seed(0)
-        assert negative_permutations(1, 0, gen, rule=rule).shape == (0, 1)
+        none = negative_permutations(1, 0, gen, rule=rule)
+        assert none.shape == (0, 1) and none.dtype == torch.long  # indices, even when empty
         assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state())
     for seed in range(10):  # more draws than other images: shifts repeat, never 0
         perms = negative_permutations(3, 6, torch.Generator().manual_seed(seed))

@@ -15,6 +15,7 @@ from depthg_lib.sampling import (
     farthest_point_indices,
     fps_coords,
     grid_depth,
+    indices_to_coords,
     normalized_depth,
     one_depth_map,
     random_coords,
@@ -55,6 +56,15 @@ def test_fps_coords_match_golden(d_fps, device, key, grid, n):
     expected = torch.from_numpy(d_fps[key]) * 2 - 1
     assert coords.shape == (3, n, n, 2)
     assert torch.equal(coords, expected)
+
+
+def test_the_default_fidelity_is_the_released_one(d_fps):
+    depth = torch.from_numpy(d_fps["depth"])
+    assert torch.equal(fps_coords(depth, (28, 28), 9),
+                       fps_coords(depth, (28, 28), 9, fidelity="released"))
+    inds = torch.tensor([[5, 0, 27, 30]])  # selection order on a 28-wide grid, n = 2
+    assert torch.equal(indices_to_coords(inds, (28, 28), 2),
+                       indices_to_coords(inds, (28, 28), 2, fidelity="released"))
 
 
 def test_pooling_matches_golden(d_fps):
