@@ -14,11 +14,6 @@ from matplotlib.patches import Patch
 from ..data.synthscenes import CLASSES as SYNTH_CLASSES
 
 
-def hide_ticks(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def panels(rows: int, cols: int, size: tuple[float, float], pad: float = 0.0,
            frame: bool = False):
     """(fig, axes): rows × cols panels of `size` inches (+ `pad` in width), without ticks, and
@@ -27,7 +22,7 @@ def panels(rows: int, cols: int, size: tuple[float, float], pad: float = 0.0,
                              figsize=(size[0] * cols + pad, size[1] * rows))
     for ax in axes.flat:
         if frame:
-            hide_ticks(ax)
+            ax.set(xticks=[], yticks=[])
         else:
             ax.axis("off")
     return fig, axes
@@ -108,6 +103,13 @@ def depth_values(depth) -> np.ndarray:
     if depth.dtype in (np.uint8, np.uint16):
         return depth / float(np.iinfo(depth.dtype).max)
     return depth.astype(np.float64)
+
+
+def minmax(depth) -> np.ndarray:
+    """A depth map scaled to [0, 1], as the depth stage stores it (a flat map: zeros)."""
+    d = np.asarray(depth, dtype=np.float64)
+    lo, hi = d.min(), d.max()
+    return np.zeros_like(d) if hi <= lo else (d - lo) / (hi - lo)
 
 
 def depth_norm(*depths) -> PowerNorm:

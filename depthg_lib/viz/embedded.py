@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.patches import ConnectionPatch, FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from ..data.synthscenes import CLASS_NAMES
-from . import class_palette, colorize, depth_norm, draw_depth, panels, titled
+from . import class_palette, colorize, depth_norm, draw_depth, minmax, panels, titled
 
 _BOXES = (  # the objective's schematic: (x, y, width, height, text, colour)
     (0.1, 1.6, 1.1, 0.8, "scene", "#eeeeee"),
@@ -142,15 +142,10 @@ def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str =
     """Rows: image, ground truth, then each prediction; all per-image min–max normalised (the
     stored format, docs/method.md §2), drawn in the course's depth convention (near = bright,
     power scale, colour bar)."""
-
     unit = depth_norm(np.zeros(1), np.ones(1))
 
     def depth_row(maps):
-        def draw(ax, j):
-            d = np.asarray(maps[j], dtype=np.float64)
-            draw_depth(ax, (d - d.min()) / max(d.max() - d.min(), 1e-8), unit,
-                       colorbar=j == len(images) - 1)
-        return draw
+        return lambda ax, j: draw_depth(ax, minmax(maps[j]), unit, colorbar=j == len(images) - 1)
 
     rows = {"ground truth": depth_row(gt)}
     rows.update({name: depth_row(pred) for name, pred in predictions.items()})

@@ -7,31 +7,22 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import colorize, depth_norm, draw_depth, panels, titled
-
-ERROR_CMAP = "viridis"
-
-
-def _norm(depth: np.ndarray) -> np.ndarray:
-    d = np.asarray(depth, dtype=np.float64)
-    lo, hi = d.min(), d.max()
-    return np.zeros_like(d) if hi <= lo else (d - lo) / (hi - lo)
+from . import colorize, depth_norm, draw_depth, minmax, panels, titled
 
 
 def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarray],
                      references: Sequence[np.ndarray], estimate_name: str = "estimate"):
     """One row per image: image | estimate | reference | |error|, all min–max normalised as
     the stage stores them, so the error is disagreement in *relative* depth."""
-    rows = len(images)
-    fig, axes = panels(rows, 4, (2.8, 2.6))
+    fig, axes = panels(len(images), 4, (2.8, 2.6))
     norm = depth_norm(np.zeros(1), np.ones(1))  # both maps are normalised to [0, 1]
     for r, (img, est, ref) in enumerate(zip(images, estimates, references)):
-        e, g = _norm(est), _norm(ref)
+        e, g = minmax(est), minmax(ref)
         err = np.abs(e - g)
         axes[r, 0].imshow(img)
         draw_depth(axes[r, 1], e, norm, colorbar=False)
         draw_depth(axes[r, 2], g, norm, label="normalised depth (near = bright)")
-        im = axes[r, 3].imshow(err, cmap=ERROR_CMAP, vmin=0, vmax=1)
+        im = axes[r, 3].imshow(err, cmap="viridis", vmin=0, vmax=1)
         for c, name in enumerate(("image", estimate_name, "ground truth",
                                   f"|error|, mean {err.mean():.3f}")):
             axes[r, c].set_title(name, fontsize=9)
@@ -59,9 +50,8 @@ def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int, palet
             same = " ✓" if c > 0 and cls == int(majority[row[0]]) else ""
             ax.set_title(f"{'query' if c == 0 else f'#{c}'}\n{name}{same}", fontsize=8)
             if c == 0:
-                for spine in ax.spines.values():
-                    spine.set_edgecolor("#e6194b")
-                    spine.set_linewidth(3)
+                ax.spines[:].set_edgecolor("#e6194b")
+                ax.spines[:].set_linewidth(3)
             axl.imshow(colorize(label, palette), interpolation="nearest")
             axl.axis("off")
             shown.append(label)

@@ -22,7 +22,7 @@ from ..sampling import (
     read_positions,
     sample,
 )
-from . import depth_norm, draw_depth, titled
+from . import depth_norm, draw_depth, panels, titled
 
 
 def _to_pixels(cells: np.ndarray, grid_hw, image_hw) -> tuple[np.ndarray, np.ndarray]:
@@ -37,27 +37,20 @@ def _scatter(ax, cells, grid_hw, hw, marker="o", colour="white", size=14):
                edgecolors="black" if marker == "o" else None, linewidths=0.5)
 
 
-def _sampling_bottom_row(fig, bottom, d, norm, grid_hw, n_low: int, seed: int):
-    """plot_sampling's bottom row at the lower density: random points, corrected FPS with its
-    selection order, and a top view of the unprojected points (returned)."""
-    hw = tuple(d.shape[-2:])
+def _fps_order_and_top_view(fig, ax, top, d, norm, grid_hw, n_low: int) -> None:
+    """plot_sampling's bottom row after its random points: corrected FPS at the lower density
+    with its selection order, and a top view of the unprojected points."""
     low = fps_cells(d, grid_hw, n_low, "corrected")
-    rand_low = read_positions(random_coords(1, n_low, torch.Generator().manual_seed(seed)),
-                              grid_hw)
     order = np.arange(len(low))
-    draw_depth(bottom[0], d[0, 0].numpy(), norm, colorbar=False)
-    _scatter(bottom[0], rand_low, grid_hw, hw)
-    bottom[0].set_title(f"random, {n_low}×{n_low}", fontsize=9)
-    draw_depth(bottom[1], d[0, 0].numpy(), norm, colorbar=False)
-    x, y = _to_pixels(low, grid_hw, hw)
-    bottom[1].scatter(x, y, s=22, c=order, cmap="viridis", edgecolors="black", linewidths=0.5)
+    draw_depth(ax, d[0, 0].numpy(), norm, colorbar=False)
+    x, y = _to_pixels(low, grid_hw, tuple(d.shape[-2:]))
+    ax.scatter(x, y, s=22, c=order, cmap="viridis", edgecolors="black", linewidths=0.5)
     for k in range(min(len(low), 6)):
-        bottom[1].annotate(str(k + 1), (x[k], y[k]), color="white", fontsize=7,
-                           xytext=(3, 3), textcoords="offset points")
-    bottom[1].set_title(f"FPS (corrected), {n_low}×{n_low}: order 1, 2, …", fontsize=9)
+        ax.annotate(str(k + 1), (x[k], y[k]), color="white", fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_title(f"FPS (corrected), {n_low}×{n_low}: order 1, 2, …", fontsize=9)
     pts = depth_to_points(grid_depth(d, grid_hw), "corrected")[0].numpy()  # (3, h·w)
     idx = low[:, 0] * grid_hw[1] + low[:, 1]
-    top = bottom[2]
     top.scatter(pts[0], -pts[2], s=4, c="#bbbbbb", label="every grid cell")
     sc = top.scatter(pts[0, idx], -pts[2, idx], s=22, c=order, cmap="viridis",
                      edgecolors="black", linewidths=0.5, label="FPS choice")
@@ -66,7 +59,6 @@ def _sampling_bottom_row(fig, bottom, d, norm, grid_hw, n_low: int, seed: int):
     top.set_title("top view of the 3D points", fontsize=9)
     top.legend(fontsize=7, loc="upper right")
     fig.colorbar(sc, ax=top, fraction=0.046, pad=0.03).set_label("selection order", fontsize=7)
-    return top
 
 
 def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray, seed: int = 0):
@@ -81,23 +73,24 @@ def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray, seed
     corrected = read_positions(fps_coords(d, grid_hw, n, "corrected"), grid_hw)
     chosen = fps_cells(d, grid_hw, n, "released")
     released = read_positions(fps_coords(d, grid_hw, n, "released"), grid_hw)
-    panels = [("random (released and corrected)", [(rand, "o", "white")]),
-              ("FPS, corrected: read where chosen", [(corrected, "o", "white")]),
-              ("FPS, released: chosen (o) vs read (x)",
-               [(chosen, "o", "white"), (released, "x", "red")])]
-    fig, axes = plt.subplots(2, 4, figsize=(14, 7.4))
+    rand_low = read_positions(random_coords(1, n_low, torch.Generator().manual_seed(seed)),
+                              grid_hw)
+    fig, axes = panels(2, 4, (3.5, 3.7))
+    shown = [(axes[0, 1], "random (released and corrected)", [(rand, "o", "white")]),
+             (axes[0, 2], "FPS, corrected: read where chosen", [(corrected, "o", "white")]),
+             (axes[0, 3], "FPS, released: chosen (o) vs read (x)",
+              [(chosen, "o", "white"), (released, "x", "red")]),
+             (axes[1, 1], f"random, {n_low}×{n_low}", [(rand_low, "o", "white")])]
     norm = depth_norm(d[0, 0].numpy())
     axes[0, 0].imshow(image)
     axes[0, 0].set_title("image", fontsize=9)
-    for ax, (title, layers) in zip(axes[0, 1:], panels):
+    for ax, title, layers in shown:
         draw_depth(ax, d[0, 0].numpy(), norm, colorbar=ax is axes[0, -1])
         for cells, marker, colour in layers:
             _scatter(ax, cells, grid_hw, hw, marker, colour)
         ax.set_title(title, fontsize=9)
-    top = _sampling_bottom_row(fig, axes[1, 1:], d, norm, grid_hw, n_low, seed)
-    for ax in axes.flat:
-        if ax is not top:
-            ax.axis("off")
+    _fps_order_and_top_view(fig, axes[1, 2], axes[1, 3], d, norm, grid_hw, n_low)
+    axes[1, 3].axis("on")  # the top view is a plot
     fig.suptitle(f"sample points on a {grid_hw[0]}×{grid_hw[1]} feature grid: {n}×{n} (top, "
                  f"{n * n / (grid_hw[0] * grid_hw[1]):.0%} of the cells) and {n_low}×{n_low} "
                  "(bottom)", fontsize=10)
@@ -128,7 +121,8 @@ def _correlation_columns(feats, codes, point, depth, image):
              ("C: codes, a → a", correlation_to_point(codes, point), (-1, 1))]
     if depth is not None:
         corrected, released = depth_similarity_to_point(depth, feats.shape[-2:], point)
-        cols += [("depth a", depth, "depth"), ("D corrected: 1 − |d̂_q − d̂|", corrected, (0, 1)),
+        cols += [("depth a", one_depth_map(depth)[0, 0].numpy(), "depth"),
+                 ("D corrected: 1 − |d̂_q − d̂|", corrected, (0, 1)),
                  ("D released (≡ 1)", released, (0, 1))]
     return cols
 
@@ -136,17 +130,15 @@ def _correlation_columns(feats, codes, point, depth, image):
 def _draw_column(fig, ax, col, point, grid_hw) -> None:
     """One panel of plot_correlations, with the query point starred."""
     title, data, lim = col
-    x, y = [point[1]], [point[0]]  # on a map of the feature grid
-    if isinstance(lim, str):  # the depth map itself
-        draw_depth(ax, one_depth_map(data)[0, 0].numpy())
-        x, y = _to_pixels(np.array([point]), grid_hw, one_depth_map(data).shape[-2:])
+    if lim == "depth":
+        draw_depth(ax, data)
     elif lim is None:
         ax.imshow(data)
-        x, y = _to_pixels(np.array([point]), grid_hw, np.asarray(data).shape[:2])
     else:
         im = ax.imshow(data, cmap="coolwarm" if lim[0] < 0 else "viridis",
                        vmin=lim[0], vmax=lim[1])
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    x, y = _to_pixels(np.array([point]), grid_hw, np.shape(data)[:2])  # the image's or the grid's
     ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
