@@ -1,11 +1,8 @@
-"""The course runner: every numbered chapter, in order, headless, for one profile.
-
-    python -m depthg_lib.course --profile demo [--only 01,04] [--force] [--device cpu|cuda]
-
-Each chapter runs under papermill into `runs/<profile>/`; it is skipped (unless `--force`) while
-its executed copy is complete and its inputs unchanged (code, profile, weights, library, device,
-seed, earlier chapters' runs). `summary.json` records per chapter seconds, status and key numbers.
-A failure stops the run naming the cell; Ctrl-C or SIGTERM records the chapter `interrupted`.
+"""The course runner: every numbered chapter, in order, headless, for one profile, under papermill
+into `runs/<profile>/` (`python -m depthg_lib.course --profile demo [--only 01,04] [--force]`).
+A chapter is skipped while its executed copy is complete and its inputs (code, profile, weights,
+library, device, seed, earlier chapters' runs) unchanged; `summary.json` records seconds, status
+and key numbers. A failure stops the run naming the cell; Ctrl-C or SIGTERM records `interrupted`.
 """
 
 from __future__ import annotations
@@ -22,14 +19,7 @@ import time
 import tokenize
 from pathlib import Path
 
-from .config import (
-    NOTEBOOK_DIR,
-    Profile,
-    available_profiles,
-    chapters,
-    load_profile,
-    profile_arg,
-)
+from .config import NOTEBOOK_DIR, Profile, available_profiles, chapters, load_profile, profile_arg
 from .errors import DepthGError, run_cli
 from .io import atomic_path, ensure_dir, json_digest, load_json, save_json, stage_lock
 from .results import read_results
@@ -108,25 +98,33 @@ def _failure_message(err: Exception, notebook: Path) -> tuple[str, str]:
         tags = [c.get("metadata", {}).get("tags", []) for c in _cells(notebook)]
         injected = next((i + 1 for i, t in enumerate(tags) if "parameters" in t), 0)
         cell = f"cell {index if index > injected else index + 1}"
-    evalue = getattr(err, "evalue", None)
-    ename = getattr(err, "ename", type(err).__name__)
-    last = f"{ename}: {evalue}" if evalue is not None else str(err).strip().splitlines()[-1]
-    return cell, last.strip().splitlines()[-1] if last.strip() else ename
+    evalue, ename = getattr(err, "evalue", None), getattr(err, "ename", type(err).__name__)
+    lines = (f"{ename}: {evalue}" if evalue is not None else str(err)).strip().splitlines()
+    return cell, lines[-1].strip() if lines else ename
 
 
-@dataclasses.dataclass
 class _Run:
     """One course run: what every chapter of it is given, and the summary it keeps."""
 
-    profile: Profile
-    arg: str  # what the chapters get as `profile`
-    device: str
-    seed: int
-    force: bool
-    library: str
-    every: list[Path]
-    summary_path: Path
-    summary: dict
+    def __init__(self, profile_name: str, force: bool, device: str, seed: int | None,
+                 every: list[Path]):
+        from .env import machine_name  # imports torch: only when a run starts
+
+        self.profile = load_profile(profile_name)
+        self.run_dir = ensure_dir(self.profile.paths.run_dir, "run folder")
+        self.force, self.device, self.every = force, device, every
+        self.seed = self.profile.seed if seed is None else seed
+        self.summary_path = self.run_dir / "summary.json"
+        self.summary = load_json(self.summary_path) if self.summary_path.exists() else {}
+        self.summary.setdefault("notebooks", {})
+        self.summary.update(profile=self.profile.name, device=device, seed=self.seed,
+                            machine=machine_name())
+        # a profile outside the library is passed as its path: the chapters read that very file
+        arg = profile_arg(self.profile)
+        self.arg = arg if arg == self.profile.name else str(Path(arg).resolve())
+        os.environ["DEPTHG_PROFILE"] = self.arg  # for anything a chapter starts itself
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+        self.library = library_digest()
 
     @property
     def entries(self) -> dict:
@@ -160,13 +158,13 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
                device: str = "auto", seed: int | None = None,
                notebook_dir: Path = NOTEBOOK_DIR) -> dict:
     """Run the chapters for a profile; returns the summary (also written to summary.json)."""
-    run = _start(profile_name, force, device, seed, chapters(notebook_dir))
+    run = _Run(profile_name, force, device, seed, chapters(notebook_dir))
     todo = _select(run.every, only)
     if not todo:
         raise DepthGError(f"no chapters found in {notebook_dir}")
     total_start = time.perf_counter()
-    with stage_lock(run.profile.paths.run_dir, "course"):
-        for leftover in run.profile.paths.run_dir.glob(".[0-9][0-9]_*.ipynb.*.tmp.ipynb"):
+    with stage_lock(run.run_dir, "course"):
+        for leftover in run.run_dir.glob(".[0-9][0-9]_*.ipynb.*.tmp.ipynb"):
             leftover.unlink()  # the copy a killed run (kill -9) could not remove
         for number, notebook in enumerate(todo, 1):
             _run_chapter(run, notebook, f"[{number}/{len(todo)}] {notebook.stem}")
@@ -180,41 +178,14 @@ def run_course(profile_name: str, only: str | None = None, force: bool = False,
     return run.summary
 
 
-def _start(profile_name: str, force: bool, device: str, seed: int | None,
-           every: list[Path]) -> _Run:
-    """Load the profile and the summary of earlier runs, and set what the chapters inherit."""
-    profile = load_profile(profile_name)
-    ensure_dir(profile.paths.run_dir, "run folder")
-    summary_path = profile.paths.run_dir / "summary.json"
-    summary = load_json(summary_path) if summary_path.exists() else {}
-    summary.setdefault("notebooks", {})
-    from .env import machine_name  # imports torch: only when a run starts
-
-    seed = profile.seed if seed is None else seed
-    summary.update(profile=profile.name, device=device, seed=seed, machine=machine_name())
-    # a profile outside the library is passed as its path: the chapters read that very file
-    shipped = profile_arg(profile) == profile.name
-    arg = profile.name if shipped else str(Path(profile.source).resolve())
-    os.environ["DEPTHG_PROFILE"] = arg  # for anything a chapter starts itself
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    return _Run(profile=profile, arg=arg, device=device, seed=seed, force=force,
-                library=library_digest(), every=every, summary_path=summary_path,
-                summary=summary)
-
-
 def _command(profile: Profile) -> str:
     return f"python -m depthg_lib.course --profile {profile_arg(profile)}"
-
-
-def _interrupt(signum, _frame):
-    """SIGTERM as Ctrl-C: a killed run cleans up (copies, kernel) and records where it stopped."""
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
     """Run one chapter unless its executed copy is complete and its inputs unchanged; it is
     `running` until its executed copy is in place, then `ok` (or `failed`, `interrupted`)."""
-    out = run.profile.paths.run_dir / notebook.name
+    out = run.run_dir / notebook.name
     inputs = run.inputs(notebook)
     fingerprint = json_digest(inputs)
     old = run.entries.get(notebook.stem, {})
@@ -283,14 +254,13 @@ def _record_stop(run: _Run, notebook: Path, entry: dict, err: BaseException,
         entry["status"] = "interrupted"
         run.save()
         return
-    run_dir = run.profile.paths.run_dir
-    failed = run_dir / f"{notebook.stem}.failed.ipynb"
+    failed = run.run_dir / f"{notebook.stem}.failed.ipynb"
     cell, last = _failure_message(err, notebook)
     entry.update(status="failed", error=f"{cell}: {last}")
     run.save()
     raise DepthGError(f"{notebook.name} failed at {cell}: {last} — executed copy up to the "
                       f"error: {failed}; earlier chapters' outputs are kept in "
-                      f"{run_dir}") from None
+                      f"{run.run_dir}") from None
 
 
 def _mark_stale(run: _Run, todo: list[Path]) -> list[str]:
@@ -320,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM as Ctrl-C: a killed run cleans up (copies, kernel) and records where it stopped
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         run_course(args.profile, only=args.only, force=args.force, device=args.device,
                    seed=args.seed)
