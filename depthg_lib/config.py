@@ -35,9 +35,7 @@ def chapters(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
 
 
 DATASETS = ("synthscenes", "cocostuff27", "cityscapes", "potsdam", "directory")
-DEPTH_BACKENDS = ("synth", "gt", "zoedepth", "depth_anything")
 FIDELITIES = ("released", "corrected")  # docs/method.md §13
-SAMPLINGS = ("fps", "random")
 
 
 def check_fidelity(fidelity: str) -> str:
@@ -150,18 +148,14 @@ class Profile:
     def replace(self, **changes) -> Profile:
         """A copy with some values changed, validated like a loaded profile."""
         where = self.source or self.name
-        for key in changes:
-            if key not in _FIELDS or key == "source":
-                raise DepthGError(_unknown_key_message(where, key))
-            changes[key] = _check_type(where, key, changes[key])
+        changes = {key: _check_type(where, key, value) for key, value in changes.items()}
         new = dataclasses.replace(self, **changes)
         _validate(new, where)
         return new
 
     @property
     def weights(self) -> dict[str, float]:
-        return {"intra": self.weight_intra, "inter": self.weight_inter,
-                "neg": self.weight_neg, "depth": self.weight_depth}
+        return {k: getattr(self, f"weight_{k}") for k in ("intra", "inter", "neg", "depth")}
 
     @property
     def shifts(self) -> dict[str, float]:
@@ -194,8 +188,8 @@ class Paths:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
-_CHOICES = {"dataset": DATASETS, "depth_backend": DEPTH_BACKENDS, "fidelity": FIDELITIES,
-            "sampling": SAMPLINGS}
+_CHOICES = {"dataset": DATASETS, "fidelity": FIDELITIES, "sampling": ("fps", "random"),
+            "depth_backend": ("synth", "gt", "zoedepth", "depth_anything")}
 _POSITIVE = {"synth_size", "depth_batch", "knn_res", "knn_k", "knn_store", "knn_block", "res",
              "dim", "samples", "steps", "batch_size", "val_every", "checkpoint_every",
              "eval_res", "n_classes", "fps_min_samples", "depth_decay_every",
@@ -259,20 +253,20 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     parent = raw.pop("extends", None)
     raw.pop("paper", None)  # the paper's reported numbers: read by depthg_lib.released only
     values = _read_yaml(_profile_file(parent), seen + (path,)) if parent else {}
-    for key, value in raw.items():
-        if key not in _FIELDS or key == "source":
-            raise DepthGError(_unknown_key_message(path, key))
-        values[key] = value
-    return values
+    for key in raw:
+        _check_key(path, key)  # here, to name the file that holds it
+    return values | raw
 
 
-def _unknown_key_message(path, key) -> str:
-    near = difflib.get_close_matches(str(key), [k for k in _FIELDS if k != "source"], n=1)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-    return f"profile {path}: unknown key {key!r}{hint}"
+def _check_key(path, key) -> None:
+    if key not in _FIELDS or key == "source":
+        near = difflib.get_close_matches(str(key), [k for k in _FIELDS if k != "source"], n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise DepthGError(f"profile {path}: unknown key {key!r}{hint}")
 
 
 def _check_type(path, key, value):
+    _check_key(path, key)
     hint = typing.get_type_hints(Profile)[key]
     expected = hint if isinstance(hint, type) else typing.get_origin(hint)  # list[float]: list
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -335,12 +329,9 @@ def shipped_name(profile: Profile) -> str:
 
 def load_profile(name_or_path: str | os.PathLike | Profile, **overrides) -> Profile:
     """Load and validate a profile by name (`test`, `demo`, ...) or by YAML path."""
-    profile = name_or_path
-    if not isinstance(profile, Profile):
-        path = _profile_file(name_or_path)
-        values = _read_yaml(path)
-        values["name"] = _own_name(path, values.get("name", path.stem))
-        values = {key: _check_type(path, key, value) for key, value in values.items()}
-        profile = Profile(**values, source=str(path))
-        _validate(profile, path)
-    return profile.replace(**overrides) if overrides else profile
+    if isinstance(name_or_path, Profile):
+        return name_or_path.replace(**overrides) if overrides else name_or_path
+    path = _profile_file(name_or_path)
+    values = _read_yaml(path)
+    values["name"] = _own_name(path, values.get("name", path.stem))
+    return Profile(source=str(path)).replace(**values | overrides)
