@@ -113,19 +113,17 @@ def load_embedded_state_dict(kind: str) -> dict[str, torch.Tensor]:
     """Read `weights/<file>.safetensors` as float32 after checking its sha256 in the manifest."""
     path = weights_path(kind)
     entry = read_manifest().get(kind)
+    command = (entry or {}).get("command") or _recreate_command(kind)
     if not path.exists() or entry is None:
         what = "does not exist" if not path.exists() else f"are not listed in {manifest_path()}"
-        raise DepthGError(
-            f"embedded {kind} weights {path} {what}; re-create them with "
-            f"`{entry.get('command') if entry else _recreate_command(kind)}` "
-            f"(or restore the shipped file with `git checkout -- {path}`)")
+        raise DepthGError(f"embedded {kind} weights {path} {what}; re-create them with `{command}`"
+                          f" (or restore the shipped file with `git checkout -- {path}`)")
     digest = sha256_file(path)
     if digest != entry["sha256"]:
         raise DepthGError(
             f"embedded {kind} weights {path} have sha256 {digest[:16]}…, but {manifest_path()} "
             f"expects {entry['sha256'][:16]}…: the file is corrupt or from another run; restore "
-            f"it with `git checkout -- {path}` or re-create it with "
-            f"`{entry.get('command') or _recreate_command(kind)}`")
+            f"it with `git checkout -- {path}` or re-create it with `{command}`")
     return {k: v.float() if v.is_floating_point() else v
             for k, v in load_file(str(path)).items()}
 
@@ -169,9 +167,6 @@ class EmbeddedDepthModel(nn.Module):
         x = F.interpolate(x, size=(wh, ww), mode="bilinear", align_corners=False, antialias=True)
         depth = F.interpolate(self.net(x), size=(h, w), mode="bilinear", align_corners=False)
         return depth[:, 0]
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.estimate_depth(images)
 
     def settings(self) -> dict:
         """What `depth.json` records, so that maps of another model are never mixed in."""
