@@ -25,7 +25,7 @@ from PIL import Image
 from depthg_lib.config import REPO_ROOT
 from depthg_lib.data import READERS, get_reader
 from depthg_lib.data.__main__ import main as data_main
-from depthg_lib.data.cocostuff import fine_to_coarse
+from depthg_lib.data.readers import fine_to_coarse
 from depthg_lib.errors import DepthGError
 
 MAKERS = {"synthscenes": make_synth, "cocostuff27": make_coco, "cityscapes": make_cityscapes,

@@ -1,8 +1,7 @@
 """What every dataset reader offers, and the report `python -m depthg_lib.data check` prints.
 
-A reader hides one dataset's folder layout (docs/method.md §1, §11) behind the same few calls,
-so the stages never spell out a path. Splits are always `train` and `val`; labels come back as
-uint8 class ids `0..C-1` with 255 = ignore, whatever the dataset stores.
+A reader hides one dataset's folder layout (docs/method.md §1, §11) behind the same few calls;
+splits are `train` and `val`, labels uint8 class ids `0..C-1` with 255 = ignore.
 """
 
 from __future__ import annotations
@@ -92,7 +91,6 @@ class DatasetReader:
     """One dataset folder seen through the common interface (subclasses fill in the layout)."""
 
     name: str = ""
-    n_classes: int = 0
     class_names: tuple[str, ...] = ()
     has_labels: bool = True
     splits: tuple[str, ...] = SPLITS
@@ -108,6 +106,10 @@ class DatasetReader:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r})"
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
 
     # -- what a subclass provides -------------------------------------------------------
     def _list(self, split: str) -> list[str]:
@@ -134,6 +136,19 @@ class DatasetReader:
 
     def depth_path(self, split: str, name: str) -> Path:
         return self._path("depth", split, name)
+
+    def _read_list(self, split: str, hint: str = "") -> list[str]:
+        """The names in a split's list file (`_split_location`), one per line."""
+        path = self._split_location(split)
+        try:
+            names = path.read_text().split()
+        except FileNotFoundError:
+            raise self._missing(split, path, hint) from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise DepthGError(f"cannot read split list {path} ({err})") from None
+        if not names:
+            raise DepthGError(f"split list {path} is empty; expected one image id per line")
+        return names
 
     def _label_names(self, split: str) -> set[str] | None:
         """Names that have a label file, when they can be listed cheaply (for the check)."""
@@ -278,21 +293,16 @@ class DatasetReader:
                 f"split {split}: the depth maps in {self.depth_record_dir()} were made from "
                 f"other images ({'; '.join(stale)}); redo them with `{redo} --force`")
         if deep:
-            rep.bad = self._deep_check(split, present)
+            for name in tqdm(present, desc=f"open {split}", leave=False):
+                try:
+                    self.load_image(split, name)
+                    self.load_label(split, name)
+                except DepthGError as err:
+                    rep.bad.append(f"{name} ({err})")
             if rep.bad:
                 report.problems.append(f"split {split}: {len(rep.bad)} unreadable files (first: "
                                        f"{rep.bad[0]}); replace them or run the stages with "
                                        "--skip-bad")
-
-    def _deep_check(self, split: str, names: list[str]) -> list[str]:
-        bad = []
-        for name in tqdm(names, desc=f"open {split}", leave=False):
-            try:
-                self.load_image(split, name)
-                self.load_label(split, name)
-            except DepthGError as err:
-                bad.append(f"{name} ({err})")
-        return bad
 
     def _check_split(self, split: str) -> None:
         if split not in self.splits:

@@ -8,20 +8,7 @@ import math
 
 import numpy as np
 
-from .classes import (
-    BOX,
-    BUILDING,
-    CONE,
-    CYLINDER,
-    GRASS,
-    PERSON,
-    ROAD,
-    SAND,
-    SPHERE,
-    THING_IDS,
-    TREE,
-    WATER,
-)
+from .classes import BOX, BUILDING, CONE, CYLINDER, GRASS, PERSON, ROAD, SAND, SPHERE, TREE, WATER
 from .materials import ground_material
 from .noise import noise_table
 from .render import render_layout
@@ -262,7 +249,7 @@ def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
     placed: list[tuple[float, float, float]] = []
     coins = np.random.default_rng([noise_seed, 13])  # camouflage's own stream
     for _ in range(n_things):
-        cls = _pick(rng, THING_IDS)
+        cls = _pick(rng, tuple(_THING_HUES))  # THING_IDS, in id order
         parts, radius = _thing_parts(rng, cls, 0.0, 0.0)  # drawn once, then moved into place
         dmax = 7.0 if cls == PERSON else 12.0
         for _ in range(30):

@@ -186,23 +186,18 @@ def render_layout(layout: Layout, size: int | tuple[int, int]) -> Scene:
     normal, alb, lab, inst, water = _surfaces(layout, parts, hits, part_id.ravel()[hits.idx],
                                               r.f, table)
     col = _shade(sky, hits, normal, alb, water, _sunlight(layout, hits, normal), table)
-    rgb = [np.empty(r.H * r.W, F32) for _ in range(3)]
-    for ch in range(3):
-        rgb[ch][hits.idx] = col[ch]
+    rgb = np.empty((r.H * r.W, 3), F32)
+    rgb[hits.idx] = np.stack(col, axis=-1)
     miss = np.flatnonzero(sky_mask.ravel())
-    if miss.size:
-        sdx, sdy, sdz = r.dx.ravel()[miss], r.dy.ravel()[miss], r.dz.ravel()[miss]
-        inv = 1.0 / np.sqrt(sdx * sdx + sdy * sdy + sdz * sdz)
-        sc = sky_color(sky, sdx * inv, sdy * inv, sdz * inv, table)
-        for ch in range(3):
-            rgb[ch][miss] = sc[ch]
-
+    sdx, sdy, sdz = r.dx.ravel()[miss], r.dy.ravel()[miss], r.dz.ravel()[miss]
+    inv = 1.0 / np.sqrt(sdx * sdx + sdy * sdy + sdz * sdz)
+    rgb[miss] = np.stack(sky_color(sky, sdx * inv, sdy * inv, sdz * inv, table), axis=-1)
     label = np.full(r.H * r.W, SKY, dtype=np.uint8)
     instance = np.zeros(r.H * r.W, dtype=np.uint16)
     label[hits.idx] = lab
     instance[hits.idx] = inst
     noise_rng = np.random.default_rng([layout.noise_seed, 11])
-    img = np.stack(rgb, axis=-1) * F32(cam.exposure)
+    img = rgb * F32(cam.exposure)
     img += noise_rng.standard_normal(img.shape, dtype=F32) * F32(cam.noise)
     image = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(r.H, r.W, 3)
     camera = {"height": r.h, "pitch": float(cam.pitch), "fov": float(cam.fov), "focal_px": r.f}
