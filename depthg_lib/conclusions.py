@@ -18,24 +18,16 @@ def _intervals(node, path=()):
 
 def verdict(lo: float, hi: float, up: str = "helps", down: str = "hurts") -> str:
     """What a 95 % interval of a difference says, from its two ends only."""
-    if lo > 0:
-        return up
-    if hi < 0:
-        return down
-    return "no detectable difference"
+    return up if lo > 0 else down if hi < 0 else "no detectable difference"
 
 
 def study_intervals(results: dict, comparison: str, probe: str = "unsup") -> list[tuple]:
     """[(setting, diff, lo, hi)] of one comparison ("depth-corrected vs stego-corrected") for
     one probe, one per knob setting; [] where the file does not hold it."""
     knob = (results.get("knob") or {}).get("name", "setting")
-    out = []
-    for path, ci in _intervals((results.get("ci95") or {}).get(comparison, {})):
-        if path and path[-1] == probe:
-            setting = ", ".join(path[:-1])
-            out.append((f"{knob} {setting}" if setting else "", float(ci["diff"]),
-                        float(ci["lo"]), float(ci["hi"])))
-    return out
+    found = _intervals((results.get("ci95") or {}).get(comparison, {}))
+    return [(f"{knob} {', '.join(path[:-1])}" if path[:-1] else "", float(ci["diff"]),
+             float(ci["lo"]), float(ci["hi"])) for path, ci in found if path and path[-1] == probe]
 
 
 def _span(entries: list[tuple]) -> str:
@@ -109,12 +101,10 @@ def hypothesis_tests(results: dict) -> dict[str, str]:
                                                      if not ok) + "."))
     out["H3"] = ("Not testable with the study: it scores every arm with one metric on "
                  "SynthScenes; it needs the released checkpoint on the real dataset.")
-    spreads = []
-    for arm in ("stego-corrected", "depthg-corrected"):
-        for setting, v in (results.get("arms", {}).get(arm) or {}).items():
-            if len(v.get("unsup", [])) > 1:
-                spreads.append((arm, setting, float(np.std(v["unsup"], ddof=1)),
-                                len(v["unsup"])))
+    spreads = [(arm, setting, float(np.std(v["unsup"], ddof=1)), len(v["unsup"]))
+               for arm in ("stego-corrected", "depthg-corrected")
+               for setting, v in (results.get("arms", {}).get(arm) or {}).items()
+               if len(v.get("unsup", [])) > 1]
     if spreads:
         lo, hi = min(spreads, key=lambda s: s[2]), max(spreads, key=lambda s: s[2])
         out["H4"] = (f"One run's spread: the standard deviation over {lo[3]} seeds of one arm's "

@@ -1,8 +1,7 @@
 """The study's nuisance knob (docs/method.md, "The nuisance knob"; not part of DepthG): class-free
-signal added to the frozen features, which clustering on unit-normalised features suffers from and
-a linear probe can learn to ignore. At strength s, in units m of the clean features' mean patch
-norm: an `offset` per source image (norm s·m), a smooth `pattern` over the grid (RMS s·m), and
-`outliers` (a few positions per source at outlier_gain·s·m) in orthogonal low-rank subspaces; a
+signal added to the frozen features that hurts clustering but a linear probe can ignore. At
+strength s × the clean mean patch norm m: an `offset` per source image, a smooth `pattern` over
+the grid and a few `outliers` per source (× outlier_gain), in orthogonal low-rank subspaces; a
 function of (seed, source name, grid position) only, so the same in every arm and run."""
 
 from __future__ import annotations
@@ -69,14 +68,6 @@ class Nuisance:
         q = self.basis()[:, self.rank:2 * self.rank]
         return torch.einsum("dr,rhw->dhw", q, torch.from_numpy(coeff).float())
 
-    def source_parts(self, source: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """(offset coefficients (rank,), outlier positions (n_outliers,) on an h×w grid)."""
-        rng = np.random.default_rng([self.seed, 3, zlib.crc32(source.encode())])
-        coeff = rng.standard_normal(self.rank)
-        coeff /= np.linalg.norm(coeff) + 1e-12
-        where = rng.choice(h * w, size=min(self.n_outliers, h * w), replace=False)
-        return coeff, where
-
     def add(self, feats: torch.Tensor, sources: list[str]) -> torch.Tensor:
         """`feats` (N, dim, h, w) plus the nuisance of each map's source (a new tensor)."""
         if feats.dim() != 4 or feats.shape[1] != self.dim:
@@ -87,17 +78,19 @@ class Nuisance:
         out = feats.float().clone()
         if self.off:
             return out
-        n, _, h, w = out.shape
-        q = self.basis()
+        h, w = out.shape[2:]
+        q, amp = self.basis(), self.strength * self.scale
         offsets = q[:, :self.rank]
-        amp = self.strength * self.scale
         if "pattern" in self.kinds:
             out += amp * self.pattern(h, w)[None]
-        for i, source in enumerate(sources):
-            coeff, where = self.source_parts(source, h, w)
+        for i, source in enumerate(sources):  # its offset coefficients, then outlier positions
+            rng = np.random.default_rng([self.seed, 3, zlib.crc32(source.encode())])
+            coeff = rng.standard_normal(self.rank)
+            coeff /= np.linalg.norm(coeff) + 1e-12
             if "offset" in self.kinds:
                 out[i] += (amp * (offsets @ torch.from_numpy(coeff).float()))[:, None, None]
             if "outliers" in self.kinds:
+                where = rng.choice(h * w, size=min(self.n_outliers, h * w), replace=False)
                 ys, xs = np.unravel_index(where, (h, w))
                 out[i][:, ys, xs] += (self.outlier_gain * amp * q[:, -1])[:, None]
         return out
@@ -115,5 +108,4 @@ def image_sources(n_images: int, split: str) -> list[str]:
 
 def mean_norm(feats: torch.Tensor | np.ndarray) -> float:
     """Mean L2 norm of the patch vectors of (N, dim, h, w) features."""
-    f = torch.as_tensor(np.asarray(feats, dtype=np.float32))
-    return float(f.norm(dim=1).mean())
+    return float(torch.as_tensor(np.asarray(feats, dtype=np.float32)).norm(dim=1).mean())

@@ -89,25 +89,22 @@ def download(url: str, dest: Path, ledger: Ledger, progress: bool = True) -> str
     try:
         resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30)
     except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # nothing after `have`: the part may be complete
-            if remote_size(url) == have:
-                return _finish(url, part, dest, ledger, have)
+        if err.code != 416 or not have:
+            raise DepthGError(f"downloading {url} failed: HTTP {err.code} {err.reason}; check "
+                              f"the address (base URLs: ${ENV_DINO}, ${ENV_STEGO})") from None
+        if remote_size(url) != have:  # 416: nothing after `have`, yet not the whole file
             part.unlink()
             return download(url, dest, ledger, progress)
-        raise DepthGError(f"downloading {url} failed: HTTP {err.code} {err.reason}; check the "
-                          f"address (base URLs: ${ENV_DINO}, ${ENV_STEGO})") from None
+        got = have
     except (OSError, http.client.HTTPException) as err:  # URLError is an OSError
         raise DepthGError(
             f"cannot reach {urllib.parse.urlsplit(url).netloc} to download {url} "
             f"({getattr(err, 'reason', err)}); this machine looks offline. Run `python -m "
             f"depthg_lib.fetch` on a machine with a network and copy {dest} here, or point "
             f"{ENV_DINO} / {ENV_STEGO} at a reachable mirror") from None
-    with resp:
-        got = _write_body(resp, part, have, url, progress)
-    return _finish(url, part, dest, ledger, got)
-
-
-def _finish(url, part: Path, dest: Path, ledger: Ledger, size: int) -> str:
+    else:
+        with resp:
+            got = _write_body(resp, part, have, url, progress)
     digest, expected = sha256_file(part), ledger.get(url).get("sha256", "")
     if expected and digest != expected:
         part.unlink()
@@ -116,7 +113,7 @@ def _finish(url, part: Path, dest: Path, ledger: Ledger, size: int) -> str:
             f"{ledger.path}); the download was corrupted or the file changed on the server. "
             "The partial file was deleted: run the same command again; if it fails again, "
             "the source changed — remove its entry from the ledger to accept the new file")
-    ledger.record(url, sha256=digest, size=size, path=str(dest))
+    ledger.record(url, sha256=digest, size=got, path=str(dest))
     os.replace(part, dest)
     return digest
 

@@ -58,8 +58,6 @@ def fetch_item(item: Item, ledger: downloads.Ledger, progress: bool = True,
     ledger.record(item.url, extracted_to=str(item.dest))
     if not keep_archive:
         item.archive.unlink()
-    if not item.dataset:
-        return f"extracted to {item.dest}"
     report = get_reader(item.dataset, item.dest).check()
     print(report)
     if not report.usable:
@@ -108,9 +106,8 @@ def fetch(profile: Profile | str, only: list[str] | None = None, dry_run: bool =
     todo = plan(profile, only=only)
     droot = profile.paths.data_root
     if dry_run:
-        print(f"profile {profile.name}: data_root {droot}")
-        print(describe_plan(todo, droot))
-        print("\n".join(["", *dry_run_lines(profile)]))
+        print(f"profile {profile.name}: data_root {droot}", describe_plan(todo, droot), "",
+              *dry_run_lines(profile), sep="\n")
         return [(item, "dry run") for item in todo]
     if not todo:
         print(f"profile {profile.name} needs nothing from the network")

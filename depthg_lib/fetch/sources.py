@@ -61,8 +61,7 @@ class Item:
 def released_checkpoint_path(profile: Profile | str) -> Path | None:
     """`<data_root>/models/released/<file>`, or None when no checkpoint was released for it."""
     profile = load_profile(profile)
-    name = shipped_name(profile)
-    name = STEGO_CHECKPOINTS.get(name) or DEPTHG_CHECKPOINTS.get(name)
+    name = {**STEGO_CHECKPOINTS, **DEPTHG_CHECKPOINTS}.get(shipped_name(profile))
     return profile.paths.data_root / "models" / "released" / name if name else None
 
 

@@ -34,8 +34,7 @@ def _seconds(clock: dict, label: str) -> float:
 
 
 def _resumed_share(rec: dict) -> float:
-    """The share of a linear stage's files its last attempt wrote: an attempt that resumed an
-    earlier, lost one timed only its own part of the work."""
+    """The share of the files its last attempt wrote (a resumed attempt timed only its part)."""
     last = rec["attempts"][-1]
     before, after = last.get("files_before", 0), last.get("files_after", 0)
     return (after - before) / after if before and after > before else 1.0
@@ -152,20 +151,16 @@ def table(f: float, rows: dict[str, dict]) -> str:
     return "\n".join(lines) + f"\n\nF = {f:.4g} of the full dataset. {ASSUMPTIONS}."
 
 
-def summarise(record: dict, stages: dict[str, dict]) -> dict:
-    """A rehearsal (its REHEARSAL.json and stage records) as the entry the shipped file keeps."""
+def publish(record: dict, stages: dict[str, dict], path: Path = SHIPPED) -> dict:
+    """Keep a rehearsal (its REHEARSAL.json and stage records) as its profile's entry in `path`."""
     original, s = load_profile(record["profile source"]), record["settings"]
     f, rows = stage_rows(stages, original)
     batch = f" --batch {s['batch']}" if s.get("batch") else ""
     command = (f"python -m depthg_lib.rehearse --profile {original.name} --scale {s['scale']:g} "
                f"--sample {s['sample']} --steps {s['steps']}{batch} --out DIR")  # no local path
-    return {"profile": original.name, "scale": s["scale"], "share": f, "settings": s,
-            "machine": record["machine"], "commit": record["commit"],
-            "date": record["updated"][:10], "command": command, "stages": rows}
-
-
-def publish(record: dict, stages: dict[str, dict], path: Path = SHIPPED) -> dict:
-    entry = summarise(record, stages)
+    entry = {"profile": original.name, "scale": s["scale"], "share": f, "settings": s,
+             "machine": record["machine"], "commit": record["commit"],
+             "date": record["updated"][:10], "command": command, "stages": rows}
     shipped = {**(load_json(path) if path.is_file() else {}), entry["profile"]: entry}
     save_json(path, dict(sorted(shipped.items())))
     return entry

@@ -48,10 +48,9 @@ def _git_commit() -> str | None:
 
 
 def open_rehearsal(out: Path, original: Profile, settings: dict, command: str) -> None:
-    """Create or reopen `<out>` and write `profile/<name>.yaml`: the paper profile on the
-    stand-in data and weights, with the embedded depth net, `sample` validation crops and, if
-    asked, another batch. Refused: an `out` that overlaps a real data folder or the repository,
-    a non-empty folder that is not a rehearsal's, one of another profile or scale."""
+    """Create or reopen `<out>` with `profile/<name>.yaml` (the paper profile on the stand-ins).
+    Refused: an `out` overlapping real data or the repository, a non-empty folder that is no
+    rehearsal's, or a rehearsal of another profile or scale."""
     for folder in (original.paths.data_root, original.paths.dataset_dir, REPO_ROOT):
         mine, theirs = out.resolve(), folder.resolve()
         if mine.is_relative_to(theirs) or theirs.is_relative_to(mine):
@@ -85,15 +84,9 @@ def open_rehearsal(out: Path, original: Profile, settings: dict, command: str) -
 
 def _disk(paths: list[Path]) -> dict:
     """Bytes on disk and file count under `paths` (files or folders)."""
-    size = files = 0
-    for root in paths:
-        walk = [(root.parent, [], [root.name])] if root.is_file() else os.walk(root)
-        for folder, _dirs, names in walk:
-            for name in names:
-                with contextlib.suppress(OSError):
-                    size += os.stat(os.path.join(folder, name)).st_blocks * 512
-                    files += 1
-    return {"bytes": size, "files": files}
+    files = [f for root in paths for f in (root.rglob("*") if root.is_dir() else [root])
+             if f.is_file()]
+    return {"bytes": sum(f.stat().st_blocks * 512 for f in files), "files": len(files)}
 
 
 def stage_outputs(stage: str, profile: Profile, out: Path) -> list[Path]:
@@ -146,8 +139,7 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
     argv = [sys.executable, "-m", "depthg_lib.rehearse.stages", stage, str(out)]
     env = {**os.environ, "DEPTHG_RUNS": str(out / "runs"), "PYTHONWARNINGS": "ignore"}
     with open(log, "a") as fh:
-        fh.write(f"--- {started}: stage {stage}\n")
-        fh.flush()
+        print(f"--- {started}: stage {stage}", file=fh, flush=True)
         begin = time.perf_counter()
         rc, usage, signals = _run_child(argv + (["--force"] if force else []), fh, env)
     disk = _disk(stage_outputs(stage, profile, out))

@@ -26,8 +26,8 @@ from .standin import unit_rows, vit_forward_flops, vit_shape, write_backbone_sta
 
 
 class Clock(defaultdict):
-    """label → wall and CPU seconds, items and calls, summed. Projections use the CPU seconds: on
-    a shared machine a low-priority process's wall time measures the others."""
+    """label → wall and CPU seconds, items and calls, summed (projections use the CPU seconds: a
+    low-priority process's wall time measures the others); `inside`: the labels being timed."""
 
     def __init__(self):
         super().__init__(Counter)
@@ -38,9 +38,11 @@ class Clock(defaultdict):
         """Add the block's seconds for `w.items` items (`with clock.watch(label) as w:`)."""
         w = SimpleNamespace(items=items)
         wall, cpu = time.perf_counter(), time.process_time()
+        self.inside.add(label)
         try:
             yield w
         finally:
+            self.inside.discard(label)
             self[label].update(seconds=time.perf_counter() - wall, items=w.items, calls=1,
                                cpu_seconds=time.process_time() - cpu)
 
@@ -54,20 +56,15 @@ class Clock(defaultdict):
                 for k, e in self.items()}
 
 
-def timed(owner, attr: str, clock: Clock, label, count=lambda args: 1, mark: str = ""):
+def timed(owner, attr: str, clock: Clock, label, count=lambda args: 1):
     """Patch `owner.attr`, for a `with` block, to add its time to `clock` under `label` (or
-    `label(clock)`: validation apart from training) for `count(args)` items; `mark` is in
-    `clock.inside` while it runs."""
+    `label(clock)`: validation apart from training) for `count(args)` items."""
     original = getattr(owner, attr)
 
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
-        clock.inside.add(mark)
-        try:
-            with clock.watch(label(clock) if callable(label) else label, count(args)):
-                return original(*args, **kwargs)
-        finally:
-            clock.inside.discard(mark)
+        with clock.watch(label(clock) if callable(label) else label, count(args)):
+            return original(*args, **kwargs)
 
     return mock.patch.object(owner, attr, wrapper)
 
@@ -210,7 +207,7 @@ def stage_train(ctx: SimpleNamespace) -> dict:
         return "validation forward" if "validation" in c.inside else "train forward"
 
     with (timed(features, "featurize", clock, forward_label, count=lambda a: len(a[1])),
-          timed(validation.Validation, "__call__", clock, "validation", mark="validation"),
+          timed(validation.Validation, "__call__", clock, "validation"),
           timed(trainer.Trainer, "step", clock, "head step"),
           timed(checkpoint, "save_checkpoint", clock, "checkpoint"),
           clock.watch("train()")):
@@ -243,13 +240,11 @@ STAGES = {"weights": stage_weights, "data": stage_data, "depth": stage_depth,
 def main(argv: list[str] | None = None) -> int:
     """A stage's `ctx`: the rehearsal's settings, its stand-in profile, `force` and a Clock."""
     stage, out, *flags = sys.argv[1:] if argv is None else argv
-    settings = load_json(Path(out) / "REHEARSAL.json")["settings"]
-    profile = load_profile(Path(out) / "profile" / f"{settings['profile']}.yaml")
-    ctx = SimpleNamespace(**settings, clock=Clock())
-    ctx.profile, ctx.force = profile, "--force" in flags
-    detail = STAGES[stage](ctx)
+    ctx = SimpleNamespace(**load_json(Path(out) / "REHEARSAL.json")["settings"], clock=Clock(),
+                          force="--force" in flags)
+    ctx.profile = load_profile(Path(out) / "profile" / f"{ctx.profile}.yaml")  # was its name
     save_json(Path(out) / "stages" / f"{stage}.detail.json",
-              {**detail, "clock": ctx.clock.summary()})
+              {**STAGES[stage](ctx), "clock": ctx.clock.summary()})
     return 0
 
 

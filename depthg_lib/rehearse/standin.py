@@ -158,14 +158,14 @@ def write_standin(dataset: str, root: Path, scale: float) -> dict:
 
 def write_backbone_standin(name: str, path: Path) -> dict:
     """Fixed-seed random weights of the timm architecture, loaded like a downloaded `.pth`."""
-    if path.is_file():
-        return {"file": str(path), "bytes": path.stat().st_size, "written": False}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        vit = build_timm_vit(name)
-    with atomic_path(path) as tmp:
-        torch.save(vit.state_dict(), tmp)
-    return {"file": str(path), "bytes": path.stat().st_size, "written": True}
+    written = not path.is_file()
+    if written:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            vit = build_timm_vit(name)
+        with atomic_path(path) as tmp:
+            torch.save(vit.state_dict(), tmp)
+    return {"file": str(path), "bytes": path.stat().st_size, "written": written}
 
 
 def vit_shape(name: str) -> tuple[int, int, int]:
