@@ -2,7 +2,6 @@
 
     reader = get_reader("cocostuff27", profile.paths.dataset_dir)
     reader.names("train"), reader.load_image("train", name), reader.load_label("train", name)
-    python -m depthg_lib.data check --dataset NAME --root DIR
 """
 
 from .readers import READERS, get_reader, reader_for_profile

@@ -83,11 +83,9 @@ class SynthScenesReader(DatasetReader):
 
 
 class DirectoryReader(DatasetReader):
-    """Any folder of images, searched recursively, no labels; names are relative paths.
-
-    With `train/` (and optionally `val/`) sub-folders those are the splits; otherwise every
-    image is in split `train`. The depth stage's output folder `depth/` is never read as input.
-    """
+    """Any folder of images, searched recursively, no labels; names are relative paths. Its
+    `train/` and `val/` sub-folders are the splits if it has them, else every image is in split
+    `train`. The depth stage's output folder `depth/` is never read as input."""
 
     name = "directory"
     has_labels = False

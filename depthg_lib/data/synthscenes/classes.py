@@ -1,10 +1,8 @@
-"""The SynthScenes class table (ids = position): names, colours, thing or stuff."""
+"""The SynthScenes class table (ids = position; stuff first, then things)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-# Stuff first, then things.
 
 
 @dataclass(frozen=True)
@@ -32,9 +30,7 @@ CLASSES: tuple[SynthClass, ...] = (
 )
 N_CLASSES = len(CLASSES)
 CLASS_NAMES = tuple(c.name for c in CLASSES)
-FAR_DEPTH = 100.0
-"""Depth (metres) of sky pixels: the far plane. Hits farther than this are clipped to sky."""
+FAR_DEPTH = 100.0  # metres: the far plane, the depth of sky pixels; farther hits become sky
 
 SKY, GRASS, ROAD, SAND, WATER, BUILDING, BOX, SPHERE, CYLINDER, CONE, TREE, PERSON = range(12)
 THING_IDS = tuple(i for i, c in enumerate(CLASSES) if c.is_thing)
-

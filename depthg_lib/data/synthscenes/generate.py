@@ -13,25 +13,12 @@ from ...errors import DepthGError
 from ...io import atomic_path, check_stage_settings, save_image
 from .classes import CLASSES, FAR_DEPTH
 from .layout import render_scene
-from .scene import Scene
 
 RENDER_VERSION = 2  # bump when the renderer changes what a seed produces
 SPLIT_IDS = {"train": 0, "val": 1}
 
 
 _OUTPUTS = {"imgs": ".jpg", "labels": ".png", "depth_gt": ".npy", "instances": ".png"}
-
-
-def _paths(out: Path, split: str, name: str) -> dict[str, Path]:
-    return {sub: out / sub / split / f"{name}{ext}" for sub, ext in _OUTPUTS.items()}
-
-
-def _write_scene(paths: dict[str, Path], scene: Scene) -> None:
-    save_image(paths["labels"], scene.label)
-    save_image(paths["instances"], scene.instance)
-    with atomic_path(paths["depth_gt"]) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, scene.depth)
-    save_image(paths["imgs"], scene.image, quality=95)  # last: its presence marks "done"
 
 
 def generate(out_dir, n_train: int, n_val: int, size: int, seed: int, progress: bool = True,
@@ -63,12 +50,16 @@ def generate(out_dir, n_train: int, n_val: int, size: int, seed: int, progress: 
             for i in range(int(count))]
     for split, i in tqdm(jobs, desc=f"SynthScenes {size}px", disable=not progress,
                          unit="img"):
-        paths = _paths(out, split, f"{split}_{i:05d}")
+        paths = {sub: out / sub / split / f"{split}_{i:05d}{ext}" for sub, ext in _OUTPUTS.items()}
         if all(p.exists() for p in paths.values()):
             continue
         scene = render_scene(np.random.default_rng([int(seed), SPLIT_IDS[split], i]), int(size),
                              camouflage=float(camouflage))
-        _write_scene(paths, scene)
+        save_image(paths["labels"], scene.label)
+        save_image(paths["instances"], scene.instance)
+        with atomic_path(paths["depth_gt"]) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, scene.depth)
+        save_image(paths["imgs"], scene.image, quality=95)  # last: its presence marks "done"
     return out
 
 

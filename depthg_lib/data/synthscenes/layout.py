@@ -10,10 +10,9 @@ import numpy as np
 
 from .classes import BOX, BUILDING, CONE, CYLINDER, GRASS, PERSON, ROAD, SAND, SPHERE, TREE, WATER
 from .materials import ground_material
-from .noise import noise_table
 from .render import render_layout
 from .scene import Blob, Camera, Ground, Layout, Look, Road, Scene, SceneObject, Sky
-from .shapes import Box, Cone, Cylinder, Shape, Sphere
+from .shapes import Box, Cone, Cylinder, Shape, Sphere, noise_table
 
 # Class-specific but overlapping hue ranges (in turns, wrapped): a green box on grass happens.
 _THING_HUES = {BOX: (0.0, 1.0), SPHERE: (-0.12, 0.42), CYLINDER: (0.22, 0.78),
@@ -223,10 +222,8 @@ def _sample_building(rng, fov_rad, ground: Ground, table):
 def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
                   n_buildings: int | None = None, camouflage: float = 0.0) -> Layout:
     """Draw a random scene description; `n_things`/`n_buildings` override the counts.
-
     `camouflage` (0..1, the study's knob): the chance that a thing wears the look of the ground
-    it stands on. Its coins have their own stream, so the layout stays what the seed gives.
-    """
+    it stands on. Its coins have their own stream, so the layout stays what the seed gives."""
     rng = np.random.default_rng(rng)
     camera = Camera(height=_u(rng, 1.0, 2.6), pitch=_u(rng, -24.0, 0.0), fov=_u(rng, 60.0, 90.0),
                     exposure=_u(rng, 0.92, 1.1), noise=_u(rng, 0.008, 0.025))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .classes import GRASS, ROAD, SAND, WATER
-from .noise import fbm, smoothstep, value_noise
 from .scene import Ground, Look, Sky
-from .shapes import F32
+from .shapes import F32, fbm, smoothstep, value_noise
 
 _PATTERN_MEAN = {"plain": 0.12, "noise": 0.5, "stripes": 0.5, "checker": 0.5, "leaves": 0.5,
                  "windows": 0.25, "bricks": 0.2}

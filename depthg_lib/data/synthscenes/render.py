@@ -9,9 +9,8 @@ import numpy as np
 
 from .classes import FAR_DEPTH, SKY, WATER
 from .materials import ground_albedo, ground_material, look_albedo, sky_color
-from .noise import noise_table, smoothstep, value_noise
 from .scene import Layout, Scene, SceneObject
-from .shapes import F32, INF
+from .shapes import F32, INF, noise_table, smoothstep, value_noise
 
 
 def _screen_box(lo, hi, h, cp, sp, f, H, W):

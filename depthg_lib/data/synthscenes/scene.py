@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .noise import value_noise
-from .shapes import Shape
+from .shapes import Shape, value_noise
 
 
 @dataclass(frozen=True)
