@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..reference import clamped_loss, pair_loss
 from ..sampling import fps_coords
@@ -68,12 +69,7 @@ def toy_shift_outcome(shift: float, steps: int = 100, seed: int = 0) -> tuple[st
     same = right.flatten()[:, None] == right.flatten()[None, :]
     off = ~torch.eye(36, dtype=torch.bool)
     within, across = cc[same & off].mean().item(), cc[~same].mean().item()
-    if across > 0.5:
-        outcome = "collapse"
-    elif within > 0.5:
-        outcome = "separate"
-    else:
-        outcome = "scatter"
+    outcome = "collapse" if across > 0.5 else "separate" if within > 0.5 else "scatter"
     return outcome, within, across
 
 
@@ -100,15 +96,13 @@ def _check_04_4(fn):
     g = torch.Generator().manual_seed(12)
     codes = torch.randn(2, 5, 4, 3, generator=g) * torch.rand(2, 1, 4, 3, generator=g) * 4
     centroids = torch.randn(6, 5, generator=g) * torch.rand(6, 1, generator=g) * 4
-    sim = torch.einsum("bchw,kc->bkhw", torch.nn.functional.normalize(codes, dim=1),
-                       torch.nn.functional.normalize(centroids, dim=1))
-    want_loss, want_assign = -sim.max(1).values.mean(), sim.argmax(1)
-    got = as_tuple(call(fn, codes.clone(), centroids.clone()), 2, "a pair (loss, assignment)")
+    sim = torch.einsum("bchw,kc->bkhw", F.normalize(codes, dim=1), F.normalize(centroids, dim=1))
     dots = torch.einsum("bchw,kc->bkhw", codes, centroids)
-    close_to(got[1], want_assign.numpy(), 0, "assignment", mistakes={
+    got = as_tuple(call(fn, codes.clone(), centroids.clone()), 2, "a pair (loss, assignment)")
+    close_to(got[1], sim.argmax(1).numpy(), 0, "assignment", mistakes={
         "the assignment uses raw dot products: normalise codes and centroids":
             dots.argmax(1).numpy()})
-    close_to(got[0], want_loss.item(), 1e-5, "loss")
+    close_to(got[0], -sim.max(1).values.mean().item(), 1e-5, "loss")
 
 
 @register("04.5", "Which changes of a depth map leave the FPS points unchanged: ×4, +0.5, "
@@ -118,14 +112,12 @@ def _check_04_4(fn):
 def _check_04_5(answer):
     a = as_dict(answer, ("scale", "offset", "square"))
     g = torch.Generator().manual_seed(13)
-    depth = torch.nn.functional.avg_pool2d(torch.rand(3, 1, 32, 32, generator=g), 4, 1, 0)
+    depth = F.avg_pool2d(torch.rand(3, 1, 32, 32, generator=g), 4, 1, 0)
     base = fps_coords(depth, (8, 8), 4, fidelity="corrected")
-    truth = {name: bool(torch.equal(base, fps_coords(t, (8, 8), 4, fidelity="corrected")))
-             for name, t in (("scale", depth * 4), ("offset", depth + 0.5),
-                             ("square", depth ** 2))}
-    for name, value in truth.items():
-        if bool(a[name]) != value:
-            raise Wrong(f"{name}: FPS does {'' if value else 'not '}keep its points "
+    for name, changed in (("scale", depth * 4), ("offset", depth + 0.5), ("square", depth ** 2)):
+        kept = torch.equal(base, fps_coords(changed, (8, 8), 4, fidelity="corrected"))
+        if bool(a[name]) != kept:
+            raise Wrong(f"{name}: FPS does {'' if kept else 'not '}keep its points "
                          f"(you said {bool(a[name])})")
 
 

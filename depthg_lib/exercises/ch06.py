@@ -10,13 +10,6 @@ from scipy import stats
 from .core import Wrong, as_array, as_tuple, call, close_to, register, written
 
 
-def _t_interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    n = len(diffs)
-    mean = float(diffs.mean())
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * diffs.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half
-
-
 @register("06.1", "paired_interval(a, b): mean of a − b over seeds and its 95 % t interval, "
                   "paired by seed", "code",
           "d = a − b per seed; mean ± t(0.975, n − 1)·sd(d, ddof=1)/√n "
@@ -27,16 +20,16 @@ def _check_06_1(fn):
         seed_effect = rng.normal(25, 3, n)  # what both arms share in a seed
         a = seed_effect + 1.0 + rng.normal(0, 0.4, n)
         b = seed_effect + rng.normal(0, 0.4, n)
-        want = _t_interval(a - b)
-        got = as_tuple(call(fn, a.copy(), b.copy()), 3, "a triple (diff, lo, hi)")
-        got = [float(as_array(v)) for v in got]
+        mean, se = (a - b).mean(), (a - b).std(ddof=1) / math.sqrt(n)
+        half = stats.t.ppf(0.975, n - 1) * se
         unpaired = stats.ttest_ind(a, b).confidence_interval(0.95)
-        normal_half = 1.96 * (a - b).std(ddof=1) / math.sqrt(n)
-        close_to(got, want, 1e-6, f"(diff, lo, hi) for {n} seeds", mistakes={
+        got = as_tuple(call(fn, a.copy(), b.copy()), 3, "a triple (diff, lo, hi)")
+        close_to([float(as_array(v)) for v in got], (mean, mean - half, mean + half), 1e-6,
+                 f"(diff, lo, hi) for {n} seeds", mistakes={
             "that interval treats the arms as independent samples: pair them by seed (what a "
-            "seed does to both arms cancels in a − b)": (want[0], unpaired.low, unpaired.high),
+            "seed does to both arms cancels in a − b)": (mean, unpaired.low, unpaired.high),
             "1.96 is the normal quantile: with a few seeds use Student's t with n − 1 degrees "
-            "of freedom": (want[0], want[0] - normal_half, want[0] + normal_half)})
+            "of freedom": (mean, mean - 1.96 * se, mean + 1.96 * se)})
 
 
 @register("06.2", "bootstrap_interval(d, n_boot, seed): the 95 % percentile bootstrap "
