@@ -3,8 +3,7 @@
     python -m depthg_lib.book --profile demo            # runs/demo/book/index.html
 
 A Sphinx source folder is assembled in `runs/<profile>/.book/src` (the executed chapters, a
-landing page from `book/index.md`, the notes in `docs/`) and built offline with warnings as
-errors; `make book` runs the course first and `tools/book_check.py` after.
+landing page from `book/index.md`, the notes in `docs/`) and built offline, warnings as errors.
 """
 
 from __future__ import annotations
@@ -35,11 +34,6 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 def _first_heading(markdown: str, fallback: str) -> str:
     """The text of the first `# ` heading (a chapter's or note's title in the book)."""
     return next((ln[2:].strip() for ln in markdown.splitlines() if ln.startswith("# ")), fallback)
-
-
-def chapter_title(notebook: dict, fallback: str) -> str:
-    cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "markdown"]
-    return _first_heading("\n".join("".join(c.get("source", "")) for c in cells), fallback)
 
 
 def check_run(run_dir: Path, names: list[str], profile_name: str) -> dict:
@@ -203,7 +197,8 @@ def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
     titles = {}
     for name in names:
         notebook = for_the_page(json.loads((run_dir / f"{name}.ipynb").read_text()))
-        titles[name] = chapter_title(notebook, name)
+        cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "markdown"]
+        titles[name] = _first_heading("\n".join("".join(c.get("source", "")) for c in cells), name)
         written.append(_write_if_changed(src / "chapters" / f"{name}.ipynb", json.dumps(
             notebook, indent=1, ensure_ascii=False).encode()))
     notes = {}
@@ -225,14 +220,6 @@ def assemble(run_dir: Path, src: Path, names: list[str], profile_name: str,
     return written
 
 
-def _original_paths(lines: list[str], src: Path, run_dir: Path, docs_dir: Path) -> list[str]:
-    """Warnings name the copies in the source folder; show the files a person edits."""
-    for copies, original in (("chapters", run_dir), ("notes", docs_dir)):
-        for folder in (src.resolve() / copies, src / copies):
-            lines = [line.replace(f"{folder}/", f"{original}/") for line in lines]
-    return lines
-
-
 def build_book(run_dir: Path, names: list[str], profile_name: str, docs_dir: Path = DOCS_DIR,
                figure: Path = PIPELINE_FIGURE) -> Path:
     """Build the book of the run in `run_dir` into `run_dir/book`, replacing it at once."""
@@ -247,7 +234,10 @@ def build_book(run_dir: Path, names: list[str], profile_name: str, docs_dir: Pat
     if done.returncode != 0:
         lines = [ln for ln in (warnings.read_text() if warnings.exists() else "").splitlines()
                  if ln.strip()] or (done.stderr or done.stdout).strip().splitlines()[-15:]
-        shown = "\n  ".join(_original_paths(lines[:15], work / "src", run_dir, docs_dir))
+        shown = "\n  ".join(lines[:15])
+        for copies, original in (("chapters", run_dir), ("notes", docs_dir)):  # the files to edit
+            for folder in ((work / "src").resolve() / copies, work / "src" / copies):
+                shown = shown.replace(f"{folder}/", f"{original}/")
         raise DepthGError(f"the book of {run_dir} did not build: {len(lines)} warning(s) or "
                           f"error(s) (warnings count as errors; all in {warnings}); fix the "
                           f"chapter in notebooks/ or the note in docs/ and run `make book "
@@ -269,9 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="demo", help="the run to publish: runs/<profile>/")
     args = parser.parse_args(argv)
     profile = load_profile(args.profile)
-    run_dir = profile.paths.run_dir
     names = [p.stem for p in chapters()]
-    out = build_book(run_dir, names, profile.name)
+    out = build_book(profile.paths.run_dir, names, profile.name)
     print(f"book of '{profile.name}': {len(names)} chapters, {out / 'index.html'}")
     return 0
 

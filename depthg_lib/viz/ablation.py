@@ -70,11 +70,8 @@ def knob_effect(results: dict):
             x, ci = zip(*pts)
             d = np.array([c["diff"] for c in ci])
             err = np.array([[c["diff"] - c["lo"], c["hi"] - c["diff"]] for c in ci]).T
-            style = _style(a)
-            if b == "kmeans_raw_train_fit":
-                label, style["linestyle"] = f"{a} − k-means (train fit)", ":"
-            else:
-                label = f"{a} − {b}"
+            label = f"{a} − {b}".replace("kmeans_raw_train_fit", "k-means (train fit)")
+            style = _style(a) | ({"linestyle": ":"} if b == "kmeans_raw_train_fit" else {})
             dx = (i - (len(comparisons) - 1) / 2) * 0.025 * span
             ax.errorbar(np.array(x) + dx, d, yerr=err, marker="o", capsize=4, label=label,
                         **style)

@@ -26,7 +26,6 @@ def _draw_boxes(ax, image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]
         ax.text(left + 2 + inset, top + 2 + inset, str(k), va="top", ha="left", fontsize=9,
                 color="white", fontweight="bold",
                 bbox=dict(facecolor=colour, pad=1, linewidth=0))
-    ax.set_title("whole image", fontsize=9)
 
 
 def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarray | None,
@@ -45,20 +44,18 @@ def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarra
                 ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", fontsize=8,
                         color="#777777", transform=ax.transAxes)
                 continue
-            if c == 0 and r == 0:
-                _draw_boxes(ax, full, boxes)
-                continue
-            top, left, h, w = (0, 0, *full.shape[:2]) if c == 0 else boxes[c - 1]
-            part = full[top:top + h, left:left + w]
-            if what == "depth":
-                draw_depth(ax, part, norm, colorbar=c == len(boxes))
-            else:
-                ax.imshow(part, interpolation="nearest")
             if c == 0:
                 ax.set_title(f"whole {what}", fontsize=9)
             elif r == 0:
-                ax.set_title(f"{c - 1}: {BOX_NAMES[c - 1]}", fontsize=9,
-                             color=BOX_COLOURS[(c - 1) % len(BOX_COLOURS)])
+                ax.set_title(f"{c - 1}: {BOX_NAMES[c - 1]}", fontsize=9, color=BOX_COLOURS[c - 1])
+            top, left, h, w = (0, 0, *full.shape[:2]) if c == 0 else boxes[c - 1]
+            part = full[top:top + h, left:left + w]
+            if c == 0 and r == 0:
+                _draw_boxes(ax, full, boxes)
+            elif what == "depth":
+                draw_depth(ax, part, norm, colorbar=c == len(boxes))
+            else:
+                ax.imshow(part, interpolation="nearest")
     return titled(fig, legend=None if label is None else (palette, class_names, [label]))
 
 

@@ -3,7 +3,6 @@ of patch features, CLS attention, k-means of patches), depth predictions, traini
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 
@@ -30,8 +29,7 @@ def objective_figure():
     """A schematic of the shipped objective: two views, one ViT, VICReg on CLS and on matched
     patches (invariance, variance, covariance)."""
     fig, ax = plt.subplots(figsize=(9, 3.4))
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 4)
+    ax.set(xlim=(0, 10), ylim=(0, 4))
     ax.axis("off")
     for x, y, w, h, text, colour in _BOXES:
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=colour,
@@ -62,8 +60,7 @@ def correspondence_figure(image: np.ndarray, pair: dict, seed: int = 0, n_lines:
         axes[k + 1].set_title(f"view {k + 1}" + (" (flipped)" if bool(flips[k]) else ""))
     rows, cols = np.nonzero(pair["inside"])
     pick = np.random.default_rng(seed).permutation(len(rows))[:n_lines]
-    for i in pick:
-        r, c = rows[i], cols[i]
+    for r, c in zip(rows[pick], cols[pick]):
         tx, ty = (xy[r, c] + 1) / 2 * grid
         fig.add_artist(ConnectionPatch((c + 0.5, r + 0.5), (tx, ty), "data", "data",
                                        axesA=axes[1], axesB=axes[2], color="yellow", lw=0.8))
@@ -131,33 +128,29 @@ def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palet
     """Columns of images; rows: image, ground truth (patch level), then one row per method
     of Hungarian-matched k-means classes (`segmentations`: name → (N,h,w) class maps)."""
     palette = class_palette() if palette is None else palette
-    rows = {"ground truth": _labels(labels, palette)}
-    rows.update({name: _labels(seg, palette) for name, seg in segmentations.items()})
-    fig = _rows(images, rows, 1.9, label_size=9)
-    shown = [*labels, *(m for seg in segmentations.values() for m in seg)]
+    maps = {"ground truth": labels, **segmentations}
+    fig = _rows(images, {name: _labels(m, palette) for name, m in maps.items()}, 1.9, label_size=9)
+    shown = [m for seg in maps.values() for m in seg]
     return titled(fig, title, (palette, class_names, shown))
 
 
 def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str = ""):
     """Rows: image, ground truth, then each prediction; all per-image min–max normalised (the
-    stored format, docs/method.md §2), drawn in the course's depth convention (near = bright,
-    power scale, colour bar)."""
+    stored format, docs/method.md §2), in the course's depth convention."""
     unit = depth_norm(np.zeros(1), np.ones(1))
 
     def depth_row(maps):
         return lambda ax, j: draw_depth(ax, minmax(maps[j]), unit, colorbar=j == len(images) - 1)
 
-    rows = {"ground truth": depth_row(gt)}
-    rows.update({name: depth_row(pred) for name, pred in predictions.items()})
+    rows = {name: depth_row(maps) for name, maps in {"ground truth": gt, **predictions}.items()}
     return titled(_rows(images, rows, 1.9, label_size=9, width_pad=0.5), title)
 
 
 def plot_pretrain_log(path: str | os.PathLike, title: str = ""):
     """Losses and collapse monitors of a ViT run (VICRegL terms, feature spread), or depth
     losses, from a pretraining `log.csv`."""
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh))
-    log = {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
+    table = np.genfromtxt(path, delimiter=",", names=True)
+    log = {k: table[k] for k in table.dtype.names}
     if "var_local" in log:  # VICRegL
         shown = [(("loss_global", "loss_local"), "VICReg losses"),
                  (("inv_local", "var_local", "cov_local", "inv_global", "var_global"),

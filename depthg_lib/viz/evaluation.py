@@ -59,10 +59,9 @@ def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = 
 
 def clusters_to_classes(pred: np.ndarray, cluster_to_class: Sequence[int]) -> np.ndarray:
     """Map cluster ids to their matched class ids (unmatched → 255, drawn black)."""
-    lut = np.full(max(256, len(cluster_to_class)), 255, dtype=np.int64)
-    for c, k in enumerate(cluster_to_class):
-        if k >= 0:
-            lut[c] = k
+    mapped = np.asarray(cluster_to_class, dtype=np.int64)
+    lut = np.full(max(256, len(mapped)), 255, dtype=np.int64)
+    lut[: len(mapped)] = np.where(mapped >= 0, mapped, 255)
     return lut[np.asarray(pred).astype(np.int64)].astype(np.uint8)
 
 
@@ -111,23 +110,20 @@ def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarr
     order = np.empty(n, dtype=np.int64)
     order[np.asarray(cols)] = np.asarray(rows)
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.1 * n, 0.55 * n_rows + 1.8))
-    panels = [(hist, [f"cluster {c}" for c in range(n_rows)], "counts; matching outlined"),
-              (hist[order], [f"cluster {c}" for c in order], "rows reordered: matches on the "
-                                                               "diagonal")]
-    for ax, (mat, ylabels, title) in zip(axes, panels):
+    shown = [(hist, range(n_rows), "counts; matching outlined", zip(rows, cols)),
+             (hist[order], order, "rows reordered: matches on the diagonal",
+              [(k, k) for k in range(n)])]
+    for ax, (mat, clusters, title, matched) in zip(axes, shown):
         ax.imshow(mat, cmap="Blues")
         for (i, j), v in np.ndenumerate(mat):
             ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=8,
                     color="white" if v > 0.6 * hist.max() else "black")
         ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(mat.shape[0]), ylabels, fontsize=8)
+        ax.set_yticks(range(mat.shape[0]), [f"cluster {c}" for c in clusters], fontsize=8)
         ax.set_title(title, fontsize=9)
-    for r, c in zip(rows, cols):
-        axes[0].add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2, color="red"))
-    for k in range(n):
-        axes[1].add_patch(Rectangle((k - 0.5, k - 0.5), 1, 1, fill=False, lw=2, color="red"))
-    axes[0].set_xlabel("ground-truth class")
-    axes[1].set_xlabel("ground-truth class")
+        ax.set_xlabel("ground-truth class")
+        for r, c in matched:
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2, color="red"))
     return titled(fig)
 
 

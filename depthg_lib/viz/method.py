@@ -114,19 +114,6 @@ def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int
     return corrected.numpy(), released.numpy()
 
 
-def _correlation_columns(feats, codes, point, depth, image):
-    """plot_correlations' panels: (title, data, value range, or None = image, "depth")."""
-    cols = [] if image is None else [("image a, query point", image, None)]
-    cols += [("F: features, a → a", correlation_to_point(feats, point), (-1, 1)),
-             ("C: codes, a → a", correlation_to_point(codes, point), (-1, 1))]
-    if depth is not None:
-        corrected, released = depth_similarity_to_point(depth, feats.shape[-2:], point)
-        cols += [("depth a", one_depth_map(depth)[0, 0].numpy(), "depth"),
-                 ("D corrected: 1 − |d̂_q − d̂|", corrected, (0, 1)),
-                 ("D released (≡ 1)", released, (0, 1))]
-    return cols
-
-
 def _draw_column(fig, ax, col, point, grid_hw) -> None:
     """One panel of plot_correlations, with the query point starred."""
     title, data, lim = col
@@ -149,7 +136,15 @@ def plot_correlations(feats, codes, point: Sequence[int] = (0, 0), depth=None,
     """F, C and D (both fidelities) of one query point (row, col on the feature grid) as maps,
     then the values of F and C on one axis: where does each put them?"""
     feats = torch.as_tensor(feats).float()
-    cols = _correlation_columns(feats, codes, point, depth, image)
+    # the panels: (title, data, value range, or None = the image, "depth")
+    cols = [] if image is None else [("image a, query point", image, None)]
+    cols += [("F: features, a → a", correlation_to_point(feats, point), (-1, 1)),
+             ("C: codes, a → a", correlation_to_point(codes, point), (-1, 1))]
+    if depth is not None:
+        corrected, released = depth_similarity_to_point(depth, feats.shape[-2:], point)
+        cols += [("depth a", one_depth_map(depth)[0, 0].numpy(), "depth"),
+                 ("D corrected: 1 − |d̂_q − d̂|", corrected, (0, 1)),
+                 ("D released (≡ 1)", released, (0, 1))]
     fig, axes = plt.subplots(1, len(cols) + 1, figsize=(2.7 * (len(cols) + 1), 3.0))
     for ax, col in zip(axes, cols):
         _draw_column(fig, ax, col, point, feats.shape[-2:])

@@ -40,7 +40,6 @@ def pipeline_figure(highlight: str | None = None):
     ax.text(len(STAGES) * (width + gap) / 2 - gap / 2, 1.92,
             "frozen self-supervised ViT features  +  monocular depth  →  low-dimensional codes",
             ha="center", fontsize=10, style="italic")
-    ax.set_xlim(-0.1, len(STAGES) * (width + gap))
-    ax.set_ylim(-0.05, 2.1)
+    ax.set(xlim=(-0.1, len(STAGES) * (width + gap)), ylim=(-0.05, 2.1))
     ax.axis("off")
     return titled(fig)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.synthscenes import CLASSES, Scene
+from ..data.synthscenes import CLASSES
 from ..errors import DepthGError
 from ..io import read_label, read_rgb
 from . import class_palette, colorize, depth_norm, draw_depth, panels, titled
@@ -22,37 +22,30 @@ def colorize_instances(instance: np.ndarray) -> np.ndarray:
     return lut[instance]
 
 
-def _load_dir(root: Path, n: int, split: str) -> list[Scene]:
-    """The first `n` scenes of a `generate` folder's `split`."""
-    imgs = sorted((root / "imgs" / split).glob("*.jpg"))[:n]
-    if not imgs:
-        raise DepthGError(f"no images in {root / 'imgs' / split}; make the dataset with "
-                          f"`python -m depthg_lib.data.synthscenes --out {root} ...`")
-    names = [img.stem for img in imgs]
-    return [Scene(image=read_rgb(img), label=read_label(root / "labels" / split / f"{n}.png"),
-                  depth=np.load(root / "depth_gt" / split / f"{n}.npy"),
-                  instance=read_label(root / "instances" / split / f"{n}.png"), camera={})
-            for img, n in zip(imgs, names)]
-
-
 def show_scenes(folder: str | os.PathLike, n: int = 4, split: str = "val"):
     """Columns of the first `n` scenes of a `generate` folder's `split`, rows image / label /
     ground-truth depth / instances, with a legend of the classes shown."""
-    scenes = _load_dir(Path(folder), n, split)
+    root = Path(folder)
+    images = sorted((root / "imgs" / split).glob("*.jpg"))[:n]
+    if not images:
+        raise DepthGError(f"no images in {root / 'imgs' / split}; make the dataset with "
+                          f"`python -m depthg_lib.data.synthscenes --out {root} ...`")
+    labels = [read_label(root / "labels" / split / f"{p.stem}.png") for p in images]
+    depths = [np.load(root / "depth_gt" / split / f"{p.stem}.npy") for p in images]
     palette = class_palette()
     rows = ("image", "label", "depth", "instances")
-    fig, axes = panels(len(rows), len(scenes), (2.3, 2.4), 0.6, frame=True)
-    norm = depth_norm(*[s.depth for s in scenes])
-    for j, scene in enumerate(scenes):
-        shown = (scene.image, colorize(scene.label, palette), None,
-                 colorize_instances(scene.instance))
+    fig, axes = panels(len(rows), len(images), (2.3, 2.4), 0.6, frame=True)
+    norm = depth_norm(*depths)
+    for j, path in enumerate(images):
+        instances = read_label(root / "instances" / split / f"{path.stem}.png")
+        shown = (read_rgb(path), colorize(labels[j], palette), None, colorize_instances(instances))
         for i, panel in enumerate(shown):
             ax = axes[i, j]
             if panel is None:
-                draw_depth(ax, scene.depth, norm, colorbar=j == len(scenes) - 1,
+                draw_depth(ax, depths[j], norm, colorbar=j == len(images) - 1,
                            label="depth (scene units, near = bright)")
             else:
                 ax.imshow(panel, interpolation="nearest")
             if j == 0:
                 ax.set_ylabel(rows[i])
-    return titled(fig, legend=(palette, [c.name for c in CLASSES], [s.label for s in scenes]))
+    return titled(fig, legend=(palette, [c.name for c in CLASSES], labels))

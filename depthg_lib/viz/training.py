@@ -62,26 +62,6 @@ def _loss_terms(ax, log: dict) -> None:
     ax.legend(fontsize=7)
 
 
-def _probe_losses(ax, log: dict) -> None:
-    """The two probe losses (trained on the detached code) against steps."""
-    ax.plot(log["step"], log["linear_loss"], label="linear probe (CE)")
-    ax.plot(log["step"], log["cluster_loss"], label="cluster probe")
-    ax.set_xlabel("step")
-    ax.set_title("probe losses")
-    ax.legend(fontsize=8)
-
-
-def _schedule(ax, log: dict) -> None:
-    """Sample grid S (left axis) and depth-term weight (right axis) against steps."""
-    ax.step(log["step"], log["samples"], where="post", color="C0", lw=3, alpha=0.6)
-    ax.set_ylabel("S (sample grid S×S)", color="C0")
-    ax.set_xlabel("step")
-    right = ax.twinx()  # dashed on top: the two often change at the same step
-    right.step(log["step"], log["weight_depth"], where="post", color="C3", ls="--")
-    right.set_ylabel("depth weight", color="C3")
-    ax.set_title("schedules: S (solid), depth weight (dashed)")
-
-
 def _probe_scores(ax, log: dict, baselines: Mapping[str, float] | None) -> None:
     """Validation mIoU of the linear and (Hungarian-matched) cluster probes, with
     `baselines` (name → mIoU %, e.g. k-means on the raw features) as horizontal lines."""
@@ -110,7 +90,18 @@ def plot_training(log: dict, title: str = "", baselines: Mapping[str, float] | N
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.0))
     steps = updates(log)  # the untrained head's row holds scores only
     _loss_terms(axes[0, 0], steps)
-    _probe_losses(axes[0, 1], steps)
-    _schedule(axes[1, 0], steps)
+    axes[0, 1].plot(steps["step"], steps["linear_loss"], label="linear probe (CE)")
+    axes[0, 1].plot(steps["step"], steps["cluster_loss"], label="cluster probe")
+    axes[0, 1].set_xlabel("step")
+    axes[0, 1].set_title("probe losses")
+    axes[0, 1].legend(fontsize=8)
+    schedule = axes[1, 0]
+    schedule.step(steps["step"], steps["samples"], where="post", color="C0", lw=3, alpha=0.6)
+    schedule.set_ylabel("S (sample grid S×S)", color="C0")
+    schedule.set_xlabel("step")
+    right = schedule.twinx()  # dashed on top: the two often change at the same step
+    right.step(steps["step"], steps["weight_depth"], where="post", color="C3", ls="--")
+    right.set_ylabel("depth weight", color="C3")
+    schedule.set_title("schedules: S (solid), depth weight (dashed)")
     _probe_scores(axes[1, 1], log, baselines)
     return titled(fig, title)
