@@ -22,15 +22,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="also open every image and label (slow; finds corrupt files)")
     args = parser.parse_args(argv)
 
-    arg = None
+    dataset, root, arg = args.dataset, args.root, None
     if args.profile:
         profile = load_profile(args.profile)
-        dataset = args.dataset or profile.dataset
-        root = args.root or profile.paths.dataset_dir
+        dataset, root = dataset or profile.dataset, root or profile.paths.dataset_dir
         arg = profile_arg(profile)
-    elif args.dataset and args.root:
-        dataset, root = args.dataset, args.root
-    else:
+    if not (dataset and root):
         raise DepthGError("give --dataset NAME and --root DIR (or --profile P)")
     report = get_reader(dataset, root).check(deep=args.deep, profile_arg=arg)
     print(report)

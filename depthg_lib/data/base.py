@@ -150,9 +150,9 @@ class DatasetReader:
             raise DepthGError(f"split list {path} is empty; expected one image id per line")
         return names
 
-    def _label_names(self, split: str) -> set[str] | None:
-        """Names that have a label file, when they can be listed cheaply (for the check)."""
-        return None
+    def _label_names(self, split: str, names: list[str]) -> set[str]:
+        """Names that have a label file (for the check); a subclass may list them cheaper."""
+        return {n for n in names if self.label_path(split, n).is_file()}
 
     def _map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """Stored ids → `0..C-1`, 255 ignore. Default: stored ids are already class ids."""
@@ -206,7 +206,6 @@ class DatasetReader:
         stage records as its inputs (`io.check_stage_settings`)."""
         names = self.names(split)
         paths = {"images": self.image_path, "labels": self.label_path, "depth": self.depth_path}
-        words = {"images": "images", "labels": "labels", "depth": "depth maps"}
         stamps = {}
         for kind in kinds:
             if kind == "labels" and not self.has_labels:
@@ -214,8 +213,8 @@ class DatasetReader:
             files = [paths[kind](split, n) for n in names]
             where = (Path(os.path.commonpath([str(f.parent) for f in files])) if files
                      else self.root)
-            stamps[f"{split}/{kind}"] = stamp_files(
-                files, self.root, what=f"the {split} {words[kind]} in {where}")
+            what = f"the {split} {'depth maps' if kind == 'depth' else kind} in {where}"
+            stamps[f"{split}/{kind}"] = stamp_files(files, self.root, what=what)
         return stamps
 
     def stale_depth(self, split: str) -> list[str]:
@@ -226,9 +225,8 @@ class DatasetReader:
         return changed_inputs(recorded, self.input_stamps(split, ("images",)))
 
     def check(self, deep: bool = False, profile_arg: str | None = None) -> CheckReport:
-        """Count what is present and missing per split; `deep` also opens every file. Depth
-        maps made from other images than the split now holds are a problem, named with the
-        command that redoes them (`profile_arg` is what it passes to --profile)."""
+        """Count what is present and missing per split (`deep` also opens every file); stale depth
+        maps are a problem, named with the command that redoes them (with `profile_arg`)."""
         report = CheckReport(self.name, self.root, self.tree)
         if not self.root.is_dir():
             report.problems.append(f"dataset folder {self.root} does not exist")
@@ -272,9 +270,7 @@ class DatasetReader:
             (report.problems if split == "train" else report.notes).append(
                 f"split {split}: no images in {rep.where}")
         if self.has_labels:
-            labelled = self._label_names(split)
-            if labelled is None:
-                labelled = {n for n in names if self.label_path(split, n).is_file()}
+            labelled = self._label_names(split, names)
             rep.labels = len(labelled)
             rep.without_label = [n for n in present if n not in labelled]
             rep.label_only = sorted(labelled - set(present))
@@ -338,8 +334,7 @@ def lookup_label(raw: np.ndarray, table: dict[int, int], path: Path, what: str) 
 
 
 def scan_images(folder: Path, exclude: tuple[str, ...] = ()) -> dict[str, Path]:
-    """name → image file anywhere under `folder` (not in its sub-folders `exclude`); names are
-    relative paths without suffix (posix)."""
+    """name (posix path relative to `folder`, no suffix) → image file, skipping `exclude`."""
     found: dict[str, Path] = {}
     clashes = []
     for dirpath, dirnames, filenames in os.walk(folder):

@@ -35,8 +35,7 @@ class SynthScenesReader(DatasetReader):
 
     @cached_property
     def _classes(self) -> list[tuple[str, tuple | None]]:
-        """(name, colour) per class from the folder's own `synthscenes.json`, so a folder made by
-        another version of the generator still names its classes right."""
+        """(name, colour) per class from the folder's own `synthscenes.json` if it has one."""
         path = self.root / "synthscenes.json"
         if path.is_file():
             try:
@@ -68,9 +67,8 @@ class SynthScenesReader(DatasetReader):
             raise self._missing(split, folder, hint=f" ({self._root_hint})")
         return [p.stem for p in folder.glob("[!.]*.jpg")]  # not hidden files
 
-    def _label_names(self, split):
-        folder = self.root / "labels" / split
-        return {p.stem for p in folder.glob("*.png")} if folder.is_dir() else set()
+    def _label_names(self, split, names):
+        return {p.stem for p in (self.root / "labels" / split).glob("*.png")}
 
     def load_gt_depth(self, split, name):
         path = self.root / "depth_gt" / split / f"{name}.npy"
@@ -140,21 +138,16 @@ class DirectoryReader(DatasetReader):
                 f"{self.root / 'train'} and {self.root / 'val'}"]
 
 
-_CURATED = "Coco164kFull_Stuff_Coarse_7.txt"
-MAPPING_FILE = Path(__file__).with_name("cocostuff27.json")
-
-
 @cache
 def fine_to_coarse() -> dict[int, int]:
     """COCO-Stuff fine id → coarse id, from the shipped `cocostuff27.json`."""
-    table = json.loads(MAPPING_FILE.read_text())["fine_to_coarse"]
+    table = json.loads(Path(__file__).with_name("cocostuff27.json").read_text())["fine_to_coarse"]
     return {int(k): int(v) for k, v in table.items()}
 
 
 class CocoStuff27Reader(DatasetReader):
-    """COCO-Stuff-27, the curated STEGO subset: only the ids in
-    `curated/<split_dir>/Coco164kFull_Stuff_Coarse_7.txt` are read (as in STEGO and DepthG), and
-    fine ids 0..181 map to the 27 coarse classes of `cocostuff27.json`; 255 stays ignore."""
+    """COCO-Stuff-27 as in STEGO and DepthG: only the ids of the curated lists are read, and fine
+    ids 0..181 map to the 27 coarse classes of `cocostuff27.json`; 255 stays ignore."""
 
     name = "cocostuff27"
     # The COCO-Stuff super-categories the 27 coarse ids stand for (0..11 things, 12..26 stuff);
@@ -177,7 +170,7 @@ class CocoStuff27Reader(DatasetReader):
   depth/{train2017,val2017}/<id>_zoedepth.png         written by python -m depthg_lib.depth"""
 
     def _split_location(self, split):
-        return self.root / "curated" / self.split_dirs[split] / _CURATED
+        return self.root / "curated" / self.split_dirs[split] / "Coco164kFull_Stuff_Coarse_7.txt"
 
     def _list(self, split):
         return self._read_list(split, hint=" (the curated image list of STEGO)")
@@ -191,10 +184,9 @@ _LABEL_SUFFIX = "_gtFine_labelIds.png"
 
 
 class CityscapesReader(DatasetReader):
-    """Cityscapes-27 in torchvision's `Cityscapes(mode="fine", target_type="semantic")` folders.
-    As in STEGO, labelIds 7..33 become the classes 0..26 and the ids below 7 (unlabeled, ego
-    vehicle, ..., ground) ignore. A name is the file stem without its suffix, e.g.
-    `aachen_000000_000019`; its city is the part before the last two `_`."""
+    """Cityscapes-27 in torchvision's `Cityscapes(mode="fine", target_type="semantic")` folders:
+    as in STEGO, labelIds 7..33 are the classes 0..26 and lower ids ignore. A name is the file
+    stem without suffix (`aachen_000000_000019`); its city is the part before the last two `_`."""
 
     name = "cityscapes"
     class_names = (  # labelIds 7..33
@@ -226,10 +218,8 @@ class CityscapesReader(DatasetReader):
             raise self._missing(split, folder)
         return [p.name[: -len(_IMG_SUFFIX)] for p in folder.glob(f"*/*{_IMG_SUFFIX}")]
 
-    def _label_names(self, split):
+    def _label_names(self, split, names):
         folder = self.root / "gtFine" / split
-        if not folder.is_dir():
-            return set()
         return {p.name[: -len(_LABEL_SUFFIX)] for p in folder.glob(f"*/*{_LABEL_SUFFIX}")}
 
     def _map_label(self, raw, path):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class SynthClass:
+class SynthClass(NamedTuple):
     """One SynthScenes class: its name, the colour figures draw it with, thing or stuff."""
 
     name: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,8 @@ _OUTPUTS = {"imgs": ".jpg", "labels": ".png", "depth_gt": ".npy", "instances": "
 
 def generate(out_dir, n_train: int, n_val: int, size: int, seed: int, progress: bool = True,
              force: bool = False, camouflage: float = 0.0) -> Path:
-    """Render a SynthScenes dataset into `out_dir` (STEGO layout), resumable: image i of a
-    split comes from `default_rng([seed, split_id, i])`, so the same arguments give identical
-    files. Other arguments are refused unless `force` (which deletes the old images first)."""
+    """Render a SynthScenes dataset into `out_dir` (STEGO layout), resumable: image i of a split
+    comes from `default_rng([seed, split_id, i])`. `force` replaces a set made with other ones."""
     for name, value, low in (("n_train", n_train, 0), ("n_val", n_val, 0), ("size", size, 16),
                              ("seed", seed, 0)):
         if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
@@ -36,7 +34,7 @@ def generate(out_dir, n_train: int, n_val: int, size: int, seed: int, progress: 
     settings = {"stage": "synthscenes", "renderer_version": RENDER_VERSION,
                 "n_train": int(n_train), "n_val": int(n_val), "size": int(size),
                 "seed": int(seed), "far_depth": FAR_DEPTH,
-                "classes": [dataclasses.asdict(c) for c in CLASSES]}
+                "classes": [c._asdict() for c in CLASSES]}
     if camouflage:  # recorded only when used: datasets made before the knob stay valid
         settings["camouflage"] = float(camouflage)
     if force:

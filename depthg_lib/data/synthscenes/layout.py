@@ -123,9 +123,8 @@ def _sample_ground(rng, fov_rad) -> Ground:
     roads = _place_roads(rng, lake, beach, marked)
     sand = None
     if rng.random() < 0.4:
-        c = in_view(5, 30)
-        sand = Blob(c, (_u(rng, 3, 12), _u(rng, 2, 8)), _u(rng, 0, math.pi), _u(rng, 0.1, 0.5),
-                    _u(rng, 0, 64))
+        sand = Blob(in_view(5, 30), (_u(rng, 3, 12), _u(rng, 2, 8)), _u(rng, 0, math.pi),
+                    _u(rng, 0.1, 0.5), _u(rng, 0, 64))
     return Ground(grass, road_look, sand_look, water_look, lake=lake, beach=beach, sand=sand,
                   roads=tuple(roads))
 

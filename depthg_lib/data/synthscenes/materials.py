@@ -77,7 +77,7 @@ def ground_material(ground: Ground, x, y, table):
 
 
 def ground_albedo(ground: Ground, mat, x, y, lateral, along, fp, table):
-    out = [np.empty(x.shape, F32) for _ in range(3)]
+    out = np.empty((x.size, 3), F32)
     zero = np.zeros((), F32)
     looks = {GRASS: ground.grass, ROAD: ground.road_look, SAND: ground.sand_look,
              WATER: ground.water_look}
@@ -99,9 +99,8 @@ def ground_albedo(ground: Ground, mat, x, y, lateral, along, fp, table):
             # Thin lines fade with distance (coverage of a pixel), so they do not alias.
             a = np.where(dash | edge, np.clip(0.15 / np.maximum(f, 1e-3), 0.0, 0.85), 0.0)
             rgb = [c + (0.92 - c) * a for c in rgb]
-        for ch in range(3):
-            out[ch][sel] = rgb[ch]
-    return out
+        out[sel] = np.stack(rgb, axis=-1)
+    return out.T
 
 
 def sky_color(sky: Sky, dx, dy, dz, table):

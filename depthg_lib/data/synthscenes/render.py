@@ -45,8 +45,7 @@ _Hits = namedtuple("_Hits", "idx t rdx rdy rdz px py pz ray_len")
 
 
 def _rays(cam, size: int | tuple[int, int]) -> _Rays:
-    H, W = (size, size) if isinstance(size, int | np.integer) else size
-    H, W = int(H), int(W)
+    H, W = (int(s) for s in np.broadcast_to(size, 2))  # an int is a square
     h = float(cam.height)
     pitch = math.radians(cam.pitch)
     cp, sp = math.cos(pitch), math.sin(pitch)
@@ -88,7 +87,7 @@ def _surfaces(layout: Layout, parts: list, hits: _Hits, ids: np.ndarray, f: floa
     """Per hit: normal, albedo, class, instance and whether it is water, one surface at a time."""
     n = hits.idx.size
     normal = [np.zeros(n, F32), np.zeros(n, F32), np.ones(n, F32)]
-    alb = [np.empty(n, F32) for _ in range(3)]
+    alb = np.empty((n, 3), F32)
     lab, inst = np.empty(n, np.uint8), np.zeros(n, np.uint16)
     water = np.zeros(n, bool)
     order = np.argsort(ids, kind="stable")
@@ -97,27 +96,25 @@ def _surfaces(layout: Layout, parts: list, hits: _Hits, ids: np.ndarray, f: floa
     for k, a, b in zip(uniq.tolist(), starts.tolist(), ends.tolist()):
         sel = order[a:b]
         x, y, z = hits.px[sel], hits.py[sel], hits.pz[sel]
-        footprint = hits.t[sel] * hits.ray_len[sel] / f  # pixel size on the surface, times cos
-        if k == -1:  # ground
-            cos_in = np.abs(hits.rdz[sel]) / hits.ray_len[sel]
+        if k >= 0:  # a part; the ground keeps the normal (0, 0, 1)
+            oi, shape, look = parts[k]
+            normal[0][sel], normal[1][sel], normal[2][sel] = shape.normal(x, y, z)
+        nx, ny, nz = normal[0][sel], normal[1][sel], normal[2][sel]
+        cos_in = np.abs(nx * hits.rdx[sel] + ny * hits.rdy[sel] + nz * hits.rdz[sel]
+                        ) / hits.ray_len[sel]
+        # the pixel's footprint on the surface
+        fp = hits.t[sel] * hits.ray_len[sel] / f / np.maximum(cos_in, 0.2)
+        if k == -1:
             mat, lat, alo = ground_material(layout.ground, x, y, table)
-            c = ground_albedo(layout.ground, mat, x, y, lat, alo,
-                              footprint / np.maximum(cos_in, 0.2), table)
+            c = ground_albedo(layout.ground, mat, x, y, lat, alo, fp, table)
             lab[sel] = mat
             water[sel] = mat == WATER
         else:
-            oi, shape, look = parts[k]
-            sx, sy, sz = shape.normal(x, y, z)
-            normal[0][sel], normal[1][sel], normal[2][sel] = sx, sy, sz
-            cos_in = np.abs(sx * hits.rdx[sel] + sy * hits.rdy[sel] + sz * hits.rdz[sel]
-                            ) / hits.ray_len[sel]
-            c = look_albedo(look, x, y, z, sx, sy, sz, footprint / np.maximum(cos_in, 0.2),
-                            table)
+            c = look_albedo(look, x, y, z, nx, ny, nz, fp, table)
             lab[sel] = layout.objects[oi].class_id
             inst[sel] = layout.objects[oi].instance
-        for ch in range(3):
-            alb[ch][sel] = c[ch]
-    return normal, alb, lab, inst, water
+        alb[sel] = np.stack(c, axis=-1)
+    return normal, alb.T, lab, inst, water
 
 
 def _sunlight(layout: Layout, hits: _Hits, normal: list) -> np.ndarray:
