@@ -47,13 +47,12 @@ def ensure_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (a dot name, hashed if `path`'s is near the usual
-    255-byte limit); rename it onto `path` only if the block succeeds."""
+    """Yield a temporary (dot) path beside `path`, renamed onto it only if the block succeeds."""
     path = Path(path)
     ensure_dir(path.parent)
     size = len(path.name.encode())
     prefix = f".{path.name}."
-    if size + 16 + len(path.suffix) > 255:
+    if size + 16 + len(path.suffix) > 255:  # near the usual limit of a file name
         prefix = f".{hashlib.sha1(path.name.encode()).hexdigest()[:16]}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
@@ -82,10 +81,9 @@ def free_bytes(path: str | os.PathLike) -> int:
 
 
 class DiskRoom:
-    """Stops a long stage before its disk fills up: once `PROBE` items are written, the bytes
-    they added to `folder`, projected over the rest, must fit what is free — else one error
-    naming the folder. The folder's own growth is measured, not the disk's free space, which
-    other programs writing to the same disk would make look like the stage's."""
+    """Stops a long stage before its disk fills up: the bytes the first `PROBE` items added to
+    `folder` (its own growth: other programs change the disk's free space), projected over the
+    rest, must fit what is free."""
 
     PROBE = 20
 
@@ -129,10 +127,9 @@ def load_json(path: str | os.PathLike) -> Any:
 
 
 def save_image(path: str | os.PathLike, array: np.ndarray, **save_kwargs: Any) -> None:
-    """Save an array as an image atomically. uint16 arrays become 16-bit PNGs (mode I;16)."""
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(Path(path).suffix.lower())
+    """Save an array as an image atomically, in its suffix's format (uint16: a 16-bit PNG)."""
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format=fmt, **save_kwargs)
+        Image.fromarray(array).save(tmp, **save_kwargs)
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
@@ -166,9 +163,7 @@ def read_rgb(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
             arr = np.round(arr / top * 255).astype(np.uint8)
             return np.repeat(arr[..., None], 3, axis=2)
         if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-            img = img.convert("RGBA")
-            background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, img)
+            img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
@@ -181,8 +176,7 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
 def read_depth_png(path: str | os.PathLike,
                    remedy: str = "re-run the depth stage (python -m depthg_lib.depth)"
                    ) -> np.ndarray:
-    """A stored depth map, one channel: uint16 (docs/method.md §2) or uint8 (the released
-    code's maps); errors name the file and end with `remedy`."""
+    """A stored depth map, one channel: uint16 (docs/method.md §2) or the released code's uint8."""
     with _opened(path, "depth map", f"; {remedy}", f"; delete it and {remedy}") as img:
         arr = np.asarray(img)
     if arr.ndim == 3:
@@ -195,8 +189,7 @@ def read_depth_png(path: str | os.PathLike,
 
 
 def prefetched(load: Callable, items: Sequence, batch: int, workers: int) -> Iterator[list]:
-    """Yield `[load(x) for x in items[i:i + batch]]` batch by batch, the next batch loading in
-    `workers` threads meanwhile (PIL and file reads release the GIL)."""
+    """`load` of each batch of `items`, the next batch loading in threads meanwhile (no GIL)."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         def submit(start):
             return [pool.submit(load, x) for x in items[start:start + batch]]
@@ -306,10 +299,9 @@ def recorded_settings_differ(out_dir: str | os.PathLike, stage: str, settings: d
 def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
                          force: bool = False, inputs: dict | None = None,
                          command: str | None = None, write: bool = True) -> bool:
-    """Record `settings` and `inputs` (entries of `stamp_files`, `record_digest`; only the keys
-    given are compared) in `<out_dir>/<stage>.json`; refuse other settings or changed inputs
-    unless `force`, quoting `command`. True when outputs there may be reused; `write=False`
-    leaves writing the record (`write_stage_record`) to the caller."""
+    """Record `settings` and `inputs` (only the keys given are compared) in `<stage>.json`,
+    refusing other settings or changed inputs unless `force`; True when outputs there may be
+    reused. `write=False` leaves writing a new record (`write_stage_record`) to the caller."""
     path = Path(out_dir) / f"{stage}.json"
     settings, inputs = as_recorded(settings), as_recorded(inputs or {})
     record = None if force else _read_record(path)
@@ -347,17 +339,13 @@ def write_stage_record(out_dir: str | os.PathLike, stage: str, settings: dict,
 
 @contextlib.contextmanager
 def stage_lock(out_dir: str | os.PathLike, stage: str) -> Iterator[Path]:
-    """Hold `<out_dir>/.<stage>.lock` (an OS lock: a killed run never leaves it held) while a
-    stage writes there, so a second run stops at once instead of interleaving its files."""
+    """Hold `<out_dir>/.<stage>.lock` (an OS lock, freed if killed): a second run stops at once."""
     folder = ensure_dir(out_dir)
     path = folder / f".{stage}.lock"
-    lock = FileLock(path, timeout=0)
     try:
-        lock.acquire()
+        held = FileLock(path, timeout=0).acquire()
     except Timeout:  # (ensure_dir has made sure the folder takes the lock file)
         raise DepthGError(f"another {stage} run is writing to {folder} right now (it holds "
                           f"{path}); wait for it to finish, then run this command again") from None
-    try:
+    with held:  # released when the block ends, however it ends
         yield path
-    finally:
-        lock.release()
