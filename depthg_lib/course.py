@@ -40,8 +40,7 @@ def _select(all_chapters: list[Path], only: str | None) -> list[Path]:
 
 
 def library_digest(lib_dir: Path = LIB_DIR) -> str:
-    """sha256 of the library's source but this runner (nothing imports it): an edit of the
-    library makes every chapter stale."""
+    """sha256 of the library's source but this runner: an edit of it stales every chapter."""
     digest = hashlib.sha256()
     for path in sorted(lib_dir.rglob("*.py")):
         if path.name == "course.py" and path.parent == lib_dir or "__pycache__" in path.parts:
@@ -68,16 +67,14 @@ def _cells(notebook: Path) -> list[dict]:
 
 
 def code_digest(notebook: Path) -> str:
-    """Digest of the code cells without comments or blank lines: a prose edit re-executes the
-    chapter (its copy shows the new text) but leaves later ones up to date."""
+    """Digest of the code cells sans comments: a prose edit re-runs the chapter, not later ones."""
     code = [_without_comments("".join(c["source"])) for c in _cells(notebook)
             if c["cell_type"] == "code"]
     return json_digest(code)
 
 
 def _without_comments(source: str) -> str:
-    """Python source without `#` comments and blank lines (as it is if it does not tokenize,
-    e.g. IPython's `!pip`)."""
+    """Source without `#` comments and blank lines (as it is if it does not tokenize: `!pip`)."""
     lines = source.splitlines()
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -87,20 +84,6 @@ def _without_comments(source: str) -> str:
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return source
     return "\n".join(line.rstrip() for line in lines if line.strip())
-
-
-def _failure_message(err: Exception, notebook: Path) -> tuple[str, str]:
-    """(cell, last line) of a papermill execution error, the cell counted from 1 in the chapter:
-    papermill's injected-parameters cell, right after the parameters cell, does not count."""
-    index = getattr(err, "cell_index", None)  # only papermill's execution error has it
-    cell = "a cell"
-    if index is not None:
-        tags = [c.get("metadata", {}).get("tags", []) for c in _cells(notebook)]
-        injected = next((i + 1 for i, t in enumerate(tags) if "parameters" in t), 0)
-        cell = f"cell {index if index > injected else index + 1}"
-    evalue, ename = getattr(err, "evalue", None), getattr(err, "ename", type(err).__name__)
-    lines = (f"{ename}: {evalue}" if evalue is not None else str(err)).strip().splitlines()
-    return cell, lines[-1].strip() if lines else ename
 
 
 class _Run:
@@ -136,8 +119,7 @@ class _Run:
         save_json(self.summary_path, self.summary)
 
     def inputs(self, notebook: Path) -> dict:
-        """What a chapter's result depends on, part by part (so a re-run can say why); the
-        notebook by its cells only, so that stray outputs or metadata do not count."""
+        """What a chapter's result depends on, part by part (so a re-run can say why)."""
         def h(text: str) -> str:
             return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -146,6 +128,7 @@ class _Run:
         if MANIFEST.exists():  # the checksums only: a new quality figure changes nothing
             shas = {name: entry.get("sha256") for name, entry in load_json(MANIFEST).items()
                     if isinstance(entry, dict)}
+        # the notebook by its cells only: stray outputs or metadata do not count
         cells = json.dumps([[c["cell_type"], "".join(c["source"])] for c in _cells(notebook)])
         earlier = {p.stem: self.entries.get(p.stem, {}).get("run")
                    for p in self.every if p < notebook}
@@ -183,8 +166,7 @@ def _command(profile: Profile) -> str:
 
 
 def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
-    """Run one chapter unless its executed copy is complete and its inputs unchanged; it is
-    `running` until its executed copy is in place, then `ok` (or `failed`, `interrupted`)."""
+    """Run one chapter unless its executed copy is complete and its inputs unchanged."""
     out = run.run_dir / notebook.name
     inputs = run.inputs(notebook)
     fingerprint = json_digest(inputs)
@@ -219,8 +201,7 @@ def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
 
 
 def _execute(run: _Run, notebook: Path, out: Path) -> None:
-    """papermill into a temporary copy renamed onto `out` when the chapter completes; a
-    failed run's copy becomes `<chapter>.failed.ipynb`, an interrupted one's is removed."""
+    """papermill into a copy renamed onto `out` once complete (if failed: `*.failed.ipynb`)."""
     import papermill  # papermill, zmq and traitlets load only when a chapter runs
     import zmq
     from traitlets.config import Config
@@ -248,24 +229,28 @@ def _execute(run: _Run, notebook: Path, out: Path) -> None:
 def _record_stop(run: _Run, notebook: Path, entry: dict, err: BaseException,
                  seconds: float) -> None:
     """Record a chapter that did not finish: `interrupted`, or `failed` (raised as one
-    `DepthGError` naming the cell and the error)."""
-    entry["seconds"] = round(seconds, 1)
+    `DepthGError` naming the cell as the chapter counts it and the error's last line)."""
+    entry.update(status="interrupted", seconds=round(seconds, 1))
     if not isinstance(err, Exception):  # KeyboardInterrupt: Ctrl-C or SIGTERM
-        entry["status"] = "interrupted"
         run.save()
         return
-    failed = run.run_dir / f"{notebook.stem}.failed.ipynb"
-    cell, last = _failure_message(err, notebook)
-    entry.update(status="failed", error=f"{cell}: {last}")
+    index = getattr(err, "cell_index", None)  # only papermill's execution error has it
+    cell = "a cell"
+    if index is not None:  # papermill's injected-parameters cell (after `parameters`) is not one
+        tags = [c.get("metadata", {}).get("tags", []) for c in _cells(notebook)]
+        injected = next((i + 1 for i, t in enumerate(tags) if "parameters" in t), 0)
+        cell = f"cell {index if index > injected else index + 1}"
+    evalue, ename = getattr(err, "evalue", None), getattr(err, "ename", type(err).__name__)
+    lines = (f"{ename}: {evalue}" if evalue is not None else str(err)).strip().splitlines()
+    entry.update(status="failed", error=f"{cell}: {lines[-1].strip() if lines else ename}")
     run.save()
-    raise DepthGError(f"{notebook.name} failed at {cell}: {last} — executed copy up to the "
-                      f"error: {failed}; earlier chapters' outputs are kept in "
-                      f"{run.run_dir}") from None
+    raise DepthGError(f"{notebook.name} failed at {entry['error']} — executed copy up to the "
+                      f"error: {run.run_dir / f'{notebook.stem}.failed.ipynb'}; earlier "
+                      f"chapters' outputs are kept in {run.run_dir}") from None
 
 
 def _mark_stale(run: _Run, todo: list[Path]) -> list[str]:
-    """Mark `stale` the chapters not run now whose recorded run no longer matches their
-    inputs; returns them, each named with what changed."""
+    """Mark `stale` (and return, with what changed) the chapters not run whose inputs changed."""
     stale = []
     for notebook in run.every:
         entry = run.entries.get(notebook.stem)
