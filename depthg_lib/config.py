@@ -310,8 +310,7 @@ def _validate(profile: Profile, path) -> None:
 
 
 def _own_name(path: Path, name: str) -> str:
-    """The file's name — but `<name>-<8 hex of its path's sha256>` for a file outside the library
-    named like a shipped profile, so that it never writes into the shipped profile's run."""
+    """`name`, or `<name>-<8 hex>` for a file elsewhere named like a shipped profile (own run)."""
     shipped = PROFILE_DIR / f"{name}.yaml"
     if not shipped.exists() or path.resolve() == shipped.resolve():
         return name
@@ -319,8 +318,7 @@ def _own_name(path: Path, name: str) -> str:
 
 
 def shipped_name(profile: Profile) -> str:
-    """The name before `_own_name`'s suffix: an edited copy of a shipped profile is still that
-    profile for what was released for it (its checkpoint)."""
+    """The name before `_own_name`'s suffix: an edited copy is still that profile when released."""
     head, _, _ = profile.name.rpartition("-")
     if head and profile.source and _own_name(Path(profile.source), head) == profile.name:
         return head
