@@ -1,9 +1,6 @@
-"""Training checkpoints: what `train` writes, and the model `evaluate` and `predict` load back.
-
-One `weights_only`-loadable dict: head, probes, optimisers, schedule, RNG states, the profile and
-the backbone's identity. `last.pt` replaces the one before only once whole (kept as
-`previous.pt`), so `read_latest` always finds an intact one.
-"""
+"""Training checkpoints (one `weights_only`-loadable dict): what `train` writes, and the model
+`evaluate` and `predict` load back. `last.pt` replaces the one before only once whole (kept as
+`previous.pt`), so `read_latest` always finds an intact one."""
 
 from __future__ import annotations
 
@@ -23,8 +20,7 @@ from .models import DepthGModel, TrainedModel, profile_weights_identity, weights
 from .released import check_fits_profile, is_released_checkpoint, load_released
 
 CHECKPOINT_FORMAT = "depthg-checkpoint-1"
-# Entries of a checkpoint that are weights or optimiser state, not metadata.
-_STATE_KEYS = ("head", "cluster_probe", "linear_probe", "optimizers", "rng")
+_STATE_KEYS = ("head", "cluster_probe", "linear_probe", "optimizers", "rng")  # not metadata
 
 
 def rng_state() -> dict:
@@ -81,8 +77,7 @@ def previous_path(path: str | os.PathLike) -> Path:
 
 
 def read_latest(path: str | os.PathLike, device="cpu") -> tuple[dict, Path]:
-    """The checkpoint at `path` (`last.pt`) and its path, else (with a note) the intact one
-    beside it with the most steps; nothing intact: one error saying how to start over."""
+    """`last.pt` at `path` and its path, else (with a note) the intact one beside it, most steps."""
     path = Path(path)
     try:
         return read_checkpoint(path, device), path
