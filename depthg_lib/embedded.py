@@ -33,11 +33,6 @@ DEPTH_CONFIG = dict(stem=16, channels=(24, 48, 96, 128))
 DEPTH_WORK_SIZE = 128  # shorter side the depth network works at (its training resolution)
 
 
-def _recreate_command(kind: str) -> str:
-    return (f"python -m depthg_lib.pretrain {kind} --out runs/pretrain/{kind} --resume && "
-            f"python -m depthg_lib.pretrain export {kind} --out runs/pretrain/{kind}")
-
-
 def build_embedded_vit() -> nn.Module:
     # heavy: timm takes seconds to import, and most callers never build a ViT
     from timm.models.vision_transformer import VisionTransformer
@@ -113,7 +108,9 @@ def load_embedded_state_dict(kind: str) -> dict[str, torch.Tensor]:
     """Read `weights/<file>.safetensors` as float32 after checking its sha256 in the manifest."""
     path = weights_path(kind)
     entry = read_manifest().get(kind)
-    command = (entry or {}).get("command") or _recreate_command(kind)
+    command = (entry or {}).get("command") or (
+        f"python -m depthg_lib.pretrain {kind} --out runs/pretrain/{kind} --resume && "
+        f"python -m depthg_lib.pretrain export {kind} --out runs/pretrain/{kind}")
     if not path.exists() or entry is None:
         what = "does not exist" if not path.exists() else f"are not listed in {manifest_path()}"
         raise DepthGError(f"embedded {kind} weights {path} {what}; re-create them with `{command}`"
