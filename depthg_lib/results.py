@@ -24,15 +24,14 @@ def results_file(profile: str, chapter: str):
 
 def record(profile: str, chapter: str, **values) -> dict:
     """Merge `values` (numbers, rounded, or short strings) into the chapter's results file."""
-    path = results_file(profile, chapter)
-    current = load_json(path) if path.exists() else {}
+    current = read_results(profile, chapter)
     for key, value in values.items():
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             value = int(value)
         elif isinstance(value, numbers.Real):
             value = round(float(value), 4)
         current[key] = value
-    save_json(path, current)
+    save_json(results_file(profile, chapter), current)
     return current
 
 
