@@ -115,8 +115,14 @@ def regime_table(results: dict) -> str | None:
 
 
 def study_markdown(results: dict) -> str:
-    """docs/study/README.md: run, claims, predictions, tables, intervals, figures."""
-    lines = run_lines(results) + claim_lines(results) + diagnosis_lines()
+    """docs/study/README.md: run, claims, the predictions as written before the runs and which
+    held, what F looks like (`tools/study_diagnose.py`), tables, intervals, figures."""
+    bullets, table = claims_markdown(results).split("\n\n")
+    pred, diag = (REPO_ROOT / "docs" / "study" / n for n in ("PREDICTIONS.md", "diagnosis.md"))
+    lines = [*run_lines(results), "## Claims (read from the results)", "", bullets, "",
+             *([pred.read_text().strip(), ""] if pred.exists() else []),
+             "## Results: which predictions held", "", table,
+             *(["", diag.read_text().strip()] if diag.exists() else [])]
     reg = regime_table(results)
     if reg:
         lines += ["", "## The regime check (one seed, camouflage 0)", "", reg]
@@ -176,21 +182,6 @@ def claims_markdown(results: dict) -> str:
                       f"- {said['depth'][0].upper()}{said['depth'][1:]}.", "",
                       "| prediction | outcome | numbers |", "|---|---|---|",
                       *(f"| {p} | {v} | {n} |" for p, v, n in prediction_checks(results))])
-
-
-def claim_lines(results: dict) -> list[str]:
-    """The claims, the predictions as written before the runs and which of them held."""
-    bullets, table = claims_markdown(results).split("\n\n")
-    pred = REPO_ROOT / "docs" / "study" / "PREDICTIONS.md"
-    written = [pred.read_text().strip(), ""] if pred.exists() else []
-    return ["## Claims (read from the results)", "", bullets, "", *written,
-            "## Results: which predictions held", "", table]
-
-
-def diagnosis_lines() -> list[str]:
-    """What F and the codes look like: docs/study/diagnosis.md (`tools/study_diagnose.py`)."""
-    path = REPO_ROOT / "docs" / "study" / "diagnosis.md"
-    return ["", path.read_text().strip()] if path.exists() else []
 
 
 def setting_lines(results: dict, knob: str) -> list[str]:

@@ -20,6 +20,7 @@ from ..models import profile_weights_identity
 from ..viz import ablation as viz
 from .readme import BASELINES, study_markdown
 from .scoring import METRICS, RAW_BASELINES, last_quarter, paired_bootstrap, verdict
+from .shifts import SHIFT_NAMES
 from .splits import KNOB, KNOB_MEANING, nuisance_spec, split_size
 
 NUISANCE_MEANING = (
@@ -110,11 +111,9 @@ def summarize(study) -> dict:
             arms.setdefault(arm, {})[key] = {
                 **{m: [round(r[m], 3) for r in rs] for m in ("unsup", "linear", "kmeans_codes")},
                 "seeds": [r["seed"] for r in rs]}
-        values = {name: [r["unsup" if "kmeans" in name else "linear"] for r in rs]
-                  for name, rs in base_rows.items()}
-        for name, vals in values.items():
-            baselines.setdefault(name, {})[key] = (round(float(np.mean(vals)), 3) if vals
-                                                   else None)
+        for name, rs in base_rows.items():
+            vals = [r["unsup" if "kmeans" in name else "linear"] for r in rs]
+            baselines.setdefault(name, {})[key] = round(float(np.mean(vals)), 3) if vals else None
             per_seed.setdefault(name, {})[key] = [round(v, 3) for v in vals]
         for pair, ci in paired_intervals(study, ref, rows, base_rows).items():
             ci95.setdefault(pair, {})[key] = ci
@@ -196,7 +195,13 @@ def run_facts(study) -> dict:
                     if study.store.find(study.premise_identity(k)) is not None},
         "validation": {"split": "tune", "knob": study.knobs[0].key,
                        "curves": validation_curves(study, study.knobs[0])},
-        "shifts": shift_facts(study),
+        "shifts": {  # the profile's, the offset at the nuisance settings, the placed ones
+            "note": SHIFTS_NOTE, "offset": study.offset,
+            "profile": {k: getattr(p, k) for k in SHIFT_NAMES.values()},
+            # `write_only` places no shifts of a setting whose data it has not loaded
+            "placed": {k.key: {"shifts": r["shifts"], "f": r["f"]} for k in study.knobs
+                       if k.nuisance and (k in study.knob_data or not study.write_only)
+                       for r in [study.placement(k)]}},
         "training": training_facts(study),
         "backbone": {"name": p.backbone, "weights_identity": profile_weights_identity(p),
                      "saw": backbone_saw(p)},
@@ -206,21 +211,6 @@ def run_facts(study) -> dict:
         "load_average": [round(x, 1) for x in os.getloadavg()],
         "seconds_stored_runs": round(sum(r.get("seconds", 0) for r in study.store.rows)),
     }
-
-
-def _placement(study, knob) -> dict | None:
-    """The placed shifts of a nuisance setting; None where `write_only` cannot compute them."""
-    return study.placement(knob) if knob in study.knob_data or not study.write_only else None
-
-
-def shift_facts(study) -> dict:
-    """The loss shifts: the profile's, the offset at the nuisance settings, the placed ones."""
-    p = study.profile
-    return {"note": SHIFTS_NOTE, "offset": study.offset,
-            "profile": {k: getattr(p, k) for k in ("shift_intra", "shift_inter", "shift_neg")},
-            "placed": {k.key: {"shifts": r["shifts"], "f": r["f"]}
-                       for k in study.knobs if k.nuisance
-                       for r in [_placement(study, k)] if r}}
 
 
 def training_facts(study) -> dict:

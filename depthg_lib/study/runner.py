@@ -98,7 +98,8 @@ class Study:
     """One study run: profile, output folder, store, backbone, prepared knob settings."""
 
     def __init__(self, profile: Profile, out: Path, seeds: int, device, progress: bool,
-                 n_boot: int, command: str):
+                 n_boot: int, command: str, write_only: bool = False, no_training: bool = False,
+                 fits_dir: str | os.PathLike | None = None):
         self.profile, self.out, self.progress, self.n_boot = profile, out, progress, n_boot
         self.seeds = list(range(seeds))
         self.arms = list(profile.study_arms) or list(ablation.ARMS)
@@ -111,7 +112,6 @@ class Study:
         self.fidelities = sorted({ablation.arm_factors(a)[2] for a in self.arms}
                                  | {profile.fidelity})
         self.knob_data: dict[Setting, KnobData] = {}
-        self.camouflage_data: dict[float, KnobData] = {}
         self.steps = profile.ablation_steps or profile.steps
         offsets = list(profile.study_shift_offsets)
         if len(offsets) > 1:
@@ -119,9 +119,9 @@ class Study:
                               f"offset (added to the placed shifts), not {offsets}; keep one")
         self.offset = float(offsets[0]) if offsets else 0.0  # at the nuisance settings
         self.regime_rows: dict = {}
-        self.write_only = False  # True: only summarise what is stored, train nothing
-        self.no_training = False  # True: score stored or shipped heads only (--report-seed)
-        self.fits = FitCache(None)  # report-independent fits kept on disk (re-scoring only)
+        self.write_only = write_only  # only summarise what is stored, train nothing
+        self.no_training = no_training  # score stored or shipped heads only (--report-seed)
+        self.fits = FitCache(fits_dir)  # report-independent fits kept on disk (re-scoring only)
 
     # -- identities: a stored row is reused only when everything it depends on is equal --
     def report_identity(self) -> dict:
@@ -177,22 +177,20 @@ class Study:
 
     # -- the data of a setting -------------------------------------------------------------
     def knob(self, value: Setting) -> KnobData:
+        """A setting's data, prepared once; a nuisance setting's from its clean setting's."""
         if value not in self.knob_data:
-            c = float(value.camouflage)
-            if c not in self.camouflage_data:
-                self.camouflage_data[c] = prepare_knob(self.profile, c, self.fidelities,
-                                                       self.backbone, self.device,
-                                                       self.progress)
-            kd = self.camouflage_data[c]
             if value.nuisance:
-                kd = apply_nuisance(kd, self.nuisance(value), self.profile, self.backbone,
-                                    self.device, self.progress)
+                kd = apply_nuisance(self.knob(Setting(value.camouflage)), self.nuisance(value),
+                                    self.profile, self.backbone, self.device, self.progress)
+            else:
+                kd = prepare_knob(self.profile, float(value.camouflage), self.fidelities,
+                                  self.backbone, self.device, self.progress)
             self.knob_data[value] = kd
         return self.knob_data[value]
 
     def nuisance(self, value: Setting) -> Nuisance:
         """The setting's nuisance, in units of its clean training features' mean norm."""
-        kd = self.camouflage_data[float(value.camouflage)]
+        kd = self.knob(Setting(value.camouflage))
         train = kd.train_data[self.profile.fidelity][1]["train"]
         return Nuisance(float(value.nuisance), scale=mean_norm(train.feats[:500]),
                         dim=self.backbone.dim)
@@ -206,7 +204,7 @@ class Study:
         row = self.store.find(identity)
         if row is None:
             now = self.knob(knob).train_data[p.fidelity]
-            clean = self.camouflage_data[float(knob.camouflage)].train_data[p.fidelity]
+            clean = self.knob(Setting(knob.camouflage)).train_data[p.fidelity]
             stats = {name: f_statistics(caches["train"].feats, data.knn, p.knn_k, p.samples,
                                         pointwise=p.pointwise)
                      for name, (data, caches) in (("clean", clean), ("now", now))}
@@ -386,7 +384,7 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
         profile = profile.replace(report_seed=int(report_seed))
     out = Path(out_dir) if out_dir is not None else profile.paths.run_dir / "study"
     store = out / "store.json"
-    if force and out.exists():
+    if force:
         shutil.rmtree(out / "hists", ignore_errors=True)
         store.unlink(missing_ok=True)
     elif store.exists() and not resume:
@@ -400,10 +398,8 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
     if fits_dir is None and report_seed is not None:
         fits_dir = out / "rescore_fits"
     with torch.random.fork_rng(devices=[]):
-        study = Study(profile, out, n, device, progress, n_boot, command)
-        study.write_only = write_only
-        study.no_training = report_seed is not None
-        study.fits = FitCache(fits_dir)
+        study = Study(profile, out, n, device, progress, n_boot, command, write_only,
+                      no_training=report_seed is not None, fits_dir=fits_dir)
         return study.run(out / "results.json", Path(publish) if publish else None)
 
 

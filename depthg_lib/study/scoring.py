@@ -1,7 +1,5 @@
-"""Scoring on cached features: trained heads, k-means and linear probes, one matrix per image;
-paired bootstrap intervals over seeds and images; and the fits on the training crops kept on disk
-while re-scoring (`FitCache`), each named by the digest of all it depends on, so that a changed
-input (training features, head weights, settings) or an unreadable file is fitted again."""
+"""Scoring on cached features (heads, k-means, linear probes; one matrix per image), paired
+bootstrap intervals, and the fits on the training crops kept while re-scoring (`FitCache`)."""
 
 from __future__ import annotations
 
@@ -67,10 +65,8 @@ def fit_centroids(vectors: torch.Tensor, k: int, seed: int,
     rng = np.random.default_rng(seed)
     flat = F.normalize(vectors.float(), dim=1).permute(0, 2, 3, 1)
     per_map = max(1, max_points // len(flat))
-    points = []
-    for patches in flat.reshape(len(flat), -1, flat.shape[-1]).numpy():
-        points.append(patches[rng.choice(len(patches), min(per_map, len(patches)),
-                                         replace=False)])
+    points = [patches[rng.choice(len(patches), min(per_map, len(patches)), replace=False)]
+              for patches in flat.reshape(len(flat), -1, flat.shape[-1]).numpy()]
     km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(np.concatenate(points))
     return F.normalize(torch.from_numpy(km.cluster_centers_).float(), dim=1)
 
@@ -176,22 +172,16 @@ def last_quarter(n_points: int) -> int:
     return max(1, n_points // 4)
 
 
-def features_record(cache) -> dict:
-    """What a cached split of features is: its folder's record of the settings and inputs."""
-    meta = load_json(Path(cache.folder) / "features.json")
-    return {"settings": meta.get("settings"), "split": meta.get("splits", {}).get(cache.split)}
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """The digest of a module's weights: a head trained or shipped anew is another head."""
-    arrays = [v.detach().cpu().float().numpy() for _, v in sorted(module.state_dict().items())]
-    return array_digest("head weights", *arrays)["digest"][:16]
-
-
 def fit_identity(kind: str, cache, seed: int, k: int, head=None, **settings) -> dict:
-    """What a fit on the training crops of `cache` depends on (`head`: fitted on its codes)."""
-    return {"kind": kind, "features": features_record(cache), "seed": seed, "k": k,
-            "head": weights_digest(head) if head is not None else None, **settings}
+    """What a fit on the training crops of `cache` depends on: their features' record and, for a
+    fit on a head's codes, the head's weights (a head trained or shipped anew is another head)."""
+    meta = load_json(Path(cache.folder) / "features.json")
+    features = {"settings": meta.get("settings"), "split": meta.get("splits", {}).get(cache.split)}
+    weights = None
+    if head is not None:
+        arrays = [v.detach().cpu().float().numpy() for _, v in sorted(head.state_dict().items())]
+        weights = array_digest("head weights", *arrays)["digest"][:16]
+    return {"kind": kind, "features": features, "seed": seed, "k": k, "head": weights, **settings}
 
 
 class FitCache:
@@ -206,13 +196,12 @@ class FitCache:
             return fit()
         text = json.dumps(identity, sort_keys=True, default=str)
         path = self.folder / f"{identity['kind']}_{json_digest(identity)}.npz"
-        if path.exists():
-            try:
-                with np.load(path) as z:
-                    if str(z["identity"]) == text:
-                        return {k: z[k] for k in z.files if k != "identity"}
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                pass  # unreadable (an older format, a damaged copy): fitted again below
+        try:
+            with np.load(path) as z:
+                if str(z["identity"]) == text:
+                    return {k: z[k] for k in z.files if k != "identity"}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # missing or unreadable (an older format, a damaged copy): fitted below
         arrays = fit()
         save_npz(path, identity=np.array(text), **arrays)
         return arrays

@@ -14,8 +14,9 @@ GROUPS = ("intra", "inter", "neg")
 SHIFT_NAMES = {"intra": "shift_intra", "inter": "shift_inter", "neg": "shift_neg"}
 
 
-def _points(feats: torch.Tensor, s: int, rng: np.random.Generator) -> torch.Tensor:
-    """(B, D, h, w) → (B, D, s, s): s·s grid positions drawn per map (without replacement)."""
+def _points(maps, rows: np.ndarray, s: int, rng: np.random.Generator) -> torch.Tensor:
+    """maps[rows] (B, D, h, w) → (B, D, s, s): s·s grid positions drawn per map."""
+    feats = torch.from_numpy(np.asarray(maps[rows], dtype=np.float32))
     b, d, h, w = feats.shape
     idx = np.stack([rng.choice(h * w, s * s, replace=False) for _ in range(b)])
     flat = feats.reshape(b, d, h * w)
@@ -33,14 +34,9 @@ def f_statistics(feats, knn: np.ndarray, knn_k: int, samples: int, batch: int = 
     for _ in range(batches):
         ids = rng.choice(n, min(batch, n), replace=False)
         pos = knn[ids, 1 + rng.integers(0, knn_k, len(ids))]
-        neg = np.roll(ids, 1)
-
-        def load(rows):
-            return torch.from_numpy(np.asarray(feats[rows], dtype=np.float32))
-
-        f = _points(load(ids), samples, rng)
-        pairs = {"intra": f, "inter": _points(load(pos), samples, rng),
-                 "neg": _points(load(neg), samples, rng)}
+        f = _points(feats, ids, samples, rng)
+        pairs = {"intra": f, "inter": _points(feats, pos, samples, rng),
+                 "neg": _points(feats, np.roll(ids, 1), samples, rng)}
         for g, f2 in pairs.items():
             fd = correlation(f, f2)  # F as the loss computes it (docs/method.md §6)
             if pointwise:
