@@ -22,8 +22,7 @@ def verdict(lo: float, hi: float, up: str = "helps", down: str = "hurts") -> str
 
 
 def study_intervals(results: dict, comparison: str, probe: str = "unsup") -> list[tuple]:
-    """[(setting, diff, lo, hi)] of one comparison ("depth-corrected vs stego-corrected") for
-    one probe, one per knob setting; [] where the file does not hold it."""
+    """[(setting, diff, lo, hi)] per knob setting of one comparison for one probe ([]: none)."""
     knob = (results.get("knob") or {}).get("name", "setting")
     found = _intervals((results.get("ci95") or {}).get(comparison, {}))
     return [(f"{knob} {', '.join(path[:-1])}" if path[:-1] else "", float(ci["diff"]),

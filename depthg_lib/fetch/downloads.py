@@ -54,8 +54,8 @@ def remote_size(url: str, timeout: float = 5.0) -> int | None:
 
 
 def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int:
-    """Write the response body to `part` — appended when the server resumed at `have` (206),
-    from scratch otherwise; returns the bytes in `part`, refusing a short or broken body."""
+    """Write the body to `part` (appended where the server resumed at `have`); returns the bytes
+    in `part`, refusing a short or broken body."""
     have = have if resp.status == 206 else 0  # else the server sent the whole file
     length = resp.headers.get("Content-Length")
     total = have + int(length) if length is not None else None
@@ -77,9 +77,8 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int:
 
 
 def download(url: str, dest: Path, ledger: Ledger, progress: bool = True) -> str:
-    """Download `url` to `dest` through `dest.part`, resuming a partial download; the sha256 is
-    checked against the ledger's record (a mismatch deletes the part), recorded, and only then
-    is the file renamed into place. Returns the sha256."""
+    """Download `url` to `dest` through `dest.part`, resumed; its sha256, checked against the
+    ledger's (a mismatch deletes the part), is recorded before the rename into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -133,7 +132,7 @@ def verify_file(url: str, dest: Path, ledger: Ledger, deep: bool) -> str:
     return "present, sha256 verified" if deep else "present"
 
 
-def extract_zip(archive: Path, dest: Path) -> Path:
+def extract_zip(archive: Path, dest: Path) -> None:
     """Extract `archive` into `dest` atomically: into a temporary folder beside it, then one
     rename. A single top-level folder in the archive (STEGO's `cityscapes/`…) becomes `dest`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -158,12 +157,10 @@ def extract_zip(archive: Path, dest: Path) -> Path:
                           "and run the same command again to download it anew") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return dest
 
 
 def hub_snapshot(repo: str, allow: list[str] | None = None, download: bool = True) -> Path | None:
-    """The local snapshot folder of a hub repo: from the cache, else downloaded (unless
-    offline or `download` is False, then None)."""
+    """A hub repo's snapshot folder: cached, else downloaded (else None if not `download`)."""
     try:
         return Path(snapshot_download(repo, local_files_only=True, allow_patterns=allow))
     except Exception:  # not cached (the hub raises several types for that)
@@ -181,8 +178,7 @@ def hub_snapshot(repo: str, allow: list[str] | None = None, download: bool = Tru
 
 
 def fetch_hub(item: Item, ledger: Ledger) -> str:
-    """Make a hub item present: in the cache (downloaded if need be), a backbone linked where
-    `load_backbone` reads it; recorded in the ledger."""
+    """A hub item in the cache and the ledger, a backbone also linked where it is read."""
     patterns = [["*.json", "model.safetensors"]] if item.kind == "backbone" else [
         ["*.json", "*.safetensors", "*.txt"], ["*.json", "*.bin", "*.txt"]]  # .bin: older repos
     for allow in patterns:

@@ -100,8 +100,7 @@ def describe_plan(items: list[Item], root: Path) -> str:
 def fetch(profile: Profile | str, only: list[str] | None = None, dry_run: bool = False,
           progress: bool = True, keep_archives: bool = False,
           verify: bool = False) -> list[tuple[Item, str]]:
-    """Fetch what `profile` needs; returns (item, outcome) pairs. A dry run prints the plan and
-    changes nothing."""
+    """Fetch what `profile` needs (a dry run: print the plan); returns (item, outcome) pairs."""
     profile = load_profile(profile)
     todo = plan(profile, only=only)
     droot = profile.paths.data_root

@@ -41,8 +41,8 @@ def _resumed_share(rec: dict) -> float:
 
 
 def project(stage: str, rec: dict, dataset: str, original, f: float) -> dict:
-    """{"cpu_s", "gpu_s", "disk_bytes", "note"} of the full run of `stage` (None: not
-    projected), from `rec` measured on `f` of the dataset; `original` = the paper profile."""
+    """{"cpu_s", "gpu_s", "disk_bytes", "note"} (None: not projected) of `stage`'s full run, from
+    `rec` measured on `f` of the dataset; `original` = the paper profile."""
     d = rec.get("detail") or {}
     clock, full, disk = d.get("clock", {}), FACTS[dataset].counts, rec["disk"]["bytes"]
     if stage not in ("weights", "train", "evaluate"):  # outputs that grow with the data

@@ -57,8 +57,8 @@ class Clock(defaultdict):
 
 
 def timed(owner, attr: str, clock: Clock, label, count=lambda args: 1):
-    """Patch `owner.attr`, for a `with` block, to add its time to `clock` under `label` (or
-    `label(clock)`: validation apart from training) for `count(args)` items."""
+    """Patch `owner.attr` (a `with` block) to add its time to `clock` under `label` (or
+    `label(clock)`) for `count(args)` items."""
     original = getattr(owner, attr)
 
     @functools.wraps(original)

@@ -88,9 +88,7 @@ def _label_values(dataset: str, classes: np.ndarray) -> np.ndarray:
 
 def _render(seed: int, size: tuple[int, int], noise: float) -> tuple[np.ndarray, np.ndarray]:
     """(image uint8 (H, W, 3), class ids (H, W)) at `size` = (W, H): a small render upscaled."""
-    width, height = size
-    small = (max(8, height // 4), max(8, width // 4))
-    scene = render_scene(seed, small)
+    scene = render_scene(seed, (max(8, size[1] // 4), max(8, size[0] // 4)))  # (H, W) / 4
     image = np.asarray(Image.fromarray(scene.image).resize(size, Image.BILINEAR), np.float32)
     labels = np.asarray(Image.fromarray(scene.label).resize(size, Image.NEAREST))
     image += np.random.default_rng(seed).normal(0.0, noise, image.shape).astype(np.float32)
