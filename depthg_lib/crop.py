@@ -1,7 +1,6 @@
 """Stage 02 — five-crop (docs/method.md §3): image, label (+1, 0 = ignore) and depth cut with the
 same boxes into `<crop_dir>/{img,label,depth}/<split>/`, crop n = 5·index + k (k in torchvision's
-order); a finished split gets `<split>_names.txt` (`n<TAB>source name`) for `CropReader`.
-"""
+order); a finished split gets `<split>_names.txt` (`n<TAB>source name`) for `CropReader`."""
 
 from __future__ import annotations
 

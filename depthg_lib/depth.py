@@ -62,22 +62,9 @@ def _gt_depth(reader, split: str, name: str) -> np.ndarray:
     return np.where(np.isfinite(depth), np.minimum(depth, FAR_DEPTH), FAR_DEPTH)
 
 
-def stage_settings(profile: Profile, model) -> dict:
-    base = model.settings() if model is not None else {  # None: gt
-        "backend": "gt", "model": DEFAULT_MODELS["gt"], "weights_sha256": None,
-        "resolution": "native"}
-    return {**base, "format": "png16, per-image min-max, larger = farther"}
-
-
 def present_splits(reader) -> tuple[str, ...]:
     """The splits `all` means: train, and val where the dataset has one."""
     return tuple(s for s in reader.splits if s == "train" or _names_or_none(reader, s))
-
-
-def expected_model_id(profile: Profile) -> str:
-    """The model id `depth.json` records for the profile's backend (without loading it)."""
-    model = profile.depth_model or DEFAULT_MODELS[profile.depth_backend]
-    return "embedded-random" if model == "random" else model
 
 
 def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]:
@@ -88,7 +75,8 @@ def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]
         return []
     made = io.load_json(record)
     problems = []
-    want = (profile.depth_backend, expected_model_id(profile))
+    model = profile.depth_model or DEFAULT_MODELS[profile.depth_backend]  # as `depth.json` says
+    want = (profile.depth_backend, "embedded-random" if model == "random" else model)
     got = (made.get("backend"), made.get("model"))
     if got != want:
         problems.append(f"were made with depth backend {got[0]!r} (model {got[1]!r}) but "
@@ -111,20 +99,21 @@ def require_current_depth(profile: Profile, reader, splits: Sequence[str], who: 
 
 def run_depth_stage(profile: Profile | str, force: bool = False, skip_bad: bool = False,
                     device: str = "auto", progress: bool = True) -> Path:
-    """Write a depth PNG for every image not yet done (other settings or images than `depth.json`
-    records: refused unless `force`); a corrupt image stops it, or with `skip_bad` is listed in
-    `depth_skipped.json`. Returns the folder."""
+    """Write a depth PNG for every image not yet done (refused for other settings or images than
+    `depth.json` records unless `force`); `skip_bad` lists bad images in `depth_skipped.json`."""
     profile = load_profile(profile)
     dev = resolve_device(device)
     reader = reader_for_profile(profile)
     reader.names("train")  # no dataset: the reader's error says how to make or get it
     splits = present_splits(reader)
-    names = {s: list(reader.names(s)) for s in splits}
     record_dir = reader.depth_record_dir()
     backend = profile.depth_backend
     model = None if backend == "gt" else load_depth_model(
         backend, profile.depth_model or None, dev, model_dir=profile.paths.data_root / "models")
-    settings = stage_settings(profile, model)
+    settings = model.settings() if model is not None else {  # None: gt
+        "backend": "gt", "model": DEFAULT_MODELS["gt"], "weights_sha256": None,
+        "resolution": "native"}
+    settings = {**settings, "format": "png16, per-image min-max, larger = farther"}
     with io.stage_lock(record_dir, "depth"):
         inputs = {k: v for s in splits for k, v in reader.input_stamps(s, ("images",)).items()}
         if not io.check_stage_settings(record_dir, "depth", settings, force, inputs=inputs,
@@ -132,7 +121,7 @@ def run_depth_stage(profile: Profile | str, force: bool = False, skip_bad: bool 
             for s in reader.splits:  # fresh or forced: no map of an earlier run may stay
                 for n in _names_or_none(reader, s):
                     reader.depth_path(s, n).unlink(missing_ok=True)
-        skipped = _write_maps(reader, names, splits, model, profile, skip_bad, progress)
+        skipped = _write_maps(reader, splits, model, profile, skip_bad, progress)
     if skipped:
         io.save_json(record_dir / "depth_skipped.json", skipped)
     return record_dir
@@ -145,12 +134,12 @@ def _names_or_none(reader, split: str) -> list[str]:
         return []
 
 
-def _write_maps(reader, names, splits, model, profile, skip_bad, progress) -> list[str]:
+def _write_maps(reader, splits, model, profile, skip_bad, progress) -> list[str]:
     """Write every map not yet there; the next batch's images are decoded meanwhile."""
     where = reader.depth_path
     skipped: list[str] = []
     for s in splits:
-        todo = [n for n in names[s] if not where(s, n).exists()]
+        todo = [n for n in reader.names(s) if not where(s, n).exists()]
         room = io.DiskRoom(where(s, todo[0]).parent if todo else ".", len(todo), f"{s} depth maps")
         with tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo) as bar:
             if model is None:  # gt: no images to read, no model to run

@@ -1,9 +1,7 @@
 """Chapter 05: a trained head's unsupervised (Hungarian) and linear-probe scores, as released
-(docs/method.md §9). `python -m depthg_lib.evaluate --profile demo [--crf] [--checkpoint C]`
-writes `metrics.json` and figures to a folder the profile owns (`eval_dir_for`), the cluster →
-class matching beside the checkpoint for `depthg_lib.predict`, and `evaluate.json`, the record
-of what was scored: a re-run with nothing changed returns the stored result (`--force`: again).
-"""
+(docs/method.md §9): `metrics.json` and figures into a folder the profile owns (`eval_dir_for`),
+the cluster → class matching beside the checkpoint for `depthg_lib.predict`, and `evaluate.json`,
+the record of what was scored (a re-run with nothing changed returns the stored result)."""
 
 from __future__ import annotations
 
@@ -65,8 +63,6 @@ def probe_log_probs(model, backbone, images: torch.Tensor, size: tuple[int, int]
     return cluster, linear
 
 
-# ------------------------------------------------------------------------------ evaluation
-
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -88,8 +84,12 @@ def eval_dir_for(profile: Profile, checkpoint: str | Path | None,
         return profile.paths.eval_dir
     if in_package(ckpt):
         return profile.paths.run_dir / f"eval_{ckpt.stem}"
-    if is_foreign(profile, ckpt, trained_with):
-        return profile.paths.run_dir / f"eval_{_label(ckpt)}"
+    if is_foreign(profile, ckpt, trained_with):  # e.g. `eval_other-train-final`
+        runs = runs_root().resolve()
+        parts = ckpt.relative_to(runs).parts if ckpt.is_relative_to(runs) else ckpt.parts[-4:]
+        parts = [p for p in parts[:-1] if p not in ("checkpoints", "/")] + [ckpt.stem]
+        label = "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", p) for p in parts[-4:])
+        return profile.paths.run_dir / f"eval_{label}"
     if ckpt.parent.name == "checkpoints":
         return ckpt.parent.parent / "eval"
     return ckpt.parent / f"eval_{ckpt.stem}"
@@ -102,14 +102,6 @@ def is_foreign(profile: Profile, checkpoint: str | Path, trained_with: str | Non
         return True
     ckpt, runs = Path(checkpoint).resolve(), runs_root().resolve()
     return ckpt.is_relative_to(runs) and not ckpt.is_relative_to(profile.paths.run_dir.resolve())
-
-
-def _label(ckpt: Path) -> str:
-    """`<run>-<stem>`, e.g. `other-train-final` for `runs/other/train/checkpoints/final.pt`."""
-    runs = runs_root().resolve()
-    parts = ckpt.relative_to(runs).parts if ckpt.is_relative_to(runs) else ckpt.parts[-4:]
-    parts = [p for p in parts[:-1] if p not in ("checkpoints", "/")] + [ckpt.stem]
-    return "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", p) for p in parts[-4:])
 
 
 def assignment_file(checkpoint: str | Path) -> Path:  # the matching predict reads
@@ -125,20 +117,15 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
     model = load_checkpoint(path, profile=profile, device=device)  # in eval mode on `device`
     if is_released(model):  # a released checkpoint brings its own backbone
         return path, model, model.backbone()
-    return path, model, _profile_backbone(profile, device)
-
-
-def _profile_backbone(profile: Profile, device: torch.device):
-    return load_backbone(profile.backbone, weights=profile.backbone_weights or None, device=device)
+    return path, model, load_backbone(profile.backbone, profile.backbone_weights or None, device)
 
 
 def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: bool = False,
              device: str = "auto", split: str = "val", max_images: int | None = None,
              progress: bool = True, out_dir: str | Path | None = None, write: bool = True,
              force: bool = False) -> dict:
-    """Score a checkpoint on a labelled split (§9): `metrics.json`'s content, with `arrays.npz`'s
-    under `"arrays"`; `write=False` writes nothing, and a result recorded for the same settings
-    and inputs is returned as stored (`"reused": True`) unless `force`."""
+    """Score a checkpoint on a labelled split (§9): `metrics.json`'s content, `arrays.npz`'s under
+    `"arrays"`; one recorded for the same settings and inputs is reused unless `force`."""
     profile = load_profile(profile)
     if max_images is not None and max_images < 1:
         raise DepthGError(f"max_images must be at least 1, got {max_images}")
@@ -153,14 +140,12 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     meta = {} if is_released(model) else getattr(model, "meta", None) or {}
     trained_with = (meta.get("profile") or {}).get("name")
     foreign = is_foreign(profile, path, trained_with)
-    out = Path(out_dir) if out_dir is not None else eval_dir_for(profile, checkpoint,
-                                                                 trained_with)
+    out = Path(out_dir or eval_dir_for(profile, checkpoint, trained_with))
     record = _record(profile, reader, split, names, path, crf, max_images, dev)
     with stage_lock(out, "evaluate"):
-        if not force:
-            done = _reuse(out, record)
-            if done is not None:
-                return done
+        done = None if force else _reuse(out, record)
+        if done is not None:
+            return done
         (out / "evaluate.json").unlink(missing_ok=True)  # outputs below belong to no record yet
         metrics = _score(profile, reader, split, names, path, model, backbone, dev, crf,
                          progress)
@@ -208,9 +193,9 @@ def _reuse(out: Path, record: dict) -> dict | None:
             flat = {k: stored[k] for k in stored.files}
     except (OSError, ValueError):
         return None
-    examples = {k[len("example_"):]: v for k, v in flat.items() if k.startswith("example_")}
     arrays = {k: flat[k] for k in ("cluster_histogram", "linear_histogram", "matched_histogram")}
-    arrays["examples"] = {k: examples.get(k) for k in ("image", "label", "cluster", "linear")}
+    kinds = ("image", "label", "cluster", "linear")
+    arrays["examples"] = {k: flat.get(f"example_{k}") for k in kinds}
     return {**metrics, "out_dir": str(out), "arrays": arrays, "reused": True}
 
 
@@ -295,20 +280,17 @@ def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile,
     return list(figs)
 
 
-# ------------------------------------------------------------------------------ baseline
-
 @torch.no_grad()
 def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int | None = None,
                     device: str = "auto", seed: int = 0, progress: bool = True,
                     max_fit_points: int = 100_000) -> dict:
-    """k-means (k = n_classes) on raw patch features, Hungarian-matched: the no-training floor.
-    Fit on up to `max_fit_points` unit-norm patches of the split, label-free; then each pixel
-    takes the most similar centroid, upsampled like the cluster probe."""
+    """k-means (k = n_classes) on up to `max_fit_points` unit-norm raw patch features, each pixel
+    taking the most similar centroid, Hungarian-matched: the no-training floor."""
     profile = load_profile(profile)
     dev = resolve_device(device)
     reader, names = open_split(profile, split)  # labels checked here
     names = names[:max_images]
-    backbone = _profile_backbone(profile, dev)
+    backbone = load_backbone(profile.backbone, profile.backbone_weights or None, dev)
     batch_size, n = 16 if dev.type == "cuda" else 4, profile.n_classes
     rng = np.random.default_rng(seed)
 
@@ -333,8 +315,6 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
     return {"method": "kmeans", "profile": profile.name, "split": split, "n_images": len(names),
             **_summary(result, class_names(reader, n), hist)}
 
-
-# ------------------------------------------------------------------------------ CLI
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.evaluate",

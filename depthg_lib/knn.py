@@ -1,6 +1,5 @@
 """Stage 03 — nearest neighbours of every crop by cosine similarity of mean-pooled patch tokens
-(docs/method.md §4); the N×N matrix (250 GB for N = 250k) is never formed: queries go in blocks.
-"""
+(docs/method.md §4); queries go in blocks: the N×N matrix (250 GB for N = 250k) is never formed."""
 
 from __future__ import annotations
 
@@ -68,7 +67,6 @@ def _block_topk_torch(sims: torch.Tensor, kk: int) -> torch.Tensor:
 
 def _rank_in_row(rows: np.ndarray) -> np.ndarray:
     """Position of each entry within its run of equal (sorted) row ids."""
-    rows = np.asarray(rows)
     first = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
     return np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
 
@@ -169,19 +167,17 @@ def featurise_crops(reader, backbone, res: int, fidelity: str, device: torch.dev
         return resize_for_knn(io.read_rgb(reader.paths(i)["img"]), res, fidelity)
 
     feats = []
-    bar = tqdm(total=n, desc="features", unit="crop", disable=not progress)
-    for images in io.prefetched(load, range(n), batch, workers):
-        feats.append(global_features(backbone, torch.stack(images).to(device)))
-        bar.update(len(images))
-    bar.close()
+    with tqdm(total=n, desc="features", unit="crop", disable=not progress) as bar:
+        for images in io.prefetched(load, range(n), batch, workers):
+            feats.append(global_features(backbone, torch.stack(images).to(device)))
+            bar.update(len(images))
     return torch.cat(feats)
 
 
 def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = False,
                   device: str = "auto", progress: bool = True) -> Path:
-    """Mine and save `nns` (N, min(knn_store, N)) int64 for the crops of `split`; skipped when
-    its record holds the same settings and crops, refused for others unless `force`. The record
-    is written after the file, so an interruption leaves the old pair complete."""
+    """Mine and save `nns` (N, min(knn_store, N)) int64 for the crops of `split` (refused for other
+    settings or crops than recorded unless `force`); the record is written after the file."""
     profile = load_profile(profile)
     reader = CropReader.from_profile(profile, split)
     if len(reader) == 0:

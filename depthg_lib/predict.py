@@ -1,11 +1,7 @@
-"""Segment any images with a trained DepthG head: label maps, colour PNGs, overlays.
-
-    python -m depthg_lib.predict photo.jpg my_folder/ --out predictions/ [--checkpoint C]
-
-Images (upright as their EXIF says) are segmented as in evaluation at multiples of the patch
-size; `--out` gets `<name>_label/_overlay/_ids.png` and a legend, which guards the folder
-against outputs of another checkpoint or probe (`--force` replaces them).
-"""
+"""Segment any images with a trained DepthG head (`python -m depthg_lib.predict photo.jpg
+folder/ --out predictions/`): upright as their EXIF says, as in evaluation at multiples of the
+patch size; `--out` gets `<name>_label/_overlay/_ids.png` and a legend, which guards the folder
+against outputs of another checkpoint or probe (`--force` replaces them)."""
 
 from __future__ import annotations
 
@@ -24,6 +20,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint
 from .config import load_profile
 from .crf import dense_crf, require_crf
+from .data.base import IMAGE_SUFFIXES
 from .env import device_arg, resolve_device
 from .errors import DepthGError, run_cli
 from .evalset import to_tensor
@@ -34,10 +31,7 @@ from .released import is_released
 from .viz import colorize, label_palette, overlay
 from .viz.evaluation import plot_legend
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_CHECKPOINT = WEIGHTS_DIR / "depthg_embedded.pt"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-TRAIN_HINT = "python -m depthg_lib.train --profile demo"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "depthg_embedded.pt"
 _OUTPUT_SUFFIXES = ("_label.png", "_overlay.png", "_ids.png")
 
 
@@ -54,10 +48,6 @@ class Segmenter:
     cluster_to_class: list[int] | None = None
     class_names: list[str] | None = None
     class_colors: list[tuple[int, int, int]] | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.head.parameters()).device
 
     def cluster_names(self) -> list[str]:
         """`cluster k → class` where a matching is known, else `cluster k`."""
@@ -84,8 +74,9 @@ def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "c
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     if not path.exists() and checkpoint is None:  # load_checkpoint names a missing --checkpoint
         raise DepthGError(f"the default checkpoint {path} is not there (it ships with the "
-                          f"library once trained). Train one with `{TRAIN_HINT}` and pass it "
-                          "with --checkpoint runs/demo/train/checkpoints/final.pt")
+                          "library once trained). Train one with `python -m depthg_lib.train "
+                          "--profile demo` and pass it with --checkpoint "
+                          "runs/demo/train/checkpoints/final.pt")
     dev = resolve_device(device)
     model = load_checkpoint(path, profile=profile, device=dev)
     saved = model.meta["profile"]
@@ -126,7 +117,7 @@ def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) ->
     height, width = rgb.shape[:2]
     h, w = working_size(height, width, seg.patch_size, seg.eval_res)
     work = _resized(rgb, h, w, Image.BILINEAR)
-    x = to_tensor([work]).to(seg.device)
+    x = to_tensor([work]).to(next(seg.model.head.parameters()).device)
     cluster, linear = probe_log_probs(seg.model, seg.backbone, x, (h, w))
     log_probs = (cluster if probe == "cluster" else linear)[0]
     if crf:
@@ -134,17 +125,13 @@ def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) ->
         labels = dense_crf(work, log_probs.cpu().numpy()).argmax(0)
     else:
         labels = log_probs.argmax(0).cpu().numpy()
-    labels = labels.astype(np.uint8)
-    return _resized(labels, height, width, Image.NEAREST)
+    return _resized(labels.astype(np.uint8), height, width, Image.NEAREST)
 
 
 def _resized(image: np.ndarray, height: int, width: int, method) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
     return np.asarray(Image.fromarray(image).resize((width, height), method))
-
-
-# ------------------------------------------------------------------------------ files
 
 
 @dataclass
@@ -163,11 +150,10 @@ class PredictionReport:
         return "\n".join(lines)
 
 
-def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: Path | None = None
+def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: Path
                    ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files to segment (folders expanded, sorted) and inputs skipped with the reason."""
-    files, skipped = [], []
-    excluded = exclude.resolve() if exclude is not None else None
+    files, skipped, excluded = [], [], exclude.resolve()
     for item in inputs:
         path = Path(item)
         if path.is_dir() and path.resolve() == excluded:
@@ -197,7 +183,7 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     """Segment image files and folders (not their sub-folders) into `out`; bad inputs are
     skipped and listed, one `DepthGError` when nothing could be segmented."""
     out = Path(out)
-    files, skipped = collect_inputs(inputs, exclude=out)
+    files, skipped = collect_inputs(inputs, out)
     if not files:
         why = "; ".join(f"{p}: {r}" for p, r in skipped) or "no inputs given"
         raise DepthGError(f"nothing to segment ({why})")

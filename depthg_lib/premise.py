@@ -17,14 +17,6 @@ from .sampling import fps_coords, random_coords
 IGNORE = 255
 
 
-def _check(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray) -> None:
-    if features.dim() != 4:
-        raise DepthGError(f"features must be (N,D,h,w), got shape {tuple(features.shape)}")
-    if depth.shape != labels.shape or depth.ndim != 3 or depth.shape[0] != features.shape[0]:
-        raise DepthGError(f"depth {depth.shape} and labels {labels.shape} must both be (N,H,W) "
-                          f"with N = {features.shape[0]} images like the features")
-
-
 def pixel_pairs(labels: np.ndarray, pairs_per_image: int, exclude: Sequence[int] = (),
                 seed: int = 0) -> list[np.ndarray]:
     """Per image, (P, 4) rows (y1, x1, y2, x2) of random pairs of labelled, non-excluded pixels
@@ -60,7 +52,11 @@ def pair_scores(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
                 ) -> dict[str, np.ndarray]:
     """For random same-image pixel pairs: `feature` cosine, `depth` closeness −|d1 − d2| (of
     per-image normalised depth: larger = more similar), `same` class, and their `image`."""
-    _check(features, depth, labels)
+    if features.dim() != 4:
+        raise DepthGError(f"features must be (N,D,h,w), got shape {tuple(features.shape)}")
+    if depth.shape != labels.shape or depth.ndim != 3 or depth.shape[0] != features.shape[0]:
+        raise DepthGError(f"depth {depth.shape} and labels {labels.shape} must both be (N,H,W) "
+                          f"with N = {features.shape[0]} images like the features")
     size = labels.shape[1:]
     feat, dep, same, image = [], [], [], []
     for i, pts in enumerate(pixel_pairs(labels, pairs_per_image, exclude, seed)):
@@ -81,9 +77,8 @@ def pair_scores(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
 def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
                      pairs_per_image: int = 2000, exclude: Sequence[int] = (),
                      seed: int = 0) -> dict[str, float]:
-    """AUROC of feature similarity, depth similarity and `both` (a logistic regression on the
-    two, fitted on the even images and scored on the odd ones and vice versa) for "same class";
-    `depth_gain` = both − feature."""
+    """AUROC for "same class" of feature similarity, depth similarity and `both` (a logistic
+    regression on the two, cross-fitted on even and odd images); `depth_gain` = both − feature."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
