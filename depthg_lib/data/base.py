@@ -99,6 +99,7 @@ class DatasetReader:
     # `_fields(name)` adds. The depth stage writes 16-bit min–max normalised PNGs (§2).
     layout: dict[str, str] = {"depth": "depth/{split}/{name}.png"}
     split_dirs: dict[str, str] = {}
+    _list_hint = ""  # what the split list is, in the message when it is missing
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(os.path.expanduser(str(root)))
@@ -113,8 +114,18 @@ class DatasetReader:
 
     # -- what a subclass provides -------------------------------------------------------
     def _list(self, split: str) -> list[str]:
-        """All names of a split (any order); raise `_missing` when the split is absent."""
-        raise NotImplementedError
+        """All names of a split (any order), by default those in its list file; raise `_missing`
+        when the split is absent."""
+        path = self._split_location(split)
+        try:
+            names = path.read_text().split()
+        except FileNotFoundError:
+            raise self._missing(split, path, self._list_hint) from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise DepthGError(f"cannot read split list {path} ({err})") from None
+        if not names:
+            raise DepthGError(f"split list {path} is empty; expected one image id per line")
+        return names
 
     def _split_location(self, split: str) -> Path:
         """The folder or list file a split is read from (for messages and the check)."""
@@ -136,19 +147,6 @@ class DatasetReader:
 
     def depth_path(self, split: str, name: str) -> Path:
         return self._path("depth", split, name)
-
-    def _read_list(self, split: str, hint: str = "") -> list[str]:
-        """The names in a split's list file (`_split_location`), one per line."""
-        path = self._split_location(split)
-        try:
-            names = path.read_text().split()
-        except FileNotFoundError:
-            raise self._missing(split, path, hint) from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise DepthGError(f"cannot read split list {path} ({err})") from None
-        if not names:
-            raise DepthGError(f"split list {path} is empty; expected one image id per line")
-        return names
 
     def _label_names(self, split: str, names: list[str]) -> set[str]:
         """Names that have a label file (for the check); a subclass may list them cheaper."""

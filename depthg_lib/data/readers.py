@@ -159,6 +159,7 @@ class CocoStuff27Reader(DatasetReader):
         "window", "building", "ground", "plant", "sky", "solid", "structural", "water",
     )
     split_dirs = {"train": "train2017", "val": "val2017"}
+    _list_hint = " (the curated image list of STEGO)"
     layout = {"image": "images/{split}/{name}.jpg", "label": "annotations/{split}/{name}.png",
               "depth": "depth/{split}/{name}_zoedepth.png"}
     tree = """\
@@ -171,9 +172,6 @@ class CocoStuff27Reader(DatasetReader):
 
     def _split_location(self, split):
         return self.root / "curated" / self.split_dirs[split] / "Coco164kFull_Stuff_Coarse_7.txt"
-
-    def _list(self, split):
-        return self._read_list(split, hint=" (the curated image list of STEGO)")
 
     def _map_label(self, raw, path):
         return lookup_label(raw, fine_to_coarse(), path, "COCO-Stuff fine id (0..181)")
@@ -264,9 +262,6 @@ class PotsdamReader(DatasetReader):
 
     def _split_location(self, split):
         return self.root / {"train": "labelled_train.txt", "val": "labelled_test.txt"}[split]
-
-    def _list(self, split):
-        return self._read_list(split)
 
     def load_image(self, split, name):
         """RGB uint8 from `img` (H, W, C ≥ 3), stored as uint8 or as float in [0, 1]."""

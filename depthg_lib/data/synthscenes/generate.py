@@ -44,10 +44,8 @@ def generate(out_dir, n_train: int, n_val: int, size: int, seed: int, progress: 
                     old.unlink()
     check_stage_settings(out, "synthscenes", settings, force=force)
 
-    jobs = [(split, i) for split, count in (("train", n_train), ("val", n_val))
-            for i in range(int(count))]
-    for split, i in tqdm(jobs, desc=f"SynthScenes {size}px", disable=not progress,
-                         unit="img"):
+    jobs = [(split, i) for split, n in (("train", n_train), ("val", n_val)) for i in range(n)]
+    for split, i in tqdm(jobs, desc=f"SynthScenes {size}px", disable=not progress, unit="img"):
         paths = {sub: out / sub / split / f"{split}_{i:05d}{ext}" for sub, ext in _OUTPUTS.items()}
         if all(p.exists() for p in paths.values()):
             continue

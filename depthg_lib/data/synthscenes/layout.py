@@ -232,13 +232,10 @@ def sample_layout(rng: int | np.random.Generator, n_things: int | None = None,
     sky = _sample_sky(rng)
     ground = _sample_ground(rng, fov_rad)
 
-    objects: list[SceneObject] = []
     if n_buildings is None:
         n_buildings = _pick(rng, (0, 1, 1, 2, 2, 3, 3, 4, 5))
-    for _ in range(n_buildings):
-        building = _sample_building(rng, fov_rad, ground, table)
-        if building is not None:
-            objects.append(building)
+    buildings = [_sample_building(rng, fov_rad, ground, table) for _ in range(n_buildings)]
+    objects = [b for b in buildings if b is not None]  # None: no free spot was found
 
     if n_things is None:
         n_things = 4 + int(rng.random() * 6)

@@ -111,8 +111,7 @@ def sky_color(sky: Sky, dx, dy, dz, table):
     cosang = dx * lx + dy * ly + dz * lz
     glow = 0.9 * np.exp((cosang - 1.0) * 400.0) + 0.25 * np.exp((cosang - 1.0) * 8.0)
     col = [c + s * glow for c, s in zip(col, sky.sun_color)]
-    up = np.maximum(dz, 0.02)
-    scale = 1.0 / up  # intersection with a cloud layer, in units of the layer height
+    scale = 1.0 / np.maximum(dz, 0.02)  # intersection with a cloud layer, in layer heights
     n = fbm(table, dx * scale * 0.9 + 3.3, dy * scale * 0.9 - 7.1)
     cover = smoothstep(sky.clouds, sky.clouds + 0.22, n) * smoothstep(0.03, 0.25, dz)
     shade = 0.82 + 0.18 * smoothstep(0.3, 0.9, n)
