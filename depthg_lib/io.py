@@ -1,7 +1,6 @@
 """Atomic writes, stage records and robust image reading shared by every stage: each stage
 records its settings and a digest of what it consumed in `<stage>.json`, and a re-run with other
-settings or from changed inputs is refused unless `force=True` (docs/method.md §0).
-"""
+settings or from changed inputs is refused unless `force=True` (docs/method.md §0)."""
 
 from __future__ import annotations
 
@@ -106,7 +105,6 @@ class DiskRoom:
 
 
 def tree_bytes(folder: Path) -> int:
-    """The bytes of the files under `folder` (0 while it does not exist)."""
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
