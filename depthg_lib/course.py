@@ -2,8 +2,7 @@
 into `runs/<profile>/` (`python -m depthg_lib.course --profile demo [--only 01,04] [--force]`).
 A chapter is skipped while its executed copy is complete and its inputs (code, profile, weights,
 library, device, seed, earlier chapters' runs) unchanged; `summary.json` records seconds, status
-and key numbers. A failure stops the run naming the cell; Ctrl-C or SIGTERM records `interrupted`.
-"""
+and key numbers. A failure stops the run naming the cell; Ctrl-C or SIGTERM: `interrupted`."""
 
 from __future__ import annotations
 
