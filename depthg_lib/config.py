@@ -1,7 +1,6 @@
 """Profiles: one typed, validated configuration per run (docs/method.md §10), a YAML file in
 `depthg_lib/profiles/` or anywhere, listing after `extends: <other>` only what differs. A bad
-key, type or value is one `DepthGError` naming the file, the key and the nearest valid key.
-"""
+key, type or value is one `DepthGError` naming the file, the key and the nearest valid key."""
 
 from __future__ import annotations
 
@@ -155,7 +154,8 @@ class Profile:
 
     @property
     def weights(self) -> dict[str, float]:
-        return {k: getattr(self, f"weight_{k}") for k in ("intra", "inter", "neg", "depth")}
+        return {"intra": self.weight_intra, "inter": self.weight_inter,
+                "neg": self.weight_neg, "depth": self.weight_depth}
 
     @property
     def shifts(self) -> dict[str, float]:
