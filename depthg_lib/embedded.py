@@ -18,8 +18,7 @@ from .io import sha256_file
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST_NAME = "manifest.json"
 
-WEIGHT_FILES: dict[str, str] = {"vit": "embedded_vit.safetensors",
-                                "depth": "embedded_depth.safetensors"}
+WEIGHT_FILES = {"vit": "embedded_vit.safetensors", "depth": "embedded_depth.safetensors"}
 
 # Normalisation of [0,1] RGB for both models: ImageNet's, like the DINO backbones'.
 EMBEDDED_MEAN = (0.485, 0.456, 0.406)
