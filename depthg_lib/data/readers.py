@@ -95,9 +95,7 @@ class DirectoryReader(DatasetReader):
 
     @property
     def splits(self):
-        if (self.root / "train").is_dir() or (self.root / "val").is_dir():
-            return tuple(s for s in SPLITS if (self.root / s).is_dir())
-        return ("train",)
+        return tuple(s for s in SPLITS if (self.root / s).is_dir()) or ("train",)
 
     def __init__(self, root):
         super().__init__(root)
@@ -107,7 +105,7 @@ class DirectoryReader(DatasetReader):
         return list(self._scan(split))
 
     def _check_split(self, split):
-        if split == "val" and split not in self.splits and split in SPLITS:
+        if split == "val" and "val" not in self.splits:
             raise DepthGError(
                 f"folder {self.root} has no val split: all its images form split train. For a "
                 f"held-out split put images in {self.root / 'train'} and {self.root / 'val'}")
