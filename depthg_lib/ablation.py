@@ -1,9 +1,7 @@
-"""The arms of chapter 06's factorial: what does each ingredient of DepthG buy, on one budget?
-
-Each arm — `stego`, `depth` (the depth term, docs/method.md §6.1), `fps` (depth-guided FPS,
-§7.1), `depthg` (both) — in `released` or `corrected` fidelity (§13) is the profile with only
-these settings replaced; everything else is shared. `depthg_lib.study` runs the design.
-"""
+"""The arms of chapter 06's factorial: what each ingredient of DepthG buys, on one budget. An arm
+(`stego`, `depth` (the term, docs/method.md §6.1), `fps` (depth-guided FPS, §7.1), `depthg`) in
+`released` or `corrected` fidelity (§13) is the profile with only these settings replaced;
+everything else is shared. `depthg_lib.study` runs the design."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Dense CRF refinement of per-pixel class scores (docs/method.md §9), with a pool that cannot hang.
-
-STEGO's fork-based pool can hang once torch started its threads; here a bounded *spawn* pool
-has a timeout per image, and whatever it fails to return is computed in this process instead.
-"""
+"""Dense CRF refinement of per-pixel class scores (docs/method.md §9). STEGO's fork-based pool
+can hang once torch started its threads; here a bounded *spawn* pool has a timeout per image,
+and whatever it fails to return is computed in this process instead."""
 
 from __future__ import annotations
 
@@ -22,7 +20,6 @@ from .errors import DepthGError
 ITERATIONS = 10
 GAUSSIAN_SXY, GAUSSIAN_COMPAT = 1, 3
 BILATERAL_SXY, BILATERAL_SRGB, BILATERAL_COMPAT = 67, 3, 4
-INSTALL_HINT = "pip install pydensecrf2  (or: pip install -e '.[crf]')"
 
 
 def crf_available() -> bool:
@@ -38,8 +35,8 @@ def require_crf() -> None:
     """One clear error when the CRF is asked for but its package is missing."""
     if not crf_available():
         raise DepthGError("the dense CRF needs the package pydensecrf2, which is not installed "
-                          f"in this environment; install it with `{INSTALL_HINT}`, or run "
-                          "without --crf")
+                          "in this environment; install it with `pip install pydensecrf2  (or: "
+                          "pip install -e '.[crf]')`, or run without --crf")
 
 
 def dense_crf(image: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
@@ -112,8 +109,6 @@ class CRFRunner:
                  log_probs: Sequence[np.ndarray] | np.ndarray, argmax: bool = False
                  ) -> np.ndarray:
         """Marginals (B, C, H, W), or labels (B, H, W) with `argmax` (class counts may differ)."""
-        images = [np.asarray(im) for im in images]
-        log_probs = [np.asarray(lp, dtype=np.float32) for lp in log_probs]
         results: list[np.ndarray | None] = [None] * len(images)
         pool = self._get_pool()
         if pool is not None:
@@ -128,6 +123,4 @@ class CRFRunner:
                 self.close()
         results = [dense_crf(im, lp) if q is None else q  # what the pool did not return
                    for q, im, lp in zip(results, images, log_probs)]
-        if argmax:
-            return np.stack([q.argmax(0) for q in results])
-        return np.stack(results)
+        return np.stack([q.argmax(0) for q in results] if argmax else results)

@@ -38,9 +38,8 @@ def depth_from_uint16(stored: np.ndarray, fidelity: str = "corrected") -> np.nda
     check_fidelity(fidelity)
     if stored.dtype == np.uint8:
         return stored.astype(np.float32) / (1.0 if fidelity == "released" else 255.0)
-    stored = stored.astype(np.int64)
     if fidelity == "released":
-        return (stored // 257).astype(np.float32)
+        return (stored.astype(np.int64) // 257).astype(np.float32)
     return (stored / UINT16_MAX).astype(np.float32)
 
 

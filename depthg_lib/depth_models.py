@@ -4,6 +4,7 @@ Hugging Face cache, never the network."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -19,8 +20,6 @@ from .io import sha256_file
 DEFAULT_MODELS = {"zoedepth": "Intel/zoedepth-nyu",
                   "depth_anything": "depth-anything/Depth-Anything-V2-Small-hf",
                   "synth": "embedded", "gt": "synthscenes-gt"}
-# transformers `model_type` each backend expects (a wrong folder would flip the depth order).
-_MODEL_TYPES = {"zoedepth": "zoedepth", "depth_anything": "depth_anything"}
 DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "models"
 
 
@@ -47,10 +46,10 @@ class TransformersDepthModel:
                 f"config.json, preprocessor_config.json and the weights, as written by "
                 f"`save_pretrained` or `hf download {model_id} --local-dir {model_dir}`") from None
         found = getattr(self.model.config, "model_type", "?")
-        if found != _MODEL_TYPES[backend]:
-            raise DepthGError(
+        if found != backend:  # each backend is named after its transformers `model_type`
+            raise DepthGError(  # (the model of a wrong folder could flip the depth order)
                 f"{model_dir} holds a {found!r} model but depth backend {backend!r} expects "
-                f"{_MODEL_TYPES[backend]!r}; set depth_backend or depth_model to match")
+                f"{backend!r}; set depth_backend or depth_model to match")
         self.weights_sha256 = _weights_digest(model_dir)
         size = getattr(self.processor, "size", None)
         self.resolution = dict(size) if size is not None else None
@@ -81,10 +80,8 @@ def _weights_digest(model_dir: Path) -> str | None:
                    if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
     if len(files) <= 1:
         return sha256_file(files[0]) if files else None
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(f"{p.name}:{sha256_file(p)}\n".encode())
-    return digest.hexdigest()
+    listing = "".join(f"{p.name}:{sha256_file(p)}\n" for p in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def resolve_model_dir(backend: str, model: str | None = None,
@@ -92,19 +89,15 @@ def resolve_model_dir(backend: str, model: str | None = None,
     """(model id, local folder) of a transformers backend: `model` as a folder,
     `<model_dir>/<model id>` (default data/models/), or the Hugging Face cache."""
     model_id = model or DEFAULT_MODELS[backend]
-    base = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     as_dir = Path(os.path.expanduser(model_id))
-    if as_dir.is_dir():
-        return model_id, as_dir
-    local = base / model_id
-    if local.is_dir():
-        return model_id, local
-    try:
+    local = Path(model_dir or DEFAULT_MODEL_DIR) / model_id
+    for folder in (as_dir, local):
+        if folder.is_dir():
+            return model_id, folder
+    with contextlib.suppress(Exception):  # not in the cache, or not a repo id: the same advice
         from huggingface_hub import snapshot_download  # heavy import, for these backends only
 
         return model_id, Path(snapshot_download(model_id, local_files_only=True))
-    except Exception:  # not in the cache, or not a valid repo id: the same advice either way
-        pass
     raise DepthGError(
         f"depth model {model_id!r} for backend {backend!r} is not on this machine (looked in "
         f"{as_dir if as_dir.is_absolute() else local} and the Hugging Face cache; it is never "

@@ -103,16 +103,14 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
         cached = open_cache(folder, split, settings, source=source)
         if cached is not None:
             return cached
-        inputs = source_digest(source)
         record = folder / "features.json"
         meta = load_json(record) if record.exists() else {}
         if meta.get("settings") != as_recorded(settings):  # other settings: start afresh
             meta = {"version": CACHE_VERSION, "settings": as_recorded(settings), "splits": {}}
-            for old in folder.glob("*.npy") if folder.exists() else []:
+            for old in folder.glob("*.npy"):
                 old.unlink()
         n = len(source)
-        p = backbone.patch_size
-        grid = (res // p, res // p)
+        grid = (res // backbone.patch_size,) * 2
         check_budget(cache_bytes(n, backbone.dim, grid, res) + reserved, budget_gb, folder)
 
         layout = {"feats": (FEATURE_DTYPE, (n, backbone.dim, *grid)),
@@ -123,20 +121,19 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
                 dtype=dtype, shape=shape) for k, (dtype, shape) in layout.items()}
             bar = tqdm(total=n, desc=f"features {split}", disable=not progress, leave=False)
             for start in range(0, n, batch_size):
-                idx = range(start, min(n, start + batch_size))
-                items = [prepare_crop(*source.load(i), res, fidelity) for i in idx]
-                images = torch.from_numpy(np.stack([it[0] for it in items])).to(device)
-                f = featurize(backbone, images).float().cpu().numpy()
-                arrays["feats"][idx.start:idx.stop] = f
-                for column, key in ((1, "labels"), (2, "depth")):
-                    arrays[key][idx.start:idx.stop] = np.stack([it[column] for it in items])
-                bar.update(len(idx))
+                rows = slice(start, min(n, start + batch_size))
+                crops = [prepare_crop(*source.load(i), res, fidelity) for i in range(n)[rows]]
+                images, labels, depth = (np.stack(part) for part in zip(*crops))
+                f = featurize(backbone, torch.from_numpy(images).to(device))
+                arrays["feats"][rows] = f.float().cpu().numpy()
+                arrays["labels"][rows], arrays["depth"][rows] = labels, depth
+                bar.update(len(crops))
             bar.close()
             for arr in arrays.values():
                 arr.flush()
             del arrays  # the memory maps are closed before the files take their names
         meta["splits"][split] = {"n": n, "grid": list(grid), "dim": backbone.dim,
-                                 "inputs": inputs}
+                                 "inputs": source_digest(source)}
         save_json(record, meta)
         return CachedSplit(folder, split)
 
