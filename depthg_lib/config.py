@@ -171,8 +171,7 @@ class Paths:
 
     def __init__(self, profile: Profile):
         self.profile = profile
-        root = Path(os.path.expanduser(profile.data_root))
-        self.data_root = root if root.is_absolute() else REPO_ROOT / root
+        self.data_root = REPO_ROOT / Path(profile.data_root).expanduser()  # as is if absolute
         self.dataset_dir = self.data_root / (profile.dataset_dir or profile.dataset)
         # cropped/<dataset>_five_crop_<ratio>/{img,label,depth}/<split>/
         self.crop_dir = (self.data_root / "cropped"
@@ -216,13 +215,9 @@ def profile_arg(profile: Profile) -> str:
 
 def positive_int(text: str) -> int:
     """argparse `type=` for counts such as --max-images: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    if not text.strip().isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return int(text)
 
 
 def _profile_file(name_or_path: str | os.PathLike) -> Path:
