@@ -49,9 +49,8 @@ def read_curve(log: Path) -> list[tuple[int, float, float]]:
     if not log.exists():
         return []
     with open(log, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("val_cluster_miou")]
-    return [(int(r["step"]) + 1, float(r["val_cluster_miou"]), float(r["val_linear_miou"]))
-            for r in rows]
+        return [(int(r["step"]) + 1, float(r["val_cluster_miou"]), float(r["val_linear_miou"]))
+                for r in csv.DictReader(fh) if r.get("val_cluster_miou")]
 
 
 def gain_last_quarter(values) -> float | None:
@@ -64,9 +63,8 @@ def validation_curves(study, knob) -> dict:
     """Per arm: validation steps and the mean over seeds of the tune-split probe scores."""
     curves = {}
     for arm in study.arms:
-        per_seed = [read_curve(study.run_dir(arm, knob, seed) / "log.csv")
-                    for seed in study.seeds]
-        per_seed = [c for c in per_seed if c]
+        per_seed = [c for c in (read_curve(study.run_dir(arm, knob, seed) / "log.csv")
+                                for seed in study.seeds) if c]
         if not per_seed:
             continue
         n = min(len(c) for c in per_seed)
@@ -95,12 +93,9 @@ def regime_summary(study) -> dict:
     return out
 
 
-def summarize(study) -> dict:
-    """The results file: splits, seeds, knob, arms, baselines, paired CIs, premise, curves."""
+def stored_scores(study, ref: str) -> tuple[bool, dict, dict, dict, dict]:
+    """Per setting: every arm's and baseline's stored scores, and the paired intervals."""
     arms, baselines, per_seed, ci95 = {}, {}, {}, {}
-    # the reference arm of the paired intervals: DepthG in the profile's fidelity
-    ref = f"depthg-{study.profile.fidelity}"
-    ref = ref if ref in study.arms else study.arms[-1]
     complete = True
     for knob in study.knobs:
         key = knob.key
@@ -117,58 +112,20 @@ def summarize(study) -> dict:
             per_seed.setdefault(name, {})[key] = [round(v, 3) for v in vals]
         for pair, ci in paired_intervals(study, ref, rows, base_rows).items():
             ci95.setdefault(pair, {})[key] = ci
-    return {
-        "schema": 1, "profile": study.profile.name,
-        "objective_version": OBJECTIVE_VERSION, "complete": bool(complete),
-        "runs_done": sum(len(v2["unsup"]) for v in arms.values() for v2 in v.values()),
-        "runs_total": len(study.seeds) * len(study.knobs) * len(study.arms),
-        **setting_facts(study),
-        "arms": arms, "arm_labels": {a: ablation.ARMS[a] for a in study.arms},
-        "reference_arm": ref, "baselines": baselines, "baselines_per_seed": per_seed,
-        "baseline_labels": BASELINES, "ci95": ci95,
-        **run_facts(study),
-    }
+    return complete, arms, baselines, per_seed, ci95
 
 
-def paired_pairs(study, ref: str, rows: dict) -> list[tuple[str, str, str, str]]:
-    """(a, b, b's kind, metric) for every paired difference the results report."""
-    pairs = []
-    for arm in study.arms:
-        partner = ablation.stego_partner(arm)
-        if arm != partner and partner in rows:
-            pairs += [(arm, partner, "arm", m) for m in ("unsup", "linear")]
-    if {"depthg-corrected", "depthg-released"} <= set(study.arms):
-        pairs += [("depthg-corrected", "depthg-released", "arm", m)
-                  for m in ("unsup", "linear")]
-    for arm in dict.fromkeys([ref, f"stego-{study.profile.fidelity}"]):
-        if arm in rows and rows[arm]:
-            pairs += [(arm, "kmeans_raw_train_fit", "baseline", "unsup"),
-                      (arm, "kmeans_raw_transductive", "baseline", "unsup"),
-                      (arm, "linear_raw", "baseline", "linear")]
-    return pairs
-
-
-def paired_intervals(study, ref: str, rows: dict, base_rows: dict) -> dict:
-    """"a vs b" → metric → paired bootstrap interval, over the seeds both sides have."""
-    out = {}
-    for a, b, kind_b, metric in paired_pairs(study, ref, rows):
-        ra = {r["seed"]: r for r in rows[a]}
-        rb = {r["seed"]: r for r in (rows[b] if kind_b == "arm" else base_rows[b])}
-        seeds = [s for s in study.seeds if s in ra and s in rb]
-        if not seeds:
-            continue
-        ha, hb = (np.stack([study.store.hists(r[s])[metric] for s in seeds]) for r in (ra, rb))
-        ci = paired_bootstrap(ha, hb, METRICS[metric], n_boot=study.n_boot, seed=0)
-        ci = {k: round(v, 3) if isinstance(v, float) else v for k, v in ci.items()}
-        ci["verdict"] = verdict(ci)
-        out.setdefault(f"{a} vs {b}", {})[metric] = ci
-    return out
-
-
-def setting_facts(study) -> dict:
-    """What the study ran on: its splits, seeds, knob settings and nuisance, the regime check."""
+def summarize(study) -> dict:
+    """The results file: what the study ran on, its scores and intervals, how it ran."""
     p, knobs = study.profile, study.knobs
+    # the reference arm of the paired intervals: DepthG in the profile's fidelity
+    ref = f"depthg-{p.fidelity}" if f"depthg-{p.fidelity}" in study.arms else study.arms[-1]
+    complete, arms, baselines, per_seed, ci95 = stored_scores(study, ref)
     return {
+        "schema": 1, "profile": p.name, "objective_version": OBJECTIVE_VERSION,
+        "complete": complete,
+        "runs_done": sum(len(v2["unsup"]) for v in arms.values() for v2 in v.values()),
+        "runs_total": len(study.seeds) * len(knobs) * len(study.arms),
         "splits": {"train": p.synth_seed, "tune": p.tune_seed, "report": p.report_seed,
                    "n_train_images": p.synth_n_train, "n_tune_images": split_size(p, "tune"),
                    "n_report_images": split_size(p, "report"), "image_size": p.synth_size},
@@ -181,25 +138,21 @@ def setting_facts(study) -> dict:
                      "scale": {k.key: round(study.nuisance(k).scale, 4)
                                for k in knobs if k.nuisance and k in study.knob_data}},
         "regime": regime_summary(study),
-    }
-
-
-def run_facts(study) -> dict:
-    """How the study ran: intervals, premise, curves, shifts, training, backbone, machine."""
-    p = study.profile
-    return {
+        "arms": arms, "arm_labels": {a: ablation.ARMS[a] for a in study.arms},
+        "reference_arm": ref, "baselines": baselines, "baselines_per_seed": per_seed,
+        "baseline_labels": BASELINES, "ci95": ci95,
         "ci_method": (f"paired bootstrap over training seeds and report images "
                       f"({study.n_boot} draws, percentile interval); unsupervised mIoU is "
                       "re-matched (Hungarian) in every draw"),
-        "premise": {k.key: study.premise(k) for k in study.knobs
+        "premise": {k.key: study.premise(k) for k in knobs
                     if study.store.find(study.premise_identity(k)) is not None},
-        "validation": {"split": "tune", "knob": study.knobs[0].key,
-                       "curves": validation_curves(study, study.knobs[0])},
+        "validation": {"split": "tune", "knob": knobs[0].key,
+                       "curves": validation_curves(study, knobs[0])},
         "shifts": {  # the profile's, the offset at the nuisance settings, the placed ones
             "note": SHIFTS_NOTE, "offset": study.offset,
             "profile": {k: getattr(p, k) for k in SHIFT_NAMES.values()},
             # `write_only` places no shifts of a setting whose data it has not loaded
-            "placed": {k.key: {"shifts": r["shifts"], "f": r["f"]} for k in study.knobs
+            "placed": {k.key: {"shifts": r["shifts"], "f": r["f"]} for k in knobs
                        if k.nuisance and (k in study.knob_data or not study.write_only)
                        for r in [study.placement(k)]}},
         "training": training_facts(study),
@@ -211,6 +164,36 @@ def run_facts(study) -> dict:
         "load_average": [round(x, 1) for x in os.getloadavg()],
         "seconds_stored_runs": round(sum(r.get("seconds", 0) for r in study.store.rows)),
     }
+
+
+def paired_pairs(study, ref: str, rows: dict):
+    """(a, b, metric) for every paired difference the results report."""
+    for arm in study.arms:
+        partner = ablation.stego_partner(arm)
+        if arm != partner and partner in rows:
+            yield from ((arm, partner, m) for m in ("unsup", "linear"))
+    if {"depthg-corrected", "depthg-released"} <= set(study.arms):
+        yield from (("depthg-corrected", "depthg-released", m) for m in ("unsup", "linear"))
+    for arm in dict.fromkeys([ref, f"stego-{study.profile.fidelity}"]):
+        if rows.get(arm):
+            yield from ((arm, name, "linear" if name == "linear_raw" else "unsup")
+                        for name in RAW_BASELINES)
+
+
+def paired_intervals(study, ref: str, rows: dict, base_rows: dict) -> dict:
+    """"a vs b" → metric → paired bootstrap interval, over the seeds both sides have."""
+    out, both = {}, {**rows, **base_rows}
+    for a, b, metric in paired_pairs(study, ref, rows):
+        ra, rb = ({r["seed"]: r for r in both[name]} for name in (a, b))
+        seeds = [s for s in study.seeds if s in ra and s in rb]
+        if not seeds:
+            continue
+        ha, hb = (np.stack([study.store.hists(r[s])[metric] for s in seeds]) for r in (ra, rb))
+        ci = paired_bootstrap(ha, hb, METRICS[metric], n_boot=study.n_boot, seed=0)
+        ci = {k: round(v, 3) if isinstance(v, float) else v for k, v in ci.items()}
+        ci["verdict"] = verdict(ci)
+        out.setdefault(f"{a} vs {b}", {})[metric] = ci
+    return out
 
 
 def training_facts(study) -> dict:
