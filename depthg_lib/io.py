@@ -80,9 +80,8 @@ def free_bytes(path: str | os.PathLike) -> int:
 
 
 class DiskRoom:
-    """Stops a long stage before its disk fills up: the bytes the first `PROBE` items added to
-    `folder` (its own growth: other programs change the disk's free space), projected over the
-    rest, must fit what is free."""
+    """Stops a long stage before its disk fills up: what the first `PROBE` items added to `folder`
+    (not the disk's free space: other programs change it), projected over the rest, must fit."""
 
     PROBE = 20
 
