@@ -110,8 +110,7 @@ def hypothesis_tests(results: dict) -> dict[str, str]:
                      f"unsupervised mIoU is between {lo[2]:.1f} ({lo[0]}, setting {lo[1]}) and "
                      f"{hi[2]:.1f} points ({hi[0]}, setting {hi[1]}); a gap of that size between "
                      "two single runs is within seed-to-seed noise.")
-    premise = results.get("premise") or {}
-    gains = [(k, v["auroc"]["depth_gain"]) for k, v in premise.items()
+    gains = [(k, v["auroc"]["depth_gain"]) for k, v in (results.get("premise") or {}).items()
              if isinstance(v, dict) and "auroc" in v]
     if gains:
         out["H5"] = ("Not testable on SynthScenes, but its premise there: depth adds "

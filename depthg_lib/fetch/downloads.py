@@ -8,7 +8,6 @@ import datetime
 import http.client
 import os
 import shutil
-import socket
 import tempfile
 import urllib.error
 import urllib.parse
@@ -43,11 +42,10 @@ class Ledger:
         save_json(self.path, {"format": 1, "files": self.entries})
 
 
-def remote_size(url: str, timeout: float = 5.0) -> int | None:
+def remote_size(url: str) -> int | None:
     """Content-Length from a HEAD request; None when the server cannot be asked."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
-                                    timeout=timeout) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5) as resp:
             return int(resp.headers["Content-Length"])
     except (OSError, ValueError, TypeError, http.client.HTTPException):
         return None
@@ -67,7 +65,7 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int:
                 for chunk in iter(lambda: resp.read(CHUNK), b""):
                     fh.write(chunk)
                     bar.update(len(chunk))
-        except (OSError, http.client.HTTPException, socket.timeout) as err:
+        except (OSError, http.client.HTTPException) as err:  # a timeout is an OSError
             broken = f" ({type(err).__name__})"
     got = part.stat().st_size if part.exists() else 0
     if broken or (total is not None and got != total):

@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--profile", required=True, help="profile name or YAML file")
     add("--dry-run", action="store_true",
         help="print what would be fetched and the disk it needs; change nothing")
-    add("--only", action="append", choices=sources.KINDS,
-        help="fetch only this kind (repeatable)")
+    add("--only", action="append", choices=sources.KINDS, help="fetch only this kind (repeatable)")
     add("--keep-archives", action="store_true", help="keep the downloaded zips after extraction")
     add("--verify", action="store_true", help="re-hash present files against the ledger's sha256")
     fetch(**vars(parser.parse_args(argv)))  # prints each item's outcome

@@ -184,11 +184,10 @@ def dry_run_lines(profile: Profile, path: Path = SHIPPED) -> list[str]:
         if row.get("status") != "ok" or stage in ("weights", "data"):
             continue
         p = row["projected"]
-        disk, gpu = disk + (p.get("disk_bytes") or 0.0), gpu + (p.get("gpu_s") or 0.0)
-        lines.append(f"  {stage:<9} disk {human_bytes(p.get('disk_bytes')):>9}   one GPU "
-                     f"{human_seconds(p.get('gpu_s')):>8}   this CPU "
-                     f"{human_seconds(p.get('cpu_s')):>8}   peak RSS at F "
-                     f"{human_bytes(row['peak_rss_bytes'])}")
+        disk, gpu = disk + (p["disk_bytes"] or 0.0), gpu + (p["gpu_s"] or 0.0)
+        lines.append(f"  {stage:<9} disk {human_bytes(p['disk_bytes']):>9}   one GPU "
+                     f"{human_seconds(p['gpu_s']):>8}   this CPU {human_seconds(p['cpu_s']):>8}   "
+                     f"peak RSS at F {human_bytes(row['peak_rss_bytes'])}")
     missing = [s for s in ("depth", "crop", "knn", "train", "evaluate")
                if (entry["stages"].get(s) or {}).get("status") != "ok"]
     lines.append(f"  outputs need about {human_bytes(disk)} beside the data; about "

@@ -102,8 +102,7 @@ def stage_outputs(stage: str, profile: Profile, out: Path) -> list[Path]:
 def _run_child(argv: list[str], log, env: dict) -> tuple[int, object, list[int]]:
     """Run a stage's child in its own process group and wait for it, passing SIGINT or SIGTERM
     on once: the child stops as a stage does and its attempt is still measured and recorded."""
-    child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                             process_group=0)
+    child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, process_group=0)
     received: list[int] = []
 
     def forward(signum, _frame):
