@@ -5,6 +5,7 @@ and whatever it fails to return is computed in this process instead."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import warnings
@@ -68,7 +69,7 @@ def default_workers() -> int:
     return 0 if cpus <= 2 else min(4, cpus - 1)
 
 
-class CRFRunner:
+class CRFRunner(contextlib.AbstractContextManager):
     """`dense_crf` over batches in a bounded process pool (`workers=0`: in this process). An
     image over `timeout` seconds or a broken pool ends the pool for good (with a warning) and
     every unfinished image of this and later batches is computed here: slower, but it ends."""
@@ -79,9 +80,6 @@ class CRFRunner:
         self.timeout = timeout
         self._pool: cf.ProcessPoolExecutor | None = None
         self.fell_back = False
-
-    def __enter__(self) -> CRFRunner:
-        return self
 
     def __exit__(self, *_exc) -> None:
         self.close()

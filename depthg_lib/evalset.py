@@ -103,8 +103,7 @@ class EvalSet(torch.utils.data.Dataset):
             where = getattr(self.reader, "label_path", None)
             raise size_mismatch(where(self.split, name) if where else f"of {name}",
                                 label.shape[:2], name, image.shape[:2])
-        image, label = resize_crop(image, self.size, label, self.image_mode)
-        return np.ascontiguousarray(image), np.ascontiguousarray(label)
+        return resize_crop(image, self.size, label, self.image_mode)
 
 
 def collate(batch):
