@@ -91,8 +91,10 @@ def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
     nuisance = results["knob"].get("nuisance", {})
     cam = [k for k in settings if not nuisance.get(k)]
     nui = sorted([k for k in settings if nuisance.get(k)], key=lambda k: nuisance[k])
+    base = cam[0] if cam else None  # what the nuisance settings are compared with
     return (regime_checks(results) + camouflage_checks(results, cam)
-            + nuisance_checks(results, cam[0] if cam else None, nui))
+            + fall_checks(results, base, nui) + [UNTESTED]
+            + nuisance_margin_checks(results, base, nui))
 
 
 def regime_checks(results: dict) -> list[tuple[str, str, str]]:
@@ -118,39 +120,30 @@ def regime_checks(results: dict) -> list[tuple[str, str, str]]:
 def camouflage_checks(results: dict, cam: list[str]) -> list[tuple[str, str, str]]:
     """C1, C2: the settings without nuisance."""
     cis = {k: ci_at(results, DEPTH, k) for k in cam}
-    done = [c for c in cis.values() if c]
-    ok = all(c["lo"] <= 0 <= c["hi"] for c in done) if len(done) == len(cam) else None
+    ok = all(c["lo"] <= 0 <= c["hi"] for c in cis.values()) if all(cis.values()) else None
     out = [("C1 DepthG − STEGO contains 0 at every camouflage setting", outcome(ok),
             "; ".join(at(results, k, c) for k, c in cis.items() if c))]
     cis = {(k, a): ci_at(results, f"{a} vs kmeans_raw_train_fit", k) for k in cam
            for a in HEAD_ARMS}
-    done = [c for c in cis.values() if c]
-    ok = all(c["lo"] <= 0 for c in done) if len(done) == len(cis) else None
+    ok = all(c["lo"] <= 0 for c in cis.values()) if all(cis.values()) else None
     out.append(("C2 head − k-means below 0 or no detectable difference without nuisance",
                 outcome(ok), "; ".join(at(results, k, c, a) for (k, a), c in cis.items() if c)))
     return out
 
 
-def nuisance_checks(results: dict, base: str | None, nui: list[str]
-                    ) -> list[tuple[str, str, str]]:
-    """N0–N5: the nuisance settings against `base`, the first setting without nuisance."""
+UNTESTED = ("N2 the position pattern hurts head and k-means alike; N3 the outliers cost little",
+            "not tested by these runs", "the three kinds ran together; their separate effect on "
+            "the raw baselines is in nuisance_levels.json")
+
+
+def fall_checks(results: dict, base: str | None, nui: list[str]) -> list[tuple[str, str, str]]:
+    """N0, N1: how far k-means, the linear probe and the heads fall under the nuisance, against
+    `base`, the first setting without nuisance."""
     per = results.get("baselines", {})
     km, lin = per.get("kmeans_raw_train_fit", {}), per.get("linear_raw", {})
-    if nui and base and all(km.get(k) is not None and lin.get(k) is not None
-                            for k in [base] + nui):
-        out = fall_checks(results, base, nui, km, lin)
-    else:
-        out = [("N0/N1 the nuisance settings", outcome(None), "")]
-    out.append(("N2 the position pattern hurts head and k-means alike; N3 the outliers cost "
-                "little", "not tested by these runs",
-                "the three kinds ran together; their separate effect on the raw baselines is in "
-                "nuisance_levels.json"))
-    return out + nuisance_margin_checks(results, base, nui)
-
-
-def fall_checks(results: dict, base: str, nui: list[str], km: dict, lin: dict
-                ) -> list[tuple[str, str, str]]:
-    """N0, N1: how far k-means, the linear probe and the heads fall under the nuisance."""
+    if not (nui and base and all(km.get(k) is not None and lin.get(k) is not None
+                                 for k in [base] + nui)):
+        return [("N0/N1 the nuisance settings", outcome(None), "")]
     strong = nui[-1]
     ok = km[strong] / lin[strong] <= 0.4 and lin[base] - lin[strong] <= 3
     out = [("N0 k-means falls to about a third of the linear probe or less, the "

@@ -38,8 +38,7 @@ def results_table(results: dict, knob: str | None = None) -> str:
                      f"{cell(v.get('linear'))} | {cell(v.get('kmeans_codes'))} |")
     for name in (n for n in BASELINES if n in results["baselines"]):
         vals = results.get("baselines_per_seed", {}).get(name, {}).get(knob, [])
-        unsup = cell(vals) if "kmeans" in name else "—"
-        linear = cell(vals) if name == "linear_raw" else "—"
+        unsup, linear = (cell(vals), "—") if "kmeans" in name else ("—", cell(vals))
         lines.append(f"| {BASELINES[name]} | {len(vals)} | {unsup} | {linear} | — |")
     return "\n".join(lines)
 
@@ -178,8 +177,7 @@ def run_lines(results: dict) -> list[str]:
 def claims_markdown(results: dict) -> str:
     """The two claims as bullets, then the table of which predictions held (chapter 06)."""
     said = claims(results)
-    return "\n".join([f"- {said['head'][0].upper()}{said['head'][1:]}.",
-                      f"- {said['depth'][0].upper()}{said['depth'][1:]}.", "",
+    return "\n".join([*(f"- {said[k][0].upper()}{said[k][1:]}." for k in ("head", "depth")), "",
                       "| prediction | outcome | numbers |", "|---|---|---|",
                       *(f"| {p} | {v} | {n} |" for p, v, n in prediction_checks(results))])
 

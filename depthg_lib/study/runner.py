@@ -296,8 +296,7 @@ class Study:
         if not todo or self.write_only:
             return
         kd, n = self.knob(knob), p.n_classes
-        report = kd.report[p.fidelity]
-        train = kd.train_data[p.fidelity][1]["train"]
+        report, train = kd.report[p.fidelity], kd.train_data[p.fidelity][1]["train"]
         for name in todo:
             t0 = time.time()
             if name == "linear_raw":
@@ -328,12 +327,10 @@ class Study:
             return {}
         if row is None:
             kd, p = self.knob(knob), self.profile
-            prem = dict(kd.premise)
-            knn = kd.train_data[p.fidelity][0].knn
-            prem["knn_same_source"] = round(same_source_share(
-                knn, np.arange(len(knn)) // 5, p.knn_k), 4)
+            knn = kd.train_data[p.fidelity][0].knn  # five crops per source image
+            share = round(same_source_share(knn, np.arange(len(knn)) // 5, p.knn_k), 4)
             row = self.add_row(self.premise_identity(knob), "premise", "premise", knob, 0,
-                               premise=prem)
+                               premise={**kd.premise, "knn_same_source": share})
         return row["premise"]
 
     # -- everything ------------------------------------------------------------------------

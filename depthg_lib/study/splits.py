@@ -66,7 +66,6 @@ class ImageSet:
 class KnobData:
     """One setting, prepared once: profile, per fidelity training data and images, premise."""
 
-    knob: float
     profile: Profile
     train_data: dict
     tune: dict
@@ -112,14 +111,10 @@ def load_image_set(folder: Path, size: int, fidelity: str, backbone, device,
         raise DepthGError(f"{folder} holds no val images; delete the folder and run the study "
                           "again")
     mode = "nearest" if fidelity == "released" else "bilinear"
-    resized, raw, depth = [], [], []
-    for name in names:
-        im, lab = resize_crop(reader.load_image("val", name), size,
-                              reader.load_label("val", name), mode)
-        d = normalise_depth(reader.load_gt_depth("val", name)).astype(np.float32)
-        resized.append(im)
-        raw.append(lab)
-        depth.append(resize_center_crop(d, size, "bilinear"))
+    resized, raw = zip(*(resize_crop(reader.load_image("val", n), size,
+                                     reader.load_label("val", n), mode) for n in names))
+    depth = [resize_center_crop(normalise_depth(reader.load_gt_depth("val", n)).astype(np.float32),
+                                size, "bilinear") for n in names]
     feats, flips = [], []
     for start in range(0, len(resized), batch_size):
         x = to_tensor(resized[start:start + batch_size]).to(device)
@@ -156,10 +151,9 @@ def prepare_knob(profile: Profile, knob: float, fidelities, backbone, device, pr
                  f"{kp.backbone.replace('/', '_')}_{kp.res}_{fidelity}_tune{profile.tune_seed}")
         data = TrainData(train=crops, knn=knn, val=raw_tune, cache_dir=cache,
                          key=f"{kp.paths.crop_dir}|tune{profile.tune_seed}|{KNOB}{knob}")
-        variant = kp.replace(fidelity=fidelity)
-        data_caches = prepare_caches(variant, data, backbone, device, 0, 1, progress)
-        train_data[fidelity] = (data, data_caches)
-    return KnobData(knob, kp, train_data, tune, report, measure_premise(tune, profile, backbone))
+        train_data[fidelity] = (data, prepare_caches(kp.replace(fidelity=fidelity), data,
+                                                     backbone, device, 0, 1, progress))
+    return KnobData(kp, train_data, tune, report, measure_premise(tune, profile, backbone))
 
 
 def load_image_set_raw(folder: Path) -> ArrayCrops:
@@ -202,10 +196,8 @@ def write_nuisance_cache(clean: CachedSplit, folder: Path, split: str, settings:
         feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=clean.feats.dtype,
                                           shape=clean.feats.shape)
         for start in range(0, n, batch):
-            stop = min(n, start + batch)
-            f = torch.from_numpy(np.asarray(clean.feats[start:stop], dtype=np.float32))
-            feats[start:stop] = nuisance.add(f, sources[start:stop]).numpy().astype(
-                clean.feats.dtype)
+            f = torch.from_numpy(np.asarray(clean.feats[start:start + batch], dtype=np.float32))
+            feats[start:start + batch] = nuisance.add(f, sources[start:start + batch]).numpy()
         feats.flush()
         del feats
     for k in ("labels", "depth"):
@@ -236,8 +228,6 @@ def apply_nuisance(kd: KnobData, nuisance: Nuisance, profile: Profile, backbone,
                    progress: bool) -> KnobData:
     """The setting's data with the nuisance added to every feature read: the training crops'
     cache (its kNN table mined again), the validation crops, the tune and report images."""
-    if nuisance.off:
-        return kd
     tag = json_digest(nuisance.identity(), 12)
     train_data, tune, report = {}, {}, {}
     for fidelity, (data, caches) in kd.train_data.items():
@@ -263,8 +253,7 @@ def apply_nuisance(kd: KnobData, nuisance: Nuisance, profile: Profile, backbone,
         tune[fidelity] = nuisance_images(kd.tune[fidelity], nuisance, f"tune{profile.tune_seed}")
         report[fidelity] = nuisance_images(kd.report[fidelity], nuisance,
                                            f"report{profile.report_seed}")
-    return KnobData(kd.knob, kd.profile, train_data, tune, report,
-                    measure_premise(tune, profile, backbone))
+    return KnobData(kd.profile, train_data, tune, report, measure_premise(tune, profile, backbone))
 
 
 def nuisance_spec(strength: float) -> dict:
