@@ -69,9 +69,8 @@ def run_date(run_dir: Path, names: list[str]) -> str:
 
 
 def for_the_page(notebook: dict) -> dict:
-    """Widget outputs (tqdm's bars) replaced by their final text, which a static page can show
-    (`name: 100%|██████████| 8/8 [00:01<00:00, 6.1it/s]`), and papermill's "# Parameters" cell
-    hidden (the page shows the chapter's own)."""
+    """Widget outputs (tqdm's bars) replaced by the final text a static page can show
+    (`name: 100%|██████████| 8/8 [00:01<00:00, 6.1it/s]`); papermill's "# Parameters" hidden."""
     state = notebook.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in notebook.get("cells", []):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
@@ -79,12 +78,11 @@ def for_the_page(notebook: dict) -> dict:
             tags.append("remove-cell")
         for output in cell.get("outputs", []):
             view = output.get("data", {}).get(WIDGET_VIEW)
-            if view is None:
-                continue
-            text = _widget_text(view.get("model_id", ""), state)
-            if text is None:
-                text = "".join(output["data"].get("text/plain", ""))
-            output["data"] = {"text/plain": text}
+            if view is not None:
+                text = _widget_text(view.get("model_id", ""), state)
+                if text is None:
+                    text = "".join(output["data"].get("text/plain", ""))
+                output["data"] = {"text/plain": text}
     return notebook
 
 
@@ -115,8 +113,7 @@ def _write_if_changed(path: Path, data: bytes) -> Path:
     return path
 
 
-# the landing page's names for the numbers chapters record (results.record); others are
-# shown with their key's words
+# the landing page's names for the numbers chapters record (results.record); others: the key
 KEY_LABELS = {
     "train_images": "training images", "mae": "depth MAE", "spearman": "depth Spearman ρ",
     "synth_mae": "embedded depth MAE", "synth_spearman": "embedded depth Spearman ρ",

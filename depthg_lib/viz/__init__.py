@@ -16,8 +16,8 @@ from ..data.synthscenes import CLASSES as SYNTH_CLASSES
 
 def panels(rows: int, cols: int, size: tuple[float, float], pad: float = 0.0,
            frame: bool = False):
-    """(fig, axes): rows × cols panels of `size` inches (+ `pad` in width), without ticks, and
-    without frames unless `frame` (kept for row labels)."""
+    """(fig, axes): rows × cols tick-free panels of `size` inches (+ `pad` wide), framed if
+    `frame` (for row labels)."""
     fig, axes = plt.subplots(rows, cols, squeeze=False,
                              figsize=(size[0] * cols + pad, size[1] * rows))
     for ax in axes.flat:
@@ -52,11 +52,9 @@ def class_palette(reader=None, n: int | None = None) -> np.ndarray:
     """(n, 3) uint8 class colours: the reader's `class_colors` if it has `n` (default its
     `n_classes`), else `label_palette(n)`; no reader: SynthScenes'."""
     if reader is None:
-        colours = [c.color for c in SYNTH_CLASSES]
-        n = len(colours) if n is None else n
-    else:
-        colours = getattr(reader, "class_colors", None)
-        n = max(int(reader.n_classes), 1) if n is None else n
+        return np.asarray([c.color for c in SYNTH_CLASSES], dtype=np.uint8)[:n]
+    colours = getattr(reader, "class_colors", None)
+    n = max(int(reader.n_classes), 1) if n is None else n
     if colours is not None and len(colours) >= n:
         return np.asarray(colours, dtype=np.uint8)[:n]
     return label_palette(n)

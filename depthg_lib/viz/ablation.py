@@ -8,6 +8,8 @@ import numpy as np
 from . import titled
 
 COLOURS = {"stego": "#4c72b0", "depth": "#dd8452", "fps": "#55a868", "depthg": "#c44e52"}
+KNOB_LABELS = {"camouflage": "camouflage (share of things wearing the ground's look)",
+               "nuisance": "nuisance strength (× the clean features' mean norm)"}
 
 
 def _style(arm: str) -> dict:
@@ -22,14 +24,12 @@ def validation_curves(results: dict):
     if not curves:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for arm, c in curves.items():
-        for ax, key in zip(axes, ("val_cluster_miou", "val_linear_miou")):
-            ax.plot(c["step"], c[key], marker="o", ms=3, label=arm, **_style(arm))
-    knob = results["validation"].get("knob")
-    for ax, title in zip(axes, ("cluster probe", "linear probe")):
-        ax.set_xlabel("training step")
-        ax.set_ylabel("mIoU on tune (%)")
-        ax.set_title(f"{title}, tune split ({results['knob']['name']} {knob})")
+    knob = f"{results['knob']['name']} {results['validation'].get('knob')}"
+    for ax, probe in zip(axes, ("cluster", "linear")):
+        for arm, c in curves.items():
+            ax.plot(c["step"], c[f"val_{probe}_miou"], marker="o", ms=3, label=arm, **_style(arm))
+        ax.set(xlabel="training step", ylabel="mIoU on tune (%)",
+               title=f"{probe} probe, tune split ({knob})")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2)
     return titled(fig)
@@ -54,7 +54,7 @@ def knob_effect(results: dict):
                    or name.split(" vs ")[1].startswith("stego-")}
     if not comparisons:
         return None
-    panels = [w for w in ("camouflage", "nuisance") if len(_knob_axis(results, w)) > 1]
+    panels = [w for w in KNOB_LABELS if len(_knob_axis(results, w)) > 1]
     panels = panels or ["camouflage"]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False,
                              sharey=True)
@@ -76,14 +76,10 @@ def knob_effect(results: dict):
             ax.errorbar(np.array(x) + dx, d, yerr=err, marker="o", capsize=4, label=label,
                         **style)
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(xs_all)
         pad = 0.12 * span
-        ax.set_xlim(xs_all.min() - pad, xs_all.max() + pad)
-        ax.set_xlabel("camouflage (share of things wearing the ground's look)"
-                      if which == "camouflage" else
-                      "nuisance strength (× the clean features' mean norm)")
+        ax.set(xticks=xs_all, xlim=(xs_all.min() - pad, xs_all.max() + pad),
+               xlabel=KNOB_LABELS[which], title=f"along {which} (report split, 95 % CI)")
         ax.grid(alpha=0.3)
-        ax.set_title(f"along {which} (report split, 95 % CI)")
     axes[0][0].set_ylabel("unsupervised mIoU difference (points)")
     axes[0][-1].legend(fontsize=7)
     return titled(fig)
@@ -102,8 +98,9 @@ def arm_table_figure(results: dict):
     labels = results.get("knob", {}).get("labels", {})
     for ax in axes.flat[len(knobs):]:
         ax.set_visible(False)
+    names = arms + ["kmeans_raw_train_fit", "kmeans_raw_transductive"]
+    short = arms + ["k-means, train fit", "k-means, transductive"]
     for ax, knob in zip(axes.flat, knobs):
-        names = arms + ["kmeans_raw_train_fit", "kmeans_raw_transductive"]
         for i, name in enumerate(names):
             if name in results["arms"]:
                 vals = results["arms"][name].get(knob, {}).get("unsup", [])
@@ -114,8 +111,6 @@ def arm_table_figure(results: dict):
             if vals:
                 ax.bar(i, np.mean(vals), color=colour, alpha=0.6)
                 ax.scatter(np.full(len(vals), i), vals, color="black", s=10, zorder=3)
-        short = [n.replace("kmeans_raw_train_fit", "k-means, train fit")
-                 .replace("kmeans_raw_transductive", "k-means, transductive") for n in names]
         ax.set_xticks(range(len(names)), short, fontsize=7, rotation=35, ha="right",
                       rotation_mode="anchor")
         ax.set_title(labels.get(knob, f"{results['knob']['name']} {knob}"), fontsize=9)

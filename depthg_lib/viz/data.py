@@ -31,8 +31,7 @@ def _draw_boxes(ax, image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]
 def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarray | None,
                    boxes: Sequence[tuple[int, int, int, int]], palette: np.ndarray,
                    class_names: Sequence[str] | None = None):
-    """Rows image / label / depth; first column the whole image with boxes, then crops 0..4;
-    a legend of the classes in the label."""
+    """Rows image / label / depth: the whole image with its boxes, then crops 0..4; a legend."""
     rows = [("image", image), ("label", None if label is None else colorize(label, palette)),
             ("depth", None if depth is None else depth_values(depth))]
     norm = None if depth is None else depth_norm(depth)
@@ -61,8 +60,7 @@ def show_five_crop(image: np.ndarray, label: np.ndarray | None, depth: np.ndarra
 
 def show_crops(crop_reader, ns: Sequence[int], palette: np.ndarray,
                class_names: Sequence[str] | None = None):
-    """Crops as the later stages read them back (`CropReader.load`): image, label, depth (one
-    depth scale for all), with a legend of the classes shown."""
+    """Crops as later stages read them (`CropReader.load`), one depth scale; a class legend."""
     loaded = [crop_reader.load(n) for n in ns]
     norm = depth_norm(*[d for _, _, d in loaded])
     fig, axes = panels(3, len(ns), (2.1, 2.4), 0.5)
@@ -83,7 +81,6 @@ def dominant_share_figure(whole: Sequence[float], crops: Sequence[float]):
         v = v[np.isfinite(v)]
         ax.hist(v, bins=np.linspace(0, 1, 21), alpha=0.6, density=True,
                 label=f"{name} (mean {v.mean():.2f})" if v.size else name)
-    ax.set_xlabel("share of labelled pixels in the most frequent class")
-    ax.set_ylabel("density")
+    ax.set(xlabel="share of labelled pixels in the most frequent class", ylabel="density")
     ax.legend(fontsize=8)
     return titled(fig)

@@ -26,8 +26,7 @@ _ARROWS = (((1.2, 2.0), (1.8, 3.1)), ((1.2, 2.0), (1.8, 0.9)), ((3.5, 3.1), (4.1
 
 
 def objective_figure():
-    """A schematic of the shipped objective: two views, one ViT, VICReg on CLS and on matched
-    patches (invariance, variance, covariance)."""
+    """A schematic of the shipped objective: two views, one ViT, VICReg on CLS and patches."""
     fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.set(xlim=(0, 10), ylim=(0, 4))
     ax.axis("off")
@@ -52,8 +51,7 @@ def correspondence_figure(image: np.ndarray, pair: dict, seed: int = 0, n_lines:
     axes = axes[0]
     axes[0].imshow(image)
     for b, c in zip(boxes, ("tab:blue", "tab:orange")):
-        axes[0].add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=c,
-                                    lw=2))
+        axes[0].add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=c, lw=2))
     axes[0].set_title("scene and the two crops")
     for k in range(2):
         axes[k + 1].imshow(views[k], extent=(0, grid, grid, 0))
@@ -81,8 +79,7 @@ def pca_rgb(features) -> np.ndarray:
 
 
 def _rows(images, rows: dict, size: float, label_size=None, width_pad: float = 0.0):
-    """Columns of images; first row the images, then a row per name of `rows`, its panels
-    drawn by `draw(ax, j)`."""
+    """Columns of images: a row of the images, then a row per `rows` name drawn by `draw(ax, j)`."""
     fig, axes = panels(1 + len(rows), len(images), (size, size), width_pad, frame=True)
     for j, img in enumerate(images):
         axes[0, j].imshow(img)
@@ -100,8 +97,7 @@ def _labels(maps, palette):
 
 def show_patch_pca(images: Sequence[np.ndarray], features, labels, palette=None,
                    title: str = "", class_names: Sequence[str] = CLASS_NAMES):
-    """Rows: image, PCA of patch features as RGB, ground truth with a class legend (SynthScenes'
-    names and colours by default: the embedded models are trained on it)."""
+    """Rows: image, PCA of patch features as RGB, ground truth; SynthScenes' classes by default."""
     palette = class_palette() if palette is None else palette
     rgb = pca_rgb(features)
     fig = _rows(images, {"PCA of patches": lambda ax, j: ax.imshow(rgb[j], interpolation="nearest"),
@@ -125,8 +121,7 @@ def show_attention(images: Sequence[np.ndarray], attention, title: str = ""):
 
 def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palette=None,
                 title: str = "", class_names: Sequence[str] = CLASS_NAMES):
-    """Columns of images; rows: image, ground truth (patch level), then one row per method
-    of Hungarian-matched k-means classes (`segmentations`: name → (N,h,w) class maps)."""
+    """Rows: image, patch ground truth, then Hungarian-matched k-means classes per method."""
     palette = class_palette() if palette is None else palette
     maps = {"ground truth": labels, **segmentations}
     fig = _rows(images, {name: _labels(m, palette) for name, m in maps.items()}, 1.9, label_size=9)
@@ -135,8 +130,7 @@ def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palet
 
 
 def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str = ""):
-    """Rows: image, ground truth, then each prediction; all per-image min–max normalised (the
-    stored format, docs/method.md §2), in the course's depth convention."""
+    """Rows: image, ground truth, then predictions, min–max normalised per image (method.md §2)."""
     unit = depth_norm(np.zeros(1), np.ones(1))
 
     def depth_row(maps):
@@ -147,11 +141,9 @@ def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str =
 
 
 def plot_pretrain_log(path: str | os.PathLike, title: str = ""):
-    """Losses and collapse monitors of a ViT run (VICRegL terms, feature spread), or depth
-    losses, from a pretraining `log.csv`."""
-    table = np.genfromtxt(path, delimiter=",", names=True)
-    log = {k: table[k] for k in table.dtype.names}
-    if "var_local" in log:  # VICRegL
+    """A pretraining `log.csv`: VICRegL losses and collapse monitors, or depth losses."""
+    log = np.genfromtxt(path, delimiter=",", names=True)
+    if "var_local" in log.dtype.names:  # VICRegL
         shown = [(("loss_global", "loss_local"), "VICReg losses"),
                  (("inv_local", "var_local", "cov_local", "inv_global", "var_global"),
                   "terms (variance hinge → 0 = no collapse)"),
@@ -162,7 +154,6 @@ def plot_pretrain_log(path: str | os.PathLike, title: str = ""):
     for ax, (keys, name) in zip(axes[0], shown):
         for k in keys:
             ax.plot(log["step"], log[k], label=k)
-        ax.set_title(name)
-        ax.set_xlabel("step")
+        ax.set(title=name, xlabel="step")
         ax.legend(fontsize=7)
     return titled(fig, title)

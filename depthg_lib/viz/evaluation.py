@@ -25,20 +25,17 @@ def plot_confusion(histogram: np.ndarray, class_names: Sequence[str], title: str
     ax.set_xticks(range(mat.shape[1]), [*class_names, *["unmatched"] * (mat.shape[1] - n)],
                   rotation=90, fontsize=8)
     ax.set_yticks(range(n), class_names, fontsize=8)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
+    ax.set(xlabel="prediction", ylabel="ground truth", title=title)
     if n <= 12:
         for (i, j), v in np.ndenumerate(mat):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                     color="black" if v > 0.6 * mat.max() else "white")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the class's pixels")
-    ax.set_title(title)
     return titled(fig)
 
 
 def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = "per-class IoU"):
-    """Grouped horizontal bars: one group per class, one bar per method, in percent; an
-    undefined IoU (class absent) is left empty."""
+    """IoU (%) as grouped bars, a group per class and a bar per method; undefined: no bar."""
     methods = list(ious)
     classes = list(next(iter(ious.values())))
     n, m = len(classes), len(methods)
@@ -50,9 +47,7 @@ def plot_class_iou(ious: Mapping[str, Mapping[str, float | None]], title: str = 
         ax.barh(y + (k - (m - 1) / 2) * height, vals, height=height, label=method)
     ax.set_yticks(y, classes, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("IoU (%)")
-    ax.set_title(title)
+    ax.set(xlim=(0, 100), xlabel="IoU (%)", title=title)
     ax.legend(loc="lower right", fontsize=8)
     return titled(fig)
 
@@ -69,8 +64,7 @@ def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                   cluster_preds: Sequence[np.ndarray], linear_preds: Sequence[np.ndarray],
                   cluster_to_class: Sequence[int], palette: np.ndarray,
                   class_names: Sequence[str] | None = None):
-    """Grid: image | ground truth | unsupervised (clusters in matched class colours) | linear,
-    with a legend of the classes shown (unmatched clusters are black)."""
+    """Image | ground truth | unsupervised (in matched class colours) | linear, with a legend."""
     cols = [("image", list(images)), ("ground truth", list(labels)),
             ("unsupervised", [clusters_to_classes(p, cluster_to_class) for p in cluster_preds]),
             ("linear probe", list(linear_preds))]
@@ -78,8 +72,7 @@ def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
 
 def _label_columns(cols, palette, class_names, frame: bool = False):
-    """One column per (title, arrays): the first RGB images, the rest class maps, one row per
-    image, and a legend of the classes shown."""
+    """One column per (title, arrays), RGB images first, then class maps; a class legend."""
     fig, axes = panels(len(cols[0][1]), len(cols), (2.2, 2.2), frame=frame)
     for j, (name, arrays) in enumerate(cols):
         for i, arr in enumerate(arrays):
@@ -92,8 +85,7 @@ def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarra
                         after: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                         cluster_to_class: Sequence[int], palette: np.ndarray,
                         class_names: Sequence[str] | None = None):
-    """Image | ground truth | prediction without CRF | with CRF, one row per image, with a
-    legend of the classes shown."""
+    """Image | ground truth | without CRF | with CRF, one row per image, with a class legend."""
     cols = [("image", list(images)), ("ground truth", list(labels)),
             ("without CRF", [clusters_to_classes(p, cluster_to_class) for p in before]),
             ("with dense CRF", [clusters_to_classes(p, cluster_to_class) for p in after])]
@@ -102,8 +94,7 @@ def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarra
 
 def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarray],
                    class_names: Sequence[str]):
-    """A (clusters × classes) count matrix with the Hungarian matching outlined, and with its
-    rows reordered so that matched pairs sit on the diagonal."""
+    """Cluster × class counts, the matching outlined, then the rows reordered onto the diagonal."""
     hist = np.asarray(histogram)
     rows, cols = assignment
     n_rows, n = hist.shape
@@ -140,8 +131,7 @@ def plot_legend(palette: np.ndarray, labels: Sequence[str], title: str = "legend
 def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                      palette: np.ndarray, names: Sequence[str] | None = None,
                      titles: Sequence[str] | None = None):
-    """Image | colour-coded prediction | overlay, one row per image, with a legend of the
-    entries that occur (e.g. `cluster 3 → road`)."""
+    """Image | colour-coded prediction | overlay, one row per image, a legend of what occurs."""
     fig, axes = panels(len(images), 3, (2.5, 2.4 + 0.6 / len(images)))
     for i, (img, lab) in enumerate(zip(images, labels)):
         colour = colorize(lab, palette)
@@ -156,8 +146,7 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
 
 def plot_resize_modes(image: np.ndarray, size: int):
-    """Nearest (released, docs/method.md §9) and bilinear (corrected) resizing of one image side
-    by side, and their difference."""
+    """Nearest (released, docs/method.md §9) vs bilinear resizing, and their difference."""
     nearest = resize_center_crop(image, size, "nearest")
     bilinear = resize_center_crop(image, size, "bilinear")
     diff = np.abs(nearest.astype(np.int16) - bilinear.astype(np.int16)).mean(axis=2)

@@ -32,8 +32,8 @@ def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarra
 
 def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int, palette: np.ndarray,
              majority: np.ndarray, class_names: Sequence[str] | None = None):
-    """Each query crop (framed) beside its k nearest crops, their labels below; titles name the
-    majority class (per crop), ✓ on a neighbour sharing the query's."""
+    """Each query crop (framed) beside its k nearest, labels below; titles: majority class, ✓ if
+    a neighbour's is the query's."""
     k = min(k, nns.shape[1] - 1)
     shown = []
     fig, axes = panels(2 * len(queries), k + 1, (1.7, 1.9), frame=True)
@@ -44,9 +44,8 @@ def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int, palet
             ax, axl = axes[2 * r, c], axes[2 * r + 1, c]
             ax.imshow(image)
             cls = int(majority[n])
-            name = str(cls)
-            if class_names is not None and 0 <= cls < len(class_names):
-                name = class_names[cls]
+            known = class_names is not None and 0 <= cls < len(class_names)
+            name = class_names[cls] if known else str(cls)
             same = " ✓" if c > 0 and cls == int(majority[row[0]]) else ""
             ax.set_title(f"{'query' if c == 0 else f'#{c}'}\n{name}{same}", fontsize=8)
             if c == 0:
@@ -67,7 +66,5 @@ def agreement_bars(values: Mapping[str, float], title: str = ""):
     for x, v in enumerate(heights):
         ax.text(x, v, f"{v:.2f}", ha="center", va="bottom")
     ax.set_xticks(range(len(names)), names, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("same majority class")
-    ax.set_title(title)
+    ax.set(ylim=(0, 1.05), ylabel="same majority class", title=title)
     return titled(fig)

@@ -38,8 +38,7 @@ def _scatter(ax, cells, grid_hw, hw, marker="o", colour="white", size=14):
 
 
 def _fps_order_and_top_view(fig, ax, top, d, norm, grid_hw, n_low: int) -> None:
-    """plot_sampling's bottom row after its random points: corrected FPS at the lower density
-    with its selection order, and a top view of the unprojected points."""
+    """plot_sampling's lower density: corrected FPS in selection order, and a 3D top view."""
     low = fps_cells(d, grid_hw, n_low, "corrected")
     order = np.arange(len(low))
     draw_depth(ax, d[0, 0].numpy(), norm, colorbar=False)
@@ -62,9 +61,8 @@ def _fps_order_and_top_view(fig, ax, top, d, norm, grid_hw, n_low: int) -> None:
 
 
 def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray, seed: int = 0):
-    """The image, and where the n×n points go over its depth: random, corrected FPS, released
-    FPS (chosen vs read); near the grid's own density any spread-out rule looks regular, so
-    the bottom row repeats it at ≈ grid/3 with a top view of the 3D points."""
+    """The image, and where n×n points go over its depth: random, corrected and released FPS; near
+    the grid's density any spread-out rule looks regular, so the bottom row uses ≈ grid/3."""
     d = one_depth_map(depth)
     hw = tuple(d.shape[-2:])
     grid_hw = tuple(grid_hw)
@@ -98,8 +96,7 @@ def plot_sampling(depth, grid_hw: Sequence[int], n: int, image: np.ndarray, seed
 
 
 def correlation_to_point(maps: torch.Tensor, point: Sequence[int]) -> np.ndarray:
-    """Cosine similarity of the vector at `point` (row, col) of maps (C,h,w) to every position:
-    one row of F or C."""
+    """Cosine similarity of the (C,h,w) maps' vector at `point` to every cell: a row of F or C."""
     maps = F.normalize(torch.as_tensor(maps).float(), dim=0)
     return torch.einsum("c,chw->hw", maps[:, point[0], point[1]], maps).numpy()
 
@@ -161,8 +158,7 @@ def plot_correlations(feats, codes, point: Sequence[int] = (0, 0), depth=None,
 
 
 def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0):
-    """The P×P depth correlation D of one image's n×n random points, released vs corrected,
-    sorted by depth so that the structure shows."""
+    """The P×P depth correlation D of n×n random points, released vs corrected, sorted by depth."""
     d = one_depth_map(depth)
     coords = random_coords(1, n, torch.Generator().manual_seed(seed))
     released = depth_correlation(d, d, (n, n), "released").reshape(n * n, n * n)
@@ -178,7 +174,6 @@ def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0)
                                            ("D corrected", corrected)]):
         im = ax.imshow(mat[order][:, order].numpy(), cmap="viridis", vmin=0, vmax=1)
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("sample point (by depth)")
-        ax.set_ylabel("sample point (by depth)")
+        ax.set(xlabel="sample point (by depth)", ylabel="sample point (by depth)")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return titled(fig)

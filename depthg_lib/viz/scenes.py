@@ -23,8 +23,7 @@ def colorize_instances(instance: np.ndarray) -> np.ndarray:
 
 
 def show_scenes(folder: str | os.PathLike, n: int = 4, split: str = "val"):
-    """Columns of the first `n` scenes of a `generate` folder's `split`, rows image / label /
-    ground-truth depth / instances, with a legend of the classes shown."""
+    """The first `n` scenes of a `generate` folder's `split`: image, label, depth, instances."""
     root = Path(folder)
     images = sorted((root / "imgs" / split).glob("*.jpg"))[:n]
     if not images:

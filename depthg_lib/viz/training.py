@@ -56,15 +56,13 @@ def _loss_terms(ax, log: dict) -> None:
         if w[0] > 0 and w[-1] < w[0]:
             title += (f"\nthe depth weight decays ×{w[-1] / w[0]:.2f} (lower left): the total "
                       "moves with w_depth · depth")
-    ax.set_xlabel("step (0 = before the first update)")
-    ax.set_ylabel("loss")
+    ax.set(xlabel="step (0 = before the first update)", ylabel="loss")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
 
 
 def _probe_scores(ax, log: dict, baselines: Mapping[str, float] | None) -> None:
-    """Validation mIoU of the linear and (Hungarian-matched) cluster probes, with
-    `baselines` (name → mIoU %, e.g. k-means on the raw features) as horizontal lines."""
+    """Validation mIoU of the linear and cluster probes, `baselines` as horizontal lines."""
     if "val_linear_miou" not in log or not np.isfinite(log["val_linear_miou"]).any():
         ax.text(0.5, 0.5, "no validation crops", ha="center", va="center",
                 transform=ax.transAxes)
@@ -79,9 +77,8 @@ def _probe_scores(ax, log: dict, baselines: Mapping[str, float] | None) -> None:
     if done.min() > 0:
         ax.text(0.01, 0.02, "this log has no score of the untrained head", fontsize=7,
                 color="0.4", transform=ax.transAxes)
-    ax.set_xlabel("updates done (0 = untrained head)")
-    ax.set_ylabel("%")
-    ax.set_title("probes on validation crops")
+    ax.set(xlabel="updates done (0 = untrained head)", ylabel="%",
+           title="probes on validation crops")
     ax.legend(fontsize=8)
 
 
@@ -92,16 +89,14 @@ def plot_training(log: dict, title: str = "", baselines: Mapping[str, float] | N
     _loss_terms(axes[0, 0], steps)
     axes[0, 1].plot(steps["step"], steps["linear_loss"], label="linear probe (CE)")
     axes[0, 1].plot(steps["step"], steps["cluster_loss"], label="cluster probe")
-    axes[0, 1].set_xlabel("step")
-    axes[0, 1].set_title("probe losses")
+    axes[0, 1].set(xlabel="step", title="probe losses")
     axes[0, 1].legend(fontsize=8)
     schedule = axes[1, 0]
     schedule.step(steps["step"], steps["samples"], where="post", color="C0", lw=3, alpha=0.6)
     schedule.set_ylabel("S (sample grid S×S)", color="C0")
-    schedule.set_xlabel("step")
+    schedule.set(xlabel="step", title="schedules: S (solid), depth weight (dashed)")
     right = schedule.twinx()  # dashed on top: the two often change at the same step
     right.step(steps["step"], steps["weight_depth"], where="post", color="C3", ls="--")
     right.set_ylabel("depth weight", color="C3")
-    schedule.set_title("schedules: S (solid), depth weight (dashed)")
     _probe_scores(axes[1, 1], log, baselines)
     return titled(fig, title)
