@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,23 +40,19 @@ class CachedSplit:
 
     folder: Path
     split: str
-    _arrays: dict | None = None
 
-    def _open(self) -> dict:
-        if self._arrays is None:
-            self._arrays = {k: np.load(self.folder / f"{k}_{self.split}.npy", mmap_mode="r")
-                            for k in ("feats", "labels", "depth")}
-        return self._arrays
+    def _map(self, key: str) -> np.ndarray:
+        return np.load(self.folder / f"{key}_{self.split}.npy", mmap_mode="r")
 
-    def __getstate__(self):
-        return {"folder": self.folder, "split": self.split, "_arrays": None}
+    def __getstate__(self):  # without the maps: they are opened again where unpickled
+        return {"folder": self.folder, "split": self.split}
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    feats = property(lambda self: self._open()["feats"])
-    labels = property(lambda self: self._open()["labels"])
-    depth = property(lambda self: self._open()["depth"])
+    feats = cached_property(lambda self: self._map("feats"))
+    labels = cached_property(lambda self: self._map("labels"))
+    depth = cached_property(lambda self: self._map("depth"))
 
 
 def cache_bytes(n_crops: int, dim: int, grid_hw: tuple[int, int], res: int) -> int:
