@@ -27,9 +27,10 @@ _KINDS = {"vit": (ViTPretrainConfig, train_vit), "depth": (DepthPretrainConfig, 
 
 
 def _train_args(q: argparse.ArgumentParser, kind: str) -> None:
+    q.set_defaults(kind=kind)
     q.add_argument("--data", default=str(DEFAULT_DATA_DIR),
                    help="SynthScenes folder for pretraining (rendered if missing)")
-    q.add_argument("--n-train", type=int, default=None, help="scenes to render / use")
+    q.add_argument("--n-train", type=int, default=5000, help="scenes to render / use")
     q.add_argument("--size", type=int, default=128, help="scene size in pixels")
     q.add_argument("--data-seed", type=int, default=PRETRAIN_DATA_SEED,
                    help="SynthScenes seed (never the evaluation seed 2024)")
@@ -61,44 +62,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_export(entry: dict) -> None:
-    print(json.dumps({k: entry[k] for k in ("file", "sha256", "bytes")}, indent=2))
-
-
-def _train(args: argparse.Namespace, argv: list[str] | None, n_train: int) -> None:
-    config, train = _KINDS[args.cmd]
-    changes = {"seed": args.seed, "data_seed": args.data_seed, "data_size": args.size,
-               "n_train": n_train}
-    changes.update({k: getattr(args, k) for k in ("steps", "batch")
-                    if getattr(args, k) is not None})
-    cfg = dataclasses.replace(config(), **changes)
+def _train(args: argparse.Namespace, argv: list[str] | None) -> None:
+    torch.set_num_threads(args.threads)
+    # a resumed run keeps the scenes it started with, even if the renderer moved on since
+    record = data_record(args.data)
+    same = (record.get("n_train"), record.get("size"), record.get("seed")) == (
+        args.n_train, args.size, args.data_seed)
+    if not (args.resume and same):
+        synthscenes.generate(args.data, n_train=args.n_train, n_val=0, size=args.size,
+                             seed=args.data_seed)
+    config, train = _KINDS[args.kind]
+    given = {k: getattr(args, k) for k in ("steps", "batch") if getattr(args, k) is not None}
+    cfg = dataclasses.replace(config(), seed=args.seed, data_seed=args.data_seed,
+                              data_size=args.size, n_train=args.n_train, **given)
     out = Path(args.out)
-    command_file = out / "command.txt"
-    if not args.resume or not command_file.exists():
+    if not args.resume or not (out / "command.txt").exists():
         out.mkdir(parents=True, exist_ok=True)
         args_text = " ".join(sys.argv[1:] if argv is None else argv)
-        command_file.write_text("python -m depthg_lib.pretrain " + args_text.replace(
+        (out / "command.txt").write_text("python -m depthg_lib.pretrain " + args_text.replace(
             " --export", "").replace(" --resume", "") + "\n")
     print(json.dumps(train(str(out), cfg, args.data, resume=args.resume)))
-    if args.export:
-        _print_export(export_run(args.cmd, out, args.weights_dir))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.cmd == "export":
-        _print_export(export_run(args.kind, args.out, args.weights_dir))
-        return 0
-    torch.set_num_threads(args.threads)
-    n_train = args.n_train or 5000
-    # a resumed run keeps the scenes it started with, even if the renderer moved on since
-    record = data_record(args.data)
-    same = (record.get("n_train"), record.get("size"), record.get("seed")) == (
-        n_train, args.size, args.data_seed)
-    if not (args.resume and same):
-        synthscenes.generate(args.data, n_train=n_train, n_val=0, size=args.size,
-                             seed=args.data_seed)
-    _train(args, argv, n_train)
+    if args.cmd != "export":
+        _train(args, argv)
+    if args.cmd == "export" or args.export:
+        entry = export_run(args.kind, args.out, args.weights_dir)
+        print(json.dumps({k: entry[k] for k in ("file", "sha256", "bytes")}, indent=2))
     return 0
 
 

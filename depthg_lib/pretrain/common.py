@@ -47,9 +47,9 @@ def load_split(data_dir: str | os.PathLike, split: str = "train", depth: bool = 
     if not paths:
         raise DepthGError(f"no images in {data_dir / 'imgs' / split}; render them with "
                           f"`python -m depthg_lib.data.synthscenes --out {data_dir} ...`")
-    out: dict[str, Any] = {"names": np.array([p.stem for p in paths])}
-    out["images"] = np.stack([read_rgb(p) for p in tqdm(paths, desc=f"load {split}",
-                                                         disable=len(paths) < 500)])
+    out = {"names": np.array([p.stem for p in paths]),
+           "images": np.stack([read_rgb(p) for p in tqdm(paths, desc=f"load {split}",
+                                                         disable=len(paths) < 500)])}
     if depth:
         out["depth"] = np.stack([
             np.load(data_dir / "depth_gt" / split / f"{p.stem}.npy").astype(np.float32)
@@ -155,18 +155,16 @@ class Timer:
     """Wall time accumulated across resumes, and a 'time for a checkpoint?' clock."""
 
     def __init__(self, elapsed: float, every_s: float):
-        self.start = time.time() - elapsed
-        self.every_s = every_s
-        self.last_save = time.time()
+        self.start, self.every_s, self.last_save = time.time() - elapsed, every_s, time.time()
 
     def elapsed(self) -> float:
         return time.time() - self.start
 
     def due(self) -> bool:
-        if time.time() - self.last_save >= self.every_s:
-            self.last_save = time.time()
-            return True
-        return False
+        if time.time() - self.last_save < self.every_s:
+            return False
+        self.last_save = time.time()
+        return True
 
 
 def _machine() -> str:

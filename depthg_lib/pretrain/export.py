@@ -25,9 +25,8 @@ OBJECTIVES = {
 
 def vit_backbone_state(trainer_state: dict) -> dict[str, torch.Tensor]:
     """The ViT's weights in a pretraining checkpoint, named as in `build_embedded_vit`."""
-    prefix = "backbone."
-    return {k[len(prefix):]: v for k, v in trainer_state["student"].items()
-            if k.startswith(prefix)}
+    return {k.removeprefix("backbone."): v for k, v in trainer_state["student"].items()
+            if k.startswith("backbone.")}
 
 
 def _finished_run(kind: str, out: Path) -> dict:

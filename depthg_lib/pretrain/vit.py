@@ -1,9 +1,7 @@
-"""Self-supervised pretraining of the embedded ViT (labels never used): the shipped recipe,
-VICRegL-style dense VICReg. Two gently jittered 64-px crops of a 128-px scene go through the
-ViT; expanders map the CLS and patch tokens to 256 dimensions, and VICReg (invariance λ = 25,
-variance μ = 25, covariance ν = 1) pulls together the two CLS tokens (weight 0.5) and every pair
-of patches that see the same scene point (exact: `augment.correspondence`). Colour jitter is
-gentle as SynthScenes' classes differ mostly by colour; what else was tried:
+"""Self-supervised pretraining of the embedded ViT (labels never used), VICRegL-style: VICReg
+pulls together the expanded CLS tokens of two gently jittered 64-px crops of a 128-px scene and
+every pair of their patches that sees the same scene point (`augment.correspondence`). Colour
+jitter is gentle as SynthScenes' classes differ mostly by colour; what else was tried:
 docs/pretraining_history.md."""
 
 from __future__ import annotations
@@ -71,21 +69,16 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, ...]
     return inv, var, cov
 
 
-def _model(cfg: ViTPretrainConfig) -> nn.ModuleDict:
-    """The embedded ViT (`backbone`, the only part exported) + a global and a patch expander."""
-    dim = VIT_CONFIG["embed_dim"]
-    return nn.ModuleDict({"backbone": build_embedded_vit(),
-                          "global_expander": _expander(dim, cfg.expander_dim),
-                          "local_expander": _expander(dim, cfg.expander_dim)})
-
-
 class VICRegLTrainer(Trainer):
     """`step()` runs one VICRegL step on two fresh views of a random batch."""
 
     key = "student"
 
     def __init__(self, cfg: ViTPretrainConfig, images: torch.Tensor):
-        super().__init__(cfg, images, lambda: _model(cfg))
+        dim = VIT_CONFIG["embed_dim"]  # the ViT (`backbone`, the only part exported), expanders
+        super().__init__(cfg, images, lambda: nn.ModuleDict({
+            "backbone": build_embedded_vit(), "global_expander": _expander(dim, cfg.expander_dim),
+            "local_expander": _expander(dim, cfg.expander_dim)}))
         # weight decay on matrices only (not biases, norms, position or CLS)
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():

@@ -55,17 +55,14 @@ class ArrayCrops:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, depth: np.ndarray):
         self.images, self.labels, self.depth = images, labels, depth
-        self._digest: dict | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def digest(self) -> dict:
         """These crops' contents, as `CropReader.digest` says it for files."""
-        if self._digest is None:
-            self._digest = array_digest(f"{len(self)} crops held in memory", self.images,
-                                        self.labels, self.depth)
-        return self._digest
+        return array_digest(f"{len(self)} crops held in memory", self.images, self.labels,
+                            self.depth)
 
     def load(self, n: int):
         return self.images[n], self.labels[n], self.depth[n]
@@ -239,15 +236,14 @@ def prepare_caches(profile, data, backbone, device, rank, world, progress):
     grid = (profile.res // backbone.patch_size,) * 2
     splits = [("train", data.train)] + ([("val", data.val)] if data.val is not None else [])
     if rank == 0:
-        total = sum(featcache.cache_bytes(len(s), backbone.dim, grid, profile.res)
-                    for _, s in splits)
-        featcache.check_budget(total, profile.feature_cache_gb, folder)
+        size = {name: featcache.cache_bytes(len(s), backbone.dim, grid, profile.res)
+                for name, s in splits}
+        featcache.check_budget(sum(size.values()), profile.feature_cache_gb, folder)
         for name, source in splits:
             featcache.build_cache(source, name, folder, backbone, res=profile.res,
                                   fidelity=profile.fidelity, settings=settings, device=device,
                                   budget_gb=profile.feature_cache_gb, progress=progress,
-                                  reserved=0 if name == "train" else featcache.cache_bytes(
-                                      len(data.train), backbone.dim, grid, profile.res))
+                                  reserved=0 if name == "train" else size["train"])
     barrier(world)
     # keyed by the crops' digest too: features of crops cut afresh are never read
     caches = {name: featcache.open_cache(folder, name, settings, source=source)

@@ -103,8 +103,7 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
 
 
 def _processes(device: torch.device) -> tuple[int, int, bool]:
-    """(rank, world size, whether we started the process group): torchrun sets WORLD_SIZE;
-    `trainer.Trainer` says what W > 1 processes do."""
+    """(rank, world size, whether we started the process group); torchrun sets WORLD_SIZE."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

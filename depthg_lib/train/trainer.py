@@ -43,8 +43,7 @@ class Schedule:
 
 
 def loss_settings(p: Profile, sch: Schedule) -> LossSettings:
-    """The objective's settings at this step: the profile's, with the scheduled S, w_depth,
-    s_depth."""
+    """The objective's settings: the profile's, with this step's scheduled S, w_depth, s_depth."""
     return LossSettings(
         shifts={**p.shifts, "depth": sch.shift_depth},
         weights={**p.weights, "depth": sch.weight_depth}, n_samples=sch.samples,
@@ -104,8 +103,7 @@ class Trainer:
         for opt in self.optimizers.values():
             opt.step()
         values = [terms[k] for k in (*LOSS_TERMS, "total")] + [linear_loss, cluster_loss, total]
-        record = {"step": step, "samples": sch.samples, "weight_depth": sch.weight_depth,
-                  "shift_depth": sch.shift_depth,
+        record = {"step": step, **dataclasses.asdict(sch),
                   "values": torch.stack([v.detach().float().reshape(()) for v in values])}
         sch.advance(step, p)
         return record
