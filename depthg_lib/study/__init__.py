@@ -1,8 +1,6 @@
 """Chapter 06's study (`python -m depthg_lib.study`, docs/method.md §10): does the head beat its
-input, and when does depth help? Train / tune / report splits by SynthScenes seed, the factorial
-and the raw-feature baselines on the same images and seeds, paired bootstrap intervals over seeds
-and images; every result stored at once (`--resume`), stored heads re-scored on another report
-split without training (`--report-seed`)."""
+input, and when does depth help? Splits by SynthScenes seed, paired bootstrap intervals, every
+result stored at once (`--resume`), stored heads re-scored elsewhere (`--report-seed`)."""
 
 from .claims import claims, prediction_checks
 from .readme import head_margin, results_table

@@ -232,9 +232,7 @@ def write_results(study, results_path: Path, publish: Path | None) -> dict:
             plt.close(fig)
     if publish is None:
         return results
-    publish.mkdir(parents=True, exist_ok=True)
-    if results_path.resolve() != (publish / "results.json").resolve():
-        save_json(publish / "results.json", results)
+    save_json(publish / "results.json", results)
     with atomic_path(publish / "README.md") as tmp:
         tmp.write_text(study_markdown(results) + "\n")
     for fig in figures:

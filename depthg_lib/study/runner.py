@@ -131,12 +131,10 @@ class Study:
 
     def data_identity(self, knob: Setting) -> dict:
         p = self.profile
-        ident = {"knob": knob.key, "train_seed": p.synth_seed, "n_train": p.synth_n_train,
-                 "size": p.synth_size, "res": p.res, "backbone": p.backbone,
-                 "weights": profile_weights_identity(p)}
-        if knob.nuisance:
-            ident["nuisance"] = nuisance_spec(knob.nuisance)
-        return ident
+        return {"knob": knob.key, "train_seed": p.synth_seed, "n_train": p.synth_n_train,
+                "size": p.synth_size, "res": p.res, "backbone": p.backbone,
+                "weights": profile_weights_identity(p),
+                **({"nuisance": nuisance_spec(knob.nuisance)} if knob.nuisance else {})}
 
     def add_row(self, identity: str, kind: str, name: str, knob: Setting, seed: int,
                 hists: dict | None = None, **values) -> dict:
@@ -387,7 +385,6 @@ def run_study(profile: Profile | str, out_dir: str | os.PathLike | None = None,
     elif store.exists() and not resume:
         raise DepthGError(f"{store} holds an earlier study; continue it with --resume or "
                           "start over with --force")
-    out.mkdir(parents=True, exist_ok=True)
     n = profile.ablation_seeds if seeds is None else int(seeds)
     if command is None:
         command = f"python -m depthg_lib.study --profile {profile_arg(profile)} --seeds {n}" + (

@@ -31,10 +31,7 @@ def load_shipped(head_id: str, folder: Path = SHIPPED_DIR) -> TrainedModel | Non
     tensors = load_file(str(path))
     model = DepthGModel(info["backbone_dim"], info["code_dim"], info["n_classes"],
                         info["extra_clusters"], info["dropout"], info["nonlinear"])
-    for part in PARTS:
-        getattr(model, part).load_state_dict({k.removeprefix(f"{part}."): v.float()
-                                              for k, v in tensors.items()
-                                              if k.startswith(f"{part}.")})
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})  # "<part>.<name>" keys
     model.eval()
-    return TrainedModel(model.head, model.cluster_probe, model.linear_probe, info["backbone"],
+    return TrainedModel(*(getattr(model, part) for part in PARTS), info["backbone"],
                         {"profile": {}, "path": str(path), "shipped": True})

@@ -138,15 +138,18 @@ def prepare_knob(profile: Profile, knob: float, fidelities, backbone, device, pr
     for role, seed in (("tune", profile.tune_seed), ("report", profile.report_seed)):
         _generate(folders[role], 0, split_size(profile, role), profile.synth_size, seed, knob,
                   progress)
-    train_data, tune, report = {}, {}, {}
+    tune, report = ({f: load_image_set(folders[role], profile.eval_res, f, backbone, device)
+                     for f in fidelities} for role in ("tune", "report"))
+    # the tune split, as rendered, is the validation set of every training run (its curves)
+    reader = get_reader("synthscenes", folders["tune"])
+    names = list(reader.names("val"))
+    labels = np.stack([reader.load_label("val", n) for n in names]).astype(np.uint8)
+    raw_tune = ArrayCrops(np.stack([reader.load_image("val", n) for n in names]), labels,
+                          np.zeros(labels.shape, dtype=np.uint16))  # no depth
     crops = CropReader(kp.paths.crop_dir, "train", profile=profile_arg(kp))
     knn = load_knn(kp.paths.knn_file("train"))
+    train_data = {}
     for fidelity in fidelities:
-        tune[fidelity], report[fidelity] = (
-            load_image_set(folders[role], profile.eval_res, fidelity, backbone, device)
-            for role in ("tune", "report"))
-        # the tune split is the validation set of every training run (validation curves)
-        raw_tune = load_image_set_raw(folders["tune"])
         cache = (kp.paths.data_root / "features" / f"study_{kp.paths.crop_dir.name}_"
                  f"{kp.backbone.replace('/', '_')}_{kp.res}_{fidelity}_tune{profile.tune_seed}")
         data = TrainData(train=crops, knn=knn, val=raw_tune, cache_dir=cache,
@@ -154,15 +157,6 @@ def prepare_knob(profile: Profile, knob: float, fidelities, backbone, device, pr
         train_data[fidelity] = (data, prepare_caches(kp.replace(fidelity=fidelity), data,
                                                      backbone, device, 0, 1, progress))
     return KnobData(kp, train_data, tune, report, measure_premise(tune, profile, backbone))
-
-
-def load_image_set_raw(folder: Path) -> ArrayCrops:
-    """A split's `val` images as crops for training-time validation (no depth)."""
-    reader = get_reader("synthscenes", folder)
-    names = list(reader.names("val"))
-    images = np.stack([reader.load_image("val", n) for n in names])
-    labels = np.stack([reader.load_label("val", n) for n in names]).astype(np.uint8)
-    return ArrayCrops(images, labels, np.zeros(labels.shape, dtype=np.uint16))
 
 
 def measure_premise(tune: dict, profile: Profile, backbone) -> dict:
