@@ -102,7 +102,7 @@ def _surfaces(layout: Layout, parts: list, hits: _Hits, ids: np.ndarray, f: floa
         nx, ny, nz = normal[0][sel], normal[1][sel], normal[2][sel]
         cos_in = np.abs(nx * hits.rdx[sel] + ny * hits.rdy[sel] + nz * hits.rdz[sel]
                         ) / hits.ray_len[sel]
-        # the pixel's footprint on the surface
+        # the pixel's size on the surface, with the cosine of incidence floored at 0.2
         fp = hits.t[sel] * hits.ray_len[sel] / f / np.maximum(cos_in, 0.2)
         if k == -1:
             mat, lat, alo = ground_material(layout.ground, x, y, table)

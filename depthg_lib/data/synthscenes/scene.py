@@ -69,8 +69,7 @@ class Road:
         """(lateral, along) coordinates in metres; on the road where |lateral| < width / 2."""
         c, s = math.cos(self.angle), math.sin(self.angle)
         px, py = x - self.point[0], y - self.point[1]
-        along = c * px + s * py
-        lateral = -s * px + c * py
+        along, lateral = c * px + s * py, -s * px + c * py
         if self.bend:
             lateral = lateral + self.bend * np.sin(along * self.bend_freq + self.phase)
         return lateral, along
