@@ -33,8 +33,7 @@ def five_crop_boxes(height: int, width: int, ratio: float = 0.5) -> list[tuple[i
     if not 0 < ratio <= 1 or h < 1 or w < 1:
         raise DepthGError(f"five-crop: ratio {ratio} of a {height}×{width} image gives an empty "
                           "crop; use a crop_ratio in (0, 1] and images of at least 2×2 pixels")
-    top = int(round((height - h) / 2.0))
-    left = int(round((width - w) / 2.0))
+    top, left = int(round((height - h) / 2.0)), int(round((width - w) / 2.0))
     return [(0, 0, h, w), (0, width - w, h, w), (height - h, 0, h, w),
             (height - h, width - w, h, w), (top, left, h, w)]
 
@@ -114,8 +113,7 @@ def require_current_crops(profile: Profile, split: str, who: str) -> None:
         return
     crop_dir, arg = profile.paths.crop_dir, profile_arg(profile)
     redo = f"`python -m depthg_lib.crop --profile {arg} --force`"
-    problems = depth_problems(profile, reader, [split])
-    if problems:
+    if problems := depth_problems(profile, reader, [split]):
         raise DepthGError(
             f"{who}: the {split} crops in {crop_dir} were cut from depth maps that "
             f"{' and '.join(problems)}; redo the depth maps with `python -m depthg_lib.depth "
@@ -130,8 +128,10 @@ def require_current_crops(profile: Profile, split: str, who: str) -> None:
 def _crop_split(reader, profile: Profile, crop_dir: Path, split: str, names: list[str],
                 progress: bool) -> None:
     """Crop every image not yet finished (image i: crops 5i..5i+4), then list them."""
-    todo = [(i, n) for i, n in enumerate(names)
-            if not _finished(crop_dir, split, i, reader.has_labels)]
+    kinds = ("img", "depth", "label") if reader.has_labels else ("img", "depth")
+    todo = [(i, n) for i, n in enumerate(names)  # not all five crops there yet
+            if not all(crop_paths(crop_dir, split, N_CROPS * i + k)[kind].exists()
+                       for k in range(N_CROPS) for kind in kinds)]
     if not todo and (crop_dir / f"{split}_names.txt").exists():
         return  # finished earlier with these settings: touch nothing
     room = io.DiskRoom(crop_dir, len(todo), f"{split} images to crop")
@@ -150,12 +150,9 @@ def _with_depth(reader, profile, split) -> list[str]:
     """The images of `split` to crop: all but those the depth stage left out as unreadable."""
     left_out = reader.depth_record_dir() / "depth_skipped.json"
     left_out = set(io.load_json(left_out)) if left_out.is_file() else set()
-    names, missing = [], []
-    for n in reader.names(split):
-        if reader.depth_path(split, n).is_file():
-            names.append(n)
-        elif f"{split}/{n}" not in left_out:
-            missing.append(n)
+    names = [n for n in reader.names(split) if reader.depth_path(split, n).is_file()]
+    have = set(names)
+    missing = [n for n in reader.names(split) if n not in have and f"{split}/{n}" not in left_out]
     if missing:
         raise DepthGError(
             f"five-crop needs depth maps first: {len(missing)} {split} images have none (e.g. "
@@ -164,15 +161,8 @@ def _with_depth(reader, profile, split) -> list[str]:
     return names
 
 
-def _finished(crop_dir: Path, split: str, index: int, has_labels: bool) -> bool:
-    kinds = ("img", "depth", "label") if has_labels else ("img", "depth")
-    return all(crop_paths(crop_dir, split, N_CROPS * index + k)[kind].exists()
-               for k in range(N_CROPS) for kind in kinds)
-
-
 def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: float) -> None:
-    image = reader.load_image(split, name)
-    label = reader.load_label(split, name)
+    image, label = reader.load_image(split, name), reader.load_label(split, name)
     depth_file = reader.depth_path(split, name)
     depth = io.read_depth_png(depth_file, "re-run the depth stage with --force")
     height, width = image.shape[:2]
@@ -183,13 +173,12 @@ def _crop_one(reader, crop_dir: Path, split: str, name: str, index: int, ratio: 
                 f"{what} {path} is {arr.shape[0]}×{arr.shape[1]} but its image "
                 f"{reader.image_path(split, name)} is {height}×{width}; they must match"
                 + (" (re-run the depth stage with --force)" if what == "depth map" else ""))
-    stored_label = None
     if label is not None:  # docs/method.md §11: stored +1 so that 0 = ignore
-        stored_label = np.where(label == IGNORE, 0, label.astype(np.int64) + 1).astype(np.uint8)
+        label = np.where(label == IGNORE, 0, label.astype(np.int64) + 1).astype(np.uint8)
     for k, box in enumerate(five_crop_boxes(height, width, ratio)):
         paths = crop_paths(crop_dir, split, N_CROPS * index + k)
-        if stored_label is not None:
-            io.save_image(paths["label"], crop_array(stored_label, box))
+        if label is not None:
+            io.save_image(paths["label"], crop_array(label, box))
         io.save_image(paths["depth"], crop_array(depth, box))
         # quality 95 as released; no chroma subsampling, so a crop loses as little as it can
         io.save_image(paths["img"], crop_array(image, box), quality=JPEG_QUALITY, subsampling=0)

@@ -36,17 +36,13 @@ def compare_with_ground_truth(reader, split: str, names: Sequence[str],
                               model=None) -> tuple[list, list, list]:
     """(images, estimates, ground truths) of SynthScenes images; the estimate is the stored map
     (`model=None`) or `model`'s prediction."""
-    images, estimates, truths = [], [], []
-    for name in names:
-        image = reader.load_image(split, name)
-        if model is None:
-            estimate = load_depth_png(reader.depth_path(split, name))
-        else:
-            estimate = model.estimate_depth(to_tensor([image]).contiguous())[0].cpu().numpy()
-        images.append(image)
-        estimates.append(estimate)
-        truths.append(_gt_depth(reader, split, name))
-    return images, estimates, truths
+    images = [reader.load_image(split, n) for n in names]
+    if model is None:
+        estimates = [load_depth_png(reader.depth_path(split, n)) for n in names]
+    else:
+        estimates = [model.estimate_depth(to_tensor([im]).contiguous())[0].cpu().numpy()
+                     for im in images]
+    return images, estimates, [_gt_depth(reader, split, n) for n in names]
 
 
 def mean_agreement(estimates: Sequence[np.ndarray], references: Sequence[np.ndarray]
@@ -82,16 +78,14 @@ def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]
         problems.append(f"were made with depth backend {got[0]!r} (model {got[1]!r}) but "
                         f"profile {profile.name} asks for {want[0]!r} (model {want[1]!r})")
     for s in splits:
-        changed = reader.stale_depth(s)
-        if changed:
+        if changed := reader.stale_depth(s):
             problems.append(f"were made from other {s} images than there are now "
                             f"({'; '.join(changed)})")
     return problems
 
 
 def require_current_depth(profile: Profile, reader, splits: Sequence[str], who: str) -> None:
-    problems = depth_problems(profile, reader, splits)
-    if problems:
+    if problems := depth_problems(profile, reader, splits):
         raise DepthGError(
             f"{who}: the depth maps in {reader.depth_record_dir()} {' and '.join(problems)}; "
             f"redo them with `{STAGE_COMMAND} --profile {profile_arg(profile)} --force`")
@@ -101,8 +95,7 @@ def run_depth_stage(profile: Profile | str, force: bool = False, skip_bad: bool 
                     device: str = "auto", progress: bool = True) -> Path:
     """Write a depth PNG for every image not yet done (refused for other settings or images than
     `depth.json` records unless `force`); `skip_bad` lists bad images in `depth_skipped.json`."""
-    profile = load_profile(profile)
-    dev = resolve_device(device)
+    profile, dev = load_profile(profile), resolve_device(device)
     reader = reader_for_profile(profile)
     reader.names("train")  # no dataset: the reader's error says how to make or get it
     splits = present_splits(reader)
@@ -141,20 +134,19 @@ def _write_maps(reader, splits, model, profile, skip_bad, progress) -> list[str]
     for s in splits:
         todo = [n for n in reader.names(s) if not where(s, n).exists()]
         room = io.DiskRoom(where(s, todo[0]).parent if todo else ".", len(todo), f"{s} depth maps")
+        if model is None:  # gt: no images to read, no model to run
+            for n in tqdm(todo, desc=f"depth {s}", disable=not progress or not todo):
+                io.save_image(where(s, n), depth_to_uint16(_gt_depth(reader, s, n)))
+                room.wrote()
+            continue
+
+        def load(n, s=s):
+            try:
+                return n, reader.load_image(s, n)
+            except DepthGError as err:
+                return n, err
+
         with tqdm(total=len(todo), desc=f"depth {s}", disable=not progress or not todo) as bar:
-            if model is None:  # gt: no images to read, no model to run
-                for n in todo:
-                    io.save_image(where(s, n), depth_to_uint16(_gt_depth(reader, s, n)))
-                    room.wrote()
-                    bar.update(1)
-                continue
-
-            def load(n, s=s):
-                try:
-                    return n, reader.load_image(s, n)
-                except DepthGError as err:
-                    return n, err
-
             for batch in io.prefetched(load, todo, max(1, profile.depth_batch),
                                     min(profile.num_workers, 8)):
                 sizes: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}

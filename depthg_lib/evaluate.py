@@ -1,7 +1,6 @@
-"""Chapter 05: a trained head's unsupervised (Hungarian) and linear-probe scores, as released
-(docs/method.md §9): `metrics.json` and figures into a folder the profile owns (`eval_dir_for`),
-the cluster → class matching beside the checkpoint for `depthg_lib.predict`, and `evaluate.json`,
-the record of what was scored (a re-run with nothing changed returns the stored result)."""
+"""Chapter 05: a trained head's unsupervised (Hungarian) and linear-probe scores as released
+(docs/method.md §9), written with the record of what was scored to a folder the profile owns
+(`eval_dir_for`); the cluster → class matching goes beside the checkpoint for `predict`."""
 
 from __future__ import annotations
 
@@ -43,8 +42,7 @@ def flip_averaged_codes(backbone, head, images: torch.Tensor) -> torch.Tensor:
     both = torch.cat([images, images.flip(dims=[3])])
     if both.is_cuda:  # bf16 backbone on the GPU, as in training (features.featurize)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            feats = backbone(both.contiguous(memory_format=torch.channels_last))
-        feats = feats.float()
+            feats = backbone(both.contiguous(memory_format=torch.channels_last)).float()
     else:
         feats = backbone(both)
     plain, mirrored = head(feats).float().chunk(2)
@@ -143,12 +141,10 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     out = Path(out_dir or eval_dir_for(profile, checkpoint, trained_with))
     record = _record(profile, reader, split, names, path, crf, max_images, dev)
     with stage_lock(out, "evaluate"):
-        done = None if force else _reuse(out, record)
-        if done is not None:
+        if not force and (done := _reuse(out, record)) is not None:
             return done
         (out / "evaluate.json").unlink(missing_ok=True)  # outputs below belong to no record yet
-        metrics = _score(profile, reader, split, names, path, model, backbone, dev, crf,
-                         progress)
+        metrics = _score(profile, reader, split, names, path, model, backbone, dev, crf, progress)
         arrays = metrics.pop("arrays")
         metrics["figures"] = _write_figures(out, metrics, arrays, profile, reader)
         save_json(out / "metrics.json", metrics)
@@ -187,7 +183,6 @@ def _reuse(out: Path, record: dict) -> dict | None:
     files = [out / f for f in ("evaluate.json", "metrics.json", "arrays.npz")]
     if not all(f.exists() for f in files) or load_json(files[0]) != record:
         return None
-    metrics = load_json(files[1])
     try:
         with np.load(files[2]) as stored:
             flat = {k: stored[k] for k in stored.files}
@@ -196,7 +191,7 @@ def _reuse(out: Path, record: dict) -> dict | None:
     arrays = {k: flat[k] for k in ("cluster_histogram", "linear_histogram", "matched_histogram")}
     kinds = ("image", "label", "cluster", "linear")
     arrays["examples"] = {k: flat.get(f"example_{k}") for k in kinds}
-    return {**metrics, "out_dir": str(out), "arrays": arrays, "reused": True}
+    return {**load_json(files[1]), "out_dir": str(out), "arrays": arrays, "reused": True}
 
 
 def _predict(model, backbone, images, labels, dev, runner) -> tuple[np.ndarray, np.ndarray]:
@@ -232,20 +227,18 @@ def _score(profile, reader, split, names, path, model, backbone, dev, crf, progr
     seconds = round(time.time() - started, 2)
     unsup, linear = scores(cluster_hist, hungarian=True), scores(linear_hist, hungarian=False)
     classes = class_names(reader, n)
-    return {
-        "profile": profile.name, "fidelity": profile.fidelity, "checkpoint": str(path),
-        "checkpoint_step": (getattr(model, "meta", {}) or {}).get("step"),
-        "backbone": profile.backbone, "dataset": profile.dataset, "split": split,
-        "n_images": len(names), "eval_res": profile.eval_res, "crf": bool(crf),
-        "crf_fell_back": bool(runner.fell_back) if runner is not None else None,
-        "device": str(dev), "seconds": seconds, "class_names": classes,
-        "unsupervised": _summary(unsup, classes, cluster_hist),
-        "linear": _summary(linear, classes, linear_hist),
-        "profile_settings": dataclasses.asdict(profile),
-        "arrays": {"cluster_histogram": cluster_hist, "linear_histogram": linear_hist,
-                   "matched_histogram": unsup["histogram"],
-                   "examples": {k: np.stack(v) if v else None for k, v in examples.items()}},
-    }
+    arrays = {"cluster_histogram": cluster_hist, "linear_histogram": linear_hist,
+              "matched_histogram": unsup["histogram"],
+              "examples": {k: np.stack(v) if v else None for k, v in examples.items()}}
+    return {"profile": profile.name, "fidelity": profile.fidelity, "checkpoint": str(path),
+            "checkpoint_step": (getattr(model, "meta", {}) or {}).get("step"),
+            "backbone": profile.backbone, "dataset": profile.dataset, "split": split,
+            "n_images": len(names), "eval_res": profile.eval_res, "crf": bool(crf),
+            "crf_fell_back": bool(runner.fell_back) if runner is not None else None,
+            "device": str(dev), "seconds": seconds, "class_names": classes,
+            "unsupervised": _summary(unsup, classes, cluster_hist),
+            "linear": _summary(linear, classes, linear_hist),
+            "profile_settings": dataclasses.asdict(profile), "arrays": arrays}
 
 
 def _num(x: float) -> float | None:
@@ -259,16 +252,13 @@ def _summary(result: dict, class_names: list[str], histogram: np.ndarray) -> dic
             "histogram": histogram.tolist()}
 
 
-def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile,
-                   reader) -> list[str]:
+def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile, reader) -> list[str]:
     names = metrics["class_names"]
     matched, examples = arrays["matched_histogram"], arrays["examples"]
-    figs = {
-        "confusion.png": viz.plot_confusion(matched[: len(names), : len(names)], names,
-                                            title="unsupervised (clusters matched to classes)"),
-        "class_iou.png": viz.plot_class_iou(
-            {"unsupervised": metrics["unsupervised"]["iou"], "linear": metrics["linear"]["iou"]}),
-    }
+    ious = {"unsupervised": metrics["unsupervised"]["iou"], "linear": metrics["linear"]["iou"]}
+    figs = {"confusion.png": viz.plot_confusion(matched[: len(names), : len(names)], names,
+                                                title="unsupervised (clusters matched to classes)"),
+            "class_iou.png": viz.plot_class_iou(ious)}
     if examples["image"] is not None:
         figs["examples.png"] = viz.plot_examples(
             *(list(examples[k]) for k in ("image", "label", "cluster", "linear")),
@@ -286,8 +276,7 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
                     max_fit_points: int = 100_000) -> dict:
     """k-means (k = n_classes) on up to `max_fit_points` unit-norm raw patch features, each pixel
     taking the most similar centroid, Hungarian-matched: the no-training floor."""
-    profile = load_profile(profile)
-    dev = resolve_device(device)
+    profile, dev = load_profile(profile), resolve_device(device)
     reader, names = open_split(profile, split)  # labels checked here
     names = names[:max_images]
     backbone = load_backbone(profile.backbone, profile.backbone_weights or None, dev)
@@ -311,30 +300,25 @@ def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int 
         sim = torch.einsum("bchw,kc->bkhw", features(images), centroids)
         sim = F.interpolate(sim, size=labels.shape[1:], mode="bilinear", align_corners=False)
         hist += confusion_histogram(sim.argmax(1).cpu().numpy(), as_targets(labels, n), n)
-    result = scores(hist, hungarian=True)
     return {"method": "kmeans", "profile": profile.name, "split": split, "n_images": len(names),
-            **_summary(result, class_names(reader, n), hist)}
+            **_summary(scores(hist, hungarian=True), class_names(reader, n), hist)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.evaluate",
                                      description="Score a trained DepthG head (docs/method.md §9).")
     parser.add_argument("--profile", required=True, help="profile name or YAML path")
-    parser.add_argument("--checkpoint", default=None,
-                        help="default: runs/<profile>/train/checkpoints/final.pt")
+    parser.add_argument("--checkpoint", help="default: runs/<profile>/train/checkpoints/final.pt")
     parser.add_argument("--crf", action="store_true", help="refine with a dense CRF")
     parser.add_argument("--split", default="val")
     parser.add_argument("--device", default="auto", type=device_arg,
                         help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--max-images", type=positive_int, default=None,
                         help="score only the first N images of the split")
-    parser.add_argument("--out", default=None, help="output folder (default: the run's eval/)")
+    parser.add_argument("--out", dest="out_dir", help="output folder (default: the run's eval/)")
     parser.add_argument("--force", action="store_true",
                         help="score again even when nothing changed since the last run")
-    args = parser.parse_args(argv)
-    metrics = evaluate(args.profile, checkpoint=args.checkpoint, crf=args.crf,
-                       device=args.device, split=args.split, max_images=args.max_images,
-                       out_dir=args.out, force=args.force)
+    metrics = evaluate(**vars(parser.parse_args(argv)))
     print(f"{metrics['profile']} {metrics['split']} ({metrics['n_images']} images, "
           f"CRF {'on' if metrics['crf'] else 'off'})")
     for kind in ("unsupervised", "linear"):

@@ -57,8 +57,7 @@ def _block_topk_torch(sims: torch.Tensor, kk: int) -> torch.Tensor:
     """The same on a tensor's own device."""
     threshold = sims.topk(kk, dim=1).values[:, -1:]
     rows, cols = (sims >= threshold).nonzero(as_tuple=True)
-    vals = sims[rows, cols]
-    order = (-vals).argsort(stable=True)  # best first, ascending column among equals
+    order = (-sims[rows, cols]).argsort(stable=True)  # best first, ascending column among equals
     order = order[rows[order].argsort(stable=True)]  # then grouped by row
     rows, cols = rows[order], cols[order]
     keep = torch.from_numpy(_rank_in_row(rows.cpu().numpy()) < kk).to(cols.device)
@@ -108,8 +107,7 @@ def neighbour_agreement(nns: np.ndarray, majority: np.ndarray, k: int | None = N
     """Share of (crop, neighbour) pairs in columns 1..k whose majority classes agree; `groups`
     (each crop's source image) leaves out pairs of one image, which agree for free."""
     k = nns.shape[1] - 1 if k is None else min(k, nns.shape[1] - 1)
-    q = majority[nns[:, :1]]
-    nb = majority[nns[:, 1:k + 1]]
+    q, nb = majority[nns[:, :1]], majority[nns[:, 1:k + 1]]
     valid = (q >= 0) & (nb >= 0)
     if groups is not None:
         valid &= groups[nns[:, :1]] != groups[nns[:, 1:k + 1]]
@@ -205,8 +203,7 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
                                 progress=progress)
         if feats.device.type == "cpu":
             feats = feats.numpy()  # numpy's partition beats torch's topk on the CPU
-        nns = topk_neighbours(feats, settings["K"] - 1, block=profile.knn_block,
-                              progress=progress)
+        nns = topk_neighbours(feats, settings["K"] - 1, block=profile.knn_block, progress=progress)
         io.save_npz(out, nns=nns)
         io.write_stage_record(record.parent, stage, settings, inputs)
     return out

@@ -99,9 +99,7 @@ def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "c
 def working_size(height: int, width: int, patch: int, target: int) -> tuple[int, int]:
     """(h, w) multiples of `patch`, aspect kept: shorter side ≈ `target`, longer ≤ 2·target."""
     scale = min(target / min(height, width), 2 * target / max(height, width))
-    h = max(patch, int(round(height * scale / patch)) * patch)
-    w = max(patch, int(round(width * scale / patch)) * patch)
-    return h, w
+    return tuple(max(patch, int(round(side * scale / patch)) * patch) for side in (height, width))
 
 
 @torch.no_grad()
@@ -154,8 +152,7 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: Path
                    ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files to segment (folders expanded, sorted) and inputs skipped with the reason."""
     files, skipped, excluded = [], [], exclude.resolve()
-    for item in inputs:
-        path = Path(item)
+    for path in map(Path, inputs):
         if path.is_dir() and path.resolve() == excluded:
             skipped.append((str(path), "the output folder itself"))
         elif path.is_dir():
@@ -274,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Segment images with a trained DepthG head.")
     parser.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     parser.add_argument("--out", required=True, help="folder for the label PNGs and overlays")
-    parser.add_argument("--checkpoint", default=None,
-                        help=f"default: the shipped {DEFAULT_CHECKPOINT.name}")
+    parser.add_argument("--checkpoint", help=f"default: the shipped {DEFAULT_CHECKPOINT.name}")
     parser.add_argument("--profile", default=None,
                         help="check that the checkpoint fits this profile (backbone, code dim) "
                              "and take the backbone weights from it")
@@ -285,9 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--force", action="store_true",
                         help="replace the outputs of another checkpoint or probe in --out")
-    args = parser.parse_args(argv)
-    print(predict_files(args.inputs, args.out, checkpoint=args.checkpoint, device=args.device,
-                        probe=args.probe, crf=args.crf, profile=args.profile, force=args.force))
+    print(predict_files(**vars(parser.parse_args(argv))))
     return 0
 
 

@@ -1,7 +1,6 @@
-"""Does DepthG's premise hold on a dataset (docs/method.md §6.1, §7.1)? `same_class_auroc`: how
-well feature similarity, depth similarity and both predict "same class" for pixel pairs (the gain
-of both over features is what depth adds); `fps_thing_share`: FPS's share of the S×S training
-points on things against random points. On plain arrays: chapters, study and tests share them."""
+"""Does DepthG's premise hold on a dataset (docs/method.md §6.1, §7.1)? How well feature and depth
+similarity predict "same class" for pixel pairs (`same_class_auroc`), and FPS's share of the S×S
+training points on things against random points (`fps_thing_share`), on plain arrays."""
 
 from __future__ import annotations
 
@@ -40,8 +39,7 @@ def _features_at(features: torch.Tensor, points: np.ndarray, size: tuple[int, in
     """Bilinear read of one image's (D,h,w) features at pixel (y, x) points of an H×W image."""
     h, w = size
     # pixel centres → grid_sample's [-1, 1] with align_corners=False
-    x = (points[:, 1] + 0.5) / w * 2 - 1
-    y = (points[:, 0] + 0.5) / h * 2 - 1
+    x, y = (points[:, 1] + 0.5) / w * 2 - 1, (points[:, 0] + 0.5) / h * 2 - 1
     grid = torch.from_numpy(np.stack([x, y], axis=1)).float().view(1, 1, -1, 2)
     got = F.grid_sample(features[None].float(), grid, mode="bilinear", align_corners=False)
     return F.normalize(got[0, :, 0].T, dim=1)  # (P, D)
@@ -98,8 +96,7 @@ def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarr
         both.append(roc_auc_score(y[test], clf.decision_function(x[test])))
     if not both:
         raise DepthGError("need at least two images with both same- and different-class pairs")
-    feature = float(roc_auc_score(y, s["feature"]))
-    combined = float(np.mean(both))
+    feature, combined = float(roc_auc_score(y, s["feature"])), float(np.mean(both))
     return {"feature": feature, "depth": float(roc_auc_score(y, s["depth"])),
             "both": combined, "depth_gain": combined - feature,
             "pairs": int(len(y)), "same_share": float(y.mean())}
@@ -113,10 +110,8 @@ def fps_thing_share(depth: np.ndarray, labels: np.ndarray, thing_ids: Sequence[i
         raise DepthGError(f"depth {depth.shape} and labels {labels.shape} must both be (N,H,W)")
     d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
     fps = fps_coords(d, grid_hw, n, fidelity="corrected")
-    gen = torch.Generator().manual_seed(seed)
-    rnd = random_coords(len(depth), n, generator=gen)
-    things = np.isin(labels, list(thing_ids))
-    valid = labels != IGNORE
+    rnd = random_coords(len(depth), n, generator=torch.Generator().manual_seed(seed))
+    things, valid = np.isin(labels, list(thing_ids)), labels != IGNORE
     h, w = labels.shape[1:]
 
     def share(coords: torch.Tensor) -> float:
