@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = run_study(args.profile, out_dir=args.out, seeds=args.seeds,
                             report_seed=args.report_seed, device=args.device,
-                            progress=not args.no_progress, resume=args.resume,
-                            force=args.force,
+                            progress=not args.no_progress, resume=args.resume, force=args.force,
                             publish=REPO_ROOT / "docs" / "study" if args.publish else None,
                             command=command, write_only=args.write_only)
     except KeyboardInterrupt:  # the command that continues: never --force, always --resume

@@ -36,9 +36,8 @@ DEPTH = "depthg-corrected vs stego-corrected"
 
 
 def claims(results: dict) -> dict:
-    """The study's closing claims, read from the results: `head` (does a head beat k-means on
-    the raw features by ≥ 3 unsupervised mIoU points, interval above 0?) and `depth` (does
-    DepthG beat STEGO, interval above 0?), with the settings behind each."""
+    """The closing claims and the settings behind them: does a head beat k-means on the raw
+    features by ≥ 3 unsupervised mIoU points (`head`), does DepthG beat STEGO (`depth`)?"""
     keys = results["knob"]["settings"]
     head_rows = [(k, a, c) for k in keys for a in HEAD_ARMS
                  if (c := ci_at(results, f"{a} vs kmeans_raw_train_fit", k))]
@@ -81,8 +80,7 @@ def claims(results: dict) -> dict:
             "depth_helps": [{"setting": k, **c} for k, c in helps]}
 
 
-def outcome(ok: bool | None) -> str:
-    return {True: "held", False: "failed", None: "not tested yet"}[ok]
+OUTCOME = {True: "held", False: "failed", None: "not tested yet"}
 
 
 def prediction_checks(results: dict) -> list[tuple[str, str, str]]:
@@ -103,7 +101,7 @@ def regime_checks(results: dict) -> list[tuple[str, str, str]]:
     st, dg = reg.get("stego-corrected", {}), reg.get("depthg-corrected", {})
     gains = {n: r.get("tune_gain_last_quarter") for n, r in st.items()}
     ok = all(g is not None and abs(g) <= 1 for g in gains.values()) if gains else None
-    out = [("R1 STEGO flat over the last quarter in every regime", outcome(ok),
+    out = [("R1 STEGO flat over the last quarter in every regime", OUTCOME[ok],
             ", ".join(f"{n} {g:+.2f}" for n, g in gains.items() if g is not None))]
     if {"short-steps", "short-share", "long-share"} <= set(st) & set(dg):
         d = {n: dg[n]["tune_unsup"] - st[n]["tune_unsup"] for n in st if n in dg}
@@ -111,9 +109,9 @@ def regime_checks(results: dict) -> list[tuple[str, str, str]]:
               and abs(d["long-share"]) <= 1.5)
         out.append(("R2 DepthG − STEGO on tune: several points below with the decay in steps "
                     "over a short run, within ± 1.5 with the schedule as a share",
-                    outcome(ok), ", ".join(f"{n} {v:+.1f}" for n, v in d.items())))
+                    OUTCOME[ok], ", ".join(f"{n} {v:+.1f}" for n, v in d.items())))
     else:
-        out.append(("R2 DepthG − STEGO by regime", outcome(None), ""))
+        out.append(("R2 DepthG − STEGO by regime", OUTCOME[None], ""))
     return out
 
 
@@ -121,13 +119,13 @@ def camouflage_checks(results: dict, cam: list[str]) -> list[tuple[str, str, str
     """C1, C2: the settings without nuisance."""
     cis = {k: ci_at(results, DEPTH, k) for k in cam}
     ok = all(c["lo"] <= 0 <= c["hi"] for c in cis.values()) if all(cis.values()) else None
-    out = [("C1 DepthG − STEGO contains 0 at every camouflage setting", outcome(ok),
+    out = [("C1 DepthG − STEGO contains 0 at every camouflage setting", OUTCOME[ok],
             "; ".join(at(results, k, c) for k, c in cis.items() if c))]
     cis = {(k, a): ci_at(results, f"{a} vs kmeans_raw_train_fit", k) for k in cam
            for a in HEAD_ARMS}
     ok = all(c["lo"] <= 0 for c in cis.values()) if all(cis.values()) else None
     out.append(("C2 head − k-means below 0 or no detectable difference without nuisance",
-                outcome(ok), "; ".join(at(results, k, c, a) for (k, a), c in cis.items() if c)))
+                OUTCOME[ok], "; ".join(at(results, k, c, a) for (k, a), c in cis.items() if c)))
     return out
 
 
@@ -137,17 +135,16 @@ UNTESTED = ("N2 the position pattern hurts head and k-means alike; N3 the outlie
 
 
 def fall_checks(results: dict, base: str | None, nui: list[str]) -> list[tuple[str, str, str]]:
-    """N0, N1: how far k-means, the linear probe and the heads fall under the nuisance, against
-    `base`, the first setting without nuisance."""
+    """N0, N1: how far k-means, the linear probe and the heads fall from `base` under nuisance."""
     per = results.get("baselines", {})
     km, lin = per.get("kmeans_raw_train_fit", {}), per.get("linear_raw", {})
     if not (nui and base and all(km.get(k) is not None and lin.get(k) is not None
                                  for k in [base] + nui)):
-        return [("N0/N1 the nuisance settings", outcome(None), "")]
+        return [("N0/N1 the nuisance settings", OUTCOME[None], "")]
     strong = nui[-1]
     ok = km[strong] / lin[strong] <= 0.4 and lin[base] - lin[strong] <= 3
     out = [("N0 k-means falls to about a third of the linear probe or less, the "
-            "linear probe by ≤ 3 points", outcome(ok),
+            "linear probe by ≤ 3 points", OUTCOME[ok],
             "; ".join(f"{setting_label(results, k)}: k-means {km[k]:.1f}, linear "
                       f"{lin[k]:.1f}" for k in [base] + nui))]
     arms = results.get("arms", {})
@@ -161,7 +158,7 @@ def fall_checks(results: dict, base: str | None, nui: list[str]) -> list[tuple[s
     share = {k: results.get("premise", {}).get(k, {}).get("knn_same_source")
              for k in [base] + nui}
     out.append(("N1 the heads fall less than k-means under the nuisance (and the kNN "
-                "pairs turn into same-source pairs)", outcome(ok),
+                "pairs turn into same-source pairs)", OUTCOME[ok],
                 "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} falls "
                           f"{h:.1f}, k-means {m:.1f}" for k, a, h, m in falls)
                 + ("; kNN same-source share " + ", ".join(
@@ -180,16 +177,16 @@ def nuisance_margin_checks(results: dict, base: str | None, nui: list[str]
         strong = [cis[(nui[-1], a)] for a in HEAD_ARMS]
         ok = all(c["diff"] >= 3 and c["lo"] > 0 for c in strong)
         out = [("N4 at the strongest nuisance both heads beat k-means by ≥ 3 with the "
-                "interval above 0", outcome(ok),
+                "interval above 0", OUTCOME[ok],
                 "; ".join(at(results, k, c, a) for (k, a), c in cis.items() if c))]
     else:
-        out = [("N4 the head against k-means under nuisance", outcome(None), "")]
+        out = [("N4 the head against k-means under nuisance", OUTCOME[None], "")]
     d0 = ci_at(results, DEPTH, base) if base else None
     dn = {k: ci_at(results, DEPTH, k) for k in nui}
     if d0 and nui and all(dn.values()):
         ok = all(c["diff"] >= 0 and c["diff"] > d0["diff"] for c in dn.values())
         out.append(("N5 DepthG − STEGO ≥ 0 under nuisance and larger than without",
-                    outcome(ok), "; ".join(at(results, k, c) for k, c in {base: d0, **dn}.items())))
+                    OUTCOME[ok], "; ".join(at(results, k, c) for k, c in {base: d0, **dn}.items())))
     else:
-        out.append(("N5 depth under nuisance", outcome(None), ""))
+        out.append(("N5 depth under nuisance", OUTCOME[None], ""))
     return out

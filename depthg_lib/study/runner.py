@@ -1,6 +1,5 @@
-"""The study's run (`run_study`, `rescore_published`): every (seed, setting): baselines and the
-factorial's arms, after the regime check's short runs. Each finished row goes to `store.json` at
-once (its per-image matrices to `hists/`), keyed by a digest of everything it depends on, so an
+"""The study's run (`run_study`, `rescore_published`): each finished row (baselines, arms, the
+regime check) goes to `store.json` at once, keyed by a digest of all it depends on, so that an
 interrupted study resumes and a changed setting is run again rather than mixed in."""
 
 from __future__ import annotations
@@ -26,21 +25,12 @@ from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..nuisance import Nuisance, mean_norm
 from ..train.loop import load_frozen_backbone
-from . import scoring
+from . import scoring, splits
 from .report import write_results
 from .scoring import FitCache
 from .shifts import SHIFT_NAMES, f_statistics, placed_shifts
 from .shipped import load_shipped
-from .splits import (
-    KNOB,
-    KnobData,
-    Setting,
-    apply_nuisance,
-    knob_profile,
-    nuisance_spec,
-    prepare_knob,
-    split_size,
-)
+from .splits import KnobData, Setting
 
 STORE_VERSION = 1
 
@@ -126,15 +116,15 @@ class Study:
     # -- identities: a stored row is reused only when everything it depends on is equal --
     def report_identity(self) -> dict:
         p = self.profile
-        return {"report_seed": p.report_seed, "n": split_size(p, "report"), "size":
-                p.synth_size, "eval_res": p.eval_res}
+        return {"report_seed": p.report_seed, "n": splits.split_size(p, "report"),
+                "size": p.synth_size, "eval_res": p.eval_res}
 
     def data_identity(self, knob: Setting) -> dict:
         p = self.profile
         return {"knob": knob.key, "train_seed": p.synth_seed, "n_train": p.synth_n_train,
                 "size": p.synth_size, "res": p.res, "backbone": p.backbone,
                 "weights": profile_weights_identity(p),
-                **({"nuisance": nuisance_spec(knob.nuisance)} if knob.nuisance else {})}
+                **({"nuisance": splits.nuisance_spec(knob.nuisance)} if knob.nuisance else {})}
 
     def add_row(self, identity: str, kind: str, name: str, knob: Setting, seed: int,
                 hists: dict | None = None, **values) -> dict:
@@ -170,19 +160,20 @@ class Study:
 
     def premise_identity(self, knob: Setting) -> str:
         p = self.profile
-        return self.identity("premise", knob, tune_seed=p.tune_seed, n=split_size(p, "tune"),
-                             eval_res=p.eval_res, version=2)
+        return self.identity("premise", knob, tune_seed=p.tune_seed,
+                             n=splits.split_size(p, "tune"), eval_res=p.eval_res, version=2)
 
     # -- the data of a setting -------------------------------------------------------------
     def knob(self, value: Setting) -> KnobData:
         """A setting's data, prepared once; a nuisance setting's from its clean setting's."""
         if value not in self.knob_data:
             if value.nuisance:
-                kd = apply_nuisance(self.knob(Setting(value.camouflage)), self.nuisance(value),
-                                    self.profile, self.backbone, self.device, self.progress)
+                kd = splits.apply_nuisance(self.knob(Setting(value.camouflage)),
+                                           self.nuisance(value), self.profile, self.backbone,
+                                           self.device, self.progress)
             else:
-                kd = prepare_knob(self.profile, float(value.camouflage), self.fidelities,
-                                  self.backbone, self.device, self.progress)
+                kd = splits.prepare_knob(self.profile, float(value.camouflage), self.fidelities,
+                                         self.backbone, self.device, self.progress)
             self.knob_data[value] = kd
         return self.knob_data[value]
 
@@ -215,8 +206,8 @@ class Study:
     # -- one trained run -------------------------------------------------------------------
     def run_dir(self, arm: str, knob: Setting, seed: int, tag: str = "") -> Path:
         # the objective in the path: training settings do not record it, its runs would be reused
-        return (self.out / "runs" / f"objective{OBJECTIVE_VERSION}" / f"{KNOB}{knob.key}"
-                / f"{arm}{tag}" / f"seed{seed}")
+        return (self.out / "runs" / f"objective{OBJECTIVE_VERSION}"
+                / f"{splits.KNOB}{knob.key}" / f"{arm}{tag}" / f"seed{seed}")
 
     def variant(self, arm: str, knob: Setting, regime: str = "") -> Profile:
         """The profile `arm` trains with at `knob` under `regime` (steps, schedules, shifts)."""
@@ -226,23 +217,23 @@ class Study:
         times, share = REGIMES[regime] if regime else (1, True)
         steps = times * self.steps
         # the study's design (its nuisance strengths) is not the arm's
-        base = knob_profile(self.profile, float(knob.camouflage)).replace(
+        base = splits.knob_profile(self.profile, float(knob.camouflage)).replace(
             study_nuisance=[], **{k: round(v + offset, 6) for k, v in shifts.items()})
         if not share:
             base = base.replace(depth_decay_share=0.0, fps_sample_decay_share=0.0)
         return ablation.arm_profile(base, arm, steps, max(1, steps // 8))
 
-    def train_arm(self, arm: str, knob: Setting, seed: int, variant: Profile, tag: str = "",
-                  head_id: str | None = None):
+    def train_arm(self, arm: str, knob: Setting, seed: int, variant: Profile, tag: str,
+                  head_id: str):
         """The trained head: the run folder's, else the shipped one of `head_id`, else (unless
         `no_training`) trained now. None when it is neither there nor to be trained."""
         final = self.run_dir(arm, knob, seed, tag) / "checkpoints" / "final.pt"
-        if not final.exists() and head_id is not None:
+        if not final.exists():
             model = load_shipped(head_id)
             if model is not None or self.no_training:
                 return model
-        if self.no_training:  # score what is there, never train
-            return load_checkpoint(final, profile=variant) if final.exists() else None
+        elif self.no_training:  # score what is there, never train
+            return load_checkpoint(final, profile=variant)
         data, _ = self.knob(knob).train_data[variant.fidelity]
         ckpt = ablation.run_arm(variant, self.run_dir(arm, knob, seed, tag), seed, data=data,
                                 device=str(self.device), progress=self.progress)

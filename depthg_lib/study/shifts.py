@@ -10,8 +10,7 @@ import torch
 
 from ..reference import centre_rows, correlation
 
-GROUPS = ("intra", "inter", "neg")
-SHIFT_NAMES = {"intra": "shift_intra", "inter": "shift_inter", "neg": "shift_neg"}
+SHIFT_NAMES = {g: f"shift_{g}" for g in ("intra", "inter", "neg")}  # the loss's three terms
 
 
 def _points(maps, rows: np.ndarray, s: int, rng: np.random.Generator) -> torch.Tensor:
@@ -30,7 +29,7 @@ def f_statistics(feats, knn: np.ndarray, knn_k: int, samples: int, batch: int = 
     (intra), with one of its kNN positives (inter), with another crop of the batch (neg)."""
     rng = np.random.default_rng(seed)
     n = len(feats)
-    acc = {g: [] for g in GROUPS}
+    acc = {g: [] for g in SHIFT_NAMES}
     for _ in range(batches):
         ids = rng.choice(n, min(batch, n), replace=False)
         pos = knn[ids, 1 + rng.integers(0, knn_k, len(ids))]
@@ -48,9 +47,5 @@ def f_statistics(feats, knn: np.ndarray, knn_k: int, samples: int, batch: int = 
 
 def placed_shifts(shifts: dict, clean: dict, now: dict) -> dict:
     """Each term's shift moved so that (mean F − shift) / std F is what it was on clean F."""
-    out = {}
-    for g in GROUPS:
-        name = SHIFT_NAMES[g]
-        c, m = clean[g], now[g]
-        out[name] = round(m["mean"] - (c["mean"] - shifts[name]) * m["std"] / c["std"], 4)
-    return out
+    return {name: round(now[g]["mean"] - (clean[g]["mean"] - shifts[name]) * now[g]["std"]
+                        / clean[g]["std"], 4) for g, name in SHIFT_NAMES.items()}
