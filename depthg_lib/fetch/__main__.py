@@ -1,4 +1,4 @@
 from ..errors import run_cli
-from .run import main
+from . import main
 
 run_cli(main)
