@@ -57,8 +57,8 @@ class Clock(defaultdict):
 
 
 def timed(owner, attr: str, clock: Clock, label, count=lambda args: 1):
-    """Patch `owner.attr` (a `with` block) to add its time to `clock` under `label` (or
-    `label(clock)`) for `count(args)` items."""
+    """Patch `owner.attr`, for a `with` block, to add its time to `clock` under `label` (or
+    `label(clock)`: validation apart from training) for `count(args)` items."""
     original = getattr(owner, attr)
 
     @functools.wraps(original)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     stage, out, *flags = sys.argv[1:] if argv is None else argv
     ctx = SimpleNamespace(**load_json(Path(out) / "REHEARSAL.json")["settings"], clock=Clock(),
                           force="--force" in flags)
-    ctx.profile = load_profile(Path(out) / "profile" / f"{ctx.profile}.yaml")  # was its name
+    ctx.profile = load_profile(Path(out) / "profile" / f"{ctx.profile}.yaml")  # name → profile
     save_json(Path(out) / "stages" / f"{stage}.detail.json",
               {**STAGES[stage](ctx), "clock": ctx.clock.summary()})
     return 0
