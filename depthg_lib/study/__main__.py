@@ -15,16 +15,14 @@ from .runner import run_study
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m depthg_lib.study",
-        description="The fair, resumable study of chapter 06 (docs/method.md §10).")
+    parser = argparse.ArgumentParser(prog="python -m depthg_lib.study", description=(
+        "The fair, resumable study of chapter 06 (docs/method.md §10)."))
     parser.add_argument("--profile", default="study", help="profile name or YAML path")
     parser.add_argument("--report-seed", type=int, default=None,
                         help="SynthScenes seed of the report split (default: the profile's)")
     parser.add_argument("--seeds", type=positive_int, default=None,
                         help="training seeds (default: the profile's ablation_seeds)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the study stored in --out")
+    parser.add_argument("--resume", action="store_true", help="continue the study stored in --out")
     parser.add_argument("--force", action="store_true", help="forget stored results")
     parser.add_argument("--out", default=None, help="default: runs/<profile>/study")
     parser.add_argument("--publish", action="store_true",

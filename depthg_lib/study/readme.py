@@ -21,8 +21,7 @@ def results_table(results: dict, knob: str | None = None) -> str:
     """Markdown: per arm and baseline, mean ± std over seeds of report mIoU."""
     knob = knob or results["knob"]["settings"][0]
     lines = [f"| {setting_label(results, knob)} | seeds | unsup. mIoU | linear mIoU | "
-             "k-means on codes |",
-             "|---|---:|---:|---:|---:|"]
+             "k-means on codes |", "|---|---:|---:|---:|---:|"]
 
     def cell(values):
         if not values:
@@ -83,12 +82,12 @@ def plateau_line(results: dict) -> str | None:
     """How much the tune-split cluster probe still moved over the last quarter of training
     (near 0 for every arm: the arms were compared at a plateau)."""
     val = results.get("validation") or {}
-    curves = {a: c for a, c in (val.get("curves") or {}).items()
-              if c.get("gain_last_quarter") is not None}
-    if not curves:
+    curves = val.get("curves") or {}
+    gains = {a: c["gain_last_quarter"] for a, c in curves.items()
+             if c.get("gain_last_quarter") is not None}
+    if not gains:
         return None
-    gains = {a: c["gain_last_quarter"] for a, c in curves.items()}
-    steps = next(iter(curves.values()))["step"]
+    steps = curves[next(iter(gains))]["step"]
     quarter = last_quarter(len(steps))
     lo, hi = min(gains, key=gains.get), max(gains, key=gains.get)
     return (f"Plateau: over the last validations (step {steps[-1 - quarter]} → {steps[-1]}) "

@@ -37,9 +37,8 @@ RESULT_KEYS = ("splits", "seeds", "knob", "arms", "baselines", "ci95", "command"
                "date")
 
 
-def _rows(study, kind: str, name: str, knob) -> list[dict]:
-    """Stored rows of the current identities, one per seed of this study, in seed order."""
-    identity = study.arm_identity if kind == "arm" else study.baseline_identity
+def _rows(study, identity, name: str, knob) -> list[dict]:
+    """Stored rows of the current `identity`, one per seed of this study, in seed order."""
     found = [study.store.find(identity(name, knob, seed)) for seed in study.seeds]
     return [row for row in found if row is not None]
 
@@ -99,8 +98,8 @@ def stored_scores(study, ref: str) -> tuple[bool, dict, dict, dict, dict]:
     complete = True
     for knob in study.knobs:
         key = knob.key
-        rows = {arm: _rows(study, "arm", arm, knob) for arm in study.arms}
-        base_rows = {name: _rows(study, "baseline", name, knob) for name in RAW_BASELINES}
+        rows = {arm: _rows(study, study.arm_identity, arm, knob) for arm in study.arms}
+        base_rows = {b: _rows(study, study.baseline_identity, b, knob) for b in RAW_BASELINES}
         complete &= all(len(r) == len(study.seeds) for r in rows.values())
         for arm, rs in rows.items():
             arms.setdefault(arm, {})[key] = {

@@ -28,10 +28,9 @@ def f_statistics(feats, knn: np.ndarray, knn_k: int, samples: int, batch: int = 
     """Mean and standard deviation of F, as the loss computes it, per term: a crop with itself
     (intra), with one of its kNN positives (inter), with another crop of the batch (neg)."""
     rng = np.random.default_rng(seed)
-    n = len(feats)
     acc = {g: [] for g in SHIFT_NAMES}
     for _ in range(batches):
-        ids = rng.choice(n, min(batch, n), replace=False)
+        ids = rng.choice(len(feats), min(batch, len(feats)), replace=False)
         pos = knn[ids, 1 + rng.integers(0, knn_k, len(ids))]
         f = _points(feats, ids, samples, rng)
         pairs = {"intra": f, "inter": _points(feats, pos, samples, rng),

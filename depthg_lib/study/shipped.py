@@ -23,15 +23,13 @@ def load_shipped(head_id: str, folder: Path = SHIPPED_DIR) -> TrainedModel | Non
         return None
     from safetensors.torch import load_file
 
-    manifest = load_json(folder / MANIFEST)
-    info = manifest.get("heads", {}).get(head_id)
+    info = load_json(folder / MANIFEST).get("heads", {}).get(head_id)
     if info is None:
         raise DepthGError(f"{path} has no entry in {folder / MANIFEST}; ship the study's heads "
                           "again: python tools/study_ship.py --profile study --out DIR")
-    tensors = load_file(str(path))
     model = DepthGModel(info["backbone_dim"], info["code_dim"], info["n_classes"],
-                        info["extra_clusters"], info["dropout"], info["nonlinear"])
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})  # "<part>.<name>" keys
-    model.eval()
+                        info["extra_clusters"], info["dropout"], info["nonlinear"]).eval()
+    # the file's keys are "<part>.<name>", as the model's own
+    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
     return TrainedModel(*(getattr(model, part) for part in PARTS), info["backbone"],
                         {"profile": {}, "path": str(path), "shipped": True})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ KNOB_MEANING = ("SynthScenes `camouflage`: the share of things (box, sphere, cyl
                 "stand on, so that appearance alone cannot tell them from it")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Setting:
     """One setting of the study's knobs: camouflage and nuisance strength (0 = none)."""
 
@@ -51,7 +50,7 @@ class Setting:
         return text if not self.nuisance else f"{text}, nuisance {float(self.nuisance):g}"
 
 
-@dataclass
+@dataclasses.dataclass
 class ImageSet:
     """A split's images at `eval_res`: features (and mirrored), labels, raw labels, depth."""
 
@@ -62,7 +61,7 @@ class ImageSet:
     depth: np.ndarray
 
 
-@dataclass
+@dataclasses.dataclass
 class KnobData:
     """One setting, prepared once: profile, per fidelity training data and images, premise."""
 
@@ -176,7 +175,6 @@ def write_nuisance_cache(clean: CachedSplit, folder: Path, split: str, settings:
                          inputs, nuisance: Nuisance, sources: list[str],
                          batch: int = 256) -> None:
     """A cached split with the nuisance added, recorded so that `prepare_caches` opens it."""
-    folder.mkdir(parents=True, exist_ok=True)
     record = folder / "features.json"
     meta = load_json(record) if record.exists() else {}
     settings = json.loads(json.dumps(settings, default=str))  # as the JSON file holds them
