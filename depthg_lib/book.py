@@ -37,8 +37,7 @@ def _first_heading(markdown: str, fallback: str) -> str:
 
 
 def check_run(run_dir: Path, names: list[str], profile_name: str) -> dict:
-    """The run's summary, once every chapter in `names` ran to the end (the course keeps a
-    chapter's copy only when no cell raised)."""
+    """The run's summary, once every chapter in `names` ran to the end without a cell raising."""
     rerun = f"make course PROFILE={profile_name}"
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
@@ -254,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m depthg_lib.book",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="demo", help="the run to publish: runs/<profile>/")
-    args = parser.parse_args(argv)
-    profile = load_profile(args.profile)
+    profile = load_profile(parser.parse_args(argv).profile)
     names = [p.stem for p in chapters()]
     out = build_book(profile.paths.run_dir, names, profile.name)
     print(f"book of '{profile.name}': {len(names)} chapters, {out / 'index.html'}")

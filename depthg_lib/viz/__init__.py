@@ -40,8 +40,7 @@ def titled(fig, title: str = "", legend: tuple | None = None):
 
 def label_palette(n: int, seed: int = 0) -> np.ndarray:
     """`n` distinct RGB colours (uint8), stable for a seed; index 255 is drawn black."""
-    base = matplotlib.colormaps["tab20"].colors + matplotlib.colormaps["tab20b"].colors
-    colours = np.array(base, dtype=np.float64)
+    colours = np.array(matplotlib.colormaps["tab20"].colors + matplotlib.colormaps["tab20b"].colors)
     if n > len(colours):
         rng = np.random.default_rng(seed)
         colours = np.concatenate([colours, rng.uniform(0.1, 0.9, (n - len(colours), 3))])

@@ -54,8 +54,7 @@ def knob_effect(results: dict):
                    or name.split(" vs ")[1].startswith("stego-")}
     if not comparisons:
         return None
-    panels = [w for w in KNOB_LABELS if len(_knob_axis(results, w)) > 1]
-    panels = panels or ["camouflage"]
+    panels = [w for w in KNOB_LABELS if len(_knob_axis(results, w)) > 1] or ["camouflage"]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False,
                              sharey=True)
     for ax, which in zip(axes[0], panels):

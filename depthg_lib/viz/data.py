@@ -1,5 +1,4 @@
-"""Figures of the data stages (chapters 00–02): the five crops, as boxes and as the later
-stages read them back; a crop's depth is drawn on its source image's scale."""
+"""Figures of the data stages (chapters 00–02): the five crops, as boxes and as read back."""
 
 from __future__ import annotations
 

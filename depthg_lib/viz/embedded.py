@@ -1,5 +1,4 @@
-"""Figures of appendix A1: the ViT's self-supervised objective, what the embedded ViT sees (PCA
-of patch features, CLS attention, k-means of patches), depth predictions, training curves."""
+"""Figures of appendix A1: the ViT's objective, what it sees (PCA, attention, k-means), depth."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Figures of chapter 05 (evaluation) and of `depthg_lib.predict`; clusters are drawn in their
-Hungarian-matched class's colour, so that they compare with the ground truth by colour."""
+"""Figures of chapter 05 and `depthg_lib.predict`; clusters wear their matched class's colour."""
 
 from __future__ import annotations
 
@@ -65,20 +64,19 @@ def plot_examples(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                   cluster_to_class: Sequence[int], palette: np.ndarray,
                   class_names: Sequence[str] | None = None):
     """Image | ground truth | unsupervised (in matched class colours) | linear, with a legend."""
-    cols = [("image", list(images)), ("ground truth", list(labels)),
-            ("unsupervised", [clusters_to_classes(p, cluster_to_class) for p in cluster_preds]),
-            ("linear probe", list(linear_preds))]
-    return _label_columns(cols, palette, class_names, frame=True)
+    unsupervised = [clusters_to_classes(p, cluster_to_class) for p in cluster_preds]
+    maps = {"ground truth": labels, "unsupervised": unsupervised, "linear probe": linear_preds}
+    return _label_columns(images, maps, palette, class_names, frame=True)
 
 
-def _label_columns(cols, palette, class_names, frame: bool = False):
-    """One column per (title, arrays), RGB images first, then class maps; a class legend."""
-    fig, axes = panels(len(cols[0][1]), len(cols), (2.2, 2.2), frame=frame)
-    for j, (name, arrays) in enumerate(cols):
+def _label_columns(images, maps: dict, palette, class_names, frame: bool = False):
+    """The images, then a column of class maps per `maps` name, one row each; a class legend."""
+    fig, axes = panels(len(images), 1 + len(maps), (2.2, 2.2), frame=frame)
+    for j, (name, arrays) in enumerate({"image": images, **maps}.items()):
         for i, arr in enumerate(arrays):
             axes[i, j].imshow(arr if j == 0 else colorize(arr, palette), interpolation="nearest")
         axes[0, j].set_title(name, fontsize=9)
-    return titled(fig, legend=(palette, class_names, [a for _, arr in cols[1:] for a in arr]))
+    return titled(fig, legend=(palette, class_names, [a for arr in maps.values() for a in arr]))
 
 
 def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarray],
@@ -86,10 +84,10 @@ def plot_crf_comparison(images: Sequence[np.ndarray], before: Sequence[np.ndarra
                         cluster_to_class: Sequence[int], palette: np.ndarray,
                         class_names: Sequence[str] | None = None):
     """Image | ground truth | without CRF | with CRF, one row per image, with a class legend."""
-    cols = [("image", list(images)), ("ground truth", list(labels)),
-            ("without CRF", [clusters_to_classes(p, cluster_to_class) for p in before]),
-            ("with dense CRF", [clusters_to_classes(p, cluster_to_class) for p in after])]
-    return _label_columns(cols, palette, class_names)
+    maps = {"ground truth": labels,
+            "without CRF": [clusters_to_classes(p, cluster_to_class) for p in before],
+            "with dense CRF": [clusters_to_classes(p, cluster_to_class) for p in after]}
+    return _label_columns(images, maps, palette, class_names)
 
 
 def plot_hungarian(histogram: np.ndarray, assignment: tuple[np.ndarray, np.ndarray],

@@ -62,9 +62,7 @@ def agreement_bars(values: Mapping[str, float], title: str = ""):
     names, heights = list(values), [float(v) for v in values.values()]
     colours = ["#aaaaaa" if "random" in n else "#4363d8" for n in names]
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 2.8))
-    ax.bar(range(len(names)), heights, color=colours)
-    for x, v in enumerate(heights):
-        ax.text(x, v, f"{v:.2f}", ha="center", va="bottom")
+    ax.bar_label(ax.bar(range(len(names)), heights, color=colours), fmt="{:.2f}")
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set(ylim=(0, 1.05), ylabel="same majority class", title=title)
     return titled(fig)

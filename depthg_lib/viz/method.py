@@ -31,9 +31,9 @@ def _to_pixels(cells: np.ndarray, grid_hw, image_hw) -> tuple[np.ndarray, np.nda
     return (cells[:, 1] + 0.5) * sx - 0.5, (cells[:, 0] + 0.5) * sy - 0.5
 
 
-def _scatter(ax, cells, grid_hw, hw, marker="o", colour="white", size=14):
+def _scatter(ax, cells, grid_hw, hw, marker="o", colour="white"):
     x, y = _to_pixels(cells, grid_hw, hw)
-    ax.scatter(x, y, s=size, marker=marker, c=colour,
+    ax.scatter(x, y, s=14, marker=marker, c=colour,
                edgecolors="black" if marker == "o" else None, linewidths=0.5)
 
 
@@ -104,11 +104,10 @@ def correlation_to_point(maps: torch.Tensor, point: Sequence[int]) -> np.ndarray
 def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int]):
     """Corrected D of a point to every cell, `1 − |d̂_q − d̂|`, and the released D (1 wherever
     depth > 0), both (h, w) on the feature grid."""
-    dn = normalized_depth(one_depth_map(depth), tuple(grid_hw))[0, 0]
-    corrected = 1 - (dn - dn[point[0], point[1]]).abs()
-    raw = grid_depth(one_depth_map(depth), tuple(grid_hw))[0, 0]
-    released = (raw > 0).float()  # unit norm over one channel: 1, or 0 where depth is 0
-    return corrected.numpy(), released.numpy()
+    d = one_depth_map(depth)
+    dn = normalized_depth(d, tuple(grid_hw))[0, 0]
+    released = grid_depth(d, tuple(grid_hw))[0, 0] > 0  # unit norm of one channel: 1, or 0 at 0
+    return (1 - (dn - dn[point[0], point[1]]).abs()).numpy(), released.float().numpy()
 
 
 def _draw_column(fig, ax, col, point, grid_hw) -> None:
@@ -130,8 +129,7 @@ def _draw_column(fig, ax, col, point, grid_hw) -> None:
 
 def plot_correlations(feats, codes, point: Sequence[int] = (0, 0), depth=None,
                       image: np.ndarray | None = None):
-    """F, C and D (both fidelities) of one query point (row, col on the feature grid) as maps,
-    then the values of F and C on one axis: where does each put them?"""
+    """F, C and both Ds of one query point (grid row, col) as maps, then F's and C's values."""
     feats = torch.as_tensor(feats).float()
     # the panels: (title, data, value range, or None = the image, "depth")
     cols = [] if image is None else [("image a, query point", image, None)]
@@ -170,8 +168,7 @@ def plot_depth_correlation(depth, grid_hw: Sequence[int], n: int, seed: int = 0)
     _scatter(axes[0], read_positions(coords, grid_hw), tuple(grid_hw), tuple(d.shape[-2:]))
     axes[0].set_title(f"depth and the {n}×{n} sample points", fontsize=10)
     axes[0].axis("off")
-    for ax, (title, mat) in zip(axes[1:], [("D released", released),
-                                           ("D corrected", corrected)]):
+    for ax, title, mat in ((axes[1], "D released", released), (axes[2], "D corrected", corrected)):
         im = ax.imshow(mat[order][:, order].numpy(), cmap="viridis", vmin=0, vmax=1)
         ax.set_title(title, fontsize=10)
         ax.set(xlabel="sample point (by depth)", ylabel="sample point (by depth)")
