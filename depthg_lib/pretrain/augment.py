@@ -54,14 +54,11 @@ def correspondence(src_boxes: torch.Tensor, src_flip: torch.Tensor, dst_boxes: t
     u = c.view(1, 1, grid).expand(len(src_boxes), grid, grid)
     v = c.view(1, grid, 1).expand(len(src_boxes), grid, grid)
     u = torch.where(src_flip[:, None, None], 1 - u, u)
-
-    def lerp(a, b, t):
-        return a[:, None, None] + (b - a)[:, None, None] * t
-
-    x = lerp(src_boxes[:, 0], src_boxes[:, 2], u)  # source-image coordinates
-    y = lerp(src_boxes[:, 1], src_boxes[:, 3], v)
-    dx = (x - dst_boxes[:, 0, None, None]) / (dst_boxes[:, 2] - dst_boxes[:, 0])[:, None, None]
-    dy = (y - dst_boxes[:, 1, None, None]) / (dst_boxes[:, 3] - dst_boxes[:, 1])[:, None, None]
+    s, d = src_boxes[:, :, None, None], dst_boxes[:, :, None, None]
+    x = s[:, 0] + (s[:, 2] - s[:, 0]) * u  # source-image coordinates
+    y = s[:, 1] + (s[:, 3] - s[:, 1]) * v
+    dx = (x - d[:, 0]) / (d[:, 2] - d[:, 0])
+    dy = (y - d[:, 1]) / (d[:, 3] - d[:, 1])
     dx = torch.where(dst_flip[:, None, None], 1 - dx, dx)
     inside = (dx >= 0) & (dx <= 1) & (dy >= 0) & (dy <= 1)
     return torch.stack([dx, dy], dim=-1) * 2 - 1, inside
