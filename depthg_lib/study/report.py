@@ -84,8 +84,7 @@ def regime_summary(study) -> dict:
             curve = read_curve(Path(row["run_dir"]) / "log.csv")
             out.setdefault(arm, {})[name] = {
                 **{k: row[k] for k in ("steps", "depth_decay_every", "fps_sample_decay_every")},
-                "tune_unsup": round(row["tune_unsup"], 3),
-                "tune_linear": round(row["tune_linear"], 3),
+                **{k: round(row[k], 3) for k in ("tune_unsup", "tune_linear")},
                 "report_unsup": round(row["unsup"], 3), "report_linear": round(row["linear"], 3),
                 "tune_gain_last_quarter": gain_last_quarter([c[1] for c in curve]),
                 "seed": row["seed"]}

@@ -75,8 +75,7 @@ REGIMES = {"short-steps": (1, False), "short-share": (1, True), "long-share": (5
 def study_settings(profile: Profile) -> list[Setting]:
     """Every camouflage setting, then each nuisance strength at the first camouflage."""
     knobs = [Setting(float(k)) for k in profile.study_knob]
-    bad = [s for s in profile.study_nuisance
-           if not isinstance(s, int | float) or not 0 <= s < 1e3]
+    bad = [s for s in profile.study_nuisance if not isinstance(s, int | float) or not 0 <= s < 1e3]
     if bad:
         raise DepthGError(f"profile {profile.name}: study_nuisance must list strengths >= 0, "
                           f"found {bad}")
@@ -139,10 +138,9 @@ class Study:
 
     def head_identity(self, arm: str, knob: Setting, seed: int, regime: str = "") -> str:
         """What a trained head depends on (not the report split): its shipped file's name."""
-        train = profile_values(self.variant(arm, knob, regime))
         # where the data lie, the profile's name and the report split do not change the head
-        for key in ("data_root", "name", "description", "report_seed"):
-            train.pop(key)
+        train = {k: v for k, v in profile_values(self.variant(arm, knob, regime)).items()
+                 if k not in ("data_root", "name", "description", "report_seed")}
         return self.identity("head", knob, arm=arm, seed=seed, objective=OBJECTIVE_VERSION,
                              train=train)
 
@@ -268,11 +266,9 @@ class Study:
             steps=variant.steps, depth_decay_every=variant.depth_decay_every,
             fps_sample_decay_every=variant.fps_sample_decay_every,
             shift_offset=self.offset if knob.nuisance else 0.0,
-            unsup=scoring.unsup_miou(hists["unsup"].sum(0)),
-            linear=scoring.linear_miou(hists["linear"].sum(0)),
+            **{m: scoring.METRICS[m](hists[m].sum(0)) for m in ("unsup", "linear")},
             kmeans_codes=scoring.unsup_miou(hists["kmeans_codes"].sum(0)),
-            tune_unsup=scoring.unsup_miou(tune["unsup"].sum(0)),
-            tune_linear=scoring.linear_miou(tune["linear"].sum(0)),
+            **{f"tune_{m}": scoring.METRICS[m](tune[m].sum(0)) for m in ("unsup", "linear")},
             run_dir=str(self.run_dir(arm, knob, seed, tag)), head_id=head_id,
             seconds=round(time.time() - t0, 1))
 

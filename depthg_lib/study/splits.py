@@ -227,11 +227,9 @@ def apply_nuisance(kd: KnobData, nuisance: Nuisance, profile: Profile, backbone,
         ndata = dataclasses.replace(data, cache_dir=folder, key=f"{data.key}|nuisance{tag}")
         variant = kd.profile.replace(fidelity=fidelity)
         settings = cache_settings(variant, ndata, backbone)
-        parts = [("train", data.train, crop_sources(len(caches["train"])))]
-        if "val" in caches:
-            parts.append(("val", data.val, image_sources(len(caches["val"]),
-                                                          f"tune{profile.tune_seed}")))
-        for split, source, sources in parts:
+        for split, source, sources in (  # the validation crops are the tune split's images
+                ("train", data.train, crop_sources(len(caches["train"]))),
+                ("val", data.val, image_sources(len(caches["val"]), f"tune{profile.tune_seed}"))):
             write_nuisance_cache(caches[split], folder, split, settings, source_digest(source),
                                  nuisance, sources)
         knn_file = folder / "knn.npy"
