@@ -129,7 +129,7 @@ def show_kmeans(images: Sequence[np.ndarray], labels, segmentations: dict, palet
 
 
 def show_depth(images: Sequence[np.ndarray], gt, predictions: dict, title: str = ""):
-    """Rows: image, ground truth, then predictions, min–max normalised per image (method.md §2)."""
+    """Rows: image, ground truth, predictions, each min–max normalised (docs/method.md §2)."""
     unit = depth_norm(np.zeros(1), np.ones(1))
 
     def depth_row(maps):

@@ -32,8 +32,8 @@ def depth_comparison(images: Sequence[np.ndarray], estimates: Sequence[np.ndarra
 
 def knn_rows(crop_reader, queries: Sequence[int], nns: np.ndarray, k: int, palette: np.ndarray,
              majority: np.ndarray, class_names: Sequence[str] | None = None):
-    """Each query crop (framed) beside its k nearest, labels below; titles: majority class, ✓ if
-    a neighbour's is the query's."""
+    """Each query crop (framed) beside its k nearest crops, their labels below; titles name the
+    majority class (per crop), ✓ on a neighbour sharing the query's."""
     k = min(k, nns.shape[1] - 1)
     shown = []
     fig, axes = panels(2 * len(queries), k + 1, (1.7, 1.9), frame=True)

@@ -106,8 +106,9 @@ def depth_similarity_to_point(depth, grid_hw: Sequence[int], point: Sequence[int
     depth > 0), both (h, w) on the feature grid."""
     d = one_depth_map(depth)
     dn = normalized_depth(d, tuple(grid_hw))[0, 0]
-    released = grid_depth(d, tuple(grid_hw))[0, 0] > 0  # unit norm of one channel: 1, or 0 at 0
-    return (1 - (dn - dn[point[0], point[1]]).abs()).numpy(), released.float().numpy()
+    corrected = 1 - (dn - dn[point[0], point[1]]).abs()
+    released = grid_depth(d, tuple(grid_hw))[0, 0] > 0  # unit norm over one channel: 1 unless 0
+    return corrected.numpy(), released.float().numpy()
 
 
 def _draw_column(fig, ax, col, point, grid_hw) -> None:
@@ -121,7 +122,7 @@ def _draw_column(fig, ax, col, point, grid_hw) -> None:
         im = ax.imshow(data, cmap="coolwarm" if lim[0] < 0 else "viridis",
                        vmin=lim[0], vmax=lim[1])
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    x, y = _to_pixels(np.array([point]), grid_hw, np.shape(data)[:2])  # the image's or the grid's
+    x, y = _to_pixels(np.array([point]), grid_hw, np.shape(data)[:2])  # in the map's own pixels
     ax.scatter(x, y, s=60, marker="*", c="yellow", edgecolors="black")
     ax.set_title(title, fontsize=9)
     ax.axis("off")

@@ -64,8 +64,7 @@ def _loss_terms(ax, log: dict) -> None:
 def _probe_scores(ax, log: dict, baselines: Mapping[str, float] | None) -> None:
     """Validation mIoU of the linear and cluster probes, `baselines` as horizontal lines."""
     if "val_linear_miou" not in log or not np.isfinite(log["val_linear_miou"]).any():
-        ax.text(0.5, 0.5, "no validation crops", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no validation crops", ha="center", va="center", transform=ax.transAxes)
         return
     keep = np.isfinite(log["val_linear_miou"])
     done = log["step"][keep] + 1  # updates done: 0 = the untrained head
