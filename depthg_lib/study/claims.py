@@ -155,16 +155,15 @@ def fall_checks(results: dict, base: str | None, nui: list[str]) -> list[tuple[s
             if v0 and v1:
                 falls.append((k, a, np.mean(v0) - np.mean(v1), km[base] - km[k]))
     ok = all(f[2] < f[3] for f in falls) if len(falls) == 2 * len(nui) else None
-    share = {k: results.get("premise", {}).get(k, {}).get("knn_same_source")
-             for k in [base] + nui}
+    share = {k: v for k in [base] + nui
+             if (v := results.get("premise", {}).get(k, {}).get("knn_same_source")) is not None}
     out.append(("N1 the heads fall less than k-means under the nuisance (and the kNN "
                 "pairs turn into same-source pairs)", OUTCOME[ok],
                 "; ".join(f"{setting_label(results, k)} {a.split('-')[0]} falls "
                           f"{h:.1f}, k-means {m:.1f}" for k, a, h, m in falls)
                 + ("; kNN same-source share " + ", ".join(
-                    f"{setting_label(results, k)} {v:.2f}" for k, v in share.items()
-                    if v is not None) if any(v is not None for v in share.values())
-                   else "")))
+                    f"{setting_label(results, k)} {v:.2f}" for k, v in share.items())
+                   if share else "")))
     return out
 
 

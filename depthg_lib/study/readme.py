@@ -140,12 +140,10 @@ def run_lines(results: dict) -> list[str]:
     s = results["splits"]
     nz = results.get("nuisance", {})
     return [
-        "# The study of chapter 06 (generated — do not edit)",
-        "",
+        "# The study of chapter 06 (generated — do not edit)", "",
         "Written by `python -m depthg_lib.study --publish` from `results.json` beside this "
         "file; every number below is read from it. The predictions section is "
-        "`PREDICTIONS.md`, copied as it was written before the runs.",
-        "",
+        "`PREDICTIONS.md`, copied as it was written before the runs.", "",
         f"- command: `{results['command']}`",
         f"- machine: {results['machine']}, date: {results['date']}, load average at the last "
         f"write: {results.get('load_average')}",
@@ -165,11 +163,7 @@ def run_lines(results: dict) -> list[str]:
         f"- backbone: {results['backbone']['name']} — {results['backbone']['saw']}",
         f"- intervals: {results['ci_method']}",
         f"- objective: version {results.get('objective_version')} of `losses.OBJECTIVE_VERSION`",
-        "",
-        "## Summary",
-        "",
-        readme_summary(results),
-        "",
+        "", "## Summary", "", readme_summary(results), "",
     ]
 
 
