@@ -13,8 +13,9 @@ import numpy as np
 
 from .. import ablation
 from ..config import REPO_ROOT, Profile
+from ..embedded import read_manifest
 from ..env import machine_name
-from ..io import atomic_path, load_json, save_json
+from ..io import atomic_path, save_json
 from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..viz import ablation as viz
@@ -207,8 +208,7 @@ def backbone_saw(profile: Profile) -> str:
     """What the frozen backbone was trained on, in words (from the weights manifest)."""
     if not profile.backbone.startswith("embedded"):
         return f"{profile.backbone}: its own pretraining data (not SynthScenes)"
-    training = load_json(Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
-                         )["vit"]["training"]
+    training = read_manifest()["vit"]["training"]
     data = training["data"]
     return (f"{data['n_train']} SynthScenes images of seed {data['seed']} at {data['size']} px, "
             f"{training['steps']} self-supervised steps, labels never used; all without "
@@ -223,8 +223,7 @@ def write_results(study, results_path: Path, publish: Path | None) -> dict:
     figures = []
     for name, draw in (("validation", viz.validation_curves), ("knob", viz.knob_effect),
                        ("arms", viz.arm_table_figure)):
-        fig = draw(results)
-        if fig is not None:
+        if (fig := draw(results)) is not None:
             figures.append(results_path.parent / f"study_{name}.png")
             fig.savefig(figures[-1], dpi=110, bbox_inches="tight")
             plt.close(fig)

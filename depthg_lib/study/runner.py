@@ -177,8 +177,7 @@ class Study:
 
     def nuisance(self, value: Setting) -> Nuisance:
         """The setting's nuisance, in units of its clean training features' mean norm."""
-        kd = self.knob(Setting(value.camouflage))
-        train = kd.train_data[self.profile.fidelity][1]["train"]
+        train = self.knob(Setting(value.camouflage)).train_data[self.profile.fidelity][1]["train"]
         return Nuisance(float(value.nuisance), scale=mean_norm(train.feats[:500]),
                         dim=self.backbone.dim)
 
@@ -308,15 +307,13 @@ class Study:
         """Same-class AUROC of feature and depth similarity and FPS's share of points on
         things, on tune; the share of kNN positives from the same source image, on train."""
         row = self.store.find(self.premise_identity(knob))
-        if row is None and self.write_only:
-            return {}
-        if row is None:
+        if row is None and not self.write_only:
             kd, p = self.knob(knob), self.profile
             knn = kd.train_data[p.fidelity][0].knn  # five crops per source image
             share = round(same_source_share(knn, np.arange(len(knn)) // 5, p.knn_k), 4)
             row = self.add_row(self.premise_identity(knob), "premise", "premise", knob, 0,
                                premise={**kd.premise, "knn_same_source": share})
-        return row["premise"]
+        return row["premise"] if row else {}
 
     # -- everything ------------------------------------------------------------------------
     def regime(self, names) -> None:
@@ -333,21 +330,20 @@ class Study:
         the first seed), so that every setting has as many seeds as time allowed."""
         short = [n for n, (times, _) in REGIMES.items() if times == 1]
         self.regime(short)
-        bar = tqdm(total=len(self.seeds) * len(self.knobs) * len(self.arms), desc="study",
-                   disable=not self.progress)
         results = {}
-        for i, seed in enumerate(self.seeds):
-            for knob in self.knobs:
-                self.premise(knob)
-                self.baseline_rows(knob, seed)
-                for arm in self.arms:
-                    self.arm_row(arm, knob, seed)
-                    bar.update(1)
-            if not self.write_only:
-                results = write_results(self, results_path, publish)
-            if i == 0:
-                self.regime([n for n in REGIMES if n not in short])
-        bar.close()
+        with tqdm(total=len(self.seeds) * len(self.knobs) * len(self.arms), desc="study",
+                  disable=not self.progress) as bar:
+            for i, seed in enumerate(self.seeds):
+                for knob in self.knobs:
+                    self.premise(knob)
+                    self.baseline_rows(knob, seed)
+                    for arm in self.arms:
+                        self.arm_row(arm, knob, seed)
+                        bar.update(1)
+                if not self.write_only:
+                    results = write_results(self, results_path, publish)
+                if i == 0:
+                    self.regime([n for n in REGIMES if n not in short])
         if self.write_only or not results:
             results = write_results(self, results_path, publish)
         return results

@@ -49,9 +49,8 @@ def head_codes(head, feats: torch.Tensor, feats_flip: torch.Tensor | None = None
 @torch.no_grad()
 def score_head(model, images: ImageSet, n_classes: int) -> dict[str, np.ndarray]:
     """Per-image matrices of the cluster and linear probes, as `evaluate` scores a head."""
-    code = head_codes(model.head, images.feats, images.feats_flip)
-    code = F.interpolate(code, size=images.labels.shape[1:], mode="bilinear",
-                         align_corners=False)
+    code = F.interpolate(head_codes(model.head, images.feats, images.feats_flip),
+                         size=images.labels.shape[1:], mode="bilinear", align_corners=False)
     cluster = model.cluster_probe(code, alpha=CLUSTER_ALPHA, log_probs=True).argmax(1).numpy()
     linear = model.linear_probe(code).argmax(1).numpy()
     k = int(model.cluster_probe.clusters.shape[0])

@@ -74,11 +74,10 @@ class KnobData:
 
 def knob_profile(profile: Profile, knob: float) -> Profile:
     """The profile at a knob setting: its own dataset at its own camouflage, else another."""
-    base = profile.dataset_dir or profile.dataset
     if math.isclose(knob, profile.synth_camouflage):
         return profile
     return profile.replace(synth_camouflage=float(knob),
-                           dataset_dir=f"{base}_{KNOB}{float(knob):g}")
+                           dataset_dir=f"{profile.dataset_dir or profile.dataset}_{KNOB}{knob:g}")
 
 
 def split_dir(profile: Profile, role: str, knob: float) -> Path:
