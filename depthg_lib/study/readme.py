@@ -58,8 +58,7 @@ def head_margin(results: dict, knob: str | None = None) -> dict | None:
 
 
 def readme_summary(results: dict) -> str:
-    """The README's paragraph: head − k-means and DepthG − STEGO at each setting, with their
-    intervals, the run's state, machine, date and command."""
+    """The README's paragraph: head − k-means and DepthG − STEGO per setting, and the run."""
     ref = results.get("reference_arm", "depthg-corrected")
     parts = []
     for knob in results["knob"]["settings"]:
@@ -113,16 +112,14 @@ def regime_table(results: dict) -> str | None:
 
 
 def study_markdown(results: dict) -> str:
-    """docs/study/README.md: run, claims, the predictions as written before the runs and which
-    held, what F looks like (`tools/study_diagnose.py`), tables, intervals, figures."""
+    """docs/study/README.md: run, claims, predictions, diagnosis, tables, intervals, figures."""
     bullets, table = claims_markdown(results).split("\n\n")
     pred, diag = (REPO_ROOT / "docs" / "study" / n for n in ("PREDICTIONS.md", "diagnosis.md"))
     lines = [*run_lines(results), "## Claims (read from the results)", "", bullets, "",
              *([pred.read_text().strip(), ""] if pred.exists() else []),
              "## Results: which predictions held", "", table,
              *(["", diag.read_text().strip()] if diag.exists() else [])]
-    reg = regime_table(results)
-    if reg:
+    if reg := regime_table(results):
         lines += ["", "## The regime check (one seed, camouflage 0)", "", reg]
     for knob in results["knob"]["settings"]:
         lines += setting_lines(results, knob)
@@ -194,5 +191,4 @@ def setting_lines(results: dict, knob: str) -> list[str]:
                       f"{sim['cross']['different_class']:.3f}; kNN positives from the same "
                       f"source image: {100 * pr.get('knn_same_source', 0):.0f} %."]
         lines += [""]
-    lines += [f"- {line}" for line in ci_lines(results, knob)]
-    return lines
+    return lines + [f"- {line}" for line in ci_lines(results, knob)]

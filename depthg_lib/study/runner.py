@@ -40,8 +40,7 @@ class Store:
     after every row; a row's per-image matrices live in `hists/<id>.npz`."""
 
     def __init__(self, folder: Path):
-        self.folder = folder
-        self.path = folder / "store.json"
+        self.folder, self.path = folder, folder / "store.json"
         data = load_json(self.path) if self.path.exists() else {}
         self.rows: list[dict] = data.get("rows", []) if data.get("version") == STORE_VERSION else []
 
@@ -188,17 +187,16 @@ class Study:
                                 "samples": p.samples, "knn_k": p.knn_k, "pointwise": p.pointwise,
                                 "shifts": [p.shift_intra, p.shift_inter, p.shift_neg]})
         row = self.store.find(identity)
-        if row is None:
-            now = self.knob(knob).train_data[p.fidelity]
-            clean = self.knob(Setting(knob.camouflage)).train_data[p.fidelity]
-            stats = {name: f_statistics(caches["train"].feats, data.knn, p.knn_k, p.samples,
-                                        pointwise=p.pointwise)
-                     for name, (data, caches) in (("clean", clean), ("now", now))}
-            shifts = placed_shifts({k: getattr(p, k) for k in SHIFT_NAMES.values()},
-                                   stats["clean"], stats["now"])
-            row = self.add_row(identity, "placement", "placement", knob, 0, f=stats,
-                               shifts=shifts)
-        return row
+        if row is not None:
+            return row
+        now = self.knob(knob).train_data[p.fidelity]
+        clean = self.knob(Setting(knob.camouflage)).train_data[p.fidelity]
+        stats = {name: f_statistics(caches["train"].feats, data.knn, p.knn_k, p.samples,
+                                    pointwise=p.pointwise)
+                 for name, (data, caches) in (("clean", clean), ("now", now))}
+        shifts = placed_shifts({k: getattr(p, k) for k in SHIFT_NAMES.values()},
+                               stats["clean"], stats["now"])
+        return self.add_row(identity, "placement", "placement", knob, 0, f=stats, shifts=shifts)
 
     # -- one trained run -------------------------------------------------------------------
     def run_dir(self, arm: str, knob: Setting, seed: int, tag: str = "") -> Path:
@@ -304,8 +302,7 @@ class Study:
                          seconds=round(time.time() - t0, 1))
 
     def premise(self, knob: Setting) -> dict:
-        """Same-class AUROC of feature and depth similarity and FPS's share of points on
-        things, on tune; the share of kNN positives from the same source image, on train."""
+        """The premise on tune (same-class AUROCs, FPS on things); kNN same-source share (train)."""
         row = self.store.find(self.premise_identity(knob))
         if row is None and not self.write_only:
             kd, p = self.knob(knob), self.profile

@@ -100,9 +100,8 @@ def linear_probe_raw(feats, labels, n_classes: int, steps: int, batch_size: int,
         target[(target < 0) | (target >= n_classes)] = -100
         logits = F.interpolate(probe(x), size=target.shape[-2:], mode="bilinear",
                                align_corners=False)
-        loss = F.cross_entropy(logits, target, ignore_index=-100)
         opt.zero_grad()
-        loss.backward()
+        F.cross_entropy(logits, target, ignore_index=-100).backward()
         opt.step()
     return probe.eval()
 
