@@ -17,7 +17,7 @@ from . import io
 from .config import Profile, load_profile, profile_arg
 from .data.base import IGNORE
 from .data.readers import reader_for_profile
-from .depth import depth_problems, present_splits, require_current_depth
+from .depth import depth_problems, present_splits
 from .errors import DepthGError, run_cli
 
 JPEG_QUALITY = 95
@@ -66,13 +66,15 @@ def run_crop_stage(profile: Profile | str, split: str = "train", force: bool = F
     """Five-crop a split (`train`, `val` or `all`), but what the depth stage left out as unreadable;
     other settings or changed inputs than `crop.json` records are refused unless `force`."""
     profile = load_profile(profile)
-    reader = reader_for_profile(profile)
-    crop_dir = profile.paths.crop_dir
+    reader, crop_dir = reader_for_profile(profile), profile.paths.crop_dir
     splits = list(present_splits(reader)) if split == "all" else [split]
     for s in splits:  # a missing dataset or split fails here, saying how to get it
         reader.names(s)
     # checked before crop.json is written: a refused run leaves no record to --force past
-    require_current_depth(profile, reader, splits, "five-crop")
+    if problems := depth_problems(profile, reader, splits):
+        raise DepthGError(
+            f"five-crop: the depth maps in {reader.depth_record_dir()} {' and '.join(problems)}; "
+            f"redo them with `python -m depthg_lib.depth --profile {profile_arg(profile)} --force`")
     names = {s: _with_depth(reader, profile, s) for s in splits}
     settings = {"stage": "crop", "format": _FORMAT, "dataset": profile.dataset,
                 "dataset_dir": profile.paths.dataset_dir.name, "crop_ratio": profile.crop_ratio,
@@ -189,8 +191,7 @@ class CropReader:
     ignore), uint16 depth (an 8-bit depth PNG widened ×257)."""
 
     def __init__(self, crop_dir: str | os.PathLike, split: str, profile: str | None = None):
-        self.crop_dir = Path(crop_dir)
-        self.split = split
+        self.crop_dir, self.split = Path(crop_dir), split
         names_file = self.crop_dir / f"{split}_names.txt"
         if not names_file.is_file():
             what = ("does not exist" if not self.crop_dir.exists()

@@ -34,8 +34,7 @@ def depth_agreement(estimate: np.ndarray, reference: np.ndarray) -> dict[str, fl
 
 def compare_with_ground_truth(reader, split: str, names: Sequence[str],
                               model=None) -> tuple[list, list, list]:
-    """(images, estimates, ground truths) of SynthScenes images; the estimate is the stored map
-    (`model=None`) or `model`'s prediction."""
+    """(images, estimates, ground truths) of SynthScenes images: the stored maps or `model`'s."""
     images = [reader.load_image(split, n) for n in names]
     if model is None:
         estimates = [load_depth_png(reader.depth_path(split, n)) for n in names]
@@ -64,8 +63,7 @@ def present_splits(reader) -> tuple[str, ...]:
 
 
 def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]:
-    """Why the stored maps of `splits` are not what `profile` asks for now (another model,
-    other images): [] when they fit or `depth.json` is absent."""
+    """Why the stored maps of `splits` do not fit `profile` now ([] if they do or lack a record)."""
     record = reader.depth_record_dir() / "depth.json"
     if not record.is_file():
         return []
@@ -82,13 +80,6 @@ def depth_problems(profile: Profile, reader, splits: Sequence[str]) -> list[str]
             problems.append(f"were made from other {s} images than there are now "
                             f"({'; '.join(changed)})")
     return problems
-
-
-def require_current_depth(profile: Profile, reader, splits: Sequence[str], who: str) -> None:
-    if problems := depth_problems(profile, reader, splits):
-        raise DepthGError(
-            f"{who}: the depth maps in {reader.depth_record_dir()} {' and '.join(problems)}; "
-            f"redo them with `{STAGE_COMMAND} --profile {profile_arg(profile)} --force`")
 
 
 def run_depth_stage(profile: Profile | str, force: bool = False, skip_bad: bool = False,

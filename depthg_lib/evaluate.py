@@ -56,9 +56,8 @@ def probe_log_probs(model, backbone, images: torch.Tensor, size: tuple[int, int]
     codes are upsampled bilinearly *before* the probes, as released."""
     code = flip_averaged_codes(backbone, model.head, images)
     code = F.interpolate(code, size=size, mode="bilinear", align_corners=False)
-    cluster = model.cluster_probe(code, alpha=CLUSTER_ALPHA, log_probs=True)
-    linear = torch.log_softmax(model.linear_probe(code), dim=1)
-    return cluster, linear
+    return (model.cluster_probe(code, alpha=CLUSTER_ALPHA, log_probs=True),
+            torch.log_softmax(model.linear_probe(code), dim=1))
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -94,8 +93,7 @@ def eval_dir_for(profile: Profile, checkpoint: str | Path | None,
 
 
 def is_foreign(profile: Profile, checkpoint: str | Path, trained_with: str | None = None) -> bool:
-    """True for a checkpoint of another profile's run: trained with a profile of another name,
-    or lying in another profile's run folder (`runs/<other>/...`)."""
+    """A checkpoint of another profile's run: trained with another profile or in `runs/<other>/`."""
     if trained_with is not None and trained_with != profile.name:
         return True
     ckpt, runs = Path(checkpoint).resolve(), runs_root().resolve()
@@ -154,12 +152,11 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
             side = assignment_file(path)
             if foreign or in_package(path) or not os.access(side.parent, os.W_OK | os.X_OK):
                 side = out / side.name
-            save_json(side, {
-                "cluster_to_class": metrics["unsupervised"]["cluster_to_class"],
-                "class_names": metrics["class_names"],
-                "class_colors": class_palette(reader, profile.n_classes).tolist(),
-                "dataset": profile.dataset, "split": split,
-                "unsupervised_miou": metrics["unsupervised"]["miou"]})
+            save_json(side, {"cluster_to_class": metrics["unsupervised"]["cluster_to_class"],
+                             "class_names": metrics["class_names"],
+                             "class_colors": class_palette(reader, profile.n_classes).tolist(),
+                             "dataset": profile.dataset, "split": split,
+                             "unsupervised_miou": metrics["unsupervised"]["miou"]})
         save_json(out / "evaluate.json", record)  # last: it vouches for everything above
     return {**metrics, "out_dir": str(out), "arrays": arrays}
 
@@ -197,11 +194,10 @@ def _reuse(out: Path, record: dict) -> dict | None:
 def _predict(model, backbone, images, labels, dev, runner) -> tuple[np.ndarray, np.ndarray]:
     """Both probes' label maps for a batch, refined by the CRF when a `runner` is given."""
     x = to_tensor(images).to(dev)
-    cluster_lp, linear_lp = probe_log_probs(model, backbone, x, labels.shape[1:])
+    log_probs = probe_log_probs(model, backbone, x, labels.shape[1:])  # cluster, linear
     if runner is None:
-        return cluster_lp.argmax(1).cpu().numpy(), linear_lp.argmax(1).cpu().numpy()
-    # both probes' maps in one round through the pool
-    maps = [*cluster_lp.float().cpu().numpy(), *linear_lp.float().cpu().numpy()]
+        return tuple(lp.argmax(1).cpu().numpy() for lp in log_probs)
+    maps = [m for lp in log_probs for m in lp.float().cpu().numpy()]  # both in one pool round
     return tuple(np.split(runner(list(images) * 2, maps, argmax=True), 2))
 
 
@@ -274,8 +270,7 @@ def _write_figures(out: Path, metrics: dict, arrays: dict, profile: Profile, rea
 def kmeans_baseline(profile: Profile | str, split: str = "val", max_images: int | None = None,
                     device: str = "auto", seed: int = 0, progress: bool = True,
                     max_fit_points: int = 100_000) -> dict:
-    """k-means (k = n_classes) on up to `max_fit_points` unit-norm raw patch features, each pixel
-    taking the most similar centroid, Hungarian-matched: the no-training floor."""
+    """k-means on raw patch features, pixels taking the nearest centroid: the no-training floor."""
     profile, dev = load_profile(profile), resolve_device(device)
     reader, names = open_split(profile, split)  # labels checked here
     names = names[:max_images]

@@ -141,8 +141,7 @@ def chance_agreement(majority: np.ndarray, groups: np.ndarray | None = None) -> 
 
 def knn_record_path(profile: Profile, split: str = "train") -> Path:
     """`<knn file>.knn.json`, one per file: `nns/` is shared by every profile and split."""
-    path = profile.paths.knn_file(split)
-    return path.with_name(f"{path.stem}.knn.json")
+    return profile.paths.knn_file(split).with_suffix(".knn.json")
 
 
 def stage_settings(profile: Profile, n: int, split: str) -> dict:
@@ -185,7 +184,7 @@ def run_knn_stage(profile: Profile | str, split: str = "train", force: bool = Fa
     require_current_crops(profile, split, "kNN")
     out, record = profile.paths.knn_file(split), knn_record_path(profile, split)
     settings = stage_settings(profile, len(reader), split)
-    stage = record.name[: -len(".json")]
+    stage = record.stem
     command = f"python -m depthg_lib.knn --profile {profile_arg(profile)} --split {split}"
     inputs = {f"{split}/crops": reader.digest()}
     with io.stage_lock(record.parent, stage):
@@ -213,7 +212,7 @@ def require_current_knn(profile: Profile | str, crops, split: str = "train") -> 
     """Refuse a kNN file mined from other crops than `crops` (a `CropReader`) holds now."""
     profile = load_profile(profile)
     record = knn_record_path(profile, split)
-    recorded = io.recorded_inputs(record.parent, record.name[: -len(".json")])
+    recorded = io.recorded_inputs(record.parent, record.stem)
     key = f"{split}/crops"
     if key in recorded and io.changed_inputs(recorded, {key: crops.digest()}):
         raise DepthGError(

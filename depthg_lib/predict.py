@@ -32,7 +32,6 @@ from .viz import colorize, label_palette, overlay
 from .viz.evaluation import plot_legend
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "depthg_embedded.pt"
-_OUTPUT_SUFFIXES = ("_label.png", "_overlay.png", "_ids.png")
 
 
 @dataclass
@@ -69,8 +68,7 @@ class Segmenter:
 
 def load_segmenter(checkpoint: str | os.PathLike | None = None, device: str = "cpu",
                    profile=None) -> Segmenter:
-    """A checkpoint (default: the shipped one) and its backbone; with `profile`, one made for
-    another backbone or code size is refused."""
+    """A checkpoint (default: the shipped one) and its backbone; refused if unfit for `profile`."""
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     if not path.exists() and checkpoint is None:  # load_checkpoint names a missing --checkpoint
         raise DepthGError(f"the default checkpoint {path} is not there (it ships with the "
@@ -104,8 +102,7 @@ def working_size(height: int, width: int, patch: int, target: int) -> tuple[int,
 
 @torch.no_grad()
 def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) -> np.ndarray:
-    """An RGB uint8 image → label map (H, W) uint8 at its own size: cluster ids or (`probe=
-    "linear"`) the linear probe's class ids."""
+    """An RGB uint8 image → (H, W) uint8 cluster ids (or linear probe class ids) at its own size."""
     if probe not in ("cluster", "linear"):
         raise DepthGError(f"probe must be 'cluster' or 'linear', got {probe!r}")
     rgb = np.asarray(image)
@@ -177,8 +174,7 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                   probe: str = "cluster", crf: bool = False, profile=None,
                   progress: bool = True, force: bool = False,
                   owner: str | None = None) -> PredictionReport:
-    """Segment image files and folders (not their sub-folders) into `out`; bad inputs are
-    skipped and listed, one `DepthGError` when nothing could be segmented."""
+    """Segment image files and folders (not sub-folders) into `out`, listing inputs skipped."""
     out = Path(out)
     files, skipped = collect_inputs(inputs, out)
     if not files:
@@ -218,8 +214,7 @@ def predict_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     with atomic_path(out / "legend.png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    stems = sorted(set(earlier) | {p.name[: -len("_label.png")] for p in report.written})
-    save_json(out / "legend.json", {**legend, "outputs": stems})
+    save_json(out / "legend.json", {**legend, "outputs": sorted(set(earlier) | used)})
     return report
 
 
@@ -261,7 +256,7 @@ def _check_legend(out: Path, legend: dict, force: bool) -> list[str]:
                           "Choose another --out folder, or pass --force to delete those "
                           "outputs and write new ones")
     for stem in old.get("outputs", []):
-        for suffix in _OUTPUT_SUFFIXES:
+        for suffix in ("_label.png", "_overlay.png", "_ids.png"):
             (out / f"{stem}{suffix}").unlink(missing_ok=True)
     return []
 

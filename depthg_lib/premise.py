@@ -23,8 +23,7 @@ def pixel_pairs(labels: np.ndarray, pairs_per_image: int, exclude: Sequence[int]
     rng = np.random.default_rng(seed)
     out = []
     for lab in labels:
-        valid = (lab != IGNORE) & ~np.isin(lab, exclude)
-        ys, xs = np.nonzero(valid)
+        ys, xs = np.nonzero((lab != IGNORE) & ~np.isin(lab, exclude))
         if len(ys) < 2:
             out.append(np.zeros((0, 4), dtype=np.int64))
             continue
@@ -60,8 +59,7 @@ def pair_scores(features: torch.Tensor, depth: np.ndarray, labels: np.ndarray,
     for i, pts in enumerate(pixel_pairs(labels, pairs_per_image, exclude, seed)):
         if len(pts) == 0:
             continue
-        f1 = _features_at(features[i], pts[:, :2], size)
-        f2 = _features_at(features[i], pts[:, 2:], size)
+        f1, f2 = (_features_at(features[i], p, size) for p in (pts[:, :2], pts[:, 2:]))
         feat.append((f1 * f2).sum(1).numpy())
         dep.append(-np.abs(depth[i][pts[:, 0], pts[:, 1]] - depth[i][pts[:, 2], pts[:, 3]]))
         same.append(labels[i][pts[:, 0], pts[:, 1]] == labels[i][pts[:, 2], pts[:, 3]])
@@ -85,8 +83,7 @@ def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarr
     if y.all() or not y.any():
         raise DepthGError("every sampled pair has the same answer (all same class or all "
                           "different): AUROC is undefined; use more images or fewer exclusions")
-    x = np.stack([s["feature"], s["depth"]], axis=1)
-    fold = s["image"] % 2
+    x, fold = np.stack([s["feature"], s["depth"]], axis=1), s["image"] % 2
     both = []
     for k in (0, 1):
         fit, test = fold != k, fold == k
@@ -104,8 +101,7 @@ def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarr
 
 def fps_thing_share(depth: np.ndarray, labels: np.ndarray, thing_ids: Sequence[int],
                     grid_hw: tuple[int, int], n: int, seed: int = 0) -> dict[str, float]:
-    """Share of the n×n training points on thing pixels, FPS (corrected, on the feature grid
-    `grid_hw` as in training) vs random, looked up in the (N, H, W) labels."""
+    """Share of the n×n training points on things: FPS (corrected, as in training) vs random."""
     if depth.shape != labels.shape or depth.ndim != 3:
         raise DepthGError(f"depth {depth.shape} and labels {labels.shape} must both be (N,H,W)")
     d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
