@@ -21,7 +21,7 @@ def load_shipped(head_id: str, folder: Path = SHIPPED_DIR) -> TrainedModel | Non
     path = folder / f"{head_id}.safetensors"
     if not path.exists():
         return None
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # only when a shipped head is there to read
 
     info = load_json(folder / MANIFEST).get("heads", {}).get(head_id)
     if info is None:
