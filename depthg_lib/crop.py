@@ -263,10 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="all", choices=("train", "val", "all"),
                         help="which split to crop (default: all)")
     parser.add_argument("--force", action="store_true", help="redo every crop")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(argv)
-    crop_dir = run_crop_stage(args.profile, split=args.split, force=args.force,
-                              progress=not args.no_progress)
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="hide the progress bar")
+    crop_dir = run_crop_stage(**vars(parser.parse_args(argv)))
     for split in ("train", "val"):
         if (crop_dir / f"{split}_names.txt").exists():
             print(f"{split}: {len(CropReader(crop_dir, split))} crops")

@@ -169,10 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip unreadable images (listed in depth_skipped.json)")
     parser.add_argument("--device", default="auto", type=device_arg,
                         help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(argv)
-    out = run_depth_stage(args.profile, force=args.force, skip_bad=args.skip_bad,
-                          device=args.device, progress=not args.no_progress)
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="hide the progress bar")
+    out = run_depth_stage(**vars(parser.parse_args(argv)))
     print(f"depth maps in {out}")
     return 0
 

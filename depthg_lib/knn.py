@@ -243,10 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="mine again")
     parser.add_argument("--device", default="auto", type=device_arg,
                         help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    args = parser.parse_args(argv)
-    out = run_knn_stage(args.profile, split=args.split, force=args.force, device=args.device,
-                        progress=not args.no_progress)
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="hide the progress bars")
+    out = run_knn_stage(**vars(parser.parse_args(argv)))
     print(f"neighbours in {out}")
     return 0
 
