@@ -34,8 +34,6 @@ def _fmt(x: float | None, digits: int = 1) -> str:
 
 def _premise(r: dict) -> list[Finding]:
     """Chapter 01: how well depth, features and both tell 'same class' for pixel pairs."""
-    if "premise_feature_auroc" not in r:
-        return []
     feat, depth = r["premise_feature_auroc"], r["premise_depth_auroc"]
     gain = r.get("premise_depth_gain")
     return [Finding(
@@ -49,8 +47,6 @@ def _premise(r: dict) -> list[Finding]:
 
 def _knn_purity(r: dict) -> list[Finding]:
     """Chapter 03: how often kNN positives share their majority class, against chance."""
-    if "neighbour_purity_other_images" not in r:
-        return []
     kp, ch = r["neighbour_purity_other_images"], r.get("chance_purity_other_images")
     return [Finding("03", "kNN pairs (other images) sharing their majority class",
                     f"{kp:.2f}", f"random pairs {_fmt(ch, 2)}",
@@ -60,8 +56,6 @@ def _knn_purity(r: dict) -> list[Finding]:
 
 def _fps_on_things(r: dict) -> list[Finding]:
     """Chapter 04: the share of FPS's training points on things, against random points."""
-    if "fps_thing_share" not in r:
-        return []
     fps, rnd = r["fps_thing_share"], r["random_thing_share"]
     return [Finding("04", "share of S×S training points on things: FPS (corrected)",
                     f"{fps:.1%}", f"random points {rnd:.1%} (thing pixels "
@@ -72,8 +66,6 @@ def _fps_on_things(r: dict) -> list[Finding]:
 
 def _head_vs_kmeans(r: dict) -> list[Finding]:
     """Chapter 05: the head's cluster and linear probes, against k-means on raw features."""
-    if "unsupervised_miou" not in r or "kmeans_miou" not in r:
-        return []
     head, km = r["unsupervised_miou"], r["kmeans_miou"]
     return [Finding("05", "DepthG head, cluster probe: mIoU / Acc %",
                     f"{head:.1f} / {r['unsupervised_acc']:.1f}",
@@ -90,9 +82,7 @@ def _head_vs_kmeans(r: dict) -> list[Finding]:
 
 def _depthg_vs_stego(r: dict) -> list[Finding]:
     """Chapter 06: the reduced study's DepthG against STEGO, mean over seeds."""
-    dg, st = r.get("miou_depthg-corrected"), r.get("miou_stego-corrected")
-    if dg is None or st is None:
-        return []
+    dg, st = r["miou_depthg-corrected"], r["miou_stego-corrected"]
     return [Finding("06", "reduced study, unsupervised mIoU: DepthG (corrected)",
                     f"{dg:.1f}", f"STEGO {st:.1f}; k-means on raw features (train fit) "
                     f"{_fmt(r.get('miou_kmeans_raw_train_fit'))}",
@@ -100,7 +90,8 @@ def _depthg_vs_stego(r: dict) -> list[Finding]:
                     "interval is in chapter 06)")]
 
 
-# chapter → (what it measures, named when not recorded yet; its reader above)
+# chapter → (what it measures, named when not recorded yet; its reader above, which raises
+# KeyError on a chapter that has not recorded its numbers)
 _READERS = {"01_generate_depth": ("premise (same-class AUROC)", _premise),
             "03_mine_knn": ("kNN purity", _knn_purity),
             "04_train_depthg": ("FPS share on things", _fps_on_things),
@@ -114,9 +105,11 @@ def course_findings(profile: Profile | str) -> list[Finding]:
     name = load_profile(profile).name
     out: list[Finding] = []
     for chapter, (measure, read) in _READERS.items():
-        rerun = f"run `python -m depthg_lib.course --profile {name} --only {chapter[:2]}`"
-        out += read(read_results(name, chapter)) or [
-            Finding(chapter[:2], measure, "not recorded", "—", rerun)]
+        try:
+            out += read(read_results(name, chapter))
+        except KeyError:
+            out.append(Finding(chapter[:2], measure, "not recorded", "—", "run `python -m "
+                               f"depthg_lib.course --profile {name} --only {chapter[:2]}`"))
     return out
 
 
@@ -249,10 +242,7 @@ def _method(r: dict) -> str:
 
 def _as_given(x: float | None) -> str:
     """A reported number with the decimals its source gives (81.6, 22.44), — if none."""
-    if x is None:
-        return "—"
-    text = f"{x:.2f}"
-    return text[:-1] if text.endswith("0") else text
+    return "—" if x is None else f"{x:.2f}".removesuffix("0")
 
 
 def _link(source: str) -> str:

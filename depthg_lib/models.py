@@ -30,7 +30,6 @@ TIMM_BACKBONES = dict(_TIMM.values())
 ALIASES = {alias: name for alias, (name, _) in _TIMM.items()}
 EMBEDDED = ("embedded", "embedded-random")
 BACKBONES = tuple(TIMM_BACKBONES) + EMBEDDED
-RANDOM_SEED = 0  # `embedded-random` and weights="random": the same weights every time
 
 
 def canonical_backbone_name(name: str) -> str:
@@ -61,10 +60,9 @@ class FrozenViT(nn.Module):
     def __init__(self, name: str, dim: int, patch_size: int, mean, std):
         super().__init__()
         self.name, self.dim, self.patch_size = name, int(dim), int(patch_size)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
+        for key, value in (("mean", mean), ("std", std)):
+            self.register_buffer(key, torch.tensor(value, dtype=torch.float32).view(1, 3, 1, 1),
+                                 persistent=False)
 
     def train(self, mode: bool = True):  # frozen: always eval
         return super().train(False)
@@ -86,12 +84,9 @@ class Backbone(FrozenViT):
     """A frozen timm ViT (or the embedded one)."""
 
     def __init__(self, vit: nn.Module, name: str, mean, std):
-        patch = vit.patch_embed.patch_size
-        super().__init__(name, vit.embed_dim, patch[0] if isinstance(patch, (tuple, list))
-                         else patch, mean, std)
+        super().__init__(name, vit.embed_dim, vit.patch_embed.patch_size[0], mean, std)
         self.vit = vit
-        for prm in self.parameters():
-            prm.requires_grad_(False)
+        self.requires_grad_(False)
         self.eval()
 
     def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,12 +166,6 @@ def _on_meta(build):  # no random init: the weights are loaded right after
         return build()
 
 
-def _check_materialised(vit: nn.Module, path) -> None:
-    left = [k for k, t in [*vit.named_parameters(), *vit.named_buffers()] if t.is_meta]
-    if left:
-        raise DepthGError(f"backbone weights {path} left {left[:5]} unset")
-
-
 def weights_identity(name: str, weights: str | os.PathLike | None = None) -> str:
     """What identifies the weights `load_backbone(name, weights)` loads (new weights invalidate
     what old ones made): the embedded ViT's sha256, a file's path, size and mtime, "random"."""
@@ -211,24 +200,27 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None,
     build = embedded.build_embedded_vit if own else lambda: build_timm_vit(name)
     if name == "embedded-random" or weights == "random":
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_SEED)
+            torch.manual_seed(0)  # "random": the same weights every time
             vit = build()
-    elif own and weights is None:  # the shipped weights
-        vit = _on_meta(build)
-        vit.load_state_dict(embedded.load_embedded_state_dict("vit"), strict=True, assign=True)
-        _check_materialised(vit, embedded.weights_path("vit"))
     else:
         vit = _on_meta(build)
-        weights = _found_weights(name) if weights is None else weights
-        if weights is None:
-            candidates = default_weights_candidates(name)
-            raise DepthGError(
-                f"no weights for backbone {name}: looked for {', '.join(map(str, candidates))}. "
-                f"Put the original checkpoint ({TIMM_BACKBONES[name]}, from the DINO/DINOv2 "
-                f"repository) or timm's model.safetensors for {name} at {candidates[0]}, or "
-                "set `backbone_weights: /path/to/file` in the profile")
-        load_vit_weights(vit, weights, name)
-        _check_materialised(vit, weights)
+        if own and weights is None:  # the shipped weights
+            vit.load_state_dict(embedded.load_embedded_state_dict("vit"), strict=True, assign=True)
+            weights = embedded.weights_path("vit")
+        else:
+            weights = _found_weights(name) if weights is None else weights
+            if weights is None:
+                candidates = default_weights_candidates(name)
+                raise DepthGError(
+                    f"no weights for backbone {name}: looked for "
+                    f"{', '.join(map(str, candidates))}. Put the original checkpoint "
+                    f"({TIMM_BACKBONES[name]}, from the DINO/DINOv2 repository) or timm's "
+                    f"model.safetensors for {name} at {candidates[0]}, or set "
+                    "`backbone_weights: /path/to/file` in the profile")
+            load_vit_weights(vit, weights, name)
+        left = [k for k, t in [*vit.named_parameters(), *vit.named_buffers()] if t.is_meta]
+        if left:
+            raise DepthGError(f"backbone weights {weights} left {left[:5]} unset")
     mean, std = ((embedded.EMBEDDED_MEAN, embedded.EMBEDDED_STD) if own
                  else (IMAGENET_MEAN, IMAGENET_STD))
     return Backbone(vit, name, mean, std).to(device)
@@ -294,14 +286,12 @@ class LinearProbe(nn.Module):
     def loss(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the *detached* code's logits upsampled to the labels; labels outside
         0..n_classes−1 are ignored."""
-        logits = self(code.detach())
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
+        logits = F.interpolate(self(code.detach()), size=labels.shape[-2:], mode="bilinear",
                                align_corners=False)
         labels = labels.long()
         valid = (labels >= 0) & (labels < self.n_classes)
-        target = torch.where(valid, labels, torch.full_like(labels, -100))
         # mean over valid pixels; 0 (not NaN) when a batch has none, without a device sync
-        total = F.cross_entropy(logits, target, ignore_index=-100, reduction="sum")
+        total = F.cross_entropy(logits, torch.where(valid, labels, -100), reduction="sum")
         return total / valid.sum().clamp_min(1)
 
 
@@ -318,9 +308,8 @@ class DepthGModel(nn.Module):
 
     def forward(self, feats: torch.Tensor, feats_pos: torch.Tensor, label: torch.Tensor):
         code, code_pos = self.head(torch.cat([feats, feats_pos])).chunk(2)
-        detached = code.detach()
-        linear_loss = self.linear_probe.loss(detached, label)
-        cluster_loss, _ = self.cluster_probe(detached, None)
+        linear_loss = self.linear_probe.loss(code, label)  # detaches the code itself
+        cluster_loss, _ = self.cluster_probe(code.detach(), None)
         return code, code_pos, linear_loss, cluster_loss
 
 

@@ -35,7 +35,6 @@ from .models import (
 
 DOCS = "docs/reproduction.md §6"
 RELEASED_FORMAT = "released-lightning"
-HEAD_DIM = 64  # DINO's attention heads (ViT-S/8: 6 heads, ViT-B/8: 12)
 _TIMM_NAMES = {(384, 8): "vit_small_patch8_224.dino", (768, 8): "vit_base_patch8_224.dino"}
 _REQUIRED = ("net.model.cls_token", "net.model.pos_embed", "net.model.patch_embed.proj.weight",
              "net.model.norm.weight", "net.cluster1.0.weight", "cluster_probe.clusters",
@@ -190,32 +189,28 @@ class DinoViT(FrozenViT):
         return self.norm(x)[:, 1:]
 
 
-def _sub(sd: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+def _sub(sd: dict, prefix: str, into: str = "") -> dict:
+    """The tensors under `prefix`, renamed to start with `into` instead."""
+    return {into + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def _released_modules(sd: dict[str, torch.Tensor]):
     """DINO ViT, head, cluster and linear probe, sized by the tensors and loaded strictly."""
     d, c = sd["net.cluster1.0.weight"].shape[:2]
-    k = int(sd["linear_probe.weight"].shape[0])
     patch = int(sd["net.model.patch_embed.proj.weight"].shape[-1])
-    nonlinear = "net.cluster2.0.weight" in sd
     blocks = {int(k.split(".")[3]) for k in sd if k.startswith("net.model.blocks.")}
-    dino = DinoViT(c, len(blocks), max(1, c // HEAD_DIM), patch,
+    dino = DinoViT(c, len(blocks), max(1, c // 64), patch,  # DINO's heads have 64 channels
                    int(sd["net.model.pos_embed"].shape[1]),
                    int(sd["net.model.blocks.0.mlp.fc1.weight"].shape[0]),
                    _TIMM_NAMES.get((c, patch), f"released-vit-{c}-p{patch}"))
     dino.load_state_dict(_sub(sd, "net.model."), strict=True)
-    head = SegmentationHead(c, d, dropout=True, nonlinear=nonlinear)
-    head_sd = {f"linear.{n}": v for n, v in _sub(sd, "net.cluster1.0.").items()}
-    if nonlinear:
-        head_sd.update({f"nonlinear.{n}": v for n, v in _sub(sd, "net.cluster2.").items()})
-    head.load_state_dict(head_sd, strict=True)
+    head = SegmentationHead(c, d, dropout=True, nonlinear="net.cluster2.0.weight" in sd)
+    head.load_state_dict(_sub(sd, "net.cluster1.0.", "linear.")
+                         | _sub(sd, "net.cluster2.", "nonlinear."), strict=True)
     cluster = ClusterProbe(d, int(sd["cluster_probe.clusters"].shape[0]))
-    cluster.load_state_dict({"clusters": sd["cluster_probe.clusters"]}, strict=True)
-    linear = LinearProbe(d, k)
-    linear.load_state_dict({"conv.weight": sd["linear_probe.weight"],
-                            "conv.bias": sd["linear_probe.bias"]}, strict=True)
+    cluster.load_state_dict(_sub(sd, "cluster_probe."), strict=True)
+    linear = LinearProbe(d, int(sd["linear_probe.weight"].shape[0]))
+    linear.load_state_dict(_sub(sd, "linear_probe.", "conv."), strict=True)
     return dino, head, cluster, linear
 
 
@@ -248,16 +243,15 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
     e = cluster.n_classes - k
     if e < 0:
         raise _not_released(path, f"cluster_probe has {k + e} centroids for {k} classes")
-    n_classes, nonlinear = int(hp.get("n_classes", k)), head.nonlinear is not None
-    meta = {
-        "format": RELEASED_FORMAT, "config": config, "path": str(path),
-        "step": ckpt.get("global_step"), "lightning_version": ckpt.get("pytorch-lightning_version"),
-        "n_classes": n_classes, "code_dim": d, "extra_clusters": e, "patch_size": dino.patch_size,
-        "heads": dino.blocks[0].attn.num_heads, "depth": len(dino.blocks),
-        "profile": {"backbone": dino.name, "dim": d, "n_classes": n_classes, "extra_clusters": e,
-                    "nonlinear": nonlinear, "res": config.get("res"),
-                    "dataset": config.get("dataset_name")},
-    }
+    n_classes = int(hp.get("n_classes", k))
+    meta = {"format": RELEASED_FORMAT, "config": config, "path": str(path),
+            "step": ckpt.get("global_step"),
+            "lightning_version": ckpt.get("pytorch-lightning_version"), "n_classes": n_classes,
+            "code_dim": d, "extra_clusters": e, "patch_size": dino.patch_size,
+            "heads": dino.blocks[0].attn.num_heads, "depth": len(dino.blocks),
+            "profile": {"backbone": dino.name, "dim": d, "n_classes": n_classes,
+                        "extra_clusters": e, "nonlinear": head.nonlinear is not None,
+                        "res": config.get("res"), "dataset": config.get("dataset_name")}}
     device = torch.device(device)
     for part in (dino, head, cluster, linear):
         part.to(device).eval()
@@ -267,8 +261,7 @@ def load_released(path: str | os.PathLike, device: str | torch.device = "cpu") -
 def check_fits_profile(model: TrainedModel, profile) -> None:
     """Refuse a released model made for another number of classes than a profile's dataset;
     its backbone and code size may differ (evaluation uses the file's own network)."""
-    profile = load_profile(profile)
-    meta = model.meta
+    profile, meta = load_profile(profile), model.meta
     if meta["n_classes"] != profile.n_classes:
         raise DepthGError(f"released checkpoint {meta['path']} does not fit profile "
                           f"{profile.name}: it has {meta['n_classes']} classes, the profile's "
