@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from depthg_lib import kernels
+from depthg_lib import reference as ref
 from depthg_lib.errors import DepthGError
 from depthg_lib.losses import (
     LossSettings,
@@ -137,8 +138,21 @@ def test_negative_permutations_never_pair_an_image_with_itself():
     assert all(torch.equal(row, (ar + o) % 8) for row, o in zip(shifts, offsets))
     assert kernels.cyclic_shifts(shifts) == offsets
     assert kernels.cyclic_shifts(torch.tensor([[1, 0, 3, 2]])) is None  # a swap, no shift
+    assert kernels.cyclic_shifts(torch.tensor([[0]])) == [0]  # one image: the shift by 0
     with pytest.raises(DepthGError, match="at least 2"):
         negative_permutations(1, 3)
+
+
+def test_stego_rule_moves_a_fixed_point_to_the_next_image():
+    """STEGO's rule: a fixed point i of the permutation serves image i + 1 instead, so an image
+    r that serves twice does so once at its predecessor r − 1 (docs/method.md §6)."""
+    perms = negative_permutations(8, 50, torch.Generator().manual_seed(0), rule="stego")
+    twice = 0
+    for p in perms.tolist():
+        for r in {r for r in p if p.count(r) == 2}:
+            assert p[(r - 1) % 8] == r
+            twice += 1
+    assert twice > 10
 
 
 @pytest.mark.parametrize("k", [3, 8])  # fewer draws than other images, and more
@@ -155,6 +169,7 @@ def test_negative_permutations_come_from_the_generator_only(k):
 def test_negative_permutations_at_the_smallest_sizes():
     assert negative_permutations(2, 1).tolist() == [[1, 0]]  # two images: each the other's
     assert negative_permutations(2, 2, rule="stego").tolist() == [[1, 0], [1, 0]]
+    assert negative_permutations(2, 3).tolist() == [[1, 0]] * 3  # k ≥ B: shifts by 1 only
     with pytest.raises(DepthGError, match="at least 2"):
         negative_permutations(1, 1)
     for rule in ("shift", "stego"):  # no negatives: any batch will do, and nothing is drawn
@@ -225,6 +240,104 @@ def test_feature_dropout_changes_only_the_feature_side():
     torch.testing.assert_close(plain["pos_intra_cd"], dropped["pos_intra_cd"])  # codes: same
     assert not torch.allclose(plain["pos_inter_loss"], dropped["pos_inter_loss"])  # F differs
     torch.testing.assert_close(again["pos_inter"], dropped["pos_inter_loss"].mean())
+
+
+def test_dropout_masks_the_feature_maps_of_each_side():
+    """Dropout on the read points equals Dropout2d on the maps: the anchors' maps with the
+    first mask drawn from the generator, the positives' with the second (kernels docstring)."""
+    feats, feats_pos, codes, codes_pos, depth, _ = _random_batch()
+    coords = (random_coords(4, 3), random_coords(4, 3))
+    kw = dict(shifts=GOLDEN_SHIFTS, n_samples=3, coords=coords,
+              neg_perms=torch.tensor([[2, 0, 3, 1]]))
+    dropped = run_terms(feats, feats_pos, codes, codes_pos, depth, depth, feature_dropout=0.5,
+                        generator=torch.Generator().manual_seed(1), **kw)
+    gen = torch.Generator().manual_seed(1)
+    m1, m2 = (kernels.dropout_mask(f, 0.5, gen)[..., None] for f in (feats, feats_pos))
+    masked = run_terms(feats * m1, feats_pos * m2, codes, codes_pos, depth, depth, **kw)
+    for key in ("pos_intra_loss", "pos_inter_loss", "neg_inter_loss"):
+        torch.testing.assert_close(dropped[key], masked[key], msg=key)
+
+
+def test_dropout_mask_zeroes_whole_channels_and_scales_the_rest():
+    """A Dropout2d mask (B, C, 1): each channel 0 or 1/(1 − p), so the mean is kept; from the
+    given generator or, without one, the global stream."""
+    x = torch.ones(6, 50, 7)
+    for gen in (torch.Generator().manual_seed(0), None):
+        mask = kernels.dropout_mask(x, 0.2, gen)
+        assert mask.shape == (6, 50, 1)
+        assert mask.unique().tolist() == pytest.approx([0.0, 1.25])
+        assert 0.8 < float(mask.mean()) < 1.2
+
+
+def test_no_dropout_draws_nothing():
+    """feature_dropout = 0 leaves the generator as it was (points and negatives given)."""
+    feats, feats_pos, codes, codes_pos, depth, _ = _random_batch()
+    gen = torch.Generator().manual_seed(0)
+    run_loss(feats, feats_pos, codes, codes_pos, depth, depth, n_samples=3, weights=W,
+             shifts=GOLDEN_SHIFTS, coords=(random_coords(4, 3), random_coords(4, 3)),
+             neg_perms=torch.tensor([[1, 2, 3, 0]]), generator=gen)
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state())
+
+
+def test_feature_correlation_ignores_the_features_length():
+    """F is a cosine similarity: features scaled to length ~0.004 give the same loss."""
+    feats, feats_pos, codes, codes_pos, depth, _ = _random_batch()
+    kw = dict(n_samples=4, weights=W, shifts=GOLDEN_SHIFTS,
+              coords=(random_coords(4, 4), random_coords(4, 4)),
+              neg_perms=torch.tensor([[1, 2, 3, 0], [2, 0, 1, 1]]))
+    small = run_loss(feats * 1e-3, feats_pos * 1e-3, codes, codes_pos, depth, depth, **kw)
+    plain = run_loss(feats, feats_pos, codes, codes_pos, depth, depth, **kw)
+    for key in ("pos_intra", "pos_inter", "neg_inter"):
+        torch.testing.assert_close(small[key], plain[key], msg=key)
+
+
+def test_stabilized_terms_average_to_the_loss():
+    """With stabilize, the un-reduced terms cap C at 0.8 as the loss does: their means are
+    the loss's terms (C = 1 on the intra diagonal, so the cap matters)."""
+    batch = _random_batch()
+    kw = dict(n_samples=4, shifts=GOLDEN_SHIFTS, stabilize=True,
+              coords=(random_coords(4, 4), random_coords(4, 4)),
+              neg_perms=torch.tensor([[1, 2, 3, 0]]))
+    terms = run_terms(*batch, **kw)
+    loss = run_loss(*batch, weights=W, **kw)
+    assert (terms["pos_intra_cd"] > 0.8).any()
+    for key in ("pos_intra", "pos_inter", "neg_inter"):
+        torch.testing.assert_close(terms[f"{key}_loss"].mean(), loss[key], msg=key)
+
+
+def test_corrected_terms_pair_the_points_in_the_reference_layout():
+    """Un-reduced corrected terms: entry [b, h, w, i, j] pairs anchor point (h, w) with
+    positive point (i, j), read without the released axis swap, as `reference.pair_loss`
+    on `reference.sample` (a loss's mean cannot see the order; the terms can)."""
+    feats, feats_pos, codes, codes_pos, depth, _ = _random_batch()
+    c1, c2 = random_coords(4, 3), random_coords(4, 3)
+    out = run_terms(feats, feats_pos, codes, codes_pos, depth, depth, fidelity="corrected",
+                    shifts=GOLDEN_SHIFTS, coords=(c1, c2),
+                    neg_perms=torch.zeros((0, 4), dtype=torch.long))
+    f1, f2 = (ref.sample(f, c, "corrected") for f, c in ((feats, c1), (feats_pos, c2)))
+    k1, k2 = (ref.sample(k, c, "corrected") for k, c in ((codes, c1), (codes_pos, c2)))
+    loss, cd = ref.pair_loss(f1, f2, k1, k2, GOLDEN_SHIFTS["inter"])
+    torch.testing.assert_close(out["pos_inter_cd"], cd.detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["pos_inter_loss"], loss.detach(), atol=1e-6, rtol=0)
+
+
+def test_points_outside_the_square_read_the_border():
+    """The sparse reader is grid_sample with border padding also outside [−1, 1]²: each
+    point clamps to the nearest edge (points kept to where a wrong read stays in memory)."""
+    maps = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    grid = torch.tensor([[[1.8, 0.0], [0.0, 1.8], [1.8, 1.8], [0.3, -0.2]],
+                         [[-1.8, 0.5], [0.5, -1.8], [-1.8, -1.8], [-0.6, 0.9]]])
+    expected = torch.nn.functional.grid_sample(maps, grid[:, None], mode="bilinear",
+                                               padding_mode="border", align_corners=True)
+    rows = kernels.PointReader(grid, (4, 4))(maps)
+    torch.testing.assert_close(rows, expected[:, :, 0].transpose(1, 2).reshape(-1, 3))
+
+
+def test_reading_maps_of_another_size_names_both_sizes():
+    reader = kernels.PointReader(torch.zeros(1, 2, 2), (4, 4))
+    with pytest.raises(DepthGError, match=r"maps of size \(5, 6\) read with a grid made for "
+                                          r"\(4, 4\)"):
+        reader(torch.zeros(1, 3, 5, 6))
 
 
 def test_gradients_reach_codes_not_features():
@@ -314,3 +427,14 @@ def test_fps_points_are_the_fidelitys_fps_of_each_batch(fidelity):
                         generator=torch.Generator().manual_seed(0))
         assert torch.equal(out["coords1"], fps_coords(depth, (8, 8), 3, fidelity))
         assert torch.equal(out["coords2"], fps_coords(pos, (8, 8), 3, fidelity))
+
+
+def test_fps_points_of_positives_on_another_feature_grid():
+    """Positives whose features are 6×6 (the anchors' 8×8) get FPS on their own grid."""
+    feats, _, codes, _, depth, depth_pos = _random_batch(seed=5)
+    feats_pos, codes_pos = _random_batch(grid=6, seed=6)[1:4:2]
+    out = run_terms(feats, feats_pos, codes, codes_pos, depth, depth_pos, n_samples=3,
+                    sampling="fps", shifts=GOLDEN_SHIFTS, neg_samples=0,
+                    generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out["coords1"], fps_coords(depth, (8, 8), 3))
+    assert torch.equal(out["coords2"], fps_coords(depth_pos, (6, 6), 3))

@@ -97,6 +97,19 @@ def test_depth_correlation_kernel_refuses_mismatched_depth():
         depth_correlation(torch.rand(1, 1, 3, 3), torch.rand(1, 1, 2, 2), fidelity="corrected")
     with pytest.raises(DepthGError, match=r"\(N,1,H,W\)"):
         depth_correlation(torch.rand(1, 2, 3, 3), torch.rand(1, 2, 3, 3), (3, 3))
+    one, two = torch.rand(1, 1, 3, 3), torch.rand(1, 2, 3, 3)  # either map alone is wrong
+    for d1, d2 in ((two, one), (one, two), (one[0], one)):
+        with pytest.raises(DepthGError, match=r"\(N,1,H,W\)"):
+            depth_correlation(d1, d2, (3, 3))
+
+
+def test_released_depth_correlation_of_depths_below_one():
+    """x̂ = x / max(|x|, 1e-10) on one channel: a depth of 0.5 is still 1 after normalising,
+    one of 5e-11 only 0.5 — the kernel as the reference (§6.1), not a larger ε."""
+    d = torch.tensor([0.5, 5e-11, 0.0, 1e-3], dtype=torch.float64).view(1, 1, 2, 2)
+    slow = ref.depth_correlation_released(d, d, (2, 2))
+    torch.testing.assert_close(depth_correlation(d, d), slow, atol=1e-12, rtol=0)
+    assert slow[0, 0, 0, 0, 0] == 1 and slow[0, 0, 1, 0, 1] == pytest.approx(0.25)
 
 
 def test_corrected_depth_correlation_by_hand():
@@ -116,6 +129,25 @@ def test_released_depth_correlation_is_constant_and_corrected_is_not():
     assert corrected.max() == 1 and corrected.unique().numel() > 2
     # the ends of the ramp are 1/255 and 1 apart by about 0.8 after pooling: D small, not 0
     assert 0.1 < corrected.min() < 0.3
+
+
+def test_defaults_are_the_released_settings():
+    """Called without options, the reference computes the released objective: m = 0 (no
+    force where C < 0), F centred per point, the released reads and FPS (docs/method.md §6)."""
+    g = golden("a_correlation_helper")
+    cd = torch.tensor([-0.5, 0.3])
+    torch.testing.assert_close(ref.clamped_loss(cd, torch.ones(2), 0.1),
+                               torch.tensor([0.0, -0.27]))
+    args = (g["f1"], g["f2"], g["c1"], g["c2"], float(g["shift"]))
+    torch.testing.assert_close(ref.pair_loss(*args)[0], g["loss_pointwise_True"], atol=1e-10,
+                               rtol=0)
+    maps = torch.arange(25.0).view(1, 1, 5, 5)
+    coords = torch.tensor([[[[-1.0, 1.0], [0.0, -1.0]], [[1.0, 0.5], [0.5, 0.0]]]])
+    assert torch.equal(ref.sample(maps, coords), ref.sample(maps, coords, "released"))
+    assert not torch.equal(ref.sample(maps, coords), ref.sample(maps, coords, "corrected"))
+    depth = golden("d_fps")["depth"][:1]
+    assert torch.equal(ref.fps_coords(depth, (7, 7), 3),
+                       ref.fps_coords(depth, (7, 7), 3, "released"))
 
 
 # ------------------------------------------------------------------- the whole objective
@@ -273,6 +305,14 @@ def test_fps_on_a_grid_one_cell_high(fidelity):
             pytest.approx([-1.0, -1 / 3, 1 / 3, 1.0])
 
 
+def test_corrected_fps_on_a_grid_two_cells_wide():
+    """On a 2×2 grid every cell is a corner: its centre is ±1 on both axes (align_corners)."""
+    depth = torch.tensor([[10.0, 80.0], [30.0, 200.0]]).view(1, 1, 2, 2)
+    coords = ref.fps_coords(depth, (2, 2), 2, "corrected")
+    assert sorted(map(tuple, coords.reshape(-1, 2).tolist())) == [
+        (-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]
+
+
 # ---------------------------------------------------------------------- the cluster probe
 
 def test_cluster_probe_matches_golden():
@@ -298,3 +338,21 @@ def test_cluster_probe_equals_module(seed, n_clusters, dim, alpha):
     fast_loss, fast_probs = probe(codes, alpha)
     torch.testing.assert_close(loss, fast_loss, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(probs, fast_probs, atol=1e-6, rtol=1e-6)
+
+
+def test_cluster_probe_has_a_channel_for_every_centroid_even_unused():
+    """p is one-hot over all n centroids, also when no pixel picks the last ones."""
+    codes = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 3, 3)
+    centroids = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    loss, probs = ref.cluster_probe(codes, centroids)
+    assert probs.shape == (1, 3, 3, 3) and torch.equal(probs[0, :, 0, 0], torch.tensor([1.0, 0, 0]))
+    torch.testing.assert_close(loss, torch.tensor(-1.0))
+
+
+def test_cluster_similarity_of_tiny_codes_is_still_cosine():
+    """Codes and centroids of length ~1e-11 are normalised with ε = 1e-12, as
+    `models.ClusterProbe` (F.normalize): their cosine similarity does not shrink."""
+    gen = _gen(3)
+    codes, centroids = torch.randn(1, 4, 2, 2, generator=gen), torch.randn(3, 4, generator=gen)
+    torch.testing.assert_close(ref.cluster_similarity(codes * 1e-11, centroids * 1e-11),
+                               ref.cluster_similarity(codes, centroids), atol=1e-5, rtol=1e-5)

@@ -20,6 +20,7 @@ from depthg_lib.sampling import (
     one_depth_map,
     random_coords,
     sample,
+    sampling_grid,
 )
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -62,9 +63,27 @@ def test_the_default_fidelity_is_the_released_one(d_fps):
     depth = torch.from_numpy(d_fps["depth"])
     assert torch.equal(fps_coords(depth, (28, 28), 9),
                        fps_coords(depth, (28, 28), 9, fidelity="released"))
+    coords = torch.rand(1, 3, 3, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert torch.equal(sampling_grid(coords), sampling_grid(coords, "released"))
+    assert not torch.equal(sampling_grid(coords), sampling_grid(coords, "corrected"))
     inds = torch.tensor([[5, 0, 27, 30]])  # selection order on a 28-wide grid, n = 2
     assert torch.equal(indices_to_coords(inds, (28, 28), 2),
                        indices_to_coords(inds, (28, 28), 2, fidelity="released"))
+
+
+@pytest.mark.parametrize("size", [(9, 8), (10, 8), (8, 9), (8, 10), (9, 9)])
+def test_pooling_to_a_grid_that_does_not_divide_the_map(size):
+    """Cells of unequal size: each grid value is its cell's mean, as `reference.grid_depth`."""
+    from depthg_lib.reference import grid_depth as plain_grid_depth
+
+    depth = torch.rand(2, 1, *size, generator=torch.Generator().manual_seed(0)) * 255
+    torch.testing.assert_close(grid_depth(depth, (4, 4)), plain_grid_depth(depth, (4, 4)))
+
+
+def test_pooling_takes_depth_with_or_without_its_channel():
+    depth = torch.rand(2, 1, 16, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(grid_depth(depth[:, 0], (4, 4)), grid_depth(depth, (4, 4)))
+    assert torch.equal(fps_coords(depth[:, 0], (4, 4), 2), fps_coords(depth, (4, 4), 2))
 
 
 def test_pooling_matches_golden(d_fps):
@@ -186,11 +205,14 @@ def test_normalized_depth_stretches_each_map_and_one_depth_map_takes_the_first()
     for m in out:  # each map on its own: its nearest cell 0, its farthest 1
         assert m.min().item() == 0 and m.max().item() == pytest.approx(1)
     assert torch.equal(one_depth_map(depth), depth[:1])
+    short = normalized_depth(torch.linspace(0.2, 0.6, 16).view(1, 1, 4, 4), (2, 2))
+    assert short.min() == 0 and short.max() == pytest.approx(1)  # a range below 1 stretches too
     assert one_depth_map(np.ones((3, 5))).shape == (1, 1, 3, 5)
 
 
 def test_too_many_points_for_the_grid_is_a_depthg_error():
-    with pytest.raises(DepthGError, match="use n ≤ 4"):
+    with pytest.raises(DepthGError, match=r"5×5 = 25 points on a 4×4 feature grid \(16 cells\); "
+                                          "use n ≤ 4"):
         fps_coords(torch.rand(2, 1, 28, 28), (4, 4), 5)  # 25 points on 16 cells
 
 
@@ -202,6 +224,8 @@ def test_read_positions_show_the_released_mirror(d_fps):
     depth = torch.from_numpy(d_fps["depth"][:1])
     chosen = fps_cells(depth, (28, 28), 9, "released")
     assert chosen.tolist()[:2] == [[0, 0], [503 // 28, 503 % 28]]  # golden selection order
+    assert np.array_equal(fps_cells(depth, (28, 28), 9), chosen)  # released by default
+    assert not np.array_equal(fps_cells(depth, (28, 28), 9, "corrected"), chosen)
     released = read_positions(fps_coords(depth, (28, 28), 9, "released"), (28, 28))
     corrected = read_positions(fps_coords(depth, (28, 28), 9, "corrected"), (28, 28))
     # released reads (col/w·27, row/h·27) for a chosen (row, col): mirrored, slightly off
