@@ -90,8 +90,7 @@ def _depthg_vs_stego(r: dict) -> list[Finding]:
                     "interval is in chapter 06)")]
 
 
-# chapter → (what it measures, named when not recorded yet; its reader above, which raises
-# KeyError on a chapter that has not recorded its numbers)
+# chapter → (what it measures; its reader above, which raises KeyError until the chapter has run)
 _READERS = {"01_generate_depth": ("premise (same-class AUROC)", _premise),
             "03_mine_knn": ("kNN purity", _knn_purity),
             "04_train_depthg": ("FPS share on things", _fps_on_things),
@@ -126,8 +125,7 @@ def findings_markdown(findings: Sequence[Finding]) -> str:
 
 # ------------------------------------------------------------------ the released objective
 
-def effective_intra_shift(w_intra: float, s_intra: float, w_depth: float,
-                          s_depth: float) -> float:
+def effective_intra_shift(w_intra: float, s_intra: float, w_depth: float, s_depth: float) -> float:
     """The intra shift that intra + depth term amount to when D ≡ 1 (released, §6.1):
     w_i·(F − s_i) + w_d·(1 − s_d) = w_i·(F − s′) with s′ = s_i − w_d(1 − s_d)/w_i."""
     return s_intra - w_depth * (1.0 - s_depth) / w_intra
@@ -136,8 +134,7 @@ def effective_intra_shift(w_intra: float, s_intra: float, w_depth: float,
 def depth_schedule(profile: Profile, step: int) -> tuple[float, float]:
     """(w_depth, s_depth) at step `step`, as the trainer decays them after every step k > 0
     with k % `depth_decay_every` == 0."""
-    decays = max(step - 1, 0) // profile.depth_decay_every
-    f = profile.depth_decay_factor ** decays
+    f = profile.depth_decay_factor ** (max(step - 1, 0) // profile.depth_decay_every)
     return profile.weight_depth * f, profile.shift_depth * f
 
 
@@ -186,14 +183,6 @@ def backbone_name(p: Profile) -> str:
     return f"{family} ViT-{match.group(1)[0].upper()}/{match.group(2)}"
 
 
-def _row(profile: str, p: Profile, method: str, kind: str, block: dict) -> dict:
-    return {"profile": profile, "dataset": dataset_name(p), "backbone": backbone_name(p),
-            "method": method, "kind": kind,
-            "unsup_acc": block["unsupervised"]["acc"], "unsup_miou": block["unsupervised"]["miou"],
-            "linear_acc": block["linear"]["acc"], "linear_miou": block["linear"]["miou"],
-            "crf": block["crf"], "source": block["source"]}
-
-
 def paper_rows() -> list[dict]:
     """Every shipped profile's `paper:` block as rows (kind "paper"; None = not sourced),
     each followed by the block's `others` (kind "other": baselines, released checkpoints)."""
@@ -203,8 +192,12 @@ def paper_rows() -> list[dict]:
         if block is None:
             continue
         p = load_profile(name)
-        rows.append(_row(name, p, "DepthG" if p.use_depth else "STEGO", "paper", block))
-        rows += [_row(name, p, other["method"], "other", other) for other in block["others"]]
+        where = {"profile": name, "dataset": dataset_name(p), "backbone": backbone_name(p)}
+        own = {"method": "DepthG" if p.use_depth else "STEGO", "kind": "paper", **block}
+        for row in [own] + [{"kind": "other", **other} for other in block["others"]]:
+            u, lin = row["unsupervised"], row["linear"]
+            rows.append({**_row(where, row["method"], u["acc"], u["miou"], lin["acc"], lin["miou"]),
+                         "kind": row["kind"], "crf": row["crf"], "source": row["source"]})
     return rows
 
 
@@ -267,10 +260,10 @@ def course_rows(profile: Profile | str, study: dict | None = None) -> list[dict]
             "source": "chapter 05 of this run (one seed)"}
     rows = []
     if "unsupervised_miou" in r:
-        rows.append(_course_row(here, "DepthG head (chapter 05)", r.get("unsupervised_acc"),
+        rows.append(_row(here, "DepthG head (chapter 05)", r.get("unsupervised_acc"),
                                 r["unsupervised_miou"], r.get("linear_acc"), r.get("linear_miou")))
     if "kmeans_miou" in r:
-        rows.append(_course_row(here, "backbone features, no head: k-means (chapter 05)",
+        rows.append(_row(here, "backbone features, no head: k-means (chapter 05)",
                                 r.get("kmeans_acc"), r["kmeans_miou"]))
     per_seed = (study or {}).get("baselines_per_seed", {})
     for knob in study["knob"]["settings"] if study else ():
@@ -280,13 +273,13 @@ def course_rows(profile: Profile | str, study: dict | None = None) -> list[dict]
             v = study.get("arms", {}).get(arm, {}).get(knob, {})
             if v.get("unsup"):
                 here["source"] = f"study, mean of {len(v['unsup'])} seeds"
-                rows.append(_course_row(here, study.get("arm_labels", {}).get(arm, arm), None,
+                rows.append(_row(here, study.get("arm_labels", {}).get(arm, arm), None,
                                         _mean(v["unsup"]), None, _mean(v["linear"])))
         km = per_seed.get("kmeans_raw_train_fit", {}).get(knob)
         lin = per_seed.get("linear_raw", {}).get(knob)
         if km or lin:
             here["source"] = f"study, mean of {len(km or lin)} seeds"
-            rows.append(_course_row(here, "backbone features, no head: k-means (train fit) / "
+            rows.append(_row(here, "backbone features, no head: k-means (train fit) / "
                                     "linear probe", None, _mean(km), None, _mean(lin)))
     return rows
 
@@ -295,8 +288,7 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _course_row(where: dict, method: str, unsup_acc, unsup_miou, linear_acc=None,
-                linear_miou=None) -> dict:
+def _row(where, method: str, unsup_acc, unsup_miou, linear_acc=None, linear_miou=None) -> dict:
     return {**where, "method": method, "unsup_acc": unsup_acc, "unsup_miou": unsup_miou,
             "linear_acc": linear_acc, "linear_miou": linear_miou}
 

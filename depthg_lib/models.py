@@ -1,7 +1,5 @@
-"""The model (docs/method.md §5): frozen ViT backbone, segmentation head, cluster and linear probes.
-
-`load_backbone` is the one entry point to every backbone, its weights read from local files only.
-"""
+"""The model (docs/method.md §5): frozen ViT backbone, segmentation head, cluster and linear
+probes. `load_backbone` is the one entry point to every backbone, weights from local files only."""
 
 from __future__ import annotations
 
@@ -54,8 +52,8 @@ def default_weights_candidates(name: str) -> list[Path]:
 
 
 class FrozenViT(nn.Module):
-    """[0,1] (or uint8) images (B,3,H,W) → last-layer patch tokens as a map (B, dim, H/p, W/p),
-    normalised inside, no gradient, always in eval mode; subclasses give `patch_tokens`."""
+    """[0,1] or uint8 images (B,3,H,W) → last-layer patch tokens as a map (B, C, H/p, W/p),
+    normalised inside, no gradient, always eval; subclasses give `patch_tokens`: (B, H/p·W/p, C)."""
 
     def __init__(self, name: str, dim: int, patch_size: int, mean, std):
         super().__init__()
@@ -66,9 +64,6 @@ class FrozenViT(nn.Module):
 
     def train(self, mode: bool = True):  # frozen: always eval
         return super().train(False)
-
-    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:  # → (B, H/p·W/p, dim)
-        raise NotImplementedError
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -264,8 +259,7 @@ class ClusterProbe(nn.Module):
         if log_probs:  # evaluation (alpha 2)
             return F.log_softmax(inner * alpha, dim=1)
         if alpha is None:
-            probs = F.one_hot(inner.argmax(dim=1), self.clusters.shape[0])
-            probs = probs.permute(0, 3, 1, 2).to(inner.dtype)
+            probs = F.one_hot(inner.argmax(dim=1), inner.shape[1]).permute(0, 3, 1, 2).to(inner)
         else:
             probs = F.softmax(inner * alpha, dim=1)
         loss = -(probs * inner).sum(1).mean()

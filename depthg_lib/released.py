@@ -151,8 +151,7 @@ def dino_interpolate_pos_embed(pos_embed: torch.Tensor, height: int, width: int,
     rows, cols = height // patch, width // patch
     if rows * cols == n and height == width:
         return pos_embed
-    side = int(math.sqrt(n))
-    dim = pos_embed.shape[-1]
+    side, dim = int(math.sqrt(n)), pos_embed.shape[-1]
     grid = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side),
                          mode="bicubic", align_corners=False)
@@ -190,7 +189,6 @@ class DinoViT(FrozenViT):
 
 
 def _sub(sd: dict, prefix: str, into: str = "") -> dict:
-    """The tensors under `prefix`, renamed to start with `into` instead."""
     return {into + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
@@ -271,9 +269,6 @@ def check_fits_profile(model: TrainedModel, profile) -> None:
 
 # ------------------------------------------------------------------ the paper's numbers
 
-_METRICS = ("acc", "miou")
-
-
 def paper_numbers(profile) -> dict | None:
     """The checked `paper:` block of a profile's own file (not inherited): `source`, `crf`, the
     probes' acc and miou (percent or null), a `note` and `others` (rows beside it, each with a
@@ -307,7 +302,7 @@ def _paper_row(block, where, name: str, required: tuple, extra: tuple = ()) -> d
     out = {"source": str(block["source"]), "crf": block.get("crf")}
     for probe in ("unsupervised", "linear"):
         numbers = block.get(probe) or {}
-        if not isinstance(numbers, dict) or set(numbers) - set(_METRICS):
+        if not isinstance(numbers, dict) or set(numbers) - {"acc", "miou"}:
             raise DepthGError(f"profile {where}: {name}.{probe} must map acc and miou to "
                               "numbers")
         for metric, value in numbers.items():
@@ -315,5 +310,5 @@ def _paper_row(block, where, name: str, required: tuple, extra: tuple = ()) -> d
                 raise DepthGError(f"profile {where}: {name}.{probe}.{metric} must be a "
                                   f"percentage or null, found {value!r}")
         out[probe] = {m: (None if numbers.get(m) is None else float(numbers[m]))
-                      for m in _METRICS}
+                      for m in ("acc", "miou")}
     return out
