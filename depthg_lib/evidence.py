@@ -123,8 +123,6 @@ def findings_markdown(findings: Sequence[Finding]) -> str:
                   ((f.chapter, f.measure, f.value, f.baseline, f.reading) for f in findings))
 
 
-# ------------------------------------------------------------------ the released objective
-
 def effective_intra_shift(w_intra: float, s_intra: float, w_depth: float, s_depth: float) -> float:
     """The intra shift that intra + depth term amount to when D ≡ 1 (released, §6.1):
     w_i·(F − s_i) + w_d·(1 − s_d) = w_i·(F − s′) with s′ = s_i − w_d(1 − s_d)/w_i."""
@@ -160,8 +158,6 @@ def fps_read_overlap(depth: np.ndarray | torch.Tensor, grid_hw: Sequence[int], n
     read = np.rint(read_positions(coords, grid)).astype(int)
     return float(np.mean([tuple(r) in chosen for r in read.tolist()]))
 
-
-# ------------------------------------------------------------------ the papers' numbers
 
 _DATASETS = {"cityscapes": "Cityscapes", "cocostuff": "COCO-Stuff", "cocostuff27": "COCO-Stuff",
              "potsdam": "Potsdam", "synthscenes": "SynthScenes"}

@@ -250,12 +250,9 @@ class ClusterProbe(nn.Module):
         self.n_classes = n_classes
         self.clusters = nn.Parameter(torch.randn(n_classes, dim))
 
-    def similarity(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bchw,nc->bnhw", F.normalize(x, dim=1),
-                            F.normalize(self.clusters, dim=1))
-
     def forward(self, x: torch.Tensor, alpha: float | None = None, log_probs: bool = False):
-        inner = self.similarity(x)
+        inner = torch.einsum("bchw,nc->bnhw", F.normalize(x, dim=1),
+                             F.normalize(self.clusters, dim=1))
         if log_probs:  # evaluation (alpha 2)
             return F.log_softmax(inner * alpha, dim=1)
         if alpha is None:
@@ -330,6 +327,5 @@ class TrainedModel:
     @torch.no_grad()
     def codes(self, images: torch.Tensor) -> torch.Tensor:
         """Codes (B, code_dim, H/p, W/p) of images (B,3,H,W): uint8 0..255 or float [0,1]."""
-        images = images.to(self.device)
-        x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
-        return self.head(self.backbone()(x)).float()
+        x = images.to(self.device)  # the backbone scales uint8 itself
+        return self.head(self.backbone()(x if x.dtype == torch.uint8 else x.float())).float()

@@ -41,8 +41,6 @@ _REQUIRED = ("net.model.cls_token", "net.model.pos_embed", "net.model.patch_embe
              "linear_probe.weight", "linear_probe.bias")
 
 
-# ------------------------------------------------------------------ safe unpickling
-
 class Pickled:
     """Inert stand-in for a class a checkpoint names: keeps its arguments and pickled state."""
 
@@ -140,8 +138,6 @@ def is_released_checkpoint(path: str | os.PathLike) -> bool:
         return path.suffix == ".ckpt"
     return b"net.model.pos_embed" in data and b"cluster_probe.clusters" in data
 
-
-# ------------------------------------------------------------------ the released network
 
 def dino_interpolate_pos_embed(pos_embed: torch.Tensor, height: int, width: int,
                                patch: int) -> torch.Tensor:
@@ -266,8 +262,6 @@ def check_fits_profile(model: TrainedModel, profile) -> None:
                           f"{profile.dataset} data {profile.n_classes}; use the profile of its "
                           "dataset (docs/reproduction.md §6 lists them)")
 
-
-# ------------------------------------------------------------------ the paper's numbers
 
 def paper_numbers(profile) -> dict | None:
     """The checked `paper:` block of a profile's own file (not inherited): `source`, `crf`, the
