@@ -321,9 +321,9 @@ def test_corrected_terms_pair_the_points_in_the_reference_layout():
     torch.testing.assert_close(out["pos_inter_loss"], loss.detach(), atol=1e-6, rtol=0)
 
 
-def test_points_outside_the_square_read_the_border():
-    """The sparse reader is grid_sample with border padding also outside [−1, 1]²: each
-    point clamps to the nearest edge (points kept to where a wrong read stays in memory)."""
+def test_points_outside_the_square_read_the_border(reader):
+    """Both readers are grid_sample with border padding also outside [−1, 1]²: each point
+    clamps to the nearest edge (points kept to where a wrong read stays in memory)."""
     maps = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     grid = torch.tensor([[[1.8, 0.0], [0.0, 1.8], [1.8, 1.8], [0.3, -0.2]],
                          [[-1.8, 0.5], [0.5, -1.8], [-1.8, -1.8], [-0.6, 0.9]]])

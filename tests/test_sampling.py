@@ -63,9 +63,6 @@ def test_the_default_fidelity_is_the_released_one(d_fps):
     depth = torch.from_numpy(d_fps["depth"])
     assert torch.equal(fps_coords(depth, (28, 28), 9),
                        fps_coords(depth, (28, 28), 9, fidelity="released"))
-    coords = torch.rand(1, 3, 3, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    assert torch.equal(sampling_grid(coords), sampling_grid(coords, "released"))
-    assert not torch.equal(sampling_grid(coords), sampling_grid(coords, "corrected"))
     inds = torch.tensor([[5, 0, 27, 30]])  # selection order on a 28-wide grid, n = 2
     assert torch.equal(indices_to_coords(inds, (28, 28), 2),
                        indices_to_coords(inds, (28, 28), 2, fidelity="released"))
@@ -84,6 +81,13 @@ def test_pooling_takes_depth_with_or_without_its_channel():
     depth = torch.rand(2, 1, 16, 12, generator=torch.Generator().manual_seed(0))
     assert torch.equal(grid_depth(depth[:, 0], (4, 4)), grid_depth(depth, (4, 4)))
     assert torch.equal(fps_coords(depth[:, 0], (4, 4), 2), fps_coords(depth, (4, 4), 2))
+
+
+def test_sampling_grid_swaps_the_axes_by_default():
+    """Without a fidelity the grid is the released one: read transposed (§7)."""
+    coords = torch.rand(1, 3, 3, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert torch.equal(sampling_grid(coords), coords.transpose(1, 2))
+    assert torch.equal(sampling_grid(coords, "corrected"), coords)
 
 
 def test_pooling_matches_golden(d_fps):
