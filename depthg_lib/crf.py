@@ -16,12 +16,6 @@ import numpy as np
 
 from .errors import DepthGError
 
-# the released parameters: mean-field iterations, the Gaussian (smoothness) kernel, and the
-# bilateral (appearance) kernel on the image in BGR 0..255
-ITERATIONS = 10
-GAUSSIAN_SXY, GAUSSIAN_COMPAT = 1, 3
-BILATERAL_SXY, BILATERAL_SRGB, BILATERAL_COMPAT = 67, 3, 4
-
 
 def crf_available() -> bool:
     """True when `pydensecrf` (PyPI `pydensecrf2`) can be imported."""
@@ -53,20 +47,11 @@ def dense_crf(image: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
     bgr = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])  # §9: the released code feeds BGR
     crf = dcrf.DenseCRF2D(w, h, n)
     crf.setUnaryEnergy(unary)
-    crf.addPairwiseGaussian(sxy=GAUSSIAN_SXY, compat=GAUSSIAN_COMPAT)
-    crf.addPairwiseBilateral(sxy=BILATERAL_SXY, srgb=BILATERAL_SRGB, rgbim=bgr,
-                             compat=BILATERAL_COMPAT)
-    q = crf.inference(ITERATIONS)
+    # the released parameters: a smoothness kernel, an appearance kernel, 10 mean-field steps
+    crf.addPairwiseGaussian(sxy=1, compat=3)
+    crf.addPairwiseBilateral(sxy=67, srgb=3, rgbim=bgr, compat=4)
+    q = crf.inference(10)
     return np.asarray(q, dtype=np.float32).reshape(n, h, w)
-
-
-def default_workers() -> int:
-    """Worker processes: `DEPTHG_CRF_WORKERS` if set, else up to 4 when there are > 2 cores."""
-    env = os.environ.get("DEPTHG_CRF_WORKERS")
-    if env is not None:
-        return max(0, int(env))
-    cpus = os.cpu_count() or 1
-    return 0 if cpus <= 2 else min(4, cpus - 1)
 
 
 class CRFRunner(contextlib.AbstractContextManager):
@@ -76,7 +61,11 @@ class CRFRunner(contextlib.AbstractContextManager):
 
     def __init__(self, workers: int | None = None, timeout: float = 120.0):
         require_crf()
-        self.workers = default_workers() if workers is None else int(workers)
+        if workers is None:  # `DEPTHG_CRF_WORKERS` if set, else up to 4 when there are > 2 cores
+            cpus = os.cpu_count() or 1
+            default = 0 if cpus <= 2 else min(4, cpus - 1)
+            workers = max(0, int(os.environ.get("DEPTHG_CRF_WORKERS", default)))
+        self.workers = int(workers)
         self.timeout = timeout
         self._pool: cf.ProcessPoolExecutor | None = None
         self.fell_back = False
