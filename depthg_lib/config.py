@@ -147,15 +147,14 @@ class Profile:
     def replace(self, **changes) -> Profile:
         """A copy with some values changed, validated like a loaded profile."""
         where = self.source or self.name
-        changes = {key: _check_type(where, key, value) for key, value in changes.items()}
+        changes = {key: _validate(where, key, value) for key, value in changes.items()}
         new = dataclasses.replace(self, **changes)
-        _validate(new, where)
+        _check_combined(new, where)
         return new
 
     @property
     def weights(self) -> dict[str, float]:
-        return {"intra": self.weight_intra, "inter": self.weight_inter,
-                "neg": self.weight_neg, "depth": self.weight_depth}
+        return {k: getattr(self, f"weight_{k}") for k in ("intra", "inter", "neg", "depth")}
 
     @property
     def shifts(self) -> dict[str, float]:
@@ -260,32 +259,32 @@ def _check_key(path, key) -> None:
         raise DepthGError(f"profile {path}: unknown key {key!r}{hint}")
 
 
-def _check_type(path, key, value):
+def _validate(path, key, value):
+    """`value` if right for `key` in type and range (an int where a float is expected: as float)."""
     _check_key(path, key)
     hint = typing.get_type_hints(Profile)[key]
     expected = hint if isinstance(hint, type) else typing.get_origin(hint)  # list[float]: list
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if expected is int and isinstance(value, bool) or not isinstance(value, expected):
         raise DepthGError(f"profile {path}: {key} must be {getattr(expected, '__name__', expected)}"
                           f", found {value!r} ({type(value).__name__})")
+    if isinstance(value, float) and not math.isfinite(value):  # YAML's .nan / .inf
+        raise DepthGError(f"profile {path}: {key} must be a finite number, found {value!r}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise DepthGError(f"profile {path}: {key} must be one of {', '.join(_CHOICES[key])},"
+                          f" found {value!r}")
+    if key in _POSITIVE and value <= 0:
+        raise DepthGError(f"profile {path}: {key} must be > 0, found {value!r}")
+    if key in _NON_NEGATIVE and value < 0:
+        raise DepthGError(f"profile {path}: {key} must be >= 0, found {value!r}")
+    if key in _UNIT_INTERVAL and not 0 <= value <= 1:
+        raise DepthGError(f"profile {path}: {key} must be in [0, 1], found {value!r}")
     return value
 
 
-def _validate(profile: Profile, path) -> None:
-    for key in _FIELDS:
-        value = getattr(profile, key)
-        if isinstance(value, float) and not math.isfinite(value):  # YAML's .nan / .inf
-            raise DepthGError(f"profile {path}: {key} must be a finite number, found {value!r}")
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise DepthGError(f"profile {path}: {key} must be one of {', '.join(_CHOICES[key])},"
-                              f" found {value!r}")
-        if key in _POSITIVE and value <= 0:
-            raise DepthGError(f"profile {path}: {key} must be > 0, found {value!r}")
-        if key in _NON_NEGATIVE and value < 0:
-            raise DepthGError(f"profile {path}: {key} must be >= 0, found {value!r}")
-        if key in _UNIT_INTERVAL and not 0 <= value <= 1:
-            raise DepthGError(f"profile {path}: {key} must be in [0, 1], found {value!r}")
+def _check_combined(profile: Profile, path) -> None:
+    """The rules between settings (each value alone was checked by `_validate` on its way in)."""
     if profile.fps_min_samples > profile.samples:
         raise DepthGError(f"profile {path}: fps_min_samples ({profile.fps_min_samples}) must "
                           f"not exceed samples ({profile.samples})")
