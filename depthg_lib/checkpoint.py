@@ -115,24 +115,20 @@ def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
     except Exception as err:  # noqa: BLE001 - any unreadable file is one clear error
         # torch's own text is a paragraph of advice for other cases: its first sentence
         detail = str(err).split(". ")[0].splitlines()[0] if str(err) else ""
+        remedy = "replace it, or train again with `python -m depthg_lib.train --profile <profile>`"
+        if path.parent.name == "checkpoints" and path.stem in ("last", "previous", "final"):
+            siblings = sorted(p.name for p in path.parent.glob("*" + path.suffix) if p != path)
+            if siblings:  # resuming a run rewrites its own files from an intact one
+                remedy = (f"{', '.join(siblings)} beside it may be intact: "
+                          "`python -m depthg_lib.train --profile <profile> --resume` (with the "
+                          "run's --out, if it had one) continues from them and writes it again")
         raise DepthGError(f"cannot read checkpoint {path}: the file is truncated or damaged "
-                          f"({type(err).__name__}: {detail}); {_remedy(path)}") from None
+                          f"({type(err).__name__}: {detail}); {remedy}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise DepthGError(f"{path} is not a DepthG checkpoint (format {found!r}, expected "
                           f"{CHECKPOINT_FORMAT!r})")
     return state
-
-
-def _remedy(path: Path) -> str:
-    """What repairs an unreadable checkpoint: resuming a run rewrites its own files."""
-    if path.parent.name == "checkpoints" and path.stem in ("last", "previous", "final"):
-        siblings = [p.name for p in path.parent.glob("*" + path.suffix) if p != path]
-        if siblings:
-            return (f"{', '.join(sorted(siblings))} beside it may be intact: "
-                    "`python -m depthg_lib.train --profile <profile> --resume` (with the run's "
-                    "--out, if it had one) continues from them and writes it again")
-    return "replace it, or train again with `python -m depthg_lib.train --profile <profile>`"
 
 
 def check_compatible(state: dict, profile: Profile, path: Path) -> None:
