@@ -45,16 +45,6 @@ def _file_size(path) -> tuple[int, int] | None:
         return None  # reading the file later names it
 
 
-def check_label_sizes(reader, split: str, names: Sequence[str]) -> None:
-    """Every label as large as its image (file headers only: seconds for thousands)."""
-    for name in names:
-        lp, ip = reader.label_path(split, name), reader.image_path(split, name)
-        label_hw = None if lp is None else _file_size(lp)
-        image_hw = None if label_hw is None else _file_size(ip)
-        if image_hw is not None and image_hw != label_hw:
-            raise size_mismatch(lp, label_hw, ip, image_hw)
-
-
 def open_split(profile: Profile, split: str):
     """(reader, names) of a split with labels, `n_classes` classes and labels as large as their
     images (a smaller one would be scored against the wrong pixels)."""
@@ -72,7 +62,12 @@ def open_split(profile: Profile, split: str):
         raise DepthGError(f"split {split!r} of {profile.paths.dataset_dir} holds no images; "
                           "check the data with: python -m depthg_lib.data check --dataset "
                           f"{profile.dataset} --root {profile.paths.dataset_dir}")
-    check_label_sizes(reader, split, names)
+    for name in names:  # file headers only: seconds for thousands
+        lp, ip = reader.label_path(split, name), reader.image_path(split, name)
+        label_hw = None if lp is None else _file_size(lp)
+        image_hw = None if label_hw is None else _file_size(ip)
+        if image_hw is not None and image_hw != label_hw:
+            raise size_mismatch(lp, label_hw, ip, image_hw)
     return reader, names
 
 

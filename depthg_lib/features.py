@@ -20,7 +20,6 @@ from .io import as_recorded, atomic_path, free_bytes, load_json, save_json
 from .transforms import resize_center_crop
 
 CACHE_VERSION = 1
-FEATURE_DTYPE = np.float16
 
 
 def prepare_crop(image: np.ndarray, label: np.ndarray, depth: np.ndarray, res: int,
@@ -55,13 +54,10 @@ class CachedSplit:
     depth = cached_property(lambda self: self._map("depth"))
 
 
-def cache_bytes(n_crops: int, dim: int, grid_hw: tuple[int, int], res: int) -> int:
-    """Disk bytes of one split's cache: fp16 features + uint8 labels + float32 depth."""
-    return n_crops * (dim * grid_hw[0] * grid_hw[1] * 2 + res * res * (1 + 4))
-
-
-def check_budget(need: int, budget_gb: float, folder: Path) -> None:
-    """Refuse a cache larger than the profile's `feature_cache_gb` or the free disk."""
+def check_budget(n_crops: int, backbone, res: int, budget_gb: float, folder: Path) -> None:
+    """Refuse a cache of `n_crops` (fp16 features + uint8 labels + float32 depth) larger than the
+    profile's `feature_cache_gb` or the free disk."""
+    need = n_crops * (backbone.dim * (res // backbone.patch_size) ** 2 * 2 + res * res * (1 + 4))
     free = free_bytes(folder)
     fix = ("raise `feature_cache_gb` in the profile, free disk space, or set "
            "`precompute_features: false` to featurise on the fly")
@@ -92,9 +88,9 @@ def open_cache(folder: Path, split: str, settings: dict, source=None) -> CachedS
 @torch.no_grad()
 def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelity: str,
                 settings: dict, device: torch.device, batch_size: int = 32,
-                budget_gb: float = 20.0, progress: bool = True, reserved: int = 0) -> CachedSplit:
+                progress: bool = True) -> CachedSplit:
     """Featurise every crop of `source` (`len`, `load(n)`) into the split's memory maps, unless
-    the cache holds it; `reserved`: bytes other splits take (budget check)."""
+    the cache holds it (the caller checks the disk budget: `check_budget`)."""
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(folder / ".features.lock"):  # two trainings sharing a cache: one builds it
         cached = open_cache(folder, split, settings, source=source)
@@ -108,24 +104,21 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
                 old.unlink()
         n = len(source)
         grid = (res // backbone.patch_size,) * 2
-        check_budget(cache_bytes(n, backbone.dim, grid, res) + reserved, budget_gb, folder)
-
-        layout = {"feats": (FEATURE_DTYPE, (n, backbone.dim, *grid)),
+        layout = {"feats": (np.float16, (n, backbone.dim, *grid)),
                   "labels": (np.uint8, (n, res, res)), "depth": (np.float32, (n, res, res))}
         with contextlib.ExitStack() as stack:
             arrays = {k: np.lib.format.open_memmap(
                 stack.enter_context(atomic_path(folder / f"{k}_{split}.npy")), mode="w+",
                 dtype=dtype, shape=shape) for k, (dtype, shape) in layout.items()}
-            bar = tqdm(total=n, desc=f"features {split}", disable=not progress, leave=False)
-            for start in range(0, n, batch_size):
-                rows = slice(start, min(n, start + batch_size))
-                crops = [prepare_crop(*source.load(i), res, fidelity) for i in range(n)[rows]]
-                images, labels, depth = (np.stack(part) for part in zip(*crops))
-                f = featurize(backbone, torch.from_numpy(images).to(device))
-                arrays["feats"][rows] = f.float().cpu().numpy()
-                arrays["labels"][rows], arrays["depth"][rows] = labels, depth
-                bar.update(len(crops))
-            bar.close()
+            with tqdm(total=n, desc=f"features {split}", disable=not progress, leave=False) as bar:
+                for start in range(0, n, batch_size):
+                    rows = slice(start, min(n, start + batch_size))
+                    crops = [prepare_crop(*source.load(i), res, fidelity) for i in range(n)[rows]]
+                    images, labels, depth = (np.stack(part) for part in zip(*crops))
+                    f = featurize(backbone, torch.from_numpy(images).to(device))
+                    arrays["feats"][rows] = f.float().cpu().numpy()
+                    arrays["labels"][rows], arrays["depth"][rows] = labels, depth
+                    bar.update(len(crops))
             for arr in arrays.values():
                 arr.flush()
             del arrays  # the memory maps are closed before the files take their names

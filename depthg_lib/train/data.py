@@ -70,9 +70,8 @@ class ArrayCrops:
 
 @dataclass
 class TrainData:
-    """Training crops, their kNN table, validation crops (or None), the feature cache's folder
-    and the `key` naming the crops there; the kNN record's digest and the dataset's class
-    count (None for data made in memory)."""
+    """What training reads; `key` names the crops in the feature cache's settings, `knn_record`
+    (the kNN record's digest) and `n_classes` are None for data made in memory."""
 
     train: object
     knn: np.ndarray
@@ -233,17 +232,14 @@ def prepare_caches(profile, data, backbone, device, rank, world, progress):
     """Build (rank 0) or open the frozen-feature cache of the train and val crops."""
     folder = Path(data.cache_dir)
     settings = cache_settings(profile, data, backbone)
-    grid = (profile.res // backbone.patch_size,) * 2
     splits = [("train", data.train)] + ([("val", data.val)] if data.val is not None else [])
     if rank == 0:
-        size = {name: featcache.cache_bytes(len(s), backbone.dim, grid, profile.res)
-                for name, s in splits}
-        featcache.check_budget(sum(size.values()), profile.feature_cache_gb, folder)
+        n_crops = sum(len(source) for _, source in splits)
+        featcache.check_budget(n_crops, backbone, profile.res, profile.feature_cache_gb, folder)
         for name, source in splits:
             featcache.build_cache(source, name, folder, backbone, res=profile.res,
                                   fidelity=profile.fidelity, settings=settings, device=device,
-                                  budget_gb=profile.feature_cache_gb, progress=progress,
-                                  reserved=0 if name == "train" else size["train"])
+                                  progress=progress)
     barrier(world)
     # keyed by the crops' digest too: features of crops cut afresh are never read
     caches = {name: featcache.open_cache(folder, name, settings, source=source)

@@ -86,8 +86,13 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
                 held.enter_context(stage_lock(out, "train"))
             data = data if data is not None else open_train_data(profile)
             check_class_count(profile, data)
-            backbone = load_frozen_backbone(profile, device)  # checked before train.json is
-            _check_sample_grid(profile, backbone)  # written: a refused run leaves no record
+            backbone = load_frozen_backbone(profile, device)
+            grid = profile.res // backbone.patch_size  # before train.json: refused, no record
+            if profile.samples > grid:
+                raise DepthGError(f"profile {profile.name}: the sample grid S = {profile.samples} "
+                                  f"is larger than the {grid}×{grid} feature grid ({profile.res} "
+                                  f"px / patch {backbone.patch_size}); lower `samples` or raise "
+                                  "`res`")
             done = _check_previous_run(out, profile, seed, total_steps, resume, force, rank,
                                        world, data, command)
             if done is not None:
@@ -110,14 +115,6 @@ def _processes(device: torch.device) -> tuple[int, int, bool]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return dist.get_rank(), dist.get_world_size(), True
     return 0, 1, False
-
-
-def _check_sample_grid(profile: Profile, backbone) -> None:
-    grid = profile.res // backbone.patch_size
-    if profile.samples > grid:
-        raise DepthGError(f"profile {profile.name}: the sample grid S = {profile.samples} is "
-                          f"larger than the {grid}×{grid} feature grid ({profile.res} px / patch "
-                          f"{backbone.patch_size}); lower `samples` or raise `res`")
 
 
 def _check_previous_run(out, profile, seed, total_steps, resume, force, rank, world, data,

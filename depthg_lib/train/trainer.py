@@ -70,10 +70,8 @@ class Trainer:
         self.model = model.to(device)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.net = self.model
-        if world > 1:
-            ids = [device.index] if device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        ids = [device.index] if device.type == "cuda" else None
+        self.net = DistributedDataParallel(self.model, device_ids=ids) if world > 1 else self.model
         self.optimizers = {  # one per part, named as the part (and its checkpoint entry)
             k: torch.optim.Adam(getattr(self.model, k).parameters(), lr=lr) for k, lr in
             (("head", profile.lr), ("cluster_probe", profile.probe_lr),

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from .. import features as featcache
 from ..config import Profile
+from ..evalset import as_targets
 from ..metrics import confusion_histogram, scores
 from ..models import DepthGModel
 from .data import CropBatches, rows
@@ -40,21 +41,18 @@ class Validation:
 
     @torch.no_grad()
     def __call__(self, model: DepthGModel) -> dict[str, float]:
-        was_training = model.training
-        model.eval()
+        model.eval()  # Trainer.step sets training mode again
         n_cls, extra = self.profile.n_classes, self.profile.extra_clusters
         lin = np.zeros((n_cls, n_cls), np.int64)
         clu = np.zeros((n_cls + extra, n_cls), np.int64)
         for feats, label in self._batches():
             code = F.interpolate(model.head(feats).float(), size=label.shape[-2:],
                                  mode="bilinear", align_corners=False)
-            target = label.numpy().astype(np.int64)
-            target[(target < 0) | (target >= n_cls)] = -1
+            target = as_targets(label.numpy(), n_cls)
             lin += confusion_histogram(model.linear_probe(code).argmax(1).cpu().numpy(), target,
                                        n_cls)
             _, probs = model.cluster_probe(code, None)
             clu += confusion_histogram(probs.argmax(1).cpu().numpy(), target, n_cls, extra)
-        model.train(was_training)
         ls, cs = scores(lin, hungarian=False), scores(clu, hungarian=True)
         return {"val_linear_miou": float(ls["miou"]), "val_linear_acc": float(ls["acc"]),
                 "val_cluster_miou": float(cs["miou"]), "val_cluster_acc": float(cs["acc"])}
