@@ -65,13 +65,6 @@ def _cells(notebook: Path) -> list[dict]:
     return json.loads(notebook.read_text())["cells"]
 
 
-def code_digest(notebook: Path) -> str:
-    """Digest of the code cells sans comments: a prose edit re-runs the chapter, not later ones."""
-    code = [_without_comments("".join(c["source"])) for c in _cells(notebook)
-            if c["cell_type"] == "code"]
-    return json_digest(code)
-
-
 def _without_comments(source: str) -> str:
     """Source without `#` comments and blank lines (as it is if it does not tokenize: `!pip`)."""
     lines = source.splitlines()
@@ -176,8 +169,9 @@ def _run_chapter(run: _Run, notebook: Path, label: str) -> None:
         return
     why = "" if run.force else _why(old.get("inputs"), inputs)
     print(f"{label}: running{f' ({why} changed)' if why else ''} ...", flush=True)
-    code = code_digest(notebook)
-    # only the prose changed since an ok run: what it wrote is the same, later chapters stay
+    # the code sans comments: after an edit of only the prose of an ok run, later chapters stay
+    code = json_digest([_without_comments("".join(c["source"])) for c in _cells(notebook)
+                        if c["cell_type"] == "code"])
     before = old.get("inputs") or {}
     same = (not run.force and old.get("status") == "ok" and old.get("code") == code
             and all(before.get(k) == v for k, v in inputs.items() if k != "notebook"))
