@@ -81,9 +81,8 @@ def train(profile: Profile | str, out_dir: str | os.PathLike | None = None,
         torch.cuda.set_device(device)
     out = Path(out_dir) if out_dir is not None else profile.paths.train_dir
     try:
-        with contextlib.ExitStack() as held:
-            if rank == 0:  # the only writer of the run folder
-                held.enter_context(stage_lock(out, "train"))
+        # rank 0 is the only writer of the run folder
+        with stage_lock(out, "train") if rank == 0 else contextlib.nullcontext():
             data = data if data is not None else open_train_data(profile)
             check_class_count(profile, data)
             backbone = load_frozen_backbone(profile, device)
