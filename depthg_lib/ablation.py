@@ -50,9 +50,8 @@ def arm_profile(profile: Profile, arm: str, steps: int | None = None,
     default `ablation_steps` or `steps`) and decays as a share of it where `*_decay_share` is."""
     depth, fps, fidelity = arm_factors(arm)
     steps = steps or profile.ablation_steps or profile.steps
-    val_every = min(val_every or steps, steps)
     return profile.replace(
-        steps=steps, val_every=val_every, fidelity=fidelity, use_depth=depth,
+        steps=steps, val_every=min(val_every or steps, steps), fidelity=fidelity, use_depth=depth,
         sampling="fps" if fps else "random",
         depth_decay_every=schedule_every(profile.depth_decay_share, steps,
                                          profile.depth_decay_every),

@@ -20,7 +20,6 @@ from .io import sha256_file
 DEFAULT_MODELS = {"zoedepth": "Intel/zoedepth-nyu",
                   "depth_anything": "depth-anything/Depth-Anything-V2-Small-hf",
                   "synth": "embedded", "gt": "synthscenes-gt"}
-DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "models"
 
 
 class TransformersDepthModel:
@@ -90,7 +89,7 @@ def resolve_model_dir(backend: str, model: str | None = None,
     `<model_dir>/<model id>` (default data/models/), or the Hugging Face cache."""
     model_id = model or DEFAULT_MODELS[backend]
     as_dir = Path(os.path.expanduser(model_id))
-    local = Path(model_dir or DEFAULT_MODEL_DIR) / model_id
+    local = Path(model_dir or REPO_ROOT / "data" / "models") / model_id
     for folder in (as_dir, local):
         if folder.is_dir():
             return model_id, folder
