@@ -40,13 +40,6 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _git_commit() -> str | None:
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    return None
-
-
 def open_rehearsal(out: Path, original: Profile, settings: dict, command: str) -> None:
     """Create or reopen `<out>` with `profile/<name>.yaml` (the paper profile on the stand-ins).
     Refused: an `out` overlapping real data or the repository, a non-empty folder that is no
@@ -67,9 +60,13 @@ def open_rehearsal(out: Path, original: Profile, settings: dict, command: str) -
         if old["settings"].get(key) != settings[key]:
             raise DepthGError(f"{out} holds a rehearsal of {key} {old['settings'].get(key)!r}"
                               f", not {settings[key]!r}; use another --out, or remove {out}")
+    commit = None
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
     save_json(marker, {"what": "depthg rehearsal: stand-in data and weights, never a real dataset",
                        "settings": settings, "profile source": profile_arg(original),
-                       "machine": machine_name(), "command": command, "commit": _git_commit(),
+                       "machine": machine_name(), "command": command, "commit": commit,
                        "updated": _now(), "created": old.get("created", _now())})
     weights = out / "data" / "models" / "backbones" / f"{original.backbone}.pth"
     lines = [f"# Rehearsal copy of {original.name} (python -m depthg_lib.rehearse)",
