@@ -161,8 +161,7 @@ class EmbeddedDepthModel(nn.Module):
         if (wh, ww) == (h, w):
             return self.net(x)[:, 0]
         x = F.interpolate(x, size=(wh, ww), mode="bilinear", align_corners=False, antialias=True)
-        depth = F.interpolate(self.net(x), size=(h, w), mode="bilinear", align_corners=False)
-        return depth[:, 0]
+        return F.interpolate(self.net(x), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
 
     def settings(self) -> dict:
         """What `depth.json` records, so that maps of another model are never mixed in."""

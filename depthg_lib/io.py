@@ -313,8 +313,7 @@ def check_stage_settings(out_dir: str | os.PathLike, stage: str, settings: dict,
                             for k in sorted(set(old) | set(settings))
                             if old.get(k) != settings.get(k))
         problems.append(f"was written with other settings ({changes})")
-    changed = changed_inputs(old_inputs, inputs)
-    if changed:
+    if changed := changed_inputs(old_inputs, inputs):
         problems.append("was made from inputs that changed since: " + "; ".join(changed))
     if problems:
         fix = (f"redo the stage with `{command} --force`" if command else

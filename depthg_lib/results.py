@@ -11,9 +11,7 @@ from .io import load_json, save_json
 def profile_name(profile) -> str:
     """The name of a profile given as its name, its YAML file (as the course passes a profile
     outside the library) or the `Profile`."""
-    if isinstance(profile, config.Profile):
-        return profile.name
-    if str(profile).endswith((".yaml", ".yml")):
+    if isinstance(profile, config.Profile) or str(profile).endswith((".yaml", ".yml")):
         return config.load_profile(profile).name
     return str(profile)
 
