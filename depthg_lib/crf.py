@@ -38,15 +38,14 @@ def dense_crf(image: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
     """The dense CRF's marginals Q, float32 (C, H, W), of an RGB uint8 image (H, W, 3) and its
     class scores (C, H, W) of the same size: log-probabilities or any logits (softmax first)."""
     import pydensecrf.densecrf as dcrf  # optional dependency (the `crf` extra)
+    from pydensecrf.utils import unary_from_softmax  # the same optional package
 
     log_probs = np.asarray(log_probs, dtype=np.float32)
     n, h, w = log_probs.shape
-    e = np.exp(log_probs - log_probs.max(axis=0, keepdims=True))  # softmax, then as
-    probs = np.clip(e / e.sum(axis=0, keepdims=True), 1e-5, 1.0)  # unary_from_softmax
-    unary = np.ascontiguousarray(-np.log(probs).reshape(n, -1), dtype=np.float32)
+    e = np.exp(log_probs - log_probs.max(axis=0, keepdims=True))  # softmax
     bgr = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])  # §9: the released code feeds BGR
     crf = dcrf.DenseCRF2D(w, h, n)
-    crf.setUnaryEnergy(unary)
+    crf.setUnaryEnergy(unary_from_softmax(e / e.sum(axis=0, keepdims=True)))
     # the released parameters: a smoothness kernel, an appearance kernel, 10 mean-field steps
     crf.addPairwiseGaussian(sxy=1, compat=3)
     crf.addPairwiseBilateral(sxy=67, srgb=3, rgbim=bgr, compat=4)
