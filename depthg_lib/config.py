@@ -141,8 +141,7 @@ class Profile:
     depth_decay_share: float = 0.0
     fps_sample_decay_share: float = 0.0
 
-    # -- derived -------------------------------------------------------------------------
-    source: str = field(default="", compare=False)  # the file it was loaded from
+    source: str = field(default="", compare=False)  # not a setting: the file it was loaded from
 
     def replace(self, **changes) -> Profile:
         """A copy with some values changed, validated like a loaded profile."""

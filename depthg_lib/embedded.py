@@ -29,7 +29,6 @@ VIT_CONFIG = dict(img_size=64, patch_size=8, embed_dim=128, depth=6, num_heads=4
                   qkv_bias=True, num_classes=0, global_pool="token", dynamic_img_size=True)
 # The depth network: stem width, channels per U-Net level after the stride-2 stem.
 DEPTH_CONFIG = dict(stem=16, channels=(24, 48, 96, 128))
-DEPTH_WORK_SIZE = 128  # shorter side the depth network works at (its training resolution)
 
 
 def build_embedded_vit() -> nn.Module:
@@ -137,14 +136,13 @@ class EmbeddedDepthModel(nn.Module):
     horizon cue does not survive a change of scale); `embedded-random` unless `pretrained`."""
 
     def __init__(self, pretrained: bool = True, device: str | torch.device = "cpu",
-                 work_size: int = DEPTH_WORK_SIZE):
+                 work_size: int = 128):  # the depth network's training resolution
         super().__init__()
-        self.net = build_embedded_depth_net()
+        self.net = build_embedded_depth_net().eval()
         self.model_id, self.weights_sha256 = "embedded-random", None
         if pretrained:
             self.net.load_state_dict(load_embedded_state_dict("depth"), strict=True)
             self.model_id, self.weights_sha256 = "embedded", read_manifest()["depth"]["sha256"]
-        self.net.eval()
         self.work_size = work_size
         self.register_buffer("mean", torch.tensor(EMBEDDED_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(EMBEDDED_STD).view(1, 3, 1, 1))
