@@ -91,7 +91,7 @@ class _Run:
         self.seed = self.profile.seed if seed is None else seed
         self.summary_path = self.run_dir / "summary.json"
         self.summary = load_json(self.summary_path) if self.summary_path.exists() else {}
-        self.summary.setdefault("notebooks", {})
+        self.entries = self.summary.setdefault("notebooks", {})
         self.summary.update(profile=self.profile.name, device=device, seed=self.seed,
                             machine=machine_name())
         # a profile outside the library is passed as its path: the chapters read that very file
@@ -100,10 +100,6 @@ class _Run:
         os.environ["DEPTHG_PROFILE"] = self.arg  # for anything a chapter starts itself
         os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
         self.library = library_digest()
-
-    @property
-    def entries(self) -> dict:
-        return self.summary["notebooks"]
 
     def save(self) -> None:
         seconds = sum(e.get("seconds", 0) for e in self.entries.values())
