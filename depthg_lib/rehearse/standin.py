@@ -29,7 +29,6 @@ _CITIES = {
 # The sizes (width, height) a COCO image comes in most often (longest side 640), in turn.
 _COCO_SIZES = ((640, 480), (640, 427), (640, 480), (480, 640), (640, 426), (640, 480),
                (500, 375), (640, 480), (427, 640), (640, 360))
-_BASES = 3  # rendered scenes per image size
 
 
 @dataclass(frozen=True)
@@ -108,9 +107,9 @@ def _encode(array: np.ndarray, fmt: str) -> bytes:
 
 
 def render_bases(dataset: str) -> list[dict[str, bytes]]:
-    """Encoded (image, label) files per base: `_BASES` per image size, in the real formats."""
+    """Encoded (image, label) files per base (rendered scene), in the real formats."""
     facts = FACTS[dataset]
-    per_size = 1 if len(facts.sizes) > 1 else _BASES  # COCO: one per size, sizes in turn
+    per_size = 1 if len(facts.sizes) > 1 else 3  # COCO: one per size, sizes in turn; else 3
     bases = []
     for i, size in enumerate(s for s in facts.sizes for _ in range(per_size)):
         image, classes = _render(i + 1, size, facts.noise)
