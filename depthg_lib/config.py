@@ -153,7 +153,8 @@ class Profile:
 
     @property
     def weights(self) -> dict[str, float]:
-        return {k: getattr(self, f"weight_{k}") for k in ("intra", "inter", "neg", "depth")}
+        return {"intra": self.weight_intra, "inter": self.weight_inter,
+                "neg": self.weight_neg, "depth": self.weight_depth}
 
     @property
     def shifts(self) -> dict[str, float]:

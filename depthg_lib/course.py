@@ -125,11 +125,11 @@ class _Run:
                 "device, seed": h(f"{self.device}|{self.seed}"), "earlier chapters": earlier}
 
 
-def run_course(profile_name: str, only: str | None = None, force: bool = False,
+def run_course(profile: str, only: str | None = None, force: bool = False,
                device: str = "auto", seed: int | None = None,
                notebook_dir: Path = NOTEBOOK_DIR) -> dict:
     """Run the chapters for a profile; returns the summary (also written to summary.json)."""
-    run = _Run(profile_name, force, device, seed, chapters(notebook_dir))
+    run = _Run(profile, force, device, seed, chapters(notebook_dir))
     todo = _select(run.every, only)
     if not todo:
         raise DepthGError(f"no chapters found in {notebook_dir}")
@@ -267,8 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM as Ctrl-C: a killed run cleans up (copies, kernel) and records where it stopped
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        run_course(args.profile, only=args.only, force=args.force, device=args.device,
-                   seed=args.seed)
+        run_course(**vars(args))
     except KeyboardInterrupt:
         profile = load_profile(args.profile)
         print(f"interrupted: the chapter under way is recorded as interrupted in "
