@@ -48,11 +48,10 @@ def _check_00_2(fn):
 def _check_00_3(fn):
     for seed in (3, 4):
         lab = toy_labels(seed, classes=6, ignore_share=0.2)
-        things = (1, 4)
-        want = np.isin(lab, things)[lab != IGNORE].mean()
-        close_to(call(fn, lab.copy(), things), want, 1e-6, "thing_share", mistakes={
-            "ignored pixels (255) are counted: leave them out of the denominator":
-                np.isin(lab, things).mean()})
+        on_things = np.isin(lab, (1, 4))
+        close_to(call(fn, lab.copy(), (1, 4)), on_things[lab != IGNORE].mean(), 1e-6,
+                 "thing_share", mistakes={"ignored pixels (255) are counted: leave them out of "
+                                          "the denominator": on_things.mean()})
 
 
 written("00.4", "Why may labels be used to *measure* but never to *train*?", "pen",
