@@ -75,7 +75,7 @@ def same_class_auroc(features: torch.Tensor, depth: np.ndarray, labels: np.ndarr
                      seed: int = 0) -> dict[str, float]:
     """AUROC for "same class" of feature similarity, depth similarity and `both` (a logistic
     regression on the two, cross-fitted on even and odd images); `depth_gain` = both − feature."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # heavy: only when the premise is measured
     from sklearn.metrics import roc_auc_score
 
     s = pair_scores(features, depth, labels, pairs_per_image, exclude, seed)

@@ -482,6 +482,26 @@ def test_checkpoint_names_its_profile_relative_to_the_repository(tmp_path):
     assert portable_profile(outside)["source"] == str(tmp_path / "mine.yaml")
 
 
+def test_validation_hands_the_model_back_in_training_mode():
+    from depthg_lib.models import DepthGModel
+    from depthg_lib.train.validation import Validation
+
+    class Cached:  # a feature cache's split: 5 crops of 8-dim 4×4 features, 32×32 labels
+        rng = np.random.default_rng(0)
+        feats = rng.normal(size=(5, 8, 4, 4)).astype(np.float16)
+        labels = rng.integers(0, 4, (5, 32, 32)).astype(np.uint8)
+
+        def __len__(self):
+            return 5
+
+    p = tiny_profile()
+    cached = Cached()
+    model = DepthGModel(8, p.dim, p.n_classes)
+    scores = Validation(p, [0] * 5, cached, None, torch.device("cpu"))(model)
+    assert model.training and all(m.training for m in model.modules())  # dropout on again
+    assert 0 <= scores["val_linear_acc"] <= 100
+
+
 def test_validation_including_the_untrained_heads_changes_nothing_in_training(tmp_path):
     data = tiny_data()
     with_val = T.train(tiny_profile(), tmp_path / "val", device="cpu", data=data,

@@ -41,7 +41,7 @@ class Validation:
 
     @torch.no_grad()
     def __call__(self, model: DepthGModel) -> dict[str, float]:
-        model.eval()  # Trainer.step sets training mode again
+        model.eval()
         n_cls, extra = self.profile.n_classes, self.profile.extra_clusters
         lin = np.zeros((n_cls, n_cls), np.int64)
         clu = np.zeros((n_cls + extra, n_cls), np.int64)
@@ -53,6 +53,7 @@ class Validation:
                                        n_cls)
             _, probs = model.cluster_probe(code, None)
             clu += confusion_histogram(probs.argmax(1).cpu().numpy(), target, n_cls, extra)
+        model.train()
         ls, cs = scores(lin, hungarian=False), scores(clu, hungarian=True)
         return {"val_linear_miou": float(ls["miou"]), "val_linear_acc": float(ls["acc"]),
                 "val_cluster_miou": float(cs["miou"]), "val_cluster_acc": float(cs["acc"])}
