@@ -13,9 +13,9 @@ import numpy as np
 
 from .. import ablation
 from ..config import REPO_ROOT, Profile
-from ..embedded import read_manifest
+from ..embedded import manifest_path
 from ..env import machine_name
-from ..io import atomic_path, save_json
+from ..io import atomic_path, load_json, save_json
 from ..losses import OBJECTIVE_VERSION
 from ..models import profile_weights_identity
 from ..viz import ablation as viz
@@ -208,7 +208,7 @@ def backbone_saw(profile: Profile) -> str:
     """What the frozen backbone was trained on, in words (from the weights manifest)."""
     if not profile.backbone.startswith("embedded"):
         return f"{profile.backbone}: its own pretraining data (not SynthScenes)"
-    training = read_manifest()["vit"]["training"]
+    training = load_json(manifest_path())["vit"]["training"]  # names a missing file
     data = training["data"]
     return (f"{data['n_train']} SynthScenes images of seed {data['seed']} at {data['size']} px, "
             f"{training['steps']} self-supervised steps, labels never used; all without "
