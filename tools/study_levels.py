@@ -43,7 +43,8 @@ def raw_scores(profile, strengths, kinds=KINDS, probe_steps: int = 1500,
     clean = torch.from_numpy(np.asarray(train.feats[ids], dtype=np.float32))
     labels = np.asarray(train.labels[ids])
     scale = mean_norm(np.asarray(train.feats[:500], dtype=np.float32))
-    sources = [crop_sources(len(train))[i] for i in ids]
+    every = crop_sources(len(train))  # once, not once per chosen crop
+    sources = [every[i] for i in ids]
     n, tune = profile.n_classes, kd.tune[profile.fidelity]
     rows = []
     for s in strengths:
