@@ -96,6 +96,7 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
         cached = open_cache(folder, split, settings, source=source)
         if cached is not None:
             return cached
+        inputs = source_digest(source)  # what is read below, before it is read
         record = folder / "features.json"
         meta = load_json(record) if record.exists() else {}
         if meta.get("settings") != as_recorded(settings):  # other settings: start afresh
@@ -123,7 +124,7 @@ def build_cache(source, split: str, folder: Path, backbone, *, res: int, fidelit
                 arr.flush()
             del arrays  # the memory maps are closed before the files take their names
         meta["splits"][split] = {"n": n, "grid": list(grid), "dim": backbone.dim,
-                                 "inputs": source_digest(source)}
+                                 "inputs": inputs}
         save_json(record, meta)
         return CachedSplit(folder, split)
 
