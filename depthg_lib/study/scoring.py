@@ -35,7 +35,8 @@ def per_image_histograms(pred: np.ndarray, target: np.ndarray, n_clusters: int,
 @torch.no_grad()
 def head_codes(head, feats: torch.Tensor, feats_flip: torch.Tensor | None = None,
                batch_size: int = 64) -> torch.Tensor:
-    """Codes of cached features, averaged with `feats_flip`'s flipped back (method.md §9)."""
+    """Codes of cached features; given `feats_flip`, the mean with its flipped-back codes
+    (docs/method.md §9)."""
     head.eval()
     out = []
     for s in range(0, len(feats), batch_size):
