@@ -83,15 +83,15 @@ class _Run:
 
     def __init__(self, profile_name: str, force: bool, device: str, seed: int | None,
                  every: list[Path]):
-        from .env import machine_name  # imports torch: only when a run starts
-
-        self.profile = load_profile(profile_name)
+        self.profile = load_profile(profile_name)  # a bad profile fails before torch loads
         self.run_dir = ensure_dir(self.profile.paths.run_dir, "run folder")
         self.force, self.device, self.every = force, device, every
         self.seed = self.profile.seed if seed is None else seed
         self.summary_path = self.run_dir / "summary.json"
         self.summary = load_json(self.summary_path) if self.summary_path.exists() else {}
         self.entries = self.summary.setdefault("notebooks", {})
+        from .env import machine_name  # imports torch: only when a run starts
+
         self.summary.update(profile=self.profile.name, device=device, seed=self.seed,
                             machine=machine_name())
         # a profile outside the library is passed as its path: the chapters read that very file

@@ -1,6 +1,7 @@
 """The course runner: runs chapters in order, skips finished ones, stops loudly on failure."""
 
 import json
+import sys
 
 import nbformat
 import pytest
@@ -74,6 +75,14 @@ def test_unknown_profile_and_chapter(capsys):
     assert "Valid profiles" in capsys.readouterr().err
     with pytest.raises(DepthGError, match="no chapter starts with 99"):
         run_course("test", only="99")
+
+
+def test_a_bad_profile_is_refused_before_torch_loads(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "depthg_lib.env", None)  # importing it now fails
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: test\nstepz: 3\n")
+    with pytest.raises(DepthGError, match="bad.yaml: unknown key 'stepz'; did you mean 'steps'"):
+        run_course(str(bad), notebook_dir=tmp_path)
 
 
 def test_force_reaches_the_chapters_and_new_weights_rerun_them(sandbox, monkeypatch, capsys):
