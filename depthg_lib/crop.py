@@ -152,9 +152,9 @@ def _with_depth(reader, profile, split) -> list[str]:
     """The images of `split` to crop: all but those the depth stage left out as unreadable."""
     left_out = reader.depth_record_dir() / "depth_skipped.json"
     left_out = set(io.load_json(left_out)) if left_out.is_file() else set()
-    names = [n for n in reader.names(split) if reader.depth_path(split, n).is_file()]
-    have = set(names)
-    missing = [n for n in reader.names(split) if n not in have and f"{split}/{n}" not in left_out]
+    has_map = {n: reader.depth_path(split, n).is_file() for n in reader.names(split)}
+    names = [n for n, ok in has_map.items() if ok]
+    missing = [n for n, ok in has_map.items() if not ok and f"{split}/{n}" not in left_out]
     if missing:
         raise DepthGError(
             f"five-crop needs depth maps first: {len(missing)} {split} images have none (e.g. "
