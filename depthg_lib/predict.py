@@ -105,6 +105,8 @@ def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) ->
     """An RGB uint8 image → (H, W) uint8 cluster ids (or linear probe class ids) at its own size."""
     if probe not in ("cluster", "linear"):
         raise DepthGError(f"probe must be 'cluster' or 'linear', got {probe!r}")
+    if crf:  # before the backbone runs, not after
+        require_crf()
     rgb = np.asarray(image)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise DepthGError(f"segment takes an RGB uint8 image (H, W, 3), got {rgb.dtype} "
@@ -115,11 +117,8 @@ def segment(seg: Segmenter, image, probe: str = "cluster", crf: bool = False) ->
     x = to_tensor([work]).to(next(seg.model.head.parameters()).device)
     cluster, linear = probe_log_probs(seg.model, seg.backbone, x, (h, w))
     log_probs = (cluster if probe == "cluster" else linear)[0]
-    if crf:
-        require_crf()
-        labels = dense_crf(work, log_probs.cpu().numpy()).argmax(0)
-    else:
-        labels = log_probs.argmax(0).cpu().numpy()
+    labels = (dense_crf(work, log_probs.cpu().numpy()).argmax(0) if crf
+              else log_probs.argmax(0).cpu().numpy())
     return _resized(labels.astype(np.uint8), height, width, Image.NEAREST)
 
 
