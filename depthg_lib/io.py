@@ -87,7 +87,7 @@ class DiskRoom:
 
     def __init__(self, folder: str | os.PathLike, items: int, what: str):
         self.folder, self.items, self.what, self.done = Path(folder), items, what, 0
-        self.used = tree_bytes(self.folder)
+        self.used = tree_bytes(self.folder) if items > self.PROBE else 0  # else never judged
 
     def wrote(self, n: int = 1) -> None:
         before, self.done = self.done, self.done + n

@@ -126,3 +126,12 @@ def test_stage_lock_second_holder_gets_one_clear_message(tmp_path):
                 pass
     with io.stage_lock(tmp_path, "depth"):  # released: free again
         pass
+
+
+def test_disk_room_walks_its_folder_only_when_it_will_judge(tmp_path, monkeypatch):
+    walked = []
+    monkeypatch.setattr(io, "tree_bytes", lambda folder: walked.append(folder) or 0)
+    io.DiskRoom(tmp_path, io.DiskRoom.PROBE, "images")  # e.g. depth's "." when nothing is to do
+    assert walked == []
+    io.DiskRoom(tmp_path, io.DiskRoom.PROBE + 1, "images")
+    assert walked == [tmp_path]
