@@ -50,6 +50,16 @@ def test_class_legend_lists_only_the_classes_shown():
     assert _legend_texts(fig2) == ["class 1"]
 
 
+def test_class_palette_gives_n_colours_without_a_reader_too():
+    from depthg_lib.data.synthscenes import CLASSES
+
+    own = np.array([c.color for c in CLASSES], np.uint8)
+    np.testing.assert_array_equal(viz.class_palette(), own)
+    np.testing.assert_array_equal(viz.class_palette(n=3), own[:3])
+    more = len(CLASSES) + 2  # more than SynthScenes has: label_palette, as with a reader
+    np.testing.assert_array_equal(viz.class_palette(n=more), viz.label_palette(more))
+
+
 def test_label_figures_carry_a_legend():
     from depthg_lib.viz.evaluation import plot_crf_comparison, plot_examples, plot_predictions
 

@@ -50,7 +50,7 @@ def label_palette(n: int, seed: int = 0) -> np.ndarray:
 def class_palette(reader=None, n: int | None = None) -> np.ndarray:
     """(n, 3) uint8 class colours: the reader's `class_colors` if it has `n` (default its
     `n_classes`), else `label_palette(n)`; no reader: SynthScenes'."""
-    if reader is None:
+    if reader is None and (n is None or n <= len(SYNTH_CLASSES)):  # SynthScenes' own colours
         return np.asarray([c.color for c in SYNTH_CLASSES], dtype=np.uint8)[:n]
     colours = getattr(reader, "class_colors", None)
     n = max(int(reader.n_classes), 1) if n is None else n
