@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoint import TrainedModel
+from ..embedded import WEIGHTS_DIR
 from ..errors import DepthGError
 from ..io import load_json
 from ..models import DepthGModel
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights" / "study"
+SHIPPED_DIR = WEIGHTS_DIR / "study"
 MANIFEST = "manifest.json"
 PARTS = ("head", "cluster_probe", "linear_probe")
 
