@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safetensors.torch import load_file
+
 from ..checkpoint import TrainedModel
 from ..embedded import WEIGHTS_DIR
 from ..errors import DepthGError
@@ -22,8 +24,6 @@ def load_shipped(head_id: str, folder: Path = SHIPPED_DIR) -> TrainedModel | Non
     path = folder / f"{head_id}.safetensors"
     if not path.exists():
         return None
-    from safetensors.torch import load_file  # only when a shipped head is there to read
-
     info = load_json(folder / MANIFEST).get("heads", {}).get(head_id)
     if info is None:
         raise DepthGError(f"{path} has no entry in {folder / MANIFEST}; ship the study's heads "
