@@ -10,10 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .data.base import IGNORE
 from .errors import DepthGError
 from .sampling import fps_coords, random_coords
-
-IGNORE = 255
 
 
 def pixel_pairs(labels: np.ndarray, pairs_per_image: int, exclude: Sequence[int] = (),
