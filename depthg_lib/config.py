@@ -185,7 +185,7 @@ class Paths:
         return self.data_root / "nns" / name
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
+_FIELDS = typing.get_type_hints(Profile)  # name → type of each field, evaluated once (~1 ms)
 _CHOICES = {"dataset": DATASETS, "fidelity": FIDELITIES, "sampling": ("fps", "random"),
             "depth_backend": ("synth", "gt", "zoedepth", "depth_anything")}
 _POSITIVE = {"synth_size", "depth_batch", "knn_res", "knn_k", "knn_store", "knn_block", "res",
@@ -262,7 +262,7 @@ def _check_key(path, key) -> None:
 def _validate(path, key, value):
     """`value` if right for `key` in type and range (an int where a float is expected: as float)."""
     _check_key(path, key)
-    hint = typing.get_type_hints(Profile)[key]
+    hint = _FIELDS[key]
     expected = hint if isinstance(hint, type) else typing.get_origin(hint)  # list[float]: list
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
