@@ -281,3 +281,22 @@ def test_an_interrupted_stage_records_its_attempt_and_files_then_stops(tmp_path,
     assert record["status"] == "interrupted"
     assert record["attempts"][-1]["cpu_s"] == 2.0
     assert {"files_before", "files_after"} <= set(record["attempts"][-1])
+
+
+def test_a_forced_attempt_keeps_no_files_from_before(tmp_path, monkeypatch):
+    """A forced stage deletes its outputs and makes them all again: its attempt counts no file
+    as found (else a forced depth run over a partial one would project its CPU several-fold)."""
+    original = load_profile("potsdam-vits8")
+    settings = {"profile": original.name, "scale": 0.0005, "sample": 0, "steps": 1,
+                "batch": None, "knn_blocks": 1}
+    out = tmp_path / "rh"
+    runner.open_rehearsal(out, original, settings, "python -m depthg_lib.rehearse")
+    profile = load_profile(out / "profile" / f"{original.name}.yaml")
+    (profile.paths.dataset_dir / "depth").mkdir(parents=True)
+    (profile.paths.dataset_dir / "depth" / "old.png").write_bytes(b"map")
+    usage = types.SimpleNamespace(ru_utime=1.0, ru_stime=0.0, ru_maxrss=1024)
+    monkeypatch.setattr(runner, "_run_child", lambda *a: (-15, usage, [15]))
+    for force, kept in ((False, 1), (True, 0)):
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_stage(out, "depth", settings, force=force)
+        assert runner.measured(out)["depth"]["attempts"][-1]["files_before"] == kept

@@ -129,8 +129,8 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
     save_json(path, record)
     detail_file.unlink(missing_ok=True)
     profile = load_profile(out / "profile" / f"{settings['profile']}.yaml")
-    before, started = _disk(stage_outputs(stage, profile, out))["files"], _now()
-    log = out / "logs" / f"{stage}.log"
+    before = 0 if force else _disk(stage_outputs(stage, profile, out))["files"]  # force: redo all
+    started, log = _now(), out / "logs" / f"{stage}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "depthg_lib.rehearse.stages", stage, str(out)]
     env = {**os.environ, "DEPTHG_RUNS": str(out / "runs"), "PYTHONWARNINGS": "ignore"}
