@@ -187,6 +187,27 @@ def test_interrupted_download_resumes_with_a_range_request(served, storage, prof
     assert dest.read_bytes() == served["ckpt"] and not part.exists()
 
 
+
+def test_a_whole_file_left_in_its_part_is_finished_without_sending_it_again(served, storage,
+                                                                            profile, tmp_path):
+    """The server answers 416 to a range after a complete `.part`: the file is checked,
+    recorded and renamed into place; a `.part` longer than the file is downloaded anew."""
+    path, data = "/stego/saved_models/cityscapes_vit_base_1.ckpt", served["ckpt"]
+    dest = tmp_path / "data" / "models" / "released" / "cityscapes_vit_base_1.ckpt"
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True)
+    part.write_bytes(data)
+    F.fetch(profile, only=("checkpoint",), progress=False)
+    assert storage.sent == 0 and ("HEAD", path, None) in storage.log
+    assert dest.read_bytes() == data and not part.exists()
+    url = storage.url + "stego/saved_models/" + dest.name
+    assert _ledger(tmp_path)[url]["sha256"] == _sha(data)
+    dest.unlink()
+    part.write_bytes(data + b"more")
+    F.fetch(profile, only=("checkpoint",), progress=False)
+    assert storage.sent == len(data) and dest.read_bytes() == data and not part.exists()
+
+
 def test_corrupted_download_is_refused(served, storage, profile, tmp_path):
     F.fetch(profile, only=("checkpoint",), progress=False)  # records the sha256
     dest = tmp_path / "data" / "models" / "released" / "cityscapes_vit_base_1.ckpt"

@@ -74,7 +74,7 @@ def _write_body(resp, part: Path, have: int, url: str, progress: bool) -> int:
     return got
 
 
-def download(url: str, dest: Path, ledger: Ledger, progress: bool = True) -> str:
+def download(url: str, dest: Path, ledger: Ledger, progress: bool = True) -> None:
     """Download `url` to `dest` through `dest.part`, resumed; its sha256, checked against the
     ledger's (a mismatch deletes the part), is recorded before the rename into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,6 @@ def download(url: str, dest: Path, ledger: Ledger, progress: bool = True) -> str
             "the source changed — remove its entry from the ledger to accept the new file")
     ledger.record(url, sha256=digest, size=got, path=str(dest))
     os.replace(part, dest)
-    return digest
 
 
 def verify_file(url: str, dest: Path, ledger: Ledger, deep: bool) -> str:
