@@ -111,9 +111,10 @@ def _load_model(profile: Profile, checkpoint: str | Path | None, device: torch.d
                 if checkpoint is None else "check the path given with --checkpoint")
         raise DepthGError(f"checkpoint {path} does not exist; {hint}")
     model = load_checkpoint(path, profile=profile, device=device)  # in eval mode on `device`
-    if is_released(model):  # a released checkpoint brings its own backbone
-        return path, model, model.backbone()
-    return path, model, load_backbone(profile.backbone, profile.backbone_weights or None, device)
+    if is_released(model):  # a released checkpoint brings its own backbone (a loader, as below)
+        return path, model, model.backbone
+    weights = profile.backbone_weights or None  # loaded only to score: a reused result needs none
+    return path, model, lambda: load_backbone(profile.backbone, weights, device)
 
 
 def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: bool = False,
@@ -130,9 +131,9 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
     dev = resolve_device(device)
     reader, names = open_split(profile, split)  # labels checked here
     names = names[:max_images]
-    path, model, backbone = _load_model(profile, checkpoint, dev)
+    path, model, backbone = _load_model(profile, checkpoint, dev)  # backbone(): it, loaded
     if not write:
-        return _score(profile, reader, split, names, path, model, backbone, dev, crf, progress)
+        return _score(profile, reader, split, names, path, model, backbone(), dev, crf, progress)
     meta = {} if is_released(model) else getattr(model, "meta", None) or {}
     trained_with = (meta.get("profile") or {}).get("name")
     foreign = is_foreign(profile, path, trained_with)
@@ -142,7 +143,7 @@ def evaluate(profile: Profile | str, checkpoint: str | Path | None = None, crf: 
         if not force and (done := _reuse(out, record)) is not None:
             return done
         (out / "evaluate.json").unlink(missing_ok=True)  # outputs below belong to no record yet
-        metrics = _score(profile, reader, split, names, path, model, backbone, dev, crf, progress)
+        metrics = _score(profile, reader, split, names, path, model, backbone(), dev, crf, progress)
         arrays = metrics.pop("arrays")
         metrics["figures"] = _write_figures(out, metrics, arrays, profile, reader)
         save_json(out / "metrics.json", metrics)

@@ -246,7 +246,7 @@ def fake_stage(monkeypatch, tmp_path):
     ckpt.write_bytes(b"fake")
     reader = FakeReader()
     monkeypatch.setattr(ev, "open_split", lambda p, split: (reader, reader.names(split)))
-    monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), _fake_model(), FakeBackbone()))
+    monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), _fake_model(), FakeBackbone))
     return profile, ckpt
 
 
@@ -322,7 +322,7 @@ def test_evaluating_another_runs_checkpoint_writes_nothing_into_that_run(fake_st
     ckpt.write_bytes(b"fake")
     model = _fake_model()
     model.meta = {"step": 7, "profile": {"name": "res96"}}  # trained with another profile
-    monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), model, FakeBackbone()))
+    monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), model, FakeBackbone))
     before = sorted(p for p in (base / "res96").rglob("*"))
     m = ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False)
     out = Path(m["out_dir"])
@@ -379,7 +379,7 @@ def test_evaluate_with_an_extra_cluster(fake_stage, monkeypatch, fidelity):
     model = _fake_model()
     model.cluster_probe = FakeClusterProbe(
         [[0.1, 0.1, 1.0, 0.5], [1.0, 0.1, 0.1, 0.5], [0, 1.0, 0, 0.5], [0.2, 0.2, 1.0, 0.5]])
-    monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), model, FakeBackbone()))
+    monkeypatch.setattr(ev, "_load_model", lambda p, c, d: (Path(c), model, FakeBackbone))
     monkeypatch.setenv("DEPTHG_CRF_WORKERS", "0")
     m = ev.evaluate(profile, checkpoint=ckpt, device="cpu", crf=True, write=False,
                     progress=False)
@@ -440,6 +440,20 @@ def test_evaluation_records_its_inputs_and_skips_done_work(fake_stage, monkeypat
     assert len(calls) > n
     two = ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False, max_images=2)
     assert not two.get("reused") and two["n_images"] == 2  # other settings: scored afresh
+
+
+def test_a_reused_evaluation_loads_no_backbone(fake_stage, monkeypatch):
+    profile, ckpt = fake_stage
+    ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False)
+    monkeypatch.undo()  # the real _load_model, on a fake checkpoint and backbone
+    reader, loads = FakeReader(), []
+    monkeypatch.setattr(ev, "open_split", lambda p, split: (reader, reader.names(split)))
+    monkeypatch.setattr(ev, "load_checkpoint", lambda *a, **k: _fake_model())
+    monkeypatch.setattr(ev, "load_backbone", lambda *a: loads.append(1) or FakeBackbone())
+    assert ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False)["reused"]
+    assert not loads
+    ev.evaluate(profile, checkpoint=ckpt, device="cpu", progress=False, force=True)
+    assert loads == [1]
 
 
 def test_the_shipped_head_is_evaluated_into_runs_never_into_the_package(tmp_path, monkeypatch):
