@@ -240,6 +240,17 @@ def test_feature_cache_over_budget_is_refused(tmp_path):
                 progress=False)
 
 
+def test_a_complete_feature_cache_is_reused_on_a_full_disk(tmp_path, monkeypatch):
+    p = tiny_profile(steps=1, precompute_features=True)
+    data = tiny_data(cache_dir=tmp_path / "f")
+    T.train(p, tmp_path / "a", device="cpu", data=data, progress=False)
+    monkeypatch.setattr("depthg_lib.features.free_bytes", lambda folder: 0)
+    T.train(p, tmp_path / "b", device="cpu", data=data, progress=False)  # no room needed
+    with pytest.raises(DepthGError, match="only 0.00 GB are free"):  # a cache to build: room
+        T.train(p, tmp_path / "c", device="cpu", data=tiny_data(cache_dir=tmp_path / "g"),
+                progress=False)
+
+
 # ------------------------------------------------------------------------------ bad input
 
 def test_sample_grid_larger_than_feature_grid_is_refused(tmp_path):

@@ -234,8 +234,9 @@ def prepare_caches(profile, data, backbone, device, rank, world, progress):
     settings = cache_settings(profile, data, backbone)
     splits = [("train", data.train)] + ([("val", data.val)] if data.val is not None else [])
     if rank == 0:
-        n_crops = sum(len(source) for _, source in splits)
-        featcache.check_budget(n_crops, backbone, profile.res, profile.feature_cache_gb, folder)
+        if any(featcache.open_cache(folder, n, settings, source=s) is None for n, s in splits):
+            n_crops = sum(len(source) for _, source in splits)  # a complete cache needs no room
+            featcache.check_budget(n_crops, backbone, profile.res, profile.feature_cache_gb, folder)
         for name, source in splits:
             featcache.build_cache(source, name, folder, backbone, res=profile.res,
                                   fidelity=profile.fidelity, settings=settings, device=device,
