@@ -138,7 +138,7 @@ def run_stage(out: Path, stage: str, settings: dict, force: bool = False) -> dic
         print(f"--- {started}: stage {stage}", file=fh, flush=True)
         begin = time.perf_counter()
         rc, usage, signals = _run_child(argv + (["--force"] if force else []), fh, env)
-    disk = _disk(stage_outputs(stage, profile, out))
+    disk = _disk(stage_outputs(stage, profile, out))  # listed again: the data stage adds folders
     record["attempts"].append({
         "started": started, "wall_s": round(time.perf_counter() - begin, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
