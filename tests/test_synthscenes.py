@@ -16,7 +16,7 @@ from PIL import Image
 from depthg_lib.data import synthscenes as ss
 from depthg_lib.data.synthscenes.classes import BUILDING, GRASS, ROAD, SAND, SPHERE, WATER
 from depthg_lib.data.synthscenes.generate import SPLIT_IDS
-from depthg_lib.data.synthscenes.layout import sample_layout
+from depthg_lib.data.synthscenes.layout import _THING_HUES, sample_layout
 from depthg_lib.data.synthscenes.render import render_layout
 from depthg_lib.data.synthscenes.scene import Camera, Layout, Look, SceneObject
 from depthg_lib.data.synthscenes.shapes import Box, Sphere
@@ -60,6 +60,12 @@ def test_class_table():
     assert sum(c.is_thing for c in ss.CLASSES) >= 5
     assert len({c.color for c in ss.CLASSES}) == ss.N_CLASSES
     assert ss.CLASS_NAMES[ss.SKY] == "sky" and not ss.CLASSES[ss.SKY].is_thing
+
+
+def test_things_are_drawn_from_the_hue_table_in_id_order():
+    # sample_layout picks a thing's class from _THING_HUES' keys: another order would change
+    # what every seed renders without a RENDER_VERSION bump
+    assert tuple(_THING_HUES) == ss.THING_IDS
 
 
 def test_scene_arrays_and_instances():
